@@ -1,0 +1,165 @@
+//! The resolved configuration: plain structs the engine works with.
+//! Nothing here knows about TOML or clap; `config::load` builds these.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from (for messages).
+    pub path: PathBuf,
+    /// Directory relative paths in the file are resolved against.
+    pub base_dir: PathBuf,
+    pub app: App,
+    /// Every host of the inventory, in a stable order (file order, then group order).
+    pub hosts: Vec<Host>,
+    /// Group name -> host names, ranges expanded.
+    pub groups: BTreeMap<String, Vec<String>>,
+    pub artifact: Option<ArtifactSpec>,
+    pub hooks: Hooks,
+    pub health: Option<Health>,
+    pub strategy: Strategy,
+    /// Things the user should hear about on every run (e.g. host_key_checking = "off").
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct App {
+    pub name: String,
+    pub deploy_to: String,
+    pub keep_releases: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub groups: Vec<String>,
+    /// Absolute path on the host (for local hosts: as seen under `root`).
+    pub deploy_to: String,
+    pub vars: BTreeMap<String, String>,
+    pub command_timeout: Duration,
+    pub transport: HostTransport,
+}
+
+#[derive(Debug, Clone)]
+pub enum HostTransport {
+    Ssh(SshTarget),
+    /// Same steps, no SSH: everything lives under `root` on this machine.
+    Local { root: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshTarget {
+    /// The host's name in the inventory (used in messages and for ~/.ssh/config lookups).
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    /// Tried after ssh-agent, in order. `~` already expanded.
+    pub identity_files: Vec<PathBuf>,
+    /// Only the identity files, never the agent (IdentitiesOnly).
+    pub identities_only: bool,
+    pub known_hosts: Vec<PathBuf>,
+    pub host_key_checking: HostKeyChecking,
+    /// `SHA256:...` fingerprint pin; beats known_hosts.
+    pub host_key: Option<String>,
+    pub connect_timeout: Duration,
+    pub keepalive: Duration,
+    /// Bastions to go through, outermost first.
+    pub jump: Vec<JumpHost>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JumpHost {
+    pub user: Option<String>,
+    pub address: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKeyChecking {
+    Strict,
+    AcceptNew,
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct ArtifactSpec {
+    /// Resolved against the config file's directory.
+    pub path: PathBuf,
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    pub before_switch: Vec<String>,
+    pub after_switch: Vec<String>,
+    /// Already defaulted to `after_switch` when the file leaves it out.
+    pub after_rollback: Vec<String>,
+    pub before_batch_local: Vec<String>,
+    pub after_batch_local: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub check: HealthCheck,
+    pub retries: u32,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheck {
+    /// Run on the host; exit 0 = healthy.
+    Command(String),
+    /// Probed from hoist through the host's connection; 2xx = healthy.
+    Http(String),
+}
+
+/// A number of hosts, absolute or relative to the rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Amount {
+    Hosts(usize),
+    /// 1..=100
+    Percent(u8),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pause {
+    Manual,
+    For(Duration),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    Rollback,
+    Stop,
+}
+
+#[derive(Debug, Clone)]
+pub struct Strategy {
+    pub canary: Amount,
+    pub canary_pause: Pause,
+    /// One entry for a fixed size; several for a ramp (the last repeats).
+    pub batch: Vec<Amount>,
+    pub batch_pause: Duration,
+    pub parallel: usize,
+    pub max_failures: Amount,
+    pub on_failure: OnFailure,
+}
+
+impl Default for Strategy {
+    fn default() -> Self {
+        Strategy {
+            canary: Amount::Hosts(1),
+            canary_pause: Pause::Manual,
+            batch: vec![Amount::Percent(25)],
+            batch_pause: Duration::ZERO,
+            parallel: 50,
+            max_failures: Amount::Hosts(0),
+            on_failure: OnFailure::Rollback,
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Events the engine emits, and the one trait that renders them.
+//! The engine never prints: the TTY view, plain lines and NDJSON are three
+//! renderers of the same events.
+
+use serde::Serialize;
+
+/// What a host is doing right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Connect,
+    Preflight,
+    Lock,
+    Upload,
+    Unpack,
+    BeforeSwitch,
+    Switch,
+    AfterSwitch,
+    Health,
+    Prune,
+    Rollback,
+    AfterRollback,
+    Unlock,
+    Exec,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Connect => "connect",
+            Phase::Preflight => "preflight",
+            Phase::Lock => "lock",
+            Phase::Upload => "upload",
+            Phase::Unpack => "unpack",
+            Phase::BeforeSwitch => "before_switch",
+            Phase::Switch => "switch",
+            Phase::AfterSwitch => "after_switch",
+            Phase::Health => "health",
+            Phase::Prune => "prune",
+            Phase::Rollback => "rollback",
+            Phase::AfterRollback => "after_rollback",
+            Phase::Unlock => "unlock",
+            Phase::Exec => "exec",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// The result of one host, as the summary reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostResult {
+    /// On the new release (or the command succeeded).
+    Ok,
+    /// Failed; see `error`.
+    Failed,
+    /// Was switched, then put back on its previous release.
+    RolledBack,
+    /// Never touched by this run.
+    Skipped,
+}
+
+impl HostResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostResult::Ok => "ok",
+            HostResult::Failed => "failed",
+            HostResult::RolledBack => "rolled_back",
+            HostResult::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostSummary {
+    pub host: String,
+    pub result: HostResult,
+    /// The release the host is on at the end, when known.
+    pub release: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub command: String,
+    pub exit_code: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    pub ok: usize,
+    pub failed: usize,
+    pub rolled_back: usize,
+    pub skipped: usize,
+    pub elapsed_ms: u64,
+    pub hosts: Vec<HostSummary>,
+    /// Where the full log of this run was written, if anywhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_file: Option<String>,
+}
+
+/// One row of a per-host table (`status`, `check`, `releases`, `exec`).
+/// Cells keep their order; JSON gets them as fields of one object.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub table: &'static str,
+    pub cells: Vec<(&'static str, serde_json::Value)>,
+    /// Drawn attention to (e.g. a host that differs from the rest).
+    pub marked: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        command: String,
+        app: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        release: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+        hosts: Vec<String>,
+    },
+    WaveStarted {
+        /// 1-based.
+        wave: usize,
+        waves: usize,
+        /// "canary" or "batch".
+        kind: String,
+        hosts: Vec<String>,
+    },
+    HostPhase {
+        host: String,
+        phase: Phase,
+    },
+    UploadProgress {
+        host: String,
+        bytes: u64,
+        total: Option<u64>,
+    },
+    HostOutput {
+        host: String,
+        stream: OutputStream,
+        line: String,
+    },
+    HostDone {
+        host: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        release: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        elapsed_ms: u64,
+    },
+    HostFailed {
+        host: String,
+        phase: Phase,
+        error: String,
+        /// The last lines of the failing command's stderr (or output).
+        tail: Vec<String>,
+        elapsed_ms: u64,
+    },
+    WaveDone {
+        wave: usize,
+        ok: usize,
+        failed: usize,
+    },
+    RollbackStarted {
+        hosts: Vec<String>,
+        reason: String,
+    },
+    Message {
+        level: Level,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+        text: String,
+    },
+    #[serde(serialize_with = "serialize_row")]
+    Row(Row),
+    Summary(Summary),
+}
+
+fn serialize_row<S: serde::Serializer>(row: &Row, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(row.cells.len() + 2))?;
+    map.serialize_entry("table", row.table)?;
+    for (k, v) in &row.cells {
+        map.serialize_entry(k, v)?;
+    }
+    map.serialize_entry("marked", &row.marked)?;
+    map.end()
+}
+
+/// Receives every event of a run. Implementations decide how (or whether) to show it.
+pub trait Reporter: Send + Sync {
+    fn event(&self, event: &Event);
+
+    /// Asks a yes/no question. `None` when no one can be asked (no TTY, JSON mode).
+    fn confirm(&self, _question: &str) -> Option<bool> {
+        None
+    }
+
+    /// Called once at the end, after the summary.
+    fn finish(&self) {}
+}
+
+/// A reporter that keeps every event, for tests of the engine.
+#[derive(Default)]
+pub struct Recorder(pub std::sync::Mutex<Vec<Event>>);
+
+impl Reporter for Recorder {
+    fn event(&self, event: &Event) {
+        self.0.lock().unwrap().push(event.clone());
+    }
+}

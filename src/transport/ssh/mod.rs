@@ -1,0 +1,1 @@
+//! SSH transport on russh. (Being written.)
