@@ -46,7 +46,9 @@ pub struct Host {
 pub enum HostTransport {
     Ssh(SshTarget),
     /// Same steps, no SSH: everything lives under `root` on this machine.
-    Local { root: PathBuf },
+    Local {
+        root: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

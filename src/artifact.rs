@@ -1,0 +1,327 @@
+//! The artifact: hashed once, packed once, then streamed to every host.
+//!
+//! A directory or single file is packed into one temporary .tar.gz (packing
+//! it once per host would cost the CPU fifty times over); .tar, .tar.gz and
+//! .tgz archives are sent as they are. Two hashes: the content hash names the
+//! release (and spots a host that already holds it), the transfer hash
+//! verifies the bytes on the host.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+use crate::config::ArtifactSpec;
+use crate::remote::Packing;
+
+#[derive(Debug)]
+pub struct Artifact {
+    pub source: PathBuf,
+    /// sha256 of the content: the file's bytes, or the directory's entries.
+    pub content_sha: String,
+    /// sha256 of the bytes sent to each host.
+    pub transfer_sha: String,
+    pub transfer_size: u64,
+    /// Bytes the release takes once unpacked.
+    pub unpacked_size: u64,
+    pub packing: Packing,
+    /// The label: `artifact.version`, or the first 12 hex of the content hash.
+    pub version: String,
+    upload: PathBuf,
+    _packed: Option<tempfile::TempPath>,
+}
+
+impl Artifact {
+    /// The file whose bytes go to every host.
+    pub fn upload_path(&self) -> &Path {
+        &self.upload
+    }
+
+    /// Space a host needs for one more release: the upload and its unpacked copy.
+    pub fn needed_kb(&self) -> u64 {
+        (self.transfer_size + self.unpacked_size).div_ceil(1024) + 64
+    }
+
+    /// Reads, hashes and (if needed) packs the artifact. Blocking: call it
+    /// from `spawn_blocking`.
+    pub fn prepare(spec: &ArtifactSpec) -> Result<Artifact> {
+        let path = &spec.path;
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("artifact {} cannot be read", path.display()))?;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let (content_sha, transfer_sha, unpacked_size, packing, upload, packed) = if meta.is_dir() {
+            let (content_sha, unpacked) = hash_dir(path)?;
+            let packed = pack(path, true)?;
+            let transfer_sha = hash_file(&packed)?;
+            (
+                content_sha,
+                transfer_sha,
+                unpacked,
+                Packing::TarGz,
+                packed.to_path_buf(),
+                Some(packed),
+            )
+        } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+            let sha = hash_file(path)?;
+            let unpacked = archive_size(flate2::read::GzDecoder::new(open(path)?))
+                .with_context(|| format!("artifact {} is not a valid .tar.gz", path.display()))?;
+            (
+                sha.clone(),
+                sha,
+                unpacked,
+                Packing::TarGz,
+                path.clone(),
+                None,
+            )
+        } else if name.ends_with(".tar") {
+            let sha = hash_file(path)?;
+            let unpacked = archive_size(open(path)?)
+                .with_context(|| format!("artifact {} is not a valid .tar", path.display()))?;
+            (sha.clone(), sha, unpacked, Packing::Tar, path.clone(), None)
+        } else if meta.is_file() {
+            let content_sha = hash_file(path)?;
+            let packed = pack(path, false)?;
+            let transfer_sha = hash_file(&packed)?;
+            (
+                content_sha,
+                transfer_sha,
+                meta.len(),
+                Packing::TarGz,
+                packed.to_path_buf(),
+                Some(packed),
+            )
+        } else {
+            bail!(
+                "artifact {} is neither a file nor a directory",
+                path.display()
+            );
+        };
+        let transfer_size = std::fs::metadata(&upload)?.len();
+        let version = spec
+            .version
+            .clone()
+            .unwrap_or_else(|| content_sha[..12].to_string());
+        Ok(Artifact {
+            source: path.clone(),
+            content_sha,
+            transfer_sha,
+            transfer_size,
+            unpacked_size,
+            packing,
+            version,
+            upload,
+            _packed: packed,
+        })
+    }
+}
+
+fn open(path: &Path) -> Result<BufReader<File>> {
+    Ok(BufReader::with_capacity(
+        256 * 1024,
+        File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+    ))
+}
+
+fn hash_file(path: &Path) -> Result<String> {
+    let mut hasher = Sha256::new();
+    io::copy(&mut open(path)?, &mut HashWriter(&mut hasher))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Hashes a directory by its entries in name order: path, kind, mode and
+/// content, so the same tree always gets the same hash whatever its mtimes.
+fn hash_dir(root: &Path) -> Result<(String, u64)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut hasher = Sha256::new();
+    let mut size = 0;
+    for entry in walkdir::WalkDir::new(root).sort_by_file_name().min_depth(1) {
+        let entry = entry.with_context(|| format!("cannot read {}", root.display()))?;
+        let rel = entry
+            .path()
+            .strip_prefix(root)?
+            .to_string_lossy()
+            .into_owned();
+        let meta = entry.path().symlink_metadata()?;
+        let mode = meta.permissions().mode() & 0o7777;
+        let kind = entry.file_type();
+        hasher.update(rel.as_bytes());
+        hasher.update([0]);
+        if kind.is_symlink() {
+            let target = std::fs::read_link(entry.path())?;
+            hasher.update(b"l\0");
+            hasher.update(target.to_string_lossy().as_bytes());
+        } else if kind.is_dir() {
+            hasher.update(format!("d\0{mode:o}").as_bytes());
+        } else {
+            size += meta.len();
+            hasher.update(format!("f\0{mode:o}\0{}\0", meta.len()).as_bytes());
+            io::copy(&mut open(entry.path())?, &mut HashWriter(&mut hasher))?;
+        }
+        hasher.update([0xff]);
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+/// Packs a directory's contents (or one file) into a temporary .tar.gz.
+fn pack(path: &Path, is_dir: bool) -> Result<tempfile::TempPath> {
+    let tmp = tempfile::Builder::new()
+        .prefix("hoist-artifact-")
+        .suffix(".tar.gz")
+        .tempfile()
+        .context("cannot create a temporary file to pack the artifact")?;
+    let (file, tmp_path) = tmp.into_parts();
+    let gz = flate2::write::GzEncoder::new(
+        io::BufWriter::with_capacity(256 * 1024, file),
+        flate2::Compression::fast(),
+    );
+    let mut builder = tar::Builder::new(gz);
+    builder.follow_symlinks(false);
+    if is_dir {
+        for entry in walkdir::WalkDir::new(path).sort_by_file_name().min_depth(1) {
+            let entry = entry?;
+            let rel = entry.path().strip_prefix(path)?;
+            builder
+                .append_path_with_name(entry.path(), rel)
+                .with_context(|| format!("cannot pack {}", entry.path().display()))?;
+        }
+    } else {
+        let name = path.file_name().context("artifact has no file name")?;
+        builder.append_path_with_name(path, name)?;
+    }
+    builder.into_inner()?.finish()?.flush()?;
+    Ok(tmp_path)
+}
+
+/// Total size of an archive's files; reading it through also proves it whole.
+fn archive_size(reader: impl Read) -> Result<u64> {
+    let mut archive = tar::Archive::new(reader);
+    let mut size = 0;
+    for entry in archive.entries()? {
+        let entry = entry?;
+        let path = entry.path()?;
+        if path.is_absolute() || path.components().any(|c| c.as_os_str() == "..") {
+            bail!(
+                "archive entry {} would land outside the release",
+                path.display()
+            );
+        }
+        size += entry.size();
+    }
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(path: &Path) -> ArtifactSpec {
+        ArtifactSpec {
+            path: path.to_path_buf(),
+            version: None,
+        }
+    }
+
+    fn tree(dir: &Path) {
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::write(dir.join("bin/app"), "#!/bin/sh\necho hi\n").unwrap();
+        std::fs::write(dir.join("README"), "hello").unwrap();
+    }
+
+    #[test]
+    fn directory_hash_ignores_mtimes_but_not_content() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        tree(a.path());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        tree(b.path());
+        let ha = Artifact::prepare(&spec(a.path())).unwrap();
+        let hb = Artifact::prepare(&spec(b.path())).unwrap();
+        assert_eq!(ha.content_sha, hb.content_sha);
+        assert_eq!(ha.version, ha.content_sha[..12]);
+        std::fs::write(b.path().join("README"), "hellO").unwrap();
+        let hc = Artifact::prepare(&spec(b.path())).unwrap();
+        assert_ne!(ha.content_sha, hc.content_sha);
+    }
+
+    #[test]
+    fn packed_directory_unpacks_to_the_same_files() {
+        let src = tempfile::tempdir().unwrap();
+        tree(src.path());
+        let art = Artifact::prepare(&spec(src.path())).unwrap();
+        assert_eq!(art.packing, Packing::TarGz);
+        assert_eq!(art.transfer_sha, hash_file(art.upload_path()).unwrap());
+        let out = tempfile::tempdir().unwrap();
+        tar::Archive::new(flate2::read::GzDecoder::new(
+            File::open(art.upload_path()).unwrap(),
+        ))
+        .unpack(out.path())
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(out.path().join("README")).unwrap(),
+            "hello"
+        );
+        assert!(out.path().join("bin/app").exists());
+        let upload = art.upload_path().to_path_buf();
+        drop(art);
+        assert!(!upload.exists(), "the packed temp file is removed");
+    }
+
+    #[test]
+    fn tarball_is_sent_as_is() {
+        let src = tempfile::tempdir().unwrap();
+        tree(src.path());
+        let packed = Artifact::prepare(&spec(src.path())).unwrap();
+        let tgz = src.path().join("../x.tgz");
+        let dir = tempfile::tempdir().unwrap();
+        let tgz = dir.path().join(tgz.file_name().unwrap());
+        std::fs::copy(packed.upload_path(), &tgz).unwrap();
+        let art = Artifact::prepare(&spec(&tgz)).unwrap();
+        assert_eq!(art.upload_path(), tgz);
+        assert_eq!(art.content_sha, art.transfer_sha);
+        assert_eq!(art.unpacked_size, 5 + 18);
+    }
+
+    #[test]
+    fn corrupt_tarball_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let tgz = dir.path().join("bad.tar.gz");
+        std::fs::write(&tgz, b"not gzip at all").unwrap();
+        assert!(Artifact::prepare(&spec(&tgz)).is_err());
+    }
+
+    #[test]
+    fn single_file_becomes_a_release_holding_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("shop-api");
+        std::fs::write(&file, "binary").unwrap();
+        let art = Artifact::prepare(&ArtifactSpec {
+            path: file.clone(),
+            version: Some("1.4.2".into()),
+        })
+        .unwrap();
+        assert_eq!(art.version, "1.4.2");
+        assert_eq!(art.content_sha, hash_file(&file).unwrap());
+        let names: Vec<String> = tar::Archive::new(flate2::read::GzDecoder::new(
+            File::open(art.upload_path()).unwrap(),
+        ))
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+        assert_eq!(names, vec!["shop-api"]);
+    }
+}

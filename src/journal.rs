@@ -1,0 +1,223 @@
+//! The per-host journal: one JSON line per deploy, rollback and lock event,
+//! and what it tells about a host's history (the rollback target above all).
+
+use serde::{Deserialize, Serialize};
+
+use crate::release::ReleaseId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// `current` now points at `release`; it was `previous`.
+    Deploy,
+    /// `current` went back to `release` from `previous`, which is now marked bad.
+    Rollback,
+    Lock,
+    Unlock,
+    ForceUnlock,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub ts: String,
+    pub event: Kind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// user@machine that did it.
+    pub by: String,
+    /// The run that wrote it (the same on every host of one run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl Entry {
+    pub fn new(event: Kind, by: &str) -> Entry {
+        Entry {
+            ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            event,
+            release: None,
+            previous: None,
+            version: None,
+            sha256: None,
+            by: by.to_string(),
+            run: None,
+            message: None,
+        }
+    }
+
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).expect("journal entries serialize")
+    }
+}
+
+/// A host's journal, parsed. Lines that do not parse are skipped: a journal
+/// is history, and one bad line must not hide the rest.
+#[derive(Debug, Clone, Default)]
+pub struct Journal {
+    pub entries: Vec<Entry>,
+}
+
+impl Journal {
+    pub fn parse<S: AsRef<str>>(lines: &[S]) -> Journal {
+        Journal {
+            entries: lines
+                .iter()
+                .filter_map(|l| serde_json::from_str(l.as_ref()).ok())
+                .collect(),
+        }
+    }
+
+    fn switches(&self) -> impl DoubleEndedIterator<Item = &Entry> {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e.event, Kind::Deploy | Kind::Rollback))
+    }
+
+    /// Releases that were rolled back from: never an automatic target again.
+    pub fn bad_releases(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|e| e.event == Kind::Rollback)
+            .filter_map(|e| e.previous.clone())
+            .collect()
+    }
+
+    /// The last switch to `release`: when, by whom, and its version.
+    pub fn last_switch_to(&self, release: &ReleaseId) -> Option<&Entry> {
+        self.switches()
+            .rev()
+            .find(|e| e.release.as_deref() == Some(release.as_str()))
+    }
+
+    /// The version a release was deployed with, if the journal knows it.
+    pub fn version_of(&self, release: &ReleaseId) -> Option<String> {
+        self.entries
+            .iter()
+            .rev()
+            .filter(|e| e.event == Kind::Deploy && e.release.as_deref() == Some(release.as_str()))
+            .find_map(|e| e.version.clone())
+    }
+
+    /// The release this host should go back to: the one most recently current
+    /// before `current`, never a release that was rolled back from, and only
+    /// one still on the host (`present`).
+    pub fn rollback_target(
+        &self,
+        current: Option<&ReleaseId>,
+        present: &dyn Fn(&ReleaseId) -> bool,
+    ) -> Option<ReleaseId> {
+        let bad = self.bad_releases();
+        let usable = |r: &ReleaseId| {
+            Some(r) != current && !bad.iter().any(|b| b == r.as_str()) && present(r)
+        };
+        for entry in self.switches().rev() {
+            let candidates = [entry.release.as_deref(), entry.previous.as_deref()];
+            for id in candidates
+                .into_iter()
+                .flatten()
+                .filter_map(ReleaseId::parse)
+            {
+                if usable(&id) {
+                    return Some(id);
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "20260101T000000Z-aaaaaaaa";
+    const B: &str = "20260102T000000Z-bbbbbbbb";
+    const C: &str = "20260103T000000Z-cccccccc";
+
+    fn id(s: &str) -> ReleaseId {
+        ReleaseId::parse(s).unwrap()
+    }
+
+    fn deploy(release: &str, previous: Option<&str>) -> Entry {
+        Entry {
+            release: Some(release.into()),
+            previous: previous.map(Into::into),
+            version: Some(format!("v-{}", &release[17..])),
+            ..Entry::new(Kind::Deploy, "me@here")
+        }
+    }
+
+    fn rollback(release: &str, from: &str) -> Entry {
+        Entry {
+            release: Some(release.into()),
+            previous: Some(from.into()),
+            ..Entry::new(Kind::Rollback, "me@here")
+        }
+    }
+
+    fn journal(entries: Vec<Entry>) -> Journal {
+        let lines: Vec<String> = entries.iter().map(Entry::to_line).collect();
+        Journal::parse(&lines)
+    }
+
+    fn all(_: &ReleaseId) -> bool {
+        true
+    }
+
+    #[test]
+    fn target_is_the_release_before_the_last_deploy() {
+        let j = journal(vec![deploy(A, None), deploy(B, Some(A))]);
+        assert_eq!(j.rollback_target(Some(&id(B)), &all), Some(id(A)));
+    }
+
+    #[test]
+    fn rolled_back_release_is_never_a_target_again() {
+        let j = journal(vec![deploy(A, None), deploy(B, Some(A)), rollback(A, B)]);
+        assert_eq!(j.rollback_target(Some(&id(A)), &all), None);
+        let j = journal(vec![
+            deploy(A, None),
+            deploy(B, Some(A)),
+            rollback(A, B),
+            deploy(C, Some(A)),
+        ]);
+        assert_eq!(j.rollback_target(Some(&id(C)), &all), Some(id(A)));
+    }
+
+    #[test]
+    fn pruned_release_is_skipped() {
+        let j = journal(vec![
+            deploy(A, None),
+            deploy(B, Some(A)),
+            deploy(C, Some(B)),
+        ]);
+        let present = |r: &ReleaseId| r.as_str() != B;
+        assert_eq!(j.rollback_target(Some(&id(C)), &present), Some(id(A)));
+    }
+
+    #[test]
+    fn lock_lines_and_garbage_do_not_confuse_history() {
+        let mut lines: Vec<String> = vec![deploy(A, None).to_line()];
+        lines.push("not json".into());
+        lines.push(Entry::new(Kind::Lock, "x@y").to_line());
+        lines.push(deploy(B, Some(A)).to_line());
+        let j = Journal::parse(&lines);
+        assert_eq!(j.entries.len(), 3);
+        assert_eq!(j.rollback_target(Some(&id(B)), &all), Some(id(A)));
+        assert_eq!(j.version_of(&id(A)).as_deref(), Some("v-aaaaaaaa"));
+        assert_eq!(j.last_switch_to(&id(B)).unwrap().by, "me@here");
+    }
+
+    #[test]
+    fn first_deploy_has_no_target() {
+        let j = journal(vec![deploy(A, None)]);
+        assert_eq!(j.rollback_target(Some(&id(A)), &all), None);
+    }
+}

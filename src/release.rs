@@ -1,0 +1,88 @@
+//! Release ids: `<UTC yyyymmddThhmmssZ>-<first 8 hex of the artifact's sha256>`,
+//! the same on every host of one deploy. Sorting ids sorts them by time.
+
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReleaseId(String);
+
+impl ReleaseId {
+    pub fn new(at: DateTime<Utc>, sha256_hex: &str) -> ReleaseId {
+        ReleaseId(format!(
+            "{}-{}",
+            at.format("%Y%m%dT%H%M%SZ"),
+            &sha256_hex[..8.min(sha256_hex.len())]
+        ))
+    }
+
+    /// Accepts only well-formed ids (what a user passes to `rollback --to`).
+    pub fn parse(s: &str) -> Option<ReleaseId> {
+        let (stamp, hash) = s.split_once('-')?;
+        let ok_stamp = stamp.len() == 16
+            && stamp.as_bytes()[8] == b'T'
+            && stamp.ends_with('Z')
+            && stamp[..8].bytes().all(|b| b.is_ascii_digit())
+            && stamp[9..15].bytes().all(|b| b.is_ascii_digit());
+        let ok_hash = hash.len() == 8 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+        (ok_stamp && ok_hash).then(|| ReleaseId(s.to_string()))
+    }
+
+    /// The 8 hex digits of the artifact hash this release was made from.
+    pub fn hash_prefix(&self) -> &str {
+        &self.0[17..]
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ReleaseId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn id_is_utc_stamp_and_hash_prefix() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 22, 3, 4, 5).unwrap();
+        let id = ReleaseId::new(at, "deadbeefcafef00d");
+        assert_eq!(id.as_str(), "20261122T030405Z-deadbeef");
+        assert_eq!(id.hash_prefix(), "deadbeef");
+        assert_eq!(ReleaseId::parse(id.as_str()), Some(id));
+    }
+
+    #[test]
+    fn parse_rejects_anything_else() {
+        for bad in [
+            "",
+            "current",
+            "20261122T030405Z",
+            "20261122T030405Z-deadbee",
+            "20261122T030405Z-deadbeefx",
+            "20261122X030405Z-deadbeef",
+            "../20261122T030405Z-deadbeef",
+            "20261122T030405Z-dead;eef",
+        ] {
+            assert_eq!(ReleaseId::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn ids_sort_by_time() {
+        let a = ReleaseId::new(
+            Utc.with_ymd_and_hms(2026, 1, 2, 0, 0, 0).unwrap(),
+            "ffffffff",
+        );
+        let b = ReleaseId::new(
+            Utc.with_ymd_and_hms(2026, 1, 10, 0, 0, 0).unwrap(),
+            "00000000",
+        );
+        assert!(a < b);
+    }
+}
