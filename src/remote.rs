@@ -240,6 +240,16 @@ echo "switched $(readlink "$D/current")"
         )
     }
 
+    /// Removes `current` (going back from a first deploy, when there is no
+    /// earlier release to point at), with its journal line.
+    pub fn unswitch(&self, journal_line: &str) -> String {
+        format!(
+            "{head}\nrm -f \"$D/current\" && printf '%s\\n' {journal} >> \"$H/journal\"",
+            head = self.head(),
+            journal = q(journal_line)
+        )
+    }
+
     /// Deletes the given releases (the caller chose them; never current nor
     /// the rollback target) and stale temporary files.
     pub fn prune(&self, ids: &[ReleaseId]) -> String {

@@ -2,6 +2,7 @@
 //! No I/O here; everything is tested without a network.
 
 use crate::config::Amount;
+use crate::release::ReleaseId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaveKind {
@@ -75,9 +76,47 @@ pub fn failures_allowed(max_failures: Amount, total: usize) -> usize {
     }
 }
 
+/// The releases to delete so that `keep` remain: the oldest first go, and
+/// never one in `protect` (current, the rollback target).
+pub fn prune(releases: &[ReleaseId], keep: usize, protect: &[&ReleaseId]) -> Vec<ReleaseId> {
+    let mut sorted: Vec<&ReleaseId> = releases.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    let excess = sorted.len().saturating_sub(keep.max(1));
+    sorted
+        .into_iter()
+        .filter(|r| !protect.contains(r))
+        .take(excess)
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ids(n: usize) -> Vec<ReleaseId> {
+        (0..n)
+            .map(|i| ReleaseId::parse(&format!("2026010{}T000000Z-0000000{i}", i + 1)).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn prune_keeps_the_newest() {
+        let r = ids(6);
+        assert_eq!(prune(&r, 5, &[&r[5]]), vec![r[0].clone()]);
+        assert_eq!(prune(&r, 2, &[&r[5], &r[4]]), r[..4].to_vec());
+        assert!(prune(&r, 10, &[]).is_empty());
+    }
+
+    #[test]
+    fn prune_never_removes_current_or_rollback_target() {
+        let r = ids(6);
+        // current is old (after a rollback), the target even older.
+        let out = prune(&r, 1, &[&r[1], &r[0]]);
+        assert!(!out.contains(&r[0]) && !out.contains(&r[1]));
+        assert_eq!(out.len(), 4);
+    }
     use Amount::{Hosts, Percent};
 
     fn sizes(total: usize, canary: Amount, batch: &[Amount]) -> Vec<usize> {

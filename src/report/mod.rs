@@ -232,3 +232,5 @@ impl Reporter for Recorder {
         self.0.lock().unwrap().push(event.clone());
     }
 }
+mod stub;
+pub use stub::*;

@@ -1,0 +1,146 @@
+//! The command line, parsed by clap. Nothing downstream reads argv: `Settings`
+//! carries what the commands need.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hoist",
+    version,
+    about = "Deploy a release to many hosts over SSH, in canary and batch waves, with health checks and automatic rollback.",
+    after_help = "Examples:\n  hoist init                      write a commented deploy.toml to start from\n  hoist plan                      show hosts, waves and hooks without connecting\n  hoist deploy                    roll the artifact out (asks before promoting the canary)\n  hoist deploy --yes -l web       deploy to the `web` group without prompts\n  hoist status                    where every host is\n  hoist rollback                  every host back to the previous release\n\nExit codes: 0 done, 1 failed, 2 usage/config error, 3 preflight failed,\n4 locked by someone else, 5 failed and rolled back, 130 interrupted."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The deploy file [default: deploy.toml]
+    #[arg(
+        short = 'c',
+        long = "config",
+        env = "HOIST_CONFIG",
+        global = true,
+        value_name = "PATH"
+    )]
+    pub config: Option<PathBuf>,
+    /// The inventory file, if hosts live apart from the deploy file
+    #[arg(short = 'i', long = "inventory", global = true, value_name = "PATH")]
+    pub inventory: Option<String>,
+    /// Hosts to act on: names, groups, globs, comma-separated; `!` excludes (e.g. 'web*,!web03')
+    #[arg(short = 'l', long = "limit", global = true, value_name = "SELECTOR")]
+    pub limit: Option<String>,
+    /// NDJSON events on stdout (human text goes to stderr)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// When to use colour (NO_COLOR is honoured by `auto`)
+    #[arg(long, global = true, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN")]
+    pub color: ColorWhen,
+    /// Only errors and the summary
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Plain lines with hook output and SSH details
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Never prompt: answer yes (promotes the canary)
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
+    /// Where to write the full log of this run [default: .hoist/logs/<time>-<command>.log]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented deploy.toml to start from (never overwrites)
+    #[command(after_help = "Example:\n  hoist init && $EDITOR deploy.toml")]
+    Init {
+        /// Where to write it
+        #[arg(default_value = "deploy.toml")]
+        path: PathBuf,
+    },
+    /// Validate the file and check every selected host can take a deploy
+    #[command(
+        after_help = "Checks auth, host key, deploy_to writable, free space for the artifact, tools and lock.\nChanges nothing.\n\nExample:\n  hoist check -l web"
+    )]
+    Check,
+    /// Show the resolved hosts, waves, hooks and health check, without connecting
+    #[command(after_help = "Example:\n  hoist plan -l 'web*,!web03'")]
+    Plan,
+    /// Roll the artifact out: preflight, lock, upload, waves, health, rollback on failure
+    #[command(
+        after_help = "Every host is checked before any is changed; the fleet is locked for the run.\nThe canary wave goes first; with canary_pause = \"manual\" hoist asks before\npromoting it (--yes promotes without asking; without a terminal it refuses).\n\nExamples:\n  hoist deploy\n  hoist deploy --yes --json > deploy.ndjson\n  hoist deploy --resume        carry an interrupted deploy on to the hosts it missed"
+    )]
+    Deploy {
+        /// Carry the last failed or interrupted deploy on, with the same release id
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Switch every selected host back to the previous release of the fleet
+    #[command(
+        after_help = "How the target is chosen: each host's journal (<deploy_to>/.hoist/journal)\nrecords every switch. The target is the release the host was on before its\nlast deploy, skipping releases that were rolled back and releases no longer\non the host. Every selected host must agree on it; if they do not, nothing is\nswitched and each host's candidate is shown: pick one with --to.\nSwitching back needs no upload: the release is still on the host.\n\nExamples:\n  hoist rollback\n  hoist rollback --to 20261122T030405Z-1a2b3c4d\n  hoist releases               list the ids you can go back to"
+    )]
+    Rollback {
+        /// Go back to this release id instead (see `hoist releases`)
+        #[arg(long, value_name = "ID")]
+        to: Option<String>,
+    },
+    /// Per host: current release, version, when and by whom, lock, reachability
+    #[command(
+        after_help = "Hosts that differ from the rest are marked.\n\nExample:\n  hoist status --json | jq -r 'select(.event==\"row\") | .release'"
+    )]
+    Status,
+    /// The releases the fleet holds: id, version, how many hosts, current where
+    #[command(after_help = "Example:\n  hoist releases")]
+    Releases,
+    /// Run a command on the selected hosts in parallel
+    #[command(
+        after_help = "Runs in <deploy_to>/current when it exists. Exit 0 when every host succeeded.\n\nExample:\n  hoist exec -l web -- grep -c ERROR log/app.log"
+    )]
+    Exec {
+        /// Print each host's output whole, in inventory order, instead of line by line as hosts finish
+        #[arg(long)]
+        group_output: bool,
+        /// Most hosts at once [default: strategy.parallel]
+        #[arg(long, value_name = "N")]
+        parallel: Option<usize>,
+        /// The command (after --)
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Hold the fleet: no deploy or rollback until `hoist unlock`
+    #[command(after_help = "Example:\n  hoist lock -m 'db migration in progress, ask alice'")]
+    Lock {
+        /// Why, shown to whoever runs into the lock
+        #[arg(short, long, value_name = "MSG")]
+        message: Option<String>,
+    },
+    /// Free the fleet: your own lock, or anyone's with --force
+    #[command(
+        after_help = "Example:\n  hoist unlock --force        recorded in each host's journal"
+    )]
+    Unlock {
+        /// Free a lock held by someone else (recorded in the journal)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print shell completions
+    #[command(after_help = "Example:\n  hoist completions bash > /etc/bash_completion.d/hoist")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}

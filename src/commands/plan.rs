@@ -1,0 +1,137 @@
+//! `hoist plan`: what a deploy would do, without connecting anywhere.
+
+use serde_json::json;
+
+use crate::config::{Config, HealthCheck, Host, HostTransport, OnFailure, Pause};
+use crate::report::{Event, Level, Reporter, Row, Summary};
+use crate::strategy;
+
+fn info(reporter: &dyn Reporter, text: String) {
+    reporter.event(&Event::Message {
+        level: Level::Info,
+        host: None,
+        text,
+    });
+}
+
+fn list(hooks: &[String]) -> String {
+    if hooks.is_empty() {
+        "(none)".into()
+    } else {
+        hooks.join(" && ")
+    }
+}
+
+pub fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> i32 {
+    let s = &config.strategy;
+    let artifact = config
+        .artifact
+        .as_ref()
+        .map(|a| a.path.display().to_string())
+        .unwrap_or_else(|| "(none)".into());
+    info(
+        reporter,
+        format!(
+            "{} -> {} on {} host(s); artifact {artifact}; keep {} releases",
+            config.app.name,
+            config.app.deploy_to,
+            hosts.len(),
+            config.app.keep_releases
+        ),
+    );
+    let waves = strategy::waves(hosts.len(), s.canary, &s.batch);
+    for (w, wave) in waves.iter().enumerate() {
+        for &i in &wave.hosts {
+            let host = &hosts[i];
+            let (transport, address) = match &host.transport {
+                HostTransport::Ssh(t) => ("ssh", format!("{}@{}:{}", t.user, t.address, t.port)),
+                HostTransport::Local { root } => ("local", root.display().to_string()),
+            };
+            reporter.event(&Event::Row(Row {
+                table: "plan",
+                cells: vec![
+                    ("wave", json!(w + 1)),
+                    ("kind", json!(wave.kind.as_str())),
+                    ("host", json!(host.name)),
+                    ("transport", json!(transport)),
+                    ("address", json!(address)),
+                    ("deploy_to", json!(host.deploy_to)),
+                ],
+                marked: false,
+            }));
+        }
+    }
+    let pause = match &s.canary_pause {
+        Pause::Manual => "ask before promoting (--yes promotes)".to_string(),
+        Pause::For(d) => format!("wait {}", humantime::format_duration(*d)),
+    };
+    info(
+        reporter,
+        format!(
+            "{} wave(s); after the canary: {pause}; between batches: wait {}; at most {} host(s) at once",
+            waves.len(),
+            humantime::format_duration(s.batch_pause),
+            s.parallel
+        ),
+    );
+    let h = &config.hooks;
+    info(
+        reporter,
+        format!(
+            "hooks: before_switch: {}; after_switch: {}; after_rollback: {}",
+            list(&h.before_switch),
+            list(&h.after_switch),
+            list(&h.after_rollback)
+        ),
+    );
+    info(
+        reporter,
+        format!(
+            "local hooks: before_batch_local: {}; after_batch_local: {}",
+            list(&h.before_batch_local),
+            list(&h.after_batch_local)
+        ),
+    );
+    match &config.health {
+        Some(health) => info(
+            reporter,
+            format!(
+                "health: {} (grace {}, {} retries every {}, timeout {})",
+                match &health.check {
+                    HealthCheck::Command(c) => format!("`{c}` on the host"),
+                    HealthCheck::Http(u) => format!("GET {u} through the host's connection"),
+                },
+                humantime::format_duration(health.grace),
+                health.retries,
+                humantime::format_duration(health.interval),
+                humantime::format_duration(health.timeout)
+            ),
+        ),
+        None => info(reporter, "health: (no check)".into()),
+    }
+    let allowed = strategy::failures_allowed(s.max_failures, hosts.len());
+    info(
+        reporter,
+        format!(
+            "on failure: {} once more than {allowed} host(s) fail",
+            match s.on_failure {
+                OnFailure::Rollback => "every switched host goes back to its previous release",
+                OnFailure::Stop => "stop and leave hosts as they are",
+            }
+        ),
+    );
+    reporter.event(&Event::Summary(Summary {
+        command: "plan".into(),
+        exit_code: 0,
+        release: None,
+        ok: 0,
+        failed: 0,
+        rolled_back: 0,
+        skipped: 0,
+        elapsed_ms: 0,
+        hosts: Vec::new(),
+        log_file: None,
+    }));
+    reporter.finish();
+    0
+}

@@ -1,0 +1,175 @@
+//! Reaching the selected hosts: connect, then read each one's state in one
+//! round trip. Nothing here writes to a host.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+
+use super::{Context, Failure, ms};
+use crate::config::{Host, HostTransport};
+use crate::journal::Journal;
+use crate::release::ReleaseId;
+use crate::remote::{Layout, Probe};
+use crate::report::{Event, Phase};
+use crate::transport::local::LocalHost;
+use crate::transport::ssh::SshHost;
+use crate::transport::{Output, Stdin, Transport};
+
+/// A connected host and what hoist knows of it.
+pub struct Node {
+    pub host: Host,
+    pub conn: Arc<dyn Transport>,
+    pub layout: Layout,
+    pub probe: Probe,
+    pub journal: Journal,
+}
+
+impl Node {
+    pub fn name(&self) -> &str {
+        &self.host.name
+    }
+
+    pub async fn run(&self, script: &str, stdin: Option<Stdin>) -> Result<Output, Failure> {
+        self.run_for(script, stdin, self.host.command_timeout).await
+    }
+
+    pub async fn run_for(
+        &self,
+        script: &str,
+        stdin: Option<Stdin>,
+        timeout: Duration,
+    ) -> Result<Output, Failure> {
+        Ok(self.conn.exec(script, stdin, timeout).await?)
+    }
+
+    /// Runs a script that must succeed; a non-zero exit is a [`Failure::Command`].
+    pub async fn must(
+        &self,
+        what: &str,
+        script: &str,
+        stdin: Option<Stdin>,
+    ) -> Result<Output, Failure> {
+        let out = self.run(script, stdin).await?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(Failure::Command {
+                what: what.to_string(),
+                code: out.code,
+                tail: super::tail_lines(&out.stderr, &out.stdout, 10),
+            })
+        }
+    }
+
+    /// Reads the host's state again (after changes).
+    pub async fn refresh(&mut self) -> Result<(), Failure> {
+        let out = self.must("probe", &self.layout.probe(), None).await?;
+        self.probe = Probe::parse(&out.stdout_str()).map_err(Failure::Other)?;
+        self.journal = Journal::parse(&self.probe.journal);
+        Ok(())
+    }
+
+    /// The release this host would go back to.
+    pub fn rollback_target(&self) -> Option<ReleaseId> {
+        self.journal
+            .rollback_target(self.probe.current.as_ref(), &|r| self.probe.has_release(r))
+    }
+}
+
+/// Where `deploy_to` is on the machine that runs the commands.
+pub fn layout_for(host: &Host) -> Layout {
+    match &host.transport {
+        HostTransport::Local { root } => Layout::new(
+            LocalHost::deploy_path(root, &host.deploy_to)
+                .to_string_lossy()
+                .into_owned(),
+        ),
+        HostTransport::Ssh(_) => Layout::new(host.deploy_to.clone()),
+    }
+}
+
+pub async fn connect(ctx: &Context, host: &Host) -> Result<Arc<dyn Transport>, Failure> {
+    match &host.transport {
+        HostTransport::Local { .. } => Ok(Arc::new(LocalHost::new(&host.name))),
+        HostTransport::Ssh(target) => Ok(Arc::new(SshHost::connect(target, &ctx.ssh).await?)),
+    }
+}
+
+/// A host that could not be reached or read, and why.
+pub struct Unreached {
+    pub host: String,
+    pub phase: Phase,
+    pub failure: Failure,
+    pub elapsed: Duration,
+}
+
+/// Connects to every selected host (at most `parallel` at once) and probes
+/// each. Returns the nodes in inventory order, and the hosts that failed.
+pub async fn reach(ctx: &Context) -> (Vec<Node>, Vec<Unreached>) {
+    let tasks = ctx.hosts.iter().map(|host| async move {
+        let _permit = ctx.parallel.acquire().await.expect("semaphore open");
+        let started = Instant::now();
+        if ctx.cancel.is_cancelled() {
+            return Err(Unreached {
+                host: host.name.clone(),
+                phase: Phase::Connect,
+                failure: Failure::Interrupted,
+                elapsed: started.elapsed(),
+            });
+        }
+        ctx.phase(&host.name, Phase::Connect);
+        let conn = connect(ctx, host).await.map_err(|failure| Unreached {
+            host: host.name.clone(),
+            phase: Phase::Connect,
+            failure,
+            elapsed: started.elapsed(),
+        })?;
+        ctx.phase(&host.name, Phase::Preflight);
+        let mut node = Node {
+            host: host.clone(),
+            conn,
+            layout: layout_for(host),
+            probe: Probe::default(),
+            journal: Journal::default(),
+        };
+        match node.refresh().await {
+            Ok(()) => Ok(node),
+            Err(failure) => {
+                node.conn.close().await;
+                Err(Unreached {
+                    host: host.name.clone(),
+                    phase: Phase::Preflight,
+                    failure,
+                    elapsed: started.elapsed(),
+                })
+            }
+        }
+    });
+    let mut nodes = Vec::new();
+    let mut unreached = Vec::new();
+    for result in join_all(tasks).await {
+        match result {
+            Ok(node) => nodes.push(node),
+            Err(u) => unreached.push(u),
+        }
+    }
+    (nodes, unreached)
+}
+
+/// Reports each unreached host as failed.
+pub fn report_unreached(ctx: &Context, unreached: &[Unreached]) {
+    for u in unreached {
+        ctx.emit(Event::HostFailed {
+            host: u.host.clone(),
+            phase: u.phase,
+            error: u.failure.to_string(),
+            tail: u.failure.tail(),
+            elapsed_ms: ms(u.elapsed),
+        });
+    }
+}
+
+pub async fn close_all(nodes: &[Node]) {
+    join_all(nodes.iter().map(|n| n.conn.close())).await;
+}

@@ -1,0 +1,140 @@
+//! Health checks, after a switch and after a rollback: a command on the host,
+//! or an HTTP probe sent from hoist through the host's own connection.
+
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+
+use super::fleet::Node;
+use super::{Context, Failure, tail_lines};
+use crate::config::{Health, HealthCheck};
+use crate::report::Phase;
+
+/// Runs the configured check until it passes or its retries run out.
+pub async fn check(ctx: &Context, node: &Node, health: &Health) -> Result<(), Failure> {
+    ctx.phase(node.name(), Phase::Health);
+    sleep_or_cancel(ctx, health.grace).await?;
+    let attempts = health.retries + 1;
+    let mut last = (String::new(), Vec::new());
+    for attempt in 1..=attempts {
+        let result = match tokio::time::timeout(health.timeout, probe(node, &health.check)).await {
+            Ok(result) => result,
+            Err(_) => Err((
+                format!(
+                    "no answer within {}",
+                    humantime::format_duration(health.timeout)
+                ),
+                Vec::new(),
+            )),
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(reason) => last = reason,
+        }
+        if attempt < attempts {
+            sleep_or_cancel(ctx, health.interval).await?;
+        }
+    }
+    Err(Failure::Health {
+        reason: format!("{} (after {attempts} attempts)", last.0),
+        tail: last.1,
+    })
+}
+
+async fn sleep_or_cancel(ctx: &Context, d: Duration) -> Result<(), Failure> {
+    if d.is_zero() {
+        return Ok(());
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => Ok(()),
+        _ = ctx.cancel.cancelled() => Err(Failure::Interrupted),
+    }
+}
+
+type ProbeError = (String, Vec<String>);
+
+async fn probe(node: &Node, check: &HealthCheck) -> Result<(), ProbeError> {
+    match check {
+        HealthCheck::Command(command) => {
+            // In the live release, so `./bin/healthcheck` works.
+            let dir = format!("{}/current", node.layout.deploy_to.trim_end_matches('/'));
+            let script = node.layout.hook(&dir, &[], command);
+            let out = node
+                .run(&script, None)
+                .await
+                .map_err(|e| (e.to_string(), Vec::new()))?;
+            if out.success() {
+                Ok(())
+            } else {
+                Err((
+                    format!(
+                        "`{command}` exited with {}",
+                        out.code.map(|c| c.to_string()).unwrap_or("a signal".into())
+                    ),
+                    tail_lines(&out.stderr, &out.stdout, 10),
+                ))
+            }
+        }
+        HealthCheck::Http(url) => http(node, url).await,
+    }
+}
+
+async fn http(node: &Node, url: &str) -> Result<(), ProbeError> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| (format!("bad health URL {url}: {e}"), Vec::new()))?;
+    let host = uri.host().unwrap_or("127.0.0.1").to_string();
+    let port = uri.port_u16().unwrap_or(80);
+    let stream = node.conn.open_tcp(&host, port).await.map_err(|e| {
+        (
+            format!("cannot open {host}:{port} through the host: {e}"),
+            Vec::new(),
+        )
+    })?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| {
+            (
+                format!("HTTP handshake with {host}:{port}: {e}"),
+                Vec::new(),
+            )
+        })?;
+    let driver = tokio::spawn(connection);
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let request = hyper::Request::get(path)
+        .header(
+            hyper::header::HOST,
+            uri.authority().map(|a| a.as_str()).unwrap_or(&host),
+        )
+        .header(hyper::header::USER_AGENT, "hoist-health")
+        .header(hyper::header::CONNECTION, "close")
+        .body(Empty::<Bytes>::new())
+        .expect("a valid request");
+    let result = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| (format!("GET {url}: {e}"), Vec::new()))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        if status.is_success() {
+            Ok(())
+        } else {
+            let start: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+            Err((
+                format!("GET {url} answered {status}"),
+                start.lines().map(str::to_string).collect(),
+            ))
+        }
+    }
+    .await;
+    driver.abort();
+    result
+}

@@ -1,0 +1,206 @@
+//! The fleet lock: taken on every selected host before any change, freed on
+//! every exit path.
+
+use futures_util::future::join_all;
+use serde::{Deserialize, Serialize};
+
+use super::fleet::Node;
+use super::{Context, Failure};
+use crate::journal::{Entry, Kind};
+use crate::report::{Level, Phase};
+
+/// What a lock file holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub by: String,
+    pub pid: u32,
+    pub since: String,
+    pub token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl LockInfo {
+    pub fn parse(line: &str) -> Option<LockInfo> {
+        serde_json::from_str(line).ok()
+    }
+
+    /// "alice@laptop since 2026-11-22T03:00:00Z (pid 42): fixing the db"
+    pub fn describe(line: &str) -> String {
+        match LockInfo::parse(line) {
+            Some(l) => {
+                let mut s = format!("{} since {} (pid {})", l.by, l.since, l.pid);
+                if let Some(r) = &l.release {
+                    s.push_str(&format!(", deploying {r}"));
+                }
+                if let Some(m) = &l.message {
+                    s.push_str(&format!(": {m}"));
+                }
+                s
+            }
+            None => format!("an unreadable lock: {line}"),
+        }
+    }
+}
+
+/// Someone else holds the lock on a host.
+pub struct Held {
+    pub host: String,
+    pub line: String,
+}
+
+impl Context {
+    fn lock_info(&self, release: Option<&str>, message: Option<&str>) -> LockInfo {
+        LockInfo {
+            by: self.by.clone(),
+            pid: std::process::id(),
+            since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            token: self.run_id.clone(),
+            release: release.map(str::to_string),
+            message: message.map(str::to_string),
+        }
+    }
+
+    fn journal_entry(&self, kind: Kind, release: Option<&str>, message: Option<&str>) -> Entry {
+        Entry {
+            release: release.map(str::to_string),
+            run: Some(self.run_id.clone()),
+            message: message.map(str::to_string),
+            ..Entry::new(kind, &self.by)
+        }
+    }
+}
+
+/// Takes the lock on every node. If any host is held by someone else, frees
+/// what was taken and returns who holds it; a host that fails outright is an
+/// error too (and also frees what was taken).
+pub async fn acquire(
+    ctx: &Context,
+    nodes: &[Node],
+    release: Option<&str>,
+    message: Option<&str>,
+) -> Result<(), LockError> {
+    let info = serde_json::to_string(&ctx.lock_info(release, message)).expect("serializes");
+    let entry = ctx.journal_entry(Kind::Lock, release, message).to_line();
+    let results = join_all(nodes.iter().map(|node| {
+        let script = node.layout.lock(&info, &entry);
+        async move {
+            ctx.phase(node.name(), Phase::Lock);
+            let out = node.must("taking the lock", &script, None).await?;
+            let text = out.stdout_str();
+            let mut lines = text.lines();
+            match lines.next() {
+                Some("acquired") => Ok(None),
+                Some("held") => Ok(Some(lines.next().unwrap_or("").to_string())),
+                other => Err(Failure::Other(format!(
+                    "unexpected answer while locking: {}",
+                    other.unwrap_or("(nothing)")
+                ))),
+            }
+        }
+    }))
+    .await;
+    let mut held = Vec::new();
+    let mut failed = Vec::new();
+    let mut taken = Vec::new();
+    for (node, result) in nodes.iter().zip(results) {
+        match result {
+            Ok(None) => taken.push(node),
+            Ok(Some(line)) => held.push(Held {
+                host: node.name().to_string(),
+                line,
+            }),
+            Err(f) => failed.push((node.name().to_string(), f)),
+        }
+    }
+    if held.is_empty() && failed.is_empty() {
+        return Ok(());
+    }
+    let taken: Vec<&Node> = taken;
+    release_nodes(ctx, &taken, None).await;
+    if !held.is_empty() {
+        Err(LockError::Held(held))
+    } else {
+        Err(LockError::Failed(failed))
+    }
+}
+
+pub enum LockError {
+    Held(Vec<Held>),
+    Failed(Vec<(String, Failure)>),
+}
+
+/// Frees this run's lock on every node. Never fails the run: a lock that
+/// cannot be freed is reported loudly.
+pub async fn release(ctx: &Context, nodes: &[Node]) {
+    let refs: Vec<&Node> = nodes.iter().collect();
+    release_nodes(ctx, &refs, None).await;
+}
+
+async fn release_nodes(ctx: &Context, nodes: &[&Node], message: Option<&str>) {
+    let entry = ctx.journal_entry(Kind::Unlock, None, message).to_line();
+    let token = format!("\"token\":\"{}\"", ctx.run_id);
+    join_all(nodes.iter().map(|node| {
+        let script = node.layout.unlock(Some(&token), &entry);
+        let entry = &entry;
+        async move {
+            let _ = entry;
+            match node.must("freeing the lock", &script, None).await {
+                Ok(out) if out.stdout_str().starts_with("freed") => {}
+                Ok(out) => ctx.message(
+                    Level::Warn,
+                    Some(node.name()),
+                    format!("lock was not ours to free: {}", out.stdout_str().trim()),
+                ),
+                Err(e) => ctx.message(
+                    Level::Error,
+                    Some(node.name()),
+                    format!("could not free the lock: {e}; free it with `hoist unlock --force`"),
+                ),
+            }
+        }
+    }))
+    .await;
+}
+
+/// Frees a lock by hand: the caller's own (same user@machine), or anyone's with `force`.
+/// Returns per host: Ok(true) freed, Ok(false) nothing to free, Err(line) someone else's.
+pub async fn unlock_by_hand(
+    ctx: &Context,
+    node: &Node,
+    force: bool,
+) -> Result<Result<bool, String>, Failure> {
+    let kind = if force {
+        Kind::ForceUnlock
+    } else {
+        Kind::Unlock
+    };
+    let holder = node.probe.lock.clone();
+    let message = holder
+        .as_deref()
+        .map(|h| format!("was held by {}", LockInfo::describe(h)));
+    let entry = ctx.journal_entry(kind, None, message.as_deref()).to_line();
+    let mine = format!("\"by\":\"{}\"", ctx.by);
+    let script = node
+        .layout
+        .unlock(if force { None } else { Some(&mine) }, &entry);
+    let out = node.must("freeing the lock", &script, None).await?;
+    let text = out.stdout_str();
+    let mut lines = text.lines();
+    Ok(match lines.next() {
+        Some("freed") => Ok(true),
+        Some("absent") => Ok(false),
+        _ => Err(lines.next().unwrap_or("").to_string()),
+    })
+}
+
+/// Takes the lock by hand (`hoist lock`), with the same journal trail.
+pub async fn lock_by_hand(
+    ctx: &Context,
+    nodes: &[Node],
+    message: Option<&str>,
+) -> Result<(), LockError> {
+    acquire(ctx, nodes, None, message).await
+}

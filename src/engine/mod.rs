@@ -1,0 +1,167 @@
+//! The engine: connects to the selected hosts, reads their state, and runs
+//! the steps of each command. It never prints: everything goes to the
+//! reporter as events, and each command returns its exit code.
+
+pub mod check;
+pub mod deploy;
+pub mod exec;
+pub mod fleet;
+pub mod health;
+pub mod hooks;
+pub mod lock;
+pub mod rollback;
+pub mod status;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Host};
+use crate::exit::Exit;
+use crate::report::{Event, HostResult, HostSummary, Level, Phase, Reporter, Summary};
+use crate::transport::TransportError;
+use crate::transport::ssh::SshContext;
+
+/// Everything one run of a command shares.
+pub struct Context {
+    pub config: Arc<Config>,
+    /// The selected hosts, in inventory order.
+    pub hosts: Vec<Host>,
+    pub reporter: Arc<dyn Reporter>,
+    pub ssh: Arc<SshContext>,
+    /// Ctrl-C and SIGTERM: start nothing new, finish or undo what is in flight.
+    pub cancel: CancellationToken,
+    /// The most hosts worked on at once (connections, uploads).
+    pub parallel: Arc<Semaphore>,
+    pub yes: bool,
+    /// A person is at a terminal and may be asked.
+    pub interactive: bool,
+    /// user@machine, written into locks and journals.
+    pub by: String,
+    /// Unique to this run: marks its lock and journal lines.
+    pub run_id: String,
+    pub log_file: Option<PathBuf>,
+    pub started: Instant,
+}
+
+impl Context {
+    pub fn emit(&self, event: Event) {
+        self.reporter.event(&event);
+    }
+
+    pub fn phase(&self, host: &str, phase: Phase) {
+        self.emit(Event::HostPhase {
+            host: host.to_string(),
+            phase,
+        });
+    }
+
+    pub fn message(&self, level: Level, host: Option<&str>, text: impl Into<String>) {
+        self.emit(Event::Message {
+            level,
+            host: host.map(str::to_string),
+            text: text.into(),
+        });
+    }
+
+    /// Emits the summary (always the last event of a run) and returns its exit code.
+    pub fn finish(
+        &self,
+        command: &str,
+        exit: Exit,
+        release: Option<String>,
+        hosts: Vec<HostSummary>,
+    ) -> i32 {
+        let count = |r: HostResult| hosts.iter().filter(|h| h.result == r).count();
+        let summary = Summary {
+            command: command.to_string(),
+            exit_code: exit.code(),
+            release,
+            ok: count(HostResult::Ok),
+            failed: count(HostResult::Failed),
+            rolled_back: count(HostResult::RolledBack),
+            skipped: count(HostResult::Skipped),
+            elapsed_ms: ms(self.started.elapsed()),
+            hosts,
+            log_file: self.log_file.as_ref().map(|p| p.display().to_string()),
+        };
+        self.emit(Event::Summary(summary));
+        self.reporter.finish();
+        exit.code()
+    }
+}
+
+pub fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
+}
+
+/// Why one host failed: typed, because the engine acts on it, and carrying
+/// the last lines the host printed.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("{what} failed{}", code.map(|c| format!(" with exit code {c}")).unwrap_or_else(|| " (killed)".into()))]
+    Command {
+        what: String,
+        code: Option<u32>,
+        tail: Vec<String>,
+    },
+    #[error("health check failed: {reason}")]
+    Health { reason: String, tail: Vec<String> },
+    #[error("interrupted")]
+    Interrupted,
+    #[error("stopped: the rollout was halted")]
+    Halted,
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Failure {
+    pub fn tail(&self) -> Vec<String> {
+        match self {
+            Failure::Command { tail, .. } | Failure::Health { tail, .. } => tail.clone(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The last `n` non-empty lines of a command's stderr, or of its stdout when
+/// stderr is empty.
+pub fn tail_lines(stderr: &[u8], stdout: &[u8], n: usize) -> Vec<String> {
+    let pick = if stderr.iter().any(|b| !b.is_ascii_whitespace()) {
+        stderr
+    } else {
+        stdout
+    };
+    let text = String::from_utf8_lossy(pick);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
+}
+
+/// `user@machine` of whoever runs hoist.
+pub fn whoami() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let machine = gethostname::gethostname().to_string_lossy().into_owned();
+    format!("{user}@{machine}")
+}
+
+/// A random token identifying one run.
+pub fn new_run_id() -> String {
+    use sha2::{Digest, Sha256};
+    let seed = format!(
+        "{}-{}-{:?}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+        std::thread::current().id()
+    );
+    hex::encode(&Sha256::digest(seed.as_bytes())[..6])
+}

@@ -1,0 +1,91 @@
+//! The whole path on local-transport hosts: no servers needed.
+
+mod support;
+
+use support::project::{Project, ndjson, tree};
+
+fn three_hosts() -> Project {
+    Project::new()
+        .local_hosts(3)
+        .artifact(&[("bin/app", "#!/bin/sh\necho v1\n"), ("README", "first")])
+        .toml("[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = \"50%\"")
+        .write()
+}
+
+#[test]
+fn deploy_puts_every_host_on_the_same_whole_release() {
+    let p = three_hosts();
+    p.hoist(&["deploy"]).assert().success();
+    let id = p.current("local1").expect("local1 switched");
+    for host in p.host_names() {
+        assert_eq!(p.current(&host).as_deref(), Some(id.as_str()));
+        let release = p.deploy_path(&host).join("releases").join(&id);
+        assert_eq!(tree(&release), tree(&p.path().join("build")), "{host}");
+        assert!(!p.locked(&host), "lock freed on {host}");
+        let journal = p.journal(&host);
+        assert!(
+            journal
+                .iter()
+                .any(|e| e["event"] == "deploy" && e["release"] == id.as_str())
+        );
+    }
+}
+
+#[test]
+fn rollback_returns_to_the_first_release() {
+    let p = three_hosts();
+    p.hoist(&["deploy"]).assert().success();
+    let first = p.current("local1").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let p = p
+        .artifact(&[("bin/app", "#!/bin/sh\necho v2\n"), ("README", "second")])
+        .write();
+    p.hoist(&["deploy"]).assert().success();
+    let second = p.current("local1").unwrap();
+    assert_ne!(first, second);
+    p.hoist(&["rollback"]).assert().success();
+    for host in p.host_names() {
+        assert_eq!(p.current(&host).as_deref(), Some(first.as_str()));
+        assert_eq!(p.read_current(&host, "README"), "first");
+    }
+    // The rolled-back release is never the automatic target again.
+    p.hoist(&["rollback"]).assert().code(3);
+}
+
+#[test]
+fn redeploying_the_same_artifact_uploads_nothing() {
+    let p = three_hosts();
+    p.hoist(&["deploy"]).assert().success();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = p
+        .hoist(&["deploy", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let events = ndjson(&out);
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["event"] == "host_phase" && e["phase"] == "upload"),
+        "no upload phase on a redeploy"
+    );
+    for host in p.host_names() {
+        assert_eq!(p.releases(&host).len(), 2);
+        assert_eq!(p.read_current(&host, "README"), "first");
+    }
+}
+
+#[test]
+fn keep_releases_prunes_but_never_current_or_the_target() {
+    let mut p = three_hosts();
+    for i in 0..5 {
+        p = p.artifact(&[("README", &format!("r{i}"))]).write();
+        p.hoist(&["deploy"]).assert().success();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    let releases = p.releases("local1");
+    assert_eq!(releases.len(), 3, "keep_releases = 3: {releases:?}");
+    assert!(releases.contains(&p.current("local1").unwrap()));
+}

@@ -1,0 +1,231 @@
+//! A test project: a temporary directory with a deploy.toml, an artifact and
+//! hosts (local ones, or real sshd ones from `sshd.rs`), and a way to run the
+//! hoist binary in it and look at the hosts' files afterwards.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use tempfile::TempDir;
+
+pub struct Project {
+    pub dir: TempDir,
+    hosts: Vec<(String, String)>,
+    sections: Vec<String>,
+    /// Per host: where its deploy_to is on this machine.
+    deploy_paths: Vec<(String, PathBuf)>,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        let dir = tempfile::Builder::new()
+            .prefix("hoist-test-")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        Project {
+            dir,
+            hosts: Vec::new(),
+            sections: Vec::new(),
+            deploy_paths: Vec::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Adds `n` local-transport hosts named local1..localN.
+    pub fn local_hosts(mut self, n: usize) -> Project {
+        for i in 1..=n {
+            let name = format!("local{i}");
+            let root = format!("hosts/{name}");
+            let toml = format!("[hosts.{name}]\ntransport = \"local\"\nroot = \"{root}\"\n");
+            self.deploy_paths
+                .push((name.clone(), self.path().join(&root).join("srv/app")));
+            self.hosts.push((name, toml));
+        }
+        self
+    }
+
+    /// Adds one SSH host with its own table; `extra` goes into that table.
+    pub fn ssh_host(mut self, name: &str, port: u16, root: &Path, extra: &str) -> Project {
+        let deploy_to = root.join("srv/app");
+        let toml = format!(
+            "[hosts.{name}]\naddress = \"127.0.0.1\"\nport = {port}\ndeploy_to = \"{}\"\n{extra}\n",
+            deploy_to.display()
+        );
+        self.deploy_paths.push((name.to_string(), deploy_to));
+        self.hosts.push((name.to_string(), toml));
+        self
+    }
+
+    /// Appends raw TOML (e.g. a [strategy] or [hooks] table).
+    pub fn toml(mut self, text: &str) -> Project {
+        self.sections.push(text.to_string());
+        self
+    }
+
+    /// Writes the artifact directory `build/` with these files.
+    pub fn artifact(self, files: &[(&str, &str)]) -> Project {
+        let build = self.path().join("build");
+        let _ = std::fs::remove_dir_all(&build);
+        for (name, body) in files {
+            let path = build.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+        }
+        self
+    }
+
+    /// Writes deploy.toml from what was added; call after every change.
+    pub fn write(self) -> Project {
+        self.write_with_ssh("")
+    }
+
+    /// Writes deploy.toml with an [ssh] table holding `ssh`.
+    pub fn write_with_ssh(self, ssh: &str) -> Project {
+        let mut text = String::from(
+            "[app]\nname = \"shop-api\"\ndeploy_to = \"/srv/app\"\nkeep_releases = 3\n\n[artifact]\npath = \"build\"\n\n",
+        );
+        if !ssh.is_empty() {
+            text.push_str(&format!("[ssh]\n{ssh}\n\n"));
+        }
+        for section in &self.sections {
+            text.push_str(section);
+            text.push_str("\n\n");
+        }
+        for (_, host) in &self.hosts {
+            text.push_str(host);
+            text.push('\n');
+        }
+        std::fs::write(self.path().join("deploy.toml"), text).unwrap();
+        self
+    }
+
+    /// `hoist ARGS` in the project directory, with a clean environment.
+    pub fn hoist(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::cargo_bin("hoist").unwrap();
+        cmd.current_dir(self.path())
+            .args(args)
+            .env("HOME", self.path().join("home"))
+            .env("USER", whoami())
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("HOIST_CONFIG")
+            .env_remove("HOIST_SSH_PASSPHRASE")
+            .env_remove("NO_COLOR")
+            .timeout(std::time::Duration::from_secs(120));
+        cmd
+    }
+
+    pub fn deploy_path(&self, host: &str) -> PathBuf {
+        self.deploy_paths
+            .iter()
+            .find(|(n, _)| n == host)
+            .unwrap_or_else(|| panic!("no host {host}"))
+            .1
+            .clone()
+    }
+
+    pub fn host_names(&self) -> Vec<String> {
+        self.hosts.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// The release id `current` points at on a host.
+    pub fn current(&self, host: &str) -> Option<String> {
+        let link = std::fs::read_link(self.deploy_path(host).join("current")).ok()?;
+        let text = link.to_string_lossy().into_owned();
+        assert!(text.starts_with("releases/"), "current is relative: {text}");
+        Some(text.trim_start_matches("releases/").to_string())
+    }
+
+    pub fn releases(&self, host: &str) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.deploy_path(host).join("releases"))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    pub fn read_current(&self, host: &str, file: &str) -> String {
+        std::fs::read_to_string(self.deploy_path(host).join("current").join(file)).unwrap()
+    }
+
+    pub fn journal(&self, host: &str) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.deploy_path(host).join(".hoist/journal"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    pub fn locked(&self, host: &str) -> bool {
+        self.deploy_path(host).join(".hoist/lock").exists()
+    }
+
+    /// True when nothing at all exists at the host's deploy_to.
+    pub fn untouched(&self, host: &str) -> bool {
+        !self.deploy_path(host).exists()
+    }
+}
+
+pub fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| {
+        String::from_utf8(
+            std::process::Command::new("id")
+                .arg("-un")
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .trim()
+        .to_string()
+    })
+}
+
+/// Parses NDJSON output, asserting every line is a JSON object with
+/// `event` and `ts`, and that the last is the summary.
+pub fn ndjson(stdout: &[u8]) -> Vec<serde_json::Value> {
+    let text = String::from_utf8(stdout.to_vec()).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for e in &events {
+        assert!(e["event"].is_string(), "no event: {e}");
+        assert!(e["ts"].is_string(), "no ts: {e}");
+    }
+    assert_eq!(
+        events.last().map(|e| e["event"].as_str().unwrap()),
+        Some("summary"),
+        "last line is the summary"
+    );
+    events
+}
+
+/// Lists every file under `dir` with its contents, relative and sorted.
+pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(base, &path, out);
+            } else {
+                let rel = path
+                    .strip_prefix(base)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.push((rel, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
