@@ -623,7 +623,7 @@ async fn steps(
     )
     .await?;
     if let Some(check) = &ctx.config.health {
-        health::check(ctx, node, check).await?;
+        health::check(ctx, node, check, &env).await?;
     }
     Ok(())
 }

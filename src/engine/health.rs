@@ -13,13 +13,18 @@ use crate::config::{Health, HealthCheck};
 use crate::report::Phase;
 
 /// Runs the configured check until it passes or its retries run out.
-pub async fn check(ctx: &Context, node: &Node, health: &Health) -> Result<(), Failure> {
+pub async fn check(
+    ctx: &Context,
+    node: &Node,
+    health: &Health,
+    env: &[(String, String)],
+) -> Result<(), Failure> {
     ctx.phase(node.name(), Phase::Health);
     sleep_or_cancel(ctx, health.grace).await?;
     let attempts = health.retries + 1;
     let mut last = (String::new(), Vec::new());
     for attempt in 1..=attempts {
-        let result = match tokio::time::timeout(health.timeout, probe(node, &health.check)).await {
+        let result = match tokio::time::timeout(health.timeout, probe(node, &health.check, env)).await {
             Ok(result) => result,
             Err(_) => Err((
                 format!(
@@ -55,12 +60,12 @@ async fn sleep_or_cancel(ctx: &Context, d: Duration) -> Result<(), Failure> {
 
 type ProbeError = (String, Vec<String>);
 
-async fn probe(node: &Node, check: &HealthCheck) -> Result<(), ProbeError> {
+async fn probe(node: &Node, check: &HealthCheck, env: &[(String, String)]) -> Result<(), ProbeError> {
     match check {
         HealthCheck::Command(command) => {
             // In the live release, so `./bin/healthcheck` works.
             let dir = format!("{}/current", node.layout.deploy_to.trim_end_matches('/'));
-            let script = node.layout.hook(&dir, &[], command);
+            let script = node.layout.hook(&dir, env, command);
             let out = node
                 .run(&script, None)
                 .await

@@ -56,7 +56,7 @@ pub async fn switch_back(
     )
     .await?;
     if let Some(check) = &ctx.config.health {
-        health::check(ctx, node, check).await?;
+        health::check(ctx, node, check, &env).await?;
     }
     Ok(())
 }
