@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod report;
+pub mod select;
 pub mod transport;
 
 /// Runs the command line; returns the process exit code.
