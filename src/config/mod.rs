@@ -1,6 +1,17 @@
-//! Reading deploy.toml: strict parsing (`file`), then resolution into `model`.
+//! Reading deploy.toml: strict parsing (`file`, `values`), then resolution
+//! into `model` (`resolve`, `inventory`, `layer`).
 
+mod doc;
+mod file;
+mod inventory;
+mod layer;
 pub mod model;
+mod range;
+mod resolve;
+mod values;
+
+#[cfg(test)]
+mod tests;
 
 pub use model::*;
 
@@ -20,6 +31,24 @@ pub struct Source {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-pub fn load(_source: &Source) -> Result<Config, ConfigError> {
-    Err(ConfigError("config loading is being written".into()))
+/// The commented file `hoist init` writes.
+pub const INIT_TEMPLATE: &str = include_str!("init.toml");
+
+/// Reads, checks and resolves the configuration, including that the
+/// artifact (when the file has one) exists. For commands that ship it.
+pub fn load(source: &Source) -> Result<Config, ConfigError> {
+    let config = load_without_artifact_check(source)?;
+    check_artifact(&config)?;
+    Ok(config)
+}
+
+/// Like `load`, but does not look for the artifact on disk: for commands
+/// that never ship it (status, rollback, releases, lock, exec).
+pub fn load_without_artifact_check(source: &Source) -> Result<Config, ConfigError> {
+    resolve::load(source, &layer::Env::from_process())
+}
+
+/// Checks that the artifact the file names exists (when it names one).
+pub fn check_artifact(config: &Config) -> Result<(), ConfigError> {
+    resolve::check_artifact(config)
 }

@@ -1,0 +1,265 @@
+//! From the files as written to the `Config` the engine uses: defaults
+//! filled in, the inventory found and merged, cross-key rules checked.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::doc::Doc;
+use super::file::{DeployFile, InventoryFile, RawArtifact, RawHealth, RawHooks, RawStrategy};
+use super::inventory::Inventory;
+use super::layer::{Env, SshLayer};
+use super::model::{App, ArtifactSpec, Config, Health, HealthCheck, Hooks, Strategy};
+use super::{ConfigError, Source};
+
+const DEFAULT_CONFIG: &str = "deploy.toml";
+const DEFAULT_KEEP_RELEASES: usize = 5;
+
+pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
+    let path = source
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let doc = Doc::read(&path, "configuration").map_err(|e| {
+        if path.exists() {
+            e
+        } else {
+            ConfigError(format!(
+                "{e}\n  (`hoist init` writes a deploy.toml to start from; -c PATH picks another file)"
+            ))
+        }
+    })?;
+    let base_dir = directory_of(&path)?;
+    let file: DeployFile = doc.parse()?;
+
+    let app = App {
+        name: file.app.name.0.clone(),
+        deploy_to: file.app.deploy_to.0.clone(),
+        keep_releases: file
+            .app
+            .keep_releases
+            .map_or(DEFAULT_KEEP_RELEASES, |k| k.0),
+    };
+
+    let ssh_layer = |raw: &Option<super::file::RawSsh>, doc: &Doc, dir: &Path| match raw {
+        Some(raw) => {
+            SshLayer::from_raw(raw, dir, env).map_err(|(key, e)| doc.error(&["ssh", key], e))
+        }
+        None => Ok(SshLayer::default()),
+    };
+
+    let resolved = match inventory_path(source, &file, &path)? {
+        None => {
+            let base = ssh_layer(&file.ssh, &doc, &base_dir)?;
+            Inventory {
+                doc: &doc,
+                base_dir: &base_dir,
+                hosts: file.hosts.unwrap_or_default(),
+                groups: file.groups.unwrap_or_default(),
+            }
+            .resolve(&base, &app.deploy_to, env)?
+        }
+        Some(inv_path) => {
+            let inv_doc = Doc::read(&inv_path, "inventory")?;
+            let inv_dir = directory_of(&inv_path)?;
+            let inv: InventoryFile = inv_doc.parse()?;
+            let both = |what: &str| {
+                ConfigError(format!(
+                    "{}: {what} is defined here and in the inventory {}; keep it in one file",
+                    doc.path.display(),
+                    inv_doc.path.display()
+                ))
+            };
+            if file.hosts.as_ref().is_some_and(|h| !h.is_empty()) {
+                return Err(both("[hosts]"));
+            }
+            if file.groups.as_ref().is_some_and(|g| !g.is_empty()) {
+                return Err(both("[groups]"));
+            }
+            let base = match (&file.ssh, &inv.ssh) {
+                (Some(_), Some(_)) => return Err(both("[ssh]")),
+                (Some(_), None) => ssh_layer(&file.ssh, &doc, &base_dir)?,
+                (None, _) => ssh_layer(&inv.ssh, &inv_doc, &inv_dir)?,
+            };
+            Inventory {
+                doc: &inv_doc,
+                base_dir: &inv_dir,
+                hosts: inv.hosts.unwrap_or_default(),
+                groups: inv.groups.unwrap_or_default(),
+            }
+            .resolve(&base, &app.deploy_to, env)?
+        }
+    };
+
+    Ok(Config {
+        artifact: file
+            .artifact
+            .map(|a| artifact(a, &doc, &base_dir))
+            .transpose()?,
+        hooks: file.hooks.map(hooks).unwrap_or_default(),
+        health: file.health.map(|h| health(h, &doc)).transpose()?,
+        strategy: file.strategy.map(strategy).unwrap_or_default(),
+        path,
+        base_dir,
+        app,
+        hosts: resolved.hosts,
+        groups: resolved.groups,
+        warnings: resolved.warnings,
+    })
+}
+
+/// `-i PATH` (as given, from the working directory) beats the file's
+/// `inventory` key (relative to the file).
+fn inventory_path(
+    source: &Source,
+    file: &DeployFile,
+    config_path: &Path,
+) -> Result<Option<PathBuf>, ConfigError> {
+    let (given, from) = match (&source.inventory, &file.inventory) {
+        (Some(i), _) => (i.as_str(), "-i/--inventory"),
+        (None, Some(i)) => (i.as_str(), "`inventory`"),
+        (None, None) => return Ok(None),
+    };
+    if given.starts_with("exec:") {
+        return Err(ConfigError(format!(
+            "{from} {given:?}: exec: inventories are not supported yet; give a TOML file"
+        )));
+    }
+    if given.is_empty() {
+        return Err(ConfigError(format!("{from}: the inventory path is empty")));
+    }
+    Ok(Some(match source.inventory {
+        Some(_) => PathBuf::from(given),
+        None => config_path.parent().unwrap_or(Path::new("")).join(given),
+    }))
+}
+
+/// The absolute directory a file lives in.
+fn directory_of(path: &Path) -> Result<PathBuf, ConfigError> {
+    let absolute =
+        std::path::absolute(path).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+    Ok(absolute
+        .parent()
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf))
+}
+
+fn artifact(raw: RawArtifact, doc: &Doc, base_dir: &Path) -> Result<ArtifactSpec, ConfigError> {
+    if raw.path.is_empty() {
+        return Err(doc.error(&["artifact", "path"], "the artifact path is empty"));
+    }
+    if let Some(version) = &raw.version {
+        let safe = !version.is_empty()
+            && !version.starts_with(['-', '.'])
+            && version
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '+' | '-'));
+        if !safe {
+            return Err(doc.error(
+                &["artifact", "version"],
+                format!(
+                    "{version:?}: a version may hold only letters, digits, '_', '.', '+' and '-', and not start with '-' or '.'"
+                ),
+            ));
+        }
+    }
+    Ok(ArtifactSpec {
+        path: base_dir.join(&raw.path),
+        version: raw.version,
+    })
+}
+
+fn hooks(raw: RawHooks) -> Hooks {
+    let list = |c: Option<super::values::Commands>| c.map(|c| c.0).unwrap_or_default();
+    let after_switch = list(raw.after_switch);
+    Hooks {
+        before_switch: list(raw.before_switch),
+        // Absent means "the same as after_switch"; an explicit [] means none.
+        after_rollback: raw
+            .after_rollback
+            .map_or_else(|| after_switch.clone(), |c| c.0),
+        after_switch,
+        before_batch_local: list(raw.before_batch_local),
+        after_batch_local: list(raw.after_batch_local),
+    }
+}
+
+fn health(raw: RawHealth, doc: &Doc) -> Result<Health, ConfigError> {
+    let check = match (raw.command, raw.http) {
+        (Some(_), Some(_)) => {
+            return Err(doc.error(&["health"], "set one of `command` or `http`, not both"));
+        }
+        (None, None) => {
+            return Err(doc.error(
+                &["health"],
+                "set `command` (run on the host, exit 0 = healthy) or `http` (a URL, 2xx = healthy)",
+            ));
+        }
+        (Some(command), None) => {
+            if command.trim().is_empty() {
+                return Err(doc.error(&["health", "command"], "the command is empty"));
+            }
+            HealthCheck::Command(command)
+        }
+        (None, Some(url)) => {
+            check_http_url(&url).map_err(|e| doc.error(&["health", "http"], e))?;
+            HealthCheck::Http(url)
+        }
+    };
+    Ok(Health {
+        check,
+        retries: raw
+            .retries
+            .map_or(10, |r| r.0.min(u32::MAX as usize) as u32),
+        interval: raw.interval.map_or(Duration::from_secs(2), |d| d.0),
+        timeout: raw.timeout.map_or(Duration::from_secs(5), |d| d.0),
+        grace: raw.grace.map_or(Duration::ZERO, |d| d.0),
+    })
+}
+
+/// The probe travels through the SSH connection to a port on the host, so
+/// it speaks plain http.
+fn check_http_url(url: &str) -> Result<(), String> {
+    if url.starts_with("https://") {
+        return Err(format!(
+            "{url:?}: https is not supported; the probe already travels inside SSH, so use http:// (or a `command` with curl)"
+        ));
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(format!("expected an http:// URL, found {url:?}"));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() || url.contains(char::is_whitespace) {
+        return Err(format!(
+            "{url:?} is not a usable URL; e.g. \"http://127.0.0.1:8080/health\""
+        ));
+    }
+    Ok(())
+}
+
+fn strategy(raw: RawStrategy) -> Strategy {
+    let d = Strategy::default();
+    Strategy {
+        canary: raw.canary.map_or(d.canary, |a| a.0),
+        canary_pause: raw.canary_pause.map_or(d.canary_pause, |p| p.0),
+        batch: raw.batch.map_or(d.batch, |b| b.0),
+        batch_pause: raw.batch_pause.map_or(d.batch_pause, |p| p.0),
+        parallel: raw.parallel.map_or(d.parallel, |p| p.0),
+        max_failures: raw.max_failures.map_or(d.max_failures, |a| a.0),
+        on_failure: raw.on_failure.map_or(d.on_failure, |o| o.0),
+    }
+}
+
+/// Run by commands that ship the artifact; `status` or `rollback` must work
+/// without a build on this machine.
+pub fn check_artifact(config: &Config) -> Result<(), ConfigError> {
+    let Some(artifact) = &config.artifact else {
+        return Ok(());
+    };
+    match std::fs::metadata(&artifact.path) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(ConfigError(format!(
+            "{}: `artifact.path`: cannot use {}: {e}",
+            config.path.display(),
+            artifact.path.display()
+        ))),
+    }
+}

@@ -1,0 +1,887 @@
+//! Loading whole files: what a user writes, what the engine gets.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::layer::Env;
+use super::*;
+
+const APP: &str = "[app]\nname = \"shop\"\ndeploy_to = \"/srv/shop\"\n";
+
+struct Project {
+    dir: tempfile::TempDir,
+    inventory: Option<String>,
+}
+
+impl Project {
+    fn new() -> Project {
+        Project {
+            dir: tempfile::tempdir().unwrap(),
+            inventory: None,
+        }
+    }
+
+    fn file(self, name: &str, text: &str) -> Project {
+        let path = self.dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        self
+    }
+
+    fn config(self, text: &str) -> Project {
+        self.file("deploy.toml", text)
+    }
+
+    fn inventory_flag(mut self, value: &str) -> Project {
+        self.inventory = Some(value.to_string());
+        self
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn env() -> Env {
+        Env {
+            home: Some("/home/me".into()),
+            user: "me".into(),
+        }
+    }
+
+    fn source(&self) -> Source {
+        Source {
+            config: Some(self.path("deploy.toml")),
+            inventory: self.inventory.clone(),
+        }
+    }
+
+    fn load(&self) -> Result<Config, ConfigError> {
+        resolve::load(&self.source(), &Project::env())
+    }
+
+    fn ok(&self) -> Config {
+        self.load().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn err(&self) -> String {
+        match self.load() {
+            Ok(_) => panic!("loaded, but should not have"),
+            Err(e) => e.0,
+        }
+    }
+}
+
+fn with_app(rest: &str) -> String {
+    format!("{APP}{rest}")
+}
+
+fn host<'a>(config: &'a Config, name: &str) -> &'a Host {
+    config
+        .hosts
+        .iter()
+        .find(|h| h.name == name)
+        .unwrap_or_else(|| panic!("no host {name}"))
+}
+
+fn ssh(host: &Host) -> &SshTarget {
+    match &host.transport {
+        HostTransport::Ssh(t) => t,
+        HostTransport::Local { .. } => panic!("{} is local", host.name),
+    }
+}
+
+fn names(config: &Config) -> Vec<&str> {
+    config.hosts.iter().map(|h| h.name.as_str()).collect()
+}
+
+fn assert_err(config: &str, needles: &[&str]) {
+    let err = Project::new().config(config).err();
+    for needle in needles {
+        assert!(err.contains(needle), "{needle:?} not in:\n{err}");
+    }
+}
+
+// --- strictness and messages -------------------------------------------------
+
+#[test]
+fn a_typo_in_a_key_is_an_error_naming_it_and_the_accepted_keys() {
+    let err = Project::new()
+        .config("[app]\nname = \"shop\"\ndeploy_to = \"/srv/shop\"\nkeep_release = 3\n[hosts.a]\n")
+        .err();
+    assert!(err.contains("unknown key `app.keep_release`"), "{err}");
+    assert!(err.contains("line 4, column 1"), "{err}");
+    assert!(
+        err.contains("accepted keys in [app]: name, deploy_to, keep_releases"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `keep_releases`?"), "{err}");
+    assert!(err.contains("deploy.toml: "), "{err}");
+}
+
+#[test]
+fn unknown_keys_are_caught_in_every_table() {
+    assert_err(
+        &with_app("[hosts.\"web1.example.com\"]\nadress = \"x\"\n"),
+        &[
+            "unknown key `hosts.\"web1.example.com\".adress`",
+            "accepted keys in [hosts.\"web1.example.com\"]",
+            "address",
+            "identity_files",
+        ],
+    );
+    assert_err(
+        &with_app("[hosts.a]\n[strategy]\ncanery = 1\n"),
+        &["`strategy.canery`", "canary_pause"],
+    );
+    assert_err(
+        &with_app("[hosts.a]\n[sssh]\n"),
+        &["unknown key `sssh`", "accepted top-level keys", "inventory"],
+    );
+    assert_err(
+        &with_app("[groups.web]\nhosts = [\"a\"]\nhost = \"x\"\n"),
+        &["`groups.web.host`"],
+    );
+    assert_err(&with_app("[hosts.a]\n[ssh]\nusr = \"x\"\n"), &["`ssh.usr`"]);
+    assert_err(
+        &with_app("[hosts.a]\n[hooks]\nafter_swich = []\n"),
+        &["`hooks.after_swich`"],
+    );
+    assert_err(
+        &with_app("[hosts.a]\n[health]\ncmd = \"x\"\n"),
+        &["`health.cmd`"],
+    );
+    assert_err(
+        &with_app("[hosts.a]\n[artifact]\npath = \"x\"\nversio = \"1\"\n"),
+        &["`artifact.versio`"],
+    );
+}
+
+#[test]
+fn a_toml_syntax_error_reports_file_and_line() {
+    let err = Project::new()
+        .config("[app]\nname = \"shop\"\ndeploy_to = /srv\n")
+        .err();
+    assert!(err.contains("deploy.toml"), "{err}");
+    assert!(err.contains("line 3"), "{err}");
+}
+
+#[test]
+fn a_wrong_value_says_what_was_expected_with_the_key_path() {
+    assert_err(
+        &with_app("[hosts.a]\n[strategy]\nparallel = 0\n"),
+        &[
+            "`strategy.parallel` (line 6",
+            "expected a whole number >= 1",
+        ],
+    );
+    assert_err(
+        &with_app("[hosts.a]\n[ssh]\nport = \"22\"\n"),
+        &[
+            "`ssh.port`",
+            "expected a port number",
+            "found string \"22\"",
+        ],
+    );
+    assert_err(
+        &with_app("[hosts.a]\nconnect_timeout = \"soon\"\n"),
+        &["`hosts.a.connect_timeout`", "invalid duration"],
+    );
+    assert_err(
+        &with_app("[hosts.a]\n[strategy]\non_failure = \"retry\"\n"),
+        &["`strategy.on_failure`", "\"rollback\", \"stop\""],
+    );
+    assert_err(&with_app("[hosts.a]\nhosts = 3\n"), &["hosts.a.hosts"]);
+    assert_err(&format!("{APP}hosts = 3\n"), &["`app.hosts`"]);
+    assert_err(
+        "hosts = 3\n[app]\nname = \"x\"\ndeploy_to = \"/x\"\n",
+        &["`hosts`", "expected a table, found integer 3"],
+    );
+}
+
+#[test]
+fn missing_required_keys_are_named() {
+    assert_err(
+        "[app]\nname = \"x\"\n[hosts.a]\n",
+        &["missing key `app.deploy_to`"],
+    );
+    assert_err("[hosts.a]\n", &["missing table [app]"]);
+}
+
+#[test]
+fn a_missing_file_points_at_hoist_init() {
+    let err = Project::new().err();
+    assert!(err.contains("cannot read the configuration"), "{err}");
+    assert!(err.contains("hoist init"), "{err}");
+}
+
+// --- defaults ------------------------------------------------------------------
+
+#[test]
+fn defaults_fill_what_the_file_leaves_out() {
+    let config = Project::new().config(&with_app("[hosts.web1]\n")).ok();
+    assert_eq!(config.app.keep_releases, 5);
+    let web1 = host(&config, "web1");
+    assert_eq!(web1.deploy_to, "/srv/shop");
+    assert_eq!(web1.command_timeout, Duration::from_secs(600));
+    let t = ssh(web1);
+    assert_eq!(t.address, "web1");
+    assert_eq!(t.user, "me");
+    assert_eq!(t.port, 22);
+    assert_eq!(t.host_key_checking, HostKeyChecking::Strict);
+    assert_eq!(t.connect_timeout, Duration::from_secs(10));
+    assert_eq!(t.keepalive, Duration::from_secs(15));
+    assert_eq!(t.identity_files[0], Path::new("/home/me/.ssh/id_ed25519"));
+    assert_eq!(t.known_hosts, [PathBuf::from("/home/me/.ssh/known_hosts")]);
+    assert!(t.jump.is_empty());
+    assert!(!t.identities_only);
+
+    let s = &config.strategy;
+    let d = Strategy::default();
+    assert_eq!(
+        (
+            s.canary,
+            &s.canary_pause,
+            &s.batch,
+            s.parallel,
+            s.max_failures,
+            s.on_failure
+        ),
+        (
+            d.canary,
+            &d.canary_pause,
+            &d.batch,
+            d.parallel,
+            d.max_failures,
+            d.on_failure
+        )
+    );
+    assert!(config.artifact.is_none());
+    assert!(config.health.is_none());
+    assert!(config.warnings.is_empty());
+    assert!(config.base_dir.is_absolute());
+}
+
+#[test]
+fn health_defaults() {
+    let config = Project::new()
+        .config(&with_app("[hosts.a]\n[health]\ncommand = \"true\"\n"))
+        .ok();
+    let h = config.health.unwrap();
+    assert_eq!(h.check, HealthCheck::Command("true".into()));
+    assert_eq!(h.retries, 10);
+    assert_eq!(h.interval, Duration::from_secs(2));
+    assert_eq!(h.timeout, Duration::from_secs(5));
+    assert_eq!(h.grace, Duration::ZERO);
+}
+
+#[test]
+fn after_rollback_defaults_to_after_switch_but_an_empty_list_means_none() {
+    let absent = Project::new()
+        .config(&with_app(
+            "[hosts.a]\n[hooks]\nafter_switch = [\"restart\"]\n",
+        ))
+        .ok();
+    assert_eq!(absent.hooks.after_rollback, ["restart"]);
+    let empty = Project::new()
+        .config(&with_app(
+            "[hosts.a]\n[hooks]\nafter_switch = [\"restart\"]\nafter_rollback = []\n",
+        ))
+        .ok();
+    assert!(empty.hooks.after_rollback.is_empty());
+}
+
+#[test]
+fn the_strategy_reads_every_key() {
+    let config = Project::new()
+        .config(&with_app(
+            "[hosts.a]\n[strategy]\ncanary = \"10%\"\ncanary_pause = \"2m\"\nbatch = [1, \"50%\"]\n\
+             batch_pause = \"5s\"\nparallel = 4\nmax_failures = \"10%\"\non_failure = \"stop\"\n",
+        ))
+        .ok();
+    let s = config.strategy;
+    assert_eq!(s.canary, Amount::Percent(10));
+    assert_eq!(s.canary_pause, Pause::For(Duration::from_secs(120)));
+    assert_eq!(s.batch, [Amount::Hosts(1), Amount::Percent(50)]);
+    assert_eq!(s.batch_pause, Duration::from_secs(5));
+    assert_eq!(s.parallel, 4);
+    assert_eq!(s.max_failures, Amount::Percent(10));
+    assert_eq!(s.on_failure, OnFailure::Stop);
+}
+
+// --- precedence ------------------------------------------------------------------
+
+#[test]
+fn precedence_is_defaults_then_ssh_then_group_then_host() {
+    let config = Project::new()
+        .config(&with_app(
+            r#"
+[ssh]
+user = "ssh-user"
+port = 2200
+connect_timeout = "20s"
+
+[groups.web]
+hosts = ["web1", "web2"]
+port = 2300
+command_timeout = "1m"
+
+[hosts.web1]
+port = 2400
+"#,
+        ))
+        .ok();
+    let web1 = host(&config, "web1");
+    let web2 = host(&config, "web2");
+    // [ssh] over defaults
+    assert_eq!(ssh(web1).user, "ssh-user");
+    assert_eq!(ssh(web1).connect_timeout, Duration::from_secs(20));
+    assert_eq!(ssh(web1).keepalive, Duration::from_secs(15));
+    // group over [ssh]
+    assert_eq!(ssh(web2).port, 2300);
+    assert_eq!(web2.command_timeout, Duration::from_secs(60));
+    // host over group
+    assert_eq!(ssh(web1).port, 2400);
+    assert_eq!(web1.command_timeout, Duration::from_secs(60));
+}
+
+#[test]
+fn a_hosts_later_group_wins_in_the_order_it_lists_them() {
+    let config = Project::new()
+        .config(&with_app(
+            r#"
+[hosts.a]
+groups = ["zeta", "alpha"]
+vars = { own = "a" }
+
+[hosts.b]
+groups = ["alpha", "zeta"]
+
+[groups.alpha]
+user = "alpha"
+vars = { tier = "alpha", only_alpha = "1" }
+
+[groups.zeta]
+user = "zeta"
+vars = { tier = "zeta" }
+"#,
+        ))
+        .ok();
+    let a = host(&config, "a");
+    assert_eq!(a.groups, ["zeta", "alpha"]);
+    assert_eq!(ssh(a).user, "alpha");
+    assert_eq!(a.vars["tier"], "alpha");
+    assert_eq!(a.vars["only_alpha"], "1");
+    assert_eq!(a.vars["own"], "a");
+    let b = host(&config, "b");
+    assert_eq!(ssh(b).user, "zeta");
+    assert_eq!(b.vars["tier"], "zeta");
+}
+
+#[test]
+fn implicit_hosts_take_their_groups_alphabetically_and_host_vars_win() {
+    let config = Project::new()
+        .config(&with_app(
+            r#"
+[groups.zeta]
+hosts = ["x", "y"]
+user = "zeta"
+vars = { tier = "zeta" }
+
+[groups.alpha]
+hosts = ["x"]
+user = "alpha"
+vars = { tier = "alpha" }
+
+[hosts.y]
+vars = { tier = "mine" }
+"#,
+        ))
+        .ok();
+    let x = host(&config, "x");
+    assert_eq!(x.groups, ["alpha", "zeta"]);
+    assert_eq!(ssh(x).user, "zeta");
+    assert_eq!(x.vars["tier"], "zeta");
+    assert_eq!(host(&config, "y").vars["tier"], "mine");
+}
+
+#[test]
+fn jump_can_be_set_and_undone_per_host() {
+    let config = Project::new()
+        .config(&with_app(
+            r#"
+[ssh]
+jump = "ops@bastion:2222,inner"
+[hosts.a]
+[hosts.b]
+jump = ""
+"#,
+        ))
+        .ok();
+    let jump = &ssh(host(&config, "a")).jump;
+    assert_eq!(jump.len(), 2);
+    assert_eq!(jump[0].user.as_deref(), Some("ops"));
+    assert_eq!(jump[0].port, 2222);
+    assert_eq!(jump[1].address, "inner");
+    assert!(ssh(host(&config, "b")).jump.is_empty());
+}
+
+// --- inventory -------------------------------------------------------------------
+
+#[test]
+fn groups_bring_implicit_hosts_with_ranges_expanded_and_deduped() {
+    let config = Project::new()
+        .config(&with_app(
+            r#"
+[hosts.db1]
+address = "10.0.0.5"
+
+[groups.web]
+hosts = ["web[01:03].example.com", "web02.example.com"]
+
+[groups.all]
+hosts = ["web[01:02].example.com", "db1", "cache"]
+"#,
+        ))
+        .ok();
+    assert_eq!(
+        names(&config),
+        [
+            "db1",
+            "web01.example.com",
+            "web02.example.com",
+            "web03.example.com",
+            "cache"
+        ]
+    );
+    assert_eq!(
+        ssh(host(&config, "web01.example.com")).address,
+        "web01.example.com"
+    );
+    assert_eq!(ssh(host(&config, "db1")).address, "10.0.0.5");
+    assert_eq!(
+        config.groups["web"],
+        [
+            "web01.example.com",
+            "web02.example.com",
+            "web03.example.com"
+        ]
+    );
+    assert_eq!(
+        config.groups["all"],
+        ["db1", "web01.example.com", "web02.example.com", "cache"]
+    );
+    assert_eq!(host(&config, "web01.example.com").groups, ["all", "web"]);
+}
+
+#[test]
+fn groups_named_only_by_hosts_are_groups_too() {
+    let config = Project::new()
+        .config(&with_app("[hosts.a]\ngroups = [\"eu\"]\n[hosts.b]\n"))
+        .ok();
+    assert_eq!(config.groups["eu"], ["a"]);
+}
+
+#[test]
+fn hosts_keep_file_order() {
+    let config = Project::new()
+        .config(&with_app("[hosts.zz]\n[hosts.aa]\n[hosts.mm]\n"))
+        .ok();
+    assert_eq!(names(&config), ["zz", "aa", "mm"]);
+}
+
+#[test]
+fn the_inventory_may_live_in_its_own_file() {
+    let project = Project::new()
+        .config(&format!("inventory = \"inv/hosts.toml\"\n{APP}"))
+        .file(
+            "inv/hosts.toml",
+            "[ssh]\nuser = \"inv\"\nidentity_files = [\"keys/id\"]\n[hosts.a]\n[groups.g]\nhosts = [\"b\"]\n",
+        );
+    let config = project.ok();
+    assert_eq!(names(&config), ["a", "b"]);
+    let a = ssh(host(&config, "a"));
+    assert_eq!(a.user, "inv");
+    // paths in the inventory file start at its directory
+    assert_eq!(a.identity_files, [project.path("inv/keys/id")]);
+}
+
+#[test]
+fn the_inventory_flag_beats_the_inventory_key() {
+    let project = Project::new()
+        .config(&format!("inventory = \"prod.toml\"\n{APP}"))
+        .file("prod.toml", "[hosts.prod1]\n")
+        .file("staging.toml", "[hosts.staging1]\n");
+    assert_eq!(names(&project.ok()), ["prod1"]);
+    let flag = project.path("staging.toml").display().to_string();
+    let project = project.inventory_flag(&flag);
+    assert_eq!(names(&project.ok()), ["staging1"]);
+}
+
+#[test]
+fn hosts_in_both_files_are_an_error() {
+    let err = Project::new()
+        .config(&format!("inventory = \"hosts.toml\"\n{APP}[hosts.a]\n"))
+        .file("hosts.toml", "[hosts.b]\n")
+        .err();
+    assert!(
+        err.contains("[hosts] is defined here and in the inventory"),
+        "{err}"
+    );
+    let err = Project::new()
+        .config(&format!(
+            "inventory = \"hosts.toml\"\n{APP}[ssh]\nport = 1\n"
+        ))
+        .file("hosts.toml", "[ssh]\nport = 2\n[hosts.b]\n")
+        .err();
+    assert!(err.contains("[ssh] is defined here"), "{err}");
+}
+
+#[test]
+fn ssh_settings_may_stay_in_deploy_toml_with_a_separate_inventory() {
+    let config = Project::new()
+        .config(&format!(
+            "inventory = \"hosts.toml\"\n{APP}[ssh]\nuser = \"d\"\n"
+        ))
+        .file("hosts.toml", "[hosts.b]\n")
+        .ok();
+    assert_eq!(ssh(host(&config, "b")).user, "d");
+}
+
+#[test]
+fn an_inventory_file_is_strict_too() {
+    let err = Project::new()
+        .config(&format!("inventory = \"hosts.toml\"\n{APP}"))
+        .file("hosts.toml", "[hosts.b]\n[app]\n")
+        .err();
+    assert!(err.contains("hosts.toml: unknown key `app`"), "{err}");
+    assert!(err.contains("ssh, hosts, groups"), "{err}");
+}
+
+#[test]
+fn a_missing_inventory_file_is_named() {
+    let err = Project::new()
+        .config(&format!("inventory = \"nope.toml\"\n{APP}"))
+        .err();
+    assert!(
+        err.contains("nope.toml: cannot read the inventory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn exec_inventories_are_not_supported_yet() {
+    let err = Project::new()
+        .config(&with_app("[hosts.a]\n"))
+        .inventory_flag("exec:./inventory.sh")
+        .err();
+    assert!(err.contains("not supported yet"), "{err}");
+    let err = Project::new()
+        .config(&format!("inventory = \"exec:x\"\n{APP}"))
+        .err();
+    assert!(err.contains("not supported yet"), "{err}");
+}
+
+#[test]
+fn local_hosts_live_under_a_root_relative_to_their_file() {
+    let project = Project::new()
+        .config(&format!("inventory = \"inv/hosts.toml\"\n{APP}"))
+        .file(
+            "inv/hosts.toml",
+            "[hosts.demo1]\ntransport = \"local\"\nroot = \"demo/demo1\"\ncommand_timeout = \"1m\"\n\
+             [hosts.demo2]\ntransport = \"local\"\nroot = \"/abs/demo2\"\ndeploy_to = \"/opt/x\"\n",
+        );
+    let config = project.ok();
+    let demo1 = host(&config, "demo1");
+    match &demo1.transport {
+        HostTransport::Local { root } => {
+            assert!(root.is_absolute());
+            assert_eq!(root, &project.path("inv/demo/demo1"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(demo1.deploy_to, "/srv/shop");
+    assert_eq!(demo1.command_timeout, Duration::from_secs(60));
+    let demo2 = host(&config, "demo2");
+    assert!(
+        matches!(&demo2.transport, HostTransport::Local { root } if root == Path::new("/abs/demo2"))
+    );
+    assert_eq!(demo2.deploy_to, "/opt/x");
+}
+
+#[test]
+fn local_and_ssh_keys_do_not_mix() {
+    assert_err(
+        &with_app("[hosts.d]\ntransport = \"local\"\n"),
+        &["`hosts.d.transport`", "needs `root`"],
+    );
+    assert_err(
+        &with_app("[hosts.d]\nroot = \"x\"\n"),
+        &["`hosts.d.root`", "add transport = \"local\""],
+    );
+    assert_err(
+        &with_app("[hosts.d]\ntransport = \"local\"\nroot = \"x\"\nuser = \"u\"\n"),
+        &["`hosts.d.user`", "only SSH hosts"],
+    );
+    assert_err(
+        &with_app("[hosts.d]\ntransport = \"local\"\nroot = \"x\"\naddress = \"h\"\n"),
+        &["`hosts.d.address`"],
+    );
+    assert_err(
+        &with_app("[hosts.d]\ntransport = \"tcp\"\n"),
+        &["`hosts.d.transport`", "\"ssh\", \"local\""],
+    );
+}
+
+#[test]
+fn host_key_checking_off_is_warned_about_by_host() {
+    let config = Project::new()
+        .config(&with_app(
+            "[hosts.a]\nhost_key_checking = \"off\"\n[hosts.b]\n[groups.lab]\nhosts = [\"c\"]\nhost_key_checking = \"off\"\n",
+        ))
+        .ok();
+    assert_eq!(config.warnings.len(), 1);
+    let w = &config.warnings[0];
+    assert!(w.contains("a, c"), "{w}");
+    assert!(!w.contains(" b"), "{w}");
+    assert!(w.contains("NOT verified"), "{w}");
+}
+
+// --- validation ----------------------------------------------------------------
+
+#[test]
+fn app_names_are_checked() {
+    for bad in ["my app", "-x", "a/b", ""] {
+        assert_err(
+            &format!("[app]\nname = {bad:?}\ndeploy_to = \"/x\"\n[hosts.a]\n"),
+            &["`app.name` (line 2"],
+        );
+    }
+}
+
+#[test]
+fn deploy_to_must_be_a_plain_absolute_path() {
+    for (bad, why) in [
+        ("srv/x", "absolute"),
+        ("/srv/../etc", ".."),
+        ("/srv/x\\ny", "line break"),
+        ("/", "cannot be /"),
+    ] {
+        assert_err(
+            &format!("[app]\nname = \"x\"\ndeploy_to = \"{bad}\"\n[hosts.a]\n"),
+            &["`app.deploy_to`", why],
+        );
+        assert_err(
+            &with_app(&format!("[hosts.a]\ndeploy_to = \"{bad}\"\n")),
+            &["`hosts.a.deploy_to`", why],
+        );
+    }
+}
+
+#[test]
+fn keep_releases_is_at_least_one() {
+    assert_err(
+        &format!("{APP}keep_releases = 0\n[hosts.a]\n"),
+        &["`app.keep_releases`", ">= 1"],
+    );
+}
+
+#[test]
+fn percentages_are_one_to_a_hundred() {
+    for bad in ["\"0%\"", "\"101%\""] {
+        assert_err(
+            &with_app(&format!("[hosts.a]\n[strategy]\ncanary = {bad}\n")),
+            &["`strategy.canary`", "1% to 100%"],
+        );
+        assert_err(
+            &with_app(&format!("[hosts.a]\n[strategy]\nmax_failures = {bad}\n")),
+            &["`strategy.max_failures`"],
+        );
+    }
+    assert_err(
+        &with_app("[hosts.a]\n[strategy]\nbatch = [1, \"0%\"]\n"),
+        &["`strategy.batch`", "ramp step 2"],
+    );
+}
+
+#[test]
+fn the_artifact_must_exist_but_only_when_asked() {
+    let project = Project::new().config(&with_app(
+        "[hosts.a]\n[artifact]\npath = \"build/app.tgz\"\nversion = \"1.4.2+b7\"\n",
+    ));
+    let config = project.ok();
+    let artifact = config.artifact.as_ref().unwrap();
+    assert_eq!(artifact.path, project.path("build/app.tgz"));
+    assert_eq!(artifact.version.as_deref(), Some("1.4.2+b7"));
+    let err = check_artifact(&config).unwrap_err().0;
+    assert!(err.contains("`artifact.path`"), "{err}");
+    assert!(err.contains("build/app.tgz"), "{err}");
+
+    let project = project.file("build/app.tgz", "not really");
+    check_artifact(&project.ok()).unwrap();
+}
+
+#[test]
+fn the_artifact_version_is_safe() {
+    for bad in ["1.0 beta", "$(id)", "-1", "a/b", ""] {
+        assert_err(
+            &with_app(&format!(
+                "[hosts.a]\n[artifact]\npath = \"x\"\nversion = {bad:?}\n"
+            )),
+            &["`artifact.version`"],
+        );
+    }
+}
+
+#[test]
+fn host_and_group_names_are_checked() {
+    assert_err(
+        &with_app("[hosts.\"-oProxyCommand=x\"]\n"),
+        &["hosts", "starts with '-'"],
+    );
+    assert_err(&with_app("[hosts.\"a b\"]\n"), &["hosts"]);
+    assert_err(
+        &with_app("[groups.\"we b\"]\nhosts = [\"a\"]\n"),
+        &["groups", "names may hold only"],
+    );
+    assert_err(
+        &with_app("[hosts.a]\ngroups = [\"-g\"]\n"),
+        &["hosts.a.groups[0]", "starts with '-'"],
+    );
+    assert_err(
+        &with_app("[groups.g]\nhosts = [\"web 1\"]\n"),
+        &["`groups.g.hosts`", "names may hold only"],
+    );
+}
+
+#[test]
+fn bad_ranges_are_refused_with_the_pattern() {
+    assert_err(
+        &with_app("[groups.g]\nhosts = [\"web[20:01]\"]\n"),
+        &["`groups.g.hosts` (line", "backwards"],
+    );
+    assert_err(
+        &with_app("[groups.g]\nhosts = [\"web[1-3]\"]\n"),
+        &["`groups.g.hosts`", "bad range"],
+    );
+}
+
+#[test]
+fn groups_hold_hosts_not_groups() {
+    assert_err(
+        &with_app("[groups.web]\nhosts = [\"a\"]\n[groups.all]\nhosts = [\"web\"]\n"),
+        &["`groups.all.hosts`", "`web` is a group"],
+    );
+}
+
+#[test]
+fn var_names_must_be_environment_names() {
+    assert_err(
+        &with_app("[hosts.a]\nvars = { \"my-var\" = \"x\" }\n"),
+        &["hosts.a.vars", "my-var"],
+    );
+    assert_err(
+        &with_app("[groups.g]\nhosts = [\"a\"]\nvars = { 1x = \"x\" }\n"),
+        &["groups.g.vars"],
+    );
+    assert_err(
+        &with_app(
+            "[hosts.a]\ngroups = [\"g\"]\nvars = { REGION = \"x\" }\n[groups.g]\nvars = { region = \"y\" }\n",
+        ),
+        &["`hosts.a.vars`", "HOIST_VAR_REGION"],
+    );
+}
+
+#[test]
+fn there_must_be_hosts() {
+    assert_err(APP, &["no hosts"]);
+    assert_err(&with_app("[groups.g]\nhosts = []\n"), &["no hosts"]);
+}
+
+#[test]
+fn addresses_users_and_host_keys_are_checked() {
+    assert_err(
+        &with_app("[hosts.a]\naddress = \"me@a\"\n"),
+        &["`hosts.a.address`", "user"],
+    );
+    assert_err(&with_app("[hosts.a]\nuser = \"-l\"\n"), &["`hosts.a.user`"]);
+    assert_err(
+        &with_app("[hosts.a]\nhost_key = \"MD5:aa\"\n"),
+        &["`hosts.a.host_key`", "SHA256:"],
+    );
+    assert_err(
+        &with_app("[hosts.a]\nidentity_files = [\"~bob/key\"]\n"),
+        &["`hosts.a.identity_files`", "~user"],
+    );
+}
+
+#[test]
+fn health_takes_exactly_one_check_and_http_urls_only() {
+    assert_err(
+        &with_app("[hosts.a]\n[health]\ncommand = \"x\"\nhttp = \"http://h/\"\n"),
+        &["`health`", "not both"],
+    );
+    assert_err(
+        &with_app("[hosts.a]\n[health]\nretries = 3\n"),
+        &["`health`", "set `command`"],
+    );
+    assert_err(
+        &with_app("[hosts.a]\n[health]\nhttp = \"https://h/\"\n"),
+        &["`health.http`", "https"],
+    );
+    assert_err(
+        &with_app("[hosts.a]\n[health]\nhttp = \"127.0.0.1:8080\"\n"),
+        &["`health.http`", "http://"],
+    );
+    let config = Project::new()
+        .config(&with_app(
+            "[hosts.a]\n[health]\nhttp = \"http://127.0.0.1:8080/health\"\n",
+        ))
+        .ok();
+    assert_eq!(
+        config.health.unwrap().check,
+        HealthCheck::Http("http://127.0.0.1:8080/health".into())
+    );
+}
+
+#[test]
+fn hook_commands_may_be_one_string_but_not_empty() {
+    let config = Project::new()
+        .config(&with_app(
+            "[hosts.a]\n[hooks]\nbefore_switch = \"make check\"\n",
+        ))
+        .ok();
+    assert_eq!(config.hooks.before_switch, ["make check"]);
+    assert_err(
+        &with_app("[hosts.a]\n[hooks]\nbefore_switch = [\" \"]\n"),
+        &["`hooks.before_switch`", "empty"],
+    );
+}
+
+// --- the shipped files -----------------------------------------------------------
+
+#[test]
+fn the_example_file_loads() {
+    let example = include_str!("../../deploy.example.toml");
+    let config = Project::new().config(example).ok();
+    assert_eq!(config.app.name, "shop-api");
+    let web1 = host(&config, "web1");
+    assert_eq!(ssh(web1).port, 2222);
+    assert_eq!(ssh(web1).user, "www-deploy");
+    assert_eq!(ssh(web1).jump[0].address, "bastion-eu.example.com");
+    assert_eq!(web1.deploy_to, "/opt/shop-api");
+    assert_eq!(web1.vars["tier"], "web");
+    assert_eq!(web1.vars["region"], "eu");
+    let web2 = host(&config, "web2");
+    assert_eq!(ssh(web2).jump[0].address, "bastion.example.com");
+    assert_eq!(config.hosts.len(), 22);
+    assert_eq!(config.strategy.batch.len(), 4);
+    assert!(config.health.is_some());
+    assert!(config.artifact.is_some());
+}
+
+#[test]
+fn the_init_template_loads() {
+    let config = Project::new().config(INIT_TEMPLATE).ok();
+    assert_eq!(config.app.name, "myapp");
+    assert_eq!(names(&config), ["web1", "web2"]);
+}
