@@ -112,14 +112,11 @@ fi
         )
     }
 
-    /// Frees the lock if it carries `token` (or whatever it carries, with
-    /// `force`). Prints `freed`, `absent` or `other` followed by the lock line.
-    pub fn unlock(&self, token: Option<&str>, journal_line: &str) -> String {
-        let mine = match token {
-            Some(token) => format!(
-                "grep -q {} \"$H/lock\"",
-                q(&format!("\"token\":\"{token}\""))
-            ),
+    /// Frees the lock if its line contains `must_contain` (whatever it holds,
+    /// when `None`). Prints `freed`, `absent`, or `other` and the lock line.
+    pub fn unlock(&self, must_contain: Option<&str>, journal_line: &str) -> String {
+        let mine = match must_contain {
+            Some(text) => format!("grep -qF {} \"$H/lock\"", q(text)),
             None => "true".to_string(),
         };
         format!(

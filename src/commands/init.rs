@@ -1,7 +1,7 @@
 use std::io::Write;
 use std::path::Path;
 
-const TEMPLATE: &str = include_str!("../config/init.toml");
+use crate::config::INIT_TEMPLATE as TEMPLATE;
 
 /// Writes the starter file; never overwrites.
 pub fn run(path: &Path) -> i32 {

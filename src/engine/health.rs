@@ -21,19 +21,21 @@ pub async fn check(
 ) -> Result<(), Failure> {
     ctx.phase(node.name(), Phase::Health);
     sleep_or_cancel(ctx, health.grace).await?;
-    let attempts = health.retries + 1;
+    // Like Docker's HEALTHCHECK: `retries` probes in all, the first after `grace`.
+    let attempts = health.retries.max(1);
     let mut last = (String::new(), Vec::new());
     for attempt in 1..=attempts {
-        let result = match tokio::time::timeout(health.timeout, probe(node, &health.check, env)).await {
-            Ok(result) => result,
-            Err(_) => Err((
-                format!(
-                    "no answer within {}",
-                    humantime::format_duration(health.timeout)
-                ),
-                Vec::new(),
-            )),
-        };
+        let result =
+            match tokio::time::timeout(health.timeout, probe(node, &health.check, env)).await {
+                Ok(result) => result,
+                Err(_) => Err((
+                    format!(
+                        "no answer within {}",
+                        humantime::format_duration(health.timeout)
+                    ),
+                    Vec::new(),
+                )),
+            };
         match result {
             Ok(()) => return Ok(()),
             Err(reason) => last = reason,
@@ -60,7 +62,11 @@ async fn sleep_or_cancel(ctx: &Context, d: Duration) -> Result<(), Failure> {
 
 type ProbeError = (String, Vec<String>);
 
-async fn probe(node: &Node, check: &HealthCheck, env: &[(String, String)]) -> Result<(), ProbeError> {
+async fn probe(
+    node: &Node,
+    check: &HealthCheck,
+    env: &[(String, String)],
+) -> Result<(), ProbeError> {
     match check {
         HealthCheck::Command(command) => {
             // In the live release, so `./bin/healthcheck` works.

@@ -149,9 +149,23 @@ pub fn tail_lines(stderr: &[u8], stdout: &[u8], n: usize) -> Vec<String> {
 pub fn whoami() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+        .ok()
+        .or_else(user_from_passwd)
+        .unwrap_or_else(|| "unknown".into());
     let machine = gethostname::gethostname().to_string_lossy().into_owned();
     format!("{user}@{machine}")
+}
+
+/// The name of the user this process runs as, from /etc/passwd.
+fn user_from_passwd() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+    std::fs::read_to_string("/etc/passwd")
+        .ok()?
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == uid)
+        .map(|f| f[0].to_string())
 }
 
 /// A random token identifying one run.
