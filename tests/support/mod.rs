@@ -1,1 +1,5 @@
+//! Shared helpers for integration tests: `mod support;` then `use support::project::*;`.
+#![allow(dead_code)]
+
 pub mod project;
+pub mod sshd;

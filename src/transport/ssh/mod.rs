@@ -1,38 +1,337 @@
-//! SSH transport on russh. (Placeholder until the ssh branch lands.)
-use std::sync::Arc;
+//! The SSH transport, on russh: one authenticated connection per host for the
+//! whole run, each command on its own session channel.
+//!
+//! Order on connect: TCP, handshake with the host key judged before anything
+//! else is sent (`host_key`), then authentication (`auth`); all of it bounded
+//! by the host's `connect_timeout`.
+
+mod auth;
+mod exec;
+mod host_key;
+mod known_hosts;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
+use russh::client::{self, Handle};
+use russh::keys::Algorithm;
+use russh::{Disconnect, Preferred};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
+use self::auth::KeyCache;
+use self::host_key::{Client, HostKeyPolicy};
 use super::{Output, Stdin, Stream, Transport, TransportError};
 use crate::config::SshTarget;
 
-pub struct SshContext;
-impl SshContext {
-    pub fn new(_interactive: bool) -> Arc<SshContext> {
-        Arc::new(SshContext)
+/// OpenSSH's default `MaxSessions`: more concurrent commands than this on one
+/// connection wait for a free slot instead of being refused by the server.
+const MAX_SESSIONS: usize = 10;
+
+/// Our receive window per channel (stdout of a command); generous so that
+/// large outputs are not throttled by round trips.
+const WINDOW_SIZE: u32 = 8 * 1024 * 1024;
+
+/// Where a run's SSH credentials come from.
+#[derive(Clone, Default)]
+pub struct SshContextOptions {
+    /// A terminal is attached and hoist may ask for passphrases on it.
+    pub interactive: bool,
+    /// Passphrase for encrypted identity files (`HOIST_SSH_PASSPHRASE`).
+    pub passphrase: Option<String>,
+    /// The ssh-agent socket (`SSH_AUTH_SOCK`); `None`: no agent.
+    pub agent_socket: Option<PathBuf>,
+}
+
+impl SshContextOptions {
+    pub fn from_env(interactive: bool) -> SshContextOptions {
+        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+        SshContextOptions {
+            interactive,
+            passphrase: var("HOIST_SSH_PASSPHRASE").map(|v| v.to_string_lossy().into_owned()),
+            agent_socket: var("SSH_AUTH_SOCK").map(PathBuf::from),
+        }
     }
 }
-pub struct SshHost;
-impl SshHost {
-    pub async fn connect(t: &SshTarget, _ctx: &Arc<SshContext>) -> Result<SshHost, TransportError> {
-        Err(TransportError::Unreachable {
-            host: t.name.clone(),
-            reason: "ssh not built yet".into(),
+
+impl std::fmt::Debug for SshContextOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshContextOptions")
+            .field("interactive", &self.interactive)
+            .field("passphrase", &self.passphrase.as_ref().map(|_| "<set>"))
+            .field("agent_socket", &self.agent_socket)
+            .finish()
+    }
+}
+
+/// What all hosts of one run share: the agent, and identity files read once.
+pub struct SshContext {
+    agent_socket: Option<PathBuf>,
+    keys: KeyCache,
+}
+
+impl SshContext {
+    /// `interactive`: a TTY is attached and prompting is allowed (passphrases).
+    /// Reads `HOIST_SSH_PASSPHRASE` and `SSH_AUTH_SOCK`.
+    pub fn new(interactive: bool) -> Arc<SshContext> {
+        SshContext::with_options(SshContextOptions::from_env(interactive))
+    }
+
+    pub fn with_options(options: SshContextOptions) -> Arc<SshContext> {
+        Arc::new(SshContext {
+            agent_socket: options.agent_socket,
+            keys: KeyCache::new(options.passphrase, options.interactive),
         })
     }
 }
+
+/// One authenticated connection, used for the whole run.
+pub struct SshHost {
+    handle: Handle<Client>,
+    label: String,
+    sessions: Semaphore,
+    connect_timeout: Duration,
+    /// Why the connection ended, when the server or the network ended it.
+    lost: Arc<Mutex<Option<String>>>,
+    closed: AtomicBool,
+}
+
+impl SshHost {
+    pub async fn connect(
+        target: &SshTarget,
+        ctx: &Arc<SshContext>,
+    ) -> Result<SshHost, TransportError> {
+        let label = label(target);
+        if !target.jump.is_empty() {
+            return Err(TransportError::Other(format!(
+                "{label}: jump hosts are not supported yet"
+            )));
+        }
+        let policy = HostKeyPolicy::new(target, label.clone());
+        let config = Arc::new(client_config(target, &policy.known_algorithms()));
+        let refusal = Arc::new(Mutex::new(None));
+        let lost = Arc::new(Mutex::new(None));
+        let handler = Client {
+            policy,
+            refusal: Arc::clone(&refusal),
+            lost: Arc::clone(&lost),
+        };
+        let mut deadline = Deadline::new(target.connect_timeout, format!("connecting to {label}"));
+        let unreachable = |reason: String| TransportError::Unreachable {
+            host: label.clone(),
+            reason,
+        };
+
+        let socket = deadline
+            .run(TcpStream::connect((target.address.as_str(), target.port)))
+            .await?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let _ = socket.set_nodelay(true);
+        let mut handle = match deadline
+            .run(client::connect_stream(config, socket, handler))
+            .await?
+        {
+            Ok(handle) => handle,
+            Err(e) => {
+                if let Some(refused) = take(&refusal) {
+                    return Err(refused);
+                }
+                let reason = take(&lost).unwrap_or_else(|| e.to_string());
+                return Err(unreachable(format!("SSH handshake failed: {reason}")));
+            }
+        };
+        let agent = ctx.agent_socket.as_deref();
+        let authenticated =
+            auth::authenticate(&mut handle, target, agent, &ctx.keys, &label, &mut deadline).await;
+        if let Err(e) = authenticated {
+            let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+            return Err(e);
+        }
+        Ok(SshHost {
+            handle,
+            label,
+            sessions: Semaphore::new(MAX_SESSIONS),
+            connect_timeout: target.connect_timeout,
+            lost,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Maps a failure to open or use a channel: a dead connection is `Disconnected`.
+    fn channel_error(&self, error: russh::Error) -> TransportError {
+        if self.closed.load(Ordering::SeqCst) {
+            return self.disconnected("closed by hoist".into());
+        }
+        match error {
+            russh::Error::ChannelOpenFailure(reason) => TransportError::Other(format!(
+                "{} refused to open a channel: {reason:?}",
+                self.label
+            )),
+            other if !self.handle.is_closed() => {
+                TransportError::Other(format!("SSH error on {}: {other}", self.label))
+            }
+            other => self.disconnected(take(&self.lost).unwrap_or_else(|| other.to_string())),
+        }
+    }
+
+    fn disconnected(&self, reason: String) -> TransportError {
+        TransportError::Disconnected {
+            host: self.label.clone(),
+            reason,
+        }
+    }
+}
+
 #[async_trait]
 impl Transport for SshHost {
     async fn exec(
         &self,
-        _: &str,
-        _: Option<Stdin>,
-        _: std::time::Duration,
+        script: &str,
+        stdin: Option<Stdin>,
+        timeout: Duration,
     ) -> Result<Output, TransportError> {
-        unreachable!()
+        let quoted = shlex::try_quote(script).map_err(|_| {
+            TransportError::Other("a remote command cannot contain a NUL byte".into())
+        })?;
+        let command = format!("sh -c {quoted}");
+        let work = async {
+            let _slot = self.sessions.acquire().await;
+            let channel = self
+                .handle
+                .channel_open_session()
+                .await
+                .map_err(|e| self.channel_error(e))?;
+            exec::run(channel, command, stdin)
+                .await
+                .map_err(|failure| match failure {
+                    exec::Failure::Refused => {
+                        TransportError::Other(format!("{} refused to run the command", self.label))
+                    }
+                    exec::Failure::Lost => self.channel_error(russh::Error::Disconnect),
+                    exec::Failure::Stdin(e) => {
+                        TransportError::Other(format!("reading the command's input: {e}"))
+                    }
+                    exec::Failure::Channel(e) => self.channel_error(e),
+                })
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| TransportError::Timeout {
+                what: "command".into(),
+                after: timeout,
+            })?
     }
-    async fn open_tcp(&self, _: &str, _: u16) -> Result<Box<dyn Stream>, TransportError> {
-        unreachable!()
+
+    async fn open_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {
+        let open = self
+            .handle
+            .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0);
+        let channel = tokio::time::timeout(self.connect_timeout, open)
+            .await
+            .map_err(|_| TransportError::Timeout {
+                what: format!("opening {host}:{port} through {}", self.label),
+                after: self.connect_timeout,
+            })?
+            .map_err(|e| match e {
+                russh::Error::ChannelOpenFailure(reason) => TransportError::Other(format!(
+                    "{} could not connect to {host}:{port}: {reason:?}",
+                    self.label
+                )),
+                other => self.channel_error(other),
+            })?;
+        Ok(Box::new(channel.into_stream()))
     }
-    async fn close(&self) {}
+
+    async fn close(&self) {
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            let _ = self
+                .handle
+                .disconnect(Disconnect::ByApplication, "", "en")
+                .await;
+        }
+    }
+}
+
+/// How a host is named in messages: its inventory name, and where it is when that differs.
+fn label(target: &SshTarget) -> String {
+    let place = if target.port == 22 {
+        target.address.clone()
+    } else {
+        format!("{}:{}", target.address, target.port)
+    };
+    if target.name == place {
+        place
+    } else {
+        format!("{} ({place})", target.name)
+    }
+}
+
+fn client_config(target: &SshTarget, known: &[Algorithm]) -> client::Config {
+    let keepalive = Some(target.keepalive).filter(|k| !k.is_zero());
+    client::Config {
+        window_size: WINDOW_SIZE,
+        keepalive_interval: keepalive,
+        keepalive_max: 3,
+        inactivity_timeout: None,
+        nodelay: true,
+        preferred: prefer_known_key_types(known),
+        ..Default::default()
+    }
+}
+
+/// Asks for host key types already in known_hosts first, as OpenSSH does, so
+/// a host known by its RSA key is not reported unknown for offering ed25519.
+fn prefer_known_key_types(known: &[Algorithm]) -> Preferred {
+    let mut preferred = Preferred::default();
+    let is_known = |a: &Algorithm| {
+        known.iter().any(|k| match (k, a) {
+            (Algorithm::Rsa { .. }, Algorithm::Rsa { .. }) => true,
+            (k, a) => k == a,
+        })
+    };
+    let (mut keys, rest): (Vec<Algorithm>, Vec<Algorithm>) =
+        preferred.key.iter().cloned().partition(is_known);
+    keys.extend(rest);
+    preferred.key = keys.into();
+    preferred
+}
+
+fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
+    slot.lock().ok().and_then(|mut s| s.take())
+}
+
+/// The connect timeout, as one budget across TCP, handshake and authentication.
+struct Deadline {
+    at: Instant,
+    limit: Duration,
+    what: String,
+}
+
+impl Deadline {
+    fn new(limit: Duration, what: String) -> Deadline {
+        Deadline {
+            at: Instant::now() + limit,
+            limit,
+            what,
+        }
+    }
+
+    /// Time spent waiting on a person (a passphrase prompt) is not the network's.
+    fn extend(&mut self, by: Duration) {
+        self.at += by;
+    }
+
+    async fn run<F: Future>(&self, work: F) -> Result<F::Output, TransportError> {
+        tokio::time::timeout_at(self.at, work)
+            .await
+            .map_err(|_| TransportError::Timeout {
+                what: self.what.clone(),
+                after: self.limit,
+            })
+    }
 }

@@ -1,0 +1,118 @@
+//! One remote command on its own session channel: stdin streamed in, stdout,
+//! stderr and the exit status collected, the channel closed however it ends.
+
+use std::sync::Arc;
+
+use russh::client::Msg;
+use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
+use tokio::io::AsyncReadExt;
+
+use crate::transport::{Output, Stdin};
+
+/// Read size for stdin: large enough that an upload is a few big writes, not
+/// many small ones; memory stays bounded by this and the SSH window.
+const STDIN_CHUNK: usize = 64 * 1024;
+
+pub enum Failure {
+    /// The server would not run the command.
+    Refused,
+    /// The channel ended without the server closing it: the connection is gone.
+    Lost,
+    /// Reading our own stdin failed.
+    Stdin(std::io::Error),
+    Channel(russh::Error),
+}
+
+/// Runs `command` on `channel`. If this future is dropped before the command
+/// ends (a timeout, an error, a cancelled run), the command is sent SIGTERM
+/// and the channel is closed.
+pub async fn run(
+    channel: Channel<Msg>,
+    command: String,
+    stdin: Option<Stdin>,
+) -> Result<Output, Failure> {
+    let (mut rx, tx) = channel.split();
+    let tx = Arc::new(tx);
+    let mut guard = CloseOnDrop(Some(Arc::clone(&tx)));
+    tx.exec(true, command).await.map_err(Failure::Channel)?;
+
+    let feeding = feed(&tx, stdin);
+    let collecting = collect(&mut rx);
+    tokio::pin!(feeding, collecting);
+    let mut fed = false;
+    let output = loop {
+        tokio::select! {
+            result = &mut feeding, if !fed => {
+                fed = true;
+                result?;
+            }
+            output = &mut collecting => break output?,
+        }
+    };
+    guard.disarm();
+    Ok(output)
+}
+
+/// Streams stdin to the channel, then sends EOF. A command that exits without
+/// reading all of its input is not an error here: its exit status says what happened.
+async fn feed(tx: &ChannelWriteHalf<Msg>, stdin: Option<Stdin>) -> Result<(), Failure> {
+    if let Some(mut stdin) = stdin {
+        loop {
+            let mut chunk = Vec::with_capacity(STDIN_CHUNK);
+            let n = (&mut stdin)
+                .take(STDIN_CHUNK as u64)
+                .read_to_end(&mut chunk)
+                .await
+                .map_err(Failure::Stdin)?;
+            if n == 0 {
+                break;
+            }
+            // Waits for the server's window: this is the backpressure.
+            if tx.data_bytes(chunk).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    let _ = tx.eof().await;
+    Ok(())
+}
+
+async fn collect(rx: &mut ChannelReadHalf) -> Result<Output, Failure> {
+    let mut output = Output::default();
+    loop {
+        match rx.wait().await {
+            Some(ChannelMsg::Data { data }) => output.stdout.extend_from_slice(&data),
+            Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                output.stderr.extend_from_slice(&data)
+            }
+            Some(ChannelMsg::ExitStatus { exit_status }) => output.code = Some(exit_status),
+            Some(ChannelMsg::Failure) => return Err(Failure::Refused),
+            Some(ChannelMsg::Close) => return Ok(output),
+            Some(_) => {}
+            None => return Err(Failure::Lost),
+        }
+    }
+}
+
+/// Closes the channel unless disarmed: covers timeouts and cancellation,
+/// where the future is dropped mid-await and cannot clean up itself.
+struct CloseOnDrop(Option<Arc<ChannelWriteHalf<Msg>>>);
+
+impl CloseOnDrop {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        let Some(tx) = self.0.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let _ = tx.signal(Sig::TERM).await;
+            let _ = tx.close().await;
+        });
+    }
+}

@@ -1,0 +1,710 @@
+//! The SSH transport against real OpenSSH servers.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hoist::config::{HostKeyChecking, SshTarget};
+use hoist::transport::ssh::{SshContext, SshContextOptions, SshHost};
+use hoist::transport::{Output, Transport, TransportError};
+use sha2::{Digest, Sha256};
+use support::sshd::{Agent, ClientKey, Sshd};
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// A server that trusts one ed25519 key, and a known_hosts file that trusts the server.
+struct Fixture {
+    key: ClientKey,
+    sshd: Sshd,
+    dir: TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let key = ClientKey::ed25519();
+        let sshd = Sshd::start(&[&key]);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("known_hosts"),
+            sshd.known_hosts_line() + "\n",
+        )
+        .unwrap();
+        Fixture { key, sshd, dir }
+    }
+
+    fn known_hosts(&self) -> PathBuf {
+        self.dir.path().join("known_hosts")
+    }
+
+    fn target(&self) -> SshTarget {
+        target(self.sshd.port, &[&self.key.path], &self.known_hosts())
+    }
+
+    async fn connect(&self) -> SshHost {
+        SshHost::connect(&self.target(), &no_agent())
+            .await
+            .expect("connect")
+    }
+}
+
+fn target(port: u16, keys: &[&Path], known_hosts: &Path) -> SshTarget {
+    SshTarget {
+        name: format!("test-{port}"),
+        address: "127.0.0.1".into(),
+        port,
+        user: current_user(),
+        identity_files: keys.iter().map(|k| k.to_path_buf()).collect(),
+        identities_only: false,
+        known_hosts: vec![known_hosts.to_path_buf()],
+        host_key_checking: HostKeyChecking::Strict,
+        host_key: None,
+        connect_timeout: Duration::from_secs(10),
+        keepalive: Duration::from_secs(15),
+        jump: vec![],
+    }
+}
+
+fn current_user() -> String {
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn context(passphrase: Option<&str>, agent: Option<&Agent>) -> Arc<SshContext> {
+    SshContext::with_options(SshContextOptions {
+        interactive: false,
+        passphrase: passphrase.map(str::to_string),
+        agent_socket: agent.map(|a| a.sock.clone()),
+    })
+}
+
+fn no_agent() -> Arc<SshContext> {
+    context(None, None)
+}
+
+async fn run(host: &SshHost, script: &str) -> Output {
+    host.exec(script, None, MINUTE).await.expect("exec")
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Deterministic bytes that do not compress (so nothing can cheat on size).
+fn noise(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// sshd logs a closed connection a moment after the client leaves.
+fn wait_for_log(sshd: &Sshd, needle: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let log = sshd.log();
+        if log.contains(needle) || started.elapsed() > Duration::from_secs(5) {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn exec_returns_stdout_stderr_and_exit_code() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    let out = run(&host, "echo out; echo err >&2; exit 3").await;
+    assert_eq!(out.stdout_str(), "out\n");
+    assert_eq!(out.stderr_str(), "err\n");
+    assert_eq!(out.code, Some(3));
+
+    // Quoting: the script reaches sh -c exactly as written.
+    let out = run(&host, r#"printf '%s|' "a b" 'it'"'"'s' $((1+2))"#).await;
+    assert_eq!(out.stdout_str(), "a b|it's|3|");
+    assert!(out.success());
+    host.close().await;
+}
+
+#[tokio::test]
+async fn stdin_of_several_megabytes_round_trips_exactly() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    let data = noise(6 * 1024 * 1024 + 123);
+    let file = f.sshd.root.join("upload.bin");
+    let script = format!(
+        "cat > '{}' && sha256sum < '{}'",
+        file.display(),
+        file.display()
+    );
+    let out = host
+        .exec(
+            &script,
+            Some(Box::new(std::io::Cursor::new(data.clone()))),
+            MINUTE,
+        )
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.stderr_str());
+    assert_eq!(
+        out.stdout_str().split_whitespace().next(),
+        Some(sha256_hex(&data).as_str())
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), data);
+}
+
+#[tokio::test]
+async fn a_command_that_ignores_its_stdin_still_finishes() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    let data = noise(8 * 1024 * 1024);
+    let out = host
+        .exec("exit 7", Some(Box::new(std::io::Cursor::new(data))), MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(out.code, Some(7));
+}
+
+#[tokio::test]
+async fn upload_of_10_mb_is_fast() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    let data = noise(10 * 1024 * 1024);
+    let file = f.sshd.root.join("artifact.tar.gz");
+    let script = format!("cat > '{}'", file.display());
+    let started = Instant::now();
+    let out = host
+        .exec(&script, Some(Box::new(std::io::Cursor::new(data))), MINUTE)
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(out.success());
+    eprintln!("10 MB upload took {took:?}");
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), 10 * 1024 * 1024);
+    assert!(took < Duration::from_secs(5), "10 MB took {took:?}");
+}
+
+#[tokio::test]
+async fn command_timeout_fires_and_the_connection_still_works() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    let started = Instant::now();
+    let err = host
+        .exec("sleep 30", None, Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, TransportError::Timeout { what, .. } if what == "command"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(
+        run(&host, "echo still here").await.stdout_str(),
+        "still here\n"
+    );
+}
+
+#[tokio::test]
+async fn many_commands_share_one_connection_at_once() {
+    let f = Fixture::new();
+    let host = Arc::new(f.connect().await);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..25 {
+        let host = Arc::clone(&host);
+        tasks.spawn(async move { (i, run(&host, &format!("sleep 0.2; echo {i}")).await) });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (i, out) = done.unwrap();
+        assert_eq!(out.stdout_str(), format!("{i}\n"));
+    }
+    host.close().await;
+    let log = wait_for_log(&f.sshd, "Accepted publickey");
+    assert_eq!(log.matches("Accepted publickey").count(), 1, "{log}");
+}
+
+#[tokio::test]
+async fn close_is_idempotent_and_later_commands_report_disconnected() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    host.close().await;
+    host.close().await;
+    let err = host.exec("true", None, MINUTE).await.unwrap_err();
+    assert!(matches!(err, TransportError::Disconnected { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_reported_as_disconnected() {
+    let f = Fixture::new();
+    let proxy = Proxy::start(f.sshd.port).await;
+    let mut t = f.target();
+    t.port = proxy.port;
+    t.host_key = Some(f.sshd.host_key_fingerprint());
+    let host = SshHost::connect(&t, &no_agent()).await.unwrap();
+    let running = host.exec("sleep 20", None, MINUTE);
+    let cut = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.cut();
+    };
+    let started = Instant::now();
+    let (result, ()) = tokio::join!(running, cut);
+    let err = result.unwrap_err();
+    assert!(matches!(err, TransportError::Disconnected { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn changed_host_key_is_refused_before_anything_is_sent() {
+    let f = Fixture::new();
+    let impostor = ClientKey::ed25519();
+    let line = format!("[127.0.0.1]:{} {}\n", f.sshd.port, impostor.public);
+    std::fs::write(f.known_hosts(), line).unwrap();
+
+    for checking in [HostKeyChecking::Strict, HostKeyChecking::AcceptNew] {
+        let mut t = f.target();
+        t.host_key_checking = checking;
+        let err = SshHost::connect(&t, &no_agent())
+            .await
+            .err()
+            .expect("refused");
+        let TransportError::HostKeyMismatch {
+            key_type,
+            fingerprint,
+            expected,
+            ..
+        } = &err
+        else {
+            panic!("expected a mismatch, got {err}");
+        };
+        assert_eq!(key_type, "ssh-ed25519");
+        assert_eq!(fingerprint, &f.sshd.host_key_fingerprint());
+        assert!(
+            expected.contains(&format!("{}:1", f.known_hosts().display())),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&f.sshd.host_key_fingerprint()));
+    }
+    // accept-new did not overwrite or add anything.
+    assert_eq!(
+        std::fs::read_to_string(f.known_hosts())
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+
+    let log = wait_for_log(&f.sshd, "Connection closed");
+    assert!(log.contains("Connection from 127.0.0.1"), "{log}");
+    for auth_trace in ["publickey", "Accepted", "Failed", "Postponed", "userauth"] {
+        assert!(
+            !log.contains(auth_trace),
+            "sshd saw an authentication attempt:\n{log}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_host_is_refused_under_strict() {
+    let f = Fixture::new();
+    std::fs::remove_file(f.known_hosts()).unwrap();
+    let err = SshHost::connect(&f.target(), &no_agent())
+        .await
+        .err()
+        .expect("refused");
+    let TransportError::HostKeyUnknown {
+        key_type,
+        fingerprint,
+        ..
+    } = &err
+    else {
+        panic!("expected unknown, got {err}");
+    };
+    assert_eq!(key_type, "ssh-ed25519");
+    assert_eq!(fingerprint, &f.sshd.host_key_fingerprint());
+    assert!(!f.known_hosts().exists());
+}
+
+#[tokio::test]
+async fn a_key_of_another_type_only_is_unknown_not_changed() {
+    let f = Fixture::new();
+    let other_type = ClientKey::ecdsa();
+    let line = format!("[127.0.0.1]:{} {}\n", f.sshd.port, other_type.public);
+    std::fs::write(f.known_hosts(), line).unwrap();
+    let err = SshHost::connect(&f.target(), &no_agent())
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(err, TransportError::HostKeyUnknown { .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn accept_new_learns_into_a_fresh_known_hosts_file() {
+    let f = Fixture::new();
+    let fresh = f.dir.path().join("new/dir/known_hosts");
+    let mut t = target(f.sshd.port, &[&f.key.path], &fresh);
+    t.host_key_checking = HostKeyChecking::AcceptNew;
+    SshHost::connect(&t, &no_agent())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    assert_eq!(
+        std::fs::read_to_string(&fresh).unwrap(),
+        f.sshd.known_hosts_line() + "\n"
+    );
+    // Learned once: connecting again (strictly) adds nothing.
+    t.host_key_checking = HostKeyChecking::Strict;
+    SshHost::connect(&t, &no_agent())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    assert_eq!(std::fs::read_to_string(&fresh).unwrap().lines().count(), 1);
+}
+
+#[tokio::test]
+async fn accept_new_with_many_hosts_at_once_writes_one_line_per_host() {
+    let key = ClientKey::ed25519();
+    let hosts: Vec<Sshd> = (0..24).map(|_| Sshd::start(&[&key])).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    let ctx = no_agent();
+    let connect_all = |checking| {
+        let mut tasks = tokio::task::JoinSet::new();
+        for sshd in &hosts {
+            let mut t = target(sshd.port, &[&key.path], &known_hosts);
+            t.host_key_checking = checking;
+            let ctx = Arc::clone(&ctx);
+            tasks.spawn(async move {
+                let host = SshHost::connect(&t, &ctx).await?;
+                host.close().await;
+                Ok::<_, TransportError>(())
+            });
+        }
+        tasks
+    };
+    // Twice at once, so that learners race with learners and with readers.
+    for _ in 0..2 {
+        let mut tasks = connect_all(HostKeyChecking::AcceptNew);
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap().unwrap();
+        }
+    }
+    let text = std::fs::read_to_string(&known_hosts).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort();
+    let mut expected: Vec<String> = hosts.iter().map(Sshd::known_hosts_line).collect();
+    expected.sort();
+    assert_eq!(lines, expected);
+
+    let mut tasks = connect_all(HostKeyChecking::Strict);
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn hashed_known_hosts_entry_is_accepted() {
+    let f = Fixture::new();
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(f.known_hosts())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(f.known_hosts()).unwrap();
+    assert!(
+        text.starts_with("|1|") && !text.contains("127.0.0.1"),
+        "{text}"
+    );
+    f.connect().await.close().await;
+}
+
+#[tokio::test]
+async fn pin_beats_known_hosts() {
+    let f = Fixture::new();
+    let empty = f.dir.path().join("empty_known_hosts");
+    let mut t = target(f.sshd.port, &[&f.key.path], &empty);
+    t.host_key = Some(f.sshd.host_key_fingerprint());
+    SshHost::connect(&t, &no_agent())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    assert!(!empty.exists());
+
+    let mut t = f.target();
+    let wrong = ClientKey::ed25519();
+    let wrong_pin = fingerprint_of(&wrong.public);
+    t.host_key = Some(wrong_pin.clone());
+    let err = SshHost::connect(&t, &no_agent())
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(err, TransportError::HostKeyMismatch { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&wrong_pin), "{err}");
+}
+
+fn fingerprint_of(public_line: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.pub");
+    std::fs::write(&path, public_line).unwrap();
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-l", "-E", "sha256", "-f"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.split_whitespace().nth(1).unwrap().to_string()
+}
+
+#[tokio::test]
+async fn encrypted_key_uses_the_passphrase_given() {
+    let key = ClientKey::encrypted("correct horse");
+    let sshd = Sshd::start(&[&key]);
+    let dir = tempfile::tempdir().unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, sshd.known_hosts_line()).unwrap();
+    let t = target(sshd.port, &[&key.path], &known_hosts);
+
+    let ctx = context(Some("correct horse"), None);
+    SshHost::connect(&t, &ctx).await.unwrap().close().await;
+
+    for (passphrase, why) in [(None, "encrypted"), (Some("wrong"), "wrong passphrase")] {
+        let err = SshHost::connect(&t, &context(passphrase, None))
+            .await
+            .err()
+            .expect("refused");
+        let TransportError::Auth { tried, .. } = &err else {
+            panic!("expected an auth failure, got {err}");
+        };
+        assert!(tried.contains(&key.path.display().to_string()), "{err}");
+        assert!(tried.contains(why), "{err}");
+        assert!(!err.to_string().contains("correct horse"));
+    }
+}
+
+#[tokio::test]
+async fn agent_authenticates_with_a_key_not_in_identity_files() {
+    let in_agent = ClientKey::ed25519();
+    let sshd = Sshd::start(&[&in_agent]);
+    let agent = Agent::start(&[&in_agent]);
+    let dir = tempfile::tempdir().unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, sshd.known_hosts_line()).unwrap();
+    let missing = dir.path().join("id_missing");
+    let mut t = target(sshd.port, &[&missing], &known_hosts);
+
+    let ctx = context(None, Some(&agent));
+    let host = SshHost::connect(&t, &ctx).await.unwrap();
+    assert_eq!(
+        run(&host, "echo via agent").await.stdout_str(),
+        "via agent\n"
+    );
+    assert!(sshd.log().contains("Accepted publickey"));
+
+    t.identities_only = true;
+    let err = SshHost::connect(&t, &ctx).await.err().expect("refused");
+    let TransportError::Auth { tried, .. } = &err else {
+        panic!("expected an auth failure, got {err}");
+    };
+    assert!(!tried.contains("agent"), "{err}");
+    assert!(tried.contains("id_missing (not found)"), "{err}");
+}
+
+#[tokio::test]
+async fn rsa_ecdsa_and_pem_keys_authenticate() {
+    let keys = [
+        ClientKey::rsa(),
+        ClientKey::ecdsa(),
+        ClientKey::pem("rsa"),
+        ClientKey::pem("ecdsa"),
+    ];
+    let sshd = Sshd::start(&keys.iter().collect::<Vec<_>>());
+    let dir = tempfile::tempdir().unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, sshd.known_hosts_line()).unwrap();
+    for key in &keys {
+        let t = target(sshd.port, &[&key.path], &known_hosts);
+        let host = SshHost::connect(&t, &no_agent())
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", key.public));
+        assert!(run(&host, "true").await.success());
+        host.close().await;
+    }
+    let log = wait_for_log(&sshd, "ECDSA");
+    assert_eq!(
+        log.matches("Accepted publickey").count(),
+        keys.len(),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn auth_failure_lists_what_was_tried_and_no_secrets() {
+    let f = Fixture::new();
+    let stranger = ClientKey::ed25519();
+    let missing = f.dir.path().join("id_nope");
+    let t = target(f.sshd.port, &[&missing, &stranger.path], &f.known_hosts());
+    let err = SshHost::connect(&t, &no_agent())
+        .await
+        .err()
+        .expect("refused");
+    let TransportError::Auth { tried, user, .. } = &err else {
+        panic!("expected an auth failure, got {err}");
+    };
+    assert_eq!(user, &current_user());
+    assert!(
+        tried.contains(&stranger.path.display().to_string()),
+        "{err}"
+    );
+    assert!(tried.contains("id_nope (not found)"), "{err}");
+    let secret = std::fs::read_to_string(&stranger.path).unwrap();
+    let secret_body = secret.lines().nth(1).unwrap();
+    assert!(!err.to_string().contains(secret_body));
+}
+
+#[tokio::test]
+async fn refused_connection_is_unreachable_quickly() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let t = target(port, &[], &dir.path().join("known_hosts"));
+    let started = Instant::now();
+    let err = SshHost::connect(&t, &no_agent())
+        .await
+        .err()
+        .expect("refused");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let TransportError::Unreachable { host, reason } = &err else {
+        panic!("expected unreachable, got {err}");
+    };
+    assert!(host.contains(&port.to_string()), "{err}");
+    assert!(reason.to_lowercase().contains("refused"), "{err}");
+}
+
+#[tokio::test]
+async fn a_listener_that_never_speaks_ssh_times_out_within_connect_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = target(port, &[], &dir.path().join("known_hosts"));
+    t.connect_timeout = Duration::from_millis(800);
+    let started = Instant::now();
+    let err = SshHost::connect(&t, &no_agent())
+        .await
+        .err()
+        .expect("refused");
+    let took = started.elapsed();
+    assert!(
+        matches!(
+            err,
+            TransportError::Timeout { .. } | TransportError::Unreachable { .. }
+        ),
+        "{err}"
+    );
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+    silent.abort();
+}
+
+#[tokio::test]
+async fn open_tcp_reaches_a_server_as_seen_from_the_host() {
+    let f = Fixture::new();
+    let web = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web_port = web.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = web.accept().await {
+            tokio::spawn(async move {
+                let mut request = vec![0; 1024];
+                let n = socket.read(&mut request).await.unwrap_or(0);
+                let first = String::from_utf8_lossy(&request[..n]);
+                let path = first.split_whitespace().nth(1).unwrap_or("?").to_string();
+                let body = format!("you asked for {path}");
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    let host = f.connect().await;
+    for _ in 0..3 {
+        let mut stream = host.open_tcp("127.0.0.1", web_port).await.unwrap();
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+        assert!(reply.ends_with("you asked for /health"), "{reply}");
+    }
+
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = host
+        .open_tcp("127.0.0.1", closed_port)
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains(&closed_port.to_string()), "{err}");
+    // The connection survives a refused forward.
+    assert!(run(&host, "true").await.success());
+}
+
+/// A TCP relay to a server, which the test can cut like a network failure.
+struct Proxy {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(to: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (mut client, _) = listener.accept().await.unwrap();
+            let mut server = TcpStream::connect(("127.0.0.1", to)).await.unwrap();
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+        });
+        Proxy { port, task }
+    }
+
+    fn cut(&self) {
+        self.task.abort();
+    }
+}

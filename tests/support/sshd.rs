@@ -1,0 +1,290 @@
+//! Real OpenSSH servers, agents and client keys for tests.
+//!
+//! ```ignore
+//! let key = ClientKey::ed25519();
+//! let host = Sshd::start(&[&key]);
+//! // connect to 127.0.0.1:host.port as the current user with key.path,
+//! // trusting host.known_hosts_line(); the host's files live under host.root.
+//! ```
+//!
+//! Everything lives in temp dirs and every process is killed on drop.
+#![allow(dead_code)]
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+const SSHD: &str = "/usr/sbin/sshd";
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client key pair made by ssh-keygen.
+pub struct ClientKey {
+    /// The private key file.
+    pub path: PathBuf,
+    /// The public key line: `ssh-ed25519 AAAA... comment`.
+    pub public: String,
+    _dir: TempDir,
+}
+
+impl ClientKey {
+    pub fn ed25519() -> ClientKey {
+        ClientKey::generate("ed25519", false, "")
+    }
+    pub fn rsa() -> ClientKey {
+        ClientKey::generate("rsa", false, "")
+    }
+    pub fn ecdsa() -> ClientKey {
+        ClientKey::generate("ecdsa", false, "")
+    }
+    /// An ed25519 key protected by `passphrase` (OpenSSH format).
+    pub fn encrypted(passphrase: &str) -> ClientKey {
+        ClientKey::generate("ed25519", false, passphrase)
+    }
+    /// A key of `kind` ("rsa", "ecdsa") in the old PEM format (`ssh-keygen -m PEM`).
+    pub fn pem(kind: &str) -> ClientKey {
+        ClientKey::generate(kind, true, "")
+    }
+
+    /// `kind`: ed25519, rsa or ecdsa; `passphrase` empty for none.
+    pub fn generate(kind: &str, pem: bool, passphrase: &str) -> ClientKey {
+        let dir = tempfile::tempdir().expect("temp dir for a client key");
+        let path = dir.path().join(format!("id_{kind}"));
+        let mut keygen = Command::new("ssh-keygen");
+        keygen.args(["-q", "-t", kind, "-N", passphrase, "-C", "hoist-test", "-f"]);
+        keygen.arg(&path);
+        if kind == "rsa" {
+            keygen.args(["-b", "2048"]);
+        }
+        if pem {
+            keygen.args(["-m", "PEM"]);
+        }
+        run(&mut keygen);
+        let public = read(&path.with_extension("pub")).trim().to_string();
+        ClientKey {
+            path,
+            public,
+            _dir: dir,
+        }
+    }
+}
+
+/// A running sshd on 127.0.0.1, logging in as the current user.
+pub struct Sshd {
+    pub port: u16,
+    /// Stands for the host's filesystem: tests put the host's files under it.
+    pub root: PathBuf,
+    pub dir: TempDir,
+    host_key: PathBuf,
+    log_path: PathBuf,
+    child: Child,
+}
+
+impl Sshd {
+    /// Starts a server that accepts `authorized` keys; returns once it accepts TCP.
+    pub fn start(authorized: &[&ClientKey]) -> Sshd {
+        assert!(
+            Path::new(SSHD).exists(),
+            "{SSHD} not found: install openssh-server (e.g. apt-get install openssh-server) to run the SSH tests"
+        );
+        let dir = tempfile::tempdir().expect("temp dir for sshd");
+        let root = dir.path().join("root");
+        fs::create_dir(&root).unwrap();
+        let host_key = dir.path().join("ssh_host_ed25519_key");
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&host_key));
+        let authorized_keys = dir.path().join("authorized_keys");
+        let lines: Vec<&str> = authorized.iter().map(|k| k.public.as_str()).collect();
+        fs::write(&authorized_keys, lines.join("\n") + "\n").unwrap();
+        if is_root() {
+            // Privilege separation directory; missing in containers.
+            let _ = fs::create_dir_all("/run/sshd");
+        }
+        let log_path = dir.path().join("sshd.log");
+
+        for _attempt in 0..5 {
+            let port = free_port();
+            let config = dir.path().join("sshd_config");
+            fs::write(
+                &config,
+                config_text(dir.path(), port, &host_key, &authorized_keys),
+            )
+            .unwrap();
+            let log = fs::File::create(&log_path).unwrap();
+            let mut child = Command::new(SSHD)
+                .args(["-D", "-e", "-f"])
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start sshd");
+            if wait_for_port(port, &mut child, &log_path) {
+                return Sshd {
+                    port,
+                    root,
+                    dir,
+                    host_key,
+                    log_path,
+                    child,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("sshd did not start; its log:\n{}", read(&log_path));
+    }
+
+    /// The public host key: `ssh-ed25519 AAAA...`.
+    pub fn host_public_key(&self) -> String {
+        let line = read(&self.host_key.with_extension("pub"));
+        line.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// `[127.0.0.1]:PORT ssh-ed25519 AAAA...`, ready for a known_hosts file.
+    pub fn known_hosts_line(&self) -> String {
+        format!("[127.0.0.1]:{} {}", self.port, self.host_public_key())
+    }
+
+    /// `SHA256:...`, as `host_key` pins it.
+    pub fn host_key_fingerprint(&self) -> String {
+        let out = run(Command::new("ssh-keygen")
+            .arg("-l")
+            .arg("-E")
+            .arg("sha256")
+            .arg("-f")
+            .arg(self.host_key.with_extension("pub")));
+        out.split_whitespace().nth(1).unwrap().to_string()
+    }
+
+    /// sshd's log so far ("Accepted publickey for ...", "Connection closed ...").
+    pub fn log(&self) -> String {
+        read(&self.log_path)
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config_text(dir: &Path, port: u16, host_key: &Path, authorized_keys: &Path) -> String {
+    format!(
+        "ListenAddress 127.0.0.1:{port}
+HostKey {host_key}
+AuthorizedKeysFile {authorized_keys}
+PidFile {pid}
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+PermitRootLogin yes
+AllowTcpForwarding yes
+MaxStartups 100:30:200
+MaxSessions 50
+LogLevel VERBOSE
+",
+        host_key = host_key.display(),
+        authorized_keys = authorized_keys.display(),
+        pid = dir.join("sshd.pid").display(),
+    )
+}
+
+/// A running `ssh-agent` holding some keys.
+pub struct Agent {
+    pub sock: PathBuf,
+    _dir: TempDir,
+    child: Child,
+}
+
+impl Agent {
+    pub fn start(keys: &[&ClientKey]) -> Agent {
+        let dir = tempfile::tempdir().expect("temp dir for ssh-agent");
+        let sock = dir.path().join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ssh-agent");
+        let agent = Agent {
+            sock,
+            _dir: dir,
+            child,
+        };
+        let started = Instant::now();
+        while !agent.sock.exists() {
+            assert!(started.elapsed() < START_TIMEOUT, "ssh-agent did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for key in keys {
+            run(Command::new("ssh-add")
+                .arg("-q")
+                .arg(&key.path)
+                .env("SSH_AUTH_SOCK", &agent.sock));
+        }
+        agent
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().unwrap().port()
+}
+
+/// Waits for sshd to say it listens (no probe connection, so the log holds
+/// only the test's own connections). False when sshd exited, e.g. because
+/// another process took the port in the meantime: try another.
+fn wait_for_port(port: u16, child: &mut Child, log: &Path) -> bool {
+    let ready = format!("Server listening on 127.0.0.1 port {port}");
+    let started = Instant::now();
+    while started.elapsed() < START_TIMEOUT {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if fs::read_to_string(log).is_ok_and(|text| text.contains(&ready)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+fn run(command: &mut Command) -> String {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn is_root() -> bool {
+    run(Command::new("id").arg("-u")).trim() == "0"
+}
