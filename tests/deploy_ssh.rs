@@ -231,7 +231,7 @@ fn encrypted_key_with_passphrase_from_the_environment() {
     let out = f
         .project
         .hoist(&["status"])
-        .env("HOIST_SSH_PASSPHRASE", "wrong")
+        .env("HOIST_SSH_PASSPHRASE", "hunter2-nope")
         .assert()
         .code(3)
         .get_output()

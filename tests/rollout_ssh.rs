@@ -68,7 +68,9 @@ impl Fleet {
     }
 }
 
-const HEALTH: &str = "[health]\ncommand = \"test ! -e \\\"$HOIST_DEPLOY_TO/FAIL\\\"\"\nretries = 1\ninterval = \"100ms\"\ntimeout = \"5s\"";
+/// Healthy unless the host has a FAIL marker and runs v2: the release it
+/// goes back to is healthy again.
+const HEALTH: &str = "[health]\ncommand = \"grep -q v1 README || test ! -e \\\"$HOIST_DEPLOY_TO/FAIL\\\"\"\nretries = 1\ninterval = \"100ms\"\ntimeout = \"5s\"";
 
 #[test]
 fn a_canary_that_fails_its_health_check_rolls_back_and_no_other_host_switches() {
