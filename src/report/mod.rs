@@ -232,5 +232,3 @@ impl Reporter for Recorder {
         self.0.lock().unwrap().push(event.clone());
     }
 }
-mod stub;
-pub use stub::*;
