@@ -232,3 +232,17 @@ impl Reporter for Recorder {
         self.0.lock().unwrap().push(event.clone());
     }
 }
+
+mod clock;
+mod json;
+mod plain;
+mod style;
+mod table;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use json::Json;
+pub use plain::{Plain, PlainOptions, Stamp, Verbosity};
+pub use style::Paint;
+
+#[cfg(test)]
+mod tests;
