@@ -238,11 +238,13 @@ mod json;
 mod plain;
 mod style;
 mod table;
+mod tty;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use json::Json;
 pub use plain::{Plain, PlainOptions, Stamp, Verbosity};
 pub use style::Paint;
+pub use tty::Tty;
 
 #[cfg(test)]
 mod tests;

@@ -94,6 +94,42 @@ pub fn fit(text: &str, width: usize) -> String {
     console::truncate_str(text, width, "…").into_owned()
 }
 
+/// Breaks one line of text into lines of at most `width` columns, at
+/// spaces where it can; lines after the first start with `indent`. For
+/// text that must not be cut short on a terminal (errors, `exec` output).
+pub fn wrap(text: &str, width: usize, indent: &str) -> Vec<String> {
+    let width = width.max(console::measure_text_width(indent) + 10);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    let mut used = 0;
+    for word in text.split(' ') {
+        let room = width - used;
+        let word_width = console::measure_text_width(word);
+        let sep = usize::from(used > 0);
+        if used > 0 && sep + word_width > room {
+            lines.push(std::mem::take(&mut line));
+            line.push_str(indent);
+            used = console::measure_text_width(indent);
+        } else if used > 0 {
+            line.push(' ');
+            used += 1;
+        }
+        // A word wider than a whole line is cut into pieces.
+        for c in word.chars() {
+            let w = console::measure_text_width(c.encode_utf8(&mut [0; 4]));
+            if used + w > width {
+                lines.push(std::mem::take(&mut line));
+                line.push_str(indent);
+                used = console::measure_text_width(indent);
+            }
+            line.push(c);
+            used += w;
+        }
+    }
+    lines.push(line);
+    lines
+}
+
 /// Pads (or cuts) `text` to exactly `width` columns.
 pub fn pad(text: &str, width: usize) -> String {
     let cut = fit(text, width);
@@ -172,6 +208,26 @@ mod tests {
         assert_eq!(clean("10%\r50%\r100%\r\n"), "100%");
         assert_eq!(clean("\x1b[31mred\x1b[0m \x1b[2Kdone\x07"), "red done");
         assert_eq!(clean("a\r\nb"), "a\nb");
+    }
+
+    #[test]
+    fn wrap_breaks_at_spaces_and_indents() {
+        let lines = wrap(
+            "error: cannot reach web01.example.com over ssh port 22",
+            24,
+            "  ",
+        );
+        assert_eq!(
+            lines,
+            vec![
+                "error: cannot reach",
+                "  web01.example.com over",
+                "  ssh port 22"
+            ]
+        );
+        for line in wrap(&"x".repeat(50), 20, "  ") {
+            assert!(line.len() <= 20, "{line}");
+        }
     }
 
     #[test]
