@@ -236,6 +236,7 @@ impl Reporter for Recorder {
 mod clock;
 mod json;
 mod plain;
+mod select;
 mod style;
 mod table;
 mod tty;
@@ -243,6 +244,7 @@ mod tty;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use json::Json;
 pub use plain::{Plain, PlainOptions, Stamp, Verbosity};
+pub use select::{ColorChoice, ReportOptions, Tee, reporter};
 pub use style::Paint;
 pub use tty::Tty;
 

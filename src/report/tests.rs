@@ -486,6 +486,42 @@ fn json_rows_are_flat_objects_with_their_table() {
 }
 
 #[test]
+fn tee_sends_every_event_to_both_and_logs_the_answer() {
+    let buffer = Buffer::default();
+    let clock = clock();
+    let log = PlainOptions {
+        verbosity: Verbosity::Verbose,
+        paint: Paint::plain(),
+        stamp: Stamp::Full,
+        tables: true,
+    };
+    let recorder = Arc::new(Recorder::default());
+    let tee = Tee {
+        main: recorder.clone(),
+        copy: Arc::new(Plain::new(Box::new(buffer.clone()), log, clock.clone())),
+    };
+    play(&tee, &clock, &deploy_with_one_failure());
+    assert_eq!(tee.confirm("promote the canary?"), None);
+    let text = buffer.text();
+    assert_eq!(
+        recorder.0.lock().unwrap().len(),
+        deploy_with_one_failure().len()
+    );
+    assert!(
+        text.contains("2025-03-01T12:00:00.000Z -                 deploy shop-api"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| migrations: up to date"),
+        "hook output is always logged"
+    );
+    assert!(
+        text.ends_with("promote the canary? not asked (no terminal)\n"),
+        "{text}"
+    );
+}
+
+#[test]
 fn json_writes_nothing_after_the_summary() {
     let mut script = status();
     script.push((
