@@ -232,3 +232,21 @@ impl Reporter for Recorder {
         self.0.lock().unwrap().push(event.clone());
     }
 }
+
+mod clock;
+mod json;
+mod plain;
+mod select;
+mod style;
+mod table;
+mod tty;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use json::Json;
+pub use plain::{Plain, PlainOptions, Stamp, Verbosity};
+pub use select::{ColorChoice, ReportOptions, Tee, reporter};
+pub use style::Paint;
+pub use tty::Tty;
+
+#[cfg(test)]
+mod tests;

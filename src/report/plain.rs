@@ -1,0 +1,413 @@
+//! Plain lines, one per event, for CI logs, pipes and `--verbose`:
+//! `HH:MM:SS host  text`. Never a carriage return or a cursor movement;
+//! colour only when asked for.
+
+use super::clock::Clock;
+use super::style::{Paint, clean, duration_ms, host_list, hosts_word};
+use super::table::{RowTables, summary_lines};
+use super::{Event, Level, OutputStream, Phase, Reporter};
+use chrono::{DateTime, FixedOffset, SecondsFormat};
+use indicatif::BinaryBytes;
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+/// How much the plain renderer says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    /// Failures, warnings, errors, tables and the summary.
+    Quiet,
+    Normal,
+    /// Also every line hooks print.
+    Verbose,
+}
+
+/// What each line starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stamp {
+    /// `12:04:05`, local time.
+    Time,
+    /// `2025-03-01T12:04:05.123+01:00`, for log files.
+    Full,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PlainOptions {
+    pub verbosity: Verbosity,
+    pub paint: Paint,
+    pub stamp: Stamp,
+    /// Print the `Row` tables (off when they already go out as JSON).
+    pub tables: bool,
+}
+
+/// Widest host column; longer names still print whole, just unaligned.
+const MAX_HOST_WIDTH: usize = 30;
+/// Hosts named on one run or wave line.
+const LISTED_HOSTS: usize = 10;
+/// Without a known total, an upload line at most this often per host.
+const UPLOAD_EVERY_MS: i64 = 5_000;
+
+pub struct Plain {
+    opts: PlainOptions,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+}
+
+struct State {
+    out: Box<dyn Write + Send>,
+    host_width: usize,
+    command: String,
+    release: Option<String>,
+    waves: usize,
+    phases: HashMap<String, Phase>,
+    uploads: HashMap<String, Upload>,
+    tables: RowTables,
+    printed: bool,
+}
+
+struct Upload {
+    started: DateTime<FixedOffset>,
+    printed: DateTime<FixedOffset>,
+    quarter: u64,
+}
+
+impl Plain {
+    pub fn new(out: Box<dyn Write + Send>, opts: PlainOptions, clock: Arc<dyn Clock>) -> Self {
+        Plain {
+            opts,
+            clock,
+            state: Mutex::new(State {
+                out,
+                host_width: 1,
+                command: String::new(),
+                release: None,
+                waves: 0,
+                phases: HashMap::new(),
+                uploads: HashMap::new(),
+                tables: RowTables::default(),
+                printed: false,
+            }),
+        }
+    }
+
+    /// A run-level line that is no event (e.g. a question asked and its answer).
+    pub fn note(&self, text: &str) {
+        let now = self.clock.now();
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        flush_tables(self.opts.paint, &mut st);
+        let line = self.line(&st, now, None, text);
+        write_lines(&mut st, &[line]);
+    }
+
+    fn line(
+        &self,
+        st: &State,
+        now: DateTime<FixedOffset>,
+        host: Option<&str>,
+        text: &str,
+    ) -> String {
+        let stamp = match self.opts.stamp {
+            Stamp::Time => now.format("%H:%M:%S").to_string(),
+            Stamp::Full => now.to_rfc3339_opts(SecondsFormat::Millis, true),
+        };
+        let host = host.unwrap_or("-");
+        let width = st.host_width;
+        format!("{} {host:<width$}  {text}", self.opts.paint.dim(&stamp))
+    }
+
+    /// Whether this verbosity shows the event at all.
+    fn shows(&self, st: &State, event: &Event) -> bool {
+        let quiet = self.opts.verbosity == Verbosity::Quiet;
+        match event {
+            Event::HostFailed { .. } | Event::RollbackStarted { .. } | Event::Summary(_) => true,
+            Event::Row(_) => self.opts.tables,
+            Event::Message { level, .. } => !quiet || *level != Level::Info,
+            // The output of `exec` is what the user asked for, at any verbosity.
+            Event::HostOutput { host, .. } => {
+                self.opts.verbosity == Verbosity::Verbose
+                    || st.command == "exec"
+                    || st.phases.get(host) == Some(&Phase::Exec)
+            }
+            _ => !quiet,
+        }
+    }
+
+    fn render(&self, st: &mut State, now: DateTime<FixedOffset>, event: &Event) -> Vec<String> {
+        let paint = self.opts.paint;
+        let host_line = |st: &State, host: &str, text: &str| self.line(st, now, Some(host), text);
+        match event {
+            Event::RunStarted {
+                command,
+                app,
+                release,
+                version,
+                hosts,
+            } => {
+                let mut text = format!("{command} {app}");
+                if let Some(release) = release {
+                    text.push_str(&format!(" {release}"));
+                }
+                if let Some(version) = version {
+                    text.push_str(&format!(" ({version})"));
+                }
+                text.push_str(&format!(
+                    " on {}: {}",
+                    hosts_word(hosts.len()),
+                    host_list(hosts, LISTED_HOSTS)
+                ));
+                vec![self.line(st, now, None, &text)]
+            }
+            Event::WaveStarted {
+                wave,
+                waves,
+                kind,
+                hosts,
+            } => {
+                let text = format!(
+                    "wave {wave}/{waves} ({kind}): {}",
+                    host_list(hosts, LISTED_HOSTS)
+                );
+                vec![self.line(st, now, None, &paint.bold(&text))]
+            }
+            Event::HostPhase { host, phase } => {
+                vec![host_line(st, host, &paint.cyan(phase.as_str()))]
+            }
+            Event::UploadProgress { host, bytes, total } => {
+                match upload_text(st, now, host, *bytes, *total) {
+                    Some(text) => vec![host_line(st, host, &text)],
+                    None => vec![],
+                }
+            }
+            Event::HostOutput { host, stream, line } => {
+                let mark = match stream {
+                    OutputStream::Stdout => "|",
+                    OutputStream::Stderr => "!",
+                };
+                clean(line)
+                    .split('\n')
+                    .map(|line| host_line(st, host, &format!("{mark} {line}")))
+                    .collect()
+            }
+            Event::HostDone {
+                host,
+                release,
+                message,
+                elapsed_ms,
+            } => {
+                let mut text = format!("{} in {}", paint.green("ok"), duration_ms(*elapsed_ms));
+                if let Some(release) = release.as_ref().filter(|r| Some(*r) != st.release.as_ref())
+                {
+                    text.push_str(&format!(", on {release}"));
+                }
+                if let Some(message) = message {
+                    text.push_str(&format!(": {}", clean(message).replace('\n', " ")));
+                }
+                vec![host_line(st, host, &text)]
+            }
+            Event::HostFailed {
+                host,
+                phase,
+                error,
+                tail,
+                elapsed_ms,
+            } => {
+                let error = clean(error);
+                let mut error_lines = error.lines();
+                let first = error_lines.next().unwrap_or("");
+                let head = format!(
+                    "failed in {phase} after {}: {first}",
+                    duration_ms(*elapsed_ms)
+                );
+                let mut lines = vec![host_line(st, host, &paint.red(&head))];
+                let tail = tail.iter().map(|line| clean(line));
+                for more in error_lines.map(String::from).chain(tail) {
+                    lines.push(host_line(st, host, &paint.dim(&format!("    | {more}"))));
+                }
+                lines
+            }
+            Event::WaveDone { wave, ok, failed } => {
+                let text = format!("wave {wave}/{} done: {ok} ok, {failed} failed", st.waves);
+                vec![self.line(st, now, None, &text)]
+            }
+            Event::RollbackStarted { hosts, reason } => {
+                let text = format!(
+                    "rolling back {} ({}): {}",
+                    hosts_word(hosts.len()),
+                    host_list(hosts, LISTED_HOSTS),
+                    clean(reason).replace('\n', " ")
+                );
+                vec![self.line(st, now, None, &paint.yellow(&text))]
+            }
+            Event::Message { level, host, text } => {
+                let label = match level {
+                    Level::Info => "",
+                    Level::Warn => "warning: ",
+                    Level::Error => "error: ",
+                };
+                let text = clean(text);
+                let mut lines = text.split('\n');
+                let first = format!("{label}{}", lines.next().unwrap_or(""));
+                let more = lines.map(|line| format!("  {line}"));
+                std::iter::once(first)
+                    .chain(more)
+                    .map(|text| {
+                        let text = match level {
+                            Level::Info => text,
+                            Level::Warn => paint.yellow(&text),
+                            Level::Error => paint.red(&text),
+                        };
+                        self.line(st, now, host.as_deref(), &text)
+                    })
+                    .collect()
+            }
+            Event::Row(row) => {
+                st.tables.push(row);
+                vec![]
+            }
+            Event::Summary(summary) => {
+                let mut lines = Vec::new();
+                if st.printed {
+                    lines.push(String::new());
+                }
+                lines.extend(summary_lines(summary, paint, None, None));
+                lines
+            }
+        }
+    }
+
+    /// Remembers what later lines depend on: host width, run release, phases.
+    fn track(st: &mut State, now: DateTime<FixedOffset>, event: &Event) {
+        match event {
+            Event::RunStarted {
+                command,
+                release,
+                hosts,
+                ..
+            } => {
+                st.command = command.clone();
+                st.release = release.clone();
+                let widest = hosts.iter().map(|h| console::measure_text_width(h)).max();
+                st.host_width = widest.unwrap_or(1).clamp(1, MAX_HOST_WIDTH);
+            }
+            Event::WaveStarted { waves, .. } => st.waves = *waves,
+            Event::HostPhase { host, phase } => {
+                st.phases.insert(host.clone(), *phase);
+                if *phase == Phase::Upload {
+                    st.uploads.insert(
+                        host.clone(),
+                        Upload {
+                            started: now,
+                            printed: now,
+                            quarter: 0,
+                        },
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The upload line, when one is due: at each quarter of a known total,
+/// otherwise every few seconds; so a CI log gets a handful per host.
+fn upload_text(
+    st: &mut State,
+    now: DateTime<FixedOffset>,
+    host: &str,
+    bytes: u64,
+    total: Option<u64>,
+) -> Option<String> {
+    let upload = st.uploads.entry(host.to_string()).or_insert(Upload {
+        started: now,
+        printed: now,
+        quarter: 0,
+    });
+    let due = match total {
+        Some(total) => {
+            let quarter = (u128::from(bytes) * 4 / u128::from(total.max(1))).min(4) as u64;
+            let due = quarter > upload.quarter;
+            upload.quarter = upload.quarter.max(quarter);
+            due
+        }
+        None => (now - upload.printed).num_milliseconds() >= UPLOAD_EVERY_MS,
+    };
+    if !due {
+        return None;
+    }
+    upload.printed = now;
+    let mut text = match total {
+        Some(total) => format!(
+            "upload {} / {} ({}%)",
+            BinaryBytes(bytes),
+            BinaryBytes(total),
+            u128::from(bytes) * 100 / u128::from(total.max(1))
+        ),
+        None => format!("upload {}", BinaryBytes(bytes)),
+    };
+    let ms = (now - upload.started).num_milliseconds();
+    if ms > 0 {
+        let rate = u128::from(bytes) * 1000 / ms as u128;
+        text.push_str(&format!(", {}/s", BinaryBytes(rate as u64)));
+    }
+    Some(text)
+}
+
+fn flush_tables(paint: Paint, st: &mut State) {
+    if st.tables.is_empty() {
+        return;
+    }
+    let mut lines = Vec::new();
+    for table in st.tables.take() {
+        if st.printed || !lines.is_empty() {
+            lines.push(String::new());
+        }
+        lines.extend(table.render(paint, None));
+    }
+    write_lines(st, &lines);
+}
+
+fn write_lines(st: &mut State, lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let mut buf = String::new();
+    for line in lines {
+        buf.push_str(line);
+        buf.push('\n');
+    }
+    // A closed pipe or a full disk must not stop a deploy; the engine carries on.
+    let _ = st.out.write_all(buf.as_bytes());
+    let _ = st.out.flush();
+    st.printed = true;
+}
+
+impl Reporter for Plain {
+    fn event(&self, event: &Event) {
+        let now = self.clock.now();
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !matches!(event, Event::Row(_)) {
+            flush_tables(self.opts.paint, &mut st);
+        }
+        Self::track(&mut st, now, event);
+        if !self.shows(&st, event) {
+            return;
+        }
+        let lines = self.render(&mut st, now, event);
+        write_lines(&mut st, &lines);
+    }
+
+    fn finish(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        flush_tables(self.opts.paint, &mut st);
+        let _ = st.out.flush();
+    }
+}
+
+impl Drop for Plain {
+    fn drop(&mut self) {
+        // Rows that no later event pushed out are still printed.
+        let paint = self.opts.paint;
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        flush_tables(paint, st);
+    }
+}

@@ -1,0 +1,158 @@
+//! Picks the renderer for this run from the flags and the terminal, and
+//! tees every event into the full log when there is one.
+
+use super::clock::{Clock, SystemClock};
+use super::json::Json;
+use super::plain::{Plain, PlainOptions, Stamp, Verbosity};
+use super::style::Paint;
+use super::tty::Tty;
+use super::{Event, Level, Reporter};
+use console::Term;
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// `--color auto|always|never`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// Colour on a terminal, unless NO_COLOR is set.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour what goes to `term`.
+    pub fn paint_for(self, term: &Term) -> Paint {
+        Paint::new(match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+                term.is_term() && !no_color && std::env::var("TERM").as_deref() != Ok("dumb")
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ReportOptions {
+    pub json: bool,
+    pub color: ColorChoice,
+    pub quiet: bool,
+    pub verbose: bool,
+    /// Every event, at full verbosity, is appended here as a plain line.
+    pub log_file: Option<PathBuf>,
+}
+
+impl ReportOptions {
+    fn verbosity(&self) -> Verbosity {
+        if self.quiet {
+            Verbosity::Quiet
+        } else if self.verbose {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        }
+    }
+}
+
+/// The reporter for this run:
+/// - `--json`: NDJSON on stdout; warnings, errors, failures and the summary as plain lines on stderr;
+/// - stdout and stderr both terminals, no `--verbose`: the live view, drawn on stderr;
+/// - otherwise plain lines on stdout.
+pub fn reporter(opts: &ReportOptions) -> Arc<dyn Reporter> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (stdout, stderr) = (Term::stdout(), Term::stderr());
+    let main: Arc<dyn Reporter> = if opts.json {
+        let human = PlainOptions {
+            verbosity: Verbosity::Quiet,
+            paint: opts.color.paint_for(&stderr),
+            stamp: Stamp::Time,
+            tables: false,
+        };
+        Arc::new(Tee {
+            main: Arc::new(Json::new(Box::new(std::io::stdout()), clock.clone())),
+            copy: Arc::new(Plain::new(
+                Box::new(std::io::stderr()),
+                human,
+                clock.clone(),
+            )),
+        })
+    } else if stdout.is_term() && stderr.is_term() && !opts.verbose {
+        let paint = opts.color.paint_for(&stderr);
+        // The bars' own colours (spinner, bar) follow console's switch for stderr.
+        console::set_colors_enabled_stderr(paint.is_color());
+        Arc::new(Tty::new(paint, opts.quiet))
+    } else {
+        let plain = PlainOptions {
+            verbosity: opts.verbosity(),
+            paint: opts.color.paint_for(&stdout),
+            stamp: Stamp::Time,
+            tables: true,
+        };
+        Arc::new(Plain::new(
+            Box::new(std::io::stdout()),
+            plain,
+            clock.clone(),
+        ))
+    };
+
+    let Some(path) = &opts.log_file else {
+        return main;
+    };
+    match OpenOptions::new().create(true).append(true).open(path) {
+        Ok(file) => {
+            let full = PlainOptions {
+                verbosity: Verbosity::Verbose,
+                paint: Paint::plain(),
+                stamp: Stamp::Full,
+                tables: true,
+            };
+            Arc::new(Tee {
+                main,
+                copy: Arc::new(Plain::new(Box::new(file), full, clock)),
+            })
+        }
+        Err(e) => {
+            main.event(&Event::Message {
+                level: Level::Warn,
+                host: None,
+                text: format!("cannot write the log file {}: {e}", path.display()),
+            });
+            main
+        }
+    }
+}
+
+/// Sends every event to `main` and to a plain `copy` (the stderr text of
+/// `--json`, or the full log). Only `main` is asked questions; the copy
+/// records the question and the answer.
+pub struct Tee {
+    pub main: Arc<dyn Reporter>,
+    pub copy: Arc<Plain>,
+}
+
+impl Reporter for Tee {
+    fn event(&self, event: &Event) {
+        self.copy.event(event);
+        self.main.event(event);
+    }
+
+    fn confirm(&self, question: &str) -> Option<bool> {
+        let answer = self.main.confirm(question);
+        let said = match answer {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "not asked (no terminal)",
+        };
+        self.copy.note(&format!("{question} {said}"));
+        answer
+    }
+
+    fn finish(&self) {
+        self.main.finish();
+        self.copy.finish();
+    }
+}

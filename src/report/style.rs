@@ -1,0 +1,238 @@
+//! How text looks: colours that are on or off by decision (never by
+//! guessing inside a renderer), durations, truncation, host lists.
+
+use console::Style;
+
+/// Colours for one output stream. Off means not one escape code is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paint {
+    color: bool,
+}
+
+impl Paint {
+    pub fn new(color: bool) -> Self {
+        Paint { color }
+    }
+
+    pub fn plain() -> Self {
+        Paint::new(false)
+    }
+
+    pub fn is_color(self) -> bool {
+        self.color
+    }
+
+    fn apply(self, style: Style, text: &str) -> String {
+        if self.color {
+            style.force_styling(true).apply_to(text).to_string()
+        } else {
+            text.to_string()
+        }
+    }
+
+    pub fn green(self, text: &str) -> String {
+        self.apply(Style::new().green(), text)
+    }
+
+    pub fn red(self, text: &str) -> String {
+        self.apply(Style::new().red(), text)
+    }
+
+    pub fn red_bold(self, text: &str) -> String {
+        self.apply(Style::new().red().bold(), text)
+    }
+
+    pub fn yellow(self, text: &str) -> String {
+        self.apply(Style::new().yellow(), text)
+    }
+
+    pub fn cyan(self, text: &str) -> String {
+        self.apply(Style::new().cyan(), text)
+    }
+
+    pub fn bold(self, text: &str) -> String {
+        self.apply(Style::new().bold(), text)
+    }
+
+    pub fn dim(self, text: &str) -> String {
+        self.apply(Style::new().dim(), text)
+    }
+}
+
+/// A duration for people: `850ms`, `3.2s`, `1m05s`, `2h03m`.
+pub fn duration_ms(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60),
+        _ => format!("{}h{:02}m", ms / 3_600_000, (ms / 60_000) % 60),
+    }
+}
+
+/// Text from a host or a hook, made safe to print: per line only what a
+/// terminal would have left after a `\r`, no escape sequences (a remote
+/// colour code or cursor movement must not reach a CI log or break the
+/// live view), no other control characters.
+pub fn clean(text: &str) -> String {
+    let lines: Vec<String> = text
+        .trim_end_matches(['\r', '\n'])
+        .split('\n')
+        .map(|line| {
+            let line = line.trim_end_matches('\r');
+            let visible = line.rsplit('\r').next().unwrap_or("");
+            console::strip_ansi_codes(visible)
+                .chars()
+                .filter(|c| !c.is_control() || *c == '\t')
+                .collect()
+        })
+        .collect();
+    lines.join("\n")
+}
+
+/// Cuts `text` to `width` terminal columns, ending in `…` when cut.
+pub fn fit(text: &str, width: usize) -> String {
+    console::truncate_str(text, width, "…").into_owned()
+}
+
+/// Breaks one line of text into lines of at most `width` columns, at
+/// spaces where it can; lines after the first start with `indent`. For
+/// text that must not be cut short on a terminal (errors, `exec` output).
+pub fn wrap(text: &str, width: usize, indent: &str) -> Vec<String> {
+    let width = width.max(console::measure_text_width(indent) + 10);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    let mut used = 0;
+    for word in text.split(' ') {
+        let room = width - used;
+        let word_width = console::measure_text_width(word);
+        let sep = usize::from(used > 0);
+        if used > 0 && sep + word_width > room {
+            lines.push(std::mem::take(&mut line));
+            line.push_str(indent);
+            used = console::measure_text_width(indent);
+        } else if used > 0 {
+            line.push(' ');
+            used += 1;
+        }
+        // A word wider than a whole line is cut into pieces.
+        for c in word.chars() {
+            let w = console::measure_text_width(c.encode_utf8(&mut [0; 4]));
+            if used + w > width {
+                lines.push(std::mem::take(&mut line));
+                line.push_str(indent);
+                used = console::measure_text_width(indent);
+            }
+            line.push(c);
+            used += w;
+        }
+    }
+    lines.push(line);
+    lines
+}
+
+/// Pads (or cuts) `text` to exactly `width` columns.
+pub fn pad(text: &str, width: usize) -> String {
+    let cut = fit(text, width);
+    let used = console::measure_text_width(&cut);
+    format!("{cut}{}", " ".repeat(width.saturating_sub(used)))
+}
+
+/// `a, b, c (+17 more)`: at most `max` names.
+pub fn host_list(hosts: &[String], max: usize) -> String {
+    let shown = hosts
+        .iter()
+        .take(max)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    match hosts.len().saturating_sub(max) {
+        0 => shown,
+        more => format!("{shown} (+{more} more)"),
+    }
+}
+
+/// `1 host`, `3 hosts`.
+pub fn hosts_word(n: usize) -> String {
+    if n == 1 {
+        "1 host".to_string()
+    } else {
+        format!("{n} hosts")
+    }
+}
+
+/// What an exit code means, in the words of the contract.
+pub fn exit_meaning(code: i32) -> &'static str {
+    match code {
+        0 => "done",
+        1 => "failed; hosts are not all where they should be",
+        2 => "usage or configuration error; nothing was touched",
+        3 => "preflight failed; nothing was changed",
+        4 => "the fleet is locked by someone else",
+        5 => "failed; every host it touched is back on the previous release",
+        130 => "interrupted; hosts were left on a consistent release",
+        _ => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration_ms(850), "850ms");
+        assert_eq!(duration_ms(3_240), "3.2s");
+        assert_eq!(duration_ms(65_000), "1m05s");
+        assert_eq!(duration_ms(7_380_000), "2h03m");
+    }
+
+    #[test]
+    fn long_host_lists_are_cut() {
+        let hosts: Vec<String> = (1..=12).map(|i| format!("web{i:02}")).collect();
+        assert_eq!(host_list(&hosts[..2], 5), "web01, web02");
+        assert_eq!(
+            host_list(&hosts, 3),
+            "web01, web02, web03 (+9 more)".to_string()
+        );
+    }
+
+    #[test]
+    fn fit_and_pad_count_columns() {
+        assert_eq!(fit("web01.example.com", 8), "web01.e…");
+        assert_eq!(pad("web1", 6), "web1  ");
+        assert_eq!(pad("web01.example.com", 6), "web01…");
+    }
+
+    #[test]
+    fn remote_text_loses_carriage_returns_and_escapes() {
+        assert_eq!(clean("10%\r50%\r100%\r\n"), "100%");
+        assert_eq!(clean("\x1b[31mred\x1b[0m \x1b[2Kdone\x07"), "red done");
+        assert_eq!(clean("a\r\nb"), "a\nb");
+    }
+
+    #[test]
+    fn wrap_breaks_at_spaces_and_indents() {
+        let lines = wrap(
+            "error: cannot reach web01.example.com over ssh port 22",
+            24,
+            "  ",
+        );
+        assert_eq!(
+            lines,
+            vec![
+                "error: cannot reach",
+                "  web01.example.com over",
+                "  ssh port 22"
+            ]
+        );
+        for line in wrap(&"x".repeat(50), 20, "  ") {
+            assert!(line.len() <= 20, "{line}");
+        }
+    }
+
+    #[test]
+    fn no_color_means_no_escape_codes() {
+        assert_eq!(Paint::plain().red("x"), "x");
+        assert!(Paint::new(true).red("x").contains('\x1b'));
+    }
+}

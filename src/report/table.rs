@@ -1,0 +1,406 @@
+//! Aligned tables, shared by the plain and the TTY renderers: the `Row`
+//! tables of status/check/releases/exec, and the summary.
+
+use super::style::{Paint, clean, duration_ms, exit_meaning, fit, hosts_word, pad};
+use super::{HostResult, Row, Summary};
+use serde_json::Value;
+
+/// The colour of one cell; applied after padding so alignment never counts escape codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tint {
+    None,
+    Green,
+    Red,
+    Yellow,
+    Dim,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub text: String,
+    pub tint: Tint,
+}
+
+impl Cell {
+    pub fn new(text: impl Into<String>) -> Self {
+        Cell {
+            text: text.into(),
+            tint: Tint::None,
+        }
+    }
+
+    pub fn tinted(text: impl Into<String>, tint: Tint) -> Self {
+        Cell {
+            text: text.into(),
+            tint,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    pub headers: Vec<String>,
+    pub rows: Vec<(Vec<Cell>, bool)>,
+}
+
+impl Table {
+    /// Lines of the table: a header, then one line per row; columns two
+    /// spaces apart, no trailing spaces; a marked row ends in `*` (and is
+    /// yellow with colour). Each line is cut to `max_width` when given.
+    pub fn render(&self, paint: Paint, max_width: Option<usize>) -> Vec<String> {
+        let columns = self.headers.len();
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| width(h)).collect();
+        for (cells, _) in &self.rows {
+            for (i, cell) in cells.iter().enumerate().take(columns) {
+                widths[i] = widths[i].max(width(&cell.text));
+            }
+        }
+        let any_marked = self.rows.iter().any(|(_, marked)| *marked);
+        let cut = |line: String| match max_width {
+            Some(w) => fit(&line, w),
+            None => line,
+        };
+
+        let mut lines = Vec::with_capacity(self.rows.len() + 1);
+        let header = join_padded(self.headers.iter().map(String::as_str), &widths, false);
+        lines.push(paint.bold(&cut(header)));
+        for (cells, marked) in &self.rows {
+            if *marked {
+                let texts = cells.iter().map(|c| c.text.as_str());
+                let line = format!("{}  *", join_padded(texts, &widths, true));
+                lines.push(paint.yellow(&cut(line)));
+                continue;
+            }
+            // Pad the plain text, then tint: escape codes must not count as width.
+            let mut line = String::new();
+            let mut used = 0;
+            for (i, cell) in cells.iter().enumerate().take(columns) {
+                let last = i + 1 == columns;
+                let text = if last && !any_marked {
+                    cell.text.clone()
+                } else {
+                    pad(&cell.text, widths[i])
+                };
+                let sep = if i == 0 { "" } else { "  " };
+                let room = max_width.map(|w| w.saturating_sub(used + sep.len()));
+                let text = match room {
+                    Some(0) => break,
+                    Some(room) if width(&text) > room => fit(&text, room),
+                    _ => text,
+                };
+                used += sep.len() + width(&text);
+                line.push_str(sep);
+                line.push_str(&tint(paint, cell.tint, &text));
+            }
+            lines.push(line.trim_end().to_string());
+        }
+        lines
+    }
+}
+
+fn width(text: &str) -> usize {
+    console::measure_text_width(text)
+}
+
+fn join_padded<'a>(
+    texts: impl Iterator<Item = &'a str>,
+    widths: &[usize],
+    pad_last: bool,
+) -> String {
+    let texts: Vec<&str> = texts.take(widths.len()).collect();
+    let mut out = String::new();
+    for (i, text) in texts.iter().enumerate() {
+        if i > 0 {
+            out.push_str("  ");
+        }
+        if i + 1 == widths.len() && !pad_last {
+            out.push_str(text);
+        } else {
+            out.push_str(&pad(text, widths[i]));
+        }
+    }
+    out
+}
+
+fn tint(paint: Paint, tint: Tint, text: &str) -> String {
+    match tint {
+        Tint::None => text.to_string(),
+        Tint::Green => paint.green(text),
+        Tint::Red => paint.red(text),
+        Tint::Yellow => paint.yellow(text),
+        Tint::Dim => paint.dim(text),
+    }
+}
+
+/// How a JSON cell reads in a table.
+pub fn cell_text(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_string(),
+        Value::Bool(true) => "yes".to_string(),
+        Value::Bool(false) => "no".to_string(),
+        Value::String(s) if s.is_empty() => "-".to_string(),
+        Value::String(s) => clean(s).lines().next().unwrap_or("").to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Array(items) if items.is_empty() => "-".to_string(),
+        Value::Array(items) => items.iter().map(cell_text).collect::<Vec<_>>().join(","),
+        Value::Object(_) => value.to_string(),
+    }
+}
+
+/// `Row` events, collected per table until they can be printed aligned.
+#[derive(Debug, Default)]
+pub struct RowTables {
+    tables: Vec<Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    name: &'static str,
+    columns: Vec<&'static str>,
+    rows: Vec<Row>,
+}
+
+impl RowTables {
+    pub fn push(&mut self, row: &Row) {
+        let at = match self.tables.iter().position(|t| t.name == row.table) {
+            Some(at) => at,
+            None => {
+                self.tables.push(Pending {
+                    name: row.table,
+                    columns: Vec::new(),
+                    rows: Vec::new(),
+                });
+                self.tables.len() - 1
+            }
+        };
+        let table = &mut self.tables[at];
+        for (key, _) in &row.cells {
+            if !table.columns.contains(key) {
+                table.columns.push(key);
+            }
+        }
+        table.rows.push(row.clone());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+
+    /// The collected tables, in the order they first appeared; leaves none behind.
+    pub fn take(&mut self) -> Vec<Table> {
+        std::mem::take(&mut self.tables)
+            .into_iter()
+            .map(|pending| {
+                let headers = pending.columns.iter().map(|c| c.to_uppercase()).collect();
+                let rows = pending
+                    .rows
+                    .iter()
+                    .map(|row| {
+                        let cells = pending
+                            .columns
+                            .iter()
+                            .map(|col| {
+                                let value = row.cells.iter().find(|(k, _)| k == col);
+                                Cell::new(value.map_or("-".to_string(), |(_, v)| cell_text(v)))
+                            })
+                            .collect();
+                        (cells, row.marked)
+                    })
+                    .collect();
+                Table { headers, rows }
+            })
+            .collect()
+    }
+}
+
+/// The summary block: a host table (when there are hosts), the counts line,
+/// and where the full log went. `max_ok_rows` folds long runs of `ok` hosts
+/// into one line, so a 200-host summary on a terminal shows what matters.
+pub fn summary_lines(
+    summary: &Summary,
+    paint: Paint,
+    max_width: Option<usize>,
+    max_ok_rows: Option<usize>,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    if !summary.hosts.is_empty() {
+        let with_errors = summary.hosts.iter().any(|h| h.error.is_some());
+        let mut headers = vec!["HOST", "RESULT", "RELEASE", "TIME"];
+        if with_errors {
+            headers.push("ERROR");
+        }
+        let mut table = Table {
+            headers: headers.into_iter().map(String::from).collect(),
+            rows: Vec::new(),
+        };
+        let ok_total = summary
+            .hosts
+            .iter()
+            .filter(|h| h.result == HostResult::Ok)
+            .count();
+        let fold = max_ok_rows.is_some_and(|max| ok_total > max);
+        let mut ok_shown = 0;
+        for host in &summary.hosts {
+            if host.result == HostResult::Ok {
+                if fold && ok_shown >= max_ok_rows.unwrap_or(0) {
+                    continue;
+                }
+                ok_shown += 1;
+            }
+            let result_tint = match host.result {
+                HostResult::Ok => Tint::Green,
+                HostResult::Failed => Tint::Red,
+                HostResult::RolledBack => Tint::Yellow,
+                HostResult::Skipped => Tint::Dim,
+            };
+            let mut cells = vec![
+                Cell::new(host.host.clone()),
+                Cell::tinted(host.result.as_str(), result_tint),
+                Cell::new(host.release.clone().unwrap_or_else(|| "-".into())),
+                Cell::new(duration_ms(host.elapsed_ms)),
+            ];
+            if with_errors {
+                let error = clean(host.error.as_deref().unwrap_or(""));
+                cells.push(Cell::new(error.lines().next().unwrap_or("")));
+            }
+            table.rows.push((cells, false));
+        }
+        lines.extend(table.render(paint, max_width));
+        if fold {
+            lines.push(paint.dim(&format!("… and {} more ok", ok_total - ok_shown)));
+        }
+    }
+
+    let cut = |line: String| match max_width {
+        Some(w) => fit(&line, w),
+        None => line,
+    };
+    let counts = cut(counts_line(summary));
+    let exit = cut(format!(
+        "exit {}: {}",
+        summary.exit_code,
+        exit_meaning(summary.exit_code)
+    ));
+    if summary.exit_code == 0 {
+        lines.push(paint.green(&counts));
+        lines.push(exit);
+    } else {
+        lines.push(paint.red_bold(&counts));
+        lines.push(paint.red(&exit));
+    }
+    if let Some(log) = &summary.log_file {
+        lines.push(format!("full log: {log}"));
+    }
+    lines
+}
+
+/// `deploy: 1 ok, 1 failed, 1 rolled back of 3 hosts in 12.3s`
+fn counts_line(summary: &Summary) -> String {
+    let counts: Vec<String> = [
+        (summary.ok, "ok"),
+        (summary.failed, "failed"),
+        (summary.rolled_back, "rolled back"),
+        (summary.skipped, "skipped"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    let total = summary.ok + summary.failed + summary.rolled_back + summary.skipped;
+    let counts = if counts.is_empty() {
+        "no hosts".to_string()
+    } else {
+        format!("{} of {}", counts.join(", "), hosts_word(total))
+    };
+    format!(
+        "{}: {counts} in {}",
+        summary.command,
+        duration_ms(summary.elapsed_ms)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(host: &str, release: Value, marked: bool) -> Row {
+        Row {
+            table: "status",
+            cells: vec![("host", json!(host)), ("release", release)],
+            marked,
+        }
+    }
+
+    #[test]
+    fn rows_become_an_aligned_table_with_a_marker() {
+        let mut tables = RowTables::default();
+        tables.push(&row(
+            "web01.example.com",
+            json!("20250301T120000Z-ab12cd34"),
+            false,
+        ));
+        tables.push(&row("web2", json!(null), true));
+        let lines = tables.take()[0].render(Paint::plain(), None);
+        assert_eq!(
+            lines,
+            vec![
+                "HOST               RELEASE",
+                "web01.example.com  20250301T120000Z-ab12cd34",
+                "web2               -                          *",
+            ]
+        );
+        assert!(tables.is_empty());
+    }
+
+    #[test]
+    fn a_column_missing_from_a_row_reads_as_a_dash() {
+        let mut tables = RowTables::default();
+        tables.push(&Row {
+            table: "exec",
+            cells: vec![("host", json!("a")), ("exit", json!(0))],
+            marked: false,
+        });
+        tables.push(&Row {
+            table: "exec",
+            cells: vec![("host", json!("b")), ("error", json!("timeout"))],
+            marked: false,
+        });
+        let lines = tables.take()[0].render(Paint::plain(), None);
+        assert_eq!(
+            lines,
+            vec!["HOST  EXIT  ERROR", "a     0     -", "b     -     timeout"]
+        );
+    }
+
+    #[test]
+    fn tinted_cells_stay_aligned() {
+        let table = Table {
+            headers: vec!["A".into(), "B".into()],
+            rows: vec![
+                (vec![Cell::tinted("ok", Tint::Green), Cell::new("x")], false),
+                (
+                    vec![Cell::tinted("failed", Tint::Red), Cell::new("y")],
+                    false,
+                ),
+            ],
+        };
+        let lines = table.render(Paint::new(true), None);
+        let plain: Vec<String> = lines
+            .iter()
+            .map(|l| console::strip_ansi_codes(l).into_owned())
+            .collect();
+        assert_eq!(plain, vec!["A       B", "ok      x", "failed  y"]);
+    }
+
+    #[test]
+    fn lines_are_cut_to_the_width() {
+        let table = Table {
+            headers: vec!["HOST".into(), "ERROR".into()],
+            rows: vec![(vec![Cell::new("web1"), Cell::new("x".repeat(100))], false)],
+        };
+        for line in table.render(Paint::new(true), Some(40)) {
+            assert!(console::measure_text_width(&line) <= 40, "{line}");
+        }
+    }
+}

@@ -1,0 +1,655 @@
+//! The live view on a terminal: the wave, a spinner line per active host,
+//! an overall bar; finished hosts scroll above it. Draws on stderr at a
+//! bounded rate, so 200 hosts cost little.
+
+use super::style::{Paint, clean, duration_ms, fit, host_list, hosts_word, pad, wrap};
+use super::table::{RowTables, summary_lines};
+use super::{Event, Level, OutputStream, Phase, Reporter};
+use console::{Key, Term};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Redraws per second, whatever the number of events.
+const REFRESH_HZ: u8 = 10;
+/// How often a spinner moves and elapsed times count up.
+const TICK: Duration = Duration::from_millis(200);
+/// At most this many host lines; the rest of the active hosts are counted on one line.
+const MAX_HOST_LINES: usize = 20;
+/// A summary folds `ok` hosts beyond this many into one line.
+const SUMMARY_OK_ROWS: usize = 20;
+
+pub struct Tty {
+    mp: MultiProgress,
+    term: Term,
+    paint: Paint,
+    quiet: bool,
+    styles: Styles,
+    state: Mutex<State>,
+}
+
+struct Styles {
+    phase: ProgressStyle,
+    upload: ProgressStyle,
+    upload_unsized: ProgressStyle,
+    overall: ProgressStyle,
+    text: ProgressStyle,
+}
+
+impl Styles {
+    fn new() -> Self {
+        let style =
+            |template: &str| ProgressStyle::with_template(template).expect("a valid template");
+        Styles {
+            phase: style("{spinner:.green} {prefix} {wide_msg} {elapsed:>4}"),
+            upload: style(
+                "{spinner:.green} {prefix} upload {wide_bar:.cyan/blue} \
+                 {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12}",
+            )
+            .progress_chars("=> "),
+            upload_unsized: style(
+                "{spinner:.green} {prefix} upload {binary_bytes:>10} {binary_bytes_per_sec:>12}",
+            ),
+            overall: style("[{elapsed_precise}] {wide_bar:.green/dim} {pos}/{len} {msg}")
+                .progress_chars("=>-"),
+            text: style("{wide_msg}"),
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    command: String,
+    release: Option<String>,
+    hosts_total: usize,
+    host_width: usize,
+    max_lines: usize,
+    overall: Option<ProgressBar>,
+    wave: Option<ProgressBar>,
+    more: Option<ProgressBar>,
+    active: HashMap<String, Active>,
+    /// Active hosts that have no line (more than `max_lines`), oldest first.
+    waiting: VecDeque<String>,
+    /// Finished hosts: true when ok. A host finishes again after a rollback.
+    results: HashMap<String, bool>,
+    tables: RowTables,
+}
+
+struct Active {
+    phase: Phase,
+    upload: Option<(u64, Option<u64>)>,
+    since: Instant,
+    bar: Option<ProgressBar>,
+}
+
+impl Tty {
+    /// `paint` decides the colour of our own text; the bars follow
+    /// `console::colors_enabled_stderr`, which the constructor sets to match.
+    pub fn new(paint: Paint, quiet: bool) -> Self {
+        let target = if quiet {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr_with_hz(REFRESH_HZ)
+        };
+        Tty {
+            mp: MultiProgress::with_draw_target(target),
+            term: Term::stderr(),
+            paint,
+            quiet,
+            styles: Styles::new(),
+            state: Mutex::new(State {
+                host_width: 20,
+                max_lines: MAX_HOST_LINES,
+                ..State::default()
+            }),
+        }
+    }
+
+    /// Columns available to one printed line (one short of the edge, so no terminal wraps it).
+    fn width(&self) -> usize {
+        let cols = self
+            .term
+            .size_checked()
+            .map_or(80, |(_, cols)| cols as usize);
+        cols.saturating_sub(1).max(20)
+    }
+
+    /// Prints lines above the bars (or plainly, when there are none).
+    fn above(&self, st: &State, lines: &[String]) {
+        if lines.is_empty() {
+            return;
+        }
+        let has_bars = st.overall.is_some() || st.wave.is_some() || st.more.is_some();
+        if has_bars || st.active.values().any(|a| a.bar.is_some()) {
+            let _ = self.mp.println(lines.join("\n"));
+        } else {
+            for line in lines {
+                let _ = self.term.write_line(line);
+            }
+        }
+    }
+
+    fn flush_tables(&self, st: &mut State) {
+        if st.tables.is_empty() {
+            return;
+        }
+        let width = self.width();
+        let mut lines = Vec::new();
+        for table in st.tables.take() {
+            lines.extend(table.render(self.paint, Some(width)));
+            lines.push(String::new());
+        }
+        lines.pop();
+        self.above(st, &lines);
+    }
+
+    fn text_bar(&self, msg: String) -> ProgressBar {
+        ProgressBar::hidden()
+            .with_style(self.styles.text.clone())
+            .with_message(msg)
+    }
+
+    /// Adds a line for a host, before the "more" line and the overall bar.
+    fn host_bar(&self, st: &State, host: &str, active: &Active) -> ProgressBar {
+        let bar = ProgressBar::hidden()
+            .with_prefix(pad(host, st.host_width))
+            .with_elapsed(active.since.elapsed());
+        let bar = match st.more.as_ref().or(st.overall.as_ref()) {
+            Some(next) => self.mp.insert_before(next, bar),
+            None => self.mp.add(bar),
+        };
+        self.show_phase(&bar, active);
+        bar.enable_steady_tick(TICK);
+        bar
+    }
+
+    fn show_phase(&self, bar: &ProgressBar, active: &Active) {
+        match active.upload {
+            Some((bytes, Some(total))) if active.phase == Phase::Upload => {
+                bar.set_style(self.styles.upload.clone());
+                bar.set_length(total);
+                bar.set_position(bytes);
+            }
+            Some((bytes, None)) if active.phase == Phase::Upload => {
+                bar.set_style(self.styles.upload_unsized.clone());
+                bar.set_position(bytes);
+            }
+            _ => {
+                bar.set_style(self.styles.phase.clone());
+                bar.set_message(self.paint.cyan(active.phase.as_str()));
+            }
+        }
+    }
+
+    /// Marks a host active in `phase`; gives it a line when there is room.
+    fn activate(&self, st: &mut State, host: &str, phase: Phase) {
+        if self.quiet {
+            return;
+        }
+        if let Some(active) = st.active.get_mut(host) {
+            let changed = active.phase != phase;
+            active.phase = phase;
+            if changed {
+                if phase != Phase::Upload {
+                    active.upload = None;
+                }
+                if let Some(bar) = &active.bar {
+                    self.show_phase(bar, active);
+                }
+            }
+            return;
+        }
+        let mut active = Active {
+            phase,
+            upload: None,
+            since: Instant::now(),
+            bar: None,
+        };
+        if st.active.values().filter(|a| a.bar.is_some()).count() < st.max_lines {
+            active.bar = Some(self.host_bar(st, host, &active));
+        } else {
+            st.waiting.push_back(host.to_string());
+        }
+        st.active.insert(host.to_string(), active);
+        self.update_more(st);
+    }
+
+    /// Drops a finished host's line and gives it to the longest-waiting host.
+    fn deactivate(&self, st: &mut State, host: &str) {
+        let Some(active) = st.active.remove(host) else {
+            return;
+        };
+        match active.bar {
+            Some(bar) => {
+                bar.finish_and_clear();
+                self.mp.remove(&bar);
+            }
+            None => st.waiting.retain(|h| h != host),
+        }
+        while st.active.values().filter(|a| a.bar.is_some()).count() < st.max_lines {
+            let Some(next) = st.waiting.pop_front() else {
+                break;
+            };
+            if let Some(active) = st.active.get(&next) {
+                let bar = self.host_bar(st, &next, active);
+                if let Some(active) = st.active.get_mut(&next) {
+                    active.bar = Some(bar);
+                }
+            }
+        }
+        self.update_more(st);
+    }
+
+    fn update_more(&self, st: &mut State) {
+        match (st.waiting.len(), &st.more) {
+            (0, None) => {}
+            (0, Some(more)) => {
+                more.finish_and_clear();
+                self.mp.remove(more);
+                st.more = None;
+            }
+            (n, Some(more)) => more.set_message(self.paint.dim(&format!("  … {n} more active"))),
+            (n, None) => {
+                let more = self.text_bar(self.paint.dim(&format!("  … {n} more active")));
+                let more = match &st.overall {
+                    Some(overall) => self.mp.insert_before(overall, more),
+                    None => self.mp.add(more),
+                };
+                more.tick();
+                st.more = Some(more);
+            }
+        }
+    }
+
+    fn update_overall(&self, st: &State) {
+        let Some(overall) = &st.overall else {
+            return;
+        };
+        let ok = st.results.values().filter(|ok| **ok).count();
+        let failed = st.results.len() - ok;
+        let left = st.hosts_total.saturating_sub(st.results.len());
+        let failed = if failed > 0 {
+            self.paint.red(&format!("{failed} failed"))
+        } else {
+            "0 failed".to_string()
+        };
+        overall.set_position(st.results.len() as u64);
+        overall.set_message(format!("{ok} ok · {failed} · {left} left"));
+    }
+
+    fn clear_bars(&self, st: &mut State) {
+        let bars = st
+            .active
+            .values_mut()
+            .filter_map(|a| a.bar.take())
+            .chain(st.more.take())
+            .chain(st.wave.take())
+            .chain(st.overall.take());
+        for bar in bars {
+            bar.finish_and_clear();
+            self.mp.remove(&bar);
+        }
+        st.waiting.clear();
+        let _ = self.mp.clear();
+    }
+
+    fn handle(&self, st: &mut State, event: &Event) {
+        let paint = self.paint;
+        let width = self.width();
+        match event {
+            Event::RunStarted {
+                command,
+                app,
+                release,
+                version,
+                hosts,
+            } => {
+                st.command = command.clone();
+                st.release = release.clone();
+                st.hosts_total = hosts.len();
+                let widest = hosts.iter().map(|h| console::measure_text_width(h)).max();
+                st.host_width = widest.unwrap_or(4).clamp(4, (width / 4).max(10));
+                let rows = self
+                    .term
+                    .size_checked()
+                    .map_or(24, |(rows, _)| rows as usize);
+                st.max_lines = rows.saturating_sub(6).clamp(1, MAX_HOST_LINES);
+                if self.quiet {
+                    return;
+                }
+                let mut header = format!("{command} {app}");
+                if let Some(release) = release {
+                    header.push_str(&format!(" {release}"));
+                }
+                if let Some(version) = version {
+                    header.push_str(&format!(" ({version})"));
+                }
+                let overall = ProgressBar::with_draw_target(
+                    Some(hosts.len() as u64),
+                    ProgressDrawTarget::hidden(),
+                )
+                .with_style(self.styles.overall.clone());
+                let overall = self.mp.add(overall);
+                overall.enable_steady_tick(Duration::from_millis(500));
+                st.overall = Some(overall);
+                self.update_overall(st);
+                // Printed above the bar just added, so it stays at the top of the run.
+                header.push_str(&format!(" on {}", hosts_word(hosts.len())));
+                self.above(st, &[paint.bold(&fit(&header, width))]);
+            }
+            Event::WaveStarted {
+                wave,
+                waves,
+                kind,
+                hosts,
+            } => {
+                if self.quiet {
+                    return;
+                }
+                let text = list_to_width(&format!("wave {wave}/{waves} {kind}: "), hosts, width);
+                self.set_wave_line(st, paint.bold(&text));
+            }
+            Event::HostPhase { host, phase } => self.activate(st, host, *phase),
+            Event::UploadProgress { host, bytes, total } => {
+                self.activate(st, host, Phase::Upload);
+                if let Some(active) = st.active.get_mut(host) {
+                    let first = active.upload.is_none();
+                    active.upload = Some((*bytes, *total));
+                    if let Some(bar) = &active.bar {
+                        if first {
+                            self.show_phase(bar, active);
+                        } else {
+                            bar.set_position(*bytes);
+                        }
+                    }
+                }
+            }
+            Event::HostOutput { host, stream, line } => {
+                let exec = st.command == "exec"
+                    || st.active.get(host).map(|a| a.phase) == Some(Phase::Exec);
+                if exec {
+                    let indent = " ".repeat(st.host_width + 3);
+                    let mut lines = Vec::new();
+                    for line in clean(line).split('\n') {
+                        let text = format!("{} | {line}", pad(host, st.host_width));
+                        lines.extend(wrap(&text, width, &indent).into_iter().map(
+                            |text| match stream {
+                                OutputStream::Stdout => text,
+                                OutputStream::Stderr => paint.yellow(&text),
+                            },
+                        ));
+                    }
+                    self.above(st, &lines);
+                }
+            }
+            Event::HostDone {
+                host,
+                release,
+                message,
+                elapsed_ms,
+            } => {
+                self.deactivate(st, host);
+                st.results.insert(host.clone(), true);
+                self.update_overall(st);
+                if self.quiet {
+                    return;
+                }
+                let mut text = format!(
+                    "{} ok in {}",
+                    pad(host, st.host_width),
+                    duration_ms(*elapsed_ms)
+                );
+                if let Some(release) = release.as_ref().filter(|r| Some(*r) != st.release.as_ref())
+                {
+                    text.push_str(&format!(", on {release}"));
+                }
+                if let Some(message) = message {
+                    text.push_str(&format!(": {}", clean(message).replace('\n', " ")));
+                }
+                let line = format!("{} {}", paint.green("✔"), fit(&text, width - 2));
+                self.above(st, &[line]);
+            }
+            Event::HostFailed {
+                host,
+                phase,
+                error,
+                tail,
+                elapsed_ms,
+            } => {
+                self.deactivate(st, host);
+                st.results.insert(host.clone(), false);
+                self.update_overall(st);
+                // The error is wrapped, never cut; the tail is context, cut to fit.
+                let error = clean(error).replace('\n', " ");
+                let head = format!(
+                    "{} {phase} failed after {}: {error}",
+                    pad(host, st.host_width),
+                    duration_ms(*elapsed_ms)
+                );
+                let mut lines = Vec::new();
+                for (i, line) in wrap(&head, width - 2, "    ").into_iter().enumerate() {
+                    let mark = if i == 0 { "✖" } else { " " };
+                    lines.push(format!("{} {}", paint.red_bold(mark), paint.red(&line)));
+                }
+                for line in tail {
+                    lines.push(paint.dim(&fit(&format!("    │ {}", clean(line)), width)));
+                }
+                self.above(st, &lines);
+            }
+            Event::WaveDone { wave, ok, failed } => {
+                if self.quiet {
+                    return;
+                }
+                let text = format!("wave {wave} done: {ok} ok, {failed} failed");
+                self.above(st, &[paint.dim(&text)]);
+            }
+            Event::RollbackStarted { hosts, reason } => {
+                let text = format!(
+                    "↩ rolling back {} ({}): {}",
+                    hosts_word(hosts.len()),
+                    host_list(hosts, 5),
+                    clean(reason).replace('\n', " ")
+                );
+                let lines: Vec<String> = wrap(&text, width, "  ")
+                    .iter()
+                    .map(|line| paint.yellow(line))
+                    .collect();
+                self.above(st, &lines);
+                if !self.quiet {
+                    let line = list_to_width("rollback: ", hosts, width);
+                    self.set_wave_line(st, paint.yellow(&line));
+                }
+            }
+            Event::Message { level, host, text } => {
+                let label = match level {
+                    Level::Info if self.quiet => return,
+                    Level::Info => "",
+                    Level::Warn => "warning: ",
+                    Level::Error => "error: ",
+                };
+                let host = host.as_ref().map(|h| format!("{h}: ")).unwrap_or_default();
+                let mut lines = Vec::new();
+                for (i, line) in clean(text).split('\n').enumerate() {
+                    let line = if i == 0 {
+                        format!("{label}{host}{line}")
+                    } else {
+                        format!("  {line}")
+                    };
+                    lines.extend(
+                        wrap(&line, width, "  ")
+                            .into_iter()
+                            .map(|line| match level {
+                                Level::Info => line,
+                                Level::Warn => paint.yellow(&line),
+                                Level::Error => paint.red_bold(&line),
+                            }),
+                    );
+                }
+                self.above(st, &lines);
+            }
+            Event::Row(row) => st.tables.push(row),
+            Event::Summary(summary) => {
+                self.clear_bars(st);
+                self.flush_tables(st);
+                let mut lines = vec![String::new()];
+                lines.extend(summary_lines(
+                    summary,
+                    paint,
+                    Some(width),
+                    Some(SUMMARY_OK_ROWS),
+                ));
+                self.above(st, &lines);
+            }
+        }
+    }
+
+    fn set_wave_line(&self, st: &mut State, text: String) {
+        match &st.wave {
+            Some(wave) => wave.set_message(text),
+            None => {
+                let wave = self.mp.insert(0, self.text_bar(text));
+                wave.tick();
+                st.wave = Some(wave);
+            }
+        }
+    }
+}
+
+impl Drop for Tty {
+    /// A run that ends without `finish` (an error, a panic) leaves no bars behind.
+    fn drop(&mut self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.clear_bars(&mut st);
+    }
+}
+
+/// `prefix` and as many host names as fit in `width`, then `(+N more)`.
+fn list_to_width(prefix: &str, hosts: &[String], width: usize) -> String {
+    for shown in (1..=hosts.len()).rev() {
+        let text = format!("{prefix}{}", host_list(hosts, shown));
+        if console::measure_text_width(&text) <= width {
+            return text;
+        }
+    }
+    fit(&format!("{prefix}{}", host_list(hosts, 0)), width)
+}
+
+/// y/N on the terminal. Any key but `y` means no; Ctrl-C means no and is
+/// passed on as SIGINT, so the run is interrupted as anywhere else.
+fn ask(term: &Term, paint: Paint, question: &str) -> Option<bool> {
+    term.write_str(&format!("{} [y/N] ", paint.bold(question)))
+        .ok()?;
+    let answer = loop {
+        match term.read_key() {
+            Ok(Key::Char('y' | 'Y')) => break Some(true),
+            Ok(Key::Char(_) | Key::Enter | Key::Escape | Key::CtrlC) => break Some(false),
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => break Some(false),
+            Err(_) => break None,
+        }
+    };
+    let shown = match answer {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "",
+    };
+    let _ = term.write_line(shown);
+    answer
+}
+
+impl Reporter for Tty {
+    fn event(&self, event: &Event) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !matches!(event, Event::Row(_)) {
+            self.flush_tables(&mut st);
+        }
+        self.handle(&mut st, event);
+    }
+
+    fn confirm(&self, question: &str) -> Option<bool> {
+        if !self.term.is_term() {
+            return None;
+        }
+        // Never while holding `state`: other tasks keep reporting, and wait on the bars.
+        self.mp.suspend(|| ask(&self.term, self.paint, question))
+    }
+
+    fn finish(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.clear_bars(&mut st);
+        self.flush_tables(&mut st);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("web{i:02}.example.com")).collect()
+    }
+
+    #[test]
+    fn wave_lists_fit_the_width() {
+        let text = list_to_width("wave 2/4 batch: ", &names(50), 80);
+        assert!(console::measure_text_width(&text) <= 80, "{text}");
+        assert!(text.ends_with("more)"), "{text}");
+        assert_eq!(
+            list_to_width("w: ", &names(2), 80),
+            "w: web01.example.com, web02.example.com"
+        );
+    }
+
+    /// The bars are hidden off a terminal; this drives every path of the
+    /// live view (line cap, promotion, rollback, summary) without drawing.
+    #[test]
+    fn a_large_run_keeps_at_most_max_lines_host_lines() {
+        let tty = Tty::new(Paint::plain(), false);
+        tty.mp.set_draw_target(ProgressDrawTarget::hidden());
+        let hosts = names(60);
+        tty.event(&Event::RunStarted {
+            command: "deploy".into(),
+            app: "shop".into(),
+            release: Some("r1".into()),
+            version: None,
+            hosts: hosts.clone(),
+        });
+        for host in &hosts {
+            tty.event(&Event::HostPhase {
+                host: host.clone(),
+                phase: Phase::Upload,
+            });
+            tty.event(&Event::UploadProgress {
+                host: host.clone(),
+                bytes: 10,
+                total: Some(100),
+            });
+        }
+        {
+            let st = tty.state.lock().unwrap();
+            let lines = st.active.values().filter(|a| a.bar.is_some()).count();
+            assert!(lines <= MAX_HOST_LINES);
+            assert_eq!(lines + st.waiting.len(), 60);
+            assert!(st.more.is_some());
+        }
+        for host in &hosts[..50] {
+            tty.event(&Event::HostDone {
+                host: host.clone(),
+                release: None,
+                message: None,
+                elapsed_ms: 5,
+            });
+        }
+        {
+            let st = tty.state.lock().unwrap();
+            assert_eq!(st.active.len(), 10);
+            assert!(st.waiting.is_empty());
+            assert!(st.more.is_none());
+            assert_eq!(st.overall.as_ref().unwrap().position(), 50);
+        }
+        tty.finish();
+        assert!(tty.state.lock().unwrap().overall.is_none());
+    }
+}
