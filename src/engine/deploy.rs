@@ -504,7 +504,8 @@ async fn pause_between(
             let question = format!(
                 "The canary is healthy. Promote to the remaining {remaining} host(s) in {waves_left} wave(s)?"
             );
-            match ctx.reporter.confirm(&question) {
+            // The question blocks this thread while a person reads it.
+            match tokio::task::block_in_place(|| ctx.reporter.confirm(&question)) {
                 Some(true) => Ok(()),
                 Some(false) => Err("the canary was not promoted".into()),
                 None => {
