@@ -23,7 +23,9 @@ fn main() {
     let hosts: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(50);
     let megabytes: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10);
     let rounds: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3);
-    let hoist = std::env::current_dir().unwrap().join("target/release/hoist");
+    let hoist = std::env::current_dir()
+        .unwrap()
+        .join("target/release/hoist");
     assert!(hoist.exists(), "build it first: cargo build --release");
 
     let work = tempfile::tempdir().unwrap();
@@ -33,7 +35,10 @@ fn main() {
     let key = ClientKey::ed25519();
     let servers: Vec<Sshd> = (0..hosts).map(|_| Sshd::start(&[&key])).collect();
     let known = work.path().join("known_hosts");
-    let lines: String = servers.iter().map(|s| s.known_hosts_line() + "\n").collect();
+    let lines: String = servers
+        .iter()
+        .map(|s| s.known_hosts_line() + "\n")
+        .collect();
     std::fs::write(&known, lines).unwrap();
     println!(
         "{hosts} sshd hosts on 127.0.0.1, artifact {:.1} MB (.tar.gz), {rounds} rounds each",
@@ -44,7 +49,15 @@ fn main() {
     let mut ours = Vec::new();
     for round in 0..rounds {
         base.push(baseline(&servers, &key, &known, &artifact, round));
-        ours.push(with_hoist(&hoist, work.path(), &servers, &key, &known, &artifact, round));
+        ours.push(with_hoist(
+            &hoist,
+            work.path(),
+            &servers,
+            &key,
+            &known,
+            &artifact,
+            round,
+        ));
         println!(
             "round {}: ssh|tar {:.2}s   hoist deploy {:.2}s",
             round + 1,
@@ -83,11 +96,18 @@ fn make_tarball(path: &Path, megabytes: usize) {
     header.set_size(data.len() as u64);
     header.set_mode(0o644);
     header.set_cksum();
-    tar.append_data(&mut header, "payload.bin", &data[..]).unwrap();
+    tar.append_data(&mut header, "payload.bin", &data[..])
+        .unwrap();
     tar.into_inner().unwrap().finish().unwrap().flush().unwrap();
 }
 
-fn baseline(servers: &[Sshd], key: &ClientKey, known: &Path, artifact: &Path, round: usize) -> Duration {
+fn baseline(
+    servers: &[Sshd],
+    key: &ClientKey,
+    known: &Path,
+    artifact: &Path,
+    round: usize,
+) -> Duration {
     let started = Instant::now();
     let children: Vec<_> = servers
         .iter()

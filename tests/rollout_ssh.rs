@@ -6,7 +6,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use support::project::{Project, ndjson, whoami};
+use support::project::{Project, ndjson, printed, whoami};
 use support::sshd::{ClientKey, Sshd};
 
 struct Fleet {
@@ -155,7 +155,7 @@ fn a_failing_before_switch_hook_leaves_the_host_on_its_old_release() {
     let v1 = f.on_v1_then_v2();
     f.mark("web2", "BAD");
     let out = f.p.hoist(&["deploy"]).assert().code(1).get_output().clone();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = printed(&out);
     assert!(
         stderr.contains("checking"),
         "the hook's stderr is shown: {stderr}"
@@ -211,7 +211,7 @@ fn http_health_goes_through_the_ssh_connection() {
             .code(5)
             .get_output()
             .clone();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = printed(&out);
     assert!(stderr.contains("503"), "{stderr}");
     assert!(stderr.contains("down for maintenance"), "{stderr}");
 }
@@ -240,7 +240,7 @@ fn a_second_concurrent_deploy_is_refused_and_names_the_owner() {
     }
     assert!(lock.exists(), "first deploy took the lock");
     let out = f.p.hoist(&["deploy"]).assert().code(4).get_output().clone();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = printed(&out);
     assert!(stderr.contains(&whoami()), "names the owner: {stderr}");
     assert!(child.wait().unwrap().success());
     for host in f.names() {
@@ -347,8 +347,7 @@ fn exec_reports_each_host_and_fails_when_one_does() {
         .code(1)
         .get_output()
         .clone();
-    let all =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let all = String::from_utf8_lossy(&out.stdout).to_string() + &printed(&out);
     assert!(all.contains("web1"), "{all}");
     assert!(all.contains("broken"), "{all}");
     assert!(all.contains('7'), "{all}");
