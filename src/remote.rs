@@ -137,18 +137,11 @@ fi
         format!("\"$H/tmp/{}.{}\"", id, token)
     }
 
-    /// Streams stdin into a temporary file; nothing is a release yet.
-    pub fn receive(&self, id: &ReleaseId, token: &str) -> String {
-        format!(
-            "{head}\nmkdir -p \"$H/tmp\" && cat > {part}.part",
-            head = self.head(),
-            part = self.part(id, token)
-        )
-    }
-
-    /// Verifies the upload's checksum, unpacks it under a temporary name and
-    /// renames it to `releases/<id>` only when whole.
-    pub fn unpack(
+    /// Receives the upload on stdin into a temporary file, verifies its
+    /// checksum, unpacks it under a temporary name and renames it to
+    /// `releases/<id>` only when whole: one round trip, and nothing half
+    /// written is ever left where a rollback could find it.
+    pub fn receive(
         &self,
         id: &ReleaseId,
         token: &str,
@@ -165,6 +158,8 @@ fi
 P={part}
 R="$D/releases/{id}"
 trap 'rm -rf "$P.part" "$P.d"' EXIT
+trap 'exit 130' HUP INT TERM
+mkdir -p "$H/tmp" && cat > "$P.part" || exit 2
 sum=$(sha256sum "$P.part" | awk '{{print $1}}')
 if [ "$sum" != {transfer_sha} ]; then echo "checksum mismatch: expected {transfer_sha}, got $sum" >&2; exit 3; fi
 if [ -e "$R" ]; then echo "$R already exists" >&2; exit 4; fi

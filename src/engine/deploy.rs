@@ -663,43 +663,24 @@ async fn deliver(
         .await
         .map_err(|e| Failure::Other(format!("cannot read the artifact: {e}")))?;
     let reader = Progress::new(ctx, node.name(), artifact.transfer_size, file);
-    let receive = node.layout.receive(id, &ctx.run_id);
-    let upload = node.run(&receive, Some(Box::new(reader)));
+    let receive = node.layout.receive(
+        id,
+        &ctx.run_id,
+        artifact.packing,
+        &artifact.transfer_sha,
+        &artifact.content_sha,
+    );
+    let upload = node.must("receiving the upload", &receive, Some(Box::new(reader)));
     let result = tokio::select! {
         r = upload => r,
         _ = halt.cancelled() => Err(if ctx.cancel.is_cancelled() { Failure::Interrupted } else { Failure::Halted }),
     };
-    let received = match result {
-        Ok(out) if out.success() => Ok(()),
-        Ok(out) => Err(Failure::Command {
-            what: "upload".into(),
-            code: out.code,
-            tail: super::tail_lines(&out.stderr, &out.stdout, 10),
-        }),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = received {
+    if let Err(e) = result {
+        // The remote script cleans up after itself; this covers a command
+        // that was cut off before its trap could run.
         let _ = node.run(&node.layout.discard(id, &ctx.run_id), None).await;
         return Err(e);
     }
-    ctx.emit(Event::UploadProgress {
-        host: node.name().to_string(),
-        bytes: artifact.transfer_size,
-        total: Some(artifact.transfer_size),
-    });
-    ctx.phase(node.name(), Phase::Unpack);
-    node.must(
-        "verifying and unpacking the upload",
-        &node.layout.unpack(
-            id,
-            &ctx.run_id,
-            artifact.packing,
-            &artifact.transfer_sha,
-            &artifact.content_sha,
-        ),
-        None,
-    )
-    .await?;
     Ok(())
 }
 
@@ -737,6 +718,12 @@ async fn roll_back_switched(
         match result {
             Ok(()) => {
                 run.now = run.previous.clone();
+                ctx.emit(Event::HostDone {
+                    host: nodes[i].name().to_string(),
+                    release: run.now.as_ref().map(|r| r.to_string()),
+                    message: Some("rolled back".into()),
+                    elapsed_ms: 0,
+                });
                 // A host that failed keeps its failure in the summary; the
                 // others are marked as rolled back.
                 if run.result != HostResult::Failed {
@@ -803,6 +790,7 @@ struct Progress<R> {
     total: u64,
     sent: u64,
     last: Instant,
+    done: bool,
     inner: R,
 }
 
@@ -814,6 +802,7 @@ impl<R> Progress<R> {
             total,
             sent: 0,
             last: Instant::now(),
+            done: false,
             inner,
         }
     }
@@ -829,8 +818,21 @@ impl<R: AsyncRead + Unpin> AsyncRead for Progress<R> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = poll {
-            this.sent += (buf.filled().len() - before) as u64;
-            if this.last.elapsed() >= Duration::from_millis(100) {
+            let read = buf.filled().len() - before;
+            this.sent += read as u64;
+            if read == 0 && buf.remaining() > 0 && !this.done {
+                // End of the artifact: the host now verifies and unpacks it.
+                this.done = true;
+                this.reporter.event(&Event::UploadProgress {
+                    host: this.host.clone(),
+                    bytes: this.sent,
+                    total: Some(this.total),
+                });
+                this.reporter.event(&Event::HostPhase {
+                    host: this.host.clone(),
+                    phase: Phase::Unpack,
+                });
+            } else if read > 0 && this.last.elapsed() >= Duration::from_millis(100) {
                 this.last = Instant::now();
                 this.reporter.event(&Event::UploadProgress {
                     host: this.host.clone(),

@@ -307,14 +307,19 @@ fn counts_line(summary: &Summary) -> String {
     .map(|(n, what)| format!("{n} {what}"))
     .collect();
     let total = summary.ok + summary.failed + summary.rolled_back + summary.skipped;
-    let counts = if counts.is_empty() {
-        "no hosts".to_string()
-    } else {
-        format!("{} of {}", counts.join(", "), hosts_word(total))
-    };
+    if counts.is_empty() {
+        // Read-only commands report through their table, not per-host results.
+        return format!(
+            "{}: done in {}",
+            summary.command,
+            duration_ms(summary.elapsed_ms)
+        );
+    }
     format!(
-        "{}: {counts} in {}",
+        "{}: {} of {} in {}",
         summary.command,
+        counts.join(", "),
+        hosts_word(total),
         duration_ms(summary.elapsed_ms)
     )
 }
