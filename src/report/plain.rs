@@ -129,14 +129,10 @@ impl Plain {
                     || st.phases.get(host) == Some(&Phase::Exec)
             }
             // Reaching and locking every host is routine: a line each only with -v.
-            Event::HostPhase { phase, .. }
-                if matches!(
-                    phase,
-                    Phase::Connect | Phase::Preflight | Phase::Lock | Phase::Unlock | Phase::Exec
-                ) =>
-            {
-                self.opts.verbosity == Verbosity::Verbose
-            }
+            Event::HostPhase {
+                phase: Phase::Connect | Phase::Preflight | Phase::Lock | Phase::Unlock | Phase::Exec,
+                ..
+            } => self.opts.verbosity == Verbosity::Verbose,
             _ => !quiet,
         }
     }
