@@ -45,7 +45,10 @@ pub async fn check(
         }
     }
     Err(Failure::Health {
-        reason: format!("{} (after {attempts} attempts)", last.0),
+        reason: match attempts {
+            1 => last.0,
+            n => format!("{} (after {n} attempts)", last.0),
+        },
         tail: last.1,
     })
 }
