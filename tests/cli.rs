@@ -23,7 +23,7 @@ fn stable(text: &str, p: &Project) -> String {
         (r"\d{8}T\d{6}Z-(\w+)\.log", "[STAMP]-$1.log"),
         (r"\b[0-9a-f]{12}\b", "[HASH]"),
         (r"\d+(\.\d+)?\s?(ms|s)\b", "[DUR]"),
-        (r"\d+(\.\d+)? ?[KMG]?i?B/s", "[RATE]"),
+        (r", \d+(\.\d+)? ?[KMG]?i?B/s", ""),
         (r"\d+ B / \d+ B", "[BYTES]"),
         (r"\S+@\S+", "[USER@HOST]"),
     ] {
