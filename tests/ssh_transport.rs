@@ -376,7 +376,7 @@ async fn accept_new_learns_into_a_fresh_known_hosts_file() {
     assert_eq!(std::fs::read_to_string(&fresh).unwrap().lines().count(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn accept_new_with_many_hosts_at_once_writes_one_line_per_host() {
     let key = ClientKey::ed25519();
     let hosts: Vec<Sshd> = (0..24).map(|_| Sshd::start(&[&key])).collect();
@@ -385,7 +385,8 @@ async fn accept_new_with_many_hosts_at_once_writes_one_line_per_host() {
     let ctx = no_agent();
     let connect_all = |checking| {
         let mut tasks = tokio::task::JoinSet::new();
-        for sshd in &hosts {
+        // Two connections per host, so that each host's key is learned by two at once.
+        for sshd in hosts.iter().chain(&hosts) {
             let mut t = target(sshd.port, &[&key.path], &known_hosts);
             t.host_key_checking = checking;
             let ctx = Arc::clone(&ctx);
@@ -397,12 +398,9 @@ async fn accept_new_with_many_hosts_at_once_writes_one_line_per_host() {
         }
         tasks
     };
-    // Twice at once, so that learners race with learners and with readers.
-    for _ in 0..2 {
-        let mut tasks = connect_all(HostKeyChecking::AcceptNew);
-        while let Some(done) = tasks.join_next().await {
-            done.unwrap().unwrap();
-        }
+    let mut tasks = connect_all(HostKeyChecking::AcceptNew);
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap().unwrap();
     }
     let text = std::fs::read_to_string(&known_hosts).unwrap();
     let mut lines: Vec<&str> = text.lines().collect();
