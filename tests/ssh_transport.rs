@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hoist::config::{HostKeyChecking, SshTarget};
+use hoist::config::{HostKeyChecking, JumpHost, SshTarget};
 use hoist::transport::ssh::{SshContext, SshContextOptions, SshHost};
 use hoist::transport::{Output, Transport, TransportError};
 use sha2::{Digest, Sha256};
@@ -635,6 +635,81 @@ async fn a_listener_that_never_speaks_ssh_times_out_within_connect_timeout() {
     silent.abort();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jump_host_carries_every_connection_and_is_shared() {
+    let key = ClientKey::ed25519();
+    let bastion = Sshd::start(&[&key]);
+    let hosts: Vec<Sshd> = (0..4).map(|_| Sshd::start(&[&key])).collect();
+    let proxy = Proxy::start(bastion.port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    let mut lines = vec![format!(
+        "[127.0.0.1]:{} {}",
+        proxy.port,
+        bastion.host_public_key()
+    )];
+    lines.extend(hosts.iter().map(Sshd::known_hosts_line));
+    std::fs::write(&known_hosts, lines.join("\n") + "\n").unwrap();
+
+    let ctx = no_agent();
+    let mut tasks = tokio::task::JoinSet::new();
+    for sshd in &hosts {
+        let mut t = target(sshd.port, &[&key.path], &known_hosts);
+        t.jump = vec![JumpHost {
+            user: None,
+            address: "127.0.0.1".into(),
+            port: proxy.port,
+        }];
+        let ctx = Arc::clone(&ctx);
+        tasks.spawn(async move { SshHost::connect(&t, &ctx).await.unwrap() });
+    }
+    let mut connected = Vec::new();
+    while let Some(host) = tasks.join_next().await {
+        let host = host.unwrap();
+        assert_eq!(run(&host, "echo hi").await.stdout_str(), "hi\n");
+        connected.push(host);
+    }
+    assert_eq!(proxy.connections(), 1, "one connection to the bastion");
+    let log = bastion.log();
+    assert_eq!(log.matches("Accepted publickey").count(), 1, "{log}");
+
+    // Everything flows through the bastion: cut it and the hosts are gone.
+    proxy.cut();
+    let err = connected[0].exec("true", None, MINUTE).await.unwrap_err();
+    assert!(matches!(err, TransportError::Disconnected { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn jump_host_key_is_checked_before_going_through() {
+    let key = ClientKey::ed25519();
+    let bastion = Sshd::start(&[&key]);
+    let host = Sshd::start(&[&key]);
+    let dir = tempfile::tempdir().unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, host.known_hosts_line() + "\n").unwrap();
+    let mut t = target(host.port, &[&key.path], &known_hosts);
+    t.jump = vec![JumpHost {
+        user: Some(current_user()),
+        address: "127.0.0.1".into(),
+        port: bastion.port,
+    }];
+    let err = SshHost::connect(&t, &no_agent())
+        .await
+        .err()
+        .expect("refused");
+    let TransportError::HostKeyUnknown { host: named, .. } = &err else {
+        panic!("expected the bastion to be unknown, got {err}");
+    };
+    assert!(
+        named.contains("jump host") && named.contains(&bastion.port.to_string()),
+        "{err}"
+    );
+    assert!(
+        !host.log().contains("Connection from"),
+        "the host was reached anyway"
+    );
+}
+
 #[tokio::test]
 async fn open_tcp_reaches_a_server_as_seen_from_the_host() {
     let f = Fixture::new();
@@ -687,6 +762,7 @@ async fn open_tcp_reaches_a_server_as_seen_from_the_host() {
 /// A TCP relay to a server, which the test can cut like a network failure.
 struct Proxy {
     port: u16,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -694,14 +770,30 @@ impl Proxy {
     async fn start(to: u16) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&connections);
         let task = tokio::spawn(async move {
-            let (mut client, _) = listener.accept().await.unwrap();
-            let mut server = TcpStream::connect(("127.0.0.1", to)).await.unwrap();
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            let mut relays = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                relays.spawn(async move {
+                    let mut server = TcpStream::connect(("127.0.0.1", to)).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+            }
         });
-        Proxy { port, task }
+        Proxy {
+            port,
+            connections,
+            task,
+        }
     }
 
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Drops every relayed connection (the JoinSet aborts its tasks).
     fn cut(&self) {
         self.task.abort();
     }
