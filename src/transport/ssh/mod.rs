@@ -132,22 +132,32 @@ impl SshHost {
 
     /// Maps a failure to open or use a channel: a dead connection is `Disconnected`.
     fn channel_error(&self, error: russh::Error) -> TransportError {
-        if self.closed.load(Ordering::SeqCst) {
-            return self.disconnected("closed by hoist".into());
-        }
         match error {
             russh::Error::ChannelOpenFailure(reason) => TransportError::Other(format!(
-                "{} refused to open a channel: {reason:?}",
-                self.label
+                "{} refused to open a channel: {}",
+                self.label,
+                open_failure(&reason)
             )),
-            other if !self.handle.is_closed() => {
-                TransportError::Other(format!("SSH error on {}: {other}", self.label))
-            }
-            other => self.disconnected(take(&self.lost).unwrap_or_else(|| other.to_string())),
+            _ if self.is_gone() => self.lost_connection(),
+            other => TransportError::Other(format!("SSH error on {}: {other}", self.label)),
         }
     }
 
-    fn disconnected(&self, reason: String) -> TransportError {
+    fn is_gone(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+            || self.handle.is_closed()
+            || self._bastion.as_ref().is_some_and(|b| b.is_closed())
+    }
+
+    fn lost_connection(&self) -> TransportError {
+        let reason = if self.closed.load(Ordering::SeqCst) {
+            "closed by hoist".to_string()
+        } else if self._bastion.as_ref().is_some_and(|b| b.is_closed()) {
+            "the connection to the jump host was lost".to_string()
+        } else {
+            let lost = self.lost.lock().ok().and_then(|l| l.clone());
+            lost.unwrap_or_else(|| "the connection closed unexpectedly".to_string())
+        };
         TransportError::Disconnected {
             host: self.label.clone(),
             reason,
@@ -249,7 +259,7 @@ impl Transport for SshHost {
                     exec::Failure::Refused => {
                         TransportError::Other(format!("{} refused to run the command", self.label))
                     }
-                    exec::Failure::Lost => self.channel_error(russh::Error::Disconnect),
+                    exec::Failure::Lost => self.lost_connection(),
                     exec::Failure::Stdin(e) => {
                         TransportError::Other(format!("reading the command's input: {e}"))
                     }
@@ -276,8 +286,9 @@ impl Transport for SshHost {
             })?
             .map_err(|e| match e {
                 russh::Error::ChannelOpenFailure(reason) => TransportError::Other(format!(
-                    "{} could not connect to {host}:{port}: {reason:?}",
-                    self.label
+                    "{} could not connect to {host}:{port}: {}",
+                    self.label,
+                    open_failure(&reason)
                 )),
                 other => self.channel_error(other),
             })?;
@@ -336,6 +347,19 @@ fn prefer_known_key_types(known: &[Algorithm]) -> Preferred {
     keys.extend(rest);
     preferred.key = keys.into();
     preferred
+}
+
+fn open_failure(reason: &russh::ChannelOpenFailure) -> String {
+    use russh::ChannelOpenFailure as F;
+    match reason {
+        F::ConnectFailed => "connection refused or failed".into(),
+        F::AdministrativelyProhibited => {
+            "not allowed by the server (e.g. AllowTcpForwarding no)".into()
+        }
+        F::ResourceShortage => "the server is out of resources (too many channels?)".into(),
+        F::UnknownChannelType => "channel type not supported by the server".into(),
+        F::Other { reason, .. } => reason.clone(),
+    }
 }
 
 fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
