@@ -10,7 +10,7 @@ use hoist::config::{HostKeyChecking, JumpHost, SshTarget};
 use hoist::transport::ssh::{SshContext, SshContextOptions, SshHost};
 use hoist::transport::{Output, Transport, TransportError};
 use sha2::{Digest, Sha256};
-use support::sshd::{Agent, ClientKey, Sshd};
+use support::sshd::{Agent, ClientKey, Sshd, current_user};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -67,14 +67,6 @@ fn target(port: u16, keys: &[&Path], known_hosts: &Path) -> SshTarget {
         keepalive: Duration::from_secs(15),
         jump: vec![],
     }
-}
-
-fn current_user() -> String {
-    let out = std::process::Command::new("id")
-        .arg("-un")
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn context(passphrase: Option<&str>, agent: Option<&Agent>) -> Arc<SshContext> {
@@ -354,6 +346,20 @@ async fn a_key_of_another_type_only_is_unknown_not_changed() {
         matches!(err, TransportError::HostKeyUnknown { .. }),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_host_known_by_one_of_its_key_types_is_asked_for_that_type() {
+    // OpenSSH orders HostKeyAlgorithms by what known_hosts holds; so do we,
+    // or a server with several host keys would look unknown.
+    let key = ClientKey::ed25519();
+    let sshd = Sshd::start_with_host_keys(&[&key], &["ed25519", "ecdsa"]);
+    let dir = tempfile::tempdir().unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, sshd.known_hosts_line_for("ecdsa") + "\n").unwrap();
+    let t = target(sshd.port, &[&key.path], &known_hosts);
+    let host = SshHost::connect(&t, &no_agent()).await.unwrap();
+    assert!(run(&host, "true").await.success());
 }
 
 #[tokio::test]

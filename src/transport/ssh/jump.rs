@@ -15,7 +15,7 @@ use crate::transport::TransportError;
 /// A bastion connection, shared.
 pub type Bastion = Arc<Handle<Client>>;
 
-/// One hop as seen from hoist: who logs in where, and through which hops before it.
+/// The hops to a bastion, outermost first, each as (user, address, port).
 type Route = Vec<(String, String, u16)>;
 
 #[derive(Default)]
