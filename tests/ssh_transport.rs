@@ -494,8 +494,16 @@ async fn encrypted_key_uses_the_passphrase_given() {
     std::fs::write(&known_hosts, sshd.known_hosts_line()).unwrap();
     let t = target(sshd.port, &[&key.path], &known_hosts);
 
+    // Many hosts at once share one decrypted key.
     let ctx = context(Some("correct horse"), None);
-    SshHost::connect(&t, &ctx).await.unwrap().close().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (t, ctx) = (t.clone(), Arc::clone(&ctx));
+        tasks.spawn(async move { SshHost::connect(&t, &ctx).await.map(|_| ()) });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap().unwrap();
+    }
 
     for (passphrase, why) in [(None, "encrypted"), (Some("wrong"), "wrong passphrase")] {
         let err = SshHost::connect(&t, &context(passphrase, None))

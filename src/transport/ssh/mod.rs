@@ -100,7 +100,7 @@ impl SshContext {
 pub struct SshHost {
     handle: Handle<Client>,
     /// Keeps the jump host's connection open as long as this one needs it.
-    _bastion: Option<Bastion>,
+    bastion: Option<Bastion>,
     label: String,
     sessions: Semaphore,
     connect_timeout: Duration,
@@ -121,7 +121,7 @@ impl SshHost {
             authenticated_session(target, &label, bastion.as_deref(), ctx, &mut deadline).await?;
         Ok(SshHost {
             handle,
-            _bastion: bastion,
+            bastion,
             label,
             sessions: Semaphore::new(MAX_SESSIONS),
             connect_timeout: target.connect_timeout,
@@ -146,13 +146,13 @@ impl SshHost {
     fn is_gone(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
             || self.handle.is_closed()
-            || self._bastion.as_ref().is_some_and(|b| b.is_closed())
+            || self.bastion.as_ref().is_some_and(|b| b.is_closed())
     }
 
     fn lost_connection(&self) -> TransportError {
         let reason = if self.closed.load(Ordering::SeqCst) {
             "closed by hoist".to_string()
-        } else if self._bastion.as_ref().is_some_and(|b| b.is_closed()) {
+        } else if self.bastion.as_ref().is_some_and(|b| b.is_closed()) {
             "the connection to the jump host was lost".to_string()
         } else {
             let lost = self.lost.lock().ok().and_then(|l| l.clone());
