@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 const SSHD: &str = "/usr/sbin/sshd";
-const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Generous: tests may run on a loaded machine.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A client key pair made by ssh-keygen.
 pub struct ClientKey {
