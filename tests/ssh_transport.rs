@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hoist::config::{HostKeyChecking, SshTarget};
+use hoist::config::{HostKeyChecking, JumpHost, SshTarget};
 use hoist::transport::ssh::{SshContext, SshContextOptions, SshHost};
 use hoist::transport::{Output, Transport, TransportError};
 use sha2::{Digest, Sha256};
-use support::sshd::{Agent, ClientKey, Sshd};
+use support::sshd::{Agent, ClientKey, Sshd, current_user};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -67,14 +67,6 @@ fn target(port: u16, keys: &[&Path], known_hosts: &Path) -> SshTarget {
         keepalive: Duration::from_secs(15),
         jump: vec![],
     }
-}
-
-fn current_user() -> String {
-    let out = std::process::Command::new("id")
-        .arg("-un")
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn context(passphrase: Option<&str>, agent: Option<&Agent>) -> Arc<SshContext> {
@@ -181,6 +173,11 @@ async fn a_command_that_ignores_its_stdin_still_finishes() {
 async fn upload_of_10_mb_is_fast() {
     let f = Fixture::new();
     let host = f.connect().await;
+    // The remote login shell's own start-up (e.g. a slow ~/.bashrc) is not ours.
+    let started = Instant::now();
+    run(&host, "true").await;
+    let empty = started.elapsed();
+
     let data = noise(10 * 1024 * 1024);
     let file = f.sshd.root.join("artifact.tar.gz");
     let script = format!("cat > '{}'", file.display());
@@ -191,9 +188,12 @@ async fn upload_of_10_mb_is_fast() {
         .unwrap();
     let took = started.elapsed();
     assert!(out.success());
-    eprintln!("10 MB upload took {took:?}");
+    eprintln!("10 MB upload took {took:?} (an empty command: {empty:?})");
     assert_eq!(std::fs::metadata(&file).unwrap().len(), 10 * 1024 * 1024);
-    assert!(took < Duration::from_secs(5), "10 MB took {took:?}");
+    assert!(
+        took < empty + Duration::from_secs(10),
+        "10 MB took {took:?}"
+    );
 }
 
 #[tokio::test]
@@ -209,7 +209,7 @@ async fn command_timeout_fires_and_the_connection_still_works() {
         matches!(&err, TransportError::Timeout { what, .. } if what == "command"),
         "{err}"
     );
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(
         run(&host, "echo still here").await.stdout_str(),
         "still here\n"
@@ -352,6 +352,20 @@ async fn a_key_of_another_type_only_is_unknown_not_changed() {
 }
 
 #[tokio::test]
+async fn a_host_known_by_one_of_its_key_types_is_asked_for_that_type() {
+    // OpenSSH orders HostKeyAlgorithms by what known_hosts holds; so do we,
+    // or a server with several host keys would look unknown.
+    let key = ClientKey::ed25519();
+    let sshd = Sshd::start_with_host_keys(&[&key], &["ed25519", "ecdsa"]);
+    let dir = tempfile::tempdir().unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, sshd.known_hosts_line_for("ecdsa") + "\n").unwrap();
+    let t = target(sshd.port, &[&key.path], &known_hosts);
+    let host = SshHost::connect(&t, &no_agent()).await.unwrap();
+    assert!(run(&host, "true").await.success());
+}
+
+#[tokio::test]
 async fn accept_new_learns_into_a_fresh_known_hosts_file() {
     let f = Fixture::new();
     let fresh = f.dir.path().join("new/dir/known_hosts");
@@ -376,7 +390,7 @@ async fn accept_new_learns_into_a_fresh_known_hosts_file() {
     assert_eq!(std::fs::read_to_string(&fresh).unwrap().lines().count(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn accept_new_with_many_hosts_at_once_writes_one_line_per_host() {
     let key = ClientKey::ed25519();
     let hosts: Vec<Sshd> = (0..24).map(|_| Sshd::start(&[&key])).collect();
@@ -385,7 +399,8 @@ async fn accept_new_with_many_hosts_at_once_writes_one_line_per_host() {
     let ctx = no_agent();
     let connect_all = |checking| {
         let mut tasks = tokio::task::JoinSet::new();
-        for sshd in &hosts {
+        // Two connections per host, so that each host's key is learned by two at once.
+        for sshd in hosts.iter().chain(&hosts) {
             let mut t = target(sshd.port, &[&key.path], &known_hosts);
             t.host_key_checking = checking;
             let ctx = Arc::clone(&ctx);
@@ -397,12 +412,9 @@ async fn accept_new_with_many_hosts_at_once_writes_one_line_per_host() {
         }
         tasks
     };
-    // Twice at once, so that learners race with learners and with readers.
-    for _ in 0..2 {
-        let mut tasks = connect_all(HostKeyChecking::AcceptNew);
-        while let Some(done) = tasks.join_next().await {
-            done.unwrap().unwrap();
-        }
+    let mut tasks = connect_all(HostKeyChecking::AcceptNew);
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap().unwrap();
     }
     let text = std::fs::read_to_string(&known_hosts).unwrap();
     let mut lines: Vec<&str> = text.lines().collect();
@@ -485,8 +497,16 @@ async fn encrypted_key_uses_the_passphrase_given() {
     std::fs::write(&known_hosts, sshd.known_hosts_line()).unwrap();
     let t = target(sshd.port, &[&key.path], &known_hosts);
 
+    // Many hosts at once share one decrypted key.
     let ctx = context(Some("correct horse"), None);
-    SshHost::connect(&t, &ctx).await.unwrap().close().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (t, ctx) = (t.clone(), Arc::clone(&ctx));
+        tasks.spawn(async move { SshHost::connect(&t, &ctx).await.map(|_| ()) });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap().unwrap();
+    }
 
     for (passphrase, why) in [(None, "encrypted"), (Some("wrong"), "wrong passphrase")] {
         let err = SshHost::connect(&t, &context(passphrase, None))
@@ -596,7 +616,7 @@ async fn refused_connection_is_unreachable_quickly() {
         .await
         .err()
         .expect("refused");
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(started.elapsed() < Duration::from_secs(3));
     let TransportError::Unreachable { host, reason } = &err else {
         panic!("expected unreachable, got {err}");
     };
@@ -631,10 +651,85 @@ async fn a_listener_that_never_speaks_ssh_times_out_within_connect_timeout() {
         "{err}"
     );
     assert!(
-        took >= Duration::from_millis(800) && took < Duration::from_millis(1500),
+        took >= Duration::from_millis(800) && took < Duration::from_secs(4),
         "{took:?}"
     );
     silent.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jump_host_carries_every_connection_and_is_shared() {
+    let key = ClientKey::ed25519();
+    let bastion = Sshd::start(&[&key]);
+    let hosts: Vec<Sshd> = (0..4).map(|_| Sshd::start(&[&key])).collect();
+    let proxy = Proxy::start(bastion.port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    let mut lines = vec![format!(
+        "[127.0.0.1]:{} {}",
+        proxy.port,
+        bastion.host_public_key()
+    )];
+    lines.extend(hosts.iter().map(Sshd::known_hosts_line));
+    std::fs::write(&known_hosts, lines.join("\n") + "\n").unwrap();
+
+    let ctx = no_agent();
+    let mut tasks = tokio::task::JoinSet::new();
+    for sshd in &hosts {
+        let mut t = target(sshd.port, &[&key.path], &known_hosts);
+        t.jump = vec![JumpHost {
+            user: None,
+            address: "127.0.0.1".into(),
+            port: proxy.port,
+        }];
+        let ctx = Arc::clone(&ctx);
+        tasks.spawn(async move { SshHost::connect(&t, &ctx).await.unwrap() });
+    }
+    let mut connected = Vec::new();
+    while let Some(host) = tasks.join_next().await {
+        let host = host.unwrap();
+        assert_eq!(run(&host, "echo hi").await.stdout_str(), "hi\n");
+        connected.push(host);
+    }
+    assert_eq!(proxy.connections(), 1, "one connection to the bastion");
+    let log = bastion.log();
+    assert_eq!(log.matches("Accepted publickey").count(), 1, "{log}");
+
+    // Everything flows through the bastion: cut it and the hosts are gone.
+    proxy.cut();
+    let err = connected[0].exec("true", None, MINUTE).await.unwrap_err();
+    assert!(matches!(err, TransportError::Disconnected { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn jump_host_key_is_checked_before_going_through() {
+    let key = ClientKey::ed25519();
+    let bastion = Sshd::start(&[&key]);
+    let host = Sshd::start(&[&key]);
+    let dir = tempfile::tempdir().unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, host.known_hosts_line() + "\n").unwrap();
+    let mut t = target(host.port, &[&key.path], &known_hosts);
+    t.jump = vec![JumpHost {
+        user: Some(current_user()),
+        address: "127.0.0.1".into(),
+        port: bastion.port,
+    }];
+    let err = SshHost::connect(&t, &no_agent())
+        .await
+        .err()
+        .expect("refused");
+    let TransportError::HostKeyUnknown { host: named, .. } = &err else {
+        panic!("expected the bastion to be unknown, got {err}");
+    };
+    assert!(
+        named.contains("jump host") && named.contains(&bastion.port.to_string()),
+        "{err}"
+    );
+    assert!(
+        !host.log().contains("Connection from"),
+        "the host was reached anyway"
+    );
 }
 
 #[tokio::test]
@@ -689,6 +784,7 @@ async fn open_tcp_reaches_a_server_as_seen_from_the_host() {
 /// A TCP relay to a server, which the test can cut like a network failure.
 struct Proxy {
     port: u16,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -696,14 +792,30 @@ impl Proxy {
     async fn start(to: u16) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&connections);
         let task = tokio::spawn(async move {
-            let (mut client, _) = listener.accept().await.unwrap();
-            let mut server = TcpStream::connect(("127.0.0.1", to)).await.unwrap();
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            let mut relays = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                relays.spawn(async move {
+                    let mut server = TcpStream::connect(("127.0.0.1", to)).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+            }
         });
-        Proxy { port, task }
+        Proxy {
+            port,
+            connections,
+            task,
+        }
     }
 
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Drops every relayed connection (the JoinSet aborts its tasks).
     fn cut(&self) {
         self.task.abort();
     }

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 const SSHD: &str = "/usr/sbin/sshd";
-const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Generous: tests may run on a loaded machine.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A client key pair made by ssh-keygen.
 pub struct ClientKey {
@@ -78,14 +79,21 @@ pub struct Sshd {
     /// Stands for the host's filesystem: tests put the host's files under it.
     pub root: PathBuf,
     pub dir: TempDir,
-    host_key: PathBuf,
+    /// Private host key files, the first one being "the" host key.
+    host_keys: Vec<PathBuf>,
     log_path: PathBuf,
     child: Child,
 }
 
 impl Sshd {
-    /// Starts a server that accepts `authorized` keys; returns once it accepts TCP.
+    /// Starts a server with an ed25519 host key that accepts `authorized`
+    /// keys; returns once it listens.
     pub fn start(authorized: &[&ClientKey]) -> Sshd {
+        Sshd::start_with_host_keys(authorized, &["ed25519"])
+    }
+
+    /// Same, with one host key per type in `kinds` ("ed25519", "ecdsa", "rsa").
+    pub fn start_with_host_keys(authorized: &[&ClientKey], kinds: &[&str]) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} not found: install openssh-server (e.g. apt-get install openssh-server) to run the SSH tests"
@@ -93,10 +101,16 @@ impl Sshd {
         let dir = tempfile::tempdir().expect("temp dir for sshd");
         let root = dir.path().join("root");
         fs::create_dir(&root).unwrap();
-        let host_key = dir.path().join("ssh_host_ed25519_key");
-        run(Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(&host_key));
+        let host_keys: Vec<PathBuf> = kinds
+            .iter()
+            .map(|kind| {
+                let path = dir.path().join(format!("ssh_host_{kind}_key"));
+                run(Command::new("ssh-keygen")
+                    .args(["-q", "-t", kind, "-N", "", "-f"])
+                    .arg(&path));
+                path
+            })
+            .collect();
         let authorized_keys = dir.path().join("authorized_keys");
         let lines: Vec<&str> = authorized.iter().map(|k| k.public.as_str()).collect();
         fs::write(&authorized_keys, lines.join("\n") + "\n").unwrap();
@@ -111,7 +125,7 @@ impl Sshd {
             let config = dir.path().join("sshd_config");
             fs::write(
                 &config,
-                config_text(dir.path(), port, &host_key, &authorized_keys),
+                config_text(dir.path(), port, &host_keys, &authorized_keys),
             )
             .unwrap();
             let log = fs::File::create(&log_path).unwrap();
@@ -128,7 +142,7 @@ impl Sshd {
                     port,
                     root,
                     dir,
-                    host_key,
+                    host_keys,
                     log_path,
                     child,
                 };
@@ -141,11 +155,7 @@ impl Sshd {
 
     /// The public host key: `ssh-ed25519 AAAA...`.
     pub fn host_public_key(&self) -> String {
-        let line = read(&self.host_key.with_extension("pub"));
-        line.split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ")
+        public_key_of(&self.host_keys[0])
     }
 
     /// `[127.0.0.1]:PORT ssh-ed25519 AAAA...`, ready for a known_hosts file.
@@ -153,14 +163,21 @@ impl Sshd {
         format!("[127.0.0.1]:{} {}", self.port, self.host_public_key())
     }
 
+    /// The known_hosts line for the host key of type `kind` ("ecdsa", ...).
+    pub fn known_hosts_line_for(&self, kind: &str) -> String {
+        let key = self
+            .host_keys
+            .iter()
+            .find(|k| k.ends_with(format!("ssh_host_{kind}_key")))
+            .unwrap_or_else(|| panic!("this sshd has no {kind} host key"));
+        format!("[127.0.0.1]:{} {}", self.port, public_key_of(key))
+    }
+
     /// `SHA256:...`, as `host_key` pins it.
     pub fn host_key_fingerprint(&self) -> String {
         let out = run(Command::new("ssh-keygen")
-            .arg("-l")
-            .arg("-E")
-            .arg("sha256")
-            .arg("-f")
-            .arg(self.host_key.with_extension("pub")));
+            .args(["-l", "-E", "sha256", "-f"])
+            .arg(self.host_keys[0].with_extension("pub")));
         out.split_whitespace().nth(1).unwrap().to_string()
     }
 
@@ -177,11 +194,15 @@ impl Drop for Sshd {
     }
 }
 
-fn config_text(dir: &Path, port: u16, host_key: &Path, authorized_keys: &Path) -> String {
+fn config_text(dir: &Path, port: u16, host_keys: &[PathBuf], authorized_keys: &Path) -> String {
+    let host_keys: String = host_keys
+        .iter()
+        .map(|k| format!("HostKey {}\n", k.display()))
+        .collect();
+    // MaxAuthTries is high because a developer's own ssh-agent may offer many keys first.
     format!(
         "ListenAddress 127.0.0.1:{port}
-HostKey {host_key}
-AuthorizedKeysFile {authorized_keys}
+{host_keys}AuthorizedKeysFile {authorized_keys}
 PidFile {pid}
 StrictModes no
 UsePAM no
@@ -192,12 +213,23 @@ PermitRootLogin yes
 AllowTcpForwarding yes
 MaxStartups 100:30:200
 MaxSessions 50
+MaxAuthTries 50
 LogLevel VERBOSE
 ",
-        host_key = host_key.display(),
         authorized_keys = authorized_keys.display(),
         pid = dir.join("sshd.pid").display(),
     )
+}
+
+/// Writes a known_hosts file that trusts `hosts`.
+pub fn write_known_hosts(path: &Path, hosts: &[&Sshd]) {
+    let lines: String = hosts.iter().map(|h| h.known_hosts_line() + "\n").collect();
+    fs::write(path, lines).unwrap();
+}
+
+/// The user the servers log in as: whoever runs the tests.
+pub fn current_user() -> String {
+    run(Command::new("id").arg("-un")).trim().to_string()
 }
 
 /// A running `ssh-agent` holding some keys.
@@ -283,6 +315,15 @@ fn run(command: &mut Command) -> String {
 
 fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `ssh-ed25519 AAAA...`, without the comment.
+fn public_key_of(private_key: &Path) -> String {
+    let line = read(&private_key.with_extension("pub"));
+    line.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn is_root() -> bool {

@@ -168,7 +168,7 @@ impl client::Handler for Client {
             client::DisconnectReason::ReceivedDisconnect(info) => {
                 (format!("the server disconnected: {}", info.message), Ok(()))
             }
-            client::DisconnectReason::Error(e) => (e.to_string(), Err(e)),
+            client::DisconnectReason::Error(e) => (format!("the connection broke ({e})"), Err(e)),
         };
         if let Ok(mut slot) = self.lost.lock() {
             slot.get_or_insert(why);

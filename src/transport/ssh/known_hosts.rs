@@ -431,26 +431,30 @@ mod tests {
 
     #[test]
     fn concurrent_learners_leave_one_line_per_host() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("known_hosts");
-        let threads: Vec<_> = (0..40)
-            .map(|i| {
-                let files = [f.clone()];
-                std::thread::spawn(move || {
-                    learn(&files, "127.0.0.1", 3000 + (i % 20), &key(ED_A)).unwrap();
+        // Each learner opens the file itself, as another process would: the
+        // lock is per open file, so this is the cross-process case too.
+        for _round in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let f = dir.path().join("known_hosts");
+            let start = std::sync::Arc::new(std::sync::Barrier::new(40));
+            let threads: Vec<_> = (0..40)
+                .map(|i| {
+                    let (files, start) = ([f.clone()], start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        learn(&files, "127.0.0.1", 3000 + (i % 10), &key(ED_A)).unwrap();
+                    })
                 })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        let text = std::fs::read_to_string(&f).unwrap();
-        assert_eq!(text.lines().count(), 20);
-        for port in 3000..3020 {
-            assert_eq!(
-                check(std::slice::from_ref(&f), "127.0.0.1", port, &key(ED_A)).unwrap(),
-                Verdict::Known
-            );
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            let text = std::fs::read_to_string(&f).unwrap();
+            assert_eq!(text.lines().count(), 10, "{text}");
+            for port in 3000..3010 {
+                let v = check(std::slice::from_ref(&f), "127.0.0.1", port, &key(ED_A));
+                assert_eq!(v.unwrap(), Verdict::Known);
+            }
         }
     }
 }

@@ -1,13 +1,15 @@
 //! The SSH transport, on russh: one authenticated connection per host for the
 //! whole run, each command on its own session channel.
 //!
-//! Order on connect: TCP, handshake with the host key judged before anything
-//! else is sent (`host_key`), then authentication (`auth`); all of it bounded
-//! by the host's `connect_timeout`.
+//! Order on connect: the jump hosts, if any (`jump`), each connected like a
+//! host; then TCP (or a channel through the last jump host), the handshake
+//! with the host key judged before anything else is sent (`host_key`), and
+//! authentication (`auth`); all of it bounded by the host's `connect_timeout`.
 
 mod auth;
 mod exec;
 mod host_key;
+mod jump;
 mod known_hosts;
 
 use std::future::Future;
@@ -26,6 +28,7 @@ use tokio::time::Instant;
 
 use self::auth::KeyCache;
 use self::host_key::{Client, HostKeyPolicy};
+use self::jump::{Bastion, Bastions};
 use super::{Output, Stdin, Stream, Transport, TransportError};
 use crate::config::SshTarget;
 
@@ -69,10 +72,12 @@ impl std::fmt::Debug for SshContextOptions {
     }
 }
 
-/// What all hosts of one run share: the agent, and identity files read once.
+/// What all hosts of one run share: the agent, identity files read once,
+/// and the connections to jump hosts.
 pub struct SshContext {
     agent_socket: Option<PathBuf>,
     keys: KeyCache,
+    bastions: Bastions,
 }
 
 impl SshContext {
@@ -86,6 +91,7 @@ impl SshContext {
         Arc::new(SshContext {
             agent_socket: options.agent_socket,
             keys: KeyCache::new(options.passphrase, options.interactive),
+            bastions: Bastions::default(),
         })
     }
 }
@@ -93,6 +99,8 @@ impl SshContext {
 /// One authenticated connection, used for the whole run.
 pub struct SshHost {
     handle: Handle<Client>,
+    /// Keeps the jump host's connection open as long as this one needs it.
+    bastion: Option<Bastion>,
     label: String,
     sessions: Semaphore,
     connect_timeout: Duration,
@@ -107,53 +115,13 @@ impl SshHost {
         ctx: &Arc<SshContext>,
     ) -> Result<SshHost, TransportError> {
         let label = label(target);
-        if !target.jump.is_empty() {
-            return Err(TransportError::Other(format!(
-                "{label}: jump hosts are not supported yet"
-            )));
-        }
-        let policy = HostKeyPolicy::new(target, label.clone());
-        let config = Arc::new(client_config(target, &policy.known_algorithms()));
-        let refusal = Arc::new(Mutex::new(None));
-        let lost = Arc::new(Mutex::new(None));
-        let handler = Client {
-            policy,
-            refusal: Arc::clone(&refusal),
-            lost: Arc::clone(&lost),
-        };
         let mut deadline = Deadline::new(target.connect_timeout, format!("connecting to {label}"));
-        let unreachable = |reason: String| TransportError::Unreachable {
-            host: label.clone(),
-            reason,
-        };
-
-        let socket = deadline
-            .run(TcpStream::connect((target.address.as_str(), target.port)))
-            .await?
-            .map_err(|e| unreachable(e.to_string()))?;
-        let _ = socket.set_nodelay(true);
-        let mut handle = match deadline
-            .run(client::connect_stream(config, socket, handler))
-            .await?
-        {
-            Ok(handle) => handle,
-            Err(e) => {
-                if let Some(refused) = take(&refusal) {
-                    return Err(refused);
-                }
-                let reason = take(&lost).unwrap_or_else(|| e.to_string());
-                return Err(unreachable(format!("SSH handshake failed: {reason}")));
-            }
-        };
-        let agent = ctx.agent_socket.as_deref();
-        let authenticated =
-            auth::authenticate(&mut handle, target, agent, &ctx.keys, &label, &mut deadline).await;
-        if let Err(e) = authenticated {
-            let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
-            return Err(e);
-        }
+        let bastion = ctx.bastions.through(target, ctx, &mut deadline).await?;
+        let (handle, lost) =
+            authenticated_session(target, &label, bastion.as_deref(), ctx, &mut deadline).await?;
         Ok(SshHost {
             handle,
+            bastion,
             label,
             sessions: Semaphore::new(MAX_SESSIONS),
             connect_timeout: target.connect_timeout,
@@ -164,27 +132,106 @@ impl SshHost {
 
     /// Maps a failure to open or use a channel: a dead connection is `Disconnected`.
     fn channel_error(&self, error: russh::Error) -> TransportError {
-        if self.closed.load(Ordering::SeqCst) {
-            return self.disconnected("closed by hoist".into());
-        }
         match error {
             russh::Error::ChannelOpenFailure(reason) => TransportError::Other(format!(
-                "{} refused to open a channel: {reason:?}",
-                self.label
+                "{} refused to open a channel: {}",
+                self.label,
+                open_failure(&reason)
             )),
-            other if !self.handle.is_closed() => {
-                TransportError::Other(format!("SSH error on {}: {other}", self.label))
-            }
-            other => self.disconnected(take(&self.lost).unwrap_or_else(|| other.to_string())),
+            _ if self.is_gone() => self.lost_connection(),
+            other => TransportError::Other(format!("SSH error on {}: {other}", self.label)),
         }
     }
 
-    fn disconnected(&self, reason: String) -> TransportError {
+    fn is_gone(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+            || self.handle.is_closed()
+            || self.bastion.as_ref().is_some_and(|b| b.is_closed())
+    }
+
+    fn lost_connection(&self) -> TransportError {
+        let reason = if self.closed.load(Ordering::SeqCst) {
+            "closed by hoist".to_string()
+        } else if self.bastion.as_ref().is_some_and(|b| b.is_closed()) {
+            "the connection to the jump host was lost".to_string()
+        } else {
+            let lost = self.lost.lock().ok().and_then(|l| l.clone());
+            lost.unwrap_or_else(|| "the connection closed unexpectedly".to_string())
+        };
         TransportError::Disconnected {
             host: self.label.clone(),
             reason,
         }
     }
+}
+
+/// TCP (or a channel through `via`), handshake with the host key checked,
+/// then authentication. Returns the connection and where its end reason will be.
+async fn authenticated_session(
+    target: &SshTarget,
+    label: &str,
+    via: Option<&Handle<Client>>,
+    ctx: &SshContext,
+    deadline: &mut Deadline,
+) -> Result<(Handle<Client>, Arc<Mutex<Option<String>>>), TransportError> {
+    let policy = HostKeyPolicy::new(target, label.to_string());
+    let config = Arc::new(client_config(target, &policy.known_algorithms()));
+    let refusal = Arc::new(Mutex::new(None));
+    let lost = Arc::new(Mutex::new(None));
+    let handler = Client {
+        policy,
+        refusal: Arc::clone(&refusal),
+        lost: Arc::clone(&lost),
+    };
+    let unreachable = |reason: String| TransportError::Unreachable {
+        host: label.to_string(),
+        reason,
+    };
+
+    let socket: Box<dyn Stream> = match via {
+        None => {
+            let tcp = deadline
+                .run(TcpStream::connect((target.address.as_str(), target.port)))
+                .await?
+                .map_err(|e| unreachable(e.to_string()))?;
+            let _ = tcp.set_nodelay(true);
+            Box::new(tcp)
+        }
+        Some(bastion) => {
+            let open = bastion.channel_open_direct_tcpip(
+                target.address.as_str(),
+                u32::from(target.port),
+                "127.0.0.1",
+                0,
+            );
+            let channel = deadline
+                .run(open)
+                .await?
+                .map_err(|e| unreachable(format!("the jump host could not connect to it: {e}")))?;
+            Box::new(channel.into_stream())
+        }
+    };
+    let mut handle = match deadline
+        .run(client::connect_stream(config, socket, handler))
+        .await?
+    {
+        Ok(handle) => handle,
+        Err(e) => {
+            if let Some(refused) = take(&refusal) {
+                return Err(refused);
+            }
+            let reason = take(&lost).unwrap_or_else(|| e.to_string());
+            return Err(unreachable(format!("SSH handshake failed: {reason}")));
+        }
+    };
+    let agent = ctx.agent_socket.as_deref();
+    let authenticated =
+        auth::authenticate(&mut handle, target, agent, &ctx.keys, label, deadline).await;
+    if let Err(e) = authenticated {
+        let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+        return Err(e);
+    }
+    Ok((handle, lost))
 }
 
 #[async_trait]
@@ -212,7 +259,7 @@ impl Transport for SshHost {
                     exec::Failure::Refused => {
                         TransportError::Other(format!("{} refused to run the command", self.label))
                     }
-                    exec::Failure::Lost => self.channel_error(russh::Error::Disconnect),
+                    exec::Failure::Lost => self.lost_connection(),
                     exec::Failure::Stdin(e) => {
                         TransportError::Other(format!("reading the command's input: {e}"))
                     }
@@ -239,8 +286,9 @@ impl Transport for SshHost {
             })?
             .map_err(|e| match e {
                 russh::Error::ChannelOpenFailure(reason) => TransportError::Other(format!(
-                    "{} could not connect to {host}:{port}: {reason:?}",
-                    self.label
+                    "{} could not connect to {host}:{port}: {}",
+                    self.label,
+                    open_failure(&reason)
                 )),
                 other => self.channel_error(other),
             })?;
@@ -299,6 +347,19 @@ fn prefer_known_key_types(known: &[Algorithm]) -> Preferred {
     keys.extend(rest);
     preferred.key = keys.into();
     preferred
+}
+
+fn open_failure(reason: &russh::ChannelOpenFailure) -> String {
+    use russh::ChannelOpenFailure as F;
+    match reason {
+        F::ConnectFailed => "connection refused or failed".into(),
+        F::AdministrativelyProhibited => {
+            "not allowed by the server (e.g. AllowTcpForwarding no)".into()
+        }
+        F::ResourceShortage => "the server is out of resources (too many channels?)".into(),
+        F::UnknownChannelType => "channel type not supported by the server".into(),
+        F::Other { reason, .. } => reason.clone(),
+    }
 }
 
 fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
