@@ -348,6 +348,17 @@ impl Tty {
                 if self.quiet {
                     return;
                 }
+                // Hosts outside this wave are idle (locked, waiting their
+                // turn): only hosts at work keep a line.
+                let idle: Vec<String> = st
+                    .active
+                    .keys()
+                    .filter(|h| !hosts.contains(h))
+                    .cloned()
+                    .collect();
+                for host in idle {
+                    self.deactivate(st, &host);
+                }
                 let text = list_to_width(&format!("wave {wave}/{waves} {kind}: "), hosts, width);
                 self.set_wave_line(st, paint.bold(&text));
             }
