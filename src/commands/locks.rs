@@ -31,7 +31,7 @@ pub async fn lock(ctx: &Context, message: Option<&str>) -> i32 {
             ctx.finish("lock", Exit::Ok, None, hosts)
         }
         Err(e) => {
-            let exit = crate::engine::deploy::report_lock_error(ctx, e);
+            let exit = lock::report_error(ctx, e);
             ctx.finish("lock", exit, None, Vec::new())
         }
     }

@@ -185,18 +185,10 @@ fn command_name(command: &Command) -> &'static str {
 
 /// The summary of a run that stopped at a usage or configuration error.
 fn usage_summary(reporter: &dyn Reporter, command: &str) -> i32 {
-    reporter.event(&Event::Summary(report::Summary {
-        command: command.to_string(),
-        exit_code: Exit::Usage.code(),
-        release: None,
-        ok: 0,
-        failed: 0,
-        rolled_back: 0,
-        skipped: 0,
-        elapsed_ms: 0,
-        hosts: Vec::new(),
-        log_file: None,
-    }));
+    reporter.event(&Event::Summary(report::Summary::without_hosts(
+        command,
+        Exit::Usage.code(),
+    )));
     reporter.finish();
     Exit::Usage.code()
 }

@@ -120,18 +120,7 @@ pub fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> i32 {
             }
         ),
     );
-    reporter.event(&Event::Summary(Summary {
-        command: "plan".into(),
-        exit_code: 0,
-        release: None,
-        ok: 0,
-        failed: 0,
-        rolled_back: 0,
-        skipped: 0,
-        elapsed_ms: 0,
-        hosts: Vec::new(),
-        log_file: None,
-    }));
+    reporter.event(&Event::Summary(Summary::without_hosts("plan", 0)));
     reporter.finish();
     0
 }

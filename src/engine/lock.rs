@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::fleet::Node;
 use super::{Context, Failure};
+use crate::exit::Exit;
 use crate::journal::{Entry, Kind};
+use crate::report::Event;
 use crate::report::{Level, Phase};
 
 /// What a lock file holds.
@@ -203,4 +205,33 @@ pub async fn lock_by_hand(
     message: Option<&str>,
 ) -> Result<(), LockError> {
     acquire(ctx, nodes, None, message).await
+}
+
+pub fn report_error(ctx: &Context, e: LockError) -> Exit {
+    match e {
+        LockError::Held(held) => {
+            for h in held {
+                ctx.emit(Event::HostFailed {
+                    host: h.host,
+                    phase: Phase::Lock,
+                    error: format!("locked by {}", LockInfo::describe(&h.line)),
+                    tail: Vec::new(),
+                    elapsed_ms: 0,
+                });
+            }
+            Exit::Locked
+        }
+        LockError::Failed(failed) => {
+            for (host, f) in failed {
+                ctx.emit(Event::HostFailed {
+                    host,
+                    phase: Phase::Lock,
+                    error: f.to_string(),
+                    tail: f.tail(),
+                    elapsed_ms: 0,
+                });
+            }
+            Exit::Preflight
+        }
+    }
 }

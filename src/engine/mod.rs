@@ -10,7 +10,9 @@ pub mod health;
 pub mod hooks;
 pub mod lock;
 pub mod rollback;
+mod rollout;
 pub mod status;
+mod upload;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -173,7 +173,7 @@ pub async fn run(ctx: &Context, to: Option<&str>) -> i32 {
         hosts: nodes.iter().map(|n| n.name().to_string()).collect(),
     });
     if let Err(e) = lock::acquire(ctx, &nodes, Some(target.as_str()), Some("rollback")).await {
-        let exit = super::deploy::report_lock_error(ctx, e);
+        let exit = lock::report_error(ctx, e);
         fleet::close_all(&nodes).await;
         return ctx.finish("rollback", exit, Some(target.to_string()), Vec::new());
     }

@@ -119,6 +119,24 @@ pub struct Summary {
     pub log_file: Option<String>,
 }
 
+impl Summary {
+    /// The summary of a run that reached no host (a plan, a bad file).
+    pub fn without_hosts(command: &str, exit_code: i32) -> Summary {
+        Summary {
+            command: command.to_string(),
+            exit_code,
+            release: None,
+            ok: 0,
+            failed: 0,
+            rolled_back: 0,
+            skipped: 0,
+            elapsed_ms: 0,
+            hosts: Vec::new(),
+            log_file: None,
+        }
+    }
+}
+
 /// One row of a per-host table (`status`, `check`, `releases`, `exec`).
 /// Cells keep their order; JSON gets them as fields of one object.
 #[derive(Debug, Clone)]

@@ -1,0 +1,143 @@
+//! Getting a release onto a host: a local copy when the host already holds
+//! the same content, else the artifact streamed, verified and unpacked.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio_util::sync::CancellationToken;
+
+use super::fleet::Node;
+use super::{Context, Failure};
+use crate::artifact::Artifact;
+use crate::release::ReleaseId;
+use crate::report::{Event, Level, Phase, Reporter};
+
+/// A release on this host made from the same content, if any.
+pub(super) fn already_held(node: &Node, artifact: &Artifact) -> Option<ReleaseId> {
+    node.probe
+        .releases
+        .iter()
+        .rev()
+        .find(|(_, sum)| sum.as_deref() == Some(artifact.content_sha.as_str()))
+        .map(|(id, _)| id.clone())
+}
+
+/// Puts the release on the host: copied from a release it already holds
+/// with the same content, else uploaded, verified and unpacked.
+pub(super) async fn deliver(
+    ctx: &Context,
+    node: &Node,
+    artifact: &Artifact,
+    id: &ReleaseId,
+    halt: &CancellationToken,
+) -> Result<(), Failure> {
+    if node.probe.has_release(id) {
+        return Ok(());
+    }
+    if let Some(from) = already_held(node, artifact) {
+        ctx.phase(node.name(), Phase::Unpack);
+        ctx.message(
+            Level::Info,
+            Some(node.name()),
+            format!("already holds this artifact as {from}; copying it, no upload"),
+        );
+        node.must(
+            "copying the release",
+            &node
+                .layout
+                .copy_release(&from, id, &ctx.run_id, &artifact.content_sha),
+            None,
+        )
+        .await?;
+        return Ok(());
+    }
+    ctx.phase(node.name(), Phase::Upload);
+    let file = tokio::fs::File::open(artifact.upload_path())
+        .await
+        .map_err(|e| Failure::Other(format!("cannot read the artifact: {e}")))?;
+    let reader = Progress::new(ctx, node.name(), artifact.transfer_size, file);
+    let receive = node.layout.receive(
+        id,
+        &ctx.run_id,
+        artifact.packing,
+        &artifact.transfer_sha,
+        &artifact.content_sha,
+    );
+    let upload = node.must("receiving the upload", &receive, Some(Box::new(reader)));
+    let result = tokio::select! {
+        r = upload => r,
+        _ = halt.cancelled() => Err(if ctx.cancel.is_cancelled() { Failure::Interrupted } else { Failure::Halted }),
+    };
+    if let Err(e) = result {
+        // The remote script cleans up after itself; this covers a command
+        // that was cut off before its trap could run.
+        let _ = node.run(&node.layout.discard(id, &ctx.run_id), None).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Counts bytes as they are read and reports them, a few times a second.
+struct Progress<R> {
+    reporter: Arc<dyn Reporter>,
+    host: String,
+    total: u64,
+    sent: u64,
+    last: Instant,
+    done: bool,
+    inner: R,
+}
+
+impl<R> Progress<R> {
+    fn new(ctx: &Context, host: &str, total: u64, inner: R) -> Self {
+        Progress {
+            reporter: ctx.reporter.clone(),
+            host: host.to_string(),
+            total,
+            sent: 0,
+            last: Instant::now(),
+            done: false,
+            inner,
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Progress<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = poll {
+            let read = buf.filled().len() - before;
+            this.sent += read as u64;
+            if read == 0 && buf.remaining() > 0 && !this.done {
+                // End of the artifact: the host now verifies and unpacks it.
+                this.done = true;
+                this.reporter.event(&Event::UploadProgress {
+                    host: this.host.clone(),
+                    bytes: this.sent,
+                    total: Some(this.total),
+                });
+                this.reporter.event(&Event::HostPhase {
+                    host: this.host.clone(),
+                    phase: Phase::Unpack,
+                });
+            } else if read > 0 && this.last.elapsed() >= Duration::from_millis(100) {
+                this.last = Instant::now();
+                this.reporter.event(&Event::UploadProgress {
+                    host: this.host.clone(),
+                    bytes: this.sent,
+                    total: Some(this.total),
+                });
+            }
+        }
+        poll
+    }
+}
