@@ -76,10 +76,20 @@ impl Artifact {
                 None,
             )
         } else if name.ends_with(".tar") {
+            // Sent compressed: gzip once here rather than the raw bytes to every host.
             let sha = hash_file(path)?;
             let unpacked = archive_size(open(path)?)
                 .with_context(|| format!("artifact {} is not a valid .tar", path.display()))?;
-            (sha.clone(), sha, unpacked, Packing::Tar, path.clone(), None)
+            let packed = gzip(path)?;
+            let transfer_sha = hash_file(&packed)?;
+            (
+                sha,
+                transfer_sha,
+                unpacked,
+                Packing::TarGz,
+                packed.to_path_buf(),
+                Some(packed),
+            )
         } else if meta.is_file() {
             let content_sha = hash_file(path)?;
             let packed = pack(path, false)?;
@@ -176,14 +186,29 @@ fn hash_dir(root: &Path) -> Result<(String, u64)> {
     Ok((hex::encode(hasher.finalize()), size))
 }
 
-/// Packs a directory's contents (or one file) into a temporary .tar.gz.
-fn pack(path: &Path, is_dir: bool) -> Result<tempfile::TempPath> {
-    let tmp = tempfile::Builder::new()
+fn temp_tgz() -> Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
         .prefix("hoist-artifact-")
         .suffix(".tar.gz")
         .tempfile()
-        .context("cannot create a temporary file to pack the artifact")?;
-    let (file, tmp_path) = tmp.into_parts();
+        .context("cannot create a temporary file to pack the artifact")
+}
+
+/// Compresses a .tar into a temporary .tar.gz.
+fn gzip(path: &Path) -> Result<tempfile::TempPath> {
+    let (file, tmp_path) = temp_tgz()?.into_parts();
+    let mut gz = flate2::write::GzEncoder::new(
+        io::BufWriter::with_capacity(256 * 1024, file),
+        flate2::Compression::fast(),
+    );
+    io::copy(&mut open(path)?, &mut gz)?;
+    gz.finish()?.flush()?;
+    Ok(tmp_path)
+}
+
+/// Packs a directory's contents (or one file) into a temporary .tar.gz.
+fn pack(path: &Path, is_dir: bool) -> Result<tempfile::TempPath> {
+    let (file, tmp_path) = temp_tgz()?.into_parts();
     let gz = flate2::write::GzEncoder::new(
         io::BufWriter::with_capacity(256 * 1024, file),
         flate2::Compression::fast(),
@@ -293,6 +318,31 @@ mod tests {
         assert_eq!(art.upload_path(), tgz);
         assert_eq!(art.content_sha, art.transfer_sha);
         assert_eq!(art.unpacked_size, 5 + 18);
+    }
+
+    #[test]
+    fn plain_tar_is_compressed_for_the_wire() {
+        let src = tempfile::tempdir().unwrap();
+        tree(src.path());
+        let dir = tempfile::tempdir().unwrap();
+        let tar_path = dir.path().join("app.tar");
+        let mut builder = tar::Builder::new(File::create(&tar_path).unwrap());
+        builder.append_dir_all(".", src.path()).unwrap();
+        builder.into_inner().unwrap().flush().unwrap();
+        let art = Artifact::prepare(&spec(&tar_path)).unwrap();
+        assert_eq!(art.content_sha, hash_file(&tar_path).unwrap());
+        assert_eq!(art.packing, Packing::TarGz);
+        assert!(art.transfer_size < std::fs::metadata(&tar_path).unwrap().len());
+        let out = tempfile::tempdir().unwrap();
+        tar::Archive::new(flate2::read::GzDecoder::new(
+            File::open(art.upload_path()).unwrap(),
+        ))
+        .unpack(out.path())
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(out.path().join("README")).unwrap(),
+            "hello"
+        );
     }
 
     #[test]
