@@ -200,6 +200,7 @@ fn summaries_untouched(
 }
 
 /// `--resume`: the release of the last deploy that did not reach every host.
+/// Only a deploy's lock names a release; rollbacks and hand locks do not.
 fn resume_target(nodes: &[Node], artifact: &Artifact) -> Result<ReleaseId, String> {
     let last = nodes
         .iter()

@@ -172,7 +172,14 @@ pub async fn run(ctx: &Context, to: Option<&str>) -> i32 {
         version: nodes.iter().find_map(|n| n.journal.version_of(&target)),
         hosts: nodes.iter().map(|n| n.name().to_string()).collect(),
     });
-    if let Err(e) = lock::acquire(ctx, &nodes, Some(target.as_str()), Some("rollback")).await {
+    if let Err(e) = lock::acquire(
+        ctx,
+        &nodes,
+        None,
+        Some(&format!("rolling back to {target}")),
+    )
+    .await
+    {
         let exit = lock::report_error(ctx, e);
         fleet::close_all(&nodes).await;
         return ctx.finish("rollback", exit, Some(target.to_string()), Vec::new());
