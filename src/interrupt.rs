@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::report::{Event, Level, Reporter};
+use crate::report::{Event, Level, Reporter, Summary};
 
 /// Forwards every event and remembers what each host was last doing.
 pub struct Tracker {
@@ -61,7 +61,8 @@ impl Reporter for Tracker {
 }
 
 /// Listens for SIGINT and SIGTERM for the rest of the run.
-pub fn watch(cancel: CancellationToken, tracker: Arc<Tracker>) {
+pub fn watch(command: &str, cancel: CancellationToken, tracker: Arc<Tracker>) {
+    let command = command.to_string();
     tokio::spawn(async move {
         let (Ok(mut int), Ok(mut term)) = (
             signal(SignalKind::interrupt()),
@@ -89,6 +90,8 @@ pub fn watch(cancel: CancellationToken, tracker: Arc<Tracker>) {
             host: None,
             text,
         });
+        // Even abandoned, a run ends with its summary.
+        tracker.event(&Event::Summary(Summary::without_hosts(&command, 130)));
         tracker.finish();
         std::process::exit(130);
     });

@@ -134,7 +134,11 @@ pub fn execute(cli: Cli) -> i32 {
             log_file,
             started: Instant::now(),
         };
-        interrupt::watch(ctx.cancel.clone(), tracker.clone());
+        interrupt::watch(
+            command_name(&cli.command),
+            ctx.cancel.clone(),
+            tracker.clone(),
+        );
         match &cli.command {
             Command::Check => engine::check::run(&ctx).await,
             Command::Deploy { resume } => {
