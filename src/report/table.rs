@@ -275,6 +275,8 @@ pub fn summary_lines(
         Some(w) => fit(&line, w),
         None => line,
     };
+    // A run that reached no host (a bad file, a plan) has nothing to count.
+    let reached_nothing = summary.hosts.is_empty() && summary.elapsed_ms == 0;
     let counts = cut(counts_line(summary));
     let exit = cut(format!(
         "exit {}: {}",
@@ -282,10 +284,14 @@ pub fn summary_lines(
         exit_meaning(summary.exit_code)
     ));
     if summary.exit_code == 0 {
-        lines.push(paint.green(&counts));
+        if !reached_nothing {
+            lines.push(paint.green(&counts));
+        }
         lines.push(exit);
     } else {
-        lines.push(paint.red_bold(&counts));
+        if !reached_nothing {
+            lines.push(paint.red_bold(&counts));
+        }
         lines.push(paint.red(&exit));
     }
     if let Some(log) = &summary.log_file {
