@@ -56,16 +56,23 @@ impl Bastions {
     }
 }
 
-/// A hop logs in as its own user (default: the target's), with the target's
-/// keys, known_hosts and timeouts. The target's pin is the target's alone.
+/// A hop logs in as its own user (default: the target's), with its own keys
+/// and known_hosts where ~/.ssh/config gives them (else the target's), and
+/// the target's timeouts. The target's pin is the target's alone.
 fn hop_target(target: &SshTarget, jump: &JumpHost) -> SshTarget {
     SshTarget {
         name: jump.address.clone(),
         address: jump.address.clone(),
         port: jump.port,
         user: jump.user.clone().unwrap_or_else(|| target.user.clone()),
+        identity_files: (jump.identity_files.clone())
+            .unwrap_or_else(|| target.identity_files.clone()),
+        identities_only: jump.identities_only.unwrap_or(target.identities_only),
+        known_hosts: (jump.known_hosts.clone()).unwrap_or_else(|| target.known_hosts.clone()),
+        host_key_checking: jump.host_key_checking.unwrap_or(target.host_key_checking),
         host_key: None,
         jump: Vec::new(),
+        sources: Vec::new(),
         ..target.clone()
     }
 }
