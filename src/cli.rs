@@ -30,7 +30,7 @@ pub struct Global {
         value_name = "PATH"
     )]
     pub config: Option<PathBuf>,
-    /// The inventory file, if hosts live apart from the deploy file
+    /// The inventory file, if hosts live apart from the deploy file; `exec:CMD` runs CMD and reads JSON
     #[arg(short = 'i', long = "inventory", global = true, value_name = "PATH")]
     pub inventory: Option<String>,
     /// Hosts to act on: names, groups, globs, comma-separated; `!` excludes (e.g. 'web*,!web03')

@@ -143,6 +143,7 @@ mod tests {
             health: None,
             strategy: Strategy::default(),
             warnings: Vec::new(),
+            ssh_config_notes: Vec::new(),
         }
     }
 

@@ -66,6 +66,7 @@ fn target(port: u16, keys: &[&Path], known_hosts: &Path) -> SshTarget {
         connect_timeout: Duration::from_secs(10),
         keepalive: Duration::from_secs(15),
         jump: vec![],
+        sources: vec![],
     }
 }
 
@@ -681,6 +682,7 @@ async fn jump_host_carries_every_connection_and_is_shared() {
             user: None,
             address: "127.0.0.1".into(),
             port: proxy.port,
+            ..Default::default()
         }];
         let ctx = Arc::clone(&ctx);
         tasks.spawn(async move { SshHost::connect(&t, &ctx).await.unwrap() });
@@ -714,6 +716,7 @@ async fn jump_host_key_is_checked_before_going_through() {
         user: Some(current_user()),
         address: "127.0.0.1".into(),
         port: bastion.port,
+        ..Default::default()
     }];
     let err = SshHost::connect(&t, &no_agent())
         .await

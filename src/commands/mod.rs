@@ -128,6 +128,7 @@ pub fn execute(cli: Cli) -> i32 {
             cancel: CancellationToken::new(),
             parallel: Arc::new(Semaphore::new(parallel)),
             yes: global.yes,
+            verbose: global.verbose,
             interactive,
             by: engine::whoami(),
             run_id: engine::new_run_id(),

@@ -43,9 +43,23 @@ pub fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> i32 {
     for (w, wave) in waves.iter().enumerate() {
         for &i in &wave.hosts {
             let host = &hosts[i];
-            let (transport, address) = match &host.transport {
-                HostTransport::Ssh(t) => ("ssh", format!("{}@{}:{}", t.user, t.address, t.port)),
-                HostTransport::Local { root } => ("local", root.display().to_string()),
+            let (transport, address, via) = match &host.transport {
+                HostTransport::Ssh(t) => (
+                    "ssh",
+                    format!("{}@{}:{}", t.user, t.address, t.port),
+                    (!t.jump.is_empty()).then(|| {
+                        let hops: Vec<String> = t
+                            .jump
+                            .iter()
+                            .map(|j| {
+                                let user = j.user.as_deref().unwrap_or(&t.user);
+                                format!("{user}@{}:{}", j.address, j.port)
+                            })
+                            .collect();
+                        hops.join(",")
+                    }),
+                ),
+                HostTransport::Local { root } => ("local", root.display().to_string(), None),
             };
             reporter.event(&Event::Row(Row {
                 table: "plan",
@@ -55,6 +69,7 @@ pub fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> i32 {
                     ("host", json!(host.name)),
                     ("transport", json!(transport)),
                     ("address", json!(address)),
+                    ("via", json!(via)),
                     ("deploy_to", json!(host.deploy_to)),
                 ],
                 marked: false,

@@ -15,6 +15,9 @@ pub struct Doc {
     /// As the user named it, for messages.
     pub path: PathBuf,
     text: String,
+    /// Made by hoist (from an `exec:` inventory's JSON): its lines and
+    /// columns mean nothing to the user, so messages leave them out.
+    generated: bool,
 }
 
 impl Doc {
@@ -24,7 +27,17 @@ impl Doc {
         Ok(Doc {
             path: path.to_path_buf(),
             text,
+            generated: false,
         })
+    }
+
+    /// TOML text hoist made itself, named `label` in messages.
+    pub fn generated(label: &str, text: String) -> Doc {
+        Doc {
+            path: PathBuf::from(label),
+            text,
+            generated: true,
+        }
     }
 
     #[cfg(test)]
@@ -32,6 +45,7 @@ impl Doc {
         Doc {
             path: PathBuf::from(path),
             text: text.to_string(),
+            generated: false,
         }
     }
 
@@ -66,7 +80,7 @@ impl Doc {
             })
             .collect();
         let inner = e.into_inner();
-        let at = inner.span().map(|s| self.position(s.start));
+        let at = inner.span().and_then(|s| self.position(s.start));
         let message = inner.message();
         let file = self.path.display();
 
@@ -114,11 +128,14 @@ impl Doc {
     }
 
     /// "line L, column C" for a byte offset.
-    fn position(&self, offset: usize) -> String {
+    fn position(&self, offset: usize) -> Option<String> {
+        if self.generated {
+            return None;
+        }
         let before = &self.text[..offset.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        format!("line {line}, column {column}")
+        Some(format!("line {line}, column {column}"))
     }
 
     /// Where the value at `path` sits, for messages about things found after
@@ -137,7 +154,7 @@ impl Doc {
                 _ => break,
             }
         }
-        span.map(|s| self.position(s.start))
+        span.and_then(|s| self.position(s.start))
     }
 
     /// A message about the key at `path` (e.g. `["hosts", "web1", "root"]`).

@@ -4,6 +4,10 @@
 //! built-in defaults < `[ssh]` < the host's groups (in the order of its own
 //! `groups` list, then the other groups that list it, alphabetically; a later
 //! group wins) < the host's own table. Group `vars` merge the same way.
+//!
+//! For SSH hosts with `ssh_config = true` (the default), ~/.ssh/config goes
+//! between the built-in defaults and `[ssh]`: whatever deploy.toml sets wins,
+//! ~/.ssh/config fills in the rest, and the defaults come last.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
@@ -14,11 +18,14 @@ use super::file::{RawGroup, RawHost};
 use super::layer::{Env, SshLayer, SshSettings};
 use super::model::{Host, HostKeyChecking, HostTransport, SshTarget};
 use super::range;
+use super::ssh_config::{self, HostEntry};
 use super::values::{Name, TransportKind, check_name};
 
 /// The `[hosts.*]` and `[groups.*]` of one file.
 pub struct Inventory<'a> {
     pub doc: &'a Doc,
+    /// How provenance names this inventory: "deploy.toml", "exec:./list-hosts".
+    pub label: String,
     /// Absolute directory of `doc`: relative paths in it start here.
     pub base_dir: &'a Path,
     pub hosts: BTreeMap<Name, RawHost>,
@@ -29,12 +36,25 @@ pub struct Resolved {
     pub hosts: Vec<Host>,
     pub groups: BTreeMap<String, Vec<String>>,
     pub warnings: Vec<String>,
+    /// What hoist skipped in ~/.ssh/config (for `hoist check -v`).
+    pub ssh_config_notes: Vec<String>,
+}
+
+/// What every host of one inventory is resolved against.
+struct HostContext<'a> {
+    group_layers: &'a BTreeMap<&'a str, (SshLayer, &'a RawGroup)>,
+    defaults: &'a SshSettings,
+    base: (&'a SshLayer, &'a str),
+    app_deploy_to: &'a str,
+    env: &'a Env,
+    ssh_config: &'a ssh_config::Lazy<'a>,
 }
 
 impl Inventory<'_> {
+    /// `base` is the `[ssh]` table and how provenance names it.
     pub fn resolve(
         &self,
-        base: &SshLayer,
+        base: (&SshLayer, &str),
         app_deploy_to: &str,
         env: &Env,
     ) -> Result<Resolved, ConfigError> {
@@ -83,7 +103,16 @@ impl Inventory<'_> {
                 .map_err(|(key, e)| doc.error(&["groups", name, key], e))?;
             group_layers.insert(name, (layer, table));
         }
-        let defaults = SshSettings::defaults(env).with(base);
+        let defaults = SshSettings::defaults(env);
+        let ssh_config = ssh_config::Lazy::new(env);
+        let ctx = HostContext {
+            group_layers: &group_layers,
+            defaults: &defaults,
+            base,
+            app_deploy_to,
+            env,
+            ssh_config: &ssh_config,
+        };
 
         let mut hosts = Vec::new();
         for name in &order {
@@ -99,15 +128,7 @@ impl Inventory<'_> {
                     groups.push(g.to_string());
                 }
             }
-            hosts.push(self.host(
-                name,
-                own,
-                groups,
-                &group_layers,
-                &defaults,
-                app_deploy_to,
-                env,
-            )?);
+            hosts.push(self.host(name, own, groups, &ctx)?);
         }
         if hosts.is_empty() {
             return Err(ConfigError(format!(
@@ -146,28 +167,27 @@ impl Inventory<'_> {
             hosts,
             groups: all_groups,
             warnings,
+            ssh_config_notes: ssh_config.notes(),
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn host(
         &self,
         name: &str,
         own: Option<&RawHost>,
         groups: Vec<String>,
-        group_layers: &BTreeMap<&str, (SshLayer, &RawGroup)>,
-        defaults: &SshSettings,
-        app_deploy_to: &str,
-        env: &Env,
+        ctx: &HostContext<'_>,
     ) -> Result<Host, ConfigError> {
         let doc = self.doc;
+        let env = ctx.env;
         let at = |key: &str, msg: String| doc.error(&["hosts", name, key], msg);
 
-        let mut settings = defaults.clone();
+        // deploy.toml's layers, weakest first.
+        let mut layers: Vec<(&SshLayer, String)> = vec![(ctx.base.0, ctx.base.1.to_string())];
         let mut vars = BTreeMap::new();
         for g in &groups {
-            if let Some((layer, table)) = group_layers.get(g.as_str()) {
-                settings = settings.with(layer);
+            if let Some((layer, table)) = ctx.group_layers.get(g.as_str()) {
+                layers.push((layer, format!("{} [groups.{g}]", self.label)));
                 vars.extend(table.vars.iter().flat_map(|v| v.0.clone()));
             }
         }
@@ -175,14 +195,44 @@ impl Inventory<'_> {
         let raw = own.unwrap_or(&own_default);
         let own_layer =
             SshLayer::from_raw(&raw.ssh(), self.base_dir, env).map_err(|(key, e)| at(key, e))?;
-        settings = settings.with(&own_layer);
+        layers.push((&own_layer, format!("{} [hosts.{name}]", self.label)));
         vars.extend(raw.vars.iter().flat_map(|v| v.0.clone()));
+
+        let is_ssh = raw.transport.unwrap_or(TransportKind::Ssh) == TransportKind::Ssh;
+        let use_ssh_config = is_ssh
+            && layers
+                .iter()
+                .rev()
+                .find_map(|(l, _)| l.ssh_config)
+                .unwrap_or(true);
+        let file = if use_ssh_config {
+            ctx.ssh_config.get().map_err(ConfigError)?
+        } else {
+            None
+        };
+        let entry = match file {
+            Some(file) => {
+                let mut names = vec![name];
+                if let Some(a) = raw.address.as_deref().filter(|a| *a != name) {
+                    names.push(a);
+                }
+                file.lookup(&names, env)
+                    .map_err(|e| ConfigError(format!("host `{name}`: {e}")))?
+            }
+            None => HostEntry::default(),
+        };
+        let mut settings = ctx.defaults.clone();
+        entry.apply(&mut settings);
+        for (layer, from) in &layers {
+            settings = settings.with(layer, from);
+        }
+        let from_toml = |key: &str| layers.iter().any(|(l, _)| l.keys_set().contains(&key));
         check_vars_distinct(&vars).map_err(|e| at("vars", e))?;
 
         let deploy_to = raw
             .deploy_to
             .as_ref()
-            .map_or(app_deploy_to.to_string(), |p| p.0.clone());
+            .map_or(ctx.app_deploy_to.to_string(), |p| p.0.clone());
 
         let transport = match raw.transport.unwrap_or(TransportKind::Ssh) {
             TransportKind::Local => {
@@ -219,10 +269,29 @@ impl Inventory<'_> {
                         "only local hosts take `root`; add transport = \"local\"".into(),
                     ));
                 }
-                let address = raw.address.clone().unwrap_or_else(|| name.to_string());
-                check_address(&address).map_err(|e| at("address", e))?;
+                let host_file = format!("{} [hosts.{name}]", self.label);
+                let (address, address_from) = match (&raw.address, &entry.host_name) {
+                    (Some(a), _) => (a.clone(), host_file.clone()),
+                    (None, Some(f)) => (f.value.clone(), f.from.clone()),
+                    (None, None) => (name.to_string(), "default (the host's name)".into()),
+                };
+                check_address(&address).map_err(|e| match &raw.address {
+                    Some(_) => at("address", e),
+                    None => ConfigError(format!("host `{name}`: {address_from}: HostName: {e}")),
+                })?;
                 if let Some(key) = &raw.host_key {
                     check_host_key(key).map_err(|e| at("host_key", e))?;
+                }
+                let jump = ssh_config::bastions(&settings.jump, file, &from_toml, env)
+                    .map_err(|e| ConfigError(format!("host `{name}`: {e}")))?;
+                let mut sources: Vec<(String, String)> = settings
+                    .sources
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect();
+                sources.push(("address".into(), address_from));
+                if raw.host_key.is_some() {
+                    sources.push(("host_key".into(), host_file));
                 }
                 HostTransport::Ssh(SshTarget {
                     name: name.to_string(),
@@ -236,7 +305,8 @@ impl Inventory<'_> {
                     host_key: raw.host_key.clone(),
                     connect_timeout: settings.connect_timeout,
                     keepalive: settings.keepalive,
-                    jump: settings.jump.clone(),
+                    jump,
+                    sources,
                 })
             }
         };

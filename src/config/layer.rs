@@ -1,11 +1,13 @@
 //! SSH settings as layers: built-in defaults, then `[ssh]`, then groups,
 //! then the host's own table; each layer sets only the keys it names.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::file::RawSsh;
-use super::model::{HostKeyChecking, JumpHost};
+use super::model::HostKeyChecking;
+use super::values::Hop;
 
 /// What the process environment contributes to defaults.
 #[derive(Debug, Clone)]
@@ -38,7 +40,7 @@ pub struct SshLayer {
     pub connect_timeout: Option<Duration>,
     pub command_timeout: Option<Duration>,
     pub keepalive: Option<Duration>,
-    pub jump: Option<Vec<JumpHost>>,
+    pub jump: Option<Vec<Hop>>,
     pub ssh_config: Option<bool>,
 }
 
@@ -54,10 +56,10 @@ pub struct SshSettings {
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
     pub keepalive: Duration,
-    pub jump: Vec<JumpHost>,
-    /// Parsed and kept; reading ~/.ssh/config is not wired in yet.
-    #[allow(dead_code)]
+    pub jump: Vec<Hop>,
     pub ssh_config: bool,
+    /// Key -> where its value came from; a key not here is a built-in default.
+    pub sources: BTreeMap<&'static str, String>,
 }
 
 impl SshSettings {
@@ -78,13 +80,18 @@ impl SshSettings {
             keepalive: Duration::from_secs(15),
             jump: Vec::new(),
             ssh_config: true,
+            sources: BTreeMap::new(),
         }
     }
 
-    /// These settings with `layer`'s keys on top.
-    pub fn with(mut self, layer: &SshLayer) -> SshSettings {
+    /// These settings with `layer`'s keys on top; `from` names the layer
+    /// (e.g. "deploy.toml [ssh]").
+    pub fn with(mut self, layer: &SshLayer, from: &str) -> SshSettings {
         macro_rules! take {
-            ($($k:ident),*) => { $(if let Some(v) = &layer.$k { self.$k = v.clone(); })* };
+            ($($k:ident),*) => { $(if let Some(v) = &layer.$k {
+                self.$k = v.clone();
+                self.sources.insert(stringify!($k), from.to_string());
+            })* };
         }
         take!(
             user,

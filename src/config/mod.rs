@@ -2,12 +2,14 @@
 //! into `model` (`resolve`, `inventory`, `layer`).
 
 mod doc;
+mod exec;
 mod file;
 mod inventory;
 mod layer;
 pub mod model;
 mod range;
 mod resolve;
+mod ssh_config;
 mod values;
 
 #[cfg(test)]
@@ -22,7 +24,7 @@ use std::path::PathBuf;
 pub struct Source {
     /// `-c/--config` or `HOIST_CONFIG`; default `deploy.toml`.
     pub config: Option<PathBuf>,
-    /// `-i/--inventory`: a TOML file (or, later, `exec:CMD`).
+    /// `-i/--inventory`: a TOML file, or `exec:CMD` (JSON on its stdout).
     pub inventory: Option<String>,
 }
 

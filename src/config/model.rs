@@ -22,6 +22,8 @@ pub struct Config {
     pub strategy: Strategy,
     /// Things the user should hear about on every run (e.g. host_key_checking = "off").
     pub warnings: Vec<String>,
+    /// What hoist skipped in ~/.ssh/config (Match blocks), for `hoist check -v`.
+    pub ssh_config_notes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +44,8 @@ pub struct Host {
     pub transport: HostTransport,
 }
 
+// One per host, built once: the size of the SSH variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum HostTransport {
     Ssh(SshTarget),
@@ -70,13 +74,33 @@ pub struct SshTarget {
     pub keepalive: Duration,
     /// Bastions to go through, outermost first.
     pub jump: Vec<JumpHost>,
+    /// Where each effective setting came from, by key (`hoist check -v`):
+    /// e.g. ("user", "deploy.toml [ssh]"), ("address", "~/.ssh/config (Host web1)").
+    pub sources: Vec<(String, String)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl SshTarget {
+    /// Where the setting `key` came from ("default" when nothing set it).
+    pub fn source_of(&self, key: &str) -> &str {
+        self.sources
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or("default", |(_, s)| s.as_str())
+    }
+}
+
+/// A bastion. What is `None` here is taken from the target it leads to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JumpHost {
     pub user: Option<String>,
     pub address: String,
     pub port: u16,
+    /// The bastion's own settings from ~/.ssh/config, where deploy.toml
+    /// does not set them for the target.
+    pub identity_files: Option<Vec<PathBuf>>,
+    pub identities_only: Option<bool>,
+    pub known_hosts: Option<Vec<PathBuf>>,
+    pub host_key_checking: Option<HostKeyChecking>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

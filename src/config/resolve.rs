@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::doc::Doc;
+use super::exec;
 use super::file::{DeployFile, InventoryFile, RawArtifact, RawHealth, RawHooks, RawStrategy};
 use super::inventory::Inventory;
 use super::layer::{Env, SshLayer};
@@ -47,20 +48,33 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
         None => Ok(SshLayer::default()),
     };
 
-    let resolved = match inventory_path(source, &file, &path)? {
+    let label = file_label(&path);
+    let resolved = match inventory_source(source, &file, &path)? {
         None => {
             let base = ssh_layer(&file.ssh, &doc, &base_dir)?;
             Inventory {
                 doc: &doc,
+                label: label.clone(),
                 base_dir: &base_dir,
                 hosts: file.hosts.unwrap_or_default(),
                 groups: file.groups.unwrap_or_default(),
             }
-            .resolve(&base, &app.deploy_to, env)?
+            .resolve((&base, &format!("{label} [ssh]")), &app.deploy_to, env)?
         }
-        Some(inv_path) => {
-            let inv_doc = Doc::read(&inv_path, "inventory")?;
-            let inv_dir = directory_of(&inv_path)?;
+        Some(inventory) => {
+            let (inv_doc, inv_dir, inv_label) = match inventory {
+                InventorySource::File(inv_path) => (
+                    Doc::read(&inv_path, "inventory")?,
+                    directory_of(&inv_path)?,
+                    file_label(&inv_path),
+                ),
+                InventorySource::Exec { command, dir } => {
+                    let dir = std::path::absolute(&dir)
+                        .map_err(|e| ConfigError(format!("{}: {e}", dir.display())))?;
+                    let label = format!("exec:{command}");
+                    (exec::run(&command, &dir, &label)?, dir, label)
+                }
+            };
             let inv: InventoryFile = inv_doc.parse()?;
             let both = |what: &str| {
                 ConfigError(format!(
@@ -75,18 +89,19 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
             if file.groups.as_ref().is_some_and(|g| !g.is_empty()) {
                 return Err(both("[groups]"));
             }
-            let base = match (&file.ssh, &inv.ssh) {
+            let (base, base_label) = match (&file.ssh, &inv.ssh) {
                 (Some(_), Some(_)) => return Err(both("[ssh]")),
-                (Some(_), None) => ssh_layer(&file.ssh, &doc, &base_dir)?,
-                (None, _) => ssh_layer(&inv.ssh, &inv_doc, &inv_dir)?,
+                (Some(_), None) => (ssh_layer(&file.ssh, &doc, &base_dir)?, &label),
+                (None, _) => (ssh_layer(&inv.ssh, &inv_doc, &inv_dir)?, &inv_label),
             };
             Inventory {
                 doc: &inv_doc,
+                label: inv_label.clone(),
                 base_dir: &inv_dir,
                 hosts: inv.hosts.unwrap_or_default(),
                 groups: inv.groups.unwrap_or_default(),
             }
-            .resolve(&base, &app.deploy_to, env)?
+            .resolve((&base, &format!("{base_label} [ssh]")), &app.deploy_to, env)?
         }
     };
 
@@ -104,33 +119,65 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
         hosts: resolved.hosts,
         groups: resolved.groups,
         warnings: resolved.warnings,
+        ssh_config_notes: resolved.ssh_config_notes,
     })
 }
 
+enum InventorySource {
+    File(PathBuf),
+    /// Run `command` in `dir`; its JSON output is the inventory.
+    Exec {
+        command: String,
+        dir: PathBuf,
+    },
+}
+
 /// `-i PATH` (as given, from the working directory) beats the file's
-/// `inventory` key (relative to the file).
-fn inventory_path(
+/// `inventory` key (relative to the file). `exec:CMD` runs CMD in that
+/// same directory.
+fn inventory_source(
     source: &Source,
     file: &DeployFile,
     config_path: &Path,
-) -> Result<Option<PathBuf>, ConfigError> {
+) -> Result<Option<InventorySource>, ConfigError> {
     let (given, from) = match (&source.inventory, &file.inventory) {
         (Some(i), _) => (i.as_str(), "-i/--inventory"),
         (None, Some(i)) => (i.as_str(), "`inventory`"),
         (None, None) => return Ok(None),
     };
-    if given.starts_with("exec:") {
-        return Err(ConfigError(format!(
-            "{from} {given:?}: exec: inventories are not supported yet; give a TOML file"
-        )));
+    let dir = match source.inventory {
+        Some(_) => PathBuf::from("."),
+        None => match config_path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        },
+    };
+    if let Some(command) = given.strip_prefix("exec:") {
+        if command.trim().is_empty() {
+            return Err(ConfigError(format!(
+                "{from} {given:?}: give a command after exec:, e.g. \"exec:./list-hosts\""
+            )));
+        }
+        return Ok(Some(InventorySource::Exec {
+            command: command.to_string(),
+            dir,
+        }));
     }
     if given.is_empty() {
         return Err(ConfigError(format!("{from}: the inventory path is empty")));
     }
-    Ok(Some(match source.inventory {
+    Ok(Some(InventorySource::File(match source.inventory {
         Some(_) => PathBuf::from(given),
         None => config_path.parent().unwrap_or(Path::new("")).join(given),
-    }))
+    })))
+}
+
+/// How provenance names a file: its name ("deploy.toml").
+fn file_label(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// The absolute directory a file lives in.

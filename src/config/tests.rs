@@ -11,6 +11,8 @@ const APP: &str = "[app]\nname = \"shop\"\ndeploy_to = \"/srv/shop\"\n";
 struct Project {
     dir: tempfile::TempDir,
     inventory: Option<String>,
+    /// Set by `ssh_config`: HOME is then `<dir>/home`.
+    home: Option<PathBuf>,
 }
 
 impl Project {
@@ -18,7 +20,16 @@ impl Project {
         Project {
             dir: tempfile::tempdir().unwrap(),
             inventory: None,
+            home: None,
         }
+    }
+
+    /// Writes `~/.ssh/config` under a HOME of this project's own.
+    fn ssh_config(mut self, text: &str) -> Project {
+        let home = self.dir.path().join("home");
+        self = self.file("home/.ssh/config", text);
+        self.home = Some(home);
+        self
     }
 
     fn file(self, name: &str, text: &str) -> Project {
@@ -56,7 +67,11 @@ impl Project {
     }
 
     fn load(&self) -> Result<Config, ConfigError> {
-        resolve::load(&self.source(), &Project::env())
+        let mut env = Project::env();
+        if let Some(home) = &self.home {
+            env.home = Some(home.clone());
+        }
+        resolve::load(&self.source(), &env)
     }
 
     fn ok(&self) -> Config {
@@ -569,16 +584,216 @@ fn a_missing_inventory_file_is_named() {
 }
 
 #[test]
-fn exec_inventories_are_not_supported_yet() {
+fn an_exec_inventory_runs_next_to_the_file_and_reads_json() {
+    let p = Project::new()
+        .file(
+            "bin/list-hosts",
+            r#"echo '{"ssh": {"user": "ops"}, "hosts": {"web1": {"address": "10.0.0.1", "groups": ["web"], "identity_files": ["keys/web"]}, "db1": {"vars": {"role": "primary"}}}, "groups": {"web": {"port": 2222, "vars": {"tier": "web"}}, "db": {"hosts": ["db1"]}}}'"#,
+        )
+        .config(&format!("inventory = \"exec:sh bin/list-hosts\"\n{APP}"));
+    let config = p.ok();
+    assert_eq!(names(&config), ["web1", "db1"], "the output's order");
+    let web1 = host(&config, "web1");
+    assert_eq!(ssh(web1).address, "10.0.0.1");
+    assert_eq!(ssh(web1).user, "ops");
+    assert_eq!(ssh(web1).port, 2222);
+    assert_eq!(ssh(web1).identity_files, [p.path("keys/web")]);
+    assert_eq!(web1.vars["tier"], "web");
+    assert_eq!(config.groups["db"], ["db1"]);
+    assert_eq!(ssh(web1).source_of("user"), "exec:sh bin/list-hosts [ssh]");
+    assert_eq!(
+        ssh(web1).source_of("port"),
+        "exec:sh bin/list-hosts [groups.web]"
+    );
+}
+
+#[test]
+fn an_exec_inventory_is_as_strict_as_a_file() {
+    let p = Project::new()
+        .file("list", r#"echo '{"hosts": {"web1": {"prot": 22}}}'"#)
+        .config(&format!("inventory = \"exec:sh list\"\n{APP}"));
+    let err = p.err();
+    assert!(
+        err.contains("exec:sh list: unknown key `hosts.web1.prot`") && err.contains("port"),
+        "{err}"
+    );
     let err = Project::new()
-        .config(&with_app("[hosts.a]\n"))
-        .inventory_flag("exec:./inventory.sh")
+        .config(&format!("inventory = \"exec:\"\n{APP}"))
         .err();
-    assert!(err.contains("not supported yet"), "{err}");
+    assert!(err.contains("give a command after exec:"), "{err}");
     let err = Project::new()
-        .config(&format!("inventory = \"exec:x\"\n{APP}"))
+        .file("list", "echo 'token expired' >&2; exit 1")
+        .config(&format!("inventory = \"exec:sh list\"\n{APP}"))
         .err();
-    assert!(err.contains("not supported yet"), "{err}");
+    assert!(
+        err.contains("exited with code 1") && err.contains("token expired"),
+        "{err}"
+    );
+}
+
+// --- ~/.ssh/config ---------------------------------------------------------------
+
+const FLEET_SSH_CONFIG: &str = "\
+Host bastion
+  HostName 192.0.2.10
+  User ops
+  Port 2200
+  IdentityFile ~/.ssh/ops_key
+Host web* !web9
+  ProxyJump bastion
+Host web1
+  HostName 10.0.0.11
+  User deploy
+  Port 2201
+  StrictHostKeyChecking accept-new
+  UserKnownHostsFile ~/.ssh/fleet_known_hosts
+  ConnectTimeout 7
+  ServerAliveInterval 20
+  IdentitiesOnly yes
+  IdentityFile ~/.ssh/web_key
+";
+
+#[test]
+fn a_host_alias_takes_everything_from_ssh_config() {
+    let p = Project::new()
+        .ssh_config(FLEET_SSH_CONFIG)
+        .config(&with_app("[hosts.web1]\n[hosts.web9]\n"));
+    let config = p.ok();
+    let home = p.path("home");
+    let t = ssh(host(&config, "web1"));
+    assert_eq!(t.address, "10.0.0.11");
+    assert_eq!(t.user, "deploy");
+    assert_eq!(t.port, 2201);
+    assert_eq!(t.host_key_checking, HostKeyChecking::AcceptNew);
+    assert_eq!(t.known_hosts, [home.join(".ssh/fleet_known_hosts")]);
+    assert_eq!(t.connect_timeout, Duration::from_secs(7));
+    assert_eq!(t.keepalive, Duration::from_secs(20));
+    assert!(t.identities_only);
+    assert_eq!(t.identity_files, [home.join(".ssh/web_key")]);
+    assert_eq!(t.source_of("address"), "~/.ssh/config (Host web1)");
+    assert_eq!(t.source_of("jump"), "~/.ssh/config (Host web* !web9)");
+    assert_eq!(t.source_of("command_timeout"), "default");
+    // the bastion is looked up by its own alias
+    let b = &t.jump[0];
+    assert_eq!((b.address.as_str(), b.port), ("192.0.2.10", 2200));
+    assert_eq!(b.user.as_deref(), Some("ops"));
+    assert_eq!(
+        b.identity_files.as_deref(),
+        Some(&[home.join(".ssh/ops_key")][..])
+    );
+    // negated out of the web* block
+    let t9 = ssh(host(&config, "web9"));
+    assert!(t9.jump.is_empty());
+    assert_eq!(t9.address, "web9");
+    assert_eq!(t9.source_of("address"), "default (the host's name)");
+}
+
+#[test]
+fn deploy_toml_beats_ssh_config_which_beats_defaults() {
+    let p = Project::new()
+        .ssh_config(FLEET_SSH_CONFIG)
+        .config(&with_app(
+            r#"
+[ssh]
+user = "from-ssh-table"
+[groups.web]
+hosts = ["web1"]
+connect_timeout = "3s"
+[hosts.web1]
+port = 22
+identity_files = ["~/.ssh/toml_key"]
+"#,
+        ));
+    let config = p.ok();
+    let t = ssh(host(&config, "web1"));
+    assert_eq!(t.user, "from-ssh-table");
+    assert_eq!(t.source_of("user"), "deploy.toml [ssh]");
+    assert_eq!(t.port, 22);
+    assert_eq!(t.source_of("port"), "deploy.toml [hosts.web1]");
+    assert_eq!(t.connect_timeout, Duration::from_secs(3));
+    assert_eq!(t.source_of("connect_timeout"), "deploy.toml [groups.web]");
+    assert_eq!(
+        t.address, "10.0.0.11",
+        "ssh_config fills what the file leaves out"
+    );
+    assert_eq!(t.keepalive, Duration::from_secs(20));
+    // the bastion keeps the target's keys, since deploy.toml names them...
+    assert_eq!(t.jump[0].identity_files, None);
+    // ...but its user is the user deploy.toml gives, not ssh_config's `ops`
+    assert_eq!(t.jump[0].user, None);
+    // an explicit address is looked up too, after the name
+    let p = Project::new()
+        .ssh_config("Host 10.9.*\n  User subnet\n  ProxyJump gw\n")
+        .config(&with_app("[hosts.app1]\naddress = \"10.9.0.1\"\n"));
+    let t = p.ok();
+    let t = ssh(host(&t, "app1"));
+    assert_eq!(t.user, "subnet");
+    assert_eq!(t.jump[0].address, "gw");
+    assert_eq!(t.source_of("address"), "deploy.toml [hosts.app1]");
+}
+
+#[test]
+fn ssh_config_false_leaves_the_file_out_even_when_it_is_broken() {
+    let broken = "Host *\n  Port many\n";
+    let config = Project::new()
+        .ssh_config(broken)
+        .config(&with_app("[ssh]\nssh_config = false\n[hosts.web1]\n"))
+        .ok();
+    let t = ssh(host(&config, "web1"));
+    assert_eq!(t.port, 22);
+    assert_eq!(t.address, "web1");
+    // per host too
+    let config = Project::new()
+        .ssh_config(FLEET_SSH_CONFIG)
+        .config(&with_app(
+            "[hosts.web1]\nssh_config = false\n[hosts.web2]\n",
+        ))
+        .ok();
+    assert_eq!(ssh(host(&config, "web1")).address, "web1");
+    assert_eq!(ssh(host(&config, "web2")).jump[0].address, "192.0.2.10");
+    // used and broken: an error naming the file and the way out
+    let err = Project::new()
+        .ssh_config(broken)
+        .config(&with_app("[hosts.web1]\n"))
+        .err();
+    assert!(
+        err.contains("~/.ssh/config") && err.contains("ssh_config = false"),
+        "{err}"
+    );
+}
+
+#[test]
+fn local_hosts_never_read_ssh_config() {
+    let config = Project::new()
+        .ssh_config("Host *\n  Port many\n")
+        .config(&with_app(
+            "[hosts.l]\ntransport = \"local\"\nroot = \"x\"\n",
+        ))
+        .ok();
+    assert!(matches!(
+        host(&config, "l").transport,
+        HostTransport::Local { .. }
+    ));
+}
+
+#[test]
+fn include_and_match_in_the_ssh_config() {
+    let p = Project::new()
+        .file(
+            "home/.ssh/fleet.conf",
+            "Host db*\n  HostName %h.internal\n  User dba\n",
+        )
+        .ssh_config("Include fleet.conf\nMatch exec \"true\"\n  User never\n");
+    let config = p.config(&with_app("[hosts.db1]\n")).ok();
+    let t = ssh(host(&config, "db1"));
+    assert_eq!(t.address, "db1.internal");
+    assert_eq!(t.user, "dba");
+    assert_eq!(
+        config.ssh_config_notes.len(),
+        1,
+        "{:?}",
+        config.ssh_config_notes
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::model::{Amount, HostKeyChecking, JumpHost, OnFailure, Pause};
+use super::model::{Amount, HostKeyChecking, OnFailure, Pause};
 
 /// A value as TOML wrote it, before we know what it should be.
 #[derive(Debug, Clone, PartialEq)]
@@ -401,15 +401,25 @@ impl<'de> Deserialize<'de> for Vars {
     }
 }
 
+/// One jump host as written: `[user@]host[:port]`. What the text leaves out
+/// comes later from ~/.ssh/config or the target's own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hop {
+    pub user: Option<String>,
+    pub address: String,
+    pub port: Option<u16>,
+}
+
 /// `jump = "user@host:port"`, or a chain "a,b" (outermost first); "" = none.
-pub fn parse_jump(s: &str) -> Result<Vec<JumpHost>, String> {
+/// ProxyJump's `ssh://[user@]host[:port]` form is accepted too.
+pub fn parse_jump(s: &str) -> Result<Vec<Hop>, String> {
     if s.trim().is_empty() {
         return Ok(Vec::new());
     }
     s.split(',').map(|hop| parse_hop(hop.trim())).collect()
 }
 
-fn parse_hop(hop: &str) -> Result<JumpHost, String> {
+fn parse_hop(hop: &str) -> Result<Hop, String> {
     let bad = |why: &str| {
         Err(format!(
             "jump host {hop:?}: {why}; write it as [user@]host[:port]"
@@ -418,6 +428,7 @@ fn parse_hop(hop: &str) -> Result<JumpHost, String> {
     if hop.is_empty() {
         return bad("empty entry");
     }
+    let hop = hop.strip_prefix("ssh://").unwrap_or(hop);
     let (user, rest) = match hop.rsplit_once('@') {
         Some((u, r)) => (Some(u), r),
         None => (None, hop),
@@ -447,13 +458,13 @@ fn parse_hop(hop: &str) -> Result<JumpHost, String> {
         return bad("bad address");
     }
     let port = match port {
-        None => 22,
+        None => None,
         Some(p) => match p.parse::<u16>() {
-            Ok(p) if p > 0 => p,
+            Ok(p) if p > 0 => Some(p),
             _ => return bad("bad port"),
         },
     };
-    Ok(JumpHost {
+    Ok(Hop {
         user: user.map(str::to_string),
         address: address.to_string(),
         port,
@@ -461,7 +472,7 @@ fn parse_hop(hop: &str) -> Result<JumpHost, String> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Jump(pub Vec<JumpHost>);
+pub struct Jump(pub Vec<Hop>);
 
 from_scalar!(Jump, |v| match &v {
     Scalar::Str(s) => parse_jump(s).map(Jump),
@@ -589,16 +600,17 @@ mod tests {
     fn jump_hosts() {
         assert_eq!(
             parse_jump("ops@bastion.example.com:2222").unwrap(),
-            vec![JumpHost {
+            vec![Hop {
                 user: Some("ops".into()),
                 address: "bastion.example.com".into(),
-                port: 2222
+                port: Some(2222)
             }]
         );
         let chain = parse_jump("a, me@b").unwrap();
         assert_eq!(chain.len(), 2);
         assert_eq!(chain[0].user, None);
-        assert_eq!(chain[0].port, 22);
+        assert_eq!(chain[0].port, None);
+        assert_eq!(parse_jump("ssh://ops@b:2200").unwrap()[0].port, Some(2200));
         assert_eq!(chain[1].address, "b");
         assert_eq!(parse_jump("[fd00::1]:2200").unwrap()[0].address, "fd00::1");
         assert!(parse_jump("").unwrap().is_empty());

@@ -39,6 +39,8 @@ pub struct Context {
     /// The most hosts worked on at once (connections, uploads).
     pub parallel: Arc<Semaphore>,
     pub yes: bool,
+    /// `-v`: say more (e.g. `check` shows where each SSH setting came from).
+    pub verbose: bool,
     /// A person is at a terminal and may be asked.
     pub interactive: bool,
     /// user@machine, written into locks and journals.

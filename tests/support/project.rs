@@ -60,6 +60,25 @@ impl Project {
         self
     }
 
+    /// Adds a host table with nothing but its own deploy_to (under
+    /// `root/NAME`, so several hosts may share one sshd): everything about
+    /// reaching it comes from elsewhere (~/.ssh/config, [ssh]).
+    pub fn bare_host(mut self, name: &str, root: &Path) -> Project {
+        let deploy_to = root.join(name).join("srv/app");
+        let toml = format!("[hosts.{name}]\ndeploy_to = \"{}\"\n", deploy_to.display());
+        self.deploy_paths.push((name.to_string(), deploy_to));
+        self.hosts.push((name.to_string(), toml));
+        self
+    }
+
+    /// Writes a file under the HOME the binary runs with (e.g. ".ssh/config").
+    pub fn home_file(self, path: &str, text: &str) -> Project {
+        let path = self.path().join("home").join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        self
+    }
+
     /// Appends raw TOML (e.g. a [strategy] or [hooks] table).
     pub fn toml(mut self, text: &str) -> Project {
         self.sections.push(text.to_string());

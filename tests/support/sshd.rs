@@ -73,6 +73,18 @@ impl ClientKey {
     }
 }
 
+/// How a test's sshd differs from the harness's generous defaults.
+#[derive(Debug, Clone, Default)]
+pub struct SshdOptions {
+    /// `MaxStartups`; `None` keeps the harness's 100:30:200. OpenSSH's own
+    /// default is "10:30:100".
+    pub max_startups: Option<String>,
+    /// `LogLevel`; `None` is VERBOSE. DEBUG1 logs each direct-tcpip request.
+    pub log_level: Option<String>,
+    /// Run inside this network namespace (`ip netns exec NS sshd ...`).
+    pub netns: Option<String>,
+}
+
 /// A running sshd on 127.0.0.1, logging in as the current user.
 pub struct Sshd {
     pub port: u16,
@@ -94,6 +106,19 @@ impl Sshd {
 
     /// Same, with one host key per type in `kinds` ("ed25519", "ecdsa", "rsa").
     pub fn start_with_host_keys(authorized: &[&ClientKey], kinds: &[&str]) -> Sshd {
+        Sshd::start_with_options(authorized, kinds, &SshdOptions::default())
+    }
+
+    /// An ed25519 server configured by `options`.
+    pub fn start_with(authorized: &[&ClientKey], options: &SshdOptions) -> Sshd {
+        Sshd::start_with_options(authorized, &["ed25519"], options)
+    }
+
+    fn start_with_options(
+        authorized: &[&ClientKey],
+        kinds: &[&str],
+        options: &SshdOptions,
+    ) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} not found: install openssh-server (e.g. apt-get install openssh-server) to run the SSH tests"
@@ -125,11 +150,19 @@ impl Sshd {
             let config = dir.path().join("sshd_config");
             fs::write(
                 &config,
-                config_text(dir.path(), port, &host_keys, &authorized_keys),
+                config_text(dir.path(), port, &host_keys, &authorized_keys, options),
             )
             .unwrap();
             let log = fs::File::create(&log_path).unwrap();
-            let mut child = Command::new(SSHD)
+            let mut command = match &options.netns {
+                Some(ns) => {
+                    let mut c = Command::new("ip");
+                    c.args(["netns", "exec", ns, SSHD]);
+                    c
+                }
+                None => Command::new(SSHD),
+            };
+            let mut child = command
                 .args(["-D", "-e", "-f"])
                 .arg(&config)
                 .stdin(Stdio::null())
@@ -194,7 +227,13 @@ impl Drop for Sshd {
     }
 }
 
-fn config_text(dir: &Path, port: u16, host_keys: &[PathBuf], authorized_keys: &Path) -> String {
+fn config_text(
+    dir: &Path,
+    port: u16,
+    host_keys: &[PathBuf],
+    authorized_keys: &Path,
+    options: &SshdOptions,
+) -> String {
     let host_keys: String = host_keys
         .iter()
         .map(|k| format!("HostKey {}\n", k.display()))
@@ -211,13 +250,15 @@ KbdInteractiveAuthentication no
 PubkeyAuthentication yes
 PermitRootLogin yes
 AllowTcpForwarding yes
-MaxStartups 100:30:200
+MaxStartups {max_startups}
 MaxSessions 50
 MaxAuthTries 50
-LogLevel VERBOSE
+LogLevel {log_level}
 ",
         authorized_keys = authorized_keys.display(),
         pid = dir.join("sshd.pid").display(),
+        max_startups = options.max_startups.as_deref().unwrap_or("100:30:200"),
+        log_level = options.log_level.as_deref().unwrap_or("VERBOSE"),
     )
 }
 
@@ -326,6 +367,6 @@ fn public_key_of(private_key: &Path) -> String {
         .join(" ")
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     run(Command::new("id").arg("-u")).trim() == "0"
 }

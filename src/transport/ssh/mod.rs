@@ -117,6 +117,7 @@ impl SshHost {
         let label = label(target);
         let mut deadline = Deadline::new(target.connect_timeout, format!("connecting to {label}"));
         let bastion = ctx.bastions.through(target, ctx, &mut deadline).await?;
+        let _handshake = ctx.bastions.handshake_slot(target, &mut deadline).await;
         let (handle, lost) =
             authenticated_session(target, &label, bastion.as_deref(), ctx, &mut deadline).await?;
         Ok(SshHost {
