@@ -94,6 +94,15 @@ impl Sshd {
 
     /// Same, with one host key per type in `kinds` ("ed25519", "ecdsa", "rsa").
     pub fn start_with_host_keys(authorized: &[&ClientKey], kinds: &[&str]) -> Sshd {
+        Sshd::start_with(authorized, kinds, "")
+    }
+
+    /// An ed25519 host whose sshd_config ends with `extra` (e.g. a `ForceCommand`).
+    pub fn start_with_config(authorized: &[&ClientKey], extra: &str) -> Sshd {
+        Sshd::start_with(authorized, &["ed25519"], extra)
+    }
+
+    fn start_with(authorized: &[&ClientKey], kinds: &[&str], extra: &str) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} not found: install openssh-server (e.g. apt-get install openssh-server) to run the SSH tests"
@@ -125,7 +134,7 @@ impl Sshd {
             let config = dir.path().join("sshd_config");
             fs::write(
                 &config,
-                config_text(dir.path(), port, &host_keys, &authorized_keys),
+                config_text(dir.path(), port, &host_keys, &authorized_keys) + extra,
             )
             .unwrap();
             let log = fs::File::create(&log_path).unwrap();
@@ -184,6 +193,11 @@ impl Sshd {
     /// sshd's log so far ("Accepted publickey for ...", "Connection closed ...").
     pub fn log(&self) -> String {
         read(&self.log_path)
+    }
+
+    /// How many session channels (commands, shells) sshd has started so far.
+    pub fn sessions_started(&self) -> usize {
+        self.log().matches("Starting session:").count()
     }
 }
 
