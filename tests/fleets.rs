@@ -47,6 +47,7 @@ impl Fleet {
             max_startups: setup.max_startups.map(str::to_string),
             log_level: Some(log.into()),
             netns: netns.clone(),
+            ..SshdOptions::default()
         };
         // DEBUG1 logs every direct-tcpip request with its destination.
         let bastion = Sshd::start_with(&[&key], &options("DEBUG1"));

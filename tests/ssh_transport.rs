@@ -823,3 +823,405 @@ impl Proxy {
         self.task.abort();
     }
 }
+
+// The persistent shell: commands without stdin run in one long-lived `sh`
+// per host. A command with stdin (even empty) gets a channel of its own,
+// which is what every command got before; `both_ways` compares the two.
+
+/// Runs `script` on a channel of its own (the reference) and in the shell.
+async fn both_ways(host: &SshHost, script: &str) -> (Output, Output) {
+    let own = host
+        .exec(script, Some(Box::new(tokio::io::empty())), MINUTE)
+        .await
+        .expect("exec on its own channel");
+    let shell = run(host, script).await;
+    (own, shell)
+}
+
+/// The shell's output is the same, byte for byte, as on a channel of its own.
+async fn assert_same(host: &SshHost, script: &str) -> Output {
+    let (own, shell) = both_ways(host, script).await;
+    assert_eq!(shell.code, own.code, "exit code of {script:?}");
+    assert_eq!(shell.stdout, own.stdout, "stdout of {script:?}");
+    assert_eq!(shell.stderr, own.stderr, "stderr of {script:?}");
+    shell
+}
+
+#[tokio::test]
+async fn scripts_reach_the_shell_verbatim_and_their_output_comes_back_exactly() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    let scripts = [
+        r#"printf '%s|' "a b" 'it'"'"'s' "say \"hi\"" '$HOME' "\$HOME" '\n' '`x`'"#,
+        "cat <<'EOF'\n$HOME `date` 'single' \"double\"\nEOF\ncat <<EOF\nsum $((1+2))\nEOF",
+        "cat <<EOF\nEOF\nEOF",
+        "echo out; echo err >&2; exit 3",
+        "trap 'echo trapped; echo trap-err >&2' EXIT; echo body",
+        "trap 'exit 9' EXIT; true",
+        "printf 'no newline at the end'",
+        "printf 'only stderr' >&2",
+        "printf '\\n\\n'; printf '\\n' >&2",
+        "true",
+        "printf '%s\\n' \"$0\" \"$#\" \"$-\"",
+        "echo \"$(echo nested; echo 'quotes \" inside')\"",
+        "f() { echo \"fn $1\"; }; f arg; (exit 4)",
+        "if then",
+        "echo 'unterminated",
+        "exit",
+        "printf 'tab\\tcr\\r\\0nul\\377\\376' ",
+        "echo ü € 日本",
+        "for i in 1 2 3; do echo $i; echo e$i >&2; done",
+        "# only a comment",
+        "\n\n  \n",
+        "-c",
+    ];
+    for script in scripts {
+        assert_same(&host, script).await;
+    }
+    let out = run(&host, "printf 'no newline at the end'").await;
+    assert_eq!(out.stdout, b"no newline at the end");
+    let out = run(&host, "trap 'echo trapped' EXIT; exit 3").await;
+    assert_eq!(
+        (out.stdout_str().as_str(), out.code),
+        ("trapped\n", Some(3))
+    );
+}
+
+#[tokio::test]
+async fn exit_codes_come_back_as_on_a_channel_of_its_own() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    for (script, code) in [
+        ("exit 0", 0),
+        ("exit 1", 1),
+        ("false", 1),
+        ("no-such-command-here", 127),
+        ("exit 255", 255),
+        ("exit 256", 0),
+        ("sh -c 'kill -9 $$'; echo after $?", 0),
+    ] {
+        let out = assert_same(&host, script).await;
+        assert_eq!(out.code, Some(code), "{script}");
+    }
+}
+
+#[tokio::test]
+async fn a_command_killed_by_a_signal_reports_128_plus_the_signal() {
+    // The one known difference: sh reports its child's death by a signal as
+    // 128 + the signal, and cannot tell it from `exit 137`; on a channel of
+    // its own the command is the session and sshd reports the signal.
+    let f = Fixture::new();
+    let host = f.connect().await;
+    let (own, shell) = both_ways(&host, "echo before; kill -9 $$").await;
+    assert_eq!(own.code, None);
+    assert_eq!(shell.code, Some(128 + 9));
+    assert_eq!(shell.stdout, own.stdout);
+}
+
+#[tokio::test]
+async fn a_script_that_prints_marker_lookalikes_is_not_cut_short() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    // What the framing looks like, with a guessed nonce and the real shape.
+    let script = r#"printf '\nhoist0123:end 0\n'; printf 'hoist0123:pid 1\n'; printf '\nhoist0123:end\n' >&2; echo after; echo err-after >&2; exit 5"#;
+    let out = assert_same(&host, script).await;
+    assert_eq!(
+        out.stdout_str(),
+        "\nhoist0123:end 0\nhoist0123:pid 1\nafter\n"
+    );
+    assert_eq!(out.stderr_str(), "\nhoist0123:end\nerr-after\n");
+    assert_eq!(out.code, Some(5));
+}
+
+#[tokio::test]
+async fn a_command_cannot_change_the_next_ones_directory_environment_or_traps() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    let before = run(&host, "pwd; umask; echo \"${X-unset} ${Y-unset}\"; trap").await;
+    let out = run(
+        &host,
+        "cd /; export X=1; Y=2; umask 077; trap 'echo bye' EXIT; alias ll=ls; set -e; exit 0",
+    )
+    .await;
+    assert_eq!(out.stdout_str(), "bye\n");
+    let after = run(&host, "pwd; umask; echo \"${X-unset} ${Y-unset}\"; trap").await;
+    assert_eq!(after.stdout_str(), before.stdout_str());
+    assert!(after.stdout_str().contains("unset unset"), "{after:?}");
+    // `exec` replaces only the command's own shell.
+    assert_eq!(
+        run(&host, "exec echo replaced").await.stdout_str(),
+        "replaced\n"
+    );
+    assert_eq!(run(&host, "echo still").await.stdout_str(), "still\n");
+}
+
+#[tokio::test]
+async fn a_command_cannot_read_the_shells_input() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    let out = run(&host, "cat; read line; echo \"read: $? [$line]\"").await;
+    assert_eq!(out.stdout_str(), "read: 1 []\n");
+    assert_eq!(run(&host, "echo next").await.stdout_str(), "next\n");
+}
+
+#[tokio::test]
+async fn the_environment_is_the_same_as_on_a_channel_of_its_own() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    // `_` is the last command's path, which the login shell sets.
+    let script = "env | grep -v '^_=' | sort; pwd; umask; ulimit -n; \
+                  grep -E '^(Sig(Ign|Blk)|NoNewPrivs)' /proc/self/status; \
+                  [ -t 0 ] || echo stdin-not-a-tty; ls -l /proc/self/fd | awk 'NR > 1 {print $9}'";
+    assert_same(&host, script).await;
+}
+
+#[tokio::test]
+async fn binary_output_of_several_megabytes_comes_back_exactly() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    let data = noise(5 * 1024 * 1024 + 7);
+    let file = f.sshd.root.join("blob.bin");
+    std::fs::write(&file, &data).unwrap();
+    let script = format!("head -c 1048576 '{}'", file.display());
+    let out = run(&host, &script).await;
+    assert_eq!(out.stdout, data[..1024 * 1024]);
+    let script = format!("cat '{0}'; cat '{0}' >&2", file.display());
+    let out = run(&host, &script).await;
+    assert!(out.success());
+    assert_eq!(sha256_hex(&out.stdout), sha256_hex(&data));
+    assert_eq!(sha256_hex(&out.stderr), sha256_hex(&data));
+}
+
+#[tokio::test]
+async fn sequential_commands_share_one_session() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    for i in 0..20 {
+        assert_eq!(
+            run(&host, &format!("echo {i}")).await.stdout_str(),
+            format!("{i}\n")
+        );
+    }
+    host.close().await;
+    let log = wait_for_log(&f.sshd, "Connection closed");
+    assert_eq!(f.sshd.sessions_started(), 1, "{log}");
+}
+
+#[tokio::test]
+async fn uploads_get_a_channel_of_their_own() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    run(&host, "true").await;
+    let data = noise(100_000);
+    let out = host
+        .exec(
+            "sha256sum",
+            Some(Box::new(std::io::Cursor::new(data.clone()))),
+            MINUTE,
+        )
+        .await
+        .unwrap();
+    assert!(out.stdout_str().starts_with(&sha256_hex(&data)));
+    run(&host, "true").await;
+    assert_eq!(f.sshd.sessions_started(), 2, "{}", f.sshd.log());
+}
+
+#[tokio::test]
+async fn ten_concurrent_commands_on_one_host_each_get_their_own_output() {
+    let f = Fixture::new();
+    let host = Arc::new(f.connect().await);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let host = Arc::clone(&host);
+        tasks.spawn(async move {
+            let script = format!("sleep 0.{i}; echo out{i}; echo err{i} >&2; exit {i}");
+            (i, run(&host, &script).await)
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (i, out) = done.unwrap();
+        assert_eq!(out.stdout_str(), format!("out{i}\n"));
+        assert_eq!(out.stderr_str(), format!("err{i}\n"));
+        assert_eq!(out.code, Some(i));
+    }
+    // The shell is still there, and clean, for the next command.
+    assert_eq!(run(&host, "echo after").await.stdout_str(), "after\n");
+}
+
+/// Whether process `pid` (on this machine: sshd runs here) still runs.
+fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // A zombie has ended; only its parent has not looked yet.
+    !stat.is_empty()
+        && stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| !s.trim_start().starts_with('Z'))
+}
+
+/// Polls without blocking the runtime: cleaning up after a timeout runs in
+/// the background.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(10), "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_timed_out_command_is_killed_and_the_next_command_is_clean() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    run(&host, "true").await;
+    let pid_file = f.sshd.root.join("pid");
+    let script = format!(
+        "echo started; echo $$ > '{}'; sleep 30 & wait; echo late",
+        pid_file.display()
+    );
+    let err = host
+        .exec(&script, None, Duration::from_millis(700))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, TransportError::Timeout { what, .. } if what == "command"),
+        "{err}"
+    );
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let out = run(&host, "echo next; echo next-err >&2").await;
+    assert_eq!(out.stdout_str(), "next\n");
+    assert_eq!(out.stderr_str(), "next-err\n");
+    assert_eq!(out.code, Some(0));
+    wait_until("the timed-out command still runs", || !alive(pid)).await;
+}
+
+#[tokio::test]
+async fn a_timeout_spares_what_earlier_commands_left_running() {
+    // Everything an earlier command left running shares the shell's session
+    // unless commands get sessions of their own; a group kill would take it.
+    let f = Fixture::new();
+    let host = f.connect().await;
+    let out = run(&host, "sleep 60 >/dev/null 2>&1 & echo $!").await;
+    let daemon: u32 = out.stdout_str().trim().parse().unwrap();
+    let err = host
+        .exec("sleep 30", None, Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
+    assert_eq!(run(&host, "echo next").await.stdout_str(), "next\n");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let spared = alive(daemon);
+    end_process(daemon);
+    assert!(spared, "a timeout killed what an earlier command started");
+}
+
+fn end_process(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status();
+}
+
+#[tokio::test]
+async fn a_background_job_holding_stdout_delays_the_end_as_on_a_channel_of_its_own() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    let started = Instant::now();
+    let out = assert_same(
+        &host,
+        "(sleep 0.5; echo late; echo late-err >&2) & echo now",
+    )
+    .await;
+    assert_eq!(out.stdout_str(), "now\nlate\n");
+    assert_eq!(out.stderr_str(), "late-err\n");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(run(&host, "echo clean").await.stdout_str(), "clean\n");
+}
+
+#[tokio::test]
+async fn a_shell_killed_mid_command_reports_no_status_and_is_replaced() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    // The shell is the session leader of the command's parent.
+    let out = run(
+        &host,
+        "echo before; kill -9 $(ps -o sid= -p $PPID); sleep 1; echo after",
+    )
+    .await;
+    assert_eq!(out.code, None);
+    assert!(out.stdout_str().starts_with("before\n"), "{out:?}");
+    assert_eq!(run(&host, "echo next").await.stdout_str(), "next\n");
+    assert_eq!(f.sshd.sessions_started(), 2, "{}", f.sshd.log());
+}
+
+#[tokio::test]
+async fn a_shell_that_died_while_idle_is_replaced_without_the_command_noticing() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    run(
+        &host,
+        "(sleep 0.3; kill -9 $(ps -o sid= -p $PPID)) >/dev/null 2>&1 </dev/null &",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let out = run(&host, "echo works").await;
+    assert_eq!((out.stdout_str().as_str(), out.code), ("works\n", Some(0)));
+}
+
+#[tokio::test]
+async fn a_host_that_cannot_run_the_shell_gets_a_channel_per_command() {
+    // A forced command that refuses the shell's start-up (as a host without
+    // `setsid`, or with a restricted forced command, would).
+    let key = ClientKey::ed25519();
+    let sshd = Sshd::start_with_config(
+        &[&key],
+        "ForceCommand case \"$SSH_ORIGINAL_COMMAND\" in *setsid*) exit 100;; *) exec sh -c \"$SSH_ORIGINAL_COMMAND\";; esac\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, sshd.known_hosts_line() + "\n").unwrap();
+    let host = SshHost::connect(&target(sshd.port, &[&key.path], &known_hosts), &no_agent())
+        .await
+        .unwrap();
+    for i in 0..3 {
+        let out = run(&host, &format!("echo {i}; exit {i}")).await;
+        assert_eq!((out.stdout_str(), out.code), (format!("{i}\n"), Some(i)));
+    }
+    // One failed start, then one channel per command; no second try.
+    assert_eq!(sshd.sessions_started(), 4, "{}", sshd.log());
+}
+
+#[tokio::test]
+async fn close_ends_the_shell_and_later_commands_report_disconnected() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    run(&host, "true").await;
+    host.close().await;
+    let err = host.exec("true", None, MINUTE).await.unwrap_err();
+    assert!(matches!(err, TransportError::Disconnected { .. }), "{err}");
+}
+
+/// `cargo test --test ssh_transport -- --ignored --nocapture timing`
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn timing_of_twenty_sequential_empty_commands() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    for (way, stdin) in [
+        ("own channel", true),
+        ("shell", false),
+        ("own channel", true),
+        ("shell", false),
+    ] {
+        let started = Instant::now();
+        for _ in 0..20 {
+            let input: Option<hoist::transport::Stdin> =
+                stdin.then(|| Box::new(tokio::io::empty()) as _);
+            assert!(host.exec("true", input, MINUTE).await.unwrap().success());
+        }
+        eprintln!("20 x exec(\"true\"), {way}: {:?}", started.elapsed());
+    }
+}

@@ -83,6 +83,8 @@ pub struct SshdOptions {
     pub log_level: Option<String>,
     /// Run inside this network namespace (`ip netns exec NS sshd ...`).
     pub netns: Option<String>,
+    /// Lines appended to sshd_config (e.g. a `ForceCommand`).
+    pub extra_config: String,
 }
 
 /// A running sshd on 127.0.0.1, logging in as the current user.
@@ -107,6 +109,15 @@ impl Sshd {
     /// Same, with one host key per type in `kinds` ("ed25519", "ecdsa", "rsa").
     pub fn start_with_host_keys(authorized: &[&ClientKey], kinds: &[&str]) -> Sshd {
         Sshd::start_with_options(authorized, kinds, &SshdOptions::default())
+    }
+
+    /// An ed25519 host whose sshd_config ends with `extra`.
+    pub fn start_with_config(authorized: &[&ClientKey], extra: &str) -> Sshd {
+        let options = SshdOptions {
+            extra_config: extra.to_string(),
+            ..SshdOptions::default()
+        };
+        Sshd::start_with(authorized, &options)
     }
 
     /// An ed25519 server configured by `options`.
@@ -150,7 +161,8 @@ impl Sshd {
             let config = dir.path().join("sshd_config");
             fs::write(
                 &config,
-                config_text(dir.path(), port, &host_keys, &authorized_keys, options),
+                config_text(dir.path(), port, &host_keys, &authorized_keys, options)
+                    + &options.extra_config,
             )
             .unwrap();
             let log = fs::File::create(&log_path).unwrap();
@@ -217,6 +229,11 @@ impl Sshd {
     /// sshd's log so far ("Accepted publickey for ...", "Connection closed ...").
     pub fn log(&self) -> String {
         read(&self.log_path)
+    }
+
+    /// How many session channels (commands, shells) sshd has started so far.
+    pub fn sessions_started(&self) -> usize {
+        self.log().matches("Starting session:").count()
     }
 }
 

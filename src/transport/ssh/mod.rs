@@ -1,5 +1,7 @@
 //! The SSH transport, on russh: one authenticated connection per host for the
-//! whole run, each command on its own session channel.
+//! whole run. Commands without stdin run one at a time in a persistent shell
+//! (`shell`), so the login shell starts once per host; uploads, and commands
+//! while the shell is busy, each get a session channel of their own (`exec`).
 //!
 //! Order on connect: the jump hosts, if any (`jump`), each connected like a
 //! host; then TCP (or a channel through the last jump host), the handshake
@@ -8,9 +10,11 @@
 
 mod auth;
 mod exec;
+mod frame;
 mod host_key;
 mod jump;
 mod known_hosts;
+mod shell;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -29,11 +33,13 @@ use tokio::time::Instant;
 use self::auth::KeyCache;
 use self::host_key::{Client, HostKeyPolicy};
 use self::jump::{Bastion, Bastions};
+use self::shell::{Ran, Reach, Shell, Slot};
 use super::{Output, Stdin, Stream, Transport, TransportError};
 use crate::config::SshTarget;
 
 /// OpenSSH's default `MaxSessions`: more concurrent commands than this on one
-/// connection wait for a free slot instead of being refused by the server.
+/// connection (the persistent shell counts as one) wait for a free slot
+/// instead of being refused by the server.
 const MAX_SESSIONS: usize = 10;
 
 /// Our receive window per channel (stdout of a command); generous so that
@@ -98,11 +104,12 @@ impl SshContext {
 
 /// One authenticated connection, used for the whole run.
 pub struct SshHost {
-    handle: Handle<Client>,
+    handle: Arc<Handle<Client>>,
     /// Keeps the jump host's connection open as long as this one needs it.
     bastion: Option<Bastion>,
     label: String,
-    sessions: Semaphore,
+    sessions: Arc<Semaphore>,
+    shell: tokio::sync::Mutex<Slot>,
     connect_timeout: Duration,
     /// Why the connection ended, when the server or the network ended it.
     lost: Arc<Mutex<Option<String>>>,
@@ -121,10 +128,11 @@ impl SshHost {
         let (handle, lost) =
             authenticated_session(target, &label, bastion.as_deref(), ctx, &mut deadline).await?;
         Ok(SshHost {
-            handle,
+            handle: Arc::new(handle),
             bastion,
             label,
-            sessions: Semaphore::new(MAX_SESSIONS),
+            sessions: Arc::new(Semaphore::new(MAX_SESSIONS)),
+            shell: tokio::sync::Mutex::new(Slot::Empty),
             connect_timeout: target.connect_timeout,
             lost,
             closed: AtomicBool::new(false),
@@ -235,6 +243,75 @@ async fn authenticated_session(
     Ok((handle, lost))
 }
 
+impl SshHost {
+    /// Runs a command in the persistent shell, starting it if needed; `None`
+    /// when the command should get a channel of its own instead (the shell
+    /// is busy, this host cannot have one, or it died before the command began).
+    async fn exec_in_shell(&self, quoted: &str) -> Option<Result<Output, TransportError>> {
+        let mut slot = self.shell.try_lock().ok()?;
+        let mut shell = match std::mem::take(&mut *slot) {
+            Slot::Idle(shell) => *shell,
+            Slot::Empty => match Shell::start(&self.reach()).await {
+                Some(shell) => shell,
+                None if self.is_gone() => return Some(Err(self.lost_connection())),
+                None => {
+                    *slot = Slot::Unavailable;
+                    return None;
+                }
+            },
+            Slot::Unavailable => {
+                *slot = Slot::Unavailable;
+                return None;
+            }
+        };
+        match shell.run(quoted).await {
+            Ran::Done { output, reusable } => {
+                if reusable {
+                    *slot = Slot::Idle(Box::new(shell));
+                }
+                Some(Ok(output))
+            }
+            Ran::NotStarted => None,
+            Ran::Died(_) if self.is_gone() => Some(Err(self.lost_connection())),
+            Ran::Died(output) => Some(Ok(output)),
+        }
+    }
+
+    /// Runs `command` on a session channel of its own.
+    async fn exec_on_channel(
+        &self,
+        command: String,
+        stdin: Option<Stdin>,
+    ) -> Result<Output, TransportError> {
+        let _slot = self.sessions.acquire().await;
+        let channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| self.channel_error(e))?;
+        exec::run(channel, command, stdin)
+            .await
+            .map_err(|failure| match failure {
+                exec::Failure::Refused => {
+                    TransportError::Other(format!("{} refused to run the command", self.label))
+                }
+                exec::Failure::Lost => self.lost_connection(),
+                exec::Failure::Stdin(e) => {
+                    TransportError::Other(format!("reading the command's input: {e}"))
+                }
+                exec::Failure::Channel(e) => self.channel_error(e),
+            })
+    }
+
+    fn reach(&self) -> Reach {
+        Reach {
+            handle: Arc::clone(&self.handle),
+            sessions: Arc::clone(&self.sessions),
+            limit: self.connect_timeout,
+        }
+    }
+}
+
 #[async_trait]
 impl Transport for SshHost {
     async fn exec(
@@ -246,33 +323,21 @@ impl Transport for SshHost {
         let quoted = shlex::try_quote(script).map_err(|_| {
             TransportError::Other("a remote command cannot contain a NUL byte".into())
         })?;
-        let command = format!("sh -c {quoted}");
-        let work = async {
-            let _slot = self.sessions.acquire().await;
-            let channel = self
-                .handle
-                .channel_open_session()
-                .await
-                .map_err(|e| self.channel_error(e))?;
-            exec::run(channel, command, stdin)
-                .await
-                .map_err(|failure| match failure {
-                    exec::Failure::Refused => {
-                        TransportError::Other(format!("{} refused to run the command", self.label))
-                    }
-                    exec::Failure::Lost => self.lost_connection(),
-                    exec::Failure::Stdin(e) => {
-                        TransportError::Other(format!("reading the command's input: {e}"))
-                    }
-                    exec::Failure::Channel(e) => self.channel_error(e),
-                })
+        let deadline = Instant::now() + timeout;
+        let timed_out = |_| TransportError::Timeout {
+            what: "command".into(),
+            after: timeout,
         };
-        tokio::time::timeout(timeout, work)
+        if stdin.is_none() {
+            let in_shell = tokio::time::timeout_at(deadline, self.exec_in_shell(&quoted));
+            if let Some(result) = in_shell.await.map_err(timed_out)? {
+                return result;
+            }
+        }
+        let command = format!("sh -c {quoted}");
+        tokio::time::timeout_at(deadline, self.exec_on_channel(command, stdin))
             .await
-            .map_err(|_| TransportError::Timeout {
-                what: "command".into(),
-                after: timeout,
-            })?
+            .map_err(timed_out)?
     }
 
     async fn open_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {
@@ -297,6 +362,9 @@ impl Transport for SshHost {
     }
 
     async fn close(&self) {
+        if let Ok(mut slot) = self.shell.try_lock() {
+            *slot = Slot::Unavailable;
+        }
         if !self.closed.swap(true, Ordering::SeqCst) {
             let _ = self
                 .handle

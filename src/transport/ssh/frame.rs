@@ -1,0 +1,315 @@
+//! What one command looks like inside the persistent shell (`shell`): the
+//! text sent to the shell's stdin, and the parsing of what comes back.
+//!
+//! Every command gets a fresh random nonce. On stdout the shell sends
+//! `<nonce>:pid <pid>\n`, the command's stdout, then `\n<nonce>:end <status>\n`;
+//! on stderr the command's stderr, then `\n<nonce>:end\n`. The `\n` before each
+//! end marker is ours, so output without a trailing newline survives as is.
+//! A command cannot print the marker by chance: the nonce is 128 random bits,
+//! found only in the shell's input and, until the script starts, in the argv
+//! of the `sh` that starts it; never in the script's argv or environment.
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Starts the persistent shell, run by the login shell like any command.
+/// `@N:ready` on both streams ends whatever the login shell's rc files print,
+/// and nothing is sent to the shell before both arrived, so rc files cannot
+/// read our commands. `setsid` is required: see [`RUN`].
+const START: &str = "exec sh -c 'command -v setsid >/dev/null 2>&1 || exit 100; \
+                     echo @N:ready; echo @N:ready >&2; exec sh -s'";
+
+/// One command. `sh -c @SCRIPT` runs in a session of its own (`setsid`), so
+/// killing its process group on a timeout kills it and its children, as sshd's
+/// signal does for a command on its own channel, and nothing that an earlier
+/// command left running. The middle `sh` announces that group's id, then
+/// becomes the script's `sh -c`, so the script starts exactly as with
+/// `sh -c <script>`. Its stdout and stderr go through pipes to two `cat`s
+/// (fd 3 and 2 are the channel), so the end markers come only after every
+/// process holding them has closed them (a background job that keeps its
+/// output open delays the end, as sshd delays the channel's close), and
+/// nothing a command leaves behind can write into the next command's output.
+/// The status comes back through fd 5, the command substitution.
+const RUN: &str = r#"{ rc=$({ { { setsid sh -c 'printf "%s %d\n" @N:pid "$$"; exec sh -c "$1"' sh @SCRIPT </dev/null 2>&7 3>&- 5>&- 7>&-; echo $? >&5; } | cat >&3 5>&- 7>&-; } 7>&1 | cat >&2 3>&- 5>&-; } 5>&1); printf '\n%s %s\n' @N:end "$rc"; printf '\n%s\n' @N:end >&2; } 3>&1
+"#;
+
+/// Per-command random marker; see the module docs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nonce(String);
+
+impl Nonce {
+    /// 128 bits from std's randomly keyed SipHash: unpredictable without
+    /// hoist's memory, which is all a marker needs.
+    pub fn new() -> Nonce {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let word = || RandomState::new().hash_one(COUNTER.fetch_add(1, Ordering::Relaxed));
+        Nonce(format!("hoist{:016x}{:016x}", word(), word()))
+    }
+
+    fn marker(&self, what: &str) -> String {
+        format!("{}:{what}", self.0)
+    }
+}
+
+/// The command that starts the persistent shell.
+pub fn start(nonce: &Nonce) -> String {
+    START.replace("@N", &nonce.0)
+}
+
+/// What the shell is sent to run `quoted` (a script quoted as one sh word).
+pub fn run(nonce: &Nonce, quoted: &str) -> String {
+    // The script goes in last, so nothing in it is ever replaced.
+    RUN.replace("@N", &nonce.0).replace("@SCRIPT", quoted)
+}
+
+/// The `ready` line on one stream of a starting shell: true once it arrived,
+/// whatever the login shell printed before it.
+pub fn is_ready(nonce: &Nonce, stream: &[u8]) -> bool {
+    let line = format!("{}\n", nonce.marker("ready"));
+    find(stream, line.as_bytes(), 0).is_some()
+}
+
+/// One output stream of a command, read up to its end marker.
+pub struct Stream {
+    buf: Vec<u8>,
+    /// `\n<nonce>:end`.
+    end: Vec<u8>,
+    /// `<nonce>:pid `, while the first line may still be the pid line.
+    pid_line: Option<Vec<u8>>,
+    pid: Option<u32>,
+    /// Where the command's own bytes start (after the pid line on stdout).
+    start: usize,
+    /// No end marker starts before this.
+    searched: usize,
+    /// The end marker's position, and the end of its line.
+    found: Option<(usize, usize)>,
+}
+
+impl Stream {
+    /// Stdout, which starts with the pid line.
+    pub fn stdout(nonce: &Nonce) -> Stream {
+        let mut stream = Stream::stderr(nonce);
+        stream.pid_line = Some(format!("{} ", nonce.marker("pid")).into_bytes());
+        stream
+    }
+
+    pub fn stderr(nonce: &Nonce) -> Stream {
+        Stream {
+            buf: Vec::new(),
+            end: format!("\n{}", nonce.marker("end")).into_bytes(),
+            pid_line: None,
+            pid: None,
+            start: 0,
+            searched: 0,
+            found: None,
+        }
+    }
+
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+        if self.found.is_some() || !self.take_pid_line() {
+            return;
+        }
+        let from = self.searched.max(self.start);
+        match find(&self.buf, &self.end, from) {
+            Some(at) => {
+                self.searched = at;
+                let tail = at + self.end.len();
+                if let Some(nl) = self.buf[tail..].iter().position(|&b| b == b'\n') {
+                    self.found = Some((at, tail + nl + 1));
+                }
+            }
+            None => self.searched = self.buf.len().saturating_sub(self.end.len() - 1),
+        }
+    }
+
+    /// Takes the pid line off the front once the first line is complete.
+    /// False while it is not: nothing after it can be judged yet.
+    fn take_pid_line(&mut self) -> bool {
+        let Some(prefix) = &self.pid_line else {
+            return true;
+        };
+        let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else {
+            return false;
+        };
+        let pid = self.buf[..nl]
+            .strip_prefix(prefix.as_slice())
+            .and_then(|pid| std::str::from_utf8(pid).ok())
+            .and_then(|pid| pid.parse().ok());
+        if pid.is_some() {
+            self.pid = pid;
+            self.start = nl + 1;
+        }
+        self.pid_line = None;
+        true
+    }
+
+    /// The process group the command runs in, once its pid line arrived.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.found.is_some()
+    }
+
+    /// True when nothing at all arrived: the command cannot have started.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The command's bytes, what followed the end marker on its line (the
+    /// status, on stdout), and whether anything came after that line.
+    pub fn finish(self) -> Finished {
+        let Some((at, line_end)) = self.found else {
+            // Cut short: everything the command wrote.
+            let mut bytes = self.buf;
+            bytes.drain(..self.start);
+            return Finished {
+                bytes,
+                tail: Vec::new(),
+                trailing: false,
+            };
+        };
+        let tail = self.buf[at + self.end.len()..line_end - 1].to_vec();
+        let trailing = line_end < self.buf.len();
+        let mut bytes = self.buf;
+        bytes.truncate(at);
+        bytes.drain(..self.start);
+        Finished {
+            bytes,
+            tail,
+            trailing,
+        }
+    }
+}
+
+pub struct Finished {
+    pub bytes: Vec<u8>,
+    pub tail: Vec<u8>,
+    pub trailing: bool,
+}
+
+impl Finished {
+    /// The exit status from stdout's end line ` <status>`.
+    pub fn status(&self) -> Option<u32> {
+        let text = std::str::from_utf8(&self.tail).ok()?;
+        text.strip_prefix(' ')?.parse().ok()
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    haystack
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|at| at + from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nonce() -> Nonce {
+        Nonce("hoistN".into())
+    }
+
+    /// Feeds `data` in chunks of `size`, as the channel might deliver it.
+    fn stream(data: &[u8], size: usize) -> (Stream, Option<u32>) {
+        let mut s = Stream::stdout(&nonce());
+        for chunk in data.chunks(size) {
+            s.push(chunk);
+        }
+        let pid = s.pid();
+        (s, pid)
+    }
+
+    #[test]
+    fn nonces_differ() {
+        let (a, b) = (Nonce::new(), Nonce::new());
+        assert_ne!(a, b);
+        assert_eq!(a.0.len(), "hoist".len() + 32);
+    }
+
+    #[test]
+    fn stdout_frame_is_split_exactly_at_every_chunk_size() {
+        for body in [&b"line\nno newline at end"[..], b"", b"\n"] {
+            let mut wire = b"hoistN:pid 4242\n".to_vec();
+            wire.extend_from_slice(body);
+            wire.extend_from_slice(b"\nhoistN:end 3\n");
+            for size in 1..wire.len() {
+                let (s, pid) = stream(&wire, size);
+                assert!(s.is_done(), "chunk size {size}");
+                assert_eq!(pid, Some(4242));
+                let done = s.finish();
+                assert_eq!(done.bytes, body, "chunk size {size}");
+                assert_eq!(done.status(), Some(3));
+                assert!(!done.trailing);
+            }
+        }
+    }
+
+    #[test]
+    fn empty_output_and_trailing_newlines_are_kept() {
+        for body in [&b""[..], b"\n", b"\n\n", b"x\n\n"] {
+            let mut wire = body.to_vec();
+            wire.extend_from_slice(b"\nhoistN:end\n");
+            let (s, _) = stream(&wire, 3);
+            assert_eq!(s.finish().bytes, body);
+        }
+    }
+
+    #[test]
+    fn lookalike_markers_are_output() {
+        let body = b"hoistN:end 0\n\nhoistN:en\nhoistM:end 1\n";
+        let mut wire = body.to_vec();
+        wire.extend_from_slice(b"\nhoistN:end 0\n");
+        let (s, _) = stream(&wire, 5);
+        assert_eq!(s.finish().bytes, body);
+    }
+
+    #[test]
+    fn an_end_line_is_complete_only_with_its_newline() {
+        let (s, _) = stream(b"out\nhoistN:end 12", 4);
+        assert!(!s.is_done());
+    }
+
+    #[test]
+    fn no_pid_line_means_all_bytes_are_the_commands() {
+        let (s, pid) = stream(b"setsid: failed\n\nhoistN:end 127\n", 2);
+        assert_eq!(pid, None);
+        let done = s.finish();
+        assert_eq!(done.bytes, b"setsid: failed\n");
+        assert_eq!(done.status(), Some(127));
+    }
+
+    #[test]
+    fn bytes_after_the_end_line_are_reported() {
+        let (s, _) = stream(b"a\nhoistN:end 0\nstray", 64);
+        let done = s.finish();
+        assert_eq!(done.bytes, b"a");
+        assert!(done.trailing);
+    }
+
+    #[test]
+    fn a_stream_cut_short_keeps_what_arrived() {
+        let (s, pid) = stream(b"hoistN:pid 7\npartial", 4);
+        assert_eq!(pid, Some(7));
+        assert!(!s.is_done());
+        assert_eq!(s.finish().bytes, b"partial");
+    }
+
+    #[test]
+    fn ready_may_follow_login_noise() {
+        assert!(is_ready(&nonce(), b"Welcome!\nhoistN:ready\n"));
+        assert!(!is_ready(&nonce(), b"hoistN:ready"));
+    }
+
+    #[test]
+    fn the_script_is_inserted_verbatim_and_last() {
+        let text = run(&nonce(), "'@N @SCRIPT'");
+        assert!(text.contains(" sh '@N @SCRIPT' </dev/null"), "{text}");
+        assert!(text.ends_with("} 3>&1\n"));
+        assert!(!text.contains("@N:"));
+    }
+}

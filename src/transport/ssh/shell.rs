@@ -1,0 +1,222 @@
+//! One long-lived `sh` per host, so that the login shell (and an expensive
+//! `~/.bashrc`) starts once per host, not once per command.
+//!
+//! Commands without stdin run in it one at a time, framed as `frame` says;
+//! the rest (uploads, or commands while it is busy) get their own channel.
+//! A command abandoned mid-way (timeout, cancelled run) leaves the shell in an
+//! unknown state: the shell is closed, its command's process group is killed,
+//! and the next command starts a new shell.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::client::{Handle, Msg};
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::exec;
+use super::frame::{self, Nonce, Stream};
+use super::host_key::Client;
+use crate::transport::Output;
+
+/// A host's persistent shell, or why it has none.
+#[derive(Default)]
+pub enum Slot {
+    /// None yet, or the last one was closed: start one when needed.
+    #[default]
+    Empty,
+    Idle(Box<Shell>),
+    /// The host cannot run one (no `setsid`, a forced command, ...):
+    /// every command gets its own channel.
+    Unavailable,
+}
+
+/// How a command in the shell went.
+pub enum Ran {
+    /// It ran to its end marker. `reusable` is false when anything unexpected
+    /// came along; the shell is then closed.
+    Done { output: Output, reusable: bool },
+    /// The shell was gone before the command started: it can run elsewhere.
+    NotStarted,
+    /// The shell ended mid-command. What arrived is kept; there is no status.
+    Died(Output),
+}
+
+/// What is needed to reach the host again: killing an abandoned command
+/// takes a channel of its own.
+#[derive(Clone)]
+pub struct Reach {
+    pub handle: Arc<Handle<Client>>,
+    pub sessions: Arc<Semaphore>,
+    /// Bounds the shell's start-up and each step of cleaning up after it.
+    pub limit: Duration,
+}
+
+pub struct Shell {
+    tx: Arc<ChannelWriteHalf<Msg>>,
+    /// Taken only by `Drop`, which may still need to read.
+    rx: Option<ChannelReadHalf>,
+    reach: Reach,
+    /// The shell's session counts against the host's session limit.
+    session: Option<OwnedSemaphorePermit>,
+    /// The command in flight, if any.
+    running: Option<Running>,
+}
+
+struct Running {
+    stdout: Stream,
+    stderr: Stream,
+}
+
+impl Shell {
+    /// Opens a channel and starts the shell in it through the login shell,
+    /// waiting (at most `reach.limit`) until it is ready for commands.
+    /// `None`: the shell did not come up (or the connection is gone).
+    pub async fn start(reach: &Reach) -> Option<Shell> {
+        let session = Arc::clone(&reach.sessions).acquire_owned().await.ok();
+        let channel = reach.handle.channel_open_session().await.ok()?;
+        let (rx, tx) = channel.split();
+        // From here on, dropping `shell` closes the channel.
+        let mut shell = Shell {
+            tx: Arc::new(tx),
+            rx: Some(rx),
+            reach: reach.clone(),
+            session,
+            running: None,
+        };
+        let nonce = Nonce::new();
+        shell.tx.exec(true, frame::start(&nonce)).await.ok()?;
+        let ready = tokio::time::timeout(reach.limit, shell.wait_ready(&nonce)).await;
+        ready.unwrap_or(false).then_some(shell)
+    }
+
+    /// Reads until both streams said ready; false if the channel ends first.
+    async fn wait_ready(&mut self, nonce: &Nonce) -> bool {
+        let rx = self.rx.as_mut().expect("rx is only taken on drop");
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        while !(frame::is_ready(nonce, &stdout) && frame::is_ready(nonce, &stderr)) {
+            match rx.wait().await {
+                Some(ChannelMsg::Data { data }) => stdout.extend_from_slice(&data),
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => stderr.extend_from_slice(&data),
+                Some(ChannelMsg::Failure | ChannelMsg::Eof | ChannelMsg::Close) | None => {
+                    return false;
+                }
+                Some(ChannelMsg::ExitStatus { .. } | ChannelMsg::ExitSignal { .. }) => {
+                    return false;
+                }
+                Some(_) => {}
+            }
+        }
+        true
+    }
+
+    /// Runs `quoted` (a script quoted as one sh word). If this future is
+    /// dropped before the command ends, dropping the shell cleans up.
+    pub async fn run(&mut self, quoted: &str) -> Ran {
+        let nonce = Nonce::new();
+        let text = frame::run(&nonce, quoted);
+        self.running = Some(Running {
+            stdout: Stream::stdout(&nonce),
+            stderr: Stream::stderr(&nonce),
+        });
+        if self.tx.data_bytes(text.into_bytes()).await.is_err() {
+            self.running = None;
+            return Ran::NotStarted;
+        }
+        let rx = self.rx.as_mut().expect("rx is only taken on drop");
+        let running = self.running.as_mut().expect("set above");
+        let mut ended = false;
+        while !(running.stdout.is_done() && running.stderr.is_done()) {
+            match rx.wait().await {
+                Some(ChannelMsg::Data { data }) => running.stdout.push(&data),
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => running.stderr.push(&data),
+                Some(ChannelMsg::Close) | None => {
+                    ended = true;
+                    break;
+                }
+                Some(_) => {}
+            }
+        }
+        let Running { stdout, stderr, .. } = self.running.take().expect("set above");
+        if ended {
+            if stdout.is_empty() && stderr.is_empty() {
+                return Ran::NotStarted;
+            }
+            return Ran::Died(Output {
+                code: None,
+                stdout: stdout.finish().bytes,
+                stderr: stderr.finish().bytes,
+            });
+        }
+        let (stdout, stderr) = (stdout.finish(), stderr.finish());
+        let code = stdout.status();
+        Ran::Done {
+            reusable: code.is_some() && !stdout.trailing && !stderr.trailing,
+            output: Output {
+                code,
+                stdout: stdout.bytes,
+                stderr: stderr.bytes,
+            },
+        }
+    }
+}
+
+impl Drop for Shell {
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let tx = Arc::clone(&self.tx);
+        let session = self.session.take();
+        let abandoned = self.running.take().zip(self.rx.take());
+        let reach = self.reach.clone();
+        runtime.spawn(async move {
+            let Some((running, rx)) = abandoned else {
+                // Idle: EOF ends `sh -s`. What earlier commands left running
+                // (with their output redirected) is not touched.
+                let _ = tx.eof().await;
+                let _ = tx.close().await;
+                return;
+            };
+            abandon(running, rx, &tx, session, &reach).await;
+        });
+    }
+}
+
+/// Ends a command nobody waits for any more, as sshd's SIGTERM ends a command
+/// on its own channel: the shell's process group (the shell and its `cat`s)
+/// is signalled through the channel and the channel closed; the command's own
+/// process group is sent SIGTERM by a `kill` on a new channel. (sshd refuses
+/// signals for root logins; the `kill` works for any user.)
+async fn abandon(
+    mut running: Running,
+    mut rx: ChannelReadHalf,
+    tx: &ChannelWriteHalf<Msg>,
+    session: Option<OwnedSemaphorePermit>,
+    reach: &Reach,
+) {
+    // The pid line comes first, right after the command was sent.
+    let _ = tokio::time::timeout(reach.limit, async {
+        while running.stdout.pid().is_none() && !running.stdout.is_done() {
+            match rx.wait().await {
+                Some(ChannelMsg::Data { data }) => running.stdout.push(&data),
+                Some(ChannelMsg::Close) | None => break,
+                Some(_) => {}
+            }
+        }
+    })
+    .await;
+    let _ = tx.signal(Sig::TERM).await;
+    let _ = tx.close().await;
+    drop(session);
+    let Some(pid) = running.stdout.pid().filter(|_| !running.stdout.is_done()) else {
+        return;
+    };
+    let kill = async {
+        let _session = reach.sessions.acquire().await;
+        let channel = reach.handle.channel_open_session().await.ok()?;
+        let command = format!("sh -c 'kill -s TERM -- -{pid} 2>/dev/null'");
+        exec::run(channel, command, None).await.ok()
+    };
+    let _ = tokio::time::timeout(reach.limit, kill).await;
+}
