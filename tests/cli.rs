@@ -26,6 +26,8 @@ fn stable(text: &str, p: &Project) -> String {
         (r", \d+(\.\d+)? ?[KMG]?i?B/s", ""),
         (r"\d+ B / \d+ B", "[BYTES]"),
         (r"\S+@\S+", "[USER@HOST]"),
+        // Column widths follow the values filtered above.
+        (r" {2,}", "  "),
     ] {
         text = regex_lite::Regex::new(pattern)
             .unwrap()
