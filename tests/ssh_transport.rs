@@ -1204,22 +1204,19 @@ async fn close_ends_the_shell_and_later_commands_report_disconnected() {
     assert!(matches!(err, TransportError::Disconnected { .. }), "{err}");
 }
 
+/// 20 sequential `exec("true")` on one connection, on a channel each (as
+/// before the persistent shell) and in the shell, twice each.
 /// `cargo test --test ssh_transport -- --ignored --nocapture timing`
 #[tokio::test]
 #[ignore = "a measurement, not a check"]
 async fn timing_of_twenty_sequential_empty_commands() {
     let f = Fixture::new();
     let host = f.connect().await;
-    for (way, stdin) in [
-        ("own channel", true),
-        ("shell", false),
-        ("own channel", true),
-        ("shell", false),
-    ] {
+    for (way, own_channel) in [("own channel", true), ("shell", false)].repeat(2) {
         let started = Instant::now();
         for _ in 0..20 {
             let input: Option<hoist::transport::Stdin> =
-                stdin.then(|| Box::new(tokio::io::empty()) as _);
+                own_channel.then(|| Box::new(tokio::io::empty()) as _);
             assert!(host.exec("true", input, MINUTE).await.unwrap().success());
         }
         eprintln!("20 x exec(\"true\"), {way}: {:?}", started.elapsed());
