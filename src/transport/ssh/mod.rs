@@ -272,6 +272,7 @@ impl SshHost {
                 Some(Ok(output))
             }
             Ran::NotStarted => None,
+            Ran::Lost => Some(Err(self.lost_connection())),
             Ran::Died(_) if self.is_gone() => Some(Err(self.lost_connection())),
             Ran::Died(output) => Some(Ok(output)),
         }

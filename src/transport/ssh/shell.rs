@@ -40,6 +40,8 @@ pub enum Ran {
     NotStarted,
     /// The shell ended mid-command. What arrived is kept; there is no status.
     Died(Output),
+    /// The channel ended without the server closing it: the connection is gone.
+    Lost,
 }
 
 /// What is needed to reach the host again: killing an abandoned command
@@ -130,14 +132,18 @@ impl Shell {
             match rx.wait().await {
                 Some(ChannelMsg::Data { data }) => running.stdout.push(&data),
                 Some(ChannelMsg::ExtendedData { data, ext: 1 }) => running.stderr.push(&data),
-                Some(ChannelMsg::Close) | None => {
+                Some(ChannelMsg::Close) => {
                     ended = true;
                     break;
+                }
+                None => {
+                    self.running = None;
+                    return Ran::Lost;
                 }
                 Some(_) => {}
             }
         }
-        let Running { stdout, stderr, .. } = self.running.take().expect("set above");
+        let Running { stdout, stderr } = self.running.take().expect("set above");
         if ended {
             if stdout.is_empty() && stderr.is_empty() {
                 return Ran::NotStarted;
