@@ -146,9 +146,7 @@ async fn release_nodes(ctx: &Context, nodes: &[&Node], message: Option<&str>) {
     let token = format!("\"token\":\"{}\"", ctx.run_id);
     join_all(nodes.iter().map(|node| {
         let script = node.layout.unlock(Some(&token), &entry);
-        let entry = &entry;
         async move {
-            let _ = entry;
             match node.must("freeing the lock", &script, None).await {
                 Ok(out) if out.stdout_str().starts_with("freed") => {}
                 Ok(out) => ctx.message(
