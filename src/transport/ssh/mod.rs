@@ -109,6 +109,8 @@ pub struct SshHost {
     bastion: Option<Bastion>,
     label: String,
     sessions: Arc<Semaphore>,
+    /// The persistent shell; locked while a command runs in it, so that a
+    /// command finding it locked takes a channel of its own.
     shell: tokio::sync::Mutex<Slot>,
     connect_timeout: Duration,
     /// Why the connection ended, when the server or the network ended it.
