@@ -14,7 +14,7 @@ pub async fn lock(ctx: &Context, message: Option<&str>) -> i32 {
         fleet::close_all(&nodes).await;
         return ctx.finish("lock", Exit::Preflight, None, Vec::new());
     }
-    let result = lock::lock_by_hand(ctx, &nodes, message).await;
+    let result = lock::acquire(ctx, &nodes, None, message).await;
     fleet::close_all(&nodes).await;
     match result {
         Ok(()) => {

@@ -43,9 +43,9 @@ pub async fn run(ctx: &Context, opts: DeployOptions) -> i32 {
         }
     };
     let strategy = &ctx.config.strategy;
-    let has_canary_pause = strategy::hosts_of(strategy.canary, ctx.hosts.len()) > 0
-        && strategy::hosts_of(strategy.canary, ctx.hosts.len()) < ctx.hosts.len()
-        && strategy.canary_pause == Pause::Manual;
+    let canary = strategy::hosts_of(strategy.canary, ctx.hosts.len());
+    let has_canary_pause =
+        canary > 0 && canary < ctx.hosts.len() && strategy.canary_pause == Pause::Manual;
     if has_canary_pause && !ctx.yes && !ctx.interactive {
         ctx.message(
             Level::Error,

@@ -196,15 +196,6 @@ pub async fn unlock_by_hand(
     })
 }
 
-/// Takes the lock by hand (`hoist lock`), with the same journal trail.
-pub async fn lock_by_hand(
-    ctx: &Context,
-    nodes: &[Node],
-    message: Option<&str>,
-) -> Result<(), LockError> {
-    acquire(ctx, nodes, None, message).await
-}
-
 pub fn report_error(ctx: &Context, e: LockError) -> Exit {
     match e {
         LockError::Held(held) => {
