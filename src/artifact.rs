@@ -14,11 +14,10 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use crate::config::ArtifactSpec;
-use crate::remote::Packing;
+use crate::engine::layout::Packing;
 
 #[derive(Debug)]
 pub struct Artifact {
-    pub source: PathBuf,
     /// sha256 of the content: the file's bytes, or the directory's entries.
     pub content_sha: String,
     /// sha256 of the bytes sent to each host.
@@ -114,7 +113,6 @@ impl Artifact {
             .clone()
             .unwrap_or_else(|| content_sha[..12].to_string());
         Ok(Artifact {
-            source: path.clone(),
             content_sha,
             transfer_sha,
             transfer_size,

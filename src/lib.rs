@@ -1,19 +1,17 @@
 //! hoist: push a release to many hosts over SSH, switch them in waves,
 //! check their health, and roll back when anything fails.
 
-pub mod artifact;
-pub mod cli;
-pub mod commands;
+mod artifact;
+mod cli;
+mod commands;
 pub mod config;
-pub mod engine;
+mod engine;
 pub mod exit;
-pub mod interrupt;
-pub mod journal;
-pub mod release;
-pub mod remote;
+mod interrupt;
+mod journal;
+mod release;
 pub mod report;
-pub mod select;
-pub mod strategy;
+mod select;
 pub mod transport;
 
 use clap::Parser;
@@ -27,9 +25,10 @@ pub fn run() -> i32 {
             return if e.use_stderr() {
                 exit::Exit::Usage.code()
             } else {
-                0
+                exit::Exit::Ok.code()
             };
         }
     };
-    commands::execute(cli)
+    // The one place an exit becomes a process exit code.
+    commands::execute(cli).code()
 }

@@ -1,11 +1,13 @@
+//! `hoist completions SHELL`: completions for bash, zsh, fish, elvish, powershell.
+
 use clap::CommandFactory;
 
-pub fn run(shell: clap_complete::Shell) -> i32 {
+pub(crate) fn run(shell: clap_complete::Shell) -> crate::exit::Exit {
     clap_complete::generate(
         shell,
         &mut crate::cli::Cli::command(),
         "hoist",
         &mut std::io::stdout(),
     );
-    0
+    crate::exit::Exit::Ok
 }

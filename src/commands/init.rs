@@ -1,10 +1,13 @@
+//! `hoist init`: a commented deploy.toml to start from.
+
 use std::io::Write;
 use std::path::Path;
 
 use crate::config::INIT_TEMPLATE as TEMPLATE;
+use crate::exit::Exit;
 
 /// Writes the starter file; never overwrites.
-pub fn run(path: &Path) -> i32 {
+pub(crate) fn run(path: &Path) -> Exit {
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -15,18 +18,18 @@ pub fn run(path: &Path) -> i32 {
                 "wrote {}: edit [app], [hosts] and [artifact], then run `hoist plan`",
                 path.display()
             );
-            0
+            Exit::Ok
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             eprintln!(
                 "error: {} already exists; hoist init never overwrites",
                 path.display()
             );
-            2
+            Exit::Usage
         }
         Err(e) => {
             eprintln!("error: cannot write {}: {e}", path.display());
-            2
+            Exit::Usage
         }
     }
 }

@@ -1,9 +1,18 @@
-//! One module per subcommand; each is short and calls the engine.
+//! One module per subcommand; each is short and calls the engine. `execute`
+//! resolves what the command needs (log file, renderer, config, hosts,
+//! whether a person can be asked), then dispatches.
 
+mod check;
 mod completions;
+mod deploy;
+mod exec;
 mod init;
-mod locks;
+mod lock;
 mod plan;
+mod releases;
+mod rollback;
+mod status;
+mod unlock;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -13,85 +22,39 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, ColorWhen, Command};
-use crate::config::{self, Source};
+use crate::cli::{Cli, ColorWhen, Command, Global};
+use crate::config::{self, Config, Host, Source};
 use crate::engine::{self, Context};
 use crate::exit::Exit;
 use crate::interrupt::{self, Tracker};
 use crate::report::{self, ColorChoice, Event, Level, ReportOptions, Reporter};
 use crate::transport::ssh::SshContext;
 
-pub fn execute(cli: Cli) -> i32 {
-    let global = &cli.global;
+/// Runs one command line to its exit.
+pub(crate) fn execute(cli: Cli) -> Exit {
     match &cli.command {
         Command::Completions { shell } => return completions::run(*shell),
         Command::Init { path } => return init::run(path),
         _ => {}
     }
-    let changes_hosts = matches!(
-        cli.command,
-        Command::Deploy { .. }
-            | Command::Rollback { .. }
-            | Command::Lock { .. }
-            | Command::Unlock { .. }
-    );
-    let log_file = global.log_file.clone().or_else(|| {
-        changes_hosts.then(|| {
-            PathBuf::from(".hoist/logs").join(format!(
-                "{}-{}.log",
-                chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
-                command_name(&cli.command)
-            ))
-        })
-    });
-    if let Some(dir) = log_file.as_ref().and_then(|p| p.parent())
-        && !dir.as_os_str().is_empty()
-    {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let reporter = report::reporter(&ReportOptions {
-        json: global.json,
-        color: match global.color {
-            ColorWhen::Auto => ColorChoice::Auto,
-            ColorWhen::Always => ColorChoice::Always,
-            ColorWhen::Never => ColorChoice::Never,
-        },
-        quiet: global.quiet,
-        verbose: global.verbose,
-        log_file: log_file.clone(),
-    });
-    let tracker = Tracker::new(reporter);
-    let fail = |message: String| {
-        tracker.event(&Event::Message {
-            level: Level::Error,
-            host: None,
-            text: message,
-        });
-        usage_summary(&*tracker, command_name(&cli.command))
-    };
-
-    let source = Source {
-        config: global.config.clone(),
-        inventory: global.inventory.clone(),
-    };
-    // Only what uploads needs the artifact: a rollback at 3 am must not
-    // fail because the build is not on this laptop.
-    let needs_artifact = matches!(
-        cli.command,
-        Command::Deploy { .. } | Command::Check | Command::Plan
-    );
-    let loaded = if needs_artifact {
-        config::load(&source)
-    } else {
-        config::load_without_artifact_check(&source)
-    };
-    let config = match loaded {
-        Ok(c) => c,
-        Err(e) => return fail(e.to_string()),
-    };
-    let hosts = match crate::select::select(&config, global.limit.as_deref()) {
-        Ok(h) => h,
-        Err(e) => return fail(e.to_string()),
+    let run = Invocation::of(&cli);
+    let name = run.name;
+    let tracker = Tracker::new(report::reporter(&run.report));
+    let (config, hosts) = match run.load(&cli.global) {
+        Ok(resolved) => resolved,
+        Err(message) => {
+            tracker.event(&Event::Message {
+                level: Level::Error,
+                host: None,
+                text: message,
+            });
+            tracker.event(&Event::Summary(report::Summary::without_hosts(
+                name,
+                Exit::Usage.code(),
+            )));
+            tracker.finish();
+            return Exit::Usage;
+        }
     };
     for warning in &config.warnings {
         tracker.event(&Event::Message {
@@ -103,61 +66,163 @@ pub fn execute(cli: Cli) -> i32 {
     if let Command::Plan = cli.command {
         return plan::run(&config, &hosts, &*tracker);
     }
-
-    let interactive =
-        !global.json && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    let parallel = match &cli.command {
-        Command::Exec {
-            parallel: Some(n), ..
-        } => (*n).max(1),
-        _ => config.strategy.parallel.max(1),
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+        Err(e) => {
+            tracker.event(&Event::Message {
+                level: Level::Error,
+                host: None,
+                text: format!("cannot start the async runtime: {e}"),
+            });
+            return Exit::Failed;
+        }
     };
     runtime.block_on(async {
-        let ctx = Context {
+        let ctx = run.context(&cli, config, hosts, tracker.clone());
+        interrupt::watch(name, ctx.cancel.clone(), tracker.clone());
+        dispatch(&cli.command, &ctx).await
+    })
+}
+
+/// The short dispatch: each command's own module does the work.
+async fn dispatch(command: &Command, ctx: &Context) -> Exit {
+    match command {
+        Command::Check => check::run(ctx).await,
+        Command::Deploy { resume } => {
+            deploy::run(ctx, deploy::DeployOptions { resume: *resume }).await
+        }
+        Command::Rollback { to } => rollback::run(ctx, to.as_deref()).await,
+        Command::Status => status::run(ctx).await,
+        Command::Releases => releases::run(ctx).await,
+        Command::Exec {
+            group_output,
+            command,
+            ..
+        } => exec::run(ctx, &shell_words(command), *group_output).await,
+        Command::Lock { message } => lock::run(ctx, message.as_deref()).await,
+        Command::Unlock { force } => unlock::run(ctx, *force).await,
+        Command::Plan | Command::Init { .. } | Command::Completions { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
+    }
+}
+
+/// What a command line asks for, resolved once before anything runs.
+struct Invocation {
+    name: &'static str,
+    log_file: Option<PathBuf>,
+    report: ReportOptions,
+    /// A person is at a terminal and may be asked.
+    interactive: bool,
+    /// Only what uploads needs the artifact: a rollback at 3 am must not
+    /// fail because the build is not on this laptop.
+    needs_artifact: bool,
+}
+
+impl Invocation {
+    fn of(cli: &Cli) -> Invocation {
+        let global = &cli.global;
+        let log_file = log_file(cli);
+        Invocation {
+            name: command_name(&cli.command),
+            report: ReportOptions {
+                json: global.json,
+                color: match global.color {
+                    ColorWhen::Auto => ColorChoice::Auto,
+                    ColorWhen::Always => ColorChoice::Always,
+                    ColorWhen::Never => ColorChoice::Never,
+                },
+                quiet: global.quiet,
+                verbose: global.verbose,
+                log_file: log_file.clone(),
+            },
+            log_file,
+            interactive: !global.json
+                && std::io::stdin().is_terminal()
+                && std::io::stderr().is_terminal(),
+            needs_artifact: matches!(
+                cli.command,
+                Command::Deploy { .. } | Command::Check | Command::Plan
+            ),
+        }
+    }
+
+    /// The config (strictly loaded) and the selected hosts.
+    fn load(&self, global: &Global) -> Result<(Config, Vec<Host>), String> {
+        let source = Source {
+            config: global.config.clone(),
+            inventory: global.inventory.clone(),
+        };
+        let config = if self.needs_artifact {
+            config::load(&source)
+        } else {
+            config::load_without_artifact_check(&source)
+        }
+        .map_err(|e| e.to_string())?;
+        let hosts =
+            crate::select::select(&config, global.limit.as_deref()).map_err(|e| e.to_string())?;
+        Ok((config, hosts))
+    }
+
+    fn context(
+        &self,
+        cli: &Cli,
+        config: Config,
+        hosts: Vec<Host>,
+        tracker: Arc<Tracker>,
+    ) -> Context {
+        let parallel = match &cli.command {
+            Command::Exec {
+                parallel: Some(n), ..
+            } => (*n).max(1),
+            _ => config.strategy.parallel.max(1),
+        };
+        Context {
             config: Arc::new(config),
             hosts,
-            reporter: tracker.clone(),
-            ssh: SshContext::new(interactive),
+            reporter: tracker,
+            ssh: SshContext::new(self.interactive),
             cancel: CancellationToken::new(),
             parallel: Arc::new(Semaphore::new(parallel)),
-            yes: global.yes,
-            verbose: global.verbose,
-            interactive,
+            yes: cli.global.yes,
+            verbose: cli.global.verbose,
+            interactive: self.interactive,
             by: engine::whoami(),
             run_id: engine::new_run_id(),
-            log_file,
+            log_file: self.log_file.clone(),
             started: Instant::now(),
-        };
-        interrupt::watch(
-            command_name(&cli.command),
-            ctx.cancel.clone(),
-            tracker.clone(),
-        );
-        match &cli.command {
-            Command::Check => engine::check::run(&ctx).await,
-            Command::Deploy { resume } => {
-                engine::deploy::run(&ctx, engine::deploy::DeployOptions { resume: *resume }).await
-            }
-            Command::Rollback { to } => engine::rollback::run(&ctx, to.as_deref()).await,
-            Command::Status => engine::status::status(&ctx).await,
-            Command::Releases => engine::status::releases(&ctx).await,
-            Command::Exec {
-                group_output,
-                command,
-                ..
-            } => engine::exec::run(&ctx, &shell_words(command), *group_output).await,
-            Command::Lock { message } => locks::lock(&ctx, message.as_deref()).await,
-            Command::Unlock { force } => locks::unlock(&ctx, *force).await,
-            Command::Plan | Command::Init { .. } | Command::Completions { .. } => unreachable!(),
         }
-    })
+    }
+}
+
+/// Where the full log goes: `--log-file`, else a new file under
+/// `.hoist/logs/` for the commands that change hosts.
+fn log_file(cli: &Cli) -> Option<PathBuf> {
+    let changes_hosts = matches!(
+        cli.command,
+        Command::Deploy { .. }
+            | Command::Rollback { .. }
+            | Command::Lock { .. }
+            | Command::Unlock { .. }
+    );
+    let path = cli.global.log_file.clone().or_else(|| {
+        changes_hosts.then(|| {
+            PathBuf::from(".hoist/logs").join(format!(
+                "{}-{}.log",
+                chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+                command_name(&cli.command)
+            ))
+        })
+    });
+    if let Some(dir) = path.as_ref().and_then(|p| p.parent())
+        && !dir.as_os_str().is_empty()
+    {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    path
 }
 
 /// `hoist exec -- grep -c 'a b' log` keeps each word whole on the host.
@@ -167,7 +232,7 @@ fn shell_words(words: &[String]) -> String {
     }
     words
         .iter()
-        .map(|w| crate::remote::q(w))
+        .map(|w| engine::layout::q(w))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -186,14 +251,4 @@ fn command_name(command: &Command) -> &'static str {
         Command::Unlock { .. } => "unlock",
         Command::Completions { .. } => "completions",
     }
-}
-
-/// The summary of a run that stopped at a usage or configuration error.
-fn usage_summary(reporter: &dyn Reporter, command: &str) -> i32 {
-    reporter.event(&Event::Summary(report::Summary::without_hosts(
-        command,
-        Exit::Usage.code(),
-    )));
-    reporter.finish();
-    Exit::Usage.code()
 }

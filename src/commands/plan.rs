@@ -3,8 +3,9 @@
 use serde_json::json;
 
 use crate::config::{Config, HealthCheck, Host, HostTransport, OnFailure, Pause};
+use crate::engine::strategy;
+use crate::exit::Exit;
 use crate::report::{Event, Level, Reporter, Row, Summary};
-use crate::strategy;
 
 fn info(reporter: &dyn Reporter, text: String) {
     reporter.event(&Event::Message {
@@ -22,7 +23,7 @@ fn list(hooks: &[String]) -> String {
     }
 }
 
-pub fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> i32 {
+pub(crate) fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> Exit {
     let s = &config.strategy;
     let artifact = config
         .artifact
@@ -137,5 +138,5 @@ pub fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> i32 {
     );
     reporter.event(&Event::Summary(Summary::without_hosts("plan", 0)));
     reporter.finish();
-    0
+    Exit::Ok
 }

@@ -6,18 +6,18 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
-use super::{Context, Failure, ms};
+use super::layout::{Layout, Probe};
+use super::{Context, Failure, HostOutcome};
 use crate::config::{Host, HostTransport};
 use crate::journal::Journal;
 use crate::release::ReleaseId;
-use crate::remote::{Layout, Probe};
-use crate::report::{Event, Phase};
+use crate::report::Phase;
 use crate::transport::local::LocalHost;
 use crate::transport::ssh::SshHost;
 use crate::transport::{Output, Stdin, Transport};
 
 /// A connected host and what hoist knows of it.
-pub struct Node {
+pub(crate) struct Node {
     pub host: Host,
     pub conn: Arc<dyn Transport>,
     pub layout: Layout,
@@ -30,11 +30,11 @@ impl Node {
         &self.host.name
     }
 
-    pub async fn run(&self, script: &str, stdin: Option<Stdin>) -> Result<Output, Failure> {
+    pub(crate) async fn run(&self, script: &str, stdin: Option<Stdin>) -> Result<Output, Failure> {
         self.run_for(script, stdin, self.host.command_timeout).await
     }
 
-    pub async fn run_for(
+    pub(crate) async fn run_for(
         &self,
         script: &str,
         stdin: Option<Stdin>,
@@ -44,7 +44,7 @@ impl Node {
     }
 
     /// Runs a script that must succeed; a non-zero exit is a [`Failure::Command`].
-    pub async fn must(
+    pub(crate) async fn must(
         &self,
         what: &str,
         script: &str,
@@ -63,7 +63,7 @@ impl Node {
     }
 
     /// Reads the host's state again (after changes).
-    pub async fn refresh(&mut self) -> Result<(), Failure> {
+    pub(crate) async fn refresh(&mut self) -> Result<(), Failure> {
         let out = self.must("probe", &self.layout.probe(), None).await?;
         self.probe = Probe::parse(&out.stdout_str()).map_err(Failure::Other)?;
         self.journal = Journal::parse(&self.probe.journal);
@@ -78,7 +78,7 @@ impl Node {
 }
 
 /// Where `deploy_to` is on the machine that runs the commands.
-pub fn layout_for(host: &Host) -> Layout {
+pub(crate) fn layout_for(host: &Host) -> Layout {
     match &host.transport {
         HostTransport::Local { root } => Layout::new(
             LocalHost::deploy_path(root, &host.deploy_to)
@@ -89,42 +89,30 @@ pub fn layout_for(host: &Host) -> Layout {
     }
 }
 
-pub async fn connect(ctx: &Context, host: &Host) -> Result<Arc<dyn Transport>, Failure> {
+pub(crate) async fn connect(ctx: &Context, host: &Host) -> Result<Arc<dyn Transport>, Failure> {
     match &host.transport {
         HostTransport::Local { .. } => Ok(Arc::new(LocalHost::new(&host.name))),
         HostTransport::Ssh(target) => Ok(Arc::new(SshHost::connect(target, &ctx.ssh).await?)),
     }
 }
 
-/// A host that could not be reached or read, and why.
-pub struct Unreached {
-    pub host: String,
-    pub phase: Phase,
-    pub failure: Failure,
-    pub elapsed: Duration,
-}
-
 /// Connects to every selected host (at most `parallel` at once) and probes
-/// each. Returns the nodes in inventory order, and the hosts that failed.
-pub async fn reach(ctx: &Context) -> (Vec<Node>, Vec<Unreached>) {
+/// each. Returns the nodes in inventory order, and how the hosts that could
+/// not be reached or read failed.
+pub(crate) async fn reach(ctx: &Context) -> (Vec<Node>, Vec<HostOutcome>) {
     let tasks = ctx.hosts.iter().map(|host| async move {
         let _permit = ctx.parallel.acquire().await.expect("semaphore open");
         let started = Instant::now();
+        let unreached = |failure: Failure, phase| {
+            HostOutcome::failed(&host.name, failure.at(phase), None, started.elapsed())
+        };
         if ctx.cancel.is_cancelled() {
-            return Err(Unreached {
-                host: host.name.clone(),
-                phase: Phase::Connect,
-                failure: Failure::Interrupted,
-                elapsed: started.elapsed(),
-            });
+            return Err(unreached(Failure::Interrupted, Phase::Connect));
         }
         ctx.phase(&host.name, Phase::Connect);
-        let conn = connect(ctx, host).await.map_err(|failure| Unreached {
-            host: host.name.clone(),
-            phase: Phase::Connect,
-            failure,
-            elapsed: started.elapsed(),
-        })?;
+        let conn = connect(ctx, host)
+            .await
+            .map_err(|failure| unreached(failure, Phase::Connect))?;
         ctx.phase(&host.name, Phase::Preflight);
         let mut node = Node {
             host: host.clone(),
@@ -137,12 +125,7 @@ pub async fn reach(ctx: &Context) -> (Vec<Node>, Vec<Unreached>) {
             Ok(()) => Ok(node),
             Err(failure) => {
                 node.conn.close().await;
-                Err(Unreached {
-                    host: host.name.clone(),
-                    phase: Phase::Preflight,
-                    failure,
-                    elapsed: started.elapsed(),
-                })
+                Err(unreached(failure, Phase::Preflight))
             }
         }
     });
@@ -158,18 +141,12 @@ pub async fn reach(ctx: &Context) -> (Vec<Node>, Vec<Unreached>) {
 }
 
 /// Reports each unreached host as failed.
-pub fn report_unreached(ctx: &Context, unreached: &[Unreached]) {
+pub(crate) fn report_unreached(ctx: &Context, unreached: &[HostOutcome]) {
     for u in unreached {
-        ctx.emit(Event::HostFailed {
-            host: u.host.clone(),
-            phase: u.phase,
-            error: u.failure.to_string(),
-            tail: u.failure.tail(),
-            elapsed_ms: ms(u.elapsed),
-        });
+        ctx.report(u);
     }
 }
 
-pub async fn close_all(nodes: &[Node]) {
+pub(crate) async fn close_all(nodes: &[Node]) {
     join_all(nodes.iter().map(|n| n.conn.close())).await;
 }

@@ -1,14 +1,16 @@
 //! The fleet lock: taken on every selected host before any change, freed on
 //! every exit path.
 
+use std::time::Duration;
+
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 
 use super::fleet::Node;
-use super::{Context, Failure};
+use super::preflight::Problem;
+use super::{Context, Failure, HostOutcome};
 use crate::exit::Exit;
 use crate::journal::{Entry, Kind};
-use crate::report::Event;
 use crate::report::{Level, Phase};
 
 /// What a lock file holds.
@@ -48,7 +50,7 @@ impl LockInfo {
 }
 
 /// Someone else holds the lock on a host.
-pub struct Held {
+pub(crate) struct Held {
     pub host: String,
     pub line: String,
 }
@@ -78,7 +80,7 @@ impl Context {
 /// Takes the lock on every node. If any host is held by someone else, frees
 /// what was taken and returns who holds it; a host that fails outright is an
 /// error too (and also frees what was taken).
-pub async fn acquire(
+pub(crate) async fn acquire(
     ctx: &Context,
     nodes: &[Node],
     release: Option<&str>,
@@ -129,14 +131,14 @@ pub async fn acquire(
     }
 }
 
-pub enum LockError {
+pub(crate) enum LockError {
     Held(Vec<Held>),
     Failed(Vec<(String, Failure)>),
 }
 
 /// Frees this run's lock on every node. Never fails the run: a lock that
 /// cannot be freed is reported loudly.
-pub async fn release(ctx: &Context, nodes: &[Node]) {
+pub(crate) async fn release(ctx: &Context, nodes: &[Node]) {
     let refs: Vec<&Node> = nodes.iter().collect();
     release_nodes(ctx, &refs, None).await;
 }
@@ -167,7 +169,7 @@ async fn release_nodes(ctx: &Context, nodes: &[&Node], message: Option<&str>) {
 
 /// Frees a lock by hand: the caller's own (same user@machine), or anyone's with `force`.
 /// Returns per host: Ok(true) freed, Ok(false) nothing to free, Err(line) someone else's.
-pub async fn unlock_by_hand(
+pub(crate) async fn unlock_by_hand(
     ctx: &Context,
     node: &Node,
     force: bool,
@@ -196,31 +198,24 @@ pub async fn unlock_by_hand(
     })
 }
 
-pub fn report_error(ctx: &Context, e: LockError) -> Exit {
-    match e {
-        LockError::Held(held) => {
-            for h in held {
-                ctx.emit(Event::HostFailed {
-                    host: h.host,
-                    phase: Phase::Lock,
-                    error: format!("locked by {}", LockInfo::describe(&h.line)),
-                    tail: Vec::new(),
-                    elapsed_ms: 0,
-                });
-            }
-            Exit::Locked
-        }
-        LockError::Failed(failed) => {
-            for (host, f) in failed {
-                ctx.emit(Event::HostFailed {
-                    host,
-                    phase: Phase::Lock,
-                    error: f.to_string(),
-                    tail: f.tail(),
-                    elapsed_ms: 0,
-                });
-            }
-            Exit::Preflight
+impl LockError {
+    /// The exit (4 when someone holds the lock, 3 when a host failed) and
+    /// how each host that stopped the lock ended.
+    pub(crate) fn outcomes(self) -> (Exit, Vec<HostOutcome>) {
+        let failed = |host: &str, failure: Failure| {
+            HostOutcome::failed(host, failure.at(Phase::Lock), None, Duration::ZERO)
+        };
+        match self {
+            LockError::Held(held) => (
+                Exit::Locked,
+                held.into_iter()
+                    .map(|h| failed(&h.host, Failure::Preflight(Problem::Locked(h.line))))
+                    .collect(),
+            ),
+            LockError::Failed(list) => (
+                Exit::Preflight,
+                list.into_iter().map(|(host, f)| failed(&host, f)).collect(),
+            ),
         }
     }
 }

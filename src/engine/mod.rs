@@ -1,18 +1,23 @@
-//! The engine: connects to the selected hosts, reads their state, and runs
-//! the steps of each command. It never prints: everything goes to the
-//! reporter as events, and each command returns its exit code.
+//! The engine: the steps every command is made of (reach the fleet, judge
+//! preflight, lock, upload, hooks, switch, health, the rollout and its
+//! policy), and the scripts they send to hosts (`layout`). It never prints:
+//! everything goes to the reporter as events; each host ends as one
+//! [`HostOutcome`].
 
-pub mod check;
-pub mod deploy;
-pub mod exec;
-pub mod fleet;
-pub mod health;
-pub mod hooks;
-pub mod lock;
-pub mod rollback;
-mod rollout;
-pub mod status;
-mod upload;
+pub(crate) mod fleet;
+pub(crate) mod health;
+pub(crate) mod hooks;
+pub(crate) mod layout;
+pub(crate) mod lock;
+mod outcome;
+pub(crate) mod policy;
+pub(crate) mod preflight;
+pub(crate) mod rollout;
+pub(crate) mod strategy;
+pub(crate) mod switch;
+pub(crate) mod upload;
+
+pub(crate) use outcome::{Failed, Failure, HostOutcome, at};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,12 +28,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Host};
 use crate::exit::Exit;
-use crate::report::{Event, HostResult, HostSummary, Level, Phase, Reporter, Summary};
-use crate::transport::TransportError;
+use crate::report::{Event, Level, Phase, Reporter, Summary};
 use crate::transport::ssh::SshContext;
 
 /// Everything one run of a command shares.
-pub struct Context {
+pub(crate) struct Context {
     pub config: Arc<Config>,
     /// The selected hosts, in inventory order.
     pub hosts: Vec<Host>,
@@ -71,66 +75,37 @@ impl Context {
         });
     }
 
-    /// Emits the summary (always the last event of a run) and returns its exit code.
+    /// Shows how one host ended (`host_done` or `host_failed`).
+    pub fn report(&self, outcome: &HostOutcome) {
+        if let Some(event) = outcome.event() {
+            self.emit(event);
+        }
+    }
+
+    /// Emits the summary (always the last event of a run) and returns the exit.
     pub fn finish(
         &self,
         command: &str,
         exit: Exit,
         release: Option<String>,
-        hosts: Vec<HostSummary>,
-    ) -> i32 {
-        let count = |r: HostResult| hosts.iter().filter(|h| h.result == r).count();
-        let summary = Summary {
-            command: command.to_string(),
-            exit_code: exit.code(),
+        hosts: &[HostOutcome],
+    ) -> Exit {
+        let summary = Summary::new(
+            command,
+            exit.code(),
             release,
-            ok: count(HostResult::Ok),
-            failed: count(HostResult::Failed),
-            rolled_back: count(HostResult::RolledBack),
-            skipped: count(HostResult::Skipped),
-            elapsed_ms: ms(self.started.elapsed()),
-            hosts,
-            log_file: self.log_file.as_ref().map(|p| p.display().to_string()),
-        };
+            hosts.iter().map(HostOutcome::summary).collect(),
+            ms(self.started.elapsed()),
+            self.log_file.as_ref().map(|p| p.display().to_string()),
+        );
         self.emit(Event::Summary(summary));
         self.reporter.finish();
-        exit.code()
+        exit
     }
 }
 
 pub fn ms(d: Duration) -> u64 {
     d.as_millis().min(u64::MAX as u128) as u64
-}
-
-/// Why one host failed: typed, because the engine acts on it, and carrying
-/// the last lines the host printed.
-#[derive(Debug, thiserror::Error)]
-pub enum Failure {
-    #[error(transparent)]
-    Transport(#[from] TransportError),
-    #[error("{what} failed{}", code.map(|c| format!(" with exit code {c}")).unwrap_or_else(|| " (killed)".into()))]
-    Command {
-        what: String,
-        code: Option<u32>,
-        tail: Vec<String>,
-    },
-    #[error("health check failed: {reason}")]
-    Health { reason: String, tail: Vec<String> },
-    #[error("interrupted")]
-    Interrupted,
-    #[error("stopped: the rollout was halted")]
-    Halted,
-    #[error("{0}")]
-    Other(String),
-}
-
-impl Failure {
-    pub fn tail(&self) -> Vec<String> {
-        match self {
-            Failure::Command { tail, .. } | Failure::Health { tail, .. } => tail.clone(),
-            _ => Vec::new(),
-        }
-    }
 }
 
 /// The last `n` non-empty lines of a command's stderr, or of its stdout when

@@ -3,64 +3,70 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 use super::fleet::Node;
+use super::policy::{self, HostState};
+use super::strategy::{self, Wave, WaveKind};
+use super::switch::{switch_back, switch_to};
 use super::upload::deliver;
-use super::{Context, Failure, health, hooks, ms};
+use super::{Context, Failed, Failure, HostOutcome, at, health, hooks};
 use crate::artifact::Artifact;
-use crate::config::{OnFailure, Pause};
+use crate::config::Pause;
 use crate::exit::Exit;
-use crate::journal::{Entry, Kind};
 use crate::release::ReleaseId;
 use crate::report::{Event, HostResult, Level, Phase};
-use crate::strategy::{self, Wave, WaveKind};
 
 /// Where one host stands during and after the rollout.
-#[derive(Debug, Clone)]
-pub(super) struct HostRun {
-    pub(super) result: HostResult,
+#[derive(Debug)]
+struct HostRun {
+    outcome: HostOutcome,
     /// `current` was pointed at the new release by this run.
-    pub(super) switched: bool,
+    switched: bool,
     /// The release it was on before.
-    pub(super) previous: Option<ReleaseId>,
-    /// The release it is on now.
-    pub(super) now: Option<ReleaseId>,
-    pub(super) error: Option<String>,
-    pub(super) elapsed: Duration,
+    previous: Option<ReleaseId>,
 }
 
-/// The waves, the failure policy, and the rollback. Returns the exit code
-/// and where each node stands.
-pub(super) async fn rollout(
+impl HostRun {
+    fn untouched(node: &Node) -> HostRun {
+        let current = node.probe.current.clone();
+        HostRun {
+            outcome: HostOutcome::skipped(node.name(), current.as_ref().map(|c| c.to_string())),
+            switched: false,
+            previous: current,
+        }
+    }
+
+    fn state(&self) -> HostState {
+        HostState {
+            failed: self.outcome.result == HostResult::Failed,
+            switched: self.switched,
+        }
+    }
+}
+
+/// The waves, the failure policy (see `policy`), and the rollback: the I/O
+/// loop around the policy's decisions. Returns the exit and how each node ended.
+pub(crate) async fn rollout(
     ctx: &Context,
     nodes: &[Node],
     artifact: &Artifact,
     id: &ReleaseId,
-) -> (Exit, Vec<HostRun>) {
+) -> (Exit, Vec<HostOutcome>) {
     let strategy = &ctx.config.strategy;
     let runs: Vec<Mutex<HostRun>> = nodes
         .iter()
-        .map(|n| {
-            Mutex::new(HostRun {
-                result: HostResult::Skipped,
-                switched: false,
-                previous: n.probe.current.clone(),
-                now: n.probe.current.clone(),
-                error: None,
-                elapsed: Duration::ZERO,
-            })
-        })
+        .map(|n| Mutex::new(HostRun::untouched(n)))
         .collect();
     // Hosts already on the release (a resumed deploy) need nothing.
     let pending: Vec<usize> = (0..nodes.len())
         .filter(|&i| {
             let done = nodes[i].probe.current.as_ref() == Some(id);
             if done {
-                runs[i].lock().unwrap().result = HostResult::Ok;
+                runs[i].lock().unwrap().outcome.result = HostResult::Ok;
             }
             !done
         })
@@ -112,9 +118,9 @@ pub(super) async fn rollout(
             let halt = &halt;
             async move {
                 let run = host_rollout(ctx, &nodes[i], artifact, id, halt).await;
-                let failed = run.result == HostResult::Failed;
+                let failed = run.outcome.result == HostResult::Failed;
                 *runs[i].lock().unwrap() = run;
-                if failed && failures.fetch_add(1, Ordering::SeqCst) + 1 > allowed {
+                if failed && policy::halts(failures.fetch_add(1, Ordering::SeqCst) + 1, allowed) {
                     halt.cancel();
                 }
             }
@@ -123,7 +129,7 @@ pub(super) async fn rollout(
         let wave_failed = wave
             .hosts
             .iter()
-            .filter(|&&i| runs[i].lock().unwrap().result == HostResult::Failed)
+            .filter(|&&i| runs[i].lock().unwrap().outcome.result == HostResult::Failed)
             .count();
         if let Err(e) = hooks::run_local(
             ctx,
@@ -143,7 +149,7 @@ pub(super) async fn rollout(
             failed: wave_failed,
         });
         let failed_so_far = failures.load(Ordering::SeqCst);
-        if failed_so_far > allowed {
+        if policy::halts(failed_so_far, allowed) {
             halted.get_or_insert(format!(
                 "{failed_so_far} host(s) failed, more than max_failures allows ({allowed})"
             ));
@@ -165,36 +171,29 @@ pub(super) async fn rollout(
     }
 
     let mut runs: Vec<HostRun> = runs.into_iter().map(|m| m.into_inner().unwrap()).collect();
+    let states: Vec<HostState> = runs.iter().map(HostRun::state).collect();
     let interrupted = ctx.cancel.is_cancelled();
-    let any_failed = runs.iter().any(|r| r.result == HostResult::Failed);
+    let verdict = policy::verdict(&states, halted.is_some(), interrupted, strategy.on_failure);
     if interrupted {
         ctx.message(
             Level::Warn,
             None,
             "interrupted: no new host was started; every host is on a whole release",
         );
-        return (Exit::Interrupted, runs);
-    }
-    if let Some(reason) = halted {
+    } else if let Some(reason) = &halted {
         ctx.message(Level::Error, None, format!("rollout stopped: {reason}"));
-        if strategy.on_failure == OnFailure::Stop {
-            return (Exit::Failed, runs);
-        }
-        let back_ok = roll_back_switched(ctx, nodes, &mut runs, id, &reason).await;
-        return (
-            if back_ok {
-                Exit::RolledBack
-            } else {
-                Exit::Failed
-            },
-            runs,
-        );
     }
-    if any_failed {
-        return (Exit::Failed, runs);
+    let mut all_back = true;
+    if let Some(reason) = &halted
+        && !verdict.roll_back.is_empty()
+    {
+        all_back = roll_back(ctx, nodes, &mut runs, &verdict.roll_back, id, reason).await;
     }
-    prune(ctx, nodes, &runs, id).await;
-    (Exit::Ok, runs)
+    if verdict.prune {
+        prune(ctx, nodes, &runs, id).await;
+    }
+    let exit = policy::after_rollback(&verdict, all_back);
+    (exit, runs.into_iter().map(|r| r.outcome).collect())
 }
 
 fn batch_env(
@@ -265,58 +264,31 @@ async fn host_rollout(
 ) -> HostRun {
     let _permit = ctx.parallel.acquire().await.expect("semaphore open");
     let started = Instant::now();
-    let mut run = HostRun {
-        result: HostResult::Skipped,
-        switched: false,
-        previous: node.probe.current.clone(),
-        now: node.probe.current.clone(),
-        error: None,
-        elapsed: Duration::ZERO,
-    };
+    let mut run = HostRun::untouched(node);
     if halt.is_cancelled() {
         return run;
     }
-    let outcome = steps(ctx, node, artifact, id, halt, &mut run).await;
-    run.elapsed = started.elapsed();
-    match outcome {
-        Ok(()) => {
-            run.result = HostResult::Ok;
-            ctx.emit(Event::HostDone {
-                host: node.name().to_string(),
-                release: Some(id.to_string()),
-                message: None,
-                elapsed_ms: ms(run.elapsed),
-            });
-        }
-        Err(Failure::Halted | Failure::Interrupted) if !run.switched => {
-            run.result = HostResult::Skipped;
-        }
-        Err(failure) => {
-            let phase = current_phase(&run, &failure);
-            run.result = HostResult::Failed;
-            run.error = Some(failure.to_string());
-            ctx.emit(Event::HostFailed {
-                host: node.name().to_string(),
-                phase,
-                error: failure.to_string(),
-                tail: failure.tail(),
-                elapsed_ms: ms(run.elapsed),
-            });
-        }
-    }
+    let result = steps(ctx, node, artifact, id, halt, &mut run).await;
+    let elapsed = started.elapsed();
+    let now = if run.switched {
+        Some(id.to_string())
+    } else {
+        run.outcome.release.clone()
+    };
+    run.outcome = match result {
+        Ok(()) => HostOutcome::ok(node.name(), Some(id.to_string()), elapsed),
+        Err(Failed {
+            failure: Failure::Halted | Failure::Interrupted,
+            ..
+        }) if !run.switched => return run,
+        Err(failed) => HostOutcome::failed(node.name(), failed, now, elapsed),
+    };
+    ctx.report(&run.outcome);
     run
 }
 
-fn current_phase(run: &HostRun, failure: &Failure) -> Phase {
-    match failure {
-        Failure::Health { .. } => Phase::Health,
-        Failure::Command { what, .. } if what.starts_with("before_switch") => Phase::BeforeSwitch,
-        Failure::Command { what, .. } if what.starts_with("after_switch") => Phase::AfterSwitch,
-        _ if run.switched => Phase::Switch,
-        _ => Phase::Upload,
-    }
-}
-
+/// Upload, before_switch, switch, after_switch, health: each failure is
+/// tagged with the phase it happened in.
 async fn steps(
     ctx: &Context,
     node: &Node,
@@ -324,7 +296,7 @@ async fn steps(
     id: &ReleaseId,
     halt: &CancellationToken,
     run: &mut HostRun,
-) -> Result<(), Failure> {
+) -> Result<(), Failed> {
     deliver(ctx, node, artifact, id, halt).await?;
     let env = hooks::host_env(ctx, node, id, run.previous.as_ref(), &artifact.version);
     let release_dir = node.layout.release_path(id);
@@ -336,23 +308,21 @@ async fn steps(
         &release_dir,
         &env,
     )
-    .await?;
+    .await
+    .map_err(at(Phase::BeforeSwitch))?;
     if halt.is_cancelled() {
-        return Err(Failure::Halted);
+        return Err(Failure::Halted.at(Phase::BeforeSwitch));
     }
-    ctx.phase(node.name(), Phase::Switch);
-    let entry = Entry {
-        release: Some(id.to_string()),
-        previous: run.previous.as_ref().map(|p| p.to_string()),
-        version: Some(artifact.version.clone()),
-        sha256: Some(artifact.content_sha.clone()),
-        run: Some(ctx.run_id.clone()),
-        ..Entry::new(Kind::Deploy, &ctx.by)
-    };
-    node.must("switch", &node.layout.switch(id, &entry.to_line()), None)
-        .await?;
+    switch_to(
+        ctx,
+        node,
+        id,
+        run.previous.as_ref(),
+        &artifact.version,
+        &artifact.content_sha,
+    )
+    .await?;
     run.switched = true;
-    run.now = Some(id.clone());
     hooks::run_remote(
         ctx,
         node,
@@ -361,73 +331,66 @@ async fn steps(
         &release_dir,
         &env,
     )
-    .await?;
+    .await
+    .map_err(at(Phase::AfterSwitch))?;
     if let Some(check) = &ctx.config.health {
-        health::check(ctx, node, check, &env).await?;
+        health::check(ctx, node, check, &env)
+            .await
+            .map_err(at(Phase::Health))?;
     }
     Ok(())
 }
 
-/// Every host this deploy switched goes back to the release it had.
-/// Returns whether all of them made it.
-async fn roll_back_switched(
+/// The hosts `which` go back to the release they had. Returns whether all
+/// of them made it.
+async fn roll_back(
     ctx: &Context,
     nodes: &[Node],
     runs: &mut [HostRun],
+    which: &[usize],
     id: &ReleaseId,
     reason: &str,
 ) -> bool {
-    let switched: Vec<usize> = (0..nodes.len()).filter(|&i| runs[i].switched).collect();
-    if switched.is_empty() {
-        return true;
-    }
     ctx.emit(Event::RollbackStarted {
-        hosts: switched
-            .iter()
-            .map(|&i| nodes[i].name().to_string())
-            .collect(),
+        hosts: which.iter().map(|&i| nodes[i].name().to_string()).collect(),
         reason: reason.to_string(),
     });
-    let results = join_all(switched.iter().map(|&i| {
+    let results = join_all(which.iter().map(|&i| {
         let previous = runs[i].previous.clone();
         async move {
             let _permit = ctx.parallel.acquire().await.expect("semaphore open");
-            super::rollback::switch_back(ctx, &nodes[i], previous.as_ref(), id).await
+            let started = Instant::now();
+            let result = switch_back(ctx, &nodes[i], previous.as_ref(), id).await;
+            (result, started.elapsed())
         }
     }))
     .await;
     let mut all_ok = true;
-    for (&i, result) in switched.iter().zip(results) {
+    for (&i, (result, elapsed)) in which.iter().zip(results) {
         let run = &mut runs[i];
+        let name = nodes[i].name();
         match result {
             Ok(()) => {
-                run.now = run.previous.clone();
-                ctx.emit(Event::HostDone {
-                    host: nodes[i].name().to_string(),
-                    release: run.now.as_ref().map(|r| r.to_string()),
-                    message: Some("rolled back".into()),
-                    elapsed_ms: 0,
-                });
-                // A host that failed keeps its failure in the summary; the
-                // others are marked as rolled back.
-                if run.result != HostResult::Failed {
-                    run.result = HostResult::RolledBack;
-                } else {
-                    run.error = run.error.take().map(|e| format!("{e}; rolled back"));
-                    run.result = HostResult::RolledBack;
-                }
+                let back = run.previous.as_ref().map(|p| p.to_string());
+                let mut done =
+                    HostOutcome::ok(name, back.clone(), elapsed).with_note("rolled back");
+                done.result = HostResult::RolledBack;
+                ctx.report(&done);
+                // A host that failed keeps its failure in the summary, marked as put back.
+                run.outcome.result = HostResult::RolledBack;
+                run.outcome.release = back;
             }
-            Err(e) => {
+            Err(failed) => {
                 all_ok = false;
-                run.result = HostResult::Failed;
-                run.error = Some(format!("rollback failed: {e}"));
-                ctx.emit(Event::HostFailed {
-                    host: nodes[i].name().to_string(),
-                    phase: Phase::Rollback,
-                    error: format!("rollback failed: {e}"),
-                    tail: e.tail(),
-                    elapsed_ms: 0,
-                });
+                let failure = Failure::Rollback(Box::new(failed.failure));
+                let release = run.outcome.release.take();
+                run.outcome = HostOutcome::failed(
+                    name,
+                    failure.at(Phase::Rollback),
+                    release,
+                    run.outcome.elapsed + elapsed,
+                );
+                ctx.report(&run.outcome);
             }
         }
     }
@@ -438,7 +401,7 @@ async fn roll_back_switched(
 async fn prune(ctx: &Context, nodes: &[Node], runs: &[HostRun], id: &ReleaseId) {
     let keep = ctx.config.app.keep_releases;
     join_all(nodes.iter().zip(runs).map(|(node, run)| async move {
-        if run.result != HostResult::Ok {
+        if run.outcome.result != HostResult::Ok {
             return;
         }
         let mut releases: Vec<ReleaseId> =

@@ -10,13 +10,13 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::fleet::Node;
-use super::{Context, Failure};
+use super::{Context, Failed, Failure, at};
 use crate::artifact::Artifact;
 use crate::release::ReleaseId;
 use crate::report::{Event, Level, Phase, Reporter};
 
 /// A release on this host made from the same content, if any.
-pub(super) fn already_held(node: &Node, artifact: &Artifact) -> Option<ReleaseId> {
+pub(crate) fn already_held(node: &Node, artifact: &Artifact) -> Option<ReleaseId> {
     node.probe
         .releases
         .iter()
@@ -27,13 +27,13 @@ pub(super) fn already_held(node: &Node, artifact: &Artifact) -> Option<ReleaseId
 
 /// Puts the release on the host: copied from a release it already holds
 /// with the same content, else uploaded, verified and unpacked.
-pub(super) async fn deliver(
+pub(crate) async fn deliver(
     ctx: &Context,
     node: &Node,
     artifact: &Artifact,
     id: &ReleaseId,
     halt: &CancellationToken,
-) -> Result<(), Failure> {
+) -> Result<(), Failed> {
     if node.probe.has_release(id) {
         return Ok(());
     }
@@ -51,13 +51,14 @@ pub(super) async fn deliver(
                 .copy_release(&from, id, &ctx.run_id, &artifact.content_sha),
             None,
         )
-        .await?;
+        .await
+        .map_err(at(Phase::Unpack))?;
         return Ok(());
     }
     ctx.phase(node.name(), Phase::Upload);
     let file = tokio::fs::File::open(artifact.upload_path())
         .await
-        .map_err(|e| Failure::Other(format!("cannot read the artifact: {e}")))?;
+        .map_err(|e| Failure::Other(format!("cannot read the artifact: {e}")).at(Phase::Upload))?;
     let reader = Progress::new(ctx, node.name(), artifact.transfer_size, file);
     let receive = node.layout.receive(
         id,
@@ -75,7 +76,7 @@ pub(super) async fn deliver(
         // The remote script cleans up after itself; this covers a command
         // that was cut off before its trap could run.
         let _ = node.run(&node.layout.discard(id, &ctx.run_id), None).await;
-        return Err(e);
+        return Err(e.at(Phase::Upload));
     }
     Ok(())
 }

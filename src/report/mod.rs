@@ -120,20 +120,33 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// The summary of a run that reached no host (a plan, a bad file).
-    pub fn without_hosts(command: &str, exit_code: i32) -> Summary {
+    /// The summary of a run: the counts come from the host rows.
+    pub fn new(
+        command: &str,
+        exit_code: i32,
+        release: Option<String>,
+        hosts: Vec<HostSummary>,
+        elapsed_ms: u64,
+        log_file: Option<String>,
+    ) -> Summary {
+        let count = |r: HostResult| hosts.iter().filter(|h| h.result == r).count();
         Summary {
             command: command.to_string(),
             exit_code,
-            release: None,
-            ok: 0,
-            failed: 0,
-            rolled_back: 0,
-            skipped: 0,
-            elapsed_ms: 0,
-            hosts: Vec::new(),
-            log_file: None,
+            release,
+            ok: count(HostResult::Ok),
+            failed: count(HostResult::Failed),
+            rolled_back: count(HostResult::RolledBack),
+            skipped: count(HostResult::Skipped),
+            elapsed_ms,
+            hosts,
+            log_file,
         }
+    }
+
+    /// The summary of a run that reached no host (a plan, a bad file).
+    pub fn without_hosts(command: &str, exit_code: i32) -> Summary {
+        Summary::new(command, exit_code, None, Vec::new(), 0, None)
     }
 }
 

@@ -1,17 +1,17 @@
-//! `hoist status` and `hoist releases`: where the fleet is, read-only.
+//! `hoist status`: where each host is, read-only.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::Context;
-use super::fleet::{self, Node};
-use super::lock::LockInfo;
+use crate::engine::Context;
+use crate::engine::fleet::{self, Node};
+use crate::engine::lock::LockInfo;
 use crate::exit::Exit;
 use crate::release::ReleaseId;
 use crate::report::{Event, Row};
 
-fn opt(v: Option<String>) -> Value {
+pub(super) fn opt(v: Option<String>) -> Value {
     v.map(Value::String).unwrap_or(Value::Null)
 }
 
@@ -30,7 +30,7 @@ fn majority(nodes: &[Node]) -> Option<ReleaseId> {
         .map(|(r, _)| r.clone())
 }
 
-pub async fn status(ctx: &Context) -> i32 {
+pub(crate) async fn run(ctx: &Context) -> Exit {
     let (nodes, unreached) = fleet::reach(ctx).await;
     let common = majority(&nodes);
     for host in &ctx.hosts {
@@ -60,7 +60,7 @@ pub async fn status(ctx: &Context) -> i32 {
             let why = unreached
                 .iter()
                 .find(|u| u.host == host.name)
-                .map(|u| u.failure.to_string());
+                .and_then(|u| u.error());
             Row {
                 table: "status",
                 cells: vec![
@@ -85,52 +85,5 @@ pub async fn status(ctx: &Context) -> i32 {
     } else {
         Exit::Preflight
     };
-    ctx.finish("status", exit, common.map(|c| c.to_string()), Vec::new())
-}
-
-/// Per release: hosts holding it, hosts where it is current, its version,
-/// whether it was ever rolled back.
-type Holding = (Vec<String>, Vec<String>, Option<String>, bool);
-
-pub async fn releases(ctx: &Context) -> i32 {
-    let (nodes, unreached) = fleet::reach(ctx).await;
-    fleet::report_unreached(ctx, &unreached);
-    let mut all: BTreeMap<ReleaseId, Holding> = BTreeMap::new();
-    for node in &nodes {
-        let bad = node.journal.bad_releases();
-        for (id, _) in &node.probe.releases {
-            let entry = all.entry(id.clone()).or_default();
-            entry.0.push(node.name().to_string());
-            if node.probe.current.as_ref() == Some(id) {
-                entry.1.push(node.name().to_string());
-            }
-            if entry.2.is_none() {
-                entry.2 = node.journal.version_of(id);
-            }
-            entry.3 |= bad.iter().any(|b| b == id.as_str());
-        }
-    }
-    let total = nodes.len();
-    for (id, (on, current, version, rolled_back)) in all.into_iter().rev() {
-        let partial = on.len() < total;
-        ctx.emit(Event::Row(Row {
-            table: "releases",
-            cells: vec![
-                ("release", json!(id.to_string())),
-                ("version", opt(version)),
-                ("hosts", json!(on.len())),
-                ("of", json!(total)),
-                ("current_on", json!(current)),
-                ("rolled_back", json!(rolled_back)),
-            ],
-            marked: partial,
-        }));
-    }
-    fleet::close_all(&nodes).await;
-    let exit = if unreached.is_empty() {
-        Exit::Ok
-    } else {
-        Exit::Preflight
-    };
-    ctx.finish("releases", exit, None, Vec::new())
+    ctx.finish("status", exit, common.map(|c| c.to_string()), &[])
 }

@@ -36,7 +36,6 @@ pub const TOOLS: &[&str] = &[
 /// How an upload is compressed on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Packing {
-    Tar,
     TarGz,
 }
 
@@ -150,7 +149,6 @@ fi
         content_sha: &str,
     ) -> String {
         let flags = match packing {
-            Packing::Tar => "-xf",
             Packing::TarGz => "-xzf",
         };
         format!(
@@ -251,15 +249,6 @@ echo "switched $(readlink "$D/current")"
             script.push_str(&format!("rm -rf \"$D/releases/{id}\" \"$H/sums/{id}\"\n"));
         }
         script
-    }
-
-    /// Appends one line to the host's journal.
-    pub fn append_journal(&self, journal_line: &str) -> String {
-        format!(
-            "{head}\nmkdir -p \"$H\" && printf '%s\\n' {line} >> \"$H/journal\"",
-            head = self.head(),
-            line = q(journal_line)
-        )
     }
 }
 

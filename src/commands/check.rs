@@ -2,15 +2,14 @@
 
 use serde_json::{Value, json};
 
-use super::Context;
-use super::fleet;
-use super::lock::LockInfo;
 use crate::artifact::Artifact;
 use crate::config::{Host, HostKeyChecking, HostTransport};
+use crate::engine::lock::LockInfo;
+use crate::engine::{Context, fleet, preflight};
 use crate::exit::Exit;
 use crate::report::{Event, Level, Row};
 
-pub async fn run(ctx: &Context) -> i32 {
+pub(crate) async fn run(ctx: &Context) -> Exit {
     if ctx.verbose {
         for note in &ctx.config.ssh_config_notes {
             ctx.message(Level::Info, None, note.clone());
@@ -21,9 +20,9 @@ pub async fn run(ctx: &Context) -> i32 {
             }
         }
     }
-    let needed_kb = match ctx.config.artifact.clone() {
+    let artifact = match ctx.config.artifact.clone() {
         Some(spec) => match tokio::task::spawn_blocking(move || Artifact::prepare(&spec)).await {
-            Ok(Ok(a)) => Some(a.needed_kb()),
+            Ok(Ok(a)) => Some(a),
             _ => None,
         },
         None => None,
@@ -33,21 +32,10 @@ pub async fn run(ctx: &Context) -> i32 {
     for host in &ctx.hosts {
         let row = if let Some(node) = nodes.iter().find(|n| n.name() == host.name) {
             let p = &node.probe;
-            let mut problems = Vec::new();
-            if let Some(path) = &p.not_writable {
-                problems.push(format!("{path} not writable"));
-            }
-            if !p.missing_tools.is_empty() {
-                problems.push(format!("missing {}", p.missing_tools.join(", ")));
-            }
-            if let (Some(free), Some(need)) = (p.free_kb, needed_kb)
-                && free < need
-            {
-                problems.push(format!("{free} KiB free, {need} KiB needed"));
-            }
-            if let Some(lock) = &p.lock {
-                problems.push(format!("locked by {}", LockInfo::describe(lock)));
-            }
+            let problems: Vec<String> = preflight::problems(node, artifact.as_ref())
+                .iter()
+                .map(ToString::to_string)
+                .collect();
             all_ok &= problems.is_empty();
             Row {
                 table: "check",
@@ -88,7 +76,7 @@ pub async fn run(ctx: &Context) -> i32 {
             let why = unreached
                 .iter()
                 .find(|u| u.host == host.name)
-                .map(|u| u.failure.to_string())
+                .and_then(|u| u.error())
                 .unwrap_or_default();
             Row {
                 table: "check",
@@ -112,7 +100,7 @@ pub async fn run(ctx: &Context) -> i32 {
         "check",
         if all_ok { Exit::Ok } else { Exit::Preflight },
         None,
-        Vec::new(),
+        &[],
     )
 }
 

@@ -6,11 +6,11 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use serde_json::json;
 
-use super::fleet::{self, Node};
-use super::{Context, Failure, ms};
+use crate::engine::fleet::{self, Node};
+use crate::engine::layout::q;
+use crate::engine::{Context, Failure, HostOutcome, ms};
 use crate::exit::Exit;
-use crate::remote::q;
-use crate::report::{Event, HostResult, HostSummary, OutputStream, Phase, Row};
+use crate::report::{Event, OutputStream, Phase, Row};
 use crate::transport::Output;
 
 /// Runs in `current` when the host has one, else in deploy_to, else where the shell starts.
@@ -37,7 +37,7 @@ fn emit_output(ctx: &Context, host: &str, out: &Output) {
     }
 }
 
-pub async fn run(ctx: &Context, command: &str, group_output: bool) -> i32 {
+pub(crate) async fn run(ctx: &Context, command: &str, group_output: bool) -> Exit {
     let (nodes, unreached) = fleet::reach(ctx).await;
     fleet::report_unreached(ctx, &unreached);
     let mut pending: FuturesUnordered<_> = nodes
@@ -61,61 +61,49 @@ pub async fn run(ctx: &Context, command: &str, group_output: bool) -> i32 {
     drop(pending);
     done.sort_by_key(|d| d.0);
     let mut hosts = Vec::new();
-    let mut all_ok = unreached.is_empty();
-    for (i, result, elapsed) in &done {
-        let node = &nodes[*i];
-        if group_output && let Ok(out) = result {
+    for (i, result, elapsed) in done {
+        let node = &nodes[i];
+        if group_output && let Ok(out) = &result {
             emit_output(ctx, node.name(), out);
         }
-        let (code, error) = match result {
-            Ok(out) => (out.code, None),
-            Err(e) => (None, Some(e.to_string())),
+        let code = result.as_ref().ok().and_then(|out| out.code);
+        let release = node.probe.current.as_ref().map(|c| c.to_string());
+        let outcome = match result {
+            Ok(out) if out.success() => HostOutcome::ok(node.name(), release, elapsed),
+            Ok(out) => HostOutcome::failed(
+                node.name(),
+                Failure::Exit { code: out.code }.at(Phase::Exec),
+                release,
+                elapsed,
+            ),
+            Err(e) => HostOutcome::failed(node.name(), e.at(Phase::Exec), release, elapsed),
         };
-        let ok = code == Some(0);
-        all_ok &= ok;
+        let ok = outcome.failure.is_none();
         ctx.emit(Event::Row(Row {
             table: "exec",
             cells: vec![
                 ("host", json!(node.name())),
                 ("exit_code", json!(code)),
-                ("elapsed_ms", json!(ms(*elapsed))),
-                ("error", json!(error)),
+                ("elapsed_ms", json!(ms(elapsed))),
+                (
+                    "error",
+                    json!(match &outcome.failure {
+                        Some(Failure::Exit { .. }) | None => None,
+                        Some(f) => Some(f.to_string()),
+                    }),
+                ),
             ],
             marked: !ok,
         }));
-        hosts.push(HostSummary {
-            host: node.name().to_string(),
-            result: if ok {
-                HostResult::Ok
-            } else {
-                HostResult::Failed
-            },
-            release: node.probe.current.as_ref().map(|c| c.to_string()),
-            error: error.or_else(|| {
-                (!ok).then(|| {
-                    format!(
-                        "exit code {}",
-                        code.map(|c| c.to_string()).unwrap_or("none".into())
-                    )
-                })
-            }),
-            elapsed_ms: ms(*elapsed),
-        });
+        hosts.push(outcome);
     }
-    for u in &unreached {
-        hosts.push(HostSummary {
-            host: u.host.clone(),
-            result: HostResult::Failed,
-            release: None,
-            error: Some(u.failure.to_string()),
-            elapsed_ms: ms(u.elapsed),
-        });
-    }
+    hosts.extend(unreached);
     fleet::close_all(&nodes).await;
+    let all_ok = hosts.iter().all(|h| h.failure.is_none());
     ctx.finish(
         "exec",
         if all_ok { Exit::Ok } else { Exit::Failed },
         None,
-        hosts,
+        &hosts,
     )
 }

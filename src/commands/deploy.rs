@@ -1,0 +1,138 @@
+//! `hoist deploy`: prepare the artifact, preflight every host, lock the
+//! fleet, roll out (the engine's `rollout`), unlock.
+
+use crate::artifact::Artifact;
+use crate::config::Pause;
+use crate::engine::fleet::{self, Node};
+use crate::engine::{Context, Failure, HostOutcome, lock, policy, preflight, rollout, strategy};
+use crate::exit::Exit;
+use crate::release::ReleaseId;
+use crate::report::{Event, Level, Phase};
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DeployOptions {
+    /// Carry the last failed or interrupted deploy on, with its release id.
+    pub resume: bool,
+}
+
+pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
+    let Some(spec) = ctx.config.artifact.clone() else {
+        ctx.message(
+            Level::Error,
+            None,
+            format!("{} has no [artifact] to deploy", ctx.config.path.display()),
+        );
+        return ctx.finish("deploy", Exit::Usage, None, &[]);
+    };
+    let prepared = tokio::task::spawn_blocking(move || Artifact::prepare(&spec)).await;
+    let artifact = match prepared {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
+            ctx.message(Level::Error, None, format!("{e:#}"));
+            return ctx.finish("deploy", Exit::Usage, None, &[]);
+        }
+        Err(e) => {
+            ctx.message(Level::Error, None, e.to_string());
+            return ctx.finish("deploy", Exit::Failed, None, &[]);
+        }
+    };
+    let strategy = &ctx.config.strategy;
+    let canary = strategy::hosts_of(strategy.canary, ctx.hosts.len());
+    let has_canary_pause =
+        canary > 0 && canary < ctx.hosts.len() && strategy.canary_pause == Pause::Manual;
+    if has_canary_pause && !ctx.yes && !ctx.interactive {
+        ctx.message(
+            Level::Error,
+            None,
+            "canary_pause is \"manual\" and there is no terminal to ask: pass --yes to promote the canary without asking, or set canary_pause to a duration",
+        );
+        return ctx.finish("deploy", Exit::Usage, None, &[]);
+    }
+
+    let (nodes, unreached) = fleet::reach(ctx).await;
+    fleet::report_unreached(ctx, &unreached);
+
+    let id = if opts.resume {
+        let hosts: Vec<_> = nodes
+            .iter()
+            .map(|n| (n.probe.current.as_ref(), &n.journal))
+            .collect();
+        match policy::resume_target(&hosts, &artifact.content_sha) {
+            Ok(id) => id,
+            Err(e) => {
+                ctx.message(Level::Error, None, e);
+                fleet::close_all(&nodes).await;
+                return ctx.finish("deploy", Exit::Usage, None, &[]);
+            }
+        }
+    } else {
+        ReleaseId::new(chrono::Utc::now(), &artifact.content_sha)
+    };
+    ctx.emit(Event::RunStarted {
+        command: "deploy".into(),
+        app: ctx.config.app.name.clone(),
+        release: Some(id.to_string()),
+        version: Some(artifact.version.clone()),
+        hosts: ctx.hosts.iter().map(|h| h.name.clone()).collect(),
+    });
+
+    let mut refused = Vec::new();
+    let mut problems = Vec::new();
+    for node in &nodes {
+        for problem in preflight::problems(node, Some(&artifact)) {
+            let outcome = HostOutcome::failed(
+                node.name(),
+                Failure::Preflight(problem.clone()).at(Phase::Preflight),
+                current(node),
+                std::time::Duration::ZERO,
+            );
+            ctx.report(&outcome);
+            problems.push(problem);
+            refused.push(outcome);
+        }
+    }
+    if let Some(exit) = policy::preflight_exit(unreached.len(), &problems) {
+        fleet::close_all(&nodes).await;
+        let hosts = untouched(ctx, &nodes, unreached.into_iter().chain(refused).collect());
+        return ctx.finish("deploy", exit, Some(id.to_string()), &hosts);
+    }
+
+    if let Err(e) = lock::acquire(ctx, &nodes, Some(id.as_str()), None).await {
+        let (exit, held) = e.outcomes();
+        for outcome in &held {
+            ctx.report(outcome);
+        }
+        fleet::close_all(&nodes).await;
+        let hosts = untouched(ctx, &nodes, held);
+        return ctx.finish("deploy", exit, Some(id.to_string()), &hosts);
+    }
+
+    let (exit, outcomes) = rollout::rollout(ctx, &nodes, &artifact, &id).await;
+    lock::release(ctx, &nodes).await;
+    fleet::close_all(&nodes).await;
+    ctx.finish("deploy", exit, Some(id.to_string()), &outcomes)
+}
+
+fn current(node: &Node) -> Option<String> {
+    node.probe.current.as_ref().map(|c| c.to_string())
+}
+
+/// Every selected host of a deploy that stopped before any change: the
+/// ones that stopped it as they failed (the first problem of each), the
+/// rest untouched on the release they have.
+fn untouched(ctx: &Context, nodes: &[Node], mut failed: Vec<HostOutcome>) -> Vec<HostOutcome> {
+    ctx.hosts
+        .iter()
+        .map(|h| match failed.iter().position(|o| o.host == h.name) {
+            Some(i) => {
+                let first = failed.remove(i);
+                failed.retain(|o| o.host != h.name);
+                first
+            }
+            None => HostOutcome::skipped(
+                &h.name,
+                nodes.iter().find(|n| n.name() == h.name).and_then(current),
+            ),
+        })
+        .collect()
+}

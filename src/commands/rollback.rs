@@ -1,0 +1,173 @@
+//! `hoist rollback`: every selected host back to the release the fleet was on
+//! before its last deploy (or `--to ID`). The target is read from the hosts'
+//! journals, and must be the same everywhere before anything is switched.
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+
+use crate::engine::fleet::{self, Node};
+use crate::engine::policy::{self, Refusal};
+use crate::engine::switch::switch_back;
+use crate::engine::{Context, Failure, HostOutcome, lock};
+use crate::exit::Exit;
+use crate::release::ReleaseId;
+use crate::report::{Event, Level, Phase};
+
+/// What each host would roll back to, or why it cannot.
+fn targets(nodes: &[Node], to: Option<&ReleaseId>) -> Vec<Result<ReleaseId, Refusal>> {
+    nodes
+        .iter()
+        .map(|node| {
+            policy::host_target(
+                to,
+                |r| node.probe.has_release(r),
+                node.rollback_target(),
+                node.probe.current.as_ref(),
+            )
+        })
+        .collect()
+}
+
+fn current(node: &Node) -> Option<String> {
+    node.probe.current.as_ref().map(|c| c.to_string())
+}
+
+pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
+    let to = match to.map(|t| ReleaseId::parse(t).ok_or(t)) {
+        Some(Err(bad)) => {
+            ctx.message(
+                Level::Error,
+                None,
+                format!("`{bad}` is not a release id (they look like 20261122T030405Z-1a2b3c4d; see `hoist releases`)"),
+            );
+            return ctx.finish("rollback", Exit::Usage, None, &[]);
+        }
+        Some(Ok(id)) => Some(id),
+        None => None,
+    };
+    let (nodes, unreached) = fleet::reach(ctx).await;
+    fleet::report_unreached(ctx, &unreached);
+    let targets = targets(&nodes, to.as_ref());
+    let currents: Vec<Option<ReleaseId>> = nodes.iter().map(|n| n.probe.current.clone()).collect();
+    let agreed = policy::fleet_target(&targets, &currents, to.is_some());
+    let target = match (&agreed, unreached.is_empty()) {
+        (Ok(target), true) => target.clone(),
+        _ => {
+            let refusals = agreed.err().unwrap_or_default();
+            let mut refused: Vec<HostOutcome> = refusals
+                .into_iter()
+                .map(|(i, why)| {
+                    HostOutcome::failed(
+                        nodes[i].name(),
+                        Failure::Refused(why).at(Phase::Preflight),
+                        current(&nodes[i]),
+                        Duration::ZERO,
+                    )
+                })
+                .collect();
+            for outcome in &refused {
+                ctx.report(outcome);
+            }
+            fleet::close_all(&nodes).await;
+            let mut unreached = unreached;
+            let hosts: Vec<HostOutcome> = ctx
+                .hosts
+                .iter()
+                .map(|h| {
+                    if let Some(i) = refused.iter().position(|o| o.host == h.name) {
+                        let first = refused.remove(i);
+                        refused.retain(|o| o.host != h.name);
+                        return first;
+                    }
+                    if let Some(i) = unreached.iter().position(|o| o.host == h.name) {
+                        let mut u = unreached.remove(i);
+                        u.elapsed = Duration::ZERO;
+                        return u;
+                    }
+                    HostOutcome::skipped(
+                        &h.name,
+                        nodes.iter().find(|n| n.name() == h.name).and_then(current),
+                    )
+                })
+                .collect();
+            let first = targets.iter().find_map(|t| t.as_ref().ok());
+            return ctx.finish(
+                "rollback",
+                Exit::Preflight,
+                first.map(|t| t.to_string()),
+                &hosts,
+            );
+        }
+    };
+    let Some(target) = target else {
+        return ctx.finish("rollback", Exit::Ok, None, &[]);
+    };
+    ctx.emit(Event::RunStarted {
+        command: "rollback".into(),
+        app: ctx.config.app.name.clone(),
+        release: Some(target.to_string()),
+        version: nodes.iter().find_map(|n| n.journal.version_of(&target)),
+        hosts: nodes.iter().map(|n| n.name().to_string()).collect(),
+    });
+    if let Err(e) = lock::acquire(
+        ctx,
+        &nodes,
+        None,
+        Some(&format!("rolling back to {target}")),
+    )
+    .await
+    {
+        let (exit, held) = e.outcomes();
+        for outcome in &held {
+            ctx.report(outcome);
+        }
+        fleet::close_all(&nodes).await;
+        return ctx.finish("rollback", exit, Some(target.to_string()), &[]);
+    }
+    let outcomes = join_all(nodes.iter().map(|node| {
+        let target = &target;
+        async move {
+            let _permit = ctx.parallel.acquire().await.expect("semaphore open");
+            let started = Instant::now();
+            let result = match &node.probe.current {
+                Some(current) if current == target => Ok(false),
+                Some(current) => switch_back(ctx, node, Some(target), current)
+                    .await
+                    .map(|_| true),
+                None => Err(Failure::Other("has no current release".into()).at(Phase::Rollback)),
+            };
+            let elapsed = started.elapsed();
+            let outcome = match result {
+                Ok(moved) => {
+                    let o = HostOutcome::ok(node.name(), Some(target.to_string()), elapsed);
+                    if moved {
+                        o
+                    } else {
+                        o.with_note("already on the target")
+                    }
+                }
+                Err(failed) => {
+                    // Where a rollback fails, the failure's phase is the rollback.
+                    HostOutcome::failed(
+                        node.name(),
+                        failed.failure.at(Phase::Rollback),
+                        None,
+                        elapsed,
+                    )
+                }
+            };
+            ctx.report(&outcome);
+            outcome
+        }
+    }))
+    .await;
+    lock::release(ctx, &nodes).await;
+    fleet::close_all(&nodes).await;
+    let exit = if outcomes.iter().all(|o| o.failure.is_none()) {
+        Exit::Ok
+    } else {
+        Exit::Failed
+    };
+    ctx.finish("rollback", exit, Some(target.to_string()), &outcomes)
+}

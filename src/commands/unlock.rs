@@ -1,0 +1,46 @@
+//! `hoist unlock`: free a lock held by hand (your own), or anyone's with `--force`.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+
+use crate::engine::lock::{self, LockInfo};
+use crate::engine::{Context, Failure, HostOutcome, fleet};
+use crate::exit::Exit;
+use crate::report::Phase;
+
+pub(crate) async fn run(ctx: &Context, force: bool) -> Exit {
+    let (nodes, unreached) = fleet::reach(ctx).await;
+    fleet::report_unreached(ctx, &unreached);
+    let results = join_all(nodes.iter().map(|n| lock::unlock_by_hand(ctx, n, force))).await;
+    fleet::close_all(&nodes).await;
+    let mut exit = if unreached.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Preflight
+    };
+    let mut hosts = Vec::new();
+    for (node, result) in nodes.iter().zip(results) {
+        let failed = |failure: Failure| {
+            HostOutcome::failed(node.name(), failure.at(Phase::Unlock), None, Duration::ZERO)
+        };
+        let outcome = match result {
+            Ok(Ok(freed)) => HostOutcome::ok(node.name(), None, Duration::ZERO)
+                .with_note(if freed { "unlocked" } else { "was not locked" }),
+            Ok(Err(line)) => {
+                exit = Exit::Locked;
+                failed(Failure::Other(format!(
+                    "locked by {}; not yours to free (use --force)",
+                    LockInfo::describe(&line)
+                )))
+            }
+            Err(e) => {
+                exit = Exit::Failed;
+                failed(e)
+            }
+        };
+        ctx.report(&outcome);
+        hosts.push(outcome);
+    }
+    ctx.finish("unlock", exit, None, &hosts)
+}

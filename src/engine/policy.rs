@@ -1,0 +1,430 @@
+//! The rollout's decisions, as pure functions over what the hosts reported:
+//! when to halt, how a run ends (exit code and which hosts go back), whether
+//! the fleet agrees on a rollback target, what `--resume` carries on, and
+//! which exit a failed preflight means. No I/O; tested without a network.
+
+use super::preflight::Problem;
+use crate::config::OnFailure;
+use crate::exit::Exit;
+use crate::journal::{Journal, Kind};
+use crate::release::ReleaseId;
+
+/// More hosts failed than `max_failures` allows: start no new host.
+pub(crate) fn halts(failures: usize, allowed: usize) -> bool {
+    failures > allowed
+}
+
+/// What the rollout knows of one host when it decides how the run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct HostState {
+    pub failed: bool,
+    /// `current` was pointed at the new release by this run.
+    pub switched: bool,
+}
+
+/// How a rollout ends, before any rollback ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Verdict {
+    pub exit: Exit,
+    /// Indices of the hosts that go back to the release they had.
+    pub roll_back: Vec<usize>,
+    /// Old releases may be pruned (only after a clean rollout).
+    pub prune: bool,
+}
+
+/// The end of a rollout from the hosts' states, the halt flag (failure limit,
+/// a failed local hook, a canary not promoted), the interrupt flag and
+/// `on_failure`. An interrupt wins over everything: hosts stay where they are.
+pub(crate) fn verdict(
+    hosts: &[HostState],
+    halted: bool,
+    interrupted: bool,
+    on_failure: OnFailure,
+) -> Verdict {
+    let end = |exit| Verdict {
+        exit,
+        roll_back: Vec::new(),
+        prune: false,
+    };
+    if interrupted {
+        return end(Exit::Interrupted);
+    }
+    if halted {
+        return match on_failure {
+            OnFailure::Stop => end(Exit::Failed),
+            OnFailure::Rollback => Verdict {
+                exit: Exit::RolledBack,
+                roll_back: (0..hosts.len()).filter(|&i| hosts[i].switched).collect(),
+                prune: false,
+            },
+        };
+    }
+    if hosts.iter().any(|h| h.failed) {
+        return end(Exit::Failed);
+    }
+    Verdict {
+        exit: Exit::Ok,
+        roll_back: Vec::new(),
+        prune: true,
+    }
+}
+
+/// The exit once the rollback of `verdict` ran: a host that could not go
+/// back means hosts are not where they should be.
+pub(crate) fn after_rollback(verdict: &Verdict, all_back: bool) -> Exit {
+    if verdict.exit == Exit::RolledBack && !all_back {
+        Exit::Failed
+    } else {
+        verdict.exit
+    }
+}
+
+/// The exit of a preflight that found problems: a lock held elsewhere, and
+/// nothing else wrong, is exit 4; anything else exit 3; `None` when all is well.
+pub(crate) fn preflight_exit(unreached: usize, problems: &[Problem]) -> Option<Exit> {
+    if unreached == 0 && problems.is_empty() {
+        None
+    } else if unreached == 0 && problems.iter().all(Problem::is_lock) {
+        Some(Exit::Locked)
+    } else {
+        Some(Exit::Preflight)
+    }
+}
+
+/// Why a host cannot be rolled back to a common target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Refusal {
+    #[error("does not hold release {0}")]
+    Lacks(ReleaseId),
+    #[error("has no earlier release to go back to from {0}")]
+    NothingEarlier(ReleaseId),
+    #[error("has no release deployed")]
+    NoRelease,
+    #[error(
+        "would go back to {would} (now on {}); the hosts disagree, so no target is safe: pick one with --to ID",
+        .current.as_ref().map(|c| c.to_string()).unwrap_or("nothing".into())
+    )]
+    Disagree {
+        would: ReleaseId,
+        current: Option<ReleaseId>,
+    },
+}
+
+/// One host's rollback target: `--to ID` if it holds it, else what its
+/// journal says came before `current`.
+pub(crate) fn host_target(
+    to: Option<&ReleaseId>,
+    holds: impl Fn(&ReleaseId) -> bool,
+    earlier: Option<ReleaseId>,
+    current: Option<&ReleaseId>,
+) -> Result<ReleaseId, Refusal> {
+    match to {
+        Some(id) if holds(id) => Ok(id.clone()),
+        Some(id) => Err(Refusal::Lacks(id.clone())),
+        None => earlier.ok_or_else(|| match current {
+            Some(c) => Refusal::NothingEarlier(c.clone()),
+            None => Refusal::NoRelease,
+        }),
+    }
+}
+
+/// Whether the fleet agrees on one rollback target. `targets[i]` is host i's
+/// own target, `currents[i]` its current release. Without `--to` every host
+/// must name the same target, or none is safe and each says why. Returns the
+/// target (`None` for an empty fleet), or every refusal by host index.
+pub(crate) fn fleet_target(
+    targets: &[Result<ReleaseId, Refusal>],
+    currents: &[Option<ReleaseId>],
+    chosen_by_user: bool,
+) -> Result<Option<ReleaseId>, Vec<(usize, Refusal)>> {
+    let mut refusals: Vec<(usize, Refusal)> = targets
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.as_ref().err().map(|r| (i, r.clone())))
+        .collect();
+    let first = targets.iter().find_map(|t| t.as_ref().ok());
+    let disagree = !chosen_by_user
+        && targets
+            .iter()
+            .filter_map(|t| t.as_ref().ok())
+            .any(|t| Some(t) != first);
+    if disagree {
+        for (i, t) in targets.iter().enumerate() {
+            if let Ok(t) = t {
+                refusals.push((
+                    i,
+                    Refusal::Disagree {
+                        would: t.clone(),
+                        current: currents.get(i).cloned().flatten(),
+                    },
+                ));
+            }
+        }
+    }
+    if refusals.is_empty() {
+        Ok(first.cloned())
+    } else {
+        Err(refusals)
+    }
+}
+
+/// `--resume`: the release of the last deploy (only a deploy's lock names a
+/// release; rollbacks and hand locks do not), if it did not reach every
+/// host, was never rolled back, and was made from this artifact.
+pub(crate) fn resume_target(
+    hosts: &[(Option<&ReleaseId>, &Journal)],
+    artifact_sha: &str,
+) -> Result<ReleaseId, String> {
+    let last = hosts
+        .iter()
+        .flat_map(|(_, j)| j.entries.iter())
+        .filter(|e| e.event == Kind::Lock && e.release.is_some())
+        .max_by(|a, b| a.ts.cmp(&b.ts))
+        .and_then(|e| e.release.as_deref().and_then(ReleaseId::parse))
+        .ok_or("nothing to resume: no earlier deploy is recorded on these hosts")?;
+    if hosts.iter().all(|(current, _)| *current == Some(&last)) {
+        return Err(format!(
+            "nothing to resume: every selected host is already on {last}"
+        ));
+    }
+    if hosts
+        .iter()
+        .any(|(_, j)| j.bad_releases().iter().any(|b| b == last.as_str()))
+    {
+        return Err(format!(
+            "{last} was rolled back; it cannot be resumed. Deploy anew."
+        ));
+    }
+    let prefix = &artifact_sha[..8.min(artifact_sha.len())];
+    if last.hash_prefix() != prefix {
+        return Err(format!(
+            "the artifact changed since {last} was deployed (its hash starts {}, the artifact's {prefix}); deploy anew instead of resuming",
+            last.hash_prefix(),
+        ));
+    }
+    Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::Entry;
+
+    fn id(s: &str) -> ReleaseId {
+        ReleaseId::parse(s).unwrap()
+    }
+    const R1: &str = "20260101T000000Z-aaaaaaaa";
+    const R2: &str = "20260102T000000Z-bbbbbbbb";
+    const R3: &str = "20260103T000000Z-cccccccc";
+
+    fn states(list: &[(bool, bool)]) -> Vec<HostState> {
+        list.iter()
+            .map(|&(failed, switched)| HostState { failed, switched })
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_canary_rolls_back_only_the_canary_and_exits_5() {
+        // The canary failed its health check after its switch; the halt
+        // stopped every other host before it started.
+        let hosts = states(&[(true, true), (false, false), (false, false)]);
+        let v = verdict(&hosts, true, false, OnFailure::Rollback);
+        assert_eq!(v.exit, Exit::RolledBack);
+        assert_eq!(v.roll_back, vec![0]);
+        assert!(!v.prune);
+        assert_eq!(after_rollback(&v, true), Exit::RolledBack);
+    }
+
+    #[test]
+    fn max_failures_1_with_two_failures_halts_after_that_wave() {
+        assert!(!halts(1, 1));
+        assert!(halts(2, 1));
+        // Wave 2 of 3 had two failures: hosts of wave 1 and 2 that switched go back.
+        let hosts = states(&[
+            (false, true),
+            (false, true),
+            (false, true),
+            (true, true),
+            (true, false),
+            (false, true),
+            (false, false),
+            (false, false),
+            (false, false),
+        ]);
+        let v = verdict(&hosts, halts(2, 1), false, OnFailure::Rollback);
+        assert_eq!(v.exit, Exit::RolledBack);
+        assert_eq!(v.roll_back, vec![0, 1, 2, 3, 5]);
+    }
+
+    #[test]
+    fn stop_leaves_hosts_where_they_are_and_exits_1() {
+        let hosts = states(&[(true, true), (false, true)]);
+        let v = verdict(&hosts, true, false, OnFailure::Stop);
+        assert_eq!(v.exit, Exit::Failed);
+        assert!(v.roll_back.is_empty());
+    }
+
+    #[test]
+    fn a_rollback_that_itself_fails_exits_1() {
+        let hosts = states(&[(true, true), (false, true)]);
+        let v = verdict(&hosts, true, false, OnFailure::Rollback);
+        assert_eq!(after_rollback(&v, false), Exit::Failed);
+    }
+
+    #[test]
+    fn an_interrupt_exits_130_whatever_else_happened() {
+        for halted in [false, true] {
+            for on_failure in [OnFailure::Stop, OnFailure::Rollback] {
+                let hosts = states(&[(true, true), (false, true), (false, false)]);
+                let v = verdict(&hosts, halted, true, on_failure);
+                assert_eq!(v.exit, Exit::Interrupted);
+                assert!(v.roll_back.is_empty(), "an interrupt switches nothing back");
+                assert_eq!(after_rollback(&v, false), Exit::Interrupted);
+            }
+        }
+    }
+
+    #[test]
+    fn failures_within_the_limit_exit_1_and_prune_nothing() {
+        let hosts = states(&[(false, true), (true, false)]);
+        let v = verdict(&hosts, false, false, OnFailure::Rollback);
+        assert_eq!(v.exit, Exit::Failed);
+        assert!(v.roll_back.is_empty() && !v.prune);
+    }
+
+    #[test]
+    fn a_clean_rollout_exits_0_and_prunes() {
+        let v = verdict(
+            &states(&[(false, true); 3]),
+            false,
+            false,
+            OnFailure::Rollback,
+        );
+        assert_eq!(v.exit, Exit::Ok);
+        assert!(v.prune);
+    }
+
+    #[test]
+    fn a_halt_with_nothing_switched_is_still_a_clean_rollback() {
+        let v = verdict(&states(&[(true, false)]), true, false, OnFailure::Rollback);
+        assert!(v.roll_back.is_empty());
+        assert_eq!(after_rollback(&v, true), Exit::RolledBack);
+    }
+
+    #[test]
+    fn hosts_that_disagree_on_a_rollback_target_switch_nothing() {
+        let targets = vec![Ok(id(R1)), Ok(id(R2)), Ok(id(R1))];
+        let currents = vec![Some(id(R2)), Some(id(R3)), Some(id(R2))];
+        let refusals = fleet_target(&targets, &currents, false).unwrap_err();
+        assert_eq!(refusals.len(), 3, "every host says what it would do");
+        assert_eq!(
+            refusals[1].1,
+            Refusal::Disagree {
+                would: id(R2),
+                current: Some(id(R3))
+            }
+        );
+    }
+
+    #[test]
+    fn hosts_that_agree_give_the_target() {
+        let targets = vec![Ok(id(R1)), Ok(id(R1))];
+        let currents = vec![Some(id(R2)), Some(id(R2))];
+        assert_eq!(fleet_target(&targets, &currents, false), Ok(Some(id(R1))));
+        assert_eq!(fleet_target(&[], &[], false), Ok(None));
+    }
+
+    #[test]
+    fn one_host_without_a_target_refuses_the_whole_rollback() {
+        let targets = vec![Ok(id(R1)), Err(Refusal::NothingEarlier(id(R1)))];
+        let currents = vec![Some(id(R2)), Some(id(R1))];
+        let refusals = fleet_target(&targets, &currents, false).unwrap_err();
+        assert_eq!(refusals, vec![(1, Refusal::NothingEarlier(id(R1)))]);
+    }
+
+    #[test]
+    fn a_chosen_target_must_be_held_everywhere() {
+        let holds = |r: &ReleaseId| r.as_str() == R1;
+        assert_eq!(host_target(Some(&id(R1)), holds, None, None), Ok(id(R1)));
+        assert_eq!(
+            host_target(Some(&id(R2)), holds, Some(id(R1)), None),
+            Err(Refusal::Lacks(id(R2)))
+        );
+        assert_eq!(
+            host_target(None, holds, None, None),
+            Err(Refusal::NoRelease)
+        );
+    }
+
+    #[test]
+    fn a_lock_alone_is_exit_4_anything_else_exit_3() {
+        let lock = Problem::Locked("{}".into());
+        let tools = Problem::MissingTools(vec!["tar".into()]);
+        assert_eq!(preflight_exit(0, &[]), None);
+        assert_eq!(
+            preflight_exit(0, std::slice::from_ref(&lock)),
+            Some(Exit::Locked)
+        );
+        assert_eq!(
+            preflight_exit(0, &[lock.clone(), tools]),
+            Some(Exit::Preflight)
+        );
+        assert_eq!(preflight_exit(1, &[lock]), Some(Exit::Preflight));
+    }
+
+    fn journal(entries: &[(Kind, &str, Option<&str>, Option<&str>)]) -> Journal {
+        Journal {
+            entries: entries
+                .iter()
+                .map(|&(kind, ts, release, previous)| Entry {
+                    ts: ts.into(),
+                    release: release.map(str::to_string),
+                    previous: previous.map(str::to_string),
+                    ..Entry::new(kind, "me@here")
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn resume_carries_the_last_deploy_on() {
+        let j = journal(&[
+            (Kind::Lock, "2026-01-01T00:00:00Z", Some(R1), None),
+            (Kind::Lock, "2026-01-02T00:00:00Z", Some(R2), None),
+            (Kind::Lock, "2026-01-03T00:00:00Z", None, None),
+        ]);
+        let (r1, r2) = (id(R1), id(R2));
+        let hosts = [(Some(&r2), &j), (Some(&r1), &j)];
+        assert_eq!(resume_target(&hosts, "bbbbbbbb0000"), Ok(id(R2)));
+        assert!(
+            resume_target(&hosts, "cccccccc0000")
+                .unwrap_err()
+                .contains("the artifact changed")
+        );
+        let all_there = [(Some(&r2), &j)];
+        assert!(
+            resume_target(&all_there, "bbbbbbbb")
+                .unwrap_err()
+                .contains("already on")
+        );
+    }
+
+    #[test]
+    fn a_rolled_back_release_is_never_resumed() {
+        let j = journal(&[
+            (Kind::Lock, "2026-01-02T00:00:00Z", Some(R2), None),
+            (Kind::Rollback, "2026-01-02T00:01:00Z", Some(R1), Some(R2)),
+        ]);
+        let r1 = id(R1);
+        assert!(
+            resume_target(&[(Some(&r1), &j)], "bbbbbbbb")
+                .unwrap_err()
+                .contains("was rolled back")
+        );
+        assert!(
+            resume_target(&[(Some(&r1), &Journal::default())], "bbbbbbbb")
+                .unwrap_err()
+                .contains("nothing to resume")
+        );
+    }
+}
