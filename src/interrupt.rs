@@ -4,49 +4,132 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::report::{Event, Level, Reporter, Summary};
+use crate::engine::{self, Failure, HostOutcome};
+use crate::exit::Exit;
+use crate::report::{Event, HostResult, Level, Phase, Reporter};
+
+/// What was last seen of a host.
+#[derive(Debug, Clone)]
+enum Seen {
+    In(Phase),
+    Done {
+        release: Option<String>,
+        note: Option<String>,
+        elapsed_ms: u64,
+    },
+    Failed {
+        phase: Phase,
+        error: String,
+        elapsed_ms: u64,
+    },
+}
 
 /// Forwards every event and remembers what each host was last doing.
 pub struct Tracker {
     inner: Arc<dyn Reporter>,
-    states: Mutex<BTreeMap<String, String>>,
+    seen: Mutex<BTreeMap<String, Seen>>,
 }
 
 impl Tracker {
     pub fn new(inner: Arc<dyn Reporter>) -> Arc<Tracker> {
         Arc::new(Tracker {
             inner,
-            states: Mutex::new(BTreeMap::new()),
+            seen: Mutex::new(BTreeMap::new()),
         })
     }
 
     fn states(&self) -> Vec<String> {
-        self.states
+        self.seen
             .lock()
             .unwrap()
             .iter()
-            .map(|(h, s)| format!("{h}: {s}"))
+            .map(|(h, s)| match s {
+                Seen::In(phase) => format!("{h}: in {phase}"),
+                Seen::Done { release, .. } => format!(
+                    "{h}: done, on {}",
+                    release.as_deref().unwrap_or("its release")
+                ),
+                Seen::Failed { phase, .. } => format!("{h}: failed in {phase}"),
+            })
+            .collect()
+    }
+
+    /// How each host stood when the cleanup was abandoned; a host caught
+    /// in a phase counts as interrupted there.
+    fn outcomes(&self) -> Vec<HostOutcome> {
+        let ms = |m: u64| Duration::from_millis(m);
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(host, seen)| match seen.clone() {
+                Seen::In(phase) => {
+                    HostOutcome::failed(host, Failure::Interrupted.at(phase), None, Duration::ZERO)
+                }
+                Seen::Done {
+                    release,
+                    note,
+                    elapsed_ms,
+                } => {
+                    let mut o = HostOutcome::ok(host, release, ms(elapsed_ms));
+                    if note.as_deref() == Some("rolled back") {
+                        o.result = HostResult::RolledBack;
+                    }
+                    o.note = note;
+                    o
+                }
+                Seen::Failed {
+                    phase,
+                    error,
+                    elapsed_ms,
+                } => {
+                    HostOutcome::failed(host, Failure::Other(error).at(phase), None, ms(elapsed_ms))
+                }
+            })
             .collect()
     }
 }
 
 impl Reporter for Tracker {
     fn event(&self, event: &Event) {
-        let state = match event {
-            Event::HostPhase { host, phase } => Some((host, format!("in {phase}"))),
-            Event::HostDone { host, release, .. } => Some((
+        let seen = match event {
+            Event::HostPhase { host, phase } => Some((host, Seen::In(*phase))),
+            Event::HostDone {
                 host,
-                format!("done, on {}", release.as_deref().unwrap_or("its release")),
+                release,
+                message,
+                elapsed_ms,
+            } => Some((
+                host,
+                Seen::Done {
+                    release: release.clone(),
+                    note: message.clone(),
+                    elapsed_ms: *elapsed_ms,
+                },
             )),
-            Event::HostFailed { host, phase, .. } => Some((host, format!("failed in {phase}"))),
+            Event::HostFailed {
+                host,
+                phase,
+                error,
+                elapsed_ms,
+                ..
+            } => Some((
+                host,
+                Seen::Failed {
+                    phase: *phase,
+                    error: error.clone(),
+                    elapsed_ms: *elapsed_ms,
+                },
+            )),
             _ => None,
         };
-        if let Some((host, state)) = state {
-            self.states.lock().unwrap().insert(host.clone(), state);
+        if let Some((host, seen)) = seen {
+            self.seen.lock().unwrap().insert(host.clone(), seen);
         }
         self.inner.event(event);
     }
@@ -60,9 +143,15 @@ impl Reporter for Tracker {
     }
 }
 
+/// What the second Ctrl-C needs to end the run with its summary.
+pub struct Run {
+    pub command: &'static str,
+    pub started: Instant,
+    pub log_file: Option<String>,
+}
+
 /// Listens for SIGINT and SIGTERM for the rest of the run.
-pub fn watch(command: &str, cancel: CancellationToken, tracker: Arc<Tracker>) {
-    let command = command.to_string();
+pub fn watch(run: Run, cancel: CancellationToken, tracker: Arc<Tracker>) {
     tokio::spawn(async move {
         let (Ok(mut int), Ok(mut term)) = (
             signal(SignalKind::interrupt()),
@@ -90,9 +179,17 @@ pub fn watch(command: &str, cancel: CancellationToken, tracker: Arc<Tracker>) {
             host: None,
             text,
         });
-        // Even abandoned, a run ends with its summary.
-        tracker.event(&Event::Summary(Summary::without_hosts(&command, 130)));
+        // Even abandoned, a run ends with its summary, built as any other.
+        let summary = engine::summary(
+            run.command,
+            Exit::Interrupted,
+            None,
+            &tracker.outcomes(),
+            run.started.elapsed(),
+            run.log_file,
+        );
+        tracker.event(&Event::Summary(summary));
         tracker.finish();
-        std::process::exit(130);
+        std::process::exit(Exit::Interrupted.code());
     });
 }

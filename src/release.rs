@@ -27,6 +27,30 @@ impl ReleaseId {
         (ok_stamp && ok_hash).then(|| ReleaseId(s.to_string()))
     }
 
+    /// A new id that sorts after every id in `held`: stamped `now`, or one
+    /// second after the newest held release when that is later (two deploys
+    /// within one second, or a clock behind the fleet's). Ids then always
+    /// follow the order of deploys, which rollback and pruning rely on.
+    pub fn next<'a>(
+        now: DateTime<Utc>,
+        sha256_hex: &str,
+        held: impl IntoIterator<Item = &'a ReleaseId>,
+    ) -> ReleaseId {
+        let newest = held.into_iter().filter_map(ReleaseId::time).max();
+        let at = match newest {
+            Some(t) if t >= now => t + chrono::Duration::seconds(1),
+            _ => now,
+        };
+        ReleaseId::new(at, sha256_hex)
+    }
+
+    /// When the release was made, from its stamp.
+    pub fn time(&self) -> Option<DateTime<Utc>> {
+        chrono::NaiveDateTime::parse_from_str(&self.0[..16], "%Y%m%dT%H%M%SZ")
+            .ok()
+            .map(|t| t.and_utc())
+    }
+
     /// The 8 hex digits of the artifact hash this release was made from.
     pub fn hash_prefix(&self) -> &str {
         &self.0[17..]
@@ -71,6 +95,23 @@ mod tests {
         ] {
             assert_eq!(ReleaseId::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_new_id_sorts_after_every_held_one() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 2, 0, 0, 0).unwrap();
+        let same_second = ReleaseId::new(now, "aaaaaaaa");
+        let next = ReleaseId::next(now, "aaaaaaaa", [&same_second]);
+        assert_eq!(next.as_str(), "20260102T000001Z-aaaaaaaa");
+        let ahead = ReleaseId::new(now + chrono::Duration::seconds(30), "bbbbbbbb");
+        let next = ReleaseId::next(now, "aaaaaaaa", [&same_second, &ahead]);
+        assert_eq!(next.as_str(), "20260102T000031Z-aaaaaaaa");
+        let older = ReleaseId::new(now - chrono::Duration::days(1), "bbbbbbbb");
+        assert_eq!(
+            ReleaseId::next(now, "aaaaaaaa", [&older]).as_str(),
+            "20260102T000000Z-aaaaaaaa"
+        );
+        assert_eq!(same_second.time(), Some(now));
     }
 
     #[test]

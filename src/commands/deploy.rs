@@ -66,7 +66,14 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
             }
         }
     } else {
-        ReleaseId::new(chrono::Utc::now(), &artifact.content_sha)
+        let held = nodes.iter().flat_map(|n| {
+            n.probe
+                .releases
+                .iter()
+                .map(|(r, _)| r)
+                .chain(&n.probe.current)
+        });
+        ReleaseId::next(chrono::Utc::now(), &artifact.content_sha, held)
     };
     ctx.emit(Event::RunStarted {
         command: "deploy".into(),

@@ -82,7 +82,12 @@ pub(crate) fn execute(cli: Cli) -> Exit {
     };
     runtime.block_on(async {
         let ctx = run.context(&cli, config, hosts, tracker.clone());
-        interrupt::watch(name, ctx.cancel.clone(), tracker.clone());
+        let abandon = interrupt::Run {
+            command: name,
+            started: ctx.started,
+            log_file: ctx.log_file.as_ref().map(|p| p.display().to_string()),
+        };
+        interrupt::watch(abandon, ctx.cancel.clone(), tracker.clone());
         dispatch(&cli.command, &ctx).await
     })
 }

@@ -17,7 +17,7 @@ pub(crate) mod strategy;
 pub(crate) mod switch;
 pub(crate) mod upload;
 
-pub(crate) use outcome::{Failed, Failure, HostOutcome, at};
+pub(crate) use outcome::{Failed, Failure, HostOutcome, at, summary};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Host};
 use crate::exit::Exit;
-use crate::report::{Event, Level, Phase, Reporter, Summary};
+use crate::report::{Event, Level, Phase, Reporter};
 use crate::transport::ssh::SshContext;
 
 /// Everything one run of a command shares.
@@ -90,12 +90,12 @@ impl Context {
         release: Option<String>,
         hosts: &[HostOutcome],
     ) -> Exit {
-        let summary = Summary::new(
+        let summary = outcome::summary(
             command,
-            exit.code(),
+            exit,
             release,
-            hosts.iter().map(HostOutcome::summary).collect(),
-            ms(self.started.elapsed()),
+            hosts,
+            self.started.elapsed(),
             self.log_file.as_ref().map(|p| p.display().to_string()),
         );
         self.emit(Event::Summary(summary));

@@ -7,6 +7,8 @@ use std::time::Duration;
 use super::ms;
 use super::policy::Refusal;
 use super::preflight::Problem;
+use crate::exit::Exit;
+use crate::report::Summary;
 use crate::report::{Event, HostResult, HostSummary, Phase};
 use crate::transport::TransportError;
 
@@ -177,6 +179,26 @@ impl HostOutcome {
             elapsed_ms: ms(self.elapsed),
         }
     }
+}
+
+/// The summary of a run from how its hosts ended: the one way a summary is
+/// built, whether the run ended normally or its cleanup was abandoned.
+pub(crate) fn summary(
+    command: &str,
+    exit: Exit,
+    release: Option<String>,
+    hosts: &[HostOutcome],
+    elapsed: Duration,
+    log_file: Option<String>,
+) -> Summary {
+    Summary::new(
+        command,
+        exit.code(),
+        release,
+        hosts.iter().map(HostOutcome::summary).collect(),
+        ms(elapsed),
+        log_file,
+    )
 }
 
 #[cfg(test)]
