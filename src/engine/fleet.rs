@@ -70,6 +70,11 @@ impl Node {
         Ok(())
     }
 
+    /// The release `current` points at, as text.
+    pub fn current(&self) -> Option<String> {
+        self.probe.current.as_ref().map(|c| c.to_string())
+    }
+
     /// The release this host would go back to.
     pub fn rollback_target(&self) -> Option<ReleaseId> {
         self.journal
@@ -149,4 +154,28 @@ pub(crate) fn report_unreached(ctx: &Context, unreached: &[HostOutcome]) {
 
 pub(crate) async fn close_all(nodes: &[Node]) {
     join_all(nodes.iter().map(|n| n.conn.close())).await;
+}
+
+/// Every selected host of a run that stopped before any change: the hosts
+/// that stopped it as they failed (the first failure of each), the rest
+/// untouched on the release they have.
+pub(crate) fn untouched(
+    ctx: &Context,
+    nodes: &[Node],
+    mut failed: Vec<HostOutcome>,
+) -> Vec<HostOutcome> {
+    ctx.hosts
+        .iter()
+        .map(|h| match failed.iter().position(|o| o.host == h.name) {
+            Some(i) => {
+                let first = failed.remove(i);
+                failed.retain(|o| o.host != h.name);
+                first
+            }
+            None => {
+                let node = nodes.iter().find(|n| n.name() == h.name);
+                HostOutcome::skipped(&h.name, node.and_then(Node::current))
+            }
+        })
+        .collect()
 }

@@ -47,6 +47,18 @@ impl LockInfo {
             None => format!("an unreadable lock: {line}"),
         }
     }
+
+    /// How the lock in `line` can be freed: plain `hoist unlock` by whoever
+    /// took it (same user@machine), `--force` by anyone.
+    pub fn how_to_free(line: &str) -> String {
+        match LockInfo::parse(line) {
+            Some(l) => format!(
+                "`hoist unlock` frees it as {}, `hoist unlock --force` from anywhere",
+                l.by
+            ),
+            None => "only `hoist unlock --force` clears it".to_string(),
+        }
+    }
 }
 
 /// Someone else holds the lock on a host.
@@ -159,7 +171,7 @@ async fn release_nodes(ctx: &Context, nodes: &[&Node], message: Option<&str>) {
                 Err(e) => ctx.message(
                     Level::Error,
                     Some(node.name()),
-                    format!("could not free the lock: {e}; free it with `hoist unlock --force`"),
+                    format!("could not free the lock: {e}; free it with `hoist unlock` once the host is back"),
                 ),
             }
         }

@@ -17,7 +17,7 @@ pub(crate) enum Problem {
     #[error("not enough free space: {free_kb} KiB free, {needed_kb} KiB needed")]
     NoSpace { free_kb: u64, needed_kb: u64 },
     /// Someone holds the fleet lock; the lock file's first line.
-    #[error("locked by {}", LockInfo::describe(.0))]
+    #[error("locked by {} ({})", LockInfo::describe(.0), LockInfo::how_to_free(.0))]
     Locked(String),
 }
 
