@@ -151,3 +151,108 @@ fn a_name_that_never_resolves_fails_within_the_connect_timeout_and_nothing_waits
     }
     drop(silent);
 }
+
+#[test]
+fn a_directory_at_the_lock_path_blocks_deploy_and_rollback_until_forced_open() {
+    let p = Project::new()
+        .local_hosts(2)
+        .toml("[strategy]\ncanary = 0")
+        .artifact(&[("app.txt", "v1")])
+        .write();
+    p.hoist(&["deploy"]).assert().success();
+    let lock = p.deploy_path("local2").join(".hoist/lock");
+    std::fs::create_dir_all(lock.join("inside")).unwrap();
+    let p = p.artifact(&[("app.txt", "v2")]).write();
+    for command in ["deploy", "rollback"] {
+        let out = p.hoist(&[command]).assert().code(4).get_output().clone();
+        let text = printed(&out);
+        assert!(
+            text.contains(".hoist/lock is a directory")
+                && text.contains("`hoist unlock --force` removes it"),
+            "{command}: {text}"
+        );
+    }
+    assert_eq!(p.releases("local1").len(), 1, "nothing was deployed");
+    // A plain unlock is refused (it is no lock of ours); --force clears it.
+    p.hoist(&["unlock"]).assert().code(4);
+    assert!(lock.is_dir());
+    p.hoist(&["unlock", "--force"]).assert().success();
+    assert!(!lock.exists());
+    p.hoist(&["deploy"]).assert().success();
+}
+
+#[test]
+fn a_current_release_that_is_gone_is_marked_in_status_and_deploy_goes_on() {
+    let p = Project::new()
+        .local_hosts(2)
+        .toml("[strategy]\ncanary = 0")
+        .artifact(&[("app.txt", "v1")])
+        .write();
+    p.hoist(&["deploy"]).assert().success();
+    let gone = p.current("local1").unwrap();
+    std::fs::remove_dir_all(p.deploy_path("local1").join("releases").join(&gone)).unwrap();
+    let out = p
+        .hoist(&["status", "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let rows = ndjson(&out.stdout);
+    let row = rows
+        .iter()
+        .find(|e| e["event"] == "row" && e["host"] == "local1")
+        .unwrap();
+    assert_eq!(row["release"], serde_json::Value::Null);
+    assert_eq!(row["marked"], true);
+    assert!(
+        row["error"].as_str().unwrap().contains("which is missing"),
+        "{row}"
+    );
+    let p = p.artifact(&[("app.txt", "v2")]).write();
+    let out = p.hoist(&["deploy"]).assert().success().get_output().clone();
+    assert!(
+        printed(&out).contains("which is missing"),
+        "{}",
+        printed(&out)
+    );
+    assert_eq!(p.read_current("local1", "app.txt"), "v2");
+}
+
+#[test]
+fn a_failed_switch_is_reported_in_the_switch_phase() {
+    let p = Project::new()
+        .local_hosts(1)
+        .toml("[strategy]\ncanary = 0")
+        .artifact(&[("app.txt", "v1")])
+        .write();
+    // `current` as a real directory: the new link cannot replace it.
+    std::fs::create_dir_all(p.deploy_path("local1").join("current/current")).unwrap();
+    let out = p.hoist(&["deploy", "--json"]).assert().get_output().clone();
+    let failed = ndjson(&out.stdout)
+        .into_iter()
+        .find(|e| e["event"] == "host_failed")
+        .unwrap_or_else(|| panic!("no host_failed: {}", printed(&out)));
+    assert_eq!(failed["phase"], "switch", "{failed}");
+}
+
+#[test]
+fn leftovers_of_abandoned_uploads_are_cleared_by_the_next_run() {
+    let p = Project::new()
+        .local_hosts(1)
+        .artifact(&[("app.txt", "v1")])
+        .write();
+    let tmp = p.deploy_path("local1").join(".hoist/tmp");
+    std::fs::create_dir_all(tmp.join("20260101T000000Z-aaaaaaaa.deadbeef0001.d")).unwrap();
+    std::fs::write(
+        tmp.join("20260101T000000Z-aaaaaaaa.deadbeef0001.part"),
+        vec![0u8; 65536],
+    )
+    .unwrap();
+    p.hoist(&["deploy"]).assert().success();
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left in .hoist/tmp: {left:?}");
+}

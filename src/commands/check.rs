@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 use crate::artifact::Artifact;
 use crate::config::{Host, HostKeyChecking, HostTransport};
+use crate::engine::layout::LockState;
 use crate::engine::lock::LockInfo;
 use crate::engine::{Context, fleet, preflight};
 use crate::exit::Exit;
@@ -32,16 +33,15 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
     for host in &ctx.hosts {
         let row = if let Some(node) = nodes.iter().find(|n| n.name() == host.name) {
             let p = &node.probe;
-            let problems: Vec<String> = preflight::problems(node, artifact.as_ref())
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            all_ok &= problems.is_empty();
+            let found = preflight::problems(node, artifact.as_ref());
+            let ok = found.iter().all(|p| p.is_warning());
+            let problems: Vec<String> = found.iter().map(ToString::to_string).collect();
+            all_ok &= ok;
             Row {
                 table: "check",
                 cells: vec![
                     ("host", json!(host.name)),
-                    ("ok", json!(problems.is_empty())),
+                    ("ok", json!(ok)),
                     ("connect", json!("ok")),
                     ("writable", json!(p.not_writable.is_none())),
                     ("free_kb", json!(p.free_kb)),
@@ -55,9 +55,11 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
                     ),
                     (
                         "lock",
-                        p.lock
-                            .as_deref()
-                            .map(|l| json!(LockInfo::describe(l)))
+                        p.lock_state()
+                            .map(|state| match state {
+                                LockState::File(line) => json!(LockInfo::describe(&line)),
+                                LockState::Other(what) => json!(format!(".hoist/lock is {what}")),
+                            })
                             .unwrap_or(Value::Null),
                     ),
                     (

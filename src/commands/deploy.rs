@@ -89,6 +89,10 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
     let mut problems = Vec::new();
     for node in &nodes {
         for problem in preflight::problems(node, Some(&artifact)) {
+            if problem.is_warning() {
+                ctx.message(Level::Warn, Some(node.name()), problem.to_string());
+                continue;
+            }
             let outcome = HostOutcome::failed(
                 node.name(),
                 Failure::Preflight(problem.clone()).at(Phase::Preflight),

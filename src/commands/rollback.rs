@@ -50,8 +50,7 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
     let held: Vec<HostOutcome> = nodes
         .iter()
         .filter_map(|n| {
-            let line = n.probe.lock.clone()?;
-            let failure = Failure::Preflight(Problem::Locked(line));
+            let failure = Failure::Preflight(Problem::Locked(n.probe.lock_state()?));
             Some(HostOutcome::failed(
                 n.name(),
                 failure.at(Phase::Lock),

@@ -357,8 +357,9 @@ pub enum LockState {
 }
 
 impl LockState {
-    /// The text to show: the lock file's line, or the description.
-    pub fn text(&self) -> &str {
+    /// The text the probe shows: the lock file's line, or the description.
+    #[cfg(test)]
+    fn text(&self) -> &str {
         match self {
             LockState::File(line) | LockState::Other(line) => line,
         }
