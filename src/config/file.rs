@@ -6,33 +6,25 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::ssh_keys::ssh_keys;
 use super::values::{
-    AmountOrNone, Batch, Checking, Commands, Dur, Jump, Name, NonZeroDur, OnFailureValue,
-    PauseValue, Port, Positive, RemotePath, Strings, TransportKind, Vars,
+    AmountOrNone, Batch, Checking, Commands, Dur, Jump, LocalPaths, Name, NonZeroDur,
+    OnFailureValue, PauseValue, Port, Positive, RemotePath, TransportKind, User, Vars,
 };
 
-/// Declares a struct holding `extra` fields and then every `[ssh]` key, so
-/// `[ssh]`, `[hosts.*]` and `[groups.*]` accept the same SSH keys.
-/// (`deny_unknown_fields` does not work with `#[serde(flatten)]`.)
+/// Declares a struct holding `extra` fields and then every SSH key of the
+/// table (`ssh_keys!`), so `[ssh]`, `[hosts.*]` and `[groups.*]` accept the
+/// same SSH keys. (`deny_unknown_fields` does not work with `#[serde(flatten)]`.)
 macro_rules! with_ssh_keys {
     (
         $(#[$attr:meta])*
         pub struct $name:ident { $($(#[$fattr:meta])* pub $field:ident : $ty:ty,)* }
+        keys { $($key:ident: $raw:ty => $value:ty { $($column:tt)* })* }
     ) => {
         $(#[$attr])*
         pub struct $name {
             $($(#[$fattr])* pub $field: $ty,)*
-            pub user: Option<String>,
-            pub port: Option<Port>,
-            pub identity_files: Option<Strings>,
-            pub identities_only: Option<bool>,
-            pub known_hosts: Option<Strings>,
-            pub host_key_checking: Option<Checking>,
-            pub connect_timeout: Option<NonZeroDur>,
-            pub command_timeout: Option<NonZeroDur>,
-            pub keepalive: Option<NonZeroDur>,
-            pub jump: Option<Jump>,
-            pub ssh_config: Option<bool>,
+            $(pub $key: Option<$raw>,)*
         }
 
         impl $name {
@@ -40,17 +32,7 @@ macro_rules! with_ssh_keys {
             #[allow(dead_code)] // unused on RawSsh itself
             pub fn ssh(&self) -> RawSsh {
                 RawSsh {
-                    user: self.user.clone(),
-                    port: self.port,
-                    identity_files: self.identity_files.clone(),
-                    identities_only: self.identities_only,
-                    known_hosts: self.known_hosts.clone(),
-                    host_key_checking: self.host_key_checking,
-                    connect_timeout: self.connect_timeout,
-                    command_timeout: self.command_timeout,
-                    keepalive: self.keepalive,
-                    jump: self.jump.clone(),
-                    ssh_config: self.ssh_config,
+                    $($key: self.$key.clone(),)*
                 }
             }
         }
@@ -90,13 +72,13 @@ pub struct RawApp {
     pub keep_releases: Option<Positive>,
 }
 
-with_ssh_keys! {
+ssh_keys!(with_ssh_keys! {
     #[derive(Debug, Clone, Default, Deserialize)]
     #[serde(deny_unknown_fields, expecting = "a table")]
     pub struct RawSsh {}
-}
+});
 
-with_ssh_keys! {
+ssh_keys!(with_ssh_keys! {
     #[derive(Debug, Clone, Default, Deserialize)]
     #[serde(deny_unknown_fields, expecting = "a table")]
     pub struct RawHost {
@@ -108,9 +90,9 @@ with_ssh_keys! {
         pub transport: Option<TransportKind>,
         pub root: Option<String>,
     }
-}
+});
 
-with_ssh_keys! {
+ssh_keys!(with_ssh_keys! {
     #[derive(Debug, Clone, Default, Deserialize)]
     #[serde(deny_unknown_fields, expecting = "a table")]
     pub struct RawGroup {
@@ -118,7 +100,7 @@ with_ssh_keys! {
         pub hosts: Option<Vec<String>>,
         pub vars: Option<Vars>,
     }
-}
+});
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table")]

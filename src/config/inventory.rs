@@ -19,6 +19,7 @@ use super::layer::{Env, SshLayer, SshSettings};
 use super::model::{Host, HostKeyChecking, HostTransport, SshTarget};
 use super::range;
 use super::ssh_config::{self, HostEntry};
+use super::ssh_keys::SshKey;
 use super::values::{Name, TransportKind, check_name};
 
 /// The `[hosts.*]` and `[groups.*]` of one file.
@@ -237,6 +238,7 @@ impl Inventory<'_> {
         let transport = match raw.transport.unwrap_or(TransportKind::Ssh) {
             TransportKind::Local => {
                 let mut ssh_only: Vec<&str> = own_layer.keys_set();
+                ssh_only.retain(|k| SshKey::named(k).is_some_and(|k| !k.local));
                 if raw.address.is_some() {
                     ssh_only.insert(0, "address");
                 }

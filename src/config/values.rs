@@ -277,6 +277,16 @@ from_scalar!(Strings, |v| {
     }
 });
 
+/// Paths on this machine (key files, known_hosts): like `Strings`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(transparent)]
+pub struct LocalPaths(pub Strings);
+
+/// A user name to log in as; checked when resolved (see `ssh_keys`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(transparent)]
+pub struct User(pub String);
+
 /// Hook commands: like `Strings`, but none may be blank.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Commands(pub Vec<String>);
