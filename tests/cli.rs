@@ -245,3 +245,21 @@ fn unlock_force_frees_anyones_lock_and_records_it() {
     );
     p.hoist(&["deploy", "--yes"]).assert().success();
 }
+
+#[test]
+fn a_product_of_host_ranges_too_large_to_hold_exits_2_quickly_naming_it() {
+    // 10^10 names: once an allocation failure (exit 134), 10^7 took plan past 10 s.
+    let p = local("[groups.huge]\nhosts = [\"h[1:100000].r[1:100000]\"]");
+    let started = std::time::Instant::now();
+    let out = p.hoist(&["plan"]).assert().code(2).get_output().clone();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let text = printed(&out);
+    assert!(text.contains("`groups.huge.hosts`"), "{text}");
+    assert!(text.contains("\"h[1:100000].r[1:100000]\""), "{text}");
+    assert!(text.contains("10000000000 hosts"), "{text}");
+    assert!(text.contains("at most 100000"), "{text}");
+}

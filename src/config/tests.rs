@@ -1273,3 +1273,32 @@ fn check_v_rows_are_the_table_in_order_with_address_first_and_host_key_last() {
     assert!(row("host_key").1.starts_with("SHA256:"));
     assert!(ssh_settings_rows(host(&config, "demo")).is_empty());
 }
+
+// --- fuzzed input (issue 13) -------------------------------------------------------
+
+#[test]
+fn a_product_of_ranges_beyond_the_inventory_limit_is_refused_naming_the_pattern() {
+    let err = Project::new()
+        .config(&with_app(
+            "[groups.web]\nhosts = [\"web[1:99999].rack[1:99999]\"]\n",
+        ))
+        .err();
+    assert!(err.contains("`groups.web.hosts` (line 5"), "{err}");
+    assert!(err.contains("\"web[1:99999].rack[1:99999]\""), "{err}");
+    assert!(err.contains("9999800001 hosts"), "{err}");
+    assert!(err.contains("at most 100000"), "{err}");
+}
+
+#[test]
+fn the_inventory_limit_counts_the_patterns_of_every_group() {
+    let err = Project::new()
+        .config(&with_app(
+            "[groups.a]\nhosts = [\"a[1:60000]\"]\n[groups.b]\nhosts = [\"b[1:50000]\"]\n",
+        ))
+        .err();
+    assert!(err.contains("`groups.b.hosts`"), "{err}");
+    assert!(
+        err.contains("\"b[1:50000]\" stands for 50000 hosts, 110000 with the patterns before it"),
+        "{err}"
+    );
+}
