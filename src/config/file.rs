@@ -5,11 +5,14 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{Deserializer, MapAccess, Visitor};
 
 use super::ssh_keys::ssh_keys;
 use super::values::{
-    AmountOrNone, Batch, Checking, Commands, Dur, Jump, LocalPaths, Name, NonZeroDur,
-    OnFailureValue, PauseValue, Port, Positive, RemotePath, TransportKind, User, Vars,
+    AmountOrNone, Batch, Checking, Commands, Dur, HostPatterns, Jump, LocalPaths, MAX_PARALLEL,
+    Name, NonZeroDur, OnFailureValue, PauseValue, Port, Positive, RemotePath, TransportKind, User,
+    Vars,
 };
 
 /// Declares a struct holding `extra` fields and then every SSH key of the
@@ -34,6 +37,30 @@ macro_rules! with_ssh_keys {
                 RawSsh {
                     $($key: self.$key.clone(),)*
                 }
+            }
+        }
+    };
+}
+
+/// Makes `$ty` deserialize from a table only. serde's derive also reads an
+/// array as the fields in order, so `[groups] web = ["a"]` would set the
+/// first field, or fail with a message about it; this says what was meant.
+macro_rules! table_only {
+    ($ty:ty, $expecting:expr) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Table;
+                impl<'de> Visitor<'de> for Table {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<$ty, A::Error> {
+                        // The derived impl (`remote = "Self"`), not this one.
+                        <$ty>::deserialize(MapAccessDeserializer::new(map))
+                    }
+                }
+                d.deserialize_any(Table)
             }
         }
     };
@@ -65,7 +92,7 @@ pub struct InventoryFile {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a table")]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
 pub struct RawApp {
     pub name: Name,
     pub deploy_to: RemotePath,
@@ -74,13 +101,13 @@ pub struct RawApp {
 
 ssh_keys!(with_ssh_keys! {
     #[derive(Debug, Clone, Default, Deserialize)]
-    #[serde(deny_unknown_fields, expecting = "a table")]
+    #[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
     pub struct RawSsh {}
 });
 
 ssh_keys!(with_ssh_keys! {
     #[derive(Debug, Clone, Default, Deserialize)]
-    #[serde(deny_unknown_fields, expecting = "a table")]
+    #[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
     pub struct RawHost {
         pub address: Option<String>,
         pub groups: Option<Vec<Name>>,
@@ -94,23 +121,23 @@ ssh_keys!(with_ssh_keys! {
 
 ssh_keys!(with_ssh_keys! {
     #[derive(Debug, Clone, Default, Deserialize)]
-    #[serde(deny_unknown_fields, expecting = "a table")]
+    #[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
     pub struct RawGroup {
         /// Host names or patterns such as `web[01:20].example.com`.
-        pub hosts: Option<Vec<String>>,
+        pub hosts: Option<HostPatterns>,
         pub vars: Option<Vars>,
     }
 });
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a table")]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
 pub struct RawArtifact {
     pub path: String,
     pub version: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a table")]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
 pub struct RawHooks {
     pub before_switch: Option<Commands>,
     pub after_switch: Option<Commands>,
@@ -120,7 +147,7 @@ pub struct RawHooks {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a table")]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
 pub struct RawHealth {
     pub command: Option<String>,
     pub http: Option<String>,
@@ -131,13 +158,28 @@ pub struct RawHealth {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a table")]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
 pub struct RawStrategy {
     pub canary: Option<AmountOrNone>,
     pub canary_pause: Option<PauseValue>,
     pub batch: Option<Batch>,
     pub batch_pause: Option<Dur>,
-    pub parallel: Option<Positive>,
+    pub parallel: Option<Positive<MAX_PARALLEL>>,
     pub max_failures: Option<AmountOrNone>,
     pub on_failure: Option<OnFailureValue>,
 }
+
+table_only!(RawApp, "a table");
+table_only!(RawSsh, "a table");
+table_only!(
+    RawHost,
+    "a table for the host, e.g. [hosts.web1] with address = \"10.0.0.11\""
+);
+table_only!(
+    RawGroup,
+    "a table for the group, e.g. [groups.web] with hosts = [\"web1\", \"web[01:20].example.com\"]"
+);
+table_only!(RawArtifact, "a table");
+table_only!(RawHooks, "a table");
+table_only!(RawHealth, "a table");
+table_only!(RawStrategy, "a table");

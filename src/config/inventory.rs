@@ -83,7 +83,7 @@ impl Inventory<'_> {
             let (name, table) = group_tables
                 .get_key_value(group.as_str())
                 .expect("key from the table");
-            for pattern in table.hosts.iter().flatten() {
+            for pattern in table.hosts.iter().flat_map(|h| &h.0) {
                 let at = |msg: String| doc.error(&["groups", name, "hosts"], msg);
                 let count = range::count(pattern).map_err(at)?;
                 match count.and_then(|n| n.checked_add(expanded)) {

@@ -1302,3 +1302,156 @@ fn the_inventory_limit_counts_the_patterns_of_every_group() {
         "{err}"
     );
 }
+
+#[test]
+fn a_config_that_is_not_utf8_names_the_file_line_and_column_of_the_bad_byte() {
+    let p = Project::new();
+    std::fs::write(
+        p.path("deploy.toml"),
+        [APP.as_bytes(), b"[hosts.caf\xE9]\n"].concat(),
+    )
+    .unwrap();
+    let err = p.err();
+    assert!(
+        err.contains("deploy.toml: the configuration is not valid UTF-8"),
+        "{err}"
+    );
+    assert!(err.contains("byte 0xE9 at line 4, column 11"), "{err}");
+
+    let p = Project::new().config(&format!("inventory = \"hosts.toml\"\n{APP}"));
+    std::fs::write(p.path("hosts.toml"), b"[hosts.a]\nuser = \"\xFF\"\n").unwrap();
+    let err = p.err();
+    assert!(
+        err.contains("hosts.toml: the inventory is not valid UTF-8"),
+        "{err}"
+    );
+    assert!(err.contains("byte 0xFF at line 2, column 9"), "{err}");
+}
+
+#[test]
+fn an_integer_out_of_range_names_the_key_the_value_and_the_range() {
+    assert_err(
+        &with_app("[hosts.a]\nport = 99999999999999999999\n"),
+        &[
+            "`hosts.a.port` (line 5",
+            "expected a port number (1-65535), found integer 99999999999999999999, beyond TOML's 64-bit integers",
+        ],
+    );
+    assert_err(
+        "[app]\nname = \"x\"\ndeploy_to = \"/x\"\nkeep_releases = -1\n[hosts.a]\n",
+        &[
+            "`app.keep_releases` (line 4",
+            "expected a whole number >= 1, found integer -1",
+        ],
+    );
+    assert_err(
+        "[app]\nname = \"x\"\ndeploy_to = \"/x\"\nkeep_releases = 1000000000000000000000000000000000000000000\n[hosts.a]\n",
+        &[
+            "`app.keep_releases` (line 4",
+            "found integer 1000000000000000000000000000000000000000000, beyond TOML's 64-bit integers",
+        ],
+    );
+    assert_err(
+        &with_app("[hosts.a]\naddress = 99999999999999999999\n"),
+        &[
+            "`hosts.a.address`",
+            "expected a string, found integer 99999999999999999999, beyond TOML's 64-bit integers",
+        ],
+    );
+    // tokio's semaphore panics past 2^61 permits
+    assert_err(
+        &with_app("[hosts.a]\n[strategy]\nparallel = 9223372036854775807\n"),
+        &[
+            "`strategy.parallel`",
+            "(at most 100000), found integer 9223372036854775807",
+        ],
+    );
+}
+
+#[test]
+fn a_group_written_as_an_array_or_a_string_says_what_shape_is_expected() {
+    assert_err(
+        &with_app("[groups]\nweb = [\"a\"]\n"),
+        &[
+            "`groups.web` (line 5",
+            "expected a table for the group, e.g. [groups.web] with hosts = [\"web1\", \"web[01:20].example.com\"], found an array",
+        ],
+    );
+    assert_err(
+        &with_app("[groups]\nhosts = [\"a\"]\n"),
+        &["`groups.hosts`", "e.g. [groups.web] with hosts = ["],
+    );
+    assert_err(
+        &with_app("[groups.web]\nhosts = \"a\"\n"),
+        &[
+            "`groups.web.hosts`",
+            "expected an array of host names, e.g. hosts = [\"web1\", \"web[01:20].example.com\"], found string \"a\"",
+        ],
+    );
+    assert_err(
+        &with_app("[groups.web]\nhosts = [1]\n"),
+        &["`groups.web.hosts`", "expected host names as strings"],
+    );
+    // serde would have read the array as the fields in order: address = "10.0.0.1"
+    assert_err(
+        &with_app("[hosts]\nweb1 = [\"10.0.0.1\"]\n"),
+        &[
+            "`hosts.web1`",
+            "e.g. [hosts.web1] with address = \"10.0.0.11\", found an array",
+        ],
+    );
+    assert_err(
+        "app = [\"x\", \"/srv\"]\n[hosts.a]\n",
+        &["`app`", "expected a table, found an array"],
+    );
+    assert_err(
+        "app = 1979-05-27\n[hosts.a]\n",
+        &[
+            "bad value for `app` (line 1",
+            "expected a table, found a date-time",
+        ],
+    );
+}
+
+#[test]
+fn backticks_the_user_wrote_are_kept_in_messages() {
+    assert_err(
+        "[app]\nname = \"app`x`y\"\ndeploy_to = \"/x\"\n[hosts.a]\n",
+        &["`app.name`", "\"app`x`y\" has '`'"],
+    );
+    assert_err(
+        &with_app("[hosts.a]\nvars = { \"a`b\" = \"x\" }\n"),
+        &["var name \"a`b\""],
+    );
+    assert_err(
+        &with_app("[hosts.a]\n\"app`x`y\" = 1\n"),
+        &[
+            "unknown key `hosts.a.\"app`x`y\"`",
+            "accepted keys in [hosts.a]: address,",
+        ],
+    );
+    assert_err(
+        &with_app("[hosts.a]\n\"x`, expected `y\" = 1\n"),
+        &["accepted keys in [hosts.a]: address,"],
+    );
+    assert_err(
+        &with_app("[hosts.a]\nport = \"2`2\"\n"),
+        &["found string \"2`2\""],
+    );
+}
+
+#[test]
+fn backticks_are_kept_in_inventory_files_and_exec_inventories_too() {
+    let p = Project::new()
+        .file("hosts.toml", "[hosts.\"web`1\"]\n")
+        .config(&format!("inventory = \"hosts.toml\"\n{APP}"));
+    let err = p.err();
+    assert!(err.contains("hosts.toml"), "{err}");
+    assert!(err.contains("\"web`1\" has '`'"), "{err}");
+    let p = Project::new()
+        .file("list", r#"echo '{"hosts": {"a": {"vars": {"x`y": "1"}}}}'"#)
+        .config(&format!("inventory = \"exec:sh list\"\n{APP}"));
+    let err = p.err();
+    assert!(err.starts_with("exec:sh list: "), "{err}");
+    assert!(err.contains("var name \"x`y\""), "{err}");
+}
