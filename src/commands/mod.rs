@@ -186,7 +186,7 @@ impl Invocation {
         let parallel = match &cli.command {
             Command::Exec {
                 parallel: Some(n), ..
-            } => (*n).max(1),
+            } => *n as usize,
             _ => config.strategy.parallel.max(1),
         };
         Context {
