@@ -52,7 +52,8 @@ pub trait Transport: Send + Sync {
     /// (a direct-tcpip channel over SSH; a plain socket for local hosts).
     async fn open_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError>;
 
-    /// Closes the connection; every channel is closed first. Idempotent.
+    /// Closes the connection; every channel is closed first. Idempotent,
+    /// and bounded: a dead link is dropped, not waited for.
     async fn close(&self);
 }
 
