@@ -161,7 +161,7 @@ impl SshHost {
     fn channel_error(&self, error: russh::Error) -> TransportError {
         match error {
             russh::Error::ChannelOpenFailure(reason) => TransportError::Other(format!(
-                "{} refused to open a channel: {}",
+                "{} refused to open a channel: {} (does its sshd allow fewer sessions at once, MaxSessions, than hoist uses?)",
                 self.label,
                 open_failure(&reason)
             )),
@@ -418,6 +418,69 @@ impl Transport for SshHost {
         let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
         self.link.cut();
         let _ = tokio::time::timeout(CLOSE_GRACE, self.link.ended()).await;
+    }
+
+    async fn check_sessions(&self, needed: usize) -> Result<(), TransportError> {
+        if self.is_gone() {
+            return Err(self.lost_connection());
+        }
+        if needed > MAX_SESSIONS {
+            return Err(TransportError::Other(format!(
+                "hoist opens at most {MAX_SESSIONS} sessions on one connection, not {needed}"
+            )));
+        }
+        let limit = self.connect_timeout;
+        tokio::time::timeout(limit, self.open_sessions(needed))
+            .await
+            .map_err(|_| TransportError::Timeout {
+                what: format!("opening {needed} sessions on {}", self.label),
+                after: limit,
+            })?
+    }
+}
+
+impl SshHost {
+    /// Holds `needed` sessions at once, the persistent shell counted, then
+    /// lets the ones it opened go.
+    async fn open_sessions(&self, needed: usize) -> Result<(), TransportError> {
+        let held = match self.shell.try_lock() {
+            // Busy running a command: it exists.
+            Err(_) => 1,
+            Ok(mut slot) => {
+                if matches!(*slot, Slot::Empty) {
+                    *slot = match Shell::start(&self.reach()).await {
+                        Some(shell) => Slot::Idle(Box::new(shell)),
+                        None if self.is_gone() => return Err(self.lost_connection()),
+                        None => Slot::Unavailable,
+                    };
+                }
+                usize::from(matches!(*slot, Slot::Idle(_)))
+            }
+        };
+        let mut opened = Vec::new();
+        for granted in held..needed {
+            let permit = self.sessions.acquire().await;
+            match self.handle.channel_open_session().await {
+                Ok(channel) => opened.push((channel, permit)),
+                Err(russh::Error::ChannelOpenFailure(reason)) => {
+                    return Err(TransportError::TooFewSessions {
+                        host: self.label.clone(),
+                        granted,
+                        needed,
+                        reason: open_failure(&reason),
+                    });
+                }
+                Err(e) => return Err(self.channel_error(e)),
+            }
+        }
+        for (channel, _permit) in &opened {
+            let _ = channel.close().await;
+        }
+        // The server has read the closes once it answers what follows them,
+        // so the sessions are free when the caller goes on. (russh hands no
+        // `Close` back for a channel we closed ourselves.)
+        let _ = self.handle.send_ping().await;
+        Ok(())
     }
 }
 
