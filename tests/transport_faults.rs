@@ -382,7 +382,7 @@ async fn a_veth_link_taken_down_mid_upload_fails_the_host_within_its_timeouts() 
     for round in 0..3 {
         veth.mend().unwrap();
         let target = server.target(&veth.inside, 22);
-        let host = SshHost::connect(&target, &no_agent()).await.unwrap();
+        let host = connect_when_up(&target).await;
         let link = Arc::clone(&veth);
         let (errors, took) =
             uploads_cut_midway(&host, Duration::from_secs(30), move || link.cut().unwrap()).await;
@@ -395,5 +395,18 @@ async fn a_veth_link_taken_down_mid_upload_fails_the_host_within_its_timeouts() 
             "round {round}: failed after {took:?}"
         );
         assert_gone_and_let_go(&host).await;
+    }
+}
+
+/// A link just brought back up may take a moment to carry packets.
+async fn connect_when_up(target: &SshTarget) -> SshHost {
+    let mut attempts = 0;
+    loop {
+        match SshHost::connect(target, &no_agent()).await {
+            Ok(host) => return host,
+            Err(TransportError::Unreachable { .. }) if attempts < 10 => attempts += 1,
+            Err(e) => panic!("{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -180,8 +180,12 @@ impl Veth {
         ip(&["-n", &self.ns, "link", "set", &self.inner, "down"])
     }
 
+    /// Brings the link back, forgetting the neighbours that failed to
+    /// answer meanwhile (else the next connect is "no route to host").
     pub fn mend(&self) -> Result<(), String> {
-        ip(&["-n", &self.ns, "link", "set", &self.inner, "up"])
+        ip(&["-n", &self.ns, "link", "set", &self.inner, "up"])?;
+        ip(&["neigh", "flush", "dev", &self.outer])?;
+        ip(&["-n", &self.ns, "neigh", "flush", "dev", &self.inner])
     }
 }
 
