@@ -256,3 +256,59 @@ fn leftovers_of_abandoned_uploads_are_cleared_by_the_next_run() {
         .collect();
     assert!(left.is_empty(), "left in .hoist/tmp: {left:?}");
 }
+
+#[test]
+fn max_sessions_1_fails_check_and_deploy_preflight_naming_max_sessions() {
+    use support::sshd::{ClientKey, Sshd, SshdOptions};
+    let key = ClientKey::ed25519();
+    let options = SshdOptions {
+        max_sessions: Some(1),
+        ..SshdOptions::default()
+    };
+    let tight = Sshd::start_with(&[&key], &options);
+    let roomy = Sshd::start(&[&key]);
+    let p = Project::new()
+        .artifact(&[("app.txt", "v1")])
+        .ssh_host("web1", roomy.port, &roomy.root, "")
+        .ssh_host("web2", tight.port, &tight.root, "");
+    let known = format!(
+        "{}\n{}\n",
+        roomy.known_hosts_line(),
+        tight.known_hosts_line()
+    );
+    std::fs::write(p.path().join("known_hosts"), known).unwrap();
+    let p = p.write_with_ssh(&format!(
+        "user = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"known_hosts\"]\nconnect_timeout = \"5s\"",
+        whoami(),
+        key.path.display()
+    ));
+    let out = p
+        .hoist(&["check", "--json"])
+        .assert()
+        .code(3)
+        .get_output()
+        .clone();
+    let rows = ndjson(&out.stdout);
+    let row = |host: &str| {
+        rows.iter()
+            .find(|e| e["event"] == "row" && e["host"] == host)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(row("web1")["ok"], true);
+    assert_eq!(row("web2")["ok"], false);
+    assert!(
+        row("web2")["problem"]
+            .as_str()
+            .unwrap()
+            .contains("MaxSessions"),
+        "{}",
+        row("web2")
+    );
+    let out = p.hoist(&["deploy", "--yes"]).assert().code(3).get_output().clone();
+    assert!(printed(&out).contains("MaxSessions"), "{}", printed(&out));
+    assert!(
+        p.untouched("web1") && p.untouched("web2"),
+        "nothing written"
+    );
+}

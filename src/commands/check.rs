@@ -6,7 +6,7 @@ use crate::artifact::Artifact;
 use crate::config::Host;
 use crate::engine::layout::LockState;
 use crate::engine::lock::LockInfo;
-use crate::engine::{Context, fleet, preflight};
+use crate::engine::{Context, HostOutcome, fleet, preflight};
 use crate::exit::Exit;
 use crate::report::{Event, Level, Row};
 
@@ -29,13 +29,19 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
         None => None,
     };
     let (nodes, unreached) = fleet::reach(ctx).await;
+    let short = fleet::check_sessions(ctx, &nodes).await;
     let mut all_ok = true;
     for host in &ctx.hosts {
         let row = if let Some(node) = nodes.iter().find(|n| n.name() == host.name) {
             let p = &node.probe;
             let found = preflight::problems(node, artifact.as_ref());
-            let ok = found.iter().all(|p| p.is_warning());
-            let problems: Vec<String> = found.iter().map(ToString::to_string).collect();
+            let sessions = short.iter().find(|o| o.host == host.name);
+            let ok = found.iter().all(|p| p.is_warning()) && sessions.is_none();
+            let problems: Vec<String> = found
+                .iter()
+                .map(ToString::to_string)
+                .chain(sessions.and_then(HostOutcome::error))
+                .collect();
             all_ok &= ok;
             Row {
                 table: "check",

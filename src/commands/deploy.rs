@@ -49,7 +49,9 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         return ctx.finish("deploy", Exit::Usage, None, &[]);
     }
 
-    let (nodes, unreached) = fleet::reach(ctx).await;
+    let (nodes, mut unreached) = fleet::reach(ctx).await;
+    // A host that cannot hold the sessions a deploy needs fails here, not at upload.
+    unreached.extend(fleet::check_sessions(ctx, &nodes).await);
 
     let id = if opts.resume {
         let hosts: Vec<_> = nodes

@@ -14,7 +14,7 @@ use crate::release::ReleaseId;
 use crate::report::Phase;
 use crate::transport::local::LocalHost;
 use crate::transport::ssh::SshHost;
-use crate::transport::{Output, Stdin, Transport};
+use crate::transport::{DEPLOY_SESSIONS, Output, Stdin, Transport, TransportError};
 
 /// A connected host and what hoist knows of it.
 pub(crate) struct Node {
@@ -150,6 +150,34 @@ pub(crate) fn report_unreached(ctx: &Context, unreached: &[HostOutcome]) {
     for u in unreached {
         ctx.report(u);
     }
+}
+
+/// Checks that every node grants the sessions a deploy holds at once (see
+/// [`DEPLOY_SESSIONS`]); how each one that does not failed. Bounded per host
+/// by its command timeout.
+pub(crate) async fn check_sessions(ctx: &Context, nodes: &[Node]) -> Vec<HostOutcome> {
+    let checks = nodes.iter().map(|node| async move {
+        let _permit = ctx.parallel.acquire().await.expect("semaphore open");
+        let started = Instant::now();
+        let limit = node.host.command_timeout;
+        let result =
+            match tokio::time::timeout(limit, node.conn.check_sessions(DEPLOY_SESSIONS)).await {
+                Ok(result) => result,
+                Err(_) => Err(TransportError::Timeout {
+                    what: format!("opening {DEPLOY_SESSIONS} sessions"),
+                    after: limit,
+                }),
+            };
+        result.err().map(|e| {
+            HostOutcome::failed(
+                node.name(),
+                Failure::from(e).at(Phase::Preflight),
+                node.current(),
+                started.elapsed(),
+            )
+        })
+    });
+    join_all(checks).await.into_iter().flatten().collect()
 }
 
 pub(crate) async fn close_all(nodes: &[Node]) {

@@ -15,6 +15,7 @@ use super::{Context, Failed, Failure};
 use crate::artifact::Artifact;
 use crate::release::ReleaseId;
 use crate::report::{Event, Level, Phase, Reporter};
+use crate::transport::TransportError;
 
 /// A release on this host made from the same content, if any.
 pub(crate) fn already_held(node: &Node, artifact: &Artifact) -> Option<ReleaseId> {
@@ -75,12 +76,20 @@ pub(crate) async fn deliver(
     };
     if let Err(e) = result {
         // The remote script cleans up after itself; this covers a command
-        // that was cut off before its trap could run.
-        let _ = node.run(&node.layout.discard(id, &ctx.run_id), None).await;
+        // that was cut off before its trap could run. Not on a lost
+        // connection, and never for long: the next run clears what is left.
+        if !matches!(e, Failure::Transport(TransportError::Disconnected { .. })) {
+            let limit = DISCARD_LIMIT.min(node.host.command_timeout);
+            let discard = node.layout.discard(id, &ctx.run_id);
+            let _ = node.run_for(&discard, None, limit).await;
+        }
         return Err(in_its_step(e));
     }
     Ok(())
 }
+
+/// The most a clean-up after a failed upload may take.
+const DISCARD_LIMIT: Duration = Duration::from_secs(5);
 
 /// A failed receive, named after the step of the host's script that failed
 /// (its exit code says which) and reported in that step's phase.

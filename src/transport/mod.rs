@@ -59,7 +59,8 @@ pub trait Transport: Send + Sync {
     /// Checks that the host grants `needed` sessions at once on this
     /// connection (a deploy holds [`DEPLOY_SESSIONS`]), so that a low
     /// `MaxSessions` fails preflight instead of the upload. Call it while
-    /// nothing else runs on the host. Bounded by the connect timeout.
+    /// nothing else runs on the host. Bounded by the caller (it may start
+    /// the persistent shell, whose login can be slow on a loaded host).
     async fn check_sessions(&self, needed: usize) -> Result<(), TransportError> {
         let _ = needed;
         Ok(())
