@@ -305,7 +305,12 @@ fn max_sessions_1_fails_check_and_deploy_preflight_naming_max_sessions() {
         "{}",
         row("web2")
     );
-    let out = p.hoist(&["deploy", "--yes"]).assert().code(3).get_output().clone();
+    let out = p
+        .hoist(&["deploy", "--yes"])
+        .assert()
+        .code(3)
+        .get_output()
+        .clone();
     assert!(printed(&out).contains("MaxSessions"), "{}", printed(&out));
     assert!(
         p.untouched("web1") && p.untouched("web2"),
