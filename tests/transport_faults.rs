@@ -527,11 +527,6 @@ async fn deploy_with_cut_links() -> Duration {
     let (lines, cut_at) = reader.join().unwrap();
     let cut_at = cut_at.expect("the links were cut mid-upload");
     let took = ended - cut_at;
-    for l in &lines {
-        if !l.contains("upload_progress") {
-            eprintln!("{l}");
-        }
-    }
     let events = ndjson((lines.join("\n") + "\n").as_bytes());
     let summary = events.last().unwrap();
     assert_eq!(summary["event"], "summary");
