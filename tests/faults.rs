@@ -317,3 +317,35 @@ fn max_sessions_1_fails_check_and_deploy_preflight_naming_max_sessions() {
         "nothing written"
     );
 }
+
+#[test]
+fn forty_names_for_one_sshd_with_default_max_startups_all_connect() {
+    use support::sshd::{ClientKey, Sshd, SshdOptions};
+    let key = ClientKey::ed25519();
+    let options = SshdOptions {
+        max_startups: Some("10:30:100".into()),
+        ..SshdOptions::default()
+    };
+    let sshd = Sshd::start_with(&[&key], &options);
+    let mut p = Project::new().artifact(&[("app.txt", "v1")]);
+    for i in 1..=40 {
+        p = p.ssh_host(
+            &format!("h{i}"),
+            sshd.port,
+            &sshd.root.join(format!("h{i}")),
+            "",
+        );
+    }
+    std::fs::write(p.path().join("known_hosts"), sshd.known_hosts_line() + "\n").unwrap();
+    let p = p
+        .toml("[strategy]\ncanary = 0\nbatch = \"100%\"\nparallel = 40")
+        .write_with_ssh(&format!(
+            "user = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"known_hosts\"]",
+            whoami(),
+            key.path.display()
+        ));
+    let out = p.hoist(&["deploy", "--json"]).assert().get_output().clone();
+    let summary = ndjson(&out.stdout).pop().unwrap();
+    assert_eq!(summary["exit_code"], 0, "{}", printed(&out));
+    assert_eq!(summary["ok"], 40);
+}

@@ -1,11 +1,11 @@
 //! Jump hosts (ProxyJump): one connection per bastion for the whole run,
 //! shared by every host behind it; each hop's host key is checked like any other.
 //!
-//! Handshakes are bounded per bastion: a fleet of hundreds behind one
-//! bastion opens its channels and runs its key exchanges at most
-//! `HANDSHAKES_PER_BASTION` at a time, so neither the bastion nor servers
-//! that sit behind it on one sshd see more unauthenticated connections at
-//! once than OpenSSH's default `MaxStartups 10:30:100` lets through.
+//! Handshakes are bounded per server: a fleet of hundreds behind one
+//! bastion, or several inventory names for one sshd, run their key
+//! exchanges at most `HANDSHAKES_PER_SERVER` at a time, so no sshd sees more
+//! unauthenticated connections at once than OpenSSH's default
+//! `MaxStartups 10:30:100` lets through.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,10 +25,10 @@ pub type Bastion = Arc<Handle<Client>>;
 /// The hops to a bastion, outermost first, each as (user, address, port).
 type Route = Vec<(String, String, u16)>;
 
-/// The most handshakes in flight against or through one bastion: below
-/// sshd's default MaxStartups (10), with room for the moment between a
-/// client's last auth message and sshd counting the connection as done.
-pub const HANDSHAKES_PER_BASTION: usize = 8;
+/// The most handshakes in flight against one sshd, or through one bastion:
+/// below sshd's default MaxStartups (10), with room for the moment between
+/// a client's last auth message and sshd counting the connection as done.
+pub const HANDSHAKES_PER_SERVER: usize = 8;
 
 #[derive(Default)]
 pub struct Bastions {
@@ -76,16 +76,21 @@ impl Bastions {
         Ok(via)
     }
 
-    /// For a host behind a bastion: one of that bastion's handshake slots,
-    /// to hold until the host's handshake and authentication are done.
-    /// `None` for a host reached directly.
+    /// One of the handshake slots of the sshd that sees this host's
+    /// handshake (the last bastion's, or the host's own), to hold until the
+    /// handshake and authentication are done. sshd drops unauthenticated
+    /// connections beyond MaxStartups (10 by default) at random, so several
+    /// inventory names for one server, or many hosts behind one bastion,
+    /// never have more than that in flight.
     pub async fn handshake_slot(
         &self,
         target: &SshTarget,
         deadline: &mut Deadline,
-    ) -> Option<OwnedSemaphorePermit> {
-        let last = target.jump.last()?;
-        Some(self.slot(&last.address, last.port, deadline).await)
+    ) -> OwnedSemaphorePermit {
+        match target.jump.last() {
+            Some(last) => self.slot(&last.address, last.port, deadline).await,
+            None => self.slot(&target.address, target.port, deadline).await,
+        }
     }
 
     /// Waits for a slot of the bastion at `address:port`. The wait is the
@@ -100,7 +105,7 @@ impl Bastions {
             let mut all = self.handshakes.lock().unwrap_or_else(|e| e.into_inner());
             Arc::clone(
                 all.entry((address.to_string(), port))
-                    .or_insert_with(|| Arc::new(Semaphore::new(HANDSHAKES_PER_BASTION))),
+                    .or_insert_with(|| Arc::new(Semaphore::new(HANDSHAKES_PER_SERVER))),
             )
         };
         let since = Instant::now();
