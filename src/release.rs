@@ -36,6 +36,9 @@ impl ReleaseId {
         sha256_hex: &str,
         held: impl IntoIterator<Item = &'a ReleaseId>,
     ) -> ReleaseId {
+        use chrono::SubsecRound;
+        // Ids hold whole seconds: compare in whole seconds.
+        let now = now.trunc_subsecs(0);
         let newest = held.into_iter().filter_map(ReleaseId::time).max();
         let at = match newest {
             Some(t) if t >= now => t + chrono::Duration::seconds(1),
@@ -101,6 +104,12 @@ mod tests {
     fn a_new_id_sorts_after_every_held_one() {
         let now = Utc.with_ymd_and_hms(2026, 1, 2, 0, 0, 0).unwrap();
         let same_second = ReleaseId::new(now, "aaaaaaaa");
+        let later_that_second = now + chrono::Duration::milliseconds(400);
+        assert_eq!(
+            ReleaseId::next(later_that_second, "aaaaaaaa", [&same_second]).as_str(),
+            "20260102T000001Z-aaaaaaaa",
+            "a deploy later in the same second still gets the next second"
+        );
         let next = ReleaseId::next(now, "aaaaaaaa", [&same_second]);
         assert_eq!(next.as_str(), "20260102T000001Z-aaaaaaaa");
         let ahead = ReleaseId::new(now + chrono::Duration::seconds(30), "bbbbbbbb");
