@@ -8,7 +8,7 @@
 //! medians and their ratio. The hoist binary must be built first
 //! (`cargo build --release`).
 
-#[path = "../tests/support/sshd.rs"]
+#[path = "../tests/it/support/sshd.rs"]
 mod sshd;
 
 use std::io::Write;

@@ -1,9 +1,7 @@
 //! What a user sees at the command line: bad input, prompts, plain output
 //! (pinned by snapshots), exit codes, init, completions, help.
 
-mod support;
-
-use support::project::{Project, ndjson, printed};
+use crate::support::project::{Project, ndjson, printed};
 
 fn local(extra: &str) -> Project {
     Project::new()

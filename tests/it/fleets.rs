@@ -1,14 +1,12 @@
 //! Real fleets: hosts named in ~/.ssh/config, reached only through a
 //! bastion, picked with --limit, listed by a dynamic inventory.
 
-mod support;
-
 use std::path::Path;
 use std::time::Instant;
 
-use support::netns::{Forward, Netns};
-use support::project::{Project, ndjson, printed};
-use support::sshd::{ClientKey, Sshd, SshdOptions, current_user};
+use crate::support::netns::{Forward, Netns};
+use crate::support::project::{Project, ndjson, printed};
+use crate::support::sshd::{ClientKey, Sshd, SshdOptions, current_user};
 
 /// OpenSSH's own default, which the harness raises for other tests.
 const DEFAULT_MAX_STARTUPS: &str = "10:30:100";

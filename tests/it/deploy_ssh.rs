@@ -1,10 +1,8 @@
 //! The first whole path over real OpenSSH: deploy, redeploy, rollback, and
 //! the safety of host keys and authentication.
 
-mod support;
-
-use support::project::{Project, ndjson, printed, tree};
-use support::sshd::{ClientKey, Sshd};
+use crate::support::project::{Project, ndjson, printed, tree};
+use crate::support::sshd::{ClientKey, Sshd};
 
 /// A project with `n` real sshd hosts named web1..webN, all trusting `key`.
 struct Fleet {
@@ -56,7 +54,7 @@ impl Fleet {
     fn write(self, extra_ssh: &str) -> Fleet {
         let ssh = format!(
             "user = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"{}\"]\nconnect_timeout = \"5s\"\n{extra_ssh}",
-            support::project::whoami(),
+            crate::support::project::whoami(),
             self.key.path.display(),
             self.known_hosts().display()
         );
@@ -248,13 +246,13 @@ fn agent_authentication() {
     let agent_key = ClientKey::ed25519();
     let other = ClientKey::ed25519();
     let host = Sshd::start(&[&agent_key]);
-    let agent = support::sshd::Agent::start(&[&agent_key]);
+    let agent = crate::support::sshd::Agent::start(&[&agent_key]);
     let project = Project::new()
         .artifact(&[("README", "agent")])
         .ssh_host("web1", host.port, &host.root, "")
         .write_with_ssh(&format!(
             "user = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"{}\"]",
-            support::project::whoami(),
+            crate::support::project::whoami(),
             other.path.display(),
             "known_hosts"
         ));

@@ -1,13 +1,11 @@
 //! Safe rollouts on real OpenSSH hosts: canary, waves, health, hooks,
 //! failure limits, automatic rollback, the fleet lock, interruption, resume.
 
-mod support;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use support::project::{Project, ndjson, printed, whoami};
-use support::sshd::{ClientKey, Sshd};
+use crate::support::project::{Project, ndjson, printed, whoami};
+use crate::support::sshd::{ClientKey, Sshd};
 
 struct Fleet {
     p: Project,

@@ -1,8 +1,6 @@
 //! The whole path on local-transport hosts: no servers needed.
 
-mod support;
-
-use support::project::{Project, ndjson, tree};
+use crate::support::project::{Project, ndjson, tree};
 
 fn three_hosts() -> Project {
     Project::new()

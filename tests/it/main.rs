@@ -1,0 +1,10 @@
+//! hoist's integration tests, one binary: `cargo test --test it MODULE::`.
+
+mod support;
+
+mod cli;
+mod deploy_local;
+mod deploy_ssh;
+mod fleets;
+mod rollout_ssh;
+mod ssh_transport;

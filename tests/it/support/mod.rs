@@ -1,0 +1,6 @@
+//! Shared helpers for integration tests: `use crate::support::project::*;`.
+#![allow(dead_code)]
+
+pub mod netns;
+pub mod project;
+pub mod sshd;
