@@ -155,7 +155,6 @@ fn snapshot_plain_failed_canary() {
         "[health]\ncommand = \"grep -q v1 README || test ! -e \\\"$HOIST_DEPLOY_TO/FAIL\\\"\"\nretries = 1\n[strategy]\ncanary = 1\ncanary_pause = \"0s\"",
     );
     p.hoist(&["deploy"]).assert().success();
-    std::thread::sleep(std::time::Duration::from_millis(1100));
     std::fs::write(p.path().join("build/README"), "v2").unwrap();
     std::fs::write(p.deploy_path("local1").join("FAIL"), "").unwrap();
     let out = p.hoist(&["deploy"]).assert().code(5).get_output().clone();

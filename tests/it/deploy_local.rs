@@ -34,7 +34,6 @@ fn rollback_returns_to_the_first_release() {
     let p = three_hosts();
     p.hoist(&["deploy"]).assert().success();
     let first = p.current("local1").unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1100));
     let p = p
         .artifact(&[("bin/app", "#!/bin/sh\necho v2\n"), ("README", "second")])
         .write();
@@ -54,6 +53,8 @@ fn rollback_returns_to_the_first_release() {
 fn redeploying_the_same_artifact_uploads_nothing() {
     let p = three_hosts();
     p.hoist(&["deploy"]).assert().success();
+    // Needed until two deploys within one second get ordered ids (see
+    // `two_deploys_within_one_second_get_ids_in_deploy_order`).
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = p
         .hoist(&["deploy", "--json"])
@@ -81,9 +82,26 @@ fn keep_releases_prunes_but_never_current_or_the_target() {
     for i in 0..5 {
         p = p.artifact(&[("README", &format!("r{i}"))]).write();
         p.hoist(&["deploy"]).assert().success();
-        std::thread::sleep(std::time::Duration::from_millis(1100));
     }
     let releases = p.releases("local1");
     assert_eq!(releases.len(), 3, "keep_releases = 3: {releases:?}");
     assert!(releases.contains(&p.current("local1").unwrap()));
+}
+
+#[test]
+#[ignore = "fails until ReleaseId::next (src/release.rs) compares whole seconds: a held stamp 12:00:00 is < now 12:00:00.6, so a deploy in the same second reuses its second"]
+fn two_deploys_within_one_second_get_ids_in_deploy_order() {
+    let p = three_hosts();
+    p.hoist(&["deploy"]).assert().success();
+    let first = p.current("local1").unwrap();
+    p.hoist(&["deploy"]).assert().success();
+    let again = p.current("local1").unwrap();
+    assert!(
+        again > first,
+        "a redeploy is a new, later release: {again} after {first}"
+    );
+    let p = p.artifact(&[("README", "second")]).write();
+    p.hoist(&["deploy"]).assert().success();
+    let second = p.current("local1").unwrap();
+    assert!(second > again, "{second} sorts after {again}");
 }

@@ -85,7 +85,6 @@ fn deploy_to_five_hosts_then_a_second_release_then_rollback() {
         assert!(!p.locked(&host));
     }
 
-    std::thread::sleep(std::time::Duration::from_millis(1100));
     let f = f
         .artifact(&[("bin/app", "#!/bin/sh\necho v2\n"), ("README", "second")])
         .write("");
@@ -133,6 +132,8 @@ fn redeploy_of_the_same_artifact_uploads_nothing() {
     let f = Fleet::new(2).write("");
     let p = &f.project;
     p.hoist(&["deploy"]).assert().success();
+    // Needed until two deploys within one second get ordered ids (see
+    // deploy_local's `two_deploys_within_one_second_get_ids_in_deploy_order`).
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = p
         .hoist(&["deploy", "--json"])

@@ -44,7 +44,6 @@ impl Fleet {
     fn on_v1_then_v2(&self) -> String {
         self.p.hoist(&["deploy", "--yes"]).assert().success();
         let v1 = self.p.current("web1").unwrap();
-        std::thread::sleep(Duration::from_millis(1100));
         let build = self.p.path().join("build");
         std::fs::write(build.join("README"), "v2").unwrap();
         v1
