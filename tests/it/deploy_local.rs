@@ -30,26 +30,6 @@ fn deploy_puts_every_host_on_the_same_whole_release() {
 }
 
 #[test]
-fn rollback_returns_to_the_first_release() {
-    let p = three_hosts();
-    p.hoist(&["deploy"]).assert().success();
-    let first = p.current("local1").unwrap();
-    let p = p
-        .artifact(&[("bin/app", "#!/bin/sh\necho v2\n"), ("README", "second")])
-        .write();
-    p.hoist(&["deploy"]).assert().success();
-    let second = p.current("local1").unwrap();
-    assert_ne!(first, second);
-    p.hoist(&["rollback"]).assert().success();
-    for host in p.host_names() {
-        assert_eq!(p.current(&host).as_deref(), Some(first.as_str()));
-        assert_eq!(p.read_current(&host, "README"), "first");
-    }
-    // The rolled-back release is never the automatic target again.
-    p.hoist(&["rollback"]).assert().code(3);
-}
-
-#[test]
 fn redeploying_the_same_artifact_uploads_nothing() {
     let p = three_hosts();
     p.hoist(&["deploy"]).assert().success();

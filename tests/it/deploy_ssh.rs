@@ -1,136 +1,22 @@
 //! The first whole path over real OpenSSH: deploy, redeploy, rollback, and
 //! the safety of host keys and authentication.
 
-use crate::support::project::{Project, ndjson, printed, tree};
+use crate::support::fleet::{Fleet, SshSetup};
+use crate::support::project::{Project, ndjson, printed};
 use crate::support::sshd::{ClientKey, Sshd};
 
-/// A project with `n` real sshd hosts named web1..webN, all trusting `key`.
-struct Fleet {
-    project: Project,
-    hosts: Vec<Sshd>,
-    key: ClientKey,
-}
+/// A canary, then the rest in halves.
+const STRATEGY: &str = "[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = \"50%\"";
 
-impl Fleet {
-    fn new(n: usize) -> Fleet {
-        Fleet::with_key(n, ClientKey::ed25519())
-    }
-
-    fn with_key(n: usize, key: ClientKey) -> Fleet {
-        let hosts: Vec<Sshd> = (0..n).map(|_| Sshd::start(&[&key])).collect();
-        let mut project = Project::new()
-            .toml("[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = \"50%\"")
-            .artifact(&[
-                ("bin/app", "#!/bin/sh\necho v1\n"),
-                ("README", "first"),
-                ("conf/app.toml", "port = 8080\n"),
-            ]);
-        for (i, h) in hosts.iter().enumerate() {
-            project = project.ssh_host(&format!("web{}", i + 1), h.port, &h.root, "");
-        }
-        let fleet = Fleet {
-            project,
-            hosts,
-            key,
-        };
-        fleet.trust_all();
-        fleet
-    }
-
-    fn known_hosts(&self) -> std::path::PathBuf {
-        self.project.path().join("known_hosts")
-    }
-
-    fn trust_all(&self) {
-        let lines: String = self
-            .hosts
-            .iter()
-            .map(|h| h.known_hosts_line() + "\n")
-            .collect();
-        std::fs::write(self.known_hosts(), lines).unwrap();
-    }
-
-    /// Writes deploy.toml with the [ssh] table pointing at this fleet's key.
-    fn write(self, extra_ssh: &str) -> Fleet {
-        let ssh = format!(
-            "user = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"{}\"]\nconnect_timeout = \"5s\"\n{extra_ssh}",
-            crate::support::project::whoami(),
-            self.key.path.display(),
-            self.known_hosts().display()
-        );
-        let project = self.project.write_with_ssh(&ssh);
-        Fleet { project, ..self }
-    }
-
-    fn artifact(self, files: &[(&str, &str)]) -> Fleet {
-        let project = self.project.artifact(files);
-        Fleet { project, ..self }
-    }
-}
-
-#[test]
-fn deploy_to_five_hosts_then_a_second_release_then_rollback() {
-    let f = Fleet::new(5).write("");
-    let p = &f.project;
-    p.hoist(&["deploy"]).assert().success();
-    let first = p.current("web1").unwrap();
-    for host in p.host_names() {
-        assert_eq!(p.current(&host).as_deref(), Some(first.as_str()), "{host}");
-        let release = p.deploy_path(&host).join("releases").join(&first);
-        assert_eq!(
-            tree(&release),
-            tree(&p.path().join("build")),
-            "{host}: file for file"
-        );
-        assert!(!p.locked(&host));
-    }
-
-    let f = f
-        .artifact(&[("bin/app", "#!/bin/sh\necho v2\n"), ("README", "second")])
-        .write("");
-    let p = &f.project;
-    p.hoist(&["deploy"]).assert().success();
-    let second = p.current("web3").unwrap();
-    assert_ne!(first, second);
-    for host in p.host_names() {
-        assert_eq!(p.read_current(&host, "README"), "second");
-        assert!(
-            !p.deploy_path(&host).join("current/conf").exists(),
-            "release is the artifact exactly"
-        );
-    }
-
-    p.hoist(&["rollback"]).assert().success();
-    for host in p.host_names() {
-        assert_eq!(
-            p.current(&host).as_deref(),
-            Some(first.as_str()),
-            "{host} back on the first id"
-        );
-        assert_eq!(p.read_current(&host, "README"), "first");
-    }
-    let status = p
-        .hoist(&["status", "--json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let rows: Vec<_> = ndjson(&status)
-        .into_iter()
-        .filter(|e| e["event"] == "row")
-        .collect();
-    assert_eq!(rows.len(), 5);
-    assert!(
-        rows.iter()
-            .all(|r| r["release"] == first.as_str() && r["differs"] == false)
-    );
+/// `n` real sshd hosts named web1..webN, all trusting the fleet's key.
+fn fleet(n: usize) -> Fleet {
+    Fleet::ssh(n).toml(STRATEGY).write()
 }
 
 #[test]
 fn redeploy_of_the_same_artifact_uploads_nothing() {
-    let f = Fleet::new(2).write("");
-    let p = &f.project;
+    let f = fleet(2);
+    let p = f.project();
     p.hoist(&["deploy"]).assert().success();
     // Needed until two deploys within one second get ordered ids (see
     // deploy_local's `two_deploys_within_one_second_get_ids_in_deploy_order`).
@@ -154,81 +40,78 @@ fn redeploy_of_the_same_artifact_uploads_nothing() {
 
 #[test]
 fn changed_host_key_on_one_host_refuses_the_whole_deploy() {
-    let f = Fleet::new(3).write("");
+    let f = fleet(3);
     // web2's known key is some other server's.
-    let impostor = Sshd::start(&[&f.key]);
-    let mut lines: Vec<String> = f.hosts.iter().map(|h| h.known_hosts_line()).collect();
+    let impostor = Sshd::start(&[f.key()]);
+    let mut lines: Vec<String> = f.servers().iter().map(|h| h.known_hosts_line()).collect();
     lines[1] = impostor.known_hosts_line().replace(
         &format!(":{}]", impostor.port),
-        &format!(":{}]", f.hosts[1].port),
+        &format!(":{}]", f.server("web2").port),
     );
     std::fs::write(f.known_hosts(), lines.join("\n") + "\n").unwrap();
 
-    let out = f
-        .project
-        .hoist(&["deploy"])
-        .assert()
-        .code(3)
-        .get_output()
-        .clone();
+    let out = f.hoist(&["deploy"]).assert().code(3).get_output().clone();
     let stderr = printed(&out);
     assert!(stderr.contains("web2"), "{stderr}");
     assert!(
-        stderr.contains(&f.hosts[1].host_key_fingerprint()),
+        stderr.contains(&f.server("web2").host_key_fingerprint()),
         "names the offered key: {stderr}"
     );
-    for host in f.project.host_names() {
-        assert!(f.project.untouched(&host), "nothing written on {host}");
+    for host in f.host_names() {
+        assert!(f.untouched(&host), "nothing written on {host}");
     }
 }
 
 #[test]
 fn unknown_host_is_refused_under_strict_and_learned_under_accept_new() {
-    let f = Fleet::new(1).write("");
+    let f = fleet(1);
     std::fs::write(f.known_hosts(), "").unwrap();
-    let out = f
-        .project
-        .hoist(&["deploy"])
-        .assert()
-        .code(3)
-        .get_output()
-        .clone();
+    let out = f.hoist(&["deploy"]).assert().code(3).get_output().clone();
     assert!(printed(&out).contains("unknown"));
-    assert!(f.project.untouched("web1"));
+    assert!(f.untouched("web1"));
 
-    let f = f.write("host_key_checking = \"accept-new\"");
-    f.project.hoist(&["deploy"]).assert().success();
+    let f = f.ssh_settings("host_key_checking = \"accept-new\"").write();
+    f.hoist(&["deploy"]).assert().success();
     let known = std::fs::read_to_string(f.known_hosts()).unwrap();
     assert_eq!(known.lines().count(), 1);
     // Learned once, it is now checked strictly.
-    let f = f.write("");
-    f.project.hoist(&["status"]).assert().success();
+    let f = f.ssh_settings("").write();
+    f.hoist(&["status"]).assert().success();
 }
 
 #[test]
 fn accept_new_with_many_hosts_at_once_leaves_a_valid_known_hosts() {
-    let f = Fleet::new(12).write("host_key_checking = \"accept-new\"");
+    let f = Fleet::ssh(12)
+        .toml(STRATEGY)
+        .ssh_settings("host_key_checking = \"accept-new\"")
+        .write();
     std::fs::write(f.known_hosts(), "").unwrap();
-    f.project.hoist(&["check"]).assert().success();
+    f.hoist(&["check"]).assert().success();
     let known = std::fs::read_to_string(f.known_hosts()).unwrap();
     assert_eq!(known.lines().count(), 12, "{known}");
-    for h in &f.hosts {
+    for h in f.servers() {
         assert!(known.contains(&format!("[127.0.0.1]:{} ", h.port)));
     }
-    let f = f.write("");
-    f.project.hoist(&["check"]).assert().success();
+    let f = f.ssh_settings("").write();
+    f.hoist(&["check"]).assert().success();
 }
 
 #[test]
 fn encrypted_key_with_passphrase_from_the_environment() {
-    let f = Fleet::with_key(1, ClientKey::encrypted("correct horse")).write("");
-    f.project
-        .hoist(&["deploy"])
+    let f = Fleet::ssh_with(
+        1,
+        SshSetup {
+            key: Some(ClientKey::encrypted("correct horse")),
+            ..SshSetup::default()
+        },
+    )
+    .toml(STRATEGY)
+    .write();
+    f.hoist(&["deploy"])
         .env("HOIST_SSH_PASSPHRASE", "correct horse")
         .assert()
         .success();
     let out = f
-        .project
         .hoist(&["status"])
         .env("HOIST_SSH_PASSPHRASE", "hunter2-nope")
         .assert()

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod both_transports;
 mod cli;
 mod deploy_local;
 mod deploy_ssh;

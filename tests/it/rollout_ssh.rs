@@ -1,112 +1,14 @@
 //! Safe rollouts on real OpenSSH hosts: canary, waves, health, hooks,
 //! failure limits, automatic rollback, the fleet lock, interruption, resume.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::support::project::{Project, ndjson, printed, whoami};
-use crate::support::sshd::{ClientKey, Sshd};
+use crate::support::fleet::{Fleet, HEALTH};
+use crate::support::project::{ndjson, printed, whoami};
 
-struct Fleet {
-    p: Project,
-    hosts: Vec<Sshd>,
-    key: ClientKey,
-}
-
-/// `n` sshd hosts web1..webN, trusted, with `strategy` and `extra` TOML.
+/// `n` SSH hosts web1..webN, trusted, with `extra` TOML.
 fn fleet(n: usize, extra: &str) -> Fleet {
-    let key = ClientKey::ed25519();
-    let hosts: Vec<Sshd> = (0..n).map(|_| Sshd::start(&[&key])).collect();
-    let mut p = Project::new()
-        .artifact(&[("README", "v1"), ("bin/app", "#!/bin/sh\necho v1\n")])
-        .toml(extra);
-    for (i, h) in hosts.iter().enumerate() {
-        p = p.ssh_host(&format!("web{}", i + 1), h.port, &h.root, "");
-    }
-    let known: String = hosts.iter().map(|h| h.known_hosts_line() + "\n").collect();
-    std::fs::write(p.path().join("known_hosts"), known).unwrap();
-    let ssh = format!(
-        "user = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"known_hosts\"]\nconnect_timeout = \"5s\"",
-        whoami(),
-        key.path.display()
-    );
-    let p = p.write_with_ssh(&ssh);
-    Fleet { p, hosts, key }
-}
-
-impl Fleet {
-    fn names(&self) -> Vec<String> {
-        self.p.host_names()
-    }
-
-    /// Deploys v1 so the fleet has a release to go back to, then switches
-    /// the artifact to v2. Returns the v1 release id.
-    fn on_v1_then_v2(&self) -> String {
-        self.p.hoist(&["deploy", "--yes"]).assert().success();
-        let v1 = self.p.current("web1").unwrap();
-        let build = self.p.path().join("build");
-        std::fs::write(build.join("README"), "v2").unwrap();
-        v1
-    }
-
-    /// Makes `host` fail the health check: `test ! -e $DEPLOY_TO/FAIL`.
-    fn mark(&self, host: &str, what: &str) -> PathBuf {
-        let path = self.p.deploy_path(host).join(what);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, "").unwrap();
-        path
-    }
-
-    fn switched_to(&self, host: &str, release: &str) -> bool {
-        self.p
-            .journal(host)
-            .iter()
-            .any(|e| e["event"] == "deploy" && e["release"] == release)
-    }
-}
-
-/// Healthy unless the host has a FAIL marker and runs v2: the release it
-/// goes back to is healthy again.
-const HEALTH: &str = "[health]\ncommand = \"grep -q v1 README || test ! -e \\\"$HOIST_DEPLOY_TO/FAIL\\\"\"\nretries = 1\ninterval = \"100ms\"\ntimeout = \"5s\"";
-
-#[test]
-fn a_canary_that_fails_its_health_check_rolls_back_and_no_other_host_switches() {
-    let f = fleet(
-        4,
-        &format!("{HEALTH}\n[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = \"50%\""),
-    );
-    let v1 = f.on_v1_then_v2();
-    f.mark("web1", "FAIL");
-    let out =
-        f.p.hoist(&["deploy", "--json"])
-            .assert()
-            .code(5)
-            .get_output()
-            .stdout
-            .clone();
-    let events = ndjson(&out);
-    let summary = events.last().unwrap();
-    assert_eq!(summary["exit_code"], 5);
-    let v2 = summary["release"].as_str().unwrap().to_string();
-    for host in f.names() {
-        assert_eq!(
-            f.p.current(&host).as_deref(),
-            Some(v1.as_str()),
-            "{host} on the old release"
-        );
-        assert!(!f.p.locked(&host));
-    }
-    assert!(f.switched_to("web1", &v2), "the canary was switched");
-    for host in ["web2", "web3", "web4"] {
-        assert!(!f.switched_to(host, &v2), "{host} was never switched");
-    }
-    // The failed release is never the automatic target of a later rollback.
-    let journal = f.p.journal("web1");
-    assert!(
-        journal
-            .iter()
-            .any(|e| e["event"] == "rollback" && e["previous"] == v2.as_str())
-    );
+    Fleet::ssh(n).toml(extra).write()
 }
 
 #[test]
@@ -118,13 +20,13 @@ fn nine_hosts_in_waves_of_three_stop_at_the_second_failure_and_roll_back() {
     let v1 = f.on_v1_then_v2();
     f.mark("web2", "FAIL");
     f.mark("web5", "FAIL");
-    let out =
-        f.p.hoist(&["deploy", "--json"])
-            .assert()
-            .code(5)
-            .get_output()
-            .stdout
-            .clone();
+    let out = f
+        .hoist(&["deploy", "--json"])
+        .assert()
+        .code(5)
+        .get_output()
+        .stdout
+        .clone();
     let events = ndjson(&out);
     let waves: Vec<_> = events
         .iter()
@@ -135,8 +37,8 @@ fn nine_hosts_in_waves_of_three_stop_at_the_second_failure_and_roll_back() {
         .as_str()
         .unwrap()
         .to_string();
-    for host in f.names() {
-        assert_eq!(f.p.current(&host).as_deref(), Some(v1.as_str()), "{host}");
+    for host in f.host_names() {
+        assert_eq!(f.current(&host).as_deref(), Some(v1.as_str()), "{host}");
     }
     for host in ["web7", "web8", "web9"] {
         assert!(!f.switched_to(host, &v2), "{host} untouched");
@@ -151,14 +53,14 @@ fn a_failing_before_switch_hook_leaves_the_host_on_its_old_release() {
     );
     let v1 = f.on_v1_then_v2();
     f.mark("web2", "BAD");
-    let out = f.p.hoist(&["deploy"]).assert().code(1).get_output().clone();
+    let out = f.hoist(&["deploy"]).assert().code(1).get_output().clone();
     let stderr = printed(&out);
     assert!(
         stderr.contains("checking"),
         "the hook's stderr is shown: {stderr}"
     );
-    assert_eq!(f.p.current("web2").as_deref(), Some(v1.as_str()));
-    assert_ne!(f.p.current("web1").as_deref(), Some(v1.as_str()));
+    assert_eq!(f.current("web2").as_deref(), Some(v1.as_str()));
+    assert_ne!(f.current("web1").as_deref(), Some(v1.as_str()));
 }
 
 #[test]
@@ -193,7 +95,7 @@ fn http_health_goes_through_the_ssh_connection() {
             "[health]\nhttp = \"http://127.0.0.1:{port}/health\"\nretries = 1\n[strategy]\ncanary = 0\nbatch = 2"
         ),
     );
-    f.p.hoist(&["deploy"]).assert().success();
+    f.hoist(&["deploy"]).assert().success();
     assert!(hits.load(std::sync::atomic::Ordering::SeqCst) >= 2);
 
     let f2 = fleet(
@@ -202,12 +104,7 @@ fn http_health_goes_through_the_ssh_connection() {
             "[health]\nhttp = \"http://127.0.0.1:{port}/nope\"\nretries = 1\n[strategy]\ncanary = 0\nbatch = 1"
         ),
     );
-    let out =
-        f2.p.hoist(&["deploy"])
-            .assert()
-            .code(5)
-            .get_output()
-            .clone();
+    let out = f2.hoist(&["deploy"]).assert().code(5).get_output().clone();
     let stderr = printed(&out);
     assert!(stderr.contains("503"), "{stderr}");
     assert!(stderr.contains("down for maintenance"), "{stderr}");
@@ -221,14 +118,14 @@ fn a_second_concurrent_deploy_is_refused_and_names_the_owner() {
     );
     let mut first = std::process::Command::new(assert_cmd::cargo::cargo_bin("hoist"));
     first
-        .current_dir(f.p.path())
+        .current_dir(f.path())
         .args(["deploy"])
-        .env("HOME", f.p.path().join("home"))
+        .env("HOME", f.path().join("home"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let mut child = first.spawn().unwrap();
     // Wait for the lock to appear.
-    let lock = f.p.deploy_path("web1").join(".hoist/lock");
+    let lock = f.deploy_path("web1").join(".hoist/lock");
     for _ in 0..100 {
         if lock.exists() {
             break;
@@ -236,14 +133,14 @@ fn a_second_concurrent_deploy_is_refused_and_names_the_owner() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(lock.exists(), "first deploy took the lock");
-    let out = f.p.hoist(&["deploy"]).assert().code(4).get_output().clone();
+    let out = f.hoist(&["deploy"]).assert().code(4).get_output().clone();
     let stderr = printed(&out);
     assert!(stderr.contains(&whoami()), "names the owner: {stderr}");
     assert!(child.wait().unwrap().success());
-    for host in f.names() {
-        assert!(!f.p.locked(&host), "lock freed on {host}");
+    for host in f.host_names() {
+        assert!(!f.locked(&host), "lock freed on {host}");
     }
-    f.p.hoist(&["deploy"]).assert().success();
+    f.hoist(&["deploy"]).assert().success();
 }
 
 #[test]
@@ -254,9 +151,9 @@ fn sigint_mid_wave_leaves_whole_releases_and_no_lock() {
     );
     let v1 = f.on_v1_then_v2();
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hoist"))
-        .current_dir(f.p.path())
+        .current_dir(f.path())
         .args(["deploy", "--json"])
-        .env("HOME", f.p.path().join("home"))
+        .env("HOME", f.path().join("home"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -285,19 +182,19 @@ fn sigint_mid_wave_leaves_whole_releases_and_no_lock() {
         .as_str()
         .unwrap()
         .to_string();
-    for host in f.names() {
-        let current = f.p.current(&host).unwrap();
+    for host in f.host_names() {
+        let current = f.current(&host).unwrap();
         assert!(current == v1 || current == v2, "{host} on a whole release");
         assert!(
-            f.p.deploy_path(&host)
+            f.deploy_path(&host)
                 .join("releases")
                 .join(&current)
                 .is_dir()
         );
-        assert!(!f.p.locked(&host), "no lock left on {host}");
+        assert!(!f.locked(&host), "no lock left on {host}");
     }
     assert_eq!(
-        f.p.current("web4").as_deref(),
+        f.current("web4").as_deref(),
         Some(v1.as_str()),
         "the last wave never started"
     );
@@ -311,22 +208,22 @@ fn resume_carries_a_failed_deploy_on_with_the_same_release_id() {
     );
     f.on_v1_then_v2();
     let bad = f.mark("web2", "BAD");
-    let out =
-        f.p.hoist(&["deploy", "--json"])
-            .assert()
-            .code(1)
-            .get_output()
-            .stdout
-            .clone();
+    let out = f
+        .hoist(&["deploy", "--json"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
     let v2 = ndjson(&out).last().unwrap()["release"]
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(f.p.current("web1").as_deref(), Some(v2.as_str()));
+    assert_eq!(f.current("web1").as_deref(), Some(v2.as_str()));
     std::fs::remove_file(bad).unwrap();
-    f.p.hoist(&["deploy", "--resume"]).assert().success();
-    for host in f.names() {
-        assert_eq!(f.p.current(&host).as_deref(), Some(v2.as_str()), "{host}");
+    f.hoist(&["deploy", "--resume"]).assert().success();
+    for host in f.host_names() {
+        assert_eq!(f.current(&host).as_deref(), Some(v2.as_str()), "{host}");
     }
 }
 
@@ -334,8 +231,8 @@ fn resume_carries_a_failed_deploy_on_with_the_same_release_id() {
 fn exec_reports_each_host_and_fails_when_one_does() {
     let f = fleet(3, "");
     f.mark("web2", "BAD");
-    let out =
-        f.p.hoist(&[
+    let out = f
+        .hoist(&[
             "exec",
             "--",
             "test ! -e \"$PWD/BAD\" && echo fine || { echo broken; exit 7; }",
@@ -348,6 +245,4 @@ fn exec_reports_each_host_and_fails_when_one_does() {
     assert!(all.contains("web1"), "{all}");
     assert!(all.contains("broken"), "{all}");
     assert!(all.contains('7'), "{all}");
-    let _ = &f.key;
-    let _ = &f.hosts;
 }
