@@ -86,8 +86,9 @@ fn json_mode_ends_in_a_summary_even_for_a_config_error() {
     let events = ndjson(&out.stdout);
     assert_eq!(events.last().unwrap()["exit_code"], 2);
     assert!(
-        !String::from_utf8_lossy(&out.stderr).is_empty(),
-        "human text on stderr"
+        String::from_utf8_lossy(&out.stderr).contains("deploy.toml"),
+        "human text on stderr names the file: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 
@@ -111,7 +112,11 @@ fn a_selector_that_matches_nothing_is_an_error() {
         .code(2)
         .get_output()
         .clone();
-    assert!(printed(&out).contains("web*"));
+    assert!(
+        printed(&out).contains("`web*` matches no host or group"),
+        "{}",
+        printed(&out)
+    );
     let out = p
         .hoist(&["plan", "-l", "local*,!local2", "--json"])
         .assert()

@@ -44,15 +44,23 @@ fn changed_host_key_on_one_host_refuses_the_whole_deploy() {
     // web2's known key is some other server's.
     let impostor = Sshd::start(&[f.key()]);
     let mut lines: Vec<String> = f.servers().iter().map(|h| h.known_hosts_line()).collect();
-    lines[1] = impostor.known_hosts_line().replace(
-        &format!(":{}]", impostor.port),
-        &format!(":{}]", f.server("web2").port),
+    // (This once rewrote ":PORT]", which a "[127.0.0.1]:PORT" line never
+    // holds, so web2 was merely unknown and the test passed on that.)
+    lines[1] = format!(
+        "[127.0.0.1]:{} {}",
+        f.server("web2").port,
+        impostor.host_public_key()
     );
     std::fs::write(f.known_hosts(), lines.join("\n") + "\n").unwrap();
 
     let out = f.hoist(&["deploy"]).assert().code(3).get_output().clone();
     let stderr = printed(&out);
-    assert!(stderr.contains("web2"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("web2") && l.contains("does not match")),
+        "a line names web2 and the mismatch: {stderr}"
+    );
     assert!(
         stderr.contains(&f.server("web2").host_key_fingerprint()),
         "names the offered key: {stderr}"
@@ -67,7 +75,13 @@ fn unknown_host_is_refused_under_strict_and_learned_under_accept_new() {
     let f = fleet(1);
     std::fs::write(f.known_hosts(), "").unwrap();
     let out = f.hoist(&["deploy"]).assert().code(3).get_output().clone();
-    assert!(printed(&out).contains("unknown"));
+    assert!(
+        printed(&out)
+            .lines()
+            .any(|l| l.contains("web1") && l.contains("unknown")),
+        "a line says web1's host key is unknown: {}",
+        printed(&out)
+    );
     assert!(f.untouched("web1"));
 
     let f = f.ssh_settings("host_key_checking = \"accept-new\"").write();
@@ -174,5 +188,11 @@ fn refused_connection_fails_preflight() {
         .code(3)
         .get_output()
         .clone();
-    assert!(printed(&out).contains("down"));
+    assert!(
+        printed(&out)
+            .lines()
+            .any(|l| l.contains("down") && l.contains("refused")),
+        "a line says host `down` refused the connection: {}",
+        printed(&out)
+    );
 }

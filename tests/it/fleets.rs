@@ -183,7 +183,13 @@ fn a_fleet_named_only_in_ssh_config_deploys_through_its_bastion() {
     let out = p.hoist(&["deploy"]).assert().success().get_output().clone();
     f.assert_deployed();
     f.assert_all_through_the_bastion();
-    assert!(printed(&out).contains("web01"), "{}", printed(&out));
+    assert!(
+        printed(&out)
+            .lines()
+            .any(|l| l.contains("web01") && l.contains(" ok in ")),
+        "web01, its ~/.ssh/config alias, reported done: {}",
+        printed(&out)
+    );
 
     // `check -v` names ~/.ssh/config as the source of what it used.
     let out = p

@@ -1,10 +1,15 @@
 //! Safe rollouts on real OpenSSH hosts: canary, waves, health, hooks,
 //! failure limits, automatic rollback, the fleet lock, interruption, resume.
 
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::support::fleet::{Fleet, HEALTH};
+use crate::support::fleet::{Fleet, HEALTH, SshSetup};
+use crate::support::netns::{self, Netns};
 use crate::support::project::{ndjson, printed, whoami};
+use crate::support::sshd::{Sshd, SshdOptions};
 
 /// `n` SSH hosts web1..webN, trusted, with `extra` TOML.
 fn fleet(n: usize, extra: &str) -> Fleet {
@@ -63,51 +68,151 @@ fn a_failing_before_switch_hook_leaves_the_host_on_its_old_release() {
     assert_ne!(f.current("web1").as_deref(), Some(v1.as_str()));
 }
 
-#[test]
-fn http_health_goes_through_the_ssh_connection() {
-    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = server.local_addr().unwrap().port();
-    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = hits.clone();
-    std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        for stream in server.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = [0u8; 1024];
-            let n = s.read(&mut buf).unwrap_or(0);
-            let req = String::from_utf8_lossy(&buf[..n]).to_string();
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let (status, body) = if req.starts_with("GET /health ") {
-                ("200 OK", "ok")
-            } else {
-                ("503 Service Unavailable", "down for maintenance")
-            };
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    let f = fleet(
-        2,
-        &format!(
-            "[health]\nhttp = \"http://127.0.0.1:{port}/health\"\nretries = 1\n[strategy]\ncanary = 0\nbatch = 2"
-        ),
-    );
-    f.hoist(&["deploy"]).assert().success();
-    assert!(hits.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+/// An HTTP server for health probes that counts its requests: 200 for
+/// GET /health, 503 for anything else. Started inside `ns`, only processes
+/// in that namespace (the hosts' sshd) can reach it.
+struct HealthServer {
+    port: u16,
+    hits: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
 
-    let f2 = fleet(
-        1,
-        &format!(
-            "[health]\nhttp = \"http://127.0.0.1:{port}/nope\"\nretries = 1\n[strategy]\ncanary = 0\nbatch = 1"
-        ),
+impl HealthServer {
+    fn start(ns: Option<&Netns>) -> HealthServer {
+        let ns = ns.map(|ns| ns.name.clone());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (counter, stopped) = (hits.clone(), stop.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            if let Some(ns) = ns {
+                netns::enter(&ns);
+            }
+            let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            server.set_nonblocking(true).unwrap();
+            tx.send(server.local_addr().unwrap().port()).unwrap();
+            while !stopped.load(Ordering::SeqCst) {
+                let Ok((mut s, _)) = server.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                s.set_nonblocking(false).unwrap();
+                let mut buf = [0u8; 1024];
+                let n = s.read(&mut buf).unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                counter.fetch_add(1, Ordering::SeqCst);
+                let (status, body) = if req.starts_with("GET /health ") {
+                    ("200 OK", "ok")
+                } else {
+                    ("503 Service Unavailable", "down for maintenance")
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let port = rx.recv().unwrap();
+        HealthServer { port, hits, stop }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for HealthServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// How many direct-tcpip channels (port forwards) to 127.0.0.1:`port` a
+/// host's sshd opened; its log says so at DEBUG1.
+fn forwarded_to(server: &Sshd, port: u16) -> usize {
+    let target = format!("target 127.0.0.1 port {port}");
+    server
+        .log()
+        .lines()
+        .filter(|l| l.contains("server_request_direct_tcpip") && l.contains(&target))
+        .count()
+}
+
+/// Two hosts probed over HTTP, then one whose probe gets a 503; every probe
+/// the server answers must have come through a host's own sshd.
+fn http_health_through_the_hosts(ns: Option<&Netns>) {
+    let server = HealthServer::start(ns);
+    let port = server.port;
+    if ns.is_some() {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "the health server must not be reachable from outside the namespace"
+        );
+    }
+    let setup = || SshSetup {
+        sshd: SshdOptions {
+            log_level: Some("DEBUG1".into()),
+            ..SshdOptions::default()
+        },
+        netns: ns,
+        ..SshSetup::default()
+    };
+    let f = Fleet::ssh_with(2, setup())
+        .toml(&format!(
+            "[health]\nhttp = \"http://127.0.0.1:{port}/health\"\nretries = 1\n[strategy]\ncanary = 0\nbatch = 2"
+        ))
+        .write();
+    f.hoist(&["deploy"]).assert().success();
+    assert!(server.hits() >= 2);
+    let forwarded: Vec<usize> = f.servers().iter().map(|s| forwarded_to(s, port)).collect();
+    assert!(
+        forwarded.iter().all(|&n| n >= 1),
+        "each host's sshd forwarded its probe: {forwarded:?}"
     );
+    assert_eq!(
+        forwarded.iter().sum::<usize>(),
+        server.hits(),
+        "every request the server saw came through a host's sshd"
+    );
+
+    let f2 = Fleet::ssh_with(1, setup())
+        .toml(&format!(
+            "[health]\nhttp = \"http://127.0.0.1:{port}/nope\"\nretries = 1\n[strategy]\ncanary = 0\nbatch = 1"
+        ))
+        .write();
     let out = f2.hoist(&["deploy"]).assert().code(5).get_output().clone();
     let stderr = printed(&out);
-    assert!(stderr.contains("503"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "GET http://127.0.0.1:{port}/nope answered 503 Service Unavailable"
+        )),
+        "{stderr}"
+    );
     assert!(stderr.contains("down for maintenance"), "{stderr}");
+    assert!(
+        forwarded_to(&f2.servers()[0], port) >= 1,
+        "the 503 came through web1's sshd"
+    );
+}
+
+#[test]
+fn http_health_goes_through_the_ssh_connection() {
+    http_health_through_the_hosts(None);
+}
+
+#[test]
+fn http_health_reaches_a_server_only_the_hosts_can_reach() {
+    let ns = match Netns::create() {
+        Ok(ns) => ns,
+        Err(why) => {
+            eprintln!(
+                "skipping: cannot make a network namespace ({why}); http_health_goes_through_the_ssh_connection checks the sshd logs instead"
+            );
+            return;
+        }
+    };
+    http_health_through_the_hosts(Some(&ns));
 }
 
 #[test]
@@ -234,15 +339,38 @@ fn exec_reports_each_host_and_fails_when_one_does() {
     let out = f
         .hoist(&[
             "exec",
+            "--json",
             "--",
             "test ! -e \"$PWD/BAD\" && echo fine || { echo broken; exit 7; }",
         ])
         .assert()
         .code(1)
         .get_output()
+        .stdout
         .clone();
-    let all = String::from_utf8_lossy(&out.stdout).to_string() + &printed(&out);
-    assert!(all.contains("web1"), "{all}");
-    assert!(all.contains("broken"), "{all}");
-    assert!(all.contains('7'), "{all}");
+    let events = ndjson(&out);
+    let exit_code = |host: &str| {
+        events
+            .iter()
+            .find(|e| e["event"] == "row" && e["table"] == "exec" && e["host"] == host)
+            .unwrap_or_else(|| panic!("no exec row for {host}"))["exit_code"]
+            .clone()
+    };
+    let said = |host: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["event"] == "host_output" && e["host"] == host)
+            .map(|e| e["line"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(exit_code("web1"), 0);
+    assert_eq!(said("web1"), ["fine"]);
+    assert_eq!(said("web2"), ["broken"]);
+    assert_eq!(
+        exit_code("web2"),
+        7,
+        "the exec row carries web2's own exit code"
+    );
+    assert_eq!(exit_code("web3"), 0);
+    assert_eq!(events.last().unwrap()["exit_code"], 1);
 }

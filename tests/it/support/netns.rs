@@ -36,14 +36,12 @@ impl Netns {
     }
 }
 
-impl Netns {
-    /// Moves the calling thread (only it) into the namespace: what it binds
-    /// or dials from then on is inside.
-    pub fn enter(&self) {
-        let file = std::fs::File::open(format!("/run/netns/{}", self.name)).unwrap();
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-    }
+/// Moves the calling thread (only it) into the namespace `name`: what it
+/// binds or dials from then on is inside.
+pub fn enter(name: &str) {
+    let file = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
 }
 
 impl Drop for Netns {
