@@ -5,8 +5,10 @@
 //!
 //! It starts HOSTS real sshd processes on 127.0.0.1 (openssh-server must be
 //! installed), times both ways ROUNDS times each, alternating, and prints the
-//! medians and their ratio. The hoist binary must be built first
-//! (`cargo build --release`).
+//! medians and their ratio, where hoist's time went (from the timestamps of
+//! its NDJSON events: reaching and probing the hosts, taking the lock, the
+//! wave, freeing the lock) and hoist's largest resident set. The hoist
+//! binary must be built first (`cargo build --release`).
 
 #[path = "../tests/it/support/sshd.rs"]
 mod sshd;
@@ -47,9 +49,10 @@ fn main() {
 
     let mut base = Vec::new();
     let mut ours = Vec::new();
+    let mut phases: Vec<Phases> = Vec::new();
     for round in 0..rounds {
         base.push(baseline(&servers, &key, &known, &artifact, round));
-        ours.push(with_hoist(
+        let (took, split) = with_hoist(
             &hoist,
             work.path(),
             &servers,
@@ -57,7 +60,10 @@ fn main() {
             &known,
             &artifact,
             round,
-        ));
+        );
+        ours.push(took);
+        println!("  hoist phases: {split}");
+        phases.push(split);
         println!(
             "round {}: ssh|tar {:.2}s   hoist deploy {:.2}s",
             round + 1,
@@ -72,6 +78,82 @@ fn main() {
         h.as_secs_f64(),
         h.as_secs_f64() / b.as_secs_f64()
     );
+    let pick = |f: fn(&Phases) -> f64| {
+        let mut v: Vec<f64> = phases.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "hoist phase medians: reach+probe {:.2}s, lock {:.2}s, wave {:.2}s, unlock+close {:.2}s; max RSS {} MB",
+        pick(|p| p.reach),
+        pick(|p| p.lock),
+        pick(|p| p.wave),
+        pick(|p| p.finish),
+        max_child_rss_kb() / 1024
+    );
+}
+
+/// Seconds spent in each part of a hoist run.
+struct Phases {
+    reach: f64,
+    lock: f64,
+    wave: f64,
+    finish: f64,
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "reach+probe {:.2}s, lock {:.2}s, wave {:.2}s, unlock+close {:.2}s",
+            self.reach, self.lock, self.wave, self.finish
+        )
+    }
+}
+
+/// Splits a run by its events' timestamps: start → run_started (connect and
+/// probe every host), → wave_started (preflight and lock), → wave_done,
+/// → summary (unlock, close).
+fn phases(started: chrono::DateTime<chrono::Utc>, ndjson: &str) -> Phases {
+    // The first of each event (one wave here), the last wave_done.
+    let times = |event: &str| -> Vec<chrono::DateTime<chrono::Utc>> {
+        ndjson
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["event"] == event)
+            .filter_map(|v| {
+                chrono::DateTime::parse_from_rfc3339(v["ts"].as_str()?)
+                    .ok()
+                    .map(|t| t.with_timezone(&chrono::Utc))
+            })
+            .collect()
+    };
+    let first = |event: &str| times(event).first().copied().unwrap_or(started);
+    let last = |event: &str| times(event).last().copied().unwrap_or(started);
+    let secs = |a: chrono::DateTime<chrono::Utc>, b: chrono::DateTime<chrono::Utc>| {
+        (b - a).num_milliseconds().max(0) as f64 / 1000.0
+    };
+    let (run, wave, done, end) = (
+        first("run_started"),
+        first("wave_started"),
+        last("wave_done"),
+        last("summary"),
+    );
+    Phases {
+        reach: secs(started, run),
+        lock: secs(run, wave),
+        wave: secs(wave, done),
+        finish: secs(done, end),
+    }
+}
+
+/// The largest resident set of any child waited for so far: the hoist runs
+/// (every ssh of the baseline is far smaller).
+fn max_child_rss_kb() -> i64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_CHILDREN is valid.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    usage.ru_maxrss
 }
 
 fn median(v: &mut [Duration]) -> Duration {
@@ -141,7 +223,7 @@ fn with_hoist(
     known: &Path,
     artifact: &Path,
     round: usize,
-) -> Duration {
+) -> (Duration, Phases) {
     let mut toml = format!(
         "[app]\nname = \"bench\"\ndeploy_to = \"/srv/bench\"\nkeep_releases = 2\n\n[ssh]\nuser = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"{}\"]\n\n[artifact]\npath = \"{}\"\nversion = \"r{round}\"\n\n[strategy]\ncanary = 0\nbatch = \"100%\"\nparallel = {}\n\n",
         std::env::var("USER").unwrap_or_else(|_| "root".into()),
@@ -161,9 +243,10 @@ fn with_hoist(
     let config = work.join("deploy.toml");
     std::fs::write(&config, toml).unwrap();
     let started = Instant::now();
+    let wall = chrono::Utc::now();
     let out = Command::new(hoist)
         .current_dir(work)
-        .args(["deploy", "--yes", "-q", "-c"])
+        .args(["deploy", "--yes", "--json", "-c"])
         .arg(&config)
         .env_remove("SSH_AUTH_SOCK")
         .output()
@@ -174,5 +257,5 @@ fn with_hoist(
         "hoist deploy failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    elapsed
+    (elapsed, phases(wall, &String::from_utf8_lossy(&out.stdout)))
 }

@@ -114,9 +114,9 @@ pub enum Command {
         /// Print each host's output whole, in inventory order, instead of line by line as hosts finish
         #[arg(long)]
         group_output: bool,
-        /// Most hosts at once [default: strategy.parallel]
-        #[arg(long, value_name = "N")]
-        parallel: Option<usize>,
+        /// Most hosts at once, 1 to 100000 [default: strategy.parallel]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        parallel: Option<u32>,
         /// The command (after --)
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,

@@ -168,7 +168,7 @@ pub fn watch(run: Run, cancel: CancellationToken, tracker: Arc<Tracker>) {
         });
         tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
         let mut text = String::from(
-            "cleanup abandoned; the lock may still be held (free it with `hoist unlock --force`). Hosts were left:",
+            "cleanup abandoned; the lock may still be held (free it with `hoist unlock`: it is yours). Hosts were left:",
         );
         for state in tracker.states() {
             text.push_str("\n  ");

@@ -3,9 +3,10 @@
 use serde_json::{Value, json};
 
 use crate::artifact::Artifact;
-use crate::config::{Host, HostKeyChecking, HostTransport};
+use crate::config::Host;
+use crate::engine::layout::LockState;
 use crate::engine::lock::LockInfo;
-use crate::engine::{Context, fleet, preflight};
+use crate::engine::{Context, HostOutcome, fleet, preflight};
 use crate::exit::Exit;
 use crate::report::{Event, Level, Row};
 
@@ -28,20 +29,25 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
         None => None,
     };
     let (nodes, unreached) = fleet::reach(ctx).await;
+    let short = fleet::check_sessions(ctx, &nodes).await;
     let mut all_ok = true;
     for host in &ctx.hosts {
         let row = if let Some(node) = nodes.iter().find(|n| n.name() == host.name) {
             let p = &node.probe;
-            let problems: Vec<String> = preflight::problems(node, artifact.as_ref())
+            let found = preflight::problems(node, artifact.as_ref());
+            let sessions = short.iter().find(|o| o.host == host.name);
+            let ok = found.iter().all(|p| p.is_warning()) && sessions.is_none();
+            let problems: Vec<String> = found
                 .iter()
                 .map(ToString::to_string)
+                .chain(sessions.and_then(HostOutcome::error))
                 .collect();
-            all_ok &= problems.is_empty();
+            all_ok &= ok;
             Row {
                 table: "check",
                 cells: vec![
                     ("host", json!(host.name)),
-                    ("ok", json!(problems.is_empty())),
+                    ("ok", json!(ok)),
                     ("connect", json!("ok")),
                     ("writable", json!(p.not_writable.is_none())),
                     ("free_kb", json!(p.free_kb)),
@@ -55,9 +61,11 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
                     ),
                     (
                         "lock",
-                        p.lock
-                            .as_deref()
-                            .map(|l| json!(LockInfo::describe(l)))
+                        p.lock_state()
+                            .map(|state| match state {
+                                LockState::File(line) => json!(LockInfo::describe(&line)),
+                                LockState::Other(what) => json!(format!(".hoist/lock is {what}")),
+                            })
                             .unwrap_or(Value::Null),
                     ),
                     (
@@ -107,66 +115,15 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
 /// `check -v`: each effective SSH setting of a host and where it came from
 /// (deploy.toml's tables, ~/.ssh/config's Host blocks, or the default).
 fn settings_rows(host: &Host) -> Vec<Row> {
-    let HostTransport::Ssh(t) = &host.transport else {
-        return Vec::new();
-    };
-    let paths = |list: &[std::path::PathBuf]| {
-        if list.is_empty() {
-            "(none)".to_string()
-        } else {
-            list.iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    };
-    let time = |d: std::time::Duration| humantime::format_duration(d).to_string();
-    let jump = if t.jump.is_empty() {
-        "(none)".to_string()
-    } else {
-        t.jump
-            .iter()
-            .map(|j| {
-                let user = j.user.as_deref().unwrap_or(&t.user);
-                format!("{user}@{}:{}", j.address, j.port)
-            })
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let settings: Vec<(&str, String)> = vec![
-        ("address", t.address.clone()),
-        ("port", t.port.to_string()),
-        ("user", t.user.clone()),
-        ("jump", jump),
-        ("identity_files", paths(&t.identity_files)),
-        ("identities_only", t.identities_only.to_string()),
-        ("known_hosts", paths(&t.known_hosts)),
-        (
-            "host_key_checking",
-            match t.host_key_checking {
-                HostKeyChecking::Strict => "strict",
-                HostKeyChecking::AcceptNew => "accept-new",
-                HostKeyChecking::Off => "off",
-            }
-            .to_string(),
-        ),
-        (
-            "host_key",
-            t.host_key.clone().unwrap_or_else(|| "(none)".into()),
-        ),
-        ("connect_timeout", time(t.connect_timeout)),
-        ("command_timeout", time(host.command_timeout)),
-        ("keepalive", time(t.keepalive)),
-    ];
-    settings
+    crate::config::ssh_settings_rows(host)
         .into_iter()
-        .map(|(key, value)| Row {
+        .map(|(key, value, from)| Row {
             table: "settings",
             cells: vec![
                 ("host", json!(host.name)),
                 ("setting", json!(key)),
                 ("value", json!(value)),
-                ("from", json!(t.source_of(key))),
+                ("from", json!(from)),
             ],
             marked: false,
         })

@@ -3,7 +3,7 @@
 
 use crate::artifact::Artifact;
 use crate::config::Pause;
-use crate::engine::fleet::{self, Node};
+use crate::engine::fleet;
 use crate::engine::{Context, Failure, HostOutcome, lock, policy, preflight, rollout, strategy};
 use crate::exit::Exit;
 use crate::release::ReleaseId;
@@ -49,8 +49,9 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         return ctx.finish("deploy", Exit::Usage, None, &[]);
     }
 
-    let (nodes, unreached) = fleet::reach(ctx).await;
-    fleet::report_unreached(ctx, &unreached);
+    let (nodes, mut unreached) = fleet::reach(ctx).await;
+    // A host that cannot hold the sessions a deploy needs fails here, not at upload.
+    unreached.extend(fleet::check_sessions(ctx, &nodes).await);
 
     let id = if opts.resume {
         let hosts: Vec<_> = nodes
@@ -60,6 +61,7 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         match policy::resume_target(&hosts, &artifact.content_sha) {
             Ok(id) => id,
             Err(e) => {
+                fleet::report_unreached(ctx, &unreached);
                 ctx.message(Level::Error, None, e);
                 fleet::close_all(&nodes).await;
                 return ctx.finish("deploy", Exit::Usage, None, &[]);
@@ -82,15 +84,21 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         version: Some(artifact.version.clone()),
         hosts: ctx.hosts.iter().map(|h| h.name.clone()).collect(),
     });
+    // After the header, so that plain output starts with the run's line.
+    fleet::report_unreached(ctx, &unreached);
 
     let mut refused = Vec::new();
     let mut problems = Vec::new();
     for node in &nodes {
         for problem in preflight::problems(node, Some(&artifact)) {
+            if problem.is_warning() {
+                ctx.message(Level::Warn, Some(node.name()), problem.to_string());
+                continue;
+            }
             let outcome = HostOutcome::failed(
                 node.name(),
                 Failure::Preflight(problem.clone()).at(Phase::Preflight),
-                current(node),
+                node.current(),
                 std::time::Duration::ZERO,
             );
             ctx.report(&outcome);
@@ -100,7 +108,7 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
     }
     if let Some(exit) = policy::preflight_exit(unreached.len(), &problems) {
         fleet::close_all(&nodes).await;
-        let hosts = untouched(ctx, &nodes, unreached.into_iter().chain(refused).collect());
+        let hosts = fleet::untouched(ctx, &nodes, unreached.into_iter().chain(refused).collect());
         return ctx.finish("deploy", exit, Some(id.to_string()), &hosts);
     }
 
@@ -110,7 +118,7 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
             ctx.report(outcome);
         }
         fleet::close_all(&nodes).await;
-        let hosts = untouched(ctx, &nodes, held);
+        let hosts = fleet::untouched(ctx, &nodes, held);
         return ctx.finish("deploy", exit, Some(id.to_string()), &hosts);
     }
 
@@ -118,28 +126,4 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
     lock::release(ctx, &nodes).await;
     fleet::close_all(&nodes).await;
     ctx.finish("deploy", exit, Some(id.to_string()), &outcomes)
-}
-
-fn current(node: &Node) -> Option<String> {
-    node.probe.current.as_ref().map(|c| c.to_string())
-}
-
-/// Every selected host of a deploy that stopped before any change: the
-/// ones that stopped it as they failed (the first problem of each), the
-/// rest untouched on the release they have.
-fn untouched(ctx: &Context, nodes: &[Node], mut failed: Vec<HostOutcome>) -> Vec<HostOutcome> {
-    ctx.hosts
-        .iter()
-        .map(|h| match failed.iter().position(|o| o.host == h.name) {
-            Some(i) => {
-                let first = failed.remove(i);
-                failed.retain(|o| o.host != h.name);
-                first
-            }
-            None => HostOutcome::skipped(
-                &h.name,
-                nodes.iter().find(|n| n.name() == h.name).and_then(current),
-            ),
-        })
-        .collect()
 }

@@ -80,7 +80,7 @@ pub(crate) fn execute(cli: Cli) -> Exit {
             return Exit::Failed;
         }
     };
-    runtime.block_on(async {
+    let exit = runtime.block_on(async {
         let ctx = run.context(&cli, config, hosts, tracker.clone());
         let abandon = interrupt::Run {
             command: name,
@@ -89,7 +89,11 @@ pub(crate) fn execute(cli: Cli) -> Exit {
         };
         interrupt::watch(abandon, ctx.cancel.clone(), tracker.clone());
         dispatch(&cli.command, &ctx).await
-    })
+    });
+    // Nothing may wait after the summary: a name lookup that never answers
+    // (getaddrinfo cannot be cancelled) is left to end with the process.
+    runtime.shutdown_background();
+    exit
 }
 
 /// The short dispatch: each command's own module does the work.
@@ -182,7 +186,7 @@ impl Invocation {
         let parallel = match &cli.command {
             Command::Exec {
                 parallel: Some(n), ..
-            } => (*n).max(1),
+            } => *n as usize,
             _ => config.strategy.parallel.max(1),
         };
         Context {

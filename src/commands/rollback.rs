@@ -8,6 +8,7 @@ use futures_util::future::join_all;
 
 use crate::engine::fleet::{self, Node};
 use crate::engine::policy::{self, Refusal};
+use crate::engine::preflight::Problem;
 use crate::engine::switch::switch_back;
 use crate::engine::{Context, Failure, HostOutcome, lock};
 use crate::exit::Exit;
@@ -29,10 +30,6 @@ fn targets(nodes: &[Node], to: Option<&ReleaseId>) -> Vec<Result<ReleaseId, Refu
         .collect()
 }
 
-fn current(node: &Node) -> Option<String> {
-    node.probe.current.as_ref().map(|c| c.to_string())
-}
-
 pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
     let to = match to.map(|t| ReleaseId::parse(t).ok_or(t)) {
         Some(Err(bad)) => {
@@ -48,20 +45,51 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
     };
     let (nodes, unreached) = fleet::reach(ctx).await;
     fleet::report_unreached(ctx, &unreached);
+    // A held lock is answered first (exit 4): whatever the journals say
+    // while someone else works on the fleet is not a safe target.
+    let held: Vec<HostOutcome> = nodes
+        .iter()
+        .filter_map(|n| {
+            let failure = Failure::Preflight(Problem::Locked(n.probe.lock_state()?));
+            Some(HostOutcome::failed(
+                n.name(),
+                failure.at(Phase::Lock),
+                n.current(),
+                Duration::ZERO,
+            ))
+        })
+        .collect();
+    if !held.is_empty() {
+        for outcome in &held {
+            ctx.report(outcome);
+        }
+        let problems: Vec<Problem> = held
+            .iter()
+            .filter_map(|o| match &o.failure {
+                Some(Failure::Preflight(p)) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        let exit = policy::preflight_exit(unreached.len(), &problems).unwrap_or(Exit::Locked);
+        fleet::close_all(&nodes).await;
+        let hosts = fleet::untouched(ctx, &nodes, unreached.into_iter().chain(held).collect());
+        return ctx.finish("rollback", exit, None, &hosts);
+    }
     let targets = targets(&nodes, to.as_ref());
     let currents: Vec<Option<ReleaseId>> = nodes.iter().map(|n| n.probe.current.clone()).collect();
     let agreed = policy::fleet_target(&targets, &currents, to.is_some());
     let target = match (&agreed, unreached.is_empty()) {
         (Ok(target), true) => target.clone(),
         _ => {
-            let refusals = agreed.err().unwrap_or_default();
-            let mut refused: Vec<HostOutcome> = refusals
+            let refused: Vec<HostOutcome> = agreed
+                .err()
+                .unwrap_or_default()
                 .into_iter()
                 .map(|(i, why)| {
                     HostOutcome::failed(
                         nodes[i].name(),
                         Failure::Refused(why).at(Phase::Preflight),
-                        current(&nodes[i]),
+                        nodes[i].current(),
                         Duration::ZERO,
                     )
                 })
@@ -70,27 +98,8 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
                 ctx.report(outcome);
             }
             fleet::close_all(&nodes).await;
-            let mut unreached = unreached;
-            let hosts: Vec<HostOutcome> = ctx
-                .hosts
-                .iter()
-                .map(|h| {
-                    if let Some(i) = refused.iter().position(|o| o.host == h.name) {
-                        let first = refused.remove(i);
-                        refused.retain(|o| o.host != h.name);
-                        return first;
-                    }
-                    if let Some(i) = unreached.iter().position(|o| o.host == h.name) {
-                        let mut u = unreached.remove(i);
-                        u.elapsed = Duration::ZERO;
-                        return u;
-                    }
-                    HostOutcome::skipped(
-                        &h.name,
-                        nodes.iter().find(|n| n.name() == h.name).and_then(current),
-                    )
-                })
-                .collect();
+            let hosts =
+                fleet::untouched(ctx, &nodes, refused.into_iter().chain(unreached).collect());
             let first = targets.iter().find_map(|t| t.as_ref().ok());
             return ctx.finish(
                 "rollback",

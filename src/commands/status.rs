@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 
 use crate::engine::Context;
 use crate::engine::fleet::{self, Node};
+use crate::engine::layout::LockState;
 use crate::engine::lock::LockInfo;
+use crate::engine::preflight::Problem;
 use crate::exit::Exit;
 use crate::release::ReleaseId;
 use crate::report::{Event, Row};
@@ -37,24 +39,34 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
         let row = if let Some(node) = nodes.iter().find(|n| n.name() == host.name) {
             let current = node.probe.current.as_ref();
             let switch = current.and_then(|c| node.journal.last_switch_to(c));
-            let lock = node.probe.lock.as_deref().map(LockInfo::describe);
+            let lock = node.probe.lock_state().map(|state| match state {
+                LockState::File(line) => LockInfo::describe(&line),
+                LockState::Other(what) => format!(".hoist/lock is {what}, not a lock file"),
+            });
             let differs = current != common.as_ref();
+            let mut cells = vec![
+                ("host", json!(host.name)),
+                ("release", opt(current.map(|c| c.to_string()))),
+                (
+                    "version",
+                    opt(current.and_then(|c| node.journal.version_of(c))),
+                ),
+                ("since", opt(switch.map(|s| s.ts.clone()))),
+                ("by", opt(switch.map(|s| s.by.clone()))),
+                ("lock", opt(lock)),
+                ("reachable", json!(true)),
+                ("differs", json!(differs)),
+            ];
+            if let Some(target) = &node.probe.current_dangling {
+                cells.push((
+                    "error",
+                    json!(Problem::CurrentMissing(target.clone()).to_string()),
+                ));
+            }
             Row {
                 table: "status",
-                cells: vec![
-                    ("host", json!(host.name)),
-                    ("release", opt(current.map(|c| c.to_string()))),
-                    (
-                        "version",
-                        opt(current.and_then(|c| node.journal.version_of(c))),
-                    ),
-                    ("since", opt(switch.map(|s| s.ts.clone()))),
-                    ("by", opt(switch.map(|s| s.by.clone()))),
-                    ("lock", opt(lock)),
-                    ("reachable", json!(true)),
-                    ("differs", json!(differs)),
-                ],
-                marked: differs,
+                cells,
+                marked: differs || node.probe.current_dangling.is_some(),
             }
         } else {
             let why = unreached

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
+use crate::engine::layout::{LockState, UnlockAnswer};
 use crate::engine::lock::{self, LockInfo};
+use crate::engine::preflight::Problem;
 use crate::engine::{Context, Failure, HostOutcome, fleet};
 use crate::exit::Exit;
 use crate::report::Phase;
@@ -25,14 +27,22 @@ pub(crate) async fn run(ctx: &Context, force: bool) -> Exit {
             HostOutcome::failed(node.name(), failure.at(Phase::Unlock), None, Duration::ZERO)
         };
         let outcome = match result {
-            Ok(Ok(freed)) => HostOutcome::ok(node.name(), None, Duration::ZERO)
-                .with_note(if freed { "unlocked" } else { "was not locked" }),
-            Ok(Err(line)) => {
+            Ok(UnlockAnswer::Freed) => {
+                HostOutcome::ok(node.name(), None, Duration::ZERO).with_note("unlocked")
+            }
+            Ok(UnlockAnswer::Absent) => {
+                HostOutcome::ok(node.name(), None, Duration::ZERO).with_note("was not locked")
+            }
+            Ok(UnlockAnswer::Other(LockState::File(line))) => {
                 exit = Exit::Locked;
                 failed(Failure::Other(format!(
                     "locked by {}; not yours to free (use --force)",
                     LockInfo::describe(&line)
                 )))
+            }
+            Ok(UnlockAnswer::Other(state)) => {
+                exit = Exit::Locked;
+                failed(Failure::Preflight(Problem::Locked(state)))
             }
             Err(e) => {
                 exit = Exit::Failed;

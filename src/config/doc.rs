@@ -22,8 +22,15 @@ pub struct Doc {
 
 impl Doc {
     pub fn read(path: &Path, what: &str) -> Result<Doc, ConfigError> {
-        let text = std::fs::read_to_string(path)
+        let bytes = std::fs::read(path)
             .map_err(|e| ConfigError(format!("{}: cannot read the {what}: {e}", path.display())))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            ConfigError(format!(
+                "{}: the {what} is not valid UTF-8: {}",
+                path.display(),
+                invalid_utf8(e.as_bytes(), e.utf8_error())
+            ))
+        })?;
         Ok(Doc {
             path: path.to_path_buf(),
             text,
@@ -85,12 +92,24 @@ impl Doc {
         let file = self.path.display();
 
         if let Some(rest) = message.strip_prefix("unknown field `") {
+            // The toml crate hands a date-time to a table as this one key.
+            if let Some((last, parent)) = segments.split_last()
+                && last == "$__toml_private_datetime"
+            {
+                return ConfigError(format!(
+                    "{file}: bad value for `{}`{}: expected a table, found a date-time",
+                    join_path(parent),
+                    at.map(|p| format!(" ({p})")).unwrap_or_default()
+                ));
+            }
             let key = join_path(&segments);
             let section = match segments.split_last() {
                 Some((_, [])) | None => "accepted top-level keys".to_string(),
                 Some((_, parent)) => format!("accepted keys in [{}]", join_path(parent)),
             };
-            let accepted = backticked(rest.split_once("expected").map_or("", |(_, e)| e));
+            // The typed key may hold anything, even "`, expected "; the list of
+            // accepted keys (hoist's own names) comes after its last occurrence.
+            let accepted = backticked(rest.rsplit_once("`, expected ").map_or("", |(_, e)| e));
             let typed = segments.last().map_or("", |s| s.as_str());
             let hint = closest(typed, &accepted)
                 .map(|c| format!(" (did you mean `{c}`?)"))
@@ -120,10 +139,19 @@ impl Doc {
             ));
         }
         let key = join_path(&segments);
-        ConfigError(format!(
-            "{file}: bad value for `{key}`{}: {}",
-            at.map(|p| format!(" ({p})")).unwrap_or_default(),
+        let message = if message == "integer number overflowed" {
+            // Too large even for 128 bits: the toml crate does not say which.
+            let written = inner
+                .span()
+                .and_then(|s| self.text.get(s))
+                .map_or(String::new(), |t| format!(" {}", t.trim()));
+            format!("found integer{written}, beyond TOML's 64-bit integers")
+        } else {
             plain_serde_message(message)
+        };
+        ConfigError(format!(
+            "{file}: bad value for `{key}`{}: {message}",
+            at.map(|p| format!(" ({p})")).unwrap_or_default(),
         ))
     }
 
@@ -191,6 +219,18 @@ impl Doc {
     }
 }
 
+/// Where the first invalid byte sits, as "line L, column C" (columns count
+/// characters, as in the other messages) and its value.
+fn invalid_utf8(bytes: &[u8], e: std::str::Utf8Error) -> String {
+    let valid = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default();
+    let line = valid.matches('\n').count() + 1;
+    let column = valid.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let byte = bytes.get(e.valid_up_to()).copied().unwrap_or_default();
+    format!(
+        "byte 0x{byte:02X} at line {line}, column {column} is not part of a UTF-8 character; save the file as UTF-8"
+    )
+}
+
 /// `hosts."web1.example.com".port`: dotted, quoting keys that are not bare.
 pub fn join_path(segments: &[String]) -> String {
     let mut out = String::new();
@@ -224,20 +264,54 @@ fn backticked(s: &str) -> Vec<String> {
 }
 
 /// serde says "invalid type: integer `3`, expected a string"; users read
-/// "expected a string, found integer 3" better, in TOML's words.
+/// "expected a string, found integer 3" better, in TOML's words. Only
+/// serde's own words change: what the user wrote, and hoist's own messages,
+/// pass through as they are (backticks included).
 fn plain_serde_message(message: &str) -> String {
-    let message = message
-        .replace("a map", "a table")
-        .replace("a sequence", "an array")
-        .replace('`', "");
     for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
         if let Some(rest) = message.strip_prefix(prefix)
-            && let Some((found, expected)) = rest.split_once(", expected ")
+            && let Some((found, expected)) = rest.rsplit_once(", expected ")
         {
-            return format!("expected {expected}, found {found}");
+            let expected = match expected {
+                "a map" => "a table",
+                "a sequence" => "an array",
+                other => other,
+            };
+            return format!("expected {expected}, found {}", serde_found(found));
         }
     }
-    message
+    message.to_string()
+}
+
+/// serde's name for what it found: "integer `3`" -> "integer 3",
+/// "integer `99999999999999999999` as i128" -> "... beyond TOML's 64-bit integers",
+/// "map" -> "a table". A string ("string \"a`b\"") stays as it is.
+fn serde_found(found: &str) -> String {
+    match found {
+        "map" => return "a table".into(),
+        "sequence" => return "an array".into(),
+        _ => {}
+    }
+    for (kind, word) in [
+        ("integer", "integer"),
+        ("floating point", "float"),
+        ("boolean", "boolean"),
+        ("character", "character"),
+    ] {
+        let Some(value) = found.strip_prefix(kind).and_then(|r| r.strip_prefix(" `")) else {
+            continue;
+        };
+        if let Some(v) = value
+            .strip_suffix("` as i128")
+            .or_else(|| value.strip_suffix("` as u128"))
+        {
+            return format!("{word} {v}, beyond TOML's 64-bit integers");
+        }
+        if let Some(v) = value.strip_suffix('`') {
+            return format!("{word} {v}");
+        }
+    }
+    found.to_string()
 }
 
 /// The accepted key a typo most likely meant.
@@ -320,6 +394,23 @@ mod tests {
     fn key_order_follows_the_file() {
         let doc = Doc::from_text("d.toml", "[hosts.b]\n[hosts.a]\n[hosts.c]\n");
         assert_eq!(doc.key_order(&["hosts"]), ["b", "a", "c"]);
+    }
+
+    #[test]
+    fn serde_messages_read_in_tomls_words_and_keep_what_the_user_wrote() {
+        assert_eq!(
+            plain_serde_message("invalid type: string \"a`b\", expected a map"),
+            "expected a table, found string \"a`b\""
+        );
+        assert_eq!(
+            plain_serde_message("invalid type: integer `3`, expected a sequence"),
+            "expected an array, found integer 3"
+        );
+        assert_eq!(
+            plain_serde_message("invalid type: floating point `1.5`, expected a string"),
+            "expected a string, found float 1.5"
+        );
+        assert_eq!(plain_serde_message("name `a` is odd"), "name `a` is odd");
     }
 
     #[test]

@@ -5,34 +5,29 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{Deserializer, MapAccess, Visitor};
 
+use super::ssh_keys::ssh_keys;
 use super::values::{
-    AmountOrNone, Batch, Checking, Commands, Dur, Jump, Name, NonZeroDur, OnFailureValue,
-    PauseValue, Port, Positive, RemotePath, Strings, TransportKind, Vars,
+    AmountOrNone, Batch, Checking, Commands, Dur, HostPatterns, Jump, LocalPaths, MAX_PARALLEL,
+    Name, NonZeroDur, OnFailureValue, PauseValue, Port, Positive, RemotePath, TransportKind, User,
+    Vars,
 };
 
-/// Declares a struct holding `extra` fields and then every `[ssh]` key, so
-/// `[ssh]`, `[hosts.*]` and `[groups.*]` accept the same SSH keys.
-/// (`deny_unknown_fields` does not work with `#[serde(flatten)]`.)
+/// Declares a struct holding `extra` fields and then every SSH key of the
+/// table (`ssh_keys!`), so `[ssh]`, `[hosts.*]` and `[groups.*]` accept the
+/// same SSH keys. (`deny_unknown_fields` does not work with `#[serde(flatten)]`.)
 macro_rules! with_ssh_keys {
     (
         $(#[$attr:meta])*
         pub struct $name:ident { $($(#[$fattr:meta])* pub $field:ident : $ty:ty,)* }
+        keys { $($key:ident: $raw:ty => $value:ty { $($column:tt)* })* }
     ) => {
         $(#[$attr])*
         pub struct $name {
             $($(#[$fattr])* pub $field: $ty,)*
-            pub user: Option<String>,
-            pub port: Option<Port>,
-            pub identity_files: Option<Strings>,
-            pub identities_only: Option<bool>,
-            pub known_hosts: Option<Strings>,
-            pub host_key_checking: Option<Checking>,
-            pub connect_timeout: Option<NonZeroDur>,
-            pub command_timeout: Option<NonZeroDur>,
-            pub keepalive: Option<NonZeroDur>,
-            pub jump: Option<Jump>,
-            pub ssh_config: Option<bool>,
+            $(pub $key: Option<$raw>,)*
         }
 
         impl $name {
@@ -40,18 +35,32 @@ macro_rules! with_ssh_keys {
             #[allow(dead_code)] // unused on RawSsh itself
             pub fn ssh(&self) -> RawSsh {
                 RawSsh {
-                    user: self.user.clone(),
-                    port: self.port,
-                    identity_files: self.identity_files.clone(),
-                    identities_only: self.identities_only,
-                    known_hosts: self.known_hosts.clone(),
-                    host_key_checking: self.host_key_checking,
-                    connect_timeout: self.connect_timeout,
-                    command_timeout: self.command_timeout,
-                    keepalive: self.keepalive,
-                    jump: self.jump.clone(),
-                    ssh_config: self.ssh_config,
+                    $($key: self.$key.clone(),)*
                 }
+            }
+        }
+    };
+}
+
+/// Makes `$ty` deserialize from a table only. serde's derive also reads an
+/// array as the fields in order, so `[groups] web = ["a"]` would set the
+/// first field, or fail with a message about it; this says what was meant.
+macro_rules! table_only {
+    ($ty:ty, $expecting:expr) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Table;
+                impl<'de> Visitor<'de> for Table {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<$ty, A::Error> {
+                        // The derived impl (`remote = "Self"`), not this one.
+                        <$ty>::deserialize(MapAccessDeserializer::new(map))
+                    }
+                }
+                d.deserialize_any(Table)
             }
         }
     };
@@ -83,22 +92,22 @@ pub struct InventoryFile {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a table")]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
 pub struct RawApp {
     pub name: Name,
     pub deploy_to: RemotePath,
     pub keep_releases: Option<Positive>,
 }
 
-with_ssh_keys! {
+ssh_keys!(with_ssh_keys! {
     #[derive(Debug, Clone, Default, Deserialize)]
-    #[serde(deny_unknown_fields, expecting = "a table")]
+    #[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
     pub struct RawSsh {}
-}
+});
 
-with_ssh_keys! {
+ssh_keys!(with_ssh_keys! {
     #[derive(Debug, Clone, Default, Deserialize)]
-    #[serde(deny_unknown_fields, expecting = "a table")]
+    #[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
     pub struct RawHost {
         pub address: Option<String>,
         pub groups: Option<Vec<Name>>,
@@ -108,27 +117,27 @@ with_ssh_keys! {
         pub transport: Option<TransportKind>,
         pub root: Option<String>,
     }
-}
+});
 
-with_ssh_keys! {
+ssh_keys!(with_ssh_keys! {
     #[derive(Debug, Clone, Default, Deserialize)]
-    #[serde(deny_unknown_fields, expecting = "a table")]
+    #[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
     pub struct RawGroup {
         /// Host names or patterns such as `web[01:20].example.com`.
-        pub hosts: Option<Vec<String>>,
+        pub hosts: Option<HostPatterns>,
         pub vars: Option<Vars>,
     }
-}
+});
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a table")]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
 pub struct RawArtifact {
     pub path: String,
     pub version: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a table")]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
 pub struct RawHooks {
     pub before_switch: Option<Commands>,
     pub after_switch: Option<Commands>,
@@ -138,7 +147,7 @@ pub struct RawHooks {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a table")]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
 pub struct RawHealth {
     pub command: Option<String>,
     pub http: Option<String>,
@@ -149,13 +158,28 @@ pub struct RawHealth {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a table")]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
 pub struct RawStrategy {
     pub canary: Option<AmountOrNone>,
     pub canary_pause: Option<PauseValue>,
     pub batch: Option<Batch>,
     pub batch_pause: Option<Dur>,
-    pub parallel: Option<Positive>,
+    pub parallel: Option<Positive<MAX_PARALLEL>>,
     pub max_failures: Option<AmountOrNone>,
     pub on_failure: Option<OnFailureValue>,
 }
+
+table_only!(RawApp, "a table");
+table_only!(RawSsh, "a table");
+table_only!(
+    RawHost,
+    "a table for the host, e.g. [hosts.web1] with address = \"10.0.0.11\""
+);
+table_only!(
+    RawGroup,
+    "a table for the group, e.g. [groups.web] with hosts = [\"web1\", \"web[01:20].example.com\"]"
+);
+table_only!(RawArtifact, "a table");
+table_only!(RawHooks, "a table");
+table_only!(RawHealth, "a table");
+table_only!(RawStrategy, "a table");

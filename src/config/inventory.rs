@@ -19,6 +19,7 @@ use super::layer::{Env, SshLayer, SshSettings};
 use super::model::{Host, HostKeyChecking, HostTransport, SshTarget};
 use super::range;
 use super::ssh_config::{self, HostEntry};
+use super::ssh_keys::SshKey;
 use super::values::{Name, TransportKind, check_name};
 
 /// The `[hosts.*]` and `[groups.*]` of one file.
@@ -75,12 +76,23 @@ impl Inventory<'_> {
         let mut listed_in: HashMap<String, BTreeSet<&str>> = HashMap::new();
         let mut order: Vec<String> = in_file_order(doc.key_order(&["hosts"]), &explicit);
         let mut known: HashSet<String> = order.iter().cloned().collect();
+        // Counted before expanding: a product of ranges can stand for more
+        // names than memory holds.
+        let mut expanded: u64 = 0;
         for group in in_file_order(doc.key_order(&["groups"]), &group_tables) {
             let (name, table) = group_tables
                 .get_key_value(group.as_str())
                 .expect("key from the table");
-            for pattern in table.hosts.iter().flatten() {
+            for pattern in table.hosts.iter().flat_map(|h| &h.0) {
                 let at = |msg: String| doc.error(&["groups", name, "hosts"], msg);
+                let count = range::count(pattern).map_err(at)?;
+                match count.and_then(|n| n.checked_add(expanded)) {
+                    Some(total) if total <= range::MAX_NAMES => expanded = total,
+                    total => {
+                        let with_earlier = total.filter(|_| expanded > 0);
+                        return Err(at(range::too_many(pattern, count, with_earlier)));
+                    }
+                }
                 for host in range::expand(pattern).map_err(at)? {
                     check_name(&host).map_err(at)?;
                     if !explicit.contains_key(host.as_str()) && group_names.contains(host.as_str())
@@ -237,6 +249,7 @@ impl Inventory<'_> {
         let transport = match raw.transport.unwrap_or(TransportKind::Ssh) {
             TransportKind::Local => {
                 let mut ssh_only: Vec<&str> = own_layer.keys_set();
+                ssh_only.retain(|k| SshKey::named(k).is_some_and(|k| !k.local));
                 if raw.address.is_some() {
                     ssh_only.insert(0, "address");
                 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::file::RawSsh;
 use super::model::HostKeyChecking;
+use super::ssh_keys::{Resolve, in_ssh_dir, ssh_keys};
 use super::values::Hop;
 
 /// What the process environment contributes to defaults.
@@ -29,146 +30,78 @@ impl Env {
     }
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct SshLayer {
-    pub user: Option<String>,
-    pub port: Option<u16>,
-    pub identity_files: Option<Vec<PathBuf>>,
-    pub identities_only: Option<bool>,
-    pub known_hosts: Option<Vec<PathBuf>>,
-    pub host_key_checking: Option<HostKeyChecking>,
-    pub connect_timeout: Option<Duration>,
-    pub command_timeout: Option<Duration>,
-    pub keepalive: Option<Duration>,
-    pub jump: Option<Vec<Hop>>,
-    pub ssh_config: Option<bool>,
-}
-
-/// Every key set: what a host gets when nothing overrides it.
-#[derive(Debug, Clone)]
-pub struct SshSettings {
-    pub user: String,
-    pub port: u16,
-    pub identity_files: Vec<PathBuf>,
-    pub identities_only: bool,
-    pub known_hosts: Vec<PathBuf>,
-    pub host_key_checking: HostKeyChecking,
-    pub connect_timeout: Duration,
-    pub command_timeout: Duration,
-    pub keepalive: Duration,
-    pub jump: Vec<Hop>,
-    pub ssh_config: bool,
-    /// Key -> where its value came from; a key not here is a built-in default.
-    pub sources: BTreeMap<&'static str, String>,
-}
-
-impl SshSettings {
-    pub fn defaults(env: &Env) -> SshSettings {
-        let in_ssh_dir = |f: &str| env.home.as_ref().map(|h| h.join(".ssh").join(f));
-        SshSettings {
-            user: env.user.clone(),
-            port: 22,
-            identity_files: ["id_ed25519", "id_ecdsa", "id_rsa"]
-                .iter()
-                .filter_map(|f| in_ssh_dir(f))
-                .collect(),
-            identities_only: false,
-            known_hosts: in_ssh_dir("known_hosts").into_iter().collect(),
-            host_key_checking: HostKeyChecking::Strict,
-            connect_timeout: Duration::from_secs(10),
-            command_timeout: Duration::from_secs(10 * 60),
-            keepalive: Duration::from_secs(15),
-            jump: Vec::new(),
-            ssh_config: true,
-            sources: BTreeMap::new(),
+/// Declares `SshLayer` and `SshSettings` from the table of SSH keys.
+macro_rules! layers {
+    (keys { $($key:ident: $raw:ty => $value:ty {
+        default: $default:expr,
+        $($rest:tt)*
+    })* }) => {
+        /// The SSH keys one table sets; `None` where it says nothing.
+        #[derive(Debug, Clone, Default)]
+        pub struct SshLayer {
+            $(pub $key: Option<$value>,)*
         }
-    }
 
-    /// These settings with `layer`'s keys on top; `from` names the layer
-    /// (e.g. "deploy.toml [ssh]").
-    pub fn with(mut self, layer: &SshLayer, from: &str) -> SshSettings {
-        macro_rules! take {
-            ($($k:ident),*) => { $(if let Some(v) = &layer.$k {
-                self.$k = v.clone();
-                self.sources.insert(stringify!($k), from.to_string());
-            })* };
+        /// Every key set: what a host gets when nothing overrides it.
+        #[derive(Debug, Clone)]
+        pub struct SshSettings {
+            $(pub $key: $value,)*
+            /// Key -> where its value came from; a key not here is a built-in default.
+            pub sources: BTreeMap<&'static str, String>,
         }
-        take!(
-            user,
-            port,
-            identity_files,
-            identities_only,
-            known_hosts,
-            host_key_checking,
-            connect_timeout,
-            command_timeout,
-            keepalive,
-            jump,
-            ssh_config
-        );
-        self
-    }
-}
 
-impl SshLayer {
-    /// Resolves a table's SSH keys: paths against `base` (the directory of
-    /// the file that names them) and `~` against HOME. Errors name the key.
-    pub fn from_raw(
-        raw: &RawSsh,
-        base: &Path,
-        env: &Env,
-    ) -> Result<SshLayer, (&'static str, String)> {
-        if let Some(user) = &raw.user {
-            check_user(user).map_err(|e| ("user", e))?;
+        impl SshSettings {
+            pub fn defaults(env: &Env) -> SshSettings {
+                $(let $key: fn(&Env) -> $value = $default;)*
+                SshSettings {
+                    $($key: $key(env),)*
+                    sources: BTreeMap::new(),
+                }
+            }
+
+            /// These settings with `layer`'s keys on top; `from` names the layer
+            /// (e.g. "deploy.toml [ssh]").
+            pub fn with(mut self, layer: &SshLayer, from: &str) -> SshSettings {
+                $(if let Some(v) = &layer.$key {
+                    self.$key = v.clone();
+                    self.sources.insert(stringify!($key), from.to_string());
+                })*
+                self
+            }
         }
-        let paths = |key: &'static str, list: &Option<super::values::Strings>| {
-            list.as_ref()
-                .map(|l| {
-                    l.0.iter()
-                        .map(|p| local_path(p, base, env))
-                        .collect::<Result<Vec<_>, _>>()
+
+        impl SshLayer {
+            /// Resolves a table's SSH keys: paths against `base` (the directory of
+            /// the file that names them) and `~` against HOME. Errors name the key.
+            pub fn from_raw(
+                raw: &RawSsh,
+                base: &Path,
+                env: &Env,
+            ) -> Result<SshLayer, (&'static str, String)> {
+                Ok(SshLayer {
+                    $($key: raw
+                        .$key
+                        .as_ref()
+                        .map(|v| v.resolve(base, env))
+                        .transpose()
+                        .map_err(|e| (stringify!($key), e))?,)*
                 })
-                .transpose()
-                .map_err(|e| (key, e))
-        };
-        Ok(SshLayer {
-            user: raw.user.clone(),
-            port: raw.port.map(|p| p.0),
-            identity_files: paths("identity_files", &raw.identity_files)?,
-            identities_only: raw.identities_only,
-            known_hosts: paths("known_hosts", &raw.known_hosts)?,
-            host_key_checking: raw.host_key_checking.map(|c| c.0),
-            connect_timeout: raw.connect_timeout.map(|d| d.0),
-            command_timeout: raw.command_timeout.map(|d| d.0),
-            keepalive: raw.keepalive.map(|d| d.0),
-            jump: raw.jump.as_ref().map(|j| j.0.clone()),
-            ssh_config: raw.ssh_config,
-        })
-    }
+            }
 
-    /// The keys a table sets, by name (to refuse them where they mean nothing).
-    pub fn keys_set(&self) -> Vec<&'static str> {
-        let mut keys = Vec::new();
-        macro_rules! check {
-            ($($k:ident),*) => { $(if self.$k.is_some() { keys.push(stringify!($k)); })* };
+            /// The keys a table sets, by name, in the table's order.
+            pub fn keys_set(&self) -> Vec<&'static str> {
+                let mut keys = Vec::new();
+                $(if self.$key.is_some() {
+                    keys.push(stringify!($key));
+                })*
+                keys
+            }
         }
-        check!(
-            user,
-            port,
-            identity_files,
-            identities_only,
-            known_hosts,
-            host_key_checking,
-            connect_timeout,
-            keepalive,
-            jump,
-            ssh_config
-        );
-        keys
-    }
+    };
 }
+ssh_keys!(layers! {});
 
-fn check_user(user: &str) -> Result<(), String> {
+pub fn check_user(user: &str) -> Result<(), String> {
     if user.is_empty()
         || user.starts_with('-')
         || user.contains(|c: char| c.is_whitespace() || c.is_control() || c == '@' || c == ':')

@@ -10,12 +10,14 @@ pub mod model;
 mod range;
 mod resolve;
 mod ssh_config;
+mod ssh_keys;
 mod values;
 
 #[cfg(test)]
 mod tests;
 
 pub use model::*;
+pub use ssh_keys::ssh_settings_rows;
 
 use std::path::PathBuf;
 

@@ -1,41 +1,90 @@
 //! Host patterns: `web[01:20].example.com` expands to web01 ... web20, the
 //! padding of the start kept; several ranges expand as a product.
 
-/// The names a pattern stands for, in order (the leftmost range varies slowest).
+/// The most host names the patterns of one inventory may expand to. Counted
+/// before expanding, so a pattern such as `h[1:99999][1:99999]` is refused
+/// at once instead of exhausting memory.
+pub const MAX_NAMES: u64 = 100_000;
+
+/// One piece of a pattern: text as written, or a range.
+enum Part<'a> {
+    Text(&'a str),
+    Range { from: u64, to: u64, width: usize },
+}
+
+/// How many names a pattern stands for, without expanding it; `None` when
+/// the count does not fit in a u64.
+pub fn count(pattern: &str) -> Result<Option<u64>, String> {
+    Ok(parse(pattern)?.iter().try_fold(1u64, |n, part| match part {
+        Part::Text(_) => Some(n),
+        Part::Range { from, to, .. } => (to - from).checked_add(1).and_then(|k| n.checked_mul(k)),
+    }))
+}
+
+/// The names a pattern stands for, in order (the leftmost range varies
+/// slowest). Refuses a pattern of more than `MAX_NAMES` names.
 pub fn expand(pattern: &str) -> Result<Vec<String>, String> {
+    match count(pattern)? {
+        Some(n) if n <= MAX_NAMES => {}
+        n => return Err(too_many(pattern, n, None)),
+    }
     let mut names = vec![String::new()];
+    for part in parse(pattern)? {
+        match part {
+            Part::Text(text) => {
+                for name in &mut names {
+                    name.push_str(text);
+                }
+            }
+            Part::Range { from, to, width } => {
+                names = names
+                    .iter()
+                    .flat_map(|prefix| (from..=to).map(move |v| format!("{prefix}{v:0width$}")))
+                    .collect();
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Says that `pattern` stands for `count` names (`None`: too many to count),
+/// `total` of them with the patterns before it.
+pub fn too_many(pattern: &str, count: Option<u64>, total: Option<u64>) -> String {
+    let count = count.map_or("more than 18446744073709551615".to_string(), |n| {
+        n.to_string()
+    });
+    let total = total.map_or(String::new(), |t| {
+        format!(", {t} with the patterns before it")
+    });
+    format!(
+        "{pattern:?} stands for {count} hosts{total}; an inventory may expand to at most {MAX_NAMES} host names (its ranges multiply: check their bounds)"
+    )
+}
+
+fn parse(pattern: &str) -> Result<Vec<Part<'_>>, String> {
+    let mut parts = Vec::new();
     let mut rest = pattern;
     while !rest.is_empty() {
         let Some(open) = rest.find(['[', ']']) else {
-            append(&mut names, rest);
+            parts.push(Part::Text(rest));
             break;
         };
         if rest[open..].starts_with(']') {
             return Err(format!("{pattern:?}: ']' without '['"));
         }
-        append(&mut names, &rest[..open]);
+        parts.push(Part::Text(&rest[..open]));
         let inner_and_rest = &rest[open + 1..];
         let close = inner_and_rest
             .find(']')
             .ok_or_else(|| format!("{pattern:?}: '[' without ']'"))?;
-        let values = range(pattern, &inner_and_rest[..close])?;
-        names = names
-            .iter()
-            .flat_map(|prefix| values.iter().map(move |v| format!("{prefix}{v}")))
-            .collect();
+        parts.push(range(pattern, &inner_and_rest[..close])?);
         rest = &inner_and_rest[close + 1..];
     }
-    Ok(names)
+    Ok(parts)
 }
 
-fn append(names: &mut [String], text: &str) {
-    for name in names {
-        name.push_str(text);
-    }
-}
-
-/// `01:20` -> ["01", ..., "20"].
-fn range(pattern: &str, inner: &str) -> Result<Vec<String>, String> {
+/// `01:20` -> from 1 to 20, padded to 2 digits.
+fn range<'a>(pattern: &str, inner: &str) -> Result<Part<'a>, String> {
     let malformed = || {
         format!(
             "{pattern:?}: bad range [{inner}]; write it as [START:END] with numbers, e.g. [01:20]"
@@ -55,15 +104,12 @@ fn range(pattern: &str, inner: &str) -> Result<Vec<String>, String> {
             "{pattern:?}: range [{inner}] runs backwards; write [{end}:{start}]"
         ));
     }
-    if to - from >= 100_000 {
-        return Err(format!("{pattern:?}: range [{inner}] is too large"));
-    }
     let width = if start.len() > 1 && start.starts_with('0') {
         start.len()
     } else {
         0
     };
-    Ok((from..=to).map(|n| format!("{n:0width$}")).collect())
+    Ok(Part::Range { from, to, width })
 }
 
 #[cfg(test)]
@@ -123,6 +169,26 @@ mod tests {
             let err = expand(bad).unwrap_err();
             assert!(err.contains(bad), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn a_huge_product_of_ranges_is_refused_before_expanding() {
+        let started = std::time::Instant::now();
+        let err = expand("h[1:99999]-[1:99999]").unwrap_err();
+        assert!(err.contains("\"h[1:99999]-[1:99999]\""), "{err}");
+        assert!(err.contains("9999800001 hosts"), "{err}");
+        assert!(err.contains("at most 100000"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(count("h[0:18446744073709551615]").unwrap(), None);
+        let err = expand("h[0:18446744073709551615]").unwrap_err();
+        assert!(err.contains("more than"), "{err}");
+    }
+
+    #[test]
+    fn a_pattern_may_stand_for_exactly_the_limit() {
+        assert_eq!(count("h[1:100000]").unwrap(), Some(MAX_NAMES));
+        assert_eq!(expand("h[1:100000]").unwrap().len(), 100_000);
+        assert!(expand("h[0:100000]").is_err());
     }
 
     #[test]

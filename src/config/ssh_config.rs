@@ -13,6 +13,7 @@ use ssh2_config::{Host, ParseRule, SshConfig};
 
 use super::layer::{Env, SshSettings};
 use super::model::{HostKeyChecking, JumpHost};
+use super::ssh_keys::ssh_keys;
 use super::values::{Hop, parse_jump};
 
 /// The parsed file.
@@ -31,21 +32,30 @@ pub struct Found<T> {
     pub from: String,
 }
 
-/// What the file says about one host; `None` where it says nothing.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct HostEntry {
-    pub host_name: Option<Found<String>>,
-    pub user: Option<Found<String>>,
-    pub port: Option<Found<u16>>,
-    pub identity_files: Option<Found<Vec<PathBuf>>>,
-    pub identities_only: Option<Found<bool>>,
-    pub known_hosts: Option<Found<Vec<PathBuf>>>,
-    pub host_key_checking: Option<Found<HostKeyChecking>>,
-    pub connect_timeout: Option<Found<Duration>>,
-    pub keepalive: Option<Found<Duration>>,
-    /// `ProxyJump none` is `Some` of an empty list.
-    pub jump: Option<Found<Vec<Hop>>>,
+/// Declares `HostEntry`, a field per key of the table of SSH keys: `lookup`
+/// fills those whose row names an option of the file.
+macro_rules! host_entry {
+    (keys { $($key:ident: $raw:ty => $value:ty { $($column:tt)* })* }) => {
+        /// What the file says about one host; `None` where it says nothing.
+        /// (`ProxyJump none` is a `jump` of an empty list.)
+        #[derive(Debug, Clone, Default, PartialEq)]
+        pub struct HostEntry {
+            pub host_name: Option<Found<String>>,
+            $(pub $key: Option<Found<$value>>,)*
+        }
+
+        impl HostEntry {
+            /// These values over `settings` (which should hold only defaults yet).
+            pub fn apply(&self, settings: &mut SshSettings) {
+                $(if let Some(f) = &self.$key {
+                    settings.$key = f.value.clone();
+                    settings.sources.insert(stringify!($key), f.from.clone());
+                })*
+            }
+        }
+    };
 }
+ssh_keys!(host_entry! {});
 
 impl SshConfigFile {
     /// `~/.ssh/config`; `None` when there is none (or no HOME).
@@ -209,31 +219,6 @@ impl SshConfigFile {
             });
         }
         Ok(entry)
-    }
-}
-
-impl HostEntry {
-    /// These values over `settings` (which should hold only defaults yet).
-    pub fn apply(&self, settings: &mut SshSettings) {
-        macro_rules! put {
-            ($($key:ident),*) => {$(
-                if let Some(f) = &self.$key {
-                    settings.$key = f.value.clone();
-                    settings.sources.insert(stringify!($key), f.from.clone());
-                }
-            )*};
-        }
-        put!(
-            user,
-            port,
-            identity_files,
-            identities_only,
-            known_hosts,
-            host_key_checking,
-            connect_timeout,
-            keepalive,
-            jump
-        );
     }
 }
 

@@ -1100,3 +1100,358 @@ fn the_init_template_loads() {
     assert_eq!(config.app.name, "myapp");
     assert_eq!(names(&config), ["web1", "web2"]);
 }
+
+// --- the table of SSH keys -------------------------------------------------------
+
+use super::ssh_keys::SSH_KEYS;
+
+/// A value for every key of the table, as deploy.toml would write it.
+/// A key added to the table without one here fails the tests below.
+fn sample(key: &str) -> &'static str {
+    match key {
+        "user" => "\"u\"",
+        "port" => "2",
+        "identity_files" => "[\"k\"]",
+        "identities_only" => "true",
+        "known_hosts" => "[\"kh\"]",
+        "host_key_checking" => "\"accept-new\"",
+        "connect_timeout" => "\"3s\"",
+        "command_timeout" => "\"4s\"",
+        "keepalive" => "\"5s\"",
+        "jump" => "\"gw\"",
+        "ssh_config" => "false",
+        other => panic!("no sample value for the SSH key `{other}`: add one"),
+    }
+}
+
+fn table_keys() -> Vec<&'static str> {
+    SSH_KEYS.iter().map(|k| k.name).collect()
+}
+
+#[test]
+fn the_ssh_tables_accept_exactly_the_keys_of_the_table() {
+    let accepted = |table: &str, extra: &str| {
+        let err = Project::new()
+            .config(&with_app(&format!("[{table}]\n{extra}no_such_key = 1\n")))
+            .err();
+        let list = err
+            .split_once(&format!("accepted keys in [{table}]: "))
+            .unwrap_or_else(|| panic!("{err}"))
+            .1
+            .to_string();
+        list.split(" (did you mean")
+            .next()
+            .unwrap()
+            .split(", ")
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(accepted("ssh", ""), table_keys());
+    let group = accepted("groups.g", "hosts = [\"a\"]\n");
+    assert_eq!(group[..2], ["hosts", "vars"]);
+    assert_eq!(group[2..], table_keys());
+    let host = accepted("hosts.h", "");
+    assert_eq!(
+        host[..7],
+        [
+            "address",
+            "groups",
+            "host_key",
+            "deploy_to",
+            "vars",
+            "transport",
+            "root"
+        ]
+    );
+    assert_eq!(host[7..], table_keys());
+}
+
+#[test]
+fn every_key_of_the_table_is_set_from_every_ssh_table() {
+    for key in SSH_KEYS {
+        let line = format!("{} = {}\n", key.name, sample(key.name));
+        for (text, layer) in [
+            (format!("[hosts.h]\n[ssh]\n{line}"), "deploy.toml [ssh]"),
+            (
+                format!("[groups.g]\nhosts = [\"h\"]\n{line}"),
+                "deploy.toml [groups.g]",
+            ),
+            (format!("[hosts.h]\n{line}"), "deploy.toml [hosts.h]"),
+        ] {
+            let config = Project::new().config(&with_app(&text)).ok();
+            let t = ssh(host(&config, "h"));
+            assert_eq!(t.source_of(key.name), layer, "{}", key.name);
+        }
+    }
+}
+
+#[test]
+fn local_hosts_refuse_exactly_the_keys_the_table_marks_ssh_only() {
+    for key in SSH_KEYS {
+        let text = with_app(&format!(
+            "[hosts.d]\ntransport = \"local\"\nroot = \"x\"\n{} = {}\n",
+            key.name,
+            sample(key.name)
+        ));
+        let result = Project::new().config(&text).load();
+        match (key.local, result) {
+            (true, Ok(_)) => {}
+            (false, Err(e)) => assert!(
+                e.0.contains(&format!("`hosts.d.{}`", key.name)) && e.0.contains("only SSH hosts"),
+                "{e}"
+            ),
+            (local, result) => panic!("{}: local = {local}, but {result:?}", key.name),
+        }
+    }
+}
+
+#[test]
+fn ssh_config_supplies_exactly_the_keys_the_table_names_an_option_for() {
+    let value = |option: &str| match option {
+        "User" => "u",
+        "Port" => "2200",
+        "IdentityFile" => "~/.ssh/k",
+        "IdentitiesOnly" => "yes",
+        "UserKnownHostsFile" => "~/.ssh/kh",
+        "StrictHostKeyChecking" => "accept-new",
+        "ConnectTimeout" => "3",
+        "ServerAliveInterval" => "4",
+        "ProxyJump" => "gw",
+        other => panic!("no sample value for the ~/.ssh/config option {other}: add one"),
+    };
+    let mut text = "Host h\n".to_string();
+    for option in SSH_KEYS.iter().filter_map(|k| k.ssh_config) {
+        text.push_str(&format!("  {option} {}\n", value(option)));
+    }
+    let config = Project::new()
+        .ssh_config(&text)
+        .config(&with_app("[hosts.h]\n"))
+        .ok();
+    let t = ssh(host(&config, "h"));
+    for key in SSH_KEYS {
+        let from = t.source_of(key.name);
+        assert_eq!(
+            from == "~/.ssh/config (Host h)",
+            key.ssh_config.is_some(),
+            "{}: {from}",
+            key.name
+        );
+    }
+}
+
+#[test]
+fn check_v_rows_are_the_table_in_order_with_address_first_and_host_key_last() {
+    let config = Project::new()
+        .config(&with_app(
+            "[ssh]\nuser = \"deploy\"\n[hosts.web1]\naddress = \"10.0.0.1\"\ncommand_timeout = \"1m\"\nhost_key = \"SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU\"\n[hosts.demo]\ntransport = \"local\"\nroot = \"d\"\n",
+        ))
+        .ok();
+    let rows = ssh_settings_rows(host(&config, "web1"));
+    let keys: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    let mut expected = vec!["address"];
+    expected.extend(SSH_KEYS.iter().filter(|k| k.show.is_some()).map(|k| k.name));
+    expected.push("host_key");
+    assert_eq!(keys, expected);
+    let row = |key: &str| rows.iter().find(|r| r.0 == key).unwrap().clone();
+    assert_eq!(
+        row("address"),
+        (
+            "address",
+            "10.0.0.1".into(),
+            "deploy.toml [hosts.web1]".into()
+        )
+    );
+    assert_eq!(
+        row("user"),
+        ("user", "deploy".into(), "deploy.toml [ssh]".into())
+    );
+    assert_eq!(row("port"), ("port", "22".into(), "default".into()));
+    assert_eq!(row("command_timeout").1, "1m");
+    assert_eq!(row("known_hosts").1, "/home/me/.ssh/known_hosts");
+    assert_eq!(row("jump").1, "(none)");
+    assert_eq!(row("host_key_checking").1, "strict");
+    assert!(row("host_key").1.starts_with("SHA256:"));
+    assert!(ssh_settings_rows(host(&config, "demo")).is_empty());
+}
+
+// --- fuzzed input (issue 13) -------------------------------------------------------
+
+#[test]
+fn a_product_of_ranges_beyond_the_inventory_limit_is_refused_naming_the_pattern() {
+    let err = Project::new()
+        .config(&with_app(
+            "[groups.web]\nhosts = [\"web[1:99999].rack[1:99999]\"]\n",
+        ))
+        .err();
+    assert!(err.contains("`groups.web.hosts` (line 5"), "{err}");
+    assert!(err.contains("\"web[1:99999].rack[1:99999]\""), "{err}");
+    assert!(err.contains("9999800001 hosts"), "{err}");
+    assert!(err.contains("at most 100000"), "{err}");
+}
+
+#[test]
+fn the_inventory_limit_counts_the_patterns_of_every_group() {
+    let err = Project::new()
+        .config(&with_app(
+            "[groups.a]\nhosts = [\"a[1:60000]\"]\n[groups.b]\nhosts = [\"b[1:50000]\"]\n",
+        ))
+        .err();
+    assert!(err.contains("`groups.b.hosts`"), "{err}");
+    assert!(
+        err.contains("\"b[1:50000]\" stands for 50000 hosts, 110000 with the patterns before it"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_config_that_is_not_utf8_names_the_file_line_and_column_of_the_bad_byte() {
+    let p = Project::new();
+    std::fs::write(
+        p.path("deploy.toml"),
+        [APP.as_bytes(), b"[hosts.caf\xE9]\n"].concat(),
+    )
+    .unwrap();
+    let err = p.err();
+    assert!(
+        err.contains("deploy.toml: the configuration is not valid UTF-8"),
+        "{err}"
+    );
+    assert!(err.contains("byte 0xE9 at line 4, column 11"), "{err}");
+
+    let p = Project::new().config(&format!("inventory = \"hosts.toml\"\n{APP}"));
+    std::fs::write(p.path("hosts.toml"), b"[hosts.a]\nuser = \"\xFF\"\n").unwrap();
+    let err = p.err();
+    assert!(
+        err.contains("hosts.toml: the inventory is not valid UTF-8"),
+        "{err}"
+    );
+    assert!(err.contains("byte 0xFF at line 2, column 9"), "{err}");
+}
+
+#[test]
+fn an_integer_out_of_range_names_the_key_the_value_and_the_range() {
+    assert_err(
+        &with_app("[hosts.a]\nport = 99999999999999999999\n"),
+        &[
+            "`hosts.a.port` (line 5",
+            "expected a port number (1-65535), found integer 99999999999999999999, beyond TOML's 64-bit integers",
+        ],
+    );
+    assert_err(
+        "[app]\nname = \"x\"\ndeploy_to = \"/x\"\nkeep_releases = -1\n[hosts.a]\n",
+        &[
+            "`app.keep_releases` (line 4",
+            "expected a whole number >= 1, found integer -1",
+        ],
+    );
+    assert_err(
+        "[app]\nname = \"x\"\ndeploy_to = \"/x\"\nkeep_releases = 1000000000000000000000000000000000000000000\n[hosts.a]\n",
+        &[
+            "`app.keep_releases` (line 4",
+            "found integer 1000000000000000000000000000000000000000000, beyond TOML's 64-bit integers",
+        ],
+    );
+    assert_err(
+        &with_app("[hosts.a]\naddress = 99999999999999999999\n"),
+        &[
+            "`hosts.a.address`",
+            "expected a string, found integer 99999999999999999999, beyond TOML's 64-bit integers",
+        ],
+    );
+    // tokio's semaphore panics past 2^61 permits
+    assert_err(
+        &with_app("[hosts.a]\n[strategy]\nparallel = 9223372036854775807\n"),
+        &[
+            "`strategy.parallel`",
+            "(at most 100000), found integer 9223372036854775807",
+        ],
+    );
+}
+
+#[test]
+fn a_group_written_as_an_array_or_a_string_says_what_shape_is_expected() {
+    assert_err(
+        &with_app("[groups]\nweb = [\"a\"]\n"),
+        &[
+            "`groups.web` (line 5",
+            "expected a table for the group, e.g. [groups.web] with hosts = [\"web1\", \"web[01:20].example.com\"], found an array",
+        ],
+    );
+    assert_err(
+        &with_app("[groups]\nhosts = [\"a\"]\n"),
+        &["`groups.hosts`", "e.g. [groups.web] with hosts = ["],
+    );
+    assert_err(
+        &with_app("[groups.web]\nhosts = \"a\"\n"),
+        &[
+            "`groups.web.hosts`",
+            "expected an array of host names, e.g. hosts = [\"web1\", \"web[01:20].example.com\"], found string \"a\"",
+        ],
+    );
+    assert_err(
+        &with_app("[groups.web]\nhosts = [1]\n"),
+        &["`groups.web.hosts`", "expected host names as strings"],
+    );
+    // serde would have read the array as the fields in order: address = "10.0.0.1"
+    assert_err(
+        &with_app("[hosts]\nweb1 = [\"10.0.0.1\"]\n"),
+        &[
+            "`hosts.web1`",
+            "e.g. [hosts.web1] with address = \"10.0.0.11\", found an array",
+        ],
+    );
+    assert_err(
+        "app = [\"x\", \"/srv\"]\n[hosts.a]\n",
+        &["`app`", "expected a table, found an array"],
+    );
+    assert_err(
+        "app = 1979-05-27\n[hosts.a]\n",
+        &[
+            "bad value for `app` (line 1",
+            "expected a table, found a date-time",
+        ],
+    );
+}
+
+#[test]
+fn backticks_the_user_wrote_are_kept_in_messages() {
+    assert_err(
+        "[app]\nname = \"app`x`y\"\ndeploy_to = \"/x\"\n[hosts.a]\n",
+        &["`app.name`", "\"app`x`y\" has '`'"],
+    );
+    assert_err(
+        &with_app("[hosts.a]\nvars = { \"a`b\" = \"x\" }\n"),
+        &["var name \"a`b\""],
+    );
+    assert_err(
+        &with_app("[hosts.a]\n\"app`x`y\" = 1\n"),
+        &[
+            "unknown key `hosts.a.\"app`x`y\"`",
+            "accepted keys in [hosts.a]: address,",
+        ],
+    );
+    assert_err(
+        &with_app("[hosts.a]\n\"x`, expected `y\" = 1\n"),
+        &["accepted keys in [hosts.a]: address,"],
+    );
+    assert_err(
+        &with_app("[hosts.a]\nport = \"2`2\"\n"),
+        &["found string \"2`2\""],
+    );
+}
+
+#[test]
+fn backticks_are_kept_in_inventory_files_and_exec_inventories_too() {
+    let p = Project::new()
+        .file("hosts.toml", "[hosts.\"web`1\"]\n")
+        .config(&format!("inventory = \"hosts.toml\"\n{APP}"));
+    let err = p.err();
+    assert!(err.contains("hosts.toml"), "{err}");
+    assert!(err.contains("\"web`1\" has '`'"), "{err}");
+    let p = Project::new()
+        .file("list", r#"echo '{"hosts": {"a": {"vars": {"x`y": "1"}}}}'"#)
+        .config(&format!("inventory = \"exec:sh list\"\n{APP}"));
+    let err = p.err();
+    assert!(err.starts_with("exec:sh list: "), "{err}");
+    assert!(err.contains("var name \"x`y\""), "{err}");
+}

@@ -14,6 +14,8 @@ use super::model::{Amount, HostKeyChecking, OnFailure, Pause};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scalar {
     Int(i64),
+    /// An integer TOML cannot hold (beyond 64 bits), as written in decimal.
+    Huge(String),
     Float(f64),
     Bool(bool),
     Str(String),
@@ -26,6 +28,7 @@ impl Scalar {
     fn found(&self) -> String {
         match self {
             Scalar::Int(i) => format!("integer {i}"),
+            Scalar::Huge(i) => format!("integer {i}, beyond TOML's 64-bit integers"),
             Scalar::Float(f) => format!("float {f}"),
             Scalar::Bool(b) => format!("boolean {b}"),
             Scalar::Str(s) => format!("string {s:?}"),
@@ -50,10 +53,14 @@ impl<'de> Deserialize<'de> for Scalar {
             fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
                 Ok(Scalar::Int(v))
             }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
-                i64::try_from(v)
-                    .map(Scalar::Int)
-                    .map_err(|_| E::custom("number too large"))
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                Ok(i64::try_from(v).map_or_else(|_| Scalar::Huge(v.to_string()), Scalar::Int))
+            }
+            fn visit_i128<E>(self, v: i128) -> Result<Scalar, E> {
+                Ok(i64::try_from(v).map_or_else(|_| Scalar::Huge(v.to_string()), Scalar::Int))
+            }
+            fn visit_u128<E>(self, v: u128) -> Result<Scalar, E> {
+                Ok(i64::try_from(v).map_or_else(|_| Scalar::Huge(v.to_string()), Scalar::Int))
             }
             fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
                 Ok(Scalar::Float(v))
@@ -144,12 +151,24 @@ pub struct Port(pub u16);
 from_scalar!(Port, |v| int_in(&v, 1, 65535, "a port number (1-65535)")
     .map(|p| Port(p as u16)));
 
-/// An integer >= 1.
+/// An integer from 1 to `MAX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Positive(pub usize);
+pub struct Positive<const MAX: i64 = { i64::MAX }>(pub usize);
 
-from_scalar!(Positive, |v| int_in(&v, 1, i64::MAX, "a whole number >= 1")
-    .map(|n| Positive(n as usize)));
+impl<'de, const MAX: i64> Deserialize<'de> for Positive<MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let what = match MAX {
+            i64::MAX => "a whole number >= 1".to_string(),
+            max => format!("a whole number >= 1 (at most {max})"),
+        };
+        let n = int_in(&Scalar::deserialize(d)?, 1, MAX, &what).map_err(de::Error::custom)?;
+        Ok(Positive(n as usize))
+    }
+}
+
+/// The most `parallel` may be: more than an inventory's hosts means nothing
+/// (and tokio's semaphore refuses more than 2^61 permits).
+pub const MAX_PARALLEL: i64 = 100_000;
 
 fn percent(s: &str) -> Result<Amount, String> {
     let digits = s.trim().strip_suffix('%').map(str::trim);
@@ -277,6 +296,34 @@ from_scalar!(Strings, |v| {
     }
 });
 
+/// A group's `hosts`: names or patterns such as `web[01:20].example.com`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HostPatterns(pub Vec<String>);
+
+const HOSTS_EXAMPLE: &str = "hosts = [\"web1\", \"web[01:20].example.com\"]";
+
+from_scalar!(HostPatterns, |v| match v {
+    Scalar::Array(items) => items
+        .into_iter()
+        .map(|i| match i {
+            Scalar::Str(s) => Ok(s),
+            other => other.expected(&format!("host names as strings, e.g. {HOSTS_EXAMPLE}")),
+        })
+        .collect::<Result<_, _>>()
+        .map(HostPatterns),
+    other => other.expected(&format!("an array of host names, e.g. {HOSTS_EXAMPLE}")),
+});
+
+/// Paths on this machine (key files, known_hosts): like `Strings`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(transparent)]
+pub struct LocalPaths(pub Strings);
+
+/// A user name to log in as; checked when resolved (see `ssh_keys`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(transparent)]
+pub struct User(pub String);
+
 /// Hook commands: like `Strings`, but none may be blank.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Commands(pub Vec<String>);
@@ -385,6 +432,12 @@ impl<'de> Deserialize<'de> for Vars {
                 Scalar::Int(i) => i.to_string(),
                 Scalar::Float(f) => f.to_string(),
                 Scalar::Bool(b) => b.to_string(),
+                Scalar::Huge(_) => {
+                    return Err(de::Error::custom(format!(
+                        "var {name}: found {}; quote it to pass it as a string",
+                        value.found()
+                    )));
+                }
                 other => {
                     return Err(de::Error::custom(format!(
                         "var {name}: expected a string, number or boolean, found {}",
@@ -594,6 +647,37 @@ mod tests {
         );
         assert_eq!(value::<Positive>("1").unwrap().0, 1);
         assert!(value::<Positive>("0").is_err());
+        assert_eq!(value::<Positive<3>>("3").unwrap().0, 3);
+        let err = value::<Positive<3>>("4").unwrap_err();
+        assert!(err.contains("(at most 3), found integer 4"), "{err}");
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_are_named_with_the_accepted_range() {
+        for (huge, as_written) in [
+            ("99999999999999999999", "99999999999999999999"),
+            ("-99999999999999999999", "-99999999999999999999"),
+            ("18446744073709551615", "18446744073709551615"),
+        ] {
+            let err = value::<Port>(huge).unwrap_err();
+            assert_eq!(
+                err,
+                format!(
+                    "expected a port number (1-65535), found integer {as_written}, beyond TOML's 64-bit integers"
+                )
+            );
+            let err = value::<Positive>(huge).unwrap_err();
+            assert!(
+                err.starts_with("expected a whole number >= 1, found integer"),
+                "{err}"
+            );
+        }
+        let err = value::<Vars>("{ big = 99999999999999999999 }").unwrap_err();
+        assert!(
+            err.contains("var big: found integer 99999999999999999999"),
+            "{err}"
+        );
+        assert!(err.contains("quote it"), "{err}");
     }
 
     #[test]

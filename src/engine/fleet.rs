@@ -14,7 +14,7 @@ use crate::release::ReleaseId;
 use crate::report::Phase;
 use crate::transport::local::LocalHost;
 use crate::transport::ssh::SshHost;
-use crate::transport::{Output, Stdin, Transport};
+use crate::transport::{DEPLOY_SESSIONS, Output, Stdin, Transport, TransportError};
 
 /// A connected host and what hoist knows of it.
 pub(crate) struct Node {
@@ -68,6 +68,11 @@ impl Node {
         self.probe = Probe::parse(&out.stdout_str()).map_err(Failure::Other)?;
         self.journal = Journal::parse(&self.probe.journal);
         Ok(())
+    }
+
+    /// The release `current` points at, as text.
+    pub fn current(&self) -> Option<String> {
+        self.probe.current.as_ref().map(|c| c.to_string())
     }
 
     /// The release this host would go back to.
@@ -147,6 +152,58 @@ pub(crate) fn report_unreached(ctx: &Context, unreached: &[HostOutcome]) {
     }
 }
 
+/// Checks that every node grants the sessions a deploy holds at once (see
+/// [`DEPLOY_SESSIONS`]); how each one that does not failed. Bounded per host
+/// by its command timeout.
+pub(crate) async fn check_sessions(ctx: &Context, nodes: &[Node]) -> Vec<HostOutcome> {
+    let checks = nodes.iter().map(|node| async move {
+        let _permit = ctx.parallel.acquire().await.expect("semaphore open");
+        let started = Instant::now();
+        let limit = node.host.command_timeout;
+        let result =
+            match tokio::time::timeout(limit, node.conn.check_sessions(DEPLOY_SESSIONS)).await {
+                Ok(result) => result,
+                Err(_) => Err(TransportError::Timeout {
+                    what: format!("opening {DEPLOY_SESSIONS} sessions"),
+                    after: limit,
+                }),
+            };
+        result.err().map(|e| {
+            HostOutcome::failed(
+                node.name(),
+                Failure::from(e).at(Phase::Preflight),
+                node.current(),
+                started.elapsed(),
+            )
+        })
+    });
+    join_all(checks).await.into_iter().flatten().collect()
+}
+
 pub(crate) async fn close_all(nodes: &[Node]) {
     join_all(nodes.iter().map(|n| n.conn.close())).await;
+}
+
+/// Every selected host of a run that stopped before any change: the hosts
+/// that stopped it as they failed (the first failure of each), the rest
+/// untouched on the release they have.
+pub(crate) fn untouched(
+    ctx: &Context,
+    nodes: &[Node],
+    mut failed: Vec<HostOutcome>,
+) -> Vec<HostOutcome> {
+    ctx.hosts
+        .iter()
+        .map(|h| match failed.iter().position(|o| o.host == h.name) {
+            Some(i) => {
+                let first = failed.remove(i);
+                failed.retain(|o| o.host != h.name);
+                first
+            }
+            None => {
+                let node = nodes.iter().find(|n| n.name() == h.name);
+                HostOutcome::skipped(&h.name, node.and_then(Node::current))
+            }
+        })
+        .collect()
 }

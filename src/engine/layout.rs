@@ -63,83 +63,131 @@ impl Layout {
         )
     }
 
+    /// A run's temporary name in `.hoist/tmp`, as a shell word that expands
+    /// to its full path: `<id>.<token>`, to which `.part` or `.d` is added.
+    /// The token names the run that owns the file (see [`Layout::lock`]).
+    fn part(&self, id: &ReleaseId, token: &str) -> String {
+        format!("\"$H/tmp/\"{}", q(&format!("{id}.{token}")))
+    }
+
     /// Reads everything hoist needs to know about a host in one round trip,
     /// and writes nothing. See [`Probe::parse`] for the output.
     pub fn probe(&self) -> String {
         let tools = TOOLS.join(" ");
         format!(
             r#"{head}
+{lock_fns}
 echo "hoist-probe 1"
-p="$D"; while [ ! -e "$p" ]; do p=$(dirname "$p"); done
-if [ -d "$p" ] && [ -w "$p" ]; then echo "writable 1"; else echo "writable 0 $p"; fi
-echo "free_kb $(df -Pk "$p" 2>/dev/null | awk 'NR==2 {{print $4}}')"
+p=$D
+while [ ! -e "$p" ]; do case $p in */*) p=${{p%/*}}; p=${{p:-/}} ;; *) p=. ;; esac; done
+if [ -d "$p" ] && [ -w "$p" ]; then echo "writable 1"; else printf 'writable 0 %s\n' "$p"; fi
+printf 'free_kb %s\n' "$(df -Pk -- "$p" 2>/dev/null | awk 'NR==2 {{print $4}}')"
 for t in {tools}; do command -v "$t" >/dev/null 2>&1 || echo "missing $t"; done
-if [ -L "$D/current" ]; then echo "current $(readlink "$D/current")"; fi
+if [ -L "$D/current" ]; then
+  c=$(readlink "$D/current" | head -n 1)
+  if [ -d "$D/current" ]; then printf 'current %s\n' "$c"; else printf 'current-missing %s\n' "$c"; fi
+fi
 if [ -d "$D/releases" ]; then
   for r in "$D"/releases/*; do
     [ -d "$r" ] || continue
     id=${{r##*/}}
-    echo "release $id $(cat "$H/sums/$id" 2>/dev/null)"
+    case $id in *[!0-9A-Za-z-]*) continue ;; esac
+    printf 'release %s %s\n' "$id" "$(head -n 1 "$H/sums/$id" 2>/dev/null)"
   done
 fi
-if [ -f "$H/lock" ]; then echo "lock $(head -n 1 "$H/lock")"; fi
+if lock_is_file; then printf 'lock %s\n' "$(head -n 1 "$L")"
+elif lock_exists; then printf 'lock-other %s\n' "$(lock_other)"; fi
 echo "journal"
 if [ -f "$H/journal" ]; then tail -n 2000 "$H/journal"; fi
 "#,
-            head = self.head()
+            head = self.head(),
+            lock_fns = LOCK_FNS,
         )
     }
 
     /// Creates the layout and takes the lock atomically (a complete file is
     /// hard-linked into place, which fails if a lock exists). Prints
-    /// `acquired`, or `held` followed by the current lock line.
+    /// `acquired`, or what [`LockAnswer::parse`] reads as held: anything at
+    /// the lock path, whatever it is, blocks, and nothing is created in it.
+    ///
+    /// Once acquired, it clears `.hoist/tmp` of everything that is not this
+    /// run's: uploads, copies and switches only happen under the lock, so
+    /// no live run can own them. This run is the `"token"` of `lock_line`
+    /// (a JSON object), the token its uploads carry in their names
+    /// ([`Layout::receive`]); without a token, nothing is cleared.
     pub fn lock(&self, lock_line: &str, journal_line: &str) -> String {
+        let sweep = match lock_token(lock_line) {
+            Some(token) => format!(
+                r#"for f in "$H"/tmp/* "$H"/tmp/.[!.]* "$H"/tmp/..?*; do
+    [ -e "$f" ] || [ -L "$f" ] || continue
+    case ${{f##*/}} in *.{token}.*) continue ;; esac
+    rm -rf "$f" 2>/dev/null
+  done"#,
+                token = q(&token)
+            ),
+            None => ":".to_string(),
+        };
         format!(
             r#"{head}
+{lock_fns}
 mkdir -p "$D/releases" "$H/tmp" "$H/sums" || exit 1
+if lock_exists; then echo held; tell_lock; exit 0; fi
 t="$H/tmp/lock.$$"
-printf '%s\n' {lock} > "$t" || exit 1
-if ln "$t" "$H/lock" 2>/dev/null; then
-  rm -f "$t"; printf '%s\n' {journal} >> "$H/journal"; echo acquired
-else
-  rm -f "$t"; echo held; head -n 1 "$H/lock"
+rm -f "$t" && printf '%s\n' {lock} > "$t" || exit 1
+if ln "$t" "$L" 2>/dev/null; then
+  if [ ! -d "$L" ]; then
+    rm -f "$t"
+  {sweep}
+    printf '%s\n' {journal} >> "$H/journal"; echo acquired; exit 0
+  fi
+  rm -f "$L/${{t##*/}}"
 fi
+rm -f "$t"
+if lock_exists; then echo held; tell_lock; else echo "could not take the lock $L" >&2; exit 1; fi
 "#,
             head = self.head(),
+            lock_fns = LOCK_FNS,
             lock = q(lock_line),
             journal = q(journal_line)
         )
     }
 
-    /// Frees the lock if its line contains `must_contain` (whatever it holds,
-    /// when `None`). Prints `freed`, `absent`, or `other` and the lock line.
+    /// Frees the lock if it is a lock file whose line contains `must_contain`;
+    /// with `None` (force), removes whatever is at the lock path (never what
+    /// a symlink there points to). Prints `freed`, `absent`, or what
+    /// [`UnlockAnswer::parse`] reads as someone else's.
     pub fn unlock(&self, must_contain: Option<&str>, journal_line: &str) -> String {
         let mine = match must_contain {
-            Some(text) => format!("grep -qF {} \"$H/lock\"", q(text)),
+            Some(text) => format!("lock_is_file && grep -qF -e {} \"$L\"", q(text)),
             None => "true".to_string(),
         };
         format!(
             r#"{head}
-if [ ! -f "$H/lock" ]; then echo absent; exit 0; fi
+{lock_fns}
+if ! lock_exists; then echo absent; exit 0; fi
 if {mine}; then
-  rm -f "$H/lock" && printf '%s\n' {journal} >> "$H/journal" && echo freed
+  rm -rf "$L" || exit 1
+  printf '%s\n' {journal} >> "$H/journal" && echo freed
 else
-  echo other; head -n 1 "$H/lock"
+  echo other; tell_lock
 fi
 "#,
             head = self.head(),
+            lock_fns = LOCK_FNS,
             journal = q(journal_line)
         )
-    }
-
-    fn part(&self, id: &ReleaseId, token: &str) -> String {
-        format!("\"$H/tmp/{}.{}\"", id, token)
     }
 
     /// Receives the upload on stdin into a temporary file, verifies its
     /// checksum, unpacks it under a temporary name and renames it to
     /// `releases/<id>` only when whole: one round trip, and nothing half
-    /// written is ever left where a rollback could find it.
+    /// written is ever left where a rollback could find it. Exits with a
+    /// [`ReceiveStep`] code when a step fails.
+    ///
+    /// No path reaches a tool as an argument it could reinterpret: the hash
+    /// is read from stdin (`sha256sum FILE` escapes a name holding `\` or a
+    /// newline, and its hash with it), and tar reads stdin in the target
+    /// directory (GNU tar unescapes `-C` names: `a\b` is a backspace).
     pub fn receive(
         &self,
         id: &ReleaseId,
@@ -157,21 +205,29 @@ P={part}
 R="$D/releases/{id}"
 trap 'rm -rf "$P.part" "$P.d"' EXIT
 trap 'exit 130' HUP INT TERM
-mkdir -p "$H/tmp" && cat > "$P.part" || exit 2
-sum=$(sha256sum "$P.part" | awk '{{print $1}}')
-if [ "$sum" != {transfer_sha} ]; then echo "checksum mismatch: expected {transfer_sha}, got $sum" >&2; exit 3; fi
-if [ -e "$R" ]; then echo "$R already exists" >&2; exit 4; fi
-mkdir "$P.d" && tar {flags} "$P.part" -C "$P.d" || exit 5
-printf '%s\n' {content_sha} > "$H/sums/{id}" && mv "$P.d" "$R"
+mkdir -p "$D/releases" "$H/tmp" "$H/sums" && cat > "$P.part" || exit {write}
+sum=$(sha256sum < "$P.part") || {{ echo "cannot hash the upload" >&2; exit {checksum}; }}
+sum=${{sum%% *}}
+if [ "$sum" != {transfer_sha} ]; then printf 'checksum mismatch: expected %s, got %s\n' {transfer_sha} "$sum" >&2; exit {checksum}; fi
+if [ -e "$R" ]; then printf '%s already exists\n' "$R" >&2; exit {exists}; fi
+mkdir "$P.d" && (cd "$P.d" && tar {flags} -) < "$P.part" || exit {unpack}
+printf '%s\n' {content_sha} > "$H/sums/{id}" && mv "$P.d" "$R" || exit {finish}
 "#,
             head = self.head(),
             part = self.part(id, token),
             transfer_sha = q(transfer_sha),
             content_sha = q(content_sha),
+            write = ReceiveStep::Write.code(),
+            checksum = ReceiveStep::Checksum.code(),
+            exists = ReceiveStep::Exists.code(),
+            unpack = ReceiveStep::Unpack.code(),
+            finish = ReceiveStep::Finish.code(),
         )
     }
 
-    /// Makes `releases/<id>` from a release the host already holds, with no upload.
+    /// Makes `releases/<id>` from a release the host already holds, with no
+    /// upload. Exits with the [`ReceiveStep`] codes of the steps it shares
+    /// with [`Layout::receive`] (the copy is `Unpack`).
     pub fn copy_release(
         &self,
         from: &ReleaseId,
@@ -184,19 +240,24 @@ printf '%s\n' {content_sha} > "$H/sums/{id}" && mv "$P.d" "$R"
 P={part}
 R="$D/releases/{id}"
 trap 'rm -rf "$P.d"' EXIT
-if [ -e "$R" ]; then echo "$R already exists" >&2; exit 4; fi
-cp -a "$D/releases/{from}" "$P.d" && printf '%s\n' {content_sha} > "$H/sums/{id}" && mv "$P.d" "$R"
+trap 'exit 130' HUP INT TERM
+if [ -e "$R" ]; then printf '%s already exists\n' "$R" >&2; exit {exists}; fi
+rm -rf "$P.d" && cp -a "$D/releases/{from}" "$P.d" || exit {unpack}
+printf '%s\n' {content_sha} > "$H/sums/{id}" && mv "$P.d" "$R" || exit {finish}
 "#,
             head = self.head(),
             part = self.part(id, token),
             content_sha = q(content_sha),
+            exists = ReceiveStep::Exists.code(),
+            unpack = ReceiveStep::Unpack.code(),
+            finish = ReceiveStep::Finish.code(),
         )
     }
 
     /// Removes what an abandoned upload left behind.
     pub fn discard(&self, id: &ReleaseId, token: &str) -> String {
         format!(
-            "{head}\nrm -rf {part}.part {part}.d",
+            "{head}\nP={part}\nrm -rf \"$P.part\" \"$P.d\"",
             head = self.head(),
             part = self.part(id, token)
         )
@@ -223,7 +284,7 @@ S="$H/tmp/switch.$$"
 rm -rf "$S" && mkdir -p "$S" && ln -s "releases/{id}" "$S/current" && mv "$S/current" "$D/" || {{ rm -rf "$S"; exit 1; }}
 rmdir "$S"
 printf '%s\n' {journal} >> "$H/journal"
-echo "switched $(readlink "$D/current")"
+printf 'switched %s\n' "$(readlink "$D/current")"
 "#,
             head = self.head(),
             journal = q(journal_line)
@@ -241,7 +302,8 @@ echo "switched $(readlink "$D/current")"
     }
 
     /// Deletes the given releases (the caller chose them; never current nor
-    /// the rollback target) and stale temporary files.
+    /// the rollback target). Stale temporary files go when a run takes the
+    /// lock ([`Layout::lock`]).
     pub fn prune(&self, ids: &[ReleaseId]) -> String {
         let mut script = self.head();
         script.push('\n');
@@ -252,6 +314,184 @@ echo "switched $(readlink "$D/current")"
     }
 }
 
+/// Shell functions shared by the scripts that look at the lock, so probe,
+/// lock and unlock tell what is there the same way. Anything at the lock
+/// path is a lock; only a regular file (not a symlink) is a lock file, and
+/// only a lock file is read (a fifo would block `head`).
+const LOCK_FNS: &str = r#"L="$H/lock"
+lock_exists() { [ -e "$L" ] || [ -L "$L" ]; }
+lock_is_file() { [ -f "$L" ] && [ ! -L "$L" ]; }
+lock_other() {
+  if [ -L "$L" ]; then printf 'a symlink to %s\n' "$(readlink "$L" | head -n 1)"
+  elif [ -d "$L" ]; then echo "a directory"
+  elif [ -p "$L" ]; then echo "a fifo"
+  elif [ -S "$L" ]; then echo "a socket"
+  elif [ -b "$L" ] || [ -c "$L" ]; then echo "a device"
+  else echo "something that is not a file"; fi
+}
+tell_lock() {
+  if lock_is_file; then printf '%s\n' "$(head -n 1 "$L")"; else lock_other; echo "not-a-file"; fi
+}"#;
+
+/// The run token in a lock line (`{"token":"…",…}`), if it is a plain word.
+fn lock_token(lock_line: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(lock_line).ok()?;
+    let token = value.get("token")?.as_str()?;
+    let plain = !token.is_empty()
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    plain.then(|| token.to_string())
+}
+
+/// What is at `<deploy_to>/.hoist/lock` when something is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockState {
+    /// A lock file, with its first line (hoist writes one JSON line; a file
+    /// made by hand may hold anything, or be empty).
+    File(String),
+    /// Anything else (a directory, a symlink, a fifo…), described on one
+    /// line, e.g. `a directory` or `a symlink to /elsewhere`. It blocks like
+    /// a lock; only a forced unlock removes it.
+    Other(String),
+}
+
+impl LockState {
+    /// The text the probe shows: the lock file's line, or the description.
+    #[cfg(test)]
+    fn text(&self) -> &str {
+        match self {
+            LockState::File(line) | LockState::Other(line) => line,
+        }
+    }
+
+    /// Reads what `tell_lock` prints: a line, then `not-a-file` for a non-file.
+    fn read<'a>(mut lines: impl Iterator<Item = &'a str>) -> LockState {
+        let text = lines.next().unwrap_or("").to_string();
+        if lines.next() == Some("not-a-file") {
+            LockState::Other(text)
+        } else {
+            LockState::File(text)
+        }
+    }
+}
+
+/// What the script of [`Layout::lock`] answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockAnswer {
+    Acquired,
+    Held(LockState),
+}
+
+impl LockAnswer {
+    /// Output: `acquired`; or `held`, the lock line or a description, and
+    /// `not-a-file` on a third line when the lock is not a lock file (so a
+    /// caller that reads only two lines still sees a held lock).
+    pub fn parse(output: &str) -> Result<LockAnswer, String> {
+        let mut lines = output.lines();
+        match lines.next() {
+            Some("acquired") => Ok(LockAnswer::Acquired),
+            Some("held") => Ok(LockAnswer::Held(LockState::read(lines))),
+            other => Err(format!(
+                "unexpected answer while locking: {}",
+                other.unwrap_or("(nothing)")
+            )),
+        }
+    }
+}
+
+/// What the script of [`Layout::unlock`] answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnlockAnswer {
+    Freed,
+    Absent,
+    /// Not ours to free: someone else's lock file, or not a lock file at all.
+    Other(LockState),
+}
+
+impl UnlockAnswer {
+    /// Output: `freed`, `absent`, or `other` followed by the lines of
+    /// [`LockAnswer::parse`]'s `held`.
+    pub fn parse(output: &str) -> Result<UnlockAnswer, String> {
+        let mut lines = output.lines();
+        match lines.next() {
+            Some("freed") => Ok(UnlockAnswer::Freed),
+            Some("absent") => Ok(UnlockAnswer::Absent),
+            Some("other") => Ok(UnlockAnswer::Other(LockState::read(lines))),
+            other => Err(format!(
+                "unexpected answer while unlocking: {}",
+                other.unwrap_or("(nothing)")
+            )),
+        }
+    }
+}
+
+/// The steps of [`Layout::receive`] that can fail, by the exit code its
+/// script ends with. Any other code (1, 130 when interrupted, or what the
+/// transport reports for a cut connection) is not one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiveStep {
+    /// Storing the upload in `.hoist/tmp` (disk full while receiving).
+    Write = 2,
+    /// Hashing the stored upload, or its sha256 differs from the artifact's.
+    Checksum = 3,
+    /// `releases/<id>` already exists.
+    Exists = 4,
+    /// Unpacking (or copying) under a temporary name: a corrupt archive, or
+    /// the disk full while unpacking.
+    Unpack = 5,
+    /// Recording the content checksum, or renaming into `releases/<id>`.
+    Finish = 6,
+}
+
+/// Which phase of an upload a [`ReceiveStep`] belongs to, for the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiveStage {
+    /// Bytes on their way to the host.
+    Upload,
+    /// The whole upload is there; its checksum is checked.
+    Verify,
+    /// Making `releases/<id>` from the verified upload.
+    Unpack,
+}
+
+impl ReceiveStep {
+    pub fn from_exit(code: i32) -> Option<ReceiveStep> {
+        [
+            ReceiveStep::Write,
+            ReceiveStep::Checksum,
+            ReceiveStep::Exists,
+            ReceiveStep::Unpack,
+            ReceiveStep::Finish,
+        ]
+        .into_iter()
+        .find(|step| step.code() == code)
+    }
+
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    pub fn stage(self) -> ReceiveStage {
+        match self {
+            ReceiveStep::Write => ReceiveStage::Upload,
+            ReceiveStep::Checksum => ReceiveStage::Verify,
+            ReceiveStep::Exists | ReceiveStep::Unpack | ReceiveStep::Finish => ReceiveStage::Unpack,
+        }
+    }
+
+    /// What failed, for an error message.
+    pub fn what(self) -> &'static str {
+        match self {
+            ReceiveStep::Write => "storing the upload",
+            ReceiveStep::Checksum => "verifying the upload's checksum",
+            ReceiveStep::Exists => "the release already exists",
+            ReceiveStep::Unpack => "unpacking the release",
+            ReceiveStep::Finish => "moving the release into place",
+        }
+    }
+}
+
 /// What [`Layout::probe`] found on a host.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Probe {
@@ -259,14 +499,29 @@ pub struct Probe {
     pub not_writable: Option<String>,
     pub free_kb: Option<u64>,
     pub missing_tools: Vec<String>,
+    /// The release `current` points at; `None` when there is no `current`,
+    /// or when it points at nothing (see `current_dangling`).
     pub current: Option<ReleaseId>,
+    /// Where `current` points when that is not a directory (the release was
+    /// deleted by hand): the host has no current release, and this says why.
+    pub current_dangling: Option<String>,
     /// Releases present (whole) on the host, with their content sha256 when recorded.
     pub releases: Vec<(ReleaseId, Option<String>)>,
+    /// Anything at the lock path: the lock file's first line or, when
+    /// `lock_not_file`, a description of what is there instead. Either way
+    /// the host is locked; [`Probe::lock_state`] tells them apart.
     pub lock: Option<String>,
+    /// The lock path holds something that is not a lock file (a directory,
+    /// a symlink, a fifo…): only `hoist unlock --force` removes it.
+    pub lock_not_file: bool,
     pub journal: Vec<String>,
 }
 
 impl Probe {
+    /// Output, a line each: `hoist-probe 1`, `writable 1` or `writable 0
+    /// <path>`, `free_kb <n>`, `missing <tool>`, `current <target>` or
+    /// `current-missing <target>`, `release <id> <sha>`, `lock <line>` or
+    /// `lock-other <description>`, then `journal` and the journal's lines.
     pub fn parse(output: &str) -> Result<Probe, String> {
         let mut lines = output.lines();
         if lines.next() != Some("hoist-probe 1") {
@@ -290,6 +545,7 @@ impl Probe {
                     let target = rest.trim_end_matches('/');
                     probe.current = ReleaseId::parse(target.rsplit('/').next().unwrap_or(""));
                 }
+                "current-missing" => probe.current_dangling = Some(rest.to_string()),
                 "release" => {
                     let (id, sum) = rest.split_once(' ').unwrap_or((rest, ""));
                     if let Some(id) = ReleaseId::parse(id) {
@@ -300,6 +556,10 @@ impl Probe {
                     }
                 }
                 "lock" => probe.lock = Some(rest.to_string()),
+                "lock-other" => {
+                    probe.lock = Some(rest.to_string());
+                    probe.lock_not_file = true;
+                }
                 "journal" => break,
                 _ => {}
             }
@@ -311,6 +571,17 @@ impl Probe {
 
     pub fn has_release(&self, id: &ReleaseId) -> bool {
         self.releases.iter().any(|(r, _)| r == id)
+    }
+
+    /// What is at the lock path, typed.
+    pub fn lock_state(&self) -> Option<LockState> {
+        self.lock.clone().map(|text| {
+            if self.lock_not_file {
+                LockState::Other(text)
+            } else {
+                LockState::File(text)
+            }
+        })
     }
 }
 
@@ -371,5 +642,496 @@ mod tests {
     #[test]
     fn probe_rejects_foreign_output() {
         assert!(Probe::parse("Welcome to the banner\n").is_err());
+    }
+
+    // The scripts run here as they would on a host: `sh -c` with a temporary
+    // directory as deploy_to, under dash and, when installed, busybox (its
+    // shell and its tools only).
+
+    use std::collections::BTreeSet;
+    use std::fs;
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+
+    const ID: &str = "20260101T000000Z-aaaaaaaa";
+    const TOKEN: &str = "0123456789ab";
+    const LOCK_LINE: &str =
+        r#"{"by":"me@here","pid":1,"since":"2026-01-01T00:00:00Z","token":"0123456789ab"}"#;
+
+    fn id() -> ReleaseId {
+        ReleaseId::parse(ID).unwrap()
+    }
+
+    struct Shell {
+        name: &'static str,
+        program: String,
+        args: &'static [&'static str],
+        path: Option<PathBuf>,
+        _bin: Option<tempfile::TempDir>,
+    }
+
+    struct Ran {
+        code: i32,
+        stdout: String,
+        stderr: String,
+    }
+
+    fn shells() -> Vec<Shell> {
+        let mut all = vec![Shell {
+            name: "sh",
+            program: "sh".into(),
+            args: &["-c"],
+            path: None,
+            _bin: None,
+        }];
+        let found = Command::new("sh")
+            .args(["-c", "command -v busybox"])
+            .output()
+            .unwrap();
+        let busybox = String::from_utf8(found.stdout).unwrap().trim().to_string();
+        if busybox.is_empty() {
+            return all;
+        }
+        let list = Command::new(&busybox).arg("--list").output().unwrap();
+        let bin = tempfile::tempdir().unwrap();
+        for applet in String::from_utf8(list.stdout).unwrap().lines() {
+            std::os::unix::fs::symlink(&busybox, bin.path().join(applet)).unwrap();
+        }
+        all.push(Shell {
+            name: "busybox",
+            program: busybox,
+            args: &["sh", "-c"],
+            path: Some(bin.path().to_path_buf()),
+            _bin: Some(bin),
+        });
+        all
+    }
+
+    impl Shell {
+        /// Runs `script` in `dir` (where an injected `touch` would land).
+        fn run(&self, dir: &Path, script: &str, stdin: &[u8]) -> Ran {
+            let mut cmd = Command::new(&self.program);
+            cmd.args(self.args)
+                .arg(script)
+                .current_dir(dir)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            if let Some(path) = &self.path {
+                cmd.env("PATH", path);
+            }
+            let mut child = cmd.spawn().unwrap();
+            let mut input = child.stdin.take().unwrap();
+            let bytes = stdin.to_vec();
+            let writer = std::thread::spawn(move || {
+                let _ = input.write_all(&bytes);
+            });
+            let out = child.wait_with_output().unwrap();
+            writer.join().unwrap();
+            Ran {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
+        }
+    }
+
+    fn layout(deploy_to: &Path) -> Layout {
+        Layout::new(deploy_to.to_str().unwrap())
+    }
+
+    fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let mut builder = tar::Builder::new(gz);
+        for (name, data) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append_data(&mut header, name, *data).unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap()
+    }
+
+    fn sha(bytes: &[u8]) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(&Sha256::digest(bytes)[..])
+    }
+
+    fn names(dir: &Path) -> BTreeSet<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    }
+
+    /// Valid absolute paths that shell tools like to misread.
+    const AWKWARD: &[&str] = &[
+        "back\\slash",
+        "new\nline",
+        "-rf",
+        "a\\b/-n/c d",
+        "with space",
+        "it's \"quoted\"",
+        "$(touch pwned)",
+        "`touch pwned`",
+        "glob*?[x",
+    ];
+
+    #[test]
+    fn receive_works_under_awkward_deploy_paths() {
+        let upload = tar_gz(&[("bin/app", b"hello\n")]);
+        for shell in shells() {
+            for name in AWKWARD {
+                let base = tempfile::tempdir().unwrap();
+                let deploy_to = base.path().join(name);
+                let layout = layout(&deploy_to);
+                let at = format!("{} {name:?}", shell.name);
+                let ran = shell.run(base.path(), &layout.lock(LOCK_LINE, "{}"), b"");
+                assert_eq!(ran.stdout, "acquired\n", "{at}: {}", ran.stderr);
+                let script = layout.receive(&id(), TOKEN, Packing::TarGz, &sha(&upload), "c0ffee");
+                let ran = shell.run(base.path(), &script, &upload);
+                assert_eq!(ran.code, 0, "{at}: {}", ran.stderr);
+                let release = deploy_to.join("releases").join(ID);
+                assert_eq!(
+                    fs::read(release.join("bin/app")).unwrap(),
+                    b"hello\n",
+                    "{at}"
+                );
+                assert!(names(&deploy_to.join(".hoist/tmp")).is_empty(), "{at}");
+                let ran = shell.run(base.path(), &layout.switch(&id(), "{}"), b"");
+                assert_eq!(ran.code, 0, "{at}: {}", ran.stderr);
+                let probe = Probe::parse(&shell.run(base.path(), &layout.probe(), b"").stdout);
+                let probe = probe.unwrap();
+                assert_eq!(probe.not_writable, None, "{at}");
+                assert_eq!(probe.current, Some(id()), "{at}");
+                assert_eq!(probe.releases, vec![(id(), Some("c0ffee".into()))], "{at}");
+                assert_eq!(probe.lock.as_deref(), Some(LOCK_LINE), "{at}");
+                let ran = shell.run(base.path(), &layout.unlock(Some(TOKEN), "{}"), b"");
+                assert_eq!(
+                    UnlockAnswer::parse(&ran.stdout),
+                    Ok(UnlockAnswer::Freed),
+                    "{at}"
+                );
+                assert!(!base.path().join("pwned").exists(), "{at}");
+                assert!(!deploy_to.join("pwned").exists(), "{at}");
+            }
+        }
+    }
+
+    #[test]
+    fn receive_quotes_the_run_token() {
+        let upload = tar_gz(&[("f", b"x")]);
+        for shell in shells() {
+            let base = tempfile::tempdir().unwrap();
+            let layout = layout(&base.path().join("app"));
+            let token = "t'$(touch pwned)\"";
+            let script = layout.receive(&id(), token, Packing::TarGz, &sha(&upload), "c");
+            let ran = shell.run(base.path(), &script, &upload);
+            assert_eq!(ran.code, 0, "{}: {}", shell.name, ran.stderr);
+            assert!(!base.path().join("pwned").exists(), "{}", shell.name);
+        }
+    }
+
+    #[test]
+    fn receive_exit_codes_name_the_failing_step() {
+        let upload = tar_gz(&[("f", b"x")]);
+        let mut corrupt = upload.clone();
+        let middle = corrupt.len() / 2;
+        corrupt[middle..].fill(0x55);
+        for shell in shells() {
+            let at = shell.name;
+            let base = tempfile::tempdir().unwrap();
+            let deploy_to = base.path().join("app");
+            let layout = layout(&deploy_to);
+            let receive = |bytes: &[u8], sum: &str| {
+                let script = layout.receive(&id(), TOKEN, Packing::TarGz, sum, "c");
+                shell.run(base.path(), &script, bytes).code
+            };
+            let step = |code| ReceiveStep::from_exit(code);
+
+            // A corrupt archive whose checksum matches: the unpack fails, not the upload.
+            let code = receive(&corrupt, &sha(&corrupt));
+            assert_eq!(step(code), Some(ReceiveStep::Unpack), "{at}");
+            assert_eq!(step(code).unwrap().stage(), ReceiveStage::Unpack, "{at}");
+            assert!(!deploy_to.join("releases").join(ID).exists(), "{at}");
+            assert!(names(&deploy_to.join(".hoist/tmp")).is_empty(), "{at}");
+
+            let code = receive(&upload, &sha(b"something else"));
+            assert_eq!(step(code), Some(ReceiveStep::Checksum), "{at}");
+            assert_eq!(step(code).unwrap().stage(), ReceiveStage::Verify, "{at}");
+
+            // The content checksum cannot be recorded: the last step, not the upload.
+            fs::create_dir_all(deploy_to.join(".hoist/sums").join(ID)).unwrap();
+            let code = receive(&upload, &sha(&upload));
+            assert_eq!(step(code), Some(ReceiveStep::Finish), "{at}");
+            fs::remove_dir(deploy_to.join(".hoist/sums").join(ID)).unwrap();
+
+            assert_eq!(receive(&upload, &sha(&upload)), 0, "{at}");
+            let code = receive(&upload, &sha(&upload));
+            assert_eq!(step(code), Some(ReceiveStep::Exists), "{at}");
+
+            // Nowhere to store the upload.
+            let full = base.path().join("full");
+            fs::create_dir_all(full.join(".hoist")).unwrap();
+            fs::write(full.join(".hoist/tmp"), "").unwrap();
+            let script = Layout::new(full.to_str().unwrap()).receive(
+                &id(),
+                TOKEN,
+                Packing::TarGz,
+                &sha(&upload),
+                "c",
+            );
+            let code = shell.run(base.path(), &script, &upload).code;
+            assert_eq!(step(code), Some(ReceiveStep::Write), "{at}");
+            assert_eq!(step(code).unwrap().stage(), ReceiveStage::Upload, "{at}");
+        }
+        assert_eq!(ReceiveStep::from_exit(1), None);
+        assert_eq!(ReceiveStep::from_exit(130), None);
+    }
+
+    /// Puts something at `<deploy_to>/.hoist/lock`; returns what it should read as.
+    fn plant_lock(deploy_to: &Path, kind: &str) -> LockState {
+        let hoist = deploy_to.join(".hoist");
+        fs::create_dir_all(&hoist).unwrap();
+        let lock = hoist.join("lock");
+        let elsewhere = deploy_to.join("elsewhere");
+        let link = |to: &Path| std::os::unix::fs::symlink(to, &lock).unwrap();
+        let other = |what: String| LockState::Other(what);
+        match kind {
+            "directory" => {
+                fs::create_dir(&lock).unwrap();
+                other("a directory".into())
+            }
+            "symlink to a directory" => {
+                fs::create_dir(&elsewhere).unwrap();
+                fs::write(elsewhere.join("keep"), "").unwrap();
+                link(&elsewhere);
+                other(format!("a symlink to {}", elsewhere.display()))
+            }
+            "dangling symlink" => {
+                link(Path::new("nowhere"));
+                other("a symlink to nowhere".into())
+            }
+            "symlink to a lock file" => {
+                fs::write(&elsewhere, format!("{LOCK_LINE}\n")).unwrap();
+                link(&elsewhere);
+                other(format!("a symlink to {}", elsewhere.display()))
+            }
+            "fifo" => {
+                let made = Command::new("mkfifo").arg(&lock).status().unwrap();
+                assert!(made.success());
+                other("a fifo".into())
+            }
+            "empty file" => {
+                fs::write(&lock, "").unwrap();
+                LockState::File(String::new())
+            }
+            "garbage" => {
+                fs::write(&lock, "garbage\nmore").unwrap();
+                LockState::File("garbage".into())
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    const PLANTED: &[&str] = &[
+        "directory",
+        "symlink to a directory",
+        "dangling symlink",
+        "symlink to a lock file",
+        "fifo",
+        "empty file",
+        "garbage",
+    ];
+
+    #[test]
+    fn anything_at_the_lock_path_blocks_and_only_force_removes_it() {
+        for shell in shells() {
+            for kind in PLANTED {
+                let at = format!("{} {kind}", shell.name);
+                let base = tempfile::tempdir().unwrap();
+                let deploy_to = base.path().join("app");
+                let layout = layout(&deploy_to);
+                let lock = deploy_to.join(".hoist/lock");
+                let expected = plant_lock(&deploy_to, kind);
+
+                let probe = shell.run(base.path(), &layout.probe(), b"");
+                let probe = Probe::parse(&probe.stdout).unwrap();
+                assert_eq!(probe.lock_state(), Some(expected.clone()), "{at}");
+                assert_eq!(probe.lock.as_deref(), Some(expected.text()), "{at}");
+
+                let ran = shell.run(base.path(), &layout.lock(LOCK_LINE, "{}"), b"");
+                let held = LockAnswer::Held(expected.clone());
+                assert_eq!(
+                    LockAnswer::parse(&ran.stdout),
+                    Ok(held),
+                    "{at}: {}",
+                    ran.stderr
+                );
+                assert!(!deploy_to.join(".hoist/journal").exists(), "{at}");
+                if lock.is_dir() {
+                    let inside: Vec<_> = names(&lock).into_iter().collect();
+                    assert!(inside.is_empty() || inside == ["keep"], "{at}: {inside:?}");
+                }
+
+                let ran = shell.run(base.path(), &layout.unlock(Some(TOKEN), "{}"), b"");
+                let other = UnlockAnswer::Other(expected.clone());
+                assert_eq!(UnlockAnswer::parse(&ran.stdout), Ok(other), "{at}");
+                assert!(fs::symlink_metadata(&lock).is_ok(), "{at}");
+
+                let ran = shell.run(base.path(), &layout.unlock(None, "{}"), b"");
+                assert_eq!(
+                    UnlockAnswer::parse(&ran.stdout),
+                    Ok(UnlockAnswer::Freed),
+                    "{at}"
+                );
+                assert!(fs::symlink_metadata(&lock).is_err(), "{at}");
+                let elsewhere = deploy_to.join("elsewhere");
+                if elsewhere.is_dir() {
+                    assert!(
+                        elsewhere.join("keep").exists(),
+                        "{at}: followed the symlink"
+                    );
+                } else if kind.contains("lock file") {
+                    assert!(elsewhere.exists(), "{at}: followed the symlink");
+                }
+
+                let ran = shell.run(base.path(), &layout.lock(LOCK_LINE, "{}"), b"");
+                assert_eq!(ran.stdout, "acquired\n", "{at}");
+            }
+        }
+    }
+
+    #[test]
+    fn unlock_matches_text_that_looks_like_an_option() {
+        for shell in shells() {
+            let base = tempfile::tempdir().unwrap();
+            let layout = layout(&base.path().join("app"));
+            shell.run(base.path(), &layout.lock(LOCK_LINE, "{}"), b"");
+            let ran = shell.run(base.path(), &layout.unlock(Some("--version"), "{}"), b"");
+            let theirs = UnlockAnswer::Other(LockState::File(LOCK_LINE.into()));
+            assert_eq!(
+                UnlockAnswer::parse(&ran.stdout),
+                Ok(theirs),
+                "{}",
+                shell.name
+            );
+        }
+    }
+
+    #[test]
+    fn probe_keeps_backslashes_in_the_lock_line() {
+        let line = r#"{"by":"me","message":"C:\\new\\temp \\c"}"#;
+        for shell in shells() {
+            let base = tempfile::tempdir().unwrap();
+            let layout = layout(&base.path().join("app"));
+            let ran = shell.run(base.path(), &layout.lock(line, "{}"), b"");
+            assert_eq!(ran.stdout, "acquired\n");
+            let probe = Probe::parse(&shell.run(base.path(), &layout.probe(), b"").stdout);
+            assert_eq!(probe.unwrap().lock.as_deref(), Some(line), "{}", shell.name);
+            let ran = shell.run(base.path(), &layout.lock(line, "{}"), b"");
+            let held = LockAnswer::Held(LockState::File(line.into()));
+            assert_eq!(LockAnswer::parse(&ran.stdout), Ok(held), "{}", shell.name);
+        }
+    }
+
+    #[test]
+    fn probe_reports_a_current_release_that_is_gone() {
+        let upload = tar_gz(&[("f", b"x")]);
+        for shell in shells() {
+            let base = tempfile::tempdir().unwrap();
+            let deploy_to = base.path().join("app");
+            let layout = layout(&deploy_to);
+            let script = layout.receive(&id(), TOKEN, Packing::TarGz, &sha(&upload), "c");
+            assert_eq!(shell.run(base.path(), &script, &upload).code, 0);
+            assert_eq!(
+                shell
+                    .run(base.path(), &layout.switch(&id(), "{}"), b"")
+                    .code,
+                0
+            );
+            fs::remove_dir_all(deploy_to.join("releases").join(ID)).unwrap();
+            let probe = Probe::parse(&shell.run(base.path(), &layout.probe(), b"").stdout);
+            let probe = probe.unwrap();
+            assert_eq!(probe.current, None, "{}", shell.name);
+            let target = format!("releases/{ID}");
+            assert_eq!(probe.current_dangling, Some(target), "{}", shell.name);
+            assert!(probe.releases.is_empty(), "{}", shell.name);
+        }
+    }
+
+    #[test]
+    fn taking_the_lock_clears_what_other_runs_left_in_tmp() {
+        for shell in shells() {
+            let base = tempfile::tempdir().unwrap();
+            let deploy_to = base.path().join("app");
+            let layout = layout(&deploy_to);
+            let tmp = deploy_to.join(".hoist/tmp");
+            let plant = || {
+                fs::create_dir_all(tmp.join(format!("{ID}.deadbeef0000.d/bin"))).unwrap();
+                fs::write(tmp.join(format!("{ID}.deadbeef0000.part")), "cut").unwrap();
+                fs::create_dir_all(tmp.join("switch.123")).unwrap();
+                std::os::unix::fs::symlink("releases/x", tmp.join("switch.123/current")).unwrap();
+                fs::write(tmp.join("lock.99"), "{}").unwrap();
+                fs::write(tmp.join(".hidden"), "").unwrap();
+                std::os::unix::fs::symlink(&deploy_to, tmp.join("link")).unwrap();
+                fs::create_dir_all(tmp.join(format!("{ID}.{TOKEN}.d"))).unwrap();
+                fs::write(tmp.join(format!("{ID}.{TOKEN}.part")), "mine").unwrap();
+            };
+            plant();
+            let ran = shell.run(base.path(), &layout.lock(LOCK_LINE, "{}"), b"");
+            assert_eq!(ran.stdout, "acquired\n", "{}: {}", shell.name, ran.stderr);
+            let mine: BTreeSet<String> = [format!("{ID}.{TOKEN}.d"), format!("{ID}.{TOKEN}.part")]
+                .into_iter()
+                .collect();
+            assert_eq!(names(&tmp), mine, "{}", shell.name);
+            assert!(deploy_to.join("releases").is_dir(), "{}", shell.name);
+
+            // Held by someone else: nothing of theirs is touched.
+            let theirs = LOCK_LINE.replace(TOKEN, "deadbeef0000");
+            plant();
+            let before = names(&tmp);
+            let ran = shell.run(base.path(), &layout.lock(&theirs, "{}"), b"");
+            assert!(ran.stdout.starts_with("held\n"), "{}", shell.name);
+            assert_eq!(names(&tmp), before, "{}", shell.name);
+        }
+    }
+
+    #[test]
+    fn lock_token_is_read_from_the_lock_line() {
+        assert_eq!(lock_token(LOCK_LINE).as_deref(), Some(TOKEN));
+        assert_eq!(lock_token(r#"{"by":"x"}"#), None);
+        assert_eq!(lock_token(r#"{"token":"a b*"}"#), None);
+        assert_eq!(lock_token("not json"), None);
+    }
+
+    #[test]
+    fn probe_parses_a_dangling_current_and_a_lock_that_is_not_a_file() {
+        let out = "hoist-probe 1\ncurrent-missing releases/20260101T000000Z-aaaaaaaa\nlock-other a directory\njournal\n";
+        let p = Probe::parse(out).unwrap();
+        assert_eq!(p.current, None);
+        assert_eq!(
+            p.current_dangling.as_deref(),
+            Some("releases/20260101T000000Z-aaaaaaaa")
+        );
+        assert_eq!(p.lock.as_deref(), Some("a directory"));
+        assert_eq!(p.lock_state(), Some(LockState::Other("a directory".into())));
+    }
+
+    #[test]
+    fn lock_answers_parse() {
+        assert_eq!(LockAnswer::parse("acquired\n"), Ok(LockAnswer::Acquired));
+        assert_eq!(
+            LockAnswer::parse("held\n{\"by\":\"x\"}\n"),
+            Ok(LockAnswer::Held(LockState::File("{\"by\":\"x\"}".into())))
+        );
+        assert_eq!(
+            LockAnswer::parse("held\na fifo\nnot-a-file\n"),
+            Ok(LockAnswer::Held(LockState::Other("a fifo".into())))
+        );
+        assert!(LockAnswer::parse("").is_err());
+        assert_eq!(UnlockAnswer::parse("absent\n"), Ok(UnlockAnswer::Absent));
     }
 }

@@ -7,7 +7,8 @@ use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 
 use super::fleet::Node;
-use super::preflight::Problem;
+use super::layout::{LockAnswer, LockState, UnlockAnswer};
+use super::preflight::{Problem, locked};
 use super::{Context, Failure, HostOutcome};
 use crate::exit::Exit;
 use crate::journal::{Entry, Kind};
@@ -47,12 +48,24 @@ impl LockInfo {
             None => format!("an unreadable lock: {line}"),
         }
     }
+
+    /// How the lock in `line` can be freed: plain `hoist unlock` by whoever
+    /// took it (same user@machine), `--force` by anyone.
+    pub fn how_to_free(line: &str) -> String {
+        match LockInfo::parse(line) {
+            Some(l) => format!(
+                "`hoist unlock` frees it as {}, `hoist unlock --force` from anywhere",
+                l.by
+            ),
+            None => "only `hoist unlock --force` clears it".to_string(),
+        }
+    }
 }
 
 /// Someone else holds the lock on a host.
 pub(crate) struct Held {
     pub host: String,
-    pub line: String,
+    pub state: LockState,
 }
 
 impl Context {
@@ -93,15 +106,9 @@ pub(crate) async fn acquire(
         async move {
             ctx.phase(node.name(), Phase::Lock);
             let out = node.must("taking the lock", &script, None).await?;
-            let text = out.stdout_str();
-            let mut lines = text.lines();
-            match lines.next() {
-                Some("acquired") => Ok(None),
-                Some("held") => Ok(Some(lines.next().unwrap_or("").to_string())),
-                other => Err(Failure::Other(format!(
-                    "unexpected answer while locking: {}",
-                    other.unwrap_or("(nothing)")
-                ))),
+            match LockAnswer::parse(&out.stdout_str()).map_err(Failure::Other)? {
+                LockAnswer::Acquired => Ok(None),
+                LockAnswer::Held(state) => Ok(Some(state)),
             }
         }
     }))
@@ -112,9 +119,9 @@ pub(crate) async fn acquire(
     for (node, result) in nodes.iter().zip(results) {
         match result {
             Ok(None) => taken.push(node),
-            Ok(Some(line)) => held.push(Held {
+            Ok(Some(state)) => held.push(Held {
                 host: node.name().to_string(),
-                line,
+                state,
             }),
             Err(f) => failed.push((node.name().to_string(), f)),
         }
@@ -149,17 +156,26 @@ async fn release_nodes(ctx: &Context, nodes: &[&Node], message: Option<&str>) {
     join_all(nodes.iter().map(|node| {
         let script = node.layout.unlock(Some(&token), &entry);
         async move {
-            match node.must("freeing the lock", &script, None).await {
-                Ok(out) if out.stdout_str().starts_with("freed") => {}
-                Ok(out) => ctx.message(
+            let answer = node
+                .must("freeing the lock", &script, None)
+                .await
+                .and_then(|out| UnlockAnswer::parse(&out.stdout_str()).map_err(Failure::Other));
+            match answer {
+                Ok(UnlockAnswer::Freed) => {}
+                Ok(UnlockAnswer::Absent) => ctx.message(
                     Level::Warn,
                     Some(node.name()),
-                    format!("lock was not ours to free: {}", out.stdout_str().trim()),
+                    "our lock was gone when we came to free it (someone forced it open?)",
+                ),
+                Ok(UnlockAnswer::Other(state)) => ctx.message(
+                    Level::Warn,
+                    Some(node.name()),
+                    format!("the lock is no longer ours, so it was left: {}", locked(&state)),
                 ),
                 Err(e) => ctx.message(
                     Level::Error,
                     Some(node.name()),
-                    format!("could not free the lock: {e}; free it with `hoist unlock --force`"),
+                    format!("could not free the lock: {e}; free it with `hoist unlock` once the host is back"),
                 ),
             }
         }
@@ -167,35 +183,29 @@ async fn release_nodes(ctx: &Context, nodes: &[&Node], message: Option<&str>) {
     .await;
 }
 
-/// Frees a lock by hand: the caller's own (same user@machine), or anyone's with `force`.
-/// Returns per host: Ok(true) freed, Ok(false) nothing to free, Err(line) someone else's.
+/// Frees a lock by hand: the caller's own (same user@machine), or anyone's
+/// (and anything at the lock path) with `force`.
 pub(crate) async fn unlock_by_hand(
     ctx: &Context,
     node: &Node,
     force: bool,
-) -> Result<Result<bool, String>, Failure> {
+) -> Result<UnlockAnswer, Failure> {
     let kind = if force {
         Kind::ForceUnlock
     } else {
         Kind::Unlock
     };
-    let holder = node.probe.lock.clone();
-    let message = holder
-        .as_deref()
-        .map(|h| format!("was held by {}", LockInfo::describe(h)));
+    let message = node.probe.lock_state().map(|state| match state {
+        LockState::File(line) => format!("was held by {}", LockInfo::describe(&line)),
+        LockState::Other(what) => format!(".hoist/lock was {what}"),
+    });
     let entry = ctx.journal_entry(kind, None, message.as_deref()).to_line();
     let mine = format!("\"by\":\"{}\"", ctx.by);
     let script = node
         .layout
         .unlock(if force { None } else { Some(&mine) }, &entry);
     let out = node.must("freeing the lock", &script, None).await?;
-    let text = out.stdout_str();
-    let mut lines = text.lines();
-    Ok(match lines.next() {
-        Some("freed") => Ok(true),
-        Some("absent") => Ok(false),
-        _ => Err(lines.next().unwrap_or("").to_string()),
-    })
+    UnlockAnswer::parse(&out.stdout_str()).map_err(Failure::Other)
 }
 
 impl LockError {
@@ -209,7 +219,7 @@ impl LockError {
             LockError::Held(held) => (
                 Exit::Locked,
                 held.into_iter()
-                    .map(|h| failed(&h.host, Failure::Preflight(Problem::Locked(h.line))))
+                    .map(|h| failed(&h.host, Failure::Preflight(Problem::Locked(h.state))))
                     .collect(),
             ),
             LockError::Failed(list) => (

@@ -82,9 +82,10 @@ pub(crate) fn after_rollback(verdict: &Verdict, all_back: bool) -> Exit {
 /// The exit of a preflight that found problems: a lock held elsewhere, and
 /// nothing else wrong, is exit 4; anything else exit 3; `None` when all is well.
 pub(crate) fn preflight_exit(unreached: usize, problems: &[Problem]) -> Option<Exit> {
+    let problems: Vec<&Problem> = problems.iter().filter(|p| !p.is_warning()).collect();
     if unreached == 0 && problems.is_empty() {
         None
-    } else if unreached == 0 && problems.iter().all(Problem::is_lock) {
+    } else if unreached == 0 && problems.iter().all(|p| p.is_lock()) {
         Some(Exit::Locked)
     } else {
         Some(Exit::Preflight)
@@ -358,7 +359,7 @@ mod tests {
 
     #[test]
     fn a_lock_alone_is_exit_4_anything_else_exit_3() {
-        let lock = Problem::Locked("{}".into());
+        let lock = Problem::Locked(crate::engine::layout::LockState::File("{}".into()));
         let tools = Problem::MissingTools(vec!["tar".into()]);
         assert_eq!(preflight_exit(0, &[]), None);
         assert_eq!(
@@ -369,7 +370,17 @@ mod tests {
             preflight_exit(0, &[lock.clone(), tools]),
             Some(Exit::Preflight)
         );
-        assert_eq!(preflight_exit(1, &[lock]), Some(Exit::Preflight));
+        assert_eq!(
+            preflight_exit(1, std::slice::from_ref(&lock)),
+            Some(Exit::Preflight)
+        );
+        let gone = Problem::CurrentMissing("releases/x".into());
+        assert_eq!(
+            preflight_exit(0, std::slice::from_ref(&gone)),
+            None,
+            "a warning stops nothing"
+        );
+        assert_eq!(preflight_exit(0, &[gone, lock]), Some(Exit::Locked));
     }
 
     fn journal(entries: &[(Kind, &str, Option<&str>, Option<&str>)]) -> Journal {

@@ -2,6 +2,7 @@
 //! `deploy`, so the two can never disagree. Reads only the probe.
 
 use super::fleet::Node;
+use super::layout::LockState;
 use super::lock::LockInfo;
 use super::upload::already_held;
 use crate::artifact::Artifact;
@@ -16,14 +17,39 @@ pub(crate) enum Problem {
     MissingTools(Vec<String>),
     #[error("not enough free space: {free_kb} KiB free, {needed_kb} KiB needed")]
     NoSpace { free_kb: u64, needed_kb: u64 },
-    /// Someone holds the fleet lock; the lock file's first line.
-    #[error("locked by {}", LockInfo::describe(.0))]
-    Locked(String),
+    /// Someone holds the fleet lock, or something is in its place.
+    #[error("{}", locked(.0))]
+    Locked(LockState),
+    /// `current` points at a release that is gone: the host counts as
+    /// having no current release (a warning, not a refusal).
+    #[error(
+        "current points at {0}, which is missing; the host is treated as having no current release"
+    )]
+    CurrentMissing(String),
 }
 
 impl Problem {
     pub(crate) fn is_lock(&self) -> bool {
         matches!(self, Problem::Locked(_))
+    }
+
+    /// Only worth saying: it stops nothing.
+    pub(crate) fn is_warning(&self) -> bool {
+        matches!(self, Problem::CurrentMissing(_))
+    }
+}
+
+/// Who holds the lock and how to free it; or what is at the lock path.
+pub(crate) fn locked(state: &LockState) -> String {
+    match state {
+        LockState::File(line) => format!(
+            "locked by {} ({})",
+            LockInfo::describe(line),
+            LockInfo::how_to_free(line)
+        ),
+        LockState::Other(what) => format!(
+            "locked: .hoist/lock is {what}, not a lock file; `hoist unlock --force` removes it"
+        ),
     }
 }
 
@@ -48,8 +74,11 @@ pub(crate) fn problems(node: &Node, artifact: Option<&Artifact>) -> Vec<Problem>
             found.push(Problem::NoSpace { free_kb, needed_kb });
         }
     }
-    if let Some(line) = &probe.lock {
-        found.push(Problem::Locked(line.clone()));
+    if let Some(state) = probe.lock_state() {
+        found.push(Problem::Locked(state));
+    }
+    if let Some(target) = &probe.current_dangling {
+        found.push(Problem::CurrentMissing(target.clone()));
     }
     found
 }

@@ -10,10 +10,12 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::fleet::Node;
-use super::{Context, Failed, Failure, at};
+use super::layout::{ReceiveStage, ReceiveStep};
+use super::{Context, Failed, Failure};
 use crate::artifact::Artifact;
 use crate::release::ReleaseId;
 use crate::report::{Event, Level, Phase, Reporter};
+use crate::transport::TransportError;
 
 /// A release on this host made from the same content, if any.
 pub(crate) fn already_held(node: &Node, artifact: &Artifact) -> Option<ReleaseId> {
@@ -52,7 +54,7 @@ pub(crate) async fn deliver(
             None,
         )
         .await
-        .map_err(at(Phase::Unpack))?;
+        .map_err(in_its_step)?;
         return Ok(());
     }
     ctx.phase(node.name(), Phase::Upload);
@@ -74,11 +76,43 @@ pub(crate) async fn deliver(
     };
     if let Err(e) = result {
         // The remote script cleans up after itself; this covers a command
-        // that was cut off before its trap could run.
-        let _ = node.run(&node.layout.discard(id, &ctx.run_id), None).await;
-        return Err(e.at(Phase::Upload));
+        // that was cut off before its trap could run. Not on a lost
+        // connection, and never for long: the next run clears what is left.
+        if !matches!(e, Failure::Transport(TransportError::Disconnected { .. })) {
+            let limit = DISCARD_LIMIT.min(node.host.command_timeout);
+            let discard = node.layout.discard(id, &ctx.run_id);
+            let _ = node.run_for(&discard, None, limit).await;
+        }
+        return Err(in_its_step(e));
     }
     Ok(())
+}
+
+/// The most a clean-up after a failed upload may take.
+const DISCARD_LIMIT: Duration = Duration::from_secs(5);
+
+/// A failed receive, named after the step of the host's script that failed
+/// (its exit code says which) and reported in that step's phase.
+fn in_its_step(failure: Failure) -> Failed {
+    let step = match &failure {
+        Failure::Command { code: Some(c), .. } => ReceiveStep::from_exit(*c as i32),
+        _ => None,
+    };
+    match (step, failure) {
+        (Some(step), Failure::Command { code, tail, .. }) => {
+            let phase = match step.stage() {
+                ReceiveStage::Upload | ReceiveStage::Verify => Phase::Upload,
+                ReceiveStage::Unpack => Phase::Unpack,
+            };
+            Failure::Command {
+                what: step.what().to_string(),
+                code,
+                tail,
+            }
+            .at(phase)
+        }
+        (_, failure) => failure.at(Phase::Upload),
+    }
 }
 
 /// Counts bytes as they are read and reports them, a few times a second.

@@ -52,9 +52,24 @@ pub trait Transport: Send + Sync {
     /// (a direct-tcpip channel over SSH; a plain socket for local hosts).
     async fn open_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError>;
 
-    /// Closes the connection; every channel is closed first. Idempotent.
+    /// Closes the connection; every channel is closed first. Idempotent,
+    /// and bounded: a dead link is dropped, not waited for.
     async fn close(&self);
+
+    /// Checks that the host grants `needed` sessions at once on this
+    /// connection (a deploy holds [`DEPLOY_SESSIONS`]), so that a low
+    /// `MaxSessions` fails preflight instead of the upload. Call it while
+    /// nothing else runs on the host. Bounded by the caller (it may start
+    /// the persistent shell, whose login can be slow on a loaded host).
+    async fn check_sessions(&self, needed: usize) -> Result<(), TransportError> {
+        let _ = needed;
+        Ok(())
+    }
 }
+
+/// Sessions a deploy holds on one host at once: the persistent shell and
+/// the upload's channel.
+pub const DEPLOY_SESSIONS: usize = 2;
 
 /// Failures of the connection itself, typed because the engine acts on them.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +104,17 @@ pub enum TransportError {
     Timeout { what: String, after: Duration },
     #[error("connection to {host} lost: {reason}")]
     Disconnected { host: String, reason: String },
+    #[error(
+        "{host} refused session {} of the {needed} hoist needs at once on one connection ({reason}); raise MaxSessions in its sshd_config (OpenSSH's default is 10)",
+        granted + 1
+    )]
+    TooFewSessions {
+        host: String,
+        /// Sessions open when the next one was refused.
+        granted: usize,
+        needed: usize,
+        reason: String,
+    },
     #[error("{0}")]
     Other(String),
 }

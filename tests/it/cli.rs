@@ -247,3 +247,61 @@ fn unlock_force_frees_anyones_lock_and_records_it() {
     );
     p.hoist(&["deploy", "--yes"]).assert().success();
 }
+
+#[test]
+fn a_product_of_host_ranges_too_large_to_hold_exits_2_quickly_naming_it() {
+    // 10^10 names: once an allocation failure (exit 134), 10^7 took plan past 10 s.
+    let p = local("[groups.huge]\nhosts = [\"h[1:100000].r[1:100000]\"]");
+    let started = std::time::Instant::now();
+    let out = p.hoist(&["plan"]).assert().code(2).get_output().clone();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let text = printed(&out);
+    assert!(text.contains("`groups.huge.hosts`"), "{text}");
+    assert!(text.contains("\"h[1:100000].r[1:100000]\""), "{text}");
+    assert!(text.contains("10000000000 hosts"), "{text}");
+    assert!(text.contains("at most 100000"), "{text}");
+}
+
+#[test]
+fn fuzzed_bad_input_exits_2_with_the_file_the_key_and_what_was_written() {
+    let p = local("");
+    let good = std::fs::read(p.path().join("deploy.toml")).unwrap();
+    let write = |bytes: &[u8]| std::fs::write(p.path().join("deploy.toml"), bytes).unwrap();
+    let plan = || printed(&p.hoist(&["plan"]).assert().code(2).get_output().clone());
+
+    // Not UTF-8: the file, the line and column of the first bad byte.
+    write(&[b"[app]\nname = \"caf".as_slice(), &[0xE9], b"\"\n"].concat());
+    let text = plan();
+    assert!(text.contains("deploy.toml"), "{text}");
+    assert!(text.contains("not valid UTF-8"), "{text}");
+    assert!(text.contains("line 2, column 12"), "{text}");
+
+    // An integer beyond 64 bits: the key, the value and the range.
+    let text = String::from_utf8(good.clone()).unwrap();
+    write(
+        text.replace("keep_releases = 3", "keep_releases = 99999999999999999999")
+            .as_bytes(),
+    );
+    let text = plan();
+    assert!(text.contains("`app.keep_releases`"), "{text}");
+    assert!(text.contains("99999999999999999999"), "{text}");
+    assert!(text.contains(">= 1"), "{text}");
+    assert!(!text.contains("i128"), "{text}");
+
+    // A group written as an array: what shape it should have.
+    let text = String::from_utf8(good.clone()).unwrap();
+    write(format!("{text}\n[groups]\nweb = [\"local1\"]\n").as_bytes());
+    let text = plan();
+    assert!(text.contains("`groups.web`"), "{text}");
+    assert!(text.contains("[groups.web] with hosts = ["), "{text}");
+
+    // Backticks the user wrote stay in the message.
+    let text = String::from_utf8(good).unwrap();
+    write(text.replace("shop-api", "shop`x`y").as_bytes());
+    let text = plan();
+    assert!(text.contains("\"shop`x`y\""), "{text}");
+}

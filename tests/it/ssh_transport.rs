@@ -1220,3 +1220,58 @@ async fn timing_of_twenty_sequential_empty_commands() {
         eprintln!("20 x exec(\"true\"), {way}: {:?}", started.elapsed());
     }
 }
+
+/// Issue 13, finding 5: a host whose sshd allows one session at a time
+/// passed `check` and then refused every upload.
+#[tokio::test]
+async fn a_host_granting_fewer_sessions_than_a_deploy_holds_fails_the_check() {
+    let key = ClientKey::ed25519();
+    let options = |max| support::sshd::SshdOptions {
+        max_sessions: Some(max),
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    let needed = hoist::transport::DEPLOY_SESSIONS;
+
+    let one = Sshd::start_with(&[&key], &options(1));
+    std::fs::write(&known_hosts, one.known_hosts_line() + "\n").unwrap();
+    let host = SshHost::connect(&target(one.port, &[&key.path], &known_hosts), &no_agent())
+        .await
+        .unwrap();
+    let err = host.check_sessions(needed).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TransportError::TooFewSessions {
+                granted: 1,
+                needed: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("MaxSessions"), "{err}");
+    // Commands still run, one at a time.
+    assert_eq!(run(&host, "echo ok").await.stdout_str(), "ok\n");
+
+    // Two is enough, with the shell already running, and checking twice holds nothing back.
+    let two = Sshd::start_with(&[&key], &options(2));
+    std::fs::write(&known_hosts, two.known_hosts_line() + "\n").unwrap();
+    let host = SshHost::connect(&target(two.port, &[&key.path], &known_hosts), &no_agent())
+        .await
+        .unwrap();
+    run(&host, "true").await;
+    host.check_sessions(needed).await.unwrap();
+    host.check_sessions(needed).await.unwrap();
+    let data = noise(1_000_000);
+    let out = host
+        .exec(
+            "sha256sum",
+            Some(Box::new(std::io::Cursor::new(data.clone()))),
+            MINUTE,
+        )
+        .await
+        .unwrap();
+    assert!(out.stdout_str().starts_with(&sha256_hex(&data)), "{out:?}");
+}

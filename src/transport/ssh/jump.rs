@@ -66,9 +66,9 @@ impl Bastions {
             let bastion = cell
                 .get_or_try_init(|| async {
                     let _slot = self.slot(&slot_address, slot_port, deadline).await;
-                    let (handle, _lost) =
+                    let session =
                         authenticated_session(&hop, &label, via.as_deref(), ctx, deadline).await?;
-                    Ok::<_, TransportError>(Arc::new(handle))
+                    Ok::<_, TransportError>(Arc::new(session.handle))
                 })
                 .await?;
             via = Some(Arc::clone(bastion));

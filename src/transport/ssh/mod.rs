@@ -7,6 +7,10 @@
 //! host; then TCP (or a channel through the last jump host), the handshake
 //! with the host key judged before anything else is sent (`host_key`), and
 //! authentication (`auth`); all of it bounded by the host's `connect_timeout`.
+//!
+//! A dead peer ends the connection (`link`): a write that moves nothing for
+//! `dead_after` fails, keepalives catch a silent peer while idle, and once
+//! the connection has ended every command on it fails as `Disconnected`.
 
 mod auth;
 mod exec;
@@ -14,6 +18,7 @@ mod frame;
 mod host_key;
 mod jump;
 mod known_hosts;
+mod link;
 mod shell;
 
 use std::future::Future;
@@ -33,6 +38,7 @@ use tokio::time::Instant;
 use self::auth::KeyCache;
 use self::host_key::{Client, HostKeyPolicy};
 use self::jump::{Bastion, Bastions};
+use self::link::{CutUnlessKept, Link};
 use self::shell::{Ran, Reach, Shell, Slot};
 use super::{Output, Stdin, Stream, Transport, TransportError};
 use crate::config::SshTarget;
@@ -45,6 +51,14 @@ const MAX_SESSIONS: usize = 10;
 /// Our receive window per channel (stdout of a command); generous so that
 /// large outputs are not throttled by round trips.
 const WINDOW_SIZE: u32 = 8 * 1024 * 1024;
+
+/// Unanswered keepalives before the server counts as gone (OpenSSH's
+/// `ServerAliveCountMax` default).
+const KEEPALIVE_MAX: usize = 3;
+
+/// How long `close` waits for a live server to take the disconnect, and then
+/// for the session to end once its socket is cut.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Where a run's SSH credentials come from.
 #[derive(Clone, Default)]
@@ -115,6 +129,7 @@ pub struct SshHost {
     connect_timeout: Duration,
     /// Why the connection ended, when the server or the network ended it.
     lost: Arc<Mutex<Option<String>>>,
+    link: Link,
     closed: AtomicBool,
 }
 
@@ -127,16 +142,17 @@ impl SshHost {
         let mut deadline = Deadline::new(target.connect_timeout, format!("connecting to {label}"));
         let bastion = ctx.bastions.through(target, ctx, &mut deadline).await?;
         let _handshake = ctx.bastions.handshake_slot(target, &mut deadline).await;
-        let (handle, lost) =
+        let session =
             authenticated_session(target, &label, bastion.as_deref(), ctx, &mut deadline).await?;
         Ok(SshHost {
-            handle: Arc::new(handle),
+            handle: Arc::new(session.handle),
             bastion,
             label,
             sessions: Arc::new(Semaphore::new(MAX_SESSIONS)),
             shell: tokio::sync::Mutex::new(Slot::Empty),
             connect_timeout: target.connect_timeout,
-            lost,
+            lost: session.lost,
+            link: session.link,
             closed: AtomicBool::new(false),
         })
     }
@@ -145,7 +161,7 @@ impl SshHost {
     fn channel_error(&self, error: russh::Error) -> TransportError {
         match error {
             russh::Error::ChannelOpenFailure(reason) => TransportError::Other(format!(
-                "{} refused to open a channel: {}",
+                "{} refused to open a channel: {} (does its sshd allow fewer sessions at once, MaxSessions, than hoist uses?)",
                 self.label,
                 open_failure(&reason)
             )),
@@ -156,6 +172,7 @@ impl SshHost {
 
     fn is_gone(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+            || self.link.is_ended()
             || self.handle.is_closed()
             || self.bastion.as_ref().is_some_and(|b| b.is_closed())
     }
@@ -176,15 +193,22 @@ impl SshHost {
     }
 }
 
+/// An authenticated connection, with where its end reason will be and its socket's handle.
+struct Session {
+    handle: Handle<Client>,
+    lost: Arc<Mutex<Option<String>>>,
+    link: Link,
+}
+
 /// TCP (or a channel through `via`), handshake with the host key checked,
-/// then authentication. Returns the connection and where its end reason will be.
+/// then authentication.
 async fn authenticated_session(
     target: &SshTarget,
     label: &str,
     via: Option<&Handle<Client>>,
     ctx: &SshContext,
     deadline: &mut Deadline,
-) -> Result<(Handle<Client>, Arc<Mutex<Option<String>>>), TransportError> {
+) -> Result<Session, TransportError> {
     let policy = HostKeyPolicy::new(target, label.to_string());
     let config = Arc::new(client_config(target, &policy.known_algorithms()));
     let refusal = Arc::new(Mutex::new(None));
@@ -198,6 +222,8 @@ async fn authenticated_session(
         host: label.to_string(),
         reason,
     };
+    let link = Link::default();
+    let abandoned = CutUnlessKept::new(&link);
 
     let socket: Box<dyn Stream> = match via {
         None => {
@@ -222,6 +248,7 @@ async fn authenticated_session(
             Box::new(channel.into_stream())
         }
     };
+    let socket = link.watch(socket, dead_after(target), Arc::clone(&lost));
     let mut handle = match deadline
         .run(client::connect_stream(config, socket, handler))
         .await?
@@ -239,10 +266,12 @@ async fn authenticated_session(
     let authenticated =
         auth::authenticate(&mut handle, target, agent, &ctx.keys, label, deadline).await;
     if let Err(e) = authenticated {
-        let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+        let goodbye = handle.disconnect(Disconnect::ByApplication, "", "en");
+        let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
         return Err(e);
     }
-    Ok((handle, lost))
+    abandoned.keep();
+    Ok(Session { handle, lost, link })
 }
 
 impl SshHost {
@@ -326,6 +355,9 @@ impl Transport for SshHost {
         let quoted = shlex::try_quote(script).map_err(|_| {
             TransportError::Other("a remote command cannot contain a NUL byte".into())
         })?;
+        if self.is_gone() {
+            return Err(self.lost_connection());
+        }
         let deadline = Instant::now() + timeout;
         let timed_out = |_| TransportError::Timeout {
             what: "command".into(),
@@ -344,6 +376,9 @@ impl Transport for SshHost {
     }
 
     async fn open_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {
+        if self.is_gone() {
+            return Err(self.lost_connection());
+        }
         let open = self
             .handle
             .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0);
@@ -368,12 +403,78 @@ impl Transport for SshHost {
         if let Ok(mut slot) = self.shell.try_lock() {
             *slot = Slot::Unavailable;
         }
-        if !self.closed.swap(true, Ordering::SeqCst) {
-            let _ = self
-                .handle
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // A live session sends the disconnect and ends within a round trip.
+        // One on a dead link may never take the message (russh takes none
+        // while a channel's data waits for window), so its socket is cut.
+        let goodbye = async {
+            let _ = (self.handle)
                 .disconnect(Disconnect::ByApplication, "", "en")
                 .await;
+            self.link.ended().await;
+        };
+        let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
+        self.link.cut();
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.link.ended()).await;
+    }
+
+    async fn check_sessions(&self, needed: usize) -> Result<(), TransportError> {
+        if self.is_gone() {
+            return Err(self.lost_connection());
         }
+        if needed > MAX_SESSIONS {
+            return Err(TransportError::Other(format!(
+                "hoist opens at most {MAX_SESSIONS} sessions on one connection, not {needed}"
+            )));
+        }
+        self.open_sessions(needed).await
+    }
+}
+
+impl SshHost {
+    /// Holds `needed` sessions at once, the persistent shell counted, then
+    /// lets the ones it opened go.
+    async fn open_sessions(&self, needed: usize) -> Result<(), TransportError> {
+        let held = match self.shell.try_lock() {
+            // Busy running a command: it exists.
+            Err(_) => 1,
+            Ok(mut slot) => {
+                if matches!(*slot, Slot::Empty) {
+                    *slot = match Shell::start(&self.reach()).await {
+                        Some(shell) => Slot::Idle(Box::new(shell)),
+                        None if self.is_gone() => return Err(self.lost_connection()),
+                        None => Slot::Unavailable,
+                    };
+                }
+                usize::from(matches!(*slot, Slot::Idle(_)))
+            }
+        };
+        let mut opened = Vec::new();
+        for granted in held..needed {
+            let permit = self.sessions.acquire().await;
+            match self.handle.channel_open_session().await {
+                Ok(channel) => opened.push((channel, permit)),
+                Err(russh::Error::ChannelOpenFailure(reason)) => {
+                    return Err(TransportError::TooFewSessions {
+                        host: self.label.clone(),
+                        granted,
+                        needed,
+                        reason: open_failure(&reason),
+                    });
+                }
+                Err(e) => return Err(self.channel_error(e)),
+            }
+        }
+        for (channel, _permit) in &opened {
+            let _ = channel.close().await;
+        }
+        // The server has read the closes once it answers what follows them,
+        // so the sessions are free when the caller goes on. (russh hands no
+        // `Close` back for a channel we closed ourselves.)
+        let _ = self.handle.send_ping().await;
+        Ok(())
     }
 }
 
@@ -391,12 +492,28 @@ fn label(target: &SshTarget) -> String {
     }
 }
 
+/// How long a write may move nothing before the peer counts as dead: as
+/// long as keepalives would go unanswered (what OpenSSH allows an idle
+/// server, ServerAliveInterval × ServerAliveCountMax), since a peer that
+/// acknowledges nothing is as silent as one that does not answer; never
+/// less than connect_timeout, the time a host gets to answer at all, so
+/// that TCP's retransmission backoff after a brief loss is not taken for a
+/// dead link.
+fn dead_after(target: &SshTarget) -> Duration {
+    (target.keepalive * KEEPALIVE_MAX as u32).max(target.connect_timeout)
+}
+
 fn client_config(target: &SshTarget, known: &[Algorithm]) -> client::Config {
     let keepalive = Some(target.keepalive).filter(|k| !k.is_zero());
     client::Config {
         window_size: WINDOW_SIZE,
+        // An idle server that answers none of KEEPALIVE_MAX keepalives is
+        // gone; writes are bounded by `link`. No inactivity_timeout: russh
+        // runs it during authentication too, where hoist may be waiting on
+        // a person typing a passphrase, and keepalives already cover a
+        // silent server once logged in.
         keepalive_interval: keepalive,
-        keepalive_max: 3,
+        keepalive_max: KEEPALIVE_MAX,
         inactivity_timeout: None,
         nodelay: true,
         preferred: prefer_known_key_types(known),

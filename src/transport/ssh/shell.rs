@@ -72,8 +72,11 @@ struct Running {
 
 impl Shell {
     /// Opens a channel and starts the shell in it through the login shell,
-    /// waiting (at most `reach.limit`) until it is ready for commands.
-    /// `None`: the shell did not come up (or the connection is gone).
+    /// waiting until it is ready for commands: as long as the caller's own
+    /// deadline allows. A login shell that is slow to start (a heavy
+    /// ~/.bashrc on a loaded host) is no reason to give up the shell for
+    /// the rest of the run, which would pay that start-up again for every
+    /// command. `None`: the shell did not come up (or the connection is gone).
     pub async fn start(reach: &Reach) -> Option<Shell> {
         let session = Arc::clone(&reach.sessions).acquire_owned().await.ok();
         let channel = reach.handle.channel_open_session().await.ok()?;
@@ -88,8 +91,7 @@ impl Shell {
         };
         let nonce = Nonce::new();
         shell.tx.exec(true, frame::start(&nonce)).await.ok()?;
-        let ready = tokio::time::timeout(reach.limit, shell.wait_ready(&nonce)).await;
-        ready.unwrap_or(false).then_some(shell)
+        shell.wait_ready(&nonce).await.then_some(shell)
     }
 
     /// Reads until both streams said ready; false if the channel ends first.

@@ -130,3 +130,75 @@ fn pipe(a: TcpStream, b: TcpStream) {
     copy(a.try_clone().unwrap(), b.try_clone().unwrap());
     copy(b, a);
 }
+
+/// A veth pair from the test's own namespace into `Netns`: a real link that
+/// a test can take down. `outside` and `inside` are the two ends' addresses.
+pub struct Veth {
+    pub outside: String,
+    pub inside: String,
+    ns: String,
+    outer: String,
+    inner: String,
+}
+
+impl Netns {
+    /// A /30 between here and the namespace, both ends up.
+    pub fn veth(&self) -> Result<Veth, String> {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let id = std::process::id() % 100_000;
+        let (outer, inner) = (format!("hv{id}x{n}a"), format!("hv{id}x{n}b"));
+        let net = format!("10.{}.{}", 100 + id % 100, n % 250);
+        let veth = Veth {
+            outside: format!("{net}.1"),
+            inside: format!("{net}.2"),
+            ns: self.name.clone(),
+            outer,
+            inner,
+        };
+        ip(&[
+            "link",
+            "add",
+            &veth.outer,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &veth.inner,
+        ])?;
+        ip(&["link", "set", &veth.inner, "netns", &self.name])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/30", veth.outside),
+            "dev",
+            &veth.outer,
+        ])?;
+        let inside = format!("{}/30", veth.inside);
+        ip(&["-n", &self.name, "addr", "add", &inside, "dev", &veth.inner])?;
+        veth.mend()?;
+        ip(&["link", "set", &veth.outer, "up"])?;
+        Ok(veth)
+    }
+}
+
+impl Veth {
+    /// Takes the namespace's end down: from then on both sides' packets
+    /// are dropped without a word, as with a pulled cable.
+    pub fn cut(&self) -> Result<(), String> {
+        ip(&["-n", &self.ns, "link", "set", &self.inner, "down"])
+    }
+
+    /// Brings the link back, forgetting the neighbours that failed to
+    /// answer meanwhile (else the next connect is "no route to host").
+    pub fn mend(&self) -> Result<(), String> {
+        ip(&["-n", &self.ns, "link", "set", &self.inner, "up"])?;
+        ip(&["neigh", "flush", "dev", &self.outer])?;
+        ip(&["-n", &self.ns, "neigh", "flush", "dev", &self.inner])
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", &self.outer]);
+    }
+}

@@ -85,6 +85,9 @@ pub struct SshdOptions {
     pub netns: Option<String>,
     /// Lines appended to sshd_config (e.g. a `ForceCommand`).
     pub extra_config: String,
+    /// `MaxSessions`; `None` keeps the harness's 50. (Set here: sshd takes
+    /// a keyword's first value, so `extra_config` cannot lower it.)
+    pub max_sessions: Option<u32>,
 }
 
 /// A running sshd on 127.0.0.1, logging in as the current user.
@@ -268,13 +271,14 @@ PubkeyAuthentication yes
 PermitRootLogin yes
 AllowTcpForwarding yes
 MaxStartups {max_startups}
-MaxSessions 50
+MaxSessions {max_sessions}
 MaxAuthTries 50
 LogLevel {log_level}
 ",
         authorized_keys = authorized_keys.display(),
         pid = dir.join("sshd.pid").display(),
         max_startups = options.max_startups.as_deref().unwrap_or("100:30:200"),
+        max_sessions = options.max_sessions.unwrap_or(50),
         log_level = options.log_level.as_deref().unwrap_or("VERBOSE"),
     )
 }
