@@ -6,6 +6,8 @@ mod both_transports;
 mod cli;
 mod deploy_local;
 mod deploy_ssh;
+mod faults;
 mod fleets;
 mod rollout_ssh;
 mod ssh_transport;
+mod transport_faults;

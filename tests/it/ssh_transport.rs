@@ -1226,7 +1226,7 @@ async fn timing_of_twenty_sequential_empty_commands() {
 #[tokio::test]
 async fn a_host_granting_fewer_sessions_than_a_deploy_holds_fails_the_check() {
     let key = ClientKey::ed25519();
-    let options = |max| support::sshd::SshdOptions {
+    let options = |max| crate::support::sshd::SshdOptions {
         max_sessions: Some(max),
         ..Default::default()
     };
