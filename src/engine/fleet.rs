@@ -50,7 +50,19 @@ impl Node {
         script: &str,
         stdin: Option<Stdin>,
     ) -> Result<Output, Failure> {
-        let out = self.run(script, stdin).await?;
+        self.must_within(what, script, stdin, self.host.command_timeout)
+            .await
+    }
+
+    /// [`Node::must`] within `timeout` instead of the command timeout.
+    pub(crate) async fn must_within(
+        &self,
+        what: &str,
+        script: &str,
+        stdin: Option<Stdin>,
+        timeout: Duration,
+    ) -> Result<Output, Failure> {
+        let out = self.run_for(script, stdin, timeout).await?;
         if out.success() {
             Ok(out)
         } else {
@@ -68,6 +80,17 @@ impl Node {
         self.probe = Probe::parse(&out.stdout_str()).map_err(Failure::Other)?;
         self.journal = Journal::parse(&self.probe.journal);
         Ok(())
+    }
+
+    /// The bound on a small bookkeeping command (freeing the lock): what a
+    /// responsive host answers in, so that a host whose link died during the
+    /// run does not hold the end of the run back by a whole command timeout.
+    pub fn quick_limit(&self) -> Duration {
+        let responsive = match &self.host.transport {
+            HostTransport::Ssh(target) => target.connect_timeout.max(Duration::from_secs(5)),
+            HostTransport::Local { .. } => self.host.command_timeout,
+        };
+        responsive.min(self.host.command_timeout)
     }
 
     /// The release `current` points at, as text.

@@ -254,15 +254,6 @@ printf '%s\n' {content_sha} > "$H/sums/{id}" && mv "$P.d" "$R" || exit {finish}
         )
     }
 
-    /// Removes what an abandoned upload left behind.
-    pub fn discard(&self, id: &ReleaseId, token: &str) -> String {
-        format!(
-            "{head}\nP={part}\nrm -rf \"$P.part\" \"$P.d\"",
-            head = self.head(),
-            part = self.part(id, token)
-        )
-    }
-
     /// Runs one hook with `sh -c` in `dir`, with the given environment.
     pub fn hook(&self, dir: &str, env: &[(String, String)], command: &str) -> String {
         let mut script = format!("cd {} || exit 1\n", q(dir));

@@ -157,7 +157,7 @@ async fn release_nodes(ctx: &Context, nodes: &[&Node], message: Option<&str>) {
         let script = node.layout.unlock(Some(&token), &entry);
         async move {
             let answer = node
-                .must("freeing the lock", &script, None)
+                .must_within("freeing the lock", &script, None, node.quick_limit())
                 .await
                 .and_then(|out| UnlockAnswer::parse(&out.stdout_str()).map_err(Failure::Other));
             match answer {

@@ -15,7 +15,6 @@ use super::{Context, Failed, Failure};
 use crate::artifact::Artifact;
 use crate::release::ReleaseId;
 use crate::report::{Event, Level, Phase, Reporter};
-use crate::transport::TransportError;
 
 /// A release on this host made from the same content, if any.
 pub(crate) fn already_held(node: &Node, artifact: &Artifact) -> Option<ReleaseId> {
@@ -74,22 +73,12 @@ pub(crate) async fn deliver(
         r = upload => r,
         _ = halt.cancelled() => Err(if ctx.cancel.is_cancelled() { Failure::Interrupted } else { Failure::Halted }),
     };
-    if let Err(e) = result {
-        // The remote script cleans up after itself; this covers a command
-        // that was cut off before its trap could run. Not on a lost
-        // connection, and never for long: the next run clears what is left.
-        if !matches!(e, Failure::Transport(TransportError::Disconnected { .. })) {
-            let limit = DISCARD_LIMIT.min(node.host.command_timeout);
-            let discard = node.layout.discard(id, &ctx.run_id);
-            let _ = node.run_for(&discard, None, limit).await;
-        }
-        return Err(in_its_step(e));
-    }
-    Ok(())
+    // An upload cut off (a halt, Ctrl-C, a lost link) cleans up after
+    // itself on the host (its script's trap); whatever a cut left behind is
+    // cleared when the next run takes the lock. Nothing more is sent to a
+    // host whose connection may be dead.
+    result.map(|_| ()).map_err(in_its_step)
 }
-
-/// The most a clean-up after a failed upload may take.
-const DISCARD_LIMIT: Duration = Duration::from_secs(5);
 
 /// A failed receive, named after the step of the host's script that failed
 /// (its exit code says which) and reported in that step's phase.

@@ -408,3 +408,136 @@ async fn connect_when_up(target: &SshTarget) -> SshHost {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A whole deploy with some hosts' links cut while their uploads are sending:
+/// it ends within connect_timeout + command_timeout and a few seconds, with
+/// exit 5, a summary, every other host back where it was and no lock left.
+/// `HOIST_CUT_RUNS=20` repeats it (the figure issue 13 asks for).
+#[test]
+fn a_deploy_with_links_cut_mid_upload_ends_in_time_with_exit_5() {
+    let runs: usize = std::env::var("HOIST_CUT_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for run in 1..=runs {
+        let took = runtime.block_on(deploy_with_cut_links());
+        eprintln!("cut-mid-upload run {run}/{runs}: ended {took:.1?} after the cut");
+    }
+}
+
+async fn deploy_with_cut_links() -> Duration {
+    use support::project::{Project, ndjson, whoami};
+    const CONNECT: u64 = 3;
+    const COMMAND: u64 = 15;
+    let key = ClientKey::ed25519();
+    let hosts: Vec<Sshd> = (0..6).map(|_| Sshd::start(&[&key])).collect();
+    let mut relays = Vec::new();
+    let mut p = Project::new();
+    for (i, h) in hosts.iter().enumerate() {
+        // web4..web6 are reached through relays that the test will freeze.
+        let port = if i >= 3 {
+            let relay = Relay::start(h.port).await;
+            let port = relay.port;
+            relays.push(relay);
+            port
+        } else {
+            h.port
+        };
+        p = p.ssh_host(&format!("web{}", i + 1), port, &h.root, "");
+    }
+    let known: String = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let port = if i >= 3 { relays[i - 3].port } else { h.port };
+            h.known_hosts_line().replacen(
+                &format!("[127.0.0.1]:{}", h.port),
+                &format!("[127.0.0.1]:{port}"),
+                1,
+            ) + "\n"
+        })
+        .collect();
+    std::fs::write(p.path().join("known_hosts"), known).unwrap();
+    // Incompressible, so that the uploads are still sending when the links go.
+    let build = p.path().join("build");
+    std::fs::create_dir_all(&build).unwrap();
+    let mut data = vec![0u8; 24 * 1024 * 1024];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(build.join("payload.bin"), &data).unwrap();
+    let p = p
+        .toml("[strategy]\ncanary = 0\nbatch = \"100%\"\nparallel = 6")
+        .write_with_ssh(&format!(
+            "user = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"known_hosts\"]\nconnect_timeout = \"{CONNECT}s\"\ncommand_timeout = \"{COMMAND}s\"",
+            whoami(),
+            key.path.display()
+        ));
+    // web1..web3 hold a release to go back to.
+    let small = p.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    std::fs::write(small.join("app.txt"), "v1").unwrap();
+    let config = std::fs::read_to_string(p.path().join("deploy.toml")).unwrap();
+    let first = config.replace("path = \"build\"", "path = \"small\"");
+    std::fs::write(p.path().join("first.toml"), first).unwrap();
+    p.hoist(&["deploy", "--yes", "-c", "first.toml"])
+        .assert()
+        .success();
+    let before: Vec<Option<String>> = (1..=6).map(|i| p.current(&format!("web{i}"))).collect();
+
+    let freezes: Vec<CancellationToken> = relays.iter().map(|r| r.frozen.clone()).collect();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hoist"))
+        .current_dir(p.path())
+        .args(["deploy", "--yes", "--json"])
+        .env("HOME", p.path().join("home"))
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        let mut cut_at = None;
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let line = line.unwrap();
+            if cut_at.is_none() && line.contains("\"upload_progress\"") {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let host = v["host"].as_str().unwrap_or("");
+                if ["web4", "web5", "web6"].contains(&host) && v["bytes"].as_u64() > Some(1 << 20) {
+                    freezes.iter().for_each(CancellationToken::cancel);
+                    cut_at = Some(Instant::now());
+                }
+            }
+            lines.push(line);
+        }
+        (lines, cut_at)
+    });
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    let ended = Instant::now();
+    let (lines, cut_at) = reader.join().unwrap();
+    let cut_at = cut_at.expect("the links were cut mid-upload");
+    let took = ended - cut_at;
+    let events = ndjson((lines.join("\n") + "\n").as_bytes());
+    let summary = events.last().unwrap();
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(status.code(), Some(5), "{summary}");
+    assert!(
+        took < Duration::from_secs(CONNECT + COMMAND + 6),
+        "ended {took:?} after the cut"
+    );
+    for (i, was) in before.iter().enumerate().take(3) {
+        let host = format!("web{}", i + 1);
+        assert_eq!(&p.current(&host), was, "{host} is back where it was");
+        assert!(!p.locked(&host), "no lock left on {host}");
+    }
+    drop(relays);
+    took
+}

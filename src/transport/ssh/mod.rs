@@ -335,6 +335,33 @@ impl SshHost {
             })
     }
 
+    /// After a command timed out: is the connection still usable? A server
+    /// that does not answer a keepalive within the connect timeout (a cut
+    /// link, or a session wedged behind a stalled stream) is given up, so
+    /// that what comes next on this host (freeing its lock, a rollback)
+    /// fails at once instead of waiting out its own timeout. In the
+    /// background: the timeout is reported when it happens.
+    fn check_alive(&self) {
+        let handle = Arc::clone(&self.handle);
+        let link = self.link.clone();
+        let lost = Arc::clone(&self.lost);
+        let limit = self.connect_timeout;
+        tokio::spawn(async move {
+            let answered = tokio::time::timeout(limit, handle.send_ping()).await;
+            if !matches!(answered, Ok(Ok(()))) {
+                if let Ok(mut lost) = lost.lock() {
+                    lost.get_or_insert_with(|| {
+                        format!(
+                            "no answer to a keepalive within {} after a command timed out",
+                            humantime::format_duration(limit)
+                        )
+                    });
+                }
+                link.cut();
+            }
+        });
+    }
+
     fn reach(&self) -> Reach {
         Reach {
             handle: Arc::clone(&self.handle),
@@ -365,14 +392,21 @@ impl Transport for SshHost {
         };
         if stdin.is_none() {
             let in_shell = tokio::time::timeout_at(deadline, self.exec_in_shell(&quoted));
-            if let Some(result) = in_shell.await.map_err(timed_out)? {
-                return result;
+            match in_shell.await {
+                Ok(Some(result)) => return result,
+                Ok(None) => {}
+                Err(elapsed) => {
+                    self.check_alive();
+                    return Err(timed_out(elapsed));
+                }
             }
         }
         let command = format!("sh -c {quoted}");
-        tokio::time::timeout_at(deadline, self.exec_on_channel(command, stdin))
-            .await
-            .map_err(timed_out)?
+        let result = tokio::time::timeout_at(deadline, self.exec_on_channel(command, stdin)).await;
+        result.map_err(|elapsed| {
+            self.check_alive();
+            timed_out(elapsed)
+        })?
     }
 
     async fn open_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {
