@@ -427,7 +427,7 @@ fn a_deploy_with_links_cut_mid_upload_ends_in_time_with_exit_5() {
 }
 
 async fn deploy_with_cut_links() -> Duration {
-    use support::project::{Project, ndjson, whoami};
+    use crate::support::project::{Project, ndjson, whoami};
     const CONNECT: u64 = 3;
     const COMMAND: u64 = 15;
     let key = ClientKey::ed25519();
