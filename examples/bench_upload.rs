@@ -10,7 +10,7 @@
 //! wave, freeing the lock) and hoist's largest resident set. The hoist
 //! binary must be built first (`cargo build --release`).
 
-#[path = "../tests/support/sshd.rs"]
+#[path = "../tests/it/support/sshd.rs"]
 mod sshd;
 
 use std::io::Write;

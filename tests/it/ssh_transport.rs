@@ -1,16 +1,14 @@
 //! The SSH transport against real OpenSSH servers.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::sshd::{Agent, ClientKey, Sshd, current_user};
 use hoist::config::{HostKeyChecking, JumpHost, SshTarget};
 use hoist::transport::ssh::{SshContext, SshContextOptions, SshHost};
 use hoist::transport::{Output, Transport, TransportError};
 use sha2::{Digest, Sha256};
-use support::sshd::{Agent, ClientKey, Sshd, current_user};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -1206,7 +1204,7 @@ async fn close_ends_the_shell_and_later_commands_report_disconnected() {
 
 /// 20 sequential `exec("true")` on one connection, on a channel each (as
 /// before the persistent shell) and in the shell, twice each.
-/// `cargo test --test ssh_transport -- --ignored --nocapture timing`
+/// `cargo test --test it ssh_transport:: -- --ignored --nocapture timing`
 #[tokio::test]
 #[ignore = "a measurement, not a check"]
 async fn timing_of_twenty_sequential_empty_commands() {
@@ -1228,7 +1226,7 @@ async fn timing_of_twenty_sequential_empty_commands() {
 #[tokio::test]
 async fn a_host_granting_fewer_sessions_than_a_deploy_holds_fails_the_check() {
     let key = ClientKey::ed25519();
-    let options = |max| support::sshd::SshdOptions {
+    let options = |max| crate::support::sshd::SshdOptions {
         max_sessions: Some(max),
         ..Default::default()
     };

@@ -36,6 +36,14 @@ impl Netns {
     }
 }
 
+/// Moves the calling thread (only it) into the namespace `name`: what it
+/// binds or dials from then on is inside.
+pub fn enter(name: &str) {
+    let file = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = ip(&["netns", "del", &self.name]);

@@ -38,13 +38,18 @@ impl Project {
     /// Adds `n` local-transport hosts named local1..localN.
     pub fn local_hosts(mut self, n: usize) -> Project {
         for i in 1..=n {
-            let name = format!("local{i}");
-            let root = format!("hosts/{name}");
-            let toml = format!("[hosts.{name}]\ntransport = \"local\"\nroot = \"{root}\"\n");
-            self.deploy_paths
-                .push((name.clone(), self.path().join(&root).join("srv/app")));
-            self.hosts.push((name, toml));
+            self = self.local_host(&format!("local{i}"));
         }
+        self
+    }
+
+    /// Adds one local-transport host named `name`, under `hosts/NAME`.
+    pub fn local_host(mut self, name: &str) -> Project {
+        let root = format!("hosts/{name}");
+        let toml = format!("[hosts.{name}]\ntransport = \"local\"\nroot = \"{root}\"\n");
+        self.deploy_paths
+            .push((name.to_string(), self.path().join(&root).join("srv/app")));
+        self.hosts.push((name.to_string(), toml));
         self
     }
 

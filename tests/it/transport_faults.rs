@@ -2,8 +2,6 @@
 //! stop mid-upload, silent peers, jump hosts going away. A dead host must
 //! fail within its timeouts, fail what comes after at once, and let go.
 
-mod support;
-
 use std::io::Cursor;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -12,12 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::support::netns::Netns;
+use crate::support::sshd::{ClientKey, Sshd, current_user};
 use futures_util::future::join_all;
 use hoist::config::{HostKeyChecking, JumpHost, SshTarget};
 use hoist::transport::ssh::{SshContext, SshContextOptions, SshHost};
 use hoist::transport::{Stdin, Transport, TransportError};
-use support::netns::Netns;
-use support::sshd::{ClientKey, Sshd, current_user};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -372,7 +370,7 @@ async fn a_veth_link_taken_down_mid_upload_fails_the_host_within_its_timeouts() 
         }
     };
     let key = ClientKey::ed25519();
-    let options = support::sshd::SshdOptions {
+    let options = crate::support::sshd::SshdOptions {
         netns: Some(ns.name.clone()),
         extra_config: format!("ListenAddress {}:22\n", veth.inside),
         ..Default::default()
@@ -429,7 +427,7 @@ fn a_deploy_with_links_cut_mid_upload_ends_in_time_with_exit_5() {
 }
 
 async fn deploy_with_cut_links() -> Duration {
-    use support::project::{Project, ndjson, whoami};
+    use crate::support::project::{Project, ndjson, whoami};
     const CONNECT: u64 = 3;
     const COMMAND: u64 = 15;
     let key = ClientKey::ed25519();

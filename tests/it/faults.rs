@@ -1,12 +1,10 @@
 //! Regression tests for faults that broke hoist's promises (issue 13): each
 //! is named after what it pins.
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::project::{Project, ndjson, printed, whoami};
+use crate::support::project::{Project, ndjson, printed, whoami};
 
 /// The hoist binary as a plain process (to run it in the background).
 fn hoist_bin(p: &Project, args: &[&str]) -> Command {
@@ -102,7 +100,7 @@ fn a_second_concurrent_rollback_answers_locked() {
 fn a_name_that_never_resolves_fails_within_the_connect_timeout_and_nothing_waits_after() {
     // A name server that never answers, for the hoist process only: a mount
     // namespace in which /etc/resolv.conf names a UDP socket this test holds.
-    if !support::sshd::is_root() {
+    if !crate::support::sshd::is_root() {
         eprintln!("skipped: needs root for a private mount namespace");
         return;
     }
@@ -259,7 +257,7 @@ fn leftovers_of_abandoned_uploads_are_cleared_by_the_next_run() {
 
 #[test]
 fn max_sessions_1_fails_check_and_deploy_preflight_naming_max_sessions() {
-    use support::sshd::{ClientKey, Sshd, SshdOptions};
+    use crate::support::sshd::{ClientKey, Sshd, SshdOptions};
     let key = ClientKey::ed25519();
     let options = SshdOptions {
         max_sessions: Some(1),

@@ -1,14 +1,12 @@
 //! Real fleets: hosts named in ~/.ssh/config, reached only through a
 //! bastion, picked with --limit, listed by a dynamic inventory.
 
-mod support;
-
 use std::path::Path;
 use std::time::Instant;
 
-use support::netns::{Forward, Netns};
-use support::project::{Project, ndjson, printed};
-use support::sshd::{ClientKey, Sshd, SshdOptions, current_user};
+use crate::support::netns::{Forward, Netns};
+use crate::support::project::{Project, ndjson, printed};
+use crate::support::sshd::{ClientKey, Sshd, SshdOptions, current_user};
 
 /// OpenSSH's own default, which the harness raises for other tests.
 const DEFAULT_MAX_STARTUPS: &str = "10:30:100";
@@ -185,7 +183,13 @@ fn a_fleet_named_only_in_ssh_config_deploys_through_its_bastion() {
     let out = p.hoist(&["deploy"]).assert().success().get_output().clone();
     f.assert_deployed();
     f.assert_all_through_the_bastion();
-    assert!(printed(&out).contains("web01"), "{}", printed(&out));
+    assert!(
+        printed(&out)
+            .lines()
+            .any(|l| l.contains("web01") && l.contains(" ok in ")),
+        "web01, its ~/.ssh/config alias, reported done: {}",
+        printed(&out)
+    );
 
     // `check -v` names ~/.ssh/config as the source of what it used.
     let out = p

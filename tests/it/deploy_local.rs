@@ -1,8 +1,6 @@
 //! The whole path on local-transport hosts: no servers needed.
 
-mod support;
-
-use support::project::{Project, ndjson, tree};
+use crate::support::project::{Project, ndjson, tree};
 
 fn three_hosts() -> Project {
     Project::new()
@@ -32,30 +30,11 @@ fn deploy_puts_every_host_on_the_same_whole_release() {
 }
 
 #[test]
-fn rollback_returns_to_the_first_release() {
-    let p = three_hosts();
-    p.hoist(&["deploy"]).assert().success();
-    let first = p.current("local1").unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let p = p
-        .artifact(&[("bin/app", "#!/bin/sh\necho v2\n"), ("README", "second")])
-        .write();
-    p.hoist(&["deploy"]).assert().success();
-    let second = p.current("local1").unwrap();
-    assert_ne!(first, second);
-    p.hoist(&["rollback"]).assert().success();
-    for host in p.host_names() {
-        assert_eq!(p.current(&host).as_deref(), Some(first.as_str()));
-        assert_eq!(p.read_current(&host, "README"), "first");
-    }
-    // The rolled-back release is never the automatic target again.
-    p.hoist(&["rollback"]).assert().code(3);
-}
-
-#[test]
 fn redeploying_the_same_artifact_uploads_nothing() {
     let p = three_hosts();
     p.hoist(&["deploy"]).assert().success();
+    // Needed until two deploys within one second get ordered ids (see
+    // `two_deploys_within_one_second_get_ids_in_deploy_order`).
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = p
         .hoist(&["deploy", "--json"])
@@ -83,9 +62,26 @@ fn keep_releases_prunes_but_never_current_or_the_target() {
     for i in 0..5 {
         p = p.artifact(&[("README", &format!("r{i}"))]).write();
         p.hoist(&["deploy"]).assert().success();
-        std::thread::sleep(std::time::Duration::from_millis(1100));
     }
     let releases = p.releases("local1");
     assert_eq!(releases.len(), 3, "keep_releases = 3: {releases:?}");
     assert!(releases.contains(&p.current("local1").unwrap()));
+}
+
+#[test]
+#[ignore = "fails until ReleaseId::next (src/release.rs) compares whole seconds: a held stamp 12:00:00 is < now 12:00:00.6, so a deploy in the same second reuses its second"]
+fn two_deploys_within_one_second_get_ids_in_deploy_order() {
+    let p = three_hosts();
+    p.hoist(&["deploy"]).assert().success();
+    let first = p.current("local1").unwrap();
+    p.hoist(&["deploy"]).assert().success();
+    let again = p.current("local1").unwrap();
+    assert!(
+        again > first,
+        "a redeploy is a new, later release: {again} after {first}"
+    );
+    let p = p.artifact(&[("README", "second")]).write();
+    p.hoist(&["deploy"]).assert().success();
+    let second = p.current("local1").unwrap();
+    assert!(second > again, "{second} sorts after {again}");
 }

@@ -1,0 +1,13 @@
+//! hoist's integration tests, one binary: `cargo test --test it MODULE::`.
+
+mod support;
+
+mod both_transports;
+mod cli;
+mod deploy_local;
+mod deploy_ssh;
+mod faults;
+mod fleets;
+mod rollout_ssh;
+mod ssh_transport;
+mod transport_faults;

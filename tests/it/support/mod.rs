@@ -1,0 +1,7 @@
+//! Shared helpers for integration tests: `use crate::support::project::*;`.
+#![allow(dead_code)]
+
+pub mod fleet;
+pub mod netns;
+pub mod project;
+pub mod sshd;
