@@ -11,8 +11,8 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use super::ssh_keys::ssh_keys;
 use super::values::{
     AmountOrNone, Batch, Checking, Commands, Dur, HostPatterns, Jump, LocalPaths, MAX_PARALLEL,
-    Name, NonZeroDur, OnFailureValue, PauseValue, Port, Positive, RemotePath, TransportKind, User,
-    Vars,
+    Name, NonZeroDur, OnFailureValue, PauseValue, Port, Positive, RemotePath, Retries,
+    TransportKind, User, Vars,
 };
 
 /// Declares a struct holding `extra` fields and then every SSH key of the

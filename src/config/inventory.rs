@@ -317,6 +317,7 @@ impl Inventory<'_> {
                     host_key_checking: settings.host_key_checking,
                     host_key: raw.host_key.clone(),
                     connect_timeout: settings.connect_timeout,
+                    connect_retries: settings.connect_retries,
                     keepalive: settings.keepalive,
                     jump,
                     sources,

@@ -71,6 +71,8 @@ pub struct SshTarget {
     /// `SHA256:...` fingerprint pin; beats known_hosts.
     pub host_key: Option<String>,
     pub connect_timeout: Duration,
+    /// Reconnects after a refused, reset or timed-out connect, within `connect_timeout`.
+    pub connect_retries: u32,
     pub keepalive: Duration,
     /// Bastions to go through, outermost first.
     pub jump: Vec<JumpHost>,

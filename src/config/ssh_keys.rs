@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::layer::{Env, check_user, local_path};
 use super::model::{Host, HostKeyChecking, HostTransport, SshTarget};
-use super::values::{Checking, Hop, Jump, LocalPaths, NonZeroDur, Port, User};
+use super::values::{Checking, Hop, Jump, LocalPaths, NonZeroDur, Port, Retries, User};
 
 /// The table. Hands every row to `$then!`, after `$then`'s own input:
 /// `$then! { <input> keys { <rows> } }`. A row reads
@@ -80,6 +80,13 @@ macro_rules! ssh_keys {
                 ssh_config: None,
                 local: true,
                 show: Some(|h, _| time(h.command_timeout)),
+            }
+            // Reconnects after a refused, reset or timed-out connect.
+            connect_retries: Retries => u32 {
+                default: |_: &Env| 2,
+                ssh_config: None,
+                local: false,
+                show: Some(|_, t| t.connect_retries.to_string()),
             }
             keepalive: NonZeroDur => Duration {
                 default: |_: &Env| Duration::from_secs(15),
@@ -169,6 +176,13 @@ impl Resolve for LocalPaths {
     type Value = Vec<PathBuf>;
     fn resolve(&self, base: &Path, env: &Env) -> Result<Vec<PathBuf>, String> {
         self.0.0.iter().map(|p| local_path(p, base, env)).collect()
+    }
+}
+
+impl Resolve for Retries {
+    type Value = u32;
+    fn resolve(&self, _: &Path, _: &Env) -> Result<u32, String> {
+        Ok(self.0)
     }
 }
 

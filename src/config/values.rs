@@ -151,6 +151,13 @@ pub struct Port(pub u16);
 from_scalar!(Port, |v| int_in(&v, 1, 65535, "a port number (1-65535)")
     .map(|p| Port(p as u16)));
 
+/// How often a failed connect is tried again (`ssh.connect_retries`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retries(pub u32);
+
+from_scalar!(Retries, |v| int_in(&v, 0, 10, "a number of retries (0-10)")
+    .map(|n| Retries(n as u32)));
+
 /// An integer from 1 to `MAX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Positive<const MAX: i64 = { i64::MAX }>(pub usize);

@@ -318,7 +318,7 @@ fn max_sessions_1_fails_check_and_deploy_preflight_naming_max_sessions() {
 
 #[test]
 fn forty_names_for_one_sshd_with_default_max_startups_all_connect() {
-    use support::sshd::{ClientKey, Sshd, SshdOptions};
+    use crate::support::sshd::{ClientKey, Sshd, SshdOptions};
     let key = ClientKey::ed25519();
     let options = SshdOptions {
         max_startups: Some("10:30:100".into()),
@@ -346,4 +346,48 @@ fn forty_names_for_one_sshd_with_default_max_startups_all_connect() {
     let summary = ndjson(&out.stdout).pop().unwrap();
     assert_eq!(summary["exit_code"], 0, "{}", printed(&out));
     assert_eq!(summary["ok"], 40);
+}
+
+#[test]
+fn a_server_that_starts_listening_late_is_reached_by_connect_retries() {
+    use crate::support::sshd::{ClientKey, Sshd};
+    let key = ClientKey::ed25519();
+    let sshd = Sshd::start(&[&key]);
+    // A port that refuses connections for 1.5 s, then leads to the sshd.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let to = sshd.port;
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        for client in listener.incoming().flatten() {
+            let server = std::net::TcpStream::connect(("127.0.0.1", to)).unwrap();
+            for (mut from, mut into) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut into);
+                    let _ = into.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    let p = Project::new()
+        .artifact(&[("app.txt", "v1")])
+        .ssh_host("web1", port, &sshd.root, "");
+    let known =
+        sshd.known_hosts_line()
+            .replacen(&format!("]:{}", sshd.port), &format!("]:{port}"), 1);
+    std::fs::write(p.path().join("known_hosts"), known + "\n").unwrap();
+    let p = p.write_with_ssh(&format!(
+        "user = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"known_hosts\"]\nconnect_timeout = \"8s\"",
+        whoami(),
+        key.path.display()
+    ));
+    p.hoist(&["deploy", "--yes"]).assert().success();
+    assert_eq!(p.read_current("web1", "app.txt"), "v1");
 }

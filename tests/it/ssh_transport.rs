@@ -62,6 +62,7 @@ fn target(port: u16, keys: &[&Path], known_hosts: &Path) -> SshTarget {
         host_key_checking: HostKeyChecking::Strict,
         host_key: None,
         connect_timeout: Duration::from_secs(10),
+        connect_retries: 0,
         keepalive: Duration::from_secs(15),
         jump: vec![],
         sources: vec![],

@@ -143,6 +143,7 @@ impl Server {
             host_key_checking: HostKeyChecking::Strict,
             host_key: Some(self.sshd.host_key_fingerprint()),
             connect_timeout: Duration::from_secs(2),
+            connect_retries: 0,
             keepalive: Duration::from_secs(1),
             jump: vec![],
             sources: vec![],

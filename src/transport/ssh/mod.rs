@@ -142,8 +142,27 @@ impl SshHost {
         let mut deadline = Deadline::new(target.connect_timeout, format!("connecting to {label}"));
         let bastion = ctx.bastions.through(target, ctx, &mut deadline).await?;
         let _handshake = ctx.bastions.handshake_slot(target, &mut deadline).await;
-        let session =
-            authenticated_session(target, &label, bastion.as_deref(), ctx, &mut deadline).await?;
+        let mut retries = target.connect_retries;
+        // 1 s, then 2 s (each give or take half): a server restarting
+        // (or a MaxStartups drop) has time to come back within the budget.
+        let mut backoff = Duration::from_secs(1);
+        let session = loop {
+            match authenticated_session(target, &label, bastion.as_deref(), ctx, &mut deadline)
+                .await
+            {
+                // Refused, reset, or dropped before the key exchange (sshd's
+                // MaxStartups, a restarting server): worth another try while
+                // the budget lasts. A host key or auth failure never is.
+                Err(TransportError::Unreachable { .. })
+                    if retries > 0 && deadline.left() > backoff =>
+                {
+                    retries -= 1;
+                    tokio::time::sleep(jittered(backoff)).await;
+                    backoff *= 2;
+                }
+                other => break other?,
+            }
+        };
         Ok(SshHost {
             handle: Arc::new(session.handle),
             bastion,
@@ -589,6 +608,17 @@ fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
     slot.lock().ok().and_then(|mut s| s.take())
 }
 
+/// `base`, give or take half, so that hosts dropped together do not all
+/// come back at the same instant.
+fn jittered(base: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let spread = (nanos % 1000) as f64 / 1000.0; // 0..1
+    base.mul_f64(0.5 + spread)
+}
+
 /// The connect timeout, as one budget across TCP, handshake and authentication.
 struct Deadline {
     at: Instant,
@@ -608,6 +638,10 @@ impl Deadline {
     /// Time spent waiting on a person (a passphrase prompt) is not the network's.
     fn extend(&mut self, by: Duration) {
         self.at += by;
+    }
+
+    fn left(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
     }
 
     async fn run<F: Future>(&self, work: F) -> Result<F::Output, TransportError> {
