@@ -1116,6 +1116,7 @@ fn sample(key: &str) -> &'static str {
         "known_hosts" => "[\"kh\"]",
         "host_key_checking" => "\"accept-new\"",
         "connect_timeout" => "\"3s\"",
+        "connect_retries" => "3",
         "command_timeout" => "\"4s\"",
         "keepalive" => "\"5s\"",
         "jump" => "\"gw\"",
