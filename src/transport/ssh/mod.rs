@@ -153,11 +153,15 @@ impl SshHost {
                 // Refused, reset, or dropped before the key exchange (sshd's
                 // MaxStartups, a restarting server): worth another try while
                 // the budget lasts. A host key or auth failure never is.
-                Err(TransportError::Unreachable { .. })
-                    if retries > 0 && deadline.left() > backoff =>
-                {
+                Err(e @ TransportError::Unreachable { .. }) if retries > 0 => {
+                    let pause = jittered(backoff);
+                    // Another try only with time left for it: else the real
+                    // reason (refused) would end up reported as a timeout.
+                    if deadline.left() < pause + Duration::from_millis(500) {
+                        return Err(e);
+                    }
                     retries -= 1;
-                    tokio::time::sleep(jittered(backoff)).await;
+                    tokio::time::sleep(pause).await;
                     backoff *= 2;
                 }
                 other => break other?,
