@@ -18,9 +18,6 @@ fn redeploy_of_the_same_artifact_uploads_nothing() {
     let f = fleet(2);
     let p = f.project();
     p.hoist(&["deploy"]).assert().success();
-    // Needed until two deploys within one second get ordered ids (see
-    // deploy_local's `two_deploys_within_one_second_get_ids_in_deploy_order`).
-    std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = p
         .hoist(&["deploy", "--json"])
         .assert()
