@@ -14,7 +14,12 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use crate::config::ArtifactSpec;
-use crate::engine::layout::Packing;
+
+/// How an upload is compressed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packing {
+    TarGz,
+}
 
 #[derive(Debug)]
 pub struct Artifact {

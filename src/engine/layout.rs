@@ -1,6 +1,9 @@
 //! Every shell command hoist sends to a host is built here, with every value
 //! quoted. Hosts need only POSIX sh, tar, gzip and coreutils (busybox will do).
 
+use serde::{Deserialize, Serialize};
+
+pub use crate::artifact::Packing;
 use crate::release::ReleaseId;
 
 /// Quotes one word for POSIX sh. Values reaching here are validated text;
@@ -32,12 +35,6 @@ pub const TOOLS: &[&str] = &[
     "grep",
     "dirname",
 ];
-
-/// How an upload is compressed on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Packing {
-    TarGz,
-}
 
 /// Commands for one host's `deploy_to` layout.
 #[derive(Debug, Clone)]
@@ -333,6 +330,54 @@ fn lock_token(lock_line: &str) -> Option<String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     plain.then(|| token.to_string())
+}
+
+/// What a lock file holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub by: String,
+    pub pid: u32,
+    pub since: String,
+    pub token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl LockInfo {
+    pub fn parse(line: &str) -> Option<LockInfo> {
+        serde_json::from_str(line).ok()
+    }
+
+    /// "alice@laptop since 2026-11-22T03:00:00Z (pid 42): fixing the db"
+    pub fn describe(line: &str) -> String {
+        match LockInfo::parse(line) {
+            Some(l) => {
+                let mut s = format!("{} since {} (pid {})", l.by, l.since, l.pid);
+                if let Some(r) = &l.release {
+                    s.push_str(&format!(", deploying {r}"));
+                }
+                if let Some(m) = &l.message {
+                    s.push_str(&format!(": {m}"));
+                }
+                s
+            }
+            None => format!("an unreadable lock: {line}"),
+        }
+    }
+
+    /// How the lock in `line` can be freed: plain `hoist unlock` by whoever
+    /// took it (same user@machine), `--force` by anyone.
+    pub fn how_to_free(line: &str) -> String {
+        match LockInfo::parse(line) {
+            Some(l) => format!(
+                "`hoist unlock` frees it as {}, `hoist unlock --force` from anywhere",
+                l.by
+            ),
+            None => "only `hoist unlock --force` clears it".to_string(),
+        }
+    }
 }
 
 /// What is at `<deploy_to>/.hoist/lock` when something is.

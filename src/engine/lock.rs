@@ -4,63 +4,15 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use serde::{Deserialize, Serialize};
 
 use super::fleet::Node;
+pub(crate) use super::layout::LockInfo;
 use super::layout::{LockAnswer, LockState, UnlockAnswer};
 use super::preflight::{Problem, locked};
 use super::{Context, Failure, HostOutcome};
 use crate::exit::Exit;
 use crate::journal::{Entry, Kind};
 use crate::report::{Level, Phase};
-
-/// What a lock file holds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LockInfo {
-    pub by: String,
-    pub pid: u32,
-    pub since: String,
-    pub token: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub release: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
-
-impl LockInfo {
-    pub fn parse(line: &str) -> Option<LockInfo> {
-        serde_json::from_str(line).ok()
-    }
-
-    /// "alice@laptop since 2026-11-22T03:00:00Z (pid 42): fixing the db"
-    pub fn describe(line: &str) -> String {
-        match LockInfo::parse(line) {
-            Some(l) => {
-                let mut s = format!("{} since {} (pid {})", l.by, l.since, l.pid);
-                if let Some(r) = &l.release {
-                    s.push_str(&format!(", deploying {r}"));
-                }
-                if let Some(m) = &l.message {
-                    s.push_str(&format!(": {m}"));
-                }
-                s
-            }
-            None => format!("an unreadable lock: {line}"),
-        }
-    }
-
-    /// How the lock in `line` can be freed: plain `hoist unlock` by whoever
-    /// took it (same user@machine), `--force` by anyone.
-    pub fn how_to_free(line: &str) -> String {
-        match LockInfo::parse(line) {
-            Some(l) => format!(
-                "`hoist unlock` frees it as {}, `hoist unlock --force` from anywhere",
-                l.by
-            ),
-            None => "only `hoist unlock --force` clears it".to_string(),
-        }
-    }
-}
 
 /// Someone else holds the lock on a host.
 pub(crate) struct Held {

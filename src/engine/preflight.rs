@@ -2,8 +2,7 @@
 //! `deploy`, so the two can never disagree. Reads only the probe.
 
 use super::fleet::Node;
-use super::layout::LockState;
-use super::lock::LockInfo;
+use super::layout::{LockInfo, LockState};
 use super::upload::already_held;
 use crate::artifact::Artifact;
 
