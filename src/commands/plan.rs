@@ -48,17 +48,7 @@ pub(crate) fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> E
                 HostTransport::Ssh(t) => (
                     "ssh",
                     format!("{}@{}:{}", t.user, t.address, t.port),
-                    (!t.jump.is_empty()).then(|| {
-                        let hops: Vec<String> = t
-                            .jump
-                            .iter()
-                            .map(|j| {
-                                let user = j.user.as_deref().unwrap_or(&t.user);
-                                format!("{user}@{}:{}", j.address, j.port)
-                            })
-                            .collect();
-                        hops.join(",")
-                    }),
+                    t.route(),
                 ),
                 HostTransport::Local { root } => ("local", root.display().to_string(), None),
             };

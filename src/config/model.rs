@@ -82,6 +82,23 @@ pub struct SshTarget {
 }
 
 impl SshTarget {
+    /// The bastions as hoist will reach them, `user@host:port` joined by
+    /// commas; `None` for a host reached directly.
+    pub fn route(&self) -> Option<String> {
+        if self.jump.is_empty() {
+            return None;
+        }
+        let hops: Vec<String> = self
+            .jump
+            .iter()
+            .map(|j| {
+                let user = j.user.as_deref().unwrap_or(&self.user);
+                format!("{user}@{}:{}", j.address, j.port)
+            })
+            .collect();
+        Some(hops.join(","))
+    }
+
     /// Where the setting `key` came from ("default" when nothing set it).
     pub fn source_of(&self, key: &str) -> &str {
         self.sources

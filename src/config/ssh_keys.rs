@@ -257,18 +257,7 @@ fn checking(c: HostKeyChecking) -> &'static str {
 
 /// The bastions as hoist will reach them (~/.ssh/config applied).
 fn jump(t: &SshTarget) -> String {
-    if t.jump.is_empty() {
-        return "(none)".to_string();
-    }
-    let hops: Vec<String> = t
-        .jump
-        .iter()
-        .map(|j| {
-            let user = j.user.as_deref().unwrap_or(&t.user);
-            format!("{user}@{}:{}", j.address, j.port)
-        })
-        .collect();
-    hops.join(",")
+    t.route().unwrap_or_else(|| "(none)".to_string())
 }
 
 /// `~/.ssh/<file>` for each file; none without HOME.
