@@ -19,6 +19,22 @@ fn hoist_bin(p: &Project, args: &[&str]) -> Command {
     cmd
 }
 
+/// Writes `known_hosts` (these lines) and deploy.toml with an [ssh] table
+/// logging in with `key`, plus `extra` [ssh] lines.
+fn over_ssh(
+    p: Project,
+    key: &crate::support::sshd::ClientKey,
+    known: &[String],
+    extra: &str,
+) -> Project {
+    std::fs::write(p.path().join("known_hosts"), known.join("\n") + "\n").unwrap();
+    p.write_with_ssh(&format!(
+        "user = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"known_hosts\"]\n{extra}",
+        whoami(),
+        key.path.display()
+    ))
+}
+
 fn wait_for(what: &str, ready: impl Fn() -> bool) {
     for _ in 0..200 {
         if ready() {
@@ -269,17 +285,8 @@ fn max_sessions_1_fails_check_and_deploy_preflight_naming_max_sessions() {
         .artifact(&[("app.txt", "v1")])
         .ssh_host("web1", roomy.port, &roomy.root, "")
         .ssh_host("web2", tight.port, &tight.root, "");
-    let known = format!(
-        "{}\n{}\n",
-        roomy.known_hosts_line(),
-        tight.known_hosts_line()
-    );
-    std::fs::write(p.path().join("known_hosts"), known).unwrap();
-    let p = p.write_with_ssh(&format!(
-        "user = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"known_hosts\"]\nconnect_timeout = \"5s\"",
-        whoami(),
-        key.path.display()
-    ));
+    let known = [roomy.known_hosts_line(), tight.known_hosts_line()];
+    let p = over_ssh(p, &key, &known, "connect_timeout = \"5s\"");
     let out = p
         .hoist(&["check", "--json"])
         .assert()
@@ -334,14 +341,8 @@ fn forty_names_for_one_sshd_with_default_max_startups_all_connect() {
             "",
         );
     }
-    std::fs::write(p.path().join("known_hosts"), sshd.known_hosts_line() + "\n").unwrap();
-    let p = p
-        .toml("[strategy]\ncanary = 0\nbatch = \"100%\"\nparallel = 40")
-        .write_with_ssh(&format!(
-            "user = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"known_hosts\"]",
-            whoami(),
-            key.path.display()
-        ));
+    let p = p.toml("[strategy]\ncanary = 0\nbatch = \"100%\"\nparallel = 40");
+    let p = over_ssh(p, &key, &[sshd.known_hosts_line()], "");
     let out = p.hoist(&["deploy", "--json"]).assert().get_output().clone();
     let summary = ndjson(&out.stdout).pop().unwrap();
     assert_eq!(summary["exit_code"], 0, "{}", printed(&out));
@@ -382,12 +383,7 @@ fn a_server_that_starts_listening_late_is_reached_by_connect_retries() {
     let known =
         sshd.known_hosts_line()
             .replacen(&format!("]:{}", sshd.port), &format!("]:{port}"), 1);
-    std::fs::write(p.path().join("known_hosts"), known + "\n").unwrap();
-    let p = p.write_with_ssh(&format!(
-        "user = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"known_hosts\"]\nconnect_timeout = \"8s\"",
-        whoami(),
-        key.path.display()
-    ));
+    let p = over_ssh(p, &key, &[known], "connect_timeout = \"8s\"");
     p.hoist(&["deploy", "--yes"]).assert().success();
     assert_eq!(p.read_current("web1", "app.txt"), "v1");
 }
