@@ -2,7 +2,7 @@
 //! new, finish or undo what is in flight, free the lock); the second abandons
 //! the cleanup and says where each host was left.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,8 @@ use crate::report::{Event, HostResult, Level, Phase, Reporter};
 enum Seen {
     In(Phase),
     Done {
+        /// Ok, or RolledBack for a host of a rollback in progress.
+        result: HostResult,
         release: Option<String>,
         note: Option<String>,
         elapsed_ms: u64,
@@ -33,6 +35,8 @@ enum Seen {
 pub struct Tracker {
     inner: Arc<dyn Reporter>,
     seen: Mutex<BTreeMap<String, Seen>>,
+    /// Hosts a `rollback_started` named: their `host_done` means rolled back.
+    going_back: Mutex<BTreeSet<String>>,
 }
 
 impl Tracker {
@@ -40,6 +44,7 @@ impl Tracker {
         Arc::new(Tracker {
             inner,
             seen: Mutex::new(BTreeMap::new()),
+            going_back: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -72,17 +77,15 @@ impl Tracker {
                     HostOutcome::failed(host, Failure::Interrupted.at(phase), None, Duration::ZERO)
                 }
                 Seen::Done {
+                    result,
                     release,
                     note,
                     elapsed_ms,
-                } => {
-                    let mut o = HostOutcome::ok(host, release, ms(elapsed_ms));
-                    if note.as_deref() == Some("rolled back") {
-                        o.result = HostResult::RolledBack;
-                    }
-                    o.note = note;
-                    o
-                }
+                } => HostOutcome {
+                    result,
+                    note,
+                    ..HostOutcome::ok(host, release, ms(elapsed_ms))
+                },
                 Seen::Failed {
                     phase,
                     error,
@@ -107,6 +110,11 @@ impl Reporter for Tracker {
             } => Some((
                 host,
                 Seen::Done {
+                    result: if self.going_back.lock().unwrap().contains(host) {
+                        HostResult::RolledBack
+                    } else {
+                        HostResult::Ok
+                    },
                     release: release.clone(),
                     note: message.clone(),
                     elapsed_ms: *elapsed_ms,
@@ -126,6 +134,13 @@ impl Reporter for Tracker {
                     elapsed_ms: *elapsed_ms,
                 },
             )),
+            Event::RollbackStarted { hosts, .. } => {
+                self.going_back
+                    .lock()
+                    .unwrap()
+                    .extend(hosts.iter().cloned());
+                None
+            }
             _ => None,
         };
         if let Some((host, seen)) = seen {
