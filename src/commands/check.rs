@@ -4,8 +4,6 @@ use serde_json::{Value, json};
 
 use crate::artifact::Artifact;
 use crate::config::Host;
-use crate::engine::layout::LockState;
-use crate::engine::lock::LockInfo;
 use crate::engine::{Context, HostOutcome, fleet, preflight};
 use crate::exit::Exit;
 use crate::report::{Event, Level, Row};
@@ -62,10 +60,7 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
                     (
                         "lock",
                         p.lock_state()
-                            .map(|state| match state {
-                                LockState::File(line) => json!(LockInfo::describe(&line)),
-                                LockState::Other(what) => json!(format!(".hoist/lock is {what}")),
-                            })
+                            .map(|state| json!(state.describe()))
                             .unwrap_or(Value::Null),
                     ),
                     (

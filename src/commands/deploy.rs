@@ -4,7 +4,7 @@
 use crate::artifact::Artifact;
 use crate::config::Pause;
 use crate::engine::fleet;
-use crate::engine::{Context, Failure, HostOutcome, lock, policy, preflight, rollout, strategy};
+use crate::engine::{Context, Failure, lock, policy, preflight, rollout, strategy};
 use crate::exit::Exit;
 use crate::release::ReleaseId;
 use crate::report::{Event, Level, Phase};
@@ -61,7 +61,7 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         match policy::resume_target(&hosts, &artifact.content_sha) {
             Ok(id) => id,
             Err(e) => {
-                fleet::report_unreached(ctx, &unreached);
+                fleet::report_all(ctx, &unreached);
                 ctx.message(Level::Error, None, e);
                 fleet::close_all(&nodes).await;
                 return ctx.finish("deploy", Exit::Usage, None, &[]);
@@ -85,7 +85,7 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         hosts: ctx.hosts.iter().map(|h| h.name.clone()).collect(),
     });
     // After the header, so that plain output starts with the run's line.
-    fleet::report_unreached(ctx, &unreached);
+    fleet::report_all(ctx, &unreached);
 
     let mut refused = Vec::new();
     let mut problems = Vec::new();
@@ -95,35 +95,26 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
                 ctx.message(Level::Warn, Some(node.name()), problem.to_string());
                 continue;
             }
-            let outcome = HostOutcome::failed(
-                node.name(),
-                Failure::Preflight(problem.clone()).at(Phase::Preflight),
-                node.current(),
-                std::time::Duration::ZERO,
-            );
+            let outcome = node.stopped(Failure::Preflight(problem.clone()).at(Phase::Preflight));
             ctx.report(&outcome);
             problems.push(problem);
             refused.push(outcome);
         }
     }
+    let release = Some(id.to_string());
     if let Some(exit) = policy::preflight_exit(unreached.len(), &problems) {
-        fleet::close_all(&nodes).await;
-        let hosts = fleet::untouched(ctx, &nodes, unreached.into_iter().chain(refused).collect());
-        return ctx.finish("deploy", exit, Some(id.to_string()), &hosts);
+        let failed = unreached.into_iter().chain(refused).collect();
+        return fleet::stop_untouched(ctx, "deploy", exit, release, &nodes, failed).await;
     }
 
     if let Err(e) = lock::acquire(ctx, &nodes, Some(id.as_str()), None).await {
         let (exit, held) = e.outcomes();
-        for outcome in &held {
-            ctx.report(outcome);
-        }
-        fleet::close_all(&nodes).await;
-        let hosts = fleet::untouched(ctx, &nodes, held);
-        return ctx.finish("deploy", exit, Some(id.to_string()), &hosts);
+        fleet::report_all(ctx, &held);
+        return fleet::stop_untouched(ctx, "deploy", exit, release, &nodes, held).await;
     }
 
     let (exit, outcomes) = rollout::rollout(ctx, &nodes, &artifact, &id).await;
     lock::release(ctx, &nodes).await;
     fleet::close_all(&nodes).await;
-    ctx.finish("deploy", exit, Some(id.to_string()), &outcomes)
+    ctx.finish("deploy", exit, release, &outcomes)
 }

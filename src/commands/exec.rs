@@ -39,7 +39,7 @@ fn emit_output(ctx: &Context, host: &str, out: &Output) {
 
 pub(crate) async fn run(ctx: &Context, command: &str, group_output: bool) -> Exit {
     let (nodes, unreached) = fleet::reach(ctx).await;
-    fleet::report_unreached(ctx, &unreached);
+    fleet::report_all(ctx, &unreached);
     let mut pending: FuturesUnordered<_> = nodes
         .iter()
         .enumerate()

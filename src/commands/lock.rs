@@ -5,7 +5,7 @@ use crate::exit::Exit;
 
 pub(crate) async fn run(ctx: &Context, message: Option<&str>) -> Exit {
     let (nodes, unreached) = fleet::reach(ctx).await;
-    fleet::report_unreached(ctx, &unreached);
+    fleet::report_all(ctx, &unreached);
     if !unreached.is_empty() {
         fleet::close_all(&nodes).await;
         return ctx.finish("lock", Exit::Preflight, None, &[]);
@@ -25,9 +25,7 @@ pub(crate) async fn run(ctx: &Context, message: Option<&str>) -> Exit {
         }
         Err(e) => {
             let (exit, held) = e.outcomes();
-            for outcome in &held {
-                ctx.report(outcome);
-            }
+            fleet::report_all(ctx, &held);
             ctx.finish("lock", exit, None, &[])
         }
     }

@@ -17,7 +17,7 @@ type Holding = (Vec<String>, Vec<String>, Option<String>, bool);
 
 pub(crate) async fn run(ctx: &Context) -> Exit {
     let (nodes, unreached) = fleet::reach(ctx).await;
-    fleet::report_unreached(ctx, &unreached);
+    fleet::report_all(ctx, &unreached);
     let mut all: BTreeMap<ReleaseId, Holding> = BTreeMap::new();
     for node in &nodes {
         let bad = node.journal.bad_releases();

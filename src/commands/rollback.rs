@@ -2,7 +2,7 @@
 //! before its last deploy (or `--to ID`). The target is read from the hosts'
 //! journals, and must be the same everywhere before anything is switched.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::future::join_all;
 
@@ -44,36 +44,23 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
         None => None,
     };
     let (nodes, unreached) = fleet::reach(ctx).await;
-    fleet::report_unreached(ctx, &unreached);
+    fleet::report_all(ctx, &unreached);
     // A held lock is answered first (exit 4): whatever the journals say
     // while someone else works on the fleet is not a safe target.
-    let held: Vec<HostOutcome> = nodes
+    let locks: Vec<(&Node, Problem)> = nodes
         .iter()
-        .filter_map(|n| {
-            let failure = Failure::Preflight(Problem::Locked(n.probe.lock_state()?));
-            Some(HostOutcome::failed(
-                n.name(),
-                failure.at(Phase::Lock),
-                n.current(),
-                Duration::ZERO,
-            ))
-        })
+        .filter_map(|n| Some((n, Problem::Locked(n.probe.lock_state()?))))
         .collect();
-    if !held.is_empty() {
-        for outcome in &held {
-            ctx.report(outcome);
-        }
-        let problems: Vec<Problem> = held
-            .iter()
-            .filter_map(|o| match &o.failure {
-                Some(Failure::Preflight(p)) => Some(p.clone()),
-                _ => None,
-            })
-            .collect();
+    if !locks.is_empty() {
+        let problems: Vec<Problem> = locks.iter().map(|(_, p)| p.clone()).collect();
         let exit = policy::preflight_exit(unreached.len(), &problems).unwrap_or(Exit::Locked);
-        fleet::close_all(&nodes).await;
-        let hosts = fleet::untouched(ctx, &nodes, unreached.into_iter().chain(held).collect());
-        return ctx.finish("rollback", exit, None, &hosts);
+        let held: Vec<HostOutcome> = locks
+            .into_iter()
+            .map(|(n, p)| n.stopped(Failure::Preflight(p).at(Phase::Lock)))
+            .collect();
+        fleet::report_all(ctx, &held);
+        let failed = unreached.into_iter().chain(held).collect();
+        return fleet::stop_untouched(ctx, "rollback", exit, None, &nodes, failed).await;
     }
     let targets = targets(&nodes, to.as_ref());
     let currents: Vec<Option<ReleaseId>> = nodes.iter().map(|n| n.probe.current.clone()).collect();
@@ -85,28 +72,15 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
                 .err()
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(i, why)| {
-                    HostOutcome::failed(
-                        nodes[i].name(),
-                        Failure::Refused(why).at(Phase::Preflight),
-                        nodes[i].current(),
-                        Duration::ZERO,
-                    )
-                })
+                .map(|(i, why)| nodes[i].stopped(Failure::Refused(why).at(Phase::Preflight)))
                 .collect();
-            for outcome in &refused {
-                ctx.report(outcome);
-            }
-            fleet::close_all(&nodes).await;
-            let hosts =
-                fleet::untouched(ctx, &nodes, refused.into_iter().chain(unreached).collect());
-            let first = targets.iter().find_map(|t| t.as_ref().ok());
-            return ctx.finish(
-                "rollback",
-                Exit::Preflight,
-                first.map(|t| t.to_string()),
-                &hosts,
-            );
+            fleet::report_all(ctx, &refused);
+            let first = targets
+                .iter()
+                .find_map(|t| t.as_ref().ok().map(|t| t.to_string()));
+            let failed = refused.into_iter().chain(unreached).collect();
+            return fleet::stop_untouched(ctx, "rollback", Exit::Preflight, first, &nodes, failed)
+                .await;
         }
     };
     let Some(target) = target else {
@@ -128,9 +102,7 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
     .await
     {
         let (exit, held) = e.outcomes();
-        for outcome in &held {
-            ctx.report(outcome);
-        }
+        fleet::report_all(ctx, &held);
         fleet::close_all(&nodes).await;
         return ctx.finish("rollback", exit, Some(target.to_string()), &[]);
     }

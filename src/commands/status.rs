@@ -6,8 +6,6 @@ use serde_json::{Value, json};
 
 use crate::engine::Context;
 use crate::engine::fleet::{self, Node};
-use crate::engine::layout::LockState;
-use crate::engine::lock::LockInfo;
 use crate::engine::preflight::Problem;
 use crate::exit::Exit;
 use crate::release::ReleaseId;
@@ -39,10 +37,7 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
         let row = if let Some(node) = nodes.iter().find(|n| n.name() == host.name) {
             let current = node.probe.current.as_ref();
             let switch = current.and_then(|c| node.journal.last_switch_to(c));
-            let lock = node.probe.lock_state().map(|state| match state {
-                LockState::File(line) => LockInfo::describe(&line),
-                LockState::Other(what) => format!(".hoist/lock is {what}, not a lock file"),
-            });
+            let lock = node.probe.lock_state().map(|state| state.describe());
             let differs = current != common.as_ref();
             let mut cells = vec![
                 ("host", json!(host.name)),

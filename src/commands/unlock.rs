@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use crate::engine::layout::{LockState, UnlockAnswer};
-use crate::engine::lock::{self, LockInfo};
+use crate::engine::layout::UnlockAnswer;
+use crate::engine::lock;
 use crate::engine::preflight::Problem;
 use crate::engine::{Context, Failure, HostOutcome, fleet};
 use crate::exit::Exit;
@@ -13,7 +13,7 @@ use crate::report::Phase;
 
 pub(crate) async fn run(ctx: &Context, force: bool) -> Exit {
     let (nodes, unreached) = fleet::reach(ctx).await;
-    fleet::report_unreached(ctx, &unreached);
+    fleet::report_all(ctx, &unreached);
     let results = join_all(nodes.iter().map(|n| lock::unlock_by_hand(ctx, n, force))).await;
     fleet::close_all(&nodes).await;
     let mut exit = if unreached.is_empty() {
@@ -33,13 +33,8 @@ pub(crate) async fn run(ctx: &Context, force: bool) -> Exit {
             Ok(UnlockAnswer::Absent) => {
                 HostOutcome::ok(node.name(), None, Duration::ZERO).with_note("was not locked")
             }
-            Ok(UnlockAnswer::Other(LockState::File(line))) => {
-                exit = Exit::Locked;
-                failed(Failure::Other(format!(
-                    "locked by {}; not yours to free (use --force)",
-                    LockInfo::describe(&line)
-                )))
-            }
+            // Someone else's lock, or no lock file at all: the message says
+            // who may free it, and that --force may.
             Ok(UnlockAnswer::Other(state)) => {
                 exit = Exit::Locked;
                 failed(Failure::Preflight(Problem::Locked(state)))

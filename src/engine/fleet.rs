@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 
 use super::layout::{Layout, Probe};
-use super::{Context, Failure, HostOutcome};
+use super::{Context, Failed, Failure, HostOutcome};
 use crate::config::{Host, HostTransport};
+use crate::exit::Exit;
 use crate::journal::Journal;
 use crate::release::ReleaseId;
 use crate::report::Phase;
@@ -93,6 +94,11 @@ impl Node {
         responsive.min(self.host.command_timeout)
     }
 
+    /// This host stopped the run before anything was changed.
+    pub(crate) fn stopped(&self, failed: Failed) -> HostOutcome {
+        HostOutcome::failed(self.name(), failed, self.current(), Duration::ZERO)
+    }
+
     /// The release `current` points at, as text.
     pub fn current(&self) -> Option<String> {
         self.probe.current.as_ref().map(|c| c.to_string())
@@ -168,10 +174,10 @@ pub(crate) async fn reach(ctx: &Context) -> (Vec<Node>, Vec<HostOutcome>) {
     (nodes, unreached)
 }
 
-/// Reports each unreached host as failed.
-pub(crate) fn report_unreached(ctx: &Context, unreached: &[HostOutcome]) {
-    for u in unreached {
-        ctx.report(u);
+/// Shows how each of these hosts ended.
+pub(crate) fn report_all(ctx: &Context, outcomes: &[HostOutcome]) {
+    for outcome in outcomes {
+        ctx.report(outcome);
     }
 }
 
@@ -192,12 +198,8 @@ pub(crate) async fn check_sessions(ctx: &Context, nodes: &[Node]) -> Vec<HostOut
                 }),
             };
         result.err().map(|e| {
-            HostOutcome::failed(
-                node.name(),
-                Failure::from(e).at(Phase::Preflight),
-                node.current(),
-                started.elapsed(),
-            )
+            let failed = Failure::from(e).at(Phase::Preflight);
+            HostOutcome::failed(node.name(), failed, node.current(), started.elapsed())
         })
     });
     join_all(checks).await.into_iter().flatten().collect()
@@ -207,14 +209,25 @@ pub(crate) async fn close_all(nodes: &[Node]) {
     join_all(nodes.iter().map(|n| n.conn.close())).await;
 }
 
+/// Ends a run that stopped before any change: closes the connections and
+/// emits the summary of every selected host (see [`untouched`]).
+pub(crate) async fn stop_untouched(
+    ctx: &Context,
+    command: &str,
+    exit: Exit,
+    release: Option<String>,
+    nodes: &[Node],
+    failed: Vec<HostOutcome>,
+) -> Exit {
+    close_all(nodes).await;
+    let hosts = untouched(ctx, nodes, failed);
+    ctx.finish(command, exit, release, &hosts)
+}
+
 /// Every selected host of a run that stopped before any change: the hosts
 /// that stopped it as they failed (the first failure of each), the rest
 /// untouched on the release they have.
-pub(crate) fn untouched(
-    ctx: &Context,
-    nodes: &[Node],
-    mut failed: Vec<HostOutcome>,
-) -> Vec<HostOutcome> {
+fn untouched(ctx: &Context, nodes: &[Node], mut failed: Vec<HostOutcome>) -> Vec<HostOutcome> {
     ctx.hosts
         .iter()
         .map(|h| match failed.iter().position(|o| o.host == h.name) {

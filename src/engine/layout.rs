@@ -393,6 +393,14 @@ pub enum LockState {
 }
 
 impl LockState {
+    /// Who holds the lock, or what is at its path instead (status, check).
+    pub fn describe(&self) -> String {
+        match self {
+            LockState::File(line) => LockInfo::describe(line),
+            LockState::Other(what) => format!(".hoist/lock is {what}, not a lock file"),
+        }
+    }
+
     /// The text the probe shows: the lock file's line, or the description.
     #[cfg(test)]
     fn text(&self) -> &str {

@@ -46,8 +46,9 @@ pub(crate) fn locked(state: &LockState) -> String {
             LockInfo::describe(line),
             LockInfo::how_to_free(line)
         ),
-        LockState::Other(what) => format!(
-            "locked: .hoist/lock is {what}, not a lock file; `hoist unlock --force` removes it"
+        LockState::Other(_) => format!(
+            "locked: {}; `hoist unlock --force` removes it",
+            state.describe()
         ),
     }
 }

@@ -32,11 +32,10 @@ struct HostRun {
 
 impl HostRun {
     fn untouched(node: &Node) -> HostRun {
-        let current = node.probe.current.clone();
         HostRun {
-            outcome: HostOutcome::skipped(node.name(), current.as_ref().map(|c| c.to_string())),
+            outcome: HostOutcome::skipped(node.name(), node.current()),
             switched: false,
-            previous: current,
+            previous: node.probe.current.clone(),
         }
     }
 
