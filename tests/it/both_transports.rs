@@ -24,6 +24,46 @@ fn a_canary_that_fails_its_health_check_rolls_back_and_no_other_host_switches_ov
     failed_canary(Fleet::ssh(4));
 }
 
+#[test]
+fn redeploying_the_same_artifact_uploads_nothing_on_local_hosts() {
+    redeploy_uploads_nothing(Fleet::local(3));
+}
+
+#[test]
+fn redeploying_the_same_artifact_uploads_nothing_over_ssh() {
+    redeploy_uploads_nothing(Fleet::ssh(2));
+}
+
+fn redeploy_uploads_nothing(f: Fleet) {
+    let f = f
+        .toml("[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = \"50%\"")
+        .artifact(&[("bin/app", "#!/bin/sh\necho v1\n"), ("README", "first")])
+        .write();
+    f.hoist(&["deploy"]).assert().success();
+    let out = f
+        .hoist(&["deploy", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let events = ndjson(&out);
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["event"] == "host_phase" && e["phase"] == "upload"),
+        "no upload phase on a redeploy"
+    );
+    assert!(
+        !events.iter().any(|e| e["event"] == "upload_progress"),
+        "nothing uploaded"
+    );
+    for host in f.host_names() {
+        assert_eq!(f.releases(&host).len(), 2);
+        assert_eq!(f.read_current(&host, "README"), "first");
+    }
+}
+
 fn deploy_then_rollback(f: Fleet) {
     let f = f
         .toml("[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = \"50%\"")

@@ -1,6 +1,6 @@
 //! The whole path on local-transport hosts: no servers needed.
 
-use crate::support::project::{Project, ndjson, tree};
+use crate::support::project::{Project, tree};
 
 fn three_hosts() -> Project {
     Project::new()
@@ -26,30 +26,6 @@ fn deploy_puts_every_host_on_the_same_whole_release() {
                 .iter()
                 .any(|e| e["event"] == "deploy" && e["release"] == id.as_str())
         );
-    }
-}
-
-#[test]
-fn redeploying_the_same_artifact_uploads_nothing() {
-    let p = three_hosts();
-    p.hoist(&["deploy"]).assert().success();
-    let out = p
-        .hoist(&["deploy", "--json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let events = ndjson(&out);
-    assert!(
-        !events
-            .iter()
-            .any(|e| e["event"] == "host_phase" && e["phase"] == "upload"),
-        "no upload phase on a redeploy"
-    );
-    for host in p.host_names() {
-        assert_eq!(p.releases(&host).len(), 2);
-        assert_eq!(p.read_current(&host, "README"), "first");
     }
 }
 

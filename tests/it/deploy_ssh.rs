@@ -2,7 +2,7 @@
 //! the safety of host keys and authentication.
 
 use crate::support::fleet::{Fleet, SshSetup};
-use crate::support::project::{Project, ndjson, printed};
+use crate::support::project::{Project, printed};
 use crate::support::sshd::{ClientKey, Sshd};
 
 /// A canary, then the rest in halves.
@@ -11,28 +11,6 @@ const STRATEGY: &str = "[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = \
 /// `n` real sshd hosts named web1..webN, all trusting the fleet's key.
 fn fleet(n: usize) -> Fleet {
     Fleet::ssh(n).toml(STRATEGY).write()
-}
-
-#[test]
-fn redeploy_of_the_same_artifact_uploads_nothing() {
-    let f = fleet(2);
-    let p = f.project();
-    p.hoist(&["deploy"]).assert().success();
-    let out = p
-        .hoist(&["deploy", "--json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let events = ndjson(&out);
-    assert!(
-        !events.iter().any(|e| e["event"] == "upload_progress"),
-        "nothing uploaded"
-    );
-    for host in p.host_names() {
-        assert_eq!(p.releases(&host).len(), 2);
-    }
 }
 
 #[test]
