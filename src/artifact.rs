@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-use crate::config::ArtifactSpec;
+use crate::config::{ArtifactSpec, Pull};
+use crate::manifest::Manifest;
 
 /// How an upload is compressed on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,15 @@ pub struct Artifact {
     pub packing: Packing,
     /// The label: `artifact.version`, or the first 12 hex of the content hash.
     pub version: String,
+    /// Every entry of the release it makes; `None` for a URL (the bytes
+    /// are not here) or an archive whose entries cannot be listed.
+    pub manifest: Option<Manifest>,
+    /// Each host downloads the artifact from here instead.
+    pub pull: Option<Pull>,
+    /// Send only what a host's current release lacks (`artifact.delta`).
+    pub delta: bool,
+    /// Where the artifact is on this machine (what deltas are cut from).
+    pub source: PathBuf,
     upload: PathBuf,
     _packed: Option<tempfile::TempPath>,
 }
@@ -51,6 +61,25 @@ impl Artifact {
     /// Reads, hashes and (if needed) packs the artifact. Blocking: call it
     /// from `spawn_blocking`.
     pub fn prepare(spec: &ArtifactSpec) -> Result<Artifact> {
+        if let Some(pull) = &spec.pull {
+            return Ok(Artifact {
+                content_sha: pull.sha256.clone(),
+                transfer_sha: pull.sha256.clone(),
+                transfer_size: 0,
+                unpacked_size: 0,
+                packing: Packing::TarGz,
+                version: spec
+                    .version
+                    .clone()
+                    .unwrap_or_else(|| pull.sha256[..12].to_string()),
+                manifest: None,
+                pull: Some(pull.clone()),
+                delta: false,
+                source: PathBuf::new(),
+                upload: PathBuf::new(),
+                _packed: None,
+            });
+        }
         let path = &spec.path;
         let meta = std::fs::metadata(path)
             .with_context(|| format!("artifact {} cannot be read", path.display()))?;
@@ -124,6 +153,10 @@ impl Artifact {
             unpacked_size,
             packing,
             version,
+            manifest: Manifest::of_artifact(path).ok(),
+            pull: None,
+            delta: spec.delta,
+            source: path.clone(),
             upload,
             _packed: packed,
         })
@@ -259,7 +292,9 @@ mod tests {
     fn spec(path: &Path) -> ArtifactSpec {
         ArtifactSpec {
             path: path.to_path_buf(),
+            pull: None,
             version: None,
+            delta: true,
         }
     }
 
@@ -363,7 +398,9 @@ mod tests {
         std::fs::write(&file, "binary").unwrap();
         let art = Artifact::prepare(&ArtifactSpec {
             path: file.clone(),
+            pull: None,
             version: Some("1.4.2".into()),
+            delta: true,
         })
         .unwrap();
         assert_eq!(art.version, "1.4.2");

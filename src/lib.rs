@@ -4,11 +4,13 @@
 mod artifact;
 mod cli;
 mod commands;
+mod delta;
 pub mod config;
 mod engine;
 pub mod exit;
 mod interrupt;
 mod journal;
+mod manifest;
 mod release;
 pub mod report;
 mod select;

@@ -132,8 +132,11 @@ ssh_keys!(with_ssh_keys! {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
 pub struct RawArtifact {
-    pub path: String,
+    pub path: Option<String>,
+    pub url: Option<String>,
+    pub sha256: Option<String>,
     pub version: Option<String>,
+    pub delta: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

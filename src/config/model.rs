@@ -131,9 +131,31 @@ pub enum HostKeyChecking {
 
 #[derive(Debug, Clone)]
 pub struct ArtifactSpec {
-    /// Resolved against the config file's directory.
+    /// Resolved against the config file's directory; empty with `pull`.
     pub path: PathBuf,
+    /// `artifact.url` and `artifact.sha256`: each host downloads it.
+    pub pull: Option<Pull>,
     pub version: Option<String>,
+    /// `artifact.delta` (default true): send only what the host's current
+    /// release lacks.
+    pub delta: bool,
+}
+
+/// An artifact each host downloads itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pull {
+    /// http:// or https://, naming a .tar.gz, .tgz or .tar.
+    pub url: String,
+    /// Lowercase hex.
+    pub sha256: String,
+}
+
+impl Pull {
+    /// Whether the download is gzipped, from the name in the URL's path.
+    pub fn gzipped(&self) -> bool {
+        let path = self.url.split(['?', '#']).next().unwrap_or("");
+        path.ends_with(".tar.gz") || path.ends_with(".tgz")
+    }
 }
 
 #[derive(Debug, Clone, Default)]

@@ -9,7 +9,7 @@ use super::exec;
 use super::file::{DeployFile, InventoryFile, RawArtifact, RawHealth, RawHooks, RawStrategy};
 use super::inventory::Inventory;
 use super::layer::{Env, SshLayer};
-use super::model::{App, ArtifactSpec, Config, Health, HealthCheck, Hooks, Strategy};
+use super::model::{App, ArtifactSpec, Config, Health, HealthCheck, Hooks, Pull, Strategy};
 use super::{ConfigError, Source};
 
 const DEFAULT_CONFIG: &str = "deploy.toml";
@@ -190,9 +190,33 @@ fn directory_of(path: &Path) -> Result<PathBuf, ConfigError> {
 }
 
 fn artifact(raw: RawArtifact, doc: &Doc, base_dir: &Path) -> Result<ArtifactSpec, ConfigError> {
-    if raw.path.is_empty() {
-        return Err(doc.error(&["artifact", "path"], "the artifact path is empty"));
-    }
+    let pull = match (&raw.path, raw.url, raw.sha256) {
+        (Some(_), Some(_), _) => {
+            return Err(doc.error(
+                &["artifact"],
+                "set one of `path` (sent from here) or `url` (each host downloads it), not both",
+            ));
+        }
+        (None, None, _) => {
+            return Err(doc.error(
+                &["artifact"],
+                "set `path` (a file, directory or archive here) or `url` with `sha256`",
+            ));
+        }
+        (Some(_), None, Some(_)) => {
+            return Err(doc.error(
+                &["artifact", "sha256"],
+                "`sha256` goes with `url`; a `path` is hashed here",
+            ));
+        }
+        (Some(path), None, None) => {
+            if path.is_empty() {
+                return Err(doc.error(&["artifact", "path"], "the artifact path is empty"));
+            }
+            None
+        }
+        (None, Some(url), sha256) => Some(pull(url, sha256, doc)?),
+    };
     if let Some(version) = &raw.version {
         let safe = !version.is_empty()
             && !version.starts_with(['-', '.'])
@@ -209,8 +233,49 @@ fn artifact(raw: RawArtifact, doc: &Doc, base_dir: &Path) -> Result<ArtifactSpec
         }
     }
     Ok(ArtifactSpec {
-        path: base_dir.join(&raw.path),
+        path: raw
+            .path
+            .map(|p| base_dir.join(p))
+            .unwrap_or_default(),
+        pull,
         version: raw.version,
+        delta: raw.delta.unwrap_or(true),
+    })
+}
+
+fn pull(url: String, sha256: Option<String>, doc: &Doc) -> Result<Pull, ConfigError> {
+    let path = url.split(['?', '#']).next().unwrap_or("");
+    let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+    let host_ok = path.split_once("://").is_some_and(|(_, rest)| {
+        !rest.is_empty() && !rest.starts_with('/')
+    });
+    if !scheme_ok || !host_ok || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(doc.error(
+            &["artifact", "url"],
+            format!("{url:?} is not an http:// or https:// URL"),
+        ));
+    }
+    if ![".tar.gz", ".tgz", ".tar"].iter().any(|s| path.ends_with(s)) {
+        return Err(doc.error(
+            &["artifact", "url"],
+            format!("{url:?}: the URL must name a .tar.gz, .tgz or .tar archive"),
+        ));
+    }
+    let Some(sha256) = sha256 else {
+        return Err(doc.error(
+            &["artifact", "sha256"],
+            "`url` needs `sha256`: the 64 hex digits of the archive's sha256, which every host checks",
+        ));
+    };
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(doc.error(
+            &["artifact", "sha256"],
+            format!("{sha256:?}: expected 64 hex digits"),
+        ));
+    }
+    Ok(Pull {
+        url,
+        sha256: sha256.to_ascii_lowercase(),
     })
 }
 
@@ -298,7 +363,7 @@ fn strategy(raw: RawStrategy) -> Strategy {
 /// Run by commands that ship the artifact; `status` or `rollback` must work
 /// without a build on this machine.
 pub fn check_artifact(config: &Config) -> Result<(), ConfigError> {
-    let Some(artifact) = &config.artifact else {
+    let Some(artifact) = config.artifact.as_ref().filter(|a| a.pull.is_none()) else {
         return Ok(());
     };
     match std::fs::metadata(&artifact.path) {

@@ -53,7 +53,7 @@ impl Layout {
         format!("{}/releases/{}", self.deploy_to.trim_end_matches('/'), id)
     }
 
-    fn head(&self) -> String {
+    pub(super) fn head(&self) -> String {
         format!(
             "set -u; umask 022; D={}; H=\"$D/.hoist\"",
             q(&self.deploy_to)
@@ -63,7 +63,7 @@ impl Layout {
     /// A run's temporary name in `.hoist/tmp`, as a shell word that expands
     /// to its full path: `<id>.<token>`, to which `.part` or `.d` is added.
     /// The token names the run that owns the file (see [`Layout::lock`]).
-    fn part(&self, id: &ReleaseId, token: &str) -> String {
+    pub(super) fn part(&self, id: &ReleaseId, token: &str) -> String {
         format!("\"$H/tmp/\"{}", q(&format!("{id}.{token}")))
     }
 

@@ -8,6 +8,7 @@ pub(crate) mod fleet;
 pub(crate) mod health;
 pub(crate) mod hooks;
 pub(crate) mod layout;
+pub(crate) mod layout_release;
 pub(crate) mod lock;
 mod outcome;
 pub(crate) mod policy;

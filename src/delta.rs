@@ -1,0 +1,170 @@
+//! A delta upload, built here: what a host needs to turn a copy of its
+//! current release into the new one, as one gzipped tar (see
+//! `Layout::receive_delta` for what the host does with it).
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::manifest::{Kind, Manifest};
+
+/// The bytes for one current release, and what they hold.
+#[derive(Debug)]
+pub struct Delta {
+    pub bytes: Vec<u8>,
+    /// Entries sent (new or changed).
+    pub sent: usize,
+    /// Entries deleted from the copy before the new ones are written.
+    pub removed: usize,
+}
+
+/// The delta from `old` (the host's current release) to `new` (the
+/// artifact at `artifact`). `None` when the artifact holds something a
+/// delta cannot carry (a hard link among the changed entries of an
+/// archive): then the whole artifact goes.
+pub fn build(artifact: &Path, new: &Manifest, old: &Manifest) -> Result<Option<Delta>> {
+    let diff = new.diff_from(old);
+    // Changed entries go first, unless a directory stays a directory (tar
+    // then only sets its mode, and keeps what is in it).
+    let mut remove: BTreeSet<Vec<u8>> = diff.removed.iter().cloned().collect();
+    for path in &diff.changed {
+        let both_dirs = matches!(
+            (old.entries.get(path), new.entries.get(path)),
+            (Some(Kind::Dir { .. }), Some(Kind::Dir { .. }))
+        );
+        if !both_dirs {
+            remove.insert(path.clone());
+        }
+    }
+    // Deleting a directory deletes what is in it.
+    let remove: Vec<Vec<u8>> = remove
+        .iter()
+        .filter(|p| !ancestors(p).any(|a| remove.contains(a)))
+        .cloned()
+        .collect();
+    let send: BTreeSet<Vec<u8>> = diff.added.iter().chain(&diff.changed).cloned().collect();
+    let dirs: BTreeSet<&[u8]> = send.iter().flat_map(|p| ancestors(p)).collect();
+
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    tar.follow_symlinks(false);
+    append_list(&mut tar, "remove", remove.iter().map(Vec::as_slice))?;
+    append_list(&mut tar, "dirs", dirs.iter().copied())?;
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(0o755);
+    header.set_size(0);
+    header.set_cksum();
+    tar.append_data(&mut header, "files", std::io::empty())?;
+
+    let meta = std::fs::metadata(artifact)
+        .with_context(|| format!("artifact {} cannot be read", artifact.display()))?;
+    let name = artifact.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if meta.is_dir() {
+        for path in &send {
+            let on_disk = artifact.join(OsStr::from_bytes(path));
+            tar.append_path_with_name(&on_disk, in_files(path))
+                .with_context(|| format!("cannot pack {}", on_disk.display()))?;
+        }
+    } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") || name.ends_with(".tar") {
+        let file = BufReader::with_capacity(256 * 1024, File::open(artifact)?);
+        let reader: Box<dyn Read> = if name.ends_with(".tar") {
+            Box::new(file)
+        } else {
+            Box::new(flate2::read::GzDecoder::new(file))
+        };
+        let mut archive = tar::Archive::new(reader);
+        let mut implied: BTreeSet<Vec<u8>> = send.clone();
+        for entry in archive.entries()? {
+            let entry = entry?;
+            let Some(path) = crate::manifest::normal_path(&entry.path_bytes())? else {
+                continue;
+            };
+            if !send.contains(&path) {
+                continue;
+            }
+            if entry.header().entry_type() == tar::EntryType::Link {
+                return Ok(None);
+            }
+            implied.remove(&path);
+            let mut header = entry.header().clone();
+            let link = entry.link_name_bytes().map(|l| l.into_owned());
+            match link {
+                Some(target) if header.entry_type() == tar::EntryType::Symlink => {
+                    header.set_size(0);
+                    tar.append_link(&mut header, in_files(&path), OsStr::from_bytes(&target))?;
+                }
+                _ => tar.append_data(&mut header, in_files(&path), entry)?,
+            }
+        }
+        // Directories the archive only implies.
+        for path in implied {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(0o755);
+            header.set_size(0);
+            header.set_cksum();
+            tar.append_data(&mut header, in_files(&path), std::io::empty())?;
+        }
+    } else {
+        for path in &send {
+            tar.append_path_with_name(artifact, in_files(path))?;
+        }
+    }
+    let mut gz = tar.into_inner()?;
+    gz.flush()?;
+    Ok(Some(Delta {
+        bytes: gz.finish()?,
+        sent: send.len(),
+        removed: remove.len(),
+    }))
+}
+
+fn in_files(path: &[u8]) -> std::path::PathBuf {
+    Path::new("files").join(OsStr::from_bytes(path))
+}
+
+/// `a/b/c` -> `a/b`, `a`.
+fn ancestors(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    path.iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| **b == b'/')
+        .map(move |(i, _)| &path[..i])
+}
+
+/// A file of escaped paths, a line each.
+fn append_list<'a, W: Write>(
+    tar: &mut tar::Builder<W>,
+    name: &str,
+    paths: impl Iterator<Item = &'a [u8]>,
+) -> Result<()> {
+    let mut text = Vec::new();
+    for p in paths {
+        text.extend_from_slice(&crate::manifest::escape(p));
+        text.push(b'\n');
+    }
+    let mut header = tar::Header::new_gnu();
+    header.set_size(text.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, name, &text[..])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ancestors_go_up_to_the_top() {
+        let up: Vec<&[u8]> = ancestors(b"a/b/c").collect();
+        assert_eq!(up, vec![&b"a/b"[..], &b"a"[..]]);
+        assert_eq!(ancestors(b"top").count(), 0);
+    }
+}

@@ -1,0 +1,323 @@
+//! The host scripts of manifests, delta uploads, pulls from a URL and
+//! `hoist verify`, beside `layout` (same head, same quoting: every value
+//! goes through [`q`]).
+//!
+//! A host lists a release with [`MANIFEST_FN`] in exactly the text
+//! [`crate::manifest::Manifest::encode`] makes, so "this release is exact"
+//! is one sha256 compared on the host.
+
+use super::layout::{Layout, ReceiveStep, q};
+use crate::release::ReleaseId;
+
+/// `hoist_manifest DIR` prints the manifest of DIR's contents. Hashes are
+/// computed in batches (one `stat`, one `sha256sum` per `find` batch, never
+/// one process per file); a name holding a newline, tab or backslash is
+/// hashed on its own, since `sha256sum` may escape or split it. Symlinks
+/// are never followed.
+const MANIFEST_FN: &str = r#"HOIST_ENTRIES='nl="
+"
+tab="	"
+esc() {
+  case $1 in
+  *\\*|*"$tab"*|*"$nl"*) ;;
+  *) e=$1; return ;;
+  esac
+  e= r=$1
+  while [ -n "$r" ]; do
+    c=${r%"${r#?}"}
+    r=${r#?}
+    case $c in
+    \\) e="$e\\\\" ;;
+    "$tab") e="$e\\t" ;;
+    "$nl") e="$e\\n" ;;
+    *) e="$e$c" ;;
+    esac
+  done
+}
+stat -c "%f %a %s" "$@" | while read -r raw mode size; do
+  p=$1; shift
+  esc "${p#./}"; ep=$e
+  case $(( 0x$raw & 61440 )) in
+  32768)
+    case $p in
+    *\\*|*"$tab"*|*"$nl"*) h=$(sha256sum < "$p"); h=${h%% *} ;;
+    *) h="?" ;;
+    esac
+    printf "%s\tf\t%s\t%s\t%s\n" "$ep" "$mode" "$size" "$h" ;;
+  16384) printf "%s\td\t%s\n" "$ep" "$mode" ;;
+  40960) l=$(readlink "$p"; echo .); l=${l%??}; esc "$l"; printf "%s\tl\t%s\n" "$ep" "$e" ;;
+  *) printf "%s\to\n" "$ep" ;;
+  esac
+done'
+HOIST_MERGE='BEGIN { FS = "\t" }
+$0 == "//hashes" { h = 1; next }
+!h { line[++n] = $0; if ($2 == "f" && $5 == "?") at[$1] = n; next }
+{
+  name = substr($0, 67)
+  if (substr(name, 1, 2) == "./") name = substr(name, 3)
+  if (name in at) { i = at[name]; line[i] = substr(line[i], 1, length(line[i]) - 1) substr($0, 1, 64) }
+}
+END { for (i = 1; i <= n; i++) print line[i] }'
+hoist_manifest() (
+  cd "$1" || exit 1
+  LC_ALL=C; export LC_ALL
+  nl='
+'
+  tab='	'
+  echo 'hoist-manifest 1'
+  { find . ! -name . -exec sh -c "$HOIST_ENTRIES" sh {} +
+    echo //hashes
+    find . -type f ! -path "*$nl*" ! -path "*$tab*" ! -path '*\\*' -exec sha256sum {} +
+  } | awk "$HOIST_MERGE" | sort
+)
+# GNU tar applies the umask unless told -p; busybox tar restores modes (and has no -p).
+if tar --version 2>/dev/null | grep -q GNU; then XF=-xpf; XZF=-xpzf; else XF=-xf; XZF=-xzf; fi"#;
+
+/// Steps of the scripts here that [`ReceiveStep`] does not name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseStep {
+    /// The release the delta was built from, once changed by it, is not
+    /// what the manifest says: it was edited by hand (exit code 7; the
+    /// host's listing of it is on stdout).
+    Mismatch = 7,
+    /// The download from the URL failed (exit code 8).
+    Download = 8,
+}
+
+impl ReleaseStep {
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// What a host answered to [`Layout::verify_listing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The manifest recorded with the release; `None` when there is none
+    /// (deployed before manifests existed).
+    pub recorded: Option<Vec<u8>>,
+    /// The release as it is now, listed by the host.
+    pub actual: Vec<u8>,
+}
+
+impl Listing {
+    pub fn parse(output: &[u8]) -> Result<Listing, String> {
+        let marker = b"\n//actual\n";
+        let Some(rest) = output.strip_prefix(b"hoist-verify 1\n") else {
+            return Err("unexpected answer from the host's shell".into());
+        };
+        if let Some(actual) = rest.strip_prefix(b"none\n//actual\n") {
+            return Ok(Listing {
+                recorded: None,
+                actual: actual.to_vec(),
+            });
+        }
+        let at = rest
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .ok_or("the host's answer has no listing")?;
+        Ok(Listing {
+            recorded: Some(rest[..at + 1].to_vec()),
+            actual: rest[at + marker.len()..].to_vec(),
+        })
+    }
+}
+
+impl Layout {
+    fn manifest_path(&self, id: &ReleaseId) -> String {
+        format!("\"$H/manifests/\"{}", q(id.as_str()))
+    }
+
+    /// Prints the manifest recorded for release `id`, or nothing.
+    pub fn read_manifest(&self, id: &ReleaseId) -> String {
+        format!(
+            "{head}\nM={m}\nif [ -f \"$M\" ]; then cat \"$M\"; fi",
+            head = self.head(),
+            m = self.manifest_path(id)
+        )
+    }
+
+    /// Stores the manifest on stdin as release `id`'s.
+    pub fn record_manifest(&self, id: &ReleaseId, token: &str) -> String {
+        format!(
+            r#"{head}
+T={part}.manifest
+mkdir -p "$H/manifests" "$H/tmp" && cat > "$T" && mv "$T" {m} || {{ rm -f "$T"; exit 1; }}
+"#,
+            head = self.head(),
+            part = self.part(id, token),
+            m = self.manifest_path(id)
+        )
+    }
+
+    /// Makes `releases/<id>` from `releases/<from>` and a delta on stdin: a
+    /// gzipped tar holding `remove` (paths to delete first, a line each,
+    /// escaped as in a manifest), `dirs` (paths that must be real
+    /// directories, not symlinks, before anything is written under them) and
+    /// `files/` (what is new or changed). The release is a copy of `from`
+    /// (never hard links: editing or deleting one release by hand never
+    /// changes another), then the deletions, then the files; then the host
+    /// lists it and renames it into place only when the listing's sha256 is
+    /// `manifest_sha`. Otherwise it prints the listing and exits
+    /// [`ReleaseStep::Mismatch`] (`from` was edited by hand), or a
+    /// [`ReceiveStep`] code.
+    pub fn receive_delta(
+        &self,
+        from: &ReleaseId,
+        id: &ReleaseId,
+        token: &str,
+        manifest_sha: &str,
+        content_sha: &str,
+    ) -> String {
+        format!(
+            r#"{head}
+{manifest_fn}
+P={part}
+R="$D/releases/"{id}
+C="$D/releases/"{from}
+trap 'rm -rf "$P.d" "$P.x" "$P.m"' EXIT
+trap 'exit 130' HUP INT TERM
+mkdir -p "$H/tmp" "$H/sums" "$H/manifests" || exit {write}
+rm -rf "$P.d" "$P.x" "$P.m" && mkdir "$P.x" && (cd "$P.x" && tar $XZF -) || exit {write}
+if [ -e "$R" ]; then printf '%s already exists\n' "$R" >&2; exit {exists}; fi
+[ -d "$C" ] || {{ printf '%s is gone\n' "$C" >&2; exit {unpack}; }}
+cp -a "$C" "$P.d" || exit {unpack}
+under_link() {{
+  a=$1
+  while case $a in */*) true ;; *) false ;; esac; do
+    a=${{a%/*}}
+    if [ -L "$P.d/$a" ]; then printf '%s is a symlink in %s\n' "$a" "$C" >&2; return 0; fi
+  done
+  return 1
+}}
+while IFS= read -r e; do
+  p=$(printf '%b.' "$e"); p=${{p%.}}
+  under_link "$p" && {{ hoist_manifest "$P.d"; exit {mismatch}; }}
+  rm -rf "$P.d/$p" || exit {unpack}
+done < "$P.x/remove"
+while IFS= read -r e; do
+  p=$(printf '%b.' "$e"); p=${{p%.}}
+  if under_link "$p/x" || {{ [ -e "$P.d/$p" ] && [ ! -d "$P.d/$p" ]; }}; then hoist_manifest "$P.d"; exit {mismatch}; fi
+done < "$P.x/dirs"
+(cd "$P.x/files" && tar -cf - .) | (cd "$P.d" && tar $XF -) || exit {unpack}
+hoist_manifest "$P.d" > "$P.m" || exit {unpack}
+sum=$(sha256sum < "$P.m") || exit {unpack}
+if [ "${{sum%% *}}" != {manifest_sha} ]; then cat "$P.m"; exit {mismatch}; fi
+mv "$P.m" "$H/manifests/"{id} && printf '%s\n' {content_sha} > "$H/sums/"{id} && mv "$P.d" "$R" || exit {finish}
+"#,
+            head = self.head(),
+            manifest_fn = MANIFEST_FN,
+            part = self.part(id, token),
+            id = q(id.as_str()),
+            from = q(from.as_str()),
+            manifest_sha = q(manifest_sha),
+            content_sha = q(content_sha),
+            write = ReceiveStep::Write.code(),
+            exists = ReceiveStep::Exists.code(),
+            unpack = ReceiveStep::Unpack.code(),
+            finish = ReceiveStep::Finish.code(),
+            mismatch = ReleaseStep::Mismatch.code(),
+        )
+    }
+
+    /// Downloads `url` on the host (curl, else wget), checks its sha256,
+    /// and only then unpacks it under a temporary name, lists it as its
+    /// manifest and renames it to `releases/<id>`. Nothing is unpacked
+    /// from a download whose hash differs.
+    pub fn pull(
+        &self,
+        id: &ReleaseId,
+        token: &str,
+        url: &str,
+        sha256: &str,
+        packing: UrlPacking,
+    ) -> String {
+        let unpack = match packing {
+            UrlPacking::TarGz => "$XZF",
+            UrlPacking::Tar => "$XF",
+        };
+        format!(
+            r#"{head}
+{manifest_fn}
+P={part}
+R="$D/releases/"{id}
+U={url}
+trap 'rm -rf "$P.part" "$P.d" "$P.m"' EXIT
+trap 'exit 130' HUP INT TERM
+mkdir -p "$D/releases" "$H/tmp" "$H/sums" "$H/manifests" || exit {write}
+if [ -e "$R" ]; then printf '%s already exists\n' "$R" >&2; exit {exists}; fi
+rm -rf "$P.part" "$P.d" "$P.m"
+if command -v curl >/dev/null 2>&1; then
+  curl -fsSL --connect-timeout 30 -o "$P.part" "$U" || {{ printf 'cannot download %s (curl exit %s)\n' "$U" "$?" >&2; exit {download}; }}
+elif command -v wget >/dev/null 2>&1; then
+  wget -q -T 30 -O "$P.part" "$U" || {{ printf 'cannot download %s (wget exit %s)\n' "$U" "$?" >&2; exit {download}; }}
+else
+  echo 'neither curl nor wget is installed' >&2; exit {download}
+fi
+sum=$(sha256sum < "$P.part") || {{ echo "cannot hash the download" >&2; exit {checksum}; }}
+sum=${{sum%% *}}
+if [ "$sum" != {sha256} ]; then printf 'checksum mismatch: expected %s, got %s; nothing was unpacked\n' {sha256} "$sum" >&2; exit {checksum}; fi
+mkdir "$P.d" && (cd "$P.d" && tar {unpack} -) < "$P.part" || exit {unpack_code}
+rm -f "$P.part"
+hoist_manifest "$P.d" > "$P.m" || exit {unpack_code}
+mv "$P.m" "$H/manifests/"{id} && printf '%s\n' {sha256} > "$H/sums/"{id} && mv "$P.d" "$R" || exit {finish}
+"#,
+            head = self.head(),
+            manifest_fn = MANIFEST_FN,
+            part = self.part(id, token),
+            id = q(id.as_str()),
+            url = q(url),
+            sha256 = q(sha256),
+            write = ReceiveStep::Write.code(),
+            exists = ReceiveStep::Exists.code(),
+            download = ReleaseStep::Download.code(),
+            checksum = ReceiveStep::Checksum.code(),
+            unpack_code = ReceiveStep::Unpack.code(),
+            finish = ReceiveStep::Finish.code(),
+        )
+    }
+
+    /// `hoist check`: can the host reach `url`? A HEAD request; prints
+    /// `url-ok`, or fails with the tool's error.
+    pub fn reach_url(url: &str) -> String {
+        format!(
+            r#"U={url}
+if command -v curl >/dev/null 2>&1; then curl -fsSI --connect-timeout 10 --max-time 20 -o /dev/null "$U" || exit 1
+elif command -v wget >/dev/null 2>&1; then wget -q -T 10 --spider "$U" || exit 1
+else echo 'neither curl nor wget is installed' >&2; exit 1; fi
+echo url-ok"#,
+            url = q(url)
+        )
+    }
+
+    /// The manifest recorded with release `id` and the host's listing of
+    /// the release as it is now, for `hoist verify`. See [`Listing::parse`].
+    pub fn verify_listing(&self, id: &ReleaseId) -> String {
+        format!(
+            r#"{head}
+{manifest_fn}
+M={m}
+R="$D/releases/"{id}
+[ -d "$R" ] || {{ printf '%s is missing\n' "$R" >&2; exit 1; }}
+echo 'hoist-verify 1'
+if [ -f "$M" ]; then cat "$M"; else echo none; fi
+echo '//actual'
+hoist_manifest "$R"
+"#,
+            head = self.head(),
+            manifest_fn = MANIFEST_FN,
+            m = self.manifest_path(id),
+            id = q(id.as_str()),
+        )
+    }
+}
+
+/// How a downloaded artifact is unpacked, from its URL's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlPacking {
+    TarGz,
+    Tar,
+}
+
+#[cfg(test)]
+mod tests;

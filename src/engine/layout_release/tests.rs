@@ -1,0 +1,318 @@
+//! The scripts run here as on a host: `sh -c` under dash and, when
+//! installed, busybox (its shell and its tools only), in temporary dirs.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::*;
+use crate::manifest::Manifest;
+
+struct Shell {
+    name: &'static str,
+    program: String,
+    args: &'static [&'static str],
+    path: Option<PathBuf>,
+    _bin: Option<tempfile::TempDir>,
+}
+
+struct Ran {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+fn shells() -> Vec<Shell> {
+    let mut all = vec![Shell {
+        name: "sh",
+        program: "sh".into(),
+        args: &["-c"],
+        path: None,
+        _bin: None,
+    }];
+    let found = Command::new("sh")
+        .args(["-c", "command -v busybox"])
+        .output()
+        .unwrap();
+    let busybox = String::from_utf8(found.stdout).unwrap().trim().to_string();
+    if busybox.is_empty() {
+        return all;
+    }
+    let list = Command::new(&busybox).arg("--list").output().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    for applet in String::from_utf8(list.stdout).unwrap().lines() {
+        std::os::unix::fs::symlink(&busybox, bin.path().join(applet)).unwrap();
+    }
+    all.push(Shell {
+        name: "busybox",
+        program: busybox,
+        args: &["sh", "-c"],
+        path: Some(bin.path().to_path_buf()),
+        _bin: Some(bin),
+    });
+    all
+}
+
+impl Shell {
+    fn run(&self, dir: &Path, script: &str, stdin: &[u8]) -> Ran {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(self.args)
+            .arg(script)
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(path) = &self.path {
+            cmd.env("PATH", path);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let bytes = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(&bytes);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        Ran {
+            code: out.status.code().unwrap_or(-1),
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+const FROM: &str = "20260101T000000Z-aaaaaaaa";
+const TO: &str = "20260102T000000Z-bbbbbbbb";
+const TOKEN: &str = "0123456789ab";
+
+fn id(s: &str) -> ReleaseId {
+    ReleaseId::parse(s).unwrap()
+}
+
+fn mode(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Names shell tools like to misread, and every entry type.
+fn awkward_tree(root: &Path) {
+    let name = |s: &[u8]| root.join(std::ffi::OsStr::from_bytes(s));
+    fs::create_dir_all(root.join("bin")).unwrap();
+    fs::write(root.join("bin/app"), "#!/bin/sh\necho hi\n").unwrap();
+    mode(&root.join("bin/app"), 0o755);
+    fs::write(root.join("README"), "hello").unwrap();
+    fs::write(root.join("empty"), "").unwrap();
+    fs::write(root.join("secret"), "s").unwrap();
+    mode(&root.join("secret"), 0o600);
+    fs::create_dir_all(root.join("private dir/deeper")).unwrap();
+    mode(&root.join("private dir"), 0o700);
+    for weird in [
+        &b"tab\there"[..],
+        b"new\nline",
+        b"back\\slash",
+        b"-rf",
+        b"$(touch pwned)",
+        b"glob*?[x",
+        b"?",
+        b"\xff\xfe latin",
+        b"trailing newline\n",
+        b"it's \"quoted\"",
+        b"//hashes",
+    ] {
+        fs::write(name(weird), weird).unwrap();
+    }
+    fs::write(name(b"private dir/deeper/a\\b\nc"), "deep").unwrap();
+    std::os::unix::fs::symlink("bin/app", root.join("run")).unwrap();
+    std::os::unix::fs::symlink("nowhere\tat all\n", root.join("dangling")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", root.join("zero")).unwrap();
+    let made = Command::new("mkfifo")
+        .arg(root.join("fifo"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+}
+
+fn listing(shell: &Shell, dir: &Path) -> Ran {
+    let script = format!("{MANIFEST_FN}\nhoist_manifest {}", q(dir.to_str().unwrap()));
+    shell.run(dir.parent().unwrap(), &script, b"")
+}
+
+#[test]
+fn a_host_lists_a_release_exactly_as_hoist_does() {
+    let base = tempfile::tempdir().unwrap();
+    let root = base.path().join("release");
+    awkward_tree(&root);
+    let expected = Manifest::of_dir(&root).unwrap();
+    assert!(expected.entries.len() > 20);
+    for shell in shells() {
+        let ran = listing(&shell, &root);
+        assert_eq!(ran.code, 0, "{}: {}", shell.name, ran.stderr);
+        assert_eq!(
+            String::from_utf8_lossy(&ran.stdout),
+            String::from_utf8_lossy(&expected.encode()),
+            "{}",
+            shell.name
+        );
+        assert_eq!(ran.stdout, expected.encode(), "{}", shell.name);
+        assert!(!base.path().join("pwned").exists(), "{}", shell.name);
+    }
+}
+
+fn unpack(tgz: &[u8], into: &Path) {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tgz));
+    archive.set_preserve_permissions(true);
+    archive.unpack(into).unwrap();
+}
+
+/// A host with release FROM (made from `old`, with its manifest) current.
+fn host_with(old: &Path) -> (tempfile::TempDir, Layout) {
+    let base = tempfile::tempdir().unwrap();
+    let deploy_to = base.path().join("app");
+    let release = deploy_to.join("releases").join(FROM);
+    fs::create_dir_all(deploy_to.join(".hoist/manifests")).unwrap();
+    fs::create_dir_all(deploy_to.join("releases")).unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(old)
+        .arg(&release)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    fs::write(
+        deploy_to.join(".hoist/manifests").join(FROM),
+        Manifest::of_dir(old).unwrap().encode(),
+    )
+    .unwrap();
+    (base, Layout::new(deploy_to.to_str().unwrap()))
+}
+
+fn delta_script(layout: &Layout, new: &Manifest) -> String {
+    layout.receive_delta(&id(FROM), &id(TO), TOKEN, &new.sha256(), "c0ffee")
+}
+
+#[test]
+fn a_delta_turns_a_copy_of_the_current_release_into_the_new_one() {
+    let work = tempfile::tempdir().unwrap();
+    let old = work.path().join("old");
+    awkward_tree(&old);
+    fs::remove_file(old.join("fifo")).unwrap();
+    let new = work.path().join("new");
+    Command::new("cp").arg("-a").arg(&old).arg(&new).status().unwrap();
+    // One of each change: content, mode, type, symlink target, removal,
+    // a file where a directory was, and a new directory.
+    fs::write(new.join("README"), "hello again").unwrap();
+    mode(&new.join("secret"), 0o640);
+    fs::remove_file(new.join("run")).unwrap();
+    std::os::unix::fs::symlink("README", new.join("run")).unwrap();
+    fs::remove_file(new.join("empty")).unwrap();
+    fs::create_dir(new.join("empty")).unwrap();
+    fs::write(new.join("empty/now full"), "x").unwrap();
+    fs::remove_file(new.join("-rf")).unwrap();
+    fs::remove_dir_all(new.join("private dir")).unwrap();
+    fs::write(new.join("private dir"), "a file now").unwrap();
+    mode(&new.join("bin"), 0o750);
+    let old_m = Manifest::of_dir(&old).unwrap();
+    let new_m = Manifest::of_dir(&new).unwrap();
+    let delta = crate::delta::build(&new, &new_m, &old_m).unwrap().unwrap();
+    assert!(delta.removed >= 4, "{delta:?}");
+
+    for shell in shells() {
+        let at = shell.name;
+        let (base, layout) = host_with(&old);
+        let ran = shell.run(base.path(), &delta_script(&layout, &new_m), &delta.bytes);
+        assert_eq!(ran.code, 0, "{at}: {}", ran.stderr);
+        let made = Path::new(&layout.deploy_to).join("releases").join(TO);
+        assert_eq!(Manifest::of_dir(&made).unwrap(), new_m, "{at}");
+        let recorded = fs::read(Path::new(&layout.deploy_to).join(".hoist/manifests").join(TO));
+        assert_eq!(recorded.unwrap(), new_m.encode(), "{at}");
+        // The release it was made from is untouched.
+        let from = Path::new(&layout.deploy_to).join("releases").join(FROM);
+        assert_eq!(Manifest::of_dir(&from).unwrap(), old_m, "{at}");
+        let tmp = Path::new(&layout.deploy_to).join(".hoist/tmp");
+        assert_eq!(fs::read_dir(tmp).unwrap().count(), 0, "{at}");
+    }
+}
+
+#[test]
+fn a_hand_edited_current_release_fails_the_delta_with_the_listing() {
+    let work = tempfile::tempdir().unwrap();
+    let old = work.path().join("old");
+    awkward_tree(&old);
+    let new = work.path().join("new");
+    Command::new("cp").arg("-a").arg(&old).arg(&new).status().unwrap();
+    fs::write(new.join("README"), "v2").unwrap();
+    let old_m = Manifest::of_dir(&old).unwrap();
+    let new_m = Manifest::of_dir(&new).unwrap();
+    let delta = crate::delta::build(&new, &new_m, &old_m).unwrap().unwrap();
+    for shell in shells() {
+        let at = shell.name;
+        let (base, layout) = host_with(&old);
+        let from = Path::new(&layout.deploy_to).join("releases").join(FROM);
+        fs::write(from.join("bin/app"), "edited by hand").unwrap();
+        let ran = shell.run(base.path(), &delta_script(&layout, &new_m), &delta.bytes);
+        assert_eq!(ran.code, ReleaseStep::Mismatch.code(), "{at}: {}", ran.stderr);
+        let listed = Manifest::parse(&ran.stdout).unwrap();
+        assert_eq!(listed.diff_from(&new_m).changed, vec![b"bin/app".to_vec()], "{at}");
+        assert!(!Path::new(&layout.deploy_to).join("releases").join(TO).exists());
+
+        // A directory replaced by a symlink to elsewhere: nothing is written through it.
+        let (base, layout) = host_with(&old);
+        let from = Path::new(&layout.deploy_to).join("releases").join(FROM);
+        let elsewhere = base.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        fs::write(new.join("bin/added"), "x").unwrap();
+        mode(&new.join("bin/added"), 0o644);
+        let new2 = Manifest::of_dir(&new).unwrap();
+        let delta2 = crate::delta::build(&new, &new2, &old_m).unwrap().unwrap();
+        fs::remove_dir_all(from.join("bin")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, from.join("bin")).unwrap();
+        let ran = shell.run(base.path(), &delta_script(&layout, &new2), &delta2.bytes);
+        assert_eq!(ran.code, ReleaseStep::Mismatch.code(), "{at}: {}", ran.stderr);
+        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0, "{at}");
+        fs::remove_file(new.join("bin/added")).unwrap();
+    }
+}
+
+#[test]
+fn verify_listing_reads_the_recorded_manifest_and_the_release() {
+    let work = tempfile::tempdir().unwrap();
+    let old = work.path().join("old");
+    awkward_tree(&old);
+    for shell in shells() {
+        let (base, layout) = host_with(&old);
+        let ran = shell.run(base.path(), &layout.verify_listing(&id(FROM)), b"");
+        assert_eq!(ran.code, 0, "{}: {}", shell.name, ran.stderr);
+        let listing = Listing::parse(&ran.stdout).unwrap();
+        assert_eq!(listing.recorded, Some(listing.actual.clone()), "{}", shell.name);
+        fs::remove_file(Path::new(&layout.deploy_to).join(".hoist/manifests").join(FROM)).unwrap();
+        let ran = shell.run(base.path(), &layout.verify_listing(&id(FROM)), b"");
+        let listing = Listing::parse(&ran.stdout).unwrap();
+        assert_eq!(listing.recorded, None, "{}", shell.name);
+        assert_eq!(
+            Manifest::parse(&listing.actual).unwrap(),
+            Manifest::of_dir(&old).unwrap()
+        );
+    }
+}
+
+#[test]
+fn a_unpacked_tarball_matches_its_manifest() {
+    // What a full upload records is what the host then holds.
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    awkward_tree(&src);
+    fs::remove_file(src.join("fifo")).unwrap();
+    let spec = crate::config::ArtifactSpec {
+        path: src.clone(),
+        pull: None,
+        version: None,
+        delta: true,
+    };
+    let art = crate::artifact::Artifact::prepare(&spec).unwrap();
+    let out = work.path().join("out");
+    fs::create_dir(&out).unwrap();
+    unpack(&fs::read(art.upload_path()).unwrap(), &out);
+    assert_eq!(Some(Manifest::of_dir(&out).unwrap()), art.manifest);
+}
