@@ -43,6 +43,8 @@ pub struct Artifact {
     pub delta: bool,
     /// Where the artifact is on this machine (what deltas are cut from).
     pub source: PathBuf,
+    /// Deltas cut so far, shared by the hosts on the same release.
+    pub(crate) deltas: crate::engine::payload::Deltas,
     upload: PathBuf,
     _packed: Option<tempfile::TempPath>,
 }
@@ -76,6 +78,7 @@ impl Artifact {
                 pull: Some(pull.clone()),
                 delta: false,
                 source: PathBuf::new(),
+                deltas: Default::default(),
                 upload: PathBuf::new(),
                 _packed: None,
             });
@@ -157,6 +160,7 @@ impl Artifact {
             pull: None,
             delta: spec.delta,
             source: path.clone(),
+            deltas: Default::default(),
             upload,
             _packed: packed,
         })

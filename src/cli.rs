@@ -106,6 +106,11 @@ pub enum Command {
     /// The releases the fleet holds: id, version, how many hosts, current where
     #[command(after_help = "Example:\n  hoist releases")]
     Releases,
+    /// Re-hash each host's current release against its manifest: files changed, added or removed by hand
+    #[command(
+        after_help = "Exit 0 when every release is as deployed, 1 when any host differs.\n\nExample:\n  hoist verify --json | jq -r 'select(.table==\"verify_files\") | \"\\(.host) \\(.change) \\(.path)\"'"
+    )]
+    Verify,
     /// Run a command on the selected hosts in parallel
     #[command(
         after_help = "Runs in <deploy_to>/current when it exists. Exit 0 when every host succeeded.\n\nExample:\n  hoist exec -l web -- grep -c ERROR log/app.log"

@@ -107,6 +107,7 @@ impl Reporter for Tracker {
                 release,
                 message,
                 elapsed_ms,
+                ..
             } => Some((
                 host,
                 Seen::Done {

@@ -4,8 +4,8 @@
 mod artifact;
 mod cli;
 mod commands;
-mod delta;
 pub mod config;
+mod delta;
 mod engine;
 pub mod exit;
 mod interrupt;

@@ -35,9 +35,17 @@ pub const HEADER: &str = "hoist-manifest 1";
 /// What is at one path of a release.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
-    File { mode: u32, size: u64, sha256: String },
-    Dir { mode: u32 },
-    Link { target: Vec<u8> },
+    File {
+        mode: u32,
+        size: u64,
+        sha256: String,
+    },
+    Dir {
+        mode: u32,
+    },
+    Link {
+        target: Vec<u8>,
+    },
     Other,
 }
 
@@ -244,10 +252,11 @@ impl Manifest {
             .map(|(path, kind)| {
                 let mut line = escape(path);
                 match kind {
-                    Kind::File { mode, size, sha256 } => {
-                        line.extend_from_slice(format!("\tf\t{mode:o}\t{size}\t{sha256}").as_bytes())
+                    Kind::File { mode, size, sha256 } => line
+                        .extend_from_slice(format!("\tf\t{mode:o}\t{size}\t{sha256}").as_bytes()),
+                    Kind::Dir { mode } => {
+                        line.extend_from_slice(format!("\td\t{mode:o}").as_bytes())
                     }
-                    Kind::Dir { mode } => line.extend_from_slice(format!("\td\t{mode:o}").as_bytes()),
                     Kind::Link { target } => {
                         line.extend_from_slice(b"\tl\t");
                         line.extend_from_slice(&escape(target));
@@ -284,7 +293,11 @@ impl Manifest {
             }
             let fields: Vec<&[u8]> = line.split(|b| *b == b'\t').collect();
             let bad = || anyhow::anyhow!("manifest line {} is malformed", n + 2);
-            let text = |f: &[u8]| std::str::from_utf8(f).map_err(|_| bad()).map(str::to_string);
+            let text = |f: &[u8]| {
+                std::str::from_utf8(f)
+                    .map_err(|_| bad())
+                    .map(str::to_string)
+            };
             let mode = |f: &[u8]| u32::from_str_radix(&text(f)?, 8).map_err(|_| bad());
             let path = unescape(fields[0]).ok_or_else(bad)?;
             let path = normal_path(&path)?.ok_or_else(bad)?;
@@ -324,22 +337,18 @@ impl Manifest {
         diff
     }
 
-    /// Total bytes of the regular files.
-    pub fn file_bytes(&self) -> u64 {
-        self.entries
-            .values()
-            .map(|k| match k {
-                Kind::File { size, .. } => *size,
-                _ => 0,
-            })
-            .sum()
-    }
-
     /// One line on a changed entry: "mode 644 -> 755", "file -> symlink".
     pub fn explain(&self, old: &Manifest, path: &[u8]) -> Option<String> {
         let (was, now) = (old.entries.get(path)?, self.entries.get(path)?);
         Some(match (was, now) {
-            (Kind::File { mode: a, sha256: x, .. }, Kind::File { mode: b, sha256: y, .. }) => {
+            (
+                Kind::File {
+                    mode: a, sha256: x, ..
+                },
+                Kind::File {
+                    mode: b, sha256: y, ..
+                },
+            ) => {
                 if x != y {
                     "content".to_string()
                 } else {
@@ -362,10 +371,7 @@ pub fn normal_path(raw: &[u8]) -> Result<Option<Vec<u8>>> {
         match c {
             Component::Normal(p) => parts.push(p.as_bytes()),
             Component::CurDir => {}
-            _ => bail!(
-                "entry {} would land outside the release",
-                display(raw)
-            ),
+            _ => bail!("entry {} would land outside the release", display(raw)),
         }
     }
     Ok((!parts.is_empty()).then(|| parts.join(&b'/')))
@@ -487,7 +493,8 @@ mod tests {
         new.entries.remove(&b"gone".to_vec());
         new.entries.insert(b"edited".to_vec(), file("b", 0o644));
         new.entries.insert(b"chmod".to_vec(), file("a", 0o755));
-        new.entries.insert(b"fresh".to_vec(), Kind::Dir { mode: 0o755 });
+        new.entries
+            .insert(b"fresh".to_vec(), Kind::Dir { mode: 0o755 });
         let d = new.diff_from(&old);
         assert_eq!(d.added, vec![b"fresh".to_vec()]);
         assert_eq!(d.changed, vec![b"chmod".to_vec(), b"edited".to_vec()]);
@@ -508,11 +515,8 @@ mod tests {
         let root = dir.path().join("build");
         std::fs::create_dir_all(root.join("bin")).unwrap();
         std::fs::write(root.join("bin/app"), "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(
-            root.join("bin/app"),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
+        std::fs::set_permissions(root.join("bin/app"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
         std::fs::write(root.join("README"), "hi").unwrap();
         std::os::unix::fs::symlink("bin/app", root.join("run")).unwrap();
         let from_dir = Manifest::of_dir(&root).unwrap();
@@ -537,11 +541,21 @@ mod tests {
         b.append_data(&mut h, "a/b/c", &b"hi"[..]).unwrap();
         let bytes = b.into_inner().unwrap();
         let m = Manifest::of_tar(&bytes[..]).unwrap();
-        assert_eq!(m.entries.get(&b"a".to_vec()), Some(&Kind::Dir { mode: 0o755 }));
-        assert_eq!(m.entries.get(&b"a/b".to_vec()), Some(&Kind::Dir { mode: 0o755 }));
+        assert_eq!(
+            m.entries.get(&b"a".to_vec()),
+            Some(&Kind::Dir { mode: 0o755 })
+        );
+        assert_eq!(
+            m.entries.get(&b"a/b".to_vec()),
+            Some(&Kind::Dir { mode: 0o755 })
+        );
         assert!(matches!(
             m.entries.get(&b"a/b/c".to_vec()),
-            Some(Kind::File { mode: 0o600, size: 2, .. })
+            Some(Kind::File {
+                mode: 0o600,
+                size: 2,
+                ..
+            })
         ));
     }
 }

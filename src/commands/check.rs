@@ -2,8 +2,11 @@
 
 use serde_json::{Value, json};
 
+use futures_util::future::join_all;
+
 use crate::artifact::Artifact;
 use crate::config::Host;
+use crate::engine::layout::Layout;
 use crate::engine::{Context, HostOutcome, fleet, preflight};
 use crate::exit::Exit;
 use crate::report::{Event, Level, Row};
@@ -28,20 +31,48 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
     };
     let (nodes, unreached) = fleet::reach(ctx).await;
     let short = fleet::check_sessions(ctx, &nodes).await;
+    let pull = artifact.as_ref().and_then(|a| a.pull.clone());
+    // With artifact.url: can each host reach it (a HEAD request)?
+    let reaches: Vec<Option<Result<(), String>>> = join_all(nodes.iter().map(|node| {
+        let pull = pull.clone();
+        async move {
+            let pull = pull?;
+            let _permit = ctx.parallel.acquire().await.expect("semaphore open");
+            Some(
+                node.must("reaching artifact.url", &Layout::reach_url(&pull.url), None)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        let tail = e.tail().join(" ");
+                        format!(
+                            "cannot reach {}: {}",
+                            pull.url,
+                            if tail.is_empty() { e.to_string() } else { tail }
+                        )
+                    }),
+            )
+        }
+    }))
+    .await;
     let mut all_ok = true;
     for host in &ctx.hosts {
-        let row = if let Some(node) = nodes.iter().find(|n| n.name() == host.name) {
+        let row = if let Some(i) = nodes.iter().position(|n| n.name() == host.name) {
+            let node = &nodes[i];
             let p = &node.probe;
             let found = preflight::problems(node, artifact.as_ref());
             let sessions = short.iter().find(|o| o.host == host.name);
-            let ok = found.iter().all(|p| p.is_warning()) && sessions.is_none();
+            let url = reaches[i].as_ref();
+            let ok = found.iter().all(|p| p.is_warning())
+                && sessions.is_none()
+                && url.is_none_or(|r| r.is_ok());
             let problems: Vec<String> = found
                 .iter()
                 .map(ToString::to_string)
                 .chain(sessions.and_then(HostOutcome::error))
+                .chain(url.and_then(|r| r.clone().err()))
                 .collect();
             all_ok &= ok;
-            Row {
+            let mut row = Row {
                 table: "check",
                 cells: vec![
                     ("host", json!(host.name)),
@@ -73,7 +104,16 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
                     ),
                 ],
                 marked: !problems.is_empty(),
+            };
+            if let Some(reached) = url {
+                // Before `problem`, the last cell.
+                let at = row.cells.len() - 1;
+                row.cells.insert(
+                    at,
+                    ("url", json!(if reached.is_ok() { "ok" } else { "failed" })),
+                );
             }
+            row
         } else {
             all_ok = false;
             let why = unreached

@@ -13,6 +13,7 @@ mod releases;
 mod rollback;
 mod status;
 mod unlock;
+mod verify;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -106,6 +107,7 @@ async fn dispatch(command: &Command, ctx: &Context) -> Exit {
         Command::Rollback { to } => rollback::run(ctx, to.as_deref()).await,
         Command::Status => status::run(ctx).await,
         Command::Releases => releases::run(ctx).await,
+        Command::Verify => verify::run(ctx).await,
         Command::Exec {
             group_output,
             command,
@@ -255,6 +257,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Rollback { .. } => "rollback",
         Command::Status => "status",
         Command::Releases => "releases",
+        Command::Verify => "verify",
         Command::Exec { .. } => "exec",
         Command::Lock { .. } => "lock",
         Command::Unlock { .. } => "unlock",

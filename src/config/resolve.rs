@@ -233,10 +233,7 @@ fn artifact(raw: RawArtifact, doc: &Doc, base_dir: &Path) -> Result<ArtifactSpec
         }
     }
     Ok(ArtifactSpec {
-        path: raw
-            .path
-            .map(|p| base_dir.join(p))
-            .unwrap_or_default(),
+        path: raw.path.map(|p| base_dir.join(p)).unwrap_or_default(),
         pull,
         version: raw.version,
         delta: raw.delta.unwrap_or(true),
@@ -246,16 +243,19 @@ fn artifact(raw: RawArtifact, doc: &Doc, base_dir: &Path) -> Result<ArtifactSpec
 fn pull(url: String, sha256: Option<String>, doc: &Doc) -> Result<Pull, ConfigError> {
     let path = url.split(['?', '#']).next().unwrap_or("");
     let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
-    let host_ok = path.split_once("://").is_some_and(|(_, rest)| {
-        !rest.is_empty() && !rest.starts_with('/')
-    });
+    let host_ok = path
+        .split_once("://")
+        .is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with('/'));
     if !scheme_ok || !host_ok || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(doc.error(
             &["artifact", "url"],
             format!("{url:?} is not an http:// or https:// URL"),
         ));
     }
-    if ![".tar.gz", ".tgz", ".tar"].iter().any(|s| path.ends_with(s)) {
+    if ![".tar.gz", ".tgz", ".tar"]
+        .iter()
+        .any(|s| path.ends_with(s))
+    {
         return Err(doc.error(
             &["artifact", "url"],
             format!("{url:?}: the URL must name a .tar.gz, .tgz or .tar archive"),

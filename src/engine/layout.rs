@@ -34,6 +34,9 @@ pub const TOOLS: &[&str] = &[
     "tail",
     "grep",
     "dirname",
+    "find",
+    "stat",
+    "sort",
 ];
 
 /// Commands for one host's `deploy_to` layout.
@@ -80,6 +83,7 @@ while [ ! -e "$p" ]; do case $p in */*) p=${{p%/*}}; p=${{p:-/}} ;; *) p=. ;; es
 if [ -d "$p" ] && [ -w "$p" ]; then echo "writable 1"; else printf 'writable 0 %s\n' "$p"; fi
 printf 'free_kb %s\n' "$(df -Pk -- "$p" 2>/dev/null | awk 'NR==2 {{print $4}}')"
 for t in {tools}; do command -v "$t" >/dev/null 2>&1 || echo "missing $t"; done
+for t in curl wget; do if command -v "$t" >/dev/null 2>&1; then echo "fetch $t"; break; fi; done
 if [ -L "$D/current" ]; then
   c=$(readlink "$D/current" | head -n 1)
   if [ -d "$D/current" ]; then printf 'current %s\n' "$c"; else printf 'current-missing %s\n' "$c"; fi
@@ -193,13 +197,16 @@ fi
         transfer_sha: &str,
         content_sha: &str,
     ) -> String {
+        // GNU tar applies the umask unless told -p (busybox's restores the
+        // modes, and has no -p): the release must hold the artifact's modes.
         let flags = match packing {
-            Packing::TarGz => "-xzf",
+            Packing::TarGz => "$XZF",
         };
         format!(
             r#"{head}
 P={part}
 R="$D/releases/{id}"
+if tar --version 2>/dev/null | grep -q GNU; then XZF=-xpzf; else XZF=-xzf; fi
 trap 'rm -rf "$P.part" "$P.d"' EXIT
 trap 'exit 130' HUP INT TERM
 mkdir -p "$D/releases" "$H/tmp" "$H/sums" && cat > "$P.part" || exit {write}
@@ -296,7 +303,9 @@ printf 'switched %s\n' "$(readlink "$D/current")"
         let mut script = self.head();
         script.push('\n');
         for id in ids {
-            script.push_str(&format!("rm -rf \"$D/releases/{id}\" \"$H/sums/{id}\"\n"));
+            script.push_str(&format!(
+                "rm -rf \"$D/releases/{id}\" \"$H/sums/{id}\" \"$H/manifests/{id}\"\n"
+            ));
         }
         script
     }
@@ -543,6 +552,8 @@ pub struct Probe {
     pub not_writable: Option<String>,
     pub free_kb: Option<u64>,
     pub missing_tools: Vec<String>,
+    /// The tool that downloads an `artifact.url` (curl, else wget), if any.
+    pub fetch: Option<String>,
     /// The release `current` points at; `None` when there is no `current`,
     /// or when it points at nothing (see `current_dangling`).
     pub current: Option<ReleaseId>,
@@ -585,6 +596,7 @@ impl Probe {
                 }
                 "free_kb" => probe.free_kb = rest.trim().parse().ok(),
                 "missing" => probe.missing_tools.push(rest.to_string()),
+                "fetch" => probe.fetch = Some(rest.to_string()),
                 "current" => {
                     let target = rest.trim_end_matches('/');
                     probe.current = ReleaseId::parse(target.rsplit('/').next().unwrap_or(""));

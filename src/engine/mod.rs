@@ -11,6 +11,7 @@ pub(crate) mod layout;
 pub(crate) mod layout_release;
 pub(crate) mod lock;
 mod outcome;
+pub(crate) mod payload;
 pub(crate) mod policy;
 pub(crate) mod preflight;
 pub(crate) mod rollout;

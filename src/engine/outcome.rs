@@ -98,6 +98,8 @@ pub(crate) struct HostOutcome {
     pub elapsed: Duration,
     /// A word on a host that is done: "rolled back", "already on the target".
     pub note: Option<String>,
+    /// Bytes sent to the host for the release, when any were.
+    pub sent: Option<u64>,
 }
 
 impl HostOutcome {
@@ -110,6 +112,7 @@ impl HostOutcome {
             release,
             elapsed,
             note: None,
+            sent: None,
         }
     }
 
@@ -165,6 +168,7 @@ impl HostOutcome {
                 release: self.release.clone(),
                 message: self.note.clone(),
                 elapsed_ms: ms(self.elapsed),
+                sent_bytes: self.sent,
             }),
         }
     }
@@ -177,6 +181,7 @@ impl HostOutcome {
             release: self.release.clone(),
             error: self.error(),
             elapsed_ms: ms(self.elapsed),
+            sent_bytes: self.sent,
         }
     }
 }

@@ -14,6 +14,9 @@ pub(crate) enum Problem {
     NotWritable { deploy_to: String, path: String },
     #[error("missing tools: {}", .0.join(", "))]
     MissingTools(Vec<String>),
+    /// `artifact.url` needs curl or wget on the host.
+    #[error("neither curl nor wget is installed: the host cannot download artifact.url")]
+    NoDownloader,
     #[error("not enough free space: {free_kb} KiB free, {needed_kb} KiB needed")]
     NoSpace { free_kb: u64, needed_kb: u64 },
     /// Someone holds the fleet lock, or something is in its place.
@@ -67,6 +70,9 @@ pub(crate) fn problems(node: &Node, artifact: Option<&Artifact>) -> Vec<Problem>
     }
     if !probe.missing_tools.is_empty() {
         found.push(Problem::MissingTools(probe.missing_tools.clone()));
+    }
+    if artifact.is_some_and(|a| a.pull.is_some()) && probe.fetch.is_none() {
+        found.push(Problem::NoDownloader);
     }
     if let (Some(free_kb), Some(artifact)) = (probe.free_kb, artifact) {
         let needed_kb = artifact.needed_kb();

@@ -28,6 +28,8 @@ struct HostRun {
     switched: bool,
     /// The release it was on before.
     previous: Option<ReleaseId>,
+    /// Bytes sent to it for the release.
+    sent: Option<u64>,
 }
 
 impl HostRun {
@@ -36,6 +38,7 @@ impl HostRun {
             outcome: HostOutcome::skipped(node.name(), node.current()),
             switched: false,
             previous: node.probe.current.clone(),
+            sent: None,
         }
     }
 
@@ -274,6 +277,7 @@ async fn host_rollout(
     } else {
         run.outcome.release.clone()
     };
+    let sent = run.sent;
     run.outcome = match result {
         Ok(()) => HostOutcome::ok(node.name(), Some(id.to_string()), elapsed),
         Err(Failed {
@@ -282,6 +286,7 @@ async fn host_rollout(
         }) if !run.switched => return run,
         Err(failed) => HostOutcome::failed(node.name(), failed, now, elapsed),
     };
+    run.outcome.sent = sent;
     ctx.report(&run.outcome);
     run
 }
@@ -296,7 +301,7 @@ async fn steps(
     halt: &CancellationToken,
     run: &mut HostRun,
 ) -> Result<(), Failed> {
-    deliver(ctx, node, artifact, id, halt).await?;
+    run.sent = Some(deliver(ctx, node, artifact, id, halt).await?);
     let env = hooks::host_env(ctx, node, id, run.previous.as_ref(), &artifact.version);
     let release_dir = node.layout.release_path(id);
     hooks::run_remote(

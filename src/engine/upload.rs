@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::fleet::Node;
 use super::layout::{ReceiveStage, ReceiveStep};
+use super::payload;
 use super::{Context, Failed, Failure};
 use crate::artifact::Artifact;
 use crate::release::ReleaseId;
@@ -27,16 +28,18 @@ pub(crate) fn already_held(node: &Node, artifact: &Artifact) -> Option<ReleaseId
 }
 
 /// Puts the release on the host: copied from a release it already holds
-/// with the same content, else uploaded, verified and unpacked.
+/// with the same content, else downloaded by the host (`artifact.url`),
+/// made from its current release and a delta, or uploaded whole, verified
+/// and unpacked. Returns the bytes sent to the host.
 pub(crate) async fn deliver(
     ctx: &Context,
     node: &Node,
     artifact: &Artifact,
     id: &ReleaseId,
     halt: &CancellationToken,
-) -> Result<(), Failed> {
+) -> Result<u64, Failed> {
     if node.probe.has_release(id) {
-        return Ok(());
+        return Ok(0);
     }
     if let Some(from) = already_held(node, artifact) {
         ctx.phase(node.name(), Phase::Unpack);
@@ -54,7 +57,13 @@ pub(crate) async fn deliver(
         )
         .await
         .map_err(in_its_step)?;
-        return Ok(());
+        return Ok(payload::record_manifest(ctx, node, artifact, id).await);
+    }
+    if artifact.pull.is_some() {
+        return payload::pull(ctx, node, artifact, id, halt).await;
+    }
+    if let Some(sent) = payload::by_delta(ctx, node, artifact, id, halt).await? {
+        return Ok(sent);
     }
     ctx.phase(node.name(), Phase::Upload);
     let file = tokio::fs::File::open(artifact.upload_path())
@@ -77,12 +86,23 @@ pub(crate) async fn deliver(
     // itself on the host (its script's trap); whatever a cut left behind is
     // cleared when the next run takes the lock. Nothing more is sent to a
     // host whose connection may be dead.
-    result.map(|_| ()).map_err(in_its_step)
+    result.map_err(in_its_step)?;
+    Ok(artifact.transfer_size + payload::record_manifest(ctx, node, artifact, id).await)
+}
+
+/// `inner`, reporting its bytes as they are read (upload progress).
+pub(crate) fn progress<R: AsyncRead + Send + Unpin>(
+    ctx: &Context,
+    host: &str,
+    total: u64,
+    inner: R,
+) -> impl AsyncRead + Send + Unpin + use<R> {
+    Progress::new(ctx, host, total, inner)
 }
 
 /// A failed receive, named after the step of the host's script that failed
 /// (its exit code says which) and reported in that step's phase.
-fn in_its_step(failure: Failure) -> Failed {
+pub(crate) fn in_its_step(failure: Failure) -> Failed {
     let step = match &failure {
         Failure::Command { code: Some(c), .. } => ReceiveStep::from_exit(*c as i32),
         _ => None,

@@ -100,6 +100,10 @@ pub struct HostSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub elapsed_ms: u64,
+    /// Bytes this machine sent to the host for the release (the upload,
+    /// a delta, or only a manifest); absent when it sent none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -201,6 +205,9 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         message: Option<String>,
         elapsed_ms: u64,
+        /// Bytes sent to the host for the release, when any were.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sent_bytes: Option<u64>,
     },
     HostFailed {
         host: String,

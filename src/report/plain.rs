@@ -198,11 +198,15 @@ impl Plain {
                 release,
                 message,
                 elapsed_ms,
+                sent_bytes,
             } => {
                 let mut text = format!("{} in {}", paint.green("ok"), duration_ms(*elapsed_ms));
                 if let Some(release) = release.as_ref().filter(|r| Some(*r) != st.release.as_ref())
                 {
                     text.push_str(&format!(", on {release}"));
+                }
+                if let Some(sent) = sent_bytes {
+                    text.push_str(&format!(", sent {}", super::style::bytes(*sent)));
                 }
                 if let Some(message) = message {
                     text.push_str(&format!(": {}", clean(message).replace('\n', " ")));

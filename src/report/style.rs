@@ -59,6 +59,11 @@ impl Paint {
     }
 }
 
+/// A byte count for people: `512 B`, `1.50 KiB`, `10.00 MiB`.
+pub fn bytes(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}
+
 /// A duration for people: `850ms`, `3.2s`, `1m05s`, `2h03m`.
 pub fn duration_ms(ms: u64) -> String {
     match ms {

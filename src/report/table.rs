@@ -225,7 +225,11 @@ pub fn summary_lines(
     let mut lines = Vec::new();
     if !summary.hosts.is_empty() {
         let with_errors = summary.hosts.iter().any(|h| h.error.is_some());
+        let with_sent = summary.hosts.iter().any(|h| h.sent_bytes.is_some());
         let mut headers = vec!["HOST", "RESULT", "RELEASE", "TIME"];
+        if with_sent {
+            headers.push("SENT");
+        }
         if with_errors {
             headers.push("ERROR");
         }
@@ -259,6 +263,12 @@ pub fn summary_lines(
                 Cell::new(host.release.clone().unwrap_or_else(|| "-".into())),
                 Cell::new(duration_ms(host.elapsed_ms)),
             ];
+            if with_sent {
+                cells.push(Cell::new(
+                    host.sent_bytes
+                        .map_or_else(|| "-".to_string(), super::style::bytes),
+                ));
+            }
             if with_errors {
                 let error = clean(host.error.as_deref().unwrap_or(""));
                 cells.push(Cell::new(error.lines().next().unwrap_or("")));

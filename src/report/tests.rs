@@ -55,6 +55,7 @@ fn done(host: &str, release: &str, message: Option<&str>, elapsed_ms: u64) -> Ev
         release: Some(s(release)),
         message: message.map(s),
         elapsed_ms,
+        sent_bytes: None,
     }
 }
 
@@ -65,6 +66,7 @@ fn host_summary(host: &str, result: HostResult, error: Option<&str>, ms: u64) ->
         release: Some(s(PREVIOUS)),
         error: error.map(s),
         elapsed_ms: ms,
+        sent_bytes: None,
     }
 }
 

@@ -400,6 +400,7 @@ impl Tty {
                 release,
                 message,
                 elapsed_ms,
+                sent_bytes,
             } => {
                 self.deactivate(st, host);
                 st.results.insert(host.clone(), true);
@@ -415,6 +416,9 @@ impl Tty {
                 if let Some(release) = release.as_ref().filter(|r| Some(*r) != st.release.as_ref())
                 {
                     text.push_str(&format!(", on {release}"));
+                }
+                if let Some(sent) = sent_bytes {
+                    text.push_str(&format!(", sent {}", super::style::bytes(*sent)));
                 }
                 if let Some(message) = message {
                     text.push_str(&format!(": {}", clean(message).replace('\n', " ")));
@@ -651,6 +655,7 @@ mod tests {
                 release: None,
                 message: None,
                 elapsed_ms: 5,
+                sent_bytes: None,
             });
         }
         {

@@ -199,7 +199,12 @@ fn a_delta_turns_a_copy_of_the_current_release_into_the_new_one() {
     awkward_tree(&old);
     fs::remove_file(old.join("fifo")).unwrap();
     let new = work.path().join("new");
-    Command::new("cp").arg("-a").arg(&old).arg(&new).status().unwrap();
+    Command::new("cp")
+        .arg("-a")
+        .arg(&old)
+        .arg(&new)
+        .status()
+        .unwrap();
     // One of each change: content, mode, type, symlink target, removal,
     // a file where a directory was, and a new directory.
     fs::write(new.join("README"), "hello again").unwrap();
@@ -225,7 +230,11 @@ fn a_delta_turns_a_copy_of_the_current_release_into_the_new_one() {
         assert_eq!(ran.code, 0, "{at}: {}", ran.stderr);
         let made = Path::new(&layout.deploy_to).join("releases").join(TO);
         assert_eq!(Manifest::of_dir(&made).unwrap(), new_m, "{at}");
-        let recorded = fs::read(Path::new(&layout.deploy_to).join(".hoist/manifests").join(TO));
+        let recorded = fs::read(
+            Path::new(&layout.deploy_to)
+                .join(".hoist/manifests")
+                .join(TO),
+        );
         assert_eq!(recorded.unwrap(), new_m.encode(), "{at}");
         // The release it was made from is untouched.
         let from = Path::new(&layout.deploy_to).join("releases").join(FROM);
@@ -241,7 +250,12 @@ fn a_hand_edited_current_release_fails_the_delta_with_the_listing() {
     let old = work.path().join("old");
     awkward_tree(&old);
     let new = work.path().join("new");
-    Command::new("cp").arg("-a").arg(&old).arg(&new).status().unwrap();
+    Command::new("cp")
+        .arg("-a")
+        .arg(&old)
+        .arg(&new)
+        .status()
+        .unwrap();
     fs::write(new.join("README"), "v2").unwrap();
     let old_m = Manifest::of_dir(&old).unwrap();
     let new_m = Manifest::of_dir(&new).unwrap();
@@ -252,10 +266,24 @@ fn a_hand_edited_current_release_fails_the_delta_with_the_listing() {
         let from = Path::new(&layout.deploy_to).join("releases").join(FROM);
         fs::write(from.join("bin/app"), "edited by hand").unwrap();
         let ran = shell.run(base.path(), &delta_script(&layout, &new_m), &delta.bytes);
-        assert_eq!(ran.code, ReleaseStep::Mismatch.code(), "{at}: {}", ran.stderr);
+        assert_eq!(
+            ran.code,
+            ReleaseStep::Mismatch.code(),
+            "{at}: {}",
+            ran.stderr
+        );
         let listed = Manifest::parse(&ran.stdout).unwrap();
-        assert_eq!(listed.diff_from(&new_m).changed, vec![b"bin/app".to_vec()], "{at}");
-        assert!(!Path::new(&layout.deploy_to).join("releases").join(TO).exists());
+        assert_eq!(
+            listed.diff_from(&new_m).changed,
+            vec![b"bin/app".to_vec()],
+            "{at}"
+        );
+        assert!(
+            !Path::new(&layout.deploy_to)
+                .join("releases")
+                .join(TO)
+                .exists()
+        );
 
         // A directory replaced by a symlink to elsewhere: nothing is written through it.
         let (base, layout) = host_with(&old);
@@ -269,7 +297,12 @@ fn a_hand_edited_current_release_fails_the_delta_with_the_listing() {
         fs::remove_dir_all(from.join("bin")).unwrap();
         std::os::unix::fs::symlink(&elsewhere, from.join("bin")).unwrap();
         let ran = shell.run(base.path(), &delta_script(&layout, &new2), &delta2.bytes);
-        assert_eq!(ran.code, ReleaseStep::Mismatch.code(), "{at}: {}", ran.stderr);
+        assert_eq!(
+            ran.code,
+            ReleaseStep::Mismatch.code(),
+            "{at}: {}",
+            ran.stderr
+        );
         assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0, "{at}");
         fs::remove_file(new.join("bin/added")).unwrap();
     }
@@ -285,8 +318,18 @@ fn verify_listing_reads_the_recorded_manifest_and_the_release() {
         let ran = shell.run(base.path(), &layout.verify_listing(&id(FROM)), b"");
         assert_eq!(ran.code, 0, "{}: {}", shell.name, ran.stderr);
         let listing = Listing::parse(&ran.stdout).unwrap();
-        assert_eq!(listing.recorded, Some(listing.actual.clone()), "{}", shell.name);
-        fs::remove_file(Path::new(&layout.deploy_to).join(".hoist/manifests").join(FROM)).unwrap();
+        assert_eq!(
+            listing.recorded,
+            Some(listing.actual.clone()),
+            "{}",
+            shell.name
+        );
+        fs::remove_file(
+            Path::new(&layout.deploy_to)
+                .join(".hoist/manifests")
+                .join(FROM),
+        )
+        .unwrap();
         let ran = shell.run(base.path(), &layout.verify_listing(&id(FROM)), b"");
         let listing = Listing::parse(&ran.stdout).unwrap();
         assert_eq!(listing.recorded, None, "{}", shell.name);

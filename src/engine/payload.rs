@@ -1,0 +1,260 @@
+//! What goes to a host for a new release, besides the whole artifact: a
+//! delta against its current release, a download the host makes itself
+//! (`artifact.url`), and the release's manifest. The upload itself (bytes
+//! on the wire) stays `upload`'s.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+use super::fleet::Node;
+use super::layout::ReceiveStep;
+use super::layout_release::{ReleaseStep, UrlPacking};
+use super::upload::in_its_step;
+use super::{Context, Failed, Failure};
+use crate::artifact::Artifact;
+use crate::delta::{self, Delta};
+use crate::manifest::Manifest;
+use crate::release::ReleaseId;
+use crate::report::{Level, Phase};
+
+/// Deltas already cut, by the manifest of the release they start from:
+/// hosts on the same release share one.
+#[derive(Default)]
+pub(crate) struct Deltas(Mutex<HashMap<String, Arc<OnceCell<Option<Arc<Delta>>>>>>);
+
+impl std::fmt::Debug for Deltas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Deltas")
+    }
+}
+
+impl Deltas {
+    async fn get(&self, artifact: &Artifact, new: &Manifest, old: Manifest) -> Option<Arc<Delta>> {
+        let cell = {
+            let mut map = self.0.lock().unwrap();
+            map.entry(old.sha256()).or_default().clone()
+        };
+        cell.get_or_init(|| async {
+            let source = artifact.source.clone();
+            let new = new.clone();
+            let built =
+                tokio::task::spawn_blocking(move || delta::build(&source, &new, &old)).await;
+            match built {
+                Ok(Ok(delta)) => delta.map(Arc::new),
+                _ => None,
+            }
+        })
+        .await
+        .clone()
+    }
+}
+
+/// Makes the release from the host's current one and a delta, when it can
+/// (delta on, a manifest of the artifact and of the current release, and
+/// fewer bytes than the whole artifact). `Ok(None)`: send the whole
+/// artifact instead (and why was said). A current release edited by hand
+/// is caught by the host's check of the result; then the whole artifact
+/// goes, with a warning naming what was edited.
+pub(crate) async fn by_delta(
+    ctx: &Context,
+    node: &Node,
+    artifact: &Artifact,
+    id: &ReleaseId,
+    halt: &CancellationToken,
+) -> Result<Option<u64>, Failed> {
+    let (Some(new), Some(current), true) =
+        (&artifact.manifest, &node.probe.current, artifact.delta)
+    else {
+        return Ok(None);
+    };
+    let out = node
+        .must(
+            "reading the current release's manifest",
+            &node.layout.read_manifest(current),
+            None,
+        )
+        .await
+        .map_err(|f| f.at(Phase::Upload))?;
+    if out.stdout.is_empty() {
+        ctx.message(
+            Level::Info,
+            Some(node.name()),
+            format!("{current} has no manifest (deployed before hoist kept them): sending the whole artifact"),
+        );
+        return Ok(None);
+    }
+    let old = match Manifest::parse(&out.stdout) {
+        Ok(m) => m,
+        Err(e) => {
+            ctx.message(
+                Level::Warn,
+                Some(node.name()),
+                format!(
+                    "the manifest of {current} is unreadable ({e}): sending the whole artifact"
+                ),
+            );
+            return Ok(None);
+        }
+    };
+    let Some(delta) = artifact.deltas.get(artifact, new, old).await else {
+        return Ok(None);
+    };
+    let size = delta.bytes.len() as u64;
+    if size >= artifact.transfer_size {
+        return Ok(None);
+    }
+    ctx.phase(node.name(), Phase::Upload);
+    ctx.message(
+        Level::Info,
+        Some(node.name()),
+        format!(
+            "delta from {current}: {} entries sent, {} removed",
+            delta.sent, delta.removed
+        ),
+    );
+    let script = node.layout.receive_delta(
+        current,
+        id,
+        &ctx.run_id,
+        &new.sha256(),
+        &artifact.content_sha,
+    );
+    let reader = super::upload::progress(
+        ctx,
+        node.name(),
+        size,
+        std::io::Cursor::new(DeltaBytes(delta.clone())),
+    );
+    let run = node.run(&script, Some(Box::new(reader)));
+    let out = tokio::select! {
+        r = run => r.map_err(|f| f.at(Phase::Upload))?,
+        _ = halt.cancelled() => {
+            let f = if ctx.cancel.is_cancelled() { Failure::Interrupted } else { Failure::Halted };
+            return Err(f.at(Phase::Upload));
+        }
+    };
+    match out.code {
+        Some(0) => Ok(Some(size)),
+        Some(c) if c as i32 == ReleaseStep::Mismatch.code() => {
+            let edited = Manifest::parse(&out.stdout)
+                .map(|listed| {
+                    let old = node.layout.release_path(current);
+                    format!(
+                        "{old} differs from its manifest (edited by hand?): the release made from it would have {}",
+                        new.diff_from(&listed).describe(5)
+                    )
+                })
+                .unwrap_or_else(|_| format!("{current} differs from its manifest"));
+            ctx.message(
+                Level::Warn,
+                Some(node.name()),
+                format!("{edited}; sending the whole artifact instead"),
+            );
+            Ok(None)
+        }
+        code => Err(in_its_step(Failure::Command {
+            what: "applying the delta".into(),
+            code,
+            tail: super::tail_lines(&out.stderr, &[], 10),
+        })),
+    }
+}
+
+/// The delta's bytes, shared by every host that gets them.
+struct DeltaBytes(Arc<Delta>);
+
+impl AsRef<[u8]> for DeltaBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.bytes
+    }
+}
+
+/// Has the host download the artifact from `artifact.url`, check its
+/// sha256 and unpack it. Bytes sent from here: none but the script.
+pub(crate) async fn pull(
+    ctx: &Context,
+    node: &Node,
+    artifact: &Artifact,
+    id: &ReleaseId,
+    halt: &CancellationToken,
+) -> Result<u64, Failed> {
+    let Some(pull) = &artifact.pull else {
+        return Ok(0);
+    };
+    ctx.phase(node.name(), Phase::Upload);
+    let packing = if pull.gzipped() {
+        UrlPacking::TarGz
+    } else {
+        UrlPacking::Tar
+    };
+    let script = node
+        .layout
+        .pull(id, &ctx.run_id, &pull.url, &pull.sha256, packing);
+    let run = node.run(&script, None);
+    let out = tokio::select! {
+        r = run => r.map_err(|f| f.at(Phase::Upload))?,
+        _ = halt.cancelled() => {
+            let f = if ctx.cancel.is_cancelled() { Failure::Interrupted } else { Failure::Halted };
+            return Err(f.at(Phase::Upload));
+        }
+    };
+    let tail = super::tail_lines(&out.stderr, &out.stdout, 10);
+    match out.code {
+        Some(0) => Ok(0),
+        Some(c) if c as i32 == ReleaseStep::Download.code() => Err(Failure::Command {
+            what: format!("downloading {}", pull.url),
+            code: out.code,
+            tail,
+        }
+        .at(Phase::Upload)),
+        Some(c) if c as i32 == ReceiveStep::Checksum.code() => Err(Failure::Command {
+            what: "verifying the download's sha256 (nothing was unpacked)".into(),
+            code: out.code,
+            tail,
+        }
+        .at(Phase::Upload)),
+        code => Err(in_its_step(Failure::Command {
+            what: "receiving the download".into(),
+            code,
+            tail,
+        })),
+    }
+}
+
+/// Stores the artifact's manifest as release `id`'s, when there is one.
+/// Returns the bytes sent. A failure is only a warning: the release is
+/// whole, the next deploy to this host just sends the whole artifact.
+pub(crate) async fn record_manifest(
+    ctx: &Context,
+    node: &Node,
+    artifact: &Artifact,
+    id: &ReleaseId,
+) -> u64 {
+    let Some(manifest) = &artifact.manifest else {
+        return 0;
+    };
+    let text = manifest.encode();
+    let size = text.len() as u64;
+    let script = node.layout.record_manifest(id, &ctx.run_id);
+    match node
+        .must(
+            "recording the manifest",
+            &script,
+            Some(Box::new(std::io::Cursor::new(text))),
+        )
+        .await
+    {
+        Ok(_) => size,
+        Err(e) => {
+            ctx.message(
+                Level::Warn,
+                Some(node.name()),
+                format!("could not record the release's manifest: {e}"),
+            );
+            0
+        }
+    }
+}
