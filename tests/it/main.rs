@@ -4,6 +4,7 @@ mod support;
 
 mod both_transports;
 mod cli;
+mod delta_ssh;
 mod deploy_local;
 mod deploy_ssh;
 mod faults;

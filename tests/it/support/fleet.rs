@@ -110,6 +110,12 @@ impl Fleet {
         Fleet { project, ..self }
     }
 
+    /// Replaces the body of the [artifact] table (default `path = "build"`).
+    pub fn artifact_table(self, text: &str) -> Fleet {
+        let project = self.project.artifact_table(text);
+        Fleet { project, ..self }
+    }
+
     /// Replaces the artifact directory `build/` with these files.
     pub fn artifact(self, files: &[(&str, &str)]) -> Fleet {
         let project = self.project.artifact(files);

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fleet;
+pub mod http;
 pub mod netns;
 pub mod project;
 pub mod sshd;

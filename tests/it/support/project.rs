@@ -14,6 +14,8 @@ pub struct Project {
     sections: Vec<String>,
     /// Per host: where its deploy_to is on this machine.
     deploy_paths: Vec<(String, PathBuf)>,
+    /// The body of the [artifact] table.
+    artifact_table: String,
 }
 
 impl Project {
@@ -28,6 +30,7 @@ impl Project {
             hosts: Vec::new(),
             sections: Vec::new(),
             deploy_paths: Vec::new(),
+            artifact_table: "path = \"build\"".into(),
         }
     }
 
@@ -102,6 +105,12 @@ impl Project {
         self
     }
 
+    /// Replaces the body of the [artifact] table (default `path = "build"`).
+    pub fn artifact_table(mut self, text: &str) -> Project {
+        self.artifact_table = text.to_string();
+        self
+    }
+
     /// Writes deploy.toml from what was added; call after every change.
     pub fn write(self) -> Project {
         self.write_with_ssh("")
@@ -109,8 +118,9 @@ impl Project {
 
     /// Writes deploy.toml with an [ssh] table holding `ssh`.
     pub fn write_with_ssh(self, ssh: &str) -> Project {
-        let mut text = String::from(
-            "[app]\nname = \"shop-api\"\ndeploy_to = \"/srv/app\"\nkeep_releases = 3\n\n[artifact]\npath = \"build\"\n\n",
+        let mut text = format!(
+            "[app]\nname = \"shop-api\"\ndeploy_to = \"/srv/app\"\nkeep_releases = 3\n\n[artifact]\n{}\n\n",
+            self.artifact_table
         );
         if !ssh.is_empty() {
             text.push_str(&format!("[ssh]\n{ssh}\n\n"));
