@@ -936,6 +936,42 @@ fn the_artifact_must_exist_but_only_when_asked() {
 }
 
 #[test]
+fn an_artifact_is_a_path_or_a_url_with_its_sha256() {
+    let sha = "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08";
+    let config = Project::new()
+        .config(&with_app(&format!(
+            "[hosts.a]\n[artifact]\nurl = \"https://a.example.com/app-1.tar.gz?sig=x\"\nsha256 = \"{sha}\"\ndelta = false\n"
+        )))
+        .ok();
+    let artifact = config.artifact.as_ref().unwrap();
+    let pull = artifact.pull.as_ref().unwrap();
+    assert_eq!(pull.sha256, sha.to_ascii_lowercase());
+    assert!(pull.gzipped());
+    assert!(!artifact.delta);
+    // No file here to look for.
+    check_artifact(&config).unwrap();
+    let config = Project::new()
+        .config(&with_app("[hosts.a]\n[artifact]\npath = \"x\"\n"))
+        .ok();
+    assert!(config.artifact.unwrap().delta, "delta is on by default");
+
+    let url = "url = \"http://h/app.tgz\"";
+    for (body, expect) in [
+        (format!("path = \"x\"\n{url}\nsha256 = \"{sha}\""), &["`artifact`", "not both"][..]),
+        ("version = \"1\"".to_string(), &["`artifact`", "`url`"][..]),
+        (url.to_string(), &["`artifact.sha256`", "needs `sha256`"][..]),
+        (format!("{url}\nsha256 = \"abc\""), &["`artifact.sha256`", "64 hex"][..]),
+        (format!("{url}\nsha256 = \"{}\"", "g".repeat(64)), &["`artifact.sha256`"][..]),
+        (format!("path = \"x\"\nsha256 = \"{sha}\""), &["`artifact.sha256`", "goes with `url`"][..]),
+        (format!("url = \"ftp://h/a.tar.gz\"\nsha256 = \"{sha}\""), &["`artifact.url`"][..]),
+        (format!("url = \"http://h/app.zip\"\nsha256 = \"{sha}\""), &["`artifact.url`", ".tar.gz"][..]),
+        ("path = \"x\"\ndelta = \"yes\"".to_string(), &["`artifact.delta`"][..]),
+    ] {
+        assert_err(&with_app(&format!("[hosts.a]\n[artifact]\n{body}\n")), expect);
+    }
+}
+
+#[test]
 fn the_artifact_version_is_safe() {
     for bad in ["1.0 beta", "$(id)", "-1", "a/b", ""] {
         assert_err(

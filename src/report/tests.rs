@@ -125,7 +125,16 @@ fn deploy_with_one_failure() -> Vec<(i64, Event)> {
         (10, phase("web1", Phase::Switch)),
         (20, phase("web1", Phase::AfterSwitch)),
         (400, phase("web1", Phase::Health)),
-        (1200, done("web1", RELEASE, None, 3_110)),
+        (
+            1200,
+            Event::HostDone {
+                host: s("web1"),
+                release: Some(s(RELEASE)),
+                message: None,
+                elapsed_ms: 3_110,
+                sent_bytes: Some(8 * MIB),
+            },
+        ),
         (
             0,
             Event::WaveDone {
@@ -208,7 +217,10 @@ fn deploy_with_one_failure() -> Vec<(i64, Event)> {
                 skipped: 0,
                 elapsed_ms: 12_480,
                 hosts: vec![
-                    host_summary("web1", HostResult::RolledBack, None, 3_410),
+                    HostSummary {
+                        sent_bytes: Some(8 * MIB),
+                        ..host_summary("web1", HostResult::RolledBack, None, 3_410)
+                    },
                     host_summary(
                         "web2",
                         HostResult::Failed,
@@ -433,6 +445,14 @@ fn json_lines_parse_and_end_with_the_summary() {
     assert_eq!(summary["event"], "summary");
     assert_eq!(summary["exit_code"], 5);
     assert_eq!(summary["hosts"][1]["result"], "failed");
+    // Bytes sent: on the host's line and in its summary row, absent when none.
+    assert_eq!(summary["hosts"][0]["sent_bytes"], 8 * 1024 * 1024);
+    assert!(summary["hosts"][1].get("sent_bytes").is_none());
+    let done = lines
+        .iter()
+        .find(|l| l["event"] == "host_done" && l["host"] == "web1")
+        .unwrap();
+    assert_eq!(done["sent_bytes"], 8 * 1024 * 1024);
 }
 
 #[test]
