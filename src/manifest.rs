@@ -490,7 +490,7 @@ mod tests {
         old.entries.insert(b"chmod".to_vec(), file("a", 0o644));
         old.entries.insert(b"gone".to_vec(), file("a", 0o644));
         let mut new = old.clone();
-        new.entries.remove(&b"gone".to_vec());
+        new.entries.remove(b"gone".as_slice());
         new.entries.insert(b"edited".to_vec(), file("b", 0o644));
         new.entries.insert(b"chmod".to_vec(), file("a", 0o755));
         new.entries
@@ -542,15 +542,15 @@ mod tests {
         let bytes = b.into_inner().unwrap();
         let m = Manifest::of_tar(&bytes[..]).unwrap();
         assert_eq!(
-            m.entries.get(&b"a".to_vec()),
+            m.entries.get(b"a".as_slice()),
             Some(&Kind::Dir { mode: 0o755 })
         );
         assert_eq!(
-            m.entries.get(&b"a/b".to_vec()),
+            m.entries.get(b"a/b".as_slice()),
             Some(&Kind::Dir { mode: 0o755 })
         );
         assert!(matches!(
-            m.entries.get(&b"a/b/c".to_vec()),
+            m.entries.get(b"a/b/c".as_slice()),
             Some(Kind::File {
                 mode: 0o600,
                 size: 2,

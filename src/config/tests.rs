@@ -957,17 +957,44 @@ fn an_artifact_is_a_path_or_a_url_with_its_sha256() {
 
     let url = "url = \"http://h/app.tgz\"";
     for (body, expect) in [
-        (format!("path = \"x\"\n{url}\nsha256 = \"{sha}\""), &["`artifact`", "not both"][..]),
+        (
+            format!("path = \"x\"\n{url}\nsha256 = \"{sha}\""),
+            &["`artifact`", "not both"][..],
+        ),
         ("version = \"1\"".to_string(), &["`artifact`", "`url`"][..]),
-        (url.to_string(), &["`artifact.sha256`", "needs `sha256`"][..]),
-        (format!("{url}\nsha256 = \"abc\""), &["`artifact.sha256`", "64 hex"][..]),
-        (format!("{url}\nsha256 = \"{}\"", "g".repeat(64)), &["`artifact.sha256`"][..]),
-        (format!("path = \"x\"\nsha256 = \"{sha}\""), &["`artifact.sha256`", "goes with `url`"][..]),
-        (format!("url = \"ftp://h/a.tar.gz\"\nsha256 = \"{sha}\""), &["`artifact.url`"][..]),
-        (format!("url = \"http://h/app.zip\"\nsha256 = \"{sha}\""), &["`artifact.url`", ".tar.gz"][..]),
-        ("path = \"x\"\ndelta = \"yes\"".to_string(), &["`artifact.delta`"][..]),
+        (
+            url.to_string(),
+            &["`artifact.sha256`", "needs `sha256`"][..],
+        ),
+        (
+            format!("{url}\nsha256 = \"abc\""),
+            &["`artifact.sha256`", "64 hex"][..],
+        ),
+        (
+            format!("{url}\nsha256 = \"{}\"", "g".repeat(64)),
+            &["`artifact.sha256`"][..],
+        ),
+        (
+            format!("path = \"x\"\nsha256 = \"{sha}\""),
+            &["`artifact.sha256`", "goes with `url`"][..],
+        ),
+        (
+            format!("url = \"ftp://h/a.tar.gz\"\nsha256 = \"{sha}\""),
+            &["`artifact.url`"][..],
+        ),
+        (
+            format!("url = \"http://h/app.zip\"\nsha256 = \"{sha}\""),
+            &["`artifact.url`", ".tar.gz"][..],
+        ),
+        (
+            "path = \"x\"\ndelta = \"yes\"".to_string(),
+            &["`artifact.delta`"][..],
+        ),
     ] {
-        assert_err(&with_app(&format!("[hosts.a]\n[artifact]\n{body}\n")), expect);
+        assert_err(
+            &with_app(&format!("[hosts.a]\n[artifact]\n{body}\n")),
+            expect,
+        );
     }
 }
 

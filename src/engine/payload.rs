@@ -23,7 +23,10 @@ use crate::report::{Level, Phase};
 /// Deltas already cut, by the manifest of the release they start from:
 /// hosts on the same release share one.
 #[derive(Default)]
-pub(crate) struct Deltas(Mutex<HashMap<String, Arc<OnceCell<Option<Arc<Delta>>>>>>);
+pub(crate) struct Deltas(Mutex<HashMap<String, Arc<OnceCell<Cut>>>>);
+
+/// A delta once cut: `None` when the artifact cannot be sent as one.
+type Cut = Option<Arc<Delta>>;
 
 impl std::fmt::Debug for Deltas {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
