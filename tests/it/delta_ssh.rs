@@ -337,6 +337,16 @@ fn hosts_pull_from_a_url_and_refuse_a_wrong_hash() {
         "no artifact bytes from here"
     );
     f.hoist(&["verify"]).assert().success();
+    // The same URL again: a local copy, no download, and still verifiable.
+    f.hoist(&["deploy", "--yes"]).assert().success();
+    let gets = http
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("GET"))
+        .count();
+    assert_eq!(gets, 2, "no second download");
+    let out = f.hoist(&["verify"]).assert().success().get_output().clone();
+    assert!(!printed(&out).contains("no manifest"), "{}", printed(&out));
 
     // The same URL now serves other bytes than the sha256 says.
     let evil = tar_gz(&[("README", b"tampered")]);
@@ -374,6 +384,43 @@ fn hosts_pull_from_a_url_and_refuse_a_wrong_hash() {
             "no leftovers on {host}"
         );
     }
+}
+
+#[test]
+fn a_host_without_curl_or_wget_fails_preflight_for_a_url() {
+    // A local host whose PATH has every tool but curl and wget.
+    let bin = tempfile::tempdir().unwrap();
+    for dir in ["/usr/bin", "/bin", "/usr/sbin", "/sbin"] {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            if name == "curl" || name == "wget" || bin.path().join(&name).exists() {
+                continue;
+            }
+            std::os::unix::fs::symlink(entry.path(), bin.path().join(&name)).unwrap();
+        }
+    }
+    let f = Fleet::local(1)
+        .toml(STRATEGY)
+        .artifact_table(&format!(
+            "url = \"http://127.0.0.1:9/app.tar.gz\"\nsha256 = \"{}\"",
+            "a".repeat(64)
+        ))
+        .write();
+    let out = f
+        .hoist(&["deploy", "--yes"])
+        .env("PATH", bin.path())
+        .assert()
+        .code(3)
+        .get_output()
+        .clone();
+    assert!(
+        printed(&out)
+            .lines()
+            .any(|l| l.contains("web1") && l.contains("neither curl nor wget")),
+        "{}",
+        printed(&out)
+    );
+    assert!(f.releases("web1").is_empty());
 }
 
 #[test]
