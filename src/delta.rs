@@ -19,8 +19,8 @@ pub struct Delta {
     pub bytes: Vec<u8>,
     /// Entries sent (new or changed).
     pub sent: usize,
-    /// Entries deleted from the copy before the new ones are written.
-    pub removed: usize,
+    /// Entries of the current release the new one does not have.
+    pub gone: usize,
 }
 
 /// The delta from `old` (the host's current release) to `new` (the
@@ -121,7 +121,7 @@ pub fn build(artifact: &Path, new: &Manifest, old: &Manifest) -> Result<Option<D
     Ok(Some(Delta {
         bytes: gz.finish()?,
         sent: send.len(),
-        removed: remove.len(),
+        gone: diff.removed.len(),
     }))
 }
 

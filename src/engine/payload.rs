@@ -114,8 +114,9 @@ pub(crate) async fn by_delta(
         Level::Info,
         Some(node.name()),
         format!(
-            "delta from {current}: {} entries sent, {} removed",
-            delta.sent, delta.removed
+            "delta from {current}: {} new or changed, {} gone",
+            count(delta.sent, "entry", "entries"),
+            delta.gone
         ),
     );
     let script = node.layout.receive_delta(
@@ -164,6 +165,10 @@ pub(crate) async fn by_delta(
             tail: super::tail_lines(&out.stderr, &[], 10),
         })),
     }
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The delta's bytes, shared by every host that gets them.

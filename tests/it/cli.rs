@@ -23,6 +23,7 @@ fn stable(text: &str, p: &Project) -> String {
         (r"\d+(\.\d+)?\s?(ms|s)\b", "[DUR]"),
         (r", \d+(\.\d+)? ?[KMG]?i?B/s", ""),
         (r"\d+ B / \d+ B", "[BYTES]"),
+        (r"\d+(\.\d+)? (B|KiB|MiB|GiB)\b", "[SIZE]"),
         (r"\S+@\S+", "[USER@HOST]"),
         // Column widths follow the values filtered above.
         (r" {2,}", "  "),
