@@ -206,7 +206,7 @@ fi
             r#"{head}
 P={part}
 R="$D/releases/{id}"
-if tar --version 2>/dev/null | grep -q GNU; then XZF=-xpzf; else XZF=-xzf; fi
+if tar --version </dev/null 2>/dev/null | grep -q GNU; then XZF=-xpzf; else XZF=-xzf; fi
 trap 'rm -rf "$P.part" "$P.d"' EXIT
 trap 'exit 130' HUP INT TERM
 mkdir -p "$D/releases" "$H/tmp" "$H/sums" && cat > "$P.part" || exit {write}

@@ -71,7 +71,7 @@ hoist_manifest() (
   } | awk "$HOIST_MERGE" | sort
 )
 # GNU tar applies the umask unless told -p; busybox tar restores modes (and has no -p).
-if tar --version 2>/dev/null | grep -q GNU; then XF=-xpf; XZF=-xpzf; else XF=-xf; XZF=-xzf; fi"#;
+if tar --version </dev/null 2>/dev/null | grep -q GNU; then XF=-xpf; XZF=-xpzf; else XF=-xf; XZF=-xzf; fi"#;
 
 /// Steps of the scripts here that [`ReceiveStep`] does not name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
