@@ -83,6 +83,17 @@ impl Artifact {
                 _packed: None,
             });
         }
+        // The manifest needs a pass of its own over the files: beside the packing.
+        std::thread::scope(|scope| {
+            let listing = scope.spawn(|| Manifest::of_artifact(&spec.path).ok());
+            let mut artifact = Artifact::local(spec)?;
+            artifact.manifest = listing.join().ok().flatten();
+            Ok(artifact)
+        })
+    }
+
+    /// Hashes and (if needed) packs a local artifact.
+    fn local(spec: &ArtifactSpec) -> Result<Artifact> {
         let path = &spec.path;
         let meta = std::fs::metadata(path)
             .with_context(|| format!("artifact {} cannot be read", path.display()))?;
@@ -156,7 +167,7 @@ impl Artifact {
             unpacked_size,
             packing,
             version,
-            manifest: Manifest::of_artifact(path).ok(),
+            manifest: None,
             pull: None,
             delta: spec.delta,
             source: path.clone(),
