@@ -1,0 +1,214 @@
+//! The host scripts for an application's state beside its releases (shared
+//! dirs and files, `[[files]]`, the journal line of the once hook) and for
+//! `become`. A sibling of `layout`: every value quoted with [`q`].
+
+use super::layout::{Layout, q};
+use crate::release::ReleaseId;
+
+/// `set -u`, and `D`/`H` as in every script of `layout`.
+fn head(layout: &Layout) -> String {
+    format!(
+        "set -u; umask 022; D={}; H=\"$D/.hoist\"",
+        q(&layout.deploy_to)
+    )
+}
+
+/// The parent of a checked relative path (`config` for `config/.env`).
+fn parent(path: &str) -> Option<&str> {
+    path.rsplit_once('/').map(|(p, _)| p)
+}
+
+/// Creates `shared/<dir>` for each shared dir (and the parents of the
+/// shared files), then links every shared path into `releases/<id>`:
+/// whatever the release holds there is replaced by a symlink to
+/// `<deploy_to>/shared/<path>`. Refuses a path that goes through a
+/// symlink inside the release (an artifact could point it anywhere).
+/// Idempotent: a resumed deploy links again.
+pub fn link_shared(layout: &Layout, id: &ReleaseId, dirs: &[String], files: &[String]) -> String {
+    let mut script = format!(
+        "{head}\nR=\"$D/releases/{id}\"\n[ -d \"$R\" ] || {{ echo \"release {id} is not on this host\" >&2; exit 4; }}\n",
+        head = head(layout)
+    );
+    for dir in dirs {
+        script.push_str(&format!(
+            "mkdir -p \"$D/shared/\"{p} || {{ echo \"cannot create shared/\"{p} >&2; exit 1; }}\n",
+            p = q(dir)
+        ));
+    }
+    for file in files {
+        if let Some(parent) = parent(file) {
+            script.push_str(&format!("mkdir -p \"$D/shared/\"{} || exit 1\n", q(parent)));
+        }
+    }
+    for path in dirs.iter().chain(files) {
+        let mut prefix = String::new();
+        if let Some(parent) = parent(path) {
+            for part in parent.split('/') {
+                if !prefix.is_empty() {
+                    prefix.push('/');
+                }
+                prefix.push_str(part);
+                script.push_str(&format!(
+                    "if [ -L \"$R/\"{p} ] || {{ [ -e \"$R/\"{p} ] && [ ! -d \"$R/\"{p} ]; }}; then printf '%s in the release is not a directory; the shared path %s cannot go through it\\n' {p} {path} >&2; exit 1; fi\n",
+                    p = q(&prefix),
+                    path = q(path)
+                ));
+            }
+            script.push_str(&format!("mkdir -p \"$R/\"{} || exit 1\n", q(parent)));
+        }
+        script.push_str(&format!(
+            "rm -rf \"$R/\"{p} && ln -s \"$D/shared/\"{p} \"$R/\"{p} || {{ echo \"cannot link \"{p} >&2; exit 1; }}\n",
+            p = q(path)
+        ));
+    }
+    script
+}
+
+/// Reads, writing nothing, whether the shared paths can be linked: each
+/// shared file must exist, and no shared dir may be something else. Prints
+/// `missing <path>`, `not-a-file <path>` or `not-a-dir <path>` for each
+/// that cannot (see [`SharedProblem::parse`]).
+pub fn check_shared(layout: &Layout, dirs: &[String], files: &[String]) -> String {
+    let mut script = head(layout);
+    script.push('\n');
+    for dir in dirs {
+        script.push_str(&format!(
+            "S=\"$D/shared/\"{p}; if [ -e \"$S\" ] && [ ! -d \"$S\" ]; then printf 'not-a-dir %s\\n' {p}; fi\n",
+            p = q(dir)
+        ));
+    }
+    for file in files {
+        script.push_str(&format!(
+            "S=\"$D/shared/\"{p}; if [ -d \"$S\" ]; then printf 'not-a-file %s\\n' {p}; elif [ ! -e \"$S\" ]; then printf 'missing %s\\n' {p}; fi\n",
+            p = q(file)
+        ));
+    }
+    script
+}
+
+/// What [`check_shared`] found wrong with one shared path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SharedProblem {
+    /// A shared file that is not on the host (and no `[[files]]` entry makes it).
+    #[error("shared file shared/{0} is missing (create it on the host, or send it with [[files]])")]
+    Missing(String),
+    /// A shared file that is a directory on the host.
+    #[error("shared/{0} is a directory, but shared_files lists it as a file")]
+    NotAFile(String),
+    /// A shared dir that is something else on the host.
+    #[error("shared/{0} is not a directory, but shared_dirs lists it")]
+    NotADir(String),
+    /// The check itself failed.
+    #[error("cannot check the shared paths: {0}")]
+    Unchecked(String),
+}
+
+impl SharedProblem {
+    pub fn parse(output: &str) -> Vec<SharedProblem> {
+        output
+            .lines()
+            .filter_map(|line| {
+                let (kind, path) = line.split_once(' ')?;
+                let path = path.to_string();
+                match kind {
+                    "missing" => Some(SharedProblem::Missing(path)),
+                    "not-a-file" => Some(SharedProblem::NotAFile(path)),
+                    "not-a-dir" => Some(SharedProblem::NotADir(path)),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Writes stdin to `<deploy_to>/<dest>` atomically with `mode`: a
+/// temporary file beside it (created unreadable to others), then a rename.
+/// Prints nothing: the content (a secret, maybe) only travels on stdin.
+pub fn write_file(layout: &Layout, dest: &str, mode: u32) -> String {
+    let mkdir = match parent(dest) {
+        Some(p) => format!("mkdir -p \"$D/\"{} || exit 1\n", q(p)),
+        None => String::new(),
+    };
+    format!(
+        r#"{head}
+umask 077
+F="$D/"{dest}
+{mkdir}T="$F.hoist-tmp.$$"
+trap 'rm -f "$T"' EXIT
+trap 'exit 130' HUP INT TERM
+cat > "$T" && chmod {mode:o} "$T" && mv -f "$T" "$F" || {{ printf 'cannot write %s\n' {dest} >&2; exit 1; }}
+"#,
+        head = head(layout),
+        dest = q(dest),
+    )
+}
+
+/// Appends one line to the host's journal (the once hook's record).
+pub fn record(layout: &Layout, journal_line: &str) -> String {
+    format!(
+        "{head}\nmkdir -p \"$H\" && printf '%s\\n' {line} >> \"$H/journal\"",
+        head = head(layout),
+        line = q(journal_line)
+    )
+}
+
+/// Whether sudo lets the SSH user run commands as `user`: prints `no-sudo`,
+/// `ok` (no password needed), or `password` and what sudo said. Cached
+/// credentials are ignored (`-k`), so the answer holds for the whole run.
+pub fn become_probe(user: &str) -> String {
+    format!(
+        r#"command -v sudo >/dev/null 2>&1 || {{ echo no-sudo; exit 0; }}
+if out=$(sudo -k -n -u {user} -- true 2>&1 </dev/null); then echo ok; else echo password; printf '%s\n' "$out"; fi
+"#,
+        user = q(user)
+    )
+}
+
+/// Checks the password on stdin: prints `ok`, or `refused` and what sudo
+/// said. The password is read by sudo from stdin (`-S`), never an argument.
+pub fn become_verify(user: &str) -> String {
+    format!(
+        r#"if out=$(sudo -k -S -p '' -u {user} -- true 2>&1); then echo ok; else echo refused; printf '%s\n' "$out"; fi
+"#,
+        user = q(user)
+    )
+}
+
+/// What [`become_probe`] or [`become_verify`] answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BecomeAnswer {
+    Ok,
+    NoSudo,
+    /// sudo wants a password (probe), or refused the one given (verify);
+    /// with what sudo said.
+    Refused(String),
+}
+
+impl BecomeAnswer {
+    pub fn parse(output: &str) -> BecomeAnswer {
+        let mut lines = output.lines();
+        match lines.next() {
+            Some("ok") => BecomeAnswer::Ok,
+            Some("no-sudo") => BecomeAnswer::NoSudo,
+            _ => BecomeAnswer::Refused(
+                lines
+                    .filter(|l| !l.trim().is_empty())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        }
+    }
+}
+
+/// `script` run as `user` through sudo. With a password, sudo reads it from
+/// stdin (`-S`, no prompt); without, sudo must not ask (`-n`). The command
+/// itself never sees that stdin: its first act is to read /dev/null
+/// instead, so a password sudo did not need is dropped unread.
+pub fn as_user(user: &str, with_password: bool, script: &str) -> String {
+    let flags = if with_password { "-S -p ''" } else { "-n" };
+    format!(
+        "exec sudo {flags} -u {user} -- sh -c {inner}\n",
+        user = q(user),
+        inner = q(&format!("exec </dev/null\n{script}"))
+    )
+}

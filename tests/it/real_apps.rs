@@ -1,0 +1,268 @@
+//! Real applications on real OpenSSH hosts: shared dirs and files,
+//! `[[files]]` (secrets), `before_switch_once`, the run-level local hooks
+//! and `become`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::fleet::{Fleet, HEALTH};
+use crate::support::project::{ndjson, printed};
+
+/// The release `current` points at, via the summary of a `--json` run.
+fn release_of(stdout: &[u8]) -> String {
+    ndjson(stdout).last().unwrap()["release"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn shared_dirs_keep_their_data_across_deploys_rollbacks_and_pruning() {
+    let f = Fleet::ssh(3)
+        .app("shared_dirs = [\"log\", \"storage\"]\nkeep_releases = 1")
+        .artifact(&[("README", "v1"), ("storage/placeholder", "from the artifact")])
+        .toml("[hooks]\nafter_switch = [\"test -e storage/x || echo \\\"written by $(cat README)\\\" > storage/x\"]\n[strategy]\ncanary = 0\nbatch = 3")
+        .write();
+    let plan = f.hoist(&["plan"]).assert().success().get_output().clone();
+    let plan = printed(&plan);
+    assert!(
+        plan.contains("storage") && plan.contains("replaced by the link"),
+        "plan says the artifact's storage/ is replaced: {plan}"
+    );
+
+    f.hoist(&["deploy"]).assert().success();
+    let v1 = f.current("web1").unwrap();
+    let build = f.path().join("build");
+    std::fs::write(build.join("README"), "v2").unwrap();
+    f.hoist(&["deploy"]).assert().success();
+    for host in f.host_names() {
+        let shared = f.deploy_path(&host).join("shared");
+        assert_eq!(
+            std::fs::read_to_string(shared.join("storage/x")).unwrap(),
+            "written by v1\n",
+            "{host}: release 2 sees what release 1 wrote"
+        );
+        assert_eq!(f.read_current(&host, "storage/x"), "written by v1\n");
+        let link = f.deploy_path(&host).join("current/log");
+        assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+        assert!(shared.join("log").is_dir(), "{host}: shared/log created");
+        assert!(
+            !shared.join("storage/placeholder").exists(),
+            "{host}: the artifact's storage/ was replaced, not merged"
+        );
+    }
+
+    f.hoist(&["rollback", "--yes"]).assert().success();
+    for host in f.host_names() {
+        assert_eq!(f.current(&host).as_deref(), Some(v1.as_str()));
+        assert_eq!(f.read_current(&host, "storage/x"), "written by v1\n");
+    }
+
+    // keep_releases = 1: old releases go, shared/ stays.
+    std::fs::write(build.join("README"), "v3").unwrap();
+    f.hoist(&["deploy"]).assert().success();
+    std::fs::write(build.join("README"), "v4").unwrap();
+    f.hoist(&["deploy"]).assert().success();
+    for host in f.host_names() {
+        assert!(f.releases(&host).len() <= 2, "{host}: pruned");
+        let x = f.deploy_path(&host).join("shared/storage/x");
+        assert_eq!(std::fs::read_to_string(x).unwrap(), "written by v1\n");
+        assert_eq!(f.read_current(&host, "README"), "v4");
+    }
+}
+
+#[test]
+fn a_shared_file_missing_on_one_host_fails_preflight_naming_host_and_path() {
+    let f = Fleet::ssh(3)
+        .app("shared_files = [\"config/.env\"]")
+        .toml("[strategy]\ncanary = 0\nbatch = 3")
+        .write();
+    for host in ["web1", "web2"] {
+        write(
+            &f.deploy_path(host).join("shared/config/.env"),
+            "DATABASE_URL=x\n",
+        );
+    }
+    let out = f.hoist(&["deploy"]).assert().code(3).get_output().clone();
+    let text = printed(&out);
+    let line = text
+        .lines()
+        .find(|l| l.contains("web3") && l.contains("config/.env"))
+        .unwrap_or_else(|| panic!("names web3 and config/.env: {text}"));
+    assert!(line.contains("missing"), "{line}");
+    for host in f.host_names() {
+        assert!(f.releases(&host).is_empty(), "{host}: no new release");
+        assert!(f.current(&host).is_none(), "{host}");
+        assert!(!f.locked(&host), "{host}");
+    }
+    assert!(!f.deploy_path("web3").join("releases").exists());
+
+    write(
+        &f.deploy_path("web3").join("shared/config/.env"),
+        "DATABASE_URL=y\n",
+    );
+    f.hoist(&["deploy"]).assert().success();
+    assert_eq!(f.read_current("web3", "config/.env"), "DATABASE_URL=y\n");
+}
+
+#[test]
+fn secret_files_reach_each_host_with_their_mode_and_never_the_output() {
+    let f = Fleet::ssh(3)
+        .app("shared_files = [\"config/.env\"]")
+        .toml(
+            "[[files]]\nsrc = \"secrets/{host}.env\"\ndest = \"shared/config/.env\"\nsecret = true\n\n[hooks]\nbefore_switch = [\"test -s config/.env\"]\n[strategy]\ncanary = 0\nbatch = 3",
+        )
+        .write();
+    let secret = |host: &str| format!("API_TOKEN=tok-{host}-5f1d9c7e0b2a\n");
+    for host in f.host_names() {
+        write(
+            &f.path().join(format!("secrets/{host}.env")),
+            &secret(&host),
+        );
+    }
+    let runs = [
+        f.hoist(&["deploy", "--json"])
+            .assert()
+            .success()
+            .get_output()
+            .clone(),
+        f.hoist(&["deploy", "-v"])
+            .assert()
+            .success()
+            .get_output()
+            .clone(),
+    ];
+    for host in f.host_names() {
+        let env = f.deploy_path(&host).join("shared/config/.env");
+        assert_eq!(std::fs::read_to_string(&env).unwrap(), secret(&host));
+        let mode = std::fs::metadata(&env).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600, "{host}");
+        assert_eq!(f.read_current(&host, "config/.env"), secret(&host));
+    }
+    let mut seen = String::new();
+    for out in &runs {
+        seen.push_str(&printed(out));
+    }
+    for log in std::fs::read_dir(f.path().join(".hoist/logs")).unwrap() {
+        seen.push_str(&std::fs::read_to_string(log.unwrap().path()).unwrap());
+    }
+    assert!(!seen.is_empty());
+    for host in f.host_names() {
+        assert!(
+            !seen.contains(&format!("tok-{host}")),
+            "the secret of {host} was printed"
+        );
+    }
+    assert!(!seen.contains("5f1d9c7e0b2a"));
+
+    // A source missing for one host: exit 2 before anything is touched.
+    std::fs::remove_file(f.path().join("secrets/web2.env")).unwrap();
+    let before = f.current("web1");
+    let out = f.hoist(&["deploy"]).assert().code(2).get_output().clone();
+    assert!(printed(&out).contains("web2"), "{}", printed(&out));
+    assert_eq!(f.current("web1"), before);
+}
+
+#[test]
+fn the_once_hook_runs_once_on_the_first_host_before_any_switch() {
+    let f = Fleet::ssh(9);
+    let count = f.path().join("once-count");
+    let hook = format!(
+        "test \\\"$(readlink \\\"$HOIST_DEPLOY_TO/current\\\")\\\" != \\\"releases/$HOIST_RELEASE\\\" && test -e README && echo \\\"$HOIST_HOST $HOIST_RELEASE\\\" >> {}",
+        count.display()
+    );
+    let f = f
+        .toml(&format!(
+            "[hooks]\nbefore_switch_once = [\"{hook}\"]\n[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = 4"
+        ))
+        .write();
+    let out = f
+        .hoist(&["deploy", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let release = release_of(&out.stdout);
+    let events = ndjson(&out.stdout);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["event"] == "wave_started")
+            .count(),
+        3
+    );
+    assert_eq!(
+        std::fs::read_to_string(&count).unwrap(),
+        format!("web1 {release}\n"),
+        "exactly once, on the first host of the first wave"
+    );
+    assert!(
+        f.journal("web1")
+            .iter()
+            .any(|e| e["event"] == "once_done" && e["release"] == release.as_str())
+    );
+
+    // A failing once hook: no host is switched, exit 5; never resumed.
+    std::fs::write(f.path().join("build/README"), "v2").unwrap();
+    let toml = std::fs::read_to_string(f.path().join("deploy.toml")).unwrap();
+    std::fs::write(
+        f.path().join("deploy.toml"),
+        toml.replace(
+            "before_switch_once = [\"",
+            "before_switch_once = [\"echo migration failed >&2; exit 7\", \"",
+        ),
+    )
+    .unwrap();
+    let out = f.hoist(&["deploy"]).assert().code(5).get_output().clone();
+    assert!(
+        printed(&out).contains("migration failed"),
+        "{}",
+        printed(&out)
+    );
+    for host in f.host_names() {
+        assert_eq!(
+            f.current(&host).as_deref(),
+            Some(release.as_str()),
+            "{host}"
+        );
+    }
+    let out = f
+        .hoist(&["deploy", "--resume"])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    assert!(
+        printed(&out).contains("cannot be resumed"),
+        "{}",
+        printed(&out)
+    );
+}
+
+#[test]
+fn a_resumed_deploy_does_not_run_the_once_hook_again() {
+    let f = Fleet::ssh(3);
+    let count = f.path().join("once-count");
+    let f = f
+        .toml(&format!(
+            "[hooks]\nbefore_switch_once = [\"echo ran >> {}\"]\nbefore_switch = [\"test ! -e \\\"$HOIST_DEPLOY_TO/BAD\\\"\"]\n[strategy]\ncanary = 0\nbatch = 1\non_failure = \"stop\"",
+            count.display()
+        ))
+        .write();
+    let bad = f.mark("web2", "BAD");
+    f.hoist(&["deploy"]).assert().code(1);
+    assert_eq!(std::fs::read_to_string(&count).unwrap(), "ran\n");
+    std::fs::remove_file(bad).unwrap();
+    f.hoist(&["deploy", "--resume"]).assert().success();
+    assert_eq!(
+        std::fs::read_to_string(&count).unwrap(),
+        "ran\n",
+        "not run again for the same release"
+    );
+}
