@@ -4,7 +4,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::Duration;
 
 use crate::support::fleet::{Fleet, HEALTH};
 use crate::support::project::{ndjson, printed};
@@ -264,5 +263,129 @@ fn a_resumed_deploy_does_not_run_the_once_hook_again() {
         std::fs::read_to_string(&count).unwrap(),
         "ran\n",
         "not run again for the same release"
+    );
+}
+
+/// Run-level hooks that record what they were told, and keep the summary file.
+const RECORDING_HOOKS: &str = r#"[hooks]
+after_switch = ["sleep 0.3"]
+on_success_local = ["echo \"success $HOIST_COMMAND $HOIST_RESULT $HOIST_EXIT_CODE\" >> run-hooks.log; cp \"$HOIST_SUMMARY\" summary.json"]
+on_failure_local = ["echo \"failure $HOIST_COMMAND $HOIST_RESULT $HOIST_EXIT_CODE\" >> run-hooks.log; cp \"$HOIST_SUMMARY\" summary.json"]
+[strategy]
+canary = 1
+canary_pause = "0s"
+batch = 1"#;
+
+/// The last line the run-level hooks wrote, and the summary they were given.
+fn last_run_hook(f: &Fleet) -> (String, serde_json::Value) {
+    let log = std::fs::read_to_string(f.path().join("run-hooks.log")).unwrap_or_default();
+    let line = log.lines().last().unwrap_or_default().to_string();
+    let summary = std::fs::read_to_string(f.path().join("summary.json")).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&summary)
+        .unwrap_or_else(|e| panic!("HOIST_SUMMARY is not JSON ({e}): {summary}"));
+    assert_eq!(summary["event"], "summary");
+    (line, summary)
+}
+
+#[test]
+fn run_level_hooks_hear_how_each_run_ended() {
+    let f = Fleet::ssh(3)
+        .toml(&format!("{HEALTH}\n{RECORDING_HOOKS}"))
+        .write();
+
+    // Success: the summary file is the NDJSON summary line.
+    let out = f
+        .hoist(&["deploy", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let (line, summary) = last_run_hook(&f);
+    assert_eq!(line, "success deploy done 0");
+    let ndjson_summary = ndjson(&out.stdout).last().unwrap().clone();
+    assert_eq!(summary["exit_code"], 0);
+    for key in ["command", "release", "ok", "failed", "hosts"] {
+        assert_eq!(summary[key], ndjson_summary[key], "{key}");
+    }
+
+    // A rollback runs them too.
+    std::fs::write(f.path().join("build/README"), "v2").unwrap();
+    f.hoist(&["deploy"]).assert().success();
+    f.hoist(&["rollback", "--yes"]).assert().success();
+    let (line, summary) = last_run_hook(&f);
+    assert_eq!(line, "success rollback done 0");
+    assert_eq!(summary["command"], "rollback");
+
+    // A failed canary, rolled back: exit 5.
+    std::fs::write(f.path().join("build/README"), "v3").unwrap();
+    let fail = f.mark("web1", "FAIL");
+    f.hoist(&["deploy"]).assert().code(5);
+    let (line, summary) = last_run_hook(&f);
+    assert_eq!(line, "failure deploy rolled_back 5");
+    assert_eq!(summary["exit_code"], 5);
+    std::fs::remove_file(fail).unwrap();
+
+    // Someone else holds the lock: exit 4.
+    f.hoist(&["lock", "-m", "db maintenance"])
+        .assert()
+        .success();
+    f.hoist(&["deploy"]).assert().code(4);
+    let (line, summary) = last_run_hook(&f);
+    assert_eq!(line, "failure deploy locked 4");
+    assert_eq!(summary["exit_code"], 4);
+    f.hoist(&["unlock"]).assert().success();
+
+    // Ctrl-C in the second wave: exit 130.
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hoist"))
+        .current_dir(f.path())
+        .args(["deploy", "--json"])
+        .env("HOME", f.path().join("home"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    let mut sent = false;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line.unwrap();
+        if !sent && line.contains("\"wave_started\"") && line.contains("\"wave\":2") {
+            std::process::Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            sent = true;
+        }
+        lines.push(line);
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    ndjson((lines.join("\n") + "\n").as_bytes());
+    let (line, summary) = last_run_hook(&f);
+    assert_eq!(line, "failure deploy interrupted 130");
+    assert_eq!(summary["exit_code"], 130);
+}
+
+#[test]
+fn a_failing_on_start_hook_stops_the_deploy_before_any_host_is_touched() {
+    let f = Fleet::ssh(2)
+        .toml("[hooks]\non_start_local = [\"echo deploys are frozen until Monday >&2; exit 1\"]\non_failure_local = [\"echo \\\"$HOIST_RESULT $HOIST_EXIT_CODE\\\" > failed.txt\"]")
+        .write();
+    let out = f
+        .hoist(&["deploy", "--yes"])
+        .assert()
+        .code(3)
+        .get_output()
+        .clone();
+    assert!(
+        printed(&out).contains("deploys are frozen until Monday"),
+        "{}",
+        printed(&out)
+    );
+    for host in f.host_names() {
+        assert!(f.untouched(&host), "{host}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(f.path().join("failed.txt")).unwrap(),
+        "preflight_failed 3\n"
     );
 }
