@@ -389,3 +389,196 @@ fn a_failing_on_start_hook_stops_the_deploy_before_any_host_is_touched() {
         "preflight_failed 3\n"
     );
 }
+
+/// The SSH user of the become test: not root, owns deploy_to, and has sudo
+/// with a password (no NOPASSWD).
+const BECOME_USER: &str = "hoistbecome";
+
+/// Creates (or refreshes) that user with `password`; `Err` says why this
+/// machine cannot (not root, no useradd or sudo).
+fn sudo_user(password: &str) -> Result<(), String> {
+    if !crate::support::sshd::is_root() {
+        return Err("creating a user with password sudo needs root".into());
+    }
+    for tool in ["useradd", "chpasswd", "sudo"] {
+        let found = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !found {
+            return Err(format!(
+                "{tool} is not installed (tests/run.sh installs sudo)"
+            ));
+        }
+    }
+    let _ = std::process::Command::new("useradd")
+        .args(["-m", "-s", "/bin/sh", BECOME_USER])
+        .output();
+    let mut chpasswd = std::process::Command::new("chpasswd")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    use std::io::Write;
+    writeln!(chpasswd.stdin.take().unwrap(), "{BECOME_USER}:{password}").unwrap();
+    if !chpasswd.wait().map_err(|e| e.to_string())?.success() {
+        return Err("chpasswd failed".into());
+    }
+    let dropin = Path::new("/etc/sudoers.d/hoist-become-test");
+    std::fs::write(dropin, format!("{BECOME_USER} ALL=(ALL:ALL) ALL\n"))
+        .map_err(|e| e.to_string())?;
+    std::fs::set_permissions(dropin, std::fs::Permissions::from_mode(0o440))
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Every command line and environment on this machine (the host) that
+/// holds `needle`, except those of `except` (hoist itself).
+fn processes_holding(needle: &str, except: u32) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == except || pid == std::process::id() {
+            continue;
+        }
+        for what in ["cmdline", "environ"] {
+            let bytes = std::fs::read(entry.path().join(what)).unwrap_or_default();
+            if String::from_utf8_lossy(&bytes).contains(needle) {
+                let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                found.push(format!("{pid} {what}: {}", String::from_utf8_lossy(&cmd)));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn become_runs_hooks_as_root_through_password_sudo_without_showing_the_password() {
+    let password = format!("pw-{}-{}", std::process::id(), chrono_free_nanos());
+    if let Err(why) = sudo_user(&password) {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let f = Fleet::ssh(2);
+    for server in f.servers() {
+        // The user's sshd reads authorized_keys as that user; deploy_to is theirs.
+        std::fs::set_permissions(server.dir.path(), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::fs::set_permissions(
+            server.dir.path().join("authorized_keys"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let srv = server.root.join("srv");
+        std::fs::create_dir_all(&srv).unwrap();
+        let chown = std::process::Command::new("chown")
+            .args([
+                &format!("{BECOME_USER}:{BECOME_USER}"),
+                srv.to_str().unwrap(),
+            ])
+            .status()
+            .unwrap();
+        assert!(chown.success());
+    }
+    let f = f
+        .toml("[hooks]\nbecome = \"root\"\nbefore_switch_once = [\"id -u > \\\"$HOIST_DEPLOY_TO/once-uid\\\"\"]\nafter_switch = [\"sleep 1; id -u > \\\"$HOIST_DEPLOY_TO/hook-uid\\\"\"]\n[health]\ncommand = \"test \\\"$(id -u)\\\" = 0\"\nretries = 1\n[strategy]\ncanary = 0\nbatch = 2")
+        .write();
+    let toml = std::fs::read_to_string(f.path().join("deploy.toml")).unwrap();
+    let as_root = format!("user = \"{}\"", crate::support::project::whoami());
+    assert!(toml.contains(&as_root));
+    std::fs::write(
+        f.path().join("deploy.toml"),
+        toml.replace(&as_root, &format!("user = \"{BECOME_USER}\"")),
+    )
+    .unwrap();
+
+    // No password and no terminal: exit 2, naming the variable.
+    let out = f.hoist(&["deploy"]).assert().code(2).get_output().clone();
+    assert!(
+        printed(&out).contains("HOIST_BECOME_PASSWORD"),
+        "{}",
+        printed(&out)
+    );
+    // A wrong one: exit 3 before anything is written.
+    let out = f
+        .hoist(&["deploy"])
+        .env("HOIST_BECOME_PASSWORD", "not-the-password")
+        .assert()
+        .code(3)
+        .get_output()
+        .clone();
+    assert!(
+        printed(&out).contains("refused the password"),
+        "{}",
+        printed(&out)
+    );
+    for host in f.host_names() {
+        assert!(f.untouched(&host), "{host}: nothing written");
+    }
+    // check says whether become works.
+    let out = f
+        .hoist(&["check", "--json"])
+        .env("HOIST_BECOME_PASSWORD", &password)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let rows: Vec<_> = ndjson(&out.stdout)
+        .into_iter()
+        .filter(|e| e["table"] == "check")
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r["become"] == "ok"), "{rows:?}");
+
+    // The deploy, watched from outside.
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hoist"))
+        .current_dir(f.path())
+        .args(["deploy", "-v"])
+        .env("HOME", f.path().join("home"))
+        .env("HOIST_BECOME_PASSWORD", &password)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut leaks = Vec::new();
+    let mut watched = 0;
+    while child.try_wait().unwrap().is_none() {
+        leaks.extend(processes_holding(&password, pid));
+        watched += 1;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", printed(&out));
+    assert!(watched > 10, "the run was watched");
+    assert!(leaks.is_empty(), "the password was visible: {leaks:?}");
+    let mut seen = printed(&out);
+    for log in std::fs::read_dir(f.path().join(".hoist/logs")).unwrap() {
+        seen.push_str(&std::fs::read_to_string(log.unwrap().path()).unwrap());
+    }
+    assert!(!seen.contains(&password), "the password was printed");
+    for host in f.host_names() {
+        let uid = |name: &str| {
+            std::fs::read_to_string(f.deploy_path(&host).join(name)).unwrap_or_default()
+        };
+        assert_eq!(uid("hook-uid"), "0\n", "{host}: after_switch ran as root");
+        if host == "web1" {
+            assert_eq!(uid("once-uid"), "0\n", "the once hook ran as root");
+        }
+    }
+}
+
+/// Some digits that differ between runs.
+fn chrono_free_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        % 1_000_000_007
+}
