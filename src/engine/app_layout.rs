@@ -212,3 +212,167 @@ pub fn as_user(user: &str, with_password: bool, script: &str) -> String {
         inner = q(&format!("exec </dev/null\n{script}"))
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+
+    use super::*;
+
+    const ID: &str = "20260101T000000Z-aaaaaaaa";
+
+    /// Runs `script` with sh in `dir`, `stdin` on its standard input.
+    fn sh(dir: &Path, script: &str, stdin: &[u8]) -> (i32, String) {
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code().unwrap_or(-1), text)
+    }
+
+    fn release(deploy_to: &Path) -> std::path::PathBuf {
+        let r = deploy_to.join("releases").join(ID);
+        fs::create_dir_all(&r).unwrap();
+        r
+    }
+
+    fn id() -> ReleaseId {
+        ReleaseId::parse(ID).unwrap()
+    }
+
+    const AWKWARD: &str = "it's $(touch pwned) `x`";
+
+    #[test]
+    fn shared_paths_replace_what_the_artifact_holds_with_links() {
+        let base = tempfile::tempdir().unwrap();
+        let deploy_to = base.path().join("app");
+        let r = release(&deploy_to);
+        fs::create_dir_all(r.join("storage")).unwrap();
+        fs::write(r.join("storage/placeholder"), "artifact").unwrap();
+        // A hostile artifact: its own `log` points elsewhere.
+        fs::create_dir_all(base.path().join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(base.path().join("elsewhere"), r.join("log")).unwrap();
+        fs::create_dir_all(deploy_to.join("shared/config")).unwrap();
+        fs::write(deploy_to.join("shared/config/.env"), "A=1").unwrap();
+        let dirs = ["log".to_string(), "storage".into(), format!("{AWKWARD}/d")];
+        let files = ["config/.env".to_string()];
+        let layout = Layout::new(deploy_to.to_str().unwrap());
+        let script = link_shared(&layout, &id(), &dirs, &files);
+        for _ in 0..2 {
+            let (code, out) = sh(base.path(), &script, b"");
+            assert_eq!(code, 0, "{out}");
+        }
+        for path in dirs.iter().chain(&files) {
+            let link = fs::read_link(r.join(path)).unwrap();
+            assert_eq!(link, deploy_to.join("shared").join(path), "{path}");
+        }
+        assert!(deploy_to.join("shared/storage").is_dir());
+        assert!(deploy_to.join("shared").join(AWKWARD).join("d").is_dir());
+        assert!(!deploy_to.join("shared/storage/placeholder").exists());
+        assert_eq!(fs::read_to_string(r.join("config/.env")).unwrap(), "A=1");
+        assert!(
+            base.path().join("elsewhere").is_dir(),
+            "a symlink is removed, never followed"
+        );
+        assert!(!base.path().join("pwned").exists());
+    }
+
+    #[test]
+    fn a_shared_path_never_goes_through_a_symlink_in_the_release() {
+        let base = tempfile::tempdir().unwrap();
+        let deploy_to = base.path().join("app");
+        let r = release(&deploy_to);
+        let outside = base.path().join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, r.join("config")).unwrap();
+        let layout = Layout::new(deploy_to.to_str().unwrap());
+        let script = link_shared(&layout, &id(), &[], &["config/.env".to_string()]);
+        let (code, out) = sh(base.path(), &script, b"");
+        assert_eq!(code, 1);
+        assert!(out.contains("is not a directory"), "{out}");
+        assert!(
+            fs::read_dir(&outside).unwrap().next().is_none(),
+            "nothing written outside"
+        );
+    }
+
+    #[test]
+    fn files_are_written_whole_with_their_mode_from_stdin() {
+        let base = tempfile::tempdir().unwrap();
+        let deploy_to = base.path().join("app");
+        let layout = Layout::new(deploy_to.to_str().unwrap());
+        let dest = format!("shared/{AWKWARD}/.env");
+        let script = write_file(&layout, &dest, 0o600);
+        assert!(!script.contains("SECRET"));
+        let (code, out) = sh(base.path(), &script, b"SECRET=1\n");
+        assert_eq!((code, out.as_str()), (0, ""));
+        let written = deploy_to.join(&dest);
+        assert_eq!(fs::read_to_string(&written).unwrap(), "SECRET=1\n");
+        let mode = fs::metadata(&written).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600);
+        let left: Vec<_> = fs::read_dir(written.parent().unwrap()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file left");
+        assert!(!base.path().join("pwned").exists());
+    }
+
+    #[test]
+    fn the_shared_check_names_what_cannot_be_linked() {
+        let base = tempfile::tempdir().unwrap();
+        let deploy_to = base.path().join("app");
+        fs::create_dir_all(deploy_to.join("shared/dir-as-file")).unwrap();
+        fs::write(deploy_to.join("shared/log"), "").unwrap();
+        fs::write(deploy_to.join("shared/present"), "").unwrap();
+        let layout = Layout::new(deploy_to.to_str().unwrap());
+        let files = [
+            "present".to_string(),
+            "dir-as-file".into(),
+            "gone/.env".into(),
+        ];
+        let script = check_shared(&layout, &["log".into(), "new".into()], &files);
+        let (code, out) = sh(base.path(), &script, b"");
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(
+            SharedProblem::parse(&out),
+            [
+                SharedProblem::NotADir("log".into()),
+                SharedProblem::NotAFile("dir-as-file".into()),
+                SharedProblem::Missing("gone/.env".into()),
+            ]
+        );
+        assert!(
+            !deploy_to.join("shared/new").exists(),
+            "the check writes nothing"
+        );
+    }
+
+    #[test]
+    fn become_answers_parse_and_the_password_is_never_an_argument() {
+        assert_eq!(BecomeAnswer::parse("ok\n"), BecomeAnswer::Ok);
+        assert_eq!(BecomeAnswer::parse("no-sudo\n"), BecomeAnswer::NoSudo);
+        assert_eq!(
+            BecomeAnswer::parse(
+                "refused\nSorry, try again.\n\nsudo: 1 incorrect password attempt\n"
+            ),
+            BecomeAnswer::Refused("Sorry, try again.; sudo: 1 incorrect password attempt".into())
+        );
+        let wrapped = as_user("root", true, "echo hi");
+        assert!(
+            wrapped.starts_with("exec sudo -S -p '' -u root -- sh -c "),
+            "{wrapped}"
+        );
+        assert!(wrapped.contains("exec </dev/null"));
+        assert!(as_user("root", false, "x").contains("sudo -n -u root"));
+    }
+}
