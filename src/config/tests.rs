@@ -1207,6 +1207,31 @@ fn the_example_file_loads() {
     assert_eq!(config.strategy.batch.len(), 4);
     assert!(config.health.is_some());
     assert!(config.artifact.is_some());
+    assert_eq!(config.app.shared_files, ["config/.env"]);
+    assert_eq!(config.app.files.len(), 2);
+    assert_eq!(config.hooks.become_user.as_deref(), Some("root"));
+    assert_eq!(config.hooks.on_failure_local.len(), 1);
+}
+
+#[test]
+fn the_readme_example_of_a_real_application_loads() {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("## Real applications")
+        .nth(1)
+        .expect("the README has the section");
+    let example = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("with a TOML example");
+    let config = Project::new()
+        .config(&format!("{example}\n[hosts.web1]\n"))
+        .ok();
+    assert_eq!(config.app.shared_dirs, ["log", "storage", "tmp/pids"]);
+    assert!(config.app.files[0].secret);
+    assert_eq!(config.hooks.before_switch_once, ["bin/rails db:migrate"]);
+    assert!(config.hooks.on_failure_local[0].contains("$HOIST_SUMMARY"));
 }
 
 #[test]
