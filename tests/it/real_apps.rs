@@ -88,6 +88,13 @@ fn a_shared_file_missing_on_one_host_fails_preflight_naming_host_and_path() {
             "DATABASE_URL=x\n",
         );
     }
+    let out = f.hoist(&["check"]).assert().code(3).get_output().clone();
+    let text = printed(&out);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("web3") && l.contains("shared file shared/config/.env is missing")),
+        "check names it too: {text}"
+    );
     let out = f.hoist(&["deploy"]).assert().code(3).get_output().clone();
     let text = printed(&out);
     let line = text
