@@ -167,6 +167,31 @@ fn secret_files_reach_each_host_with_their_mode_and_never_the_output() {
     }
     assert!(!seen.contains("5f1d9c7e0b2a"));
 
+    // A host where the file cannot be written fails with its error tail,
+    // which holds no byte of the secret either.
+    let config = f.deploy_path("web3").join("shared/config");
+    std::fs::remove_dir_all(&config).unwrap();
+    std::fs::write(&config, "in the way").unwrap();
+    std::fs::write(f.path().join("build/README"), "v2").unwrap();
+    let out = f
+        .hoist(&["deploy", "--json"])
+        .assert()
+        .code(5)
+        .get_output()
+        .clone();
+    let failed: Vec<_> = ndjson(&out.stdout)
+        .into_iter()
+        .filter(|e| e["event"] == "host_failed")
+        .collect();
+    assert!(
+        failed
+            .iter()
+            .any(|e| e["host"] == "web3" && e["phase"] == "link"),
+        "{failed:?}"
+    );
+    assert!(!printed(&out).contains("5f1d9c7e0b2a"));
+    std::fs::remove_file(&config).unwrap();
+
     // A source missing for one host: exit 2 before anything is touched.
     std::fs::remove_file(f.path().join("secrets/web2.env")).unwrap();
     let before = f.current("web1");
