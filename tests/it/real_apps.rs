@@ -198,6 +198,8 @@ fn secret_files_reach_each_host_with_their_mode_and_never_the_output() {
     let out = f.hoist(&["deploy"]).assert().code(2).get_output().clone();
     assert!(printed(&out).contains("web2"), "{}", printed(&out));
     assert_eq!(f.current("web1"), before);
+    f.hoist(&["plan"]).assert().code(2);
+    f.hoist(&["check"]).assert().code(2);
 }
 
 #[test]
