@@ -133,7 +133,8 @@ pub fn write_file(layout: &Layout, dest: &str, mode: u32) -> String {
         r#"{head}
 umask 077
 F="$D/"{dest}
-{mkdir}T="$F.hoist-tmp.$$"
+{mkdir}if [ -d "$F" ]; then printf '%s is a directory\n' {dest} >&2; exit 1; fi
+T="$F.hoist-tmp.$$"
 trap 'rm -f "$T"' EXIT
 trap 'exit 130' HUP INT TERM
 cat > "$T" && chmod {mode:o} "$T" && mv -f "$T" "$F" || {{ printf 'cannot write %s\n' {dest} >&2; exit 1; }}
@@ -325,6 +326,22 @@ mod tests {
         let left: Vec<_> = fs::read_dir(written.parent().unwrap()).unwrap().collect();
         assert_eq!(left.len(), 1, "no temporary file left");
         assert!(!base.path().join("pwned").exists());
+
+        // A directory in the way is refused, never written into.
+        fs::create_dir_all(deploy_to.join("shared/dir/.env")).unwrap();
+        let script = write_file(&layout, "shared/dir/.env", 0o600);
+        let (code, out) = sh(base.path(), &script, b"SECRET=1\n");
+        assert_eq!(code, 1);
+        assert!(
+            out.contains("is a directory") && !out.contains("SECRET"),
+            "{out}"
+        );
+        assert!(
+            fs::read_dir(deploy_to.join("shared/dir/.env"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
     }
 
     #[test]
