@@ -225,16 +225,47 @@ mod tests {
 
     const ID: &str = "20260101T000000Z-aaaaaaaa";
 
-    /// Runs `script` with sh in `dir`, `stdin` on its standard input.
+    /// Runs `script` in `dir` with `stdin` on its standard input, under
+    /// the system's sh and, when there is one, under busybox alone (its
+    /// applets first on PATH); the exit code and output of each must agree.
     fn sh(dir: &Path, script: &str, stdin: &[u8]) -> (i32, String) {
-        let mut child = Command::new("sh")
-            .args(["-c", script])
+        let system = run_with(dir, script, stdin, None);
+        if let Some(bin) = busybox_bin() {
+            let busybox = run_with(dir, script, stdin, Some(bin.path()));
+            assert_eq!(system.0, busybox.0, "busybox: {}", busybox.1);
+        }
+        system
+    }
+
+    fn busybox_bin() -> Option<tempfile::TempDir> {
+        let found = Command::new("sh")
+            .args(["-c", "command -v busybox"])
+            .output()
+            .ok()?;
+        let busybox = String::from_utf8(found.stdout).ok()?.trim().to_string();
+        if busybox.is_empty() {
+            return None;
+        }
+        let bin = tempfile::tempdir().unwrap();
+        for tool in ["sh", "mkdir", "rm", "ln", "chmod", "mv", "cat"] {
+            std::os::unix::fs::symlink(&busybox, bin.path().join(tool)).unwrap();
+        }
+        Some(bin)
+    }
+
+    fn run_with(dir: &Path, script: &str, stdin: &[u8], path: Option<&Path>) -> (i32, String) {
+        // Each run starts from the same state: scripts here are idempotent
+        // or refuse, so a second run must answer as the first did.
+        let mut cmd = Command::new(path.map_or("sh".into(), |p| p.join("sh")));
+        cmd.args(["-c", script])
             .current_dir(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        if let Some(p) = path {
+            cmd.env("PATH", p);
+        }
+        let mut child = cmd.spawn().unwrap();
         use std::io::Write;
         child.stdin.take().unwrap().write_all(stdin).unwrap();
         let out = child.wait_with_output().unwrap();
