@@ -616,3 +616,24 @@ fn chrono_free_nanos() -> u128 {
         .as_nanos()
         % 1_000_000_007
 }
+
+#[test]
+fn a_shared_path_that_leaves_the_release_is_exit_2_before_anything_is_touched() {
+    for bad in ["\"../etc\"", "\"/var/log\"", "\"log/../../x\""] {
+        let f = Fleet::local(1)
+            .app(&format!("shared_dirs = [{bad}]"))
+            .write();
+        let out = f
+            .hoist(&["deploy", "--yes"])
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        assert!(
+            printed(&out).contains("app.shared_dirs"),
+            "{}",
+            printed(&out)
+        );
+        assert!(f.untouched("web1"), "{bad}");
+    }
+}
