@@ -593,6 +593,17 @@ fn become_runs_hooks_as_root_through_password_sudo_without_showing_the_password(
     assert!(watched > 10, "the run was watched");
     assert!(leaks.is_empty(), "the password was visible: {leaks:?}");
     let mut seen = printed(&out);
+
+    // On a terminal, without the variable: asked once for the whole run.
+    std::fs::write(f.path().join("build/README"), "v2").unwrap();
+    let (code, screen) = deploy_on_a_terminal(&f, &password);
+    assert_eq!(code, Some(0), "{screen}");
+    assert_eq!(
+        screen.matches("password to become root").count(),
+        1,
+        "asked once: {screen}"
+    );
+    seen.push_str(&screen);
     for log in std::fs::read_dir(f.path().join(".hoist/logs")).unwrap() {
         seen.push_str(&std::fs::read_to_string(log.unwrap().path()).unwrap());
     }
@@ -636,4 +647,87 @@ fn a_shared_path_that_leaves_the_release_is_exit_2_before_anything_is_touched() 
         );
         assert!(f.untouched("web1"), "{bad}");
     }
+}
+
+/// Runs `hoist deploy` on a pseudo-terminal of its own (its controlling
+/// terminal, so the prompt reads /dev/tty) and types `password` when asked.
+/// Returns the exit code and everything the terminal showed.
+fn deploy_on_a_terminal(f: &Fleet, password: &str) -> (Option<i32>, String) {
+    use std::io::{Read, Write};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    use std::sync::{Arc, Mutex};
+
+    let (mut master, mut slave) = (0, 0);
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty");
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("hoist"));
+    command
+        .current_dir(f.path())
+        .arg("deploy")
+        .env("HOME", f.path().join("home"))
+        .env("TERM", "xterm")
+        .env_remove("HOIST_BECOME_PASSWORD")
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap());
+    unsafe {
+        command.pre_exec(|| {
+            // A session of its own, with the pty as its controlling terminal.
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    // Only the child may hold the terminal's other end, or reading never ends.
+    drop(command);
+    drop(slave);
+    let screen = Arc::new(Mutex::new(String::new()));
+    let mut reader = std::fs::File::from(master.try_clone().unwrap());
+    let seen = Arc::clone(&screen);
+    let pump = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        // EIO once the child and its terminal are gone.
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let mut writer = std::fs::File::from(master);
+    let started = std::time::Instant::now();
+    let mut typed = false;
+    while child.try_wait().unwrap().is_none() {
+        if !typed && screen.lock().unwrap().contains("password to become root") {
+            writer
+                .write_all(format!("{password}\n").as_bytes())
+                .unwrap();
+            typed = true;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "hoist did not finish: {}",
+            screen.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let code = child.wait().unwrap().code();
+    drop(writer);
+    let _ = pump.join();
+    let text = screen.lock().unwrap().clone();
+    (code, text)
 }
