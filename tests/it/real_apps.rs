@@ -604,6 +604,34 @@ fn become_runs_hooks_as_root_through_password_sudo_without_showing_the_password(
         "asked once: {screen}"
     );
     seen.push_str(&screen);
+
+    // A rollback preflights become too, and its hooks run as root.
+    for host in f.host_names() {
+        std::fs::remove_file(f.deploy_path(&host).join("hook-uid")).unwrap();
+    }
+    let out = f
+        .hoist(&["rollback", "--yes"])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    assert!(
+        printed(&out).contains("HOIST_BECOME_PASSWORD"),
+        "{}",
+        printed(&out)
+    );
+    let out = f
+        .hoist(&["rollback", "--yes"])
+        .env("HOIST_BECOME_PASSWORD", &password)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    seen.push_str(&printed(&out));
+    for host in f.host_names() {
+        let uid = std::fs::read_to_string(f.deploy_path(&host).join("hook-uid")).unwrap();
+        assert_eq!(uid, "0\n", "{host}: after_rollback ran as root");
+    }
     for log in std::fs::read_dir(f.path().join(".hoist/logs")).unwrap() {
         seen.push_str(&std::fs::read_to_string(log.unwrap().path()).unwrap());
     }
