@@ -41,6 +41,9 @@ pub struct Artifact {
     pub pull: Option<Pull>,
     /// Send only what a host's current release lacks (`artifact.delta`).
     pub delta: bool,
+    /// The shared paths (`app.shared_dirs`, `app.shared_files`): links into
+    /// `shared/` in every release, left out of its manifest.
+    pub shared: Vec<Vec<u8>>,
     /// Where the artifact is on this machine (what deltas are cut from).
     pub source: PathBuf,
     /// Deltas cut so far, shared by the hosts on the same release.
@@ -77,6 +80,7 @@ impl Artifact {
                 manifest: None,
                 pull: Some(pull.clone()),
                 delta: false,
+                shared: spec.shared.iter().map(|s| s.as_bytes().to_vec()).collect(),
                 source: PathBuf::new(),
                 deltas: Default::default(),
                 upload: PathBuf::new(),
@@ -87,7 +91,11 @@ impl Artifact {
         std::thread::scope(|scope| {
             let listing = scope.spawn(|| Manifest::of_artifact(&spec.path).ok());
             let mut artifact = Artifact::local(spec)?;
-            artifact.manifest = listing.join().ok().flatten();
+            artifact.manifest = listing
+                .join()
+                .ok()
+                .flatten()
+                .map(|m| m.for_release(&spec.shared));
             Ok(artifact)
         })
     }
@@ -170,6 +178,7 @@ impl Artifact {
             manifest: None,
             pull: None,
             delta: spec.delta,
+            shared: spec.shared.iter().map(|s| s.as_bytes().to_vec()).collect(),
             source: path.clone(),
             deltas: Default::default(),
             upload,
@@ -310,6 +319,7 @@ mod tests {
             pull: None,
             version: None,
             delta: true,
+            shared: Vec::new(),
         }
     }
 
@@ -416,6 +426,7 @@ mod tests {
             pull: None,
             version: Some("1.4.2".into()),
             delta: true,
+            shared: Vec::new(),
         })
         .unwrap();
         assert_eq!(art.version, "1.4.2");

@@ -24,14 +24,20 @@ pub struct Delta {
 }
 
 /// The delta from `old` (the host's current release) to `new` (the
-/// artifact at `artifact`). `None` when the artifact holds something a
-/// delta cannot carry (a hard link among the changed entries of an
-/// archive): then the whole artifact goes.
-pub fn build(artifact: &Path, new: &Manifest, old: &Manifest) -> Result<Option<Delta>> {
+/// artifact at `artifact`). The `shared` paths are always deleted from the
+/// copy (they are links the deploy makes again). `None` when the artifact
+/// holds something a delta cannot carry (a hard link among the changed
+/// entries of an archive): then the whole artifact goes.
+pub fn build(
+    artifact: &Path,
+    new: &Manifest,
+    old: &Manifest,
+    shared: &[Vec<u8>],
+) -> Result<Option<Delta>> {
     let diff = new.diff_from(old);
     // Changed entries go first, unless a directory stays a directory (tar
     // then only sets its mode, and keeps what is in it).
-    let mut remove: BTreeSet<Vec<u8>> = diff.removed.iter().cloned().collect();
+    let mut remove: BTreeSet<Vec<u8>> = diff.removed.iter().chain(shared).cloned().collect();
     for path in &diff.changed {
         let both_dirs = matches!(
             (old.entries.get(path), new.entries.get(path)),
@@ -65,6 +71,22 @@ pub fn build(artifact: &Path, new: &Manifest, old: &Manifest) -> Result<Option<D
     let meta = std::fs::metadata(artifact)
         .with_context(|| format!("artifact {} cannot be read", artifact.display()))?;
     let name = artifact.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    // Directories from the manifest (some only implied, or made for the
+    // shared paths), the rest from the artifact.
+    for path in &send {
+        if let Some(Kind::Dir { mode }) = new.entries.get(path) {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(*mode);
+            header.set_size(0);
+            header.set_cksum();
+            tar.append_data(&mut header, in_files(path), std::io::empty())?;
+        }
+    }
+    let send: BTreeSet<Vec<u8>> = send
+        .into_iter()
+        .filter(|p| !matches!(new.entries.get(p), Some(Kind::Dir { .. })))
+        .collect();
     if meta.is_dir() {
         for path in &send {
             let on_disk = artifact.join(OsStr::from_bytes(path));
@@ -79,7 +101,6 @@ pub fn build(artifact: &Path, new: &Manifest, old: &Manifest) -> Result<Option<D
             Box::new(flate2::read::GzDecoder::new(file))
         };
         let mut archive = tar::Archive::new(reader);
-        let mut implied: BTreeSet<Vec<u8>> = send.clone();
         for entry in archive.entries()? {
             let entry = entry?;
             let Some(path) = crate::manifest::normal_path(&entry.path_bytes())? else {
@@ -91,7 +112,6 @@ pub fn build(artifact: &Path, new: &Manifest, old: &Manifest) -> Result<Option<D
             if entry.header().entry_type() == tar::EntryType::Link {
                 return Ok(None);
             }
-            implied.remove(&path);
             let mut header = entry.header().clone();
             let link = entry.link_name_bytes().map(|l| l.into_owned());
             match link {
@@ -102,15 +122,6 @@ pub fn build(artifact: &Path, new: &Manifest, old: &Manifest) -> Result<Option<D
                 _ => tar.append_data(&mut header, in_files(&path), entry)?,
             }
         }
-        // Directories the archive only implies.
-        for path in implied {
-            let mut header = tar::Header::new_gnu();
-            header.set_entry_type(tar::EntryType::Directory);
-            header.set_mode(0o755);
-            header.set_size(0);
-            header.set_cksum();
-            tar.append_data(&mut header, in_files(&path), std::io::empty())?;
-        }
     } else {
         for path in &send {
             tar.append_path_with_name(artifact, in_files(path))?;
@@ -120,7 +131,7 @@ pub fn build(artifact: &Path, new: &Manifest, old: &Manifest) -> Result<Option<D
     gz.flush()?;
     Ok(Some(Delta {
         bytes: gz.finish()?,
-        sent: send.len(),
+        sent: diff.added.len() + diff.changed.len(),
         gone: diff.removed.len(),
     }))
 }

@@ -275,6 +275,34 @@ impl Manifest {
         out
     }
 
+    /// The manifest of a release made from this artifact, whose `shared`
+    /// paths (`app.shared_dirs`, `app.shared_files`) are links into
+    /// `shared/` instead: what is at or under them is left out (a link,
+    /// whose target differs per host, is never listed), and the
+    /// directories the link step makes for them are added (mode 755).
+    pub fn for_release(mut self, shared: &[String]) -> Manifest {
+        for path in shared {
+            let path = path.trim_matches('/').as_bytes().to_vec();
+            self.entries.retain(|p, _| !is_at_or_under(p, &path));
+            let mut parent = Vec::new();
+            for part in path
+                .split(|b| *b == b'/')
+                .collect::<Vec<_>>()
+                .split_last()
+                .map_or(&[][..], |(_, up)| up)
+            {
+                if !parent.is_empty() {
+                    parent.push(b'/');
+                }
+                parent.extend_from_slice(part);
+                self.entries
+                    .entry(parent.clone())
+                    .or_insert(Kind::Dir { mode: 0o755 });
+            }
+        }
+        self
+    }
+
     /// sha256 of [`Manifest::encode`]: what a host compares its own listing with.
     pub fn sha256(&self) -> String {
         hex::encode(Sha256::digest(self.encode()))
@@ -360,6 +388,12 @@ impl Manifest {
             (a, b) => format!("{} -> {}", a.letter(), b.letter()),
         })
     }
+}
+
+/// `path` is `top` or inside it.
+pub fn is_at_or_under(path: &[u8], top: &[u8]) -> bool {
+    path.strip_prefix(top)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"))
 }
 
 /// A path as the release holds it: `./` and trailing `/` dropped; `None`

@@ -27,9 +27,13 @@ enum Verdict {
 
 pub(crate) async fn run(ctx: &Context) -> Exit {
     let (nodes, unreached) = fleet::reach(ctx).await;
-    let verdicts = join_all(nodes.iter().map(|node| async move {
-        let _permit = ctx.parallel.acquire().await.expect("semaphore open");
-        verdict(node).await
+    let shared = ctx.config.app.shared_paths();
+    let verdicts = join_all(nodes.iter().map(|node| {
+        let shared = &shared;
+        async move {
+            let _permit = ctx.parallel.acquire().await.expect("semaphore open");
+            verdict(node, shared).await
+        }
     }))
     .await;
     let mut differs = 0;
@@ -109,7 +113,9 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
     ctx.finish("verify", exit, None, &[])
 }
 
-async fn verdict(node: &Node) -> Verdict {
+/// The shared paths (links into `shared/`, which differ per host) are
+/// left out of both sides.
+async fn verdict(node: &Node, shared: &[String]) -> Verdict {
     let Some(current) = &node.probe.current else {
         return Verdict::NoCurrent;
     };
@@ -131,8 +137,10 @@ async fn verdict(node: &Node) -> Verdict {
     let Some(recorded) = listing.recorded else {
         return Verdict::NoManifest;
     };
-    let parsed =
-        Manifest::parse(&recorded).and_then(|r| Ok((r, Manifest::parse(&listing.actual)?)));
+    let parsed = Manifest::parse(&recorded).and_then(|r| {
+        let actual = Manifest::parse(&listing.actual)?;
+        Ok((r.for_release(shared), actual.for_release(shared)))
+    });
     match parsed {
         Ok((recorded, actual)) => {
             let diff = actual.diff_from(&recorded);

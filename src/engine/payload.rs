@@ -42,9 +42,11 @@ impl Deltas {
         };
         cell.get_or_init(|| async {
             let source = artifact.source.clone();
+            let shared = artifact.shared.clone();
             let new = new.clone();
             let built =
-                tokio::task::spawn_blocking(move || delta::build(&source, &new, &old)).await;
+                tokio::task::spawn_blocking(move || delta::build(&source, &new, &old, &shared))
+                    .await;
             match built {
                 Ok(Ok(delta)) => delta.map(Arc::new),
                 _ => None,
@@ -90,7 +92,7 @@ pub(crate) async fn by_delta(
         return Ok(None);
     }
     let old = match Manifest::parse(&out.stdout) {
-        Ok(m) => m,
+        Ok(m) => m.for_release(&ctx.config.app.shared_paths()),
         Err(e) => {
             ctx.message(
                 Level::Warn,

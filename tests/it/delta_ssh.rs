@@ -455,3 +455,47 @@ fn an_unreachable_url_is_a_clear_error_in_check_and_deploy() {
         printed(&out)
     );
 }
+
+#[test]
+fn shared_paths_stay_out_of_manifests_and_deltas() {
+    let f = Fleet::ssh(1)
+        .toml(STRATEGY)
+        .app("shared_dirs = [\"log\", \"tmp/cache\"]")
+        .write();
+    many_files(&f, 20);
+    // The artifact holds something at a shared path; the link replaces it.
+    let build = f.path().join("build");
+    std::fs::create_dir_all(build.join("log")).unwrap();
+    std::fs::write(build.join("log/from-the-build"), "x").unwrap();
+    f.hoist(&["deploy", "--yes"]).assert().success();
+    f.hoist(&["verify"]).assert().success();
+
+    std::fs::write(build.join("dir1/file001"), "changed").unwrap();
+    let out = f
+        .hoist(&["deploy", "--yes"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let text = printed(&out);
+    assert!(text.contains("delta from"), "{text}");
+    assert!(!text.contains("whole artifact"), "no fallback: {text}");
+    let current = f.deploy_path("web1").join("current");
+    assert!(
+        std::fs::symlink_metadata(current.join("log"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        std::fs::symlink_metadata(current.join("tmp/cache"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        std::fs::read_to_string(current.join("dir1/file001")).unwrap(),
+        "changed"
+    );
+    f.hoist(&["verify"]).assert().success();
+}

@@ -220,7 +220,9 @@ fn a_delta_turns_a_copy_of_the_current_release_into_the_new_one() {
     mode(&new.join("bin"), 0o750);
     let old_m = Manifest::of_dir(&old).unwrap();
     let new_m = Manifest::of_dir(&new).unwrap();
-    let delta = crate::delta::build(&new, &new_m, &old_m).unwrap().unwrap();
+    let delta = crate::delta::build(&new, &new_m, &old_m, &[])
+        .unwrap()
+        .unwrap();
     assert_eq!(delta.gone, 3, "{delta:?}");
 
     for shell in shells() {
@@ -259,7 +261,9 @@ fn a_hand_edited_current_release_fails_the_delta_with_the_listing() {
     fs::write(new.join("README"), "v2").unwrap();
     let old_m = Manifest::of_dir(&old).unwrap();
     let new_m = Manifest::of_dir(&new).unwrap();
-    let delta = crate::delta::build(&new, &new_m, &old_m).unwrap().unwrap();
+    let delta = crate::delta::build(&new, &new_m, &old_m, &[])
+        .unwrap()
+        .unwrap();
     for shell in shells() {
         let at = shell.name;
         let (base, layout) = host_with(&old);
@@ -293,7 +297,9 @@ fn a_hand_edited_current_release_fails_the_delta_with_the_listing() {
         fs::write(new.join("bin/added"), "x").unwrap();
         mode(&new.join("bin/added"), 0o644);
         let new2 = Manifest::of_dir(&new).unwrap();
-        let delta2 = crate::delta::build(&new, &new2, &old_m).unwrap().unwrap();
+        let delta2 = crate::delta::build(&new, &new2, &old_m, &[])
+            .unwrap()
+            .unwrap();
         fs::remove_dir_all(from.join("bin")).unwrap();
         std::os::unix::fs::symlink(&elsewhere, from.join("bin")).unwrap();
         let ran = shell.run(base.path(), &delta_script(&layout, &new2), &delta2.bytes);
@@ -352,6 +358,7 @@ fn a_unpacked_tarball_matches_its_manifest() {
         pull: None,
         version: None,
         delta: true,
+        shared: Vec::new(),
     };
     let art = crate::artifact::Artifact::prepare(&spec).unwrap();
     let out = work.path().join("out");

@@ -16,6 +16,8 @@ pub struct Project {
     deploy_paths: Vec<(String, PathBuf)>,
     /// The body of the [artifact] table.
     artifact_table: String,
+    /// Extra lines for the [app] table.
+    app: Vec<String>,
 }
 
 impl Project {
@@ -31,6 +33,7 @@ impl Project {
             sections: Vec::new(),
             deploy_paths: Vec::new(),
             artifact_table: "path = \"build\"".into(),
+            app: Vec::new(),
         }
     }
 
@@ -93,6 +96,13 @@ impl Project {
         self
     }
 
+    /// Adds lines to the [app] table (e.g. `shared_dirs = ["log"]`); a
+    /// `keep_releases` line replaces the default of 3.
+    pub fn app(mut self, text: &str) -> Project {
+        self.app.push(text.to_string());
+        self
+    }
+
     /// Writes the artifact directory `build/` with these files.
     pub fn artifact(self, files: &[(&str, &str)]) -> Project {
         let build = self.path().join("build");
@@ -118,10 +128,15 @@ impl Project {
 
     /// Writes deploy.toml with an [ssh] table holding `ssh`.
     pub fn write_with_ssh(self, ssh: &str) -> Project {
-        let mut text = format!(
-            "[app]\nname = \"shop-api\"\ndeploy_to = \"/srv/app\"\nkeep_releases = 3\n\n[artifact]\n{}\n\n",
-            self.artifact_table
-        );
+        let mut text = String::from("[app]\nname = \"shop-api\"\ndeploy_to = \"/srv/app\"\n");
+        if !self.app.iter().any(|l| l.contains("keep_releases")) {
+            text.push_str("keep_releases = 3\n");
+        }
+        for line in &self.app {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text.push_str(&format!("\n[artifact]\n{}\n\n", self.artifact_table));
         if !ssh.is_empty() {
             text.push_str(&format!("[ssh]\n{ssh}\n\n"));
         }
