@@ -50,7 +50,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn letter(&self) -> &'static str {
+    fn word(&self) -> &'static str {
         match self {
             Kind::File { .. } => "file",
             Kind::Dir { .. } => "directory",
@@ -385,7 +385,7 @@ impl Manifest {
             }
             (Kind::Dir { mode: a }, Kind::Dir { mode: b }) => format!("mode {a:o} -> {b:o}"),
             (Kind::Link { .. }, Kind::Link { .. }) => "symlink target".to_string(),
-            (a, b) => format!("{} -> {}", a.letter(), b.letter()),
+            (a, b) => format!("{} -> {}", a.word(), b.word()),
         })
     }
 }
