@@ -113,7 +113,8 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         return fleet::stop_untouched(ctx, "deploy", exit, release, &nodes, held).await;
     }
 
-    let (exit, outcomes) = rollout::rollout(ctx, &nodes, &artifact, &id).await;
+    let plan = rollout::Plan::of(&ctx.config.strategy);
+    let (exit, outcomes) = rollout::rollout(ctx, &nodes, &artifact, &id, &plan).await;
     lock::release(ctx, &nodes).await;
     fleet::close_all(&nodes).await;
     ctx.finish("deploy", exit, release, &outcomes)

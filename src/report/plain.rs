@@ -243,6 +243,48 @@ impl Plain {
                 );
                 vec![self.line(st, now, None, &paint.yellow(&text))]
             }
+            Event::BakeStarted {
+                hosts,
+                duration_ms: d,
+                interval_ms,
+            } => {
+                let text = format!(
+                    "baking the canary ({}) for {}: health every {}",
+                    host_list(hosts, LISTED_HOSTS),
+                    duration_ms(*d),
+                    duration_ms(*interval_ms)
+                );
+                vec![self.line(st, now, None, &text)]
+            }
+            Event::BakeDone {
+                healthy,
+                elapsed_ms,
+            } => {
+                let text = if *healthy {
+                    format!(
+                        "bake over: the canary stayed healthy for {}",
+                        duration_ms(*elapsed_ms)
+                    )
+                } else {
+                    paint.red(&format!(
+                        "bake stopped after {}: the canary turned unhealthy",
+                        duration_ms(*elapsed_ms)
+                    ))
+                };
+                vec![self.line(st, now, None, &text)]
+            }
+            Event::Traffic {
+                color,
+                previous,
+                reason,
+            } => {
+                let from = previous
+                    .as_ref()
+                    .map(|p| format!(" (from {p})"))
+                    .unwrap_or_default();
+                let text = format!("traffic -> {color}{from}: {}", clean(reason));
+                vec![self.line(st, now, None, &paint.bold(&text))]
+            }
             Event::Message { level, host, text } => {
                 let label = match level {
                     Level::Info => "",

@@ -3,6 +3,7 @@
 mod support;
 
 mod both_transports;
+mod canary;
 mod cli;
 mod deploy_local;
 mod deploy_ssh;
