@@ -43,8 +43,10 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
         Some(Ok(id)) => Some(id),
         None => None,
     };
-    let (nodes, unreached) = fleet::reach(ctx).await;
+    let since = Instant::now();
+    let (mut nodes, unreached) = fleet::reach(ctx).await;
     fleet::report_all(ctx, &unreached);
+    lock::wait_free(ctx, &mut nodes, since).await;
     // A held lock is answered first (exit 4): whatever the journals say
     // while someone else works on the fleet is not a safe target.
     let locks: Vec<(&Node, Problem)> = nodes
@@ -93,11 +95,12 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
         version: nodes.iter().find_map(|n| n.journal.version_of(&target)),
         hosts: nodes.iter().map(|n| n.name().to_string()).collect(),
     });
-    if let Err(e) = lock::acquire(
+    if let Err(e) = lock::acquire_waiting(
         ctx,
-        &nodes,
+        &mut nodes,
         None,
         Some(&format!("rolling back to {target}")),
+        since,
     )
     .await
     {
