@@ -5,7 +5,9 @@ use crate::artifact::Artifact;
 use crate::config::Pause;
 use crate::engine::fleet::{self, Node};
 use crate::engine::preflight::Problem;
-use crate::engine::{Context, Failure, HostOutcome, lock, policy, preflight, rollout, strategy};
+use crate::engine::{
+    Context, Failure, HostOutcome, blue_green, lock, policy, preflight, rollout, strategy,
+};
 use crate::exit::Exit;
 use crate::journal::{Entry, Journal, Kind};
 use crate::release::ReleaseId;
@@ -125,7 +127,15 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
             return ctx.finish("deploy", Exit::Usage, None, &[]);
         }
     }
-    let has_canary_pause = canary > 0
+    if let Some(bg) = &ctx.config.blue_green {
+        let selected: Vec<&str> = ctx.hosts.iter().map(|h| h.name.as_str()).collect();
+        if let Err(e) = policy::whole_colors(&selected, &bg.colors) {
+            ctx.message(Level::Error, None, e);
+            return ctx.finish("deploy", Exit::Usage, None, &[]);
+        }
+    }
+    let has_canary_pause = ctx.config.blue_green.is_none()
+        && canary > 0
         && canary < ctx.hosts.len()
         && strategy.canary_pause == Pause::Manual
         && !opts.until_canary;
@@ -146,6 +156,18 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         ctx.message(Level::Error, None, refusal);
         return fleet::stop_untouched(ctx, "deploy", Exit::Usage, None, &nodes, unreached).await;
     }
+    let sides = match &ctx.config.blue_green {
+        Some(bg) => match blue_green::Sides::read(ctx, bg, &nodes) {
+            Ok(sides) => Some(sides),
+            Err(e) => {
+                fleet::report_all(ctx, &unreached);
+                ctx.message(Level::Error, None, e);
+                return fleet::stop_untouched(ctx, "deploy", Exit::Usage, None, &nodes, unreached)
+                    .await;
+            }
+        },
+        None => None,
+    };
     // A host that cannot hold the sessions a deploy needs fails here, not at upload.
     unreached.extend(fleet::check_sessions(ctx, &nodes).await);
 
@@ -196,6 +218,13 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         return fleet::stop_untouched(ctx, "deploy", exit, release, &nodes, held).await;
     }
 
+    if let (Some(bg), Some(sides)) = (&ctx.config.blue_green, &sides) {
+        let (exit, outcomes, nodes) =
+            blue_green::deploy(ctx, bg, sides, nodes, &artifact, &id).await;
+        lock::release(ctx, &nodes).await;
+        fleet::close_all(&nodes).await;
+        return ctx.finish("deploy", exit, release, &outcomes);
+    }
     let plan = rollout::Plan {
         until_canary: opts.until_canary,
         ..rollout::Plan::of(&ctx.config.strategy)

@@ -5,6 +5,7 @@
 //! [`HostOutcome`].
 
 pub(crate) mod bake;
+pub(crate) mod blue_green;
 pub(crate) mod fleet;
 pub(crate) mod health;
 pub(crate) mod hooks;

@@ -291,6 +291,14 @@ fn batch_env(
         ("HOIST_DEPLOY_TO".into(), ctx.config.app.deploy_to.clone()),
         ("HOIST_BATCH_HOSTS".into(), hosts.join(" ")),
     ]
+    .into_iter()
+    .chain(
+        hosts
+            .first()
+            .and_then(|h| hooks::color_of(ctx, h))
+            .map(|c| ("HOIST_COLOR".to_string(), c)),
+    )
+    .collect()
 }
 
 /// Waits between waves; asks before promoting a canary when told to.

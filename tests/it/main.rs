@@ -2,6 +2,7 @@
 
 mod support;
 
+mod blue_green;
 mod both_transports;
 mod canary;
 mod cli;
