@@ -245,3 +245,28 @@ fn colours_that_are_empty_or_overlap_are_configuration_errors() {
     let out = f.hoist(&["plan"]).assert().code(2).get_output().clone();
     assert!(printed(&out).contains("has no hosts"), "{}", printed(&out));
 }
+
+#[test]
+fn blue_green_rollback_on_local_hosts_only_moves_traffic() {
+    let mut f = Fleet::local(4);
+    f = f
+        .toml(
+            "[groups.blue]\nhosts = [\"web1\", \"web2\"]\n[groups.green]\nhosts = [\"web3\", \"web4\"]\n\
+             [strategy]\nkind = \"blue-green\"\n[blue_green]\ncolors = [\"blue\", \"green\"]\n\
+             switch_local = [\"printf '%s' \\\"$HOIST_COLOR\\\" > lb\"]",
+        )
+        .write();
+    f.hoist(&["deploy"]).assert().success();
+    build(&f, "v2");
+    f.hoist(&["deploy"]).assert().success();
+    assert_eq!(lb(&f), "green");
+    let before = currents(&f);
+    let started = Instant::now();
+    f.hoist(&["rollback"]).assert().success();
+    eprintln!(
+        "blue-green rollback of 4 local hosts took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(lb(&f), "blue");
+    assert_eq!(currents(&f), before);
+}

@@ -361,3 +361,25 @@ fn lock_wait_gives_up_on_a_hand_lock_with_exit_4() {
     f.hoist(&["rollback", "--lock-wait", "1s"]).assert().code(4);
     f.hoist(&["promote", "--lock-wait", "1s"]).assert().code(4);
 }
+
+#[test]
+fn a_promotion_that_fails_rolls_back_the_canary_too() {
+    let f = fleet(
+        3,
+        &format!("{HEALTH}\n[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = 2"),
+    );
+    let v1 = f.on_v1_then_v2();
+    f.hoist(&["deploy", "--until", "canary"]).assert().success();
+    f.mark("web3", "FAIL");
+    f.hoist(&["promote"]).assert().code(5);
+    for host in f.host_names() {
+        assert_eq!(f.current(&host).as_deref(), Some(v1.as_str()), "{host}");
+    }
+    // Nothing waits any more: the release was rolled back everywhere.
+    let out = f.hoist(&["promote"]).assert().code(2).get_output().clone();
+    assert!(
+        printed(&out).contains("nothing is waiting"),
+        "{}",
+        printed(&out)
+    );
+}
