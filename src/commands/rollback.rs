@@ -75,6 +75,18 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
     if let Some(bg) = &ctx.config.blue_green {
         return traffic_back(ctx, bg, nodes, unreached, to.as_ref(), since).await;
     }
+    // A canary waiting for promotion is undone by `abort`, which knows
+    // which hosts it is; a plain rollback would find the fleet disagreeing.
+    if to.is_none()
+        && let Some(refusal) = super::deploy::waiting_refusal(&nodes)
+    {
+        ctx.message(
+            Level::Error,
+            None,
+            format!("{refusal} (or `hoist rollback --to ID` picks a target by hand)"),
+        );
+        return fleet::stop_untouched(ctx, "rollback", Exit::Usage, None, &nodes, unreached).await;
+    }
     let targets = targets(&nodes, to.as_ref());
     let currents: Vec<Option<ReleaseId>> = nodes.iter().map(|n| n.probe.current.clone()).collect();
     let agreed = policy::fleet_target(&targets, &currents, to.is_some());

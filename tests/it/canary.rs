@@ -249,6 +249,8 @@ fn abort_rolls_the_waiting_canary_back_and_nothing_else() {
     let v1 = f.on_v1_then_v2();
     f.hoist(&["deploy", "--until", "canary"]).assert().success();
     assert_ne!(f.current("web1").as_deref(), Some(v1.as_str()));
+    let out = f.hoist(&["rollback"]).assert().code(2).get_output().clone();
+    assert!(printed(&out).contains("hoist abort"), "{}", printed(&out));
     let ci = another_checkout(&f);
     hoist_in(&f, ci.path(), &["abort"]).assert().success();
     for host in f.host_names() {
