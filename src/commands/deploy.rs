@@ -6,7 +6,8 @@ use crate::config::Pause;
 use crate::engine::fleet::{self, Node};
 use crate::engine::preflight::Problem;
 use crate::engine::{
-    Context, Failure, HostOutcome, blue_green, lock, policy, preflight, rollout, strategy,
+    Context, Failure, HostOutcome, blue_green, lock, policy, preflight, rollout, run_hooks, shared,
+    strategy, sudo,
 };
 use crate::exit::Exit;
 use crate::journal::{Entry, Journal, Kind};
@@ -52,11 +53,19 @@ pub(super) fn preflight(
     ctx: &Context,
     nodes: &[Node],
     artifact: &Artifact,
+    app_problems: &[(usize, Problem)],
 ) -> (Vec<Problem>, Vec<HostOutcome>) {
     let mut refused = Vec::new();
     let mut problems = Vec::new();
-    for node in nodes {
-        for problem in preflight::problems(node, Some(artifact)) {
+    for (i, node) in nodes.iter().enumerate() {
+        let app = app_problems
+            .iter()
+            .filter(|(n, _)| *n == i)
+            .map(|(_, p)| p.clone());
+        for problem in preflight::problems(node, Some(artifact))
+            .into_iter()
+            .chain(app)
+        {
             if problem.is_warning() {
                 ctx.message(Level::Warn, Some(node.name()), problem.to_string());
                 continue;
@@ -147,6 +156,10 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         );
         return ctx.finish("deploy", Exit::Usage, None, &[]);
     }
+    if let Err(e) = shared::load(ctx) {
+        ctx.message(Level::Error, None, e);
+        return ctx.finish("deploy", Exit::Usage, None, &[]);
+    }
 
     let since = std::time::Instant::now();
     let (mut nodes, mut unreached) = fleet::reach(ctx).await;
@@ -204,9 +217,27 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
     });
     // After the header, so that plain output starts with the run's line.
     fleet::report_all(ctx, &unreached);
-
-    let (problems, refused) = preflight(ctx, &nodes, &artifact);
     let release = Some(id.to_string());
+
+    let became = match sudo::preflight(ctx, &nodes).await {
+        Ok(problems) => problems,
+        Err(e) => {
+            ctx.message(Level::Error, None, e);
+            return fleet::stop_untouched(ctx, "deploy", Exit::Usage, release, &nodes, unreached)
+                .await;
+        }
+    };
+    if let Err(e) =
+        run_hooks::on_start(ctx, "deploy", release.as_deref(), Some(&artifact.version)).await
+    {
+        ctx.message(Level::Error, None, format!("{e}; nothing was touched"));
+        return fleet::stop_untouched(ctx, "deploy", Exit::Preflight, release, &nodes, unreached)
+            .await;
+    }
+    let mut app_problems = shared::problems(ctx, &nodes).await;
+    app_problems.extend(became);
+
+    let (problems, refused) = preflight(ctx, &nodes, &artifact, &app_problems);
     if let Some(exit) = policy::preflight_exit(unreached.len(), &problems) {
         let failed = unreached.into_iter().chain(refused).collect();
         return fleet::stop_untouched(ctx, "deploy", exit, release, &nodes, failed).await;

@@ -13,7 +13,7 @@ use crate::engine::fleet::{self, Node};
 use crate::engine::policy::{self, Waiting};
 use crate::engine::preflight::Problem;
 use crate::engine::switch::switch_back;
-use crate::engine::{Context, Failure, HostOutcome, lock, rollout};
+use crate::engine::{Context, Failure, HostOutcome, lock, rollout, run_hooks, shared, sudo};
 use crate::exit::Exit;
 use crate::journal::{Entry, Journal, Kind};
 use crate::release::ReleaseId;
@@ -69,6 +69,36 @@ fn before(node: &Node, id: &ReleaseId) -> Option<ReleaseId> {
         .and_then(ReleaseId::parse)
 }
 
+/// What every command that changes hosts does before touching one:
+/// `become` preflight (problems by node index) and `on_start_local`. On a
+/// refusal the run is finished and its exit returned.
+async fn before_touching(
+    ctx: &Context,
+    command: &str,
+    nodes: &[Node],
+    release: Option<&str>,
+    version: Option<&str>,
+) -> Result<Vec<(usize, Problem)>, Exit> {
+    let became = match sudo::preflight(ctx, nodes).await {
+        Ok(problems) => problems,
+        Err(e) => {
+            ctx.message(Level::Error, None, e);
+            let release = release.map(str::to_string);
+            return Err(
+                fleet::stop_untouched(ctx, command, Exit::Usage, release, nodes, vec![]).await,
+            );
+        }
+    };
+    if let Err(e) = run_hooks::on_start(ctx, command, release, version).await {
+        ctx.message(Level::Error, None, format!("{e}; nothing was touched"));
+        let release = release.map(str::to_string);
+        return Err(
+            fleet::stop_untouched(ctx, command, Exit::Preflight, release, nodes, vec![]).await,
+        );
+    }
+    Ok(became)
+}
+
 fn marker(ctx: &Context, kind: Kind, id: &ReleaseId) -> Entry {
     Entry {
         release: Some(id.to_string()),
@@ -82,6 +112,10 @@ pub(crate) async fn promote(ctx: &Context) -> Exit {
         Ok(a) => a,
         Err(exit) => return exit,
     };
+    if let Err(e) = shared::load(ctx) {
+        ctx.message(Level::Error, None, e);
+        return ctx.finish("promote", Exit::Usage, None, &[]);
+    }
     let since = Instant::now();
     let (mut nodes, unreached, waiting) =
         match waiting_release(ctx, "promote", Some(&artifact), since).await {
@@ -98,7 +132,14 @@ pub(crate) async fn promote(ctx: &Context) -> Exit {
         hosts: ctx.hosts.iter().map(|h| h.name.clone()).collect(),
     });
     fleet::report_all(ctx, &unreached);
-    let (problems, refused) = preflight(ctx, &nodes, &artifact);
+    let version = Some(artifact.version.as_str());
+    let mut app_problems =
+        match before_touching(ctx, "promote", &nodes, release.as_deref(), version).await {
+            Ok(problems) => problems,
+            Err(exit) => return exit,
+        };
+    app_problems.extend(shared::problems(ctx, &nodes).await);
+    let (problems, refused) = preflight(ctx, &nodes, &artifact, &app_problems);
     if let Some(exit) = policy::preflight_exit(unreached.len(), &problems) {
         let failed = unreached.into_iter().chain(refused).collect();
         return fleet::stop_untouched(ctx, "promote", exit, release, &nodes, failed).await;
@@ -160,14 +201,29 @@ pub(crate) async fn abort(ctx: &Context) -> Exit {
             Err(exit) => return exit,
         };
     let id = waiting.release.clone();
+    let version = nodes.iter().find_map(|n| n.journal.version_of(&id));
     ctx.emit(Event::RunStarted {
         command: "abort".into(),
         app: ctx.config.app.name.clone(),
         release: Some(id.to_string()),
-        version: nodes.iter().find_map(|n| n.journal.version_of(&id)),
+        version: version.clone(),
         hosts: ctx.hosts.iter().map(|h| h.name.clone()).collect(),
     });
     fleet::report_all(ctx, &unreached);
+    let release = Some(id.to_string());
+    let refused: Vec<HostOutcome> =
+        match before_touching(ctx, "abort", &nodes, release.as_deref(), version.as_deref()).await {
+            Ok(problems) => problems
+                .into_iter()
+                .map(|(i, p)| nodes[i].stopped(Failure::Preflight(p).at(Phase::Preflight)))
+                .collect(),
+            Err(exit) => return exit,
+        };
+    if !refused.is_empty() || !unreached.is_empty() {
+        fleet::report_all(ctx, &refused);
+        let failed = unreached.into_iter().chain(refused).collect();
+        return fleet::stop_untouched(ctx, "abort", Exit::Preflight, release, &nodes, failed).await;
+    }
     if let Err(e) = lock::acquire_waiting(
         ctx,
         &mut nodes,

@@ -11,7 +11,7 @@ use crate::engine::fleet::{self, Node};
 use crate::engine::policy::{self, Refusal};
 use crate::engine::preflight::Problem;
 use crate::engine::switch::switch_back;
-use crate::engine::{Context, Failure, HostOutcome, blue_green, lock};
+use crate::engine::{Context, Failure, HostOutcome, blue_green, lock, run_hooks, sudo};
 use crate::exit::Exit;
 use crate::release::ReleaseId;
 use crate::report::{Event, Level, Phase};
@@ -111,13 +111,38 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
     let Some(target) = target else {
         return ctx.finish("rollback", Exit::Ok, None, &[]);
     };
+    let version = nodes.iter().find_map(|n| n.journal.version_of(&target));
     ctx.emit(Event::RunStarted {
         command: "rollback".into(),
         app: ctx.config.app.name.clone(),
         release: Some(target.to_string()),
-        version: nodes.iter().find_map(|n| n.journal.version_of(&target)),
+        version: version.clone(),
         hosts: nodes.iter().map(|n| n.name().to_string()).collect(),
     });
+    let release = Some(target.to_string());
+    let refused: Vec<HostOutcome> = match sudo::preflight(ctx, &nodes).await {
+        Ok(problems) => problems
+            .into_iter()
+            .map(|(i, p)| nodes[i].stopped(Failure::Preflight(p).at(Phase::Preflight)))
+            .collect(),
+        Err(e) => {
+            ctx.message(Level::Error, None, e);
+            return fleet::stop_untouched(ctx, "rollback", Exit::Usage, release, &nodes, vec![])
+                .await;
+        }
+    };
+    if !refused.is_empty() {
+        fleet::report_all(ctx, &refused);
+        return fleet::stop_untouched(ctx, "rollback", Exit::Preflight, release, &nodes, refused)
+            .await;
+    }
+    if let Err(e) =
+        run_hooks::on_start(ctx, "rollback", release.as_deref(), version.as_deref()).await
+    {
+        ctx.message(Level::Error, None, format!("{e}; nothing was touched"));
+        return fleet::stop_untouched(ctx, "rollback", Exit::Preflight, release, &nodes, vec![])
+            .await;
+    }
     if let Err(e) = lock::acquire_waiting(
         ctx,
         &mut nodes,
@@ -288,6 +313,14 @@ async fn traffic_back(
             .and_then(|r| nodes.iter().find_map(|n| n.journal.version_of(r))),
         hosts: nodes.iter().map(|n| n.name().to_string()).collect(),
     });
+    let version = release
+        .as_ref()
+        .and_then(|r| nodes.iter().find_map(|n| n.journal.version_of(r)));
+    let id = release.as_ref().map(|r| r.to_string());
+    if let Err(e) = run_hooks::on_start(ctx, "rollback", id.as_deref(), version.as_deref()).await {
+        ctx.message(Level::Error, None, format!("{e}; nothing was touched"));
+        return fleet::stop_untouched(ctx, "rollback", Exit::Preflight, id, &nodes, vec![]).await;
+    }
     let message = format!("traffic back to {}", target.name);
     if let Err(e) = lock::acquire_waiting(ctx, &mut nodes, None, Some(&message), since).await {
         let (exit, held) = e.outcomes();

@@ -51,7 +51,7 @@ pub(crate) async fn bake(
         let probes = join_all(
             canary
                 .iter()
-                .map(|(node, env)| health::probe_once(node, check, env)),
+                .map(|(node, env)| health::probe_once(ctx, node, check, env)),
         )
         .await;
         let mut spoiled = None;
