@@ -385,3 +385,28 @@ fn a_promotion_that_fails_rolls_back_the_canary_too() {
         printed(&out)
     );
 }
+
+#[test]
+fn promote_and_abort_run_the_run_level_local_hooks() {
+    let hook = "echo \\\"$HOIST_COMMAND $HOIST_RESULT $HOIST_RELEASE\\\" >> runs.log";
+    let f = fleet(
+        2,
+        &format!(
+            "[hooks]\non_start_local = [\"echo \\\"start $HOIST_COMMAND\\\" >> runs.log\"]\n\
+             on_success_local = [\"{hook}\"]\non_failure_local = [\"{hook}\"]\n\
+             [strategy]\ncanary = 1\nbatch = 1"
+        ),
+    );
+    f.on_v1_then_v2();
+    f.hoist(&["deploy", "--until", "canary"]).assert().success();
+    f.hoist(&["promote"]).assert().success();
+    let v2 = f.current("web2").unwrap();
+    std::fs::write(f.path().join("build/README"), "v3").unwrap();
+    f.hoist(&["deploy", "--until", "canary"]).assert().success();
+    f.hoist(&["abort"]).assert().success();
+    let log = std::fs::read_to_string(f.path().join("runs.log")).unwrap();
+    assert!(log.contains("start promote\n"), "{log}");
+    assert!(log.contains(&format!("promote done {v2}\n")), "{log}");
+    assert!(log.contains("start abort\n"), "{log}");
+    assert!(log.contains("abort done "), "{log}");
+}
