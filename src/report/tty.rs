@@ -693,6 +693,31 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_bake_has_a_countdown_line_until_it_ends() {
+        let tty = Tty::new(Paint::plain(), false);
+        tty.mp.set_draw_target(ProgressDrawTarget::hidden());
+        tty.event(&Event::BakeStarted {
+            hosts: vec!["web1".into()],
+            duration_ms: 6_000,
+            interval_ms: 2_000,
+        });
+        let line = tty
+            .state
+            .lock()
+            .unwrap()
+            .countdown
+            .clone()
+            .expect("a countdown");
+        assert!(!line.is_finished(), "it counts down until the bake ends");
+        tty.event(&Event::BakeDone {
+            healthy: false,
+            elapsed_ms: 2_100,
+        });
+        assert!(tty.state.lock().unwrap().countdown.is_none());
+        assert!(line.is_finished());
+    }
+
     /// The bars are hidden off a terminal; this drives every path of the
     /// live view (line cap, promotion, rollback, summary) without drawing.
     #[test]
