@@ -255,7 +255,7 @@ async fn traffic_back(
                     if lacking.is_empty() {
                         "no colour is live yet".to_string()
                     } else {
-                        format!("{} do(es) not hold it", lacking.join(", "))
+                        format!("it is not on {}", lacking.join(", "))
                     }
                 ));
                 return fleet::stop_untouched(

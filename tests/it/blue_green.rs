@@ -270,3 +270,46 @@ fn blue_green_rollback_on_local_hosts_only_moves_traffic() {
     assert_eq!(lb(&f), "blue");
     assert_eq!(currents(&f), before);
 }
+
+#[test]
+fn blue_green_rollback_to_an_id_switches_the_idle_colour_to_it_then_traffic() {
+    let f = Fleet::local(2)
+        .toml(
+            "[groups.blue]\nhosts = [\"web1\"]\n[groups.green]\nhosts = [\"web2\"]\n\
+             [strategy]\nkind = \"blue-green\"\n[blue_green]\ncolors = [\"blue\", \"green\"]\n\
+             switch_local = [\"printf '%s' \\\"$HOIST_COLOR\\\" > lb\"]",
+        )
+        .write();
+    let mut ids = Vec::new();
+    for version in ["v1", "v2", "v3", "v4"] {
+        build(&f, version);
+        f.hoist(&["deploy"]).assert().success();
+        ids.push(
+            f.current(if ids.len() % 2 == 0 { "web1" } else { "web2" })
+                .unwrap(),
+        );
+    }
+    assert_eq!(lb(&f), "green");
+    // Blue is idle and never held v2.
+    let out = f
+        .hoist(&["rollback", "--to", &ids[1]])
+        .assert()
+        .code(3)
+        .get_output()
+        .clone();
+    assert!(
+        printed(&out).contains("it is not on web1"),
+        "{}",
+        printed(&out)
+    );
+    assert_eq!(lb(&f), "green");
+    f.hoist(&["rollback", "--to", &ids[0]]).assert().success();
+    assert_eq!(lb(&f), "blue");
+    assert_eq!(f.current("web1").as_deref(), Some(ids[0].as_str()));
+    assert_eq!(f.read_current("web1", "README"), "v1");
+    assert_eq!(
+        f.current("web2").as_deref(),
+        Some(ids[3].as_str()),
+        "green untouched"
+    );
+}
