@@ -11,3 +11,4 @@ mod fleets;
 mod rollout_ssh;
 mod ssh_transport;
 mod transport_faults;
+mod upload_ssh;
