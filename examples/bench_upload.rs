@@ -25,7 +25,8 @@
 //!
 //! Environment: `BENCH_MAX_STARTUPS` sets every sshd's MaxStartups (default
 //! OpenSSH's own "10:30:100", so the pacing of handshakes is part of what is
-//! measured). Not built yet: network namespaces behind a bridge with a
+//! measured); `BENCH_WRAP` runs hoist under a profiler (`heaptrack -o
+//! /tmp/h`, `perf record -g -o /tmp/p`). Not built yet: network namespaces behind a bridge with a
 //! capped uplink (issue 9, item 6); everything runs on loopback.
 
 #[path = "../tests/it/support/sshd.rs"]
@@ -285,7 +286,18 @@ impl Bench {
         let config = self.config(dir, version);
         let started = Instant::now();
         let wall = chrono::Utc::now();
-        let mut child = Command::new(&self.hoist)
+        // BENCH_WRAP: a profiler to run hoist under (e.g. "heaptrack -o /tmp/h").
+        let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
+        let mut wrap = wrap.split_whitespace();
+        let mut command = match wrap.next() {
+            Some(tool) => {
+                let mut c = Command::new(tool);
+                c.args(wrap).arg(&self.hoist);
+                c
+            }
+            None => Command::new(&self.hoist),
+        };
+        let mut child = command
             .current_dir(&self.work)
             .args(args)
             .arg("-c")
