@@ -8,6 +8,7 @@ mod deploy_local;
 mod deploy_ssh;
 mod faults;
 mod fleets;
+mod real_apps;
 mod rollout_ssh;
 mod ssh_transport;
 mod transport_faults;
