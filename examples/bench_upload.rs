@@ -23,7 +23,9 @@
 //! the baseline sends (HOSTS × the tarball), and hoist's largest resident
 //! set over all its runs (from wait4).
 //!
-//! Environment: `BENCH_MAX_STARTUPS` sets every sshd's MaxStartups (default
+//! hoist gets `connect_timeout = "60s"` (plain ssh has no connect timeout:
+//! a loaded machine running hundreds of sshd logins at once is slow to
+//! answer). Environment: `BENCH_MAX_STARTUPS` sets every sshd's MaxStartups (default
 //! OpenSSH's own "10:30:100", so the pacing of handshakes is part of what is
 //! measured); `BENCH_WRAP` runs hoist under a profiler (`heaptrack -o
 //! /tmp/h`, `perf record -g -o /tmp/p`). Not built yet: network namespaces behind a bridge with a
@@ -255,7 +257,7 @@ impl Bench {
     /// Writes deploy.toml for every host's `<root>/<dir>`.
     fn config(&self, dir: &str, version: &str) -> PathBuf {
         let mut toml = format!(
-            "[app]\nname = \"bench\"\ndeploy_to = \"/srv/bench\"\nkeep_releases = 5\n\n[ssh]\nuser = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"{}\"]\n\n[artifact]\npath = \"{}\"\nversion = \"{version}\"\n\n[strategy]\ncanary = 0\nbatch = \"100%\"\nparallel = {}\n\n",
+            "[app]\nname = \"bench\"\ndeploy_to = \"/srv/bench\"\nkeep_releases = 5\n\n[ssh]\nconnect_timeout = \"60s\"\nuser = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"{}\"]\n\n[artifact]\npath = \"{}\"\nversion = \"{version}\"\n\n[strategy]\ncanary = 0\nbatch = \"100%\"\nparallel = {}\n\n",
             std::env::var("USER").unwrap_or_else(|_| "root".into()),
             self.key.path.display(),
             self.known.display(),
@@ -282,6 +284,8 @@ impl Bench {
         self.run_hoist(&["rollback", "--yes", "--json"], dir, "unused")
     }
 
+    // Waited for with wait4, for its resident set.
+    #[allow(clippy::zombie_processes)]
     fn run_hoist(&mut self, args: &[&str], dir: &str, version: &str) -> Run {
         let config = self.config(dir, version);
         let started = Instant::now();
