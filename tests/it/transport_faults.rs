@@ -298,7 +298,10 @@ async fn a_command_timeout_on_a_stalled_upload_is_reported_at_the_timeout() {
         .expect("the next command hung")
         .unwrap_err();
     let took = started.elapsed();
-    assert!(timed_out(&err), "{err}");
+    // Its timeout and the keepalive verdict on the link (connect_timeout
+    // after the first timeout, also 2s) fall at the same moment: either
+    // may come first, and both end it in time.
+    assert!(timed_out(&err) || is_disconnected(&err), "{err}");
     assert!(
         took < timeout + Duration::from_secs(1),
         "reported after {took:?}"

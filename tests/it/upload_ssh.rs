@@ -145,7 +145,7 @@ impl Hostile {
 /// the same artifact deploys exactly.
 #[test]
 fn a_payload_of_shell_commands_never_runs_whatever_fails_mid_upload() {
-    let h = Hostile::new("command_timeout = \"4s\"");
+    let h = Hostile::new("command_timeout = \"10s\"");
     for (fail, phase, sessions) in [
         ("kill", "unpack", 1),
         ("full", "unpack", 1),
