@@ -55,6 +55,8 @@ struct Bench {
 /// One hoist run: how long, where the time went, payload bytes sent.
 struct Run {
     took: Duration,
+    /// hoist's own CPU time (user + system).
+    cpu: f64,
     phases: Phases,
     sent: u64,
 }
@@ -320,7 +322,7 @@ impl Bench {
         });
         let mut out = String::new();
         stdout.read_to_string(&mut out).unwrap();
-        let (status, rss_kb) = wait4(child.id());
+        let (status, rss_kb, cpu) = wait4(child.id());
         let took = started.elapsed();
         self.max_rss_kb = self.max_rss_kb.max(rss_kb);
         assert!(
@@ -330,6 +332,7 @@ impl Bench {
         );
         Run {
             took,
+            cpu,
             phases: phases(wall, &out),
             sent: bytes_sent(&out),
         }
@@ -345,8 +348,9 @@ impl Bench {
     }
 }
 
-/// Waits for `pid`; its exit status (or 128 + signal) and largest resident set.
-fn wait4(pid: u32) -> (i32, i64) {
+/// Waits for `pid`; its exit status (or 128 + signal), largest resident
+/// set and CPU seconds.
+fn wait4(pid: u32) -> (i32, i64, f64) {
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: pid is our child, not yet waited for; the pointers are valid.
@@ -357,7 +361,12 @@ fn wait4(pid: u32) -> (i32, i64) {
     } else {
         128 + libc::WTERMSIG(status)
     };
-    (code, usage.ru_maxrss)
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (
+        code,
+        usage.ru_maxrss,
+        secs(usage.ru_utime) + secs(usage.ru_stime),
+    )
 }
 
 /// The payload bytes sent: each host's last `upload_progress`, summed.
