@@ -176,8 +176,9 @@ impl Measures {
         let baseline_bytes = (hosts as u64 * tarball) as f64;
         println!("medians:");
         println!(
-            "  full push:     ssh|tar {base:.2}s, hoist {full:.2}s = {:.2}x",
-            full / base
+            "  full push:     ssh|tar {base:.2}s, hoist {full:.2}s = {:.2}x (hoist's own CPU {:.2}s)",
+            full / base,
+            median(self.full.iter().map(|r| r.cpu).collect())
         );
         println!(
             "    hoist phases: reach+probe {:.2}s, lock {:.2}s, wave {:.2}s, unlock+close {:.2}s",
