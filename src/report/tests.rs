@@ -570,6 +570,130 @@ fn plain_strips_carriage_returns_and_escapes_from_remote_output() {
     );
 }
 
+fn github_output(script: &[(i64, Event)]) -> (String, String) {
+    let (log, summary) = (Buffer::default(), Buffer::default());
+    let clock = clock();
+    let opts = PlainOptions {
+        verbosity: Verbosity::Normal,
+        paint: Paint::new(false),
+        stamp: Stamp::Time,
+        tables: true,
+    };
+    let plain = Plain::new(Box::new(log.clone()), opts, clock.clone())
+        .github(Some(Box::new(summary.clone())));
+    play(&plain, &clock, script);
+    (log.text(), summary.text())
+}
+
+#[test]
+fn github_actions_groups_waves_annotates_failures_and_writes_the_step_summary() {
+    let (log, summary) = github_output(&deploy_with_one_failure());
+    insta::assert_snapshot!("github_actions_log", log);
+    insta::assert_snapshot!("github_actions_step_summary", summary);
+    let opened = log.matches("::group::").count();
+    assert_eq!(opened, 2, "a group per wave");
+    assert_eq!(
+        log.matches("::endgroup::").count(),
+        opened,
+        "every group closed"
+    );
+}
+
+#[test]
+fn github_annotations_escape_what_would_end_the_command() {
+    let script = vec![
+        (
+            0,
+            Event::RunStarted {
+                command: s("deploy"),
+                app: s("shop-api"),
+                release: Some(s(RELEASE)),
+                version: None,
+                hosts: vec![s("db:1,a")],
+            },
+        ),
+        (
+            10,
+            Event::HostFailed {
+                host: s("db:1,a"),
+                phase: Phase::Health,
+                error: s("100% down\nsecond line"),
+                tail: vec![],
+                elapsed_ms: 10,
+            },
+        ),
+    ];
+    let (log, _) = github_output(&script);
+    assert!(
+        log.contains("::error title=db%3A1%2Ca::health: 100%25 down\n"),
+        "{log}"
+    );
+}
+
+/// A canary that bakes, then the blue-green traffic switch.
+fn bake_and_traffic() -> Vec<(i64, Event)> {
+    vec![
+        (
+            0,
+            Event::RunStarted {
+                command: s("deploy"),
+                app: s("shop-api"),
+                release: Some(s(RELEASE)),
+                version: None,
+                hosts: vec![s("web1"), s("web2")],
+            },
+        ),
+        (
+            10,
+            Event::BakeStarted {
+                hosts: vec![s("web1")],
+                duration_ms: 300_000,
+                interval_ms: 2_000,
+            },
+        ),
+        (
+            300_000,
+            Event::BakeDone {
+                healthy: true,
+                elapsed_ms: 300_000,
+            },
+        ),
+        (
+            0,
+            Event::BakeStarted {
+                hosts: vec![s("web1")],
+                duration_ms: 6_000,
+                interval_ms: 2_000,
+            },
+        ),
+        (
+            2_100,
+            Event::BakeDone {
+                healthy: false,
+                elapsed_ms: 2_100,
+            },
+        ),
+        (
+            10,
+            Event::Traffic {
+                color: s("green"),
+                previous: Some(s("blue")),
+                reason: s("the deploy's switch"),
+            },
+        ),
+    ]
+}
+
+#[test]
+fn plain_bake_and_traffic_lines() {
+    let out = plain_output(Verbosity::Normal, false, &bake_and_traffic());
+    insta::assert_snapshot!(out);
+    let json = json_output(&bake_and_traffic());
+    assert!(json.contains(r#""event":"bake_started","ts":"#), "{json}");
+    assert!(json.contains(r#""healthy":false"#), "{json}");
+    assert!(json.contains(r#""event":"traffic""#), "{json}");
+}
+
 /// Answers every secret question with the same word.
 struct Answers(&'static str);
 
