@@ -16,7 +16,8 @@ use crate::manifest::{Kind, Manifest};
 /// The bytes for one current release, and what they hold.
 #[derive(Debug)]
 pub struct Delta {
-    pub bytes: Vec<u8>,
+    /// Shared by every host that gets them (a clone is a reference).
+    pub bytes: bytes::Bytes,
     /// Entries sent (new or changed).
     pub sent: usize,
     /// Entries of the current release the new one does not have.
@@ -130,7 +131,7 @@ pub fn build(
     let mut gz = tar.into_inner()?;
     gz.flush()?;
     Ok(Some(Delta {
-        bytes: gz.finish()?,
+        bytes: gz.finish()?.into(),
         sent: diff.added.len() + diff.changed.len(),
         gone: diff.removed.len(),
     }))

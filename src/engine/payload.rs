@@ -19,6 +19,7 @@ use crate::delta::{self, Delta};
 use crate::manifest::Manifest;
 use crate::release::ReleaseId;
 use crate::report::{Level, Phase};
+use crate::transport::Input;
 
 /// Deltas already cut, by the manifest of the release they start from:
 /// hosts on the same release share one.
@@ -42,7 +43,7 @@ impl Deltas {
         };
         cell.get_or_init(|| async {
             let source = artifact.source.clone();
-            let shared = artifact.shared.clone();
+            let shared = artifact.shared_paths.clone();
             let new = new.clone();
             let built =
                 tokio::task::spawn_blocking(move || delta::build(&source, &new, &old, &shared))
@@ -128,13 +129,8 @@ pub(crate) async fn by_delta(
         &new.sha256(),
         &artifact.content_sha,
     );
-    let reader = super::upload::progress(
-        ctx,
-        node.name(),
-        size,
-        std::io::Cursor::new(DeltaBytes(delta.clone())),
-    );
-    let run = node.run(&script, Some(Box::new(reader)));
+    let input = super::upload::progress(ctx, node.name(), Input::bytes(delta.bytes.clone()));
+    let run = node.run(&script, Some(input));
     let out = tokio::select! {
         r = run => r.map_err(|f| f.at(Phase::Upload))?,
         _ = halt.cancelled() => {
@@ -171,15 +167,6 @@ pub(crate) async fn by_delta(
 
 fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
-}
-
-/// The delta's bytes, shared by every host that gets them.
-struct DeltaBytes(Arc<Delta>);
-
-impl AsRef<[u8]> for DeltaBytes {
-    fn as_ref(&self) -> &[u8] {
-        &self.0.bytes
-    }
 }
 
 /// Has the host download the artifact from `artifact.url`, check its
@@ -250,11 +237,7 @@ pub(crate) async fn record_manifest(
     let size = text.len() as u64;
     let script = node.layout.record_manifest(id, &ctx.run_id);
     match node
-        .must(
-            "recording the manifest",
-            &script,
-            Some(Box::new(std::io::Cursor::new(text))),
-        )
+        .must("recording the manifest", &script, Some(Input::bytes(text)))
         .await
     {
         Ok(_) => size,

@@ -15,3 +15,4 @@ mod real_apps;
 mod rollout_ssh;
 mod ssh_transport;
 mod transport_faults;
+mod upload_ssh;
