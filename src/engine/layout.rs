@@ -204,16 +204,17 @@ fi
         transfer_sha: &str,
         content_sha: &str,
     ) -> String {
-        // GNU tar applies the umask unless told -p (busybox's restores the
-        // modes, and has no -p): the release must hold the artifact's modes.
+        // The release must hold the artifact's modes: GNU tar applies the
+        // umask unless told to preserve them, which TAR_OPTIONS does without
+        // an option busybox's tar would refuse (busybox reads no TAR_OPTIONS).
         let flags = match packing {
-            Packing::TarGz => "$XZF",
+            Packing::TarGz => "-xzf",
         };
         format!(
             r#"{head}
 P={part}
 R="$D/releases/{id}"
-if tar --version </dev/null 2>/dev/null | grep -q GNU; then XZF=-xpzf; else XZF=-xzf; fi
+TAR_OPTIONS=--preserve-permissions; export TAR_OPTIONS
 trap 'rm -rf "$P.d" "$P.fifo"' EXIT
 trap 'exit 130' HUP INT TERM
 if [ -e "$R" ]; then printf '%s already exists\n' "$R" >&2; exit {exists}; fi

@@ -70,8 +70,10 @@ hoist_manifest() (
     find . -type f ! -path "*$nl*" ! -path "*$tab*" ! -path '*\\*' -exec sha256sum {} +
   } | awk "$HOIST_MERGE" | sort
 )
-# GNU tar applies the umask unless told -p; busybox tar restores modes (and has no -p).
-if tar --version </dev/null 2>/dev/null | grep -q GNU; then XF=-xpf; XZF=-xpzf; else XF=-xf; XZF=-xzf; fi"#;
+# GNU tar applies the umask unless told to preserve the archive's modes; an
+# option busybox's tar would refuse, so through TAR_OPTIONS, which it ignores.
+TAR_OPTIONS=--preserve-permissions; export TAR_OPTIONS
+XF=-xf; XZF=-xzf"#;
 
 /// Steps of the scripts here that [`ReceiveStep`] does not name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
