@@ -142,6 +142,7 @@ mod tests {
             hooks: Default::default(),
             health: None,
             strategy: Strategy::default(),
+            diagnose: Vec::new(),
             warnings: Vec::new(),
             ssh_config_notes: Vec::new(),
         }

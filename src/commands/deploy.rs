@@ -4,10 +4,10 @@
 use crate::artifact::Artifact;
 use crate::config::Pause;
 use crate::engine::fleet;
-use crate::engine::{Context, Failure, lock, policy, preflight, rollout, strategy};
+use crate::engine::{Context, Failure, HostOutcome, lock, policy, preflight, rollout, strategy};
 use crate::exit::Exit;
 use crate::release::ReleaseId;
-use crate::report::{Event, Level, Phase};
+use crate::report::{Event, HostResult, Level, Phase};
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct DeployOptions {
@@ -102,10 +102,12 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         }
     }
     let release = Some(id.to_string());
-    if let Some(exit) = policy::preflight_exit(unreached.len(), &problems) {
+    let judged = judge_unreached(ctx, &unreached);
+    if let Some(exit) = policy::preflight_exit(judged, &problems) {
         let failed = unreached.into_iter().chain(refused).collect();
         return fleet::stop_untouched(ctx, "deploy", exit, release, &nodes, failed).await;
     }
+    let skipped = skip_unreachable(ctx, unreached, judged);
 
     if let Err(e) = lock::acquire(ctx, &nodes, Some(id.as_str()), None).await {
         let (exit, held) = e.outcomes();
@@ -113,8 +115,55 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         return fleet::stop_untouched(ctx, "deploy", exit, release, &nodes, held).await;
     }
 
-    let (exit, outcomes) = rollout::rollout(ctx, &nodes, &artifact, &id).await;
+    let (exit, mut outcomes) = rollout::rollout(ctx, &nodes, &artifact, &id).await;
     lock::release(ctx, &nodes).await;
     fleet::close_all(&nodes).await;
+    let exit = policy::with_skipped(exit, skipped.len());
+    outcomes.extend(skipped);
+    let order = |o: &HostOutcome| ctx.hosts.iter().position(|h| h.name == o.host);
+    outcomes.sort_by_key(order);
     ctx.finish("deploy", exit, release, &outcomes)
+}
+
+/// The hosts preflight could not reach or read, against `max_unreachable`.
+fn judge_unreached(ctx: &Context, unreached: &[HostOutcome]) -> policy::Unreached {
+    let unreachable = unreached
+        .iter()
+        .filter(|o| o.failure.as_ref().is_some_and(policy::is_unreachable))
+        .count();
+    policy::Unreached {
+        unreachable,
+        allowed: strategy::failures_allowed(ctx.config.strategy.max_unreachable, ctx.hosts.len()),
+        other: unreached.len() - unreachable,
+    }
+}
+
+/// The unreachable hosts the rollout goes on without, marked as such.
+fn skip_unreachable(
+    ctx: &Context,
+    unreached: Vec<HostOutcome>,
+    judged: policy::Unreached,
+) -> Vec<HostOutcome> {
+    if !judged.skipped() {
+        return Vec::new();
+    }
+    let skipped: Vec<HostOutcome> = unreached
+        .into_iter()
+        .map(|mut o| {
+            o.result = HostResult::Unreachable;
+            o
+        })
+        .collect();
+    let names: Vec<&str> = skipped.iter().map(|o| o.host.as_str()).collect();
+    ctx.message(
+        Level::Warn,
+        None,
+        format!(
+            "going on without {} unreachable host(s), within max_unreachable ({}): {}; `hoist deploy --resume` reaches them later with this release",
+            skipped.len(),
+            judged.allowed,
+            names.join(", ")
+        ),
+    );
+    skipped
 }

@@ -80,6 +80,7 @@ pub struct DeployFile {
     pub hooks: Option<RawHooks>,
     pub health: Option<RawHealth>,
     pub strategy: Option<RawStrategy>,
+    pub diagnose: Option<RawDiagnose>,
 }
 
 /// A separate inventory file (`inventory = "hosts.toml"` or `-i`).
@@ -167,6 +168,13 @@ pub struct RawStrategy {
     pub parallel: Option<Positive<MAX_PARALLEL>>,
     pub max_failures: Option<AmountOrNone>,
     pub on_failure: Option<OnFailureValue>,
+    pub max_unreachable: Option<AmountOrNone>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
+pub struct RawDiagnose {
+    pub commands: Option<Commands>,
 }
 
 table_only!(RawApp, "a table");
@@ -183,3 +191,4 @@ table_only!(RawArtifact, "a table");
 table_only!(RawHooks, "a table");
 table_only!(RawHealth, "a table");
 table_only!(RawStrategy, "a table");
+table_only!(RawDiagnose, "a table");

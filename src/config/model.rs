@@ -20,6 +20,9 @@ pub struct Config {
     pub hooks: Hooks,
     pub health: Option<Health>,
     pub strategy: Strategy,
+    /// `[diagnose] commands`: run on a host that failed after its switch,
+    /// before it is rolled back.
+    pub diagnose: Vec<String>,
     /// Things the user should hear about on every run (e.g. host_key_checking = "off").
     pub warnings: Vec<String>,
     /// What hoist skipped in ~/.ssh/config (Match blocks), for `hoist check -v`.
@@ -193,6 +196,8 @@ pub struct Strategy {
     pub parallel: usize,
     pub max_failures: Amount,
     pub on_failure: OnFailure,
+    /// Hosts that may be unreachable at preflight and are skipped.
+    pub max_unreachable: Amount,
 }
 
 impl Default for Strategy {
@@ -205,6 +210,7 @@ impl Default for Strategy {
             parallel: 50,
             max_failures: Amount::Hosts(0),
             on_failure: OnFailure::Rollback,
+            max_unreachable: Amount::Hosts(0),
         }
     }
 }

@@ -323,6 +323,24 @@ fn the_strategy_reads_every_key() {
     assert_eq!(s.on_failure, OnFailure::Stop);
 }
 
+#[test]
+fn max_unreachable_and_diagnose_are_read() {
+    let config = Project::new()
+        .config(&with_app(
+            "[hosts.a]\n[strategy]\nmax_unreachable = \"5%\"\n[diagnose]\ncommands = [\"df -h\", \"uptime\"]\n",
+        ))
+        .ok();
+    assert_eq!(config.strategy.max_unreachable, Amount::Percent(5));
+    assert_eq!(config.diagnose, ["df -h", "uptime"]);
+    let defaults = Project::new().config(&with_app("[hosts.a]\n")).ok();
+    assert_eq!(defaults.strategy.max_unreachable, Amount::Hosts(0));
+    assert!(defaults.diagnose.is_empty());
+    let err = Project::new()
+        .config(&with_app("[hosts.a]\n[diagnose]\ncommand = \"df\"\n"))
+        .err();
+    assert!(err.contains("unknown key `diagnose.command`"), "{err}");
+}
+
 // --- precedence ------------------------------------------------------------------
 
 #[test]

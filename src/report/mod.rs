@@ -78,6 +78,9 @@ pub enum HostResult {
     RolledBack,
     /// Never touched by this run.
     Skipped,
+    /// Could not be reached at preflight and was skipped, within
+    /// `strategy.max_unreachable`; `deploy --resume` reaches it later.
+    Unreachable,
 }
 
 impl HostResult {
@@ -87,6 +90,7 @@ impl HostResult {
             HostResult::Failed => "failed",
             HostResult::RolledBack => "rolled_back",
             HostResult::Skipped => "skipped",
+            HostResult::Unreachable => "unreachable",
         }
     }
 }
@@ -112,6 +116,7 @@ pub struct Summary {
     pub failed: usize,
     pub rolled_back: usize,
     pub skipped: usize,
+    pub unreachable: usize,
     pub elapsed_ms: u64,
     pub hosts: Vec<HostSummary>,
     /// Where the full log of this run was written, if anywhere.
@@ -138,6 +143,7 @@ impl Summary {
             failed: count(HostResult::Failed),
             rolled_back: count(HostResult::RolledBack),
             skipped: count(HostResult::Skipped),
+            unreachable: count(HostResult::Unreachable),
             elapsed_ms,
             hosts,
             log_file,
@@ -183,6 +189,15 @@ pub enum Event {
     HostPhase {
         host: String,
         phase: Phase,
+    },
+    /// A connect failed (refused, reset, timed out) and is tried again.
+    ConnectRetry {
+        host: String,
+        /// 1 for the first retry.
+        attempt: u32,
+        retries: u32,
+        error: String,
+        delay_ms: u64,
     },
     UploadProgress {
         host: String,

@@ -129,6 +129,7 @@ impl Plain {
                     || st.phases.get(host) == Some(&Phase::Exec)
             }
             // Reaching and locking every host is routine: a line each only with -v.
+            Event::ConnectRetry { .. } => self.opts.verbosity == Verbosity::Verbose,
             Event::HostPhase {
                 phase: Phase::Connect | Phase::Preflight | Phase::Lock | Phase::Unlock | Phase::Exec,
                 ..
@@ -176,6 +177,20 @@ impl Plain {
             }
             Event::HostPhase { host, phase } => {
                 vec![host_line(st, host, &paint.cyan(phase.as_str()))]
+            }
+            Event::ConnectRetry {
+                host,
+                attempt,
+                retries,
+                error,
+                delay_ms,
+            } => {
+                let text = format!(
+                    "connect retry {attempt}/{retries} in {}: {}",
+                    duration_ms(*delay_ms),
+                    clean(error).replace('\n', " ")
+                );
+                vec![host_line(st, host, &paint.yellow(&text))]
             }
             Event::UploadProgress { host, bytes, total } => {
                 match upload_text(st, now, host, *bytes, *total) {

@@ -204,6 +204,7 @@ fn deploy_with_one_failure() -> Vec<(i64, Event)> {
                 failed: 1,
                 rolled_back: 2,
                 skipped: 0,
+                unreachable: 0,
                 elapsed_ms: 12_480,
                 hosts: vec![
                     host_summary("web1", HostResult::RolledBack, None, 3_410),
@@ -264,6 +265,7 @@ fn status() -> Vec<(i64, Event)> {
                 failed: 0,
                 rolled_back: 0,
                 skipped: 0,
+                unreachable: 0,
                 elapsed_ms: 210,
                 hosts: vec![],
                 log_file: None,

@@ -363,6 +363,22 @@ impl Tty {
                 self.set_wave_line(st, paint.bold(&text));
             }
             Event::HostPhase { host, phase } => self.activate(st, host, *phase),
+            Event::ConnectRetry {
+                host,
+                attempt,
+                retries,
+                error,
+                ..
+            } => {
+                self.activate(st, host, Phase::Connect);
+                if let Some(bar) = st.active.get(host).and_then(|a| a.bar.as_ref()) {
+                    let text = format!(
+                        "connect · retry {attempt}/{retries}: {}",
+                        clean(error).replace('\n', " ")
+                    );
+                    bar.set_message(self.paint.yellow(&text));
+                }
+            }
             Event::UploadProgress { host, bytes, total } => {
                 self.activate(st, host, Phase::Upload);
                 if let Some(active) = st.active.get_mut(host) {

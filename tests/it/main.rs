@@ -8,6 +8,7 @@ mod deploy_local;
 mod deploy_ssh;
 mod faults;
 mod fleets;
+mod large_fleets;
 mod rollout_ssh;
 mod ssh_transport;
 mod transport_faults;

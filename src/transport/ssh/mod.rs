@@ -116,6 +116,23 @@ impl SshContext {
     }
 }
 
+/// A connect that failed and will be tried again, told to whoever is
+/// connecting (the engine reports it; the transport prints nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectRetry {
+    /// 1 for the first retry.
+    pub attempt: u32,
+    /// `connect_retries`: the most retries this host gets.
+    pub retries: u32,
+    /// Why the last try failed.
+    pub reason: String,
+    /// How long until the next try.
+    pub pause: Duration,
+}
+
+/// Hears of each retry while a host is connected.
+pub type OnRetry<'a> = &'a (dyn Fn(&ConnectRetry) + Send + Sync);
+
 /// One authenticated connection, used for the whole run.
 pub struct SshHost {
     handle: Arc<Handle<Client>>,
@@ -137,6 +154,15 @@ impl SshHost {
     pub async fn connect(
         target: &SshTarget,
         ctx: &Arc<SshContext>,
+    ) -> Result<SshHost, TransportError> {
+        SshHost::connect_observed(target, ctx, &|_| {}).await
+    }
+
+    /// [`SshHost::connect`], telling `on_retry` before each retry.
+    pub async fn connect_observed(
+        target: &SshTarget,
+        ctx: &Arc<SshContext>,
+        on_retry: OnRetry<'_>,
     ) -> Result<SshHost, TransportError> {
         let label = label(target);
         let mut deadline = Deadline::new(target.connect_timeout, format!("connecting to {label}"));
@@ -160,6 +186,12 @@ impl SshHost {
                     if deadline.left() < pause + Duration::from_millis(500) {
                         return Err(e);
                     }
+                    on_retry(&ConnectRetry {
+                        attempt: target.connect_retries - retries + 1,
+                        retries: target.connect_retries,
+                        reason: e.to_string(),
+                        pause,
+                    });
                     retries -= 1;
                     tokio::time::sleep(pause).await;
                     backoff *= 2;
