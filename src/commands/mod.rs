@@ -104,7 +104,7 @@ async fn dispatch(command: &Command, ctx: &Context) -> Exit {
             deploy::run(ctx, deploy::DeployOptions { resume: *resume }).await
         }
         Command::Rollback { to } => rollback::run(ctx, to.as_deref()).await,
-        Command::Status => status::run(ctx).await,
+        Command::Status { last_failure } => status::run(ctx, *last_failure).await,
         Command::Releases => releases::run(ctx).await,
         Command::Exec {
             group_output,
@@ -253,7 +253,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Plan => "plan",
         Command::Deploy { .. } => "deploy",
         Command::Rollback { .. } => "rollback",
-        Command::Status => "status",
+        Command::Status { .. } => "status",
         Command::Releases => "releases",
         Command::Exec { .. } => "exec",
         Command::Lock { .. } => "lock",

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+mod evidence;
+
 pub use crate::artifact::Packing;
 use crate::release::ReleaseId;
 
@@ -296,7 +298,9 @@ printf 'switched %s\n' "$(readlink "$D/current")"
         let mut script = self.head();
         script.push('\n');
         for id in ids {
-            script.push_str(&format!("rm -rf \"$D/releases/{id}\" \"$H/sums/{id}\"\n"));
+            script.push_str(&format!(
+                "rm -rf \"$D/releases/{id}\" \"$H/sums/{id}\" \"$H/diagnostics/{id}\"\n"
+            ));
         }
         script
     }

@@ -4,6 +4,7 @@
 //! everything goes to the reporter as events; each host ends as one
 //! [`HostOutcome`].
 
+pub(crate) mod diagnose;
 pub(crate) mod fleet;
 pub(crate) mod health;
 pub(crate) mod hooks;

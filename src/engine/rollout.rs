@@ -13,7 +13,7 @@ use super::policy::{self, HostState};
 use super::strategy::{self, Wave, WaveKind};
 use super::switch::{switch_back, switch_to};
 use super::upload::deliver;
-use super::{Context, Failed, Failure, HostOutcome, at, health, hooks};
+use super::{Context, Failed, Failure, HostOutcome, at, diagnose, health, hooks};
 use crate::artifact::Artifact;
 use crate::config::Pause;
 use crate::exit::Exit;
@@ -268,6 +268,15 @@ async fn host_rollout(
         return run;
     }
     let result = steps(ctx, node, artifact, id, halt, &mut run).await;
+    if let Err(failed) = &result
+        && run.switched
+        && !ctx.cancel.is_cancelled()
+        && !matches!(failed.failure, Failure::Halted | Failure::Interrupted)
+    {
+        let previous = run.previous.as_ref();
+        let env = hooks::host_env(ctx, node, id, previous, &artifact.version);
+        diagnose::collect(ctx, node, id, failed, &env).await;
+    }
     let elapsed = started.elapsed();
     let now = if run.switched {
         Some(id.to_string())

@@ -2,10 +2,10 @@
 //! The engine never prints: the TTY view, plain lines and NDJSON are three
 //! renderers of the same events.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a host is doing right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Connect,
@@ -17,6 +17,8 @@ pub enum Phase {
     Switch,
     AfterSwitch,
     Health,
+    /// Running `[diagnose]` commands on a host that failed.
+    Diagnose,
     Prune,
     Rollback,
     AfterRollback,
@@ -36,6 +38,7 @@ impl Phase {
             Phase::Switch => "switch",
             Phase::AfterSwitch => "after_switch",
             Phase::Health => "health",
+            Phase::Diagnose => "diagnose",
             Phase::Prune => "prune",
             Phase::Rollback => "rollback",
             Phase::AfterRollback => "after_rollback",
@@ -230,6 +233,9 @@ pub enum Event {
         ok: usize,
         failed: usize,
     },
+    /// What `[diagnose]` found on a host that failed after its switch,
+    /// before it was rolled back (or, from `status --last-failure`, kept).
+    HostDiagnostics(Diagnostics),
     RollbackStarted {
         hosts: Vec<String>,
         reason: String,
@@ -280,6 +286,7 @@ impl Reporter for Recorder {
 }
 
 mod clock;
+mod evidence;
 mod json;
 mod plain;
 mod select;
@@ -288,6 +295,7 @@ mod table;
 mod tty;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use evidence::{Diagnostic, Diagnostics};
 pub use json::Json;
 pub use plain::{Plain, PlainOptions, Stamp, Verbosity};
 pub use select::{ColorChoice, ReportOptions, Tee, reporter};

@@ -11,4 +11,5 @@ mod fleets;
 mod large_fleets;
 mod rollout_ssh;
 mod ssh_transport;
+mod three_am;
 mod transport_faults;
