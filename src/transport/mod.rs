@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
 
 /// What a finished remote command left behind.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +35,13 @@ impl Output {
 /// Bytes fed to a remote command's standard input.
 pub type Stdin = Box<dyn AsyncRead + Send + Unpin>;
 
+/// Output of a streamed command, as it arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chunk {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+}
+
 /// A bidirectional byte stream (e.g. a direct-tcpip channel).
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
@@ -47,6 +56,19 @@ pub trait Transport: Send + Sync {
         stdin: Option<Stdin>,
         timeout: Duration,
     ) -> Result<Output, TransportError>;
+
+    /// Runs `script` with `sh -c` (no stdin), sending its output to `sink`
+    /// as it arrives, until it ends or `stop` is cancelled. Then every
+    /// process it started on the host (its own process group) is killed
+    /// before this returns: nothing is left running. No timeout, so that a
+    /// `tail -F` runs until stopped; a dead host ends it through the
+    /// connection's keepalives. Returns the exit code (`None` when killed).
+    async fn stream(
+        &self,
+        script: &str,
+        sink: UnboundedSender<Chunk>,
+        stop: CancellationToken,
+    ) -> Result<Option<u32>, TransportError>;
 
     /// Opens a TCP connection to `host:port` as seen from the host
     /// (a direct-tcpip channel over SSH; a plain socket for local hosts).

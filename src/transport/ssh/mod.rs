@@ -20,6 +20,7 @@ mod jump;
 mod known_hosts;
 mod link;
 mod shell;
+mod stream;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -33,14 +34,16 @@ use russh::keys::Algorithm;
 use russh::{Disconnect, Preferred};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use self::auth::KeyCache;
 use self::host_key::{Client, HostKeyPolicy};
 use self::jump::{Bastion, Bastions};
 use self::link::{CutUnlessKept, Link};
 use self::shell::{Ran, Reach, Shell, Slot};
-use super::{Output, Stdin, Stream, Transport, TransportError};
+use super::{Chunk, Output, Stdin, Stream, Transport, TransportError};
 use crate::config::SshTarget;
 
 /// OpenSSH's default `MaxSessions`: more concurrent commands than this on one
@@ -462,6 +465,32 @@ impl Transport for SshHost {
             self.check_alive();
             timed_out(elapsed)
         })?
+    }
+
+    async fn stream(
+        &self,
+        script: &str,
+        sink: UnboundedSender<Chunk>,
+        stop: CancellationToken,
+    ) -> Result<Option<u32>, TransportError> {
+        if self.is_gone() {
+            return Err(self.lost_connection());
+        }
+        let _slot = self.sessions.acquire().await;
+        let channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| self.channel_error(e))?;
+        stream::run(channel, script, sink, stop, &self.reach())
+            .await
+            .map_err(|failure| match failure {
+                stream::Failure::Refused => {
+                    TransportError::Other(format!("{} refused to run the command", self.label))
+                }
+                stream::Failure::Lost => self.lost_connection(),
+                stream::Failure::Channel(e) => self.channel_error(e),
+            })
     }
 
     async fn open_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {
