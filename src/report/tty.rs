@@ -581,6 +581,22 @@ impl Tty {
     }
 }
 
+#[cfg(test)]
+impl Tty {
+    /// A live view that draws nothing, for tests of its state.
+    pub(crate) fn hidden() -> Tty {
+        let tty = Tty::new(Paint::plain(), false);
+        tty.mp.set_draw_target(ProgressDrawTarget::hidden());
+        tty
+    }
+
+    /// Whether a host's diagnostic lines wait for its failure to be shown.
+    pub(crate) fn has_diagnostics_for(&self, host: &str) -> bool {
+        let st = self.state.lock().unwrap();
+        st.diagnostics.contains_key(host)
+    }
+}
+
 impl Drop for Tty {
     /// A run that ends without `finish` (an error, a panic) leaves no bars behind.
     fn drop(&mut self) {
