@@ -252,6 +252,13 @@ fn ctrl_c_on_exec_kills_the_command_on_every_host_and_shows_the_table() {
     for row in rows {
         assert_eq!(row["error"], "interrupted", "{row}");
     }
+    let noise = events
+        .iter()
+        .any(|e| e["event"] == "host_output" && e["line"] == "Terminated");
+    assert!(
+        !noise,
+        "a stopped command is not followed by its shell's note"
+    );
     let left = running(&format!("sleep {naptime}"));
     assert!(left.is_empty(), "still running after hoist ended: {left:?}");
 }

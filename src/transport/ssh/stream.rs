@@ -119,13 +119,15 @@ pub async fn run(
 /// its process group holds everything it starts), after printing `mark`
 /// and that group's id. `exit $?` keeps `sh` from replacing itself with
 /// `setsid`, which would then be a group leader and fork (losing the exit
-/// status). Without `setsid` on the host, the group is `sh`'s own and
-/// only the command itself can be stopped.
+/// status). That `sh` stays outside the group, so its own stderr goes to
+/// /dev/null (the script gets the channel's back through fd 3): a stopped
+/// command is not followed by its "Terminated". Without `setsid` on the
+/// host, the group is `sh`'s own and only the command itself can be stopped.
 fn command(mark: &str, script: &str) -> String {
-    let inner = r#"printf '%s%d\n' "$1" "$$"; exec sh -c "$2""#;
+    let inner = r#"exec 2>&3 3>&-; printf '%s%d\n' "$1" "$$"; exec sh -c "$2""#;
     let args = format!("{} sh {} {}", q(inner), q(mark), q(script));
     let outer = format!(
-        "if command -v setsid >/dev/null 2>&1; then setsid sh -c {args} </dev/null; else sh -c {args} </dev/null; fi; exit $?"
+        "exec 3>&2 2>/dev/null; if command -v setsid >/dev/null; then setsid sh -c {args} </dev/null; else sh -c {args} </dev/null; fi; exit $?"
     );
     format!("sh -c {}", q(&outer))
 }
