@@ -52,6 +52,17 @@ fn a_canary_failing_health_leaves_its_diagnostics_before_the_rollback() {
     let human = String::from_utf8_lossy(&out.stderr);
     assert!(human.contains("diagnostics, last lines:"), "{human}");
     assert!(human.contains("| disk-full"), "{human}");
+    // Whole in the run's log file.
+    let log = events.last().unwrap()["log_file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log = std::fs::read_to_string(f.path().join(log)).unwrap();
+    assert!(
+        log.contains("diagnostics after the health failure"),
+        "{log}"
+    );
+    assert!(log.contains(&format!("| diag web1 {v2}")), "{log}");
     // Kept on the host.
     let kept = f.deploy_path("web1").join(".hoist/diagnostics").join(&v2);
     assert!(kept.is_file(), "{}", kept.display());
