@@ -32,6 +32,10 @@ pub(crate) async fn collect(
     let dir = node.layout.release_path(id);
     let mut commands = Vec::new();
     for command in configured {
+        // After Ctrl-C, what is in flight finishes and nothing new starts.
+        if ctx.cancel.is_cancelled() {
+            break;
+        }
         let script = node.layout.diagnose(&dir, env, command);
         commands.push(match node.run(&script, None).await {
             Ok(out) => {

@@ -147,6 +147,15 @@ pub(crate) fn with_skipped(exit: Exit, skipped: usize) -> Exit {
     }
 }
 
+/// Whether `[diagnose]` runs on a host that failed with `failure`: only
+/// one that failed after its switch (an after_switch hook, the health
+/// check), where the new release ran and left evidence; not one stopped by
+/// the halt or an interrupt (nothing of its own went wrong), and not after
+/// Ctrl-C (the person wants out).
+pub(crate) fn diagnoses(switched: bool, failure: &Failure, interrupted: bool) -> bool {
+    switched && !interrupted && !matches!(failure, Failure::Halted | Failure::Interrupted)
+}
+
 /// Why a host cannot be rolled back to a common target.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Refusal {
@@ -510,6 +519,30 @@ mod tests {
             assert_eq!(with_skipped(exit, skipped), expected, "{exit:?} {skipped}");
         }
         assert!(down_skips(1, 1) && !down_skips(2, 1) && !down_skips(0, 0));
+    }
+
+    #[test]
+    fn only_a_host_that_failed_after_its_switch_is_diagnosed() {
+        let health = || Failure::Health {
+            reason: "exit 1".into(),
+            tail: vec![],
+        };
+        // (switched, failure, interrupted, diagnosed)
+        let table = [
+            (true, health(), false, true),
+            (false, health(), false, false),
+            (true, health(), true, false),
+            (true, Failure::Halted, false, false),
+            (true, Failure::Interrupted, false, false),
+            (true, Failure::Other("lost".into()), false, true),
+        ];
+        for (switched, failure, interrupted, expected) in table {
+            assert_eq!(
+                diagnoses(switched, &failure, interrupted),
+                expected,
+                "{switched} {failure:?} {interrupted}"
+            );
+        }
     }
 
     fn down_skips(unreachable: usize, allowed: usize) -> bool {

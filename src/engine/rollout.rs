@@ -269,9 +269,7 @@ async fn host_rollout(
     }
     let result = steps(ctx, node, artifact, id, halt, &mut run).await;
     if let Err(failed) = &result
-        && run.switched
-        && !ctx.cancel.is_cancelled()
-        && !matches!(failed.failure, Failure::Halted | Failure::Interrupted)
+        && policy::diagnoses(run.switched, &failed.failure, ctx.cancel.is_cancelled())
     {
         let previous = run.previous.as_ref();
         let env = hooks::host_env(ctx, node, id, previous, &artifact.version);
