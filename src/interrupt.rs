@@ -153,6 +153,10 @@ impl Reporter for Tracker {
         self.inner.confirm(question)
     }
 
+    fn ask_secret(&self, prompt: &str) -> Option<String> {
+        self.inner.ask_secret(prompt)
+    }
+
     fn finish(&self) {
         self.inner.finish()
     }

@@ -15,6 +15,12 @@ pub enum Kind {
     Lock,
     Unlock,
     ForceUnlock,
+    /// `before_switch_once` succeeded for `release` (on the host it ran on):
+    /// a resumed deploy of that release does not run it again.
+    OnceDone,
+    /// `before_switch_once` failed for `release`: no host was switched to
+    /// it, and it is never a rollback or resume target.
+    OnceFailed,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,13 +87,24 @@ impl Journal {
             .filter(|e| matches!(e.event, Kind::Deploy | Kind::Rollback))
     }
 
-    /// Releases that were rolled back from: never an automatic target again.
+    /// Releases that were rolled back from, or whose once hook failed:
+    /// never an automatic target again.
     pub fn bad_releases(&self) -> Vec<String> {
         self.entries
             .iter()
-            .filter(|e| e.event == Kind::Rollback)
-            .filter_map(|e| e.previous.clone())
+            .filter_map(|e| match e.event {
+                Kind::Rollback => e.previous.clone(),
+                Kind::OnceFailed => e.release.clone(),
+                _ => None,
+            })
             .collect()
+    }
+
+    /// Whether `before_switch_once` succeeded for `release` on this host.
+    pub fn once_done(&self, release: &ReleaseId) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.event == Kind::OnceDone && e.release.as_deref() == Some(release.as_str()))
     }
 
     /// The last switch to `release`: when, by whom, and its version.
@@ -213,6 +230,24 @@ mod tests {
         assert_eq!(j.rollback_target(Some(&id(B)), &all), Some(id(A)));
         assert_eq!(j.version_of(&id(A)).as_deref(), Some("v-aaaaaaaa"));
         assert_eq!(j.last_switch_to(&id(B)).unwrap().by, "me@here");
+    }
+
+    #[test]
+    fn a_release_whose_once_hook_failed_is_bad_and_one_that_passed_is_done() {
+        let failed = Entry {
+            release: Some(B.into()),
+            ..Entry::new(Kind::OnceFailed, "me@here")
+        };
+        let j = journal(vec![deploy(A, None), failed]);
+        assert_eq!(j.bad_releases(), [B]);
+        assert!(!j.once_done(&id(B)));
+        let done = Entry {
+            release: Some(C.into()),
+            ..Entry::new(Kind::OnceDone, "me@here")
+        };
+        let j = journal(vec![deploy(A, None), done]);
+        assert!(j.bad_releases().is_empty());
+        assert!(j.once_done(&id(C)) && !j.once_done(&id(A)));
     }
 
     #[test]

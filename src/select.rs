@@ -135,6 +135,7 @@ mod tests {
                 name: "app".into(),
                 deploy_to: "/srv/app".into(),
                 keep_releases: 5,
+                ..Default::default()
             },
             hosts,
             groups,

@@ -20,4 +20,12 @@ if ! command -v ip >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
     || echo "tests/run.sh: could not install iproute2; that test will skip" >&2
 fi
 
+# The become test logs in as a user of its own with password sudo (root
+# creates it); it skips, saying why, where that cannot be done.
+if ! command -v sudo >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+  echo "tests/run.sh: installing sudo (the become test runs hooks through password sudo)" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sudo >/dev/null; } \
+    || echo "tests/run.sh: could not install sudo; the become test will skip" >&2
+fi
+
 cargo test --locked --all-targets "$@"

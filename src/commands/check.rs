@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use crate::artifact::Artifact;
 use crate::config::Host;
-use crate::engine::{Context, HostOutcome, fleet, preflight};
+use crate::engine::{Context, HostOutcome, fleet, preflight, shared, sudo};
 use crate::exit::Exit;
 use crate::report::{Event, Level, Row};
 
@@ -26,13 +26,36 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
         },
         None => None,
     };
+    if let Err(e) = shared::check_sources(&ctx.config, &ctx.hosts) {
+        ctx.message(Level::Error, None, e);
+        return ctx.finish("check", Exit::Usage, None, &[]);
+    }
     let (nodes, unreached) = fleet::reach(ctx).await;
     let short = fleet::check_sessions(ctx, &nodes).await;
+    let shared_problems = shared::problems(ctx, &nodes).await;
+    let become_works = sudo::check(ctx, &nodes).await;
     let mut all_ok = true;
     for host in &ctx.hosts {
-        let row = if let Some(node) = nodes.iter().find(|n| n.name() == host.name) {
+        let row = if let Some(i) = nodes.iter().position(|n| n.name() == host.name) {
+            let node = &nodes[i];
             let p = &node.probe;
-            let found = preflight::problems(node, artifact.as_ref());
+            let mut found = preflight::problems(node, artifact.as_ref());
+            found.extend(
+                shared_problems
+                    .iter()
+                    .filter(|(n, _)| *n == i)
+                    .map(|(_, p)| p.clone()),
+            );
+            let become_cell = become_works[i].clone().map(|works| match works {
+                Ok(()) => json!("ok"),
+                Err(why) => {
+                    found.push(preflight::Problem::Become {
+                        user: ctx.config.hooks.become_user.clone().unwrap_or_default(),
+                        reason: why.clone(),
+                    });
+                    json!(why)
+                }
+            });
             let sessions = short.iter().find(|o| o.host == host.name);
             let ok = found.iter().all(|p| p.is_warning()) && sessions.is_none();
             let problems: Vec<String> = found
@@ -41,37 +64,41 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
                 .chain(sessions.and_then(HostOutcome::error))
                 .collect();
             all_ok &= ok;
+            let mut cells = vec![
+                ("host", json!(host.name)),
+                ("ok", json!(ok)),
+                ("connect", json!("ok")),
+                ("writable", json!(p.not_writable.is_none())),
+                ("free_kb", json!(p.free_kb)),
+                (
+                    "tools",
+                    json!(if p.missing_tools.is_empty() {
+                        "ok".to_string()
+                    } else {
+                        p.missing_tools.join(",")
+                    }),
+                ),
+                (
+                    "lock",
+                    p.lock_state()
+                        .map(|state| json!(state.describe()))
+                        .unwrap_or(Value::Null),
+                ),
+                (
+                    "problem",
+                    if problems.is_empty() {
+                        Value::Null
+                    } else {
+                        json!(problems.join("; "))
+                    },
+                ),
+            ];
+            if let Some(cell) = become_cell {
+                cells.insert(cells.len() - 1, ("become", cell));
+            }
             Row {
                 table: "check",
-                cells: vec![
-                    ("host", json!(host.name)),
-                    ("ok", json!(ok)),
-                    ("connect", json!("ok")),
-                    ("writable", json!(p.not_writable.is_none())),
-                    ("free_kb", json!(p.free_kb)),
-                    (
-                        "tools",
-                        json!(if p.missing_tools.is_empty() {
-                            "ok".to_string()
-                        } else {
-                            p.missing_tools.join(",")
-                        }),
-                    ),
-                    (
-                        "lock",
-                        p.lock_state()
-                            .map(|state| json!(state.describe()))
-                            .unwrap_or(Value::Null),
-                    ),
-                    (
-                        "problem",
-                        if problems.is_empty() {
-                            Value::Null
-                        } else {
-                            json!(problems.join("; "))
-                        },
-                    ),
-                ],
+                cells,
                 marked: !problems.is_empty(),
             }
         } else {
@@ -91,8 +118,12 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
                     ("free_kb", Value::Null),
                     ("tools", Value::Null),
                     ("lock", Value::Null),
+                    ("become", Value::Null),
                     ("problem", json!(why)),
-                ],
+                ]
+                .into_iter()
+                .filter(|(k, _)| *k != "become" || ctx.config.hooks.become_user.is_some())
+                .collect(),
                 marked: true,
             }
         };

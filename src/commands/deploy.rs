@@ -4,7 +4,10 @@
 use crate::artifact::Artifact;
 use crate::config::Pause;
 use crate::engine::fleet;
-use crate::engine::{Context, Failure, HostOutcome, lock, policy, preflight, rollout, strategy};
+use crate::engine::{
+    Context, Failure, HostOutcome, lock, policy, preflight, rollout, run_hooks, shared, strategy,
+    sudo,
+};
 use crate::exit::Exit;
 use crate::release::ReleaseId;
 use crate::report::{Event, HostResult, Level, Phase};
@@ -48,6 +51,10 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         );
         return ctx.finish("deploy", Exit::Usage, None, &[]);
     }
+    if let Err(e) = shared::load(ctx) {
+        ctx.message(Level::Error, None, e);
+        return ctx.finish("deploy", Exit::Usage, None, &[]);
+    }
 
     let (nodes, mut unreached) = fleet::reach(ctx).await;
     // A host that cannot hold the sessions a deploy needs fails here, not at upload.
@@ -86,11 +93,37 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
     });
     // After the header, so that plain output starts with the run's line.
     fleet::report_all(ctx, &unreached);
+    let release = Some(id.to_string());
+
+    let became = match sudo::preflight(ctx, &nodes).await {
+        Ok(problems) => problems,
+        Err(e) => {
+            ctx.message(Level::Error, None, e);
+            return fleet::stop_untouched(ctx, "deploy", Exit::Usage, release, &nodes, unreached)
+                .await;
+        }
+    };
+    if let Err(e) =
+        run_hooks::on_start(ctx, "deploy", release.as_deref(), Some(&artifact.version)).await
+    {
+        ctx.message(Level::Error, None, format!("{e}; nothing was touched"));
+        return fleet::stop_untouched(ctx, "deploy", Exit::Preflight, release, &nodes, unreached)
+            .await;
+    }
+    let mut app_problems = shared::problems(ctx, &nodes).await;
+    app_problems.extend(became);
 
     let mut refused = Vec::new();
     let mut problems = Vec::new();
-    for node in &nodes {
-        for problem in preflight::problems(node, Some(&artifact)) {
+    for (i, node) in nodes.iter().enumerate() {
+        let app = app_problems
+            .iter()
+            .filter(|(n, _)| *n == i)
+            .map(|(_, p)| p.clone());
+        for problem in preflight::problems(node, Some(&artifact))
+            .into_iter()
+            .chain(app)
+        {
             if problem.is_warning() {
                 ctx.message(Level::Warn, Some(node.name()), problem.to_string());
                 continue;
@@ -101,7 +134,6 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
             refused.push(outcome);
         }
     }
-    let release = Some(id.to_string());
     let judged = judge_unreached(ctx, &unreached);
     if let Some(exit) = policy::preflight_exit(judged, &problems) {
         let failed = unreached.into_iter().chain(refused).collect();

@@ -203,6 +203,8 @@ impl Invocation {
             run_id: engine::new_run_id(),
             log_file: self.log_file.clone(),
             started: Instant::now(),
+            become_password: Default::default(),
+            files: Default::default(),
         }
     }
 }

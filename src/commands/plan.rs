@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use crate::config::{Config, HealthCheck, Host, HostTransport, OnFailure, Pause};
-use crate::engine::strategy;
+use crate::engine::{shared, strategy};
 use crate::exit::Exit;
 use crate::report::{Event, Level, Reporter, Row, Summary};
 
@@ -21,6 +21,72 @@ fn list(hooks: &[String]) -> String {
     } else {
         hooks.join(" && ")
     }
+}
+
+/// Shared paths and `[[files]]`: where each lives, and what of the
+/// artifact a link replaces. A `[[files]]` source missing for a selected
+/// host is exit 2, as it is for `deploy`.
+fn app_state(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> Result<(), Exit> {
+    let app = &config.app;
+    let shared: Vec<String> = app
+        .shared_dirs
+        .iter()
+        .chain(&app.shared_files)
+        .cloned()
+        .collect();
+    if !shared.is_empty() {
+        info(
+            reporter,
+            format!(
+                "shared: {} (in {}/shared/ on each host, linked into every release; never pruned, kept by a rollback)",
+                shared.join(", "),
+                app.deploy_to
+            ),
+        );
+        let replaced = config
+            .artifact
+            .as_ref()
+            .map(|a| shared::replaced_in_artifact(&a.path, &shared));
+        match replaced {
+            Some(Ok(held)) => {
+                for path in held {
+                    reporter.event(&Event::Message {
+                        level: Level::Warn,
+                        host: None,
+                        text: format!(
+                            "the artifact holds {path}; in each release it is replaced by the link to shared/{path}"
+                        ),
+                    });
+                }
+            }
+            Some(Err(e)) => info(reporter, format!("cannot look inside the artifact: {e}")),
+            None => {}
+        }
+    }
+    for file in &app.files {
+        info(
+            reporter,
+            format!(
+                "file: {} -> {}/{} (mode {:04o}{}), written before the switch",
+                file.src,
+                app.deploy_to,
+                file.dest,
+                file.mode,
+                if file.secret { ", secret" } else { "" }
+            ),
+        );
+    }
+    if let Err(e) = shared::check_sources(config, hosts) {
+        reporter.event(&Event::Message {
+            level: Level::Error,
+            host: None,
+            text: e,
+        });
+        reporter.event(&Event::Summary(Summary::without_hosts("plan", 2)));
+        reporter.finish();
+        return Err(Exit::Usage);
+    }
+    Ok(())
 }
 
 pub(crate) fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> Exit {
@@ -80,14 +146,32 @@ pub(crate) fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> E
             s.parallel
         ),
     );
+    if let Err(exit) = app_state(config, hosts, reporter) {
+        return exit;
+    }
     let h = &config.hooks;
     info(
         reporter,
         format!(
-            "hooks: before_switch: {}; after_switch: {}; after_rollback: {}",
+            "hooks: before_switch_once: {}; before_switch: {}; after_switch: {}; after_rollback: {}{}",
+            list(&h.before_switch_once),
             list(&h.before_switch),
             list(&h.after_switch),
-            list(&h.after_rollback)
+            list(&h.after_rollback),
+            match &h.become_user {
+                Some(user) =>
+                    format!(" (remote hooks and the health command run as {user} through sudo)"),
+                None => String::new(),
+            }
+        ),
+    );
+    info(
+        reporter,
+        format!(
+            "run hooks: on_start_local: {}; on_success_local: {}; on_failure_local: {}",
+            list(&h.on_start_local),
+            list(&h.on_success_local),
+            list(&h.on_failure_local)
         ),
     );
     info(

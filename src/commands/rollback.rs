@@ -10,7 +10,7 @@ use crate::engine::fleet::{self, Node};
 use crate::engine::policy::{self, Refusal};
 use crate::engine::preflight::Problem;
 use crate::engine::switch::switch_back;
-use crate::engine::{Context, Failure, HostOutcome, lock};
+use crate::engine::{Context, Failure, HostOutcome, lock, run_hooks, sudo};
 use crate::exit::Exit;
 use crate::release::ReleaseId;
 use crate::report::{Event, Level, Phase};
@@ -91,13 +91,38 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
     let Some(target) = target else {
         return ctx.finish("rollback", Exit::Ok, None, &[]);
     };
+    let version = nodes.iter().find_map(|n| n.journal.version_of(&target));
     ctx.emit(Event::RunStarted {
         command: "rollback".into(),
         app: ctx.config.app.name.clone(),
         release: Some(target.to_string()),
-        version: nodes.iter().find_map(|n| n.journal.version_of(&target)),
+        version: version.clone(),
         hosts: nodes.iter().map(|n| n.name().to_string()).collect(),
     });
+    let release = Some(target.to_string());
+    let refused: Vec<HostOutcome> = match sudo::preflight(ctx, &nodes).await {
+        Ok(problems) => problems
+            .into_iter()
+            .map(|(i, p)| nodes[i].stopped(Failure::Preflight(p).at(Phase::Preflight)))
+            .collect(),
+        Err(e) => {
+            ctx.message(Level::Error, None, e);
+            return fleet::stop_untouched(ctx, "rollback", Exit::Usage, release, &nodes, vec![])
+                .await;
+        }
+    };
+    if !refused.is_empty() {
+        fleet::report_all(ctx, &refused);
+        return fleet::stop_untouched(ctx, "rollback", Exit::Preflight, release, &nodes, refused)
+            .await;
+    }
+    if let Err(e) =
+        run_hooks::on_start(ctx, "rollback", release.as_deref(), version.as_deref()).await
+    {
+        ctx.message(Level::Error, None, format!("{e}; nothing was touched"));
+        return fleet::stop_untouched(ctx, "rollback", Exit::Preflight, release, &nodes, vec![])
+            .await;
+    }
     if let Err(e) = lock::acquire(
         ctx,
         &nodes,

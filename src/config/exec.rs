@@ -34,6 +34,8 @@ pub fn run_with_timeout(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // The become password is for sudo on the hosts only.
+        .env_remove("HOIST_BECOME_PASSWORD")
         .spawn()
         .map_err(|e| fail(format!("cannot run the inventory command: {e}")))?;
     let reader = |mut pipe: Box<dyn Read + Send>| {

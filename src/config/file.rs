@@ -11,7 +11,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use super::ssh_keys::ssh_keys;
 use super::values::{
     AmountOrNone, Batch, Checking, Commands, Dur, HostPatterns, Jump, LocalPaths, MAX_PARALLEL,
-    Name, NonZeroDur, OnFailureValue, PauseValue, Port, Positive, RemotePath, Retries,
+    Name, NonZeroDur, OnFailureValue, PauseValue, Port, Positive, RemotePath, Retries, Strings,
     TransportKind, User, Vars,
 };
 
@@ -81,6 +81,8 @@ pub struct DeployFile {
     pub health: Option<RawHealth>,
     pub strategy: Option<RawStrategy>,
     pub diagnose: Option<RawDiagnose>,
+    /// `[[files]]`: files sent apart from the artifact.
+    pub files: Option<Vec<RawFile>>,
 }
 
 /// A separate inventory file (`inventory = "hosts.toml"` or `-i`).
@@ -98,6 +100,18 @@ pub struct RawApp {
     pub name: Name,
     pub deploy_to: RemotePath,
     pub keep_releases: Option<Positive>,
+    pub shared_dirs: Option<Strings>,
+    pub shared_files: Option<Strings>,
+}
+
+/// One `[[files]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
+pub struct RawFile {
+    pub src: String,
+    pub dest: String,
+    pub mode: Option<String>,
+    pub secret: Option<bool>,
 }
 
 ssh_keys!(with_ssh_keys! {
@@ -145,6 +159,12 @@ pub struct RawHooks {
     pub after_rollback: Option<Commands>,
     pub before_batch_local: Option<Commands>,
     pub after_batch_local: Option<Commands>,
+    #[serde(rename = "become")]
+    pub become_user: Option<User>,
+    pub before_switch_once: Option<Commands>,
+    pub on_start_local: Option<Commands>,
+    pub on_success_local: Option<Commands>,
+    pub on_failure_local: Option<Commands>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,6 +208,10 @@ table_only!(
     "a table for the group, e.g. [groups.web] with hosts = [\"web1\", \"web[01:20].example.com\"]"
 );
 table_only!(RawArtifact, "a table");
+table_only!(
+    RawFile,
+    "a table, e.g. [[files]] with src = \"secrets/{host}.env\" and dest = \"shared/.env\""
+);
 table_only!(RawHooks, "a table");
 table_only!(RawHealth, "a table");
 table_only!(RawStrategy, "a table");

@@ -9,6 +9,7 @@ mod layer;
 pub mod model;
 mod range;
 mod resolve;
+mod shared;
 mod ssh_config;
 mod ssh_keys;
 mod values;
@@ -17,6 +18,7 @@ mod values;
 mod tests;
 
 pub use model::*;
+pub use shared::relative_path;
 pub use ssh_keys::ssh_settings_rows;
 
 use std::path::PathBuf;

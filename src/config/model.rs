@@ -29,11 +29,47 @@ pub struct Config {
     pub ssh_config_notes: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct App {
     pub name: String,
     pub deploy_to: String,
     pub keep_releases: usize,
+    /// Paths inside each release that live in `<deploy_to>/shared/` instead,
+    /// checked: relative, no `..`, none inside another.
+    pub shared_dirs: Vec<String>,
+    pub shared_files: Vec<String>,
+    /// `[[files]]`: sent apart from the artifact, before the switch.
+    pub files: Vec<FileSpec>,
+}
+
+/// One `[[files]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    /// On this machine, relative to the config file's directory; `{host}`
+    /// and `{group}` not yet expanded (see [`FileSpec::source_for`]).
+    pub src: String,
+    /// Relative to deploy_to, always under `shared/`.
+    pub dest: String,
+    pub mode: u32,
+    /// Its content never appears in output, logs or JSON.
+    pub secret: bool,
+}
+
+impl FileSpec {
+    /// `src` for one host: `{host}` is its name, `{group}` its first group.
+    pub fn source_for(&self, host: &Host) -> Result<String, String> {
+        let mut src = self.src.replace("{host}", &host.name);
+        if src.contains("{group}") {
+            let Some(group) = host.groups.first() else {
+                return Err(format!(
+                    "{} is in no group, so {{group}} in {:?} has no value",
+                    host.name, self.src
+                ));
+            };
+            src = src.replace("{group}", group);
+        }
+        Ok(src)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -147,6 +183,15 @@ pub struct Hooks {
     pub after_rollback: Vec<String>,
     pub before_batch_local: Vec<String>,
     pub after_batch_local: Vec<String>,
+    /// Remote hooks, the once hook and the health command run as this user
+    /// through sudo.
+    pub become_user: Option<String>,
+    /// Once per deploy, on the first host of the first wave, before any switch.
+    pub before_switch_once: Vec<String>,
+    /// Once per run, on this machine: before any host is touched, and at the end.
+    pub on_start_local: Vec<String>,
+    pub on_success_local: Vec<String>,
+    pub on_failure_local: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@ use super::file::{DeployFile, InventoryFile, RawArtifact, RawHealth, RawHooks, R
 use super::inventory::Inventory;
 use super::layer::{Env, SshLayer};
 use super::model::{App, ArtifactSpec, Config, Health, HealthCheck, Hooks, Strategy};
-use super::{ConfigError, Source};
+use super::{ConfigError, Source, shared};
 
 const DEFAULT_CONFIG: &str = "deploy.toml";
 const DEFAULT_KEEP_RELEASES: usize = 5;
@@ -30,9 +30,13 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
         }
     })?;
     let base_dir = directory_of(&path)?;
-    let file: DeployFile = doc.parse()?;
+    let mut file: DeployFile = doc.parse()?;
 
+    let (shared_dirs, shared_files) = shared::shared_paths(&file.app, &doc)?;
     let app = App {
+        shared_dirs,
+        shared_files,
+        files: shared::files(file.files.take(), &doc)?,
         name: file.app.name.0.clone(),
         deploy_to: file.app.deploy_to.0.clone(),
         keep_releases: file
@@ -110,7 +114,11 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
             .artifact
             .map(|a| artifact(a, &doc, &base_dir))
             .transpose()?,
-        hooks: file.hooks.map(hooks).unwrap_or_default(),
+        hooks: file
+            .hooks
+            .map(|h| hooks(h, &doc))
+            .transpose()?
+            .unwrap_or_default(),
         health: file.health.map(|h| health(h, &doc)).transpose()?,
         strategy: file.strategy.map(strategy).unwrap_or_default(),
         diagnose: file
@@ -219,10 +227,18 @@ fn artifact(raw: RawArtifact, doc: &Doc, base_dir: &Path) -> Result<ArtifactSpec
     })
 }
 
-fn hooks(raw: RawHooks) -> Hooks {
+fn hooks(raw: RawHooks, doc: &Doc) -> Result<Hooks, ConfigError> {
     let list = |c: Option<super::values::Commands>| c.map(|c| c.0).unwrap_or_default();
     let after_switch = list(raw.after_switch);
-    Hooks {
+    Ok(Hooks {
+        become_user: raw
+            .become_user
+            .map(|u| shared::become_user(&u.0, doc))
+            .transpose()?,
+        before_switch_once: list(raw.before_switch_once),
+        on_start_local: list(raw.on_start_local),
+        on_success_local: list(raw.on_success_local),
+        on_failure_local: list(raw.on_failure_local),
         before_switch: list(raw.before_switch),
         // Absent means "the same as after_switch"; an explicit [] means none.
         after_rollback: raw
@@ -231,7 +247,7 @@ fn hooks(raw: RawHooks) -> Hooks {
         after_switch,
         before_batch_local: list(raw.before_batch_local),
         after_batch_local: list(raw.after_batch_local),
-    }
+    })
 }
 
 fn health(raw: RawHealth, doc: &Doc) -> Result<Health, ConfigError> {

@@ -1090,6 +1090,121 @@ fn hook_commands_may_be_one_string_but_not_empty() {
     );
 }
 
+// --- shared paths, [[files]], once, run-level hooks, become ------------------------
+
+#[test]
+fn the_keys_of_a_real_application_load() {
+    let config = Project::new()
+        .config(&with_app(
+            r#"shared_dirs = ["log", "storage/"]
+shared_files = ["config/.env"]
+
+[[files]]
+src = "secrets/{host}.env"
+dest = "shared/config/.env"
+secret = true
+
+[[files]]
+src = "conf/{group}.yml"
+dest = "shared/config/app.yml"
+mode = "0640"
+
+[hooks]
+become = "root"
+before_switch_once = "./bin/migrate"
+on_start_local = ["./freeze-check"]
+on_success_local = ["./notify ok"]
+on_failure_local = ["./notify failed"]
+
+[hosts.web1]
+groups = ["web"]
+"#,
+        ))
+        .ok();
+    assert_eq!(config.app.shared_dirs, ["log", "storage"]);
+    assert_eq!(config.app.shared_files, ["config/.env"]);
+    let files = &config.app.files;
+    assert_eq!(files.len(), 2);
+    assert_eq!((files[0].mode, files[0].secret), (0o600, true));
+    assert_eq!((files[1].mode, files[1].secret), (0o640, false));
+    let web1 = host(&config, "web1");
+    assert_eq!(files[0].source_for(web1).unwrap(), "secrets/web1.env");
+    assert_eq!(files[1].source_for(web1).unwrap(), "conf/web.yml");
+    let h = &config.hooks;
+    assert_eq!(h.become_user.as_deref(), Some("root"));
+    assert_eq!(h.before_switch_once, ["./bin/migrate"]);
+    assert_eq!(h.on_start_local, ["./freeze-check"]);
+    assert_eq!(h.on_success_local, ["./notify ok"]);
+    assert_eq!(h.on_failure_local, ["./notify failed"]);
+}
+
+#[test]
+fn shared_paths_that_escape_or_overlap_are_refused() {
+    for (paths, needle) in [
+        (r#"shared_dirs = ["../etc"]"#, "`..`"),
+        (r#"shared_dirs = ["/var/log"]"#, "absolute"),
+        (r#"shared_files = ["config/../../x"]"#, "`..`"),
+        (r#"shared_dirs = ["log", "log/app"]"#, "inside"),
+        (
+            r#"shared_dirs = ["log"]
+shared_files = ["log"]"#,
+            "twice",
+        ),
+        (r#"shared_dirs = ["a//b"]"#, "empty part"),
+    ] {
+        let text = format!("[app]\nname = \"shop\"\ndeploy_to = \"/srv/shop\"\n{paths}\n");
+        assert_err(&text, &["`app.shared_", needle]);
+    }
+}
+
+#[test]
+fn files_must_land_under_shared_with_a_mode_in_octal() {
+    let entry = |body: &str| with_app(&format!("[[files]]\n{body}\n"));
+    assert_err(
+        &entry("src = \"a\"\ndest = \"releases/x\""),
+        &["`files`", "[0].dest", "not under shared/"],
+    );
+    assert_err(
+        &entry("src = \"a\"\ndest = \"shared/../.hoist/lock\""),
+        &["[0].dest", "`..`"],
+    );
+    assert_err(
+        &entry("src = \"a\"\ndest = \"shared/x\"\nmode = \"rw\""),
+        &["[0].mode", "octal"],
+    );
+    assert_err(
+        &with_app(
+            "[[files]]\nsrc = \"a\"\ndest = \"shared/x\"\n[[files]]\nsrc = \"b\"\ndest = \"shared/x\"\n",
+        ),
+        &["[1].dest", "earlier entry"],
+    );
+    assert_err(
+        &entry("src = \"a\"\ndest = \"shared/x\"\nowner = \"root\""),
+        &["unknown key `files[0].owner`"],
+    );
+}
+
+#[test]
+fn group_in_a_source_needs_a_group() {
+    let config = Project::new()
+        .config(&with_app(
+            "[[files]]\nsrc = \"{group}.env\"\ndest = \"shared/.env\"\n[hosts.lonely]\n",
+        ))
+        .ok();
+    let err = config.app.files[0]
+        .source_for(host(&config, "lonely"))
+        .unwrap_err();
+    assert!(err.contains("lonely is in no group"), "{err}");
+}
+
+#[test]
+fn become_must_be_a_user_name() {
+    assert_err(
+        &with_app("[hooks]\nbecome = \"root; rm -rf /\"\n[hosts.a]\n"),
+        &["`hooks.become`", "not a usable user name"],
+    );
+}
+
 // --- the shipped files -----------------------------------------------------------
 
 #[test]
@@ -1110,6 +1225,31 @@ fn the_example_file_loads() {
     assert_eq!(config.strategy.batch.len(), 4);
     assert!(config.health.is_some());
     assert!(config.artifact.is_some());
+    assert_eq!(config.app.shared_files, ["config/.env"]);
+    assert_eq!(config.app.files.len(), 2);
+    assert_eq!(config.hooks.become_user.as_deref(), Some("root"));
+    assert_eq!(config.hooks.on_failure_local.len(), 1);
+}
+
+#[test]
+fn the_readme_example_of_a_real_application_loads() {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("## Real applications")
+        .nth(1)
+        .expect("the README has the section");
+    let example = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("with a TOML example");
+    let config = Project::new()
+        .config(&format!("{example}\n[hosts.web1]\n"))
+        .ok();
+    assert_eq!(config.app.shared_dirs, ["log", "storage", "tmp/pids"]);
+    assert!(config.app.files[0].secret);
+    assert_eq!(config.hooks.before_switch_once, ["bin/rails db:migrate"]);
+    assert!(config.hooks.on_failure_local[0].contains("$HOIST_SUMMARY"));
 }
 
 #[test]

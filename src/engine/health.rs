@@ -8,7 +8,7 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 
 use super::fleet::Node;
-use super::{Context, Failure, tail_lines};
+use super::{Context, Failure, sudo, tail_lines};
 use crate::config::{Health, HealthCheck};
 use crate::report::Phase;
 
@@ -25,17 +25,21 @@ pub async fn check(
     let attempts = health.retries.max(1);
     let mut last = (String::new(), Vec::new());
     for attempt in 1..=attempts {
-        let result =
-            match tokio::time::timeout(health.timeout, probe(node, &health.check, env)).await {
-                Ok(result) => result,
-                Err(_) => Err((
-                    format!(
-                        "no answer within {}",
-                        humantime::format_duration(health.timeout)
-                    ),
-                    Vec::new(),
-                )),
-            };
+        let result = match tokio::time::timeout(
+            health.timeout,
+            probe(ctx, node, &health.check, env),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err((
+                format!(
+                    "no answer within {}",
+                    humantime::format_duration(health.timeout)
+                ),
+                Vec::new(),
+            )),
+        };
         match result {
             Ok(()) => return Ok(()),
             Err(reason) => last = reason,
@@ -66,6 +70,7 @@ async fn sleep_or_cancel(ctx: &Context, d: Duration) -> Result<(), Failure> {
 type ProbeError = (String, Vec<String>);
 
 async fn probe(
+    ctx: &Context,
     node: &Node,
     check: &HealthCheck,
     env: &[(String, String)],
@@ -74,9 +79,9 @@ async fn probe(
         HealthCheck::Command(command) => {
             // In the live release, so `./bin/healthcheck` works.
             let dir = format!("{}/current", node.layout.deploy_to.trim_end_matches('/'));
-            let script = node.layout.hook(&dir, env, command);
+            let (script, stdin) = sudo::wrap(ctx, node.layout.hook(&dir, env, command));
             let out = node
-                .run(&script, None)
+                .run(&script, stdin)
                 .await
                 .map_err(|e| (e.to_string(), Vec::new()))?;
             if out.success() {

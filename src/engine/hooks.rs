@@ -4,7 +4,7 @@
 use std::process::Stdio;
 
 use super::fleet::Node;
-use super::{Context, Failure, tail_lines};
+use super::{Context, Failure, sudo, tail_lines};
 use crate::release::ReleaseId;
 use crate::report::{Event, OutputStream, Phase};
 
@@ -66,7 +66,8 @@ pub async fn run_remote(
     }
     ctx.phase(node.name(), phase);
     for hook in hooks {
-        let out = node.run(&node.layout.hook(dir, env, hook), None).await?;
+        let (script, stdin) = sudo::wrap(ctx, node.layout.hook(dir, env, hook));
+        let out = node.run(&script, stdin).await?;
         emit_output(ctx, node.name(), &out.stdout, &out.stderr);
         if !out.success() {
             return Err(Failure::Command {
@@ -94,6 +95,8 @@ pub async fn run_local(
             .arg(hook)
             .current_dir(&ctx.config.base_dir)
             .stdin(Stdio::null())
+            // The become password is for sudo on the hosts, never a hook.
+            .env_remove(sudo::PASSWORD_VAR)
             .kill_on_drop(true);
         for (k, v) in env {
             command.env(k, v);

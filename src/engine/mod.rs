@@ -4,17 +4,22 @@
 //! everything goes to the reporter as events; each host ends as one
 //! [`HostOutcome`].
 
+pub(crate) mod app_layout;
 pub(crate) mod diagnose;
 pub(crate) mod fleet;
 pub(crate) mod health;
 pub(crate) mod hooks;
 pub(crate) mod layout;
 pub(crate) mod lock;
+mod once;
 mod outcome;
 pub(crate) mod policy;
 pub(crate) mod preflight;
 pub(crate) mod rollout;
+pub(crate) mod run_hooks;
+pub(crate) mod shared;
 pub(crate) mod strategy;
+pub(crate) mod sudo;
 pub(crate) mod switch;
 pub(crate) mod upload;
 
@@ -54,6 +59,11 @@ pub(crate) struct Context {
     pub run_id: String,
     pub log_file: Option<PathBuf>,
     pub started: Instant,
+    /// `become`: the sudo password of this run, set once its preflight
+    /// knows whether one is needed (`None` inside: none needed).
+    pub become_password: std::sync::OnceLock<Option<sudo::Password>>,
+    /// The `[[files]]` of every selected host, read by [`shared::load`].
+    pub files: std::sync::OnceLock<shared::Files>,
 }
 
 impl Context {
@@ -83,7 +93,9 @@ impl Context {
         }
     }
 
-    /// Emits the summary (always the last event of a run) and returns the exit.
+    /// Runs the run-level end hooks (`on_success_local`, `on_failure_local`)
+    /// of the commands that have them, emits the summary (always the last
+    /// event of a run) and returns the exit.
     pub fn finish(
         &self,
         command: &str,
@@ -99,6 +111,8 @@ impl Context {
             self.started.elapsed(),
             self.log_file.as_ref().map(|p| p.display().to_string()),
         );
+        // Before the summary, which is always the last event.
+        run_hooks::at_end(self, &summary);
         self.emit(Event::Summary(summary));
         self.reporter.finish();
         exit

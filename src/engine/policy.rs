@@ -81,6 +81,17 @@ pub(crate) fn after_rollback(verdict: &Verdict, all_back: bool) -> Exit {
     }
 }
 
+/// The exit of a deploy whose `before_switch_once` failed: the gate kept
+/// every host from switching, so each is on the release it had (exit 5);
+/// should one have switched anyway, hosts are not where they should be.
+pub(crate) fn after_once_failure(hosts: &[HostState]) -> Exit {
+    if hosts.iter().any(|h| h.switched) {
+        Exit::Failed
+    } else {
+        Exit::RolledBack
+    }
+}
+
 /// Whether a host that could not be reached or read at preflight was lost
 /// to the network (refused, reset, timed out, dropped): only such a host
 /// may be skipped under `max_unreachable`. A host key, authentication or
@@ -257,7 +268,7 @@ pub(crate) fn resume_target(
         .any(|(_, j)| j.bad_releases().iter().any(|b| b == last.as_str()))
     {
         return Err(format!(
-            "{last} was rolled back; it cannot be resumed. Deploy anew."
+            "{last} was rolled back, or its before_switch_once failed; it cannot be resumed. Deploy anew."
         ));
     }
     let prefix = &artifact_sha[..8.min(artifact_sha.len())];
@@ -286,6 +297,14 @@ mod tests {
         list.iter()
             .map(|&(failed, switched)| HostState { failed, switched })
             .collect()
+    }
+
+    #[test]
+    fn a_failed_once_hook_is_exit_5_because_no_host_switched() {
+        let none = states(&[(true, false), (false, false), (false, false)]);
+        assert_eq!(after_once_failure(&none), Exit::RolledBack);
+        let one = states(&[(true, false), (false, true)]);
+        assert_eq!(after_once_failure(&one), Exit::Failed);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Can a reached host take this run? One judgement, used by `check` and by
 //! `deploy`, so the two can never disagree. Reads only the probe.
 
+use super::app_layout::SharedProblem;
 use super::fleet::Node;
 use super::layout::{LockInfo, LockState};
 use super::upload::already_held;
@@ -25,6 +26,12 @@ pub(crate) enum Problem {
         "current points at {0}, which is missing; the host is treated as having no current release"
     )]
     CurrentMissing(String),
+    /// A shared path that cannot be linked (a shared file not on the host).
+    #[error("{0}")]
+    Shared(SharedProblem),
+    /// sudo will not run commands as the `become` user.
+    #[error("become {user}: {reason}")]
+    Become { user: String, reason: String },
 }
 
 impl Problem {

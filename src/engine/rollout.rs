@@ -9,11 +9,12 @@ use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 use super::fleet::Node;
+use super::once::Once;
 use super::policy::{self, HostState};
 use super::strategy::{self, Wave, WaveKind};
 use super::switch::{switch_back, switch_to};
 use super::upload::deliver;
-use super::{Context, Failed, Failure, HostOutcome, at, diagnose, health, hooks};
+use super::{Context, Failed, Failure, HostOutcome, at, diagnose, health, hooks, shared};
 use crate::artifact::Artifact;
 use crate::config::Pause;
 use crate::exit::Exit;
@@ -77,6 +78,12 @@ pub(crate) async fn rollout(
             hosts: w.hosts.into_iter().map(|i| pending[i]).collect(),
         })
         .collect();
+    let first = waves
+        .first()
+        .and_then(|w| w.hosts.first())
+        .map(|&i| &nodes[i]);
+    let once = Once::new(ctx, nodes, first, id);
+    let once = once.as_ref();
     let allowed = strategy::failures_allowed(strategy.max_failures, pending.len());
     let failures = AtomicUsize::new(0);
     let halt = ctx.cancel.child_token();
@@ -116,7 +123,13 @@ pub(crate) async fn rollout(
             let failures = &failures;
             let halt = &halt;
             async move {
-                let run = host_rollout(ctx, &nodes[i], artifact, id, halt).await;
+                let run = host_rollout(ctx, &nodes[i], artifact, id, halt, once).await;
+                if let Some(once) = once {
+                    once.settle(nodes[i].name());
+                    if once.failed() {
+                        halt.cancel();
+                    }
+                }
                 let failed = run.outcome.result == HostResult::Failed;
                 *runs[i].lock().unwrap() = run;
                 if failed && policy::halts(failures.fetch_add(1, Ordering::SeqCst) + 1, allowed) {
@@ -147,6 +160,13 @@ pub(crate) async fn rollout(
             ok: wave.hosts.len() - wave_failed,
             failed: wave_failed,
         });
+        if let Some(once) = once.filter(|o| o.failed()) {
+            halted.get_or_insert(format!(
+                "before_switch_once did not pass on {}; no host was switched",
+                once.host()
+            ));
+            halt.cancel();
+        }
         let failed_so_far = failures.load(Ordering::SeqCst);
         if policy::halts(failed_so_far, allowed) {
             halted.get_or_insert(format!(
@@ -191,7 +211,10 @@ pub(crate) async fn rollout(
     if verdict.prune {
         prune(ctx, nodes, &runs, id).await;
     }
-    let exit = policy::after_rollback(&verdict, all_back);
+    let mut exit = policy::after_rollback(&verdict, all_back);
+    if once.is_some_and(Once::failed) && !interrupted {
+        exit = policy::after_once_failure(&states);
+    }
     (exit, runs.into_iter().map(|r| r.outcome).collect())
 }
 
@@ -260,6 +283,7 @@ async fn host_rollout(
     artifact: &Artifact,
     id: &ReleaseId,
     halt: &CancellationToken,
+    once: Option<&Once>,
 ) -> HostRun {
     let _permit = ctx.parallel.acquire().await.expect("semaphore open");
     let started = Instant::now();
@@ -267,7 +291,7 @@ async fn host_rollout(
     if halt.is_cancelled() {
         return run;
     }
-    let result = steps(ctx, node, artifact, id, halt, &mut run).await;
+    let result = steps(ctx, node, artifact, id, halt, once, &mut run).await;
     if let Err(failed) = &result
         && policy::diagnoses(run.switched, &failed.failure, ctx.cancel.is_cancelled())
     {
@@ -293,19 +317,25 @@ async fn host_rollout(
     run
 }
 
-/// Upload, before_switch, switch, after_switch, health: each failure is
-/// tagged with the phase it happened in.
+/// Upload, shared paths and files, the once hook (on its host),
+/// before_switch, switch, after_switch, health: each failure is tagged with
+/// the phase it happened in.
 async fn steps(
     ctx: &Context,
     node: &Node,
     artifact: &Artifact,
     id: &ReleaseId,
     halt: &CancellationToken,
+    once: Option<&Once>,
     run: &mut HostRun,
 ) -> Result<(), Failed> {
     deliver(ctx, node, artifact, id, halt).await?;
+    shared::prepare(ctx, node, id).await?;
     let env = hooks::host_env(ctx, node, id, run.previous.as_ref(), &artifact.version);
     let release_dir = node.layout.release_path(id);
+    if let Some(once) = once {
+        once.run_on(ctx, node, id, &release_dir, &env).await?;
+    }
     hooks::run_remote(
         ctx,
         node,
@@ -318,6 +348,9 @@ async fn steps(
     .map_err(at(Phase::BeforeSwitch))?;
     if halt.is_cancelled() {
         return Err(Failure::Halted.at(Phase::BeforeSwitch));
+    }
+    if let Some(once) = once {
+        once.wait(halt).await.map_err(at(Phase::BeforeSwitch))?;
     }
     switch_to(
         ctx,

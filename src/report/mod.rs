@@ -13,6 +13,9 @@ pub enum Phase {
     Lock,
     Upload,
     Unpack,
+    /// Shared paths linked into the release, `[[files]]` written.
+    Link,
+    BeforeSwitchOnce,
     BeforeSwitch,
     Switch,
     AfterSwitch,
@@ -34,6 +37,8 @@ impl Phase {
             Phase::Lock => "lock",
             Phase::Upload => "upload",
             Phase::Unpack => "unpack",
+            Phase::Link => "link",
+            Phase::BeforeSwitchOnce => "before_switch_once",
             Phase::BeforeSwitch => "before_switch",
             Phase::Switch => "switch",
             Phase::AfterSwitch => "after_switch",
@@ -271,6 +276,12 @@ pub trait Reporter: Send + Sync {
         None
     }
 
+    /// Asks for a secret, not echoed (the become password). `None` when no
+    /// one can be asked. The answer is never reported.
+    fn ask_secret(&self, _prompt: &str) -> Option<String> {
+        None
+    }
+
     /// Called once at the end, after the summary.
     fn finish(&self) {}
 }
@@ -296,7 +307,7 @@ mod tty;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use evidence::{Diagnostic, Diagnostics};
-pub use json::Json;
+pub use json::{Json, line as ndjson_line};
 pub use plain::{Plain, PlainOptions, Stamp, Verbosity};
 pub use select::{ColorChoice, ReportOptions, Tee, reporter};
 pub use style::Paint;

@@ -151,6 +151,16 @@ impl Reporter for Tee {
         answer
     }
 
+    fn ask_secret(&self, prompt: &str) -> Option<String> {
+        let answer = self.main.ask_secret(prompt);
+        let said = match answer {
+            Some(_) => "(answered; not recorded)",
+            None => "not asked (no terminal)",
+        };
+        self.copy.note(&format!("{} {said}", prompt.trim_end()));
+        answer
+    }
+
     fn finish(&self) {
         self.main.finish();
         self.copy.finish();

@@ -734,3 +734,42 @@ fn tty_keeps_live_diagnostics_for_the_failure_display() {
     tty.event(&script[6].1);
     assert!(!tty.has_diagnostics_for("web1"), "shown with the failure");
 }
+
+/// Answers every secret question with the same word.
+struct Answers(&'static str);
+
+impl Reporter for Answers {
+    fn event(&self, _: &Event) {}
+    fn ask_secret(&self, _: &str) -> Option<String> {
+        Some(self.0.to_string())
+    }
+}
+
+#[test]
+fn tee_logs_that_a_secret_was_asked_never_the_answer() {
+    let buffer = Buffer::default();
+    let clock = clock();
+    let log = PlainOptions {
+        verbosity: Verbosity::Verbose,
+        paint: Paint::plain(),
+        stamp: Stamp::Full,
+        tables: true,
+    };
+    let tee = Tee {
+        main: Arc::new(Answers("hunter2")),
+        copy: Arc::new(Plain::new(Box::new(buffer.clone()), log, clock.clone())),
+    };
+    let answer = tee.ask_secret("[sudo] password to become root on the hosts: ");
+    assert_eq!(answer.as_deref(), Some("hunter2"));
+    let text = buffer.text();
+    assert!(
+        text.contains("password to become root on the hosts: (answered; not recorded)"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"));
+    let nobody = Tee {
+        main: Arc::new(Recorder::default()),
+        copy: Arc::new(Plain::new(Box::new(buffer.clone()), log, clock)),
+    };
+    assert_eq!(nobody.ask_secret("password: "), None);
+}

@@ -656,6 +656,15 @@ impl Reporter for Tty {
         self.mp.suspend(|| ask(&self.term, self.paint, question))
     }
 
+    fn ask_secret(&self, prompt: &str) -> Option<String> {
+        if !self.term.is_term() {
+            return None;
+        }
+        self.mp
+            .suspend(|| rpassword::prompt_password(prompt).ok())
+            .filter(|answer| !answer.is_empty())
+    }
+
     fn finish(&self) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         self.clear_bars(&mut st);

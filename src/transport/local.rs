@@ -52,6 +52,8 @@ impl Transport for LocalHost {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // A remote process never sees the become password (it reaches sudo on stdin).
+            .env_remove("HOIST_BECOME_PASSWORD")
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| TransportError::Other(format!("{}: cannot start sh: {e}", self.name)))?;

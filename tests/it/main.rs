@@ -9,6 +9,7 @@ mod deploy_ssh;
 mod faults;
 mod fleets;
 mod large_fleets;
+mod real_apps;
 mod rollout_ssh;
 mod ssh_transport;
 mod three_am;

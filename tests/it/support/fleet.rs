@@ -110,6 +110,12 @@ impl Fleet {
         Fleet { project, ..self }
     }
 
+    /// Adds lines to the [app] table.
+    pub fn app(self, text: &str) -> Fleet {
+        let project = self.project.app(text);
+        Fleet { project, ..self }
+    }
+
     /// Replaces the artifact directory `build/` with these files.
     pub fn artifact(self, files: &[(&str, &str)]) -> Fleet {
         let project = self.project.artifact(files);

@@ -14,6 +14,8 @@ pub struct Project {
     sections: Vec<String>,
     /// Per host: where its deploy_to is on this machine.
     deploy_paths: Vec<(String, PathBuf)>,
+    /// Extra lines for the [app] table.
+    app: Vec<String>,
 }
 
 impl Project {
@@ -28,6 +30,7 @@ impl Project {
             hosts: Vec::new(),
             sections: Vec::new(),
             deploy_paths: Vec::new(),
+            app: Vec::new(),
         }
     }
 
@@ -90,6 +93,13 @@ impl Project {
         self
     }
 
+    /// Adds lines to the [app] table (e.g. `shared_dirs = ["log"]`); a
+    /// `keep_releases` line replaces the default of 3.
+    pub fn app(mut self, text: &str) -> Project {
+        self.app.push(text.to_string());
+        self
+    }
+
     /// Writes the artifact directory `build/` with these files.
     pub fn artifact(self, files: &[(&str, &str)]) -> Project {
         let build = self.path().join("build");
@@ -109,9 +119,15 @@ impl Project {
 
     /// Writes deploy.toml with an [ssh] table holding `ssh`.
     pub fn write_with_ssh(self, ssh: &str) -> Project {
-        let mut text = String::from(
-            "[app]\nname = \"shop-api\"\ndeploy_to = \"/srv/app\"\nkeep_releases = 3\n\n[artifact]\npath = \"build\"\n\n",
-        );
+        let mut text = String::from("[app]\nname = \"shop-api\"\ndeploy_to = \"/srv/app\"\n");
+        if !self.app.iter().any(|l| l.contains("keep_releases")) {
+            text.push_str("keep_releases = 3\n");
+        }
+        for line in &self.app {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text.push_str("\n[artifact]\npath = \"build\"\n\n");
         if !ssh.is_empty() {
             text.push_str(&format!("[ssh]\n{ssh}\n\n"));
         }
