@@ -56,6 +56,25 @@ pub struct Global {
     pub log_file: Option<PathBuf>,
 }
 
+/// Where `deploy --until` stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Until {
+    /// After the canary wave: the release waits for `hoist promote` or `hoist abort`
+    Canary,
+}
+
+/// `--lock-wait DURATION`, for the commands that take the fleet lock.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct LockWait {
+    /// Wait up to DURATION (e.g. 30s, 10m) for a held lock to be freed, instead of exiting 4
+    #[arg(long = "lock-wait", value_name = "DURATION", value_parser = lock_wait)]
+    pub lock_wait: Option<std::time::Duration>,
+}
+
+fn lock_wait(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{e}; write it like 30s, 5m or 1h"))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorWhen {
     Auto,
@@ -88,6 +107,12 @@ pub enum Command {
         /// Carry the last failed or interrupted deploy on, with the same release id
         #[arg(long)]
         resume: bool,
+        /// Stop after this wave: `canary` deploys the canary (and bakes it), records that the
+        /// release waits for `hoist promote` or `hoist abort`, frees the lock and exits 0
+        #[arg(long, value_enum, value_name = "WAVE", conflicts_with = "resume")]
+        until: Option<Until>,
+        #[command(flatten)]
+        wait: LockWait,
     },
     /// Switch every selected host back to the previous release of the fleet
     #[command(
@@ -97,6 +122,24 @@ pub enum Command {
         /// Go back to this release id instead (see `hoist releases`)
         #[arg(long, value_name = "ID")]
         to: Option<String>,
+        #[command(flatten)]
+        wait: LockWait,
+    },
+    /// Carry the release waiting after `deploy --until canary` on to the rest of the fleet
+    #[command(
+        after_help = "The same release id goes to every other selected host, in the usual waves, with\nhooks, health and the failure policy; the canary keeps what it has (no upload).\nA failure rolls back every host the release reached, the canary too.\nRefuses (exit 2) when nothing is waiting or the artifact is not the one the\ncanary was made from.\n\nExample:\n  hoist promote --lock-wait 5m"
+    )]
+    Promote {
+        #[command(flatten)]
+        wait: LockWait,
+    },
+    /// Roll back the canary of the release waiting after `deploy --until canary`
+    #[command(
+        after_help = "The canary goes back to the release it had (after_rollback hooks, health); the\nrest of the fleet is not touched. Refuses (exit 2) when nothing is waiting.\n\nExample:\n  hoist abort"
+    )]
+    Abort {
+        #[command(flatten)]
+        wait: LockWait,
     },
     /// Per host: current release, version, when and by whom, lock, reachability
     #[command(

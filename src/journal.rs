@@ -15,6 +15,15 @@ pub enum Kind {
     Lock,
     Unlock,
     ForceUnlock,
+    /// Blue-green: traffic now goes to `color` (written on every host of both colours).
+    Traffic,
+    /// `deploy --until canary`: `release` is on the canary and waits for
+    /// `hoist promote` or `hoist abort` (written on every selected host).
+    AwaitPromotion,
+    /// The waiting `release` was carried on to the rest of the fleet.
+    Promoted,
+    /// The waiting `release` was rolled back from the canary (or its promotion failed).
+    Aborted,
     /// `before_switch_once` succeeded for `release` (on the host it ran on):
     /// a resumed deploy of that release does not run it again.
     OnceDone,
@@ -42,6 +51,12 @@ pub struct Entry {
     pub run: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Blue-green: the colour traffic goes to (`traffic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color: Option<String>,
+    /// `await_promotion`: the canary hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
 }
 
 impl Entry {
@@ -56,6 +71,8 @@ impl Entry {
             by: by.to_string(),
             run: None,
             message: None,
+            color: None,
+            hosts: Vec::new(),
         }
     }
 
@@ -121,6 +138,29 @@ impl Journal {
             .rev()
             .filter(|e| e.event == Kind::Deploy && e.release.as_deref() == Some(release.as_str()))
             .find_map(|e| e.version.clone())
+    }
+
+    /// Blue-green: the last `traffic` line, naming the colour that is live.
+    pub fn traffic(&self) -> Option<&Entry> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.event == Kind::Traffic && e.color.is_some())
+    }
+
+    /// The `await_promotion` line of a release still waiting for `promote`
+    /// or `abort`: nothing promoted or aborted it since.
+    pub fn waiting(&self) -> Option<&Entry> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| {
+                matches!(
+                    e.event,
+                    Kind::AwaitPromotion | Kind::Promoted | Kind::Aborted
+                )
+            })
+            .filter(|e| e.event == Kind::AwaitPromotion && e.release.is_some())
     }
 
     /// The release this host should go back to: the one most recently current
@@ -230,6 +270,42 @@ mod tests {
         assert_eq!(j.rollback_target(Some(&id(B)), &all), Some(id(A)));
         assert_eq!(j.version_of(&id(A)).as_deref(), Some("v-aaaaaaaa"));
         assert_eq!(j.last_switch_to(&id(B)).unwrap().by, "me@here");
+    }
+
+    fn marker(kind: Kind, release: &str) -> Entry {
+        Entry {
+            release: Some(release.into()),
+            ..Entry::new(kind, "me@here")
+        }
+    }
+
+    #[test]
+    fn a_release_waits_until_promoted_or_aborted() {
+        let j = journal(vec![deploy(A, None), marker(Kind::AwaitPromotion, B)]);
+        assert_eq!(j.waiting().unwrap().release.as_deref(), Some(B));
+        let j = journal(vec![
+            marker(Kind::AwaitPromotion, B),
+            deploy(B, Some(A)),
+            marker(Kind::Promoted, B),
+        ]);
+        assert!(j.waiting().is_none());
+        let j = journal(vec![
+            marker(Kind::AwaitPromotion, B),
+            marker(Kind::Aborted, B),
+        ]);
+        assert!(j.waiting().is_none());
+        assert!(journal(vec![deploy(A, None)]).waiting().is_none());
+    }
+
+    #[test]
+    fn the_last_traffic_line_names_the_live_colour() {
+        let traffic = |c: &str| Entry {
+            color: Some(c.into()),
+            ..Entry::new(Kind::Traffic, "me@here")
+        };
+        let j = journal(vec![traffic("blue"), deploy(A, None), traffic("green")]);
+        assert_eq!(j.traffic().unwrap().color.as_deref(), Some("green"));
+        assert!(journal(vec![deploy(A, None)]).traffic().is_none());
     }
 
     #[test]

@@ -144,6 +144,7 @@ mod tests {
             health: None,
             strategy: Strategy::default(),
             diagnose: Vec::new(),
+            blue_green: None,
             warnings: Vec::new(),
             ssh_config_notes: Vec::new(),
         }

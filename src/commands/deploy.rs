@@ -3,12 +3,14 @@
 
 use crate::artifact::Artifact;
 use crate::config::Pause;
-use crate::engine::fleet;
+use crate::engine::fleet::{self, Node};
+use crate::engine::preflight::Problem;
 use crate::engine::{
-    Context, Failure, HostOutcome, lock, policy, preflight, rollout, run_hooks, shared, strategy,
-    sudo,
+    Context, Failure, HostOutcome, blue_green, lock, policy, preflight, rollout, run_hooks, shared,
+    strategy, sudo,
 };
 use crate::exit::Exit;
+use crate::journal::{Entry, Journal, Kind};
 use crate::release::ReleaseId;
 use crate::report::{Event, HostResult, Level, Phase};
 
@@ -16,33 +18,136 @@ use crate::report::{Event, HostResult, Level, Phase};
 pub(crate) struct DeployOptions {
     /// Carry the last failed or interrupted deploy on, with its release id.
     pub resume: bool,
+    /// `--until canary`: stop after the canary wave; the release waits for promotion.
+    pub until_canary: bool,
 }
 
-pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
+/// The artifact of the file, prepared (hashed, packed); on failure the
+/// run is finished and its exit returned.
+pub(super) async fn prepare_artifact(ctx: &Context, command: &str) -> Result<Artifact, Exit> {
     let Some(spec) = ctx.config.artifact.clone() else {
         ctx.message(
             Level::Error,
             None,
             format!("{} has no [artifact] to deploy", ctx.config.path.display()),
         );
-        return ctx.finish("deploy", Exit::Usage, None, &[]);
+        return Err(ctx.finish(command, Exit::Usage, None, &[]));
     };
     let prepared = tokio::task::spawn_blocking(move || Artifact::prepare(&spec)).await;
-    let artifact = match prepared {
-        Ok(Ok(a)) => a,
+    match prepared {
+        Ok(Ok(a)) => Ok(a),
         Ok(Err(e)) => {
             ctx.message(Level::Error, None, format!("{e:#}"));
-            return ctx.finish("deploy", Exit::Usage, None, &[]);
+            Err(ctx.finish(command, Exit::Usage, None, &[]))
         }
         Err(e) => {
             ctx.message(Level::Error, None, e.to_string());
-            return ctx.finish("deploy", Exit::Failed, None, &[]);
+            Err(ctx.finish(command, Exit::Failed, None, &[]))
         }
+    }
+}
+
+/// Every problem that stops these nodes from taking `artifact`, reported;
+/// warnings are said and stop nothing. Returns how the refusing hosts end.
+pub(super) fn preflight(
+    ctx: &Context,
+    nodes: &[Node],
+    artifact: &Artifact,
+    app_problems: &[(usize, Problem)],
+) -> (Vec<Problem>, Vec<HostOutcome>) {
+    let mut refused = Vec::new();
+    let mut problems = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let app = app_problems
+            .iter()
+            .filter(|(n, _)| *n == i)
+            .map(|(_, p)| p.clone());
+        for problem in preflight::problems(node, Some(artifact))
+            .into_iter()
+            .chain(app)
+        {
+            if problem.is_warning() {
+                ctx.message(Level::Warn, Some(node.name()), problem.to_string());
+                continue;
+            }
+            let outcome = node.stopped(Failure::Preflight(problem.clone()).at(Phase::Preflight));
+            ctx.report(&outcome);
+            problems.push(problem);
+            refused.push(outcome);
+        }
+    }
+    (problems, refused)
+}
+
+/// Appends `entry` to the journal of every node; a host that cannot take
+/// it is warned about (the others still tell the story).
+pub(super) async fn record_all(ctx: &Context, nodes: &[Node], entry: &Entry) {
+    let line = entry.to_line();
+    futures_util::future::join_all(nodes.iter().map(|node| {
+        let script = node.layout.record(&line);
+        async move {
+            if let Err(e) = node
+                .must_within(
+                    "recording in the journal",
+                    &script,
+                    None,
+                    node.quick_limit(),
+                )
+                .await
+            {
+                ctx.message(
+                    Level::Warn,
+                    Some(node.name()),
+                    format!("could not record {:?} in the journal: {e}", entry.event),
+                );
+            }
+        }
+    }))
+    .await;
+}
+
+/// A release waiting for promotion blocks a new deploy: promote or abort it first.
+pub(super) fn waiting_refusal(nodes: &[Node]) -> Option<String> {
+    let journals: Vec<&Journal> = nodes.iter().map(|n| &n.journal).collect();
+    match policy::waiting(&journals) {
+        Ok(None) => None,
+        Ok(Some(w)) => Some(format!(
+            "{} is waiting for promotion on its canary ({}) since {}, by {}: `hoist promote` carries it on, `hoist abort` rolls the canary back",
+            w.release,
+            w.canary.join(", "),
+            w.since,
+            w.by
+        )),
+        Err(e) => Some(e),
+    }
+}
+
+pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
+    let artifact = match prepare_artifact(ctx, "deploy").await {
+        Ok(a) => a,
+        Err(exit) => return exit,
     };
     let strategy = &ctx.config.strategy;
     let canary = strategy::hosts_of(strategy.canary, ctx.hosts.len());
-    let has_canary_pause =
-        canary > 0 && canary < ctx.hosts.len() && strategy.canary_pause == Pause::Manual;
+    if opts.until_canary {
+        let waves = strategy::waves(ctx.hosts.len(), strategy.canary, &strategy.batch);
+        if let Err(e) = policy::until_canary(&waves, ctx.config.blue_green.is_some()) {
+            ctx.message(Level::Error, None, e);
+            return ctx.finish("deploy", Exit::Usage, None, &[]);
+        }
+    }
+    if let Some(bg) = &ctx.config.blue_green {
+        let selected: Vec<&str> = ctx.hosts.iter().map(|h| h.name.as_str()).collect();
+        if let Err(e) = policy::whole_colors(&selected, &bg.colors) {
+            ctx.message(Level::Error, None, e);
+            return ctx.finish("deploy", Exit::Usage, None, &[]);
+        }
+    }
+    let has_canary_pause = ctx.config.blue_green.is_none()
+        && canary > 0
+        && canary < ctx.hosts.len()
+        && strategy.canary_pause == Pause::Manual
+        && !opts.until_canary;
     if has_canary_pause && !ctx.yes && !ctx.interactive {
         ctx.message(
             Level::Error,
@@ -56,7 +161,26 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         return ctx.finish("deploy", Exit::Usage, None, &[]);
     }
 
-    let (nodes, mut unreached) = fleet::reach(ctx).await;
+    let since = std::time::Instant::now();
+    let (mut nodes, mut unreached) = fleet::reach(ctx).await;
+    lock::wait_free(ctx, &mut nodes, since).await;
+    if let Some(refusal) = waiting_refusal(&nodes) {
+        fleet::report_all(ctx, &unreached);
+        ctx.message(Level::Error, None, refusal);
+        return fleet::stop_untouched(ctx, "deploy", Exit::Usage, None, &nodes, unreached).await;
+    }
+    let sides = match &ctx.config.blue_green {
+        Some(bg) => match blue_green::Sides::read(ctx, bg, &nodes) {
+            Ok(sides) => Some(sides),
+            Err(e) => {
+                fleet::report_all(ctx, &unreached);
+                ctx.message(Level::Error, None, e);
+                return fleet::stop_untouched(ctx, "deploy", Exit::Usage, None, &nodes, unreached)
+                    .await;
+            }
+        },
+        None => None,
+    };
     // A host that cannot hold the sessions a deploy needs fails here, not at upload.
     unreached.extend(fleet::check_sessions(ctx, &nodes).await);
 
@@ -113,27 +237,7 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
     let mut app_problems = shared::problems(ctx, &nodes).await;
     app_problems.extend(became);
 
-    let mut refused = Vec::new();
-    let mut problems = Vec::new();
-    for (i, node) in nodes.iter().enumerate() {
-        let app = app_problems
-            .iter()
-            .filter(|(n, _)| *n == i)
-            .map(|(_, p)| p.clone());
-        for problem in preflight::problems(node, Some(&artifact))
-            .into_iter()
-            .chain(app)
-        {
-            if problem.is_warning() {
-                ctx.message(Level::Warn, Some(node.name()), problem.to_string());
-                continue;
-            }
-            let outcome = node.stopped(Failure::Preflight(problem.clone()).at(Phase::Preflight));
-            ctx.report(&outcome);
-            problems.push(problem);
-            refused.push(outcome);
-        }
-    }
+    let (problems, refused) = preflight(ctx, &nodes, &artifact, &app_problems);
     let judged = judge_unreached(ctx, &unreached);
     if let Some(exit) = policy::preflight_exit(judged, &problems) {
         let failed = unreached.into_iter().chain(refused).collect();
@@ -141,13 +245,49 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
     }
     let skipped = skip_unreachable(ctx, unreached, judged);
 
-    if let Err(e) = lock::acquire(ctx, &nodes, Some(id.as_str()), None).await {
+    if let Err(e) = lock::acquire_waiting(ctx, &mut nodes, Some(id.as_str()), None, since).await {
         let (exit, held) = e.outcomes();
         fleet::report_all(ctx, &held);
         return fleet::stop_untouched(ctx, "deploy", exit, release, &nodes, held).await;
     }
 
-    let (exit, mut outcomes) = rollout::rollout(ctx, &nodes, &artifact, &id).await;
+    if let (Some(bg), Some(sides)) = (&ctx.config.blue_green, &sides) {
+        let (exit, outcomes, nodes) =
+            blue_green::deploy(ctx, bg, sides, nodes, &artifact, &id).await;
+        lock::release(ctx, &nodes).await;
+        fleet::close_all(&nodes).await;
+        return ctx.finish("deploy", exit, release, &outcomes);
+    }
+    let plan = rollout::Plan {
+        until_canary: opts.until_canary,
+        ..rollout::Plan::of(&ctx.config.strategy)
+    };
+    let (exit, mut outcomes) = rollout::rollout(ctx, &nodes, &artifact, &id, &plan).await;
+    if opts.until_canary && exit == Exit::Ok {
+        let canary: Vec<String> = outcomes
+            .iter()
+            .filter(|o| o.result == HostResult::Ok)
+            .map(|o| o.host.clone())
+            .collect();
+        let entry = Entry {
+            release: Some(id.to_string()),
+            version: Some(artifact.version.clone()),
+            sha256: Some(artifact.content_sha.clone()),
+            run: Some(ctx.run_id.clone()),
+            hosts: canary.clone(),
+            ..Entry::new(Kind::AwaitPromotion, &ctx.by)
+        };
+        record_all(ctx, &nodes, &entry).await;
+        ctx.message(
+            Level::Info,
+            None,
+            format!(
+                "{id} waits for promotion on the canary ({}): `hoist promote` carries it on to the other {} host(s), `hoist abort` rolls the canary back",
+                canary.join(", "),
+                nodes.len() - canary.len()
+            ),
+        );
+    }
     lock::release(ctx, &nodes).await;
     fleet::close_all(&nodes).await;
     let exit = policy::with_skipped(exit, skipped.len());
@@ -163,9 +303,15 @@ fn judge_unreached(ctx: &Context, unreached: &[HostOutcome]) -> policy::Unreache
         .iter()
         .filter(|o| o.failure.as_ref().is_some_and(policy::is_unreachable))
         .count();
+    // A blue-green deploy takes whole colours: traffic never moves to a
+    // colour with a host missing, so there no host may be skipped.
+    let allowed = match ctx.config.blue_green {
+        Some(_) => 0,
+        None => strategy::failures_allowed(ctx.config.strategy.max_unreachable, ctx.hosts.len()),
+    };
     policy::Unreached {
         unreachable,
-        allowed: strategy::failures_allowed(ctx.config.strategy.max_unreachable, ctx.hosts.len()),
+        allowed,
         other: unreached.len() - unreachable,
     }
 }

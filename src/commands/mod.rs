@@ -9,6 +9,7 @@ mod exec;
 mod init;
 mod lock;
 mod plan;
+mod promote;
 mod releases;
 mod rollback;
 mod status;
@@ -100,10 +101,16 @@ pub(crate) fn execute(cli: Cli) -> Exit {
 async fn dispatch(command: &Command, ctx: &Context) -> Exit {
     match command {
         Command::Check => check::run(ctx).await,
-        Command::Deploy { resume } => {
-            deploy::run(ctx, deploy::DeployOptions { resume: *resume }).await
+        Command::Deploy { resume, until, .. } => {
+            let opts = deploy::DeployOptions {
+                resume: *resume,
+                until_canary: until.is_some(),
+            };
+            deploy::run(ctx, opts).await
         }
-        Command::Rollback { to } => rollback::run(ctx, to.as_deref()).await,
+        Command::Rollback { to, .. } => rollback::run(ctx, to.as_deref()).await,
+        Command::Promote { .. } => promote::promote(ctx).await,
+        Command::Abort { .. } => promote::abort(ctx).await,
         Command::Status { last_failure } => status::run(ctx, *last_failure).await,
         Command::Releases => releases::run(ctx).await,
         Command::Exec {
@@ -154,7 +161,7 @@ impl Invocation {
                 && std::io::stderr().is_terminal(),
             needs_artifact: matches!(
                 cli.command,
-                Command::Deploy { .. } | Command::Check | Command::Plan
+                Command::Deploy { .. } | Command::Check | Command::Plan | Command::Promote { .. }
             ),
         }
     }
@@ -197,6 +204,7 @@ impl Invocation {
             cancel: CancellationToken::new(),
             parallel: Arc::new(Semaphore::new(parallel)),
             yes: cli.global.yes,
+            lock_wait: lock_wait(&cli.command),
             verbose: cli.global.verbose,
             interactive: self.interactive,
             by: engine::whoami(),
@@ -216,6 +224,8 @@ fn log_file(cli: &Cli) -> Option<PathBuf> {
         cli.command,
         Command::Deploy { .. }
             | Command::Rollback { .. }
+            | Command::Promote { .. }
+            | Command::Abort { .. }
             | Command::Lock { .. }
             | Command::Unlock { .. }
     );
@@ -234,6 +244,17 @@ fn log_file(cli: &Cli) -> Option<PathBuf> {
         let _ = std::fs::create_dir_all(dir);
     }
     path
+}
+
+/// How long a command waits for a held lock (`--lock-wait`; zero: not at all).
+fn lock_wait(command: &Command) -> std::time::Duration {
+    match command {
+        Command::Deploy { wait, .. }
+        | Command::Rollback { wait, .. }
+        | Command::Promote { wait }
+        | Command::Abort { wait } => wait.lock_wait.unwrap_or_default(),
+        _ => std::time::Duration::ZERO,
+    }
 }
 
 /// `hoist exec -- grep -c 'a b' log` keeps each word whole on the host.
@@ -255,6 +276,8 @@ fn command_name(command: &Command) -> &'static str {
         Command::Plan => "plan",
         Command::Deploy { .. } => "deploy",
         Command::Rollback { .. } => "rollback",
+        Command::Promote { .. } => "promote",
+        Command::Abort { .. } => "abort",
         Command::Status { .. } => "status",
         Command::Releases => "releases",
         Command::Exec { .. } => "exec",

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::config::{Config, HealthCheck, Host, HostTransport, OnFailure, Pause};
+use crate::config::{Amount, Config, HealthCheck, Host, HostTransport, OnFailure, Pause};
 use crate::engine::{shared, strategy};
 use crate::exit::Exit;
 use crate::report::{Event, Level, Reporter, Row, Summary};
@@ -106,9 +106,34 @@ pub(crate) fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> E
             config.app.keep_releases
         ),
     );
-    let waves = strategy::waves(hosts.len(), s.canary, &s.batch);
-    for (w, wave) in waves.iter().enumerate() {
-        for &i in &wave.hosts {
+    // Blue-green: each colour in its own waves (no canary), the deploy
+    // takes whichever is idle when it runs.
+    let waves: Vec<(String, Vec<usize>)> = match &config.blue_green {
+        Some(bg) => bg
+            .colors
+            .iter()
+            .flat_map(|c| {
+                let members: Vec<usize> = (0..hosts.len())
+                    .filter(|&i| c.hosts.contains(&hosts[i].name))
+                    .collect();
+                strategy::waves(members.len(), Amount::Hosts(0), &s.batch)
+                    .into_iter()
+                    .map(|w| {
+                        (
+                            c.name.clone(),
+                            w.hosts.iter().map(|&i| members[i]).collect(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect(),
+        None => strategy::waves(hosts.len(), s.canary, &s.batch)
+            .into_iter()
+            .map(|w| (w.kind.as_str().to_string(), w.hosts))
+            .collect(),
+    };
+    for (w, (kind, wave)) in waves.iter().enumerate() {
+        for &i in wave {
             let host = &hosts[i];
             let (transport, address, via) = match &host.transport {
                 HostTransport::Ssh(t) => (
@@ -122,7 +147,7 @@ pub(crate) fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> E
                 table: "plan",
                 cells: vec![
                     ("wave", json!(w + 1)),
-                    ("kind", json!(wave.kind.as_str())),
+                    ("kind", json!(kind)),
                     ("host", json!(host.name)),
                     ("transport", json!(transport)),
                     ("address", json!(address)),
@@ -132,6 +157,21 @@ pub(crate) fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> E
                 marked: false,
             }));
         }
+    }
+    if let Some(bg) = &config.blue_green {
+        let [first, second] = &bg.colors;
+        info(
+            reporter,
+            format!(
+                "blue-green: {} ({}) and {} ({}); a deploy goes to the idle colour (the one the hosts' journals do not name live, see `hoist status`; {} on a first deploy), then runs switch_local: {} with HOIST_COLOR, then probes that colour once more and switches back if it fails; `hoist rollback` runs switch_local for the other colour and changes no host",
+                first.name,
+                first.hosts.join(", "),
+                second.name,
+                second.hosts.join(", "),
+                first.name,
+                list(&bg.switch_local)
+            ),
+        );
     }
     let pause = match &s.canary_pause {
         Pause::Manual => "ask before promoting (--yes promotes)".to_string(),

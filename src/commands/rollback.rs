@@ -6,11 +6,12 @@ use std::time::Instant;
 
 use futures_util::future::join_all;
 
+use crate::config::BlueGreen;
 use crate::engine::fleet::{self, Node};
 use crate::engine::policy::{self, Refusal};
 use crate::engine::preflight::Problem;
 use crate::engine::switch::switch_back;
-use crate::engine::{Context, Failure, HostOutcome, lock, run_hooks, sudo};
+use crate::engine::{Context, Failure, HostOutcome, blue_green, lock, run_hooks, sudo};
 use crate::exit::Exit;
 use crate::release::ReleaseId;
 use crate::report::{Event, Level, Phase};
@@ -43,8 +44,17 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
         Some(Ok(id)) => Some(id),
         None => None,
     };
-    let (nodes, unreached) = fleet::reach(ctx).await;
+    if let Some(bg) = &ctx.config.blue_green {
+        let selected: Vec<&str> = ctx.hosts.iter().map(|h| h.name.as_str()).collect();
+        if let Err(e) = policy::whole_colors(&selected, &bg.colors) {
+            ctx.message(Level::Error, None, e);
+            return ctx.finish("rollback", Exit::Usage, None, &[]);
+        }
+    }
+    let since = Instant::now();
+    let (mut nodes, unreached) = fleet::reach(ctx).await;
     fleet::report_all(ctx, &unreached);
+    lock::wait_free(ctx, &mut nodes, since).await;
     // A held lock is answered first (exit 4): whatever the journals say
     // while someone else works on the fleet is not a safe target.
     let locks: Vec<(&Node, Problem)> = nodes
@@ -66,6 +76,21 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
         fleet::report_all(ctx, &held);
         let failed = unreached.into_iter().chain(held).collect();
         return fleet::stop_untouched(ctx, "rollback", exit, None, &nodes, failed).await;
+    }
+    if let Some(bg) = &ctx.config.blue_green {
+        return traffic_back(ctx, bg, nodes, unreached, to.as_ref(), since).await;
+    }
+    // A canary waiting for promotion is undone by `abort`, which knows
+    // which hosts it is; a plain rollback would find the fleet disagreeing.
+    if to.is_none()
+        && let Some(refusal) = super::deploy::waiting_refusal(&nodes)
+    {
+        ctx.message(
+            Level::Error,
+            None,
+            format!("{refusal} (or `hoist rollback --to ID` picks a target by hand)"),
+        );
+        return fleet::stop_untouched(ctx, "rollback", Exit::Usage, None, &nodes, unreached).await;
     }
     let targets = targets(&nodes, to.as_ref());
     let currents: Vec<Option<ReleaseId>> = nodes.iter().map(|n| n.probe.current.clone()).collect();
@@ -123,11 +148,12 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
         return fleet::stop_untouched(ctx, "rollback", Exit::Preflight, release, &nodes, vec![])
             .await;
     }
-    if let Err(e) = lock::acquire(
+    if let Err(e) = lock::acquire_waiting(
         ctx,
-        &nodes,
+        &mut nodes,
         None,
         Some(&format!("rolling back to {target}")),
+        since,
     )
     .await
     {
@@ -181,4 +207,204 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
         Exit::Failed
     };
     ctx.finish("rollback", exit, Some(target.to_string()), &outcomes)
+}
+
+/// Blue-green: traffic back to the colour that is not live, which still
+/// runs the release it ran. No host is changed: one local command and a
+/// journal line on each host. With `--to ID`, that colour is first switched
+/// to ID (which it must hold), then takes the traffic.
+async fn traffic_back(
+    ctx: &Context,
+    bg: &BlueGreen,
+    mut nodes: Vec<Node>,
+    unreached: Vec<HostOutcome>,
+    to: Option<&ReleaseId>,
+    since: Instant,
+) -> Exit {
+    let refuse = |e: String| {
+        ctx.message(Level::Error, None, e);
+    };
+    if !unreached.is_empty() {
+        refuse("every host of both colours must be reachable to move traffic: their journals record which colour is live".into());
+        return fleet::stop_untouched(ctx, "rollback", Exit::Preflight, None, &nodes, unreached)
+            .await;
+    }
+    let sides = match blue_green::Sides::read(ctx, bg, &nodes) {
+        Ok(sides) => sides,
+        Err(e) => {
+            refuse(e);
+            return fleet::stop_untouched(ctx, "rollback", Exit::Usage, None, &nodes, Vec::new())
+                .await;
+        }
+    };
+    let colour_of = |i: usize| &bg.colors[i];
+    let other_nodes = |other: usize| -> Vec<&Node> {
+        nodes
+            .iter()
+            .filter(|n| colour_of(other).hosts.iter().any(|h| h == n.name()))
+            .collect()
+    };
+    let other = match to {
+        // --to: the idle colour is switched to ID first; it must hold it.
+        Some(id) => {
+            let other = sides.idle;
+            let lacking: Vec<&str> = other_nodes(other)
+                .into_iter()
+                .filter(|n| !n.probe.has_release(id))
+                .map(|n| n.name())
+                .collect();
+            if sides.live.is_none() || !lacking.is_empty() {
+                refuse(format!(
+                    "{} cannot take {id}: {}; `hoist deploy` puts a new build on the idle colour",
+                    colour_of(other).name,
+                    if lacking.is_empty() {
+                        "no colour is live yet".to_string()
+                    } else {
+                        format!("it is not on {}", lacking.join(", "))
+                    }
+                ));
+                return fleet::stop_untouched(
+                    ctx,
+                    "rollback",
+                    Exit::Preflight,
+                    None,
+                    &nodes,
+                    Vec::new(),
+                )
+                .await;
+            }
+            other
+        }
+        None => {
+            let currents: Vec<(&str, Option<&ReleaseId>)> = nodes
+                .iter()
+                .filter(|n| {
+                    sides
+                        .live
+                        .is_some_and(|live| !colour_of(live).hosts.iter().any(|h| h == n.name()))
+                })
+                .map(|n| (n.name(), n.probe.current.as_ref()))
+                .collect();
+            match policy::traffic_back(sides.live, &bg.colors, &currents) {
+                Ok(other) => other,
+                Err(e) => {
+                    refuse(e);
+                    return fleet::stop_untouched(
+                        ctx,
+                        "rollback",
+                        Exit::Preflight,
+                        None,
+                        &nodes,
+                        Vec::new(),
+                    )
+                    .await;
+                }
+            }
+        }
+    };
+    let target = colour_of(other);
+    let live = sides.live.map(|i| colour_of(i).name.as_str());
+    let release = to.cloned().or_else(|| {
+        other_nodes(other)
+            .first()
+            .and_then(|n| n.probe.current.clone())
+    });
+    ctx.emit(Event::RunStarted {
+        command: "rollback".into(),
+        app: ctx.config.app.name.clone(),
+        release: release.as_ref().map(|r| r.to_string()),
+        version: release
+            .as_ref()
+            .and_then(|r| nodes.iter().find_map(|n| n.journal.version_of(r))),
+        hosts: nodes.iter().map(|n| n.name().to_string()).collect(),
+    });
+    let version = release
+        .as_ref()
+        .and_then(|r| nodes.iter().find_map(|n| n.journal.version_of(r)));
+    let id = release.as_ref().map(|r| r.to_string());
+    if let Err(e) = run_hooks::on_start(ctx, "rollback", id.as_deref(), version.as_deref()).await {
+        ctx.message(Level::Error, None, format!("{e}; nothing was touched"));
+        return fleet::stop_untouched(ctx, "rollback", Exit::Preflight, id, &nodes, vec![]).await;
+    }
+    let message = format!("traffic back to {}", target.name);
+    if let Err(e) = lock::acquire_waiting(ctx, &mut nodes, None, Some(&message), since).await {
+        let (exit, held) = e.outcomes();
+        fleet::report_all(ctx, &held);
+        return fleet::stop_untouched(ctx, "rollback", exit, None, &nodes, held).await;
+    }
+    let started = Instant::now();
+    let mut outcomes: Vec<HostOutcome> = nodes
+        .iter()
+        .map(|n| HostOutcome::skipped(n.name(), n.current()))
+        .collect();
+    let mut ok = true;
+    if let Some(id) = to {
+        // The idle colour to ID first: switch, after_rollback, health.
+        let switched = join_all(nodes.iter().enumerate().map(|(i, node)| async move {
+            if !target.hosts.iter().any(|h| h == node.name()) {
+                return (i, None);
+            }
+            let _permit = ctx.parallel.acquire().await.expect("semaphore open");
+            let started = Instant::now();
+            let result = match &node.probe.current {
+                Some(current) if current == id => Ok(()),
+                Some(current) => switch_back(ctx, node, Some(id), current).await,
+                None => Err(Failure::Other("has no current release".into()).at(Phase::Rollback)),
+            };
+            (i, Some((result, started.elapsed())))
+        }))
+        .await;
+        for (i, done) in switched {
+            let Some((result, elapsed)) = done else {
+                continue;
+            };
+            outcomes[i] = match result {
+                Ok(()) => HostOutcome::ok(nodes[i].name(), Some(id.to_string()), elapsed),
+                Err(failed) => {
+                    ok = false;
+                    HostOutcome::failed(
+                        nodes[i].name(),
+                        failed.failure.at(Phase::Rollback),
+                        None,
+                        elapsed,
+                    )
+                }
+            };
+            ctx.report(&outcomes[i]);
+        }
+    }
+    if ok {
+        let reason = "rollback";
+        match blue_green::switch_traffic(ctx, bg, &target.name, live, release.as_ref(), reason)
+            .await
+        {
+            Ok(()) => {
+                let all: Vec<&Node> = nodes.iter().collect();
+                ok = blue_green::record_traffic(ctx, &all, &target.name, live, release.as_ref())
+                    .await;
+                for (i, node) in nodes.iter().enumerate() {
+                    if target.hosts.iter().any(|h| h == node.name()) && to.is_none() {
+                        outcomes[i] =
+                            HostOutcome::ok(node.name(), node.current(), started.elapsed())
+                                .with_note("live again");
+                    }
+                }
+            }
+            Err(e) => {
+                ok = false;
+                ctx.message(
+                    Level::Error,
+                    None,
+                    format!(
+                        "switch_local failed: {e}; traffic may still go to {}",
+                        live.unwrap_or("the old colour")
+                    ),
+                );
+            }
+        }
+    }
+    lock::release(ctx, &nodes).await;
+    fleet::close_all(&nodes).await;
+    let exit = if ok { Exit::Ok } else { Exit::Failed };
+    ctx.finish("rollback", exit, release.map(|r| r.to_string()), &outcomes)
 }

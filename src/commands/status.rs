@@ -6,10 +6,12 @@ use serde_json::{Value, json};
 
 use futures_util::future::join_all;
 
+use crate::config::Color;
 use crate::engine::fleet::{self, Node};
 use crate::engine::preflight::Problem;
-use crate::engine::{Context, diagnose};
+use crate::engine::{Context, diagnose, policy};
 use crate::exit::Exit;
+use crate::journal::Journal;
 use crate::release::ReleaseId;
 use crate::report::{Diagnostics, Event, Level, Row};
 
@@ -32,12 +34,77 @@ fn majority(nodes: &[Node]) -> Option<ReleaseId> {
         .map(|(r, _)| r.clone())
 }
 
+/// Blue-green: which colour is live by the journals, said in words.
+fn live_line(nodes: &[Node], colors: &[Color; 2]) -> (Option<String>, String) {
+    let records: Vec<Option<(&str, &str)>> = nodes
+        .iter()
+        .map(|n| {
+            n.journal
+                .traffic()
+                .and_then(|e| Some((e.color.as_deref()?, e.ts.as_str())))
+        })
+        .collect();
+    let live = policy::live_color(&records);
+    let Some(color) = live.color else {
+        return (
+            None,
+            format!(
+                "no colour is live yet: the first deploy goes to {} and makes it live",
+                colors[0].name
+            ),
+        );
+    };
+    let idle = colors
+        .iter()
+        .find(|c| c.name != color)
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
+    let text = if live.disagree {
+        let said: Vec<String> = nodes
+            .iter()
+            .zip(&records)
+            .map(|(n, r)| format!("{} says {}", n.name(), r.map_or("nothing", |(c, _)| c)))
+            .collect();
+        format!(
+            "live colour: {color} by the latest record, but the journals disagree ({}); the next deploy or rollback records it on every host",
+            said.join(", ")
+        )
+    } else {
+        format!("live colour: {color} ({idle} is idle)")
+    };
+    (Some(color), text)
+}
+
 pub(crate) async fn run(ctx: &Context, last_failure: bool) -> Exit {
     if last_failure {
         return show_last_failure(ctx).await;
     }
     let (nodes, unreached) = fleet::reach(ctx).await;
     let common = majority(&nodes);
+    let blue_green = ctx
+        .config
+        .blue_green
+        .as_ref()
+        .map(|bg| (bg, live_line(&nodes, &bg.colors)));
+    let journals: Vec<&Journal> = nodes.iter().map(|n| &n.journal).collect();
+    let waiting = policy::waiting(&journals);
+    // Extra cells, only where they mean something: the colour of each host
+    // on a blue-green fleet, the release waiting for promotion.
+    let extra = |host: &str| {
+        let mut cells = Vec::new();
+        if let Some((bg, (live, _))) = &blue_green {
+            let color = bg.colors.iter().find(|c| c.hosts.iter().any(|h| h == host));
+            cells.push(("color", opt(color.map(|c| c.name.clone()))));
+            cells.push((
+                "live",
+                json!(color.is_some_and(|c| Some(&c.name) == live.as_ref())),
+            ));
+        }
+        if let Ok(Some(w)) = &waiting {
+            cells.push(("waiting", json!(w.release.to_string())));
+        }
+        cells
+    };
     for host in &ctx.hosts {
         let row = if let Some(node) = nodes.iter().find(|n| n.name() == host.name) {
             let current = node.probe.current.as_ref();
@@ -57,6 +124,7 @@ pub(crate) async fn run(ctx: &Context, last_failure: bool) -> Exit {
                 ("reachable", json!(true)),
                 ("differs", json!(differs)),
             ];
+            cells.extend(extra(&host.name));
             if let Some(target) = &node.probe.current_dangling {
                 cells.push((
                     "error",
@@ -84,12 +152,33 @@ pub(crate) async fn run(ctx: &Context, last_failure: bool) -> Exit {
                     ("lock", Value::Null),
                     ("reachable", json!(false)),
                     ("differs", json!(true)),
-                    ("error", opt(why)),
-                ],
+                ]
+                .into_iter()
+                .chain(extra(&host.name))
+                .chain([("error", opt(why))])
+                .collect(),
                 marked: true,
             }
         };
         ctx.emit(Event::Row(row));
+    }
+    if let Some((_, (_, line))) = &blue_green {
+        ctx.message(Level::Info, None, line.clone());
+    }
+    match &waiting {
+        Ok(Some(w)) => ctx.message(
+            Level::Info,
+            None,
+            format!(
+                "{} is waiting for promotion on its canary ({}) since {}, by {}: `hoist promote` carries it on, `hoist abort` rolls it back",
+                w.release,
+                w.canary.join(", "),
+                w.since,
+                w.by
+            ),
+        ),
+        Ok(None) => {}
+        Err(e) => ctx.message(Level::Warn, None, e.clone()),
     }
     fleet::close_all(&nodes).await;
     let exit = if unreached.is_empty() {

@@ -10,9 +10,9 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 
 use super::ssh_keys::ssh_keys;
 use super::values::{
-    AmountOrNone, Batch, Checking, Commands, Dur, HostPatterns, Jump, LocalPaths, MAX_PARALLEL,
-    Name, NonZeroDur, OnFailureValue, PauseValue, Port, Positive, RemotePath, Retries, Strings,
-    TransportKind, User, Vars,
+    AmountOrNone, Batch, Checking, Commands, Dur, HostPatterns, Jump, KindValue, LocalPaths,
+    MAX_PARALLEL, Name, NonZeroDur, OnFailureValue, PauseValue, Port, Positive, RemotePath,
+    Retries, Strings, TransportKind, User, Vars,
 };
 
 /// Declares a struct holding `extra` fields and then every SSH key of the
@@ -81,6 +81,7 @@ pub struct DeployFile {
     pub health: Option<RawHealth>,
     pub strategy: Option<RawStrategy>,
     pub diagnose: Option<RawDiagnose>,
+    pub blue_green: Option<RawBlueGreen>,
     /// `[[files]]`: files sent apart from the artifact.
     pub files: Option<Vec<RawFile>>,
 }
@@ -181,6 +182,7 @@ pub struct RawHealth {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
 pub struct RawStrategy {
+    pub kind: Option<KindValue>,
     pub canary: Option<AmountOrNone>,
     pub canary_pause: Option<PauseValue>,
     pub batch: Option<Batch>,
@@ -197,6 +199,14 @@ pub struct RawDiagnose {
     pub commands: Option<Commands>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
+pub struct RawBlueGreen {
+    pub colors: Vec<Name>,
+    pub switch_local: Option<Commands>,
+}
+
+table_only!(RawBlueGreen, "a table");
 table_only!(RawApp, "a table");
 table_only!(RawSsh, "a table");
 table_only!(

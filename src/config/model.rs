@@ -23,6 +23,8 @@ pub struct Config {
     /// `[diagnose] commands`: run on a host that failed after its switch,
     /// before it is rolled back.
     pub diagnose: Vec<String>,
+    /// `[blue_green]`, present exactly when `strategy.kind = "blue-green"`.
+    pub blue_green: Option<BlueGreen>,
     /// Things the user should hear about on every run (e.g. host_key_checking = "off").
     pub warnings: Vec<String>,
     /// What hoist skipped in ~/.ssh/config (Match blocks), for `hoist check -v`.
@@ -231,8 +233,33 @@ pub enum OnFailure {
     Stop,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StrategyKind {
+    /// Canary and batch waves over the selected hosts.
+    #[default]
+    Rolling,
+    /// Two colours: deploy to the idle one, then switch traffic to it.
+    BlueGreen,
+}
+
+/// The two colours of a blue-green fleet.
+#[derive(Debug, Clone)]
+pub struct BlueGreen {
+    /// The two inventory groups, first colour first; each with its hosts.
+    pub colors: [Color; 2],
+    /// Run on this machine with `HOIST_COLOR` set: sends traffic there.
+    pub switch_local: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Color {
+    pub name: String,
+    pub hosts: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Strategy {
+    pub kind: StrategyKind,
     pub canary: Amount,
     pub canary_pause: Pause,
     /// One entry for a fixed size; several for a ramp (the last repeats).
@@ -248,6 +275,7 @@ pub struct Strategy {
 impl Default for Strategy {
     fn default() -> Self {
         Strategy {
+            kind: StrategyKind::Rolling,
             canary: Amount::Hosts(1),
             canary_pause: Pause::Manual,
             batch: vec![Amount::Percent(25)],

@@ -6,10 +6,14 @@ use std::time::Duration;
 
 use super::doc::Doc;
 use super::exec;
-use super::file::{DeployFile, InventoryFile, RawArtifact, RawHealth, RawHooks, RawStrategy};
+use super::file::{
+    DeployFile, InventoryFile, RawArtifact, RawBlueGreen, RawHealth, RawHooks, RawStrategy,
+};
 use super::inventory::Inventory;
 use super::layer::{Env, SshLayer};
-use super::model::{App, ArtifactSpec, Config, Health, HealthCheck, Hooks, Strategy};
+use super::model::{
+    App, ArtifactSpec, BlueGreen, Color, Config, Health, HealthCheck, Hooks, Strategy, StrategyKind,
+};
 use super::{ConfigError, Source, shared};
 
 const DEFAULT_CONFIG: &str = "deploy.toml";
@@ -109,7 +113,10 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
         }
     };
 
+    let strategy = file.strategy.map(strategy).unwrap_or_default();
+    let blue_green = blue_green(strategy.kind, file.blue_green, &resolved.groups, &doc)?;
     Ok(Config {
+        blue_green,
         artifact: file
             .artifact
             .map(|a| artifact(a, &doc, &base_dir))
@@ -120,7 +127,7 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
             .transpose()?
             .unwrap_or_default(),
         health: file.health.map(|h| health(h, &doc)).transpose()?,
-        strategy: file.strategy.map(strategy).unwrap_or_default(),
+        strategy,
         diagnose: file
             .diagnose
             .and_then(|d| d.commands)
@@ -306,6 +313,7 @@ fn check_http_url(url: &str) -> Result<(), String> {
 fn strategy(raw: RawStrategy) -> Strategy {
     let d = Strategy::default();
     Strategy {
+        kind: raw.kind.map_or(d.kind, |k| k.0),
         canary: raw.canary.map_or(d.canary, |a| a.0),
         canary_pause: raw.canary_pause.map_or(d.canary_pause, |p| p.0),
         batch: raw.batch.map_or(d.batch, |b| b.0),
@@ -315,6 +323,77 @@ fn strategy(raw: RawStrategy) -> Strategy {
         on_failure: raw.on_failure.map_or(d.on_failure, |o| o.0),
         max_unreachable: raw.max_unreachable.map_or(d.max_unreachable, |a| a.0),
     }
+}
+
+/// `[blue_green]` with `strategy.kind = "blue-green"`: two distinct,
+/// non-empty groups of the inventory that share no host.
+fn blue_green(
+    kind: StrategyKind,
+    raw: Option<RawBlueGreen>,
+    groups: &std::collections::BTreeMap<String, Vec<String>>,
+    doc: &Doc,
+) -> Result<Option<BlueGreen>, ConfigError> {
+    let raw = match (kind, raw) {
+        (StrategyKind::Rolling, None) => return Ok(None),
+        (StrategyKind::Rolling, Some(_)) => {
+            return Err(doc.error(
+                &["blue_green"],
+                "[blue_green] is used only with strategy.kind = \"blue-green\"; set it, or remove the table",
+            ));
+        }
+        (StrategyKind::BlueGreen, None) => {
+            return Err(doc.error(
+                &["strategy", "kind"],
+                "\"blue-green\" needs a [blue_green] table with colors = [\"blue\", \"green\"] (two groups of the inventory)",
+            ));
+        }
+        (StrategyKind::BlueGreen, Some(raw)) => raw,
+    };
+    let names: Vec<String> = raw.colors.iter().map(|n| n.0.clone()).collect();
+    let at = |e: String| doc.error(&["blue_green", "colors"], e);
+    if names.len() != 2 || names[0] == names[1] {
+        return Err(at(format!(
+            "expected two different groups, e.g. [\"blue\", \"green\"], found {names:?}"
+        )));
+    }
+    let mut colors = Vec::new();
+    for name in &names {
+        let hosts = groups.get(name).ok_or_else(|| {
+            at(format!(
+                "{name:?} is not a group of the inventory (groups: {})",
+                groups.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        if hosts.is_empty() {
+            return Err(at(format!("the group {name:?} has no hosts")));
+        }
+        colors.push(Color {
+            name: name.clone(),
+            hosts: hosts.clone(),
+        });
+    }
+    let shared: Vec<&String> = colors[0]
+        .hosts
+        .iter()
+        .filter(|h| colors[1].hosts.contains(h))
+        .collect();
+    if !shared.is_empty() {
+        return Err(at(format!(
+            "a host may be in one colour only; in both {:?} and {:?}: {}",
+            names[0],
+            names[1],
+            shared
+                .iter()
+                .map(|h| h.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let [first, second]: [Color; 2] = colors.try_into().expect("two colours");
+    Ok(Some(BlueGreen {
+        colors: [first, second],
+        switch_local: raw.switch_local.map(|c| c.0).unwrap_or_default(),
+    }))
 }
 
 /// Run by commands that ship the artifact; `status` or `rollback` must work

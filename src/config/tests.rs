@@ -341,6 +341,55 @@ fn max_unreachable_and_diagnose_are_read() {
     assert!(err.contains("unknown key `diagnose.command`"), "{err}");
 }
 
+#[test]
+fn blue_green_reads_two_colours_and_switch_local() {
+    let config = Project::new()
+        .config(&with_app(
+            "[hosts.a]\n[hosts.b]\n[groups.blue]\nhosts = [\"a\"]\n[groups.green]\nhosts = [\"b\"]\n\
+             [strategy]\nkind = \"blue-green\"\n[blue_green]\ncolors = [\"blue\", \"green\"]\n\
+             switch_local = [\"./lb use $HOIST_COLOR\"]\n",
+        ))
+        .ok();
+    assert_eq!(config.strategy.kind, StrategyKind::BlueGreen);
+    let bg = config.blue_green.unwrap();
+    assert_eq!(bg.colors[0].name, "blue");
+    assert_eq!(bg.colors[1].hosts, ["b"]);
+    assert_eq!(bg.switch_local, ["./lb use $HOIST_COLOR"]);
+}
+
+#[test]
+fn blue_green_keys_must_agree() {
+    let groups =
+        "[hosts.a]\n[hosts.b]\n[groups.blue]\nhosts = [\"a\"]\n[groups.green]\nhosts = [\"b\"]\n";
+    for (extra, expected) in [
+        (
+            "[blue_green]\ncolors = [\"blue\", \"green\"]\n",
+            "used only with strategy.kind",
+        ),
+        (
+            "[strategy]\nkind = \"blue-green\"\n",
+            "needs a [blue_green] table",
+        ),
+        (
+            "[strategy]\nkind = \"blue-green\"\n[blue_green]\ncolors = [\"blue\", \"red\"]\n",
+            "\"red\" is not a group",
+        ),
+        (
+            "[strategy]\nkind = \"blue-green\"\n[blue_green]\ncolors = [\"blue\"]\n",
+            "two different groups",
+        ),
+        (
+            "[strategy]\nkind = \"canary\"\n",
+            "\"rolling\", \"blue-green\"",
+        ),
+    ] {
+        let err = Project::new()
+            .config(&with_app(&format!("{groups}{extra}")))
+            .err();
+        assert!(err.contains(expected), "{extra}: {err}");
+    }
+}
+
 // --- precedence ------------------------------------------------------------------
 
 #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::model::{Amount, HostKeyChecking, OnFailure, Pause};
+use super::model::{Amount, HostKeyChecking, OnFailure, Pause, StrategyKind};
 
 /// A value as TOML wrote it, before we know what it should be.
 #[derive(Debug, Clone, PartialEq)]
@@ -271,6 +271,19 @@ from_scalar!(OnFailureValue, |v| one_of(
     &[("rollback", OnFailure::Rollback), ("stop", OnFailure::Stop)]
 )
 .map(OnFailureValue));
+
+/// `strategy.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindValue(pub StrategyKind);
+
+from_scalar!(KindValue, |v| one_of(
+    &v,
+    &[
+        ("rolling", StrategyKind::Rolling),
+        ("blue-green", StrategyKind::BlueGreen)
+    ]
+)
+.map(KindValue));
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {

@@ -25,22 +25,7 @@ pub async fn check(
     let attempts = health.retries.max(1);
     let mut last = (String::new(), Vec::new());
     for attempt in 1..=attempts {
-        let result = match tokio::time::timeout(
-            health.timeout,
-            probe(ctx, node, &health.check, env),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => Err((
-                format!(
-                    "no answer within {}",
-                    humantime::format_duration(health.timeout)
-                ),
-                Vec::new(),
-            )),
-        };
-        match result {
+        match probe_once(ctx, node, health, env).await {
             Ok(()) => return Ok(()),
             Err(reason) => last = reason,
         }
@@ -57,6 +42,26 @@ pub async fn check(
     })
 }
 
+/// One probe, bounded by `health.timeout`: `Err` holds why and the
+/// command's last lines.
+pub async fn probe_once(
+    ctx: &Context,
+    node: &Node,
+    health: &Health,
+    env: &[(String, String)],
+) -> Result<(), ProbeError> {
+    match tokio::time::timeout(health.timeout, probe(ctx, node, &health.check, env)).await {
+        Ok(result) => result,
+        Err(_) => Err((
+            format!(
+                "no answer within {}",
+                humantime::format_duration(health.timeout)
+            ),
+            Vec::new(),
+        )),
+    }
+}
+
 async fn sleep_or_cancel(ctx: &Context, d: Duration) -> Result<(), Failure> {
     if d.is_zero() {
         return Ok(());
@@ -67,7 +72,7 @@ async fn sleep_or_cancel(ctx: &Context, d: Duration) -> Result<(), Failure> {
     }
 }
 
-type ProbeError = (String, Vec<String>);
+pub type ProbeError = (String, Vec<String>);
 
 async fn probe(
     ctx: &Context,

@@ -31,10 +31,22 @@ pub fn host_env(
         ("HOIST_HOST".to_string(), node.host.name.clone()),
         ("HOIST_VERSION".to_string(), version.to_string()),
     ];
+    if let Some(color) = color_of(ctx, node.name()) {
+        env.push(("HOIST_COLOR".to_string(), color));
+    }
     for (name, value) in &node.host.vars {
         env.push((format!("HOIST_VAR_{}", name.to_uppercase()), value.clone()));
     }
     env
+}
+
+/// Blue-green: the colour `host` belongs to.
+pub fn color_of(ctx: &Context, host: &str) -> Option<String> {
+    let bg = ctx.config.blue_green.as_ref()?;
+    bg.colors
+        .iter()
+        .find(|c| c.hosts.iter().any(|h| h == host))
+        .map(|c| c.name.clone())
 }
 
 fn emit_output(ctx: &Context, host: &str, stdout: &[u8], stderr: &[u8]) {

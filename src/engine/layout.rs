@@ -291,6 +291,16 @@ printf 'switched %s\n' "$(readlink "$D/current")"
         )
     }
 
+    /// Appends one line to the journal and changes nothing else (blue-green
+    /// traffic, a release waiting for promotion, its end).
+    pub fn record(&self, journal_line: &str) -> String {
+        format!(
+            "{head}\nmkdir -p \"$H\" && printf '%s\\n' {journal} >> \"$H/journal\"",
+            head = self.head(),
+            journal = q(journal_line)
+        )
+    }
+
     /// Deletes the given releases (the caller chose them; never current nor
     /// the rollback target). Stale temporary files go when a run takes the
     /// lock ([`Layout::lock`]).

@@ -1,7 +1,7 @@
 //! The fleet lock: taken on every selected host before any change, freed on
 //! every exit path.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
@@ -9,7 +9,7 @@ use super::fleet::Node;
 pub(crate) use super::layout::LockInfo;
 use super::layout::{LockAnswer, LockState, UnlockAnswer};
 use super::preflight::{Problem, locked};
-use super::{Context, Failure, HostOutcome};
+use super::{Context, Failure, HostOutcome, policy};
 use crate::exit::Exit;
 use crate::journal::{Entry, Kind};
 use crate::report::{Level, Phase};
@@ -88,6 +88,98 @@ pub(crate) async fn acquire(
     } else {
         Err(LockError::Failed(failed))
     }
+}
+
+/// `--lock-wait`: while someone else's lock is on any node (as its probe
+/// says), polls every second or so (jittered) until it is free or the wait
+/// that began at `since` is over, saying who holds it. Every node is read
+/// again at each poll, so afterwards the nodes describe the fleet as the
+/// lock's holder left it. Returns whether no lock is left.
+pub(crate) async fn wait_free(ctx: &Context, nodes: &mut [Node], since: Instant) -> bool {
+    let mut shown: Option<String> = None;
+    loop {
+        let held: Vec<(&str, LockState)> = nodes
+            .iter()
+            .filter_map(|n| Some((n.name(), n.probe.lock_state()?)))
+            .collect();
+        let Some((_, state)) = held.first() else {
+            if shown.is_some() {
+                ctx.message(
+                    Level::Info,
+                    None,
+                    format!(
+                        "the lock was freed after {}",
+                        humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()))
+                    ),
+                );
+            }
+            return true;
+        };
+        let Some(pause) = policy::next_lock_poll(since.elapsed(), ctx.lock_wait, jitter()) else {
+            return false;
+        };
+        let who = state.describe();
+        if shown.as_deref() != Some(who.as_str()) {
+            ctx.message(
+                Level::Info,
+                None,
+                format!(
+                    "waiting up to {} for the lock on {} host(s), held by {who}",
+                    humantime::format_duration(ctx.lock_wait),
+                    held.len()
+                ),
+            );
+            shown = Some(who);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = ctx.cancel.cancelled() => return false,
+        }
+        join_all(nodes.iter_mut().map(|n| async move {
+            if let Err(e) = n.refresh().await {
+                ctx.message(
+                    Level::Warn,
+                    Some(n.name()),
+                    format!("could not read the host again while waiting for the lock: {e}"),
+                );
+            }
+        }))
+        .await;
+    }
+}
+
+/// [`acquire`], waiting for a lock someone else holds as long as
+/// `--lock-wait` allows (see [`wait_free`]).
+pub(crate) async fn acquire_waiting(
+    ctx: &Context,
+    nodes: &mut [Node],
+    release: Option<&str>,
+    message: Option<&str>,
+    since: Instant,
+) -> Result<(), LockError> {
+    loop {
+        match acquire(ctx, nodes, release, message).await {
+            Err(LockError::Held(held))
+                if policy::next_lock_poll(since.elapsed(), ctx.lock_wait, 0.0).is_some() =>
+            {
+                // Taken between the probe and our try: wait for it again.
+                join_all(nodes.iter_mut().map(|n| n.refresh())).await;
+                if !wait_free(ctx, nodes, since).await {
+                    return Err(LockError::Held(held));
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+/// 0..1, different for each run and poll.
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    f64::from(nanos % 1000) / 1000.0
 }
 
 pub(crate) enum LockError {

@@ -5,6 +5,8 @@
 //! [`HostOutcome`].
 
 pub(crate) mod app_layout;
+pub(crate) mod bake;
+pub(crate) mod blue_green;
 pub(crate) mod diagnose;
 pub(crate) mod fleet;
 pub(crate) mod health;
@@ -49,6 +51,8 @@ pub(crate) struct Context {
     /// The most hosts worked on at once (connections, uploads).
     pub parallel: Arc<Semaphore>,
     pub yes: bool,
+    /// `--lock-wait`: how long to wait for a held lock (zero: exit 4 at once).
+    pub lock_wait: Duration,
     /// `-v`: say more (e.g. `check` shows where each SSH setting came from).
     pub verbose: bool,
     /// A person is at a terminal and may be asked.

@@ -3,9 +3,12 @@
 //! the fleet agrees on a rollback target, what `--resume` carries on, and
 //! which exit a failed preflight means. No I/O; tested without a network.
 
+use std::time::Duration;
+
 use super::Failure;
 use super::preflight::Problem;
-use crate::config::OnFailure;
+use super::strategy::{Wave, WaveKind};
+use crate::config::{Color, OnFailure};
 use crate::exit::Exit;
 use crate::journal::{Journal, Kind};
 use crate::release::ReleaseId;
@@ -279,6 +282,214 @@ pub(crate) fn resume_target(
         ));
     }
     Ok(last)
+}
+
+// --- the canary's bake ------------------------------------------------------
+
+/// A bake fails a canary host once `retries` probes in a row failed, as the
+/// health check after a switch counts them.
+pub(crate) fn bake_failed(failed_in_a_row: u32, retries: u32) -> bool {
+    failed_in_a_row >= retries.max(1)
+}
+
+// --- waiting for a held lock -------------------------------------------------
+
+/// The next look at a held lock: about every second (±50%, `jitter` in
+/// 0..1, so that waiting runs do not poll in step), never past the end of
+/// the wait; `None` once the wait is over.
+pub(crate) fn next_lock_poll(waited: Duration, wait: Duration, jitter: f64) -> Option<Duration> {
+    let left = wait.checked_sub(waited).filter(|d| !d.is_zero())?;
+    let every = Duration::from_millis(500 + (jitter.clamp(0.0, 1.0) * 1000.0) as u64);
+    Some(every.min(left))
+}
+
+// --- deploy --until canary, promote, abort -----------------------------------
+
+/// `deploy --until canary` needs a canary wave with hosts after it, and a
+/// rolling fleet.
+pub(crate) fn until_canary(waves: &[Wave], blue_green: bool) -> Result<(), String> {
+    if blue_green {
+        return Err("--until canary: a blue-green fleet has no canary wave (the idle colour takes no traffic until the switch)".into());
+    }
+    match waves.first() {
+        Some(w) if w.kind == WaveKind::Canary && waves.len() > 1 => Ok(()),
+        Some(w) if w.kind == WaveKind::Canary => Err(
+            "--until canary: the canary is the whole selection, so nothing would be left to promote".into(),
+        ),
+        _ => Err("--until canary: strategy.canary is 0, so there is no canary wave; set canary = 1 (or a percentage)".into()),
+    }
+}
+
+/// A release waiting for promotion, as the journals record it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Waiting {
+    pub release: ReleaseId,
+    /// The artifact's content sha256 it was made from.
+    pub sha256: Option<String>,
+    /// The canary hosts.
+    pub canary: Vec<String>,
+    pub by: String,
+    pub since: String,
+}
+
+/// The release waiting for `promote` or `abort`: every host whose journal
+/// names one must name the same. `None` when nothing waits.
+pub(crate) fn waiting(journals: &[&Journal]) -> Result<Option<Waiting>, String> {
+    let mut found: Option<Waiting> = None;
+    for entry in journals.iter().filter_map(|j| j.waiting()) {
+        let Some(release) = entry.release.as_deref().and_then(ReleaseId::parse) else {
+            continue;
+        };
+        match &found {
+            Some(w) if w.release != release => {
+                return Err(format!(
+                    "the hosts' journals disagree on the release waiting for promotion ({} and {release}); `hoist abort` rolls the canary back",
+                    w.release
+                ));
+            }
+            Some(_) => {}
+            None => {
+                found = Some(Waiting {
+                    release,
+                    sha256: entry.sha256.clone(),
+                    canary: entry.hosts.clone(),
+                    by: entry.by.clone(),
+                    since: entry.ts.clone(),
+                })
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Whether `promote` may carry `waiting` on with this artifact. A refusal
+/// is exit 2: nothing is touched.
+pub(crate) fn promotable(
+    waiting: Option<&Waiting>,
+    artifact_sha: Option<&str>,
+    command: &str,
+) -> Result<Waiting, String> {
+    let Some(w) = waiting else {
+        return Err(format!(
+            "nothing is waiting for promotion, so there is nothing to {command}: `hoist deploy --until canary` deploys a canary that waits"
+        ));
+    };
+    if let (Some(recorded), Some(artifact)) = (w.sha256.as_deref(), artifact_sha)
+        && recorded != artifact
+    {
+        return Err(format!(
+            "the artifact differs from the one {} was made from (sha256 {}…, the artifact's {}…): {command} works on the same build; rebuild it, or `hoist abort` and deploy anew",
+            w.release,
+            &recorded[..12.min(recorded.len())],
+            &artifact[..12.min(artifact.len())],
+        ));
+    }
+    Ok(w.clone())
+}
+
+// --- blue-green ----------------------------------------------------------------
+
+/// Which colour is live, from each host's last `traffic` journal line
+/// (`(colour, time)`, or `None` for a host that has none).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Live {
+    /// The colour every journal names; when they disagree, the one
+    /// recorded last. `None` when no journal names one (a first deploy).
+    pub color: Option<String>,
+    /// Not every host's journal names that colour.
+    pub disagree: bool,
+}
+
+pub(crate) fn live_color(records: &[Option<(&str, &str)>]) -> Live {
+    let latest = records
+        .iter()
+        .flatten()
+        .max_by(|a, b| a.1.cmp(b.1))
+        .map(|(c, _)| c.to_string());
+    let disagree = latest.is_some()
+        && records
+            .iter()
+            .any(|r| r.map(|(c, _)| c) != latest.as_deref());
+    Live {
+        color: latest,
+        disagree,
+    }
+}
+
+/// The live and idle colour by index into `colors`. With no colour live
+/// yet, the first colour is the idle one (a first deploy makes it live).
+pub(crate) fn sides(
+    live: Option<&str>,
+    colors: &[Color; 2],
+) -> Result<(Option<usize>, usize), String> {
+    match live {
+        None => Ok((None, 0)),
+        Some(name) => match colors.iter().position(|c| c.name == name) {
+            Some(i) => Ok((Some(i), 1 - i)),
+            None => Err(format!(
+                "the hosts' journals say {name:?} is live, which is not one of blue_green.colors ({}, {}); set colors back, or send traffic by hand and fix the file",
+                colors[0].name, colors[1].name
+            )),
+        },
+    }
+}
+
+/// A blue-green deploy or rollback works on both colours whole: `--limit`
+/// may leave out hosts of neither colour, never part of one.
+pub(crate) fn whole_colors(selected: &[&str], colors: &[Color; 2]) -> Result<(), String> {
+    if let Some(stray) = selected
+        .iter()
+        .find(|h| !colors.iter().any(|c| c.hosts.iter().any(|x| x == *h)))
+    {
+        return Err(format!(
+            "{stray} is in neither colour ({} or {}); leave it out with --limit",
+            colors[0].name, colors[1].name
+        ));
+    }
+    for color in colors {
+        let missing: Vec<&str> = color
+            .hosts
+            .iter()
+            .map(String::as_str)
+            .filter(|h| !selected.contains(h))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "--limit cuts across the colour {:?}: it leaves out {}; a blue-green deploy or rollback works on both colours whole",
+                color.name,
+                missing.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A blue-green rollback sends traffic back to the colour that is not live;
+/// every host of it must still run a release. Returns that colour's index.
+pub(crate) fn traffic_back(
+    live: Option<usize>,
+    colors: &[Color; 2],
+    other_currents: &[(&str, Option<&ReleaseId>)],
+) -> Result<usize, String> {
+    let Some(live) = live else {
+        return Err(
+            "no colour is live yet (no hoist deploy switched traffic), so there is nothing to go back to".into(),
+        );
+    };
+    let other = 1 - live;
+    let bare: Vec<&str> = other_currents
+        .iter()
+        .filter(|(_, c)| c.is_none())
+        .map(|(h, _)| *h)
+        .collect();
+    if !bare.is_empty() {
+        return Err(format!(
+            "{} cannot take traffic back: {} run(s) no release",
+            colors[other].name,
+            bare.join(", ")
+        ));
+    }
+    Ok(other)
 }
 
 #[cfg(test)]
@@ -627,5 +838,141 @@ mod tests {
                 .unwrap_err()
                 .contains("nothing to resume")
         );
+    }
+
+    fn colors() -> [Color; 2] {
+        let c = |name: &str, hosts: &[&str]| Color {
+            name: name.into(),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        };
+        [c("blue", &["b1", "b2"]), c("green", &["g1", "g2"])]
+    }
+
+    #[test]
+    fn the_first_deploy_goes_to_the_first_colour() {
+        assert_eq!(sides(None, &colors()), Ok((None, 0)));
+        assert_eq!(sides(Some("blue"), &colors()), Ok((Some(0), 1)));
+        assert_eq!(sides(Some("green"), &colors()), Ok((Some(1), 0)));
+        assert!(sides(Some("red"), &colors()).unwrap_err().contains("red"));
+    }
+
+    #[test]
+    fn the_live_colour_is_what_the_journals_say_the_latest_when_they_disagree() {
+        let t1 = "2026-01-01T00:00:00Z";
+        let t2 = "2026-01-02T00:00:00Z";
+        assert_eq!(live_color(&[None, None]), Live::default());
+        let agreed = live_color(&[Some(("blue", t1)), Some(("blue", t1))]);
+        assert_eq!(agreed.color.as_deref(), Some("blue"));
+        assert!(!agreed.disagree);
+        let split = live_color(&[Some(("blue", t1)), Some(("green", t2)), None]);
+        assert_eq!(split.color.as_deref(), Some("green"));
+        assert!(split.disagree);
+        assert!(live_color(&[Some(("blue", t1)), None]).disagree);
+    }
+
+    #[test]
+    fn a_limit_must_take_whole_colours() {
+        let all = ["b1", "b2", "g1", "g2"];
+        assert_eq!(whole_colors(&all, &colors()), Ok(()));
+        let cut = whole_colors(&["b1", "g1", "g2"], &colors()).unwrap_err();
+        assert!(cut.contains("\"blue\"") && cut.contains("b2"), "{cut}");
+        let stray = whole_colors(&["b1", "b2", "g1", "g2", "db"], &colors()).unwrap_err();
+        assert!(stray.contains("db"), "{stray}");
+    }
+
+    #[test]
+    fn traffic_goes_back_only_to_a_colour_that_runs_a_release() {
+        let r = id(R1);
+        assert_eq!(
+            traffic_back(Some(1), &colors(), &[("b1", Some(&r)), ("b2", Some(&r))]),
+            Ok(0)
+        );
+        let bare = traffic_back(Some(0), &colors(), &[("g1", Some(&r)), ("g2", None)]);
+        assert!(bare.unwrap_err().contains("g2"));
+        assert!(traffic_back(None, &colors(), &[]).is_err());
+    }
+
+    #[test]
+    fn a_bake_fails_after_retries_failed_probes_in_a_row() {
+        assert!(!bake_failed(0, 3));
+        assert!(!bake_failed(2, 3));
+        assert!(bake_failed(3, 3));
+        assert!(bake_failed(1, 1));
+        assert!(bake_failed(1, 0), "retries 0 counts as 1");
+    }
+
+    #[test]
+    fn a_held_lock_is_polled_with_jitter_until_the_wait_is_over() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        assert_eq!(next_lock_poll(s(0), s(30), 0.0), Some(ms(500)));
+        assert_eq!(next_lock_poll(s(0), s(30), 1.0), Some(ms(1500)));
+        assert_eq!(
+            next_lock_poll(ms(1800), s(2), 0.5),
+            Some(ms(200)),
+            "never past the deadline"
+        );
+        assert_eq!(next_lock_poll(s(2), s(2), 0.5), None);
+        assert_eq!(next_lock_poll(s(3), s(2), 0.5), None);
+        assert_eq!(
+            next_lock_poll(s(0), s(0), 0.5),
+            None,
+            "no wait: exit 4 at once"
+        );
+    }
+
+    #[test]
+    fn until_canary_needs_a_canary_and_hosts_after_it() {
+        use crate::config::Amount::{Hosts, Percent};
+        let w = |total, canary| super::super::strategy::waves(total, canary, &[Percent(50)]);
+        assert_eq!(until_canary(&w(4, Hosts(1)), false), Ok(()));
+        assert!(
+            until_canary(&w(4, Hosts(0)), false)
+                .unwrap_err()
+                .contains("canary is 0")
+        );
+        assert!(
+            until_canary(&w(1, Hosts(1)), false)
+                .unwrap_err()
+                .contains("whole selection")
+        );
+        assert!(
+            until_canary(&w(4, Hosts(1)), true)
+                .unwrap_err()
+                .contains("blue-green")
+        );
+    }
+
+    fn awaiting(release: &str, sha: &str) -> Journal {
+        Journal {
+            entries: vec![Entry {
+                release: Some(release.into()),
+                sha256: Some(sha.into()),
+                hosts: vec!["web1".into()],
+                ..Entry::new(Kind::AwaitPromotion, "ci@runner")
+            }],
+        }
+    }
+
+    #[test]
+    fn promotion_needs_one_waiting_release_and_the_same_artifact() {
+        let a = awaiting(R2, "bbbbbbbb11");
+        let none = Journal::default();
+        let w = waiting(&[&a, &none]).unwrap();
+        assert_eq!(w.as_ref().unwrap().release, id(R2));
+        assert_eq!(w.as_ref().unwrap().canary, vec!["web1".to_string()]);
+        assert_eq!(
+            promotable(w.as_ref(), Some("bbbbbbbb11"), "promote")
+                .unwrap()
+                .release,
+            id(R2)
+        );
+        let differs = promotable(w.as_ref(), Some("cccccccc11"), "promote").unwrap_err();
+        assert!(differs.contains("differs"), "{differs}");
+        let nothing = promotable(None, Some("bbbbbbbb11"), "promote").unwrap_err();
+        assert!(nothing.contains("nothing is waiting"), "{nothing}");
+        let other = awaiting(R3, "cccccccc11");
+        assert!(waiting(&[&a, &other]).unwrap_err().contains("disagree"));
+        assert_eq!(waiting(&[&none]), Ok(None));
     }
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 
+use super::bake::{Spoiled, bake};
 use super::fleet::Node;
 use super::once::Once;
 use super::policy::{self, HostState};
@@ -16,7 +17,7 @@ use super::switch::{switch_back, switch_to};
 use super::upload::deliver;
 use super::{Context, Failed, Failure, HostOutcome, at, diagnose, health, hooks, shared};
 use crate::artifact::Artifact;
-use crate::config::Pause;
+use crate::config::{Amount, Pause, Strategy};
 use crate::exit::Exit;
 use crate::release::ReleaseId;
 use crate::report::{Event, HostResult, Level, Phase};
@@ -48,6 +49,30 @@ impl HostRun {
     }
 }
 
+/// What shapes one rollout beyond the strategy table.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub canary: Amount,
+    pub max_failures: Amount,
+    /// Stop after the canary wave (and its bake): `deploy --until canary`.
+    pub until_canary: bool,
+    /// Hosts already on the release since an earlier run of this deploy (a
+    /// canary being promoted), with the release each was on before: they
+    /// count as switched, so a failure rolls them back too.
+    pub carried: Vec<(usize, Option<ReleaseId>)>,
+}
+
+impl Plan {
+    pub(crate) fn of(strategy: &Strategy) -> Plan {
+        Plan {
+            canary: strategy.canary,
+            max_failures: strategy.max_failures,
+            until_canary: false,
+            carried: Vec::new(),
+        }
+    }
+}
+
 /// The waves, the failure policy (see `policy`), and the rollback: the I/O
 /// loop around the policy's decisions. Returns the exit and how each node ended.
 pub(crate) async fn rollout(
@@ -55,12 +80,18 @@ pub(crate) async fn rollout(
     nodes: &[Node],
     artifact: &Artifact,
     id: &ReleaseId,
+    plan: &Plan,
 ) -> (Exit, Vec<HostOutcome>) {
     let strategy = &ctx.config.strategy;
     let runs: Vec<Mutex<HostRun>> = nodes
         .iter()
         .map(|n| Mutex::new(HostRun::untouched(n)))
         .collect();
+    for (i, previous) in &plan.carried {
+        let mut run = runs[*i].lock().unwrap();
+        run.switched = true;
+        run.previous = previous.clone();
+    }
     // Hosts already on the release (a resumed deploy) need nothing.
     let pending: Vec<usize> = (0..nodes.len())
         .filter(|&i| {
@@ -71,7 +102,7 @@ pub(crate) async fn rollout(
             !done
         })
         .collect();
-    let waves: Vec<Wave> = strategy::waves(pending.len(), strategy.canary, &strategy.batch)
+    let waves: Vec<Wave> = strategy::waves(pending.len(), plan.canary, &strategy.batch)
         .into_iter()
         .map(|w| Wave {
             kind: w.kind,
@@ -84,7 +115,7 @@ pub(crate) async fn rollout(
         .map(|&i| &nodes[i]);
     let once = Once::new(ctx, nodes, first, id);
     let once = once.as_ref();
-    let allowed = strategy::failures_allowed(strategy.max_failures, pending.len());
+    let allowed = strategy::failures_allowed(plan.max_failures, pending.len());
     let failures = AtomicUsize::new(0);
     let halt = ctx.cancel.child_token();
     let mut halted: Option<String> = None;
@@ -182,10 +213,62 @@ pub(crate) async fn rollout(
         } else {
             Pause::For(strategy.batch_pause)
         };
-        if let Err(reason) = pause_between(ctx, &pause, waves.len() - w - 1, &waves[w + 1..]).await
-        {
-            halted = Some(reason);
-            halt.cancel();
+        let baked = match (&pause, &ctx.config.health) {
+            (Pause::For(d), Some(check)) if wave.kind == WaveKind::Canary && !d.is_zero() => {
+                let canary: Vec<(&Node, Vec<(String, String)>)> = wave
+                    .hosts
+                    .iter()
+                    .map(|&i| {
+                        let previous = runs[i].lock().unwrap().previous.clone();
+                        let env = hooks::host_env(
+                            ctx,
+                            &nodes[i],
+                            id,
+                            previous.as_ref(),
+                            &artifact.version,
+                        );
+                        (&nodes[i], env)
+                    })
+                    .collect();
+                Some(bake(ctx, &canary, *d, check).await)
+            }
+            _ => None,
+        };
+        match baked {
+            Some(Ok(())) => {}
+            Some(Err(Spoiled::Interrupted)) => {
+                halted = Some("interrupted during the bake".into());
+                halt.cancel();
+            }
+            Some(Err(Spoiled::Unhealthy(k, failure))) => {
+                let i = wave.hosts[k];
+                let mut run = runs[i].lock().unwrap();
+                let elapsed = run.outcome.elapsed;
+                run.outcome = HostOutcome::failed(
+                    nodes[i].name(),
+                    failure.at(Phase::Health),
+                    Some(id.to_string()),
+                    elapsed,
+                );
+                ctx.report(&run.outcome);
+                halted = Some(format!(
+                    "the canary {} turned unhealthy during the bake",
+                    nodes[i].name()
+                ));
+                halt.cancel();
+            }
+            None if plan.until_canary && wave.kind == WaveKind::Canary => {}
+            None => {
+                if let Err(reason) =
+                    pause_between(ctx, &pause, waves.len() - w - 1, &waves[w + 1..]).await
+                {
+                    halted = Some(reason);
+                    halt.cancel();
+                }
+            }
+        }
+        if plan.until_canary && wave.kind == WaveKind::Canary {
+            break;
         }
     }
 
@@ -231,6 +314,14 @@ fn batch_env(
         ("HOIST_DEPLOY_TO".into(), ctx.config.app.deploy_to.clone()),
         ("HOIST_BATCH_HOSTS".into(), hosts.join(" ")),
     ]
+    .into_iter()
+    .chain(
+        hosts
+            .first()
+            .and_then(|h| hooks::color_of(ctx, h))
+            .map(|c| ("HOIST_COLOR".to_string(), c)),
+    )
+    .collect()
 }
 
 /// Waits between waves; asks before promoting a canary when told to.

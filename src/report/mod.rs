@@ -245,6 +245,26 @@ pub enum Event {
         hosts: Vec<String>,
         reason: String,
     },
+    /// A timed `canary_pause`: the canary is probed every `interval_ms`
+    /// for `duration_ms`; a failing probe rolls it back.
+    BakeStarted {
+        hosts: Vec<String>,
+        duration_ms: u64,
+        interval_ms: u64,
+    },
+    /// The bake is over: the canary stayed healthy, or it was cut short.
+    BakeDone {
+        healthy: bool,
+        elapsed_ms: u64,
+    },
+    /// Blue-green: `switch_local` sent traffic to `color` (from `previous`).
+    Traffic {
+        color: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        previous: Option<String>,
+        /// Why: a deploy's switch, a rollback, or switching back after a failed probe.
+        reason: String,
+    },
     Message {
         level: Level,
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -55,6 +55,15 @@ pub struct Plain {
     state: Mutex<State>,
 }
 
+/// Under GitHub Actions: workflow commands in the log, and the summary
+/// table for the job's page.
+struct Github {
+    /// `$GITHUB_STEP_SUMMARY`, appended to.
+    summary: Option<Box<dyn Write + Send>>,
+    /// A `::group::` is open.
+    grouped: bool,
+}
+
 struct State {
     out: Box<dyn Write + Send>,
     host_width: usize,
@@ -67,6 +76,7 @@ struct State {
     printed: bool,
     /// The last diagnostic lines of hosts whose failure is still to be shown.
     diagnostics: HashMap<String, Vec<String>>,
+    github: Option<Github>,
 }
 
 struct Upload {
@@ -91,8 +101,22 @@ impl Plain {
                 tables: RowTables::default(),
                 printed: false,
                 diagnostics: HashMap::new(),
+                github: None,
             }),
         }
+    }
+
+    /// GitHub Actions: each wave a collapsible group, each failed host an
+    /// error annotation, and the summary table appended to `summary`
+    /// (`$GITHUB_STEP_SUMMARY`) as Markdown.
+    pub fn github(self, summary: Option<Box<dyn Write + Send>>) -> Self {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.github = Some(Github {
+            summary,
+            grouped: false,
+        });
+        drop(st);
+        self
     }
 
     /// A run-level line that is no event (e.g. a question asked and its answer).
@@ -298,6 +322,48 @@ impl Plain {
                 );
                 vec![self.line(st, now, None, &paint.yellow(&text))]
             }
+            Event::BakeStarted {
+                hosts,
+                duration_ms: d,
+                interval_ms,
+            } => {
+                let text = format!(
+                    "baking the canary ({}) for {}: health every {}",
+                    host_list(hosts, LISTED_HOSTS),
+                    duration_ms(*d),
+                    duration_ms(*interval_ms)
+                );
+                vec![self.line(st, now, None, &text)]
+            }
+            Event::BakeDone {
+                healthy,
+                elapsed_ms,
+            } => {
+                let text = if *healthy {
+                    format!(
+                        "bake over: the canary stayed healthy for {}",
+                        duration_ms(*elapsed_ms)
+                    )
+                } else {
+                    paint.red(&format!(
+                        "bake stopped after {}: the canary turned unhealthy",
+                        duration_ms(*elapsed_ms)
+                    ))
+                };
+                vec![self.line(st, now, None, &text)]
+            }
+            Event::Traffic {
+                color,
+                previous,
+                reason,
+            } => {
+                let from = previous
+                    .as_ref()
+                    .map(|p| format!(" (from {p})"))
+                    .unwrap_or_default();
+                let text = format!("traffic -> {color}{from}: {}", clean(reason));
+                vec![self.line(st, now, None, &paint.bold(&text))]
+            }
             Event::Message { level, host, text } => {
                 let label = match level {
                     Level::Info => "",
@@ -412,6 +478,128 @@ fn upload_text(
     Some(text)
 }
 
+/// The lines of one event under GitHub Actions: the plain lines, inside a
+/// `::group::` per wave, an `::error::` annotation per failed host; the
+/// summary also goes to the step summary as Markdown.
+fn github_lines(st: &mut State, event: &Event, lines: Vec<String>) -> Vec<String> {
+    let github = st.github.as_mut().expect("under GitHub Actions");
+    let mut out = Vec::new();
+    let close = |github: &mut Github, out: &mut Vec<String>| {
+        if std::mem::take(&mut github.grouped) {
+            out.push("::endgroup::".to_string());
+        }
+    };
+    match event {
+        Event::WaveStarted {
+            wave,
+            waves,
+            kind,
+            hosts,
+        } => {
+            close(github, &mut out);
+            out.push(format!(
+                "::group::wave {wave}/{waves} ({kind}): {}",
+                escape_data(&host_list(hosts, LISTED_HOSTS))
+            ));
+            github.grouped = true;
+            out.extend(lines);
+        }
+        Event::WaveDone { .. } => {
+            out.extend(lines);
+            close(github, &mut out);
+        }
+        Event::RollbackStarted { .. } | Event::BakeStarted { .. } | Event::Traffic { .. } => {
+            close(github, &mut out);
+            out.extend(lines);
+        }
+        Event::HostFailed {
+            host, phase, error, ..
+        } => {
+            out.extend(lines);
+            let first = clean(error);
+            let first = first.lines().next().unwrap_or("");
+            out.push(format!(
+                "::error title={}::{}",
+                escape_property(host),
+                escape_data(&format!("{phase}: {first}"))
+            ));
+        }
+        Event::Summary(summary) => {
+            close(github, &mut out);
+            out.extend(lines);
+            if let Some(file) = github.summary.as_mut() {
+                // The job page must not stop a deploy.
+                let _ = file.write_all(markdown_summary(summary).as_bytes());
+                let _ = file.flush();
+            }
+        }
+        _ => out.extend(lines),
+    }
+    out
+}
+
+/// A workflow command's message: `%`, CR and LF escaped (as GitHub's toolkit does).
+fn escape_data(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// A workflow command's property value: also `:` and `,`.
+fn escape_property(text: &str) -> String {
+    escape_data(text).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// The run's summary as Markdown for `$GITHUB_STEP_SUMMARY`.
+fn markdown_summary(summary: &super::Summary) -> String {
+    let outcome = match summary.exit_code {
+        0 => "done",
+        1 => "failed",
+        2 => "usage or configuration error",
+        3 => "preflight failed",
+        4 => "locked by someone else",
+        5 => "failed and rolled back",
+        130 => "interrupted",
+        _ => "ended",
+    };
+    let cell = |text: &str| clean(text).replace('\n', " ").replace('|', "\\|");
+    let mut md = format!(
+        "### hoist {}: {outcome} (exit {})\n\n",
+        summary.command, summary.exit_code
+    );
+    if let Some(release) = &summary.release {
+        md.push_str(&format!("Release `{release}`. "));
+    }
+    md.push_str(&format!(
+        "{} ok, {} failed, {} rolled back, {} skipped in {}.\n\n",
+        summary.ok,
+        summary.failed,
+        summary.rolled_back,
+        summary.skipped,
+        duration_ms(summary.elapsed_ms)
+    ));
+    if !summary.hosts.is_empty() {
+        md.push_str(
+            "| host | result | release | time | error |\n| --- | --- | --- | --- | --- |\n",
+        );
+        for h in &summary.hosts {
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                cell(&h.host),
+                h.result.as_str(),
+                h.release
+                    .as_deref()
+                    .map(|r| format!("`{r}`"))
+                    .unwrap_or_default(),
+                duration_ms(h.elapsed_ms),
+                h.error.as_deref().map(cell).unwrap_or_default()
+            ));
+        }
+        md.push('\n');
+    }
+    md
+}
+
 fn flush_tables(paint: Paint, st: &mut State) {
     if st.tables.is_empty() {
         return;
@@ -453,6 +641,10 @@ impl Reporter for Plain {
             return;
         }
         let lines = self.render(&mut st, now, event);
+        let lines = match st.github.is_some() {
+            true => github_lines(&mut st, event, lines),
+            false => lines,
+        };
         write_lines(&mut st, &lines);
     }
 

@@ -92,11 +92,16 @@ pub fn reporter(opts: &ReportOptions) -> Arc<dyn Reporter> {
             stamp: Stamp::Time,
             tables: true,
         };
-        Arc::new(Plain::new(
-            Box::new(std::io::stdout()),
-            plain,
-            clock.clone(),
-        ))
+        let out = Plain::new(Box::new(std::io::stdout()), plain, clock.clone());
+        if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
+            let summary = std::env::var_os("GITHUB_STEP_SUMMARY")
+                .filter(|p| !p.is_empty())
+                .and_then(|p| OpenOptions::new().create(true).append(true).open(p).ok())
+                .map(|f| Box::new(f) as Box<dyn std::io::Write + Send>);
+            Arc::new(out.github(summary))
+        } else {
+            Arc::new(out)
+        }
     };
 
     let Some(path) = &opts.log_file else {

@@ -572,6 +572,169 @@ fn plain_strips_carriage_returns_and_escapes_from_remote_output() {
     );
 }
 
+fn github_output(script: &[(i64, Event)]) -> (String, String) {
+    let (log, summary) = (Buffer::default(), Buffer::default());
+    let clock = clock();
+    let opts = PlainOptions {
+        verbosity: Verbosity::Normal,
+        paint: Paint::new(false),
+        stamp: Stamp::Time,
+        tables: true,
+    };
+    let plain = Plain::new(Box::new(log.clone()), opts, clock.clone())
+        .github(Some(Box::new(summary.clone())));
+    play(&plain, &clock, script);
+    (log.text(), summary.text())
+}
+
+#[test]
+fn github_actions_groups_waves_annotates_failures_and_writes_the_step_summary() {
+    let (log, summary) = github_output(&deploy_with_one_failure());
+    insta::assert_snapshot!("github_actions_log", log);
+    insta::assert_snapshot!("github_actions_step_summary", summary);
+    let opened = log.matches("::group::").count();
+    assert_eq!(opened, 2, "a group per wave");
+    assert_eq!(
+        log.matches("::endgroup::").count(),
+        opened,
+        "every group closed"
+    );
+}
+
+#[test]
+fn github_annotations_escape_what_would_end_the_command() {
+    let script = vec![
+        (
+            0,
+            Event::RunStarted {
+                command: s("deploy"),
+                app: s("shop-api"),
+                release: Some(s(RELEASE)),
+                version: None,
+                hosts: vec![s("db:1,a")],
+            },
+        ),
+        (
+            10,
+            Event::HostFailed {
+                host: s("db:1,a"),
+                phase: Phase::Health,
+                error: s("100% down\nsecond line"),
+                tail: vec![],
+                elapsed_ms: 10,
+            },
+        ),
+    ];
+    let (log, _) = github_output(&script);
+    assert!(
+        log.contains("::error title=db%3A1%2Ca::health: 100%25 down\n"),
+        "{log}"
+    );
+}
+
+/// A canary that bakes, then the blue-green traffic switch.
+fn bake_and_traffic() -> Vec<(i64, Event)> {
+    vec![
+        (
+            0,
+            Event::RunStarted {
+                command: s("deploy"),
+                app: s("shop-api"),
+                release: Some(s(RELEASE)),
+                version: None,
+                hosts: vec![s("web1"), s("web2")],
+            },
+        ),
+        (
+            10,
+            Event::BakeStarted {
+                hosts: vec![s("web1")],
+                duration_ms: 300_000,
+                interval_ms: 2_000,
+            },
+        ),
+        (
+            300_000,
+            Event::BakeDone {
+                healthy: true,
+                elapsed_ms: 300_000,
+            },
+        ),
+        (
+            0,
+            Event::BakeStarted {
+                hosts: vec![s("web1")],
+                duration_ms: 6_000,
+                interval_ms: 2_000,
+            },
+        ),
+        (
+            2_100,
+            Event::BakeDone {
+                healthy: false,
+                elapsed_ms: 2_100,
+            },
+        ),
+        (
+            10,
+            Event::Traffic {
+                color: s("green"),
+                previous: Some(s("blue")),
+                reason: s("the deploy's switch"),
+            },
+        ),
+    ]
+}
+
+#[test]
+fn plain_bake_and_traffic_lines() {
+    let out = plain_output(Verbosity::Normal, false, &bake_and_traffic());
+    insta::assert_snapshot!(out);
+    let json = json_output(&bake_and_traffic());
+    assert!(json.contains(r#""event":"bake_started","ts":"#), "{json}");
+    assert!(json.contains(r#""healthy":false"#), "{json}");
+    assert!(json.contains(r#""event":"traffic""#), "{json}");
+}
+
+/// Answers every secret question with the same word.
+struct Answers(&'static str);
+
+impl Reporter for Answers {
+    fn event(&self, _: &Event) {}
+    fn ask_secret(&self, _: &str) -> Option<String> {
+        Some(self.0.to_string())
+    }
+}
+
+#[test]
+fn tee_logs_that_a_secret_was_asked_never_the_answer() {
+    let buffer = Buffer::default();
+    let clock = clock();
+    let log = PlainOptions {
+        verbosity: Verbosity::Verbose,
+        paint: Paint::plain(),
+        stamp: Stamp::Full,
+        tables: true,
+    };
+    let tee = Tee {
+        main: Arc::new(Answers("hunter2")),
+        copy: Arc::new(Plain::new(Box::new(buffer.clone()), log, clock.clone())),
+    };
+    let answer = tee.ask_secret("[sudo] password to become root on the hosts: ");
+    assert_eq!(answer.as_deref(), Some("hunter2"));
+    let text = buffer.text();
+    assert!(
+        text.contains("password to become root on the hosts: (answered; not recorded)"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"));
+    let nobody = Tee {
+        main: Arc::new(Recorder::default()),
+        copy: Arc::new(Plain::new(Box::new(buffer.clone()), log, clock)),
+    };
+    assert_eq!(nobody.ask_secret("password: "), None);
+}
+
 /// A canary whose first connect was refused, which then failed its health
 /// check: its diagnostics come before its failure and the rollback; a
 /// third host was unreachable and skipped.
@@ -733,43 +896,4 @@ fn tty_keeps_live_diagnostics_for_the_failure_display() {
     assert!(tty.has_diagnostics_for("web1"), "held for the failure");
     tty.event(&script[6].1);
     assert!(!tty.has_diagnostics_for("web1"), "shown with the failure");
-}
-
-/// Answers every secret question with the same word.
-struct Answers(&'static str);
-
-impl Reporter for Answers {
-    fn event(&self, _: &Event) {}
-    fn ask_secret(&self, _: &str) -> Option<String> {
-        Some(self.0.to_string())
-    }
-}
-
-#[test]
-fn tee_logs_that_a_secret_was_asked_never_the_answer() {
-    let buffer = Buffer::default();
-    let clock = clock();
-    let log = PlainOptions {
-        verbosity: Verbosity::Verbose,
-        paint: Paint::plain(),
-        stamp: Stamp::Full,
-        tables: true,
-    };
-    let tee = Tee {
-        main: Arc::new(Answers("hunter2")),
-        copy: Arc::new(Plain::new(Box::new(buffer.clone()), log, clock.clone())),
-    };
-    let answer = tee.ask_secret("[sudo] password to become root on the hosts: ");
-    assert_eq!(answer.as_deref(), Some("hunter2"));
-    let text = buffer.text();
-    assert!(
-        text.contains("password to become root on the hosts: (answered; not recorded)"),
-        "{text}"
-    );
-    assert!(!text.contains("hunter2"));
-    let nobody = Tee {
-        main: Arc::new(Recorder::default()),
-        copy: Arc::new(Plain::new(Box::new(buffer.clone()), log, clock)),
-    };
-    assert_eq!(nobody.ask_secret("password: "), None);
 }

@@ -79,6 +79,8 @@ struct State {
     tables: RowTables,
     /// The last diagnostic lines of hosts whose failure is still to be shown.
     diagnostics: HashMap<String, Vec<String>>,
+    /// The bake's countdown line, while the canary bakes.
+    countdown: Option<ProgressBar>,
 }
 
 struct Active {
@@ -526,6 +528,59 @@ impl Tty {
                     self.set_wave_line(st, paint.yellow(&line));
                 }
             }
+            Event::BakeStarted {
+                hosts,
+                duration_ms: d,
+                interval_ms,
+            } => {
+                if self.quiet {
+                    return;
+                }
+                let text = format!(
+                    "baking the canary ({}) for {}: health every {}",
+                    host_list(hosts, 5),
+                    duration_ms(*d),
+                    duration_ms(*interval_ms)
+                );
+                self.above(st, &[text]);
+                self.start_countdown(st, Duration::from_millis(*d));
+            }
+            Event::BakeDone {
+                healthy,
+                elapsed_ms,
+            } => {
+                if let Some(bar) = st.countdown.take() {
+                    bar.finish_and_clear();
+                    self.mp.remove(&bar);
+                }
+                if self.quiet && *healthy {
+                    return;
+                }
+                let text = if *healthy {
+                    paint.green(&format!(
+                        "bake over: the canary stayed healthy for {}",
+                        duration_ms(*elapsed_ms)
+                    ))
+                } else {
+                    paint.red(&format!(
+                        "bake stopped after {}: the canary turned unhealthy",
+                        duration_ms(*elapsed_ms)
+                    ))
+                };
+                self.above(st, &[text]);
+            }
+            Event::Traffic {
+                color,
+                previous,
+                reason,
+            } => {
+                let from = previous
+                    .as_ref()
+                    .map(|p| format!(" (from {p})"))
+                    .unwrap_or_default();
+                let text = format!("⇄ traffic -> {color}{from}: {}", clean(reason));
+                self.above(st, &[paint.bold(&fit(&text, width))]);
+            }
             Event::Message { level, host, text } => {
                 let label = match level {
                     Level::Info if self.quiet => return,
@@ -567,6 +622,22 @@ impl Tty {
                 self.above(st, &lines);
             }
         }
+    }
+
+    /// A line that counts the bake down to its end, redrawn on its own.
+    fn start_countdown(&self, st: &mut State, length: Duration) {
+        let end = Instant::now() + length;
+        let left = move |_: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let left = end.saturating_duration_since(Instant::now());
+            let secs = left.as_secs() + u64::from(left.subsec_millis() > 0);
+            let _ = write!(w, "{secs}s left");
+        };
+        let style = ProgressStyle::with_template("{spinner:.green} baking the canary: {left}")
+            .expect("a valid template")
+            .with_key("left", left);
+        let bar = self.mp.add(ProgressBar::new_spinner().with_style(style));
+        bar.enable_steady_tick(TICK);
+        st.countdown = Some(bar);
     }
 
     fn set_wave_line(&self, st: &mut State, text: String) {
@@ -689,6 +760,31 @@ mod tests {
             list_to_width("w: ", &names(2), 80),
             "w: web01.example.com, web02.example.com"
         );
+    }
+
+    #[test]
+    fn the_bake_has_a_countdown_line_until_it_ends() {
+        let tty = Tty::new(Paint::plain(), false);
+        tty.mp.set_draw_target(ProgressDrawTarget::hidden());
+        tty.event(&Event::BakeStarted {
+            hosts: vec!["web1".into()],
+            duration_ms: 6_000,
+            interval_ms: 2_000,
+        });
+        let line = tty
+            .state
+            .lock()
+            .unwrap()
+            .countdown
+            .clone()
+            .expect("a countdown");
+        assert!(!line.is_finished(), "it counts down until the bake ends");
+        tty.event(&Event::BakeDone {
+            healthy: false,
+            elapsed_ms: 2_100,
+        });
+        assert!(tty.state.lock().unwrap().countdown.is_none());
+        assert!(line.is_finished());
     }
 
     /// The bars are hidden off a terminal; this drives every path of the

@@ -2,7 +2,9 @@
 
 mod support;
 
+mod blue_green;
 mod both_transports;
+mod canary;
 mod cli;
 mod deploy_local;
 mod deploy_ssh;

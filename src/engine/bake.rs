@@ -1,0 +1,84 @@
+//! A timed `canary_pause` is a bake: the canary's health check runs every
+//! `health.interval` for the length of the pause, and the first host whose
+//! probes fail `retries` times in a row ends it (the rollout then rolls the
+//! canary back).
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+
+use super::fleet::Node;
+use super::{Context, Failure, health, ms, policy};
+use crate::config::Health;
+use crate::report::Event;
+
+/// Probes are never closer together than this, whatever `health.interval` says.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How a bake ended early.
+pub(crate) enum Spoiled {
+    /// The canary host at this index (into the slice given) turned unhealthy.
+    Unhealthy(usize, Failure),
+    Interrupted,
+}
+
+/// Bakes `canary` (each host with the environment its health check gets)
+/// for `length`.
+pub(crate) async fn bake(
+    ctx: &Context,
+    canary: &[(&Node, Vec<(String, String)>)],
+    length: Duration,
+    check: &Health,
+) -> Result<(), Spoiled> {
+    let interval = check.interval.max(MIN_INTERVAL);
+    ctx.emit(Event::BakeStarted {
+        hosts: canary.iter().map(|(n, _)| n.name().to_string()).collect(),
+        duration_ms: ms(length),
+        interval_ms: ms(interval),
+    });
+    let started = Instant::now();
+    let end = started + length;
+    let mut failed_in_a_row = vec![0u32; canary.len()];
+    let result = loop {
+        let next = (Instant::now() + interval).min(end);
+        tokio::select! {
+            _ = tokio::time::sleep_until(next.into()) => {}
+            _ = ctx.cancel.cancelled() => break Err(Spoiled::Interrupted),
+        }
+        if Instant::now() >= end {
+            break Ok(());
+        }
+        let probes = join_all(
+            canary
+                .iter()
+                .map(|(node, env)| health::probe_once(ctx, node, check, env)),
+        )
+        .await;
+        let mut spoiled = None;
+        for (i, probe) in probes.into_iter().enumerate() {
+            match probe {
+                Ok(()) => failed_in_a_row[i] = 0,
+                Err((reason, tail)) => {
+                    failed_in_a_row[i] += 1;
+                    if spoiled.is_none() && policy::bake_failed(failed_in_a_row[i], check.retries) {
+                        let reason = match failed_in_a_row[i] {
+                            1 => format!("unhealthy during the bake: {reason}"),
+                            n => {
+                                format!("unhealthy during the bake: {reason} ({n} probes in a row)")
+                            }
+                        };
+                        spoiled = Some(Spoiled::Unhealthy(i, Failure::Health { reason, tail }));
+                    }
+                }
+            }
+        }
+        if let Some(spoiled) = spoiled {
+            break Err(spoiled);
+        }
+    };
+    ctx.emit(Event::BakeDone {
+        healthy: result.is_ok(),
+        elapsed_ms: ms(started.elapsed()),
+    });
+    result
+}

@@ -1,0 +1,310 @@
+//! Blue-green: two colours, one live. A deploy works on the idle colour
+//! only, sends traffic to it with `switch_local`, probes it once more, and
+//! switches traffic back if that fails. A rollback is one local command.
+//! Which colour is live is a `traffic` line in every host's journal.
+
+use std::time::Instant;
+
+use futures_util::future::join_all;
+
+use super::fleet::Node;
+use super::rollout::{self, Plan};
+use super::switch::switch_back;
+use super::{Context, Failure, HostOutcome, health, hooks, policy};
+use crate::artifact::Artifact;
+use crate::config::{Amount, BlueGreen};
+use crate::exit::Exit;
+use crate::journal::{Entry, Kind};
+use crate::release::ReleaseId;
+use crate::report::{Event, HostResult, Level, Phase};
+
+/// The two colours as this run sees them.
+#[derive(Debug, Clone)]
+pub(crate) struct Sides {
+    /// Index into `colors` of the live colour; `None` before the first switch.
+    pub live: Option<usize>,
+    pub idle: usize,
+}
+
+impl Sides {
+    /// Reads the live colour from the nodes' journals. A journal naming a
+    /// colour that is not configured is a usage error (the message).
+    pub(crate) fn read(ctx: &Context, bg: &BlueGreen, nodes: &[Node]) -> Result<Sides, String> {
+        let records: Vec<Option<(&str, &str)>> = nodes
+            .iter()
+            .map(|n| {
+                n.journal
+                    .traffic()
+                    .and_then(|e| Some((e.color.as_deref()?, e.ts.as_str())))
+            })
+            .collect();
+        let live = policy::live_color(&records);
+        if live.disagree {
+            ctx.message(
+                Level::Warn,
+                None,
+                format!(
+                    "the hosts' journals disagree on the live colour; going by the latest record ({}), which this run writes on every host",
+                    live.color.as_deref().unwrap_or("none")
+                ),
+            );
+        }
+        let (live, idle) = policy::sides(live.color.as_deref(), &bg.colors)?;
+        Ok(Sides { live, idle })
+    }
+}
+
+/// Runs `switch_local` with `HOIST_COLOR` set to `color`, and says so.
+pub(crate) async fn switch_traffic(
+    ctx: &Context,
+    bg: &BlueGreen,
+    color: &str,
+    previous: Option<&str>,
+    release: Option<&ReleaseId>,
+    reason: &str,
+) -> Result<(), Failure> {
+    let mut env = vec![
+        ("HOIST_APP".to_string(), ctx.config.app.name.clone()),
+        ("HOIST_COLOR".to_string(), color.to_string()),
+        (
+            "HOIST_PREVIOUS_COLOR".to_string(),
+            previous.unwrap_or_default().to_string(),
+        ),
+        (
+            "HOIST_DEPLOY_TO".to_string(),
+            ctx.config.app.deploy_to.clone(),
+        ),
+    ];
+    if let Some(release) = release {
+        env.push(("HOIST_RELEASE".to_string(), release.to_string()));
+    }
+    let hosts = bg
+        .colors
+        .iter()
+        .find(|c| c.name == color)
+        .map(|c| c.hosts.join(" "))
+        .unwrap_or_default();
+    env.push(("HOIST_BATCH_HOSTS".to_string(), hosts));
+    hooks::run_local(ctx, "switch_local", &bg.switch_local, &env).await?;
+    ctx.emit(Event::Traffic {
+        color: color.to_string(),
+        previous: previous.map(str::to_string),
+        reason: reason.to_string(),
+    });
+    Ok(())
+}
+
+/// Records on every node that traffic goes to `color` now.
+pub(crate) async fn record_traffic(
+    ctx: &Context,
+    nodes: &[&Node],
+    color: &str,
+    previous: Option<&str>,
+    release: Option<&ReleaseId>,
+) -> bool {
+    let entry = Entry {
+        color: Some(color.to_string()),
+        release: release.map(|r| r.to_string()),
+        run: Some(ctx.run_id.clone()),
+        message: previous.map(|p| format!("from {p}")),
+        ..Entry::new(Kind::Traffic, &ctx.by)
+    };
+    let line = entry.to_line();
+    let results = join_all(nodes.iter().map(|node| {
+        let script = node.layout.record(&line);
+        async move {
+            let result = node
+                .must_within(
+                    "recording the live colour",
+                    &script,
+                    None,
+                    node.quick_limit(),
+                )
+                .await;
+            if let Err(e) = &result {
+                ctx.message(
+                    Level::Error,
+                    Some(node.name()),
+                    format!("could not record that {color} is live: {e}"),
+                );
+            }
+            result.is_ok()
+        }
+    }))
+    .await;
+    results.into_iter().all(|ok| ok)
+}
+
+/// A blue-green deploy of `id` on locked `nodes` (both colours): the idle
+/// colour in waves, then the traffic switch and one more probe.
+pub(crate) async fn deploy(
+    ctx: &Context,
+    bg: &BlueGreen,
+    sides: &Sides,
+    nodes: Vec<Node>,
+    artifact: &Artifact,
+    id: &ReleaseId,
+) -> (Exit, Vec<HostOutcome>, Vec<Node>) {
+    let idle = &bg.colors[sides.idle];
+    let live = sides.live.map(|i| bg.colors[i].name.as_str());
+    ctx.message(
+        Level::Info,
+        None,
+        match live {
+            Some(live) => format!(
+                "{live} is live; deploying to {} ({} host(s)), then switching traffic",
+                idle.name,
+                idle.hosts.len()
+            ),
+            None => format!(
+                "no colour is live yet; deploying to {} ({} host(s)), then sending traffic there",
+                idle.name,
+                idle.hosts.len()
+            ),
+        },
+    );
+    let (targets, others): (Vec<Node>, Vec<Node>) = nodes
+        .into_iter()
+        .partition(|n| idle.hosts.iter().any(|h| h == n.name()));
+    // The whole idle colour must be healthy before it takes traffic.
+    let plan = Plan {
+        canary: Amount::Hosts(0),
+        max_failures: Amount::Hosts(0),
+        ..Plan::of(&ctx.config.strategy)
+    };
+    let (exit, mut outcomes) = rollout::rollout(ctx, &targets, artifact, id, &plan).await;
+    let untouched = |others: &[Node]| -> Vec<HostOutcome> {
+        others
+            .iter()
+            .map(|n| {
+                HostOutcome::skipped(n.name(), n.current()).with_note("live colour, untouched")
+            })
+            .collect()
+    };
+    let finish = |exit, mut outcomes: Vec<HostOutcome>, targets: Vec<Node>, others: Vec<Node>| {
+        outcomes.extend(untouched(&others));
+        outcomes.sort_by_key(|o| ctx.hosts.iter().position(|h| h.name == o.host));
+        let nodes = targets.into_iter().chain(others).collect();
+        (exit, outcomes, nodes)
+    };
+    if exit != Exit::Ok {
+        if let Some(live) = live {
+            ctx.message(Level::Info, None, format!("traffic stays on {live}"));
+        }
+        return finish(exit, outcomes, targets, others);
+    }
+
+    let switched = switch_traffic(ctx, bg, &idle.name, live, Some(id), "the deploy's switch").await;
+    let probed = match switched {
+        Ok(()) => probe_again(ctx, &targets, id, artifact).await,
+        Err(e) => Err(format!("switch_local failed: {e}")),
+    };
+    let Err(reason) = probed else {
+        let all: Vec<&Node> = targets.iter().chain(&others).collect();
+        let recorded = record_traffic(ctx, &all, &idle.name, live, Some(id)).await;
+        let exit = if recorded { Exit::Ok } else { Exit::Failed };
+        return finish(exit, outcomes, targets, others);
+    };
+
+    ctx.message(Level::Error, None, reason.clone());
+    let mut back = true;
+    match live {
+        Some(live) => {
+            if let Err(e) = switch_traffic(
+                ctx,
+                bg,
+                live,
+                Some(&idle.name),
+                None,
+                "switching back after the failed probe",
+            )
+            .await
+            {
+                ctx.message(
+                    Level::Error,
+                    None,
+                    format!("could not switch traffic back to {live}: {e}; send it there by hand"),
+                );
+                back = false;
+            }
+        }
+        None => {
+            ctx.message(
+                Level::Error,
+                None,
+                format!(
+                    "no colour was live before, so traffic cannot go back; {} goes back to what it had",
+                    idle.name
+                ),
+            );
+            back = false;
+        }
+    }
+    ctx.emit(Event::RollbackStarted {
+        hosts: targets.iter().map(|n| n.name().to_string()).collect(),
+        reason,
+    });
+    let results = join_all(targets.iter().map(|node| async move {
+        let _permit = ctx.parallel.acquire().await.expect("semaphore open");
+        let started = Instant::now();
+        let result = switch_back(ctx, node, node.probe.current.as_ref(), id).await;
+        (result, started.elapsed())
+    }))
+    .await;
+    for (outcome, (node, (result, elapsed))) in outcomes.iter_mut().zip(targets.iter().zip(results))
+    {
+        *outcome = match result {
+            Ok(()) => {
+                let mut o =
+                    HostOutcome::ok(node.name(), node.current(), elapsed).with_note("rolled back");
+                o.result = HostResult::RolledBack;
+                o
+            }
+            Err(failed) => {
+                back = false;
+                HostOutcome::failed(
+                    node.name(),
+                    Failure::Rollback(Box::new(failed.failure)).at(Phase::Rollback),
+                    Some(id.to_string()),
+                    elapsed,
+                )
+            }
+        };
+        ctx.report(outcome);
+    }
+    let exit = if back { Exit::RolledBack } else { Exit::Failed };
+    finish(exit, outcomes, targets, others)
+}
+
+/// The probe after the switch: the health check of every host of the new
+/// live colour, once more. The first failure is the reason to switch back.
+async fn probe_again(
+    ctx: &Context,
+    nodes: &[Node],
+    id: &ReleaseId,
+    artifact: &Artifact,
+) -> Result<(), String> {
+    let Some(check) = &ctx.config.health else {
+        return Ok(());
+    };
+    let results = join_all(nodes.iter().map(|node| async move {
+        let env = hooks::host_env(
+            ctx,
+            node,
+            id,
+            node.probe.current.as_ref(),
+            &artifact.version,
+        );
+        (node.name(), health::check(ctx, node, check, &env).await)
+    }))
+    .await;
+    match results
+        .into_iter()
+        .find_map(|(host, r)| r.err().map(|e| (host, e)))
+    {
+        None => Ok(()),
+        Some((host, e)) => Err(format!(
+            "{host} failed the probe after the traffic switch: {e}"
+        )),
+    }
+}
