@@ -1,41 +1,99 @@
-//! Benchmark: a 50-host deploy of a 10 MB tarball against the baseline of
-//! `ssh host 'tar -xz -C DIR' < artifact` run for every host at once.
+//! Benchmark: hoist against plain OpenSSH on a fleet of real sshd hosts.
 //!
-//!     cargo run --release --example bench_upload [-- HOSTS MEGABYTES ROUNDS]
+//!     cargo build --release --examples
+//!     ./target/release/examples/bench_upload [HOSTS] [MEGABYTES] [ROUNDS] [FILES]
 //!
-//! It starts HOSTS real sshd processes on 127.0.0.1 (openssh-server must be
-//! installed), times both ways ROUNDS times each, alternating, and prints the
-//! medians and their ratio, where hoist's time went (from the timestamps of
-//! its NDJSON events: reaching and probing the hosts, taking the lock, the
-//! wave, freeing the lock) and hoist's largest resident set. The hoist
-//! binary must be built first (`cargo build --release`).
+//! Defaults: 50 hosts, 10 MB, 3 rounds, 708 files. It starts HOSTS sshd
+//! processes on 127.0.0.1 (openssh-server must be installed; hoist's binary
+//! is taken from beside this example's directory, so build both in release),
+//! makes an artifact directory of FILES files of incompressible bytes,
+//! MEGABYTES in all, and per round, the baseline and hoist alternating
+//! which goes first, times:
+//!
+//! - full push: `ssh host 'tar -xz -C DIR' < artifact.tar.gz` for every
+//!   host at once, against `hoist deploy` of the directory to fresh hosts
+//!   (with where hoist's time went, from its NDJSON timestamps: reaching
+//!   and probing the hosts, preflight and lock, the wave, unlock and close);
+//! - redeploy of the same content under a new version (a copy on each host);
+//! - a deploy where 1 of the FILES files changed;
+//! - rollback, against HOSTS parallel `ssh host true`.
+//!
+//! It prints per round, then the medians and ratios, the payload bytes
+//! hoist sent (the sum of each host's last `upload_progress`) against what
+//! the baseline sends (HOSTS × the tarball), and hoist's largest resident
+//! set over all its runs (from wait4).
+//!
+//! hoist gets `connect_timeout = "60s"` (plain ssh has no connect timeout:
+//! a loaded machine running hundreds of sshd logins at once is slow to
+//! answer). Environment: `BENCH_MAX_STARTUPS` sets every sshd's MaxStartups (default
+//! OpenSSH's own "10:30:100", so the pacing of handshakes is part of what is
+//! measured); `BENCH_WRAP` runs hoist under a profiler (`heaptrack -o
+//! /tmp/h`, `perf record -g -o /tmp/p`). Not built yet: network namespaces behind a bridge with a
+//! capped uplink (issue 9, item 6); everything runs on loopback.
 
 #[path = "../tests/it/support/sshd.rs"]
 mod sshd;
 
-use std::io::Write;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sshd::{ClientKey, Sshd};
+use sshd::{ClientKey, Sshd, SshdOptions};
+
+struct Bench {
+    hoist: PathBuf,
+    work: PathBuf,
+    servers: Vec<Sshd>,
+    key: ClientKey,
+    known: PathBuf,
+    tree: PathBuf,
+    files: usize,
+    max_rss_kb: i64,
+}
+
+/// One hoist run: how long, where the time went, payload bytes sent.
+struct Run {
+    took: Duration,
+    /// hoist's own CPU time (user + system).
+    cpu: f64,
+    phases: Phases,
+    sent: u64,
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let hosts: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(50);
-    let megabytes: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10);
-    let rounds: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3);
-    let hoist = std::env::current_dir()
+    let arg =
+        |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
+    let (hosts, megabytes, rounds, files) = (arg(0, 50), arg(1, 10), arg(2, 3), arg(3, 708));
+    let hoist = std::env::current_exe()
         .unwrap()
-        .join("target/release/hoist");
-    assert!(hoist.exists(), "build it first: cargo build --release");
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("hoist");
+    assert!(
+        hoist.exists(),
+        "build it first: cargo build --release ({} is missing)",
+        hoist.display()
+    );
 
     let work = tempfile::tempdir().unwrap();
-    let artifact = work.path().join("artifact.tar.gz");
-    make_tarball(&artifact, megabytes);
-    let size = std::fs::metadata(&artifact).unwrap().len();
+    let tree = work.path().join("build");
+    make_tree(&tree, megabytes, files);
+    let tarball = work.path().join("artifact.tar.gz");
+    pack(&tree, &tarball);
+    let size = std::fs::metadata(&tarball).unwrap().len();
     let key = ClientKey::ed25519();
-    let servers: Vec<Sshd> = (0..hosts).map(|_| Sshd::start(&[&key])).collect();
+    let options = SshdOptions {
+        max_startups: Some(
+            std::env::var("BENCH_MAX_STARTUPS").unwrap_or_else(|_| "10:30:100".into()),
+        ),
+        ..SshdOptions::default()
+    };
+    let servers: Vec<Sshd> = (0..hosts)
+        .map(|_| Sshd::start_with(&[&key], &options))
+        .collect();
     let known = work.path().join("known_hosts");
     let lines: String = servers
         .iter()
@@ -43,54 +101,289 @@ fn main() {
         .collect();
     std::fs::write(&known, lines).unwrap();
     println!(
-        "{hosts} sshd hosts on 127.0.0.1, artifact {:.1} MB (.tar.gz), {rounds} rounds each",
+        "{hosts} sshd hosts on 127.0.0.1, artifact: {files} files, {megabytes} MB ({:.1} MB .tar.gz), {rounds} rounds",
         size as f64 / 1e6
     );
+    let mut bench = Bench {
+        hoist,
+        work: work.path().to_path_buf(),
+        servers,
+        key,
+        known,
+        tree,
+        files,
+        max_rss_kb: 0,
+    };
 
-    let mut base = Vec::new();
-    let mut ours = Vec::new();
-    let mut phases: Vec<Phases> = Vec::new();
+    let mut m = Measures::default();
     for round in 0..rounds {
-        base.push(baseline(&servers, &key, &known, &artifact, round));
-        let (took, split) = with_hoist(
-            &hoist,
-            work.path(),
-            &servers,
-            &key,
-            &known,
-            &artifact,
-            round,
-        );
-        ours.push(took);
-        println!("  hoist phases: {split}");
-        phases.push(split);
+        let dir = format!("hoist/{round}");
+        // Alternating which goes first, so neither always meets a warm cache.
+        let hoist_first = round % 2 == 1;
+        if hoist_first {
+            m.full.push(bench.deploy(&dir, &format!("r{round}a")));
+        }
+        m.base.push(bench.baseline(&tarball, round));
+        if !hoist_first {
+            m.full.push(bench.deploy(&dir, &format!("r{round}a")));
+        }
+        m.redeploy.push(bench.deploy(&dir, &format!("r{round}b")));
+        bench.change_one_file(round);
+        m.one_file.push(bench.deploy(&dir, &format!("r{round}c")));
+        if hoist_first {
+            m.rollback.push(bench.rollback(&dir));
+            m.ssh_true.push(bench.ssh_true());
+        } else {
+            m.ssh_true.push(bench.ssh_true());
+            m.rollback.push(bench.rollback(&dir));
+        }
+        let last = |v: &[Run]| v.last().map(|r| r.took.as_secs_f64()).unwrap_or(0.0);
         println!(
-            "round {}: ssh|tar {:.2}s   hoist deploy {:.2}s",
+            "round {}: ssh|tar {:.2}s | hoist full {:.2}s ({}), redeploy {:.2}s, 1 file {:.2}s | ssh true {:.2}s, rollback {:.2}s",
             round + 1,
-            base[round].as_secs_f64(),
-            ours[round].as_secs_f64()
+            m.base[round].as_secs_f64(),
+            last(&m.full),
+            m.full[round].phases,
+            last(&m.redeploy),
+            last(&m.one_file),
+            m.ssh_true[round].as_secs_f64(),
+            last(&m.rollback),
         );
     }
-    let (b, h) = (median(&mut base), median(&mut ours));
-    println!(
-        "median: ssh|tar {:.2}s, hoist deploy {:.2}s, ratio hoist/baseline = {:.2}",
-        b.as_secs_f64(),
-        h.as_secs_f64(),
-        h.as_secs_f64() / b.as_secs_f64()
-    );
-    let pick = |f: fn(&Phases) -> f64| {
-        let mut v: Vec<f64> = phases.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+    m.print(hosts, size, bench.max_rss_kb);
+}
+
+#[derive(Default)]
+struct Measures {
+    base: Vec<Duration>,
+    full: Vec<Run>,
+    redeploy: Vec<Run>,
+    one_file: Vec<Run>,
+    ssh_true: Vec<Duration>,
+    rollback: Vec<Run>,
+}
+
+impl Measures {
+    fn print(&self, hosts: usize, tarball: u64, max_rss_kb: i64) {
+        let secs = |v: &[Run]| median(v.iter().map(|r| r.took.as_secs_f64()).collect());
+        let plain = |v: &[Duration]| median(v.iter().map(Duration::as_secs_f64).collect());
+        let (base, full) = (plain(&self.base), secs(&self.full));
+        let (redeploy, one) = (secs(&self.redeploy), secs(&self.one_file));
+        let (fan, rollback) = (plain(&self.ssh_true), secs(&self.rollback));
+        let phase =
+            |f: fn(&Phases) -> f64| median(self.full.iter().map(|r| f(&r.phases)).collect());
+        let bytes = |v: &[Run]| median(v.iter().map(|r| r.sent as f64).collect());
+        let baseline_bytes = (hosts as u64 * tarball) as f64;
+        println!("medians:");
+        println!(
+            "  full push:     ssh|tar {base:.2}s, hoist {full:.2}s = {:.2}x (hoist's own CPU {:.2}s)",
+            full / base,
+            median(self.full.iter().map(|r| r.cpu).collect())
+        );
+        println!(
+            "    hoist phases: reach+probe {:.2}s, lock {:.2}s, wave {:.2}s, unlock+close {:.2}s",
+            phase(|p| p.reach),
+            phase(|p| p.lock),
+            phase(|p| p.wave),
+            phase(|p| p.finish)
+        );
+        println!(
+            "  redeploy:      {redeploy:.2}s = {:.2}x a full push",
+            redeploy / full
+        );
+        println!(
+            "  1 file changed: {one:.2}s = {:.2}x a full push",
+            one / full
+        );
+        println!(
+            "  rollback:      {rollback:.2}s, {hosts} x ssh true {fan:.2}s = {:.2}x",
+            rollback / fan
+        );
+        println!(
+            "  bytes sent:    ssh|tar {:.1} MB; hoist full {:.1} MB, redeploy {:.1} MB, 1 file {:.1} MB ({:.1}% of full)",
+            baseline_bytes / 1e6,
+            bytes(&self.full) / 1e6,
+            bytes(&self.redeploy) / 1e6,
+            bytes(&self.one_file) / 1e6,
+            100.0 * bytes(&self.one_file) / bytes(&self.full).max(1.0)
+        );
+        println!("  hoist max RSS: {:.1} MB", max_rss_kb as f64 / 1024.0);
+    }
+}
+
+impl Bench {
+    fn ssh(&self, server: &Sshd) -> Command {
+        let mut ssh = Command::new("ssh");
+        ssh.arg("-i")
+            .arg(&self.key.path)
+            .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", self.known.display()))
+            .args(["-p", &server.port.to_string(), "127.0.0.1"])
+            .stdout(Stdio::null());
+        ssh
+    }
+
+    fn baseline(&self, tarball: &Path, round: usize) -> Duration {
+        let started = Instant::now();
+        let children: Vec<_> = self
+            .servers
+            .iter()
+            .map(|s| {
+                let dir = s.root.join(format!("baseline/{round}"));
+                self.ssh(s)
+                    .arg(format!("mkdir -p {0} && tar -xz -C {0}", dir.display()))
+                    .stdin(std::fs::File::open(tarball).unwrap())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut c in children {
+            assert!(c.wait().unwrap().success(), "baseline ssh failed");
+        }
+        started.elapsed()
+    }
+
+    fn ssh_true(&self) -> Duration {
+        let started = Instant::now();
+        let children: Vec<_> = self
+            .servers
+            .iter()
+            .map(|s| self.ssh(s).arg("true").spawn().unwrap())
+            .collect();
+        for mut c in children {
+            assert!(c.wait().unwrap().success(), "ssh true failed");
+        }
+        started.elapsed()
+    }
+
+    /// Writes deploy.toml for every host's `<root>/<dir>`.
+    fn config(&self, dir: &str, version: &str) -> PathBuf {
+        let mut toml = format!(
+            "[app]\nname = \"bench\"\ndeploy_to = \"/srv/bench\"\nkeep_releases = 5\n\n[ssh]\nconnect_timeout = \"60s\"\nuser = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"{}\"]\n\n[artifact]\npath = \"{}\"\nversion = \"{version}\"\n\n[strategy]\ncanary = 0\nbatch = \"100%\"\nparallel = {}\n\n",
+            std::env::var("USER").unwrap_or_else(|_| "root".into()),
+            self.key.path.display(),
+            self.known.display(),
+            self.tree.display(),
+            self.servers.len()
+        );
+        for (i, s) in self.servers.iter().enumerate() {
+            toml.push_str(&format!(
+                "[hosts.h{i}]\naddress = \"127.0.0.1\"\nport = {}\ndeploy_to = \"{}\"\n",
+                s.port,
+                s.root.join(dir).display()
+            ));
+        }
+        let config = self.work.join("deploy.toml");
+        std::fs::write(&config, toml).unwrap();
+        config
+    }
+
+    fn deploy(&mut self, dir: &str, version: &str) -> Run {
+        self.run_hoist(&["deploy", "--yes", "--json"], dir, version)
+    }
+
+    fn rollback(&mut self, dir: &str) -> Run {
+        self.run_hoist(&["rollback", "--yes", "--json"], dir, "unused")
+    }
+
+    // Waited for with wait4, for its resident set.
+    #[allow(clippy::zombie_processes)]
+    fn run_hoist(&mut self, args: &[&str], dir: &str, version: &str) -> Run {
+        let config = self.config(dir, version);
+        let started = Instant::now();
+        let wall = chrono::Utc::now();
+        // BENCH_WRAP: a profiler to run hoist under (e.g. "heaptrack -o /tmp/h").
+        let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
+        let mut wrap = wrap.split_whitespace();
+        let mut command = match wrap.next() {
+            Some(tool) => {
+                let mut c = Command::new(tool);
+                c.args(wrap).arg(&self.hoist);
+                c
+            }
+            None => Command::new(&self.hoist),
+        };
+        let mut child = command
+            .current_dir(&self.work)
+            .args(args)
+            .arg("-c")
+            .arg(&config)
+            .env_remove("SSH_AUTH_SOCK")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let err = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let mut out = String::new();
+        stdout.read_to_string(&mut out).unwrap();
+        let (status, rss_kb, cpu) = wait4(child.id());
+        let took = started.elapsed();
+        self.max_rss_kb = self.max_rss_kb.max(rss_kb);
+        assert!(
+            status == 0,
+            "hoist {args:?} failed ({status}): {}",
+            err.join().unwrap()
+        );
+        Run {
+            took,
+            cpu,
+            phases: phases(wall, &out),
+            sent: bytes_sent(&out),
+        }
+    }
+
+    /// Rewrites file 0 of the tree (same size, new bytes).
+    fn change_one_file(&self, round: usize) {
+        let path = self.tree.join(file_name(0, self.files));
+        let mut data = std::fs::read(&path).unwrap();
+        let mut x = 0x5151_u64 + round as u64;
+        fill(&mut data, &mut x);
+        std::fs::write(path, data).unwrap();
+    }
+}
+
+/// Waits for `pid`; its exit status (or 128 + signal), largest resident
+/// set and CPU seconds.
+fn wait4(pid: u32) -> (i32, i64, f64) {
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our child, not yet waited for; the pointers are valid.
+    let got = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
+    assert_eq!(got, pid as i32, "wait4");
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
     };
-    println!(
-        "hoist phase medians: reach+probe {:.2}s, lock {:.2}s, wave {:.2}s, unlock+close {:.2}s; max RSS {} MB",
-        pick(|p| p.reach),
-        pick(|p| p.lock),
-        pick(|p| p.wave),
-        pick(|p| p.finish),
-        max_child_rss_kb() / 1024
-    );
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (
+        code,
+        usage.ru_maxrss,
+        secs(usage.ru_utime) + secs(usage.ru_stime),
+    )
+}
+
+/// The payload bytes sent: each host's last `upload_progress`, summed.
+fn bytes_sent(ndjson: &str) -> u64 {
+    let mut last = std::collections::HashMap::new();
+    for v in ndjson
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    {
+        if v["event"] == "upload_progress"
+            && let (Some(host), Some(bytes)) = (v["host"].as_str(), v["bytes"].as_u64())
+        {
+            last.insert(host.to_string(), bytes);
+        }
+    }
+    last.values().sum()
 }
 
 /// Seconds spent in each part of a hoist run.
@@ -115,7 +408,6 @@ impl std::fmt::Display for Phases {
 /// probe every host), → wave_started (preflight and lock), → wave_done,
 /// → summary (unlock, close).
 fn phases(started: chrono::DateTime<chrono::Utc>, ndjson: &str) -> Phases {
-    // The first of each event (one wave here), the last wave_done.
     let times = |event: &str| -> Vec<chrono::DateTime<chrono::Utc>> {
         ndjson
             .lines()
@@ -147,115 +439,45 @@ fn phases(started: chrono::DateTime<chrono::Utc>, ndjson: &str) -> Phases {
     }
 }
 
-/// The largest resident set of any child waited for so far: the hoist runs
-/// (every ssh of the baseline is far smaller).
-fn max_child_rss_kb() -> i64 {
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage fills the struct it is given; RUSAGE_CHILDREN is valid.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    usage.ru_maxrss
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
+fn file_name(i: usize, files: usize) -> String {
+    // A few levels of directories, as a real tree has.
+    format!("d{}/e{}/f{i}.bin", i % 7, i % (files / 20).max(1))
 }
 
-/// Incompressible content, so the tarball really is about `megabytes` big.
-fn make_tarball(path: &Path, megabytes: usize) {
-    let mut data = vec![0u8; megabytes * 1024 * 1024];
-    let mut x: u64 = 0x9E3779B97F4A7C15;
+/// Incompressible bytes (xorshift).
+fn fill(data: &mut [u8], x: &mut u64) {
     for chunk in data.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
         chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
     }
-    let file = std::fs::File::create(path).unwrap();
+}
+
+/// `files` files of incompressible bytes, `megabytes` in all.
+fn make_tree(dir: &Path, megabytes: usize, files: usize) {
+    let total = megabytes * 1024 * 1024;
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..files {
+        let size = total / files + usize::from(i < total % files);
+        let path = dir.join(file_name(i, files));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut data = vec![0u8; size];
+        fill(&mut data, &mut x);
+        std::fs::write(path, data).unwrap();
+    }
+}
+
+/// The baseline's tarball of the tree, packed as hoist packs it.
+fn pack(tree: &Path, tarball: &Path) {
+    let file = std::fs::File::create(tarball).unwrap();
     let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
-    let mut header = tar::Header::new_gnu();
-    header.set_size(data.len() as u64);
-    header.set_mode(0o644);
-    header.set_cksum();
-    tar.append_data(&mut header, "payload.bin", &data[..])
-        .unwrap();
+    tar.append_dir_all(".", tree).unwrap();
     tar.into_inner().unwrap().finish().unwrap().flush().unwrap();
-}
-
-fn baseline(
-    servers: &[Sshd],
-    key: &ClientKey,
-    known: &Path,
-    artifact: &Path,
-    round: usize,
-) -> Duration {
-    let started = Instant::now();
-    let children: Vec<_> = servers
-        .iter()
-        .map(|s| {
-            let dir = s.root.join(format!("baseline/{round}"));
-            Command::new("ssh")
-                .args(["-i"])
-                .arg(&key.path)
-                .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
-                .arg("-o")
-                .arg(format!("UserKnownHostsFile={}", known.display()))
-                .args(["-p", &s.port.to_string(), "127.0.0.1"])
-                .arg(format!("mkdir -p {0} && tar -xz -C {0}", dir.display()))
-                .stdin(std::fs::File::open(artifact).unwrap())
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for mut c in children {
-        assert!(c.wait().unwrap().success(), "baseline ssh failed");
-    }
-    started.elapsed()
-}
-
-fn with_hoist(
-    hoist: &Path,
-    work: &Path,
-    servers: &[Sshd],
-    key: &ClientKey,
-    known: &Path,
-    artifact: &Path,
-    round: usize,
-) -> (Duration, Phases) {
-    let mut toml = format!(
-        "[app]\nname = \"bench\"\ndeploy_to = \"/srv/bench\"\nkeep_releases = 2\n\n[ssh]\nuser = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"{}\"]\n\n[artifact]\npath = \"{}\"\nversion = \"r{round}\"\n\n[strategy]\ncanary = 0\nbatch = \"100%\"\nparallel = {}\n\n",
-        std::env::var("USER").unwrap_or_else(|_| "root".into()),
-        key.path.display(),
-        known.display(),
-        artifact.display(),
-        servers.len()
-    );
-    for (i, s) in servers.iter().enumerate() {
-        // A fresh deploy_to each round, so every round uploads.
-        toml.push_str(&format!(
-            "[hosts.h{i}]\naddress = \"127.0.0.1\"\nport = {}\ndeploy_to = \"{}\"\n",
-            s.port,
-            s.root.join(format!("hoist/{round}")).display()
-        ));
-    }
-    let config = work.join("deploy.toml");
-    std::fs::write(&config, toml).unwrap();
-    let started = Instant::now();
-    let wall = chrono::Utc::now();
-    let out = Command::new(hoist)
-        .current_dir(work)
-        .args(["deploy", "--yes", "--json", "-c"])
-        .arg(&config)
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .unwrap();
-    let elapsed = started.elapsed();
-    assert!(
-        out.status.success(),
-        "hoist deploy failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (elapsed, phases(wall, &String::from_utf8_lossy(&out.stdout)))
 }

@@ -34,8 +34,16 @@ pub struct Artifact {
     /// The label: `artifact.version`, or the first 12 hex of the content hash.
     pub version: String,
     upload: PathBuf,
+    /// The upload's bytes, read once and shared by every host, when small
+    /// enough (see [`SHARED_MAX`]).
+    shared: Option<bytes::Bytes>,
     _packed: Option<tempfile::TempPath>,
 }
+
+/// Uploads up to this size are read into memory once and every host sends
+/// the same bytes (250 hosts cost one copy, not 250 read buffers); larger
+/// ones are read from the file by each host, a chunk at a time.
+const SHARED_MAX: u64 = 64 * 1024 * 1024;
 
 impl Artifact {
     /// The file whose bytes go to every host.
@@ -43,9 +51,22 @@ impl Artifact {
         &self.upload
     }
 
-    /// Space a host needs for one more release: the upload and its unpacked copy.
+    /// Space a host needs for one more release: the unpacked copy (the
+    /// upload is unpacked as it streams in, never stored).
     pub fn needed_kb(&self) -> u64 {
-        (self.transfer_size + self.unpacked_size).div_ceil(1024) + 64
+        self.unpacked_size.div_ceil(1024) + 64
+    }
+
+    /// The bytes to send to one host.
+    pub fn input(&self) -> io::Result<crate::transport::Input> {
+        use crate::transport::Input;
+        match &self.shared {
+            Some(bytes) => Ok(Input::bytes(bytes.clone())),
+            None => {
+                let file = tokio::fs::File::from_std(File::open(self.upload_path())?);
+                Ok(Input::reader(file, self.transfer_size))
+            }
+        }
     }
 
     /// Reads, hashes and (if needed) packs the artifact. Blocking: call it
@@ -113,6 +134,11 @@ impl Artifact {
             );
         };
         let transfer_size = std::fs::metadata(&upload)?.len();
+        let shared = if transfer_size <= SHARED_MAX {
+            Some(bytes::Bytes::from(std::fs::read(&upload)?))
+        } else {
+            None
+        };
         let version = spec
             .version
             .clone()
@@ -125,6 +151,7 @@ impl Artifact {
             packing,
             version,
             upload,
+            shared,
             _packed: packed,
         })
     }

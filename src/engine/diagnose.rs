@@ -5,12 +5,11 @@
 //! and stays on the host as `.hoist/diagnostics/<release>`, where `hoist
 //! status --last-failure` reads it from any machine.
 
-use std::io::Cursor;
-
 use super::fleet::Node;
 use super::{Context, Failed};
 use crate::release::ReleaseId;
 use crate::report::{Diagnostic, Diagnostics, Event, Level, Phase};
+use crate::transport::Input;
 
 /// The most lines kept of one command's output: its last ones.
 const MAX_LINES: usize = 1000;
@@ -76,7 +75,7 @@ pub(crate) async fn collect(
         .must(
             "keeping the diagnostics",
             &node.layout.save_diagnostics(id),
-            Some(Box::new(Cursor::new(json))),
+            Some(Input::bytes(json)),
         )
         .await;
     if let Err(e) = saved

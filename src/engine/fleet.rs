@@ -15,7 +15,7 @@ use crate::release::ReleaseId;
 use crate::report::{Event, Phase};
 use crate::transport::local::LocalHost;
 use crate::transport::ssh::{ConnectRetry, SshHost};
-use crate::transport::{DEPLOY_SESSIONS, Output, Stdin, Transport, TransportError};
+use crate::transport::{DEPLOY_SESSIONS, Input, Output, Transport, TransportError};
 
 /// A connected host and what hoist knows of it.
 pub(crate) struct Node {
@@ -31,14 +31,14 @@ impl Node {
         &self.host.name
     }
 
-    pub(crate) async fn run(&self, script: &str, stdin: Option<Stdin>) -> Result<Output, Failure> {
+    pub(crate) async fn run(&self, script: &str, stdin: Option<Input>) -> Result<Output, Failure> {
         self.run_for(script, stdin, self.host.command_timeout).await
     }
 
     pub(crate) async fn run_for(
         &self,
         script: &str,
-        stdin: Option<Stdin>,
+        stdin: Option<Input>,
         timeout: Duration,
     ) -> Result<Output, Failure> {
         Ok(self.conn.exec(script, stdin, timeout).await?)
@@ -49,7 +49,7 @@ impl Node {
         &self,
         what: &str,
         script: &str,
-        stdin: Option<Stdin>,
+        stdin: Option<Input>,
     ) -> Result<Output, Failure> {
         self.must_within(what, script, stdin, self.host.command_timeout)
             .await
@@ -60,7 +60,7 @@ impl Node {
         &self,
         what: &str,
         script: &str,
-        stdin: Option<Stdin>,
+        stdin: Option<Input>,
         timeout: Duration,
     ) -> Result<Output, Failure> {
         let out = self.run_for(script, stdin, timeout).await?;

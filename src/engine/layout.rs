@@ -34,6 +34,8 @@ pub const TOOLS: &[&str] = &[
     "cat",
     "head",
     "tail",
+    "tee",
+    "mkfifo",
     "grep",
     "dirname",
 ];
@@ -63,7 +65,7 @@ impl Layout {
     }
 
     /// A run's temporary name in `.hoist/tmp`, as a shell word that expands
-    /// to its full path: `<id>.<token>`, to which `.part` or `.d` is added.
+    /// to its full path: `<id>.<token>`, to which `.d`, `.fifo` or `.sum` is added.
     /// The token names the run that owns the file (see [`Layout::lock`]).
     fn part(&self, id: &ReleaseId, token: &str) -> String {
         format!("\"$H/tmp/\"{}", q(&format!("{id}.{token}")))
@@ -177,16 +179,21 @@ fi
         )
     }
 
-    /// Receives the upload on stdin into a temporary file, verifies its
-    /// checksum, unpacks it under a temporary name and renames it to
-    /// `releases/<id>` only when whole: one round trip, and nothing half
-    /// written is ever left where a rollback could find it. Exits with a
-    /// [`ReceiveStep`] code when a step fails.
+    /// Receives the upload on stdin, hashing it while it is unpacked under
+    /// a temporary name (`tee` into a fifo that `sha256sum` reads: no copy
+    /// of the upload, not even its hash, is ever written, so a disk that
+    /// fills fails the unpack, not the hash), and renames it to `releases/<id>` only
+    /// when the hash matches; else the unpacked tree is removed. One round
+    /// trip, and nothing half written is ever left where a rollback could
+    /// find it. Exits with a [`ReceiveStep`] code when a step fails. Reads
+    /// its stdin to the end whatever happens (tar may stop before the
+    /// archive's padding; a failed tar leaves the rest to `cat`).
     ///
     /// No path reaches a tool as an argument it could reinterpret: the hash
     /// is read from stdin (`sha256sum FILE` escapes a name holding `\` or a
-    /// newline, and its hash with it), and tar reads stdin in the target
-    /// directory (GNU tar unescapes `-C` names: `a\b` is a backspace).
+    /// newline, and its hash with it), tar reads stdin in the target
+    /// directory (GNU tar unescapes `-C` names: `a\b` is a backspace), and
+    /// `tee` gets an absolute path.
     pub fn receive(
         &self,
         id: &ReleaseId,
@@ -202,14 +209,18 @@ fi
             r#"{head}
 P={part}
 R="$D/releases/{id}"
-trap 'rm -rf "$P.part" "$P.d"' EXIT
+trap 'rm -rf "$P.d" "$P.fifo"' EXIT
 trap 'exit 130' HUP INT TERM
-mkdir -p "$D/releases" "$H/tmp" "$H/sums" && cat > "$P.part" || exit {write}
-sum=$(sha256sum < "$P.part") || {{ echo "cannot hash the upload" >&2; exit {checksum}; }}
-sum=${{sum%% *}}
-if [ "$sum" != {transfer_sha} ]; then printf 'checksum mismatch: expected %s, got %s\n' {transfer_sha} "$sum" >&2; exit {checksum}; fi
 if [ -e "$R" ]; then printf '%s already exists\n' "$R" >&2; exit {exists}; fi
-mkdir "$P.d" && (cd "$P.d" && tar {flags} -) < "$P.part" || exit {unpack}
+mkdir -p "$D/releases" "$H/tmp" "$H/sums" && rm -rf "$P.d" "$P.fifo" && mkdir "$P.d" && mkfifo "$P.fifo" || exit {write}
+r=$(sha256sum < "$P.fifo" & h=$!
+  tee "$P.fifo" | (cd "$P.d" && tar {flags} - >&2; s=$?; cat > /dev/null; exit $s)
+  echo "unpacked=$?"; wait "$h"; echo "hashed=$?")
+set -f; sum=; unpacked=1; hashed=1
+for w in $r; do case $w in unpacked=*) unpacked=${{w#*=}} ;; hashed=*) hashed=${{w#*=}} ;; -) ;; *) sum=$w ;; esac; done
+[ "$hashed" = 0 ] || {{ echo "cannot hash the upload" >&2; exit {checksum}; }}
+if [ "$sum" != {transfer_sha} ]; then printf 'checksum mismatch: expected %s, got %s\n' {transfer_sha} "$sum" >&2; exit {checksum}; fi
+[ "$unpacked" = 0 ] || exit {unpack}
 printf '%s\n' {content_sha} > "$H/sums/{id}" && mv "$P.d" "$R" || exit {finish}
 "#,
             head = self.head(),
@@ -489,9 +500,10 @@ impl UnlockAnswer {
 /// transport reports for a cut connection) is not one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReceiveStep {
-    /// Storing the upload in `.hoist/tmp` (disk full while receiving).
+    /// Making room for the upload in `.hoist/tmp` (a temporary directory
+    /// and the fifo its hash is read from).
     Write = 2,
-    /// Hashing the stored upload, or its sha256 differs from the artifact's.
+    /// Hashing the upload, or its sha256 differs from the artifact's.
     Checksum = 3,
     /// `releases/<id>` already exists.
     Exists = 4,
@@ -541,7 +553,7 @@ impl ReceiveStep {
     /// What failed, for an error message.
     pub fn what(self) -> &'static str {
         match self {
-            ReceiveStep::Write => "storing the upload",
+            ReceiveStep::Write => "making room for the upload",
             ReceiveStep::Checksum => "verifying the upload's checksum",
             ReceiveStep::Exists => "the release already exists",
             ReceiveStep::Unpack => "unpacking the release",
@@ -916,9 +928,12 @@ mod tests {
             assert!(!deploy_to.join("releases").join(ID).exists(), "{at}");
             assert!(names(&deploy_to.join(".hoist/tmp")).is_empty(), "{at}");
 
+            // Unpacked whole, then removed: the hash decides, not tar.
             let code = receive(&upload, &sha(b"something else"));
             assert_eq!(step(code), Some(ReceiveStep::Checksum), "{at}");
             assert_eq!(step(code).unwrap().stage(), ReceiveStage::Verify, "{at}");
+            assert!(!deploy_to.join("releases").join(ID).exists(), "{at}");
+            assert!(names(&deploy_to.join(".hoist/tmp")).is_empty(), "{at}");
 
             // The content checksum cannot be recorded: the last step, not the upload.
             fs::create_dir_all(deploy_to.join(".hoist/sums").join(ID)).unwrap();

@@ -168,7 +168,7 @@ pub(crate) async fn prepare(ctx: &Context, node: &Node, id: &ReleaseId) -> Resul
     ctx.phase(node.name(), Phase::Link);
     for file in mine {
         let script = app_layout::write_file(&node.layout, &file.dest, file.mode);
-        let stdin = Box::new(std::io::Cursor::new(file.content.clone()));
+        let stdin = crate::transport::Input::bytes(file.content.clone());
         node.must(&format!("writing {}", file.dest), &script, Some(stdin))
             .await
             .map_err(at(Phase::Link))?;

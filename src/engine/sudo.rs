@@ -10,7 +10,6 @@
 //! and `SUDO_ASKPASS` in the hook's environment; `-S` needs neither.
 
 use std::fmt;
-use std::io::Cursor;
 
 use futures_util::future::join_all;
 
@@ -18,7 +17,7 @@ use super::Context;
 use super::app_layout::{self, BecomeAnswer};
 use super::fleet::Node;
 use super::preflight::Problem;
-use crate::transport::Stdin;
+use crate::transport::Input;
 
 /// Where a password may come from when there is no terminal.
 pub(crate) const PASSWORD_VAR: &str = "HOIST_BECOME_PASSWORD";
@@ -33,14 +32,14 @@ impl fmt::Debug for Password {
 }
 
 impl Password {
-    fn stdin(&self) -> Stdin {
-        Box::new(Cursor::new(format!("{}\n", self.0).into_bytes()))
+    fn stdin(&self) -> Input {
+        Input::bytes(format!("{}\n", self.0).into_bytes())
     }
 }
 
 /// `script` as the `become` user when the file sets one, with the stdin
 /// that carries the password (when this run has one).
-pub(crate) fn wrap(ctx: &Context, script: String) -> (String, Option<Stdin>) {
+pub(crate) fn wrap(ctx: &Context, script: String) -> (String, Option<Input>) {
     let Some(user) = &ctx.config.hooks.become_user else {
         return (script, None);
     };

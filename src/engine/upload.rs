@@ -1,12 +1,9 @@
 //! Getting a release onto a host: a local copy when the host already holds
 //! the same content, else the artifact streamed, verified and unpacked.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::fleet::Node;
@@ -15,6 +12,7 @@ use super::{Context, Failed, Failure};
 use crate::artifact::Artifact;
 use crate::release::ReleaseId;
 use crate::report::{Event, Level, Phase, Reporter};
+use crate::transport::Input;
 
 /// A release on this host made from the same content, if any.
 pub(crate) fn already_held(node: &Node, artifact: &Artifact) -> Option<ReleaseId> {
@@ -57,18 +55,51 @@ pub(crate) async fn deliver(
         return Ok(());
     }
     ctx.phase(node.name(), Phase::Upload);
-    let file = tokio::fs::File::open(artifact.upload_path())
-        .await
+    let payload = whole_artifact(node, artifact, id, &ctx.run_id)
         .map_err(|e| Failure::Other(format!("cannot read the artifact: {e}")).at(Phase::Upload))?;
-    let reader = Progress::new(ctx, node.name(), artifact.transfer_size, file);
-    let receive = node.layout.receive(
-        id,
-        &ctx.run_id,
-        artifact.packing,
-        &artifact.transfer_sha,
-        &artifact.content_sha,
-    );
-    let upload = node.must("receiving the upload", &receive, Some(Box::new(reader)));
+    send(ctx, node, payload, halt).await
+}
+
+/// What travels to a host for one release: a byte source, its size, and
+/// the host script that receives it (reading exactly that many bytes on
+/// its stdin, and exiting with a [`ReceiveStep`] code when a step fails).
+/// How the bytes travel is [`send`]'s business; what they are is the
+/// payload's: the whole artifact here, other sources (a delta, a pull
+/// from a URL) plug in the same way.
+pub(crate) struct Payload {
+    pub input: Input,
+    pub receive: String,
+}
+
+/// The whole artifact, verified and unpacked on the host as it streams in.
+pub(crate) fn whole_artifact(
+    node: &Node,
+    artifact: &Artifact,
+    id: &ReleaseId,
+    run_id: &str,
+) -> std::io::Result<Payload> {
+    Ok(Payload {
+        input: artifact.input()?,
+        receive: node.layout.receive(
+            id,
+            run_id,
+            artifact.packing,
+            &artifact.transfer_sha,
+            &artifact.content_sha,
+        ),
+    })
+}
+
+/// Sends `payload` to the host through its one session, with progress
+/// events, until the host's script ends (or the run halts).
+pub(crate) async fn send(
+    ctx: &Context,
+    node: &Node,
+    payload: Payload,
+    halt: &CancellationToken,
+) -> Result<(), Failed> {
+    let input = progress(ctx, node.name(), payload.input);
+    let upload = node.must("receiving the upload", &payload.receive, Some(input));
     let result = tokio::select! {
         r = upload => r,
         _ = halt.cancelled() => Err(if ctx.cancel.is_cancelled() { Failure::Interrupted } else { Failure::Halted }),
@@ -104,64 +135,33 @@ fn in_its_step(failure: Failure) -> Failed {
     }
 }
 
-/// Counts bytes as they are read and reports them, a few times a second.
-struct Progress<R> {
-    reporter: Arc<dyn Reporter>,
-    host: String,
-    total: u64,
-    sent: u64,
-    last: Instant,
-    done: bool,
-    inner: R,
-}
-
-impl<R> Progress<R> {
-    fn new(ctx: &Context, host: &str, total: u64, inner: R) -> Self {
-        Progress {
-            reporter: ctx.reporter.clone(),
-            host: host.to_string(),
-            total,
-            sent: 0,
-            last: Instant::now(),
-            done: false,
-            inner,
+/// Counts bytes as they are sent and reports them, a few times a second;
+/// once all are sent, the host is unpacking.
+fn progress(ctx: &Context, host: &str, input: Input) -> Input {
+    let reporter: Arc<dyn Reporter> = ctx.reporter.clone();
+    let host = host.to_string();
+    let total = input.len;
+    let mut sent = 0u64;
+    let mut last = Instant::now();
+    input.inspect(move |chunk| {
+        sent += chunk.len() as u64;
+        if sent >= total {
+            reporter.event(&Event::UploadProgress {
+                host: host.clone(),
+                bytes: sent,
+                total: Some(total),
+            });
+            reporter.event(&Event::HostPhase {
+                host: host.clone(),
+                phase: Phase::Unpack,
+            });
+        } else if last.elapsed() >= Duration::from_millis(100) {
+            last = Instant::now();
+            reporter.event(&Event::UploadProgress {
+                host: host.clone(),
+                bytes: sent,
+                total: Some(total),
+            });
         }
-    }
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Progress<R> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = poll {
-            let read = buf.filled().len() - before;
-            this.sent += read as u64;
-            if read == 0 && buf.remaining() > 0 && !this.done {
-                // End of the artifact: the host now verifies and unpacks it.
-                this.done = true;
-                this.reporter.event(&Event::UploadProgress {
-                    host: this.host.clone(),
-                    bytes: this.sent,
-                    total: Some(this.total),
-                });
-                this.reporter.event(&Event::HostPhase {
-                    host: this.host.clone(),
-                    phase: Phase::Unpack,
-                });
-            } else if read > 0 && this.last.elapsed() >= Duration::from_millis(100) {
-                this.last = Instant::now();
-                this.reporter.event(&Event::UploadProgress {
-                    host: this.host.clone(),
-                    bytes: this.sent,
-                    total: Some(this.total),
-                });
-            }
-        }
-        poll
-    }
+    })
 }

@@ -7,12 +7,13 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-use super::{Chunk, Output, Stdin, Stream, Transport, TransportError};
+use super::{Chunk, Input, Output, Stream, Transport, TransportError};
 
 /// How long a stopped command has after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -39,7 +40,7 @@ impl Transport for LocalHost {
     async fn exec(
         &self,
         script: &str,
-        stdin: Option<Stdin>,
+        stdin: Option<Input>,
         timeout: Duration,
     ) -> Result<Output, TransportError> {
         let mut child = Command::new("sh")
@@ -60,10 +61,15 @@ impl Transport for LocalHost {
         let feed = {
             let pipe = child.stdin.take();
             async move {
-                if let (Some(mut reader), Some(mut pipe)) = (stdin, pipe) {
+                if let (Some(input), Some(mut pipe)) = (stdin, pipe) {
                     // A command that stops reading early is its own failure,
-                    // reported by its exit status.
-                    let _ = tokio::io::copy(&mut reader, &mut pipe).await;
+                    // reported by its exit status; so is a short input.
+                    let mut chunks = input.exact();
+                    while let Some(Ok(chunk)) = chunks.next().await {
+                        if pipe.write_all(&chunk).await.is_err() {
+                            break;
+                        }
+                    }
                     let _ = pipe.shutdown().await;
                 }
             }
@@ -194,7 +200,7 @@ mod tests {
         let out = host
             .exec(
                 "cat; echo err >&2; exit 3",
-                Some(Box::new(&b"hello"[..])),
+                Some(Input::bytes(&b"hello"[..])),
                 Duration::from_secs(5),
             )
             .await

@@ -7,7 +7,9 @@ pub mod ssh;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::io::{AsyncRead, AsyncWrite};
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{self, BoxStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +34,7 @@ impl Output {
     }
 }
 
-/// Bytes fed to a remote command's standard input.
+/// A reader of bytes (an artifact file, a test's data).
 pub type Stdin = Box<dyn AsyncRead + Send + Unpin>;
 
 /// Output of a streamed command, as it arrives.
@@ -40,6 +42,94 @@ pub type Stdin = Box<dyn AsyncRead + Send + Unpin>;
 pub enum Chunk {
     Stdout(Vec<u8>),
     Stderr(Vec<u8>),
+}
+
+/// Size of the chunks an [`Input`] read from a reader comes in: a few big
+/// channel writes per window, and little memory per host.
+const CHUNK: usize = 64 * 1024;
+
+/// What a remote command reads on its standard input: exactly `len` bytes,
+/// in chunks as they become available. The length is known up front so
+/// that the host can read exactly that many from a stream that carries
+/// commands too (see `ssh::shell`); a source that ends early or runs long
+/// fails the command instead of shifting what follows.
+pub struct Input {
+    pub chunks: BoxStream<'static, std::io::Result<Bytes>>,
+    pub len: u64,
+}
+
+impl Input {
+    /// Bytes held in memory; every host may share the same ones (a `Bytes`
+    /// clone is a reference, and chunks are slices of it, never copies).
+    pub fn bytes(data: impl Into<Bytes>) -> Input {
+        let data: Bytes = data.into();
+        let len = data.len() as u64;
+        let chunks = (0..data.len())
+            .step_by(CHUNK)
+            .map(move |at| Ok(data.slice(at..(at + CHUNK).min(data.len()))));
+        Input {
+            chunks: Box::pin(stream::iter(chunks)),
+            len,
+        }
+    }
+
+    /// `len` bytes read from `reader` a chunk at a time (a file streamed to
+    /// each host without holding it in memory).
+    pub fn reader(reader: impl AsyncRead + Send + Unpin + 'static, len: u64) -> Input {
+        let chunks = stream::try_unfold(reader, |mut reader| async move {
+            let mut chunk = BytesMut::with_capacity(CHUNK);
+            while chunk.len() < CHUNK {
+                if reader.read_buf(&mut chunk).await? == 0 {
+                    break;
+                }
+            }
+            Ok((!chunk.is_empty()).then(|| (chunk.freeze(), reader)))
+        });
+        Input {
+            chunks: Box::pin(chunks),
+            len,
+        }
+    }
+
+    /// The chunks, cut at `len` bytes; a source that ends before is an error.
+    pub fn exact(self) -> BoxStream<'static, std::io::Result<Bytes>> {
+        use futures_util::StreamExt;
+        let len = self.len;
+        let state = (self.chunks, 0u64);
+        Box::pin(stream::try_unfold(
+            state,
+            move |(mut chunks, sent)| async move {
+                if sent == len {
+                    return Ok(None);
+                }
+                match chunks.next().await {
+                    Some(chunk) => {
+                        let mut chunk = chunk?;
+                        chunk.truncate((len - sent).min(chunk.len() as u64) as usize);
+                        let sent = sent + chunk.len() as u64;
+                        Ok(Some((chunk, (chunks, sent))))
+                    }
+                    None => Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("the input ended after {sent} of its {len} bytes"),
+                    )),
+                }
+            },
+        ))
+    }
+
+    /// The chunks, each passed to `seen` on its way (progress, counting).
+    pub fn inspect(self, mut seen: impl FnMut(&Bytes) + Send + 'static) -> Input {
+        use futures_util::StreamExt;
+        Input {
+            chunks: Box::pin(self.chunks.inspect(move |chunk| {
+                if let Ok(chunk) = chunk {
+                    seen(chunk);
+                }
+            })),
+            len: self.len,
+        }
+    }
 }
 
 /// A bidirectional byte stream (e.g. a direct-tcpip channel).
@@ -53,7 +143,7 @@ pub trait Transport: Send + Sync {
     async fn exec(
         &self,
         script: &str,
-        stdin: Option<Stdin>,
+        stdin: Option<Input>,
         timeout: Duration,
     ) -> Result<Output, TransportError>;
 
@@ -89,9 +179,9 @@ pub trait Transport: Send + Sync {
     }
 }
 
-/// Sessions a deploy holds on one host at once: the persistent shell and
-/// the upload's channel.
-pub const DEPLOY_SESSIONS: usize = 2;
+/// Sessions a deploy holds on one host at once: the persistent shell, which
+/// carries the upload too.
+pub const DEPLOY_SESSIONS: usize = 1;
 
 /// Failures of the connection itself, typed because the engine acts on them.
 #[derive(Debug, thiserror::Error)]

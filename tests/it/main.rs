@@ -16,3 +16,4 @@ mod rollout_ssh;
 mod ssh_transport;
 mod three_am;
 mod transport_faults;
+mod upload_ssh;

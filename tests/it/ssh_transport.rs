@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::support::sshd::{Agent, ClientKey, Sshd, current_user};
 use hoist::config::{HostKeyChecking, JumpHost, SshTarget};
 use hoist::transport::ssh::{SshContext, SshContextOptions, SshHost};
-use hoist::transport::{Output, Transport, TransportError};
+use hoist::transport::{Input, Output, Transport, TransportError};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -142,11 +142,7 @@ async fn stdin_of_several_megabytes_round_trips_exactly() {
         file.display()
     );
     let out = host
-        .exec(
-            &script,
-            Some(Box::new(std::io::Cursor::new(data.clone()))),
-            MINUTE,
-        )
+        .exec(&script, Some(Input::bytes(data.clone())), MINUTE)
         .await
         .unwrap();
     assert!(out.success(), "{}", out.stderr_str());
@@ -163,7 +159,7 @@ async fn a_command_that_ignores_its_stdin_still_finishes() {
     let host = f.connect().await;
     let data = noise(8 * 1024 * 1024);
     let out = host
-        .exec("exit 7", Some(Box::new(std::io::Cursor::new(data))), MINUTE)
+        .exec("exit 7", Some(Input::bytes(data)), MINUTE)
         .await
         .unwrap();
     assert_eq!(out.code, Some(7));
@@ -183,7 +179,7 @@ async fn upload_of_10_mb_is_fast() {
     let script = format!("cat > '{}'", file.display());
     let started = Instant::now();
     let out = host
-        .exec(&script, Some(Box::new(std::io::Cursor::new(data))), MINUTE)
+        .exec(&script, Some(Input::bytes(data)), MINUTE)
         .await
         .unwrap();
     let took = started.elapsed();
@@ -823,14 +819,14 @@ impl Proxy {
     }
 }
 
-// The persistent shell: commands without stdin run in one long-lived `sh`
-// per host. A command with stdin (even empty) gets a channel of its own,
-// which is what every command got before; `both_ways` compares the two.
+// The persistent shell: commands run in one long-lived `sh` per host.
+// `exec_alone` runs one on a channel of its own, which is what every
+// command got before; `both_ways` compares the two.
 
 /// Runs `script` on a channel of its own (the reference) and in the shell.
 async fn both_ways(host: &SshHost, script: &str) -> (Output, Output) {
     let own = host
-        .exec(script, Some(Box::new(tokio::io::empty())), MINUTE)
+        .exec_alone(script, None, MINUTE)
         .await
         .expect("exec on its own channel");
     let shell = run(host, script).await;
@@ -1006,23 +1002,54 @@ async fn sequential_commands_share_one_session() {
     assert_eq!(f.sshd.sessions_started(), 1, "{log}");
 }
 
+/// Issue 9, item 1: the upload travels in the persistent shell, after its
+/// command, so a host costs one session (and one login) however many
+/// commands and uploads it gets; the shell goes on afterwards.
 #[tokio::test]
-async fn uploads_get_a_channel_of_their_own() {
+async fn uploads_ride_the_one_session() {
     let f = Fixture::new();
     let host = f.connect().await;
     run(&host, "true").await;
-    let data = noise(100_000);
+    for size in [100_000, 0, 3 * 1024 * 1024 + 7] {
+        let data = noise(size);
+        let out = host
+            .exec("sha256sum", Some(Input::bytes(data.clone())), MINUTE)
+            .await
+            .unwrap();
+        assert!(out.stdout_str().starts_with(&sha256_hex(&data)), "{out:?}");
+        assert_eq!(run(&host, "echo after").await.stdout_str(), "after\n");
+    }
+    // A command that reads none of its input, or part of it.
+    let data = noise(1_000_000);
     let out = host
         .exec(
-            "sha256sum",
-            Some(Box::new(std::io::Cursor::new(data.clone()))),
+            "head -c 10 >/dev/null; exit 4",
+            Some(Input::bytes(data)),
             MINUTE,
         )
         .await
         .unwrap();
-    assert!(out.stdout_str().starts_with(&sha256_hex(&data)));
-    run(&host, "true").await;
-    assert_eq!(f.sshd.sessions_started(), 2, "{}", f.sshd.log());
+    assert_eq!(out.code, Some(4));
+    assert_eq!(run(&host, "echo after").await.stdout_str(), "after\n");
+    host.close().await;
+    let log = wait_for_log(&f.sshd, "Connection closed");
+    assert_eq!(f.sshd.sessions_started(), 1, "{log}");
+}
+
+/// An input that ends before its announced length cannot complete: the
+/// command fails, and the shell is abandoned rather than left waiting for
+/// bytes (the next command gets a new one).
+#[tokio::test]
+async fn an_input_shorter_than_announced_fails_the_command_not_the_host() {
+    let f = Fixture::new();
+    let host = f.connect().await;
+    let short = Input::reader(std::io::Cursor::new(vec![b'x'; 1000]), 5000);
+    let err = host
+        .exec("cat >/dev/null", Some(short), MINUTE)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("1000 of its 5000"), "{err}");
+    assert_eq!(run(&host, "echo next").await.stdout_str(), "next\n");
 }
 
 #[tokio::test]
@@ -1214,16 +1241,20 @@ async fn timing_of_twenty_sequential_empty_commands() {
     for (way, own_channel) in [("own channel", true), ("shell", false)].repeat(2) {
         let started = Instant::now();
         for _ in 0..20 {
-            let input: Option<hoist::transport::Stdin> =
-                own_channel.then(|| Box::new(tokio::io::empty()) as _);
-            assert!(host.exec("true", input, MINUTE).await.unwrap().success());
+            let out = match own_channel {
+                true => host.exec_alone("true", None, MINUTE).await,
+                false => host.exec("true", None, MINUTE).await,
+            };
+            assert!(out.unwrap().success());
         }
         eprintln!("20 x exec(\"true\"), {way}: {:?}", started.elapsed());
     }
 }
 
-/// Issue 13, finding 5: a host whose sshd allows one session at a time
-/// passed `check` and then refused every upload.
+/// Issue 13, finding 5: a host whose sshd allows fewer sessions than a
+/// deploy holds fails the check. Since issue 9 a deploy holds one (the
+/// persistent shell carries the uploads): `MaxSessions 1` is enough, and
+/// only a host that grants none fails.
 #[tokio::test]
 async fn a_host_granting_fewer_sessions_than_a_deploy_holds_fails_the_check() {
     let key = ClientKey::ed25519();
@@ -1234,10 +1265,11 @@ async fn a_host_granting_fewer_sessions_than_a_deploy_holds_fails_the_check() {
     let dir = tempfile::tempdir().unwrap();
     let known_hosts = dir.path().join("known_hosts");
     let needed = hoist::transport::DEPLOY_SESSIONS;
+    assert_eq!(needed, 1);
 
-    let one = Sshd::start_with(&[&key], &options(1));
-    std::fs::write(&known_hosts, one.known_hosts_line() + "\n").unwrap();
-    let host = SshHost::connect(&target(one.port, &[&key.path], &known_hosts), &no_agent())
+    let none = Sshd::start_with(&[&key], &options(0));
+    std::fs::write(&known_hosts, none.known_hosts_line() + "\n").unwrap();
+    let host = SshHost::connect(&target(none.port, &[&key.path], &known_hosts), &no_agent())
         .await
         .unwrap();
     let err = host.check_sessions(needed).await.unwrap_err();
@@ -1245,34 +1277,30 @@ async fn a_host_granting_fewer_sessions_than_a_deploy_holds_fails_the_check() {
         matches!(
             err,
             TransportError::TooFewSessions {
-                granted: 1,
-                needed: 2,
+                granted: 0,
+                needed: 1,
                 ..
             }
         ),
         "{err}"
     );
     assert!(err.to_string().contains("MaxSessions"), "{err}");
-    // Commands still run, one at a time.
-    assert_eq!(run(&host, "echo ok").await.stdout_str(), "ok\n");
 
-    // Two is enough, with the shell already running, and checking twice holds nothing back.
-    let two = Sshd::start_with(&[&key], &options(2));
-    std::fs::write(&known_hosts, two.known_hosts_line() + "\n").unwrap();
-    let host = SshHost::connect(&target(two.port, &[&key.path], &known_hosts), &no_agent())
+    // One is enough, checking twice holds nothing back, and uploads and
+    // commands share it.
+    let one = Sshd::start_with(&[&key], &options(1));
+    std::fs::write(&known_hosts, one.known_hosts_line() + "\n").unwrap();
+    let host = SshHost::connect(&target(one.port, &[&key.path], &known_hosts), &no_agent())
         .await
         .unwrap();
-    run(&host, "true").await;
     host.check_sessions(needed).await.unwrap();
+    run(&host, "true").await;
     host.check_sessions(needed).await.unwrap();
     let data = noise(1_000_000);
     let out = host
-        .exec(
-            "sha256sum",
-            Some(Box::new(std::io::Cursor::new(data.clone()))),
-            MINUTE,
-        )
+        .exec("sha256sum", Some(Input::bytes(data.clone())), MINUTE)
         .await
         .unwrap();
     assert!(out.stdout_str().starts_with(&sha256_hex(&data)), "{out:?}");
+    assert_eq!(run(&host, "echo ok").await.stdout_str(), "ok\n");
 }

@@ -3,15 +3,11 @@
 
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use russh::client::Msg;
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
-use tokio::io::AsyncReadExt;
 
-use crate::transport::{Output, Stdin};
-
-/// Read size for stdin: large enough that an upload is a few big writes, not
-/// many small ones; memory stays bounded by this and the SSH window.
-const STDIN_CHUNK: usize = 64 * 1024;
+use crate::transport::{Input, Output};
 
 pub enum Failure {
     /// The server would not run the command.
@@ -29,7 +25,7 @@ pub enum Failure {
 pub async fn run(
     channel: Channel<Msg>,
     command: String,
-    stdin: Option<Stdin>,
+    stdin: Option<Input>,
 ) -> Result<Output, Failure> {
     let (mut rx, tx) = channel.split();
     let tx = Arc::new(tx);
@@ -55,20 +51,12 @@ pub async fn run(
 
 /// Streams stdin to the channel, then sends EOF. A command that exits without
 /// reading all of its input is not an error here: its exit status says what happened.
-async fn feed(tx: &ChannelWriteHalf<Msg>, stdin: Option<Stdin>) -> Result<(), Failure> {
-    if let Some(mut stdin) = stdin {
-        loop {
-            let mut chunk = Vec::with_capacity(STDIN_CHUNK);
-            let n = (&mut stdin)
-                .take(STDIN_CHUNK as u64)
-                .read_to_end(&mut chunk)
-                .await
-                .map_err(Failure::Stdin)?;
-            if n == 0 {
-                break;
-            }
+async fn feed(tx: &ChannelWriteHalf<Msg>, stdin: Option<Input>) -> Result<(), Failure> {
+    if let Some(stdin) = stdin {
+        let mut chunks = stdin.exact();
+        while let Some(chunk) = chunks.next().await {
             // Waits for the server's window: this is the backpressure.
-            if tx.data_bytes(chunk).await.is_err() {
+            if tx.data_bytes(chunk.map_err(Failure::Stdin)?).await.is_err() {
                 return Ok(());
             }
         }

@@ -16,8 +16,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// `@N:ready` on both streams ends whatever the login shell's rc files print,
 /// and nothing is sent to the shell before both arrived, so rc files cannot
 /// read our commands. `setsid` is required: see [`RUN`].
+///
+/// The shell reads its commands itself, with `read` (which takes a pipe one
+/// byte at a time, so that a command reading stdin gets exactly what
+/// follows its text, as an upload must; `sh -s` reads ahead). It runs only
+/// what comes framed with the shell's nonce, each line `@N <text>` and then
+/// `@N:run`; any other line ends it (exit 101): should a payload's bytes
+/// ever be read as input, the shell dies instead of running them. The text
+/// holds no backslash and no newline, for fish's sake (the login shell
+/// quotes it); `n` is a newline made without either.
 const START: &str = "exec sh -c 'command -v setsid >/dev/null 2>&1 || exit 100; \
-                     echo @N:ready; echo @N:ready >&2; exec sh -s'";
+                     n=$(echo; echo x); n=${n%x}; c=; \
+                     echo @N:ready; echo @N:ready >&2; \
+                     while IFS= read -r l; do case $l in \
+                     \"@N \"*) c=\"$c${l#@N }$n\" ;; \
+                     @N:run) eval \"$c\"; c= ;; \
+                     *) exit 101 ;; esac; done'";
 
 /// One command. `sh -c @SCRIPT` runs in a session of its own (`setsid`), so
 /// killing its process group on a timeout kills it and its children, as sshd's
@@ -30,7 +44,16 @@ const START: &str = "exec sh -c 'command -v setsid >/dev/null 2>&1 || exit 100; 
 /// output open delays the end, as sshd delays the channel's close), and
 /// nothing a command leaves behind can write into the next command's output.
 /// The status comes back through fd 5, the command substitution.
-const RUN: &str = r#"{ rc=$({ { { setsid sh -c 'printf "%s %d\n" @N:pid "$$"; exec sh -c "$1"' sh @SCRIPT </dev/null 2>&7 3>&- 5>&- 7>&-; echo $? >&5; } | cat >&3 5>&- 7>&-; } 7>&1 | cat >&2 3>&- 5>&-; } 5>&1); printf '\n%s %s\n' @N:end "$rc"; printf '\n%s\n' @N:end >&2; } 3>&1
+///
+/// Its stdin is `/dev/null`, or with an input of N bytes (`@HEAD`) a pipe
+/// from `head -c N`, which takes exactly the N bytes that follow the
+/// command's text in the shell's own input: whatever the script does with
+/// them (reads them all, stops early, dies), the `cat` after it drains that
+/// pipe (`@DRAIN`), so the end markers come only once all N bytes are read
+/// and the shell's next read starts at the next command. (hoist sends
+/// nothing after the N bytes until the end markers arrived, so even a
+/// `head` that reads ahead, as busybox's does, finds no more.)
+const RUN: &str = r#"@HEAD{ rc=$({ { { setsid sh -c 'printf "%s %d\n" @N:pid "$$"; exec sh -c "$1"' sh @SCRIPT @STDIN2>&7 3>&- 5>&- 7>&-; echo $? >&5;@DRAIN } | cat >&3 5>&- 7>&-; } 7>&1 | cat >&2 3>&- 5>&-; } 5>&1); printf '\n%s %s\n' @N:end "$rc"; printf '\n%s\n' @N:end >&2; } 3>&1
 "#;
 
 /// Per-command random marker; see the module docs.
@@ -56,10 +79,34 @@ pub fn start(nonce: &Nonce) -> String {
     START.replace("@N", &nonce.0)
 }
 
-/// What the shell is sent to run `quoted` (a script quoted as one sh word).
-pub fn run(nonce: &Nonce, quoted: &str) -> String {
+/// The command that runs `quoted` (a script quoted as one sh word), with an
+/// input of `input` bytes or none.
+pub fn run(nonce: &Nonce, quoted: &str, input: Option<u64>) -> String {
+    let (head, stdin, drain) = match input {
+        Some(len) => (
+            format!("head -c {len} 2>/dev/null | "),
+            "",
+            " cat >/dev/null;",
+        ),
+        None => (String::new(), "</dev/null ", ""),
+    };
     // The script goes in last, so nothing in it is ever replaced.
-    RUN.replace("@N", &nonce.0).replace("@SCRIPT", quoted)
+    RUN.replace("@HEAD", &head)
+        .replace("@STDIN", stdin)
+        .replace("@DRAIN", drain)
+        .replace("@N", &nonce.0)
+        .replace("@SCRIPT", quoted)
+}
+
+/// What the shell started with `key` ([`start`]) is sent to run `command`:
+/// each line framed with the key, then the line that runs them.
+pub fn input(key: &Nonce, command: &str) -> String {
+    let mut framed = String::with_capacity(command.len() * 2);
+    for line in command.strip_suffix('\n').unwrap_or(command).split('\n') {
+        framed.push_str(&format!("{} {line}\n", key.0));
+    }
+    framed.push_str(&format!("{}\n", key.marker("run")));
+    framed
 }
 
 /// The `ready` line on one stream of a starting shell: true once it arrived,
@@ -307,9 +354,91 @@ mod tests {
 
     #[test]
     fn the_script_is_inserted_verbatim_and_last() {
-        let text = run(&nonce(), "'@N @SCRIPT'");
+        let text = run(&nonce(), "'@N @SCRIPT'", None);
         assert!(text.contains(" sh '@N @SCRIPT' </dev/null"), "{text}");
         assert!(text.ends_with("} 3>&1\n"));
         assert!(!text.contains("@N:"));
+        let text = run(&nonce(), "'@HEAD'", Some(42));
+        assert!(text.starts_with("head -c 42 2>/dev/null | {"), "{text}");
+        assert!(text.contains(" sh '@HEAD' 2>&7"), "{text}");
+        assert!(text.contains("echo $? >&5; cat >/dev/null; }"), "{text}");
+    }
+
+    #[test]
+    fn every_line_of_a_command_is_framed_with_the_key() {
+        let framed = input(&nonce(), "a\n'b\n\nc'\n");
+        assert_eq!(
+            framed,
+            "hoistN a\nhoistN 'b\nhoistN \nhoistN c'\nhoistN:run\n"
+        );
+    }
+
+    /// The shell `START` runs, fed by hand as the channel would feed it
+    /// (dash, and busybox when installed): a command's input is read
+    /// exactly, whatever the command does with it, and input that is not
+    /// framed with the key ends the shell instead of running.
+    #[test]
+    fn the_shell_reads_inputs_exactly_and_runs_only_framed_commands() {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let key = Nonce::new();
+        let mut shells = vec![vec!["sh"]];
+        if Command::new("busybox")
+            .arg("true")
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            shells.push(vec!["busybox", "sh"]);
+        }
+        for shell in shells {
+            let dir = tempfile::tempdir().unwrap();
+            let owned = dir.path().join("owned");
+            let hostile = format!("touch '{}';\n", owned.display()).repeat(2000);
+            let mut wire = String::new();
+            // Stops reading at once; then reads half and dies; then reads all.
+            for script in [
+                "exit 3",
+                "head -c 100 >/dev/null; kill -9 $$",
+                "cat >/dev/null",
+            ] {
+                let command = run(
+                    &Nonce::new(),
+                    &shlex::try_quote(script).unwrap(),
+                    Some(hostile.len() as u64),
+                );
+                wire += &input(&key, &command);
+                wire += &hostile;
+            }
+            wire += &input(&key, &run(&Nonce::new(), "'echo still framed'", None));
+            // Unframed: the shell ends here.
+            wire += &hostile;
+            wire += &input(&key, &run(&Nonce::new(), "'echo too late'", None));
+            let mut child = Command::new(shell[0])
+                .args(&shell[1..])
+                .arg("-c")
+                .arg(start(&key))
+                .current_dir(dir.path())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            let writer = std::thread::spawn(move || {
+                let _ = stdin.write_all(wire.as_bytes());
+            });
+            let out = child.wait_with_output().unwrap();
+            writer.join().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(!owned.exists(), "{shell:?}: the payload ran: {stdout}");
+            assert_eq!(out.status.code(), Some(101), "{shell:?}: {stdout}");
+            assert!(stdout.contains("still framed"), "{shell:?}: {stdout}");
+            assert!(!stdout.contains("too late"), "{shell:?}: {stdout}");
+            let statuses: Vec<&str> = stdout.lines().filter(|l| l.contains(":end ")).collect();
+            assert_eq!(statuses.len(), 4, "{shell:?}: {stdout}");
+            assert!(statuses[0].ends_with(":end 3"), "{shell:?}: {stdout}");
+            assert!(statuses[1].ends_with(":end 137"), "{shell:?}: {stdout}");
+            assert!(statuses[2].ends_with(":end 0"), "{shell:?}: {stdout}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The SSH transport, on russh: one authenticated connection per host for the
-//! whole run. Commands without stdin run one at a time in a persistent shell
-//! (`shell`), so the login shell starts once per host; uploads, and commands
-//! while the shell is busy, each get a session channel of their own (`exec`).
+//! whole run. Commands run one at a time in a persistent shell (`shell`),
+//! uploads included, so the login shell starts once per host and a run
+//! holds one session per host; commands while the shell is busy each get a
+//! session channel of their own (`exec`).
 //!
 //! Order on connect: the jump hosts, if any (`jump`), each connected like a
 //! host; then TCP (or a channel through the last jump host), the handshake
@@ -43,7 +44,7 @@ use self::host_key::{Client, HostKeyPolicy};
 use self::jump::{Bastion, Bastions};
 use self::link::{CutUnlessKept, Link};
 use self::shell::{Ran, Reach, Shell, Slot};
-use super::{Chunk, Output, Stdin, Stream, Transport, TransportError};
+use super::{Chunk, Input, Output, Stream, Transport, TransportError};
 use crate::config::SshTarget;
 
 /// OpenSSH's default `MaxSessions`: more concurrent commands than this on one
@@ -251,6 +252,12 @@ impl SshHost {
     }
 }
 
+/// Where a command went: run in the persistent shell, or to run elsewhere.
+enum InShell {
+    Ran(Result<Output, TransportError>),
+    Elsewhere(Option<Input>),
+}
+
 /// An authenticated connection, with where its end reason will be and its socket's handle.
 struct Session {
     handle: Handle<Client>,
@@ -333,45 +340,72 @@ async fn authenticated_session(
 }
 
 impl SshHost {
-    /// Runs a command in the persistent shell, starting it if needed; `None`
-    /// when the command should get a channel of its own instead (the shell
-    /// is busy, this host cannot have one, or it died before the command began).
-    async fn exec_in_shell(&self, quoted: &str) -> Option<Result<Output, TransportError>> {
-        let mut slot = self.shell.try_lock().ok()?;
+    /// Runs a command in the persistent shell, starting it if needed;
+    /// `Elsewhere` when the command should get a channel of its own instead
+    /// (the shell is busy, this host cannot have one, or it died before the
+    /// command began), with its input.
+    async fn exec_in_shell(&self, quoted: &str, input: Option<Input>) -> InShell {
+        let Ok(mut slot) = self.shell.try_lock() else {
+            return InShell::Elsewhere(input);
+        };
         let mut shell = match std::mem::take(&mut *slot) {
             Slot::Idle(shell) => *shell,
             Slot::Empty => match Shell::start(&self.reach()).await {
                 Some(shell) => shell,
-                None if self.is_gone() => return Some(Err(self.lost_connection())),
+                None if self.is_gone() => return InShell::Ran(Err(self.lost_connection())),
                 None => {
                     *slot = Slot::Unavailable;
-                    return None;
+                    return InShell::Elsewhere(input);
                 }
             },
             Slot::Unavailable => {
                 *slot = Slot::Unavailable;
-                return None;
+                return InShell::Elsewhere(input);
             }
         };
-        match shell.run(quoted).await {
+        InShell::Ran(match shell.run(quoted, input).await {
             Ran::Done { output, reusable } => {
                 if reusable {
                     *slot = Slot::Idle(Box::new(shell));
                 }
-                Some(Ok(output))
+                Ok(output)
             }
-            Ran::NotStarted => None,
-            Ran::Lost => Some(Err(self.lost_connection())),
-            Ran::Died(_) if self.is_gone() => Some(Err(self.lost_connection())),
-            Ran::Died(output) => Some(Ok(output)),
-        }
+            Ran::NotStarted(input) => return InShell::Elsewhere(input),
+            Ran::InputFailed(e) => Err(TransportError::Other(format!(
+                "reading the command's input: {e}"
+            ))),
+            Ran::Lost => Err(self.lost_connection()),
+            Ran::Died(_) if self.is_gone() => Err(self.lost_connection()),
+            Ran::Died(output) => Ok(output),
+        })
+    }
+
+    /// Runs `script` on a session channel of its own, never in the
+    /// persistent shell: what every command got before there was one (tests
+    /// compare the two).
+    pub async fn exec_alone(
+        &self,
+        script: &str,
+        stdin: Option<Input>,
+        timeout: Duration,
+    ) -> Result<Output, TransportError> {
+        let quoted = shlex::try_quote(script).map_err(|_| {
+            TransportError::Other("a remote command cannot contain a NUL byte".into())
+        })?;
+        let run = self.exec_on_channel(format!("sh -c {quoted}"), stdin);
+        tokio::time::timeout(timeout, run)
+            .await
+            .map_err(|_| TransportError::Timeout {
+                what: "command".into(),
+                after: timeout,
+            })?
     }
 
     /// Runs `command` on a session channel of its own.
     async fn exec_on_channel(
         &self,
         command: String,
-        stdin: Option<Stdin>,
+        stdin: Option<Input>,
     ) -> Result<Output, TransportError> {
         let _slot = self.sessions.acquire().await;
         let channel = self
@@ -434,7 +468,7 @@ impl Transport for SshHost {
     async fn exec(
         &self,
         script: &str,
-        stdin: Option<Stdin>,
+        stdin: Option<Input>,
         timeout: Duration,
     ) -> Result<Output, TransportError> {
         let quoted = shlex::try_quote(script).map_err(|_| {
@@ -448,17 +482,15 @@ impl Transport for SshHost {
             what: "command".into(),
             after: timeout,
         };
-        if stdin.is_none() {
-            let in_shell = tokio::time::timeout_at(deadline, self.exec_in_shell(&quoted));
-            match in_shell.await {
-                Ok(Some(result)) => return result,
-                Ok(None) => {}
-                Err(elapsed) => {
-                    self.check_alive();
-                    return Err(timed_out(elapsed));
-                }
+        let in_shell = tokio::time::timeout_at(deadline, self.exec_in_shell(&quoted, stdin));
+        let stdin = match in_shell.await {
+            Ok(InShell::Ran(result)) => return result,
+            Ok(InShell::Elsewhere(stdin)) => stdin,
+            Err(elapsed) => {
+                self.check_alive();
+                return Err(timed_out(elapsed));
             }
-        }
+        };
         let command = format!("sh -c {quoted}");
         let result = tokio::time::timeout_at(deadline, self.exec_on_channel(command, stdin)).await;
         result.map_err(|elapsed| {

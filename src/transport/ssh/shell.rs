@@ -1,8 +1,9 @@
 //! One long-lived `sh` per host, so that the login shell (and an expensive
 //! `~/.bashrc`) starts once per host, not once per command.
 //!
-//! Commands without stdin run in it one at a time, framed as `frame` says;
-//! the rest (uploads, or commands while it is busy) get their own channel.
+//! Commands run in it one at a time, framed as `frame` says, uploads too:
+//! their bytes follow the command on the shell's stdin. Commands while it
+//! is busy get a channel of their own.
 //! A command abandoned mid-way (timeout, cancelled run) leaves the shell in an
 //! unknown state: the shell is closed, its command's process group is killed,
 //! and the next command starts a new shell.
@@ -10,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use russh::client::{Handle, Msg};
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -17,7 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::exec;
 use super::frame::{self, Nonce, Stream};
 use super::host_key::Client;
-use crate::transport::Output;
+use crate::transport::{Input, Output};
 
 /// A host's persistent shell, or why it has none.
 #[derive(Default)]
@@ -36,8 +38,11 @@ pub enum Ran {
     /// It ran to its end marker. `reusable` is false when anything unexpected
     /// came along; the shell is then closed.
     Done { output: Output, reusable: bool },
-    /// The shell was gone before the command started: it can run elsewhere.
-    NotStarted,
+    /// The shell was gone before the command started: it can run elsewhere,
+    /// with its input (untouched).
+    NotStarted(Option<Input>),
+    /// The command's input could not be read: the command was abandoned.
+    InputFailed(std::io::Error),
     /// The shell ended mid-command. What arrived is kept; there is no status.
     Died(Output),
     /// The channel ended without the server closing it: the connection is gone.
@@ -56,6 +61,8 @@ pub struct Reach {
 
 pub struct Shell {
     tx: Arc<ChannelWriteHalf<Msg>>,
+    /// Frames every command sent to the shell (see `frame::START`).
+    key: Nonce,
     /// Taken only by `Drop`, which may still need to read.
     rx: Option<ChannelReadHalf>,
     reach: Reach,
@@ -84,14 +91,15 @@ impl Shell {
         // From here on, dropping `shell` closes the channel.
         let mut shell = Shell {
             tx: Arc::new(tx),
+            key: Nonce::new(),
             rx: Some(rx),
             reach: reach.clone(),
             session,
             running: None,
         };
-        let nonce = Nonce::new();
-        shell.tx.exec(true, frame::start(&nonce)).await.ok()?;
-        shell.wait_ready(&nonce).await.then_some(shell)
+        let key = shell.key.clone();
+        shell.tx.exec(true, frame::start(&key)).await.ok()?;
+        shell.wait_ready(&key).await.then_some(shell)
     }
 
     /// Reads until both streams said ready; false if the channel ends first.
@@ -114,24 +122,54 @@ impl Shell {
         true
     }
 
-    /// Runs `quoted` (a script quoted as one sh word). If this future is
-    /// dropped before the command ends, dropping the shell cleans up.
-    pub async fn run(&mut self, quoted: &str) -> Ran {
+    /// Runs `quoted` (a script quoted as one sh word), its `input` sent
+    /// right after it. If this future is dropped before the command ends,
+    /// dropping the shell cleans up.
+    pub async fn run(&mut self, quoted: &str, input: Option<Input>) -> Ran {
         let nonce = Nonce::new();
-        let text = frame::run(&nonce, quoted);
+        let command = frame::run(&nonce, quoted, input.as_ref().map(|i| i.len));
+        let text = frame::input(&self.key, &command);
         self.running = Some(Running {
             stdout: Stream::stdout(&nonce),
             stderr: Stream::stderr(&nonce),
         });
         if self.tx.data_bytes(text.into_bytes()).await.is_err() {
             self.running = None;
-            return Ran::NotStarted;
+            return Ran::NotStarted(input);
         }
+        let fed_input = input.is_some();
+        let tx = Arc::clone(&self.tx);
+        let feeding = async move {
+            let Some(input) = input else { return Ok(()) };
+            let mut chunks = input.exact();
+            while let Some(chunk) = chunks.next().await {
+                // Waits for the server's window: this is the backpressure.
+                // A channel that takes no more has ended: the reading says how.
+                if tx.data_bytes(chunk?).await.is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        };
+        tokio::pin!(feeding);
+        let mut fed = false;
         let rx = self.rx.as_mut().expect("rx is only taken on drop");
         let running = self.running.as_mut().expect("set above");
         let mut ended = false;
         while !(running.stdout.is_done() && running.stderr.is_done()) {
-            match rx.wait().await {
+            let message = tokio::select! {
+                result = &mut feeding, if !fed => {
+                    fed = true;
+                    if let Err(e) = result {
+                        // The host waits for bytes that will never come:
+                        // the shell is abandoned (see `Drop`).
+                        return Ran::InputFailed(e);
+                    }
+                    continue;
+                }
+                message = rx.wait() => message,
+            };
+            match message {
                 Some(ChannelMsg::Data { data }) => running.stdout.push(&data),
                 Some(ChannelMsg::ExtendedData { data, ext: 1 }) => running.stderr.push(&data),
                 Some(ChannelMsg::Close) => {
@@ -145,10 +183,17 @@ impl Shell {
                 Some(_) => {}
             }
         }
+        if !fed {
+            // The last chunk went out as the end arrived.
+            fed = matches!(
+                futures_util::FutureExt::now_or_never(&mut feeding),
+                Some(Ok(()))
+            );
+        }
         let Running { stdout, stderr } = self.running.take().expect("set above");
         if ended {
-            if stdout.is_empty() && stderr.is_empty() {
-                return Ran::NotStarted;
+            if stdout.is_empty() && stderr.is_empty() && !fed_input {
+                return Ran::NotStarted(None);
             }
             return Ran::Died(Output {
                 code: None,
@@ -158,8 +203,11 @@ impl Shell {
         }
         let (stdout, stderr) = (stdout.finish(), stderr.finish());
         let code = stdout.status();
+        // An input not sent whole when the command ended would be read by
+        // the shell as its next command (and end it): the shell goes.
+        let whole = fed || !fed_input;
         Ran::Done {
-            reusable: code.is_some() && !stdout.trailing && !stderr.trailing,
+            reusable: whole && code.is_some() && !stdout.trailing && !stderr.trailing,
             output: Output {
                 code,
                 stdout: stdout.bytes,
