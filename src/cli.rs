@@ -143,9 +143,13 @@ pub enum Command {
     },
     /// Per host: current release, version, when and by whom, lock, reachability
     #[command(
-        after_help = "Hosts that differ from the rest are marked.\n\nExample:\n  hoist status --json | jq -r 'select(.event==\"row\") | .release'"
+        after_help = "Hosts that differ from the rest are marked.\n\nExamples:\n  hoist status --json | jq -r 'select(.event==\"row\") | .release'\n  hoist status --last-failure   what [diagnose] found on the last host that failed"
     )]
-    Status,
+    Status {
+        /// Show the diagnostics of the last failed host, kept on the hosts
+        #[arg(long)]
+        last_failure: bool,
+    },
     /// The releases the fleet holds: id, version, how many hosts, current where
     #[command(after_help = "Example:\n  hoist releases")]
     Releases,
@@ -156,10 +160,10 @@ pub enum Command {
     Verify,
     /// Run a command on the selected hosts in parallel
     #[command(
-        after_help = "Runs in <deploy_to>/current when it exists. Exit 0 when every host succeeded.\n\nExample:\n  hoist exec -l web -- grep -c ERROR log/app.log"
+        after_help = "Runs in <deploy_to>/current when it exists. Each line is printed as it comes, prefixed by its host; Ctrl-C ends the command on every host. Exit 0 when every host succeeded.\n\nExamples:\n  hoist exec -l web -- grep -c ERROR log/app.log\n  hoist exec -l web -- tail -F /var/log/shop/error.log | grep -i panic"
     )]
     Exec {
-        /// Print each host's output whole, in inventory order, instead of line by line as hosts finish
+        /// Print each host's output whole, in inventory order, once all are done, instead of each line as it comes
         #[arg(long)]
         group_output: bool,
         /// Most hosts at once, 1 to 100000 [default: strategy.parallel]

@@ -143,6 +143,7 @@ mod tests {
             hooks: Default::default(),
             health: None,
             strategy: Strategy::default(),
+            diagnose: Vec::new(),
             blue_green: None,
             warnings: Vec::new(),
             ssh_config_notes: Vec::new(),

@@ -238,10 +238,12 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
     app_problems.extend(became);
 
     let (problems, refused) = preflight(ctx, &nodes, &artifact, &app_problems);
-    if let Some(exit) = policy::preflight_exit(unreached.len(), &problems) {
+    let judged = judge_unreached(ctx, &unreached);
+    if let Some(exit) = policy::preflight_exit(judged, &problems) {
         let failed = unreached.into_iter().chain(refused).collect();
         return fleet::stop_untouched(ctx, "deploy", exit, release, &nodes, failed).await;
     }
+    let skipped = skip_unreachable(ctx, unreached, judged);
 
     if let Err(e) = lock::acquire_waiting(ctx, &mut nodes, Some(id.as_str()), None, since).await {
         let (exit, held) = e.outcomes();
@@ -260,7 +262,7 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         until_canary: opts.until_canary,
         ..rollout::Plan::of(&ctx.config.strategy)
     };
-    let (exit, outcomes) = rollout::rollout(ctx, &nodes, &artifact, &id, &plan).await;
+    let (exit, mut outcomes) = rollout::rollout(ctx, &nodes, &artifact, &id, &plan).await;
     if opts.until_canary && exit == Exit::Ok {
         let canary: Vec<String> = outcomes
             .iter()
@@ -288,5 +290,58 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
     }
     lock::release(ctx, &nodes).await;
     fleet::close_all(&nodes).await;
+    let exit = policy::with_skipped(exit, skipped.len());
+    outcomes.extend(skipped);
+    let order = |o: &HostOutcome| ctx.hosts.iter().position(|h| h.name == o.host);
+    outcomes.sort_by_key(order);
     ctx.finish("deploy", exit, release, &outcomes)
+}
+
+/// The hosts preflight could not reach or read, against `max_unreachable`.
+fn judge_unreached(ctx: &Context, unreached: &[HostOutcome]) -> policy::Unreached {
+    let unreachable = unreached
+        .iter()
+        .filter(|o| o.failure.as_ref().is_some_and(policy::is_unreachable))
+        .count();
+    // A blue-green deploy takes whole colours: traffic never moves to a
+    // colour with a host missing, so there no host may be skipped.
+    let allowed = match ctx.config.blue_green {
+        Some(_) => 0,
+        None => strategy::failures_allowed(ctx.config.strategy.max_unreachable, ctx.hosts.len()),
+    };
+    policy::Unreached {
+        unreachable,
+        allowed,
+        other: unreached.len() - unreachable,
+    }
+}
+
+/// The unreachable hosts the rollout goes on without, marked as such.
+fn skip_unreachable(
+    ctx: &Context,
+    unreached: Vec<HostOutcome>,
+    judged: policy::Unreached,
+) -> Vec<HostOutcome> {
+    if !judged.skipped() {
+        return Vec::new();
+    }
+    let skipped: Vec<HostOutcome> = unreached
+        .into_iter()
+        .map(|mut o| {
+            o.result = HostResult::Unreachable;
+            o
+        })
+        .collect();
+    let names: Vec<&str> = skipped.iter().map(|o| o.host.as_str()).collect();
+    ctx.message(
+        Level::Warn,
+        None,
+        format!(
+            "going on without {} unreachable host(s), within max_unreachable ({}): {}; `hoist deploy --resume` reaches them later with this release",
+            skipped.len(),
+            judged.allowed,
+            names.join(", ")
+        ),
+    );
+    skipped
 }

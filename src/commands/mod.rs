@@ -112,7 +112,7 @@ async fn dispatch(command: &Command, ctx: &Context) -> Exit {
         Command::Rollback { to, .. } => rollback::run(ctx, to.as_deref()).await,
         Command::Promote { .. } => promote::promote(ctx).await,
         Command::Abort { .. } => promote::abort(ctx).await,
-        Command::Status => status::run(ctx).await,
+        Command::Status { last_failure } => status::run(ctx, *last_failure).await,
         Command::Releases => releases::run(ctx).await,
         Command::Verify => verify::run(ctx).await,
         Command::Exec {
@@ -280,7 +280,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Rollback { .. } => "rollback",
         Command::Promote { .. } => "promote",
         Command::Abort { .. } => "abort",
-        Command::Status => "status",
+        Command::Status { .. } => "status",
         Command::Releases => "releases",
         Command::Verify => "verify",
         Command::Exec { .. } => "exec",

@@ -140,7 +140,12 @@ pub(crate) async fn promote(ctx: &Context) -> Exit {
         };
     app_problems.extend(shared::problems(ctx, &nodes).await);
     let (problems, refused) = preflight(ctx, &nodes, &artifact, &app_problems);
-    if let Some(exit) = policy::preflight_exit(unreached.len(), &problems) {
+    // max_unreachable is the deploy's: a promotion reaches every host.
+    let every = policy::Unreached {
+        other: unreached.len(),
+        ..policy::Unreached::NONE
+    };
+    if let Some(exit) = policy::preflight_exit(every, &problems) {
         let failed = unreached.into_iter().chain(refused).collect();
         return fleet::stop_untouched(ctx, "promote", exit, release, &nodes, failed).await;
     }

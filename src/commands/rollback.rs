@@ -63,7 +63,12 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
         .collect();
     if !locks.is_empty() {
         let problems: Vec<Problem> = locks.iter().map(|(_, p)| p.clone()).collect();
-        let exit = policy::preflight_exit(unreached.len(), &problems).unwrap_or(Exit::Locked);
+        // max_unreachable is the deploy's: a rollback must reach every host.
+        let every = policy::Unreached {
+            other: unreached.len(),
+            ..policy::Unreached::NONE
+        };
+        let exit = policy::preflight_exit(every, &problems).unwrap_or(Exit::Locked);
         let held: Vec<HostOutcome> = locks
             .into_iter()
             .map(|(n, p)| n.stopped(Failure::Preflight(p).at(Phase::Lock)))

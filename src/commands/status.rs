@@ -4,14 +4,16 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use futures_util::future::join_all;
+
 use crate::config::Color;
 use crate::engine::fleet::{self, Node};
 use crate::engine::preflight::Problem;
-use crate::engine::{Context, policy};
+use crate::engine::{Context, diagnose, policy};
 use crate::exit::Exit;
 use crate::journal::Journal;
 use crate::release::ReleaseId;
-use crate::report::{Event, Level, Row};
+use crate::report::{Diagnostics, Event, Level, Row};
 
 pub(super) fn opt(v: Option<String>) -> Value {
     v.map(Value::String).unwrap_or(Value::Null)
@@ -73,7 +75,10 @@ fn live_line(nodes: &[Node], colors: &[Color; 2]) -> (Option<String>, String) {
     (Some(color), text)
 }
 
-pub(crate) async fn run(ctx: &Context) -> Exit {
+pub(crate) async fn run(ctx: &Context, last_failure: bool) -> Exit {
+    if last_failure {
+        return show_last_failure(ctx).await;
+    }
     let (nodes, unreached) = fleet::reach(ctx).await;
     let common = majority(&nodes);
     let blue_green = ctx
@@ -182,4 +187,40 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
         Exit::Preflight
     };
     ctx.finish("status", exit, common.map(|c| c.to_string()), &[])
+}
+
+/// `status --last-failure`: the newest failure record kept on the selected
+/// hosts (see `engine::diagnose`), whoever's machine ran that deploy.
+async fn show_last_failure(ctx: &Context) -> Exit {
+    let (nodes, unreached) = fleet::reach(ctx).await;
+    fleet::report_all(ctx, &unreached);
+    let found = join_all(nodes.iter().map(diagnose::last)).await;
+    let mut newest: Option<Diagnostics> = None;
+    for (node, result) in nodes.iter().zip(found) {
+        match result {
+            Ok(Some(record)) => {
+                if newest.as_ref().is_none_or(|n| record.at > n.at) {
+                    newest = Some(record);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => ctx.message(Level::Warn, Some(node.name()), e),
+        }
+    }
+    fleet::close_all(&nodes).await;
+    let release = newest.as_ref().map(|n| n.release.clone());
+    match newest {
+        Some(record) => ctx.emit(Event::HostDiagnostics(record)),
+        None => ctx.message(
+            Level::Info,
+            None,
+            "no failure is recorded on the hosts reached (a host keeps one when it fails after its switch)",
+        ),
+    }
+    let exit = if unreached.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Preflight
+    };
+    ctx.finish("status", exit, release, &[])
 }

@@ -80,6 +80,7 @@ pub struct DeployFile {
     pub hooks: Option<RawHooks>,
     pub health: Option<RawHealth>,
     pub strategy: Option<RawStrategy>,
+    pub diagnose: Option<RawDiagnose>,
     pub blue_green: Option<RawBlueGreen>,
     /// `[[files]]`: files sent apart from the artifact.
     pub files: Option<Vec<RawFile>>,
@@ -192,6 +193,13 @@ pub struct RawStrategy {
     pub parallel: Option<Positive<MAX_PARALLEL>>,
     pub max_failures: Option<AmountOrNone>,
     pub on_failure: Option<OnFailureValue>,
+    pub max_unreachable: Option<AmountOrNone>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
+pub struct RawDiagnose {
+    pub commands: Option<Commands>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,3 +228,4 @@ table_only!(
 table_only!(RawHooks, "a table");
 table_only!(RawHealth, "a table");
 table_only!(RawStrategy, "a table");
+table_only!(RawDiagnose, "a table");

@@ -20,6 +20,9 @@ pub struct Config {
     pub hooks: Hooks,
     pub health: Option<Health>,
     pub strategy: Strategy,
+    /// `[diagnose] commands`: run on a host that failed after its switch,
+    /// before it is rolled back.
+    pub diagnose: Vec<String>,
     /// `[blue_green]`, present exactly when `strategy.kind = "blue-green"`.
     pub blue_green: Option<BlueGreen>,
     /// Things the user should hear about on every run (e.g. host_key_checking = "off").
@@ -301,6 +304,8 @@ pub struct Strategy {
     pub parallel: usize,
     pub max_failures: Amount,
     pub on_failure: OnFailure,
+    /// Hosts that may be unreachable at preflight and are skipped.
+    pub max_unreachable: Amount,
 }
 
 impl Default for Strategy {
@@ -314,6 +319,7 @@ impl Default for Strategy {
             parallel: 50,
             max_failures: Amount::Hosts(0),
             on_failure: OnFailure::Rollback,
+            max_unreachable: Amount::Hosts(0),
         }
     }
 }

@@ -135,6 +135,11 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
             .unwrap_or_default(),
         health: file.health.map(|h| health(h, &doc)).transpose()?,
         strategy,
+        diagnose: file
+            .diagnose
+            .and_then(|d| d.commands)
+            .map(|c| c.0)
+            .unwrap_or_default(),
         path,
         base_dir,
         app,
@@ -389,6 +394,7 @@ fn strategy(raw: RawStrategy) -> Strategy {
         parallel: raw.parallel.map_or(d.parallel, |p| p.0),
         max_failures: raw.max_failures.map_or(d.max_failures, |a| a.0),
         on_failure: raw.on_failure.map_or(d.on_failure, |o| o.0),
+        max_unreachable: raw.max_unreachable.map_or(d.max_unreachable, |a| a.0),
     }
 }
 

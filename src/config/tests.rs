@@ -324,6 +324,24 @@ fn the_strategy_reads_every_key() {
 }
 
 #[test]
+fn max_unreachable_and_diagnose_are_read() {
+    let config = Project::new()
+        .config(&with_app(
+            "[hosts.a]\n[strategy]\nmax_unreachable = \"5%\"\n[diagnose]\ncommands = [\"df -h\", \"uptime\"]\n",
+        ))
+        .ok();
+    assert_eq!(config.strategy.max_unreachable, Amount::Percent(5));
+    assert_eq!(config.diagnose, ["df -h", "uptime"]);
+    let defaults = Project::new().config(&with_app("[hosts.a]\n")).ok();
+    assert_eq!(defaults.strategy.max_unreachable, Amount::Hosts(0));
+    assert!(defaults.diagnose.is_empty());
+    let err = Project::new()
+        .config(&with_app("[hosts.a]\n[diagnose]\ncommand = \"df\"\n"))
+        .err();
+    assert!(err.contains("unknown key `diagnose.command`"), "{err}");
+}
+
+#[test]
 fn blue_green_reads_two_colours_and_switch_local() {
     let config = Project::new()
         .config(&with_app(

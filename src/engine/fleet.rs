@@ -12,9 +12,9 @@ use crate::config::{Host, HostTransport};
 use crate::exit::Exit;
 use crate::journal::Journal;
 use crate::release::ReleaseId;
-use crate::report::Phase;
+use crate::report::{Event, Phase};
 use crate::transport::local::LocalHost;
-use crate::transport::ssh::SshHost;
+use crate::transport::ssh::{ConnectRetry, SshHost};
 use crate::transport::{DEPLOY_SESSIONS, Input, Output, Transport, TransportError};
 
 /// A connected host and what hoist knows of it.
@@ -126,7 +126,19 @@ pub(crate) fn layout_for(host: &Host) -> Layout {
 pub(crate) async fn connect(ctx: &Context, host: &Host) -> Result<Arc<dyn Transport>, Failure> {
     match &host.transport {
         HostTransport::Local { .. } => Ok(Arc::new(LocalHost::new(&host.name))),
-        HostTransport::Ssh(target) => Ok(Arc::new(SshHost::connect(target, &ctx.ssh).await?)),
+        HostTransport::Ssh(target) => {
+            let on_retry = |retry: &ConnectRetry| {
+                ctx.emit(Event::ConnectRetry {
+                    host: host.name.clone(),
+                    attempt: retry.attempt,
+                    retries: retry.retries,
+                    error: retry.reason.clone(),
+                    delay_ms: super::ms(retry.pause),
+                })
+            };
+            let conn = SshHost::connect_observed(target, &ctx.ssh, &on_retry).await?;
+            Ok(Arc::new(conn))
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+mod evidence;
+
 pub use crate::artifact::Packing;
 use crate::release::ReleaseId;
 
@@ -328,7 +330,7 @@ printf 'switched %s\n' "$(readlink "$D/current")"
         script.push('\n');
         for id in ids {
             script.push_str(&format!(
-                "rm -rf \"$D/releases/{id}\" \"$H/sums/{id}\" \"$H/manifests/{id}\"\n"
+                "rm -rf \"$D/releases/{id}\" \"$H/sums/{id}\" \"$H/manifests/{id}\" \"$H/diagnostics/{id}\"\n"
             ));
         }
         script

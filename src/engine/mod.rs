@@ -7,6 +7,7 @@
 pub(crate) mod app_layout;
 pub(crate) mod bake;
 pub(crate) mod blue_green;
+pub(crate) mod diagnose;
 pub(crate) mod fleet;
 pub(crate) mod health;
 pub(crate) mod hooks;

@@ -5,12 +5,14 @@
 
 use std::time::Duration;
 
+use super::Failure;
 use super::preflight::Problem;
 use super::strategy::{Wave, WaveKind};
 use crate::config::{Color, OnFailure};
 use crate::exit::Exit;
 use crate::journal::{Journal, Kind};
 use crate::release::ReleaseId;
+use crate::transport::TransportError;
 
 /// More hosts failed than `max_failures` allows: start no new host.
 pub(crate) fn halts(failures: usize, allowed: usize) -> bool {
@@ -93,17 +95,79 @@ pub(crate) fn after_once_failure(hosts: &[HostState]) -> Exit {
     }
 }
 
-/// The exit of a preflight that found problems: a lock held elsewhere, and
-/// nothing else wrong, is exit 4; anything else exit 3; `None` when all is well.
-pub(crate) fn preflight_exit(unreached: usize, problems: &[Problem]) -> Option<Exit> {
+/// Whether a host that could not be reached or read at preflight was lost
+/// to the network (refused, reset, timed out, dropped): only such a host
+/// may be skipped under `max_unreachable`. A host key, authentication or
+/// session-limit failure never is: a person must fix those.
+pub(crate) fn is_unreachable(failure: &Failure) -> bool {
+    matches!(
+        failure,
+        Failure::Transport(
+            TransportError::Unreachable { .. }
+                | TransportError::Timeout { .. }
+                | TransportError::Disconnected { .. }
+        )
+    )
+}
+
+/// The hosts that failed to be reached or read at preflight, as the
+/// preflight judges them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Unreached {
+    /// Lost to the network ([`is_unreachable`]).
+    pub unreachable: usize,
+    /// `max_unreachable`, in hosts.
+    pub allowed: usize,
+    /// Refused for another reason (host key, auth, sessions).
+    pub other: usize,
+}
+
+impl Unreached {
+    /// No host failed at all.
+    pub(crate) const NONE: Unreached = Unreached {
+        unreachable: 0,
+        allowed: 0,
+        other: 0,
+    };
+
+    /// The unreachable hosts are skipped, and the rest go on.
+    pub(crate) fn skipped(&self) -> bool {
+        self.unreachable > 0 && self.unreachable <= self.allowed
+    }
+}
+
+/// The exit of a preflight that found problems; `None` when the run goes
+/// on (skipping unreachable hosts within `max_unreachable`). A lock held
+/// elsewhere, and nothing else wrong, is exit 4; anything else exit 3.
+pub(crate) fn preflight_exit(unreached: Unreached, problems: &[Problem]) -> Option<Exit> {
     let problems: Vec<&Problem> = problems.iter().filter(|p| !p.is_warning()).collect();
-    if unreached == 0 && problems.is_empty() {
-        None
-    } else if unreached == 0 && problems.iter().all(|p| p.is_lock()) {
+    let too_many = unreached.unreachable > unreached.allowed;
+    if unreached.other > 0 || too_many || problems.iter().any(|p| !p.is_lock()) {
+        Some(Exit::Preflight)
+    } else if !problems.is_empty() {
         Some(Exit::Locked)
     } else {
-        Some(Exit::Preflight)
+        None
     }
+}
+
+/// A deploy that skipped unreachable hosts did not put every selected host
+/// on the new release: a clean rollout of the rest exits 1, not 0.
+pub(crate) fn with_skipped(exit: Exit, skipped: usize) -> Exit {
+    if exit == Exit::Ok && skipped > 0 {
+        Exit::Failed
+    } else {
+        exit
+    }
+}
+
+/// Whether `[diagnose]` runs on a host that failed with `failure`: only
+/// one that failed after its switch (an after_switch hook, the health
+/// check), where the new release ran and left evidence; not one stopped by
+/// the halt or an interrupt (nothing of its own went wrong), and not after
+/// Ctrl-C (the person wants out).
+pub(crate) fn diagnoses(switched: bool, failure: &Failure, interrupted: bool) -> bool {
+    switched && !interrupted && !matches!(failure, Failure::Halted | Failure::Interrupted)
 }
 
 /// Why a host cannot be rolled back to a common target.
@@ -591,26 +655,133 @@ mod tests {
     fn a_lock_alone_is_exit_4_anything_else_exit_3() {
         let lock = Problem::Locked(crate::engine::layout::LockState::File("{}".into()));
         let tools = Problem::MissingTools(vec!["tar".into()]);
-        assert_eq!(preflight_exit(0, &[]), None);
-        assert_eq!(
-            preflight_exit(0, std::slice::from_ref(&lock)),
-            Some(Exit::Locked)
-        );
-        assert_eq!(
-            preflight_exit(0, &[lock.clone(), tools]),
-            Some(Exit::Preflight)
-        );
-        assert_eq!(
-            preflight_exit(1, std::slice::from_ref(&lock)),
-            Some(Exit::Preflight)
-        );
         let gone = Problem::CurrentMissing("releases/x".into());
-        assert_eq!(
-            preflight_exit(0, std::slice::from_ref(&gone)),
-            None,
-            "a warning stops nothing"
-        );
-        assert_eq!(preflight_exit(0, &[gone, lock]), Some(Exit::Locked));
+        let down = |unreachable, allowed| Unreached {
+            unreachable,
+            allowed,
+            other: 0,
+        };
+        let refused = Unreached {
+            other: 1,
+            ..Unreached::NONE
+        };
+        // (hosts unreached, problems, exit)
+        let table: Vec<(Unreached, Vec<Problem>, Option<Exit>)> = vec![
+            (Unreached::NONE, vec![], None),
+            (Unreached::NONE, vec![lock.clone()], Some(Exit::Locked)),
+            (
+                Unreached::NONE,
+                vec![lock.clone(), tools.clone()],
+                Some(Exit::Preflight),
+            ),
+            (down(1, 0), vec![lock.clone()], Some(Exit::Preflight)),
+            (Unreached::NONE, vec![gone.clone()], None), // a warning stops nothing
+            (
+                Unreached::NONE,
+                vec![gone, lock.clone()],
+                Some(Exit::Locked),
+            ),
+            // max_unreachable: within the limit the rest go on; over it, exit 3.
+            (down(1, 1), vec![], None),
+            (down(2, 1), vec![], Some(Exit::Preflight)),
+            (down(1, 1), vec![lock], Some(Exit::Locked)),
+            (down(1, 1), vec![tools], Some(Exit::Preflight)),
+            // A host key or auth failure is never skipped.
+            (refused, vec![], Some(Exit::Preflight)),
+            (
+                Unreached {
+                    other: 1,
+                    ..down(1, 5)
+                },
+                vec![],
+                Some(Exit::Preflight),
+            ),
+        ];
+        for (unreached, problems, exit) in table {
+            assert_eq!(
+                preflight_exit(unreached, &problems),
+                exit,
+                "{unreached:?} {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_network_makes_a_host_unreachable() {
+        let net = |e| is_unreachable(&Failure::Transport(e));
+        let host = || "web1".to_string();
+        assert!(net(TransportError::Unreachable {
+            host: host(),
+            reason: "refused".into()
+        }));
+        assert!(net(TransportError::Timeout {
+            what: "connecting".into(),
+            after: std::time::Duration::from_secs(1)
+        }));
+        assert!(net(TransportError::Disconnected {
+            host: host(),
+            reason: "reset".into()
+        }));
+        assert!(!net(TransportError::HostKeyMismatch {
+            host: host(),
+            key_type: "ed25519".into(),
+            fingerprint: "SHA256:x".into(),
+            expected: "the pin".into()
+        }));
+        assert!(!net(TransportError::Auth {
+            host: host(),
+            user: "u".into(),
+            tried: "key".into()
+        }));
+        assert!(!is_unreachable(&Failure::Other("probe".into())));
+    }
+
+    #[test]
+    fn a_deploy_that_skipped_hosts_exits_1_not_0() {
+        // (exit of the rollout, hosts skipped, exit of the run)
+        for (exit, skipped, expected) in [
+            (Exit::Ok, 0, Exit::Ok),
+            (Exit::Ok, 1, Exit::Failed),
+            (Exit::RolledBack, 1, Exit::RolledBack),
+            (Exit::Failed, 2, Exit::Failed),
+            (Exit::Interrupted, 1, Exit::Interrupted),
+        ] {
+            assert_eq!(with_skipped(exit, skipped), expected, "{exit:?} {skipped}");
+        }
+        assert!(down_skips(1, 1) && !down_skips(2, 1) && !down_skips(0, 0));
+    }
+
+    #[test]
+    fn only_a_host_that_failed_after_its_switch_is_diagnosed() {
+        let health = || Failure::Health {
+            reason: "exit 1".into(),
+            tail: vec![],
+        };
+        // (switched, failure, interrupted, diagnosed)
+        let table = [
+            (true, health(), false, true),
+            (false, health(), false, false),
+            (true, health(), true, false),
+            (true, Failure::Halted, false, false),
+            (true, Failure::Interrupted, false, false),
+            (true, Failure::Other("lost".into()), false, true),
+        ];
+        for (switched, failure, interrupted, expected) in table {
+            assert_eq!(
+                diagnoses(switched, &failure, interrupted),
+                expected,
+                "{switched} {failure:?} {interrupted}"
+            );
+        }
+    }
+
+    fn down_skips(unreachable: usize, allowed: usize) -> bool {
+        Unreached {
+            unreachable,
+            allowed,
+            other: 0,
+        }
+        .skipped()
     }
 
     fn journal(entries: &[(Kind, &str, Option<&str>, Option<&str>)]) -> Journal {

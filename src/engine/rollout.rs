@@ -15,7 +15,7 @@ use super::policy::{self, HostState};
 use super::strategy::{self, Wave, WaveKind};
 use super::switch::{switch_back, switch_to};
 use super::upload::deliver;
-use super::{Context, Failed, Failure, HostOutcome, at, health, hooks, shared};
+use super::{Context, Failed, Failure, HostOutcome, at, diagnose, health, hooks, shared};
 use crate::artifact::Artifact;
 use crate::config::{Amount, Pause, Strategy};
 use crate::exit::Exit;
@@ -386,6 +386,13 @@ async fn host_rollout(
         return run;
     }
     let result = steps(ctx, node, artifact, id, halt, once, &mut run).await;
+    if let Err(failed) = &result
+        && policy::diagnoses(run.switched, &failed.failure, ctx.cancel.is_cancelled())
+    {
+        let previous = run.previous.as_ref();
+        let env = hooks::host_env(ctx, node, id, previous, &artifact.version);
+        diagnose::collect(ctx, node, id, failed, &env).await;
+    }
     let elapsed = started.elapsed();
     let now = if run.switched {
         Some(id.to_string())

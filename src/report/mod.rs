@@ -2,10 +2,10 @@
 //! The engine never prints: the TTY view, plain lines and NDJSON are three
 //! renderers of the same events.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a host is doing right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Connect,
@@ -20,6 +20,8 @@ pub enum Phase {
     Switch,
     AfterSwitch,
     Health,
+    /// Running `[diagnose]` commands on a host that failed.
+    Diagnose,
     Prune,
     Rollback,
     AfterRollback,
@@ -41,6 +43,7 @@ impl Phase {
             Phase::Switch => "switch",
             Phase::AfterSwitch => "after_switch",
             Phase::Health => "health",
+            Phase::Diagnose => "diagnose",
             Phase::Prune => "prune",
             Phase::Rollback => "rollback",
             Phase::AfterRollback => "after_rollback",
@@ -83,6 +86,9 @@ pub enum HostResult {
     RolledBack,
     /// Never touched by this run.
     Skipped,
+    /// Could not be reached at preflight and was skipped, within
+    /// `strategy.max_unreachable`; `deploy --resume` reaches it later.
+    Unreachable,
 }
 
 impl HostResult {
@@ -92,6 +98,7 @@ impl HostResult {
             HostResult::Failed => "failed",
             HostResult::RolledBack => "rolled_back",
             HostResult::Skipped => "skipped",
+            HostResult::Unreachable => "unreachable",
         }
     }
 }
@@ -121,6 +128,7 @@ pub struct Summary {
     pub failed: usize,
     pub rolled_back: usize,
     pub skipped: usize,
+    pub unreachable: usize,
     pub elapsed_ms: u64,
     pub hosts: Vec<HostSummary>,
     /// Where the full log of this run was written, if anywhere.
@@ -147,6 +155,7 @@ impl Summary {
             failed: count(HostResult::Failed),
             rolled_back: count(HostResult::RolledBack),
             skipped: count(HostResult::Skipped),
+            unreachable: count(HostResult::Unreachable),
             elapsed_ms,
             hosts,
             log_file,
@@ -193,6 +202,15 @@ pub enum Event {
         host: String,
         phase: Phase,
     },
+    /// A connect failed (refused, reset, timed out) and is tried again.
+    ConnectRetry {
+        host: String,
+        /// 1 for the first retry.
+        attempt: u32,
+        retries: u32,
+        error: String,
+        delay_ms: u64,
+    },
     UploadProgress {
         host: String,
         bytes: u64,
@@ -227,6 +245,9 @@ pub enum Event {
         ok: usize,
         failed: usize,
     },
+    /// What `[diagnose]` found on a host that failed after its switch,
+    /// before it was rolled back (or, from `status --last-failure`, kept).
+    HostDiagnostics(Diagnostics),
     RollbackStarted {
         hosts: Vec<String>,
         reason: String,
@@ -303,6 +324,7 @@ impl Reporter for Recorder {
 }
 
 mod clock;
+mod evidence;
 mod json;
 mod plain;
 mod select;
@@ -311,6 +333,7 @@ mod table;
 mod tty;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use evidence::{Diagnostic, Diagnostics};
 pub use json::{Json, line as ndjson_line};
 pub use plain::{Plain, PlainOptions, Stamp, Verbosity};
 pub use select::{ColorChoice, ReportOptions, Tee, reporter};

@@ -44,6 +44,8 @@ pub struct PlainOptions {
 const MAX_HOST_WIDTH: usize = 30;
 /// Hosts named on one run or wave line.
 const LISTED_HOSTS: usize = 10;
+/// Lines of a host's diagnostics shown with its failure (all of them go to the log).
+const DIAGNOSTIC_LINES: usize = 12;
 /// Without a known total, an upload line at most this often per host.
 const UPLOAD_EVERY_MS: i64 = 5_000;
 
@@ -72,6 +74,8 @@ struct State {
     uploads: HashMap<String, Upload>,
     tables: RowTables,
     printed: bool,
+    /// The last diagnostic lines of hosts whose failure is still to be shown.
+    diagnostics: HashMap<String, Vec<String>>,
     github: Option<Github>,
 }
 
@@ -96,6 +100,7 @@ impl Plain {
                 uploads: HashMap::new(),
                 tables: RowTables::default(),
                 printed: false,
+                diagnostics: HashMap::new(),
                 github: None,
             }),
         }
@@ -143,7 +148,10 @@ impl Plain {
     fn shows(&self, st: &State, event: &Event) -> bool {
         let quiet = self.opts.verbosity == Verbosity::Quiet;
         match event {
-            Event::HostFailed { .. } | Event::RollbackStarted { .. } | Event::Summary(_) => true,
+            Event::HostFailed { .. }
+            | Event::HostDiagnostics(_)
+            | Event::RollbackStarted { .. }
+            | Event::Summary(_) => true,
             Event::Row(_) => self.opts.tables,
             Event::Message { level, .. } => !quiet || *level != Level::Info,
             // The output of `exec` is what the user asked for, at any verbosity.
@@ -153,6 +161,7 @@ impl Plain {
                     || st.phases.get(host) == Some(&Phase::Exec)
             }
             // Reaching and locking every host is routine: a line each only with -v.
+            Event::ConnectRetry { .. } => self.opts.verbosity == Verbosity::Verbose,
             Event::HostPhase {
                 phase: Phase::Connect | Phase::Preflight | Phase::Lock | Phase::Unlock | Phase::Exec,
                 ..
@@ -200,6 +209,20 @@ impl Plain {
             }
             Event::HostPhase { host, phase } => {
                 vec![host_line(st, host, &paint.cyan(phase.as_str()))]
+            }
+            Event::ConnectRetry {
+                host,
+                attempt,
+                retries,
+                error,
+                delay_ms,
+            } => {
+                let text = format!(
+                    "connect retry {attempt}/{retries} in {}: {}",
+                    duration_ms(*delay_ms),
+                    clean(error).replace('\n', " ")
+                );
+                vec![host_line(st, host, &paint.yellow(&text))]
             }
             Event::UploadProgress { host, bytes, total } => {
                 match upload_text(st, now, host, *bytes, *total) {
@@ -255,6 +278,38 @@ impl Plain {
                 let tail = tail.iter().map(|line| clean(line));
                 for more in error_lines.map(String::from).chain(tail) {
                     lines.push(host_line(st, host, &paint.dim(&format!("    | {more}"))));
+                }
+                if let Some(found) = st.diagnostics.remove(host.as_str()) {
+                    lines.push(host_line(st, host, "    diagnostics, last lines:"));
+                    for line in found {
+                        let text = format!("    | {}", clean(&line));
+                        lines.push(host_line(st, host, &paint.dim(&text)));
+                    }
+                }
+                lines
+            }
+            Event::HostDiagnostics(found) => {
+                let host = found.host.as_str();
+                // Live, in a run: its last lines go with the host's failure
+                // (all of them with -v and in the log). Otherwise (status
+                // --last-failure) the whole record is what was asked for.
+                let live = st.phases.get(host) == Some(&Phase::Diagnose);
+                if live && self.opts.verbosity != Verbosity::Verbose {
+                    st.diagnostics
+                        .insert(host.to_string(), found.last_lines(DIAGNOSTIC_LINES));
+                    return vec![];
+                }
+                let head = format!(
+                    "diagnostics after the {} failure of {} ({}, by {}): {}",
+                    found.phase,
+                    found.release,
+                    found.at,
+                    found.by,
+                    clean(&found.error).replace('\n', " ")
+                );
+                let mut lines = vec![host_line(st, host, &paint.yellow(&head))];
+                for line in found.lines() {
+                    lines.push(host_line(st, host, &format!("    | {}", clean(&line))));
                 }
                 lines
             }

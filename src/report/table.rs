@@ -256,6 +256,7 @@ pub fn summary_lines(
                 HostResult::Failed => Tint::Red,
                 HostResult::RolledBack => Tint::Yellow,
                 HostResult::Skipped => Tint::Dim,
+                HostResult::Unreachable => Tint::Red,
             };
             let mut cells = vec![
                 Cell::new(host.host.clone()),
@@ -317,12 +318,14 @@ fn counts_line(summary: &Summary) -> String {
         (summary.failed, "failed"),
         (summary.rolled_back, "rolled back"),
         (summary.skipped, "skipped"),
+        (summary.unreachable, "unreachable"),
     ]
     .iter()
     .filter(|(n, _)| *n > 0)
     .map(|(n, what)| format!("{n} {what}"))
     .collect();
-    let total = summary.ok + summary.failed + summary.rolled_back + summary.skipped;
+    let total =
+        summary.ok + summary.failed + summary.rolled_back + summary.skipped + summary.unreachable;
     if counts.is_empty() {
         // Read-only commands report through their table, not per-host results.
         return format!(

@@ -215,6 +215,7 @@ fn deploy_with_one_failure() -> Vec<(i64, Event)> {
                 failed: 1,
                 rolled_back: 2,
                 skipped: 0,
+                unreachable: 0,
                 elapsed_ms: 12_480,
                 hosts: vec![
                     HostSummary {
@@ -278,6 +279,7 @@ fn status() -> Vec<(i64, Event)> {
                 failed: 0,
                 rolled_back: 0,
                 skipped: 0,
+                unreachable: 0,
                 elapsed_ms: 210,
                 hosts: vec![],
                 log_file: None,
@@ -753,4 +755,167 @@ fn tee_logs_that_a_secret_was_asked_never_the_answer() {
         copy: Arc::new(Plain::new(Box::new(buffer.clone()), log, clock)),
     };
     assert_eq!(nobody.ask_secret("password: "), None);
+}
+
+/// A canary whose first connect was refused, which then failed its health
+/// check: its diagnostics come before its failure and the rollback; a
+/// third host was unreachable and skipped.
+fn canary_with_diagnostics() -> Vec<(i64, Event)> {
+    let diagnostics = Diagnostics {
+        host: s("web1"),
+        release: s(RELEASE),
+        phase: Phase::Health,
+        error: s("health check failed: exit code 1"),
+        at: s("2025-03-01T12:00:05Z"),
+        by: s("ops@laptop"),
+        commands: vec![
+            Diagnostic {
+                command: s("journalctl -u shop-api -n 3 --no-pager"),
+                exit_code: Some(0),
+                error: None,
+                output: vec![s("started"), s("panic: no database"), s("exited")],
+            },
+            Diagnostic {
+                command: s("df -h /"),
+                exit_code: Some(1),
+                error: None,
+                output: vec![s("df: /: no such device")],
+            },
+        ],
+    };
+    vec![
+        (
+            0,
+            Event::RunStarted {
+                command: s("deploy"),
+                app: s("shop-api"),
+                release: Some(s(RELEASE)),
+                version: None,
+                hosts: vec![s("web1"), s("web2"), s("web3")],
+            },
+        ),
+        (0, phase("web1", Phase::Connect)),
+        (
+            10,
+            Event::ConnectRetry {
+                host: s("web1"),
+                attempt: 1,
+                retries: 2,
+                error: s("cannot reach web1: Connection refused (os error 111)"),
+                delay_ms: 1_200,
+            },
+        ),
+        (1_300, phase("web1", Phase::Health)),
+        (500, phase("web1", Phase::Diagnose)),
+        (300, Event::HostDiagnostics(diagnostics)),
+        (
+            0,
+            Event::HostFailed {
+                host: s("web1"),
+                phase: Phase::Health,
+                error: s("health check failed: exit code 1"),
+                tail: vec![],
+                elapsed_ms: 2_100,
+            },
+        ),
+        (
+            0,
+            Event::RollbackStarted {
+                hosts: vec![s("web1")],
+                reason: s("1 host(s) failed, more than max_failures allows (0)"),
+            },
+        ),
+        (
+            200,
+            Event::Summary(Summary::new(
+                "deploy",
+                5,
+                Some(s(RELEASE)),
+                vec![
+                    host_summary("web1", HostResult::RolledBack, Some("health"), 2_300),
+                    host_summary("web2", HostResult::Skipped, None, 0),
+                    HostSummary {
+                        result: HostResult::Unreachable,
+                        ..host_summary("web3", HostResult::Failed, Some("cannot reach web3"), 5_000)
+                    },
+                ],
+                2_400,
+                None,
+            )),
+        ),
+    ]
+}
+
+#[test]
+fn plain_shows_retries_at_v_and_diagnostics_with_the_failure() {
+    let normal = plain_output(Verbosity::Normal, false, &canary_with_diagnostics());
+    insta::assert_snapshot!(normal);
+    assert!(!normal.contains("connect retry"), "retries only with -v");
+    let verbose = plain_output(Verbosity::Verbose, false, &canary_with_diagnostics());
+    assert!(
+        verbose.contains("web1  connect retry 1/2 in 1.2s: cannot reach web1"),
+        "{verbose}"
+    );
+    // -v and the log get every line, once.
+    assert_eq!(
+        verbose.matches("panic: no database").count(),
+        1,
+        "{verbose}"
+    );
+    assert!(verbose.contains("$ df -h /  (exit 1)"), "{verbose}");
+}
+
+#[test]
+fn diagnostics_read_back_later_are_shown_whole() {
+    // `status --last-failure`: no run in progress, so the record is the news.
+    let script: Vec<(i64, Event)> = canary_with_diagnostics()
+        .into_iter()
+        .filter(|(_, e)| matches!(e, Event::HostDiagnostics(_)))
+        .collect();
+    let out = plain_output(Verbosity::Normal, false, &script);
+    assert!(
+        out.contains("diagnostics after the health failure of 20250301T120000Z-ab12cd34"),
+        "{out}"
+    );
+    assert!(
+        out.contains("| $ journalctl -u shop-api -n 3 --no-pager"),
+        "{out}"
+    );
+    assert!(out.contains("| df: /: no such device"), "{out}");
+}
+
+#[test]
+fn json_has_connect_retry_and_host_diagnostics_and_counts_unreachable() {
+    let out = json_output(&canary_with_diagnostics());
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let retry = lines
+        .iter()
+        .find(|l| l["event"] == "connect_retry")
+        .unwrap();
+    assert_eq!(retry["attempt"], 1);
+    assert_eq!(retry["delay_ms"], 1_200);
+    let at = |name: &str| lines.iter().position(|l| l["event"] == name).unwrap();
+    assert!(at("host_diagnostics") < at("rollback_started"));
+    let found = &lines[at("host_diagnostics")];
+    assert_eq!(found["phase"], "health");
+    assert_eq!(found["commands"][0]["output"][1], "panic: no database");
+    assert_eq!(found["commands"][1]["exit_code"], 1);
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["unreachable"], 1);
+    assert_eq!(summary["hosts"][2]["result"], "unreachable");
+}
+
+#[test]
+fn tty_keeps_live_diagnostics_for_the_failure_display() {
+    let tty = Tty::hidden();
+    let script = canary_with_diagnostics();
+    for (_, event) in &script[..6] {
+        tty.event(event);
+    }
+    assert!(tty.has_diagnostics_for("web1"), "held for the failure");
+    tty.event(&script[6].1);
+    assert!(!tty.has_diagnostics_for("web1"), "shown with the failure");
 }

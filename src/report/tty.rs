@@ -18,6 +18,8 @@ const REFRESH_HZ: u8 = 10;
 const TICK: Duration = Duration::from_millis(200);
 /// At most this many host lines; the rest of the active hosts are counted on one line.
 const MAX_HOST_LINES: usize = 20;
+/// Lines of a host's diagnostics shown with its failure.
+const DIAGNOSTIC_LINES: usize = 12;
 /// A summary folds `ok` hosts beyond this many into one line.
 const SUMMARY_OK_ROWS: usize = 20;
 
@@ -75,6 +77,8 @@ struct State {
     /// Finished hosts: true when ok. A host finishes again after a rollback.
     results: HashMap<String, bool>,
     tables: RowTables,
+    /// The last diagnostic lines of hosts whose failure is still to be shown.
+    diagnostics: HashMap<String, Vec<String>>,
     /// The bake's countdown line, while the canary bakes.
     countdown: Option<ProgressBar>,
 }
@@ -365,6 +369,22 @@ impl Tty {
                 self.set_wave_line(st, paint.bold(&text));
             }
             Event::HostPhase { host, phase } => self.activate(st, host, *phase),
+            Event::ConnectRetry {
+                host,
+                attempt,
+                retries,
+                error,
+                ..
+            } => {
+                self.activate(st, host, Phase::Connect);
+                if let Some(bar) = st.active.get(host).and_then(|a| a.bar.as_ref()) {
+                    let text = format!(
+                        "connect · retry {attempt}/{retries}: {}",
+                        clean(error).replace('\n', " ")
+                    );
+                    bar.set_message(self.paint.yellow(&text));
+                }
+            }
             Event::UploadProgress { host, bytes, total } => {
                 self.activate(st, host, Phase::Upload);
                 if let Some(active) = st.active.get_mut(host) {
@@ -452,6 +472,39 @@ impl Tty {
                 }
                 for line in tail {
                     lines.push(paint.dim(&fit(&format!("    │ {}", clean(line)), width)));
+                }
+                if let Some(found) = st.diagnostics.remove(host.as_str()) {
+                    lines.push(paint.dim("    diagnostics, last lines:"));
+                    for line in found {
+                        lines.push(paint.dim(&fit(&format!("    ┊ {}", clean(&line)), width)));
+                    }
+                }
+                self.above(st, &lines);
+            }
+            Event::HostDiagnostics(found) => {
+                let host = found.host.as_str();
+                // Live, in a run: the last lines go with the host's failure.
+                // Otherwise (status --last-failure) all of it is shown.
+                let live = st.active.get(host).map(|a| a.phase) == Some(Phase::Diagnose);
+                if live {
+                    st.diagnostics
+                        .insert(host.to_string(), found.last_lines(DIAGNOSTIC_LINES));
+                    return;
+                }
+                let head = format!(
+                    "{host}: diagnostics after the {} failure of {} ({}, by {}): {}",
+                    found.phase,
+                    found.release,
+                    found.at,
+                    found.by,
+                    clean(&found.error).replace('\n', " ")
+                );
+                let mut lines: Vec<String> = wrap(&head, width, "  ")
+                    .iter()
+                    .map(|line| paint.yellow(line))
+                    .collect();
+                for line in found.lines() {
+                    lines.extend(wrap(&format!("  │ {}", clean(&line)), width, "  │   "));
                 }
                 self.above(st, &lines);
             }
@@ -600,6 +653,22 @@ impl Tty {
                 st.wave = Some(wave);
             }
         }
+    }
+}
+
+#[cfg(test)]
+impl Tty {
+    /// A live view that draws nothing, for tests of its state.
+    pub(crate) fn hidden() -> Tty {
+        let tty = Tty::new(Paint::plain(), false);
+        tty.mp.set_draw_target(ProgressDrawTarget::hidden());
+        tty
+    }
+
+    /// Whether a host's diagnostic lines wait for its failure to be shown.
+    pub(crate) fn has_diagnostics_for(&self, host: &str) -> bool {
+        let st = self.state.lock().unwrap();
+        st.diagnostics.contains_key(host)
     }
 }
 

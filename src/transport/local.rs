@@ -8,10 +8,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
 
-use super::{Input, Output, Stream, Transport, TransportError};
+use super::{Chunk, Input, Output, Stream, Transport, TransportError};
+
+/// How long a stopped command has after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 pub struct LocalHost {
     name: String,
@@ -99,6 +104,56 @@ impl Transport for LocalHost {
         }
     }
 
+    async fn stream(
+        &self,
+        script: &str,
+        sink: UnboundedSender<Chunk>,
+        stop: CancellationToken,
+    ) -> Result<Option<u32>, TransportError> {
+        // A process group of its own: stopping it reaches every process it started.
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| TransportError::Other(format!("{}: cannot start sh: {e}", self.name)))?;
+        let group = child.id().map(|pid| pid as libc::pid_t);
+        let out = child.stdout.take().expect("piped");
+        let err = child.stderr.take().expect("piped");
+        let pumps = async {
+            tokio::join!(
+                pump(out, Chunk::Stdout, sink.clone()),
+                pump(err, Chunk::Stderr, sink.clone())
+            )
+        };
+        let stopped = tokio::select! {
+            _ = pumps => false,
+            _ = stop.cancelled() => true,
+        };
+        if !stopped {
+            tokio::select! {
+                status = child.wait() => {
+                    let status = status.map_err(|e| TransportError::Other(format!("{}: {e}", self.name)))?;
+                    return Ok(status.code().map(|c| c as u32));
+                }
+                _ = stop.cancelled() => {}
+            }
+        }
+        signal_group(group, libc::SIGTERM);
+        if tokio::time::timeout(STOP_GRACE, child.wait())
+            .await
+            .is_err()
+        {
+            signal_group(group, libc::SIGKILL);
+            let _ = child.wait().await;
+        }
+        Ok(None)
+    }
+
     async fn open_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {
         let stream = tokio::net::TcpStream::connect((host, port))
             .await
@@ -110,6 +165,29 @@ impl Transport for LocalHost {
     }
 
     async fn close(&self) {}
+}
+
+/// Sends what `from` gives to `sink` as it comes.
+async fn pump(
+    mut from: impl AsyncRead + Unpin,
+    wrap: fn(Vec<u8>) -> Chunk,
+    sink: UnboundedSender<Chunk>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 || sink.send(wrap(buf[..n].to_vec())).is_err() {
+            break;
+        }
+    }
+}
+
+fn signal_group(group: Option<libc::pid_t>, signal: libc::c_int) {
+    if let Some(pgid) = group.filter(|&p| p > 0) {
+        // SAFETY: kill(2) with a negative pid signals that process group only.
+        unsafe {
+            libc::kill(-pgid, signal);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -130,6 +208,46 @@ mod tests {
         assert_eq!(out.code, Some(3));
         assert_eq!(out.stdout, b"hello");
         assert_eq!(out.stderr, b"err\n");
+    }
+
+    #[tokio::test]
+    async fn streams_output_as_it_comes_and_stop_kills_the_whole_group() {
+        let host = LocalHost::new("l");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let script = format!(
+            "echo first; (sleep 300 & echo $! > {}; wait) ; echo never",
+            pid_file.display()
+        );
+        let run = tokio::spawn({
+            let stop = stop.clone();
+            async move { host.stream(&script, tx, stop).await }
+        });
+        assert_eq!(rx.recv().await, Some(Chunk::Stdout(b"first\n".to_vec())));
+        while !pid_file.exists() || std::fs::read_to_string(&pid_file).unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let sleeper: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        stop.cancel();
+        assert_eq!(run.await.unwrap().unwrap(), None);
+        // Gone, or a zombie waiting to be reaped: not running either way.
+        let running = || {
+            std::fs::read_to_string(format!("/proc/{sleeper}/stat"))
+                .is_ok_and(|stat| !stat.rsplit(") ").next().unwrap_or("").starts_with('Z'))
+        };
+        for _ in 0..100 {
+            if !running() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!running(), "the grandchild sleep was killed too");
     }
 
     #[tokio::test]

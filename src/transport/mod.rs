@@ -10,6 +10,8 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{self, BoxStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
 
 /// What a finished remote command left behind.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +36,13 @@ impl Output {
 
 /// A reader of bytes (an artifact file, a test's data).
 pub type Stdin = Box<dyn AsyncRead + Send + Unpin>;
+
+/// Output of a streamed command, as it arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chunk {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+}
 
 /// Size of the chunks an [`Input`] read from a reader comes in: a few big
 /// channel writes per window, and little memory per host.
@@ -137,6 +146,19 @@ pub trait Transport: Send + Sync {
         stdin: Option<Input>,
         timeout: Duration,
     ) -> Result<Output, TransportError>;
+
+    /// Runs `script` with `sh -c` (no stdin), sending its output to `sink`
+    /// as it arrives, until it ends or `stop` is cancelled. Then every
+    /// process it started on the host (its own process group) is killed
+    /// before this returns: nothing is left running. No timeout, so that a
+    /// `tail -F` runs until stopped; a dead host ends it through the
+    /// connection's keepalives. Returns the exit code (`None` when killed).
+    async fn stream(
+        &self,
+        script: &str,
+        sink: UnboundedSender<Chunk>,
+        stop: CancellationToken,
+    ) -> Result<Option<u32>, TransportError>;
 
     /// Opens a TCP connection to `host:port` as seen from the host
     /// (a direct-tcpip channel over SSH; a plain socket for local hosts).

@@ -386,6 +386,9 @@ fn a_server_that_starts_listening_late_is_reached_by_connect_retries() {
         sshd.known_hosts_line()
             .replacen(&format!("]:{}", sshd.port), &format!("]:{port}"), 1);
     let p = over_ssh(p, &key, &[known], "connect_timeout = \"8s\"");
-    p.hoist(&["deploy", "--yes"]).assert().success();
+    let out = p.hoist(&["deploy", "--yes", "-v"]).assert().success();
+    let text = printed(out.get_output());
+    // -v shows each retry, with why the try before failed.
+    assert!(text.contains("web1  connect retry 1/2 in "), "{text}");
     assert_eq!(p.read_current("web1", "app.txt"), "v1");
 }

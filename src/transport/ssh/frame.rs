@@ -69,7 +69,7 @@ impl Nonce {
         Nonce(format!("hoist{:016x}{:016x}", word(), word()))
     }
 
-    fn marker(&self, what: &str) -> String {
+    pub fn marker(&self, what: &str) -> String {
         format!("{}:{what}", self.0)
     }
 }

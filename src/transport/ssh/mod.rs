@@ -21,6 +21,7 @@ mod jump;
 mod known_hosts;
 mod link;
 mod shell;
+mod stream;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -34,14 +35,16 @@ use russh::keys::Algorithm;
 use russh::{Disconnect, Preferred};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use self::auth::KeyCache;
 use self::host_key::{Client, HostKeyPolicy};
 use self::jump::{Bastion, Bastions};
 use self::link::{CutUnlessKept, Link};
 use self::shell::{Ran, Reach, Shell, Slot};
-use super::{Input, Output, Stream, Transport, TransportError};
+use super::{Chunk, Input, Output, Stream, Transport, TransportError};
 use crate::config::SshTarget;
 
 /// OpenSSH's default `MaxSessions`: more concurrent commands than this on one
@@ -117,6 +120,23 @@ impl SshContext {
     }
 }
 
+/// A connect that failed and will be tried again, told to whoever is
+/// connecting (the engine reports it; the transport prints nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectRetry {
+    /// 1 for the first retry.
+    pub attempt: u32,
+    /// `connect_retries`: the most retries this host gets.
+    pub retries: u32,
+    /// Why the last try failed.
+    pub reason: String,
+    /// How long until the next try.
+    pub pause: Duration,
+}
+
+/// Hears of each retry while a host is connected.
+pub type OnRetry<'a> = &'a (dyn Fn(&ConnectRetry) + Send + Sync);
+
 /// One authenticated connection, used for the whole run.
 pub struct SshHost {
     handle: Arc<Handle<Client>>,
@@ -138,6 +158,15 @@ impl SshHost {
     pub async fn connect(
         target: &SshTarget,
         ctx: &Arc<SshContext>,
+    ) -> Result<SshHost, TransportError> {
+        SshHost::connect_observed(target, ctx, &|_| {}).await
+    }
+
+    /// [`SshHost::connect`], telling `on_retry` before each retry.
+    pub async fn connect_observed(
+        target: &SshTarget,
+        ctx: &Arc<SshContext>,
+        on_retry: OnRetry<'_>,
     ) -> Result<SshHost, TransportError> {
         let label = label(target);
         let mut deadline = Deadline::new(target.connect_timeout, format!("connecting to {label}"));
@@ -161,6 +190,12 @@ impl SshHost {
                     if deadline.left() < pause + Duration::from_millis(500) {
                         return Err(e);
                     }
+                    on_retry(&ConnectRetry {
+                        attempt: target.connect_retries - retries + 1,
+                        retries: target.connect_retries,
+                        reason: e.to_string(),
+                        pause,
+                    });
                     retries -= 1;
                     tokio::time::sleep(pause).await;
                     backoff *= 2;
@@ -462,6 +497,32 @@ impl Transport for SshHost {
             self.check_alive();
             timed_out(elapsed)
         })?
+    }
+
+    async fn stream(
+        &self,
+        script: &str,
+        sink: UnboundedSender<Chunk>,
+        stop: CancellationToken,
+    ) -> Result<Option<u32>, TransportError> {
+        if self.is_gone() {
+            return Err(self.lost_connection());
+        }
+        let _slot = self.sessions.acquire().await;
+        let channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| self.channel_error(e))?;
+        stream::run(channel, script, sink, stop, &self.reach())
+            .await
+            .map_err(|failure| match failure {
+                stream::Failure::Refused => {
+                    TransportError::Other(format!("{} refused to run the command", self.label))
+                }
+                stream::Failure::Lost => self.lost_connection(),
+                stream::Failure::Channel(e) => self.channel_error(e),
+            })
     }
 
     async fn open_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {

@@ -177,6 +177,15 @@ impl Fleet {
         &self.servers[i - 1]
     }
 
+    /// The sshd behind `host`, to stop and start again.
+    pub fn server_mut(&mut self, host: &str) -> &mut Sshd {
+        let i: usize = host
+            .strip_prefix("web")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no host {host}"));
+        &mut self.servers[i - 1]
+    }
+
     /// The key the servers trust.
     pub fn key(&self) -> &ClientKey {
         self.key.as_ref().expect("an SSH fleet")

@@ -238,6 +238,41 @@ impl Sshd {
     pub fn sessions_started(&self) -> usize {
         self.log().matches("Starting session:").count()
     }
+
+    /// Stops the server: the host is down, its files stay.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a stopped server again, on the same port with the same keys
+    /// (not for servers in a network namespace). Its log starts anew.
+    pub fn start_again(&mut self) {
+        let log = fs::File::create(&self.log_path).unwrap();
+        let config = self.dir.path().join("sshd_config");
+        for _attempt in 0..50 {
+            let mut child = Command::new(SSHD)
+                .args(["-D", "-e", "-f"])
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log.try_clone().unwrap())
+                .spawn()
+                .expect("start sshd");
+            if wait_for_port(self.port, &mut child, &self.log_path) {
+                self.child = child;
+                return;
+            }
+            // The port may linger for a moment after the stop.
+            let _ = child.kill();
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "sshd did not start again; its log:\n{}",
+            read(&self.log_path)
+        );
+    }
 }
 
 impl Drop for Sshd {

@@ -1,0 +1,113 @@
+//! Fleets where a host or two is always down or flapping (issue 12):
+//! connect retries, `max_unreachable`, and `--resume` reaching the hosts
+//! a deploy went on without.
+
+use crate::support::fleet::Fleet;
+use crate::support::project::{ndjson, printed};
+use crate::support::sshd::ClientKey;
+
+fn events_of(out: &std::process::Output) -> Vec<serde_json::Value> {
+    ndjson(&out.stdout)
+}
+
+fn summary_host<'a>(summary: &'a serde_json::Value, host: &str) -> &'a serde_json::Value {
+    summary["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == host)
+        .unwrap_or_else(|| panic!("{host} not in {summary}"))
+}
+
+#[test]
+fn a_wrong_host_key_is_refused_at_once_without_a_retry() {
+    let f = Fleet::ssh(1)
+        .ssh_settings("connect_retries = 2")
+        .toml("[strategy]\ncanary = 0")
+        .write();
+    // known_hosts names web1's address with a key it does not have.
+    let other = ClientKey::ed25519();
+    let line = format!("[127.0.0.1]:{} {}\n", f.server("web1").port, other.public);
+    std::fs::write(f.known_hosts(), line).unwrap();
+    let out = f.hoist(&["deploy", "--json", "-v"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", printed(&out));
+    let events = events_of(&out);
+    assert!(
+        !events.iter().any(|e| e["event"] == "connect_retry"),
+        "a host key mismatch is never retried: {}",
+        printed(&out)
+    );
+    let summary = events.last().unwrap();
+    let web1 = summary_host(summary, "web1");
+    assert_eq!(web1["result"], "failed");
+    assert!(
+        web1["error"].as_str().unwrap().contains("does not match"),
+        "{web1}"
+    );
+    assert!(f.untouched("web1"));
+}
+
+fn three_with_limit(limit: &str) -> Fleet {
+    Fleet::ssh(3)
+        .ssh_settings("connect_retries = 1")
+        .toml(&format!(
+            "[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nmax_unreachable = {limit}"
+        ))
+        .write()
+}
+
+#[test]
+fn max_unreachable_goes_on_without_a_stopped_host_and_resume_reaches_it() {
+    let mut f = three_with_limit("1");
+    f.server_mut("web3").stop();
+
+    let out = f.hoist(&["deploy", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
+    let events = events_of(&out);
+    let retried = events
+        .iter()
+        .any(|e| e["event"] == "connect_retry" && e["host"] == "web3");
+    assert!(retried, "a refused connect is retried: {}", printed(&out));
+    let summary = events.last().unwrap();
+    assert_eq!(summary["unreachable"], 1, "{summary}");
+    assert_eq!(summary["ok"], 2, "{summary}");
+    assert_eq!(summary_host(summary, "web3")["result"], "unreachable");
+    let release = summary["release"].as_str().unwrap().to_string();
+    for host in ["web1", "web2"] {
+        assert_eq!(f.current(host).as_deref(), Some(release.as_str()), "{host}");
+    }
+    assert!(f.untouched("web3"), "an unreachable host is never touched");
+    let human = String::from_utf8_lossy(&out.stderr);
+    assert!(human.contains("unreachable"), "{human}");
+
+    // status keeps listing it, marked.
+    let out = f.hoist(&["status", "--json"]).output().unwrap();
+    let rows: Vec<serde_json::Value> = events_of(&out)
+        .into_iter()
+        .filter(|e| e["event"] == "row")
+        .collect();
+    let web3 = rows.iter().find(|r| r["host"] == "web3").unwrap();
+    assert_eq!(web3["reachable"], false, "{web3}");
+    assert_eq!(web3["marked"], true, "{web3}");
+
+    f.server_mut("web3").start_again();
+    let out = f.hoist(&["deploy", "--resume", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", printed(&out));
+    let summary = events_of(&out).pop().unwrap();
+    assert_eq!(summary["release"], release.as_str());
+    for host in ["web1", "web2", "web3"] {
+        assert_eq!(f.current(host).as_deref(), Some(release.as_str()), "{host}");
+    }
+}
+
+#[test]
+fn more_unreachable_hosts_than_max_unreachable_stop_the_deploy_untouched() {
+    let mut f = three_with_limit("1");
+    f.server_mut("web2").stop();
+    f.server_mut("web3").stop();
+    let out = f.hoist(&["deploy", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", printed(&out));
+    assert!(f.untouched("web1"), "nothing is touched");
+    let summary = events_of(&out).pop().unwrap();
+    assert_eq!(summary_host(&summary, "web2")["result"], "failed");
+}
