@@ -1,6 +1,6 @@
 //! Benchmark: hoist against plain OpenSSH on a fleet of real sshd hosts.
 //!
-//!     cargo build --release --examples
+//!     cargo build --release --bins --examples
 //!     ./target/release/examples/bench_upload [HOSTS] [MEGABYTES] [ROUNDS] [FILES]
 //!
 //! Defaults: 50 hosts, 10 MB, 3 rounds, 708 files. It starts HOSTS sshd
@@ -324,8 +324,18 @@ impl Bench {
         let mut out = String::new();
         stdout.read_to_string(&mut out).unwrap();
         let (status, rss_kb, cpu) = wait4(child.id());
+        // The last run of each kind, for a look at what hoist said.
+        let _ = std::fs::write(
+            std::env::temp_dir().join(format!("bench-hoist-{}-{version}.ndjson", args[0])),
+            &out,
+        );
         let took = started.elapsed();
         self.max_rss_kb = self.max_rss_kb.max(rss_kb);
+        println!(
+            "    hoist {}: max RSS {:.1} MB",
+            args[0],
+            rss_kb as f64 / 1024.0
+        );
         assert!(
             status == 0,
             "hoist {args:?} failed ({status}): {}",

@@ -10,11 +10,13 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 use tokio::time::Sleep;
 use tokio_util::sync::{CancellationToken, DropGuard, WaitForCancellationFutureOwned};
 
@@ -24,6 +26,14 @@ pub struct Link {
     cut: CancellationToken,
     /// Cancelled when the session let go of the socket: the loop has ended.
     ended: CancellationToken,
+    /// Bytes the socket has taken so far.
+    sent: Arc<Sent>,
+}
+
+#[derive(Default)]
+struct Sent {
+    bytes: AtomicU64,
+    more: Notify,
 }
 
 impl Link {
@@ -38,6 +48,28 @@ impl Link {
 
     pub async fn ended(&self) {
         self.ended.cancelled().await
+    }
+
+    /// Bytes the socket has taken so far (everything the session sent).
+    pub fn sent(&self) -> u64 {
+        self.sent.bytes.load(Ordering::Acquire)
+    }
+
+    /// Returns once the socket has taken `bytes` in all, or the session
+    /// has ended. Lets a sender keep only a little in the session's own
+    /// buffers: russh encrypts all it is handed, up to the server's window
+    /// (2 MB for OpenSSH), into one buffer per connection that never shrinks.
+    pub async fn sent_at_least(&self, bytes: u64) {
+        loop {
+            let more = self.sent.more.notified();
+            if self.sent() >= bytes || self.is_ended() {
+                return;
+            }
+            tokio::select! {
+                () = more => {}
+                () = self.ended() => return,
+            }
+        }
     }
 
     /// Wraps the session's socket; a write stalled for `stall` fails and
@@ -56,6 +88,7 @@ impl Link {
             cut_read: Box::pin(self.cut.clone().cancelled_owned()),
             cut_write: Box::pin(self.cut.clone().cancelled_owned()),
             lost,
+            sent: Arc::clone(&self.sent),
             _ended: self.ended.clone().drop_guard(),
         }
     }
@@ -93,6 +126,7 @@ pub struct Watched<S> {
     cut_read: Pin<Box<WaitForCancellationFutureOwned>>,
     cut_write: Pin<Box<WaitForCancellationFutureOwned>>,
     lost: Arc<Mutex<Option<String>>>,
+    sent: Arc<Sent>,
     _ended: DropGuard,
 }
 
@@ -167,6 +201,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
             return Poll::Ready(Err(cut_error()));
         }
         let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = poll {
+            this.sent.bytes.fetch_add(n as u64, Ordering::AcqRel);
+            this.sent.more.notify_waiters();
+        }
         this.bounded(cx, poll, |n| *n > 0)
     }
 

@@ -459,6 +459,7 @@ impl SshHost {
             handle: Arc::clone(&self.handle),
             sessions: Arc::clone(&self.sessions),
             limit: self.connect_timeout,
+            link: self.link.clone(),
         }
     }
 }

@@ -19,6 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::exec;
 use super::frame::{self, Nonce, Stream};
 use super::host_key::Client;
+use super::link::Link;
 use crate::transport::{Input, Output};
 
 /// A host's persistent shell, or why it has none.
@@ -57,7 +58,14 @@ pub struct Reach {
     pub sessions: Arc<Semaphore>,
     /// Bounds the shell's start-up and each step of cleaning up after it.
     pub limit: Duration,
+    /// The connection's socket: an input is fed only as fast as it leaves.
+    pub link: Link,
 }
+
+/// The most of an input handed to the session and not yet taken by the
+/// socket. Enough to keep the socket busy (the kernel's own send buffer
+/// holds more), small enough that hundreds of uploads at once stay small.
+const IN_FLIGHT: u64 = 64 * 1024;
 
 pub struct Shell {
     tx: Arc<ChannelWriteHalf<Msg>>,
@@ -139,13 +147,20 @@ impl Shell {
         }
         let fed_input = input.is_some();
         let tx = Arc::clone(&self.tx);
+        let link = self.reach.link.clone();
         let feeding = async move {
             let Some(input) = input else { return Ok(()) };
             let mut chunks = input.exact();
+            let base = link.sent();
+            let mut fed = 0u64;
             while let Some(chunk) = chunks.next().await {
-                // Waits for the server's window: this is the backpressure.
+                let chunk = chunk?;
+                link.sent_at_least(base + fed.saturating_sub(IN_FLIGHT))
+                    .await;
+                fed += chunk.len() as u64;
+                // Also waits for the server's window.
                 // A channel that takes no more has ended: the reading says how.
-                if tx.data_bytes(chunk?).await.is_err() {
+                if tx.data_bytes(chunk).await.is_err() {
                     break;
                 }
             }
