@@ -671,6 +671,7 @@ impl Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::host_shells::shells;
 
     #[test]
     fn quoting_neutralises_shell_syntax() {
@@ -733,9 +734,9 @@ mod tests {
 
     use std::collections::BTreeSet;
     use std::fs;
-    use std::io::Write;
-    use std::path::{Path, PathBuf};
-    use std::process::{Command, Stdio};
+
+    use std::path::Path;
+    use std::process::Command;
 
     const ID: &str = "20260101T000000Z-aaaaaaaa";
     const TOKEN: &str = "0123456789ab";
@@ -744,80 +745,6 @@ mod tests {
 
     fn id() -> ReleaseId {
         ReleaseId::parse(ID).unwrap()
-    }
-
-    struct Shell {
-        name: &'static str,
-        program: String,
-        args: &'static [&'static str],
-        path: Option<PathBuf>,
-        _bin: Option<tempfile::TempDir>,
-    }
-
-    struct Ran {
-        code: i32,
-        stdout: String,
-        stderr: String,
-    }
-
-    fn shells() -> Vec<Shell> {
-        let mut all = vec![Shell {
-            name: "sh",
-            program: "sh".into(),
-            args: &["-c"],
-            path: None,
-            _bin: None,
-        }];
-        let found = Command::new("sh")
-            .args(["-c", "command -v busybox"])
-            .output()
-            .unwrap();
-        let busybox = String::from_utf8(found.stdout).unwrap().trim().to_string();
-        if busybox.is_empty() {
-            return all;
-        }
-        let list = Command::new(&busybox).arg("--list").output().unwrap();
-        let bin = tempfile::tempdir().unwrap();
-        for applet in String::from_utf8(list.stdout).unwrap().lines() {
-            std::os::unix::fs::symlink(&busybox, bin.path().join(applet)).unwrap();
-        }
-        all.push(Shell {
-            name: "busybox",
-            program: busybox,
-            args: &["sh", "-c"],
-            path: Some(bin.path().to_path_buf()),
-            _bin: Some(bin),
-        });
-        all
-    }
-
-    impl Shell {
-        /// Runs `script` in `dir` (where an injected `touch` would land).
-        fn run(&self, dir: &Path, script: &str, stdin: &[u8]) -> Ran {
-            let mut cmd = Command::new(&self.program);
-            cmd.args(self.args)
-                .arg(script)
-                .current_dir(dir)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            if let Some(path) = &self.path {
-                cmd.env("PATH", path);
-            }
-            let mut child = cmd.spawn().unwrap();
-            let mut input = child.stdin.take().unwrap();
-            let bytes = stdin.to_vec();
-            let writer = std::thread::spawn(move || {
-                let _ = input.write_all(&bytes);
-            });
-            let out = child.wait_with_output().unwrap();
-            writer.join().unwrap();
-            Ran {
-                code: out.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            }
-        }
     }
 
     fn layout(deploy_to: &Path) -> Layout {
@@ -872,7 +799,7 @@ mod tests {
                 let layout = layout(&deploy_to);
                 let at = format!("{} {name:?}", shell.name);
                 let ran = shell.run(base.path(), &layout.lock(LOCK_LINE, "{}"), b"");
-                assert_eq!(ran.stdout, "acquired\n", "{at}: {}", ran.stderr);
+                assert_eq!(ran.text(), "acquired\n", "{at}: {}", ran.stderr);
                 let script = layout.receive(&id(), TOKEN, Packing::TarGz, &sha(&upload), "c0ffee");
                 let ran = shell.run(base.path(), &script, &upload);
                 assert_eq!(ran.code, 0, "{at}: {}", ran.stderr);
@@ -885,7 +812,7 @@ mod tests {
                 assert!(names(&deploy_to.join(".hoist/tmp")).is_empty(), "{at}");
                 let ran = shell.run(base.path(), &layout.switch(&id(), "{}"), b"");
                 assert_eq!(ran.code, 0, "{at}: {}", ran.stderr);
-                let probe = Probe::parse(&shell.run(base.path(), &layout.probe(), b"").stdout);
+                let probe = Probe::parse(&shell.run(base.path(), &layout.probe(), b"").text());
                 let probe = probe.unwrap();
                 assert_eq!(probe.not_writable, None, "{at}");
                 assert_eq!(probe.current, Some(id()), "{at}");
@@ -893,7 +820,7 @@ mod tests {
                 assert_eq!(probe.lock.as_deref(), Some(LOCK_LINE), "{at}");
                 let ran = shell.run(base.path(), &layout.unlock(Some(TOKEN), "{}"), b"");
                 assert_eq!(
-                    UnlockAnswer::parse(&ran.stdout),
+                    UnlockAnswer::parse(&ran.text()),
                     Ok(UnlockAnswer::Freed),
                     "{at}"
                 );
@@ -1044,14 +971,14 @@ mod tests {
                 let expected = plant_lock(&deploy_to, kind);
 
                 let probe = shell.run(base.path(), &layout.probe(), b"");
-                let probe = Probe::parse(&probe.stdout).unwrap();
+                let probe = Probe::parse(&probe.text()).unwrap();
                 assert_eq!(probe.lock_state(), Some(expected.clone()), "{at}");
                 assert_eq!(probe.lock.as_deref(), Some(expected.text()), "{at}");
 
                 let ran = shell.run(base.path(), &layout.lock(LOCK_LINE, "{}"), b"");
                 let held = LockAnswer::Held(expected.clone());
                 assert_eq!(
-                    LockAnswer::parse(&ran.stdout),
+                    LockAnswer::parse(&ran.text()),
                     Ok(held),
                     "{at}: {}",
                     ran.stderr
@@ -1064,12 +991,12 @@ mod tests {
 
                 let ran = shell.run(base.path(), &layout.unlock(Some(TOKEN), "{}"), b"");
                 let other = UnlockAnswer::Other(expected.clone());
-                assert_eq!(UnlockAnswer::parse(&ran.stdout), Ok(other), "{at}");
+                assert_eq!(UnlockAnswer::parse(&ran.text()), Ok(other), "{at}");
                 assert!(fs::symlink_metadata(&lock).is_ok(), "{at}");
 
                 let ran = shell.run(base.path(), &layout.unlock(None, "{}"), b"");
                 assert_eq!(
-                    UnlockAnswer::parse(&ran.stdout),
+                    UnlockAnswer::parse(&ran.text()),
                     Ok(UnlockAnswer::Freed),
                     "{at}"
                 );
@@ -1085,7 +1012,7 @@ mod tests {
                 }
 
                 let ran = shell.run(base.path(), &layout.lock(LOCK_LINE, "{}"), b"");
-                assert_eq!(ran.stdout, "acquired\n", "{at}");
+                assert_eq!(ran.text(), "acquired\n", "{at}");
             }
         }
     }
@@ -1099,7 +1026,7 @@ mod tests {
             let ran = shell.run(base.path(), &layout.unlock(Some("--version"), "{}"), b"");
             let theirs = UnlockAnswer::Other(LockState::File(LOCK_LINE.into()));
             assert_eq!(
-                UnlockAnswer::parse(&ran.stdout),
+                UnlockAnswer::parse(&ran.text()),
                 Ok(theirs),
                 "{}",
                 shell.name
@@ -1114,12 +1041,12 @@ mod tests {
             let base = tempfile::tempdir().unwrap();
             let layout = layout(&base.path().join("app"));
             let ran = shell.run(base.path(), &layout.lock(line, "{}"), b"");
-            assert_eq!(ran.stdout, "acquired\n");
-            let probe = Probe::parse(&shell.run(base.path(), &layout.probe(), b"").stdout);
+            assert_eq!(ran.text(), "acquired\n");
+            let probe = Probe::parse(&shell.run(base.path(), &layout.probe(), b"").text());
             assert_eq!(probe.unwrap().lock.as_deref(), Some(line), "{}", shell.name);
             let ran = shell.run(base.path(), &layout.lock(line, "{}"), b"");
             let held = LockAnswer::Held(LockState::File(line.into()));
-            assert_eq!(LockAnswer::parse(&ran.stdout), Ok(held), "{}", shell.name);
+            assert_eq!(LockAnswer::parse(&ran.text()), Ok(held), "{}", shell.name);
         }
     }
 
@@ -1139,7 +1066,7 @@ mod tests {
                 0
             );
             fs::remove_dir_all(deploy_to.join("releases").join(ID)).unwrap();
-            let probe = Probe::parse(&shell.run(base.path(), &layout.probe(), b"").stdout);
+            let probe = Probe::parse(&shell.run(base.path(), &layout.probe(), b"").text());
             let probe = probe.unwrap();
             assert_eq!(probe.current, None, "{}", shell.name);
             let target = format!("releases/{ID}");
@@ -1168,7 +1095,7 @@ mod tests {
             };
             plant();
             let ran = shell.run(base.path(), &layout.lock(LOCK_LINE, "{}"), b"");
-            assert_eq!(ran.stdout, "acquired\n", "{}: {}", shell.name, ran.stderr);
+            assert_eq!(ran.text(), "acquired\n", "{}: {}", shell.name, ran.stderr);
             let mine: BTreeSet<String> = [format!("{ID}.{TOKEN}.d"), format!("{ID}.{TOKEN}.part")]
                 .into_iter()
                 .collect();
@@ -1180,7 +1107,7 @@ mod tests {
             plant();
             let before = names(&tmp);
             let ran = shell.run(base.path(), &layout.lock(&theirs, "{}"), b"");
-            assert!(ran.stdout.starts_with("held\n"), "{}", shell.name);
+            assert!(ran.text().starts_with("held\n"), "{}", shell.name);
             assert_eq!(names(&tmp), before, "{}", shell.name);
         }
     }
