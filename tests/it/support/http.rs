@@ -1,5 +1,6 @@
-//! A small HTTP server on 127.0.0.1 for tests: serves fixed files (GET and
-//! HEAD), 404 for anything else, and counts the requests per path.
+//! A small HTTP server on 127.0.0.1 (or another local address) for tests:
+//! serves fixed files (GET and HEAD), 404 for anything else, and counts the
+//! requests per path.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -10,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 pub struct Http {
+    pub address: String,
     pub port: u16,
     stop: Arc<AtomicBool>,
     requests: Arc<Mutex<Vec<String>>>,
@@ -19,12 +21,20 @@ pub struct Http {
 impl Http {
     /// Serves `files` (path such as "/app.tar.gz", body) until dropped.
     pub fn serve(files: &[(&str, Vec<u8>)]) -> Http {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Http::serve_on("127.0.0.1", files)
+    }
+
+    /// Same, listening on `address` (one of the calling thread's network
+    /// namespace: a thread that entered a namespace serves inside it).
+    pub fn serve_on(address: &str, files: &[(&str, Vec<u8>)]) -> Http {
+        let listener = TcpListener::bind((address, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let files: HashMap<String, Vec<u8>> = files
-            .iter()
-            .map(|(p, b)| (p.to_string(), b.clone()))
-            .collect();
+        let files: Arc<HashMap<String, Vec<u8>>> = Arc::new(
+            files
+                .iter()
+                .map(|(p, b)| (p.to_string(), b.clone()))
+                .collect(),
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let thread = {
@@ -44,6 +54,7 @@ impl Http {
             })
         };
         Http {
+            address: address.to_string(),
             port,
             stop,
             requests,
@@ -52,7 +63,7 @@ impl Http {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("http://{}:{}{path}", self.address, self.port)
     }
 
     /// "GET /app.tar.gz", "HEAD /app.tar.gz", ... in the order they came.
@@ -103,7 +114,7 @@ fn answer(stream: TcpStream, files: &HashMap<String, Vec<u8>>, requests: &Mutex<
 impl Drop for Http {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = TcpStream::connect((self.address.as_str(), self.port));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -83,6 +83,9 @@ pub struct SshdOptions {
     pub log_level: Option<String>,
     /// Run inside this network namespace (`ip netns exec NS sshd ...`).
     pub netns: Option<String>,
+    /// The address to listen on; `None` is 127.0.0.1. With `netns`, one of
+    /// that namespace's own addresses (e.g. its end of a veth).
+    pub listen_address: Option<String>,
     /// Lines appended to sshd_config (e.g. a `ForceCommand`).
     pub extra_config: String,
     /// `MaxSessions`; `None` keeps the harness's 50. (Set here: sshd takes
@@ -90,8 +93,11 @@ pub struct SshdOptions {
     pub max_sessions: Option<u32>,
 }
 
-/// A running sshd on 127.0.0.1, logging in as the current user.
+/// A running sshd on 127.0.0.1 (or `SshdOptions::listen_address`), logging
+/// in as the current user.
 pub struct Sshd {
+    /// Where it listens: 127.0.0.1 unless the options said otherwise.
+    pub address: String,
     pub port: u16,
     /// Stands for the host's filesystem: tests put the host's files under it.
     pub root: PathBuf,
@@ -158,14 +164,24 @@ impl Sshd {
             let _ = fs::create_dir_all("/run/sshd");
         }
         let log_path = dir.path().join("sshd.log");
+        let address = options
+            .listen_address
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1".into());
 
         for _attempt in 0..5 {
             let port = free_port();
             let config = dir.path().join("sshd_config");
             fs::write(
                 &config,
-                config_text(dir.path(), port, &host_keys, &authorized_keys, options)
-                    + &options.extra_config,
+                config_text(
+                    dir.path(),
+                    &address,
+                    port,
+                    &host_keys,
+                    &authorized_keys,
+                    options,
+                ) + &options.extra_config,
             )
             .unwrap();
             let log = fs::File::create(&log_path).unwrap();
@@ -185,8 +201,9 @@ impl Sshd {
                 .stderr(log)
                 .spawn()
                 .expect("start sshd");
-            if wait_for_port(port, &mut child, &log_path) {
+            if wait_for_port(&address, port, &mut child, &log_path) {
                 return Sshd {
+                    address,
                     port,
                     root,
                     dir,
@@ -208,7 +225,12 @@ impl Sshd {
 
     /// `[127.0.0.1]:PORT ssh-ed25519 AAAA...`, ready for a known_hosts file.
     pub fn known_hosts_line(&self) -> String {
-        format!("[127.0.0.1]:{} {}", self.port, self.host_public_key())
+        format!(
+            "[{}]:{} {}",
+            self.address,
+            self.port,
+            self.host_public_key()
+        )
     }
 
     /// The known_hosts line for the host key of type `kind` ("ecdsa", ...).
@@ -218,7 +240,7 @@ impl Sshd {
             .iter()
             .find(|k| k.ends_with(format!("ssh_host_{kind}_key")))
             .unwrap_or_else(|| panic!("this sshd has no {kind} host key"));
-        format!("[127.0.0.1]:{} {}", self.port, public_key_of(key))
+        format!("[{}]:{} {}", self.address, self.port, public_key_of(key))
     }
 
     /// `SHA256:...`, as `host_key` pins it.
@@ -259,7 +281,7 @@ impl Sshd {
                 .stderr(log.try_clone().unwrap())
                 .spawn()
                 .expect("start sshd");
-            if wait_for_port(self.port, &mut child, &self.log_path) {
+            if wait_for_port(&self.address, self.port, &mut child, &self.log_path) {
                 self.child = child;
                 return;
             }
@@ -284,6 +306,7 @@ impl Drop for Sshd {
 
 fn config_text(
     dir: &Path,
+    address: &str,
     port: u16,
     host_keys: &[PathBuf],
     authorized_keys: &Path,
@@ -295,7 +318,7 @@ fn config_text(
         .collect();
     // MaxAuthTries is high because a developer's own ssh-agent may offer many keys first.
     format!(
-        "ListenAddress 127.0.0.1:{port}
+        "ListenAddress {address}:{port}
 {host_keys}AuthorizedKeysFile {authorized_keys}
 PidFile {pid}
 StrictModes no
@@ -383,8 +406,8 @@ fn free_port() -> u16 {
 /// Waits for sshd to say it listens (no probe connection, so the log holds
 /// only the test's own connections). False when sshd exited, e.g. because
 /// another process took the port in the meantime: try another.
-fn wait_for_port(port: u16, child: &mut Child, log: &Path) -> bool {
-    let ready = format!("Server listening on 127.0.0.1 port {port}");
+fn wait_for_port(address: &str, port: u16, child: &mut Child, log: &Path) -> bool {
+    let ready = format!("Server listening on {address} port {port}");
     let started = Instant::now();
     while started.elapsed() < START_TIMEOUT {
         if let Ok(Some(_)) = child.try_wait() {
