@@ -2,45 +2,73 @@
 //!
 //!     cargo build --release --bins --examples
 //!     ./target/release/examples/bench_upload [HOSTS] [MEGABYTES] [ROUNDS] [FILES]
+//!     BENCH_NETNS=1 BENCH_UPLINK=100mbit ./target/release/examples/bench_upload 50 10 3
 //!
 //! Defaults: 50 hosts, 10 MB, 3 rounds, 708 files. It starts HOSTS sshd
-//! processes on 127.0.0.1 (openssh-server must be installed; hoist's binary
-//! is taken from beside this example's directory, so build both in release),
-//! makes an artifact directory of FILES files of incompressible bytes,
-//! MEGABYTES in all, and per round, the baseline and hoist alternating
-//! which goes first, times:
+//! processes (openssh-server must be installed; hoist's binary is taken from
+//! beside this example's directory, so build both in release: the
+//! `--examples` build alone leaves target/release/hoist as it was), makes an
+//! artifact directory of FILES files of incompressible bytes, MEGABYTES in
+//! all, and per round, the baseline and hoist alternating which goes first,
+//! times:
 //!
 //! - full push: `ssh host 'tar -xz -C DIR' < artifact.tar.gz` for every
 //!   host at once, against `hoist deploy` of the directory to fresh hosts
 //!   (with where hoist's time went, from its NDJSON timestamps: reaching
 //!   and probing the hosts, preflight and lock, the wave, unlock and close);
+//! - pull from URL: `hoist deploy` with `artifact.url` and `artifact.sha256`
+//!   of that same tarball to fresh hosts, each host downloading it from a
+//!   small HTTP server the bench starts (the "store");
 //! - redeploy of the same content under a new version (a copy on each host);
 //! - a deploy where 1 of the FILES files changed;
 //! - rollback, against HOSTS parallel `ssh host true`.
 //!
 //! It prints per round, then the medians and ratios, the payload bytes
-//! hoist sent (the sum of each host's last `upload_progress`) against what
-//! the baseline sends (HOSTS × the tarball), and hoist's largest resident
-//! set over all its runs (from wait4).
+//! hoist sent (the sum of the hosts' `sent_bytes` in its NDJSON summary)
+//! against what the baseline sends (HOSTS × the tarball), and hoist's
+//! largest resident set over all its runs (from wait4).
+//!
+//! Network. By default every sshd and the store listen on 127.0.0.1. With
+//! `BENCH_NETNS=1` (as root, with `ip` and `tc`) each host's sshd runs in a
+//! network namespace of its own (`hoist-bench-PID-hN`, 10.77.1.1 and on),
+//! joined by a veth to one bridge `hbPID` (10.77.0.1/16) in this machine's
+//! namespace, and the store runs in a namespace of its own on the same
+//! bridge (10.77.0.2). `BENCH_UPLINK=100mbit` then caps what this machine
+//! sends into the bridge (`tc qdisc add dev hbPID root tbf rate 100mbit burst
+//! 256kb latency 50ms`): plain ssh and hoist go through the same cap, the
+//! store's downloads do not (as an S3 download would not use the deployer's
+//! uplink). In that mode the bench also prints how many bytes this machine
+//! sent into the bridge during each kind of run (the bridge's tx_bytes:
+//! payload, SSH and TCP all counted). Namespaces, veths, bridge and qdisc
+//! are removed at exit, on a panic and on Ctrl-C or SIGTERM. Without root
+//! it says so and runs on loopback.
 //!
 //! hoist gets `connect_timeout = "60s"` (plain ssh has no connect timeout:
 //! a loaded machine running hundreds of sshd logins at once is slow to
 //! answer). Environment: `BENCH_MAX_STARTUPS` sets every sshd's MaxStartups (default
 //! OpenSSH's own "10:30:100", so the pacing of handshakes is part of what is
 //! measured); `BENCH_WRAP` runs hoist under a profiler (`heaptrack -o
-//! /tmp/h`, `perf record -g -o /tmp/p`). Not built yet: network namespaces behind a bridge with a
-//! capped uplink (issue 9, item 6); everything runs on loopback.
+//! /tmp/h`, `perf record -g -o /tmp/p`).
 
+#[path = "../tests/it/support/http.rs"]
+mod http;
 #[path = "../tests/it/support/sshd.rs"]
 mod sshd;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use http::Http;
+use sha2::{Digest, Sha256};
 use sshd::{ClientKey, Sshd, SshdOptions};
 
+/// Directories to remove when the bench is interrupted (drop does it otherwise).
+static TEMP_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Fields drop in order: the servers, the store, then their network.
 struct Bench {
     hoist: PathBuf,
     work: PathBuf,
@@ -50,6 +78,11 @@ struct Bench {
     tree: PathBuf,
     files: usize,
     max_rss_kb: i64,
+    /// Serves the tarball for the URL pulls.
+    store: Http,
+    /// The tarball's sha256, for `artifact.sha256`.
+    sha256: String,
+    net: Option<net::Bridge>,
 }
 
 /// One hoist run: how long, where the time went, payload bytes sent.
@@ -59,6 +92,14 @@ struct Run {
     cpu: f64,
     phases: Phases,
     sent: u64,
+    /// Bytes this machine sent into the bridge meanwhile (0 on loopback).
+    wire: u64,
+}
+
+/// One run of plain ssh: how long, and bytes into the bridge (0 on loopback).
+struct Plain {
+    took: Duration,
+    wire: u64,
 }
 
 fn main() {
@@ -79,11 +120,16 @@ fn main() {
     );
 
     let work = tempfile::tempdir().unwrap();
+    TEMP_DIRS.lock().unwrap().push(work.path().to_path_buf());
+    let mut net = network();
+    on_interrupt(net.as_ref().map(net::Bridge::teardown));
     let tree = work.path().join("build");
     make_tree(&tree, megabytes, files);
     let tarball = work.path().join("artifact.tar.gz");
     pack(&tree, &tarball);
-    let size = std::fs::metadata(&tarball).unwrap().len();
+    let body = std::fs::read(&tarball).unwrap();
+    let size = body.len() as u64;
+    let sha256 = hex::encode(Sha256::digest(&body));
     let key = ClientKey::ed25519();
     let options = SshdOptions {
         max_startups: Some(
@@ -92,16 +138,64 @@ fn main() {
         ..SshdOptions::default()
     };
     let servers: Vec<Sshd> = (0..hosts)
-        .map(|_| Sshd::start_with(&[&key], &options))
+        .map(|i| {
+            let options = match &mut net {
+                Some(bridge) => {
+                    let address = net::Bridge::host_address(i);
+                    let ns = bridge
+                        .namespace(&format!("h{i}"), &address)
+                        .unwrap_or_else(|e| panic!("host {i}'s namespace: {e}"));
+                    SshdOptions {
+                        netns: Some(ns),
+                        listen_address: Some(address),
+                        ..options.clone()
+                    }
+                }
+                None => options.clone(),
+            };
+            let server = Sshd::start_with(&[&key], &options);
+            TEMP_DIRS
+                .lock()
+                .unwrap()
+                .push(server.dir.path().to_path_buf());
+            server
+        })
         .collect();
+    let files_served = [("/artifact.tar.gz", body)];
+    let store = match &mut net {
+        Some(bridge) => {
+            let ns = bridge
+                .namespace("store", net::STORE)
+                .unwrap_or_else(|e| panic!("the store's namespace: {e}"));
+            std::thread::spawn(move || {
+                net::enter(&ns);
+                Http::serve_on(net::STORE, &files_served)
+            })
+            .join()
+            .unwrap()
+        }
+        None => Http::serve(&files_served),
+    };
     let known = work.path().join("known_hosts");
     let lines: String = servers
         .iter()
         .map(|s| s.known_hosts_line() + "\n")
         .collect();
     std::fs::write(&known, lines).unwrap();
+    let place = match &net {
+        Some(bridge) => format!(
+            "in network namespaces behind bridge {} (10.77.0.0/16), uplink {}, store {}",
+            bridge.name,
+            bridge
+                .uplink
+                .as_deref()
+                .map_or("not capped".to_string(), |r| format!("capped at {r} (tbf)")),
+            net::STORE
+        ),
+        None => "on 127.0.0.1".to_string(),
+    };
     println!(
-        "{hosts} sshd hosts on 127.0.0.1, artifact: {files} files, {megabytes} MB ({:.1} MB .tar.gz), {rounds} rounds",
+        "{hosts} sshd hosts {place}, artifact: {files} files, {megabytes} MB ({:.1} MB .tar.gz), {rounds} rounds",
         size as f64 / 1e6
     );
     let mut bench = Bench {
@@ -113,19 +207,25 @@ fn main() {
         tree,
         files,
         max_rss_kb: 0,
+        store,
+        sha256,
+        net,
     };
 
     let mut m = Measures::default();
     for round in 0..rounds {
         let dir = format!("hoist/{round}");
+        let url_dir = format!("url/{round}");
         // Alternating which goes first, so neither always meets a warm cache.
         let hoist_first = round % 2 == 1;
         if hoist_first {
+            m.url.push(bench.deploy_url(&url_dir));
             m.full.push(bench.deploy(&dir, &format!("r{round}a")));
         }
         m.base.push(bench.baseline(&tarball, round));
         if !hoist_first {
             m.full.push(bench.deploy(&dir, &format!("r{round}a")));
+            m.url.push(bench.deploy_url(&url_dir));
         }
         m.redeploy.push(bench.deploy(&dir, &format!("r{round}b")));
         bench.change_one_file(round);
@@ -139,40 +239,108 @@ fn main() {
         }
         let last = |v: &[Run]| v.last().map(|r| r.took.as_secs_f64()).unwrap_or(0.0);
         println!(
-            "round {}: ssh|tar {:.2}s | hoist full {:.2}s ({}), redeploy {:.2}s, 1 file {:.2}s | ssh true {:.2}s, rollback {:.2}s",
+            "round {}: ssh|tar {:.2}s | hoist full {:.2}s ({}), URL pull {:.2}s, redeploy {:.2}s, 1 file {:.2}s | ssh true {:.2}s, rollback {:.2}s",
             round + 1,
-            m.base[round].as_secs_f64(),
+            m.base[round].took.as_secs_f64(),
             last(&m.full),
             m.full[round].phases,
+            last(&m.url),
             last(&m.redeploy),
             last(&m.one_file),
-            m.ssh_true[round].as_secs_f64(),
+            m.ssh_true[round].took.as_secs_f64(),
             last(&m.rollback),
         );
     }
     m.print(hosts, size, bench.max_rss_kb);
+    if let Some(bridge) = &bench.net {
+        println!(
+            "  bridge {}: {} requests to the store; tc: {}",
+            bridge.name,
+            bench.store.requests().len(),
+            bridge.qdisc_stats()
+        );
+    }
+}
+
+/// The bridge when `BENCH_NETNS=1` and this machine can make one; else
+/// loopback, saying why.
+fn network() -> Option<net::Bridge> {
+    let uplink = std::env::var("BENCH_UPLINK").ok().filter(|r| !r.is_empty());
+    if std::env::var("BENCH_NETNS").as_deref() != Ok("1") {
+        if uplink.is_some() {
+            println!("BENCH_UPLINK needs BENCH_NETNS=1: running on loopback, not capped");
+        }
+        return None;
+    }
+    match net::Bridge::create(uplink.as_deref()) {
+        Ok(bridge) => Some(bridge),
+        Err(why) => {
+            println!("BENCH_NETNS=1 but no network namespaces ({why}): running on loopback");
+            None
+        }
+    }
+}
+
+/// On Ctrl-C or SIGTERM: removes the namespaces and bridge (`teardown`)
+/// and the temporary directories, then exits 130. (A hoist run in flight
+/// gets the terminal's Ctrl-C itself; its hosts go away under it.)
+fn on_interrupt(teardown: Option<net::Teardown>) {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate()).unwrap();
+            let mut int = signal(SignalKind::interrupt()).unwrap();
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        });
+        eprintln!("bench interrupted: removing its namespaces, bridge and temporary files");
+        // The main thread may trip over what goes away under it: quietly.
+        std::panic::set_hook(Box::new(|_| {}));
+        if let Some(t) = &teardown {
+            t.run();
+        }
+        for dir in TEMP_DIRS.lock().unwrap().iter() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        std::process::exit(130);
+    });
 }
 
 #[derive(Default)]
 struct Measures {
-    base: Vec<Duration>,
+    base: Vec<Plain>,
     full: Vec<Run>,
+    url: Vec<Run>,
     redeploy: Vec<Run>,
     one_file: Vec<Run>,
-    ssh_true: Vec<Duration>,
+    ssh_true: Vec<Plain>,
     rollback: Vec<Run>,
 }
 
 impl Measures {
     fn print(&self, hosts: usize, tarball: u64, max_rss_kb: i64) {
         let secs = |v: &[Run]| median(v.iter().map(|r| r.took.as_secs_f64()).collect());
-        let plain = |v: &[Duration]| median(v.iter().map(Duration::as_secs_f64).collect());
+        let plain = |v: &[Plain]| median(v.iter().map(|p| p.took.as_secs_f64()).collect());
         let (base, full) = (plain(&self.base), secs(&self.full));
         let (redeploy, one) = (secs(&self.redeploy), secs(&self.one_file));
         let (fan, rollback) = (plain(&self.ssh_true), secs(&self.rollback));
+        let url = secs(&self.url);
         let phase =
-            |f: fn(&Phases) -> f64| median(self.full.iter().map(|r| f(&r.phases)).collect());
+            |v: &[Run], f: fn(&Phases) -> f64| median(v.iter().map(|r| f(&r.phases)).collect());
+        let phases = |v: &[Run]| Phases {
+            reach: phase(v, |p| p.reach),
+            lock: phase(v, |p| p.lock),
+            wave: phase(v, |p| p.wave),
+            finish: phase(v, |p| p.finish),
+        };
         let bytes = |v: &[Run]| median(v.iter().map(|r| r.sent as f64).collect());
+        let wire = |v: &[Run]| median(v.iter().map(|r| r.wire as f64).collect());
         let baseline_bytes = (hosts as u64 * tarball) as f64;
         println!("medians:");
         println!(
@@ -180,13 +348,13 @@ impl Measures {
             full / base,
             median(self.full.iter().map(|r| r.cpu).collect())
         );
+        println!("    hoist phases: {}", phases(&self.full));
         println!(
-            "    hoist phases: reach+probe {:.2}s, lock {:.2}s, wave {:.2}s, unlock+close {:.2}s",
-            phase(|p| p.reach),
-            phase(|p| p.lock),
-            phase(|p| p.wave),
-            phase(|p| p.finish)
+            "  URL pull:      {url:.2}s = {:.2}x ssh|tar, {:.2}x a full push",
+            url / base,
+            url / full
         );
+        println!("    hoist phases: {}", phases(&self.url));
         println!(
             "  redeploy:      {redeploy:.2}s = {:.2}x a full push",
             redeploy / full
@@ -200,13 +368,28 @@ impl Measures {
             rollback / fan
         );
         println!(
-            "  bytes sent:    ssh|tar {:.1} MB; hoist full {:.1} MB, redeploy {:.1} MB, 1 file {:.1} MB ({:.1}% of full)",
+            "  payload sent:  ssh|tar {:.1} MB; hoist full {:.1} MB, URL pull {:.0} bytes, redeploy {:.1} MB, 1 file {:.1} MB ({:.1}% of full)",
             baseline_bytes / 1e6,
             bytes(&self.full) / 1e6,
+            bytes(&self.url),
             bytes(&self.redeploy) / 1e6,
             bytes(&self.one_file) / 1e6,
             100.0 * bytes(&self.one_file) / bytes(&self.full).max(1.0)
         );
+        if self.base.iter().any(|p| p.wire > 0) {
+            let base_wire = median(self.base.iter().map(|p| p.wire as f64).collect());
+            let fan_wire = median(self.ssh_true.iter().map(|p| p.wire as f64).collect());
+            println!(
+                "  into the bridge (all this machine sent: payload, SSH, TCP): ssh|tar {:.1} MB, hoist full {:.1} MB; URL pull {:.2} MB; redeploy {:.2} MB; 1 file {:.2} MB; rollback {:.2} MB, ssh true {:.2} MB",
+                base_wire / 1e6,
+                wire(&self.full) / 1e6,
+                wire(&self.url) / 1e6,
+                wire(&self.redeploy) / 1e6,
+                wire(&self.one_file) / 1e6,
+                wire(&self.rollback) / 1e6,
+                fan_wire / 1e6,
+            );
+        }
         println!("  hoist max RSS: {:.1} MB", max_rss_kb as f64 / 1024.0);
     }
 }
@@ -219,13 +402,18 @@ impl Bench {
             .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
             .arg("-o")
             .arg(format!("UserKnownHostsFile={}", self.known.display()))
-            .args(["-p", &server.port.to_string(), "127.0.0.1"])
+            .args(["-p", &server.port.to_string(), &server.address])
             .stdout(Stdio::null());
         ssh
     }
 
-    fn baseline(&self, tarball: &Path, round: usize) -> Duration {
-        let started = Instant::now();
+    /// Bytes sent into the bridge so far (0 on loopback).
+    fn wire(&self) -> u64 {
+        self.net.as_ref().map_or(0, net::Bridge::sent)
+    }
+
+    fn baseline(&self, tarball: &Path, round: usize) -> Plain {
+        let (started, wire) = (Instant::now(), self.wire());
         let children: Vec<_> = self
             .servers
             .iter()
@@ -241,11 +429,14 @@ impl Bench {
         for mut c in children {
             assert!(c.wait().unwrap().success(), "baseline ssh failed");
         }
-        started.elapsed()
+        Plain {
+            took: started.elapsed(),
+            wire: self.wire() - wire,
+        }
     }
 
-    fn ssh_true(&self) -> Duration {
-        let started = Instant::now();
+    fn ssh_true(&self) -> Plain {
+        let (started, wire) = (Instant::now(), self.wire());
         let children: Vec<_> = self
             .servers
             .iter()
@@ -254,22 +445,26 @@ impl Bench {
         for mut c in children {
             assert!(c.wait().unwrap().success(), "ssh true failed");
         }
-        started.elapsed()
+        Plain {
+            took: started.elapsed(),
+            wire: self.wire() - wire,
+        }
     }
 
-    /// Writes deploy.toml for every host's `<root>/<dir>`.
-    fn config(&self, dir: &str, version: &str) -> PathBuf {
+    /// Writes deploy.toml for every host's `<root>/<dir>`, with `artifact`
+    /// as the `[artifact]` table's lines.
+    fn config(&self, dir: &str, artifact: &str) -> PathBuf {
         let mut toml = format!(
-            "[app]\nname = \"bench\"\ndeploy_to = \"/srv/bench\"\nkeep_releases = 5\n\n[ssh]\nconnect_timeout = \"60s\"\nuser = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"{}\"]\n\n[artifact]\npath = \"{}\"\nversion = \"{version}\"\n\n[strategy]\ncanary = 0\nbatch = \"100%\"\nparallel = {}\n\n",
+            "[app]\nname = \"bench\"\ndeploy_to = \"/srv/bench\"\nkeep_releases = 5\n\n[ssh]\nconnect_timeout = \"60s\"\nuser = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"{}\"]\n\n[artifact]\n{artifact}\n\n[strategy]\ncanary = 0\nbatch = \"100%\"\nparallel = {}\n\n",
             std::env::var("USER").unwrap_or_else(|_| "root".into()),
             self.key.path.display(),
             self.known.display(),
-            self.tree.display(),
             self.servers.len()
         );
         for (i, s) in self.servers.iter().enumerate() {
             toml.push_str(&format!(
-                "[hosts.h{i}]\naddress = \"127.0.0.1\"\nport = {}\ndeploy_to = \"{}\"\n",
+                "[hosts.h{i}]\naddress = \"{}\"\nport = {}\ndeploy_to = \"{}\"\n",
+                s.address,
                 s.port,
                 s.root.join(dir).display()
             ));
@@ -280,18 +475,34 @@ impl Bench {
     }
 
     fn deploy(&mut self, dir: &str, version: &str) -> Run {
-        self.run_hoist(&["deploy", "--yes", "--json"], dir, version)
+        let artifact = format!(
+            "path = \"{}\"\nversion = \"{version}\"",
+            self.tree.display()
+        );
+        self.run_hoist(&["deploy", "--yes", "--json"], dir, &artifact, version)
+    }
+
+    /// A deploy where each host downloads the tarball from the store.
+    fn deploy_url(&mut self, dir: &str) -> Run {
+        let artifact = format!(
+            "url = \"{}\"\nsha256 = \"{}\"",
+            self.store.url("/artifact.tar.gz"),
+            self.sha256
+        );
+        self.run_hoist(&["deploy", "--yes", "--json"], dir, &artifact, "url")
     }
 
     fn rollback(&mut self, dir: &str) -> Run {
-        self.run_hoist(&["rollback", "--yes", "--json"], dir, "unused")
+        let artifact = format!("path = \"{}\"", self.tree.display());
+        self.run_hoist(&["rollback", "--yes", "--json"], dir, &artifact, "")
     }
 
+    /// `label` (may be empty) names the run in the output and its NDJSON file.
     // Waited for with wait4, for its resident set.
     #[allow(clippy::zombie_processes)]
-    fn run_hoist(&mut self, args: &[&str], dir: &str, version: &str) -> Run {
-        let config = self.config(dir, version);
-        let started = Instant::now();
+    fn run_hoist(&mut self, args: &[&str], dir: &str, artifact: &str, label: &str) -> Run {
+        let config = self.config(dir, artifact);
+        let (started, wire) = (Instant::now(), self.wire());
         let wall = chrono::Utc::now();
         // BENCH_WRAP: a profiler to run hoist under (e.g. "heaptrack -o /tmp/h").
         let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
@@ -324,18 +535,20 @@ impl Bench {
         let mut out = String::new();
         stdout.read_to_string(&mut out).unwrap();
         let (status, rss_kb, cpu) = wait4(child.id());
+        let took = started.elapsed();
+        let wire = self.wire() - wire;
+        let name = [args[0], label]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
         // The last run of each kind, for a look at what hoist said.
         let _ = std::fs::write(
-            std::env::temp_dir().join(format!("bench-hoist-{}-{version}.ndjson", args[0])),
+            std::env::temp_dir().join(format!("bench-hoist-{}.ndjson", name.replace(' ', "-"))),
             &out,
         );
-        let took = started.elapsed();
         self.max_rss_kb = self.max_rss_kb.max(rss_kb);
-        println!(
-            "    hoist {}: max RSS {:.1} MB",
-            args[0],
-            rss_kb as f64 / 1024.0
-        );
+        println!("    hoist {name}: max RSS {:.1} MB", rss_kb as f64 / 1024.0);
         assert!(
             status == 0,
             "hoist {args:?} failed ({status}): {}",
@@ -346,6 +559,7 @@ impl Bench {
             cpu,
             phases: phases(wall, &out),
             sent: bytes_sent(&out),
+            wire,
         }
     }
 
@@ -380,20 +594,20 @@ fn wait4(pid: u32) -> (i32, i64, f64) {
     )
 }
 
-/// The payload bytes sent: each host's last `upload_progress`, summed.
+/// The payload bytes sent: the hosts' `sent_bytes` in the run's summary
+/// (artifact, delta or manifest; 0 for a URL pull).
 fn bytes_sent(ndjson: &str) -> u64 {
-    let mut last = std::collections::HashMap::new();
-    for v in ndjson
+    ndjson
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-    {
-        if v["event"] == "upload_progress"
-            && let (Some(host), Some(bytes)) = (v["host"].as_str(), v["bytes"].as_u64())
-        {
-            last.insert(host.to_string(), bytes);
-        }
-    }
-    last.values().sum()
+        .find(|v| v["event"] == "summary")
+        .and_then(|v| {
+            v["hosts"]
+                .as_array()
+                .map(|hosts| hosts.iter().filter_map(|h| h["sent_bytes"].as_u64()).sum())
+        })
+        .unwrap_or(0)
 }
 
 /// Seconds spent in each part of a hoist run.
@@ -490,4 +704,224 @@ fn pack(tree: &Path, tarball: &Path) {
     let mut tar = tar::Builder::new(gz);
     tar.append_dir_all(".", tree).unwrap();
     tar.into_inner().unwrap().finish().unwrap().flush().unwrap();
+}
+
+/// The hosts' own network: one namespace per host (and one for the
+/// artifact store), each joined by a veth to one bridge in this machine's
+/// namespace, on 10.77.0.0/16. What this machine sends into the bridge can
+/// be capped with tbf; what the store sends the hosts crosses the bridge
+/// without touching that cap, as an S3 download does not use the
+/// deployer's uplink. Everything is named with the bench's pid
+/// (`hoist-bench-PID-*`, `hbPID*`) and removed on drop, or by the
+/// interrupt thread on Ctrl-C or SIGTERM.
+mod net {
+    use std::os::fd::AsRawFd;
+    use std::process::Command;
+
+    /// The store's address; hosts are at 10.77.1.1 and on.
+    pub const STORE: &str = "10.77.0.2";
+    const BRIDGE_ADDRESS: &str = "10.77.0.1/16";
+
+    pub struct Bridge {
+        pub name: String,
+        /// The tbf rate on the bridge, if any ("100mbit").
+        pub uplink: Option<String>,
+        prefix: String,
+        veths: usize,
+    }
+
+    impl Bridge {
+        /// The bridge (up, 10.77.0.1/16, capped at `uplink`), or why not.
+        pub fn create(uplink: Option<&str>) -> Result<Bridge, String> {
+            if !is_root() {
+                return Err("not running as root".into());
+            }
+            let used = output(&["-o", "addr", "show", "to", "10.77.0.0/16"])?;
+            if !used.trim().is_empty() {
+                return Err(format!(
+                    "10.77.0.0/16 is in use here (a bench still running, or its leftovers):\n{used}"
+                ));
+            }
+            let pid = std::process::id();
+            let bridge = Bridge {
+                name: format!("hb{pid}"),
+                uplink: uplink.map(str::to_string),
+                prefix: format!("hoist-bench-{pid}-"),
+                veths: 0,
+            };
+            ip(&["link", "add", &bridge.name, "type", "bridge"])?;
+            ip(&["addr", "add", BRIDGE_ADDRESS, "dev", &bridge.name])?;
+            ip(&["link", "set", &bridge.name, "up"])?;
+            if let Some(rate) = uplink {
+                run(Command::new("tc").args([
+                    "qdisc",
+                    "add",
+                    "dev",
+                    &bridge.name,
+                    "root",
+                    "tbf",
+                    "rate",
+                    rate,
+                    "burst",
+                    "256kb",
+                    "latency",
+                    "50ms",
+                ]))?;
+            }
+            Ok(bridge)
+        }
+
+        /// The address of host `i`: 10.77.1.1, 10.77.1.2, ...
+        pub fn host_address(i: usize) -> String {
+            format!("10.77.{}.{}", 1 + i / 250, 1 + i % 250)
+        }
+
+        /// A new namespace `hoist-bench-PID-LABEL` with `address` on its
+        /// end of a veth into the bridge; its name.
+        pub fn namespace(&mut self, label: &str, address: &str) -> Result<String, String> {
+            let ns = format!("{}{label}", self.prefix);
+            let veth = format!("{}v{}", self.name, self.veths);
+            self.veths += 1;
+            ip(&["netns", "add", &ns])?;
+            ip(&[
+                "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ])?;
+            ip(&["link", "set", &veth, "master", &self.name, "up"])?;
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{address}/16"),
+                "dev",
+                "eth0",
+            ])?;
+            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            Ok(ns)
+        }
+
+        /// Bytes this machine has sent into the bridge so far.
+        pub fn sent(&self) -> u64 {
+            let path = format!("/sys/class/net/{}/statistics/tx_bytes", self.name);
+            std::fs::read_to_string(path)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0)
+        }
+
+        /// tc's own count for the cap: sent, dropped, overlimits.
+        pub fn qdisc_stats(&self) -> String {
+            let out = Command::new("tc")
+                .args(["-s", "qdisc", "show", "dev", &self.name])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            out.lines()
+                .find(|l| l.trim_start().starts_with("Sent"))
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        }
+
+        /// What the interrupt thread needs to remove everything.
+        pub fn teardown(&self) -> Teardown {
+            Teardown {
+                prefix: self.prefix.clone(),
+                bridge: self.name.clone(),
+            }
+        }
+    }
+
+    impl Drop for Bridge {
+        fn drop(&mut self) {
+            self.teardown().run();
+        }
+    }
+
+    /// Removes the bench's namespaces (ending whatever still runs in them:
+    /// the bench's own sshd and their sessions), its veths, and its bridge
+    /// with its qdisc.
+    pub struct Teardown {
+        prefix: String,
+        bridge: String,
+    }
+
+    impl Teardown {
+        pub fn run(&self) {
+            let names: Vec<String> = std::fs::read_dir("/run/netns")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with(&self.prefix))
+                .collect();
+            for ns in &names {
+                let pids = output(&["netns", "pids", ns]).unwrap_or_default();
+                for pid in pids.split_whitespace().filter_map(|p| p.parse().ok()) {
+                    // SAFETY: a plain kill(2) of a process in our own namespace.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                let _ = ip(&["netns", "del", ns]);
+            }
+            // A namespace outlives its name while a socket of it still
+            // closes (the store's, say): delete the veths themselves too.
+            let links = output(&["-o", "link", "show"]).unwrap_or_default();
+            let veth = format!("{}v", self.bridge);
+            for name in links
+                .lines()
+                .filter_map(|l| l.split(": ").nth(1))
+                .filter_map(|n| n.split('@').next())
+                .filter(|n| n.starts_with(&veth))
+            {
+                let _ = ip(&["link", "del", name]);
+            }
+            let _ = ip(&["link", "del", &self.bridge]);
+        }
+    }
+
+    /// Moves the calling thread (only it) into namespace `ns`.
+    pub fn enter(ns: &str) {
+        let file = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+        // SAFETY: setns on a valid namespace fd, for this thread only.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+    }
+
+    fn is_root() -> bool {
+        // SAFETY: geteuid cannot fail.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    fn ip(args: &[&str]) -> Result<(), String> {
+        run(Command::new("ip").args(args))
+    }
+
+    fn output(args: &[&str]) -> Result<String, String> {
+        let out = Command::new("ip")
+            .args(args)
+            .output()
+            .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    fn run(command: &mut Command) -> Result<(), String> {
+        let out = command.output().map_err(|e| format!("{command:?}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{command:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
 }
