@@ -499,3 +499,48 @@ fn shared_paths_stay_out_of_manifests_and_deltas() {
     );
     f.hoist(&["verify"]).assert().success();
 }
+
+#[test]
+fn a_redeploy_of_the_same_content_does_not_copy_a_hand_edit_along() {
+    let f = Fleet::ssh(1).toml(STRATEGY).write();
+    many_files(&f, 30);
+    f.hoist(&["deploy", "--yes"]).assert().success();
+    let v1 = f.current("web1").unwrap();
+    let edited = release_dir(&f, "web1", &v1).join("dir2/file009");
+    std::fs::write(&edited, "edited by hand").unwrap();
+
+    // The same content again: a copy of v1 on the host, unless v1 changed.
+    let out = f
+        .hoist(&["deploy", "--yes"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let text = printed(&out);
+    assert!(
+        text.lines().any(|l| l.contains("web1")
+            && l.contains("dir2/file009")
+            && l.contains("whole artifact")),
+        "says which file was edited and that the whole artifact went: {text}"
+    );
+    let v2 = f.current("web1").unwrap();
+    assert_ne!(v1, v2);
+    assert_same_tree(&f.path().join("build"), &release_dir(&f, "web1", &v2));
+    assert_eq!(std::fs::read_to_string(&edited).unwrap(), "edited by hand");
+
+    // Untouched, the next one is a copy again: nothing uploaded.
+    let out = f
+        .hoist(&["deploy", "--yes", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let events = ndjson(&out.stdout);
+    assert!(
+        !events.iter().any(|e| e["event"] == "upload_progress"),
+        "a copy uploads nothing"
+    );
+    let v3 = f.current("web1").unwrap();
+    assert_ne!(v2, v3);
+    assert_same_tree(&f.path().join("build"), &release_dir(&f, "web1", &v3));
+}
