@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::fleet::Node;
 use super::layout::ReceiveStep;
 use super::layout_release::{ReleaseStep, UrlPacking};
-use super::upload::in_its_step;
+use super::upload::{in_its_step, unless_halted};
 use super::{Context, Failed, Failure};
 use crate::artifact::Artifact;
 use crate::delta::{self, Delta};
@@ -168,14 +168,9 @@ pub(crate) async fn from_held(
     } else {
         super::upload::progress(ctx, node.name(), input)
     };
-    let run = node.run(&script, Some(input));
-    let out = tokio::select! {
-        r = run => r.map_err(|f| f.at(Phase::Upload))?,
-        _ = halt.cancelled() => {
-            let f = if ctx.cancel.is_cancelled() { Failure::Interrupted } else { Failure::Halted };
-            return Err(f.at(Phase::Upload));
-        }
-    };
+    let out = unless_halted(ctx, halt, node.run(&script, Some(input)))
+        .await
+        .map_err(|f| f.at(Phase::Upload))?;
     match out.code {
         Some(0) => Ok(FromHeld::Made(size)),
         Some(c) if c as i32 == ReleaseStep::Mismatch.code() => {
@@ -233,14 +228,9 @@ pub(crate) async fn pull(
     let script = node
         .layout
         .pull(id, &ctx.run_id, &pull.url, &pull.sha256, packing);
-    let run = node.run(&script, None);
-    let out = tokio::select! {
-        r = run => r.map_err(|f| f.at(Phase::Upload))?,
-        _ = halt.cancelled() => {
-            let f = if ctx.cancel.is_cancelled() { Failure::Interrupted } else { Failure::Halted };
-            return Err(f.at(Phase::Upload));
-        }
-    };
+    let out = unless_halted(ctx, halt, node.run(&script, None))
+        .await
+        .map_err(|f| f.at(Phase::Upload))?;
     let tail = super::tail_lines(&out.stderr, &out.stdout, 10);
     match out.code {
         Some(0) => Ok(0),

@@ -135,15 +135,25 @@ pub(crate) async fn send(
 ) -> Result<(), Failed> {
     let input = progress(ctx, node.name(), payload.input);
     let upload = node.must("receiving the upload", &payload.receive, Some(input));
-    let result = tokio::select! {
-        r = upload => r,
-        _ = halt.cancelled() => Err(if ctx.cancel.is_cancelled() { Failure::Interrupted } else { Failure::Halted }),
-    };
+    let result = unless_halted(ctx, halt, upload).await;
     // An upload cut off (a halt, Ctrl-C, a lost link) cleans up after
     // itself on the host (its script's trap); whatever a cut left behind is
     // cleared when the next run takes the lock. Nothing more is sent to a
     // host whose connection may be dead.
     result.map(|_| ()).map_err(in_its_step)
+}
+
+/// `work`, or its end as a failure as soon as the run halts (Ctrl-C, or a
+/// halt of the rollout); dropping `work` then stops it.
+pub(crate) async fn unless_halted<T>(
+    ctx: &Context,
+    halt: &CancellationToken,
+    work: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    tokio::select! {
+        r = work => r,
+        _ = halt.cancelled() => Err(if ctx.cancel.is_cancelled() { Failure::Interrupted } else { Failure::Halted }),
+    }
 }
 
 /// A failed receive, named after the step of the host's script that failed

@@ -183,6 +183,15 @@ fn a_hand_edited_previous_release_still_yields_an_exact_release() {
     std::fs::write(&edited, "edited by hand").unwrap();
     std::fs::write(f.path().join("build/dir3/file003"), "the new content").unwrap();
 
+    deploy_past_a_hand_edit(&f, &v1, "dir1/file008");
+    f.hoist(&["verify"]).assert().success();
+}
+
+/// Deploys to web1, whose release `from` has `path` edited by hand: the
+/// output names the file and says the whole artifact went, the new release
+/// is exactly `build/`, and the edited release is left as it was. Returns
+/// the new release.
+fn deploy_past_a_hand_edit(f: &Fleet, from: &str, path: &str) -> String {
     let out = f
         .hoist(&["deploy", "--yes"])
         .assert()
@@ -191,17 +200,16 @@ fn a_hand_edited_previous_release_still_yields_an_exact_release() {
         .clone();
     let text = printed(&out);
     assert!(
-        text.lines().any(|l| l.contains("web1")
-            && l.contains("dir1/file008")
-            && l.contains("whole artifact")),
+        text.lines()
+            .any(|l| l.contains("web1") && l.contains(path) && l.contains("whole artifact")),
         "says which file was edited and that the whole artifact went: {text}"
     );
-    let v2 = f.current("web1").unwrap();
-    assert_ne!(v1, v2);
-    assert_same_tree(&f.path().join("build"), &release_dir(&f, "web1", &v2));
-    // The edited release is left as it was.
+    let new = f.current("web1").unwrap();
+    assert_ne!(from, new);
+    assert_same_tree(&f.path().join("build"), &release_dir(f, "web1", &new));
+    let edited = release_dir(f, "web1", from).join(path);
     assert_eq!(std::fs::read_to_string(&edited).unwrap(), "edited by hand");
-    f.hoist(&["verify"]).assert().success();
+    new
 }
 
 #[test]
@@ -510,23 +518,7 @@ fn a_redeploy_of_the_same_content_does_not_copy_a_hand_edit_along() {
     std::fs::write(&edited, "edited by hand").unwrap();
 
     // The same content again: a copy of v1 on the host, unless v1 changed.
-    let out = f
-        .hoist(&["deploy", "--yes"])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let text = printed(&out);
-    assert!(
-        text.lines().any(|l| l.contains("web1")
-            && l.contains("dir2/file009")
-            && l.contains("whole artifact")),
-        "says which file was edited and that the whole artifact went: {text}"
-    );
-    let v2 = f.current("web1").unwrap();
-    assert_ne!(v1, v2);
-    assert_same_tree(&f.path().join("build"), &release_dir(&f, "web1", &v2));
-    assert_eq!(std::fs::read_to_string(&edited).unwrap(), "edited by hand");
+    let v2 = deploy_past_a_hand_edit(&f, &v1, "dir2/file009");
 
     // Untouched, the next one is a copy again: nothing uploaded.
     let out = f
