@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::support::fleet::Fleet;
 use crate::support::http::Http;
-use crate::support::project::{ndjson, printed};
+use crate::support::project::{ndjson, printed, summary_host};
 
 /// Everything in one wave.
 const STRATEGY: &str = "[strategy]\ncanary = 0\nbatch = \"100%\"";
@@ -86,12 +86,7 @@ fn deploy_sent(f: &Fleet, host: &str) -> u64 {
         .clone();
     let events = ndjson(&out.stdout);
     let summary = events.last().unwrap();
-    let row = summary["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["host"] == host)
-        .unwrap();
+    let row = summary_host(summary, host);
     let done = events
         .iter()
         .find(|e| e["event"] == "host_done" && e["host"] == host)
