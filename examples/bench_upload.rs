@@ -45,7 +45,9 @@
 //!
 //! hoist gets `connect_timeout = "60s"` (plain ssh has no connect timeout:
 //! a loaded machine running hundreds of sshd logins at once is slow to
-//! answer). Environment: `BENCH_MAX_STARTUPS` sets every sshd's MaxStartups (default
+//! answer). Each host has a home of its own, as on a real fleet (see
+//! [`Login`]: `BENCH_LOGIN=pyenv|none|shared` picks what a login runs).
+//! Environment: `BENCH_MAX_STARTUPS` sets every sshd's MaxStartups (default
 //! OpenSSH's own "10:30:100", so the pacing of handshakes is part of what is
 //! measured); `BENCH_WRAP` runs hoist under a profiler (`heaptrack -o
 //! /tmp/h`, `perf record -g -o /tmp/p`).
@@ -131,14 +133,16 @@ fn main() {
     let size = body.len() as u64;
     let sha256 = hex::encode(Sha256::digest(&body));
     let key = ClientKey::ed25519();
-    let options = SshdOptions {
-        max_startups: Some(
-            std::env::var("BENCH_MAX_STARTUPS").unwrap_or_else(|_| "10:30:100".into()),
-        ),
-        ..SshdOptions::default()
-    };
+    let login = Login::from_env();
     let servers: Vec<Sshd> = (0..hosts)
         .map(|i| {
+            let options = SshdOptions {
+                max_startups: Some(
+                    std::env::var("BENCH_MAX_STARTUPS").unwrap_or_else(|_| "10:30:100".into()),
+                ),
+                extra_config: login.home(work.path(), i),
+                ..SshdOptions::default()
+            };
             let options = match &mut net {
                 Some(bridge) => {
                     let address = net::Bridge::host_address(i);
@@ -148,10 +152,10 @@ fn main() {
                     SshdOptions {
                         netns: Some(ns),
                         listen_address: Some(address),
-                        ..options.clone()
+                        ..options
                     }
                 }
-                None => options.clone(),
+                None => options,
             };
             let server = Sshd::start_with(&[&key], &options);
             TEMP_DIRS
@@ -195,7 +199,7 @@ fn main() {
         None => "on 127.0.0.1".to_string(),
     };
     println!(
-        "{hosts} sshd hosts {place}, artifact: {files} files, {megabytes} MB ({:.1} MB .tar.gz), {rounds} rounds",
+        "{hosts} sshd hosts {place}, artifact: {files} files, {megabytes} MB ({:.1} MB .tar.gz), {rounds} rounds; login rc: {login:?}",
         size as f64 / 1e6
     );
     let mut bench = Bench {
@@ -310,6 +314,74 @@ fn on_interrupt(teardown: Option<net::Teardown>) {
         }
         std::process::exit(130);
     });
+}
+
+/// What a login runs before the command, on every host: the same for
+/// plain ssh and hoist. Each host gets a home of its own (sshd's `SetEnv
+/// HOME`), as on a real fleet: hosts that share one home share its locks,
+/// and pyenv's `rehash` (run by `pyenv init` at every login) holds a lock
+/// in the home that concurrent logins wait for in `sleep 0.1` loops, so a
+/// fleet of one machine's sshds measures that lock, not SSH. `BENCH_LOGIN`:
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Login {
+    /// `pyenv` (the default when `~/.pyenv` exists): a heavy rc, pyenv
+    /// init and virtualenv-init against a pyenv root of the host's own
+    /// (links to this machine's pyenv; its own shims, so its own lock).
+    Pyenv,
+    /// `none`: an empty home, no rc file.
+    Bare,
+    /// `shared`: every host logs into this machine's own home and rc files.
+    Shared,
+}
+
+impl Login {
+    fn from_env() -> Login {
+        let pyenv = std::env::var("HOME")
+            .map(|h| Path::new(&h).join(".pyenv/bin/pyenv").exists())
+            .unwrap_or(false);
+        match std::env::var("BENCH_LOGIN").as_deref() {
+            Ok("shared") => Login::Shared,
+            Ok("none") => Login::Bare,
+            Ok("pyenv") => Login::Pyenv,
+            Ok(other) => panic!("BENCH_LOGIN={other}: pyenv, none or shared"),
+            Err(_) if pyenv => Login::Pyenv,
+            Err(_) => Login::Bare,
+        }
+    }
+
+    /// Makes host `i`'s home under `work`; the sshd_config lines that give it.
+    fn home(self, work: &Path, i: usize) -> String {
+        if self == Login::Shared {
+            return String::new();
+        }
+        let home = work.join(format!("home/{i}"));
+        std::fs::create_dir_all(&home).unwrap();
+        if self == Login::Pyenv {
+            let mine = Path::new(&std::env::var("HOME").unwrap()).join(".pyenv");
+            let root = home.join(".pyenv");
+            std::fs::create_dir_all(root.join("shims")).unwrap();
+            for part in [
+                "bin",
+                "libexec",
+                "plugins",
+                "pyenv.d",
+                "completions",
+                "versions",
+                "version",
+            ] {
+                if mine.join(part).exists() {
+                    std::os::unix::fs::symlink(mine.join(part), root.join(part)).unwrap();
+                }
+            }
+            std::fs::write(
+                home.join(".bashrc"),
+                "export PYENV_ROOT=\"$HOME/.pyenv\"\nexport PATH=\"$PYENV_ROOT/bin:$PYENV_ROOT/shims:$PATH\"\n\
+                 eval \"$(pyenv init -)\"\neval \"$(pyenv virtualenv-init -)\"\n",
+            )
+            .unwrap();
+        }
+        format!("SetEnv HOME={}\n", home.display())
+    }
 }
 
 #[derive(Default)]
@@ -663,9 +735,14 @@ fn phases(started: chrono::DateTime<chrono::Utc>, ndjson: &str) -> Phases {
     }
 }
 
+/// The middle value; of an even count, the mean of the two middle ones.
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 fn file_name(i: usize, files: usize) -> String {

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::fleet::Node;
 use super::layout::ReceiveStep;
 use super::layout_release::{ReleaseStep, UrlPacking};
-use super::upload::in_its_step;
+use super::upload::{in_its_step, unless_halted};
 use super::{Context, Failed, Failure};
 use crate::artifact::Artifact;
 use crate::delta::{self, Delta};
@@ -58,6 +58,19 @@ impl Deltas {
     }
 }
 
+/// How making a release from one the host already holds went.
+pub(crate) enum FromHeld {
+    /// Made and verified; the bytes sent.
+    Made(u64),
+    /// Not tried: no manifest to compare with (the artifact's or the
+    /// host's), or a delta would not be smaller than the artifact. Why
+    /// was said when it is worth saying.
+    Skipped,
+    /// The held release differs from its manifest (edited by hand): what
+    /// it would have made was not kept, and why was said.
+    Edited,
+}
+
 /// Makes the release from the host's current one and a delta, when it can
 /// (delta on, a manifest of the artifact and of the current release, and
 /// fewer bytes than the whole artifact). `Ok(None)`: send the whole
@@ -71,15 +84,35 @@ pub(crate) async fn by_delta(
     id: &ReleaseId,
     halt: &CancellationToken,
 ) -> Result<Option<u64>, Failed> {
-    let (Some(new), Some(current), true) =
-        (&artifact.manifest, &node.probe.current, artifact.delta)
-    else {
+    let (Some(current), true) = (&node.probe.current, artifact.delta) else {
         return Ok(None);
+    };
+    match from_held(ctx, node, artifact, id, current, halt).await? {
+        FromHeld::Made(sent) => Ok(Some(sent)),
+        FromHeld::Skipped | FromHeld::Edited => Ok(None),
+    }
+}
+
+/// Makes release `id` from `base`, a release on the host, and the delta
+/// between them (empty when `base` holds the same content: a copy), then
+/// has the host check the result against the artifact's manifest before
+/// it takes the release's name. So a release edited by hand is never
+/// carried into a new one, whether it is the base of a delta or a copy.
+pub(crate) async fn from_held(
+    ctx: &Context,
+    node: &Node,
+    artifact: &Artifact,
+    id: &ReleaseId,
+    base: &ReleaseId,
+    halt: &CancellationToken,
+) -> Result<FromHeld, Failed> {
+    let Some(new) = &artifact.manifest else {
+        return Ok(FromHeld::Skipped);
     };
     let out = node
         .must(
-            "reading the current release's manifest",
-            &node.layout.read_manifest(current),
+            "reading the manifest of the release it holds",
+            &node.layout.read_manifest(base),
             None,
         )
         .await
@@ -88,9 +121,11 @@ pub(crate) async fn by_delta(
         ctx.message(
             Level::Info,
             Some(node.name()),
-            format!("{current} has no manifest (deployed before hoist kept them): sending the whole artifact"),
+            format!(
+                "{base} has no manifest (deployed before hoist kept them): it cannot be checked"
+            ),
         );
-        return Ok(None);
+        return Ok(FromHeld::Skipped);
     }
     let old = match Manifest::parse(&out.stdout) {
         Ok(m) => m.for_release(&ctx.config.app.shared_paths()),
@@ -98,67 +133,70 @@ pub(crate) async fn by_delta(
             ctx.message(
                 Level::Warn,
                 Some(node.name()),
-                format!(
-                    "the manifest of {current} is unreadable ({e}): sending the whole artifact"
-                ),
+                format!("the manifest of {base} is unreadable ({e})"),
             );
-            return Ok(None);
+            return Ok(FromHeld::Skipped);
         }
     };
     let Some(delta) = artifact.deltas.get(artifact, new, old).await else {
-        return Ok(None);
+        return Ok(FromHeld::Skipped);
     };
     let size = delta.bytes.len() as u64;
     if size >= artifact.transfer_size {
-        return Ok(None);
+        return Ok(FromHeld::Skipped);
     }
-    ctx.phase(node.name(), Phase::Upload);
-    ctx.message(
-        Level::Info,
-        Some(node.name()),
-        format!(
-            "delta from {current}: {} new or changed, {} gone",
-            count(delta.sent, "entry", "entries"),
-            delta.gone
-        ),
-    );
-    let script = node.layout.receive_delta(
-        current,
-        id,
-        &ctx.run_id,
-        &new.sha256(),
-        &artifact.content_sha,
-    );
-    let input = super::upload::progress(ctx, node.name(), Input::bytes(delta.bytes.clone()));
-    let run = node.run(&script, Some(input));
-    let out = tokio::select! {
-        r = run => r.map_err(|f| f.at(Phase::Upload))?,
-        _ = halt.cancelled() => {
-            let f = if ctx.cancel.is_cancelled() { Failure::Interrupted } else { Failure::Halted };
-            return Err(f.at(Phase::Upload));
-        }
+    let copy = delta.sent == 0 && delta.gone == 0;
+    if !copy {
+        ctx.phase(node.name(), Phase::Upload);
+        ctx.message(
+            Level::Info,
+            Some(node.name()),
+            format!(
+                "delta from {base}: {} new or changed, {} gone",
+                count(delta.sent, "entry", "entries"),
+                delta.gone
+            ),
+        );
+    }
+    let script =
+        node.layout
+            .receive_delta(base, id, &ctx.run_id, &new.sha256(), &artifact.content_sha);
+    // A copy's few bytes (an empty delta) are no upload to show.
+    let input = Input::bytes(delta.bytes.clone());
+    let input = if copy {
+        input
+    } else {
+        super::upload::progress(ctx, node.name(), input)
     };
+    let out = unless_halted(ctx, halt, node.run(&script, Some(input)))
+        .await
+        .map_err(|f| f.at(Phase::Upload))?;
     match out.code {
-        Some(0) => Ok(Some(size)),
+        Some(0) => Ok(FromHeld::Made(size)),
         Some(c) if c as i32 == ReleaseStep::Mismatch.code() => {
             let edited = Manifest::parse(&out.stdout)
                 .map(|listed| {
-                    let old = node.layout.release_path(current);
+                    let old = node.layout.release_path(base);
                     format!(
                         "{old} differs from its manifest (edited by hand?): the release made from it would have {}",
                         new.diff_from(&listed).describe(5)
                     )
                 })
-                .unwrap_or_else(|_| format!("{current} differs from its manifest"));
+                .unwrap_or_else(|_| format!("{base} differs from its manifest"));
             ctx.message(
                 Level::Warn,
                 Some(node.name()),
                 format!("{edited}; sending the whole artifact instead"),
             );
-            Ok(None)
+            Ok(FromHeld::Edited)
         }
         code => Err(in_its_step(Failure::Command {
-            what: "applying the delta".into(),
+            what: if copy {
+                "copying the release"
+            } else {
+                "applying the delta"
+            }
+            .into(),
             code,
             tail: super::tail_lines(&out.stderr, &[], 10),
         })),
@@ -190,14 +228,9 @@ pub(crate) async fn pull(
     let script = node
         .layout
         .pull(id, &ctx.run_id, &pull.url, &pull.sha256, packing);
-    let run = node.run(&script, None);
-    let out = tokio::select! {
-        r = run => r.map_err(|f| f.at(Phase::Upload))?,
-        _ = halt.cancelled() => {
-            let f = if ctx.cancel.is_cancelled() { Failure::Interrupted } else { Failure::Halted };
-            return Err(f.at(Phase::Upload));
-        }
-    };
+    let out = unless_halted(ctx, halt, node.run(&script, None))
+        .await
+        .map_err(|f| f.at(Phase::Upload))?;
     let tail = super::tail_lines(&out.stderr, &out.stdout, 10);
     match out.code {
         Some(0) => Ok(0),

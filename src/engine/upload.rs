@@ -39,6 +39,7 @@ pub(crate) async fn deliver(
     if node.probe.has_release(id) {
         return Ok(0);
     }
+    let mut edited = None;
     if let Some(from) = already_held(node, artifact) {
         ctx.phase(node.name(), Phase::Unpack);
         ctx.message(
@@ -46,21 +47,24 @@ pub(crate) async fn deliver(
             Some(node.name()),
             format!("already holds this artifact as {from}; copying it, no upload"),
         );
-        node.must(
-            "copying the release",
-            &node
-                .layout
-                .copy_release(&from, id, &ctx.run_id, &artifact.content_sha),
-            None,
-        )
-        .await
-        .map_err(in_its_step)?;
-        return Ok(payload::record_manifest(ctx, node, artifact, id).await);
+        // Checked against the artifact's manifest, so that a hand edit of
+        // `from` is not copied along.
+        match payload::from_held(ctx, node, artifact, id, &from, halt).await? {
+            payload::FromHeld::Made(sent) => return Ok(sent),
+            payload::FromHeld::Edited => edited = Some(from),
+            // Nothing to check it with (an `artifact.url`, a release from
+            // before manifests): copied as it is.
+            payload::FromHeld::Skipped => {
+                return copy_unchecked(ctx, node, artifact, id, &from).await;
+            }
+        }
     }
     if artifact.pull.is_some() {
         return payload::pull(ctx, node, artifact, id, halt).await;
     }
-    if let Some(sent) = payload::by_delta(ctx, node, artifact, id, halt).await? {
+    // A delta from the release just found edited would be refused too.
+    let current_edited = edited.is_some() && edited == node.probe.current;
+    if !current_edited && let Some(sent) = payload::by_delta(ctx, node, artifact, id, halt).await? {
         return Ok(sent);
     }
     ctx.phase(node.name(), Phase::Upload);
@@ -68,6 +72,27 @@ pub(crate) async fn deliver(
         .map_err(|e| Failure::Other(format!("cannot read the artifact: {e}")).at(Phase::Upload))?;
     send(ctx, node, payload, halt).await?;
     Ok(artifact.transfer_size + payload::record_manifest(ctx, node, artifact, id).await)
+}
+
+/// Copies `from`, which holds the same content, as release `id`, with no
+/// check of what is in it.
+async fn copy_unchecked(
+    ctx: &Context,
+    node: &Node,
+    artifact: &Artifact,
+    id: &ReleaseId,
+    from: &ReleaseId,
+) -> Result<u64, Failed> {
+    node.must(
+        "copying the release",
+        &node
+            .layout
+            .copy_release(from, id, &ctx.run_id, &artifact.content_sha),
+        None,
+    )
+    .await
+    .map_err(in_its_step)?;
+    Ok(payload::record_manifest(ctx, node, artifact, id).await)
 }
 
 /// What travels to a host for one release: a byte source, its size, and
@@ -110,15 +135,25 @@ pub(crate) async fn send(
 ) -> Result<(), Failed> {
     let input = progress(ctx, node.name(), payload.input);
     let upload = node.must("receiving the upload", &payload.receive, Some(input));
-    let result = tokio::select! {
-        r = upload => r,
-        _ = halt.cancelled() => Err(if ctx.cancel.is_cancelled() { Failure::Interrupted } else { Failure::Halted }),
-    };
+    let result = unless_halted(ctx, halt, upload).await;
     // An upload cut off (a halt, Ctrl-C, a lost link) cleans up after
     // itself on the host (its script's trap); whatever a cut left behind is
     // cleared when the next run takes the lock. Nothing more is sent to a
     // host whose connection may be dead.
     result.map(|_| ()).map_err(in_its_step)
+}
+
+/// `work`, or its end as a failure as soon as the run halts (Ctrl-C, or a
+/// halt of the rollout); dropping `work` then stops it.
+pub(crate) async fn unless_halted<T>(
+    ctx: &Context,
+    halt: &CancellationToken,
+    work: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    tokio::select! {
+        r = work => r,
+        _ = halt.cancelled() => Err(if ctx.cancel.is_cancelled() { Failure::Interrupted } else { Failure::Halted }),
+    }
 }
 
 /// A failed receive, named after the step of the host's script that failed

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::support::fleet::Fleet;
 use crate::support::http::Http;
-use crate::support::project::{ndjson, printed};
+use crate::support::project::{ndjson, printed, summary_host};
 
 /// Everything in one wave.
 const STRATEGY: &str = "[strategy]\ncanary = 0\nbatch = \"100%\"";
@@ -86,12 +86,7 @@ fn deploy_sent(f: &Fleet, host: &str) -> u64 {
         .clone();
     let events = ndjson(&out.stdout);
     let summary = events.last().unwrap();
-    let row = summary["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["host"] == host)
-        .unwrap();
+    let row = summary_host(summary, host);
     let done = events
         .iter()
         .find(|e| e["event"] == "host_done" && e["host"] == host)
@@ -183,6 +178,15 @@ fn a_hand_edited_previous_release_still_yields_an_exact_release() {
     std::fs::write(&edited, "edited by hand").unwrap();
     std::fs::write(f.path().join("build/dir3/file003"), "the new content").unwrap();
 
+    deploy_past_a_hand_edit(&f, &v1, "dir1/file008");
+    f.hoist(&["verify"]).assert().success();
+}
+
+/// Deploys to web1, whose release `from` has `path` edited by hand: the
+/// output names the file and says the whole artifact went, the new release
+/// is exactly `build/`, and the edited release is left as it was. Returns
+/// the new release.
+fn deploy_past_a_hand_edit(f: &Fleet, from: &str, path: &str) -> String {
     let out = f
         .hoist(&["deploy", "--yes"])
         .assert()
@@ -191,17 +195,16 @@ fn a_hand_edited_previous_release_still_yields_an_exact_release() {
         .clone();
     let text = printed(&out);
     assert!(
-        text.lines().any(|l| l.contains("web1")
-            && l.contains("dir1/file008")
-            && l.contains("whole artifact")),
+        text.lines()
+            .any(|l| l.contains("web1") && l.contains(path) && l.contains("whole artifact")),
         "says which file was edited and that the whole artifact went: {text}"
     );
-    let v2 = f.current("web1").unwrap();
-    assert_ne!(v1, v2);
-    assert_same_tree(&f.path().join("build"), &release_dir(&f, "web1", &v2));
-    // The edited release is left as it was.
+    let new = f.current("web1").unwrap();
+    assert_ne!(from, new);
+    assert_same_tree(&f.path().join("build"), &release_dir(f, "web1", &new));
+    let edited = release_dir(f, "web1", from).join(path);
     assert_eq!(std::fs::read_to_string(&edited).unwrap(), "edited by hand");
-    f.hoist(&["verify"]).assert().success();
+    new
 }
 
 #[test]
@@ -498,4 +501,33 @@ fn shared_paths_stay_out_of_manifests_and_deltas() {
         "changed"
     );
     f.hoist(&["verify"]).assert().success();
+}
+
+#[test]
+fn a_redeploy_of_the_same_content_does_not_copy_a_hand_edit_along() {
+    let f = Fleet::ssh(1).toml(STRATEGY).write();
+    many_files(&f, 30);
+    f.hoist(&["deploy", "--yes"]).assert().success();
+    let v1 = f.current("web1").unwrap();
+    let edited = release_dir(&f, "web1", &v1).join("dir2/file009");
+    std::fs::write(&edited, "edited by hand").unwrap();
+
+    // The same content again: a copy of v1 on the host, unless v1 changed.
+    let v2 = deploy_past_a_hand_edit(&f, &v1, "dir2/file009");
+
+    // Untouched, the next one is a copy again: nothing uploaded.
+    let out = f
+        .hoist(&["deploy", "--yes", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let events = ndjson(&out.stdout);
+    assert!(
+        !events.iter().any(|e| e["event"] == "upload_progress"),
+        "a copy uploads nothing"
+    );
+    let v3 = f.current("web1").unwrap();
+    assert_ne!(v2, v3);
+    assert_same_tree(&f.path().join("build"), &release_dir(&f, "web1", &v3));
 }

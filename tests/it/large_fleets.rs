@@ -3,20 +3,11 @@
 //! a deploy went on without.
 
 use crate::support::fleet::Fleet;
-use crate::support::project::{ndjson, printed};
+use crate::support::project::{ndjson, printed, summary_host};
 use crate::support::sshd::ClientKey;
 
 fn events_of(out: &std::process::Output) -> Vec<serde_json::Value> {
     ndjson(&out.stdout)
-}
-
-fn summary_host<'a>(summary: &'a serde_json::Value, host: &str) -> &'a serde_json::Value {
-    summary["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["host"] == host)
-        .unwrap_or_else(|| panic!("{host} not in {summary}"))
 }
 
 #[test]

@@ -256,6 +256,16 @@ pub fn ndjson(stdout: &[u8]) -> Vec<serde_json::Value> {
     events
 }
 
+/// `host`'s row in an NDJSON `summary` line.
+pub fn summary_host<'a>(summary: &'a serde_json::Value, host: &str) -> &'a serde_json::Value {
+    summary["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == host)
+        .unwrap_or_else(|| panic!("{host} not in {summary}"))
+}
+
 /// Lists every file under `dir` with its contents, relative and sorted.
 pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
