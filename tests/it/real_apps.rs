@@ -759,3 +759,35 @@ fn deploy_on_a_terminal(f: &Fleet, password: &str) -> (Option<i32>, String) {
     let text = screen.lock().unwrap().clone();
     (code, text)
 }
+
+#[test]
+fn hooks_and_local_hosts_never_inherit_hoists_secrets() {
+    // Every kind of process hoist starts on this machine writes its
+    // environment down: a run-level hook, a wave hook, a local host's hook.
+    let f = Fleet::local(1)
+        .toml(
+            "[hooks]\n\
+             on_start_local = [\"env > start.env\"]\n\
+             before_batch_local = [\"env > batch.env\"]\n\
+             after_switch = [\"env > \\\"$HOIST_DEPLOY_TO/host.env\\\"\"]",
+        )
+        .write();
+    f.hoist(&["deploy", "--yes"])
+        .env("HOIST_BECOME_PASSWORD", "become-secret-1")
+        .env("HOIST_SSH_PASSPHRASE", "passphrase-secret-2")
+        .assert()
+        .success();
+    let host_env = f.deploy_path(&f.host_names()[0]).join("host.env");
+    for file in [
+        f.path().join("start.env"),
+        f.path().join("batch.env"),
+        host_env,
+    ] {
+        let env =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert!(env.contains("HOIST_"), "{}: {env}", file.display());
+        for secret in ["become-secret-1", "passphrase-secret-2"] {
+            assert!(!env.contains(secret), "{} holds {secret}", file.display());
+        }
+    }
+}
