@@ -13,6 +13,7 @@ mod journal;
 mod manifest;
 mod release;
 pub mod report;
+mod secret_env;
 mod select;
 pub mod transport;
 

@@ -125,21 +125,8 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
         hosts: nodes.iter().map(|n| n.name().to_string()).collect(),
     });
     let release = Some(target.to_string());
-    let refused: Vec<HostOutcome> = match sudo::preflight(ctx, &nodes).await {
-        Ok(problems) => problems
-            .into_iter()
-            .map(|(i, p)| nodes[i].stopped(Failure::Preflight(p).at(Phase::Preflight)))
-            .collect(),
-        Err(e) => {
-            ctx.message(Level::Error, None, e);
-            return fleet::stop_untouched(ctx, "rollback", Exit::Usage, release, &nodes, vec![])
-                .await;
-        }
-    };
-    if !refused.is_empty() {
-        fleet::report_all(ctx, &refused);
-        return fleet::stop_untouched(ctx, "rollback", Exit::Preflight, release, &nodes, refused)
-            .await;
+    if let Err(exit) = become_ready(ctx, &nodes, &release).await {
+        return exit;
     }
     if let Err(e) =
         run_hooks::on_start(ctx, "rollback", release.as_deref(), version.as_deref()).await
@@ -213,6 +200,37 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
 /// runs the release it ran. No host is changed: one local command and a
 /// journal line on each host. With `--to ID`, that colour is first switched
 /// to ID (which it must hold), then takes the traffic.
+/// `become` checked on every host before anything is touched: `Err` is
+/// the exit of a rollback it stops (exit 2 without a password, 3 when a
+/// host's sudo refuses).
+async fn become_ready(ctx: &Context, nodes: &[Node], release: &Option<String>) -> Result<(), Exit> {
+    let refused: Vec<HostOutcome> = match sudo::preflight(ctx, nodes).await {
+        Ok(problems) => problems
+            .into_iter()
+            .map(|(i, p)| nodes[i].stopped(Failure::Preflight(p).at(Phase::Preflight)))
+            .collect(),
+        Err(e) => {
+            ctx.message(Level::Error, None, e);
+            let release = release.clone();
+            return Err(fleet::stop_untouched(
+                ctx,
+                "rollback",
+                Exit::Usage,
+                release,
+                nodes,
+                vec![],
+            )
+            .await);
+        }
+    };
+    if refused.is_empty() {
+        return Ok(());
+    }
+    fleet::report_all(ctx, &refused);
+    let release = release.clone();
+    Err(fleet::stop_untouched(ctx, "rollback", Exit::Preflight, release, nodes, refused).await)
+}
+
 async fn traffic_back(
     ctx: &Context,
     bg: &BlueGreen,
@@ -322,6 +340,13 @@ async fn traffic_back(
         .as_ref()
         .and_then(|r| nodes.iter().find_map(|n| n.journal.version_of(r)));
     let id = release.as_ref().map(|r| r.to_string());
+    // Moving the idle colour to ID runs after_rollback and the health
+    // check on it, as `become` says; moving traffic alone runs nothing there.
+    if to.is_some()
+        && let Err(exit) = become_ready(ctx, &nodes, &id).await
+    {
+        return exit;
+    }
     if let Err(e) = run_hooks::on_start(ctx, "rollback", id.as_deref(), version.as_deref()).await {
         ctx.message(Level::Error, None, format!("{e}; nothing was touched"));
         return fleet::stop_untouched(ctx, "rollback", Exit::Preflight, id, &nodes, vec![]).await;

@@ -27,15 +27,13 @@ pub fn run_with_timeout(
     timeout: Duration,
 ) -> Result<Doc, ConfigError> {
     let fail = |what: String| ConfigError(format!("{label}: {what}"));
-    let mut child = Command::new("sh")
+    let mut child = crate::secret_env::scrub(&mut Command::new("sh"))
         .arg("-c")
         .arg(command)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // The become password is for sudo on the hosts only.
-        .env_remove("HOIST_BECOME_PASSWORD")
         .spawn()
         .map_err(|e| fail(format!("cannot run the inventory command: {e}")))?;
     let reader = |mut pipe: Box<dyn Read + Send>| {

@@ -107,9 +107,8 @@ pub async fn run_local(
             .arg(hook)
             .current_dir(&ctx.config.base_dir)
             .stdin(Stdio::null())
-            // The become password is for sudo on the hosts, never a hook.
-            .env_remove(sudo::PASSWORD_VAR)
             .kill_on_drop(true);
+        crate::secret_env::scrub(command.as_std_mut());
         for (k, v) in env {
             command.env(k, v);
         }

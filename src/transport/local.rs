@@ -43,7 +43,11 @@ impl Transport for LocalHost {
         stdin: Option<Input>,
         timeout: Duration,
     ) -> Result<Output, TransportError> {
-        let mut child = Command::new("sh")
+        let mut command = Command::new("sh");
+        // A host's command never sees hoist's secrets (the become password
+        // reaches sudo on stdin).
+        crate::secret_env::scrub(command.as_std_mut());
+        let mut child = command
             .arg("-c")
             .arg(script)
             .stdin(if stdin.is_some() {
@@ -53,8 +57,6 @@ impl Transport for LocalHost {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // A remote process never sees the become password (it reaches sudo on stdin).
-            .env_remove("HOIST_BECOME_PASSWORD")
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| TransportError::Other(format!("{}: cannot start sh: {e}", self.name)))?;

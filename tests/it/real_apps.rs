@@ -424,6 +424,109 @@ fn a_failing_on_start_hook_stops_the_deploy_before_any_host_is_touched() {
     );
 }
 
+/// `n` SSH hosts that hoist reaches as [`BECOME_USER`] (who owns their
+/// `deploy_to`), with `toml` added to the project.
+fn become_fleet(n: usize, toml: &str) -> Fleet {
+    let f = Fleet::ssh(n);
+    for server in f.servers() {
+        // The user's sshd reads authorized_keys as that user; deploy_to is theirs.
+        std::fs::set_permissions(server.dir.path(), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::fs::set_permissions(
+            server.dir.path().join("authorized_keys"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let srv = server.root.join("srv");
+        std::fs::create_dir_all(&srv).unwrap();
+        let chown = std::process::Command::new("chown")
+            .args([
+                &format!("{BECOME_USER}:{BECOME_USER}"),
+                srv.to_str().unwrap(),
+            ])
+            .status()
+            .unwrap();
+        assert!(chown.success());
+    }
+    let f = f.toml(toml).write();
+    let config = f.path().join("deploy.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let as_root = format!("user = \"{}\"", crate::support::project::whoami());
+    assert!(text.contains(&as_root));
+    std::fs::write(
+        &config,
+        text.replace(&as_root, &format!("user = \"{BECOME_USER}\"")),
+    )
+    .unwrap();
+    f
+}
+
+#[test]
+fn a_blue_green_rollback_to_an_older_release_checks_become_before_touching_anything() {
+    let _user = BECOME_USER_TAKEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let password = format!("pw-{}-{}", std::process::id(), chrono_free_nanos());
+    if let Err(why) = sudo_user(&password) {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let f = become_fleet(
+        2,
+        "[groups.blue]\nhosts = [\"web1\"]\n[groups.green]\nhosts = [\"web2\"]\n\
+         [strategy]\nkind = \"blue-green\"\n\
+         [blue_green]\ncolors = [\"blue\", \"green\"]\nswitch_local = [\"printf '%s' \\\"$HOIST_COLOR\\\" > lb\"]\n\
+         [hooks]\nbecome = \"root\"\nafter_rollback = [\"id -u > \\\"$HOIST_DEPLOY_TO/rollback-uid\\\"\"]\n\
+         [health]\ncommand = \"test \\\"$(id -u)\\\" = 0\"\nretries = 1",
+    );
+    let lb = || std::fs::read_to_string(f.path().join("lb")).unwrap();
+    // v1 and v3 on blue, v2 and v4 on green; green is live.
+    let mut on_blue = Vec::new();
+    for v in 1..=4 {
+        std::fs::write(f.path().join("build/README"), format!("v{v}")).unwrap();
+        f.hoist(&["deploy", "--yes"])
+            .env("HOIST_BECOME_PASSWORD", &password)
+            .assert()
+            .success();
+        if v % 2 == 1 {
+            on_blue.push(f.current("web1").unwrap());
+        }
+    }
+    assert_eq!(lb(), "green");
+    let (v1, v3) = (&on_blue[0], &on_blue[1]);
+
+    // Moving blue back to v1 runs after_rollback and the health check as
+    // root: without the password, exit 2 before anything changes.
+    let out = f
+        .hoist(&["rollback", "--to", v1])
+        .env_remove("HOIST_BECOME_PASSWORD")
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    assert!(
+        printed(&out).contains("HOIST_BECOME_PASSWORD"),
+        "{}",
+        printed(&out)
+    );
+    assert_eq!(f.current("web1").as_ref(), Some(v3));
+    assert_eq!(lb(), "green");
+    assert!(!f.locked("web1") && !f.locked("web2"));
+
+    f.hoist(&["rollback", "--to", v1])
+        .env("HOIST_BECOME_PASSWORD", &password)
+        .assert()
+        .success();
+    assert_eq!(f.current("web1").as_ref(), Some(v1));
+    assert_eq!(lb(), "blue");
+    let uid = std::fs::read_to_string(f.deploy_path("web1").join("rollback-uid")).unwrap();
+    assert_eq!(uid.trim(), "0");
+}
+
+/// Held by each test that sets [`BECOME_USER`]'s password: they run one
+/// at a time.
+static BECOME_USER_TAKEN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The SSH user of the become test: not root, owns deploy_to, and has sudo
 /// with a password (no NOPASSWD).
 const BECOME_USER: &str = "hoistbecome";
@@ -494,43 +597,18 @@ fn processes_holding(needle: &str, except: u32) -> Vec<String> {
 
 #[test]
 fn become_runs_hooks_as_root_through_password_sudo_without_showing_the_password() {
+    let _user = BECOME_USER_TAKEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let password = format!("pw-{}-{}", std::process::id(), chrono_free_nanos());
     if let Err(why) = sudo_user(&password) {
         eprintln!("skipped: {why}");
         return;
     }
-    let f = Fleet::ssh(2);
-    for server in f.servers() {
-        // The user's sshd reads authorized_keys as that user; deploy_to is theirs.
-        std::fs::set_permissions(server.dir.path(), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
-        std::fs::set_permissions(
-            server.dir.path().join("authorized_keys"),
-            std::fs::Permissions::from_mode(0o644),
-        )
-        .unwrap();
-        let srv = server.root.join("srv");
-        std::fs::create_dir_all(&srv).unwrap();
-        let chown = std::process::Command::new("chown")
-            .args([
-                &format!("{BECOME_USER}:{BECOME_USER}"),
-                srv.to_str().unwrap(),
-            ])
-            .status()
-            .unwrap();
-        assert!(chown.success());
-    }
-    let f = f
-        .toml("[hooks]\nbecome = \"root\"\nbefore_switch_once = [\"id -u > \\\"$HOIST_DEPLOY_TO/once-uid\\\"\"]\nafter_switch = [\"sleep 1; id -u > \\\"$HOIST_DEPLOY_TO/hook-uid\\\"\"]\n[health]\ncommand = \"test \\\"$(id -u)\\\" = 0\"\nretries = 1\n[strategy]\ncanary = 0\nbatch = 2")
-        .write();
-    let toml = std::fs::read_to_string(f.path().join("deploy.toml")).unwrap();
-    let as_root = format!("user = \"{}\"", crate::support::project::whoami());
-    assert!(toml.contains(&as_root));
-    std::fs::write(
-        f.path().join("deploy.toml"),
-        toml.replace(&as_root, &format!("user = \"{BECOME_USER}\"")),
-    )
-    .unwrap();
+    let f = become_fleet(
+        2,
+        "[hooks]\nbecome = \"root\"\nbefore_switch_once = [\"id -u > \\\"$HOIST_DEPLOY_TO/once-uid\\\"\"]\nafter_switch = [\"sleep 1; id -u > \\\"$HOIST_DEPLOY_TO/hook-uid\\\"\"]\n[health]\ncommand = \"test \\\"$(id -u)\\\" = 0\"\nretries = 1\n[strategy]\ncanary = 0\nbatch = 2",
+    );
 
     // No password and no terminal: exit 2, naming the variable.
     let out = f.hoist(&["deploy"]).assert().code(2).get_output().clone();
@@ -758,4 +836,36 @@ fn deploy_on_a_terminal(f: &Fleet, password: &str) -> (Option<i32>, String) {
     let _ = pump.join();
     let text = screen.lock().unwrap().clone();
     (code, text)
+}
+
+#[test]
+fn hooks_and_local_hosts_never_inherit_hoists_secrets() {
+    // Every kind of process hoist starts on this machine writes its
+    // environment down: a run-level hook, a wave hook, a local host's hook.
+    let f = Fleet::local(1)
+        .toml(
+            "[hooks]\n\
+             on_start_local = [\"env > start.env\"]\n\
+             before_batch_local = [\"env > batch.env\"]\n\
+             after_switch = [\"env > \\\"$HOIST_DEPLOY_TO/host.env\\\"\"]",
+        )
+        .write();
+    f.hoist(&["deploy", "--yes"])
+        .env("HOIST_BECOME_PASSWORD", "become-secret-1")
+        .env("HOIST_SSH_PASSPHRASE", "passphrase-secret-2")
+        .assert()
+        .success();
+    let host_env = f.deploy_path(&f.host_names()[0]).join("host.env");
+    for file in [
+        f.path().join("start.env"),
+        f.path().join("batch.env"),
+        host_env,
+    ] {
+        let env =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert!(env.contains("HOIST_"), "{}: {env}", file.display());
+        for secret in ["become-secret-1", "passphrase-secret-2"] {
+            assert!(!env.contains(secret), "{} holds {secret}", file.display());
+        }
+    }
 }
