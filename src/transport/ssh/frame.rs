@@ -20,16 +20,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The shell reads its commands itself, with `read` (which takes a pipe one
 /// byte at a time, so that a command reading stdin gets exactly what
 /// follows its text, as an upload must; `sh -s` reads ahead). It runs only
-/// what comes framed with the shell's nonce, each line `@N <text>` and then
-/// `@N:run`; any other line ends it (exit 101): should a payload's bytes
-/// ever be read as input, the shell dies instead of running them. The text
-/// holds no backslash and no newline, for fish's sake (the login shell
-/// quotes it); `n` is a newline made without either.
+/// what comes framed with the shell's nonce: a line `@N <count>`, that many
+/// lines of text, then `@N:run`. Any other line where a frame line belongs
+/// ends it (exit 101): should a payload's bytes ever be read as input, the
+/// shell dies instead of running them, since nothing in them can know the
+/// nonce. (The count keeps the nonce off every line of a command, which once
+/// made up half the bytes hoist sent per host.) The text holds no backslash
+/// and no newline, for fish's sake (the login shell quotes it); `n` is a
+/// newline made without either.
 const START: &str = "exec sh -c 'command -v setsid >/dev/null 2>&1 || exit 100; \
                      n=$(echo; echo x); n=${n%x}; c=; \
                      echo @N:ready; echo @N:ready >&2; \
                      while IFS= read -r l; do case $l in \
-                     \"@N \"*) c=\"$c${l#@N }$n\" ;; \
+                     \"@N \"*) k=${l#@N }; [ \"$k\" -ge 0 ] 2>/dev/null || exit 101; c=; \
+                     while [ \"$k\" -gt 0 ]; do IFS= read -r l || exit 101; c=\"$c$l$n\"; k=$((k-1)); done ;; \
                      @N:run) eval \"$c\"; c= ;; \
                      *) exit 101 ;; esac; done'";
 
@@ -99,14 +103,11 @@ pub fn run(nonce: &Nonce, quoted: &str, input: Option<u64>) -> String {
 }
 
 /// What the shell started with `key` ([`start`]) is sent to run `command`:
-/// each line framed with the key, then the line that runs them.
+/// the key and how many lines follow, the lines, then the line that runs them.
 pub fn input(key: &Nonce, command: &str) -> String {
-    let mut framed = String::with_capacity(command.len() * 2);
-    for line in command.strip_suffix('\n').unwrap_or(command).split('\n') {
-        framed.push_str(&format!("{} {line}\n", key.0));
-    }
-    framed.push_str(&format!("{}\n", key.marker("run")));
-    framed
+    let body = command.strip_suffix('\n').unwrap_or(command);
+    let lines = body.split('\n').count();
+    format!("{} {lines}\n{body}\n{}\n", key.0, key.marker("run"))
 }
 
 /// The `ready` line on one stream of a starting shell: true once it arrived,
@@ -365,12 +366,47 @@ mod tests {
     }
 
     #[test]
-    fn every_line_of_a_command_is_framed_with_the_key() {
+    fn a_command_is_framed_with_the_key_and_its_line_count() {
         let framed = input(&nonce(), "a\n'b\n\nc'\n");
-        assert_eq!(
-            framed,
-            "hoistN a\nhoistN 'b\nhoistN \nhoistN c'\nhoistN:run\n"
-        );
+        assert_eq!(framed, "hoistN 4\na\n'b\n\nc'\nhoistN:run\n");
+        assert_eq!(input(&nonce(), "x"), "hoistN 1\nx\nhoistN:run\n");
+    }
+
+    /// A frame line whose count is not a number ends the shell; so does
+    /// input that ends inside a command's lines.
+    #[test]
+    fn a_bad_count_or_a_short_command_ends_the_shell_unrun() {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let key = Nonce::new();
+        let echo = |text: &str| input(&key, &run(&Nonce::new(), text, None));
+        for (wire, ran) in [
+            (format!("{} x1\n{}", key.0, echo("'echo first'")), "first"),
+            (
+                format!("{}{} 3\necho second\n", echo("'echo first'"), key.0),
+                "second",
+            ),
+        ] {
+            let mut child = Command::new("sh")
+                .arg("-c")
+                .arg(start(&key))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(wire.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(out.status.code(), Some(101), "{wire}: {stdout}");
+            let lines: Vec<&str> = stdout.lines().collect();
+            assert!(!lines.contains(&ran), "{wire}: {stdout}");
+        }
     }
 
     /// The shell `START` runs, fed by hand as the channel would feed it
@@ -409,7 +445,14 @@ mod tests {
                 wire += &input(&key, &command);
                 wire += &hostile;
             }
-            wire += &input(&key, &run(&Nonce::new(), "'echo still framed'", None));
+            // Frame lines inside a command's text are only text.
+            let echo = format!(
+                "printf '%s\\n' '{}' '{} 9' 'still framed'",
+                key.marker("run"),
+                key.0
+            );
+            let echo = shlex::try_quote(&echo).unwrap().into_owned();
+            wire += &input(&key, &run(&Nonce::new(), &echo, None));
             // Unframed: the shell ends here.
             wire += &hostile;
             wire += &input(&key, &run(&Nonce::new(), "'echo too late'", None));
@@ -433,6 +476,8 @@ mod tests {
             assert!(!owned.exists(), "{shell:?}: the payload ran: {stdout}");
             assert_eq!(out.status.code(), Some(101), "{shell:?}: {stdout}");
             assert!(stdout.contains("still framed"), "{shell:?}: {stdout}");
+            let run_line = format!("{}\n{} 9\n", key.marker("run"), key.0);
+            assert!(stdout.contains(&run_line), "{shell:?}: {stdout}");
             assert!(!stdout.contains("too late"), "{shell:?}: {stdout}");
             let statuses: Vec<&str> = stdout.lines().filter(|l| l.contains(":end ")).collect();
             assert_eq!(statuses.len(), 4, "{shell:?}: {stdout}");
