@@ -8,6 +8,8 @@ pub mod config;
 mod delta;
 mod engine;
 pub mod exit;
+#[cfg(test)]
+mod host_shells;
 mod interrupt;
 mod journal;
 mod manifest;

@@ -671,7 +671,7 @@ impl Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::host_shells::shells;
+    use crate::host_shells::shells;
 
     #[test]
     fn quoting_neutralises_shell_syntax() {

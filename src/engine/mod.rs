@@ -11,8 +11,6 @@ pub(crate) mod diagnose;
 pub(crate) mod fleet;
 pub(crate) mod health;
 pub(crate) mod hooks;
-#[cfg(test)]
-mod host_shells;
 pub(crate) mod layout;
 pub(crate) mod layout_release;
 pub(crate) mod lock;

@@ -463,14 +463,9 @@ fn become_fleet(n: usize, toml: &str) -> Fleet {
 
 #[test]
 fn a_blue_green_rollback_to_an_older_release_checks_become_before_touching_anything() {
-    let _user = BECOME_USER_TAKEN
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let password = format!("pw-{}-{}", std::process::id(), chrono_free_nanos());
-    if let Err(why) = sudo_user(&password) {
-        eprintln!("skipped: {why}");
+    let Some((_user, password)) = take_become_user() else {
         return;
-    }
+    };
     let f = become_fleet(
         2,
         "[groups.blue]\nhosts = [\"web1\"]\n[groups.green]\nhosts = [\"web2\"]\n\
@@ -521,6 +516,22 @@ fn a_blue_green_rollback_to_an_older_release_checks_become_before_touching_anyth
     assert_eq!(lb(), "blue");
     let uid = std::fs::read_to_string(f.deploy_path("web1").join("rollback-uid")).unwrap();
     assert_eq!(uid.trim(), "0");
+}
+
+/// [`BECOME_USER`] with a fresh password, held until the guard drops;
+/// `None` (saying why) where this machine cannot make that user.
+fn take_become_user() -> Option<(std::sync::MutexGuard<'static, ()>, String)> {
+    let taken = BECOME_USER_TAKEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let password = format!("pw-{}-{}", std::process::id(), chrono_free_nanos());
+    match sudo_user(&password) {
+        Ok(()) => Some((taken, password)),
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            None
+        }
+    }
 }
 
 /// Held by each test that sets [`BECOME_USER`]'s password: they run one
@@ -597,14 +608,9 @@ fn processes_holding(needle: &str, except: u32) -> Vec<String> {
 
 #[test]
 fn become_runs_hooks_as_root_through_password_sudo_without_showing_the_password() {
-    let _user = BECOME_USER_TAKEN
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let password = format!("pw-{}-{}", std::process::id(), chrono_free_nanos());
-    if let Err(why) = sudo_user(&password) {
-        eprintln!("skipped: {why}");
+    let Some((_user, password)) = take_become_user() else {
         return;
-    }
+    };
     let f = become_fleet(
         2,
         "[hooks]\nbecome = \"root\"\nbefore_switch_once = [\"id -u > \\\"$HOIST_DEPLOY_TO/once-uid\\\"\"]\nafter_switch = [\"sleep 1; id -u > \\\"$HOIST_DEPLOY_TO/hook-uid\\\"\"]\n[health]\ncommand = \"test \\\"$(id -u)\\\" = 0\"\nretries = 1\n[strategy]\ncanary = 0\nbatch = 2",

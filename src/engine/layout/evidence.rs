@@ -45,28 +45,11 @@ if [ -n "$last" ]; then cat "$last"; fi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::Command;
 
     fn sh(script: &str, stdin: &str) -> (i32, String) {
-        use std::io::Write;
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        let dir = tempfile::tempdir().unwrap();
+        let ran = crate::host_shells::shells()[0].run(dir.path(), script, stdin.as_bytes());
+        (ran.code, ran.text())
     }
 
     #[test]

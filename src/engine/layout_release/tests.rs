@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use super::*;
-use crate::engine::host_shells::{Ran, Shell, shells};
+use crate::host_shells::{Ran, Shell, shells};
 use crate::manifest::Manifest;
 
 const FROM: &str = "20260101T000000Z-aaaaaaaa";

@@ -1,6 +1,6 @@
 //! Host scripts run here as on a host: `sh -c` under dash and, when
-//! installed, busybox (its shell and its tools only). For the script tests
-//! of `layout` and `layout_release`.
+//! installed, busybox (its shell and its tools only). For the tests of
+//! every script hoist runs on hosts: the engine's and the shell's frame.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
