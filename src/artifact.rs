@@ -47,7 +47,7 @@ pub struct Artifact {
     /// Where the artifact is on this machine (what deltas are cut from).
     pub source: PathBuf,
     /// Deltas cut so far, shared by the hosts on the same release.
-    pub(crate) deltas: crate::engine::payload::Deltas,
+    pub(crate) deltas: crate::delta::Deltas,
     upload: PathBuf,
     /// The upload's bytes, read once and shared by every host, when small
     /// enough (see [`SHARED_MAX`]).

@@ -2,12 +2,15 @@
 //! current release into the new one, as one gzipped tar (see
 //! `Layout::receive_delta` for what the host does with it).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
 
 use anyhow::{Context, Result};
 
@@ -22,6 +25,48 @@ pub struct Delta {
     pub sent: usize,
     /// Entries of the current release the new one does not have.
     pub gone: usize,
+}
+
+/// Deltas already cut, by the manifest of the release they start from:
+/// hosts on the same release share one.
+#[derive(Default)]
+pub(crate) struct Deltas(Mutex<HashMap<String, Arc<OnceCell<Cut>>>>);
+
+/// A delta once cut: `None` when the artifact cannot be sent as one.
+type Cut = Option<Arc<Delta>>;
+
+impl std::fmt::Debug for Deltas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Deltas")
+    }
+}
+
+impl Deltas {
+    /// The delta from `old` to `new` for the artifact at `artifact` (see
+    /// [`build`]), cut once per `old` however many hosts ask.
+    pub(crate) async fn get(
+        &self,
+        artifact: &Path,
+        shared: &[Vec<u8>],
+        new: &Manifest,
+        old: Manifest,
+    ) -> Option<Arc<Delta>> {
+        let cell = {
+            let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(old.sha256()).or_default().clone()
+        };
+        cell.get_or_init(|| async {
+            let (artifact, shared, new) = (artifact.to_path_buf(), shared.to_vec(), new.clone());
+            let built =
+                tokio::task::spawn_blocking(move || build(&artifact, &new, &old, &shared)).await;
+            match built {
+                Ok(Ok(delta)) => delta.map(Arc::new),
+                _ => None,
+            }
+        })
+        .await
+        .clone()
+    }
 }
 
 /// The delta from `old` (the host's current release) to `new` (the

@@ -1,65 +1,103 @@
-//! What goes to a host for a new release, besides the whole artifact: a
-//! delta against its current release, a download the host makes itself
-//! (`artifact.url`), and the release's manifest. The upload itself (bytes
-//! on the wire) stays `upload`'s.
+//! What goes to a host for a new release ([`deliver`]): a copy of a
+//! release it holds, a download it makes itself (`artifact.url`), a delta
+//! against its current release, or the whole artifact; and the release's
+//! manifest. The bytes on the wire are `upload`'s.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 use super::fleet::Node;
 use super::layout::ReceiveStep;
 use super::layout_release::{ReleaseStep, UrlPacking};
-use super::upload::{in_its_step, unless_halted};
+use super::upload::{self, in_its_step, unless_halted};
 use super::{Context, Failed, Failure};
 use crate::artifact::Artifact;
-use crate::delta::{self, Delta};
 use crate::manifest::Manifest;
 use crate::release::ReleaseId;
 use crate::report::{Level, Phase};
 use crate::transport::Input;
 
-/// Deltas already cut, by the manifest of the release they start from:
-/// hosts on the same release share one.
-#[derive(Default)]
-pub(crate) struct Deltas(Mutex<HashMap<String, Arc<OnceCell<Cut>>>>);
-
-/// A delta once cut: `None` when the artifact cannot be sent as one.
-type Cut = Option<Arc<Delta>>;
-
-impl std::fmt::Debug for Deltas {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Deltas")
-    }
+/// A release on this host made from the same content, if any.
+pub(crate) fn already_held(node: &Node, artifact: &Artifact) -> Option<ReleaseId> {
+    node.probe
+        .releases
+        .iter()
+        .rev()
+        .find(|(_, sum)| sum.as_deref() == Some(artifact.content_sha.as_str()))
+        .map(|(id, _)| id.clone())
 }
 
-impl Deltas {
-    async fn get(&self, artifact: &Artifact, new: &Manifest, old: Manifest) -> Option<Arc<Delta>> {
-        let cell = {
-            let mut map = self.0.lock().unwrap();
-            map.entry(old.sha256()).or_default().clone()
-        };
-        cell.get_or_init(|| async {
-            let source = artifact.source.clone();
-            let shared = artifact.shared_paths.clone();
-            let new = new.clone();
-            let built =
-                tokio::task::spawn_blocking(move || delta::build(&source, &new, &old, &shared))
-                    .await;
-            match built {
-                Ok(Ok(delta)) => delta.map(Arc::new),
-                _ => None,
-            }
-        })
-        .await
-        .clone()
+/// Puts the release on the host: copied from a release it already holds
+/// with the same content, else downloaded by the host (`artifact.url`),
+/// made from its current release and a delta, or uploaded whole, verified
+/// and unpacked. Returns the bytes sent to the host.
+pub(crate) async fn deliver(
+    ctx: &Context,
+    node: &Node,
+    artifact: &Artifact,
+    id: &ReleaseId,
+    halt: &CancellationToken,
+) -> Result<u64, Failed> {
+    if node.probe.has_release(id) {
+        return Ok(0);
     }
+    let mut edited = None;
+    if let Some(from) = already_held(node, artifact) {
+        ctx.phase(node.name(), Phase::Unpack);
+        ctx.message(
+            Level::Info,
+            Some(node.name()),
+            format!("already holds this artifact as {from}; copying it, no upload"),
+        );
+        // Checked against the artifact's manifest, so that a hand edit of
+        // `from` is not copied along.
+        match from_held(ctx, node, artifact, id, &from, halt).await? {
+            FromHeld::Made(sent) => return Ok(sent),
+            FromHeld::Edited => edited = Some(from),
+            // Nothing to check it with (an `artifact.url`, a release from
+            // before manifests): copied as it is.
+            FromHeld::Skipped => {
+                return copy_unchecked(ctx, node, artifact, id, &from).await;
+            }
+        }
+    }
+    if artifact.pull.is_some() {
+        return pull(ctx, node, artifact, id, halt).await;
+    }
+    // A delta from the release just found edited would be refused too.
+    let current_edited = edited.is_some() && edited == node.probe.current;
+    if !current_edited && let Some(sent) = by_delta(ctx, node, artifact, id, halt).await? {
+        return Ok(sent);
+    }
+    ctx.phase(node.name(), Phase::Upload);
+    let payload = upload::whole_artifact(node, artifact, id, &ctx.run_id)
+        .map_err(|e| Failure::Other(format!("cannot read the artifact: {e}")).at(Phase::Upload))?;
+    upload::send(ctx, node, payload, halt).await?;
+    Ok(artifact.transfer_size + record_manifest(ctx, node, artifact, id).await)
+}
+
+/// Copies `from`, which holds the same content, as release `id`, with no
+/// check of what is in it.
+async fn copy_unchecked(
+    ctx: &Context,
+    node: &Node,
+    artifact: &Artifact,
+    id: &ReleaseId,
+    from: &ReleaseId,
+) -> Result<u64, Failed> {
+    node.must(
+        "copying the release",
+        &node
+            .layout
+            .copy_release(from, id, &ctx.run_id, &artifact.content_sha),
+        None,
+    )
+    .await
+    .map_err(upload::in_its_step)?;
+    Ok(record_manifest(ctx, node, artifact, id).await)
 }
 
 /// How making a release from one the host already holds went.
-pub(crate) enum FromHeld {
+enum FromHeld {
     /// Made and verified; the bytes sent.
     Made(u64),
     /// Not tried: no manifest to compare with (the artifact's or the
@@ -77,7 +115,7 @@ pub(crate) enum FromHeld {
 /// artifact instead (and why was said). A current release edited by hand
 /// is caught by the host's check of the result; then the whole artifact
 /// goes, with a warning naming what was edited.
-pub(crate) async fn by_delta(
+async fn by_delta(
     ctx: &Context,
     node: &Node,
     artifact: &Artifact,
@@ -98,7 +136,7 @@ pub(crate) async fn by_delta(
 /// has the host check the result against the artifact's manifest before
 /// it takes the release's name. So a release edited by hand is never
 /// carried into a new one, whether it is the base of a delta or a copy.
-pub(crate) async fn from_held(
+async fn from_held(
     ctx: &Context,
     node: &Node,
     artifact: &Artifact,
@@ -138,7 +176,11 @@ pub(crate) async fn from_held(
             return Ok(FromHeld::Skipped);
         }
     };
-    let Some(delta) = artifact.deltas.get(artifact, new, old).await else {
+    let Some(delta) = artifact
+        .deltas
+        .get(&artifact.source, &artifact.shared_paths, new, old)
+        .await
+    else {
         return Ok(FromHeld::Skipped);
     };
     let size = delta.bytes.len() as u64;
@@ -209,7 +251,7 @@ fn count(n: usize, one: &str, many: &str) -> String {
 
 /// Has the host download the artifact from `artifact.url`, check its
 /// sha256 and unpack it. Bytes sent from here: none but the script.
-pub(crate) async fn pull(
+async fn pull(
     ctx: &Context,
     node: &Node,
     artifact: &Artifact,
@@ -257,7 +299,7 @@ pub(crate) async fn pull(
 /// Stores the artifact's manifest as release `id`'s, when there is one.
 /// Returns the bytes sent. A failure is only a warning: the release is
 /// whole, the next deploy to this host just sends the whole artifact.
-pub(crate) async fn record_manifest(
+async fn record_manifest(
     ctx: &Context,
     node: &Node,
     artifact: &Artifact,

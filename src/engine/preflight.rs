@@ -4,7 +4,7 @@
 use super::app_layout::SharedProblem;
 use super::fleet::Node;
 use super::layout::{LockInfo, LockState};
-use super::upload::already_held;
+use super::payload::already_held;
 use crate::artifact::Artifact;
 
 /// Why a reachable host cannot take a deploy. Typed: the exit code depends

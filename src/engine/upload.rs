@@ -1,5 +1,6 @@
-//! Getting a release onto a host: a local copy when the host already holds
-//! the same content, else the artifact streamed, verified and unpacked.
+//! Bytes on the wire to a host: the whole artifact streamed, verified and
+//! unpacked as it arrives, with progress, stopped when the run halts.
+//! What the bytes are (which payload a host gets) is `payload`'s.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,92 +9,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::fleet::Node;
 use super::layout::{ReceiveStage, ReceiveStep};
-use super::payload;
 use super::{Context, Failed, Failure};
 use crate::artifact::Artifact;
 use crate::release::ReleaseId;
-use crate::report::{Event, Level, Phase, Reporter};
+use crate::report::{Event, Phase, Reporter};
 use crate::transport::Input;
-
-/// A release on this host made from the same content, if any.
-pub(crate) fn already_held(node: &Node, artifact: &Artifact) -> Option<ReleaseId> {
-    node.probe
-        .releases
-        .iter()
-        .rev()
-        .find(|(_, sum)| sum.as_deref() == Some(artifact.content_sha.as_str()))
-        .map(|(id, _)| id.clone())
-}
-
-/// Puts the release on the host: copied from a release it already holds
-/// with the same content, else downloaded by the host (`artifact.url`),
-/// made from its current release and a delta, or uploaded whole, verified
-/// and unpacked. Returns the bytes sent to the host.
-pub(crate) async fn deliver(
-    ctx: &Context,
-    node: &Node,
-    artifact: &Artifact,
-    id: &ReleaseId,
-    halt: &CancellationToken,
-) -> Result<u64, Failed> {
-    if node.probe.has_release(id) {
-        return Ok(0);
-    }
-    let mut edited = None;
-    if let Some(from) = already_held(node, artifact) {
-        ctx.phase(node.name(), Phase::Unpack);
-        ctx.message(
-            Level::Info,
-            Some(node.name()),
-            format!("already holds this artifact as {from}; copying it, no upload"),
-        );
-        // Checked against the artifact's manifest, so that a hand edit of
-        // `from` is not copied along.
-        match payload::from_held(ctx, node, artifact, id, &from, halt).await? {
-            payload::FromHeld::Made(sent) => return Ok(sent),
-            payload::FromHeld::Edited => edited = Some(from),
-            // Nothing to check it with (an `artifact.url`, a release from
-            // before manifests): copied as it is.
-            payload::FromHeld::Skipped => {
-                return copy_unchecked(ctx, node, artifact, id, &from).await;
-            }
-        }
-    }
-    if artifact.pull.is_some() {
-        return payload::pull(ctx, node, artifact, id, halt).await;
-    }
-    // A delta from the release just found edited would be refused too.
-    let current_edited = edited.is_some() && edited == node.probe.current;
-    if !current_edited && let Some(sent) = payload::by_delta(ctx, node, artifact, id, halt).await? {
-        return Ok(sent);
-    }
-    ctx.phase(node.name(), Phase::Upload);
-    let payload = whole_artifact(node, artifact, id, &ctx.run_id)
-        .map_err(|e| Failure::Other(format!("cannot read the artifact: {e}")).at(Phase::Upload))?;
-    send(ctx, node, payload, halt).await?;
-    Ok(artifact.transfer_size + payload::record_manifest(ctx, node, artifact, id).await)
-}
-
-/// Copies `from`, which holds the same content, as release `id`, with no
-/// check of what is in it.
-async fn copy_unchecked(
-    ctx: &Context,
-    node: &Node,
-    artifact: &Artifact,
-    id: &ReleaseId,
-    from: &ReleaseId,
-) -> Result<u64, Failed> {
-    node.must(
-        "copying the release",
-        &node
-            .layout
-            .copy_release(from, id, &ctx.run_id, &artifact.content_sha),
-        None,
-    )
-    .await
-    .map_err(in_its_step)?;
-    Ok(payload::record_manifest(ctx, node, artifact, id).await)
-}
 
 /// What travels to a host for one release: a byte source, its size, and
 /// the host script that receives it (reading exactly that many bytes on
