@@ -3,7 +3,7 @@
 //! colour only when asked for.
 
 use super::clock::Clock;
-use super::style::{Paint, clean, duration_ms, host_list, hosts_word};
+use super::style::{self, Paint, clean, duration_ms, host_list, hosts_word};
 use super::table::{RowTables, summary_lines};
 use super::{Event, Level, OutputStream, Phase, Reporter};
 use chrono::{DateTime, FixedOffset, SecondsFormat};
@@ -331,29 +331,15 @@ impl Plain {
                 duration_ms: d,
                 interval_ms,
             } => {
-                let text = format!(
-                    "baking the canary ({}) for {}: health every {}",
-                    host_list(hosts, LISTED_HOSTS),
-                    duration_ms(*d),
-                    duration_ms(*interval_ms)
-                );
+                let text = style::bake_started(hosts, LISTED_HOSTS, *d, *interval_ms);
                 vec![self.line(st, now, None, &text)]
             }
             Event::BakeDone {
                 healthy,
                 elapsed_ms,
             } => {
-                let text = if *healthy {
-                    format!(
-                        "bake over: the canary stayed healthy for {}",
-                        duration_ms(*elapsed_ms)
-                    )
-                } else {
-                    paint.red(&format!(
-                        "bake stopped after {}: the canary turned unhealthy",
-                        duration_ms(*elapsed_ms)
-                    ))
-                };
+                let text = style::bake_done(*healthy, *elapsed_ms);
+                let text = if *healthy { text } else { paint.red(&text) };
                 vec![self.line(st, now, None, &text)]
             }
             Event::Traffic {
@@ -361,11 +347,7 @@ impl Plain {
                 previous,
                 reason,
             } => {
-                let from = previous
-                    .as_ref()
-                    .map(|p| format!(" (from {p})"))
-                    .unwrap_or_default();
-                let text = format!("traffic -> {color}{from}: {}", clean(reason));
+                let text = style::traffic(color, previous.as_deref(), reason);
                 vec![self.line(st, now, None, &paint.bold(&text))]
             }
             Event::Message { level, host, text } => {

@@ -165,6 +165,37 @@ pub fn hosts_word(n: usize) -> String {
     }
 }
 
+/// The words of a canary bake's start, the same in every renderer.
+pub fn bake_started(hosts: &[String], max: usize, duration: u64, interval: u64) -> String {
+    format!(
+        "baking the canary ({}) for {}: health every {}",
+        host_list(hosts, max),
+        duration_ms(duration),
+        duration_ms(interval)
+    )
+}
+
+/// The words of a bake's end.
+pub fn bake_done(healthy: bool, elapsed: u64) -> String {
+    if healthy {
+        format!(
+            "bake over: the canary stayed healthy for {}",
+            duration_ms(elapsed)
+        )
+    } else {
+        format!(
+            "bake stopped after {}: the canary turned unhealthy",
+            duration_ms(elapsed)
+        )
+    }
+}
+
+/// The words of traffic moving to `color`.
+pub fn traffic(color: &str, previous: Option<&str>, reason: &str) -> String {
+    let from = previous.map(|p| format!(" (from {p})")).unwrap_or_default();
+    format!("traffic -> {color}{from}: {}", clean(reason))
+}
+
 /// What an exit code means, in the words of the contract.
 pub fn exit_meaning(code: i32) -> &'static str {
     match code {

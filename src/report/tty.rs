@@ -2,7 +2,7 @@
 //! an overall bar; finished hosts scroll above it. Draws on stderr at a
 //! bounded rate, so 200 hosts cost little.
 
-use super::style::{Paint, clean, duration_ms, fit, host_list, hosts_word, pad, wrap};
+use super::style::{self, Paint, clean, duration_ms, fit, host_list, hosts_word, pad, wrap};
 use super::table::{RowTables, summary_lines};
 use super::{Event, Level, OutputStream, Phase, Reporter};
 use console::{Key, Term};
@@ -540,12 +540,7 @@ impl Tty {
                 if self.quiet {
                     return;
                 }
-                let text = format!(
-                    "baking the canary ({}) for {}: health every {}",
-                    host_list(hosts, 5),
-                    duration_ms(*d),
-                    duration_ms(*interval_ms)
-                );
+                let text = style::bake_started(hosts, 5, *d, *interval_ms);
                 self.above(st, &[text]);
                 self.start_countdown(st, Duration::from_millis(*d));
             }
@@ -560,16 +555,11 @@ impl Tty {
                 if self.quiet && *healthy {
                     return;
                 }
+                let text = style::bake_done(*healthy, *elapsed_ms);
                 let text = if *healthy {
-                    paint.green(&format!(
-                        "bake over: the canary stayed healthy for {}",
-                        duration_ms(*elapsed_ms)
-                    ))
+                    paint.green(&text)
                 } else {
-                    paint.red(&format!(
-                        "bake stopped after {}: the canary turned unhealthy",
-                        duration_ms(*elapsed_ms)
-                    ))
+                    paint.red(&text)
                 };
                 self.above(st, &[text]);
             }
@@ -578,11 +568,7 @@ impl Tty {
                 previous,
                 reason,
             } => {
-                let from = previous
-                    .as_ref()
-                    .map(|p| format!(" (from {p})"))
-                    .unwrap_or_default();
-                let text = format!("⇄ traffic -> {color}{from}: {}", clean(reason));
+                let text = format!("⇄ {}", style::traffic(color, previous.as_deref(), reason));
                 self.above(st, &[paint.bold(&fit(&text, width))]);
             }
             Event::Message { level, host, text } => {
