@@ -48,6 +48,13 @@ fn lb(f: &Fleet) -> String {
     std::fs::read_to_string(f.path().join("lb")).unwrap_or_default()
 }
 
+/// Every host of a colour has `release` as its current release.
+fn assert_on(f: &Fleet, colour: [&str; 3], release: &str, why: &str) {
+    for host in colour {
+        assert_eq!(f.current(host).as_deref(), Some(release), "{host} {why}");
+    }
+}
+
 fn currents(f: &Fleet) -> Vec<Option<String>> {
     f.host_names().iter().map(|h| f.current(h)).collect()
 }
@@ -68,9 +75,7 @@ fn blue_green_deploys_switch_colours_and_rollback_moves_only_traffic() {
         .unwrap()
         .to_string();
     assert_eq!(lb(&f), "blue");
-    for host in BLUE {
-        assert_eq!(f.current(host).as_deref(), Some(r1.as_str()), "{host}");
-    }
+    assert_on(&f, BLUE, &r1, "live");
     for host in GREEN {
         assert!(f.current(host).is_none(), "{host} untouched");
         assert!(f.releases(host).is_empty(), "{host} got no upload");
@@ -91,16 +96,10 @@ fn blue_green_deploys_switch_colours_and_rollback_moves_only_traffic() {
         .unwrap()
         .to_string();
     assert_eq!(lb(&f), "green");
-    for host in BLUE {
-        assert_eq!(
-            f.current(host).as_deref(),
-            Some(r1.as_str()),
-            "{host} unchanged"
-        );
-    }
+    assert_on(&f, BLUE, &r1, "unchanged");
+    assert_on(&f, GREEN, &r2, "deployed");
     for host in GREEN {
         assert_eq!(f.read_current(host, "README"), "v2");
-        assert_eq!(f.current(host).as_deref(), Some(r2.as_str()));
     }
     let traffic = events.iter().find(|e| e["event"] == "traffic").unwrap();
     assert_eq!(traffic["color"], "green");
@@ -165,20 +164,8 @@ fn blue_green_deploys_switch_colours_and_rollback_moves_only_traffic() {
     f.mark("web5", "FAIL");
     f.hoist(&["deploy"]).assert().code(5);
     assert_eq!(lb(&f), "blue");
-    for host in GREEN {
-        assert_eq!(
-            f.current(host).as_deref(),
-            Some(r2.as_str()),
-            "{host} back on r2"
-        );
-    }
-    for host in BLUE {
-        assert_eq!(
-            f.current(host).as_deref(),
-            Some(r1.as_str()),
-            "{host} never touched"
-        );
-    }
+    assert_on(&f, GREEN, &r2, "back on r2");
+    assert_on(&f, BLUE, &r1, "never touched");
     std::fs::remove_file(f.deploy_path("web5").join("FAIL")).unwrap();
 
     // The probe after the switch fails: traffic goes back, the idle colour too.
@@ -199,16 +186,8 @@ fn blue_green_deploys_switch_colours_and_rollback_moves_only_traffic() {
         .collect();
     assert_eq!(switches, ["green", "blue"], "switched, then back");
     assert_eq!(lb(&f), "blue");
-    for host in GREEN {
-        assert_eq!(
-            f.current(host).as_deref(),
-            Some(r2.as_str()),
-            "{host} back on r2"
-        );
-    }
-    for host in BLUE {
-        assert_eq!(f.current(host).as_deref(), Some(r1.as_str()));
-    }
+    assert_on(&f, GREEN, &r2, "back on r2");
+    assert_on(&f, BLUE, &r1, "live again");
     let text = printed(&status(&["status"]));
     assert!(text.contains("live colour: blue"), "{text}");
 }
