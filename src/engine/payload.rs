@@ -92,7 +92,7 @@ async fn copy_unchecked(
         None,
     )
     .await
-    .map_err(upload::in_its_step)?;
+    .map_err(in_its_step)?;
     Ok(record_manifest(ctx, node, artifact, id).await)
 }
 
@@ -208,7 +208,7 @@ async fn from_held(
     let input = if copy {
         input
     } else {
-        super::upload::progress(ctx, node.name(), input)
+        upload::progress(ctx, node.name(), input)
     };
     let out = unless_halted(ctx, halt, node.run(&script, Some(input)))
         .await

@@ -20,7 +20,7 @@ use super::preflight::Problem;
 use crate::transport::Input;
 
 /// Where a password may come from when there is no terminal.
-pub(crate) const PASSWORD_VAR: &str = "HOIST_BECOME_PASSWORD";
+pub(crate) const PASSWORD_VAR: &str = crate::secret_env::BECOME_PASSWORD;
 
 /// The become password of this run, once known.
 pub(crate) struct Password(String);

@@ -80,7 +80,8 @@ impl SshContextOptions {
         let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
         SshContextOptions {
             interactive,
-            passphrase: var("HOIST_SSH_PASSPHRASE").map(|v| v.to_string_lossy().into_owned()),
+            passphrase: var(crate::secret_env::SSH_PASSPHRASE)
+                .map(|v| v.to_string_lossy().into_owned()),
             agent_socket: var("SSH_AUTH_SOCK").map(PathBuf::from),
         }
     }
