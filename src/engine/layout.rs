@@ -43,6 +43,14 @@ pub const TOOLS: &[&str] = &[
     "sort",
 ];
 
+/// Sets `HOIST_SHA` to a sha256 tool that prints `HASH  NAME` or `HASH
+/// *NAME` for files (`stdin` for its input): `openssl dgst -sha256 -r` when
+/// the host has it and it prints what is expected (it uses the CPU's SHA
+/// instructions, about 4x faster than coreutils 9.1's `sha256sum`, which
+/// does not), else `sha256sum`. Costs one `openssl` start.
+pub(super) const PICK_SHA: &str = r#"HOIST_SHA=sha256sum
+if command -v openssl >/dev/null 2>&1 && [ "$(printf '' | openssl dgst -sha256 -r 2>/dev/null)" = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 *stdin' ]; then HOIST_SHA='openssl dgst -sha256 -r'; fi"#;
+
 /// Commands for one host's `deploy_to` layout.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -214,6 +222,7 @@ fi
         };
         format!(
             r#"{head}
+{pick_sha}
 P={part}
 R="$D/releases/{id}"
 TAR_OPTIONS=--preserve-permissions; export TAR_OPTIONS
@@ -221,17 +230,18 @@ trap 'rm -rf "$P.d" "$P.fifo"' EXIT
 trap 'exit 130' HUP INT TERM
 if [ -e "$R" ]; then printf '%s already exists\n' "$R" >&2; exit {exists}; fi
 mkdir -p "$D/releases" "$H/tmp" "$H/sums" && rm -rf "$P.d" "$P.fifo" && mkdir "$P.d" && mkfifo "$P.fifo" || exit {write}
-r=$(sha256sum < "$P.fifo" & h=$!
+r=$($HOIST_SHA < "$P.fifo" & h=$!
   tee "$P.fifo" | (cd "$P.d" && tar {flags} - >&2; s=$?; cat > /dev/null; exit $s)
   echo "unpacked=$?"; wait "$h"; echo "hashed=$?")
 set -f; sum=; unpacked=1; hashed=1
-for w in $r; do case $w in unpacked=*) unpacked=${{w#*=}} ;; hashed=*) hashed=${{w#*=}} ;; -) ;; *) sum=$w ;; esac; done
+for w in $r; do case $w in unpacked=*) unpacked=${{w#*=}} ;; hashed=*) hashed=${{w#*=}} ;; -|'*stdin') ;; *) sum=$w ;; esac; done
 [ "$hashed" = 0 ] || {{ echo "cannot hash the upload" >&2; exit {checksum}; }}
 if [ "$sum" != {transfer_sha} ]; then printf 'checksum mismatch: expected %s, got %s\n' {transfer_sha} "$sum" >&2; exit {checksum}; fi
 [ "$unpacked" = 0 ] || exit {unpack}
 printf '%s\n' {content_sha} > "$H/sums/{id}" && mv "$P.d" "$R" || exit {finish}
 "#,
             head = self.head(),
+            pick_sha = PICK_SHA,
             part = self.part(id, token),
             transfer_sha = q(transfer_sha),
             content_sha = q(content_sha),

@@ -6,14 +6,14 @@
 //! [`crate::manifest::Manifest::encode`] makes, so "this release is exact"
 //! is one sha256 compared on the host.
 
-use super::layout::{Layout, ReceiveStep, q};
+use super::layout::{Layout, PICK_SHA, ReceiveStep, q};
 use crate::release::ReleaseId;
 
 /// `hoist_manifest DIR` prints the manifest of DIR's contents. Hashes are
-/// computed in batches (one `stat`, one `sha256sum` per `find` batch, never
+/// computed in batches (one `stat`, one `$HOIST_SHA` per `find` batch, never
 /// one process per file); a name holding a newline, tab or backslash is
 /// hashed on its own, since `sha256sum` may escape or split it. Symlinks
-/// are never followed.
+/// are never followed. Scripts take it with [`manifest_fns`].
 const MANIFEST_FN: &str = r#"HOIST_ENTRIES='nl="
 "
 tab="	"
@@ -67,13 +67,18 @@ hoist_manifest() (
   echo 'hoist-manifest 1'
   { find . ! -name . -exec sh -c "$HOIST_ENTRIES" sh {} +
     echo //hashes
-    find . -type f ! -path "*$nl*" ! -path "*$tab*" ! -path '*\\*' -exec sha256sum {} +
+    find . -type f ! -path "*$nl*" ! -path "*$tab*" ! -path '*\\*' -exec $HOIST_SHA {} +
   } | awk "$HOIST_MERGE" | sort
 )
 # GNU tar applies the umask unless told to preserve the archive's modes; an
 # option busybox's tar would refuse, so through TAR_OPTIONS, which it ignores.
 TAR_OPTIONS=--preserve-permissions; export TAR_OPTIONS
 XF=-xf; XZF=-xzf"#;
+
+/// [`MANIFEST_FN`] with the `HOIST_SHA` it hashes with ([`PICK_SHA`]).
+fn manifest_fns() -> String {
+    format!("{PICK_SHA}\n{MANIFEST_FN}")
+}
 
 /// Steps of the scripts here that [`ReceiveStep`] does not name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,12 +208,12 @@ while IFS= read -r e; do
 done < "$P.x/dirs"
 (cd "$P.x/files" && tar -cf - .) | (cd "$P.d" && tar $XF -) || exit {unpack}
 hoist_manifest "$P.d" > "$P.m" || exit {unpack}
-sum=$(sha256sum < "$P.m") || exit {unpack}
+sum=$($HOIST_SHA < "$P.m") || exit {unpack}
 if [ "${{sum%% *}}" != {manifest_sha} ]; then cat "$P.m"; exit {mismatch}; fi
 mv "$P.m" "$H/manifests/"{id} && printf '%s\n' {content_sha} > "$H/sums/"{id} && mv "$P.d" "$R" || exit {finish}
 "#,
             head = self.head(),
-            manifest_fn = MANIFEST_FN,
+            manifest_fn = manifest_fns(),
             part = self.part(id, token),
             id = q(id.as_str()),
             from = q(from.as_str()),
@@ -256,7 +261,7 @@ elif command -v wget >/dev/null 2>&1; then
 else
   echo 'neither curl nor wget is installed' >&2; exit {download}
 fi
-sum=$(sha256sum < "$P.part") || {{ echo "cannot hash the download" >&2; exit {checksum}; }}
+sum=$($HOIST_SHA < "$P.part") || {{ echo "cannot hash the download" >&2; exit {checksum}; }}
 sum=${{sum%% *}}
 if [ "$sum" != {sha256} ]; then printf 'checksum mismatch: expected %s, got %s; nothing was unpacked\n' {sha256} "$sum" >&2; exit {checksum}; fi
 mkdir "$P.d" && (cd "$P.d" && tar {unpack} -) < "$P.part" || exit {unpack_code}
@@ -265,7 +270,7 @@ hoist_manifest "$P.d" > "$P.m" || exit {unpack_code}
 mv "$P.m" "$H/manifests/"{id} && printf '%s\n' {sha256} > "$H/sums/"{id} && mv "$P.d" "$R" || exit {finish}
 "#,
             head = self.head(),
-            manifest_fn = MANIFEST_FN,
+            manifest_fn = manifest_fns(),
             part = self.part(id, token),
             id = q(id.as_str()),
             url = q(url),
@@ -307,7 +312,7 @@ echo '//actual'
 hoist_manifest "$R"
 "#,
             head = self.head(),
-            manifest_fn = MANIFEST_FN,
+            manifest_fn = manifest_fns(),
             m = self.manifest_path(id),
             id = q(id.as_str()),
         )

@@ -62,7 +62,11 @@ fn awkward_tree(root: &Path) {
 }
 
 fn listing(shell: &Shell, dir: &Path) -> Ran {
-    let script = format!("{MANIFEST_FN}\nhoist_manifest {}", q(dir.to_str().unwrap()));
+    let script = format!(
+        "{}\nhoist_manifest {}",
+        manifest_fns(),
+        q(dir.to_str().unwrap())
+    );
     shell.run(dir.parent().unwrap(), &script, b"")
 }
 
@@ -292,4 +296,37 @@ fn a_unpacked_tarball_matches_its_manifest() {
     fs::create_dir(&out).unwrap();
     unpack(&fs::read(art.upload_path()).unwrap(), &out);
     assert_eq!(Some(Manifest::of_dir(&out).unwrap()), art.manifest);
+}
+
+#[test]
+fn the_hash_tool_is_openssl_only_where_it_prints_what_is_expected() {
+    let picked = |path: &str| {
+        let out = Command::new("sh")
+            .args(["-c", &format!("{PICK_SHA}\nprintf %s \"$HOIST_SHA\"")])
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let system = std::env::var("PATH").unwrap();
+    let has_openssl = Command::new("sh")
+        .args(["-c", "command -v openssl"])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if has_openssl {
+        assert_eq!(picked(&system), "openssl dgst -sha256 -r");
+    }
+    // An openssl that prints its default format (or anything else) is not taken.
+    let bin = tempfile::tempdir().unwrap();
+    let fake = bin.path().join("openssl");
+    fs::write(
+        &fake,
+        "#!/bin/sh\necho 'SHA2-256(stdin)= e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'\n",
+    )
+    .unwrap();
+    mode(&fake, 0o755);
+    let path = format!("{}:{system}", bin.path().display());
+    assert_eq!(picked(&path), "sha256sum");
 }
