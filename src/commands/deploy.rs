@@ -6,8 +6,8 @@ use crate::config::Pause;
 use crate::engine::fleet::{self, Node};
 use crate::engine::preflight::Problem;
 use crate::engine::{
-    Context, Failure, HostOutcome, blue_green, lock, payload, policy, preflight, rollout,
-    run_hooks, shared, strategy, sudo,
+    Context, Failure, HostOutcome, blue_green, lock, policy, preflight, rollout, run_hooks, shared,
+    strategy, sudo,
 };
 use crate::exit::Exit;
 use crate::journal::{Entry, Journal, Kind};
@@ -162,28 +162,7 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
     }
 
     let since = std::time::Instant::now();
-    // A rolling deploy uploads to each host as soon as it is probed, while
-    // the others are still being reached (see `reach_with`).
-    let (mut nodes, mut unreached) = if uploads_ahead(ctx, &opts) {
-        let allowed =
-            strategy::failures_allowed(ctx.config.strategy.max_unreachable, ctx.hosts.len());
-        let artifact = &artifact;
-        fleet::reach_with(ctx, allowed, async |node, stop| {
-            // The run stops at preflight or at a lock held by someone
-            // else: no host gets more bytes for it.
-            if !payload::preflight_passes(node, artifact) || node.probe.lock.is_some() {
-                stop.cancel();
-                return None;
-            }
-            if !payload::goes_ahead(node, artifact) {
-                return None;
-            }
-            payload::ahead(ctx, node, artifact, stop).await
-        })
-        .await
-    } else {
-        fleet::reach(ctx).await
-    };
+    let (mut nodes, mut unreached) = fleet::reach(ctx).await;
     lock::wait_free(ctx, &mut nodes, since).await;
     if let Some(refusal) = waiting_refusal(&nodes) {
         fleet::report_all(ctx, &unreached);
@@ -309,8 +288,6 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
             ),
         );
     }
-    // Hosts whose wave never came (the rollout stopped) keep nothing of it.
-    fleet::drop_staged(ctx, &nodes).await;
     lock::release(ctx, &nodes).await;
     fleet::close_all(&nodes).await;
     let exit = policy::with_skipped(exit, skipped.len());
@@ -318,14 +295,6 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
     let order = |o: &HostOutcome| ctx.hosts.iter().position(|h| h.name == o.host);
     outcomes.sort_by_key(order);
     ctx.finish("deploy", exit, release, &outcomes)
-}
-
-/// Whether hosts get the artifact ahead of their waves: a rolling deploy of
-/// a new release to every host it goes to. Not a blue-green one (the live
-/// colour gets nothing), `--until canary` (only the canary does), nor
-/// `--resume` (hosts may hold the release already).
-fn uploads_ahead(ctx: &Context, opts: &DeployOptions) -> bool {
-    ctx.config.blue_green.is_none() && !opts.until_canary && !opts.resume
 }
 
 /// The hosts preflight could not reach or read, against `max_unreachable`.

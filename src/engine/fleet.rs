@@ -1,12 +1,10 @@
 //! Reaching the selected hosts: connect, then read each one's state in one
 //! round trip. Nothing here writes to a host.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use tokio_util::sync::CancellationToken;
 
 use super::layout::{Layout, Probe};
 use super::{Context, Failed, Failure, HostOutcome};
@@ -14,7 +12,7 @@ use crate::config::{Host, HostTransport};
 use crate::exit::Exit;
 use crate::journal::Journal;
 use crate::release::ReleaseId;
-use crate::report::{Event, Level, Phase};
+use crate::report::{Event, Phase};
 use crate::transport::local::LocalHost;
 use crate::transport::ssh::{ConnectRetry, SshHost};
 use crate::transport::{DEPLOY_SESSIONS, Input, Output, Transport, TransportError};
@@ -26,20 +24,6 @@ pub(crate) struct Node {
     pub layout: Layout,
     pub probe: Probe,
     pub journal: Journal,
-    /// The artifact's upload ahead of this host's wave ([`reach_with`]),
-    /// until the wave takes it.
-    pub staged: Mutex<Option<Staged>>,
-}
-
-/// How the upload ahead of a host's wave went.
-#[derive(Debug)]
-pub(crate) enum Staged {
-    /// Verified and unpacked in `.hoist/tmp`, waiting for the wave to
-    /// rename it into the release; the bytes sent for it.
-    Made(u64),
-    /// It failed (nothing of it is left on the host): the host fails in its
-    /// wave with this, as its upload there would have.
-    Failed(Failed),
 }
 
 impl Node {
@@ -164,117 +148,42 @@ pub(crate) async fn connect(ctx: &Context, host: &Host) -> Result<Arc<dyn Transp
 pub(crate) async fn reach(ctx: &Context) -> (Vec<Node>, Vec<HostOutcome>) {
     let tasks = ctx.hosts.iter().map(|host| async move {
         let _permit = ctx.parallel.acquire().await.expect("semaphore open");
-        reach_one(ctx, host).await
-    });
-    split(join_all(tasks).await)
-}
-
-/// [`reach`], and on each host as soon as it is probed, `ahead`: the
-/// artifact's upload, while the other hosts are still being reached, so
-/// that no host waits for the slowest login before its first byte. `ahead`
-/// returns how the upload went, `None` when none was made. It
-/// gets a token that is cancelled once the run cannot go on (Ctrl-C, or
-/// more than `unreached_allowed` hosts out of reach), and may cancel it
-/// itself (a host preflight refuses).
-pub(crate) async fn reach_with(
-    ctx: &Context,
-    unreached_allowed: usize,
-    ahead: impl AsyncFn(&Node, &CancellationToken) -> Option<Staged>,
-) -> (Vec<Node>, Vec<HostOutcome>) {
-    let stop = ctx.cancel.child_token();
-    let unreached = AtomicUsize::new(0);
-    let (stop, unreached, ahead) = (&stop, &unreached, &ahead);
-    let tasks = ctx.hosts.iter().map(|host| async move {
-        let _permit = ctx.parallel.acquire().await.expect("semaphore open");
-        match reach_one(ctx, host).await {
-            Ok(mut node) => {
-                if !stop.is_cancelled() {
-                    let staged = ahead(&node, stop).await;
-                    *node.staged.get_mut().unwrap() = staged;
-                }
-                Ok(node)
-            }
-            Err(outcome) => {
-                if unreached.fetch_add(1, Ordering::SeqCst) + 1 > unreached_allowed {
-                    stop.cancel();
-                }
-                Err(outcome)
+        let started = Instant::now();
+        let unreached = |failure: Failure, phase| {
+            HostOutcome::failed(&host.name, failure.at(phase), None, started.elapsed())
+        };
+        if ctx.cancel.is_cancelled() {
+            return Err(unreached(Failure::Interrupted, Phase::Connect));
+        }
+        ctx.phase(&host.name, Phase::Connect);
+        let conn = connect(ctx, host)
+            .await
+            .map_err(|failure| unreached(failure, Phase::Connect))?;
+        ctx.phase(&host.name, Phase::Preflight);
+        let mut node = Node {
+            host: host.clone(),
+            conn,
+            layout: layout_for(host),
+            probe: Probe::default(),
+            journal: Journal::default(),
+        };
+        match node.refresh().await {
+            Ok(()) => Ok(node),
+            Err(failure) => {
+                node.conn.close().await;
+                Err(unreached(failure, Phase::Preflight))
             }
         }
     });
-    split(join_all(tasks).await)
-}
-
-/// Connects to one host and probes it.
-async fn reach_one(ctx: &Context, host: &Host) -> Result<Node, HostOutcome> {
-    let started = Instant::now();
-    let unreached = |failure: Failure, phase| {
-        HostOutcome::failed(&host.name, failure.at(phase), None, started.elapsed())
-    };
-    if ctx.cancel.is_cancelled() {
-        return Err(unreached(Failure::Interrupted, Phase::Connect));
-    }
-    ctx.phase(&host.name, Phase::Connect);
-    let conn = connect(ctx, host)
-        .await
-        .map_err(|failure| unreached(failure, Phase::Connect))?;
-    ctx.phase(&host.name, Phase::Preflight);
-    let mut node = Node {
-        host: host.clone(),
-        conn,
-        layout: layout_for(host),
-        probe: Probe::default(),
-        journal: Journal::default(),
-        staged: Mutex::new(None),
-    };
-    match node.refresh().await {
-        Ok(()) => Ok(node),
-        Err(failure) => {
-            node.conn.close().await;
-            Err(unreached(failure, Phase::Preflight))
-        }
-    }
-}
-
-/// The nodes reached, and how the others failed.
-fn split(results: Vec<Result<Node, HostOutcome>>) -> (Vec<Node>, Vec<HostOutcome>) {
     let mut nodes = Vec::new();
     let mut unreached = Vec::new();
-    for result in results {
+    for result in join_all(tasks).await {
         match result {
             Ok(node) => nodes.push(node),
             Err(u) => unreached.push(u),
         }
     }
     (nodes, unreached)
-}
-
-/// Removes the uploads made ahead of their waves that no wave took (the
-/// run stopped first), and the directories they created.
-pub(crate) async fn drop_staged(ctx: &Context, nodes: &[Node]) {
-    let left = nodes.iter().filter(|n| {
-        let staged = n.staged.lock().unwrap();
-        matches!(*staged, Some(Staged::Made(_)))
-    });
-    join_all(left.map(|node| async move {
-        let script = node.layout.drop_staged(&ctx.run_id);
-        let dropped = node
-            .must_within(
-                "removing the upload made ahead of its wave",
-                &script,
-                None,
-                node.quick_limit(),
-            )
-            .await;
-        if let Err(e) = dropped {
-            ctx.message(
-                Level::Warn,
-                Some(node.name()),
-                format!("could not remove the upload made ahead of its wave ({e}); the next run to take the lock removes it"),
-            );
-        }
-    }))
-    .await;
 }
 
 /// Shows how each of these hosts ended.
@@ -322,7 +231,6 @@ pub(crate) async fn stop_untouched(
     nodes: &[Node],
     failed: Vec<HostOutcome>,
 ) -> Exit {
-    drop_staged(ctx, nodes).await;
     close_all(nodes).await;
     let hosts = untouched(ctx, nodes, failed);
     ctx.finish(command, exit, release, &hosts)

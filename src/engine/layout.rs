@@ -51,37 +51,6 @@ pub const TOOLS: &[&str] = &[
 pub(super) const PICK_SHA: &str = r#"HOIST_SHA=sha256sum
 if command -v openssl >/dev/null 2>&1 && [ "$(printf '' | openssl dgst -sha256 -r 2>/dev/null)" = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 *stdin' ]; then HOIST_SHA='openssl dgst -sha256 -r'; fi"#;
 
-/// The lines of [`Layout::receive`] (and of an upload ahead of its wave)
-/// that stream stdin through `$HOIST_SHA` into `tar` in `$P.d`, made here
-/// with the fifo `$P.fifo`, and exit with a [`ReceiveStep`] code unless the
-/// hash is `transfer_sha` and the unpack succeeded. The script around them
-/// sets `P` and `HOIST_SHA` ([`PICK_SHA`]), traps the removal of `$P.d` and
-/// `$P.fifo`, and makes `$H/tmp`.
-pub(super) fn unpack_verified(packing: Packing, transfer_sha: &str) -> String {
-    // The release must hold the artifact's modes: GNU tar applies the
-    // umask unless told to preserve them, which TAR_OPTIONS does without
-    // an option busybox's tar would refuse (busybox reads no TAR_OPTIONS).
-    let flags = match packing {
-        Packing::TarGz => "-xzf",
-    };
-    format!(
-        r#"TAR_OPTIONS=--preserve-permissions; export TAR_OPTIONS
-rm -rf "$P.d" "$P.fifo" && mkdir "$P.d" && mkfifo "$P.fifo" || exit {write}
-r=$($HOIST_SHA < "$P.fifo" & h=$!
-  tee "$P.fifo" | (cd "$P.d" && tar {flags} - >&2; s=$?; cat > /dev/null; exit $s)
-  echo "unpacked=$?"; wait "$h"; echo "hashed=$?")
-set -f; sum=; unpacked=1; hashed=1
-for w in $r; do case $w in unpacked=*) unpacked=${{w#*=}} ;; hashed=*) hashed=${{w#*=}} ;; -|'*stdin') ;; *) sum=$w ;; esac; done
-[ "$hashed" = 0 ] || {{ echo "cannot hash the upload" >&2; exit {checksum}; }}
-if [ "$sum" != {transfer_sha} ]; then printf 'checksum mismatch: expected %s, got %s\n' {transfer_sha} "$sum" >&2; exit {checksum}; fi
-[ "$unpacked" = 0 ] || exit {unpack}"#,
-        transfer_sha = q(transfer_sha),
-        write = ReceiveStep::Write.code(),
-        checksum = ReceiveStep::Checksum.code(),
-        unpack = ReceiveStep::Unpack.code(),
-    )
-}
-
 /// Commands for one host's `deploy_to` layout.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -223,7 +192,7 @@ fi
     }
 
     /// Receives the upload on stdin, hashing it while it is unpacked under
-    /// a temporary name (`tee` into a fifo that `$HOIST_SHA` reads: no copy
+    /// a temporary name (`tee` into a fifo that `sha256sum` reads: no copy
     /// of the upload, not even its hash, is ever written, so a disk that
     /// fills fails the unpack, not the hash), and renames it to `releases/<id>` only
     /// when the hash matches; else the unpacked tree is removed. One round
@@ -245,25 +214,41 @@ fi
         transfer_sha: &str,
         content_sha: &str,
     ) -> String {
+        // The release must hold the artifact's modes: GNU tar applies the
+        // umask unless told to preserve them, which TAR_OPTIONS does without
+        // an option busybox's tar would refuse (busybox reads no TAR_OPTIONS).
+        let flags = match packing {
+            Packing::TarGz => "-xzf",
+        };
         format!(
             r#"{head}
 {pick_sha}
 P={part}
 R="$D/releases/{id}"
+TAR_OPTIONS=--preserve-permissions; export TAR_OPTIONS
 trap 'rm -rf "$P.d" "$P.fifo"' EXIT
 trap 'exit 130' HUP INT TERM
 if [ -e "$R" ]; then printf '%s already exists\n' "$R" >&2; exit {exists}; fi
-mkdir -p "$D/releases" "$H/tmp" "$H/sums" || exit {write}
-{unpack}
+mkdir -p "$D/releases" "$H/tmp" "$H/sums" && rm -rf "$P.d" "$P.fifo" && mkdir "$P.d" && mkfifo "$P.fifo" || exit {write}
+r=$($HOIST_SHA < "$P.fifo" & h=$!
+  tee "$P.fifo" | (cd "$P.d" && tar {flags} - >&2; s=$?; cat > /dev/null; exit $s)
+  echo "unpacked=$?"; wait "$h"; echo "hashed=$?")
+set -f; sum=; unpacked=1; hashed=1
+for w in $r; do case $w in unpacked=*) unpacked=${{w#*=}} ;; hashed=*) hashed=${{w#*=}} ;; -|'*stdin') ;; *) sum=$w ;; esac; done
+[ "$hashed" = 0 ] || {{ echo "cannot hash the upload" >&2; exit {checksum}; }}
+if [ "$sum" != {transfer_sha} ]; then printf 'checksum mismatch: expected %s, got %s\n' {transfer_sha} "$sum" >&2; exit {checksum}; fi
+[ "$unpacked" = 0 ] || exit {unpack}
 printf '%s\n' {content_sha} > "$H/sums/{id}" && mv "$P.d" "$R" || exit {finish}
 "#,
             head = self.head(),
             pick_sha = PICK_SHA,
             part = self.part(id, token),
-            unpack = unpack_verified(packing, transfer_sha),
+            transfer_sha = q(transfer_sha),
             content_sha = q(content_sha),
-            exists = ReceiveStep::Exists.code(),
             write = ReceiveStep::Write.code(),
+            checksum = ReceiveStep::Checksum.code(),
+            exists = ReceiveStep::Exists.code(),
+            unpack = ReceiveStep::Unpack.code(),
             finish = ReceiveStep::Finish.code(),
         )
     }
@@ -850,73 +835,6 @@ mod tests {
                     "{at}"
                 );
                 assert!(!base.path().join("pwned").exists(), "{at}");
-                assert!(!deploy_to.join("pwned").exists(), "{at}");
-            }
-        }
-    }
-
-    #[test]
-    fn an_upload_ahead_of_the_wave_becomes_the_release_or_leaves_nothing() {
-        use crate::engine::layout_release::ReleaseStep;
-        let upload = tar_gz(&[("bin/app", b"hello\n")]);
-        let staged = |layout: &Layout, shell: &crate::host_shells::Shell, base: &Path| {
-            let script = layout.stage(TOKEN, Packing::TarGz, &sha(&upload));
-            let ran = shell.run(base, &script, &upload);
-            assert_eq!(ran.code, 0, "{}", ran.stderr);
-            let ran = shell.run(base, &layout.stage_manifest(TOKEN), b"the manifest\n");
-            assert_eq!(ran.code, 0, "{}", ran.stderr);
-        };
-        for shell in shells() {
-            for name in AWKWARD {
-                let base = tempfile::tempdir().unwrap();
-                let base = base.path();
-                let deploy_to = base.join(name);
-                let layout = layout(&deploy_to);
-                let at = format!("{} {name:?}", shell.name);
-                // A wrong checksum: nothing is left, not even the
-                // directories it made.
-                let script = layout.stage(TOKEN, Packing::TarGz, &sha(b"other"));
-                let ran = shell.run(base, &script, &upload);
-                assert_eq!(
-                    ReceiveStep::from_exit(ran.code),
-                    Some(ReceiveStep::Checksum),
-                    "{at}: {}",
-                    ran.stderr
-                );
-                assert!(!deploy_to.exists(), "{at}");
-                // Made, then dropped (the run stopped first): as it was.
-                staged(&layout, &shell, base);
-                assert!(!deploy_to.join("releases").exists(), "{at}");
-                let ran = shell.run(base, &layout.drop_staged(TOKEN), b"");
-                assert_eq!(ran.code, 0, "{at}: {}", ran.stderr);
-                assert!(!deploy_to.exists(), "{at}");
-                // A deploy_to that was there stays, empty.
-                fs::create_dir_all(&deploy_to).unwrap();
-                staged(&layout, &shell, base);
-                let ran = shell.run(base, &layout.drop_staged(TOKEN), b"");
-                assert_eq!(ran.code, 0, "{at}: {}", ran.stderr);
-                assert!(names(&deploy_to).is_empty(), "{at}");
-                // Made, then taken by its wave: the release, its manifest
-                // and sum, nothing left in tmp.
-                staged(&layout, &shell, base);
-                let finish = layout.finish_staged(TOKEN, &id(), "c0ffee");
-                let ran = shell.run(base, &finish, b"");
-                assert_eq!(ran.code, 0, "{at}: {}", ran.stderr);
-                let release = deploy_to.join("releases").join(ID);
-                assert_eq!(fs::read(release.join("bin/app")).unwrap(), b"hello\n");
-                let hoist = deploy_to.join(".hoist");
-                assert_eq!(
-                    fs::read(hoist.join("manifests").join(ID)).unwrap(),
-                    b"the manifest\n",
-                    "{at}"
-                );
-                assert_eq!(fs::read(hoist.join("sums").join(ID)).unwrap(), b"c0ffee\n");
-                assert!(names(&hoist.join("tmp")).is_empty(), "{at}");
-                // Nothing made (or swept by another run's lock): gone.
-                let other = ReleaseId::parse("20260102T000000Z-bbbbbbbb").unwrap();
-                let ran = shell.run(base, &layout.finish_staged(TOKEN, &other, "c0ffee"), b"");
-                assert_eq!(ran.code, ReleaseStep::Gone.code(), "{at}: {}", ran.stderr);
-                assert!(!base.join("pwned").exists(), "{at}");
                 assert!(!deploy_to.join("pwned").exists(), "{at}");
             }
         }

@@ -6,7 +6,7 @@
 //! [`crate::manifest::Manifest::encode`] makes, so "this release is exact"
 //! is one sha256 compared on the host.
 
-use super::layout::{Layout, PICK_SHA, Packing, ReceiveStep, q, unpack_verified};
+use super::layout::{Layout, PICK_SHA, ReceiveStep, q};
 use crate::release::ReleaseId;
 
 /// `hoist_manifest DIR` prints the manifest of DIR's contents. Hashes are
@@ -75,16 +75,6 @@ hoist_manifest() (
 TAR_OPTIONS=--preserve-permissions; export TAR_OPTIONS
 XF=-xf; XZF=-xzf"#;
 
-/// `unmake` removes the directories an upload ahead of the wave created
-/// (`$made` names them: D for `deploy_to`, H for `.hoist`, T for its
-/// `tmp`), innermost first, each only when empty, and its `.made` record.
-const UNMAKE: &str = r#"unmake() {
-  rm -f "$P.made"
-  case $made in *T*) rmdir "$H/tmp" 2>/dev/null ;; esac
-  case $made in *H*) rmdir "$H" 2>/dev/null ;; esac
-  case $made in *D*) rmdir "$D" 2>/dev/null ;; esac
-}"#;
-
 /// [`MANIFEST_FN`] with the `HOIST_SHA` it hashes with ([`PICK_SHA`]).
 fn manifest_fns() -> String {
     format!("{PICK_SHA}\n{MANIFEST_FN}")
@@ -99,9 +89,6 @@ pub enum ReleaseStep {
     Mismatch = 7,
     /// The download from the URL failed (exit code 8).
     Download = 8,
-    /// The upload made ahead of the wave is no longer there (exit code 9):
-    /// another run took the lock and swept `.hoist/tmp`.
-    Gone = 9,
 }
 
 impl ReleaseStep {
@@ -167,103 +154,6 @@ mkdir -p "$H/manifests" "$H/tmp" && cat > "$T" && mv "$T" {m} || {{ rm -f "$T"; 
             head = self.head(),
             part = self.part(id, token),
             m = self.manifest_path(id)
-        )
-    }
-
-    /// Where this run's upload ahead of the wave lives, as a shell word:
-    /// `.hoist/tmp/stage.<token>`, to which `.d` (the unpacked tree), `.m`
-    /// (its manifest) and `.made` (the directories the upload created) are
-    /// added. The token keeps it from the sweep of this run's own lock.
-    fn staged(&self, token: &str) -> String {
-        format!("\"$H/tmp/\"{}", q(&format!("stage.{token}")))
-    }
-
-    /// Receives the whole artifact ahead of the host's wave, before the
-    /// fleet is locked: hashed and unpacked as [`Layout::receive`] does, but
-    /// left in `.hoist/tmp` (see [`Layout::staged`]), never where a release
-    /// goes. Directories it had to create are listed in `.made`, so that
-    /// [`Layout::drop_staged`] leaves the host as it found it; a failure
-    /// removes everything it made.
-    pub fn stage(&self, token: &str, packing: Packing, transfer_sha: &str) -> String {
-        format!(
-            r#"{head}
-{pick_sha}
-P={staged}
-made=
-[ -d "$D" ] || made="$made D"
-[ -d "$H" ] || made="$made H"
-[ -d "$H/tmp" ] || made="$made T"
-{unmake}
-trap 'rm -rf "$P.d" "$P.fifo"; unmake' EXIT
-trap 'exit 130' HUP INT TERM
-mkdir -p "$H/tmp" || exit {write}
-[ -z "$made" ] || printf '%s' "$made" > "$P.made" || exit {write}
-{unpack}
-rm -f "$P.fifo"; trap - EXIT
-"#,
-            head = self.head(),
-            pick_sha = PICK_SHA,
-            staged = self.staged(token),
-            unmake = UNMAKE,
-            unpack = unpack_verified(packing, transfer_sha),
-            write = ReceiveStep::Write.code(),
-        )
-    }
-
-    /// Stores the manifest on stdin beside the upload made ahead of the wave.
-    pub fn stage_manifest(&self, token: &str) -> String {
-        format!(
-            r#"{head}
-P={staged}
-cat > "$P.m.part" && mv "$P.m.part" "$P.m" || {{ rm -f "$P.m.part"; exit 1; }}
-"#,
-            head = self.head(),
-            staged = self.staged(token),
-        )
-    }
-
-    /// Renames the upload made ahead of the wave to `releases/<id>`, with its
-    /// manifest and content checksum: the last step of [`Layout::receive`].
-    /// Exits [`ReleaseStep::Gone`] when the upload is no longer there, else
-    /// with the [`ReceiveStep`] codes of `receive`.
-    pub fn finish_staged(&self, token: &str, id: &ReleaseId, content_sha: &str) -> String {
-        format!(
-            r#"{head}
-P={staged}
-R="$D/releases/"{id}
-if [ -e "$R" ]; then printf '%s already exists\n' "$R" >&2; exit {exists}; fi
-[ -d "$P.d" ] || {{ echo 'the upload made ahead of the wave is gone (another run took the lock and swept .hoist/tmp?)' >&2; exit {gone}; }}
-mkdir -p "$D/releases" "$H/sums" "$H/manifests" || exit {finish}
-if [ -f "$P.m" ]; then mv "$P.m" "$H/manifests/"{id} || exit {finish}; fi
-printf '%s\n' {content_sha} > "$H/sums/"{id} && mv "$P.d" "$R" || exit {finish}
-rm -f "$P.made"
-"#,
-            head = self.head(),
-            staged = self.staged(token),
-            id = q(id.as_str()),
-            content_sha = q(content_sha),
-            exists = ReceiveStep::Exists.code(),
-            gone = ReleaseStep::Gone.code(),
-            finish = ReceiveStep::Finish.code(),
-        )
-    }
-
-    /// Removes an upload made ahead of the wave that no wave took, and the
-    /// directories it created: the host is as it was before the run.
-    pub fn drop_staged(&self, token: &str) -> String {
-        format!(
-            r#"{head}
-P={staged}
-rm -rf "$P.d" "$P.fifo" "$P.m" "$P.m.part"
-made=
-if [ -f "$P.made" ]; then made=$(cat "$P.made"); fi
-{unmake}
-unmake
-exit 0
-"#,
-            head = self.head(),
-            staged = self.staged(token),
-            unmake = UNMAKE,
         )
     }
 

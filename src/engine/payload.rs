@@ -5,11 +5,11 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::fleet::{Node, Staged};
+use super::fleet::Node;
 use super::layout::ReceiveStep;
 use super::layout_release::{ReleaseStep, UrlPacking};
 use super::upload::{self, in_its_step, unless_halted};
-use super::{Context, Failed, Failure, preflight};
+use super::{Context, Failed, Failure};
 use crate::artifact::Artifact;
 use crate::manifest::Manifest;
 use crate::release::ReleaseId;
@@ -39,9 +39,6 @@ pub(crate) async fn deliver(
 ) -> Result<u64, Failed> {
     if node.probe.has_release(id) {
         return Ok(0);
-    }
-    if let Some(sent) = from_staged(ctx, node, id, &artifact.content_sha).await? {
-        return Ok(sent);
     }
     let mut edited = None;
     if let Some(from) = already_held(node, artifact) {
@@ -76,116 +73,6 @@ pub(crate) async fn deliver(
         .map_err(|e| Failure::Other(format!("cannot read the artifact: {e}")).at(Phase::Upload))?;
     upload::send(ctx, node, payload, halt).await?;
     Ok(artifact.transfer_size + record_manifest(ctx, node, artifact, id).await)
-}
-
-/// Whether `node` gets the whole artifact ahead of its wave ([`ahead`]):
-/// it would in its wave (no URL, no release of the same content to copy, no
-/// current release to make a delta from), nobody holds its lock, and its
-/// preflight passes.
-pub(crate) fn goes_ahead(node: &Node, artifact: &Artifact) -> bool {
-    let whole = artifact.pull.is_none()
-        && already_held(node, artifact).is_none()
-        && (node.probe.current.is_none() || !artifact.delta || artifact.manifest.is_none());
-    whole && node.probe.lock.is_none() && preflight_passes(node, artifact)
-}
-
-/// No problem of this host's own probe stops the deploy.
-pub(crate) fn preflight_passes(node: &Node, artifact: &Artifact) -> bool {
-    preflight::problems(node, Some(artifact))
-        .iter()
-        .all(preflight::Problem::is_warning)
-}
-
-/// Uploads the whole artifact to `node` ahead of its wave (and of the
-/// fleet's lock): verified and unpacked in `.hoist/tmp`, with its manifest,
-/// never where a release goes; its wave makes it the release ([`deliver`]),
-/// and a run that stops first removes it. A failure is kept for the wave
-/// to fail the host with; `None` when the run stopped it.
-pub(crate) async fn ahead(
-    ctx: &Context,
-    node: &Node,
-    artifact: &Artifact,
-    stop: &CancellationToken,
-) -> Option<Staged> {
-    ctx.phase(node.name(), Phase::Upload);
-    let payload = match artifact.input() {
-        Ok(input) => upload::Payload {
-            input,
-            receive: node
-                .layout
-                .stage(&ctx.run_id, artifact.packing, &artifact.transfer_sha),
-        },
-        Err(e) => {
-            let failure = Failure::Other(format!("cannot read the artifact: {e}"));
-            return Some(Staged::Failed(failure.at(Phase::Upload)));
-        }
-    };
-    let sent = upload::send(ctx, node, payload, stop).await;
-    // Waiting for the rest of the fleet.
-    ctx.phase(node.name(), Phase::Preflight);
-    match sent {
-        Ok(()) => {}
-        Err(_) if stop.is_cancelled() => return None,
-        Err(failed) => return Some(Staged::Failed(failed)),
-    }
-    let mut sent = artifact.transfer_size;
-    if let Some(manifest) = &artifact.manifest {
-        let text = manifest.encode();
-        let size = text.len() as u64;
-        let script = node.layout.stage_manifest(&ctx.run_id);
-        // As with `record_manifest`: without it the release is whole, the
-        // next deploy to this host just sends the whole artifact.
-        match node
-            .must("storing the manifest", &script, Some(Input::bytes(text)))
-            .await
-        {
-            Ok(_) => sent += size,
-            Err(e) => ctx.message(
-                Level::Warn,
-                Some(node.name()),
-                format!("could not store the release's manifest: {e}"),
-            ),
-        }
-    }
-    Some(Staged::Made(sent))
-}
-
-/// Makes the upload made ahead of the wave release `id`, or fails as it
-/// did. `Ok(None)` when there is none, or when it is gone (said): the
-/// artifact goes as it would have.
-async fn from_staged(
-    ctx: &Context,
-    node: &Node,
-    id: &ReleaseId,
-    content_sha: &str,
-) -> Result<Option<u64>, Failed> {
-    let staged = node.staged.lock().unwrap().take();
-    let sent = match staged {
-        None => return Ok(None),
-        Some(Staged::Failed(failed)) => return Err(failed),
-        Some(Staged::Made(sent)) => sent,
-    };
-    let script = node.layout.finish_staged(&ctx.run_id, id, content_sha);
-    let out = node
-        .run(&script, None)
-        .await
-        .map_err(|f| f.at(Phase::Unpack))?;
-    match out.code {
-        Some(0) => Ok(Some(sent)),
-        Some(c) if c as i32 == ReleaseStep::Gone.code() => {
-            ctx.message(
-                Level::Warn,
-                Some(node.name()),
-                "the upload made ahead of its wave is gone (another run took the lock meanwhile?); uploading again",
-            );
-            Ok(None)
-        }
-        code => Err(in_its_step(Failure::Command {
-            what: "moving the release into place".into(),
-            code,
-            tail: super::tail_lines(&out.stderr, &[], 10),
-        })),
-    }
 }
 
 /// Copies `from`, which holds the same content, as release `id`, with no

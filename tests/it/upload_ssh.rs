@@ -79,16 +79,12 @@ fn hostile_artifact(path: &Path, owned: &Path) -> Vec<u8> {
 }
 
 /// A `tar` the host finds first on its PATH: it fails as `fail` (a file)
-/// says, after taking some of the stream, else it is the real one. `fill`
-/// first fills the disk (2.4 MB of zeros at the path in the file `filler`),
-/// then is the real one.
+/// says, after taking some of the stream, else it is the real one.
 const FAKE_TAR: &str = r#"#!/bin/sh
-bin=$(dirname "$0")
-case $(cat "$bin/fail" 2>/dev/null) in
+case $(cat "$(dirname "$0")/fail" 2>/dev/null) in
   kill) head -c 300000 >/dev/null; kill -9 $$ ;;
   full) head -c 300000 >/dev/null; echo "tar: run.sh: Cannot write: No space left on device" >&2; exit 2 ;;
   hang) head -c 300000 >/dev/null; sleep 60 ;;
-  fill) head -c 2400000 /dev/zero > "$(cat "$bin/filler")" ;;
 esac
 exec /usr/bin/tar "$@"
 "#;
@@ -194,8 +190,8 @@ fn a_payload_of_shell_commands_never_runs_whatever_fails_mid_upload() {
     assert!(!h.owned.exists(), "the payload ran");
 }
 
-/// A real full disk (a tiny tmpfs, filled as the upload begins, once
-/// preflight has found room): the unpack fails mid-stream, nothing runs.
+/// A real full disk (a tiny tmpfs, filled by a local hook once preflight
+/// has found room): the unpack fails mid-stream, nothing runs.
 #[test]
 fn a_payload_of_shell_commands_never_runs_when_the_disk_fills_mid_upload() {
     let h = Hostile::new("");
@@ -216,12 +212,13 @@ fn a_payload_of_shell_commands_never_runs_when_the_disk_fills_mid_upload() {
         }
     }
     let _unmount = Unmount(deploy_to.clone());
-    std::fs::write(&h.fail, "fill").unwrap();
-    std::fs::write(
-        h.fail.with_file_name("filler"),
-        deploy_to.join("filler").as_os_str().as_encoded_bytes(),
-    )
-    .unwrap();
+    let toml = h.f.path().join("deploy.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str(&format!(
+        "\n[hooks]\nbefore_batch_local = [\"head -c 2400000 /dev/zero > '{}/filler'\"]\n",
+        deploy_to.display()
+    ));
+    std::fs::write(&toml, text).unwrap();
     let out =
         h.f.hoist(&["deploy", "--yes", "--json"])
             .assert()
@@ -237,79 +234,4 @@ fn a_payload_of_shell_commands_never_runs_when_the_disk_fills_mid_upload() {
     assert!(h.f.releases("web1").is_empty());
     assert!(h.tmp_is_empty());
     assert!(!h.f.locked("web1"));
-}
-
-/// Each host gets the artifact as soon as it is reached, before the fleet
-/// is locked, into `.hoist/tmp`; a run that stops before its waves (here an
-/// `on_start_local` that fails, run once every host is reached) takes all
-/// of it back: every host is as it was, not even `deploy_to` is left.
-#[test]
-fn uploads_made_ahead_of_the_waves_are_taken_back_when_the_run_stops_first() {
-    let f = Fleet::ssh(2)
-        .toml("[hooks]\non_start_local = [\"exit 7\"]")
-        .write();
-    let out = f
-        .hoist(&["deploy", "--yes", "--json"])
-        .assert()
-        .code(3)
-        .get_output()
-        .clone();
-    let events = ndjson(&out.stdout);
-    let started = events
-        .iter()
-        .position(|e| e["event"] == "run_started")
-        .unwrap_or_else(|| panic!("{}", printed(&out)));
-    for host in f.host_names() {
-        let uploaded = events[..started].iter().any(|e| {
-            e["event"] == "upload_progress" && e["host"] == host && e["bytes"] == e["total"]
-        });
-        assert!(uploaded, "{host} got the artifact ahead: {}", printed(&out));
-        assert!(
-            f.untouched(&host),
-            "{host} is as it was: {:?}",
-            std::fs::read_dir(f.deploy_path(&host))
-                .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
-        );
-    }
-    // The next run uploads again and deploys.
-    let toml = f.path().join("deploy.toml");
-    let text = std::fs::read_to_string(&toml).unwrap();
-    std::fs::write(&toml, text.replace("on_start_local = [\"exit 7\"]", "")).unwrap();
-    f.hoist(&["deploy", "--yes"]).assert().success();
-    for host in f.host_names() {
-        assert_eq!(f.releases(&host).len(), 1);
-    }
-}
-
-/// The canary fails: the hosts of the later waves had the artifact ahead
-/// of their waves, and keep none of it (no release, nothing in .hoist/tmp).
-#[test]
-fn hosts_whose_wave_never_comes_keep_nothing_of_the_upload_ahead() {
-    let f = Fleet::ssh(3)
-        .toml("[hooks]\nafter_switch = [\"test \\\"$HOIST_HOST\\\" != web1\"]\n[strategy]\ncanary = 1\ncanary_pause = \"0s\"")
-        .write();
-    let out = f
-        .hoist(&["deploy", "--yes", "--json"])
-        .assert()
-        .failure()
-        .get_output()
-        .clone();
-    let events = ndjson(&out.stdout);
-    let waves = events
-        .iter()
-        .filter(|e| e["event"] == "wave_started")
-        .count();
-    assert_eq!(waves, 1, "only the canary's wave: {}", printed(&out));
-    for host in ["web2", "web3"] {
-        let uploaded = events.iter().any(|e| {
-            e["event"] == "upload_progress" && e["host"] == host && e["bytes"] == e["total"]
-        });
-        assert!(uploaded, "{host} got the artifact ahead: {}", printed(&out));
-        assert!(f.releases(host).is_empty(), "{host}: no release");
-        let tmp = f.deploy_path(host).join(".hoist/tmp");
-        let left: Vec<_> = std::fs::read_dir(&tmp)
-            .map(|d| d.flatten().map(|e| e.file_name()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "{host}: left in .hoist/tmp: {left:?}");
-    }
 }
