@@ -231,19 +231,42 @@ fn log_file(cli: &Cli) -> Option<PathBuf> {
             | Command::Lock { .. }
             | Command::Unlock { .. }
     );
-    let path = cli.global.log_file.clone().or_else(|| {
-        changes_hosts.then(|| {
-            PathBuf::from(".hoist/logs").join(format!(
-                "{}-{}.log",
-                chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
-                command_name(&cli.command)
-            ))
-        })
-    });
-    if let Some(dir) = path.as_ref().and_then(|p| p.parent())
-        && !dir.as_os_str().is_empty()
-    {
-        let _ = std::fs::create_dir_all(dir);
+    if let Some(path) = &cli.global.log_file {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        return Some(path.clone());
+    }
+    if !changes_hosts {
+        return None;
+    }
+    let dir = PathBuf::from(".hoist/logs");
+    let _ = std::fs::create_dir_all(&dir);
+    let stem = format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        command_name(&cli.command)
+    );
+    Some(new_log(&dir, &stem))
+}
+
+/// A log file of its own for this run, created here: `<stem>.log`, or
+/// `<stem>.2.log` and on when another run of the same second has it (a
+/// second run would otherwise append to the first one's log).
+fn new_log(dir: &std::path::Path, stem: &str) -> PathBuf {
+    let mut path = dir.join(format!("{stem}.log"));
+    for n in 2..1000 {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                path = dir.join(format!("{stem}.{n}.log"));
+            }
+            // Made, or not writable at all: the reporter says so when it opens it.
+            _ => break,
+        }
     }
     path
 }

@@ -18,7 +18,7 @@ fn stable(text: &str, p: &Project) -> String {
         (r"\b\d{2}:\d{2}:\d{2}\b", "[TIME]"),
         (r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", "[TS]"),
         (r"\d{8}T\d{6}Z-[0-9a-f]{8}", "[RELEASE]"),
-        (r"\d{8}T\d{6}Z-(\w+)\.log", "[STAMP]-$1.log"),
+        (r"\d{8}T\d{6}Z-(\w+)(\.\d+)?\.log", "[STAMP]-$1.log"),
         (r"\b[0-9a-f]{12}\b", "[HASH]"),
         (r"\d+(\.\d+)?\s?(ms|s)\b", "[DUR]"),
         (r", \d+(\.\d+)? ?[KMG]?i?B/s", ""),
@@ -130,6 +130,41 @@ fn a_selector_that_matches_nothing_is_an_error() {
         .map(|e| e["host"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(hosts, ["local1", "local3"]);
+}
+
+/// A run never appends to another run's log, even one of the same command
+/// in the same second: it takes the next free name.
+#[test]
+fn each_run_writes_a_log_of_its_own() {
+    let p = local("");
+    let logs = p.path().join(".hoist/logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    // Every name the run could take in the coming seconds is taken already.
+    let now = chrono::Utc::now();
+    let taken: Vec<std::path::PathBuf> = (0..10)
+        .map(|s| {
+            let at = now + chrono::Duration::seconds(s);
+            logs.join(format!("{}-deploy.log", at.format("%Y%m%dT%H%M%SZ")))
+        })
+        .collect();
+    for path in &taken {
+        std::fs::write(path, "an earlier run\n").unwrap();
+    }
+    p.hoist(&["deploy", "--yes"]).assert().success();
+    for path in &taken {
+        assert_eq!(std::fs::read_to_string(path).unwrap(), "an earlier run\n");
+    }
+    let new: Vec<std::path::PathBuf> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !taken.contains(p))
+        .collect();
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert!(
+        new[0].to_string_lossy().ends_with("-deploy.2.log"),
+        "{new:?}"
+    );
+    assert!(std::fs::read_to_string(&new[0]).unwrap().contains("deploy"));
 }
 
 #[test]
