@@ -14,8 +14,9 @@ use std::path::Path;
 
 use super::ConfigError;
 use super::doc::Doc;
+use super::env::Env;
 use super::file::{RawGroup, RawHost};
-use super::layer::{Env, SshLayer, SshSettings};
+use super::layer::{SshLayer, SshSettings};
 use super::model::{Host, HostKeyChecking, HostTransport, SshTarget};
 use super::range;
 use super::ssh_config::{self, HostEntry};

@@ -2,6 +2,7 @@
 //! into `model` (`resolve`, `inventory`, `layer`).
 
 mod doc;
+mod env;
 mod exec;
 mod file;
 mod inventory;
@@ -51,7 +52,7 @@ pub fn load(source: &Source) -> Result<Config, ConfigError> {
 /// Like `load`, but does not look for the artifact on disk: for commands
 /// that never ship it (status, rollback, releases, lock, exec).
 pub fn load_without_artifact_check(source: &Source) -> Result<Config, ConfigError> {
-    resolve::load(source, &layer::Env::from_process())
+    resolve::load(source, &env::Env::from_process())
 }
 
 /// Checks that the artifact the file names exists (when it names one).

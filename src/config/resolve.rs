@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::doc::Doc;
+use super::env::Env;
 use super::exec;
 use super::file::{
     DeployFile, InventoryFile, RawArtifact, RawBlueGreen, RawHealth, RawHooks, RawStrategy,
 };
 use super::inventory::Inventory;
-use super::layer::{Env, SshLayer};
+use super::layer::SshLayer;
 use super::model::{
     App, ArtifactSpec, BlueGreen, Color, Config, Health, HealthCheck, Hooks, Pull, Strategy,
     StrategyKind,

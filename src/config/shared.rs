@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use super::ConfigError;
 use super::doc::Doc;
+use super::env::check_user;
 use super::file::{RawApp, RawFile};
-use super::layer::check_user;
 use super::model::FileSpec;
 
 /// The shared dirs and files of `[app]`, checked: each a relative path

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use ssh2_config::{Host, ParseRule, SshConfig};
 
-use super::layer::{Env, SshSettings};
+use super::env::Env;
+use super::layer::SshSettings;
 use super::model::{HostKeyChecking, JumpHost};
 use super::ssh_keys::ssh_keys;
 use super::values::{Hop, parse_jump};

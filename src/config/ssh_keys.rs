@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::layer::{Env, check_user, local_path};
+use super::env::{Env, check_user, local_path};
 use super::model::{Host, HostKeyChecking, HostTransport, SshTarget};
 use super::values::{Checking, Hop, Jump, LocalPaths, NonZeroDur, Port, Retries, User};
 

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::layer::Env;
+use super::env::Env;
 use super::*;
 
 const APP: &str = "[app]\nname = \"shop\"\ndeploy_to = \"/srv/shop\"\n";
