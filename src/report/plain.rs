@@ -247,17 +247,17 @@ impl Plain {
                 elapsed_ms,
                 sent_bytes,
             } => {
-                let mut text = format!("{} in {}", paint.green("ok"), duration_ms(*elapsed_ms));
-                if let Some(release) = release.as_ref().filter(|r| Some(*r) != st.release.as_ref())
-                {
-                    text.push_str(&format!(", on {release}"));
-                }
-                if let Some(sent) = sent_bytes {
-                    text.push_str(&format!(", sent {}", super::style::bytes(*sent)));
-                }
-                if let Some(message) = message {
-                    text.push_str(&format!(": {}", clean(message).replace('\n', " ")));
-                }
+                let details = style::done_details(
+                    release.as_ref(),
+                    st.release.as_ref(),
+                    *sent_bytes,
+                    message.as_deref(),
+                );
+                let text = format!(
+                    "{} in {}{details}",
+                    paint.green("ok"),
+                    duration_ms(*elapsed_ms)
+                );
                 vec![host_line(st, host, &text)]
             }
             Event::HostFailed {

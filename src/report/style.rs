@@ -157,6 +157,27 @@ pub fn host_list(hosts: &[String], max: usize) -> String {
 }
 
 /// `1 host`, `3 hosts`.
+/// What follows "ok in <time>" on a host's done line: the release it is on
+/// when that is not the run's, the bytes sent, and its message.
+pub fn done_details(
+    release: Option<&String>,
+    run_release: Option<&String>,
+    sent: Option<u64>,
+    message: Option<&str>,
+) -> String {
+    let mut text = String::new();
+    if let Some(release) = release.filter(|r| Some(*r) != run_release) {
+        text.push_str(&format!(", on {release}"));
+    }
+    if let Some(sent) = sent {
+        text.push_str(&format!(", sent {}", bytes(sent)));
+    }
+    if let Some(message) = message {
+        text.push_str(&format!(": {}", clean(message).replace('\n', " ")));
+    }
+    text
+}
+
 pub fn hosts_word(n: usize) -> String {
     if n == 1 {
         "1 host".to_string()

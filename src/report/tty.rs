@@ -430,21 +430,17 @@ impl Tty {
                 if self.quiet {
                     return;
                 }
-                let mut text = format!(
-                    "{} ok in {}",
+                let details = style::done_details(
+                    release.as_ref(),
+                    st.release.as_ref(),
+                    *sent_bytes,
+                    message.as_deref(),
+                );
+                let text = format!(
+                    "{} ok in {}{details}",
                     pad(host, st.host_width),
                     duration_ms(*elapsed_ms)
                 );
-                if let Some(release) = release.as_ref().filter(|r| Some(*r) != st.release.as_ref())
-                {
-                    text.push_str(&format!(", on {release}"));
-                }
-                if let Some(sent) = sent_bytes {
-                    text.push_str(&format!(", sent {}", super::style::bytes(*sent)));
-                }
-                if let Some(message) = message {
-                    text.push_str(&format!(": {}", clean(message).replace('\n', " ")));
-                }
                 let line = format!("{} {}", paint.green("✔"), fit(&text, width - 2));
                 self.above(st, &[line]);
             }
