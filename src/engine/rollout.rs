@@ -139,16 +139,15 @@ pub(crate) async fn rollout(
             hosts: names.clone(),
         });
         let local_env = batch_env(ctx, id, artifact, &names);
-        if let Err(e) = hooks::run_local(
+        let hooks = &ctx.config.hooks;
+        let before = batch_hook(
             ctx,
             "before_batch_local",
-            &ctx.config.hooks.before_batch_local,
+            &hooks.before_batch_local,
             &local_env,
-        )
-        .await
-        {
-            ctx.message(Level::Error, None, e.to_string());
-            halted = Some(format!("before_batch_local failed: {e}"));
+        );
+        if let Err(reason) = before.await {
+            halted = Some(reason);
             halt.cancel();
             break;
         }
@@ -177,16 +176,14 @@ pub(crate) async fn rollout(
             .iter()
             .filter(|&&i| runs[i].lock().unwrap().outcome.result == HostResult::Failed)
             .count();
-        if let Err(e) = hooks::run_local(
+        let after = batch_hook(
             ctx,
             "after_batch_local",
-            &ctx.config.hooks.after_batch_local,
+            &hooks.after_batch_local,
             &local_env,
-        )
-        .await
-        {
-            ctx.message(Level::Error, None, e.to_string());
-            halted.get_or_insert(format!("after_batch_local failed: {e}"));
+        );
+        if let Err(reason) = after.await {
+            halted.get_or_insert(reason);
             halt.cancel();
         }
         ctx.emit(Event::WaveDone {
@@ -302,6 +299,22 @@ pub(crate) async fn rollout(
         exit = policy::after_once_failure(&states);
     }
     (exit, runs.into_iter().map(|r| r.outcome).collect())
+}
+
+/// Runs a wave's local hook; a failure is said, and returned as the
+/// reason the rollout stops.
+async fn batch_hook(
+    ctx: &Context,
+    name: &str,
+    commands: &[String],
+    env: &[(String, String)],
+) -> Result<(), String> {
+    hooks::run_local(ctx, name, commands, env)
+        .await
+        .map_err(|e| {
+            ctx.message(Level::Error, None, e.to_string());
+            format!("{name} failed: {e}")
+        })
 }
 
 fn batch_env(

@@ -1,6 +1,6 @@
 //! The whole path on local-transport hosts: no servers needed.
 
-use crate::support::project::{Project, tree};
+use crate::support::project::{Project, ndjson, printed, tree};
 
 fn three_hosts() -> Project {
     Project::new()
@@ -56,4 +56,57 @@ fn two_deploys_within_one_second_get_ids_in_deploy_order() {
     p.hoist(&["deploy"]).assert().success();
     let second = p.current("local1").unwrap();
     assert!(second > again, "{second} sorts after {again}");
+}
+
+/// A wave's local hook that fails stops the rollout: `before_batch_local`
+/// before its wave's hosts are touched, `after_batch_local` before the next
+/// wave starts. The canary, already switched, goes back (exit 5).
+#[test]
+fn a_failing_batch_hook_stops_the_rollout_and_puts_the_canary_back() {
+    // (hook, its command, the waves that start)
+    let cases = [
+        // Passes for the canary's wave (local1) only.
+        (
+            "before_batch_local",
+            r#"test \"$HOIST_BATCH_HOSTS\" = local1"#,
+            2,
+        ),
+        ("after_batch_local", "exit 4", 1),
+    ];
+    for (hook, command, waves) in cases {
+        let p = three_hosts();
+        p.hoist(&["deploy", "--yes"]).assert().success();
+        let v1 = p.current("local1").unwrap();
+        let p = p
+            .artifact(&[("README", "second")])
+            .toml(&format!("[hooks]\n{hook} = [\"{command}\"]"))
+            .write();
+        let out = p
+            .hoist(&["deploy", "--yes", "--json"])
+            .assert()
+            .code(5)
+            .get_output()
+            .clone();
+        let events = ndjson(&out.stdout);
+        let started = events
+            .iter()
+            .filter(|e| e["event"] == "wave_started")
+            .count();
+        assert_eq!(started, waves, "{hook}: {}", printed(&out));
+        let said = events.iter().any(|e| {
+            e["event"] == "message"
+                && e["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains(&format!("{hook} failed")))
+        });
+        assert!(said, "{hook}: the reason is said: {}", printed(&out));
+        for host in p.host_names() {
+            assert_eq!(
+                p.current(&host).as_deref(),
+                Some(v1.as_str()),
+                "{hook}: {host}"
+            );
+            assert!(!p.locked(&host), "{hook}: lock freed on {host}");
+        }
+    }
 }
