@@ -56,16 +56,19 @@ pub fn local_path(p: &str, base: &Path, env: &Env) -> Result<PathBuf, String> {
     Ok(base.join(p))
 }
 
+/// The environment of the tests: user "me", HOME /home/me.
+#[cfg(test)]
+pub(super) fn me() -> Env {
+    Env {
+        home: Some("/home/me".into()),
+        user: "me".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::me as env;
     use super::*;
-
-    fn env() -> Env {
-        Env {
-            home: Some("/home/me".into()),
-            user: "me".into(),
-        }
-    }
 
     #[test]
     fn paths_expand_tilde_and_resolve_relative_ones() {

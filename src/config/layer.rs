@@ -84,14 +84,8 @@ ssh_keys!(layers! {});
 
 #[cfg(test)]
 mod tests {
+    use super::super::env::me as env;
     use super::*;
-
-    fn env() -> Env {
-        Env {
-            home: Some("/home/me".into()),
-            user: "me".into(),
-        }
-    }
 
     #[test]
     fn defaults_come_from_the_environment() {
