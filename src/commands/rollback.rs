@@ -125,7 +125,7 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
         hosts: nodes.iter().map(|n| n.name().to_string()).collect(),
     });
     let release = Some(target.to_string());
-    if let Err(exit) = become_ready(ctx, &nodes, &release).await {
+    if let Err(exit) = become_ready(ctx, &nodes, release.as_deref()).await {
         return exit;
     }
     if let Err(e) =
@@ -196,41 +196,33 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
     ctx.finish("rollback", exit, Some(target.to_string()), &outcomes)
 }
 
+/// `become` checked on every host before anything is touched: `Err` is
+/// the exit of a rollback it stops (exit 2 without a password, 3 when a
+/// host's sudo refuses).
+async fn become_ready(ctx: &Context, nodes: &[Node], release: Option<&str>) -> Result<(), Exit> {
+    let (exit, refused) = match sudo::preflight(ctx, nodes).await {
+        Ok(problems) if problems.is_empty() => return Ok(()),
+        Ok(problems) => {
+            let refused: Vec<HostOutcome> = problems
+                .into_iter()
+                .map(|(i, p)| nodes[i].stopped(Failure::Preflight(p).at(Phase::Preflight)))
+                .collect();
+            fleet::report_all(ctx, &refused);
+            (Exit::Preflight, refused)
+        }
+        Err(e) => {
+            ctx.message(Level::Error, None, e);
+            (Exit::Usage, vec![])
+        }
+    };
+    let release = release.map(str::to_string);
+    Err(fleet::stop_untouched(ctx, "rollback", exit, release, nodes, refused).await)
+}
+
 /// Blue-green: traffic back to the colour that is not live, which still
 /// runs the release it ran. No host is changed: one local command and a
 /// journal line on each host. With `--to ID`, that colour is first switched
 /// to ID (which it must hold), then takes the traffic.
-/// `become` checked on every host before anything is touched: `Err` is
-/// the exit of a rollback it stops (exit 2 without a password, 3 when a
-/// host's sudo refuses).
-async fn become_ready(ctx: &Context, nodes: &[Node], release: &Option<String>) -> Result<(), Exit> {
-    let refused: Vec<HostOutcome> = match sudo::preflight(ctx, nodes).await {
-        Ok(problems) => problems
-            .into_iter()
-            .map(|(i, p)| nodes[i].stopped(Failure::Preflight(p).at(Phase::Preflight)))
-            .collect(),
-        Err(e) => {
-            ctx.message(Level::Error, None, e);
-            let release = release.clone();
-            return Err(fleet::stop_untouched(
-                ctx,
-                "rollback",
-                Exit::Usage,
-                release,
-                nodes,
-                vec![],
-            )
-            .await);
-        }
-    };
-    if refused.is_empty() {
-        return Ok(());
-    }
-    fleet::report_all(ctx, &refused);
-    let release = release.clone();
-    Err(fleet::stop_untouched(ctx, "rollback", Exit::Preflight, release, nodes, refused).await)
-}
-
 async fn traffic_back(
     ctx: &Context,
     bg: &BlueGreen,
@@ -343,7 +335,7 @@ async fn traffic_back(
     // Moving the idle colour to ID runs after_rollback and the health
     // check on it, as `become` says; moving traffic alone runs nothing there.
     if to.is_some()
-        && let Err(exit) = become_ready(ctx, &nodes, &id).await
+        && let Err(exit) = become_ready(ctx, &nodes, id.as_deref()).await
     {
         return exit;
     }

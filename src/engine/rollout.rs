@@ -139,11 +139,11 @@ pub(crate) async fn rollout(
             hosts: names.clone(),
         });
         let local_env = batch_env(ctx, id, artifact, &names);
-        let hooks = &ctx.config.hooks;
+        let configured = &ctx.config.hooks;
         let before = batch_hook(
             ctx,
             "before_batch_local",
-            &hooks.before_batch_local,
+            &configured.before_batch_local,
             &local_env,
         );
         if let Err(reason) = before.await {
@@ -179,7 +179,7 @@ pub(crate) async fn rollout(
         let after = batch_hook(
             ctx,
             "after_batch_local",
-            &hooks.after_batch_local,
+            &configured.after_batch_local,
             &local_env,
         );
         if let Err(reason) = after.await {

@@ -156,7 +156,6 @@ pub fn host_list(hosts: &[String], max: usize) -> String {
     }
 }
 
-/// `1 host`, `3 hosts`.
 /// What follows "ok in <time>" on a host's done line: the release it is on
 /// when that is not the run's, the bytes sent, and its message.
 pub fn done_details(
@@ -178,6 +177,7 @@ pub fn done_details(
     text
 }
 
+/// `1 host`, `3 hosts`.
 pub fn hosts_word(n: usize) -> String {
     if n == 1 {
         "1 host".to_string()
