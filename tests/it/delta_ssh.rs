@@ -170,16 +170,25 @@ fn delta_carries_a_deleted_file_a_changed_mode_and_a_changed_symlink() {
 
 #[test]
 fn a_hand_edited_previous_release_still_yields_an_exact_release() {
-    let f = Fleet::ssh(1).toml(STRATEGY).write();
-    many_files(&f, 30);
-    f.hoist(&["deploy", "--yes"]).assert().success();
-    let v1 = f.current("web1").unwrap();
-    let edited = release_dir(&f, "web1", &v1).join("dir1/file008");
-    std::fs::write(&edited, "edited by hand").unwrap();
+    let (f, v1) = a_release_edited_by_hand("dir1/file008");
     std::fs::write(f.path().join("build/dir3/file003"), "the new content").unwrap();
 
     deploy_past_a_hand_edit(&f, &v1, "dir1/file008");
     f.hoist(&["verify"]).assert().success();
+}
+
+/// What a hand edit writes into a release.
+const EDITED: &str = "edited by hand";
+
+/// web1 on a first release of 30 files, then `path` in it edited by hand:
+/// the fleet and that release.
+fn a_release_edited_by_hand(path: &str) -> (Fleet, String) {
+    let f = Fleet::ssh(1).toml(STRATEGY).write();
+    many_files(&f, 30);
+    f.hoist(&["deploy", "--yes"]).assert().success();
+    let v1 = f.current("web1").unwrap();
+    std::fs::write(release_dir(&f, "web1", &v1).join(path), EDITED).unwrap();
+    (f, v1)
 }
 
 /// Deploys to web1, whose release `from` has `path` edited by hand: the
@@ -203,7 +212,7 @@ fn deploy_past_a_hand_edit(f: &Fleet, from: &str, path: &str) -> String {
     assert_ne!(from, new);
     assert_same_tree(&f.path().join("build"), &release_dir(f, "web1", &new));
     let edited = release_dir(f, "web1", from).join(path);
-    assert_eq!(std::fs::read_to_string(&edited).unwrap(), "edited by hand");
+    assert_eq!(std::fs::read_to_string(&edited).unwrap(), EDITED);
     new
 }
 
@@ -505,12 +514,7 @@ fn shared_paths_stay_out_of_manifests_and_deltas() {
 
 #[test]
 fn a_redeploy_of_the_same_content_does_not_copy_a_hand_edit_along() {
-    let f = Fleet::ssh(1).toml(STRATEGY).write();
-    many_files(&f, 30);
-    f.hoist(&["deploy", "--yes"]).assert().success();
-    let v1 = f.current("web1").unwrap();
-    let edited = release_dir(&f, "web1", &v1).join("dir2/file009");
-    std::fs::write(&edited, "edited by hand").unwrap();
+    let (f, v1) = a_release_edited_by_hand("dir2/file009");
 
     // The same content again: a copy of v1 on the host, unless v1 changed.
     let v2 = deploy_past_a_hand_edit(&f, &v1, "dir2/file009");

@@ -492,18 +492,7 @@ fn a_blue_green_rollback_to_an_older_release_checks_become_before_touching_anyth
 
     // Moving blue back to v1 runs after_rollback and the health check as
     // root: without the password, exit 2 before anything changes.
-    let out = f
-        .hoist(&["rollback", "--to", v1])
-        .env_remove("HOIST_BECOME_PASSWORD")
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    assert!(
-        printed(&out).contains("HOIST_BECOME_PASSWORD"),
-        "{}",
-        printed(&out)
-    );
+    refused_without_the_password(&f, &["rollback", "--to", v1]);
     assert_eq!(f.current("web1").as_ref(), Some(v3));
     assert_eq!(lb(), "green");
     assert!(!f.locked("web1") && !f.locked("web2"));
@@ -516,6 +505,23 @@ fn a_blue_green_rollback_to_an_older_release_checks_become_before_touching_anyth
     assert_eq!(lb(), "blue");
     let uid = std::fs::read_to_string(f.deploy_path("web1").join("rollback-uid")).unwrap();
     assert_eq!(uid.trim(), "0");
+}
+
+/// `hoist ARGS` with `become` and no password (and no terminal to ask):
+/// exit 2, naming the variable that would give it.
+fn refused_without_the_password(f: &Fleet, args: &[&str]) {
+    let out = f
+        .hoist(args)
+        .env_remove("HOIST_BECOME_PASSWORD")
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    assert!(
+        printed(&out).contains("HOIST_BECOME_PASSWORD"),
+        "{}",
+        printed(&out)
+    );
 }
 
 /// [`BECOME_USER`] with a fresh password, held until the guard drops;
@@ -617,12 +623,7 @@ fn become_runs_hooks_as_root_through_password_sudo_without_showing_the_password(
     );
 
     // No password and no terminal: exit 2, naming the variable.
-    let out = f.hoist(&["deploy"]).assert().code(2).get_output().clone();
-    assert!(
-        printed(&out).contains("HOIST_BECOME_PASSWORD"),
-        "{}",
-        printed(&out)
-    );
+    refused_without_the_password(&f, &["deploy"]);
     // A wrong one: exit 3 before anything is written.
     let out = f
         .hoist(&["deploy"])
@@ -693,17 +694,7 @@ fn become_runs_hooks_as_root_through_password_sudo_without_showing_the_password(
     for host in f.host_names() {
         std::fs::remove_file(f.deploy_path(&host).join("hook-uid")).unwrap();
     }
-    let out = f
-        .hoist(&["rollback", "--yes"])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    assert!(
-        printed(&out).contains("HOIST_BECOME_PASSWORD"),
-        "{}",
-        printed(&out)
-    );
+    refused_without_the_password(&f, &["rollback", "--yes"]);
     let out = f
         .hoist(&["rollback", "--yes"])
         .env("HOIST_BECOME_PASSWORD", &password)
