@@ -143,12 +143,11 @@ fn main() {
     let sha256 = hex::encode(Sha256::digest(&body));
     let key = ClientKey::ed25519();
     let login = Login::from_env();
+    let max_startups = std::env::var("BENCH_MAX_STARTUPS").unwrap_or_else(|_| "10:30:100".into());
     let servers: Vec<Sshd> = (0..hosts)
         .map(|i| {
             let options = SshdOptions {
-                max_startups: Some(
-                    std::env::var("BENCH_MAX_STARTUPS").unwrap_or_else(|_| "10:30:100".into()),
-                ),
+                max_startups: Some(max_startups.clone()),
                 extra_config: login.home(work.path(), i),
                 ..SshdOptions::default()
             };
