@@ -6,8 +6,8 @@ use crate::config::Pause;
 use crate::engine::fleet::{self, Node};
 use crate::engine::preflight::Problem;
 use crate::engine::{
-    Context, Failure, HostOutcome, blue_green, lock, policy, preflight, rollout, run_hooks, shared,
-    strategy, sudo,
+    Context, Failure, HostOutcome, blue_green, lock, policy, preflight, record, rollout, run_hooks,
+    shared, strategy, sudo,
 };
 use crate::exit::Exit;
 use crate::journal::{Entry, Journal, Kind};
@@ -77,33 +77,6 @@ pub(super) fn preflight(
         }
     }
     (problems, refused)
-}
-
-/// Appends `entry` to the journal of every node; a host that cannot take
-/// it is warned about (the others still tell the story).
-pub(super) async fn record_all(ctx: &Context, nodes: &[Node], entry: &Entry) {
-    let line = entry.to_line();
-    futures_util::future::join_all(nodes.iter().map(|node| {
-        let script = node.layout.record(&line);
-        async move {
-            if let Err(e) = node
-                .must_within(
-                    "recording in the journal",
-                    &script,
-                    None,
-                    node.quick_limit(),
-                )
-                .await
-            {
-                ctx.message(
-                    Level::Warn,
-                    Some(node.name()),
-                    format!("could not record {:?} in the journal: {e}", entry.event),
-                );
-            }
-        }
-    }))
-    .await;
 }
 
 /// A release waiting for promotion blocks a new deploy: promote or abort it first.
@@ -277,7 +250,7 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
             hosts: canary.clone(),
             ..Entry::new(Kind::AwaitPromotion, &ctx.by)
         };
-        record_all(ctx, &nodes, &entry).await;
+        record::record_all(ctx, &nodes, &entry).await;
         ctx.message(
             Level::Info,
             None,

@@ -6,12 +6,13 @@ use std::time::Instant;
 
 use futures_util::future::join_all;
 
-use super::deploy::{preflight, prepare_artifact, record_all};
+use super::deploy::{preflight, prepare_artifact};
 use crate::artifact::Artifact;
 use crate::config::Amount;
 use crate::engine::fleet::{self, Node};
 use crate::engine::policy::{self, Waiting};
 use crate::engine::preflight::Problem;
+use crate::engine::record::record_all;
 use crate::engine::switch::switch_back;
 use crate::engine::{Context, Failure, HostOutcome, lock, rollout, run_hooks, shared, sudo};
 use crate::exit::Exit;

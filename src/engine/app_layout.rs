@@ -1,6 +1,6 @@
 //! The host scripts for an application's state beside its releases (shared
-//! dirs and files, `[[files]]`, the journal line of the once hook) and for
-//! `become`. A sibling of `layout`: every value quoted with [`q`].
+//! dirs and files, `[[files]]`) and for `become`. A sibling of `layout`:
+//! every value quoted with [`q`].
 
 use super::layout::{Layout, q};
 use crate::release::ReleaseId;
@@ -141,15 +141,6 @@ cat > "$T" && chmod {mode:o} "$T" && mv -f "$T" "$F" || {{ printf 'cannot write 
 "#,
         head = head(layout),
         dest = q(dest),
-    )
-}
-
-/// Appends one line to the host's journal (the once hook's record).
-pub fn record(layout: &Layout, journal_line: &str) -> String {
-    format!(
-        "{head}\nmkdir -p \"$H\" && printf '%s\\n' {line} >> \"$H/journal\"",
-        head = head(layout),
-        line = q(journal_line)
     )
 }
 

@@ -19,6 +19,7 @@ mod outcome;
 pub(crate) mod payload;
 pub(crate) mod policy;
 pub(crate) mod preflight;
+pub(crate) mod record;
 pub(crate) mod rollout;
 pub(crate) mod run_hooks;
 pub(crate) mod shared;

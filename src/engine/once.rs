@@ -1,9 +1,11 @@
 //! `before_switch_once`: once per deploy, on the first host of the first
 //! wave, in its new release, before any host is switched. Every other host
 //! waits for it at its switch; if it fails (or never runs), no host is
-//! switched. Its result is written to that host's journal, so a resumed
-//! deploy of the same release does not run it again, and a release whose
-//! once hook failed is never a rollback or resume target.
+//! switched. Its result is written to that host's journal, then to every
+//! other host's once the wave ends, so that a resumed deploy of the same
+//! release does not run it again, and a release whose once hook failed is
+//! never a rollback or resume target, even with the host it ran on
+//! unreachable.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +14,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::fleet::Node;
-use super::{Context, Failed, Failure, app_layout, at, hooks};
+use super::{Context, Failed, Failure, at, hooks, record};
 use crate::journal::{Entry, Kind};
 use crate::release::ReleaseId;
 use crate::report::{Level, Phase};
@@ -25,6 +27,8 @@ pub(crate) struct Once {
     open: Mutex<Option<watch::Sender<bool>>>,
     passed: watch::Receiver<bool>,
     failed: AtomicBool,
+    /// What the hook's host recorded, until the other hosts have it too.
+    untold: Mutex<Option<Entry>>,
 }
 
 impl Once {
@@ -57,6 +61,7 @@ impl Once {
             open: Mutex::new(Some(open)),
             passed,
             failed: AtomicBool::new(false),
+            untold: Mutex::new(None),
         })
     }
 
@@ -92,10 +97,11 @@ impl Once {
         let recorded = node
             .must(
                 "recording before_switch_once in the journal",
-                &app_layout::record(&node.layout, &entry.to_line()),
+                &node.layout.record(&entry.to_line()),
                 None,
             )
             .await;
+        *self.untold.lock().unwrap() = Some(entry);
         ran.map_err(at(Phase::BeforeSwitchOnce))?;
         recorded.map_err(at(Phase::BeforeSwitchOnce))?;
         if let Some(open) = self.open.lock().unwrap().take() {
@@ -113,6 +119,18 @@ impl Once {
         if self.open.lock().unwrap().take().is_some() || !*self.passed.borrow() {
             self.failed.store(true, Ordering::SeqCst);
         }
+    }
+
+    /// Once the hook ran (and its wave ended): records its result in the
+    /// journal of every other node, so that any one of them tells a later
+    /// run. A host that cannot take it is warned about. Does nothing before
+    /// the hook ran, or a second time.
+    pub async fn tell_the_others(&self, ctx: &Context, nodes: &[Node]) {
+        let Some(entry) = self.untold.lock().unwrap().take() else {
+            return;
+        };
+        let others = nodes.iter().filter(|n| n.name() != self.host);
+        record::record_all(ctx, others, &entry).await;
     }
 
     /// Whether the hook failed or never ran: no host may switch.

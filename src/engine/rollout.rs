@@ -171,6 +171,9 @@ pub(crate) async fn rollout(
             }
         }))
         .await;
+        if let Some(once) = once {
+            once.tell_the_others(ctx, nodes).await;
+        }
         let wave_failed = wave
             .hosts
             .iter()

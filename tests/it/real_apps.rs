@@ -265,6 +265,16 @@ fn the_once_hook_runs_once_on_the_first_host_before_any_switch() {
             "{host}"
         );
     }
+    // Every host remembers the failure, not only the one it ran on: with
+    // that host down, the release is still never resumed.
+    for host in f.host_names() {
+        assert!(
+            f.journal(&host).iter().any(|e| e["event"] == "once_failed"),
+            "{host}"
+        );
+    }
+    let mut f = f;
+    f.server_mut("web1").stop();
     let out = f
         .hoist(&["deploy", "--resume"])
         .assert()
@@ -298,6 +308,34 @@ fn a_resumed_deploy_does_not_run_the_once_hook_again() {
         "ran\n",
         "not run again for the same release"
     );
+}
+
+#[test]
+fn a_resumed_deploy_without_the_host_the_once_hook_ran_on_does_not_run_it_again() {
+    let f = Fleet::ssh(3).ssh_settings("connect_retries = 0");
+    let count = f.path().join("once-count");
+    let mut f = f
+        .toml(&format!(
+            "[hooks]\nbefore_switch_once = [\"echo $HOIST_HOST >> {}\"]\nbefore_switch = [\"test ! -e \\\"$HOIST_DEPLOY_TO/BAD\\\"\"]\n[strategy]\ncanary = 0\nbatch = 1\non_failure = \"stop\"\nmax_unreachable = 1",
+            count.display()
+        ))
+        .write();
+    let bad = f.mark("web2", "BAD");
+    f.hoist(&["deploy"]).assert().code(1);
+    assert_eq!(std::fs::read_to_string(&count).unwrap(), "web1\n");
+    std::fs::remove_file(bad).unwrap();
+    // The host the hook ran on is down; the others remember that it ran.
+    f.server_mut("web1").stop();
+    let out = f.hoist(&["deploy", "--resume", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
+    let summary = ndjson(&out.stdout).pop().unwrap();
+    assert_eq!(summary["ok"], 2, "{summary}");
+    assert_eq!(
+        std::fs::read_to_string(&count).unwrap(),
+        "web1\n",
+        "not run again on another host"
+    );
+    assert!(printed(&out).contains("already ran"), "{}", printed(&out));
 }
 
 /// Run-level hooks that record what they were told, and keep the summary file.
