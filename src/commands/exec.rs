@@ -14,7 +14,7 @@ use crate::engine::fleet::{self, Node};
 use crate::engine::layout::q;
 use crate::engine::{Context, Failure, HostOutcome, ms};
 use crate::exit::Exit;
-use crate::report::{Event, OutputStream, Phase, Row};
+use crate::report::{Event, Level, OutputStream, Phase, Row};
 use crate::transport::{Chunk, Output};
 
 /// A line longer than this without a newline is shown in pieces.
@@ -120,6 +120,18 @@ async fn whole(node: &Node, command: &str) -> Result<Output, Failure> {
 pub(crate) async fn run(ctx: &Context, command: &str, group_output: bool) -> Exit {
     let (nodes, unreached) = fleet::reach(ctx).await;
     fleet::report_all(ctx, &unreached);
+    let at_once = ctx.parallel.available_permits();
+    if nodes.len() > at_once {
+        ctx.message(
+            Level::Warn,
+            None,
+            format!(
+                "{} hosts, at most {at_once} at once: the others start as the first ones end, so a command that never ends (tail -F) never reaches them; --parallel {} runs it on all at once",
+                nodes.len(),
+                nodes.len()
+            ),
+        );
+    }
     let mut pending: FuturesUnordered<_> = nodes
         .iter()
         .enumerate()

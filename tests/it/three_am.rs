@@ -168,6 +168,24 @@ fn exec_streams_each_line_as_it_comes_prefixed_by_its_host() {
 }
 
 #[test]
+fn exec_on_more_hosts_than_run_at_once_says_how_to_reach_them_all() {
+    let f = Fleet::ssh(3).write();
+    let out = f
+        .hoist(&["exec", "--parallel", "2", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", printed(&out));
+    let text = printed(&out);
+    assert!(text.contains("3 hosts, at most 2 at once"), "{text}");
+    assert!(text.contains("--parallel 3"), "{text}");
+    let out = f
+        .hoist(&["exec", "--parallel", "3", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(!printed(&out).contains("at once"), "{}", printed(&out));
+}
+
+#[test]
 fn exec_group_output_keeps_each_hosts_output_together() {
     let f = Fleet::ssh(2).write();
     let out = f
