@@ -45,11 +45,11 @@
 //!
 //! Disk. The hosts' directories are made under `$TMPDIR` (default /tmp),
 //! and a round's are removed when it ends. Real hosts each write to a disk
-//! of their own; here every host writes to the same one, 2 GB a deploy at
-//! 50 hosts x 40 MB, and that disk's writeback then sets the time of every
+//! of their own; here every host writes to the same one, 500 MB a deploy
+//! at 50 hosts x 10 MB, and that disk's writeback then sets the time of every
 //! unpack and copy (identical runs of the 1-file delta took 9.4 to 17.5 s
 //! on this machine's ext4). `TMPDIR=/dev/shm` keeps the hosts' files in
-//! memory instead (about 10 GB at the peak of a 50 x 10 MB round), which
+//! memory instead (2.8 GB at the peak of a 50 x 10 MB round), which
 //! measures what the tools do rather than what one shared disk can take.
 //!
 //! hoist gets `connect_timeout = "60s"` (plain ssh has no connect timeout:
