@@ -288,35 +288,16 @@ fn the_once_hook_runs_once_on_the_first_host_before_any_switch() {
     );
 }
 
-#[test]
-fn a_resumed_deploy_does_not_run_the_once_hook_again() {
-    let f = Fleet::ssh(3);
+/// Three hosts, one a wave, whose once hook writes down where it ran: a
+/// first deploy runs it on web1, then stops at web2 (its before_switch
+/// fails) and rolls nothing back. `strategy` is added to `[strategy]`.
+/// Returns the fleet and the hook's file.
+fn once_ran_then_stopped(strategy: &str) -> (Fleet, std::path::PathBuf) {
+    let f = Fleet::ssh(3).ssh_settings("connect_retries = 0");
     let count = f.path().join("once-count");
     let f = f
         .toml(&format!(
-            "[hooks]\nbefore_switch_once = [\"echo ran >> {}\"]\nbefore_switch = [\"test ! -e \\\"$HOIST_DEPLOY_TO/BAD\\\"\"]\n[strategy]\ncanary = 0\nbatch = 1\non_failure = \"stop\"",
-            count.display()
-        ))
-        .write();
-    let bad = f.mark("web2", "BAD");
-    f.hoist(&["deploy"]).assert().code(1);
-    assert_eq!(std::fs::read_to_string(&count).unwrap(), "ran\n");
-    std::fs::remove_file(bad).unwrap();
-    f.hoist(&["deploy", "--resume"]).assert().success();
-    assert_eq!(
-        std::fs::read_to_string(&count).unwrap(),
-        "ran\n",
-        "not run again for the same release"
-    );
-}
-
-#[test]
-fn a_resumed_deploy_without_the_host_the_once_hook_ran_on_does_not_run_it_again() {
-    let f = Fleet::ssh(3).ssh_settings("connect_retries = 0");
-    let count = f.path().join("once-count");
-    let mut f = f
-        .toml(&format!(
-            "[hooks]\nbefore_switch_once = [\"echo $HOIST_HOST >> {}\"]\nbefore_switch = [\"test ! -e \\\"$HOIST_DEPLOY_TO/BAD\\\"\"]\n[strategy]\ncanary = 0\nbatch = 1\non_failure = \"stop\"\nmax_unreachable = 1",
+            "[hooks]\nbefore_switch_once = [\"echo $HOIST_HOST >> {}\"]\nbefore_switch = [\"test ! -e \\\"$HOIST_DEPLOY_TO/BAD\\\"\"]\n[strategy]\ncanary = 0\nbatch = 1\non_failure = \"stop\"\n{strategy}",
             count.display()
         ))
         .write();
@@ -324,6 +305,23 @@ fn a_resumed_deploy_without_the_host_the_once_hook_ran_on_does_not_run_it_again(
     f.hoist(&["deploy"]).assert().code(1);
     assert_eq!(std::fs::read_to_string(&count).unwrap(), "web1\n");
     std::fs::remove_file(bad).unwrap();
+    (f, count)
+}
+
+#[test]
+fn a_resumed_deploy_does_not_run_the_once_hook_again() {
+    let (f, count) = once_ran_then_stopped("");
+    f.hoist(&["deploy", "--resume"]).assert().success();
+    assert_eq!(
+        std::fs::read_to_string(&count).unwrap(),
+        "web1\n",
+        "not run again for the same release"
+    );
+}
+
+#[test]
+fn a_resumed_deploy_without_the_host_the_once_hook_ran_on_does_not_run_it_again() {
+    let (mut f, count) = once_ran_then_stopped("max_unreachable = 1");
     // The host the hook ran on is down; the others remember that it ran.
     f.server_mut("web1").stop();
     let out = f.hoist(&["deploy", "--resume", "--json"]).output().unwrap();
