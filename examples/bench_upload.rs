@@ -25,8 +25,11 @@
 //!
 //! It prints per round, then the medians and ratios, the payload bytes
 //! hoist sent (the sum of the hosts' `sent_bytes` in its NDJSON summary)
-//! against what the baseline sends (HOSTS × the tarball), and hoist's
-//! largest resident set over all its runs (from wait4).
+//! against what the baseline sends (HOSTS × the tarball), hoist's
+//! largest resident set over all its runs (from wait4), and the CPU time
+//! this whole machine used during each kind of run: every host runs here,
+//! so that is the tool's work, SSH's and the hosts' together, and a run
+//! on N cores takes at least that over N.
 //!
 //! Network. By default every sshd and the store listen on 127.0.0.1. With
 //! `BENCH_NETNS=1` (as root, with `ip` and `tc`) each host's sshd runs in a
@@ -105,12 +108,37 @@ struct Run {
     sent: u64,
     /// Bytes this machine sent into the bridge meanwhile (0 on loopback).
     wire: u64,
+    /// CPU seconds this whole machine used meanwhile (see [`machine_cpu`]).
+    machine: f64,
 }
 
-/// One run of plain ssh: how long, and bytes into the bridge (0 on loopback).
+/// One run of plain ssh: how long, bytes into the bridge (0 on loopback),
+/// and the CPU seconds this whole machine used meanwhile.
 struct Plain {
     took: Duration,
     wire: u64,
+    machine: f64,
+}
+
+/// CPU seconds every process of this machine has used since boot (user,
+/// nice, system, irq, softirq from /proc/stat; not idle, iowait or steal).
+/// Every host runs here, so over a run it is the tool's CPU, the SSH
+/// clients' and servers', and all the hosts' work together (and whatever
+/// else runs meanwhile): on N cores a run takes at least that over N.
+fn machine_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().next() else {
+        return 0.0;
+    };
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy: f64 = [0, 1, 2, 5, 6].iter().filter_map(|&i| ticks.get(i)).sum();
+    // USER_HZ: 100 on every Linux this runs on.
+    busy / 100.0
 }
 
 fn main() {
@@ -475,6 +503,19 @@ impl Measures {
                 fan_wire / 1e6,
             );
         }
+        let cpu = |v: &[Run]| median(v.iter().map(|r| r.machine).collect());
+        let plain_cpu = |v: &[Plain]| median(v.iter().map(|p| p.machine).collect());
+        println!(
+            "  CPU this machine used ({} cores; tool, SSH, every host's work): ssh|tar {:.1}s, hoist full {:.1}s; URL pull {:.1}s; redeploy {:.1}s; 1 file {:.1}s; rollback {:.1}s, ssh true {:.1}s",
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            plain_cpu(&self.base),
+            cpu(&self.full),
+            cpu(&self.url),
+            cpu(&self.redeploy),
+            cpu(&self.one_file),
+            cpu(&self.rollback),
+            plain_cpu(&self.ssh_true),
+        );
         println!("  hoist max RSS: {:.1} MB", max_rss_kb as f64 / 1024.0);
     }
 }
@@ -498,7 +539,7 @@ impl Bench {
     }
 
     fn baseline(&self, tarball: &Path, round: usize) -> Plain {
-        let (started, wire) = (Instant::now(), self.wire());
+        let (started, wire, machine) = (Instant::now(), self.wire(), machine_cpu());
         let children: Vec<_> = self
             .servers
             .iter()
@@ -517,11 +558,12 @@ impl Bench {
         Plain {
             took: started.elapsed(),
             wire: self.wire() - wire,
+            machine: machine_cpu() - machine,
         }
     }
 
     fn ssh_true(&self) -> Plain {
-        let (started, wire) = (Instant::now(), self.wire());
+        let (started, wire, machine) = (Instant::now(), self.wire(), machine_cpu());
         let children: Vec<_> = self
             .servers
             .iter()
@@ -533,6 +575,7 @@ impl Bench {
         Plain {
             took: started.elapsed(),
             wire: self.wire() - wire,
+            machine: machine_cpu() - machine,
         }
     }
 
@@ -587,7 +630,7 @@ impl Bench {
     #[allow(clippy::zombie_processes)]
     fn run_hoist(&mut self, args: &[&str], dir: &str, artifact: &str, label: &str) -> Run {
         let config = self.config(dir, artifact);
-        let (started, wire) = (Instant::now(), self.wire());
+        let (started, wire, machine) = (Instant::now(), self.wire(), machine_cpu());
         let wall = chrono::Utc::now();
         // BENCH_WRAP: a profiler to run hoist under (e.g. "heaptrack -o /tmp/h").
         let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
@@ -622,6 +665,7 @@ impl Bench {
         let (status, rss_kb, cpu) = wait4(child.id());
         let took = started.elapsed();
         let wire = self.wire() - wire;
+        let machine = machine_cpu() - machine;
         let name = [args[0], label]
             .into_iter()
             .filter(|s| !s.is_empty())
@@ -645,6 +689,7 @@ impl Bench {
             phases: phases(wall, &out),
             sent: bytes_sent(&out),
             wire,
+            machine,
         }
     }
 
