@@ -4,6 +4,7 @@
 //! everything goes to the reporter as events; each host ends as one
 //! [`HostOutcome`].
 
+mod ahead;
 pub(crate) mod app_layout;
 pub(crate) mod bake;
 pub(crate) mod blue_green;

@@ -8,6 +8,7 @@ use std::time::Instant;
 use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 
+use super::ahead::Ahead;
 use super::bake::{Spoiled, bake};
 use super::fleet::Node;
 use super::once::Once;
@@ -127,154 +128,129 @@ pub(crate) async fn rollout(
         if halt.is_cancelled() {
             break;
         }
-        let names: Vec<String> = wave
-            .hosts
-            .iter()
-            .map(|&i| nodes[i].name().to_string())
-            .collect();
-        ctx.emit(Event::WaveStarted {
-            wave: w + 1,
-            waves: waves.len(),
-            kind: wave.kind.as_str().into(),
-            hosts: names.clone(),
-        });
-        let local_env = batch_env(ctx, id, artifact, &names);
-        let configured = &ctx.config.hooks;
-        let before = batch_hook(
-            ctx,
-            "before_batch_local",
-            &configured.before_batch_local,
-            &local_env,
-        );
-        if let Err(reason) = before.await {
-            halted = Some(reason);
-            halt.cancel();
-            break;
-        }
-        join_all(wave.hosts.iter().map(|&i| {
-            let runs = &runs;
-            let failures = &failures;
-            let halt = &halt;
-            async move {
-                let run = host_rollout(ctx, &nodes[i], artifact, id, halt, once).await;
-                if let Some(once) = once {
-                    once.settle(nodes[i].name());
-                    if once.failed() {
+        // What the rollout waits for after the wave before this one; the
+        // hosts of this wave get their upload meanwhile.
+        let pause = match w.checked_sub(1).map(|p| &waves[p]) {
+            Some(before) if plan.until_canary && before.kind == WaveKind::Canary => break,
+            Some(before) => Some(pause_after(strategy, before.kind)),
+            None => None,
+        };
+        let ahead = Ahead::before(ctx, pause.as_ref(), &wave.hosts);
+        let this_wave = async {
+            if let Some(pause) = &pause
+                && let Err(reason) =
+                    between(ctx, nodes, &runs, &waves, w - 1, pause, artifact, id, plan).await
+            {
+                halted = Some(reason);
+                halt.cancel();
+                return;
+            }
+            let names: Vec<String> = wave
+                .hosts
+                .iter()
+                .map(|&i| nodes[i].name().to_string())
+                .collect();
+            ctx.emit(Event::WaveStarted {
+                wave: w + 1,
+                waves: waves.len(),
+                kind: wave.kind.as_str().into(),
+                hosts: names.clone(),
+            });
+            let local_env = batch_env(ctx, id, artifact, &names);
+            let configured = &ctx.config.hooks;
+            let before = batch_hook(
+                ctx,
+                "before_batch_local",
+                &configured.before_batch_local,
+                &local_env,
+            );
+            if let Err(reason) = before.await {
+                halted = Some(reason);
+                halt.cancel();
+                return;
+            }
+            join_all(wave.hosts.iter().map(|&i| {
+                let runs = &runs;
+                let failures = &failures;
+                let halt = &halt;
+                let ahead = &ahead;
+                async move {
+                    // Waited for before a slot is taken: the upload holds one.
+                    let delivered = ahead.take(i).await;
+                    let run =
+                        host_rollout(ctx, &nodes[i], artifact, id, halt, once, delivered).await;
+                    if let Some(once) = once {
+                        once.settle(nodes[i].name());
+                        if once.failed() {
+                            halt.cancel();
+                        }
+                    }
+                    let failed = run.outcome.result == HostResult::Failed;
+                    *runs[i].lock().unwrap() = run;
+                    if failed && policy::halts(failures.fetch_add(1, Ordering::SeqCst) + 1, allowed)
+                    {
                         halt.cancel();
                     }
                 }
-                let failed = run.outcome.result == HostResult::Failed;
-                *runs[i].lock().unwrap() = run;
-                if failed && policy::halts(failures.fetch_add(1, Ordering::SeqCst) + 1, allowed) {
-                    halt.cancel();
-                }
+            }))
+            .await;
+            if let Some(once) = once {
+                once.tell_the_others(ctx, nodes).await;
             }
-        }))
-        .await;
-        if let Some(once) = once {
-            once.tell_the_others(ctx, nodes).await;
-        }
-        let wave_failed = wave
-            .hosts
-            .iter()
-            .filter(|&&i| runs[i].lock().unwrap().outcome.result == HostResult::Failed)
-            .count();
-        let after = batch_hook(
-            ctx,
-            "after_batch_local",
-            &configured.after_batch_local,
-            &local_env,
-        );
-        if let Err(reason) = after.await {
-            halted.get_or_insert(reason);
-            halt.cancel();
-        }
-        ctx.emit(Event::WaveDone {
-            wave: w + 1,
-            ok: wave.hosts.len() - wave_failed,
-            failed: wave_failed,
-        });
-        if let Some(once) = once.filter(|o| o.failed()) {
-            halted.get_or_insert(format!(
-                "before_switch_once did not pass on {}; no host was switched",
-                once.host()
-            ));
-            halt.cancel();
-        }
-        let failed_so_far = failures.load(Ordering::SeqCst);
-        if policy::halts(failed_so_far, allowed) {
-            halted.get_or_insert(format!(
-                "{failed_so_far} host(s) failed, more than max_failures allows ({allowed})"
-            ));
-            halt.cancel();
-        }
-        if halt.is_cancelled() || w + 1 == waves.len() {
-            continue;
-        }
-        let pause = if wave.kind == WaveKind::Canary {
-            strategy.canary_pause.clone()
-        } else {
-            Pause::For(strategy.batch_pause)
-        };
-        let baked = match (&pause, &ctx.config.health) {
-            (Pause::For(d), Some(check)) if wave.kind == WaveKind::Canary && !d.is_zero() => {
-                let canary: Vec<(&Node, Vec<(String, String)>)> = wave
-                    .hosts
-                    .iter()
-                    .map(|&i| {
-                        let previous = runs[i].lock().unwrap().previous.clone();
-                        let env = hooks::host_env(
-                            ctx,
-                            &nodes[i],
-                            id,
-                            previous.as_ref(),
-                            &artifact.version,
-                        );
-                        (&nodes[i], env)
-                    })
-                    .collect();
-                Some(bake(ctx, &canary, *d, check).await)
-            }
-            _ => None,
-        };
-        match baked {
-            Some(Ok(())) => {}
-            Some(Err(Spoiled::Interrupted)) => {
-                halted = Some("interrupted during the bake".into());
+            let wave_failed = wave
+                .hosts
+                .iter()
+                .filter(|&&i| runs[i].lock().unwrap().outcome.result == HostResult::Failed)
+                .count();
+            let after = batch_hook(
+                ctx,
+                "after_batch_local",
+                &configured.after_batch_local,
+                &local_env,
+            );
+            if let Err(reason) = after.await {
+                halted.get_or_insert(reason);
                 halt.cancel();
             }
-            Some(Err(Spoiled::Unhealthy(k, failure))) => {
-                let i = wave.hosts[k];
-                let mut run = runs[i].lock().unwrap();
-                let elapsed = run.outcome.elapsed;
-                run.outcome = HostOutcome::failed(
-                    nodes[i].name(),
-                    failure.at(Phase::Health),
-                    Some(id.to_string()),
-                    elapsed,
-                );
-                ctx.report(&run.outcome);
-                halted = Some(format!(
-                    "the canary {} turned unhealthy during the bake",
-                    nodes[i].name()
+            ctx.emit(Event::WaveDone {
+                wave: w + 1,
+                ok: wave.hosts.len() - wave_failed,
+                failed: wave_failed,
+            });
+            if let Some(once) = once.filter(|o| o.failed()) {
+                halted.get_or_insert(format!(
+                    "before_switch_once did not pass on {}; no host was switched",
+                    once.host()
                 ));
                 halt.cancel();
             }
-            None if plan.until_canary && wave.kind == WaveKind::Canary => {}
-            None => {
+            let failed_so_far = failures.load(Ordering::SeqCst);
+            if policy::halts(failed_so_far, allowed) {
+                halted.get_or_insert(format!(
+                    "{failed_so_far} host(s) failed, more than max_failures allows ({allowed})"
+                ));
+                halt.cancel();
+            }
+            // `deploy --until canary` stops after the canary and its bake.
+            if plan.until_canary
+                && wave.kind == WaveKind::Canary
+                && !halt.is_cancelled()
+                && w + 1 < waves.len()
+            {
+                let pause = pause_after(strategy, wave.kind);
                 if let Err(reason) =
-                    pause_between(ctx, &pause, waves.len() - w - 1, &waves[w + 1..]).await
+                    between(ctx, nodes, &runs, &waves, w, &pause, artifact, id, plan).await
                 {
                     halted = Some(reason);
                     halt.cancel();
                 }
             }
-        }
-        if plan.until_canary && wave.kind == WaveKind::Canary {
-            break;
-        }
+        };
+        futures_util::future::join(this_wave, ahead.upload(ctx, nodes, artifact, id, &halt)).await;
+        ahead
+            .take_back(ctx, nodes, id, |i| runs[i].lock().unwrap().sent.is_some())
+            .await;
     }
-
     let mut runs: Vec<HostRun> = runs.into_iter().map(|m| m.into_inner().unwrap()).collect();
     let states: Vec<HostState> = runs.iter().map(HostRun::state).collect();
     let interrupted = ctx.cancel.is_cancelled();
@@ -302,6 +278,72 @@ pub(crate) async fn rollout(
         exit = policy::after_once_failure(&states);
     }
     (exit, runs.into_iter().map(|r| r.outcome).collect())
+}
+
+/// What the rollout waits for after a wave of `kind`.
+fn pause_after(strategy: &Strategy, kind: WaveKind) -> Pause {
+    if kind == WaveKind::Canary {
+        strategy.canary_pause.clone()
+    } else {
+        Pause::For(strategy.batch_pause)
+    }
+}
+
+/// Between wave `w` and the next: the canary's bake when `pause` is a
+/// duration and there is a health check, else the pause (or the question
+/// to promote the canary). `Err` is the reason the rollout stops; a canary
+/// host that turned unhealthy is marked failed in `runs`.
+#[allow(clippy::too_many_arguments)]
+async fn between(
+    ctx: &Context,
+    nodes: &[Node],
+    runs: &[Mutex<HostRun>],
+    waves: &[Wave],
+    w: usize,
+    pause: &Pause,
+    artifact: &Artifact,
+    id: &ReleaseId,
+    plan: &Plan,
+) -> Result<(), String> {
+    let wave = &waves[w];
+    let baked = match (pause, &ctx.config.health) {
+        (Pause::For(d), Some(check)) if wave.kind == WaveKind::Canary && !d.is_zero() => {
+            let canary: Vec<(&Node, Vec<(String, String)>)> = wave
+                .hosts
+                .iter()
+                .map(|&i| {
+                    let previous = runs[i].lock().unwrap().previous.clone();
+                    let env =
+                        hooks::host_env(ctx, &nodes[i], id, previous.as_ref(), &artifact.version);
+                    (&nodes[i], env)
+                })
+                .collect();
+            Some(bake(ctx, &canary, *d, check).await)
+        }
+        _ => None,
+    };
+    match baked {
+        Some(Ok(())) => Ok(()),
+        Some(Err(Spoiled::Interrupted)) => Err("interrupted during the bake".into()),
+        Some(Err(Spoiled::Unhealthy(k, failure))) => {
+            let i = wave.hosts[k];
+            let mut run = runs[i].lock().unwrap();
+            let elapsed = run.outcome.elapsed;
+            run.outcome = HostOutcome::failed(
+                nodes[i].name(),
+                failure.at(Phase::Health),
+                Some(id.to_string()),
+                elapsed,
+            );
+            ctx.report(&run.outcome);
+            Err(format!(
+                "the canary {} turned unhealthy during the bake",
+                nodes[i].name()
+            ))
+        }
+        None if plan.until_canary && wave.kind == WaveKind::Canary => Ok(()),
+        None => pause_between(ctx, pause, waves.len() - w - 1, &waves[w + 1..]).await,
+    }
 }
 
 /// Runs a wave's local hook; a failure is said, and returned as the
@@ -374,8 +416,11 @@ async fn pause_between(
             let question = format!(
                 "The canary is healthy. Promote to the remaining {remaining} host(s) in {waves_left} wave(s)?"
             );
-            // The question blocks this thread while a person reads it.
-            match tokio::task::block_in_place(|| ctx.reporter.confirm(&question)) {
+            // Asked on a blocking thread: the uploads ahead of the next
+            // wave go on while a person reads it.
+            let reporter = ctx.reporter.clone();
+            let asked = tokio::task::spawn_blocking(move || reporter.confirm(&question));
+            match asked.await.unwrap_or(None) {
                 Some(true) => Ok(()),
                 Some(false) => Err("the canary was not promoted".into()),
                 None => {
@@ -394,6 +439,7 @@ async fn host_rollout(
     id: &ReleaseId,
     halt: &CancellationToken,
     once: Option<&Once>,
+    delivered: Option<Result<u64, Failed>>,
 ) -> HostRun {
     let _permit = ctx.parallel.acquire().await.expect("semaphore open");
     let started = Instant::now();
@@ -401,7 +447,7 @@ async fn host_rollout(
     if halt.is_cancelled() {
         return run;
     }
-    let result = steps(ctx, node, artifact, id, halt, once, &mut run).await;
+    let result = steps(ctx, node, artifact, id, halt, once, delivered, &mut run).await;
     if let Err(failed) = &result
         && policy::diagnoses(run.switched, &failed.failure, ctx.cancel.is_cancelled())
     {
@@ -429,9 +475,10 @@ async fn host_rollout(
     run
 }
 
-/// Upload, shared paths and files, the once hook (on its host),
-/// before_switch, switch, after_switch, health: each failure is tagged with
-/// the phase it happened in.
+/// Upload (unless `delivered` ahead of the wave), shared paths and files,
+/// the once hook (on its host), before_switch, switch, after_switch,
+/// health: each failure is tagged with the phase it happened in.
+#[allow(clippy::too_many_arguments)]
 async fn steps(
     ctx: &Context,
     node: &Node,
@@ -439,9 +486,14 @@ async fn steps(
     id: &ReleaseId,
     halt: &CancellationToken,
     once: Option<&Once>,
+    delivered: Option<Result<u64, Failed>>,
     run: &mut HostRun,
 ) -> Result<(), Failed> {
-    run.sent = Some(deliver(ctx, node, artifact, id, halt).await?);
+    let sent = match delivered {
+        Some(delivered) => delivered?,
+        None => deliver(ctx, node, artifact, id, halt).await?,
+    };
+    run.sent = Some(sent);
     shared::prepare(ctx, node, id).await?;
     let env = hooks::host_env(ctx, node, id, run.previous.as_ref(), &artifact.version);
     let release_dir = node.layout.release_path(id);

@@ -89,6 +89,142 @@ fn a_canary_that_turns_unhealthy_during_the_bake_is_rolled_back() {
     );
 }
 
+/// The events of a `--json` run, read until it ends; `on_line` sees each
+/// line as it comes.
+fn follow(
+    child: &mut std::process::Child,
+    mut on_line: impl FnMut(&str),
+) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        on_line(&line);
+        lines.push(line);
+    }
+    ndjson((lines.join("\n") + "\n").as_bytes())
+}
+
+/// Where the first event matching `what` is in `events`.
+fn first(events: &[serde_json::Value], what: impl Fn(&serde_json::Value) -> bool) -> usize {
+    events
+        .iter()
+        .position(what)
+        .unwrap_or_else(|| panic!("no such event in {events:#?}"))
+}
+
+#[test]
+fn the_next_wave_is_uploaded_during_the_bake_and_only_switched_after_it() {
+    let f = fleet(
+        3,
+        &format!("{HEALTH}\n[strategy]\ncanary = 1\ncanary_pause = \"2s\"\nbatch = 2"),
+    );
+    f.on_v1_then_v2();
+    let mut child = spawn_json(&f, &["deploy"]);
+    let events = follow(&mut child, |_| {});
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let bake = first(&events, |e| e["event"] == "bake_started");
+    let baked = first(&events, |e| e["event"] == "bake_done");
+    let wave2 = first(&events, |e| e["event"] == "wave_started" && e["wave"] == 2);
+    assert!(baked < wave2);
+    for host in ["web2", "web3"] {
+        let upload = first(&events, |e| {
+            e["event"] == "host_phase" && e["host"] == host && e["phase"] == "upload"
+        });
+        let ready = first(&events, |e| {
+            e["event"] == "message"
+                && e["host"] == host
+                && e["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("ahead of its wave")
+        });
+        let switch = first(&events, |e| {
+            e["event"] == "host_phase" && e["host"] == host && e["phase"] == "switch"
+        });
+        assert!(
+            bake < upload && ready < baked,
+            "{host}: uploaded during the bake"
+        );
+        assert!(wave2 < switch, "{host}: switched in its wave");
+        let uploads = events
+            .iter()
+            .filter(|e| e["event"] == "host_phase" && e["host"] == host && e["phase"] == "upload")
+            .count();
+        assert_eq!(uploads, 1, "{host}: not uploaded again in its wave");
+        assert_eq!(f.read_current(host, "README"), "v2");
+    }
+    let summary = events.last().unwrap();
+    for row in summary["hosts"].as_array().unwrap() {
+        assert!(row["sent_bytes"].as_u64().unwrap() > 0, "{row}");
+    }
+}
+
+#[test]
+fn what_was_uploaded_ahead_of_a_wave_that_never_runs_is_taken_back() {
+    let f = fleet(
+        3,
+        &format!("{HEALTH}\n[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = 2"),
+    );
+    let v1 = f.on_v1_then_v2();
+    // A bake far longer than the test: it ends when the canary fails.
+    let toml = f.path().join("deploy.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replace("canary_pause = \"0s\"", "canary_pause = \"10m\""),
+    )
+    .unwrap();
+    let mut child = spawn_json(&f, &["deploy"]);
+    // Should no upload ahead ever be said to be ready, the bake would run
+    // its ten minutes: stop the run (exit 130, not the 5 expected) instead.
+    let ended = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (watched, pid) = (ended.clone(), child.id().to_string());
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(60));
+        if !watched.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = Command::new("kill").arg(&pid).status();
+        }
+    });
+    let mut ready = 0;
+    let events = follow(&mut child, |line| {
+        if line.contains("ahead of its wave") {
+            ready += 1;
+            if ready == 2 {
+                // Both later hosts hold the new release: now the canary fails.
+                f.mark("web1", "FAIL");
+            }
+        }
+    });
+    let code = child.wait().unwrap().code();
+    ended.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(code, Some(5), "{events:#?}");
+    let v2 = events.last().unwrap()["release"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "message"
+                && e["text"].as_str().unwrap_or("").contains("taking back")),
+        "{events:#?}"
+    );
+    assert_eq!(
+        f.current("web1").as_deref(),
+        Some(v1.as_str()),
+        "canary back"
+    );
+    for host in ["web2", "web3"] {
+        assert_eq!(f.current(host).as_deref(), Some(v1.as_str()));
+        assert!(!f.switched_to(host, &v2), "{host} never switched");
+        assert!(!f.releases(host).contains(&v2), "{host}: taken back");
+        let hoist = f.deploy_path(host).join(".hoist");
+        for dir in ["sums", "manifests"] {
+            assert!(!hoist.join(dir).join(&v2).exists(), "{host}: {dir}/{v2}");
+        }
+    }
+}
+
 #[test]
 fn a_canary_that_stays_healthy_through_the_bake_is_promoted() {
     let f = fleet(

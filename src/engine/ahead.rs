@@ -1,0 +1,169 @@
+//! Uploads ahead of a wave. While the rollout waits before a wave (the
+//! canary's bake, the question to promote it, a `batch_pause`), the link to
+//! the hosts is idle: the next wave's hosts get their release then, so that
+//! their wave only has to switch them. Never before the canary's own wave:
+//! the canary still fails within seconds, before anything else is sent.
+//! A host whose wave never starts (the canary failed its bake, the
+//! promotion was refused, Ctrl-C) has what was made for it taken back, so
+//! that a host the rollout never reached is left as it was.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use futures_util::future::join_all;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::fleet::Node;
+use super::payload::deliver;
+use super::{Context, Failed, Failure};
+use crate::artifact::Artifact;
+use crate::config::Pause;
+use crate::release::ReleaseId;
+use crate::report::{Level, Phase};
+
+/// A delivery's result: the bytes sent, or how it failed.
+type Delivered = Result<u64, Failed>;
+
+/// The uploads ahead of one wave, and what became of each.
+#[derive(Default)]
+pub(crate) struct Ahead {
+    /// Host (index into the nodes) and where its upload's result goes.
+    senders: Mutex<Vec<(usize, oneshot::Sender<Delivered>)>>,
+    receivers: Mutex<HashMap<usize, oneshot::Receiver<Delivered>>>,
+    /// Hosts on which an upload ahead made the release.
+    made: Mutex<Vec<usize>>,
+}
+
+impl Ahead {
+    /// Uploads ahead of the wave of `hosts`, when the rollout waits before
+    /// it (`pause`, the pause after the wave before it): a bake or a wait
+    /// of some length, or a question a person answers. None otherwise.
+    pub fn before(ctx: &Context, pause: Option<&Pause>, hosts: &[usize]) -> Ahead {
+        let waits = match pause {
+            Some(Pause::For(d)) => !d.is_zero(),
+            Some(Pause::Manual) => !ctx.yes,
+            None => false,
+        };
+        if !waits {
+            return Ahead::default();
+        }
+        let (senders, receivers) = hosts
+            .iter()
+            .map(|&i| {
+                let (tx, rx) = oneshot::channel();
+                ((i, tx), (i, rx))
+            })
+            .unzip();
+        Ahead {
+            senders: Mutex::new(senders),
+            receivers: Mutex::new(receivers),
+            made: Mutex::default(),
+        }
+    }
+
+    /// Makes the release on each host, at most `parallel` at once; ends
+    /// when all are made or failed, or the rollout halts (a host not yet
+    /// started then gets nothing).
+    pub async fn upload(
+        &self,
+        ctx: &Context,
+        nodes: &[Node],
+        artifact: &Artifact,
+        id: &ReleaseId,
+        halt: &CancellationToken,
+    ) {
+        let senders = std::mem::take(&mut *self.senders.lock().unwrap());
+        if senders.is_empty() {
+            return;
+        }
+        ctx.message(
+            Level::Info,
+            None,
+            format!(
+                "uploading to the next wave's {} host(s) meanwhile",
+                senders.len()
+            ),
+        );
+        join_all(senders.into_iter().map(|(i, tx)| async move {
+            let node = &nodes[i];
+            let delivered = {
+                let _permit = ctx.parallel.acquire().await.expect("semaphore open");
+                if halt.is_cancelled() {
+                    return;
+                }
+                deliver(ctx, node, artifact, id, halt).await
+            };
+            if delivered.is_ok() {
+                if !node.probe.has_release(id) {
+                    self.made.lock().unwrap().push(i);
+                }
+                ctx.message(
+                    Level::Info,
+                    Some(node.name()),
+                    "release ready, ahead of its wave: the wave only switches it",
+                );
+            }
+            let _ = tx.send(delivered);
+        }))
+        .await;
+    }
+
+    /// How host `i`'s upload ahead ended, once it has; `None` when it had
+    /// none (it uploads in its wave, as usual).
+    pub async fn take(&self, i: usize) -> Option<Delivered> {
+        let rx = self.receivers.lock().unwrap().remove(&i)?;
+        Some(match rx.await {
+            Ok(delivered) => delivered,
+            // Halted before this host's upload began.
+            Err(_) => Err(Failure::Halted.at(Phase::Upload)),
+        })
+    }
+
+    /// Takes back the release made ahead on every host whose part of the
+    /// rollout never started (`started(i)` false). A host that cannot be
+    /// cleaned is warned about: it holds a whole, verified release that
+    /// no host points at.
+    pub async fn take_back(
+        &self,
+        ctx: &Context,
+        nodes: &[Node],
+        id: &ReleaseId,
+        started: impl Fn(usize) -> bool,
+    ) {
+        let unused: Vec<usize> = self
+            .made
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(|&i| !started(i))
+            .collect();
+        if unused.is_empty() {
+            return;
+        }
+        ctx.message(
+            Level::Info,
+            None,
+            format!(
+                "taking back {id} from the {} host(s) it was uploaded to ahead of a wave that did not run",
+                unused.len()
+            ),
+        );
+        join_all(unused.into_iter().map(|i| async move {
+            let node = &nodes[i];
+            let script = node.layout.prune(std::slice::from_ref(id));
+            if let Err(e) = node
+                .must_within("taking back the release", &script, None, node.quick_limit())
+                .await
+            {
+                ctx.message(
+                    Level::Warn,
+                    Some(node.name()),
+                    format!("could not take back {id}, uploaded ahead of its wave: {e}"),
+                );
+            }
+        }))
+        .await;
+    }
+}
