@@ -62,7 +62,11 @@
 //! Environment: `BENCH_MAX_STARTUPS` sets every sshd's MaxStartups (default
 //! OpenSSH's own "10:30:100", so the pacing of handshakes is part of what is
 //! measured); `BENCH_WRAP` runs hoist under a profiler (`heaptrack -o
-//! /tmp/h`, `perf record -g -o /tmp/p`).
+//! /tmp/h`, `perf record -g -o /tmp/p`); `BENCH_HOIST` runs another hoist
+//! binary (an older build, to compare); `BENCH_STRATEGY` replaces hoist's
+//! `[strategy]` lines (default `canary = 0` and `batch = "100%"`: one wave,
+//! as the pipe does), e.g. `canary = 1\ncanary_pause = "20s"\nbatch =
+//! "100%"` for a rollout with a canary and a bake.
 
 #[path = "../tests/it/support/http.rs"]
 mod http;
@@ -85,6 +89,8 @@ static TEMP_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// Fields drop in order: the servers, the store, then their network.
 struct Bench {
     hoist: PathBuf,
+    /// The `[strategy]` lines hoist runs with (`BENCH_STRATEGY`).
+    strategy: String,
     work: PathBuf,
     servers: Vec<Sshd>,
     key: ClientKey,
@@ -146,12 +152,16 @@ fn main() {
     let arg =
         |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     let (hosts, megabytes, rounds, files) = (arg(0, 50), arg(1, 10), arg(2, 3), arg(3, 708));
-    let hoist = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("hoist");
+    // BENCH_HOIST: another hoist binary (an older build, to compare).
+    let hoist = match std::env::var_os("BENCH_HOIST") {
+        Some(path) => PathBuf::from(path),
+        None => std::env::current_exe()
+            .unwrap()
+            .parent()
+            .and_then(Path::parent)
+            .unwrap()
+            .join("hoist"),
+    };
     assert!(
         hoist.exists(),
         "build it first: cargo build --release ({} is missing)",
@@ -238,8 +248,14 @@ fn main() {
         "{hosts} sshd hosts {place}, artifact: {files} files, {megabytes} MB ({:.1} MB .tar.gz), {rounds} rounds; login rc: {login:?}",
         size as f64 / 1e6
     );
+    // BENCH_STRATEGY: hoist's [strategy] lines, `\n` between them (default:
+    // one wave of every host, as the pipe does).
+    let strategy = std::env::var("BENCH_STRATEGY")
+        .map(|s| s.replace("\\n", "\n"))
+        .unwrap_or_else(|_| "canary = 0\nbatch = \"100%\"".into());
     let mut bench = Bench {
         hoist,
+        strategy,
         work: work.path().to_path_buf(),
         servers,
         key,
@@ -583,10 +599,11 @@ impl Bench {
     /// as the `[artifact]` table's lines.
     fn config(&self, dir: &str, artifact: &str) -> PathBuf {
         let mut toml = format!(
-            "[app]\nname = \"bench\"\ndeploy_to = \"/srv/bench\"\nkeep_releases = 5\n\n[ssh]\nconnect_timeout = \"60s\"\nuser = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"{}\"]\n\n[artifact]\n{artifact}\n\n[strategy]\ncanary = 0\nbatch = \"100%\"\nparallel = {}\n\n",
+            "[app]\nname = \"bench\"\ndeploy_to = \"/srv/bench\"\nkeep_releases = 5\n\n[ssh]\nconnect_timeout = \"60s\"\nuser = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"{}\"]\n\n[artifact]\n{artifact}\n\n[strategy]\n{}\nparallel = {}\n\n",
             std::env::var("USER").unwrap_or_else(|_| "root".into()),
             self.key.path.display(),
             self.known.display(),
+            self.strategy,
             self.servers.len()
         );
         for (i, s) in self.servers.iter().enumerate() {

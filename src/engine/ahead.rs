@@ -1,10 +1,10 @@
 //! Uploads ahead of a wave. While the rollout waits before a wave (the
-//! canary's bake, the question to promote it, a `batch_pause`), the link to
+//! canary's bake or a timed `canary_pause`, a `batch_pause`), the link to
 //! the hosts is idle: the next wave's hosts get their release then, so that
 //! their wave only has to switch them. Never before the canary's own wave:
 //! the canary still fails within seconds, before anything else is sent.
-//! A host whose wave never starts (the canary failed its bake, the
-//! promotion was refused, Ctrl-C) has what was made for it taken back, so
+//! A host whose wave never starts (the canary failed its bake, Ctrl-C)
+//! has what was made for it taken back, so
 //! that a host the rollout never reached is left as it was.
 
 use std::collections::HashMap;
@@ -37,14 +37,13 @@ pub(crate) struct Ahead {
 
 impl Ahead {
     /// Uploads ahead of the wave of `hosts`, when the rollout waits before
-    /// it (`pause`, the pause after the wave before it): a bake or a wait
-    /// of some length, or a question a person answers. None otherwise.
-    pub fn before(ctx: &Context, pause: Option<&Pause>, hosts: &[usize]) -> Ahead {
-        let waits = match pause {
-            Some(Pause::For(d)) => !d.is_zero(),
-            Some(Pause::Manual) => !ctx.yes,
-            None => false,
-        };
+    /// it for some time (`pause`, the pause after the wave before it: a
+    /// bake, or a wait). None otherwise.
+    pub fn before(pause: Option<&Pause>, hosts: &[usize]) -> Ahead {
+        // Not while a person is asked to promote the canary: the terminal's
+        // progress bars are held for the question, and the uploads would
+        // wait on them.
+        let waits = matches!(pause, Some(Pause::For(d)) if !d.is_zero());
         if !waits {
             return Ahead::default();
         }
@@ -98,11 +97,7 @@ impl Ahead {
                 if !node.probe.has_release(id) {
                     self.made.lock().unwrap().push(i);
                 }
-                ctx.message(
-                    Level::Info,
-                    Some(node.name()),
-                    "release ready, ahead of its wave: the wave only switches it",
-                );
+                ctx.phase(node.name(), Phase::Ready);
             }
             let _ = tx.send(delivered);
         }))

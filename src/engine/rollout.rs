@@ -135,7 +135,7 @@ pub(crate) async fn rollout(
             Some(before) => Some(pause_after(strategy, before.kind)),
             None => None,
         };
-        let ahead = Ahead::before(ctx, pause.as_ref(), &wave.hosts);
+        let ahead = Ahead::before(pause.as_ref(), &wave.hosts);
         let this_wave = async {
             if let Some(pause) = &pause
                 && let Err(reason) =
@@ -416,11 +416,8 @@ async fn pause_between(
             let question = format!(
                 "The canary is healthy. Promote to the remaining {remaining} host(s) in {waves_left} wave(s)?"
             );
-            // Asked on a blocking thread: the uploads ahead of the next
-            // wave go on while a person reads it.
-            let reporter = ctx.reporter.clone();
-            let asked = tokio::task::spawn_blocking(move || reporter.confirm(&question));
-            match asked.await.unwrap_or(None) {
+            // The question blocks this thread while a person reads it.
+            match tokio::task::block_in_place(|| ctx.reporter.confirm(&question)) {
                 Some(true) => Ok(()),
                 Some(false) => Err("the canary was not promoted".into()),
                 None => {

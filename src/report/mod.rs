@@ -13,6 +13,9 @@ pub enum Phase {
     Lock,
     Upload,
     Unpack,
+    /// The release is on the host, uploaded ahead of its wave, which has
+    /// not started yet.
+    Ready,
     /// Shared paths linked into the release, `[[files]]` written.
     Link,
     BeforeSwitchOnce,
@@ -37,6 +40,7 @@ impl Phase {
             Phase::Lock => "lock",
             Phase::Upload => "upload",
             Phase::Unpack => "unpack",
+            Phase::Ready => "ready",
             Phase::Link => "link",
             Phase::BeforeSwitchOnce => "before_switch_once",
             Phase::BeforeSwitch => "before_switch",
