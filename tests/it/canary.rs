@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::fleet::{Fleet, HEALTH};
-use crate::support::project::{ndjson, printed};
+use crate::support::project::{ndjson, position, printed};
 
 /// `n` SSH hosts web1..webN, trusted, with `extra` TOML.
 fn fleet(n: usize, extra: &str) -> Fleet {
@@ -26,6 +26,25 @@ fn spawn_json(f: &Fleet, args: &[&str]) -> std::process::Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
+}
+
+/// The canary web1 went to `v2` and came back to `v1`; web2 and web3
+/// were never switched and hold nothing of `v2` (an upload made ahead of
+/// their wave was taken back with its sum and manifest).
+fn only_the_canary_went_and_came_back(f: &Fleet, v1: &str, v2: &str) {
+    assert_eq!(f.current("web1").as_deref(), Some(v1), "canary back");
+    for host in ["web2", "web3"] {
+        assert_eq!(f.current(host).as_deref(), Some(v1), "{host}");
+        assert!(!f.switched_to(host, v2), "{host} never switched");
+        assert!(
+            !f.releases(host).contains(&v2.to_string()),
+            "{host}: no {v2}"
+        );
+        let hoist = f.deploy_path(host).join(".hoist");
+        for dir in ["sums", "manifests"] {
+            assert!(!hoist.join(dir).join(v2).exists(), "{host}: {dir}/{v2}");
+        }
+    }
 }
 
 #[test]
@@ -70,16 +89,7 @@ fn a_canary_that_turns_unhealthy_during_the_bake_is_rolled_back() {
             .unwrap()
             .contains("during the bake")
     );
-    assert_eq!(
-        f.current("web1").as_deref(),
-        Some(v1.as_str()),
-        "canary back"
-    );
-    for host in ["web2", "web3"] {
-        assert_eq!(f.current(host).as_deref(), Some(v1.as_str()));
-        assert!(!f.switched_to(host, &v2), "{host} untouched");
-        assert!(!f.releases(host).contains(&v2), "{host} got no upload");
-    }
+    only_the_canary_went_and_came_back(&f, &v1, &v2);
     assert_eq!(
         events
             .iter()
@@ -104,14 +114,6 @@ fn follow(
     ndjson((lines.join("\n") + "\n").as_bytes())
 }
 
-/// Where the first event matching `what` is in `events`.
-fn first(events: &[serde_json::Value], what: impl Fn(&serde_json::Value) -> bool) -> usize {
-    events
-        .iter()
-        .position(what)
-        .unwrap_or_else(|| panic!("no such event in {events:#?}"))
-}
-
 #[test]
 fn the_next_wave_is_uploaded_during_the_bake_and_only_switched_after_it() {
     let f = fleet(
@@ -122,18 +124,18 @@ fn the_next_wave_is_uploaded_during_the_bake_and_only_switched_after_it() {
     let mut child = spawn_json(&f, &["deploy"]);
     let events = follow(&mut child, |_| {});
     assert_eq!(child.wait().unwrap().code(), Some(0));
-    let bake = first(&events, |e| e["event"] == "bake_started");
-    let baked = first(&events, |e| e["event"] == "bake_done");
-    let wave2 = first(&events, |e| e["event"] == "wave_started" && e["wave"] == 2);
+    let bake = position(&events, |e| e["event"] == "bake_started");
+    let baked = position(&events, |e| e["event"] == "bake_done");
+    let wave2 = position(&events, |e| e["event"] == "wave_started" && e["wave"] == 2);
     assert!(baked < wave2);
     for host in ["web2", "web3"] {
-        let upload = first(&events, |e| {
+        let upload = position(&events, |e| {
             e["event"] == "host_phase" && e["host"] == host && e["phase"] == "upload"
         });
-        let ready = first(&events, |e| {
+        let ready = position(&events, |e| {
             e["event"] == "host_phase" && e["host"] == host && e["phase"] == "ready"
         });
-        let switch = first(&events, |e| {
+        let switch = position(&events, |e| {
             e["event"] == "host_phase" && e["host"] == host && e["phase"] == "switch"
         });
         assert!(
@@ -204,20 +206,7 @@ fn what_was_uploaded_ahead_of_a_wave_that_never_runs_is_taken_back() {
                 && e["text"].as_str().unwrap_or("").contains("taking back")),
         "{events:#?}"
     );
-    assert_eq!(
-        f.current("web1").as_deref(),
-        Some(v1.as_str()),
-        "canary back"
-    );
-    for host in ["web2", "web3"] {
-        assert_eq!(f.current(host).as_deref(), Some(v1.as_str()));
-        assert!(!f.switched_to(host, &v2), "{host} never switched");
-        assert!(!f.releases(host).contains(&v2), "{host}: taken back");
-        let hoist = f.deploy_path(host).join(".hoist");
-        for dir in ["sums", "manifests"] {
-            assert!(!hoist.join(dir).join(&v2).exists(), "{host}: {dir}/{v2}");
-        }
-    }
+    only_the_canary_went_and_came_back(&f, &v1, &v2);
 }
 
 #[test]

@@ -6,15 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::fleet::{Fleet, HEALTH};
-use crate::support::project::{ndjson, printed, whoami};
-
-/// Where an event is in the run.
-fn position(events: &[serde_json::Value], what: impl Fn(&serde_json::Value) -> bool) -> usize {
-    events
-        .iter()
-        .position(what)
-        .unwrap_or_else(|| panic!("no such event in {events:#?}"))
-}
+use crate::support::project::{ndjson, position, printed, whoami};
 
 #[test]
 fn a_canary_failing_health_leaves_its_diagnostics_before_the_rollback() {

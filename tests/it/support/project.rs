@@ -236,6 +236,14 @@ pub fn whoami() -> String {
     })
 }
 
+/// Where the first event matching `what` is in a run's events.
+pub fn position(events: &[serde_json::Value], what: impl Fn(&serde_json::Value) -> bool) -> usize {
+    events
+        .iter()
+        .position(what)
+        .unwrap_or_else(|| panic!("no such event in {events:#?}"))
+}
+
 /// Parses NDJSON output, asserting every line is a JSON object with
 /// `event` and `ts`, and that the last is the summary.
 pub fn ndjson(stdout: &[u8]) -> Vec<serde_json::Value> {
