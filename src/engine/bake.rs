@@ -78,6 +78,7 @@ pub(crate) async fn bake(
     };
     ctx.emit(Event::BakeDone {
         healthy: result.is_ok(),
+        interrupted: matches!(result, Err(Spoiled::Interrupted)),
         elapsed_ms: ms(started.elapsed()),
     });
     result

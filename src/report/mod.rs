@@ -263,9 +263,11 @@ pub enum Event {
         duration_ms: u64,
         interval_ms: u64,
     },
-    /// The bake is over: the canary stayed healthy, or it was cut short.
+    /// The bake is over: the canary stayed healthy, or it was cut short
+    /// (by a canary host failing, or by Ctrl-C).
     BakeDone {
         healthy: bool,
+        interrupted: bool,
         elapsed_ms: u64,
     },
     /// Blue-green: `switch_local` sent traffic to `color` (from `previous`).

@@ -336,9 +336,10 @@ impl Plain {
             }
             Event::BakeDone {
                 healthy,
+                interrupted,
                 elapsed_ms,
             } => {
-                let text = style::bake_done(*healthy, *elapsed_ms);
+                let text = style::bake_done(*healthy, *interrupted, *elapsed_ms);
                 let text = if *healthy { text } else { paint.red(&text) };
                 vec![self.line(st, now, None, &text)]
             }

@@ -197,12 +197,14 @@ pub fn bake_started(hosts: &[String], max: usize, duration: u64, interval: u64) 
 }
 
 /// The words of a bake's end.
-pub fn bake_done(healthy: bool, elapsed: u64) -> String {
+pub fn bake_done(healthy: bool, interrupted: bool, elapsed: u64) -> String {
     if healthy {
         format!(
             "bake over: the canary stayed healthy for {}",
             duration_ms(elapsed)
         )
+    } else if interrupted {
+        format!("bake stopped after {}: interrupted", duration_ms(elapsed))
     } else {
         format!(
             "bake stopped after {}: the canary turned unhealthy",

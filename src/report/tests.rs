@@ -679,6 +679,7 @@ fn bake_and_traffic() -> Vec<(i64, Event)> {
             300_000,
             Event::BakeDone {
                 healthy: true,
+                interrupted: false,
                 elapsed_ms: 300_000,
             },
         ),
@@ -694,7 +695,24 @@ fn bake_and_traffic() -> Vec<(i64, Event)> {
             2_100,
             Event::BakeDone {
                 healthy: false,
+                interrupted: false,
                 elapsed_ms: 2_100,
+            },
+        ),
+        (
+            0,
+            Event::BakeStarted {
+                hosts: vec![s("web1")],
+                duration_ms: 6_000,
+                interval_ms: 2_000,
+            },
+        ),
+        (
+            1_500,
+            Event::BakeDone {
+                healthy: false,
+                interrupted: true,
+                elapsed_ms: 1_500,
             },
         ),
         (

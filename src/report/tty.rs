@@ -542,6 +542,7 @@ impl Tty {
             }
             Event::BakeDone {
                 healthy,
+                interrupted,
                 elapsed_ms,
             } => {
                 if let Some(bar) = st.countdown.take() {
@@ -551,9 +552,11 @@ impl Tty {
                 if self.quiet && *healthy {
                     return;
                 }
-                let text = style::bake_done(*healthy, *elapsed_ms);
+                let text = style::bake_done(*healthy, *interrupted, *elapsed_ms);
                 let text = if *healthy {
                     paint.green(&text)
+                } else if *interrupted {
+                    paint.yellow(&text)
                 } else {
                     paint.red(&text)
                 };
@@ -767,6 +770,7 @@ mod tests {
         assert!(!line.is_finished(), "it counts down until the bake ends");
         tty.event(&Event::BakeDone {
             healthy: false,
+            interrupted: false,
             elapsed_ms: 2_100,
         });
         assert!(tty.state.lock().unwrap().countdown.is_none());

@@ -4,6 +4,8 @@
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::fleet::{Fleet, HEALTH};
@@ -156,14 +158,29 @@ fn the_next_wave_is_uploaded_during_the_bake_and_only_switched_after_it() {
     }
 }
 
-#[test]
-fn what_was_uploaded_ahead_of_a_wave_that_never_runs_is_taken_back() {
+/// Stops `child` (SIGTERM: exit 130) after 60 s unless the flag returned
+/// is set first: a run waiting on a ten-minute bake for an event that never
+/// comes fails its test instead of hanging it.
+fn watchdog(child: &std::process::Child) -> Arc<AtomicBool> {
+    let ended = Arc::new(AtomicBool::new(false));
+    let (watched, pid) = (ended.clone(), child.id().to_string());
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(60));
+        if !watched.load(Ordering::SeqCst) {
+            let _ = Command::new("kill").arg(&pid).status();
+        }
+    });
+    ended
+}
+
+/// Three hosts on v1, v2 built, and a canary bake far longer than any
+/// test: it ends when the canary fails, or on Ctrl-C.
+fn three_with_a_long_bake() -> (Fleet, String) {
     let f = fleet(
         3,
         &format!("{HEALTH}\n[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = 2"),
     );
     let v1 = f.on_v1_then_v2();
-    // A bake far longer than the test: it ends when the canary fails.
     let toml = f.path().join("deploy.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
     std::fs::write(
@@ -171,17 +188,46 @@ fn what_was_uploaded_ahead_of_a_wave_that_never_runs_is_taken_back() {
         text.replace("canary_pause = \"0s\"", "canary_pause = \"10m\""),
     )
     .unwrap();
+    (f, v1)
+}
+
+#[test]
+fn ctrl_c_during_the_bake_takes_back_the_uploads_ahead_and_says_so() {
+    let (f, v1) = three_with_a_long_bake();
     let mut child = spawn_json(&f, &["deploy"]);
-    // Should no upload ahead ever be ready, the bake would run
-    // its ten minutes: stop the run (exit 130, not the 5 expected) instead.
-    let ended = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (watched, pid) = (ended.clone(), child.id().to_string());
-    std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(60));
-        if !watched.load(std::sync::atomic::Ordering::SeqCst) {
-            let _ = Command::new("kill").arg(&pid).status();
+    let ended = watchdog(&child);
+    let (pid, mut ready) = (child.id().to_string(), 0);
+    let events = follow(&mut child, |line| {
+        if line.contains("\"phase\":\"ready\"") {
+            ready += 1;
+            if ready == 2 {
+                let _ = Command::new("kill").args(["-INT", &pid]).status();
+            }
         }
     });
+    let code = child.wait().unwrap().code();
+    ended.store(true, Ordering::SeqCst);
+    assert_eq!(code, Some(130), "{events:#?}");
+    let done = &events[position(&events, |e| e["event"] == "bake_done")];
+    assert_eq!(done["healthy"], false, "{done}");
+    assert_eq!(done["interrupted"], true, "{done}");
+    let v2 = events.last().unwrap()["release"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The canary keeps the whole release it has; the others hold no trace of it.
+    assert_eq!(f.current("web1").as_deref(), Some(v2.as_str()));
+    for host in ["web2", "web3"] {
+        assert_eq!(f.current(host).as_deref(), Some(v1.as_str()), "{host}");
+        assert!(!f.releases(host).contains(&v2), "{host}: taken back");
+    }
+}
+
+#[test]
+fn what_was_uploaded_ahead_of_a_wave_that_never_runs_is_taken_back() {
+    let (f, v1) = three_with_a_long_bake();
+    let mut child = spawn_json(&f, &["deploy"]);
+    let ended = watchdog(&child);
     let mut ready = 0;
     let events = follow(&mut child, |line| {
         if line.contains("\"phase\":\"ready\"") {
@@ -193,7 +239,7 @@ fn what_was_uploaded_ahead_of_a_wave_that_never_runs_is_taken_back() {
         }
     });
     let code = child.wait().unwrap().code();
-    ended.store(true, std::sync::atomic::Ordering::SeqCst);
+    ended.store(true, Ordering::SeqCst);
     assert_eq!(code, Some(5), "{events:#?}");
     let v2 = events.last().unwrap()["release"]
         .as_str()
