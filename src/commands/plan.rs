@@ -173,16 +173,22 @@ pub(crate) fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> E
             ),
         );
     }
+    // A timed pause is when the next wave's hosts get their upload.
+    let ahead = " (the next wave uploads meanwhile)";
     let pause = match &s.canary_pause {
         Pause::Manual => "ask before promoting (--yes promotes)".to_string(),
-        Pause::For(d) => format!("wait {}", humantime::format_duration(*d)),
+        Pause::For(d) if d.is_zero() => "wait 0s".to_string(),
+        Pause::For(d) => format!("wait {}{ahead}", humantime::format_duration(*d)),
+    };
+    let between = match s.batch_pause {
+        d if d.is_zero() => "wait 0s".to_string(),
+        d => format!("wait {}{ahead}", humantime::format_duration(d)),
     };
     info(
         reporter,
         format!(
-            "{} wave(s); after the canary: {pause}; between batches: wait {}; at most {} host(s) at once",
+            "{} wave(s); after the canary: {pause}; between batches: {between}; at most {} host(s) at once",
             waves.len(),
-            humantime::format_duration(s.batch_pause),
             s.parallel
         ),
     );

@@ -105,6 +105,31 @@ fn a_manual_canary_without_a_terminal_refuses_and_names_yes() {
 }
 
 #[test]
+fn plan_says_when_the_next_wave_uploads_ahead() {
+    let timed = local("[strategy]\ncanary = 1\ncanary_pause = \"30s\"\nbatch = 1");
+    let out = timed
+        .hoist(&["plan"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let text = printed(&out);
+    assert!(
+        text.contains("after the canary: wait 30s (the next wave uploads meanwhile)"),
+        "{text}"
+    );
+    assert!(text.contains("between batches: wait 0s;"), "{text}");
+    let manual = local("[strategy]\ncanary = 1\ncanary_pause = \"manual\"");
+    let out = manual
+        .hoist(&["plan"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(!printed(&out).contains("meanwhile"), "{}", printed(&out));
+}
+
+#[test]
 fn a_selector_that_matches_nothing_is_an_error() {
     let p = local("");
     let out = p
