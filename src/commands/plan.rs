@@ -173,17 +173,20 @@ pub(crate) fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> E
             ),
         );
     }
-    // A timed pause is when the next wave's hosts get their upload.
-    let ahead = " (the next wave uploads meanwhile)";
-    let pause = match &s.canary_pause {
-        Pause::Manual => "ask before promoting (--yes promotes)".to_string(),
-        Pause::For(d) if d.is_zero() => "wait 0s".to_string(),
-        Pause::For(d) => format!("wait {}{ahead}", humantime::format_duration(*d)),
+    let describe = |pause: &Pause| {
+        // A timed pause is when the next wave's hosts get their upload.
+        let ahead = if pause.is_timed() {
+            " (the next wave uploads meanwhile)"
+        } else {
+            ""
+        };
+        match pause {
+            Pause::Manual => "ask before promoting (--yes promotes)".to_string(),
+            Pause::For(d) => format!("wait {}{ahead}", humantime::format_duration(*d)),
+        }
     };
-    let between = match s.batch_pause {
-        d if d.is_zero() => "wait 0s".to_string(),
-        d => format!("wait {}{ahead}", humantime::format_duration(d)),
-    };
+    let pause = describe(&s.canary_pause);
+    let between = describe(&Pause::For(s.batch_pause));
     info(
         reporter,
         format!(

@@ -263,6 +263,14 @@ pub enum Pause {
     For(Duration),
 }
 
+impl Pause {
+    /// A wait of some length (not a question, not "0s"): the time the next
+    /// wave's hosts get their upload.
+    pub fn is_timed(&self) -> bool {
+        matches!(self, Pause::For(d) if !d.is_zero())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnFailure {
     Rollback,

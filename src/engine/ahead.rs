@@ -43,8 +43,7 @@ impl Ahead {
         // Not while a person is asked to promote the canary: the terminal's
         // progress bars are held for the question, and the uploads would
         // wait on them.
-        let waits = matches!(pause, Some(Pause::For(d)) if !d.is_zero());
-        if !waits {
+        if !pause.is_some_and(Pause::is_timed) {
             return Ahead::default();
         }
         let (senders, receivers) = hosts

@@ -340,7 +340,11 @@ impl Plain {
                 elapsed_ms,
             } => {
                 let text = style::bake_done(*healthy, *interrupted, *elapsed_ms);
-                let text = if *healthy { text } else { paint.red(&text) };
+                let text = match (healthy, interrupted) {
+                    (true, _) => text,
+                    (false, true) => paint.yellow(&text),
+                    (false, false) => paint.red(&text),
+                };
                 vec![self.line(st, now, None, &text)]
             }
             Event::Traffic {
