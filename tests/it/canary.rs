@@ -2,14 +2,13 @@
 //! `deploy --until canary` then `promote` or `abort` from elsewhere, and
 //! `--lock-wait`.
 
-use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::fleet::{Fleet, HEALTH};
-use crate::support::project::{ndjson, position, printed};
+use crate::support::project::{follow, ndjson, position, printed};
 
 /// `n` SSH hosts web1..webN, trusted, with `extra` TOML.
 fn fleet(n: usize, extra: &str) -> Fleet {
@@ -57,24 +56,20 @@ fn a_canary_that_turns_unhealthy_during_the_bake_is_rolled_back() {
     );
     let v1 = f.on_v1_then_v2();
     let mut child = spawn_json(&f, &["deploy"]);
-    let mut lines = Vec::new();
     let mut bake_started = None;
-    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
+    let events = follow(&mut child, |line| {
         if bake_started.is_none() && line.contains("\"bake_started\"") {
             bake_started = Some(Instant::now());
             std::thread::sleep(Duration::from_secs(2));
             f.mark("web1", "FAIL");
         }
-        lines.push(line);
-    }
+    });
     assert_eq!(child.wait().unwrap().code(), Some(5));
     let stopped = bake_started.expect("the bake started").elapsed();
     assert!(
         stopped < Duration::from_secs(5),
         "the bake stopped at the failing probe, not at its end ({stopped:?})"
     );
-    let events = ndjson((lines.join("\n") + "\n").as_bytes());
     let v2 = events.last().unwrap()["release"]
         .as_str()
         .unwrap()
@@ -99,21 +94,6 @@ fn a_canary_that_turns_unhealthy_during_the_bake_is_rolled_back() {
             .count(),
         1
     );
-}
-
-/// The events of a `--json` run, read until it ends; `on_line` sees each
-/// line as it comes.
-fn follow(
-    child: &mut std::process::Child,
-    mut on_line: impl FnMut(&str),
-) -> Vec<serde_json::Value> {
-    let mut lines = Vec::new();
-    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        on_line(&line);
-        lines.push(line);
-    }
-    ndjson((lines.join("\n") + "\n").as_bytes())
 }
 
 #[test]

@@ -106,27 +106,18 @@ fn a_manual_canary_without_a_terminal_refuses_and_names_yes() {
 
 #[test]
 fn plan_says_when_the_next_wave_uploads_ahead() {
-    let timed = local("[strategy]\ncanary = 1\ncanary_pause = \"30s\"\nbatch = 1");
-    let out = timed
-        .hoist(&["plan"])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let text = printed(&out);
+    let plan = |strategy: &str| {
+        let out = local(strategy).hoist(&["plan"]).assert().success();
+        printed(out.get_output())
+    };
+    let text = plan("[strategy]\ncanary = 1\ncanary_pause = \"30s\"\nbatch = 1");
     assert!(
         text.contains("after the canary: wait 30s (the next wave uploads meanwhile)"),
         "{text}"
     );
     assert!(text.contains("between batches: wait 0s;"), "{text}");
-    let manual = local("[strategy]\ncanary = 1\ncanary_pause = \"manual\"");
-    let out = manual
-        .hoist(&["plan"])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    assert!(!printed(&out).contains("meanwhile"), "{}", printed(&out));
+    let text = plan("[strategy]\ncanary = 1\ncanary_pause = \"manual\"");
+    assert!(!text.contains("meanwhile"), "{text}");
 }
 
 #[test]

@@ -1,12 +1,11 @@
 //! The 3 am shift (issue 12): evidence kept before a rollback, read back
 //! later from any machine, and live output from every host.
 
-use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::fleet::{Fleet, HEALTH};
-use crate::support::project::{ndjson, position, printed, whoami};
+use crate::support::project::{follow, ndjson, position, printed, whoami};
 
 #[test]
 fn a_canary_failing_health_leaves_its_diagnostics_before_the_rollback() {
@@ -241,11 +240,9 @@ fn ctrl_c_on_exec_kills_the_command_on_every_host_and_shows_the_table() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let reader = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut lines = Vec::new();
+    let pid = child.id().to_string();
     let mut started = 0;
-    for line in reader.lines() {
-        let line = line.unwrap();
+    let events = follow(&mut child, |line| {
         if line.contains("\"host_output\"") && line.contains("started") {
             started += 1;
             if started == 2 {
@@ -258,16 +255,11 @@ fn ctrl_c_on_exec_kills_the_command_on_every_host_and_shows_the_table() {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 assert_eq!(sleeping(), 2, "one sleep per host");
-                Command::new("kill")
-                    .args(["-INT", &child.id().to_string()])
-                    .status()
-                    .unwrap();
+                Command::new("kill").args(["-INT", &pid]).status().unwrap();
             }
         }
-        lines.push(line);
-    }
+    });
     assert_eq!(child.wait().unwrap().code(), Some(130));
-    let events = ndjson((lines.join("\n") + "\n").as_bytes());
     let rows: Vec<_> = events.iter().filter(|e| e["event"] == "row").collect();
     assert_eq!(rows.len(), 2, "the per-host table: {events:#?}");
     for row in rows {

@@ -236,6 +236,22 @@ pub fn whoami() -> String {
     })
 }
 
+/// The events of a `--json` run read from its stdout until it ends;
+/// `on_line` sees each line as it comes (to act in the middle of the run).
+pub fn follow(
+    child: &mut std::process::Child,
+    mut on_line: impl FnMut(&str),
+) -> Vec<serde_json::Value> {
+    use std::io::BufRead;
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        on_line(&line);
+        lines.push(line);
+    }
+    ndjson((lines.join("\n") + "\n").as_bytes())
+}
+
 /// Where the first event matching `what` is in a run's events.
 pub fn position(events: &[serde_json::Value], what: impl Fn(&serde_json::Value) -> bool) -> usize {
     events
