@@ -92,11 +92,25 @@ impl Ahead {
                 }
                 deliver(ctx, node, artifact, id, halt).await
             };
-            if delivered.is_ok() {
-                if !node.probe.has_release(id) {
-                    self.made.lock().unwrap().push(i);
+            match &delivered {
+                Ok(_) => {
+                    if !node.probe.has_release(id) {
+                        self.made.lock().unwrap().push(i);
+                    }
+                    ctx.phase(node.name(), Phase::Ready);
                 }
-                ctx.phase(node.name(), Phase::Ready);
+                // Said now, not only when the wave starts: a bake can be long.
+                Err(failed) if !matches!(failed.failure, Failure::Halted | Failure::Interrupted) => {
+                    ctx.message(
+                        Level::Warn,
+                        Some(node.name()),
+                        format!(
+                            "the upload ahead of its wave failed ({}); it fails when its wave starts",
+                            failed.failure
+                        ),
+                    );
+                }
+                Err(_) => {}
             }
             let _ = tx.send(delivered);
         }))

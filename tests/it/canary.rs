@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::support::fleet::{Fleet, HEALTH};
+use crate::support::fleet::{FirstOnPath, Fleet, HEALTH};
 use crate::support::project::{follow, ndjson, position, printed};
 
 /// `n` SSH hosts web1..webN, trusted, with `extra` TOML.
@@ -156,10 +156,16 @@ fn watchdog(child: &std::process::Child) -> Arc<AtomicBool> {
 /// Three hosts on v1, v2 built, and a canary bake far longer than any
 /// test: it ends when the canary fails, or on Ctrl-C.
 fn three_with_a_long_bake() -> (Fleet, String) {
-    let f = fleet(
-        3,
-        &format!("{HEALTH}\n[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = 2"),
-    );
+    long_bake(Fleet::ssh(3))
+}
+
+/// [`three_with_a_long_bake`] on the three hosts of `f`.
+fn long_bake(f: Fleet) -> (Fleet, String) {
+    let f = f
+        .toml(&format!(
+            "{HEALTH}\n[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = 2"
+        ))
+        .write();
     let v1 = f.on_v1_then_v2();
     let toml = f.path().join("deploy.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
@@ -233,6 +239,47 @@ fn what_was_uploaded_ahead_of_a_wave_that_never_runs_is_taken_back() {
         "{events:#?}"
     );
     only_the_canary_went_and_came_back(&f, &v1, &v2);
+}
+
+/// A `tar` that fails in any directory under one holding a file `no-tar`.
+const FAILING_TAR: &str = r#"#!/bin/sh
+d=$PWD
+while [ -n "$d" ]; do
+  if [ -e "$d/no-tar" ]; then echo "tar: no space left on device" >&2; exit 2; fi
+  d=${d%/*}
+done
+exec /usr/bin/tar "$@"
+"#;
+
+#[test]
+fn an_upload_ahead_that_fails_is_said_during_the_bake_not_after_it() {
+    // The hosts' `tar` fails under a deploy_to holding `no-tar`: web3's.
+    let tar = FirstOnPath::new("tar", FAILING_TAR);
+    let (f, v1) = long_bake(Fleet::ssh_with(3, tar.setup()));
+    std::fs::write(f.deploy_path("web3").join("no-tar"), "").unwrap();
+    let mut child = spawn_json(&f, &["deploy"]);
+    let ended = watchdog(&child);
+    let pid = child.id().to_string();
+    let events = follow(&mut child, |line| {
+        if line.contains("upload ahead of its wave failed") {
+            // Said while the ten-minute bake still runs: stop it.
+            let _ = Command::new("kill").args(["-INT", &pid]).status();
+        }
+    });
+    let code = child.wait().unwrap().code();
+    ended.store(true, Ordering::SeqCst);
+    assert_eq!(code, Some(130), "{events:#?}");
+    let said = position(&events, |e| {
+        e["event"] == "message"
+            && e["host"] == "web3"
+            && e["level"] == "warn"
+            && e["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("upload ahead of its wave failed"))
+    });
+    let baked = position(&events, |e| e["event"] == "bake_done");
+    assert!(said < baked, "{events:#?}");
+    assert_eq!(f.current("web3").as_deref(), Some(v1.as_str()));
 }
 
 #[test]

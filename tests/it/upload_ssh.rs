@@ -6,9 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::fleet::{Fleet, SshSetup};
+use crate::support::fleet::{FirstOnPath, Fleet};
 use crate::support::project::{ndjson, printed};
-use crate::support::sshd::SshdOptions;
 
 /// Sessions each server started while `run` ran.
 fn sessions_during(f: &Fleet, run: impl FnOnce()) -> Vec<usize> {
@@ -94,23 +93,13 @@ struct Hostile {
     owned: PathBuf,
     body: Vec<u8>,
     fail: PathBuf,
-    _bin: tempfile::TempDir,
+    _bin: FirstOnPath,
 }
 
 impl Hostile {
     fn new(ssh: &str) -> Hostile {
-        let bin = tempfile::tempdir().unwrap();
-        let tar = bin.path().join("tar");
-        std::fs::write(&tar, FAKE_TAR).unwrap();
-        Command::new("chmod").arg("+x").arg(&tar).status().unwrap();
-        let setup = SshSetup {
-            sshd: SshdOptions {
-                extra_config: format!("SetEnv PATH={}:/usr/bin:/bin\n", bin.path().display()),
-                ..SshdOptions::default()
-            },
-            ..SshSetup::default()
-        };
-        let f = Fleet::ssh_with(1, setup).ssh_settings(ssh).write();
+        let bin = FirstOnPath::new("tar", FAKE_TAR);
+        let f = Fleet::ssh_with(1, bin.setup()).ssh_settings(ssh).write();
         let owned = std::env::temp_dir().join(format!(
             "owned-{}-{}",
             std::process::id(),
@@ -125,7 +114,7 @@ impl Hostile {
         let text = text.replace("path = \"build\"", "path = \"payload.tar.gz\"");
         std::fs::write(&toml, text).unwrap();
         Hostile {
-            fail: bin.path().join("fail"),
+            fail: bin.dir().join("fail"),
             f,
             owned,
             body,

@@ -43,6 +43,42 @@ pub struct Fleet {
     ssh_settings: String,
 }
 
+/// Commands an SSH fleet's hosts find first on their PATH (sshd's
+/// `SetEnv`): a stand-in for a tool, to make it fail on purpose.
+pub struct FirstOnPath {
+    dir: tempfile::TempDir,
+}
+
+impl FirstOnPath {
+    /// `name`, a script reading `script`, ahead of /usr/bin and /bin.
+    pub fn new(name: &str, script: &str) -> FirstOnPath {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, script).unwrap();
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(&path)
+            .status()
+            .unwrap();
+        FirstOnPath { dir }
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Servers whose sessions get this PATH.
+    pub fn setup(&self) -> SshSetup<'static> {
+        SshSetup {
+            sshd: SshdOptions {
+                extra_config: format!("SetEnv PATH={}:/usr/bin:/bin\n", self.dir().display()),
+                ..SshdOptions::default()
+            },
+            ..SshSetup::default()
+        }
+    }
+}
+
 /// How an SSH fleet's servers differ from the harness's defaults.
 #[derive(Default)]
 pub struct SshSetup<'a> {
