@@ -37,6 +37,8 @@ pub struct Artifact {
     /// Every entry of the release it makes; `None` for a URL (the bytes
     /// are not here) or an archive whose entries cannot be listed.
     pub manifest: Option<Manifest>,
+    /// The manifest gzipped, as it goes to the hosts: made once.
+    manifest_gz: std::sync::OnceLock<bytes::Bytes>,
     /// Each host downloads the artifact from here instead.
     pub pull: Option<Pull>,
     /// Send only what a host's current release lacks (`artifact.delta`).
@@ -84,6 +86,17 @@ impl Artifact {
         }
     }
 
+    /// The manifest as a host records it, gzipped (about half the bytes:
+    /// the hashes are hex), made once and shared by every host.
+    pub fn manifest_gz(&self) -> Option<bytes::Bytes> {
+        let manifest = self.manifest.as_ref()?;
+        Some(
+            self.manifest_gz
+                .get_or_init(|| manifest.encode_gz().into())
+                .clone(),
+        )
+    }
+
     /// Reads, hashes and (if needed) packs the artifact. Blocking: call it
     /// from `spawn_blocking`.
     pub fn prepare(spec: &ArtifactSpec) -> Result<Artifact> {
@@ -99,6 +112,7 @@ impl Artifact {
                     .clone()
                     .unwrap_or_else(|| pull.sha256[..12].to_string()),
                 manifest: None,
+                manifest_gz: Default::default(),
                 pull: Some(pull.clone()),
                 delta: false,
                 shared_paths: spec.shared.iter().map(|s| s.as_bytes().to_vec()).collect(),
@@ -203,6 +217,7 @@ impl Artifact {
             packing,
             version,
             manifest: None,
+            manifest_gz: Default::default(),
             pull: None,
             delta: spec.delta,
             shared_paths: spec.shared.iter().map(|s| s.as_bytes().to_vec()).collect(),

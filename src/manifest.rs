@@ -275,6 +275,15 @@ impl Manifest {
         out
     }
 
+    /// [`Manifest::encode`], gzipped.
+    pub fn encode_gz(&self) -> Vec<u8> {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&self.encode())
+            .expect("writing to memory cannot fail");
+        gz.finish().expect("writing to memory cannot fail")
+    }
+
     /// The manifest of a release made from this artifact, whose `shared`
     /// paths (`app.shared_dirs`, `app.shared_files`) are links into
     /// `shared/` instead: what is at or under them is left out (a link,
@@ -499,6 +508,14 @@ mod tests {
         let text = m.encode();
         assert_eq!(text.iter().filter(|b| **b == b'\n').count(), 10);
         assert_eq!(Manifest::parse(&text).unwrap(), m);
+        // What a host's `gzip -dc` gets back is the text, byte for byte.
+        let mut unzipped = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&m.encode_gz()[..]),
+            &mut unzipped,
+        )
+        .unwrap();
+        assert_eq!(unzipped, text);
     }
 
     #[test]

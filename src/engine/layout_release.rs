@@ -144,12 +144,12 @@ impl Layout {
         )
     }
 
-    /// Stores the manifest on stdin as release `id`'s.
+    /// Stores the manifest on stdin, gzipped, as release `id`'s.
     pub fn record_manifest(&self, id: &ReleaseId, token: &str) -> String {
         format!(
             r#"{head}
 T={part}.manifest
-mkdir -p "$H/manifests" "$H/tmp" && cat > "$T" && mv "$T" {m} || {{ rm -f "$T"; exit 1; }}
+mkdir -p "$H/manifests" "$H/tmp" && gzip -dc > "$T" && mv "$T" {m} || {{ rm -f "$T"; exit 1; }}
 "#,
             head = self.head(),
             part = self.part(id, token),

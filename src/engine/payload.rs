@@ -300,14 +300,13 @@ async fn pull(
 /// Returns the bytes sent. A failure is only a warning: the release is
 /// whole, the next deploy to this host just sends the whole artifact.
 async fn record_manifest(ctx: &Context, node: &Node, artifact: &Artifact, id: &ReleaseId) -> u64 {
-    let Some(manifest) = &artifact.manifest else {
+    let Some(gz) = artifact.manifest_gz() else {
         return 0;
     };
-    let text = manifest.encode();
-    let size = text.len() as u64;
+    let size = gz.len() as u64;
     let script = node.layout.record_manifest(id, &ctx.run_id);
     match node
-        .must("recording the manifest", &script, Some(Input::bytes(text)))
+        .must("recording the manifest", &script, Some(Input::bytes(gz)))
         .await
     {
         Ok(_) => size,
