@@ -186,7 +186,12 @@ pub(crate) fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> E
         }
     };
     let pause = describe(&s.canary_pause);
-    let between = describe(&Pause::For(s.batch_pause));
+    let between = if s.batch_pause.is_zero() {
+        // Then each batch wave uploads while the one before it finishes.
+        "none (the next wave uploads once this one has)".to_string()
+    } else {
+        describe(&Pause::For(s.batch_pause))
+    };
     info(
         reporter,
         format!(

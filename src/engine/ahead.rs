@@ -1,14 +1,18 @@
 //! Uploads ahead of a wave. While the rollout waits before a wave (the
 //! canary's bake or a timed `canary_pause`, a `batch_pause`), the link to
 //! the hosts is idle: the next wave's hosts get their release then, so that
-//! their wave only has to switch them. Never before the canary's own wave:
-//! the canary still fails within seconds, before anything else is sent.
+//! their wave only has to switch them. So it is, with no pause between
+//! batch waves, while a wave's hosts run their hooks, switch and pass their
+//! health check once all of them have their upload ([`Uploading`]). Never
+//! before the canary's own wave is over: the canary still fails within
+//! seconds, before anything else is sent.
 //! A host whose wave never starts (the canary failed its bake, Ctrl-C)
 //! has what was made for it taken back, so
 //! that a host the rollout never reached is left as it was.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::future::join_all;
 use tokio::sync::oneshot;
@@ -46,6 +50,12 @@ impl Ahead {
         if !pause.is_some_and(Pause::is_timed) {
             return Ahead::default();
         }
+        Ahead::during(hosts)
+    }
+
+    /// Uploads ahead of the wave of `hosts`, made while the wave before it
+    /// runs ([`Ahead::upload_after`]).
+    pub fn during(hosts: &[usize]) -> Ahead {
         let (senders, receivers) = hosts
             .iter()
             .map(|&i| {
@@ -117,6 +127,27 @@ impl Ahead {
         .await;
     }
 
+    /// [`Ahead::upload`] once every host of the wave before is past its
+    /// own upload (`before`), or that wave is over however it ended
+    /// (`over`): its hosts have the link to themselves.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn upload_after(
+        &self,
+        before: &Uploading,
+        over: &CancellationToken,
+        ctx: &Context,
+        nodes: &[Node],
+        artifact: &Artifact,
+        id: &ReleaseId,
+        halt: &CancellationToken,
+    ) {
+        tokio::select! {
+            _ = before.done.cancelled() => {}
+            _ = over.cancelled() => {}
+        }
+        self.upload(ctx, nodes, artifact, id, halt).await;
+    }
+
     /// How host `i`'s upload ahead ended, once it has; `None` when it had
     /// none (it uploads in its wave, as usual).
     pub async fn take(&self, i: usize) -> Option<Delivered> {
@@ -173,5 +204,51 @@ impl Ahead {
             }
         }))
         .await;
+    }
+}
+
+/// A wave's hosts not yet past their upload: the uploads ahead of the next
+/// wave wait for none to be left.
+pub(crate) struct Uploading {
+    left: AtomicUsize,
+    done: CancellationToken,
+}
+
+impl Uploading {
+    pub fn new(hosts: usize) -> Uploading {
+        let done = CancellationToken::new();
+        if hosts == 0 {
+            done.cancel();
+        }
+        Uploading {
+            left: AtomicUsize::new(hosts),
+            done,
+        }
+    }
+
+    /// One host's part: it counts down once, when [`Passed::now`] is
+    /// called or, at the latest, when it is dropped (a host that failed or
+    /// never started is past its upload too).
+    pub fn host(&self) -> Passed<'_> {
+        Passed(Some(self))
+    }
+}
+
+/// One host of an [`Uploading`] wave, until it is past its upload.
+pub(crate) struct Passed<'a>(Option<&'a Uploading>);
+
+impl Passed<'_> {
+    pub fn now(&mut self) {
+        if let Some(wave) = self.0.take()
+            && wave.left.fetch_sub(1, Ordering::SeqCst) == 1
+        {
+            wave.done.cancel();
+        }
+    }
+}
+
+impl Drop for Passed<'_> {
+    fn drop(&mut self) {
+        self.now();
     }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 
-use super::ahead::Ahead;
+use super::ahead::{Ahead, Passed, Uploading};
 use super::bake::{Spoiled, bake};
 use super::fleet::Node;
 use super::once::Once;
@@ -123,6 +123,8 @@ pub(crate) async fn rollout(
     let failures = AtomicUsize::new(0);
     let halt = ctx.cancel.child_token();
     let mut halted: Option<String> = None;
+    // Uploads ahead of the next wave, made during the wave before it.
+    let mut following: Option<Ahead> = None;
 
     for (w, wave) in waves.iter().enumerate() {
         if halt.is_cancelled() {
@@ -135,7 +137,15 @@ pub(crate) async fn rollout(
             Some(before) => Some(pause_after(strategy, before.kind)),
             None => None,
         };
-        let ahead = Ahead::before(pause.as_ref(), &wave.hosts);
+        let ahead = following
+            .take()
+            .unwrap_or_else(|| Ahead::before(pause.as_ref(), &wave.hosts));
+        let next = waves
+            .get(w + 1)
+            .filter(|_| uploads_during(strategy, wave.kind))
+            .map(|next| Ahead::during(&next.hosts));
+        let uploading = Uploading::new(wave.hosts.len());
+        let over = CancellationToken::new();
         let this_wave = async {
             if let Some(pause) = &pause
                 && let Err(reason) =
@@ -174,11 +184,22 @@ pub(crate) async fn rollout(
                 let failures = &failures;
                 let halt = &halt;
                 let ahead = &ahead;
+                let uploading = &uploading;
                 async move {
                     // Waited for before a slot is taken: the upload holds one.
                     let delivered = ahead.take(i).await;
-                    let run =
-                        host_rollout(ctx, &nodes[i], artifact, id, halt, once, delivered).await;
+                    let mut passed = uploading.host();
+                    let run = host_rollout(
+                        ctx,
+                        &nodes[i],
+                        artifact,
+                        id,
+                        halt,
+                        once,
+                        delivered,
+                        &mut passed,
+                    )
+                    .await;
                     if let Some(once) = once {
                         once.settle(nodes[i].name());
                         if once.failed() {
@@ -246,8 +267,29 @@ pub(crate) async fn rollout(
                 }
             }
         };
-        futures_util::future::join(this_wave, ahead.upload(ctx, nodes, artifact, id, &halt)).await;
-        ahead
+        let this_wave = async {
+            this_wave.await;
+            over.cancel();
+        };
+        let next_uploads = async {
+            if let Some(next) = &next {
+                next.upload_after(&uploading, &over, ctx, nodes, artifact, id, &halt)
+                    .await;
+            }
+        };
+        futures_util::future::join3(
+            this_wave,
+            ahead.upload(ctx, nodes, artifact, id, &halt),
+            next_uploads,
+        )
+        .await;
+        let started = |i: usize| runs[i].lock().unwrap().sent.is_some();
+        ahead.take_back(ctx, nodes, id, started).await;
+        following = next;
+    }
+    // Made for a wave that never ran.
+    if let Some(unused) = following {
+        unused
             .take_back(ctx, nodes, id, |i| runs[i].lock().unwrap().sent.is_some())
             .await;
     }
@@ -278,6 +320,14 @@ pub(crate) async fn rollout(
         exit = policy::after_once_failure(&states);
     }
     (exit, runs.into_iter().map(|r| r.outcome).collect())
+}
+
+/// Whether the next wave's hosts upload during a wave of `kind`: after a
+/// batch wave the rollout does not wait (a timed `batch_pause` is when
+/// they upload instead). Never during the canary's wave: its verdict
+/// comes before anything else is sent.
+fn uploads_during(strategy: &Strategy, kind: WaveKind) -> bool {
+    kind != WaveKind::Canary && strategy.batch_pause.is_zero()
 }
 
 /// What the rollout waits for after a wave of `kind`.
@@ -429,6 +479,7 @@ async fn pause_between(
 }
 
 /// One host's part of the rollout.
+#[allow(clippy::too_many_arguments)]
 async fn host_rollout(
     ctx: &Context,
     node: &Node,
@@ -437,6 +488,7 @@ async fn host_rollout(
     halt: &CancellationToken,
     once: Option<&Once>,
     delivered: Option<Result<u64, Failed>>,
+    passed: &mut Passed<'_>,
 ) -> HostRun {
     let _permit = ctx.parallel.acquire().await.expect("semaphore open");
     let started = Instant::now();
@@ -444,7 +496,10 @@ async fn host_rollout(
     if halt.is_cancelled() {
         return run;
     }
-    let result = steps(ctx, node, artifact, id, halt, once, delivered, &mut run).await;
+    let result = steps(
+        ctx, node, artifact, id, halt, once, delivered, passed, &mut run,
+    )
+    .await;
     if let Err(failed) = &result
         && policy::diagnoses(run.switched, &failed.failure, ctx.cancel.is_cancelled())
     {
@@ -484,13 +539,15 @@ async fn steps(
     halt: &CancellationToken,
     once: Option<&Once>,
     delivered: Option<Result<u64, Failed>>,
+    passed: &mut Passed<'_>,
     run: &mut HostRun,
 ) -> Result<(), Failed> {
     let sent = match delivered {
-        Some(delivered) => delivered?,
-        None => deliver(ctx, node, artifact, id, halt).await?,
+        Some(delivered) => delivered,
+        None => deliver(ctx, node, artifact, id, halt).await,
     };
-    run.sent = Some(sent);
+    passed.now();
+    run.sent = Some(sent?);
     shared::prepare(ctx, node, id).await?;
     let env = hooks::host_env(ctx, node, id, run.previous.as_ref(), &artifact.version);
     let release_dir = node.layout.release_path(id);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::support::fleet::{Fleet, HEALTH, SshSetup};
 use crate::support::netns::{self, Netns};
-use crate::support::project::{ndjson, printed, whoami};
+use crate::support::project::{ndjson, position, printed, whoami};
 use crate::support::sshd::{Sshd, SshdOptions};
 
 /// `n` SSH hosts web1..webN, trusted, with `extra` TOML.
@@ -373,4 +373,100 @@ fn exec_reports_each_host_and_fails_when_one_does() {
     );
     assert_eq!(exit_code("web3"), 0);
     assert_eq!(events.last().unwrap()["exit_code"], 1);
+}
+
+/// Three waves of one host, no pause between them, and an after_switch
+/// hook that takes a second: the time the next wave's host gets its upload.
+fn three_waves_of_one() -> (Fleet, String) {
+    let f = fleet(
+        3,
+        &format!(
+            "{HEALTH}\n[hooks]\nafter_switch = [\"sleep 1\"]\n[strategy]\ncanary = 0\nbatch = 1"
+        ),
+    );
+    let v1 = f.on_v1_then_v2();
+    (f, v1)
+}
+
+/// Where in `events` host `host` entered `phase`.
+fn phase_at(events: &[serde_json::Value], host: &str, phase: &str) -> usize {
+    position(events, |e| {
+        e["event"] == "host_phase" && e["host"] == host && e["phase"] == phase
+    })
+}
+
+#[test]
+fn each_batch_wave_uploads_while_the_one_before_it_switches() {
+    let (f, _) = three_waves_of_one();
+    let out = f
+        .hoist(&["deploy", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let events = ndjson(&out);
+    let wave = |n: u64, event: &str| position(&events, |e| e["event"] == event && e["wave"] == n);
+    for (host, during) in [("web2", 1), ("web3", 2)] {
+        let ready = phase_at(&events, host, "ready");
+        assert!(
+            phase_at(&events, host, "upload") > wave(during, "wave_started")
+                && ready < wave(during, "wave_done"),
+            "{host} uploaded during wave {during}: {events:#?}"
+        );
+        // Only once the host of that wave had its own upload.
+        let before = ["web1", "web2"][during as usize - 1];
+        assert!(phase_at(&events, before, "switch") < ready, "{events:#?}");
+        assert!(wave(during + 1, "wave_started") < phase_at(&events, host, "switch"));
+        let uploads = events
+            .iter()
+            .filter(|e| e["event"] == "host_phase" && e["host"] == host && e["phase"] == "upload")
+            .count();
+        assert_eq!(uploads, 1, "{host}: not uploaded again in its wave");
+        assert_eq!(f.read_current(host, "README"), "v2");
+    }
+    let summary = events.last().unwrap();
+    for row in summary["hosts"].as_array().unwrap() {
+        assert!(row["sent_bytes"].as_u64().unwrap() > 0, "{row}");
+    }
+    let plan = f.hoist(&["plan"]).assert().success().get_output().clone();
+    let text = printed(&plan);
+    assert!(
+        text.contains("between batches: none (the next wave uploads once this one has)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_wave_that_fails_takes_back_what_the_next_wave_was_sent() {
+    let (f, v1) = three_waves_of_one();
+    f.mark("web1", "FAIL");
+    let out = f
+        .hoist(&["deploy", "--json"])
+        .assert()
+        .code(5)
+        .get_output()
+        .stdout
+        .clone();
+    let events = ndjson(&out);
+    // web2 had its release while web1 ran its hook; web1's health check
+    // failed, web2's wave never ran, and its release was taken back.
+    phase_at(&events, "web2", "ready");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "message"
+                && e["text"].as_str().unwrap_or("").contains("taking back")),
+        "{events:#?}"
+    );
+    let v2 = events.last().unwrap()["release"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for host in ["web1", "web2", "web3"] {
+        assert_eq!(f.current(host).as_deref(), Some(v1.as_str()), "{host}");
+    }
+    for host in ["web2", "web3"] {
+        f.assert_holds_nothing_of(host, &v2);
+    }
 }

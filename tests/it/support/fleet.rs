@@ -271,6 +271,24 @@ impl Fleet {
         path
     }
 
+    /// The host was never switched to `release` and holds no trace of it:
+    /// no release, sum or manifest (what an upload ahead of a wave that
+    /// never ran leaves once taken back).
+    pub fn assert_holds_nothing_of(&self, host: &str, release: &str) {
+        assert!(!self.switched_to(host, release), "{host} never switched");
+        assert!(
+            !self.releases(host).contains(&release.to_string()),
+            "{host}: no {release}"
+        );
+        let hoist = self.deploy_path(host).join(".hoist");
+        for dir in ["sums", "manifests"] {
+            assert!(
+                !hoist.join(dir).join(release).exists(),
+                "{host}: {dir}/{release}"
+            );
+        }
+    }
+
     /// Whether the host's journal records a switch to `release`.
     pub fn switched_to(&self, host: &str, release: &str) -> bool {
         self.journal(host)
