@@ -142,7 +142,7 @@ pub(crate) async fn rollout(
             .unwrap_or_else(|| Ahead::before(pause.as_ref(), &wave.hosts));
         let next = waves
             .get(w + 1)
-            .filter(|_| uploads_during(strategy, wave.kind))
+            .filter(|_| uploads_during(strategy, wave.kind, once.is_some() && w == 0))
             .map(|next| Ahead::during(&next.hosts));
         let uploading = Uploading::new(wave.hosts.len());
         let over = CancellationToken::new();
@@ -325,9 +325,11 @@ pub(crate) async fn rollout(
 /// Whether the next wave's hosts upload during a wave of `kind`: after a
 /// batch wave the rollout does not wait (a timed `batch_pause` is when
 /// they upload instead). Never during the canary's wave: its verdict
-/// comes before anything else is sent.
-fn uploads_during(strategy: &Strategy, kind: WaveKind) -> bool {
-    kind != WaveKind::Canary && strategy.batch_pause.is_zero()
+/// comes before anything else is sent. Nor during the wave that runs the
+/// once hook (`once_here`), whose result then goes to every host: a host
+/// busy with its upload would take it on a second session.
+fn uploads_during(strategy: &Strategy, kind: WaveKind, once_here: bool) -> bool {
+    kind != WaveKind::Canary && strategy.batch_pause.is_zero() && !once_here
 }
 
 /// What the rollout waits for after a wave of `kind`.

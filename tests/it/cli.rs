@@ -115,9 +115,17 @@ fn plan_says_when_the_next_wave_uploads_ahead() {
         text.contains("after the canary: wait 30s (the next wave uploads meanwhile)"),
         "{text}"
     );
-    assert!(text.contains("between batches: wait 0s;"), "{text}");
-    let text = plan("[strategy]\ncanary = 1\ncanary_pause = \"manual\"");
-    assert!(!text.contains("meanwhile"), "{text}");
+    assert!(
+        text.contains("between batches: none (the next wave uploads once this one has);"),
+        "{text}"
+    );
+    let text = plan("[strategy]\ncanary = 1\ncanary_pause = \"manual\"\nbatch_pause = \"10s\"");
+    assert!(
+        text.contains(
+            "after the canary: ask before promoting (--yes promotes); between batches: wait 10s (the next wave uploads meanwhile);"
+        ),
+        "{text}"
+    );
 }
 
 #[test]

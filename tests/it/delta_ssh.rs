@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::support::fleet::Fleet;
 use crate::support::http::Http;
-use crate::support::project::{ndjson, printed, summary_host};
+use crate::support::project::{ndjson, noise, printed, summary_host};
 
 /// Everything in one wave.
 const STRATEGY: &str = "[strategy]\ncanary = 0\nbatch = \"100%\"";
@@ -46,19 +46,6 @@ fn assert_same_tree(expected: &Path, actual: &Path) {
     for (path, want) in &e {
         assert_eq!(Some(want), a.get(path), "{path}: type, mode and content");
     }
-}
-
-/// Incompressible bytes, different for each seed.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// `build/` with `n` files of 4 KiB noise in a few directories.

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::project::noise;
 use crate::support::sshd::{Agent, ClientKey, Sshd, current_user};
 use hoist::config::{HostKeyChecking, JumpHost, SshTarget};
 use hoist::transport::ssh::{SshContext, SshContextOptions, SshHost};
@@ -89,19 +90,6 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// Deterministic bytes that do not compress (so nothing can cheat on size).
-fn noise(len: usize) -> Vec<u8> {
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 /// sshd logs a closed connection a moment after the client leaves.
 fn wait_for_log(sshd: &Sshd, needle: &str) -> String {
     let started = Instant::now();
@@ -134,7 +122,7 @@ async fn exec_returns_stdout_stderr_and_exit_code() {
 async fn stdin_of_several_megabytes_round_trips_exactly() {
     let f = Fixture::new();
     let host = f.connect().await;
-    let data = noise(6 * 1024 * 1024 + 123);
+    let data = noise(1, 6 * 1024 * 1024 + 123);
     let file = f.sshd.root.join("upload.bin");
     let script = format!(
         "cat > '{}' && sha256sum < '{}'",
@@ -157,7 +145,7 @@ async fn stdin_of_several_megabytes_round_trips_exactly() {
 async fn a_command_that_ignores_its_stdin_still_finishes() {
     let f = Fixture::new();
     let host = f.connect().await;
-    let data = noise(8 * 1024 * 1024);
+    let data = noise(1, 8 * 1024 * 1024);
     let out = host
         .exec("exit 7", Some(Input::bytes(data)), MINUTE)
         .await
@@ -174,7 +162,7 @@ async fn upload_of_10_mb_is_fast() {
     run(&host, "true").await;
     let empty = started.elapsed();
 
-    let data = noise(10 * 1024 * 1024);
+    let data = noise(1, 10 * 1024 * 1024);
     let file = f.sshd.root.join("artifact.tar.gz");
     let script = format!("cat > '{}'", file.display());
     let started = Instant::now();
@@ -974,7 +962,7 @@ async fn the_environment_is_the_same_as_on_a_channel_of_its_own() {
 async fn binary_output_of_several_megabytes_comes_back_exactly() {
     let f = Fixture::new();
     let host = f.connect().await;
-    let data = noise(5 * 1024 * 1024 + 7);
+    let data = noise(1, 5 * 1024 * 1024 + 7);
     let file = f.sshd.root.join("blob.bin");
     std::fs::write(&file, &data).unwrap();
     let script = format!("head -c 1048576 '{}'", file.display());
@@ -1011,7 +999,7 @@ async fn uploads_ride_the_one_session() {
     let host = f.connect().await;
     run(&host, "true").await;
     for size in [100_000, 0, 3 * 1024 * 1024 + 7] {
-        let data = noise(size);
+        let data = noise(1, size);
         let out = host
             .exec("sha256sum", Some(Input::bytes(data.clone())), MINUTE)
             .await
@@ -1020,7 +1008,7 @@ async fn uploads_ride_the_one_session() {
         assert_eq!(run(&host, "echo after").await.stdout_str(), "after\n");
     }
     // A command that reads none of its input, or part of it.
-    let data = noise(1_000_000);
+    let data = noise(1, 1_000_000);
     let out = host
         .exec(
             "head -c 10 >/dev/null; exit 4",
@@ -1296,7 +1284,7 @@ async fn a_host_granting_fewer_sessions_than_a_deploy_holds_fails_the_check() {
     host.check_sessions(needed).await.unwrap();
     run(&host, "true").await;
     host.check_sessions(needed).await.unwrap();
-    let data = noise(1_000_000);
+    let data = noise(1, 1_000_000);
     let out = host
         .exec("sha256sum", Some(Input::bytes(data.clone())), MINUTE)
         .await

@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::support::netns::Netns;
+use crate::support::project::noise;
 use crate::support::sshd::{ClientKey, Sshd, current_user};
 use futures_util::future::join_all;
 use hoist::config::{HostKeyChecking, JumpHost, SshTarget};
@@ -470,15 +471,7 @@ async fn deploy_with_cut_links() -> Duration {
     // Incompressible, so that the uploads are still sending when the links go.
     let build = p.path().join("build");
     std::fs::create_dir_all(&build).unwrap();
-    let mut data = vec![0u8; 24 * 1024 * 1024];
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    for chunk in data.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
-    std::fs::write(build.join("payload.bin"), &data).unwrap();
+    std::fs::write(build.join("payload.bin"), noise(1, 24 * 1024 * 1024)).unwrap();
     let p = p
         .toml("[strategy]\ncanary = 0\nbatch = \"100%\"\nparallel = 6")
         .write_with_ssh(&format!(

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::fleet::{FirstOnPath, Fleet};
-use crate::support::project::{ndjson, printed};
+use crate::support::project::{ndjson, noise, printed};
 
 /// Sessions each server started while `run` ran.
 fn sessions_during(f: &Fleet, run: impl FnOnce()) -> Vec<usize> {
@@ -47,6 +47,23 @@ fn deploy_rollback_and_status_each_hold_one_session_per_host() {
         f.hoist(&["check"]).assert().success();
     };
     assert_eq!(sessions_during(&f, check), one, "check");
+}
+
+#[test]
+fn a_rollout_in_waves_with_uploads_ahead_holds_one_session_per_host() {
+    // Waves of one host, each uploading while the one before finishes, and
+    // a once hook whose result goes to every host after the first wave.
+    let f = Fleet::ssh(3)
+        .toml("[hooks]\nbefore_switch_once = [\"true\"]\n[strategy]\ncanary = 0\nbatch = 1")
+        .write();
+    f.hoist(&["deploy", "--yes"]).assert().success();
+    // 30 MB that take a while to send, so that the next wave is still
+    // uploading when the first one ends and records the once hook's result.
+    std::fs::write(f.path().join("build/big.bin"), noise(1, 30 << 20)).unwrap();
+    let deploy = || {
+        f.hoist(&["deploy", "--yes"]).assert().success();
+    };
+    assert_eq!(sessions_during(&f, deploy), vec![1; 3]);
 }
 
 /// A .tar.gz whose deflate blocks are stored, not compressed: the bytes on
