@@ -66,7 +66,9 @@
 //! binary (an older build, to compare); `BENCH_STRATEGY` replaces hoist's
 //! `[strategy]` lines (default `canary = 0` and `batch = "100%"`: one wave,
 //! as the pipe does), e.g. `canary = 1\ncanary_pause = "20s"\nbatch =
-//! "100%"` for a rollout with a canary and a bake.
+//! "100%"` for a rollout with a canary and a bake; tables may follow
+//! (`batch = "25%"\n[hooks]\nafter_switch = ["sleep 2"]` for waves whose
+//! hosts take two seconds after their switch).
 
 #[path = "../tests/it/support/http.rs"]
 mod http;
@@ -599,12 +601,12 @@ impl Bench {
     /// as the `[artifact]` table's lines.
     fn config(&self, dir: &str, artifact: &str) -> PathBuf {
         let mut toml = format!(
-            "[app]\nname = \"bench\"\ndeploy_to = \"/srv/bench\"\nkeep_releases = 5\n\n[ssh]\nconnect_timeout = \"60s\"\nuser = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"{}\"]\n\n[artifact]\n{artifact}\n\n[strategy]\n{}\nparallel = {}\n\n",
+            "[app]\nname = \"bench\"\ndeploy_to = \"/srv/bench\"\nkeep_releases = 5\n\n[ssh]\nconnect_timeout = \"60s\"\nuser = \"{}\"\nidentity_files = [\"{}\"]\nknown_hosts = [\"{}\"]\n\n[artifact]\n{artifact}\n\n[strategy]\nparallel = {}\n{}\n\n",
             std::env::var("USER").unwrap_or_else(|_| "root".into()),
             self.key.path.display(),
             self.known.display(),
-            self.strategy,
-            self.servers.len()
+            self.servers.len(),
+            self.strategy
         );
         for (i, s) in self.servers.iter().enumerate() {
             toml.push_str(&format!(
