@@ -83,14 +83,7 @@ fn blue_green_deploys_switch_colours_and_rollback_moves_only_traffic() {
 
     // Second deploy: green gets the new release and the traffic.
     build(&f, "v2");
-    let out = f
-        .hoist(&["deploy", "--json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let events = ndjson(&out);
+    let events = f.events(&["deploy", "--json"], 0);
     let r2 = events.last().unwrap()["release"]
         .as_str()
         .unwrap()
@@ -171,14 +164,7 @@ fn blue_green_deploys_switch_colours_and_rollback_moves_only_traffic() {
     // The probe after the switch fails: traffic goes back, the idle colour too.
     build(&f, "v4");
     std::fs::write(f.path().join("BREAK"), "").unwrap();
-    let out = f
-        .hoist(&["deploy", "--json"])
-        .assert()
-        .code(5)
-        .get_output()
-        .stdout
-        .clone();
-    let events = ndjson(&out);
+    let events = f.events(&["deploy", "--json"], 5);
     let switches: Vec<&str> = events
         .iter()
         .filter(|e| e["event"] == "traffic")

@@ -40,14 +40,7 @@ fn redeploy_uploads_nothing(f: Fleet) {
         .artifact(&[("bin/app", "#!/bin/sh\necho v1\n"), ("README", "first")])
         .write();
     f.hoist(&["deploy"]).assert().success();
-    let out = f
-        .hoist(&["deploy", "--json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let events = ndjson(&out);
+    let events = f.events(&["deploy", "--json"], 0);
     assert!(
         !events
             .iter()
@@ -137,14 +130,7 @@ fn failed_canary(f: Fleet) {
         .write();
     let v1 = f.on_v1_then_v2();
     f.mark("web1", "FAIL");
-    let out = f
-        .hoist(&["deploy", "--json"])
-        .assert()
-        .code(5)
-        .get_output()
-        .stdout
-        .clone();
-    let events = ndjson(&out);
+    let events = f.events(&["deploy", "--json"], 5);
     let summary = events.last().unwrap();
     assert_eq!(summary["exit_code"], 5);
     let v2 = summary["release"].as_str().unwrap().to_string();

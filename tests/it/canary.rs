@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::fleet::{FirstOnPath, Fleet, HEALTH};
-use crate::support::project::{follow, ndjson, position, printed};
+use crate::support::project::{
+    assert_every_host_was_sent_bytes, follow, ndjson, phase_at, position, printed, said, times_in,
+};
 
 /// `n` SSH hosts web1..webN, trusted, with `extra` TOML.
 fn fleet(n: usize, extra: &str) -> Fleet {
@@ -103,31 +105,22 @@ fn the_next_wave_is_uploaded_during_the_bake_and_only_switched_after_it() {
     let wave2 = position(&events, |e| e["event"] == "wave_started" && e["wave"] == 2);
     assert!(baked < wave2);
     for host in ["web2", "web3"] {
-        let upload = position(&events, |e| {
-            e["event"] == "host_phase" && e["host"] == host && e["phase"] == "upload"
-        });
-        let ready = position(&events, |e| {
-            e["event"] == "host_phase" && e["host"] == host && e["phase"] == "ready"
-        });
-        let switch = position(&events, |e| {
-            e["event"] == "host_phase" && e["host"] == host && e["phase"] == "switch"
-        });
+        let upload = phase_at(&events, host, "upload");
+        let ready = phase_at(&events, host, "ready");
+        let switch = phase_at(&events, host, "switch");
         assert!(
             bake < upload && ready < baked,
             "{host}: uploaded during the bake"
         );
         assert!(wave2 < switch, "{host}: switched in its wave");
-        let uploads = events
-            .iter()
-            .filter(|e| e["event"] == "host_phase" && e["host"] == host && e["phase"] == "upload")
-            .count();
-        assert_eq!(uploads, 1, "{host}: not uploaded again in its wave");
+        assert_eq!(
+            times_in(&events, host, "upload"),
+            1,
+            "{host}: not uploaded again in its wave"
+        );
         assert_eq!(f.read_current(host, "README"), "v2");
     }
-    let summary = events.last().unwrap();
-    for row in summary["hosts"].as_array().unwrap() {
-        assert!(row["sent_bytes"].as_u64().unwrap() > 0, "{row}");
-    }
+    assert_every_host_was_sent_bytes(&events);
 }
 
 /// Stops `child` (SIGTERM: exit 130) after 60 s unless the flag returned
@@ -223,13 +216,7 @@ fn what_was_uploaded_ahead_of_a_wave_that_never_runs_is_taken_back() {
         .as_str()
         .unwrap()
         .to_string();
-    assert!(
-        events
-            .iter()
-            .any(|e| e["event"] == "message"
-                && e["text"].as_str().unwrap_or("").contains("taking back")),
-        "{events:#?}"
-    );
+    assert!(said(&events, "taking back"), "{events:#?}");
     only_the_canary_went_and_came_back(&f, &v1, &v2);
 }
 

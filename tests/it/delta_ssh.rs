@@ -65,13 +65,7 @@ fn release_dir(f: &Fleet, host: &str, id: &str) -> std::path::PathBuf {
 
 /// Deploys with --json; returns the bytes the summary says were sent to `host`.
 fn deploy_sent(f: &Fleet, host: &str) -> u64 {
-    let out = f
-        .hoist(&["deploy", "--yes", "--json"])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let events = ndjson(&out.stdout);
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
     let summary = events.last().unwrap();
     let row = summary_host(summary, host);
     let done = events
@@ -234,13 +228,7 @@ fn verify_is_clean_then_names_what_was_edited_by_hand() {
         "web1 is clean: {text}"
     );
 
-    let out = f
-        .hoist(&["verify", "--json"])
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
-    let events = ndjson(&out.stdout);
+    let events = f.events(&["verify", "--json"], 1);
     let rows: Vec<_> = events.iter().filter(|e| e["table"] == "verify").collect();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["result"], "ok");
@@ -507,13 +495,7 @@ fn a_redeploy_of_the_same_content_does_not_copy_a_hand_edit_along() {
     let v2 = deploy_past_a_hand_edit(&f, &v1, "dir2/file009");
 
     // Untouched, the next one is a copy again: nothing uploaded.
-    let out = f
-        .hoist(&["deploy", "--yes", "--json"])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let events = ndjson(&out.stdout);
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
     assert!(
         !events.iter().any(|e| e["event"] == "upload_progress"),
         "a copy uploads nothing"

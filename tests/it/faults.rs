@@ -205,13 +205,7 @@ fn a_current_release_that_is_gone_is_marked_in_status_and_deploy_goes_on() {
     p.hoist(&["deploy"]).assert().success();
     let gone = p.current("local1").unwrap();
     std::fs::remove_dir_all(p.deploy_path("local1").join("releases").join(&gone)).unwrap();
-    let out = p
-        .hoist(&["status", "--json"])
-        .assert()
-        .code(0)
-        .get_output()
-        .clone();
-    let rows = ndjson(&out.stdout);
+    let rows = p.events(&["status", "--json"], 0);
     let row = rows
         .iter()
         .find(|e| e["event"] == "row" && e["host"] == "local1")
@@ -299,13 +293,7 @@ fn max_sessions_1_deploys_and_max_sessions_0_fails_check_and_preflight() {
     assert!(p.current("web1").is_some());
 
     let p = host(Project::new().artifact(&[("app.txt", "v1")]), &none);
-    let out = p
-        .hoist(&["check", "--json"])
-        .assert()
-        .code(3)
-        .get_output()
-        .clone();
-    let rows = ndjson(&out.stdout);
+    let rows = p.events(&["check", "--json"], 3);
     let row = rows
         .iter()
         .find(|e| e["event"] == "row" && e["host"] == "web1")

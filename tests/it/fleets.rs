@@ -192,13 +192,7 @@ fn a_fleet_named_only_in_ssh_config_deploys_through_its_bastion() {
     );
 
     // `check -v` names ~/.ssh/config as the source of what it used.
-    let out = p
-        .hoist(&["check", "-v", "--json"])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let events = ndjson(&out.stdout);
+    let events = p.events(&["check", "-v", "--json"], 0);
     let from = |host: &str, setting: &str| -> String {
         events
             .iter()
@@ -347,13 +341,7 @@ fn deploy_toml_beats_ssh_config_which_beats_the_defaults() {
         ))
         .artifact(&[("README", "x")])
         .write();
-    let out = p
-        .hoist(&["check", "-v", "--json"])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let events = ndjson(&out.stdout);
+    let events = p.events(&["check", "-v", "--json"], 0);
     let row = |setting: &str| {
         events
             .iter()
@@ -374,13 +362,7 @@ fn deploy_toml_beats_ssh_config_which_beats_the_defaults() {
     // ssh_config = false: the file is not read, and the alias means nothing.
     let toml = deploy_toml(&p).replace("[ssh]\n", "[ssh]\nssh_config = false\n");
     std::fs::write(p.path().join("deploy.toml"), toml).unwrap();
-    let out = p
-        .hoist(&["check", "-v", "--json"])
-        .assert()
-        .code(3)
-        .get_output()
-        .clone();
-    let events = ndjson(&out.stdout);
+    let events = p.events(&["check", "-v", "--json"], 3);
     let address = events
         .iter()
         .find(|e| e["table"] == "settings" && e["setting"] == "address")

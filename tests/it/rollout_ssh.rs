@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use crate::support::fleet::{Fleet, HEALTH, SshSetup};
 use crate::support::netns::{self, Netns};
-use crate::support::project::{ndjson, position, printed, whoami};
+use crate::support::project::{
+    assert_every_host_was_sent_bytes, ndjson, phase_at, position, printed, said, times_in, whoami,
+};
 use crate::support::sshd::{Sshd, SshdOptions};
 
 /// `n` SSH hosts web1..webN, trusted, with `extra` TOML.
@@ -25,14 +27,7 @@ fn nine_hosts_in_waves_of_three_stop_at_the_second_failure_and_roll_back() {
     let v1 = f.on_v1_then_v2();
     f.mark("web2", "FAIL");
     f.mark("web5", "FAIL");
-    let out = f
-        .hoist(&["deploy", "--json"])
-        .assert()
-        .code(5)
-        .get_output()
-        .stdout
-        .clone();
-    let events = ndjson(&out);
+    let events = f.events(&["deploy", "--json"], 5);
     let waves: Vec<_> = events
         .iter()
         .filter(|e| e["event"] == "wave_started")
@@ -336,19 +331,15 @@ fn resume_carries_a_failed_deploy_on_with_the_same_release_id() {
 fn exec_reports_each_host_and_fails_when_one_does() {
     let f = fleet(3, "");
     f.mark("web2", "BAD");
-    let out = f
-        .hoist(&[
+    let events = f.events(
+        &[
             "exec",
             "--json",
             "--",
             "test ! -e \"$PWD/BAD\" && echo fine || { echo broken; exit 7; }",
-        ])
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let events = ndjson(&out);
+        ],
+        1,
+    );
     let exit_code = |host: &str| {
         events
             .iter()
@@ -388,24 +379,10 @@ fn three_waves_of_one() -> (Fleet, String) {
     (f, v1)
 }
 
-/// Where in `events` host `host` entered `phase`.
-fn phase_at(events: &[serde_json::Value], host: &str, phase: &str) -> usize {
-    position(events, |e| {
-        e["event"] == "host_phase" && e["host"] == host && e["phase"] == phase
-    })
-}
-
 #[test]
 fn each_batch_wave_uploads_while_the_one_before_it_switches() {
     let (f, _) = three_waves_of_one();
-    let out = f
-        .hoist(&["deploy", "--json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let events = ndjson(&out);
+    let events = f.events(&["deploy", "--json"], 0);
     let wave = |n: u64, event: &str| position(&events, |e| e["event"] == event && e["wave"] == n);
     for (host, during) in [("web2", 1), ("web3", 2)] {
         let ready = phase_at(&events, host, "ready");
@@ -418,41 +395,25 @@ fn each_batch_wave_uploads_while_the_one_before_it_switches() {
         let before = ["web1", "web2"][during as usize - 1];
         assert!(phase_at(&events, before, "switch") < ready, "{events:#?}");
         assert!(wave(during + 1, "wave_started") < phase_at(&events, host, "switch"));
-        let uploads = events
-            .iter()
-            .filter(|e| e["event"] == "host_phase" && e["host"] == host && e["phase"] == "upload")
-            .count();
-        assert_eq!(uploads, 1, "{host}: not uploaded again in its wave");
+        assert_eq!(
+            times_in(&events, host, "upload"),
+            1,
+            "{host}: not uploaded again in its wave"
+        );
         assert_eq!(f.read_current(host, "README"), "v2");
     }
-    let summary = events.last().unwrap();
-    for row in summary["hosts"].as_array().unwrap() {
-        assert!(row["sent_bytes"].as_u64().unwrap() > 0, "{row}");
-    }
+    assert_every_host_was_sent_bytes(&events);
 }
 
 #[test]
 fn a_wave_that_fails_takes_back_what_the_next_wave_was_sent() {
     let (f, v1) = three_waves_of_one();
     f.mark("web1", "FAIL");
-    let out = f
-        .hoist(&["deploy", "--json"])
-        .assert()
-        .code(5)
-        .get_output()
-        .stdout
-        .clone();
-    let events = ndjson(&out);
+    let events = f.events(&["deploy", "--json"], 5);
     // web2 had its release while web1 ran its hook; web1's health check
     // failed, web2's wave never ran, and its release was taken back.
     phase_at(&events, "web2", "ready");
-    assert!(
-        events
-            .iter()
-            .any(|e| e["event"] == "message"
-                && e["text"].as_str().unwrap_or("").contains("taking back")),
-        "{events:#?}"
-    );
+    assert!(said(&events, "taking back"), "{events:#?}");
     let v2 = events.last().unwrap()["release"]
         .as_str()
         .unwrap()

@@ -153,6 +153,13 @@ impl Project {
     }
 
     /// `hoist ARGS` in the project directory, with a clean environment.
+    /// The events of `hoist ARGS` (`--json` among them), which must exit
+    /// with `code`.
+    pub fn events(&self, args: &[&str], code: i32) -> Vec<serde_json::Value> {
+        let out = self.hoist(args).assert().code(code).get_output().clone();
+        ndjson(&out.stdout)
+    }
+
     pub fn hoist(&self, args: &[&str]) -> Command {
         let mut cmd = Command::cargo_bin("hoist").unwrap();
         cmd.current_dir(self.path())
@@ -262,6 +269,36 @@ pub fn position(events: &[serde_json::Value], what: impl Fn(&serde_json::Value) 
 
 /// Parses NDJSON output, asserting every line is a JSON object with
 /// `event` and `ts`, and that the last is the summary.
+/// Where in `events` host `host` first entered `phase`.
+pub fn phase_at(events: &[serde_json::Value], host: &str, phase: &str) -> usize {
+    position(events, |e| {
+        e["event"] == "host_phase" && e["host"] == host && e["phase"] == phase
+    })
+}
+
+/// How many times host `host` entered `phase` in `events`.
+pub fn times_in(events: &[serde_json::Value], host: &str, phase: &str) -> usize {
+    events
+        .iter()
+        .filter(|e| e["event"] == "host_phase" && e["host"] == host && e["phase"] == phase)
+        .count()
+}
+
+/// Whether a `message` event in `events` says `text`.
+pub fn said(events: &[serde_json::Value], text: &str) -> bool {
+    events
+        .iter()
+        .any(|e| e["event"] == "message" && e["text"].as_str().unwrap_or("").contains(text))
+}
+
+/// The summary (the last event) says every host was sent bytes.
+pub fn assert_every_host_was_sent_bytes(events: &[serde_json::Value]) {
+    let summary = events.last().unwrap();
+    for row in summary["hosts"].as_array().unwrap() {
+        assert!(row["sent_bytes"].as_u64().unwrap() > 0, "{row}");
+    }
+}
+
 pub fn ndjson(stdout: &[u8]) -> Vec<serde_json::Value> {
     let text = String::from_utf8(stdout.to_vec()).unwrap();
     let events: Vec<serde_json::Value> = text
