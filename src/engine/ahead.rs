@@ -252,3 +252,32 @@ impl Drop for Passed<'_> {
         self.now();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wave_is_past_its_uploads_once_every_host_counted_down_once() {
+        let wave = Uploading::new(3);
+        let mut first = wave.host();
+        first.now();
+        first.now();
+        assert!(!wave.done.is_cancelled(), "one host counts once");
+        let second = wave.host();
+        drop(second);
+        assert!(!wave.done.is_cancelled());
+        {
+            // A host that failed or never started counts when dropped.
+            let _third = wave.host();
+        }
+        assert!(wave.done.is_cancelled());
+        drop(first);
+        assert_eq!(wave.left.load(Ordering::SeqCst), 0, "never below zero");
+    }
+
+    #[test]
+    fn an_empty_wave_is_past_its_uploads_at_once() {
+        assert!(Uploading::new(0).done.is_cancelled());
+    }
+}
