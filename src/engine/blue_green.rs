@@ -10,7 +10,7 @@ use futures_util::future::join_all;
 use super::fleet::Node;
 use super::rollout::{self, Plan};
 use super::switch::switch_back;
-use super::{Context, Failure, HostOutcome, health, hooks, policy};
+use super::{Context, Failure, HostOutcome, health, hooks, policy, record};
 use crate::artifact::Artifact;
 use crate::config::{Amount, BlueGreen};
 use crate::exit::Exit;
@@ -109,30 +109,16 @@ pub(crate) async fn record_traffic(
         message: previous.map(|p| format!("from {p}")),
         ..Entry::new(Kind::Traffic, &ctx.by)
     };
-    let line = entry.to_line();
-    let results = join_all(nodes.iter().map(|node| {
-        let script = node.layout.record(&line);
-        async move {
-            let result = node
-                .must_within(
-                    "recording the live colour",
-                    &script,
-                    None,
-                    node.quick_limit(),
-                )
-                .await;
-            if let Err(e) = &result {
-                ctx.message(
-                    Level::Error,
-                    Some(node.name()),
-                    format!("could not record that {color} is live: {e}"),
-                );
-            }
-            result.is_ok()
-        }
-    }))
-    .await;
-    results.into_iter().all(|ok| ok)
+    let failed =
+        record::append_all(nodes.iter().copied(), &entry, "recording the live colour").await;
+    for (node, e) in &failed {
+        ctx.message(
+            Level::Error,
+            Some(node.name()),
+            format!("could not record that {color} is live: {e}"),
+        );
+    }
+    failed.is_empty()
 }
 
 /// A blue-green deploy of `id` on locked `nodes` (both colours): the idle

@@ -3,8 +3,8 @@
 
 use futures_util::future::join_all;
 
-use super::Context;
 use super::fleet::Node;
+use super::{Context, Failure};
 use crate::journal::Entry;
 use crate::report::Level;
 
@@ -15,26 +15,32 @@ pub(crate) async fn record_all<'a>(
     nodes: impl IntoIterator<Item = &'a Node>,
     entry: &Entry,
 ) {
+    for (node, e) in append_all(nodes, entry, "recording in the journal").await {
+        ctx.message(
+            Level::Warn,
+            Some(node.name()),
+            format!("could not record {:?} in the journal: {e}", entry.event),
+        );
+    }
+}
+
+/// Appends `entry` to the journal of every node at once (`what` names the
+/// step in a failure); returns the nodes that could not take it, and why.
+pub(crate) async fn append_all<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    entry: &Entry,
+    what: &str,
+) -> Vec<(&'a Node, Failure)> {
     let line = entry.to_line();
-    join_all(nodes.into_iter().map(|node| {
+    let results = join_all(nodes.into_iter().map(|node| {
         let script = node.layout.record(&line);
         async move {
-            if let Err(e) = node
-                .must_within(
-                    "recording in the journal",
-                    &script,
-                    None,
-                    node.quick_limit(),
-                )
-                .await
-            {
-                ctx.message(
-                    Level::Warn,
-                    Some(node.name()),
-                    format!("could not record {:?} in the journal: {e}", entry.event),
-                );
-            }
+            let result = node
+                .must_within(what, &script, None, node.quick_limit())
+                .await;
+            result.err().map(|e| (node, e))
         }
     }))
     .await;
+    results.into_iter().flatten().collect()
 }
