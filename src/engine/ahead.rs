@@ -1,11 +1,11 @@
 //! Uploads ahead of a wave. While the rollout waits before a wave (the
 //! canary's bake or a timed `canary_pause`, a `batch_pause`), the link to
 //! the hosts is idle: the next wave's hosts get their release then, so that
-//! their wave only has to switch them. So it is, with no pause between
-//! batch waves, while a wave's hosts run their hooks, switch and pass their
-//! health check once all of them have their upload ([`Uploading`]). Never
-//! before the canary's own wave is over: the canary still fails within
-//! seconds, before anything else is sent.
+//! their wave only has to switch them. With no pause between batch waves,
+//! the next wave's hosts get theirs while a wave runs its hooks, switches
+//! and passes its health check, as soon as every host of it has its own
+//! upload ([`Uploading`]). Never before the canary's own wave is over: the
+//! canary still fails within seconds, before anything else is sent.
 //! A host whose wave never starts (the canary failed its bake, Ctrl-C)
 //! has what was made for it taken back, so
 //! that a host the rollout never reached is left as it was.
@@ -127,24 +127,19 @@ impl Ahead {
         .await;
     }
 
-    /// [`Ahead::upload`] once every host of the wave before is past its
-    /// own upload (`before`), or that wave is over however it ended
-    /// (`over`): its hosts have the link to themselves.
-    #[allow(clippy::too_many_arguments)]
+    /// [`Ahead::upload`] once `gate` is open: the wave before is past its
+    /// own uploads ([`Uploading::past_or`]), so its hosts had the link to
+    /// themselves.
     pub async fn upload_after(
         &self,
-        before: &Uploading,
-        over: &CancellationToken,
+        gate: impl std::future::Future<Output = ()>,
         ctx: &Context,
         nodes: &[Node],
         artifact: &Artifact,
         id: &ReleaseId,
         halt: &CancellationToken,
     ) {
-        tokio::select! {
-            _ = before.done.cancelled() => {}
-            _ = over.cancelled() => {}
-        }
+        gate.await;
         self.upload(ctx, nodes, artifact, id, halt).await;
     }
 
@@ -223,6 +218,15 @@ impl Uploading {
         Uploading {
             left: AtomicUsize::new(hosts),
             done,
+        }
+    }
+
+    /// Returns once no host is left, or once `over` is cancelled (the
+    /// wave ended, however it did).
+    pub async fn past_or(&self, over: &CancellationToken) {
+        tokio::select! {
+            _ = self.done.cancelled() => {}
+            _ = over.cancelled() => {}
         }
     }
 

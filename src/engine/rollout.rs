@@ -273,7 +273,8 @@ pub(crate) async fn rollout(
         };
         let next_uploads = async {
             if let Some(next) = &next {
-                next.upload_after(&uploading, &over, ctx, nodes, artifact, id, &halt)
+                let gate = uploading.past_or(&over);
+                next.upload_after(gate, ctx, nodes, artifact, id, &halt)
                     .await;
             }
         };
