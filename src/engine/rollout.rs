@@ -125,6 +125,9 @@ pub(crate) async fn rollout(
     let mut halted: Option<String> = None;
     // Uploads ahead of the next wave, made during the wave before it.
     let mut following: Option<Ahead> = None;
+    // Whether host `i`'s part of the rollout started (what was made ahead
+    // for a host that never started is taken back).
+    let started = |i: usize| runs[i].lock().unwrap().sent.is_some();
 
     for (w, wave) in waves.iter().enumerate() {
         if halt.is_cancelled() {
@@ -284,15 +287,12 @@ pub(crate) async fn rollout(
             next_uploads,
         )
         .await;
-        let started = |i: usize| runs[i].lock().unwrap().sent.is_some();
         ahead.take_back(ctx, nodes, id, started).await;
         following = next;
     }
     // Made for a wave that never ran.
     if let Some(unused) = following {
-        unused
-            .take_back(ctx, nodes, id, |i| runs[i].lock().unwrap().sent.is_some())
-            .await;
+        unused.take_back(ctx, nodes, id, started).await;
     }
     let mut runs: Vec<HostRun> = runs.into_iter().map(|m| m.into_inner().unwrap()).collect();
     let states: Vec<HostState> = runs.iter().map(HostRun::state).collect();
