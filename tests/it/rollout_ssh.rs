@@ -390,15 +390,15 @@ fn each_batch_wave_uploads_while_the_one_before_it_switches() {
     let events = f.events(&["deploy", "--json"], 0);
     let wave = |n: u64, event: &str| position(&events, |e| e["event"] == event && e["wave"] == n);
     for (host, during) in [("web2", 1), ("web3", 2)] {
-        let ready = phase_at(&events, host, "ready");
+        let upload = phase_at(&events, host, "upload");
         assert!(
-            phase_at(&events, host, "upload") > wave(during, "wave_started")
-                && ready < wave(during, "wave_done"),
+            upload > wave(during, "wave_started") && upload < wave(during, "wave_done"),
             "{host} uploaded during wave {during}: {events:#?}"
         );
         // Only once the host of that wave had its own upload.
         let before = ["web1", "web2"][during as usize - 1];
-        assert!(phase_at(&events, before, "switch") < ready, "{events:#?}");
+        assert!(phase_at(&events, before, "switch") < upload, "{events:#?}");
+        assert!(phase_at(&events, host, "ready") < wave(during + 1, "wave_started"));
         assert!(wave(during + 1, "wave_started") < phase_at(&events, host, "switch"));
         assert_eq!(
             times_in(&events, host, "upload"),
