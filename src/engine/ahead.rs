@@ -54,7 +54,7 @@ impl Ahead {
     }
 
     /// Uploads ahead of the wave of `hosts`, made while the wave before it
-    /// runs ([`Ahead::upload_after`]).
+    /// runs, once that wave is past its own ([`Uploading::past_or`]).
     pub fn during(hosts: &[usize]) -> Ahead {
         let (senders, receivers) = hosts
             .iter()
@@ -125,22 +125,6 @@ impl Ahead {
             let _ = tx.send(delivered);
         }))
         .await;
-    }
-
-    /// [`Ahead::upload`] once `gate` is open: the wave before is past its
-    /// own uploads ([`Uploading::past_or`]), so its hosts had the link to
-    /// themselves.
-    pub async fn upload_after(
-        &self,
-        gate: impl std::future::Future<Output = ()>,
-        ctx: &Context,
-        nodes: &[Node],
-        artifact: &Artifact,
-        id: &ReleaseId,
-        halt: &CancellationToken,
-    ) {
-        gate.await;
-        self.upload(ctx, nodes, artifact, id, halt).await;
     }
 
     /// How host `i`'s upload ahead ended, once it has; `None` when it had

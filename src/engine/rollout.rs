@@ -150,12 +150,16 @@ pub(crate) async fn rollout(
         let uploading = Uploading::new(wave.hosts.len());
         let over = CancellationToken::new();
         let this_wave = async {
+            // The rollout stops here; the first reason given is the one said.
+            let mut stop = |reason: String| {
+                halted.get_or_insert(reason);
+                halt.cancel();
+            };
             if let Some(pause) = &pause
                 && let Err(reason) =
                     between(ctx, nodes, &runs, &waves, w - 1, pause, artifact, id, plan).await
             {
-                halted = Some(reason);
-                halt.cancel();
+                stop(reason);
                 return;
             }
             let names: Vec<String> = wave
@@ -178,8 +182,7 @@ pub(crate) async fn rollout(
                 &local_env,
             );
             if let Err(reason) = before.await {
-                halted = Some(reason);
-                halt.cancel();
+                stop(reason);
                 return;
             }
             join_all(wave.hosts.iter().map(|&i| {
@@ -233,8 +236,7 @@ pub(crate) async fn rollout(
                 &local_env,
             );
             if let Err(reason) = after.await {
-                halted.get_or_insert(reason);
-                halt.cancel();
+                stop(reason);
             }
             ctx.emit(Event::WaveDone {
                 wave: w + 1,
@@ -242,18 +244,16 @@ pub(crate) async fn rollout(
                 failed: wave_failed,
             });
             if let Some(once) = once.filter(|o| o.failed()) {
-                halted.get_or_insert(format!(
+                stop(format!(
                     "before_switch_once did not pass on {}; no host was switched",
                     once.host()
                 ));
-                halt.cancel();
             }
             let failed_so_far = failures.load(Ordering::SeqCst);
             if policy::halts(failed_so_far, allowed) {
-                halted.get_or_insert(format!(
+                stop(format!(
                     "{failed_so_far} host(s) failed, more than max_failures allows ({allowed})"
                 ));
-                halt.cancel();
             }
             // `deploy --until canary` stops after the canary and its bake.
             if plan.until_canary
@@ -265,8 +265,7 @@ pub(crate) async fn rollout(
                 if let Err(reason) =
                     between(ctx, nodes, &runs, &waves, w, &pause, artifact, id, plan).await
                 {
-                    halted = Some(reason);
-                    halt.cancel();
+                    stop(reason);
                 }
             }
         };
@@ -276,9 +275,9 @@ pub(crate) async fn rollout(
         };
         let next_uploads = async {
             if let Some(next) = &next {
-                let gate = uploading.past_or(&over);
-                next.upload_after(gate, ctx, nodes, artifact, id, &halt)
-                    .await;
+                // Once this wave's hosts had the link to themselves.
+                uploading.past_or(&over).await;
+                next.upload(ctx, nodes, artifact, id, &halt).await;
             }
         };
         futures_util::future::join3(
