@@ -10,10 +10,13 @@ use super::layout::{Layout, PICK_SHA, ReceiveStep, q};
 use crate::release::ReleaseId;
 
 /// `hoist_manifest DIR` prints the manifest of DIR's contents. Hashes are
-/// computed in batches (one `stat`, one `$HOIST_SHA` per `find` batch, never
-/// one process per file); a name holding a newline, tab or backslash is
-/// hashed on its own, since `sha256sum` may escape or split it. Symlinks
-/// are never followed. Scripts take it with [`manifest_fns`].
+/// computed in batches (one `$HOIST_SHA` per `find` batch, never one
+/// process per file). Where `find` has `-printf` (GNU), it prints each
+/// entry's line itself; elsewhere (busybox), and for a path or link target
+/// holding a newline, tab or backslash (which must be escaped), a shell
+/// loop over one `stat` per batch does. Such a name is hashed on its own,
+/// since `sha256sum` may escape or split it. Symlinks are never followed.
+/// Scripts take it with [`manifest_fns`].
 const MANIFEST_FN: &str = r#"HOIST_ENTRIES='nl="
 "
 tab="	"
@@ -65,7 +68,12 @@ hoist_manifest() (
 '
   tab='	'
   echo 'hoist-manifest 1'
-  { find . ! -name . -exec sh -c "$HOIST_ENTRIES" sh {} +
+  { if find . -maxdepth 0 -printf '' 2>/dev/null; then
+      find . ! -name . \( \( -path "*$nl*" -o -path "*$tab*" -o -path '*\\*' -o -lname "*$nl*" -o -lname "*$tab*" -o -lname '*\\*' \) -exec sh -c "$HOIST_ENTRIES" sh {} + \
+        -o -type f -printf '%P\tf\t%m\t%s\t?\n' -o -type d -printf '%P\td\t%m\n' -o -type l -printf '%P\tl\t%l\n' -o -printf '%P\to\n' \)
+    else
+      find . ! -name . -exec sh -c "$HOIST_ENTRIES" sh {} +
+    fi
     echo //hashes
     find . -type f ! -path "*$nl*" ! -path "*$tab*" ! -path '*\\*' -exec $HOIST_SHA {} +
   } | awk "$HOIST_MERGE" | sort
@@ -208,7 +216,8 @@ while IFS= read -r e; do
 done < "$P.x/dirs"
 (cd "$P.x/files" && tar -cf - .) | (cd "$P.d" && tar $XF -) || exit {unpack}
 hoist_manifest "$P.d" > "$P.m" || exit {unpack}
-sum=$($HOIST_SHA < "$P.m") || exit {unpack}
+# (a small file: sha256sum starts faster than openssl)
+sum=$(sha256sum < "$P.m") || exit {unpack}
 if [ "${{sum%% *}}" != {manifest_sha} ]; then cat "$P.m"; exit {mismatch}; fi
 mv "$P.m" "$H/manifests/"{id} && printf '%s\n' {content_sha} > "$H/sums/"{id} && mv "$P.d" "$R" || exit {finish}
 "#,

@@ -35,6 +35,13 @@ fn awkward_tree(root: &Path) {
     mode(&root.join("secret"), 0o600);
     fs::create_dir_all(root.join("private dir/deeper")).unwrap();
     mode(&root.join("private dir"), 0o700);
+    // Modes with the set-id and sticky bits.
+    fs::write(root.join("setuid"), "u").unwrap();
+    mode(&root.join("setuid"), 0o4755);
+    fs::create_dir_all(root.join("sticky")).unwrap();
+    mode(&root.join("sticky"), 0o1777);
+    fs::create_dir_all(root.join("setgid")).unwrap();
+    mode(&root.join("setgid"), 0o2750);
     for weird in [
         &b"tab\there"[..],
         b"new\nline",
