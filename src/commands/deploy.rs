@@ -25,24 +25,50 @@ pub(crate) struct DeployOptions {
 /// The artifact of the file, prepared (hashed, packed); on failure the
 /// run is finished and its exit returned.
 pub(super) async fn prepare_artifact(ctx: &Context, command: &str) -> Result<Artifact, Exit> {
-    let Some(spec) = ctx.config.artifact.clone() else {
-        ctx.message(
-            Level::Error,
-            None,
-            format!("{} has no [artifact] to deploy", ctx.config.path.display()),
-        );
-        return Err(ctx.finish(command, Exit::Usage, None, &[]));
+    let prepared = match Preparing::start(ctx) {
+        Ok(preparing) => preparing.ready(ctx).await,
+        Err(exit) => Err(exit),
     };
-    let prepared = tokio::task::spawn_blocking(move || Artifact::prepare(&spec)).await;
-    match prepared {
-        Ok(Ok(a)) => Ok(a),
-        Ok(Err(e)) => {
-            ctx.message(Level::Error, None, format!("{e:#}"));
-            Err(ctx.finish(command, Exit::Usage, None, &[]))
-        }
-        Err(e) => {
-            ctx.message(Level::Error, None, e.to_string());
-            Err(ctx.finish(command, Exit::Failed, None, &[]))
+    prepared.map_err(|exit| ctx.finish(command, exit, None, &[]))
+}
+
+/// The artifact of the file being prepared (hashed, packed) on a thread of
+/// its own, while the hosts are reached: packing a large artifact takes
+/// as long as many logins.
+pub(super) struct Preparing(tokio::task::JoinHandle<anyhow::Result<Artifact>>);
+
+impl Preparing {
+    /// Starts preparing (loading the file made sure the path is there, so
+    /// a missing artifact is said before any host is connected to). On
+    /// failure, the error is said and the run's exit returned; the caller
+    /// finishes the run.
+    pub(super) fn start(ctx: &Context) -> Result<Preparing, Exit> {
+        let Some(spec) = ctx.config.artifact.clone() else {
+            ctx.message(
+                Level::Error,
+                None,
+                format!("{} has no [artifact] to deploy", ctx.config.path.display()),
+            );
+            return Err(Exit::Usage);
+        };
+        Ok(Preparing(tokio::task::spawn_blocking(move || {
+            Artifact::prepare(&spec)
+        })))
+    }
+
+    /// The artifact once prepared; on failure the error is said and the
+    /// run's exit returned (the caller finishes the run).
+    pub(super) async fn ready(self, ctx: &Context) -> Result<Artifact, Exit> {
+        match self.0.await {
+            Ok(Ok(a)) => Ok(a),
+            Ok(Err(e)) => {
+                ctx.message(Level::Error, None, format!("{e:#}"));
+                Err(Exit::Usage)
+            }
+            Err(e) => {
+                ctx.message(Level::Error, None, e.to_string());
+                Err(Exit::Failed)
+            }
         }
     }
 }
@@ -96,10 +122,6 @@ pub(super) fn waiting_refusal(nodes: &[Node]) -> Option<String> {
 }
 
 pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
-    let artifact = match prepare_artifact(ctx, "deploy").await {
-        Ok(a) => a,
-        Err(exit) => return exit,
-    };
     let strategy = &ctx.config.strategy;
     let canary = strategy::hosts_of(strategy.canary, ctx.hosts.len());
     if opts.until_canary {
@@ -134,8 +156,20 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         return ctx.finish("deploy", Exit::Usage, None, &[]);
     }
 
+    // Packed while the hosts are reached.
+    let preparing = match Preparing::start(ctx) {
+        Ok(p) => p,
+        Err(exit) => return ctx.finish("deploy", exit, None, &[]),
+    };
     let since = std::time::Instant::now();
     let (mut nodes, mut unreached) = fleet::reach(ctx).await;
+    let artifact = match preparing.ready(ctx).await {
+        Ok(a) => a,
+        Err(exit) => {
+            fleet::close_all(&nodes).await;
+            return ctx.finish("deploy", exit, None, &[]);
+        }
+    };
     lock::wait_free(ctx, &mut nodes, since).await;
     if let Some(refusal) = waiting_refusal(&nodes) {
         fleet::report_all(ctx, &unreached);

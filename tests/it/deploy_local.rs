@@ -110,3 +110,41 @@ fn a_failing_batch_hook_stops_the_rollout_and_puts_the_canary_back() {
         }
     }
 }
+
+#[test]
+fn an_artifact_that_is_not_there_is_said_before_any_host_is_reached() {
+    let p = three_hosts().artifact_table("path = \"dist\"").write();
+    let out = p.hoist(&["deploy", "--json"]).assert().code(2);
+    let out = out.get_output();
+    let text = printed(out);
+    assert!(text.contains("dist: No such file"), "{text}");
+    let events = ndjson(&out.stdout);
+    assert!(
+        !events.iter().any(|e| e["event"] == "phase"),
+        "no host was reached: {events:?}"
+    );
+    assert_eq!(events.last().unwrap()["event"], "summary");
+    for host in p.host_names() {
+        assert!(p.untouched(&host), "{host}");
+    }
+}
+
+/// The archive is read while the hosts are reached: a broken one ends
+/// the run there, with every host as it was.
+#[test]
+fn a_broken_archive_ends_the_run_once_the_hosts_are_reached_with_nothing_touched() {
+    let p = three_hosts()
+        .artifact_table("path = \"app.tar.gz\"")
+        .write();
+    std::fs::write(p.path().join("app.tar.gz"), b"not gzip at all").unwrap();
+    let out = p.hoist(&["deploy", "--json"]).assert().code(2);
+    let out = out.get_output();
+    let text = printed(out);
+    assert!(text.contains("is not a valid .tar.gz"), "{text}");
+    let events = ndjson(&out.stdout);
+    assert_eq!(events.last().unwrap()["event"], "summary");
+    assert!(!events.iter().any(|e| e["event"] == "run_started"));
+    for host in p.host_names() {
+        assert!(p.untouched(&host), "{host}");
+    }
+}
