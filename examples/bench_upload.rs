@@ -489,11 +489,13 @@ impl Measures {
             redeploy / full,
             redeploy / fan
         );
+        println!("    hoist phases: {}", phases(&self.redeploy));
         println!(
             "  1 file changed: {one:.2}s = {:.2}x a full push, {:.2}x {hosts} x ssh true",
             one / full,
             one / fan
         );
+        println!("    hoist phases: {}", phases(&self.one_file));
         println!(
             "  rollback:      {rollback:.2}s, {hosts} x ssh true {fan:.2}s = {:.2}x",
             rollback / fan
