@@ -50,6 +50,8 @@ pub struct Artifact {
     pub source: PathBuf,
     /// Deltas cut so far, shared by the hosts on the same release.
     pub(crate) deltas: crate::delta::Deltas,
+    /// The manifests of the hosts' releases read so far, by content.
+    pub(crate) held: crate::delta::HeldManifests,
     upload: PathBuf,
     /// The upload's bytes, read once and shared by every host, when small
     /// enough (see [`SHARED_MAX`]).
@@ -118,6 +120,7 @@ impl Artifact {
                 shared_paths: spec.shared.iter().map(|s| s.as_bytes().to_vec()).collect(),
                 source: PathBuf::new(),
                 deltas: Default::default(),
+                held: Default::default(),
                 upload: PathBuf::new(),
                 shared: None,
                 _packed: None,
@@ -223,6 +226,7 @@ impl Artifact {
             shared_paths: spec.shared.iter().map(|s| s.as_bytes().to_vec()).collect(),
             source: path.clone(),
             deltas: Default::default(),
+            held: Default::default(),
             upload,
             shared,
             _packed: packed,

@@ -49,7 +49,7 @@ impl Deltas {
         artifact: &Path,
         shared: &[Vec<u8>],
         new: &Manifest,
-        old: Manifest,
+        old: Arc<Manifest>,
     ) -> Option<Arc<Delta>> {
         let cell = {
             let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -66,6 +66,52 @@ impl Deltas {
         })
         .await
         .clone()
+    }
+}
+
+/// The manifests of releases the hosts hold, by content (the sha256 each
+/// host recorded with its release): a host whose release holds content
+/// another host's manifest was already read for takes that one, with no
+/// read of its own. So after a canary, a fleet on one release costs one
+/// read, not one per host. Hosts that ask at the same time each read their
+/// own: none ever waits on another, which may be slow or gone. Trusting
+/// one host's manifest for another's release costs nothing in safety:
+/// what is made from it is checked against the artifact's manifest on the
+/// host, as always.
+#[derive(Default)]
+pub(crate) struct HeldManifests(Mutex<HashMap<String, Arc<Manifest>>>);
+
+impl std::fmt::Debug for HeldManifests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeldManifests")
+    }
+}
+
+impl HeldManifests {
+    /// The manifest of a release whose content is `sum`: one already read
+    /// for that content, else what `read` gets from this host (`Ok(None)`
+    /// when it has none to give), kept for the next host. Without a `sum`
+    /// (not recorded), always `read`.
+    pub(crate) async fn get<E, F, Fut>(
+        &self,
+        sum: Option<&str>,
+        read: F,
+    ) -> Result<Option<Arc<Manifest>>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<Manifest>, E>>,
+    {
+        let map = || self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = sum.and_then(|sum| map().get(sum).cloned()) {
+            return Ok(Some(known));
+        }
+        let Some(read) = read().await?.map(Arc::new) else {
+            return Ok(None);
+        };
+        Ok(Some(match sum {
+            Some(sum) => map().entry(sum.to_string()).or_insert(read).clone(),
+            None => read,
+        }))
     }
 }
 
@@ -223,5 +269,45 @@ mod tests {
         let up: Vec<&[u8]> = ancestors(b"a/b/c").collect();
         assert_eq!(up, vec![&b"a/b"[..], &b"a"[..]]);
         assert_eq!(ancestors(b"top").count(), 0);
+    }
+
+    /// Gets a manifest from `held` for `sum`, counting the reads; `gives`
+    /// is what a read finds.
+    async fn get(
+        held: &HeldManifests,
+        sum: Option<&str>,
+        gives: Option<&Manifest>,
+        reads: &std::sync::atomic::AtomicUsize,
+    ) -> Option<Arc<Manifest>> {
+        let read = || async {
+            reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, ()>(gives.cloned())
+        };
+        held.get(sum, read).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_manifest_is_read_once_per_content_and_only_once_found() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "a").unwrap();
+        let manifest = Manifest::of_dir(dir.path()).unwrap();
+        let held = HeldManifests::default();
+        let reads = std::sync::atomic::AtomicUsize::new(0);
+        let n = || reads.load(std::sync::atomic::Ordering::SeqCst);
+
+        // A host with none to give keeps nothing: the next one reads.
+        assert!(get(&held, Some("x"), None, &reads).await.is_none());
+        let first = get(&held, Some("x"), Some(&manifest), &reads).await;
+        assert_eq!(first.as_deref(), Some(&manifest));
+        assert_eq!(n(), 2);
+        // The same content again: no read.
+        let again = get(&held, Some("x"), None, &reads).await;
+        assert_eq!(again.as_deref(), Some(&manifest));
+        assert_eq!(n(), 2);
+        // Other content, or none recorded: a read each time.
+        assert!(get(&held, Some("y"), None, &reads).await.is_none());
+        get(&held, None, Some(&manifest), &reads).await.unwrap();
+        get(&held, None, Some(&manifest), &reads).await.unwrap();
+        assert_eq!(n(), 5);
     }
 }

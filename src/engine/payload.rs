@@ -96,6 +96,44 @@ async fn copy_unchecked(
     Ok(record_manifest(ctx, node, artifact, id).await)
 }
 
+/// The manifest recorded on the host for `base`, fitted to this run's
+/// shared paths; `None`, said, when it has none or it cannot be read.
+async fn read_manifest(
+    ctx: &Context,
+    node: &Node,
+    base: &ReleaseId,
+) -> Result<Option<Manifest>, Failed> {
+    let out = node
+        .must(
+            "reading the manifest of the release it holds",
+            &node.layout.read_manifest(base),
+            None,
+        )
+        .await
+        .map_err(|f| f.at(Phase::Upload))?;
+    if out.stdout.is_empty() {
+        ctx.message(
+            Level::Info,
+            Some(node.name()),
+            format!(
+                "{base} has no manifest (deployed before hoist kept them): it cannot be checked"
+            ),
+        );
+        return Ok(None);
+    }
+    match Manifest::parse(&out.stdout) {
+        Ok(m) => Ok(Some(m.for_release(&ctx.config.app.shared_paths()))),
+        Err(e) => {
+            ctx.message(
+                Level::Warn,
+                Some(node.name()),
+                format!("the manifest of {base} is unreadable ({e})"),
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// How making a release from one the host already holds went.
 enum FromHeld {
     /// Made and verified; the bytes sent.
@@ -136,6 +174,8 @@ async fn by_delta(
 /// has the host check the result against the artifact's manifest before
 /// it takes the release's name. So a release edited by hand is never
 /// carried into a new one, whether it is the base of a delta or a copy.
+/// `base`'s manifest is read from the host unless one was already read
+/// for the same content ([`crate::delta::HeldManifests`]).
 async fn from_held(
     ctx: &Context,
     node: &Node,
@@ -147,34 +187,15 @@ async fn from_held(
     let Some(new) = &artifact.manifest else {
         return Ok(FromHeld::Skipped);
     };
-    let out = node
-        .must(
-            "reading the manifest of the release it holds",
-            &node.layout.read_manifest(base),
-            None,
-        )
-        .await
-        .map_err(|f| f.at(Phase::Upload))?;
-    if out.stdout.is_empty() {
-        ctx.message(
-            Level::Info,
-            Some(node.name()),
-            format!(
-                "{base} has no manifest (deployed before hoist kept them): it cannot be checked"
-            ),
-        );
+    let sum = node
+        .probe
+        .releases
+        .iter()
+        .find(|(r, _)| r == base)
+        .and_then(|(_, sum)| sum.as_deref());
+    let read = || read_manifest(ctx, node, base);
+    let Some(old) = artifact.held.get(sum, read).await? else {
         return Ok(FromHeld::Skipped);
-    }
-    let old = match Manifest::parse(&out.stdout) {
-        Ok(m) => m.for_release(&ctx.config.app.shared_paths()),
-        Err(e) => {
-            ctx.message(
-                Level::Warn,
-                Some(node.name()),
-                format!("the manifest of {base} is unreadable ({e})"),
-            );
-            return Ok(FromHeld::Skipped);
-        }
     };
     let Some(delta) = artifact
         .deltas

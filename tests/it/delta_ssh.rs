@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::support::fleet::Fleet;
+use crate::support::fleet::{FirstOnPath, Fleet};
 use crate::support::http::Http;
 use crate::support::project::{ndjson, noise, printed, summary_host};
 
@@ -107,6 +107,48 @@ fn a_one_file_change_sends_a_few_bytes_and_delta_false_sends_all() {
     );
     let current = f.current("web1").unwrap();
     assert_same_tree(&f.path().join("build"), &release_dir(&f, "web1", &current));
+}
+
+/// A `cat` that also writes down each manifest it is asked for, in
+/// `manifest-reads` beside itself.
+const LOGGING_CAT: &str = r#"#!/bin/sh
+for a in "$@"; do
+  case $a in */.hoist/manifests/*) printf '%s\n' "$a" >> "${0%/*}/manifest-reads" ;; esac
+done
+exec /bin/cat "$@"
+"#;
+
+#[test]
+fn after_the_canary_the_hosts_on_its_release_take_its_manifest_instead_of_reading_their_own() {
+    let cat = FirstOnPath::new("cat", LOGGING_CAT);
+    let f = Fleet::ssh_with(3, cat.setup())
+        .toml("[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = \"100%\"")
+        .write();
+    many_files(&f, 40);
+    f.hoist(&["deploy", "--yes"]).assert().success();
+    let reads = cat.dir().join("manifest-reads");
+    assert!(!reads.exists(), "a first deploy reads no manifest");
+
+    std::fs::write(f.path().join("build/dir3/file010"), noise(7, 4096)).unwrap();
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    let reads = std::fs::read_to_string(&reads).unwrap();
+    assert_eq!(reads.lines().count(), 1, "one read, the canary's: {reads}");
+    assert!(
+        reads.starts_with(&f.deploy_path("web1").display().to_string()),
+        "{reads}"
+    );
+    let current = f.current("web1").unwrap();
+    for host in ["web1", "web2", "web3"] {
+        let delta = events.iter().any(|e| {
+            e["event"] == "message"
+                && e["host"] == host
+                && e["text"].as_str().is_some_and(|t| t.contains("delta from"))
+        });
+        assert!(delta, "{host} got a delta: {events:#?}");
+        assert_eq!(f.current(host).as_deref(), Some(current.as_str()));
+        assert_same_tree(&f.path().join("build"), &release_dir(&f, host, &current));
+    }
+    f.hoist(&["verify"]).assert().success();
 }
 
 #[test]
