@@ -151,6 +151,31 @@ fn after_the_canary_the_hosts_on_its_release_take_its_manifest_instead_of_readin
     f.hoist(&["verify"]).assert().success();
 }
 
+/// A release from before manifests (here: its manifest deleted) is checked
+/// against another host's manifest for the same content, and gets a delta.
+#[test]
+fn a_release_without_a_manifest_takes_the_canarys_for_the_same_content() {
+    let f = Fleet::ssh(2)
+        .toml("[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = \"100%\"")
+        .write();
+    many_files(&f, 40);
+    f.hoist(&["deploy", "--yes"]).assert().success();
+    let v1 = f.current("web2").unwrap();
+    std::fs::remove_file(f.deploy_path("web2").join(".hoist/manifests").join(&v1)).unwrap();
+
+    std::fs::write(f.path().join("build/dir3/file010"), noise(11, 4096)).unwrap();
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    let delta = events.iter().any(|e| {
+        e["event"] == "message"
+            && e["host"] == "web2"
+            && e["text"].as_str().is_some_and(|t| t.contains("delta from"))
+    });
+    assert!(delta, "web2 got a delta: {events:#?}");
+    let current = f.current("web2").unwrap();
+    assert_same_tree(&f.path().join("build"), &release_dir(&f, "web2", &current));
+    f.hoist(&["verify"]).assert().success();
+}
+
 #[test]
 fn delta_carries_a_deleted_file_a_changed_mode_and_a_changed_symlink() {
     let f = Fleet::ssh(1).toml(STRATEGY).write();
