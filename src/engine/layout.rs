@@ -666,6 +666,14 @@ impl Probe {
         self.releases.iter().any(|(r, _)| r == id)
     }
 
+    /// The content sha256 recorded with release `id`, if it has one.
+    pub fn sum_of(&self, id: &ReleaseId) -> Option<&str> {
+        self.releases
+            .iter()
+            .find(|(r, _)| r == id)
+            .and_then(|(_, sum)| sum.as_deref())
+    }
+
     /// What is at the lock path, typed.
     pub fn lock_state(&self) -> Option<LockState> {
         self.lock.clone().map(|text| {

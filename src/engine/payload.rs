@@ -187,14 +187,8 @@ async fn from_held(
     let Some(new) = &artifact.manifest else {
         return Ok(FromHeld::Skipped);
     };
-    let sum = node
-        .probe
-        .releases
-        .iter()
-        .find(|(r, _)| r == base)
-        .and_then(|(_, sum)| sum.as_deref());
     let read = || read_manifest(ctx, node, base);
-    let Some(old) = artifact.held.get(sum, read).await? else {
+    let Some(old) = artifact.held.get(node.probe.sum_of(base), read).await? else {
         return Ok(FromHeld::Skipped);
     };
     let Some(delta) = artifact
