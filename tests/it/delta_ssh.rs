@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::support::fleet::{FirstOnPath, Fleet};
 use crate::support::http::Http;
-use crate::support::project::{ndjson, noise, printed, summary_host};
+use crate::support::project::{ndjson, noise, printed, said_to, summary_host};
 
 /// Everything in one wave.
 const STRATEGY: &str = "[strategy]\ncanary = 0\nbatch = \"100%\"";
@@ -139,12 +139,10 @@ fn after_the_canary_the_hosts_on_its_release_take_its_manifest_instead_of_readin
     );
     let current = f.current("web1").unwrap();
     for host in ["web1", "web2", "web3"] {
-        let delta = events.iter().any(|e| {
-            e["event"] == "message"
-                && e["host"] == host
-                && e["text"].as_str().is_some_and(|t| t.contains("delta from"))
-        });
-        assert!(delta, "{host} got a delta: {events:#?}");
+        assert!(
+            said_to(&events, host, "delta from"),
+            "{host} got a delta: {events:#?}"
+        );
         assert_eq!(f.current(host).as_deref(), Some(current.as_str()));
         assert_same_tree(&f.path().join("build"), &release_dir(&f, host, &current));
     }
@@ -165,12 +163,10 @@ fn a_release_without_a_manifest_takes_the_canarys_for_the_same_content() {
 
     std::fs::write(f.path().join("build/dir3/file010"), noise(11, 4096)).unwrap();
     let events = f.events(&["deploy", "--yes", "--json"], 0);
-    let delta = events.iter().any(|e| {
-        e["event"] == "message"
-            && e["host"] == "web2"
-            && e["text"].as_str().is_some_and(|t| t.contains("delta from"))
-    });
-    assert!(delta, "web2 got a delta: {events:#?}");
+    assert!(
+        said_to(&events, "web2", "delta from"),
+        "web2 got a delta: {events:#?}"
+    );
     let current = f.current("web2").unwrap();
     assert_same_tree(&f.path().join("build"), &release_dir(&f, "web2", &current));
     f.hoist(&["verify"]).assert().success();

@@ -291,6 +291,15 @@ pub fn said(events: &[serde_json::Value], text: &str) -> bool {
         .any(|e| e["event"] == "message" && e["text"].as_str().unwrap_or("").contains(text))
 }
 
+/// Whether a `message` event in `events` about `host` says `text`.
+pub fn said_to(events: &[serde_json::Value], host: &str, text: &str) -> bool {
+    events.iter().any(|e| {
+        e["event"] == "message"
+            && e["host"] == host
+            && e["text"].as_str().unwrap_or("").contains(text)
+    })
+}
+
 /// The summary (the last event) says every host was sent bytes.
 pub fn assert_every_host_was_sent_bytes(events: &[serde_json::Value]) {
     let summary = events.last().unwrap();
