@@ -21,6 +21,13 @@ pub mod transport;
 
 use clap::Parser;
 
+/// hoist's command line as clap defines it. `hoist --help` and the man pages
+/// (`examples/man.rs`) are both made from this one value, so they cannot
+/// disagree.
+pub fn command() -> clap::Command {
+    <cli::Cli as clap::CommandFactory>::command()
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn run() -> i32 {
     let cli = match cli::Cli::try_parse() {
