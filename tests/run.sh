@@ -28,4 +28,27 @@ if ! command -v sudo >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
     || echo "tests/run.sh: could not install sudo; the become test will skip" >&2
 fi
 
+# The install scripts are checked with shellcheck; that test says when it
+# skips it.
+if ! command -v shellcheck >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+  echo "tests/run.sh: installing shellcheck (the install scripts are checked with it)" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; } \
+    || echo "tests/run.sh: could not install shellcheck; that check will skip" >&2
+fi
+
 cargo test --locked --all-targets "$@"
+
+# The README's install from source: `cargo install --locked --path .` must
+# give a hoist that runs. --debug reuses what the tests just built in
+# target/debug (a release build would take minutes more); it is run after
+# the tests so it never relinks target/debug/hoist under a running one.
+root="$(mktemp -d)"
+trap 'rm -rf "$root"' EXIT
+cargo install --locked --debug --path . --root "$root"
+version="$("$root/bin/hoist" --version)"
+expected="hoist $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)"
+if [ "$version" != "$expected" ]; then
+  echo "tests/run.sh: cargo install gave a hoist that says '$version', not '$expected'" >&2
+  exit 1
+fi
+echo "tests/run.sh: cargo install --locked --path . gives a hoist that runs: $version"
