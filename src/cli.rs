@@ -111,6 +111,13 @@ pub enum Command {
         /// release waits for `hoist promote` or `hoist abort`, frees the lock and exits 0
         #[arg(long, value_enum, value_name = "WAVE", conflicts_with = "resume")]
         until: Option<Until>,
+        /// The release's version label, instead of artifact.version (e.g. a CI build number)
+        #[arg(
+            long = "version-label",
+            env = "HOIST_VERSION_LABEL",
+            value_name = "LABEL"
+        )]
+        version_label: Option<String>,
         #[command(flatten)]
         wait: LockWait,
     },

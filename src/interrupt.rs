@@ -200,9 +200,11 @@ pub fn watch(run: Run, cancel: CancellationToken, tracker: Arc<Tracker>) {
             text,
         });
         // Even abandoned, a run ends with its summary, built as any other.
+        // Not 130: that promises whole releases and a freed lock, and the
+        // cleanup that makes sure of both was just given up.
         let summary = engine::summary(
             run.command,
-            Exit::Interrupted,
+            Exit::Failed,
             None,
             &tracker.outcomes(),
             run.started.elapsed(),
@@ -210,6 +212,6 @@ pub fn watch(run: Run, cancel: CancellationToken, tracker: Arc<Tracker>) {
         );
         tracker.event(&Event::Summary(summary));
         tracker.finish();
-        std::process::exit(Exit::Interrupted.code());
+        std::process::exit(Exit::Failed.code());
     });
 }

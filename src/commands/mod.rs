@@ -24,7 +24,7 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, ColorWhen, Command, Global};
+use crate::cli::{Cli, ColorWhen, Command};
 use crate::config::{self, Config, Host, Source};
 use crate::engine::{self, Context};
 use crate::exit::Exit;
@@ -42,7 +42,7 @@ pub(crate) fn execute(cli: Cli) -> Exit {
     let run = Invocation::of(&cli);
     let name = run.name;
     let tracker = Tracker::new(report::reporter(&run.report));
-    let (config, hosts) = match run.load(&cli.global) {
+    let (config, hosts) = match run.load(&cli) {
         Ok(resolved) => resolved,
         Err(message) => {
             tracker.event(&Event::Message {
@@ -156,6 +156,13 @@ impl Invocation {
                 quiet: global.quiet,
                 verbose: global.verbose,
                 log_file: log_file.clone(),
+                starts_a_run: matches!(
+                    cli.command,
+                    Command::Deploy { .. }
+                        | Command::Rollback { .. }
+                        | Command::Promote { .. }
+                        | Command::Abort { .. }
+                ),
             },
             log_file,
             interactive: !global.json
@@ -168,8 +175,9 @@ impl Invocation {
         }
     }
 
-    /// The config (strictly loaded) and the selected hosts.
-    fn load(&self, global: &Global) -> Result<(Config, Vec<Host>), String> {
+    /// The config (strictly loaded, with what flags override) and the selected hosts.
+    fn load(&self, cli: &Cli) -> Result<(Config, Vec<Host>), String> {
+        let global = &cli.global;
         let source = Source {
             config: global.config.clone(),
             inventory: global.inventory.clone(),
@@ -180,6 +188,17 @@ impl Invocation {
             config::load_without_artifact_check(&source)
         }
         .map_err(|e| e.to_string())?;
+        let mut config = config;
+        if let Command::Deploy {
+            version_label: Some(label),
+            ..
+        } = &cli.command
+            && let Some(artifact) = &mut config.artifact
+        {
+            config::check_version(label)
+                .map_err(|e| format!("--version-label (or HOIST_VERSION_LABEL): {e}"))?;
+            artifact.version = Some(label.clone());
+        }
         let hosts =
             crate::select::select(&config, global.limit.as_deref()).map_err(|e| e.to_string())?;
         Ok((config, hosts))
@@ -220,7 +239,8 @@ impl Invocation {
 }
 
 /// Where the full log goes: `--log-file`, else a new file under
-/// `.hoist/logs/` for the commands that change hosts.
+/// `.hoist/logs/` in the config file's directory (like every relative
+/// path of the file) for the commands that change hosts.
 fn log_file(cli: &Cli) -> Option<PathBuf> {
     let changes_hosts = matches!(
         cli.command,
@@ -240,7 +260,13 @@ fn log_file(cli: &Cli) -> Option<PathBuf> {
     if !changes_hosts {
         return None;
     }
-    let dir = PathBuf::from(".hoist/logs");
+    let base = cli
+        .global
+        .config
+        .as_deref()
+        .and_then(std::path::Path::parent)
+        .unwrap_or(std::path::Path::new(""));
+    let dir = base.join(".hoist/logs");
     let _ = std::fs::create_dir_all(&dir);
     let stem = format!(
         "{}-{}",

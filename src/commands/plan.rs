@@ -106,9 +106,10 @@ pub(crate) fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> E
             config.app.keep_releases
         ),
     );
-    // Blue-green: each colour in its own waves (no canary), the deploy
-    // takes whichever is idle when it runs.
-    let waves: Vec<(String, Vec<usize>)> = match &config.blue_green {
+    // Blue-green: a deploy takes one colour (the idle one when it runs), in
+    // waves of its own and with no canary; each colour's waves are listed
+    // apart, numbered within the colour, never as one run of both.
+    let waves: Vec<(Option<&str>, usize, &str, Vec<usize>)> = match &config.blue_green {
         Some(bg) => bg
             .colors
             .iter()
@@ -118,21 +119,21 @@ pub(crate) fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> E
                     .collect();
                 strategy::waves(members.len(), Amount::Hosts(0), &s.batch)
                     .into_iter()
-                    .map(|w| {
-                        (
-                            c.name.clone(),
-                            w.hosts.iter().map(|&i| members[i]).collect(),
-                        )
+                    .enumerate()
+                    .map(|(w, wave)| {
+                        let hosts = wave.hosts.iter().map(|&i| members[i]).collect();
+                        (Some(c.name.as_str()), w + 1, wave.kind.as_str(), hosts)
                     })
                     .collect::<Vec<_>>()
             })
             .collect(),
         None => strategy::waves(hosts.len(), s.canary, &s.batch)
             .into_iter()
-            .map(|w| (w.kind.as_str().to_string(), w.hosts))
+            .enumerate()
+            .map(|(w, wave)| (None, w + 1, wave.kind.as_str(), wave.hosts))
             .collect(),
     };
-    for (w, (kind, wave)) in waves.iter().enumerate() {
+    for (color, w, kind, wave) in &waves {
         for &i in wave {
             let host = &hosts[i];
             let (transport, address, via) = match &host.transport {
@@ -143,32 +144,45 @@ pub(crate) fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> E
                 ),
                 HostTransport::Local { root } => ("local", root.display().to_string(), None),
             };
+            let mut cells = vec![("wave", json!(w)), ("kind", json!(kind))];
+            if let Some(color) = color {
+                cells.push(("color", json!(color)));
+            }
+            cells.extend([
+                ("host", json!(host.name)),
+                ("transport", json!(transport)),
+                ("address", json!(address)),
+                ("via", json!(via)),
+                ("deploy_to", json!(host.deploy_to)),
+            ]);
             reporter.event(&Event::Row(Row {
                 table: "plan",
-                cells: vec![
-                    ("wave", json!(w + 1)),
-                    ("kind", json!(kind)),
-                    ("host", json!(host.name)),
-                    ("transport", json!(transport)),
-                    ("address", json!(address)),
-                    ("via", json!(via)),
-                    ("deploy_to", json!(host.deploy_to)),
-                ],
+                cells,
                 marked: false,
             }));
         }
     }
     if let Some(bg) = &config.blue_green {
         let [first, second] = &bg.colors;
+        let count = |c: &str| waves.iter().filter(|w| w.0 == Some(c)).count();
+        let first_live = match &bg.live {
+            Some(live) => format!(
+                "until a switch is recorded {live} counts as live, so a first deploy goes to the other colour"
+            ),
+            None => format!("a first deploy goes to {}", first.name),
+        };
         info(
             reporter,
             format!(
-                "blue-green: {} ({}) and {} ({}); a deploy goes to the idle colour (the one the hosts' journals do not name live, see `hoist status`; {} on a first deploy), then runs switch_local: {} with HOIST_COLOR, then probes that colour once more and switches back if it fails; `hoist rollback` runs switch_local for the other colour and changes no host",
+                "blue-green: {} ({}) and {} ({}); a deploy goes to the idle colour only (the one the hosts' journals do not name live, see `hoist status`; {first_live}), in {} wave(s) for {} or {} for {}, with no canary and no question: the whole idle colour must pass its health check before it takes traffic; then switch_local: {} with HOIST_COLOR, then that colour is probed once more and traffic switched back if it fails; `hoist rollback` runs switch_local for the other colour and changes no host",
                 first.name,
                 first.hosts.join(", "),
                 second.name,
                 second.hosts.join(", "),
+                count(first.name.as_str()),
                 first.name,
+                count(second.name.as_str()),
+                second.name,
                 list(&bg.switch_local)
             ),
         );
@@ -192,13 +206,16 @@ pub(crate) fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> E
     } else {
         describe(&Pause::For(s.batch_pause))
     };
+    let shape = match &config.blue_green {
+        Some(_) => format!("between waves: {between}"),
+        None => format!(
+            "{} wave(s); after the canary: {pause}; between batches: {between}",
+            waves.len()
+        ),
+    };
     info(
         reporter,
-        format!(
-            "{} wave(s); after the canary: {pause}; between batches: {between}; at most {} host(s) at once",
-            waves.len(),
-            s.parallel
-        ),
+        format!("{shape}; at most {} host(s) at once", s.parallel),
     );
     if let Err(exit) = app_state(config, hosts, reporter) {
         return exit;

@@ -125,6 +125,12 @@ pub(crate) async fn promote(ctx: &Context) -> Exit {
         };
     let id = waiting.release.clone();
     let release = Some(id.to_string());
+    // The rest of the fleet gets the label the canary was deployed with
+    // (`deploy --version-label` included), not the file's.
+    let mut artifact = artifact;
+    if let Some(label) = nodes.iter().find_map(|n| n.journal.version_of(&id)) {
+        artifact.version = label;
+    }
     ctx.emit(Event::RunStarted {
         command: "promote".into(),
         app: ctx.config.app.name.clone(),

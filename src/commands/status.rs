@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use futures_util::future::join_all;
 
-use crate::config::Color;
+use crate::config::BlueGreen;
 use crate::engine::fleet::{self, Node};
 use crate::engine::preflight::Problem;
 use crate::engine::{Context, diagnose, policy};
@@ -20,7 +20,7 @@ pub(super) fn opt(v: Option<String>) -> Value {
 }
 
 /// The release most hosts are on: the one the others "differ" from.
-fn majority(nodes: &[Node]) -> Option<ReleaseId> {
+fn majority<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> Option<ReleaseId> {
     let mut counts: BTreeMap<&ReleaseId, usize> = BTreeMap::new();
     for n in nodes {
         if let Some(c) = &n.probe.current {
@@ -35,7 +35,8 @@ fn majority(nodes: &[Node]) -> Option<ReleaseId> {
 }
 
 /// Blue-green: which colour is live by the journals, said in words.
-fn live_line(nodes: &[Node], colors: &[Color; 2]) -> (Option<String>, String) {
+fn live_line(nodes: &[Node], bg: &BlueGreen) -> (Option<String>, String) {
+    let colors = &bg.colors;
     let records: Vec<Option<(&str, &str)>> = nodes
         .iter()
         .map(|n| {
@@ -46,13 +47,28 @@ fn live_line(nodes: &[Node], colors: &[Color; 2]) -> (Option<String>, String) {
         .collect();
     let live = policy::live_color(&records);
     let Some(color) = live.color else {
-        return (
-            None,
-            format!(
-                "no colour is live yet: the first deploy goes to {} and makes it live",
-                colors[0].name
+        return match &bg.live {
+            Some(named) => {
+                let other = colors
+                    .iter()
+                    .find(|c| &c.name != named)
+                    .map(|c| c.name.as_str());
+                (
+                    Some(named.clone()),
+                    format!(
+                        "live colour: {named} by blue_green.live (no switch recorded yet): the first deploy goes to {}",
+                        other.unwrap_or_default()
+                    ),
+                )
+            }
+            None => (
+                None,
+                format!(
+                    "no colour is live yet: the first deploy goes to {} and makes it live",
+                    colors[0].name
+                ),
             ),
-        );
+        };
     };
     let idle = colors
         .iter()
@@ -81,11 +97,24 @@ pub(crate) async fn run(ctx: &Context, last_failure: bool) -> Exit {
     }
     let (nodes, unreached) = fleet::reach(ctx).await;
     let common = majority(&nodes);
+    // Blue-green: each colour runs its own release by design, so a host
+    // differs only from the rest of its colour.
+    let colour_of = |host: &str| {
+        ctx.config.blue_green.as_ref().and_then(|bg| {
+            bg.colors
+                .iter()
+                .position(|c| c.hosts.iter().any(|h| h == host))
+        })
+    };
+    let common_of = |host: &str| {
+        let colour = colour_of(host);
+        majority(nodes.iter().filter(|n| colour_of(n.name()) == colour))
+    };
     let blue_green = ctx
         .config
         .blue_green
         .as_ref()
-        .map(|bg| (bg, live_line(&nodes, &bg.colors)));
+        .map(|bg| (bg, live_line(&nodes, bg)));
     let journals: Vec<&Journal> = nodes.iter().map(|n| &n.journal).collect();
     let waiting = policy::waiting(&journals);
     // Extra cells, only where they mean something: the colour of each host
@@ -110,7 +139,7 @@ pub(crate) async fn run(ctx: &Context, last_failure: bool) -> Exit {
             let current = node.probe.current.as_ref();
             let switch = current.and_then(|c| node.journal.last_switch_to(c));
             let lock = node.probe.lock_state().map(|state| state.describe());
-            let differs = current != common.as_ref();
+            let differs = current != common_of(&host.name).as_ref();
             let mut cells = vec![
                 ("host", json!(host.name)),
                 ("release", opt(current.map(|c| c.to_string()))),

@@ -207,6 +207,8 @@ pub struct RawDiagnose {
 pub struct RawBlueGreen {
     pub colors: Vec<Name>,
     pub switch_local: Option<Commands>,
+    /// The colour taken as live while no journal records a switch.
+    pub live: Option<Name>,
 }
 
 table_only!(RawBlueGreen, "a table");

@@ -19,6 +19,7 @@ mod values;
 mod tests;
 
 pub use model::*;
+pub use resolve::check_version;
 pub use shared::relative_path;
 pub use ssh_keys::ssh_settings_rows;
 

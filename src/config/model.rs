@@ -293,6 +293,9 @@ pub struct BlueGreen {
     pub colors: [Color; 2],
     /// Run on this machine with `HOIST_COLOR` set: sends traffic there.
     pub switch_local: Vec<String>,
+    /// `live`: the colour that takes traffic before hoist ever switched it
+    /// (the journals, once they record a switch, win).
+    pub live: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -115,7 +115,36 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
         }
     };
 
+    // Keys a blue-green deploy has no use for are refused, never ignored.
+    let rolling_only: Vec<&str> = file
+        .strategy
+        .as_ref()
+        .map(|s| {
+            [
+                ("canary", s.canary.is_some()),
+                ("canary_pause", s.canary_pause.is_some()),
+                ("max_failures", s.max_failures.is_some()),
+                ("max_unreachable", s.max_unreachable.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(key, set)| set.then_some(key))
+            .collect()
+        })
+        .unwrap_or_default();
     let strategy = file.strategy.map(strategy).unwrap_or_default();
+    if strategy.kind == StrategyKind::BlueGreen
+        && let Some(first) = rolling_only.first()
+    {
+        return Err(doc.error(
+            &["strategy", *first],
+            format!(
+                "{} {} not apply to kind = \"blue-green\": there is no canary and no question (the whole idle colour must pass its health check before it takes traffic), and no host of it may fail or be skipped; remove {}",
+                rolling_only.join(", "),
+                if rolling_only.len() == 1 { "does" } else { "do" },
+                if rolling_only.len() == 1 { "it" } else { "them" }
+            ),
+        ));
+    }
     let blue_green = blue_green(strategy.kind, file.blue_green, &resolved.groups, &doc)?;
     Ok(Config {
         blue_green,
@@ -217,6 +246,23 @@ fn directory_of(path: &Path) -> Result<PathBuf, ConfigError> {
         .map_or_else(|| PathBuf::from("/"), Path::to_path_buf))
 }
 
+/// A version label goes into journals, hook variables and file names: it
+/// may hold only safe characters.
+pub fn check_version(version: &str) -> Result<(), String> {
+    let safe = !version.is_empty()
+        && !version.starts_with(['-', '.'])
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '+' | '-'));
+    if safe {
+        Ok(())
+    } else {
+        Err(format!(
+            "{version:?}: a version may hold only letters, digits, '_', '.', '+' and '-', and not start with '-' or '.'"
+        ))
+    }
+}
+
 fn artifact(raw: RawArtifact, doc: &Doc, base_dir: &Path) -> Result<ArtifactSpec, ConfigError> {
     let pull = match (&raw.path, raw.url, raw.sha256) {
         (Some(_), Some(_), _) => {
@@ -246,19 +292,7 @@ fn artifact(raw: RawArtifact, doc: &Doc, base_dir: &Path) -> Result<ArtifactSpec
         (None, Some(url), sha256) => Some(pull(url, sha256, doc)?),
     };
     if let Some(version) = &raw.version {
-        let safe = !version.is_empty()
-            && !version.starts_with(['-', '.'])
-            && version
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '+' | '-'));
-        if !safe {
-            return Err(doc.error(
-                &["artifact", "version"],
-                format!(
-                    "{version:?}: a version may hold only letters, digits, '_', '.', '+' and '-', and not start with '-' or '.'"
-                ),
-            ));
-        }
+        check_version(version).map_err(|e| doc.error(&["artifact", "version"], e))?;
     }
     Ok(ArtifactSpec {
         path: raw.path.map(|p| base_dir.join(p)).unwrap_or_default(),
@@ -463,10 +497,23 @@ fn blue_green(
                 .join(", ")
         )));
     }
+    let live = raw.live.map(|n| n.0);
+    if let Some(live) = &live
+        && !names.contains(live)
+    {
+        return Err(doc.error(
+            &["blue_green", "live"],
+            format!(
+                "{live:?} is not one of colors ({:?} or {:?})",
+                names[0], names[1]
+            ),
+        ));
+    }
     let [first, second]: [Color; 2] = colors.try_into().expect("two colours");
     Ok(Some(BlueGreen {
         colors: [first, second],
         switch_local: raw.switch_local.map(|c| c.0).unwrap_or_default(),
+        live,
     }))
 }
 

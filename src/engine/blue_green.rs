@@ -49,7 +49,9 @@ impl Sides {
                 ),
             );
         }
-        let (live, idle) = policy::sides(live.color.as_deref(), &bg.colors)?;
+        // Before any switch is recorded, `[blue_green] live` says which colour takes traffic.
+        let named = live.color.as_deref().or(bg.live.as_deref());
+        let (live, idle) = policy::sides(named, &bg.colors)?;
         Ok(Sides { live, idle })
     }
 }
@@ -173,22 +175,77 @@ pub(crate) async fn deploy(
         let nodes = targets.into_iter().chain(others).collect();
         (exit, outcomes, nodes)
     };
-    if exit != Exit::Ok {
+    // Before the traffic switch an interrupt starts nothing new: the idle
+    // colour goes back to what it had, so a later rollback finds it there.
+    let interrupted = ctx.cancel.is_cancelled();
+    if exit != Exit::Ok || interrupted {
         if let Some(live) = live {
             ctx.message(Level::Info, None, format!("traffic stays on {live}"));
         }
+        if !interrupted {
+            return finish(exit, outcomes, targets, others);
+        }
+        let switched: Vec<usize> = (0..targets.len())
+            .filter(|&i| outcomes[i].release.as_deref() == Some(id.as_str()))
+            .collect();
+        let back = if switched.is_empty() {
+            true
+        } else {
+            go_back(
+                ctx,
+                &targets,
+                &mut outcomes,
+                &switched,
+                id,
+                format!(
+                    "interrupted before the traffic switch; {} goes back to what it had",
+                    idle.name
+                ),
+            )
+            .await
+        };
+        let exit = if back {
+            ctx.message(
+                Level::Info,
+                None,
+                format!(
+                    "`hoist deploy` again deploys this artifact to {} anew",
+                    idle.name
+                ),
+            );
+            Exit::Interrupted
+        } else {
+            Exit::Failed
+        };
         return finish(exit, outcomes, targets, others);
     }
 
+    // Once switch_local starts, it completes and the probe runs, whatever
+    // comes meanwhile: neither is cut by Ctrl-C.
     let switched = switch_traffic(ctx, bg, &idle.name, live, Some(id), "the deploy's switch").await;
     let probed = match switched {
         Ok(()) => probe_again(ctx, &targets, id, artifact).await,
         Err(e) => Err(format!("switch_local failed: {e}")),
     };
+    let interrupted = ctx.cancel.is_cancelled();
     let Err(reason) = probed else {
         let all: Vec<&Node> = targets.iter().chain(&others).collect();
         let recorded = record_traffic(ctx, &all, &idle.name, live, Some(id)).await;
-        let exit = if recorded { Exit::Ok } else { Exit::Failed };
+        let exit = match (recorded, interrupted) {
+            (false, _) => Exit::Failed,
+            (true, true) => {
+                ctx.message(
+                    Level::Warn,
+                    None,
+                    format!(
+                        "interrupted after the traffic switch, which completed: {} is live on {id} and passed its probe",
+                        idle.name
+                    ),
+                );
+                Exit::Interrupted
+            }
+            (true, false) => Exit::Ok,
+        };
         return finish(exit, outcomes, targets, others);
     };
 
@@ -196,12 +253,14 @@ pub(crate) async fn deploy(
     let mut back = true;
     match live {
         Some(live) => {
+            // The live colour runs what it ran: the release traffic goes back to.
+            let release = others.iter().find_map(|n| n.probe.current.clone());
             if let Err(e) = switch_traffic(
                 ctx,
                 bg,
                 live,
                 Some(&idle.name),
-                None,
+                release.as_ref(),
                 "switching back after the failed probe",
             )
             .await
@@ -226,20 +285,51 @@ pub(crate) async fn deploy(
             back = false;
         }
     }
+    let all: Vec<usize> = (0..targets.len()).collect();
+    back &= go_back(ctx, &targets, &mut outcomes, &all, id, reason).await;
+    let exit = if back { Exit::RolledBack } else { Exit::Failed };
+    finish(exit, outcomes, targets, others)
+}
+
+/// The hosts `which` of the idle colour go back to the release they had;
+/// their outcomes say so. Returns whether all of them made it.
+async fn go_back(
+    ctx: &Context,
+    targets: &[Node],
+    outcomes: &mut [HostOutcome],
+    which: &[usize],
+    id: &ReleaseId,
+    reason: String,
+) -> bool {
     ctx.emit(Event::RollbackStarted {
-        hosts: targets.iter().map(|n| n.name().to_string()).collect(),
+        hosts: which
+            .iter()
+            .map(|&i| targets[i].name().to_string())
+            .collect(),
         reason,
     });
-    let results = join_all(targets.iter().map(|node| async move {
+    let results = join_all(which.iter().map(|&i| async move {
+        let node = &targets[i];
         let _permit = ctx.parallel.acquire().await.expect("semaphore open");
         let started = Instant::now();
         let result = switch_back(ctx, node, node.probe.current.as_ref(), id).await;
         (result, started.elapsed())
     }))
     .await;
-    for (outcome, (node, (result, elapsed))) in outcomes.iter_mut().zip(targets.iter().zip(results))
-    {
+    let mut all_back = true;
+    for (&i, (result, elapsed)) in which.iter().zip(results) {
+        let node = &targets[i];
+        let outcome = &mut outcomes[i];
         *outcome = match result {
+            // A host that failed keeps its failure, marked as put back.
+            Ok(()) if outcome.result == HostResult::Failed => HostOutcome {
+                result: HostResult::RolledBack,
+                release: node.current(),
+                elapsed: outcome.elapsed + elapsed,
+                phase: outcome.phase,
+                failure: outcome.failure.take(),
+                ..HostOutcome::ok(node.name(), None, elapsed)
+            },
             Ok(()) => {
                 let mut o =
                     HostOutcome::ok(node.name(), node.current(), elapsed).with_note("rolled back");
@@ -247,19 +337,23 @@ pub(crate) async fn deploy(
                 o
             }
             Err(failed) => {
-                back = false;
+                all_back = false;
+                // Past the switch back, the host is on the release it had.
+                let release = match failed.phase {
+                    Phase::Rollback => Some(id.to_string()),
+                    _ => node.current(),
+                };
                 HostOutcome::failed(
                     node.name(),
                     Failure::Rollback(Box::new(failed.failure)).at(Phase::Rollback),
-                    Some(id.to_string()),
+                    release,
                     elapsed,
                 )
             }
         };
         ctx.report(outcome);
     }
-    let exit = if back { Exit::RolledBack } else { Exit::Failed };
-    finish(exit, outcomes, targets, others)
+    all_back
 }
 
 /// The probe after the switch: the health check of every host of the new

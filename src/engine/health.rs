@@ -1,8 +1,6 @@
 //! Health checks, after a switch and after a rollback: a command on the host,
 //! or an HTTP probe sent from hoist through the host's own connection.
 
-use std::time::Duration;
-
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -20,7 +18,9 @@ pub async fn check(
     env: &[(String, String)],
 ) -> Result<(), Failure> {
     ctx.phase(node.name(), Phase::Health);
-    sleep_or_cancel(ctx, health.grace).await?;
+    // Never cut by Ctrl-C: a host whose check started is in flight, and its
+    // check finishes (a second Ctrl-C abandons the cleanup).
+    tokio::time::sleep(health.grace).await;
     // Like Docker's HEALTHCHECK: `retries` probes in all, the first after `grace`.
     let attempts = health.retries.max(1);
     let mut last = (String::new(), Vec::new());
@@ -30,7 +30,7 @@ pub async fn check(
             Err(reason) => last = reason,
         }
         if attempt < attempts {
-            sleep_or_cancel(ctx, health.interval).await?;
+            tokio::time::sleep(health.interval).await;
         }
     }
     Err(Failure::Health {
@@ -59,16 +59,6 @@ pub async fn probe_once(
             ),
             Vec::new(),
         )),
-    }
-}
-
-async fn sleep_or_cancel(ctx: &Context, d: Duration) -> Result<(), Failure> {
-    if d.is_zero() {
-        return Ok(());
-    }
-    tokio::select! {
-        _ = tokio::time::sleep(d) => Ok(()),
-        _ = ctx.cancel.cancelled() => Err(Failure::Interrupted),
     }
 }
 

@@ -224,11 +224,13 @@ pub(crate) async fn rollout(
             if let Some(once) = once {
                 once.tell_the_others(ctx, nodes).await;
             }
-            let wave_failed = wave
-                .hosts
-                .iter()
-                .filter(|&&i| runs[i].lock().unwrap().outcome.result == HostResult::Failed)
-                .count();
+            let count = |result: HostResult| {
+                wave.hosts
+                    .iter()
+                    .filter(|&&i| runs[i].lock().unwrap().outcome.result == result)
+                    .count()
+            };
+            let (wave_ok, wave_failed) = (count(HostResult::Ok), count(HostResult::Failed));
             let after = batch_hook(
                 ctx,
                 "after_batch_local",
@@ -240,8 +242,11 @@ pub(crate) async fn rollout(
             }
             ctx.emit(Event::WaveDone {
                 wave: w + 1,
-                ok: wave.hosts.len() - wave_failed,
+                ok: wave_ok,
                 failed: wave_failed,
+                // Never started: stopped by an interrupt or the halt.
+                skipped: wave.hosts.len() - wave_ok - wave_failed,
+                interrupted: ctx.cancel.is_cancelled(),
             });
             if let Some(once) = once.filter(|o| o.failed()) {
                 stop(format!(
@@ -298,10 +303,15 @@ pub(crate) async fn rollout(
     let interrupted = ctx.cancel.is_cancelled();
     let verdict = policy::verdict(&states, halted.is_some(), interrupted, strategy.on_failure);
     if interrupted {
+        // A blue-green deploy says what comes next itself (its idle colour goes back).
+        let next = match ctx.config.blue_green {
+            Some(_) => "",
+            None => "; `hoist deploy --resume` carries this deploy on with the same release",
+        };
         ctx.message(
             Level::Warn,
             None,
-            "interrupted: no new host was started; every host is on a whole release",
+            format!("interrupted: no new host was started; every host is on a whole release{next}"),
         );
     } else if let Some(reason) = &halted {
         ctx.message(Level::Error, None, format!("rollout stopped: {reason}"));

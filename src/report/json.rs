@@ -19,6 +19,9 @@ pub struct Json {
 
 struct State {
     out: Box<dyn Write + Send>,
+    /// Lines held back until `run_started` (or the summary) is written:
+    /// `Some` while a command that starts a run has not said so yet.
+    held: Option<Vec<String>>,
     uploads: HashMap<String, DateTime<FixedOffset>>,
     /// The summary is the last line, always: nothing is written after it.
     summary_sent: bool,
@@ -30,10 +33,22 @@ impl Json {
             clock,
             state: Mutex::new(State {
                 out,
+                held: None,
                 uploads: HashMap::new(),
                 summary_sent: false,
             }),
         }
+    }
+}
+
+impl Json {
+    /// For a command that starts a run (deploy, rollback, …): what comes
+    /// before its `run_started` (reaching the hosts, a lock wait) is
+    /// written after it, so that `run_started` is the first line; each
+    /// line keeps its own time.
+    pub fn run_first(self) -> Self {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).held = Some(Vec::new());
+        self
     }
 }
 
@@ -73,6 +88,20 @@ impl Reporter for Json {
         }
         let mut text = line(event, now);
         text.push('\n');
+        let opens = matches!(event, Event::RunStarted { .. } | Event::Summary(_));
+        if let Some(held) = &mut st.held {
+            if !opens {
+                held.push(text);
+                return;
+            }
+            let held = held.concat();
+            st.held = None;
+            // run_started goes first; the summary always last.
+            text = match event {
+                Event::Summary(_) => held + &text,
+                _ => text + &held,
+            };
+        }
         // A reader that went away must not stop the deploy.
         let _ = st.out.write_all(text.as_bytes());
         let _ = st.out.flush();

@@ -248,6 +248,12 @@ pub enum Event {
         wave: usize,
         ok: usize,
         failed: usize,
+        /// Hosts of the wave that were never started (an interrupt, a halt).
+        #[serde(skip_serializing_if = "is_zero")]
+        skipped: usize,
+        /// Ctrl-C or SIGTERM came during the wave.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        interrupted: bool,
     },
     /// What `[diagnose]` found on a host that failed after its switch,
     /// before it was rolled back (or, from `status --last-failure`, kept).
@@ -287,6 +293,31 @@ pub enum Event {
     #[serde(serialize_with = "serialize_row")]
     Row(Row),
     Summary(Summary),
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// `wave 3/4 done: 2 ok, 0 failed`, or what stopped it and how many of
+/// its hosts were never started.
+pub fn wave_done_text(
+    wave: &str,
+    ok: usize,
+    failed: usize,
+    skipped: usize,
+    interrupted: bool,
+) -> String {
+    let how = match (interrupted, skipped) {
+        (true, _) => "interrupted",
+        (false, 0) => "done",
+        (false, _) => "stopped",
+    };
+    let mut text = format!("wave {wave} {how}: {ok} ok, {failed} failed");
+    if skipped > 0 {
+        text.push_str(&format!(", {skipped} not started"));
+    }
+    text
 }
 
 fn serialize_row<S: serde::Serializer>(row: &Row, s: S) -> Result<S::Ok, S::Error> {

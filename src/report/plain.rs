@@ -313,8 +313,20 @@ impl Plain {
                 }
                 lines
             }
-            Event::WaveDone { wave, ok, failed } => {
-                let text = format!("wave {wave}/{} done: {ok} ok, {failed} failed", st.waves);
+            Event::WaveDone {
+                wave,
+                ok,
+                failed,
+                skipped,
+                interrupted,
+            } => {
+                let text = super::wave_done_text(
+                    &format!("{wave}/{}", st.waves),
+                    *ok,
+                    *failed,
+                    *skipped,
+                    *interrupted,
+                );
                 vec![self.line(st, now, None, &text)]
             }
             Event::RollbackStarted { hosts, reason } => {

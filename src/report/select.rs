@@ -44,6 +44,8 @@ pub struct ReportOptions {
     pub verbose: bool,
     /// Every event, at full verbosity, is appended here as a plain line.
     pub log_file: Option<PathBuf>,
+    /// The command starts a run (`run_started`), which NDJSON writes first.
+    pub starts_a_run: bool,
 }
 
 impl ReportOptions {
@@ -73,7 +75,14 @@ pub fn reporter(opts: &ReportOptions) -> Arc<dyn Reporter> {
             tables: false,
         };
         Arc::new(Tee {
-            main: Arc::new(Json::new(Box::new(std::io::stdout()), clock.clone())),
+            main: Arc::new({
+                let json = Json::new(Box::new(std::io::stdout()), clock.clone());
+                if opts.starts_a_run {
+                    json.run_first()
+                } else {
+                    json
+                }
+            }),
             copy: Arc::new(Plain::new(
                 Box::new(std::io::stderr()),
                 human,

@@ -228,7 +228,7 @@ pub fn exit_meaning(code: i32) -> &'static str {
         3 => "preflight failed; nothing was changed",
         4 => "the fleet is locked by someone else",
         5 => "failed; every host it touched is back on the previous release",
-        130 => "interrupted; hosts were left on a consistent release",
+        130 => "interrupted; no host was left half-switched and the lock was freed",
         _ => "failed",
     }
 }

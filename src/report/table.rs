@@ -326,6 +326,14 @@ fn counts_line(summary: &Summary) -> String {
     .collect();
     let total =
         summary.ok + summary.failed + summary.rolled_back + summary.skipped + summary.unreachable;
+    if counts.is_empty() && summary.exit_code != 0 {
+        // Stopped before any host had a result: not "done".
+        return format!(
+            "{}: ended after {}",
+            summary.command,
+            duration_ms(summary.elapsed_ms)
+        );
+    }
     if counts.is_empty() {
         // Read-only commands report through their table, not per-host results.
         return format!(

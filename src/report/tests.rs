@@ -141,6 +141,8 @@ fn deploy_with_one_failure() -> Vec<(i64, Event)> {
                 wave: 1,
                 ok: 1,
                 failed: 0,
+                skipped: 0,
+                interrupted: false,
             },
         ),
         (
@@ -192,6 +194,8 @@ fn deploy_with_one_failure() -> Vec<(i64, Event)> {
                 wave: 2,
                 ok: 0,
                 failed: 1,
+                skipped: 0,
+                interrupted: false,
             },
         ),
         (

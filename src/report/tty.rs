@@ -504,11 +504,18 @@ impl Tty {
                 }
                 self.above(st, &lines);
             }
-            Event::WaveDone { wave, ok, failed } => {
+            Event::WaveDone {
+                wave,
+                ok,
+                failed,
+                skipped,
+                interrupted,
+            } => {
                 if self.quiet {
                     return;
                 }
-                let text = format!("wave {wave} done: {ok} ok, {failed} failed");
+                let text =
+                    super::wave_done_text(&wave.to_string(), *ok, *failed, *skipped, *interrupted);
                 self.above(st, &[paint.dim(&text)]);
             }
             Event::RollbackStarted { hosts, reason } => {

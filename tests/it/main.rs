@@ -3,6 +3,7 @@
 mod support;
 
 mod blue_green;
+mod blue_green_interrupts;
 mod both_transports;
 mod canary;
 mod cli;
@@ -12,7 +13,9 @@ mod deploy_ssh;
 mod faults;
 mod fleets;
 mod install;
+mod labels_and_paths;
 mod large_fleets;
+mod misleading_output;
 mod real_apps;
 mod rollout_ssh;
 mod ssh_transport;
