@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use crate::config::Color;
 use crate::engine::fleet::{self, Node};
 use crate::engine::preflight::Problem;
-use crate::engine::{Context, diagnose, policy};
+use crate::engine::{Context, blue_green, diagnose, policy};
 use crate::exit::Exit;
 use crate::journal::Journal;
 use crate::release::ReleaseId;
@@ -36,42 +36,38 @@ fn majority(nodes: &[Node]) -> Option<ReleaseId> {
 
 /// Blue-green: which colour is live by the journals, said in words.
 fn live_line(nodes: &[Node], colors: &[Color; 2]) -> (Option<String>, String) {
-    let records: Vec<Option<(&str, &str)>> = nodes
-        .iter()
-        .map(|n| {
-            n.journal
-                .traffic()
-                .and_then(|e| Some((e.color.as_deref()?, e.ts.as_str())))
-        })
-        .collect();
-    let live = policy::live_color(&records);
-    let Some(color) = live.color else {
-        return (
-            None,
-            format!(
-                "no colour is live yet: the first deploy goes to {} and makes it live",
-                colors[0].name
-            ),
-        );
+    let records = blue_green::traffic_records(nodes);
+    let now = chrono::Utc::now();
+    let color = match policy::live_color(&records) {
+        policy::Live::Unknown => {
+            return (
+                None,
+                format!(
+                    "no colour is live yet: the first deploy goes to {} and makes it live",
+                    colors[0].name
+                ),
+            );
+        }
+        policy::Live::Disagree => {
+            let said: Vec<String> = records.iter().map(|r| r.describe(now)).collect();
+            return (
+                None,
+                format!(
+                    "live colour unknown: the journals disagree ({}); deploy and rollback stop until told which is live with --live {} or --live {}",
+                    said.join(", "),
+                    colors[0].name,
+                    colors[1].name
+                ),
+            );
+        }
+        policy::Live::Agreed(color) => color,
     };
     let idle = colors
         .iter()
         .find(|c| c.name != color)
         .map(|c| c.name.clone())
         .unwrap_or_default();
-    let text = if live.disagree {
-        let said: Vec<String> = nodes
-            .iter()
-            .zip(&records)
-            .map(|(n, r)| format!("{} says {}", n.name(), r.map_or("nothing", |(c, _)| c)))
-            .collect();
-        format!(
-            "live colour: {color} by the latest record, but the journals disagree ({}); the next deploy or rollback records it on every host",
-            said.join(", ")
-        )
-    } else {
-        format!("live colour: {color} ({idle} is idle)")
-    };
+    let text = format!("live colour: {color} ({idle} is idle)");
     (Some(color), text)
 }
 
