@@ -75,6 +75,14 @@ fn lock_wait(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("{e}; write it like 30s, 5m or 1h"))
 }
 
+/// `--live COLOR`, for the commands that read which blue-green colour is live.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LiveColor {
+    /// Blue-green: the colour that is live now, when the hosts' journals disagree on it (they then stop the run)
+    #[arg(long = "live", value_name = "COLOR")]
+    pub live: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorWhen {
     Auto,
@@ -120,6 +128,8 @@ pub enum Command {
         version_label: Option<String>,
         #[command(flatten)]
         wait: LockWait,
+        #[command(flatten)]
+        live: LiveColor,
     },
     /// Switch every selected host back to the previous release of the fleet
     #[command(
@@ -131,6 +141,8 @@ pub enum Command {
         to: Option<String>,
         #[command(flatten)]
         wait: LockWait,
+        #[command(flatten)]
+        live: LiveColor,
     },
     /// Carry the release waiting after `deploy --until canary` on to the rest of the fleet
     #[command(

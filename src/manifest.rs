@@ -312,6 +312,26 @@ impl Manifest {
         self
     }
 
+    /// The most bytes a host's manifest of a release is read up to, for
+    /// an artifact with this manifest: four times this one's text (at
+    /// most, each line as long as it can be written), and a megabyte more,
+    /// so a release that has shrunk since still gets its delta. A longer
+    /// one is refused unread: a host decides what it sends.
+    pub fn read_limit(&self) -> u64 {
+        let text: u64 = self
+            .entries
+            .iter()
+            .map(|(path, kind)| {
+                let target = match kind {
+                    Kind::Link { target } => target.len(),
+                    _ => 0,
+                };
+                2 * (path.len() + target) as u64 + 96
+            })
+            .sum();
+        4 * (HEADER.len() as u64 + 1 + text) + (1 << 20)
+    }
+
     /// sha256 of [`Manifest::encode`]: what a host compares its own listing with.
     pub fn sha256(&self) -> String {
         hex::encode(Sha256::digest(self.encode()))
@@ -516,6 +536,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(unzipped, text);
+    }
+
+    #[test]
+    fn a_hosts_manifest_is_read_up_to_a_multiple_of_the_artifacts_own() {
+        let mut m = Manifest::default();
+        for i in 0..1000 {
+            m.entries.insert(
+                format!("dir/file-{i}\twith a tab").into_bytes(),
+                Kind::File {
+                    mode: 0o644,
+                    size: u64::MAX,
+                    sha256: "a".repeat(64),
+                },
+            );
+        }
+        let own = m.encode().len() as u64;
+        assert!(m.read_limit() >= 4 * own + (1 << 20), "{}", m.read_limit());
+        assert!(m.read_limit() <= 8 * own + (1 << 20), "{}", m.read_limit());
+        assert_eq!(Manifest::default().read_limit(), 4 * 17 + (1 << 20));
     }
 
     #[test]

@@ -3,6 +3,10 @@
 
 use chrono::{DateTime, Utc};
 
+/// How far after this machine's clock a held release may be dated and
+/// still set the next id: a day covers any clock that is merely off.
+pub const AHEAD: chrono::Duration = chrono::Duration::days(1);
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ReleaseId(String);
 
@@ -31,6 +35,10 @@ impl ReleaseId {
     /// second after the newest held release when that is later (two deploys
     /// within one second, or a clock behind the fleet's). Ids then always
     /// follow the order of deploys, which rollback and pruning rely on.
+    /// Held ids dated more than [`AHEAD`] after `now` do not count (one
+    /// host's forged or mistyped name must not date every later release;
+    /// the caller warns, see [`ReleaseId::is_far_ahead`]), and the id
+    /// returned always parses back.
     pub fn next<'a>(
         now: DateTime<Utc>,
         sha256_hex: &str,
@@ -39,12 +47,26 @@ impl ReleaseId {
         use chrono::SubsecRound;
         // Ids hold whole seconds: compare in whole seconds.
         let now = now.trunc_subsecs(0);
-        let newest = held.into_iter().filter_map(ReleaseId::time).max();
+        let newest = held
+            .into_iter()
+            .filter(|id| !id.is_far_ahead(now))
+            .filter_map(ReleaseId::time)
+            .max();
         let at = match newest {
             Some(t) if t >= now => t + chrono::Duration::seconds(1),
             _ => now,
         };
-        ReleaseId::new(at, sha256_hex)
+        let id = ReleaseId::new(at, sha256_hex);
+        match ReleaseId::parse(id.as_str()) {
+            Some(id) => id,
+            None => ReleaseId::new(now, sha256_hex),
+        }
+    }
+
+    /// Dated more than [`AHEAD`] after `now`: no deploy made it with a
+    /// sane clock, so it does not set the next release's id.
+    pub fn is_far_ahead(&self, now: DateTime<Utc>) -> bool {
+        self.time().is_some_and(|t| t > now + AHEAD)
     }
 
     /// When the release was made, from its stamp.
@@ -121,6 +143,30 @@ mod tests {
             "20260102T000000Z-aaaaaaaa"
         );
         assert_eq!(same_second.time(), Some(now));
+    }
+
+    #[test]
+    fn a_held_id_far_in_the_future_does_not_date_the_next_one() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 2, 0, 0, 0).unwrap();
+        let forged = ReleaseId::parse("99991231T235959Z-deadbeef").unwrap();
+        assert!(forged.is_far_ahead(now));
+        let next = ReleaseId::next(now, "aaaaaaaa", [&forged]);
+        assert_eq!(next.as_str(), "20260102T000000Z-aaaaaaaa");
+        // Within a day ahead still counts: a clock that is merely off.
+        let soon = ReleaseId::new(now + chrono::Duration::hours(20), "bbbbbbbb");
+        assert!(!soon.is_far_ahead(now));
+        let next = ReleaseId::next(now, "aaaaaaaa", [&forged, &soon]);
+        assert_eq!(next.as_str(), "20260102T200001Z-aaaaaaaa");
+    }
+
+    #[test]
+    fn a_new_id_always_parses_back() {
+        // The last second an id can hold: one more would be year 10000.
+        let end = Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap();
+        let held = ReleaseId::new(end, "deadbeef");
+        let next = ReleaseId::next(end, "aaaaaaaa", [&held]);
+        assert_eq!(ReleaseId::parse(next.as_str()), Some(next.clone()));
+        assert_eq!(next.as_str(), "99991231T235959Z-aaaaaaaa");
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub(crate) struct DeployOptions {
     pub resume: bool,
     /// `--until canary`: stop after the canary wave; the release waits for promotion.
     pub until_canary: bool,
+    /// Blue-green, `--live`: the colour the user says is live.
+    pub live: Option<String>,
 }
 
 /// The artifact of the file, prepared (hashed, packed); on failure the
@@ -137,6 +139,9 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
             ctx.message(Level::Error, None, e);
             return ctx.finish("deploy", Exit::Usage, None, &[]);
         }
+    } else if opts.live.is_some() {
+        ctx.message(Level::Error, None, super::LIVE_WITHOUT_BLUE_GREEN);
+        return ctx.finish("deploy", Exit::Usage, None, &[]);
     }
     let has_canary_pause = ctx.config.blue_green.is_none()
         && canary > 0
@@ -177,7 +182,7 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         return fleet::stop_untouched(ctx, "deploy", Exit::Usage, None, &nodes, unreached).await;
     }
     let sides = match &ctx.config.blue_green {
-        Some(bg) => match blue_green::Sides::read(ctx, bg, &nodes) {
+        Some(bg) => match blue_green::Sides::read(ctx, bg, &nodes, opts.live.as_deref()) {
             Ok(sides) => Some(sides),
             Err(e) => {
                 fleet::report_all(ctx, &unreached);
@@ -206,13 +211,7 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
             }
         }
     } else {
-        let held = nodes.iter().flat_map(|n| {
-            n.probe
-                .releases
-                .iter()
-                .map(|(r, _)| r)
-                .chain(&n.probe.current)
-        });
+        let held = nodes.iter().flat_map(held_ids);
         ReleaseId::next(chrono::Utc::now(), &artifact.content_sha, held)
     };
     ctx.emit(Event::RunStarted {
@@ -224,6 +223,9 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
     });
     // After the header, so that plain output starts with the run's line.
     fleet::report_all(ctx, &unreached);
+    if !opts.resume {
+        warn_far_ahead(ctx, &nodes, chrono::Utc::now());
+    }
     let release = Some(id.to_string());
 
     let became = match sudo::preflight(ctx, &nodes).await {
@@ -302,6 +304,36 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
     let order = |o: &HostOutcome| ctx.hosts.iter().position(|h| h.name == o.host);
     outcomes.sort_by_key(order);
     ctx.finish("deploy", exit, release, &outcomes)
+}
+
+/// The release ids a host holds: its releases and `current`.
+fn held_ids(node: &Node) -> impl Iterator<Item = &ReleaseId> {
+    let releases = node.probe.releases.iter().map(|(r, _)| r);
+    releases.chain(&node.probe.current)
+}
+
+/// Says which host holds a release dated far after this machine's clock,
+/// which the new release's id does not follow (see [`ReleaseId::next`]).
+fn warn_far_ahead(ctx: &Context, nodes: &[Node], now: chrono::DateTime<chrono::Utc>) {
+    for node in nodes {
+        let mut ahead: Vec<&str> = held_ids(node)
+            .filter(|id| id.is_far_ahead(now))
+            .map(ReleaseId::as_str)
+            .collect();
+        ahead.dedup();
+        if ahead.is_empty() {
+            continue;
+        }
+        ctx.message(
+            Level::Warn,
+            Some(node.name()),
+            format!(
+                "it holds {}, dated more than a day after this machine's clock ({}): ignored for the new release's id; if this machine's clock is behind, set it right",
+                ahead.join(", "),
+                now.format("%Y-%m-%dT%H:%M:%SZ")
+            ),
+        );
+    }
 }
 
 /// The hosts preflight could not reach or read, against `max_unreachable`.

@@ -32,6 +32,10 @@ use crate::interrupt::{self, Tracker};
 use crate::report::{self, ColorChoice, Event, Level, ReportOptions, Reporter};
 use crate::transport::ssh::SshContext;
 
+/// `--live` outside blue-green: there is no colour to name.
+const LIVE_WITHOUT_BLUE_GREEN: &str =
+    "--live names the live blue-green colour, and this file has no [blue_green]";
+
 /// Runs one command line to its exit.
 pub(crate) fn execute(cli: Cli) -> Exit {
     match &cli.command {
@@ -102,14 +106,22 @@ pub(crate) fn execute(cli: Cli) -> Exit {
 async fn dispatch(command: &Command, ctx: &Context) -> Exit {
     match command {
         Command::Check => check::run(ctx).await,
-        Command::Deploy { resume, until, .. } => {
+        Command::Deploy {
+            resume,
+            until,
+            live,
+            ..
+        } => {
             let opts = deploy::DeployOptions {
                 resume: *resume,
                 until_canary: until.is_some(),
+                live: live.live.clone(),
             };
             deploy::run(ctx, opts).await
         }
-        Command::Rollback { to, .. } => rollback::run(ctx, to.as_deref()).await,
+        Command::Rollback { to, live, .. } => {
+            rollback::run(ctx, to.as_deref(), live.live.as_deref()).await
+        }
         Command::Promote { .. } => promote::promote(ctx).await,
         Command::Abort { .. } => promote::abort(ctx).await,
         Command::Status { last_failure } => status::run(ctx, *last_failure).await,

@@ -31,7 +31,7 @@ fn targets(nodes: &[Node], to: Option<&ReleaseId>) -> Vec<Result<ReleaseId, Refu
         .collect()
 }
 
-pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
+pub(crate) async fn run(ctx: &Context, to: Option<&str>, live: Option<&str>) -> Exit {
     let to = match to.map(|t| ReleaseId::parse(t).ok_or(t)) {
         Some(Err(bad)) => {
             ctx.message(
@@ -50,6 +50,9 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
             ctx.message(Level::Error, None, e);
             return ctx.finish("rollback", Exit::Usage, None, &[]);
         }
+    } else if live.is_some() {
+        ctx.message(Level::Error, None, super::LIVE_WITHOUT_BLUE_GREEN);
+        return ctx.finish("rollback", Exit::Usage, None, &[]);
     }
     let since = Instant::now();
     let (mut nodes, unreached) = fleet::reach(ctx).await;
@@ -78,7 +81,7 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>) -> Exit {
         return fleet::stop_untouched(ctx, "rollback", exit, None, &nodes, failed).await;
     }
     if let Some(bg) = &ctx.config.blue_green {
-        return traffic_back(ctx, bg, nodes, unreached, to.as_ref(), since).await;
+        return traffic_back(ctx, bg, nodes, unreached, to.as_ref(), live, since).await;
     }
     // A canary waiting for promotion is undone by `abort`, which knows
     // which hosts it is; a plain rollback would find the fleet disagreeing.
@@ -229,6 +232,7 @@ async fn traffic_back(
     mut nodes: Vec<Node>,
     unreached: Vec<HostOutcome>,
     to: Option<&ReleaseId>,
+    said_live: Option<&str>,
     since: Instant,
 ) -> Exit {
     let refuse = |e: String| {
@@ -239,7 +243,7 @@ async fn traffic_back(
         return fleet::stop_untouched(ctx, "rollback", Exit::Preflight, None, &nodes, unreached)
             .await;
     }
-    let sides = match blue_green::Sides::read(ctx, bg, &nodes) {
+    let sides = match blue_green::Sides::read(ctx, bg, &nodes, said_live) {
         Ok(sides) => sides,
         Err(e) => {
             refuse(e);

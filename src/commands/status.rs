@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use crate::config::BlueGreen;
 use crate::engine::fleet::{self, Node};
 use crate::engine::preflight::Problem;
-use crate::engine::{Context, diagnose, policy};
+use crate::engine::{Context, blue_green, diagnose, policy};
 use crate::exit::Exit;
 use crate::journal::Journal;
 use crate::release::ReleaseId;
@@ -37,57 +37,53 @@ fn majority<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> Option<ReleaseId> 
 /// Blue-green: which colour is live by the journals, said in words.
 fn live_line(nodes: &[Node], bg: &BlueGreen) -> (Option<String>, String) {
     let colors = &bg.colors;
-    let records: Vec<Option<(&str, &str)>> = nodes
-        .iter()
-        .map(|n| {
-            n.journal
-                .traffic()
-                .and_then(|e| Some((e.color.as_deref()?, e.ts.as_str())))
-        })
-        .collect();
-    let live = policy::live_color(&records);
-    let Some(color) = live.color else {
-        return match &bg.live {
-            Some(named) => {
-                let other = colors
-                    .iter()
-                    .find(|c| &c.name != named)
-                    .map(|c| c.name.as_str());
-                (
-                    Some(named.clone()),
+    let records = blue_green::traffic_records(nodes);
+    let now = chrono::Utc::now();
+    let color = match policy::live_color(&records) {
+        policy::Live::Unknown => {
+            return match &bg.live {
+                Some(named) => {
+                    let other = colors
+                        .iter()
+                        .find(|c| &c.name != named)
+                        .map(|c| c.name.as_str());
+                    (
+                        Some(named.clone()),
+                        format!(
+                            "live colour: {named} by blue_green.live (no switch recorded yet): the first deploy goes to {}",
+                            other.unwrap_or_default()
+                        ),
+                    )
+                }
+                None => (
+                    None,
                     format!(
-                        "live colour: {named} by blue_green.live (no switch recorded yet): the first deploy goes to {}",
-                        other.unwrap_or_default()
+                        "no colour is live yet: the first deploy goes to {} and makes it live",
+                        colors[0].name
                     ),
-                )
-            }
-            None => (
+                ),
+            };
+        }
+        policy::Live::Disagree => {
+            let said: Vec<String> = records.iter().map(|r| r.describe(now)).collect();
+            return (
                 None,
                 format!(
-                    "no colour is live yet: the first deploy goes to {} and makes it live",
-                    colors[0].name
+                    "live colour unknown: the journals disagree ({}); deploy and rollback stop until told which is live with --live {} or --live {}",
+                    said.join(", "),
+                    colors[0].name,
+                    colors[1].name
                 ),
-            ),
-        };
+            );
+        }
+        policy::Live::Agreed(color) => color,
     };
     let idle = colors
         .iter()
         .find(|c| c.name != color)
         .map(|c| c.name.clone())
         .unwrap_or_default();
-    let text = if live.disagree {
-        let said: Vec<String> = nodes
-            .iter()
-            .zip(&records)
-            .map(|(n, r)| format!("{} says {}", n.name(), r.map_or("nothing", |(c, _)| c)))
-            .collect();
-        format!(
-            "live colour: {color} by the latest record, but the journals disagree ({}); the next deploy or rollback records it on every host",
-            said.join(", ")
-        )
-    } else {
-        format!("live colour: {color} ({idle} is idle)")
-    };
+    let text = format!("live colour: {color} ({idle} is idle)");
     (Some(color), text)
 }
 

@@ -27,33 +27,58 @@ pub(crate) struct Sides {
 }
 
 impl Sides {
-    /// Reads the live colour from the nodes' journals. A journal naming a
-    /// colour that is not configured is a usage error (the message).
-    pub(crate) fn read(ctx: &Context, bg: &BlueGreen, nodes: &[Node]) -> Result<Sides, String> {
-        let records: Vec<Option<(&str, &str)>> = nodes
-            .iter()
-            .map(|n| {
-                n.journal
-                    .traffic()
-                    .and_then(|e| Some((e.color.as_deref()?, e.ts.as_str())))
-            })
-            .collect();
-        let live = policy::live_color(&records);
-        if live.disagree {
+    /// Reads the live colour from the nodes' journals, or takes the one
+    /// the user said (`--live`). Journals that disagree, with nothing
+    /// said, or a journal naming a colour that is not configured, are a
+    /// usage error (the message). A record dated after now is warned of:
+    /// it never decides (see [`policy::live_by`]).
+    pub(crate) fn read(
+        ctx: &Context,
+        bg: &BlueGreen,
+        nodes: &[Node],
+        said: Option<&str>,
+    ) -> Result<Sides, String> {
+        let records = traffic_records(nodes);
+        let now = chrono::Utc::now();
+        for record in records.iter().filter(|r| r.is_ahead(now)) {
             ctx.message(
                 Level::Warn,
-                None,
+                Some(record.host),
                 format!(
-                    "the hosts' journals disagree on the live colour; going by the latest record ({}), which this run writes on every host",
-                    live.color.as_deref().unwrap_or("none")
+                    "its journal's live-colour record is dated after now: {}; a clock ahead or a line written by hand, it decides nothing",
+                    record.describe(now)
                 ),
             );
         }
+        if let (Some(said), policy::Live::Agreed(recorded)) = (said, policy::live_color(&records))
+            && said != recorded
+        {
+            ctx.message(
+                Level::Warn,
+                None,
+                format!("every host's journal says {recorded} is live; going by --live {said}"),
+            );
+        }
+        let live = policy::live_by(&records, said, &bg.colors, now)?;
         // Before any switch is recorded, `[blue_green] live` says which colour takes traffic.
-        let named = live.color.as_deref().or(bg.live.as_deref());
+        let named = live.as_deref().or(bg.live.as_deref());
         let (live, idle) = policy::sides(named, &bg.colors)?;
         Ok(Sides { live, idle })
     }
+}
+
+/// Each node's last `traffic` journal line.
+pub(crate) fn traffic_records(nodes: &[Node]) -> Vec<policy::TrafficRecord<'_>> {
+    nodes
+        .iter()
+        .map(|n| policy::TrafficRecord {
+            host: n.name(),
+            said: n
+                .journal
+                .traffic()
+                .and_then(|e| Some((e.color.as_deref()?, e.ts.as_str()))),
+        })
+        .collect()
 }
 
 /// Runs `switch_local` with `HOIST_COLOR` set to `color`, and says so.

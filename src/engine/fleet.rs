@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
-use super::layout::{Layout, Probe};
+use super::layout::{Layout, PROBE_MAX, Probe};
 use super::{Context, Failed, Failure, HostOutcome};
 use crate::config::{Host, HostTransport};
 use crate::exit::Exit;
@@ -55,6 +55,26 @@ impl Node {
             .await
     }
 
+    /// [`Node::must`], keeping the last `keep` bytes of each output stream.
+    pub(crate) async fn must_keeping(
+        &self,
+        what: &str,
+        script: &str,
+        keep: usize,
+    ) -> Result<Output, Failure> {
+        let timeout = self.host.command_timeout;
+        let out = self.conn.exec_keeping(script, None, timeout, keep).await?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(Failure::Command {
+                what: what.to_string(),
+                code: out.code,
+                tail: super::tail_lines(&out.stderr, &out.stdout, 10),
+            })
+        }
+    }
+
     /// [`Node::must`] within `timeout` instead of the command timeout.
     pub(crate) async fn must_within(
         &self,
@@ -75,9 +95,18 @@ impl Node {
         }
     }
 
-    /// Reads the host's state again (after changes).
+    /// Reads the host's state again (after changes). An answer over
+    /// [`PROBE_MAX`] is not read: the host fails.
     pub(crate) async fn refresh(&mut self) -> Result<(), Failure> {
-        let out = self.must("probe", &self.layout.probe(), None).await?;
+        let out = self
+            .must_keeping("probe", &self.layout.probe(), PROBE_MAX)
+            .await?;
+        if out.cut > 0 {
+            return Err(Failure::Other(format!(
+                "its state (the probe's answer) is over {} MiB, which no host's is: not read; look at .hoist/journal and .hoist/lock under deploy_to",
+                PROBE_MAX >> 20
+            )));
+        }
         self.probe = Probe::parse(&out.stdout_str()).map_err(Failure::Other)?;
         self.journal = Journal::parse(&self.probe.journal);
         Ok(())

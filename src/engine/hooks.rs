@@ -49,7 +49,16 @@ pub fn color_of(ctx: &Context, host: &str) -> Option<String> {
         .map(|c| c.name.clone())
 }
 
-fn emit_output(ctx: &Context, host: &str, stdout: &[u8], stderr: &[u8]) {
+fn emit_output(ctx: &Context, host: &str, stdout: &[u8], stderr: &[u8], cut: u64) {
+    if cut > 0 {
+        ctx.emit(Event::HostOutput {
+            host: host.to_string(),
+            stream: OutputStream::Stderr,
+            line: format!(
+                "(hoist kept the last bytes of this output: {cut} bytes before them were dropped)"
+            ),
+        });
+    }
     for (stream, bytes) in [
         (OutputStream::Stdout, stdout),
         (OutputStream::Stderr, stderr),
@@ -80,7 +89,7 @@ pub async fn run_remote(
     for hook in hooks {
         let (script, stdin) = sudo::wrap(ctx, node.layout.hook(dir, env, hook));
         let out = node.run(&script, stdin).await?;
-        emit_output(ctx, node.name(), &out.stdout, &out.stderr);
+        emit_output(ctx, node.name(), &out.stdout, &out.stderr, out.cut);
         if !out.success() {
             return Err(Failure::Command {
                 what: format!("{phase} hook `{hook}`"),
@@ -128,7 +137,7 @@ pub async fn run_local(
                 )));
             }
         };
-        emit_output(ctx, "local", &out.stdout, &out.stderr);
+        emit_output(ctx, "local", &out.stdout, &out.stderr, 0);
         if !out.status.success() {
             return Err(Failure::Command {
                 what: format!("{name} hook `{hook}`"),

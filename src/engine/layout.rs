@@ -41,6 +41,8 @@ pub const TOOLS: &[&str] = &[
     "find",
     "stat",
     "sort",
+    "cut",
+    "wc",
 ];
 
 /// Sets `HOIST_SHA` to a sha256 tool that prints `HASH  NAME` or `HASH
@@ -105,16 +107,17 @@ if [ -d "$D/releases" ]; then
     [ -d "$r" ] || continue
     id=${{r##*/}}
     case $id in *[!0-9A-Za-z-]*) continue ;; esac
-    printf 'release %s %s\n' "$id" "$(head -n 1 "$H/sums/$id" 2>/dev/null)"
+    printf 'release %s %s\n' "$id" "$(head -c 128 "$H/sums/$id" 2>/dev/null | head -n 1)"
   done
 fi
-if lock_is_file; then printf 'lock %s\n' "$(head -n 1 "$L")"
+if lock_is_file && l=$(lock_line); then printf 'lock %s\n' "$l"
 elif lock_exists; then printf 'lock-other %s\n' "$(lock_other)"; fi
 echo "journal"
-if [ -f "$H/journal" ]; then tail -n 2000 "$H/journal"; fi
+if [ -f "$H/journal" ]; then tail -n 2000 "$H/journal" | cut -b 1-{line_cut}; fi
 "#,
             head = self.head(),
             lock_fns = LOCK_FNS,
+            line_cut = JOURNAL_LINE_MAX + 1,
         )
     }
 
@@ -351,20 +354,35 @@ printf 'switched %s\n' "$(readlink "$D/current")"
 /// lock and unlock tell what is there the same way. Anything at the lock
 /// path is a lock; only a regular file (not a symlink) is a lock file, and
 /// only a lock file is read (a fifo would block `head`).
+/// A lock file's first line is read only up to 4096 bytes (hoist's are
+/// a few hundred): a longer one makes it a lock that is not hoist's.
 const LOCK_FNS: &str = r#"L="$H/lock"
 lock_exists() { [ -e "$L" ] || [ -L "$L" ]; }
 lock_is_file() { [ -f "$L" ] && [ ! -L "$L" ]; }
+lock_line() {
+  l=$(head -c 4097 "$L" | head -n 1)
+  [ $(($(printf '%s' "$l" | wc -c))) -le 4096 ] && printf '%s\n' "$l"
+}
 lock_other() {
   if [ -L "$L" ]; then printf 'a symlink to %s\n' "$(readlink "$L" | head -n 1)"
   elif [ -d "$L" ]; then echo "a directory"
   elif [ -p "$L" ]; then echo "a fifo"
   elif [ -S "$L" ]; then echo "a socket"
   elif [ -b "$L" ] || [ -c "$L" ]; then echo "a device"
+  elif [ -f "$L" ]; then echo "a file whose first line is over 4096 bytes"
   else echo "something that is not a file"; fi
 }
 tell_lock() {
-  if lock_is_file; then printf '%s\n' "$(head -n 1 "$L")"; else lock_other; echo "not-a-file"; fi
+  if lock_is_file && l=$(lock_line); then printf '%s\n' "$l"; else lock_other; echo "not-a-file"; fi
 }"#;
+
+/// The longest journal line a probe takes: hoist writes lines of a few
+/// hundred bytes, so a longer one was not written by hoist.
+pub const JOURNAL_LINE_MAX: usize = 64 * 1024;
+
+/// The most of a probe's answer kept: 2000 journal lines of a normal size
+/// take well under a megabyte.
+pub const PROBE_MAX: usize = 16 * 1024 * 1024;
 
 /// The run token in a lock line (`{"token":"…",…}`), if it is a plain word.
 fn lock_token(lock_line: &str) -> Option<String> {
@@ -658,6 +676,17 @@ impl Probe {
             }
         }
         probe.journal = lines.map(str::to_string).collect();
+        if let Some(n) = probe
+            .journal
+            .iter()
+            .position(|l| l.len() > JOURNAL_LINE_MAX)
+        {
+            let from_end = probe.journal.len() - n;
+            return Err(format!(
+                "its journal (.hoist/journal under deploy_to) has a line over {} KiB, line {from_end} from its end, which hoist never writes: not read; look at it and remove that line",
+                JOURNAL_LINE_MAX / 1024
+            ));
+        }
         probe.releases.sort();
         Ok(probe)
     }

@@ -143,12 +143,14 @@ impl Layout {
         format!("\"$H/manifests/\"{}", q(id.as_str()))
     }
 
-    /// Prints the manifest recorded for release `id`, or nothing.
-    pub fn read_manifest(&self, id: &ReleaseId) -> String {
+    /// Prints the manifest recorded for release `id`, or nothing; no more
+    /// than `most` bytes and one (which says it is longer).
+    pub fn read_manifest(&self, id: &ReleaseId, most: u64) -> String {
         format!(
-            "{head}\nM={m}\nif [ -f \"$M\" ]; then cat \"$M\"; fi",
+            "{head}\nM={m}\nif [ -f \"$M\" ]; then head -c {over} \"$M\"; fi",
             head = self.head(),
-            m = self.manifest_path(id)
+            m = self.manifest_path(id),
+            over = most + 1
         )
     }
 

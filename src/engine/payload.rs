@@ -98,19 +98,28 @@ async fn copy_unchecked(
 
 /// The manifest recorded on the host for `base`, fitted to this run's
 /// shared paths; `None`, said, when it has none or it cannot be read.
+/// One over `most` bytes fails the host, unread.
 async fn read_manifest(
     ctx: &Context,
     node: &Node,
     base: &ReleaseId,
+    most: u64,
 ) -> Result<Option<Manifest>, Failed> {
     let out = node
-        .must(
+        .must_keeping(
             "reading the manifest of the release it holds",
-            &node.layout.read_manifest(base),
-            None,
+            &node.layout.read_manifest(base, most),
+            most as usize + 1,
         )
         .await
         .map_err(|f| f.at(Phase::Upload))?;
+    if out.stdout.len() as u64 > most || out.cut > 0 {
+        return Err(Failure::Other(format!(
+            "the manifest of {base} on this host (.hoist/manifests/{base} under deploy_to) is over {} bytes, four times what this artifact's would take: not read; remove it and deploy again (the whole artifact is sent then)",
+            most
+        ))
+        .at(Phase::Upload));
+    }
     if out.stdout.is_empty() {
         ctx.message(
             Level::Info,
@@ -187,7 +196,7 @@ async fn from_held(
     let Some(new) = &artifact.manifest else {
         return Ok(FromHeld::Skipped);
     };
-    let read = || read_manifest(ctx, node, base);
+    let read = || read_manifest(ctx, node, base, new.read_limit());
     let Some(old) = artifact.held.get(node.probe.sum_of(base), read).await? else {
         return Ok(FromHeld::Skipped);
     };

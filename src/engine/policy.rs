@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use super::Failure;
 use super::preflight::Problem;
 use super::strategy::{Wave, WaveKind};
@@ -389,30 +391,91 @@ pub(crate) fn promotable(
 
 // --- blue-green ----------------------------------------------------------------
 
-/// Which colour is live, from each host's last `traffic` journal line
-/// (`(colour, time)`, or `None` for a host that has none).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) struct Live {
-    /// The colour every journal names; when they disagree, the one
-    /// recorded last. `None` when no journal names one (a first deploy).
-    pub color: Option<String>,
-    /// Not every host's journal names that colour.
-    pub disagree: bool,
+/// One host's last `traffic` journal line: the colour it names and when
+/// it was written (`None` for a host that has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TrafficRecord<'a> {
+    pub host: &'a str,
+    pub said: Option<(&'a str, &'a str)>,
 }
 
-pub(crate) fn live_color(records: &[Option<(&str, &str)>]) -> Live {
-    let latest = records
-        .iter()
-        .flatten()
-        .max_by(|a, b| a.1.cmp(b.1))
-        .map(|(c, _)| c.to_string());
-    let disagree = latest.is_some()
-        && records
-            .iter()
-            .any(|r| r.map(|(c, _)| c) != latest.as_deref());
-    Live {
-        color: latest,
-        disagree,
+impl TrafficRecord<'_> {
+    /// Written after `now` (by more than a minute of clock skew): a clock
+    /// ahead, or a forged line.
+    pub fn is_ahead(&self, now: DateTime<Utc>) -> bool {
+        self.said.is_some_and(|(_, ts)| {
+            DateTime::parse_from_rfc3339(ts)
+                .is_ok_and(|t| t.with_timezone(&Utc) > now + chrono::Duration::minutes(1))
+        })
+    }
+
+    /// "web1 says blue (2026-01-01T00:00:00Z)", or "web1 says nothing".
+    pub fn describe(&self, now: DateTime<Utc>) -> String {
+        match self.said {
+            None => format!("{} says nothing", self.host),
+            Some((color, ts)) if self.is_ahead(now) => {
+                format!("{} says {color} ({ts}, dated after now)", self.host)
+            }
+            Some((color, ts)) => format!("{} says {color} ({ts})", self.host),
+        }
+    }
+}
+
+/// Which colour is live by the hosts' journals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Live {
+    /// No journal names one (a first deploy).
+    Unknown,
+    /// Every journal names this colour.
+    Agreed(String),
+    /// The journals name different colours, or some name none: no record
+    /// wins by its date (one host's clock or forged line would decide for
+    /// the fleet); the user says which is live.
+    Disagree,
+}
+
+pub(crate) fn live_color(records: &[TrafficRecord]) -> Live {
+    let Some(first) = records.iter().find_map(|r| r.said) else {
+        return Live::Unknown;
+    };
+    if records.iter().all(|r| r.said.map(|s| s.0) == Some(first.0)) {
+        Live::Agreed(first.0.to_string())
+    } else {
+        Live::Disagree
+    }
+}
+
+/// The live colour this run goes by: what every journal says, or what the
+/// user said (`--live`), which must be one of `colors`. Journals that
+/// disagree with nobody to settle it stop the run (the message names each
+/// host's record).
+pub(crate) fn live_by(
+    records: &[TrafficRecord],
+    said: Option<&str>,
+    colors: &[Color; 2],
+    now: DateTime<Utc>,
+) -> Result<Option<String>, String> {
+    if let Some(said) = said {
+        if !colors.iter().any(|c| c.name == said) {
+            return Err(format!(
+                "--live {said:?} is not one of blue_green.colors ({}, {})",
+                colors[0].name, colors[1].name
+            ));
+        }
+        return Ok(Some(said.to_string()));
+    }
+    match live_color(records) {
+        Live::Unknown => Ok(None),
+        Live::Agreed(color) => Ok(Some(color)),
+        Live::Disagree => {
+            let said: Vec<String> = records.iter().map(|r| r.describe(now)).collect();
+            Err(format!(
+                "the hosts' journals disagree on the live colour: {}; nothing was changed. Look at the load balancer, then say which colour is live with --live {} or --live {}",
+                said.join(", "),
+                colors[0].name,
+                colors[1].name
+            ))
+        }
     }
 }
 
@@ -496,6 +559,7 @@ pub(crate) fn traffic_back(
 mod tests {
     use super::*;
     use crate::journal::Entry;
+    use chrono::TimeZone;
 
     fn id(s: &str) -> ReleaseId {
         ReleaseId::parse(s).unwrap()
@@ -857,17 +921,45 @@ mod tests {
     }
 
     #[test]
-    fn the_live_colour_is_what_the_journals_say_the_latest_when_they_disagree() {
+    fn journals_that_disagree_on_the_live_colour_stop_the_run_unless_the_user_says() {
+        let now = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
         let t1 = "2026-01-01T00:00:00Z";
-        let t2 = "2026-01-02T00:00:00Z";
-        assert_eq!(live_color(&[None, None]), Live::default());
-        let agreed = live_color(&[Some(("blue", t1)), Some(("blue", t1))]);
-        assert_eq!(agreed.color.as_deref(), Some("blue"));
-        assert!(!agreed.disagree);
-        let split = live_color(&[Some(("blue", t1)), Some(("green", t2)), None]);
-        assert_eq!(split.color.as_deref(), Some("green"));
-        assert!(split.disagree);
-        assert!(live_color(&[Some(("blue", t1)), None]).disagree);
+        let forged = "2099-01-01T00:00:00Z";
+        let rec = |host, said| TrafficRecord { host, said };
+        let none = [rec("b1", None), rec("g1", None)];
+        assert_eq!(live_color(&none), Live::Unknown);
+        assert_eq!(live_by(&none, None, &colors(), now), Ok(None));
+        let agreed = [rec("b1", Some(("blue", t1))), rec("g1", Some(("blue", t1)))];
+        assert_eq!(live_color(&agreed), Live::Agreed("blue".into()));
+        assert_eq!(
+            live_by(&agreed, None, &colors(), now),
+            Ok(Some("blue".into()))
+        );
+        // A later record, even one dated after now, does not win.
+        let split = [
+            rec("b1", Some(("blue", t1))),
+            rec("g1", Some(("green", forged))),
+            rec("g2", None),
+        ];
+        assert_eq!(live_color(&split), Live::Disagree);
+        let e = live_by(&split, None, &colors(), now).unwrap_err();
+        for said in [
+            "b1 says blue (2026-01-01T00:00:00Z)",
+            "g1 says green (2099-01-01T00:00:00Z, dated after now)",
+            "g2 says nothing",
+            "--live blue",
+        ] {
+            assert!(e.contains(said), "{e}");
+        }
+        let one_missing = [rec("b1", Some(("blue", t1))), rec("g1", None)];
+        assert_eq!(live_color(&one_missing), Live::Disagree);
+        assert_eq!(
+            live_by(&split, Some("blue"), &colors(), now),
+            Ok(Some("blue".into()))
+        );
+        let red = live_by(&split, Some("red"), &colors(), now).unwrap_err();
+        assert!(red.contains("red"), "{red}");
+        assert!(split[1].is_ahead(now) && !split[0].is_ahead(now));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio::process::Command;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-use super::{Chunk, Input, Output, Stream, Transport, TransportError};
+use super::{Chunk, Input, Output, Stream, Tail, Transport, TransportError};
 
 /// How long a stopped command has after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -37,11 +37,12 @@ impl LocalHost {
 
 #[async_trait]
 impl Transport for LocalHost {
-    async fn exec(
+    async fn exec_keeping(
         &self,
         script: &str,
         stdin: Option<Input>,
         timeout: Duration,
+        keep: usize,
     ) -> Result<Output, TransportError> {
         let mut command = Command::new("sh");
         // A host's command never sees hoist's secrets (the become password
@@ -79,22 +80,16 @@ impl Transport for LocalHost {
         let mut out = child.stdout.take().expect("piped");
         let mut err = child.stderr.take().expect("piped");
         let run = async {
-            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-            let (_, r1, r2) = tokio::join!(
-                feed,
-                out.read_to_end(&mut stdout),
-                err.read_to_end(&mut stderr)
-            );
-            r1.and(r2)
-                .map_err(|e| TransportError::Other(format!("{}: {e}", self.name)))?;
-            let status = child
-                .wait()
-                .await
-                .map_err(|e| TransportError::Other(format!("{}: {e}", self.name)))?;
+            let (_, r1, r2) =
+                tokio::join!(feed, read_tail(&mut out, keep), read_tail(&mut err, keep));
+            let error = |e| TransportError::Other(format!("{}: {e}", self.name));
+            let ((stdout, out_cut), (stderr, err_cut)) = (r1.map_err(error)?, r2.map_err(error)?);
+            let status = child.wait().await.map_err(error)?;
             Ok(Output {
                 code: status.code().map(|c| c as u32),
                 stdout,
                 stderr,
+                cut: out_cut + err_cut,
             })
         };
         match tokio::time::timeout(timeout, run).await {
@@ -167,6 +162,21 @@ impl Transport for LocalHost {
     }
 
     async fn close(&self) {}
+}
+
+/// Reads `from` to its end, keeping its last `keep` bytes (see [`Tail`]).
+async fn read_tail(
+    from: &mut (impl AsyncRead + Unpin),
+    keep: usize,
+) -> std::io::Result<(Vec<u8>, u64)> {
+    let mut tail = Tail::new(keep);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf).await? {
+            0 => return Ok(tail.finish()),
+            n => tail.push(&buf[..n]),
+        }
+    }
 }
 
 /// Sends what `from` gives to `sink` as it comes.

@@ -18,8 +18,56 @@ use tokio_util::sync::CancellationToken;
 pub struct Output {
     /// `None` when the command ended without an exit status (killed by a signal).
     pub code: Option<u32>,
+    /// The last bytes of each stream, at most what the command was run
+    /// keeping ([`KEEP`] unless said otherwise).
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// Bytes that came before those kept, on both streams: not held.
+    pub cut: u64,
+}
+
+/// The most of each output stream of one host command kept in memory (the
+/// last bytes: a hook's last lines say why it failed). A host sends what
+/// it likes; this is what it can cost.
+pub const KEEP: usize = 32 * 1024 * 1024;
+
+/// One output stream as it arrives, kept to its last `keep` bytes. While
+/// reading it may hold half as much again, so that dropping the oldest
+/// bytes is not done for every chunk.
+#[derive(Debug)]
+pub struct Tail {
+    bytes: Vec<u8>,
+    keep: usize,
+    cut: u64,
+}
+
+impl Tail {
+    pub fn new(keep: usize) -> Tail {
+        Tail {
+            bytes: Vec::new(),
+            keep,
+            cut: 0,
+        }
+    }
+
+    pub fn push(&mut self, data: &[u8]) {
+        self.bytes.extend_from_slice(data);
+        if self.bytes.len() > self.keep + self.keep / 2 {
+            self.trim();
+        }
+    }
+
+    fn trim(&mut self) {
+        let over = self.bytes.len().saturating_sub(self.keep);
+        self.bytes.drain(..over);
+        self.cut += over as u64;
+    }
+
+    /// The bytes kept, and how many came before them.
+    pub fn finish(mut self) -> (Vec<u8>, u64) {
+        self.trim();
+        (self.bytes, self.cut)
+    }
 }
 
 impl Output {
@@ -140,11 +188,23 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 pub trait Transport: Send + Sync {
     /// Runs `script` with `sh -c` on the host. `stdin`, when given, is streamed
     /// to the command and then closed. The whole command is bounded by `timeout`.
+    /// The last [`KEEP`] bytes of each output stream are kept.
     async fn exec(
         &self,
         script: &str,
         stdin: Option<Input>,
         timeout: Duration,
+    ) -> Result<Output, TransportError> {
+        self.exec_keeping(script, stdin, timeout, KEEP).await
+    }
+
+    /// [`Transport::exec`], keeping the last `keep` bytes of each stream.
+    async fn exec_keeping(
+        &self,
+        script: &str,
+        stdin: Option<Input>,
+        timeout: Duration,
+        keep: usize,
     ) -> Result<Output, TransportError>;
 
     /// Runs `script` with `sh -c` (no stdin), sending its output to `sink`
@@ -238,5 +298,26 @@ impl TransportError {
             self,
             TransportError::HostKeyMismatch { .. } | TransportError::HostKeyUnknown { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tail;
+
+    #[test]
+    fn a_tail_keeps_the_last_bytes_and_counts_the_rest() {
+        let mut tail = Tail::new(10);
+        for chunk in [&b"0123456"[..], b"789abcdef", b"ghij"] {
+            tail.push(chunk);
+            assert!(tail.bytes.len() <= 15, "never more than half again");
+        }
+        assert_eq!(tail.finish(), (b"abcdefghij".to_vec(), 10));
+        let mut short = Tail::new(10);
+        short.push(b"ok\n");
+        assert_eq!(short.finish(), (b"ok\n".to_vec(), 0));
+        let mut huge = Tail::new(4);
+        huge.push(&[b'x'; 1000]);
+        assert_eq!(huge.finish(), (b"xxxx".to_vec(), 996));
     }
 }

@@ -16,6 +16,7 @@ mod install;
 mod labels_and_paths;
 mod large_fleets;
 mod misleading_output;
+mod one_host;
 mod real_apps;
 mod rollout_ssh;
 mod ssh_transport;

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use russh::client::Msg;
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 
-use crate::transport::{Input, Output};
+use crate::transport::{Input, Output, Tail};
 
 pub enum Failure {
     /// The server would not run the command.
@@ -19,13 +19,15 @@ pub enum Failure {
     Channel(russh::Error),
 }
 
-/// Runs `command` on `channel`. If this future is dropped before the command
+/// Runs `command` on `channel`, keeping the last `keep` bytes of each
+/// output stream. If this future is dropped before the command
 /// ends (a timeout, an error, a cancelled run), the command is sent SIGTERM
 /// and the channel is closed.
 pub async fn run(
     channel: Channel<Msg>,
     command: String,
     stdin: Option<Input>,
+    keep: usize,
 ) -> Result<Output, Failure> {
     let (mut rx, tx) = channel.split();
     let tx = Arc::new(tx);
@@ -33,7 +35,7 @@ pub async fn run(
     tx.exec(true, command).await.map_err(Failure::Channel)?;
 
     let feeding = feed(&tx, stdin);
-    let collecting = collect(&mut rx);
+    let collecting = collect(&mut rx, keep);
     tokio::pin!(feeding, collecting);
     let mut fed = false;
     let output = loop {
@@ -65,21 +67,27 @@ async fn feed(tx: &ChannelWriteHalf<Msg>, stdin: Option<Input>) -> Result<(), Fa
     Ok(())
 }
 
-async fn collect(rx: &mut ChannelReadHalf) -> Result<Output, Failure> {
-    let mut output = Output::default();
+async fn collect(rx: &mut ChannelReadHalf, keep: usize) -> Result<Output, Failure> {
+    let (mut stdout, mut stderr) = (Tail::new(keep), Tail::new(keep));
+    let mut code = None;
     loop {
         match rx.wait().await {
-            Some(ChannelMsg::Data { data }) => output.stdout.extend_from_slice(&data),
-            Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
-                output.stderr.extend_from_slice(&data)
-            }
-            Some(ChannelMsg::ExitStatus { exit_status }) => output.code = Some(exit_status),
+            Some(ChannelMsg::Data { data }) => stdout.push(&data),
+            Some(ChannelMsg::ExtendedData { data, ext: 1 }) => stderr.push(&data),
+            Some(ChannelMsg::ExitStatus { exit_status }) => code = Some(exit_status),
             Some(ChannelMsg::Failure) => return Err(Failure::Refused),
-            Some(ChannelMsg::Close) => return Ok(output),
+            Some(ChannelMsg::Close) => break,
             Some(_) => {}
             None => return Err(Failure::Lost),
         }
     }
+    let ((stdout, out_cut), (stderr, err_cut)) = (stdout.finish(), stderr.finish());
+    Ok(Output {
+        code,
+        stdout,
+        stderr,
+        cut: out_cut + err_cut,
+    })
 }
 
 /// Closes the channel unless disarmed: covers timeouts and cancellation,

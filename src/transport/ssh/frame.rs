@@ -131,17 +131,26 @@ pub struct Stream {
     searched: usize,
     /// The end marker's position, and the end of its line.
     found: Option<(usize, usize)>,
+    /// The most of the command's bytes kept: the last ones.
+    keep: usize,
+    /// The command's bytes dropped before those kept.
+    cut: u64,
 }
 
+/// The pid line is short: a first line longer than this without its
+/// newline is not one.
+const PID_LINE_MAX: usize = 4096;
+
 impl Stream {
-    /// Stdout, which starts with the pid line.
-    pub fn stdout(nonce: &Nonce) -> Stream {
-        let mut stream = Stream::stderr(nonce);
+    /// Stdout, which starts with the pid line; the last `keep` bytes of
+    /// the command's own are kept.
+    pub fn stdout(nonce: &Nonce, keep: usize) -> Stream {
+        let mut stream = Stream::stderr(nonce, keep);
         stream.pid_line = Some(format!("{} ", nonce.marker("pid")).into_bytes());
         stream
     }
 
-    pub fn stderr(nonce: &Nonce) -> Stream {
+    pub fn stderr(nonce: &Nonce, keep: usize) -> Stream {
         Stream {
             buf: Vec::new(),
             end: format!("\n{}", nonce.marker("end")).into_bytes(),
@@ -150,6 +159,8 @@ impl Stream {
             start: 0,
             searched: 0,
             found: None,
+            keep,
+            cut: 0,
         }
     }
 
@@ -169,6 +180,23 @@ impl Stream {
             }
             None => self.searched = self.buf.len().saturating_sub(self.end.len() - 1),
         }
+        if self.found.is_none() {
+            self.forget_oldest();
+        }
+    }
+
+    /// Drops the oldest of the command's bytes once half as many again as
+    /// `keep` are held before where an end marker may start (all of them
+    /// the command's): `keep` of them stay.
+    fn forget_oldest(&mut self) {
+        let certain = self.searched.saturating_sub(self.start);
+        if certain <= self.keep + self.keep / 2 {
+            return;
+        }
+        let over = certain - self.keep;
+        self.buf.drain(self.start..self.start + over);
+        self.searched -= over;
+        self.cut += over as u64;
     }
 
     /// Takes the pid line off the front once the first line is complete.
@@ -178,6 +206,10 @@ impl Stream {
             return true;
         };
         let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else {
+            if self.buf.len() > PID_LINE_MAX {
+                self.pid_line = None;
+                return true;
+            }
             return false;
         };
         let pid = self.buf[..nl]
@@ -209,25 +241,29 @@ impl Stream {
     /// The command's bytes, what followed the end marker on its line (the
     /// status, on stdout), and whether anything came after that line.
     pub fn finish(self) -> Finished {
-        let Some((at, line_end)) = self.found else {
-            // Cut short: everything the command wrote.
-            let mut bytes = self.buf;
-            bytes.drain(..self.start);
-            return Finished {
-                bytes,
-                tail: Vec::new(),
-                trailing: false,
-            };
+        let (mut bytes, tail, trailing) = match self.found {
+            None => {
+                // Cut short: everything the command wrote.
+                let mut bytes = self.buf;
+                bytes.drain(..self.start);
+                (bytes, Vec::new(), false)
+            }
+            Some((at, line_end)) => {
+                let tail = self.buf[at + self.end.len()..line_end - 1].to_vec();
+                let trailing = line_end < self.buf.len();
+                let mut bytes = self.buf;
+                bytes.truncate(at);
+                bytes.drain(..self.start);
+                (bytes, tail, trailing)
+            }
         };
-        let tail = self.buf[at + self.end.len()..line_end - 1].to_vec();
-        let trailing = line_end < self.buf.len();
-        let mut bytes = self.buf;
-        bytes.truncate(at);
-        bytes.drain(..self.start);
+        let over = bytes.len().saturating_sub(self.keep);
+        bytes.drain(..over);
         Finished {
             bytes,
             tail,
             trailing,
+            cut: self.cut + over as u64,
         }
     }
 }
@@ -236,6 +272,8 @@ pub struct Finished {
     pub bytes: Vec<u8>,
     pub tail: Vec<u8>,
     pub trailing: bool,
+    /// The command's bytes dropped before those kept.
+    pub cut: u64,
 }
 
 impl Finished {
@@ -265,7 +303,7 @@ mod tests {
 
     /// Feeds `data` in chunks of `size`, as the channel might deliver it.
     fn stream(data: &[u8], size: usize) -> (Stream, Option<u32>) {
-        let mut s = Stream::stdout(&nonce());
+        let mut s = Stream::stdout(&nonce(), 1 << 20);
         for chunk in data.chunks(size) {
             s.push(chunk);
         }
@@ -346,6 +384,34 @@ mod tests {
         assert_eq!(pid, Some(7));
         assert!(!s.is_done());
         assert_eq!(s.finish().bytes, b"partial");
+    }
+
+    #[test]
+    fn a_long_answer_keeps_its_last_bytes_and_still_finds_its_end() {
+        let mut wire = b"hoistN:pid 9\n".to_vec();
+        wire.extend(std::iter::repeat_n(b'x', 10_000));
+        wire.extend_from_slice(b"last line\nhoistN:end 0\n");
+        for size in [1, 7, 64, 4096] {
+            let mut s = Stream::stdout(&nonce(), 100);
+            for chunk in wire.chunks(size) {
+                s.push(chunk);
+                assert!(s.buf.len() <= 200 + size, "held {} bytes", s.buf.len());
+            }
+            assert!(s.is_done(), "chunk size {size}");
+            assert_eq!(s.pid(), Some(9));
+            let done = s.finish();
+            assert_eq!(done.bytes.len(), 100);
+            assert!(done.bytes.ends_with(b"xxlast line"), "chunk size {size}");
+            assert_eq!(done.cut, 10_000 + 9 - 100);
+            assert_eq!(done.status(), Some(0));
+        }
+        // A first line that never ends is no pid line, and is not held whole.
+        let mut s = Stream::stdout(&nonce(), 100);
+        for _ in 0..1000 {
+            s.push(&[b'y'; 64]);
+        }
+        assert!(s.buf.len() <= PID_LINE_MAX + 64, "held {}", s.buf.len());
+        assert_eq!(s.pid(), None);
     }
 
     #[test]

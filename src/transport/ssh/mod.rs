@@ -345,7 +345,7 @@ impl SshHost {
     /// `Elsewhere` when the command should get a channel of its own instead
     /// (the shell is busy, this host cannot have one, or it died before the
     /// command began), with its input.
-    async fn exec_in_shell(&self, quoted: &str, input: Option<Input>) -> InShell {
+    async fn exec_in_shell(&self, quoted: &str, input: Option<Input>, keep: usize) -> InShell {
         let Ok(mut slot) = self.shell.try_lock() else {
             return InShell::Elsewhere(input);
         };
@@ -364,7 +364,7 @@ impl SshHost {
                 return InShell::Elsewhere(input);
             }
         };
-        InShell::Ran(match shell.run(quoted, input).await {
+        InShell::Ran(match shell.run(quoted, input, keep).await {
             Ran::Done { output, reusable } => {
                 if reusable {
                     *slot = Slot::Idle(Box::new(shell));
@@ -393,7 +393,7 @@ impl SshHost {
         let quoted = shlex::try_quote(script).map_err(|_| {
             TransportError::Other("a remote command cannot contain a NUL byte".into())
         })?;
-        let run = self.exec_on_channel(format!("sh -c {quoted}"), stdin);
+        let run = self.exec_on_channel(format!("sh -c {quoted}"), stdin, super::KEEP);
         tokio::time::timeout(timeout, run)
             .await
             .map_err(|_| TransportError::Timeout {
@@ -407,6 +407,7 @@ impl SshHost {
         &self,
         command: String,
         stdin: Option<Input>,
+        keep: usize,
     ) -> Result<Output, TransportError> {
         let _slot = self.sessions.acquire().await;
         let channel = self
@@ -414,7 +415,7 @@ impl SshHost {
             .channel_open_session()
             .await
             .map_err(|e| self.channel_error(e))?;
-        exec::run(channel, command, stdin)
+        exec::run(channel, command, stdin, keep)
             .await
             .map_err(|failure| match failure {
                 exec::Failure::Refused => {
@@ -467,11 +468,12 @@ impl SshHost {
 
 #[async_trait]
 impl Transport for SshHost {
-    async fn exec(
+    async fn exec_keeping(
         &self,
         script: &str,
         stdin: Option<Input>,
         timeout: Duration,
+        keep: usize,
     ) -> Result<Output, TransportError> {
         let quoted = shlex::try_quote(script).map_err(|_| {
             TransportError::Other("a remote command cannot contain a NUL byte".into())
@@ -484,7 +486,7 @@ impl Transport for SshHost {
             what: "command".into(),
             after: timeout,
         };
-        let in_shell = tokio::time::timeout_at(deadline, self.exec_in_shell(&quoted, stdin));
+        let in_shell = tokio::time::timeout_at(deadline, self.exec_in_shell(&quoted, stdin, keep));
         let stdin = match in_shell.await {
             Ok(InShell::Ran(result)) => return result,
             Ok(InShell::Elsewhere(stdin)) => stdin,
@@ -494,7 +496,8 @@ impl Transport for SshHost {
             }
         };
         let command = format!("sh -c {quoted}");
-        let result = tokio::time::timeout_at(deadline, self.exec_on_channel(command, stdin)).await;
+        let result =
+            tokio::time::timeout_at(deadline, self.exec_on_channel(command, stdin, keep)).await;
         result.map_err(|elapsed| {
             self.check_alive();
             timed_out(elapsed)

@@ -62,6 +62,10 @@ pub struct Reach {
     pub link: Link,
 }
 
+/// Of what a starting shell prints, the last bytes kept while looking for
+/// its ready line (which a chunk may split).
+const LOGIN_NOISE_KEPT: usize = 64 * 1024;
+
 /// The most of an input handed to the session and not yet taken by the
 /// socket. Enough to keep the socket busy (the kernel's own send buffer
 /// holds more), small enough that hundreds of uploads at once stay small.
@@ -114,10 +118,17 @@ impl Shell {
     async fn wait_ready(&mut self, nonce: &Nonce) -> bool {
         let rx = self.rx.as_mut().expect("rx is only taken on drop");
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        // What the login shell prints before the ready line is not kept:
+        // only enough of it to find the line.
+        let seen = |stream: &mut Vec<u8>, data: &[u8]| {
+            stream.extend_from_slice(data);
+            let over = stream.len().saturating_sub(LOGIN_NOISE_KEPT);
+            stream.drain(..over);
+        };
         while !(frame::is_ready(nonce, &stdout) && frame::is_ready(nonce, &stderr)) {
             match rx.wait().await {
-                Some(ChannelMsg::Data { data }) => stdout.extend_from_slice(&data),
-                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => stderr.extend_from_slice(&data),
+                Some(ChannelMsg::Data { data }) => seen(&mut stdout, &data),
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => seen(&mut stderr, &data),
                 Some(ChannelMsg::Failure | ChannelMsg::Eof | ChannelMsg::Close) | None => {
                     return false;
                 }
@@ -131,15 +142,16 @@ impl Shell {
     }
 
     /// Runs `quoted` (a script quoted as one sh word), its `input` sent
-    /// right after it. If this future is dropped before the command ends,
-    /// dropping the shell cleans up.
-    pub async fn run(&mut self, quoted: &str, input: Option<Input>) -> Ran {
+    /// right after it, keeping the last `keep` bytes of each output stream.
+    /// If this future is dropped before the command ends, dropping the
+    /// shell cleans up.
+    pub async fn run(&mut self, quoted: &str, input: Option<Input>, keep: usize) -> Ran {
         let nonce = Nonce::new();
         let command = frame::run(&nonce, quoted, input.as_ref().map(|i| i.len));
         let text = frame::input(&self.key, &command);
         self.running = Some(Running {
-            stdout: Stream::stdout(&nonce),
-            stderr: Stream::stderr(&nonce),
+            stdout: Stream::stdout(&nonce, keep),
+            stderr: Stream::stderr(&nonce, keep),
         });
         if self.tx.data_bytes(text.into_bytes()).await.is_err() {
             self.running = None;
@@ -210,10 +222,12 @@ impl Shell {
             if stdout.is_empty() && stderr.is_empty() && !fed_input {
                 return Ran::NotStarted(None);
             }
+            let (stdout, stderr) = (stdout.finish(), stderr.finish());
             return Ran::Died(Output {
                 code: None,
-                stdout: stdout.finish().bytes,
-                stderr: stderr.finish().bytes,
+                cut: stdout.cut + stderr.cut,
+                stdout: stdout.bytes,
+                stderr: stderr.bytes,
             });
         }
         let (stdout, stderr) = (stdout.finish(), stderr.finish());
@@ -225,6 +239,7 @@ impl Shell {
             reusable: whole && code.is_some() && !stdout.trailing && !stderr.trailing,
             output: Output {
                 code,
+                cut: stdout.cut + stderr.cut,
                 stdout: stdout.bytes,
                 stderr: stderr.bytes,
             },
@@ -287,7 +302,7 @@ async fn abandon(
         let _session = reach.sessions.acquire().await;
         let channel = reach.handle.channel_open_session().await.ok()?;
         let command = format!("sh -c 'kill -s TERM -- -{pid} 2>/dev/null'");
-        exec::run(channel, command, None).await.ok()
+        exec::run(channel, command, None, 4096).await.ok()
     };
     let _ = tokio::time::timeout(reach.limit, kill).await;
 }

@@ -160,7 +160,7 @@ async fn signal(reach: &Reach, group: u32, sig: &str) {
         let command = format!(
             "sh -c 'kill -s {sig} -- -{group} 2>/dev/null || kill -s {sig} {group} 2>/dev/null'"
         );
-        exec::run(channel, command, None).await.ok()
+        exec::run(channel, command, None, 4096).await.ok()
     };
     let _ = tokio::time::timeout(reach.limit, send).await;
 }
