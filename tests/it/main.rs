@@ -11,6 +11,7 @@ mod deploy_local;
 mod deploy_ssh;
 mod faults;
 mod fleets;
+mod host_files;
 mod large_fleets;
 mod real_apps;
 mod rollout_ssh;
