@@ -126,15 +126,27 @@ impl Artifact {
                 _packed: None,
             });
         }
+        // Before anything opens a file: a FIFO would hang every reader.
+        let inside = Inside::of(&spec.path)?;
+        if !inside.special.is_empty() {
+            bail!("{}", inside.refusal(&spec.path));
+        }
         // The manifest needs a pass of its own over the files: beside the packing.
         std::thread::scope(|scope| {
             let listing = scope.spawn(|| Manifest::of_artifact(&spec.path).ok());
             let mut artifact = Artifact::local(spec)?;
-            artifact.manifest = listing
-                .join()
-                .ok()
-                .flatten()
-                .map(|m| m.for_release(&spec.shared));
+            artifact.manifest = listing.join().ok().flatten().map(|m| {
+                let mut m = m.for_release(&spec.shared);
+                if !spec.allow_setuid {
+                    // As the hosts unpack it: without setuid and setgid bits.
+                    for kind in m.entries.values_mut() {
+                        if let crate::manifest::Kind::File { mode, .. } = kind {
+                            *mode &= !0o6000;
+                        }
+                    }
+                }
+                m
+            });
             Ok(artifact)
         })
     }
@@ -231,6 +243,114 @@ impl Artifact {
             shared,
             _packed: packed,
         })
+    }
+}
+
+/// What a local artifact holds that hosts do not make real as it is: special
+/// files (devices, FIFOs, sockets: refused), files with a setuid or setgid
+/// bit (dropped unless `artifact.allow_setuid`). Paths relative to the
+/// artifact, in name order.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Inside {
+    /// Each with what it is (`a FIFO`, `a character device`, ...).
+    pub special: Vec<(String, &'static str)>,
+    pub setuid: Vec<String>,
+}
+
+impl Inside {
+    /// Reads entries' types and modes only, never a file's content (a FIFO
+    /// would block the read).
+    pub fn of(path: &Path) -> Result<Inside> {
+        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("artifact {} cannot be read", path.display()))?;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let mut inside = Inside::default();
+        let special = |t: std::fs::FileType| {
+            if t.is_fifo() {
+                Some("a FIFO")
+            } else if t.is_char_device() {
+                Some("a character device")
+            } else if t.is_block_device() {
+                Some("a block device")
+            } else if t.is_socket() {
+                Some("a socket")
+            } else {
+                None
+            }
+        };
+        if meta.is_dir() {
+            for entry in walkdir::WalkDir::new(path).sort_by_file_name().min_depth(1) {
+                let entry = entry.with_context(|| format!("cannot read {}", path.display()))?;
+                let rel = entry
+                    .path()
+                    .strip_prefix(path)?
+                    .to_string_lossy()
+                    .into_owned();
+                let meta = entry.path().symlink_metadata()?;
+                if let Some(what) = special(meta.file_type()) {
+                    inside.special.push((rel, what));
+                } else if meta.is_file() && meta.permissions().mode() & 0o6000 != 0 {
+                    inside.setuid.push(rel);
+                }
+            }
+        } else if let Some(what) = special(meta.file_type()) {
+            inside.special.push((name.to_string(), what));
+        } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") || name.ends_with(".tar") {
+            let file = open(path)?;
+            let reader: Box<dyn Read> = if name.ends_with(".tar") {
+                Box::new(file)
+            } else {
+                Box::new(flate2::read::GzDecoder::new(file))
+            };
+            let mut archive = tar::Archive::new(reader);
+            for entry in archive
+                .entries()
+                .with_context(|| format!("artifact {} cannot be read", path.display()))?
+            {
+                let entry =
+                    entry.with_context(|| format!("artifact {} cannot be read", path.display()))?;
+                let rel = String::from_utf8_lossy(&entry.path_bytes())
+                    .trim_start_matches("./")
+                    .to_string();
+                let what = match entry.header().entry_type() {
+                    tar::EntryType::Char => Some("a character device"),
+                    tar::EntryType::Block => Some("a block device"),
+                    tar::EntryType::Fifo => Some("a FIFO"),
+                    _ => None,
+                };
+                let mode = entry.header().mode().unwrap_or(0);
+                if let Some(what) = what {
+                    inside.special.push((rel, what));
+                } else if entry.header().entry_type().is_file() && mode & 0o6000 != 0 {
+                    inside.setuid.push(rel);
+                }
+            }
+        } else if meta.permissions().mode() & 0o6000 != 0 {
+            inside.setuid.push(name.to_string());
+        }
+        inside.special.sort();
+        inside.setuid.sort();
+        Ok(inside)
+    }
+
+    /// Why an artifact holding special files is refused: a few of them named.
+    pub fn refusal(&self, artifact: &Path) -> String {
+        let named: Vec<String> = self
+            .special
+            .iter()
+            .take(3)
+            .map(|(p, what)| format!("{p} ({what})"))
+            .collect();
+        let more = match self.special.len().saturating_sub(3) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        format!(
+            "artifact {} holds special files: {}{more}; a release holds only files, directories and symlinks (remove them from the artifact)",
+            artifact.display(),
+            named.join(", ")
+        )
     }
 }
 
@@ -367,6 +487,7 @@ mod tests {
             version: None,
             delta: true,
             shared: Vec::new(),
+            allow_setuid: false,
         }
     }
 
@@ -474,6 +595,7 @@ mod tests {
             version: Some("1.4.2".into()),
             delta: true,
             shared: Vec::new(),
+            allow_setuid: false,
         })
         .unwrap();
         assert_eq!(art.version, "1.4.2");

@@ -265,7 +265,7 @@ fn log_file(cli: &Cli) -> Option<PathBuf> {
     );
     if let Some(path) = &cli.global.log_file {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            let _ = std::fs::create_dir_all(dir);
+            let _ = private_dir(dir);
         }
         return Some(path.clone());
     }
@@ -279,7 +279,11 @@ fn log_file(cli: &Cli) -> Option<PathBuf> {
         .and_then(std::path::Path::parent)
         .unwrap_or(std::path::Path::new(""));
     let dir = base.join(".hoist/logs");
-    let _ = std::fs::create_dir_all(&dir);
+    if private_dir(&dir).is_ok() {
+        // Made by an older hoist with the umask's mode: it is hoist's own.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+    }
     let stem = format!(
         "{}-{}",
         chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
@@ -288,16 +292,28 @@ fn log_file(cli: &Cli) -> Option<PathBuf> {
     Some(new_log(&dir, &stem))
 }
 
-/// A log file of its own for this run, created here: `<stem>.log`, or
+/// Makes `dir` and its missing parents readable by this user only (a run's
+/// log holds every hook line and diagnose output); one that exists is left
+/// as it is.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// A log file of its own for this run, created here (mode 0600): `<stem>.log`, or
 /// `<stem>.2.log` and on when another run of the same second has it (a
 /// second run would otherwise append to the first one's log).
 fn new_log(dir: &std::path::Path, stem: &str) -> PathBuf {
     let mut path = dir.join(format!("{stem}.log"));
     for n in 2..1000 {
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
+        match std::os::unix::fs::OpenOptionsExt::mode(
+            std::fs::OpenOptions::new().write(true).create_new(true),
+            0o600,
+        )
+        .open(&path)
         {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 path = dir.join(format!("{stem}.{n}.log"));

@@ -76,6 +76,7 @@ fn app_state(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> Result
             ),
         );
     }
+    artifact_inside(config, reporter)?;
     if let Err(e) = shared::check_sources(config, hosts) {
         reporter.event(&Event::Message {
             level: Level::Error,
@@ -86,6 +87,58 @@ fn app_state(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> Result
         reporter.finish();
         return Err(Exit::Usage);
     }
+    Ok(())
+}
+
+/// What the hosts make of a local artifact's entries: special files are
+/// refused (exit 2, as `deploy` does), owners are never kept, and setuid and
+/// setgid bits are dropped unless `allow_setuid`.
+fn artifact_inside(config: &Config, reporter: &dyn Reporter) -> Result<(), Exit> {
+    let Some(spec) = config.artifact.as_ref().filter(|a| a.pull.is_none()) else {
+        return Ok(());
+    };
+    let inside = match crate::artifact::Inside::of(&spec.path) {
+        Ok(inside) => inside,
+        Err(e) => {
+            info(reporter, format!("cannot look inside the artifact: {e:#}"));
+            return Ok(());
+        }
+    };
+    if !inside.special.is_empty() {
+        reporter.event(&Event::Message {
+            level: Level::Error,
+            host: None,
+            text: inside.refusal(&spec.path),
+        });
+        reporter.event(&Event::Summary(Summary::without_hosts("plan", 2)));
+        reporter.finish();
+        return Err(Exit::Usage);
+    }
+    let setuid = if inside.setuid.is_empty() {
+        String::new()
+    } else {
+        let mut named: Vec<&str> = inside.setuid.iter().take(3).map(String::as_str).collect();
+        if inside.setuid.len() > 3 {
+            named.push("...");
+        }
+        if spec.allow_setuid {
+            format!(
+                "; {} keep their setuid/setgid bits (allow_setuid)",
+                named.join(", ")
+            )
+        } else {
+            format!(
+                "; the setuid/setgid bits of {} are dropped (allow_setuid = true keeps them)",
+                named.join(", ")
+            )
+        }
+    };
+    info(
+        reporter,
+        format!(
+            "artifact entries: owners are not kept (each file belongs to the user that unpacks it){setuid}"
+        ),
+    );
     Ok(())
 }
 

@@ -153,6 +153,7 @@ pub struct RawArtifact {
     pub sha256: Option<String>,
     pub version: Option<String>,
     pub delta: Option<bool>,
+    pub allow_setuid: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -194,6 +194,9 @@ pub struct ArtifactSpec {
     /// `app.shared_dirs` and `app.shared_files`: paths of every release
     /// that are links into `shared/`, not the artifact's.
     pub shared: Vec<String>,
+    /// `artifact.allow_setuid` (default false): keep the setuid and setgid
+    /// bits of the artifact's files; else the hosts drop them.
+    pub allow_setuid: bool,
 }
 
 /// An artifact each host downloads itself.

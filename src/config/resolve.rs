@@ -300,6 +300,7 @@ fn artifact(raw: RawArtifact, doc: &Doc, base_dir: &Path) -> Result<ArtifactSpec
         version: raw.version,
         delta: raw.delta.unwrap_or(true),
         shared: Vec::new(),
+        allow_setuid: raw.allow_setuid.unwrap_or(false),
     })
 }
 

@@ -122,19 +122,36 @@ impl SharedProblem {
 }
 
 /// Writes stdin to `<deploy_to>/<dest>` atomically with `mode`: a
-/// temporary file beside it (created unreadable to others), then a rename.
+/// temporary file beside it, made by `mktemp` (a name nobody can predict,
+/// created only if it did not exist, unreadable to others), then a rename.
+/// Refuses a destination that is a symlink or a directory, or whose
+/// directory anyone may write in (another user could swap the temporary
+/// file for a link between its creation and the write). Directories it
+/// makes get 0755, except a secret's own directory below `shared/`: 0700.
 /// Prints nothing: the content (a secret, maybe) only travels on stdin.
-pub fn write_file(layout: &Layout, dest: &str, mode: u32) -> String {
+pub fn write_file(layout: &Layout, dest: &str, mode: u32, secret: bool) -> String {
     let mkdir = match parent(dest) {
-        Some(p) => format!("mkdir -p \"$D/\"{} || exit 1\n", q(p)),
+        Some(p) => match parent(p) {
+            Some(above) if secret => format!(
+                "mkdir -p \"$D/\"{above} && (umask 077 && mkdir -p \"$D/\"{p}) || exit 1\n",
+                above = q(above),
+                p = q(p)
+            ),
+            _ => format!("mkdir -p \"$D/\"{} || exit 1\n", q(p)),
+        },
         None => String::new(),
     };
     format!(
         r#"{head}
-umask 077
 F="$D/"{dest}
-{mkdir}if [ -d "$F" ]; then printf '%s is a directory\n' {dest} >&2; exit 1; fi
-T="$F.hoist-tmp.$$"
+{mkdir}if [ -L "$F" ]; then printf '%s is a symlink; refusing to write through it\n' {dest} >&2; exit 1; fi
+if [ -d "$F" ]; then printf '%s is a directory\n' {dest} >&2; exit 1; fi
+case $(ls -ld "${{F%/*}}/." 2>/dev/null) in
+  ????????w*) printf 'the directory of %s is writable by any user; refusing to write there (chmod o-w it)\n' {dest} >&2; exit 1 ;;
+  '') printf 'cannot read the directory of %s\n' {dest} >&2; exit 1 ;;
+esac
+umask 077
+T=$(mktemp "$F.hoist-tmp.XXXXXXXX") || {{ printf 'cannot create a temporary file beside %s\n' {dest} >&2; exit 1; }}
 trap 'rm -f "$T"' EXIT
 trap 'exit 130' HUP INT TERM
 cat > "$T" && chmod {mode:o} "$T" && mv -f "$T" "$F" || {{ printf 'cannot write %s\n' {dest} >&2; exit 1; }}
@@ -238,7 +255,9 @@ mod tests {
             return None;
         }
         let bin = tempfile::tempdir().unwrap();
-        for tool in ["sh", "mkdir", "rm", "ln", "chmod", "mv", "cat"] {
+        for tool in [
+            "sh", "mkdir", "rm", "ln", "chmod", "mv", "cat", "ls", "mktemp",
+        ] {
             std::os::unix::fs::symlink(&busybox, bin.path().join(tool)).unwrap();
         }
         Some(bin)
@@ -337,7 +356,7 @@ mod tests {
         let deploy_to = base.path().join("app");
         let layout = Layout::new(deploy_to.to_str().unwrap());
         let dest = format!("shared/{AWKWARD}/.env");
-        let script = write_file(&layout, &dest, 0o600);
+        let script = write_file(&layout, &dest, 0o600, true);
         assert!(!script.contains("SECRET"));
         let (code, out) = sh(base.path(), &script, b"SECRET=1\n");
         assert_eq!((code, out.as_str()), (0, ""));
@@ -351,7 +370,7 @@ mod tests {
 
         // A directory in the way is refused, never written into.
         fs::create_dir_all(deploy_to.join("shared/dir/.env")).unwrap();
-        let script = write_file(&layout, "shared/dir/.env", 0o600);
+        let script = write_file(&layout, "shared/dir/.env", 0o600, true);
         let (code, out) = sh(base.path(), &script, b"SECRET=1\n");
         assert_eq!(code, 1);
         assert!(
@@ -360,6 +379,124 @@ mod tests {
         );
         assert!(
             fs::read_dir(deploy_to.join("shared/dir/.env"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn shared_stays_open_and_only_a_secrets_own_directory_is_private() {
+        let base = tempfile::tempdir().unwrap();
+        let deploy_to = base.path().join("app");
+        let layout = Layout::new(deploy_to.to_str().unwrap());
+        let mode = |p: &str| {
+            fs::metadata(deploy_to.join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        let (code, out) = sh(
+            base.path(),
+            &write_file(&layout, "shared/.env", 0o600, true),
+            b"A=1",
+        );
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(mode("shared"), 0o755);
+        assert_eq!(mode("shared/.env"), 0o600);
+        let (code, out) = sh(
+            base.path(),
+            &write_file(&layout, "shared/config/keys/db.key", 0o600, true),
+            b"k",
+        );
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(mode("shared/config"), 0o755);
+        assert_eq!(mode("shared/config/keys"), 0o700);
+        assert_eq!(mode("shared/config/keys/db.key"), 0o600);
+        let (code, out) = sh(
+            base.path(),
+            &write_file(&layout, "shared/public/robots.txt", 0o644, false),
+            b"r",
+        );
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(mode("shared/public"), 0o755);
+        assert_eq!(mode("shared/public/robots.txt"), 0o644);
+    }
+
+    /// The temporary name a local user could guess (`<dest>.hoist-tmp.<pid>`
+    /// of the shell that writes): planted as a link before the script
+    /// starts, it must neither receive the content nor become the file.
+    #[test]
+    fn a_planted_temporary_name_neither_gets_the_secret_nor_becomes_the_file() {
+        use std::io::{BufRead, Write};
+        let base = tempfile::tempdir().unwrap();
+        let deploy_to = base.path().join("app");
+        fs::create_dir_all(deploy_to.join("shared")).unwrap();
+        let victim = base.path().join("victim");
+        fs::write(&victim, "untouched").unwrap();
+        let layout = Layout::new(deploy_to.to_str().unwrap());
+        let script = write_file(&layout, "shared/.env", 0o600, true);
+        // The shell announces its pid and waits; the link is planted under
+        // that pid; then it becomes the script (same pid) and reads the content.
+        let mut child = Command::new("sh")
+            .args(["-c", "echo $$; read go; exec sh -c \"$1\"", "sh", &script])
+            .current_dir(base.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pid = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut pid)
+            .unwrap();
+        let planted = deploy_to.join(format!("shared/.env.hoist-tmp.{}", pid.trim()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"go\nSECRET=1\n").unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+        let written = deploy_to.join("shared/.env");
+        assert!(!fs::symlink_metadata(&written).unwrap().is_symlink());
+        assert_eq!(fs::read_to_string(&written).unwrap(), "SECRET=1\n");
+    }
+
+    #[test]
+    fn a_destination_that_is_a_link_or_in_a_directory_anyone_may_write_is_refused() {
+        let base = tempfile::tempdir().unwrap();
+        let deploy_to = base.path().join("app");
+        fs::create_dir_all(deploy_to.join("shared/open")).unwrap();
+        let victim = base.path().join("victim");
+        fs::write(&victim, "untouched").unwrap();
+        std::os::unix::fs::symlink(&victim, deploy_to.join("shared/.env")).unwrap();
+        let layout = Layout::new(deploy_to.to_str().unwrap());
+        let (code, out) = sh(
+            base.path(),
+            &write_file(&layout, "shared/.env", 0o600, true),
+            b"S",
+        );
+        assert_eq!(code, 1);
+        assert!(out.contains("shared/.env is a symlink"), "{out}");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+
+        fs::set_permissions(
+            deploy_to.join("shared/open"),
+            fs::Permissions::from_mode(0o1777),
+        )
+        .unwrap();
+        let (code, out) = sh(
+            base.path(),
+            &write_file(&layout, "shared/open/.env", 0o600, true),
+            b"S",
+        );
+        assert_eq!(code, 1);
+        assert!(out.contains("writable by any user"), "{out}");
+        assert!(
+            fs::read_dir(deploy_to.join("shared/open"))
                 .unwrap()
                 .next()
                 .is_none()

@@ -192,7 +192,10 @@ pub(crate) async fn reach(ctx: &Context) -> (Vec<Node>, Vec<HostOutcome>) {
         let mut node = Node {
             host: host.clone(),
             conn,
-            layout: layout_for(host),
+            layout: Layout {
+                allow_setuid: ctx.config.artifact.as_ref().is_some_and(|a| a.allow_setuid),
+                ..layout_for(host)
+            },
             probe: Probe::default(),
             journal: Journal::default(),
         };

@@ -102,7 +102,8 @@ pub async fn run_remote(
 }
 
 /// Runs local hooks (before/after a wave) on this machine, in the config
-/// file's directory, with `HOIST_BATCH_HOSTS` set.
+/// file's directory, with `HOIST_BATCH_HOSTS` set. Each ends when its
+/// command does, whatever it left running (see `layout::until_it_exits`).
 pub async fn run_local(
     ctx: &Context,
     name: &str,
@@ -113,7 +114,7 @@ pub async fn run_local(
         let mut command = tokio::process::Command::new("sh");
         command
             .arg("-c")
-            .arg(hook)
+            .arg(super::layout::until_it_exits(hook))
             .current_dir(&ctx.config.base_dir)
             .stdin(Stdio::null())
             .kill_on_drop(true);

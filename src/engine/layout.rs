@@ -57,13 +57,40 @@ if command -v openssl >/dev/null 2>&1 && [ "$(printf '' | openssl dgst -sha256 -
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub deploy_to: String,
+    /// `artifact.allow_setuid`: a release keeps its files' setuid and
+    /// setgid bits (see [`Layout::tame_fn`]).
+    pub allow_setuid: bool,
 }
 
 impl Layout {
     pub fn new(deploy_to: impl Into<String>) -> Layout {
         Layout {
             deploy_to: deploy_to.into(),
+            allow_setuid: false,
         }
+    }
+
+    /// The shell function `hoist_tame DIR`, run on a release unpacked under
+    /// its temporary name before it is listed or renamed into place: a
+    /// release never holds a device, FIFO or socket (it fails, naming up
+    /// to three), never keeps an owner from the artifact (as root, every
+    /// entry not root's becomes root's, as with GNU tar's
+    /// `--no-same-owner`, which busybox's tar lacks; chown clears setuid
+    /// bits), and, unless `allow_setuid`, holds no setuid or setgid file.
+    pub(super) fn tame_fn(&self) -> String {
+        let strip = if self.allow_setuid {
+            ""
+        } else {
+            "\n  find . -type f \\( -perm -4000 -o -perm -2000 \\) -exec chmod ug-s {} + || return 1"
+        };
+        format!(
+            r#"hoist_tame() (
+  cd "$1" || return 1
+  s=$(find . \( -type b -o -type c -o -type p -o -type s \) -print 2>/dev/null | head -n 3 | tr '\n' ' ')
+  if [ -n "$s" ]; then printf 'the artifact holds special files (devices, FIFOs or sockets), which a release never holds: %s\n' "$s" >&2; return 1; fi
+  if [ "$(id -u)" = 0 ]; then find . \( ! -user 0 -o ! -group 0 \) -exec chown -h 0:0 {{}} + || return 1; fi{strip}
+)"#
+        )
     }
 
     pub fn release_path(&self, id: &ReleaseId) -> String {
@@ -228,7 +255,8 @@ fi
 {pick_sha}
 P={part}
 R="$D/releases/{id}"
-TAR_OPTIONS=--preserve-permissions; export TAR_OPTIONS
+TAR_OPTIONS='--preserve-permissions --no-same-owner'; export TAR_OPTIONS
+{tame_fn}
 trap 'rm -rf "$P.d" "$P.fifo"' EXIT
 trap 'exit 130' HUP INT TERM
 if [ -e "$R" ]; then printf '%s already exists\n' "$R" >&2; exit {exists}; fi
@@ -241,10 +269,12 @@ for w in $r; do case $w in unpacked=*) unpacked=${{w#*=}} ;; hashed=*) hashed=${
 [ "$hashed" = 0 ] || {{ echo "cannot hash the upload" >&2; exit {checksum}; }}
 if [ "$sum" != {transfer_sha} ]; then printf 'checksum mismatch: expected %s, got %s\n' {transfer_sha} "$sum" >&2; exit {checksum}; fi
 [ "$unpacked" = 0 ] || exit {unpack}
+hoist_tame "$P.d" || exit {unpack}
 printf '%s\n' {content_sha} > "$H/sums/{id}" && mv "$P.d" "$R" || exit {finish}
 "#,
             head = self.head(),
             pick_sha = PICK_SHA,
+            tame_fn = self.tame_fn(),
             part = self.part(id, token),
             transfer_sha = q(transfer_sha),
             content_sha = q(content_sha),
@@ -287,13 +317,14 @@ printf '%s\n' {content_sha} > "$H/sums/{id}" && mv "$P.d" "$R" || exit {finish}
         )
     }
 
-    /// Runs one hook with `sh -c` in `dir`, with the given environment.
+    /// Runs one hook with `sh -c` in `dir`, with the given environment;
+    /// it ends when the hook's command does (see [`until_it_exits`]).
     pub fn hook(&self, dir: &str, env: &[(String, String)], command: &str) -> String {
         let mut script = format!("cd {} || exit 1\n", q(dir));
         for (name, value) in env {
             script.push_str(&format!("export {}={}\n", name, q(value)));
         }
-        script.push_str(&format!("exec sh -c {}\n", q(command)));
+        script.push_str(&until_it_exits(command));
         script
     }
 
@@ -349,6 +380,42 @@ printf 'switched %s\n' "$(readlink "$D/current")"
         script
     }
 }
+
+/// Runs `command` with `sh -c`, its output passed on, and ends once the
+/// command has ended: not once every process it started has closed the
+/// output it inherited. A daemon a hook starts with `&` (`nohup ./server &`)
+/// keeps that output open for its whole life, which would hold the hook,
+/// and the deploy, until it exits. So the command writes into two FIFOs,
+/// relayed by two `cat`s; once the command has exited, the relays have one
+/// second to pass on what is still coming, then two new readers take over
+/// the FIFOs and throw away whatever the daemon writes later (so it never
+/// gets SIGPIPE), and the relays are stopped. Without `mktemp` or `mkfifo`
+/// (or a writable temporary directory) the command runs as it is.
+pub fn until_it_exits(command: &str) -> String {
+    UNTIL_IT_EXITS.replace("@COMMAND", &q(command))
+}
+
+/// See [`until_it_exits`]. The takeover opens each FIFO read-write first
+/// (its own writer), so that opening it to read never blocks when the
+/// command left nothing holding it, and the new readers get the FIFOs from
+/// it before the relays stop: never a moment without a reader.
+const UNTIL_IT_EXITS: &str = r#"c=@COMMAND
+t=$(mktemp -d "${TMPDIR:-/tmp}/hoist-hook.XXXXXXXX" 2>/dev/null) && mkfifo "$t/o" "$t/e" 2>/dev/null || { [ -n "${t:-}" ] && rm -rf "$t"; exec sh -c "$c"; }
+cat "$t/o" & o=$!
+cat "$t/e" >&2 & e=$!
+sh -c "$c" >"$t/o" 2>"$t/e"
+r=$?
+( sleep 1
+  exec 8<>"$t/o" 9<>"$t/e" 6<"$t/o" 7<"$t/e" || exit 0
+  cat <&6 >/dev/null 2>&1 6<&- 7<&- 8<&- 9<&- &
+  cat <&7 >/dev/null 2>&1 6<&- 7<&- 8<&- 9<&- &
+  kill -s PIPE $o $e ) </dev/null >/dev/null 2>&1 &
+w=$!
+wait $o $e
+kill $w 2>/dev/null
+rm -rf "$t"
+exit $r
+"#;
 
 /// Shell functions shared by the scripts that look at the lock, so probe,
 /// lock and unlock tell what is there the same way. Anything at the lock

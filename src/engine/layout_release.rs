@@ -80,7 +80,8 @@ hoist_manifest() (
 )
 # GNU tar applies the umask unless told to preserve the archive's modes; an
 # option busybox's tar would refuse, so through TAR_OPTIONS, which it ignores.
-TAR_OPTIONS=--preserve-permissions; export TAR_OPTIONS
+# Owners are never kept from an archive (see `Layout::tame_fn`).
+TAR_OPTIONS='--preserve-permissions --no-same-owner'; export TAR_OPTIONS
 XF=-xf; XZF=-xzf"#;
 
 /// [`MANIFEST_FN`] with the `HOIST_SHA` it hashes with ([`PICK_SHA`]).
@@ -218,6 +219,8 @@ while IFS= read -r e; do
   if under_link "$p/x" || {{ [ -e "$P.d/$p" ] && [ ! -d "$P.d/$p" ]; }}; then hoist_manifest "$P.d"; exit {mismatch}; fi
 done < "$P.x/dirs"
 (cd "$P.x/files" && tar -cf - .) | (cd "$P.d" && tar $XF -) || exit {unpack}
+{tame_fn}
+hoist_tame "$P.d" || exit {unpack}
 hoist_manifest "$P.d" > "$P.m" || exit {unpack}
 sum=$(sha256sum < "$P.m") || exit {unpack}
 if [ "${{sum%% *}}" != {manifest_sha} ]; then cat "$P.m"; exit {mismatch}; fi
@@ -225,6 +228,7 @@ mv "$P.m" "$H/manifests/"{id} && printf '%s\n' {content_sha} > "$H/sums/"{id} &&
 "#,
             head = self.head(),
             manifest_fn = manifest_fns(),
+            tame_fn = self.tame_fn(),
             part = self.part(id, token),
             id = q(id.as_str()),
             from = q(from.as_str()),
@@ -250,9 +254,9 @@ mv "$P.m" "$H/manifests/"{id} && printf '%s\n' {content_sha} > "$H/sums/"{id} &&
         sha256: &str,
         packing: UrlPacking,
     ) -> String {
-        let unpack = match packing {
-            UrlPacking::TarGz => "$XZF",
-            UrlPacking::Tar => "$XF",
+        let (unpack, list) = match packing {
+            UrlPacking::TarGz => ("$XZF", "-tvzf"),
+            UrlPacking::Tar => ("$XF", "-tvf"),
         };
         format!(
             r#"{head}
@@ -275,13 +279,17 @@ fi
 sum=$($HOIST_SHA < "$P.part") || {{ echo "cannot hash the download" >&2; exit {checksum}; }}
 sum=${{sum%% *}}
 if [ "$sum" != {sha256} ]; then printf 'checksum mismatch: expected %s, got %s; nothing was unpacked\n' {sha256} "$sum" >&2; exit {checksum}; fi
+{tame_fn}
+if tar {list} - < "$P.part" 2>/dev/null | grep -q '^[bcps]'; then echo 'the download holds special files (devices, FIFOs or sockets), which a release never holds; nothing was unpacked' >&2; exit {unpack_code}; fi
 mkdir "$P.d" && (cd "$P.d" && tar {unpack} -) < "$P.part" || exit {unpack_code}
+hoist_tame "$P.d" || exit {unpack_code}
 rm -f "$P.part"
 hoist_manifest "$P.d" > "$P.m" || exit {unpack_code}
 mv "$P.m" "$H/manifests/"{id} && printf '%s\n' {sha256} > "$H/sums/"{id} && mv "$P.d" "$R" || exit {finish}
 "#,
             head = self.head(),
             manifest_fn = manifest_fns(),
+            tame_fn = self.tame_fn(),
             part = self.part(id, token),
             id = q(id.as_str()),
             url = q(url),

@@ -167,7 +167,7 @@ pub(crate) async fn prepare(ctx: &Context, node: &Node, id: &ReleaseId) -> Resul
     }
     ctx.phase(node.name(), Phase::Link);
     for file in mine {
-        let script = app_layout::write_file(&node.layout, &file.dest, file.mode);
+        let script = app_layout::write_file(&node.layout, &file.dest, file.mode, file.secret);
         let stdin = crate::transport::Input::bytes(file.content.clone());
         node.must(&format!("writing {}", file.dest), &script, Some(stdin))
             .await

@@ -116,7 +116,13 @@ pub fn reporter(opts: &ReportOptions) -> Arc<dyn Reporter> {
     let Some(path) = &opts.log_file else {
         return main;
     };
-    match OpenOptions::new().create(true).append(true).open(path) {
+    // Every hook line and diagnose output: readable by this user only.
+    let open = std::os::unix::fs::OpenOptionsExt::mode(
+        OpenOptions::new().create(true).append(true),
+        0o600,
+    )
+    .open(path);
+    match open {
         Ok(file) => {
             let full = PlainOptions {
                 verbosity: Verbosity::Verbose,

@@ -19,10 +19,13 @@ impl Layout {
 
     /// Keeps a failure's record (JSON, on stdin) as `.hoist/diagnostics/<id>`,
     /// written to a temporary name first so a reader never sees half of it.
+    /// The record (environment dumps, journal lines) is 0600 in a 0700
+    /// directory.
     pub fn save_diagnostics(&self, id: &ReleaseId) -> String {
         format!(
             r#"{head}
-mkdir -p "$H/diagnostics" && cat > "$H/diagnostics/.{id}.$$" && mv -f "$H/diagnostics/.{id}.$$" "$H/diagnostics/{id}" || {{ rm -f "$H/diagnostics/.{id}.$$"; exit 1; }}
+umask 077
+mkdir -p "$H/diagnostics" && chmod 700 "$H/diagnostics" && cat > "$H/diagnostics/.{id}.$$" && mv -f "$H/diagnostics/.{id}.$$" "$H/diagnostics/{id}" || {{ rm -f "$H/diagnostics/.{id}.$$"; exit 1; }}
 "#,
             head = self.head()
         )

@@ -297,6 +297,7 @@ fn a_unpacked_tarball_matches_its_manifest() {
         version: None,
         delta: true,
         shared: Vec::new(),
+        allow_setuid: false,
     };
     let art = crate::artifact::Artifact::prepare(&spec).unwrap();
     let out = work.path().join("out");
