@@ -215,6 +215,7 @@ impl Invocation {
             started: Instant::now(),
             become_password: Default::default(),
             files: Default::default(),
+            notes: Default::default(),
         }
     }
 }
