@@ -246,6 +246,7 @@ impl Invocation {
             started: Instant::now(),
             become_password: Default::default(),
             files: Default::default(),
+            notes: Default::default(),
         }
     }
 }

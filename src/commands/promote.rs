@@ -62,6 +62,55 @@ async fn waiting_release(
     }
 }
 
+/// Reads the fleet again under the lock: the release waiting must still be
+/// `id`. Another run may have promoted or aborted it since the first
+/// reading (while this one waited for the lock, or just before it took
+/// it). On a refusal the lock is freed and the run finished.
+async fn still_waiting(
+    ctx: &Context,
+    command: &str,
+    nodes: &mut [Node],
+    artifact: Option<&Artifact>,
+    id: &ReleaseId,
+) -> Result<(), Exit> {
+    let read = join_all(nodes.iter_mut().map(|n| n.refresh())).await;
+    let (exit, why) = match read.into_iter().find_map(Result::err) {
+        Some(e) => (
+            Exit::Preflight,
+            format!("could not read the fleet again under the lock: {e}; nothing was touched"),
+        ),
+        None => {
+            let journals: Vec<&Journal> = nodes.iter().map(|n| &n.journal).collect();
+            let found = policy::waiting(&journals).and_then(|w| {
+                policy::promotable(
+                    w.as_ref(),
+                    artifact.map(|a| a.content_sha.as_str()),
+                    command,
+                )
+            });
+            match found {
+                Ok(w) if w.release == *id => return Ok(()),
+                Ok(w) => (
+                    Exit::Usage,
+                    format!(
+                        "{id} no longer waits for promotion ({} does now, read again under the lock): another run changed the fleet meanwhile; nothing was touched",
+                        w.release
+                    ),
+                ),
+                Err(e) => (
+                    Exit::Usage,
+                    format!(
+                        "{id} no longer waits for promotion (another run ended it meanwhile, read again under the lock): {e}"
+                    ),
+                ),
+            }
+        }
+    };
+    ctx.message(Level::Error, None, why);
+    lock::release(ctx, nodes).await;
+    Err(fleet::stop_untouched(ctx, command, exit, Some(id.to_string()), nodes, vec![]).await)
+}
+
 /// The release a canary host was on before it took `id`, from its journal.
 fn before(node: &Node, id: &ReleaseId) -> Option<ReleaseId> {
     node.journal
@@ -161,6 +210,9 @@ pub(crate) async fn promote(ctx: &Context) -> Exit {
         fleet::report_all(ctx, &held);
         return fleet::stop_untouched(ctx, "promote", exit, release, &nodes, held).await;
     }
+    if let Err(exit) = still_waiting(ctx, "promote", &mut nodes, Some(&artifact), &id).await {
+        return exit;
+    }
     // The canary keeps what it has: it counts as switched by this run, so
     // a failure further on takes it back with the rest.
     let carried: Vec<(usize, Option<ReleaseId>)> = nodes
@@ -249,6 +301,9 @@ pub(crate) async fn abort(ctx: &Context) -> Exit {
         fleet::report_all(ctx, &held);
         let failed = unreached.into_iter().chain(held).collect();
         return fleet::stop_untouched(ctx, "abort", exit, None, &nodes, failed).await;
+    }
+    if let Err(exit) = still_waiting(ctx, "abort", &mut nodes, artifact.as_ref(), &id).await {
+        return exit;
     }
     let canary: Vec<usize> = (0..nodes.len())
         .filter(|&i| nodes[i].probe.current.as_ref() == Some(&id))

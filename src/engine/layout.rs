@@ -181,7 +181,7 @@ if ln "$t" "$L" 2>/dev/null; then
   if [ ! -d "$L" ]; then
     rm -f "$t"
   {sweep}
-    printf '%s\n' {journal} >> "$H/journal"; echo acquired; exit 0
+    echo acquired; {append}; exit 0
   fi
   rm -f "$L/${{t##*/}}"
 fi
@@ -191,7 +191,7 @@ if lock_exists; then echo held; tell_lock; else echo "could not take the lock $L
             head = self.head(),
             lock_fns = LOCK_FNS,
             lock = q(lock_line),
-            journal = q(journal_line)
+            append = append_journal(journal_line),
         )
     }
 
@@ -210,14 +210,14 @@ if lock_exists; then echo held; tell_lock; else echo "could not take the lock $L
 if ! lock_exists; then echo absent; exit 0; fi
 if {mine}; then
   rm -rf "$L" || exit 1
-  printf '%s\n' {journal} >> "$H/journal" && echo freed
+  echo freed; {append}
 else
   echo other; tell_lock
 fi
 "#,
             head = self.head(),
             lock_fns = LOCK_FNS,
-            journal = q(journal_line)
+            append = append_journal(journal_line),
         )
     }
 
@@ -330,29 +330,36 @@ printf '%s\n' {content_sha} > "$H/sums/{id}" && mv "$P.d" "$R" || exit {finish}
 
     /// Points `current` at `releases/<id>` atomically: a new symlink made
     /// beside, then renamed over the old one (rename(2) never follows it).
-    /// The journal line is written in the same round trip.
-    pub fn switch(&self, id: &ReleaseId, journal_line: &str) -> String {
+    /// The journal line is written in the same round trip. With `held`
+    /// (the run's token), nothing is switched unless the lock still holds
+    /// it: the script exits [`LOCK_LOST`] with [`Layout::lock`]'s `held`
+    /// lines on stderr (none when no lock is left).
+    pub fn switch(&self, id: &ReleaseId, held: Option<&str>, journal_line: &str) -> String {
         format!(
             r#"{head}
+{still_held}
 [ -d "$D/releases/{id}" ] || {{ echo "release {id} is not on this host" >&2; exit 4; }}
 S="$H/tmp/switch.$$"
 rm -rf "$S" && mkdir -p "$S" && ln -s "releases/{id}" "$S/current" && mv "$S/current" "$D/" || {{ rm -rf "$S"; exit 1; }}
 rmdir "$S"
-printf '%s\n' {journal} >> "$H/journal"
 printf 'switched %s\n' "$(readlink "$D/current")"
+{append}
 "#,
             head = self.head(),
-            journal = q(journal_line)
+            still_held = still_held(held),
+            append = append_journal(journal_line),
         )
     }
 
     /// Removes `current` (going back from a first deploy, when there is no
-    /// earlier release to point at), with its journal line.
-    pub fn unswitch(&self, journal_line: &str) -> String {
+    /// earlier release to point at), with its journal line; `held` as in
+    /// [`Layout::switch`].
+    pub fn unswitch(&self, held: Option<&str>, journal_line: &str) -> String {
         format!(
-            "{head}\nrm -f \"$D/current\" && printf '%s\\n' {journal} >> \"$H/journal\"",
+            "{head}\n{still_held}\nrm -f \"$D/current\" || exit 1\n{append}\n",
             head = self.head(),
-            journal = q(journal_line)
+            still_held = still_held(held),
+            append = append_journal(journal_line),
         )
     }
 
@@ -450,6 +457,41 @@ pub const JOURNAL_LINE_MAX: usize = 64 * 1024;
 /// The most of a probe's answer kept: 2000 journal lines of a normal size
 /// take well under a megabyte.
 pub const PROBE_MAX: usize = 16 * 1024 * 1024;
+/// The exit of [`Layout::switch`] when the lock no longer holds the run's token.
+pub const LOCK_LOST: u32 = 75;
+
+/// Stops a script unless the lock file still holds `token` (see
+/// [`Layout::switch`]); nothing without one.
+fn still_held(token: Option<&str>) -> String {
+    let Some(token) = token else {
+        return String::new();
+    };
+    let needle = q(&format!("\"token\":\"{token}\""));
+    format!(
+        r#"{LOCK_FNS}
+if ! {{ lock_is_file && case $(head -n 1 "$L") in *{needle}*) true ;; *) false ;; esac; }}; then
+  if lock_exists; then tell_lock >&2; fi
+  exit {LOCK_LOST}
+fi"#
+    )
+}
+
+/// Appends one journal line; when that fails, prints `unrecorded` and why
+/// on stdout (see [`unrecorded`]) and goes on: what was done stays done.
+fn append_journal(journal_line: &str) -> String {
+        r#"if ! e=$({{ printf '%s\n' {journal} >> "$H/journal"; }} 2>&1); then printf 'unrecorded %s\n' "$(printf '%s\n' "$e" | head -n 1)"; fi"#,
+        journal = q(journal_line)
+
+/// Why a script's journal line was not written, if it was not
+/// ([`append_journal`]'s `unrecorded` line).
+pub fn unrecorded(output: &str) -> Option<String> {
+    output.lines().find_map(|l| {
+        let why = l.strip_prefix("unrecorded")?;
+        Some(match why.trim() {
+            "" => "the append failed".to_string(),
+            why => why.to_string(),
+        })
+    })
 
 /// The run token in a lock line (`{"token":"…",…}`), if it is a plain word.
 fn lock_token(lock_line: &str) -> Option<String> {
@@ -537,6 +579,14 @@ impl LockState {
         match self {
             LockState::File(line) | LockState::Other(line) => line,
         }
+    }
+
+    /// What a script that found the lock was not its own told on stderr
+    /// (`tell_lock`); `None` when it told nothing (no lock was left).
+    pub fn told(text: &str) -> Option<LockState> {
+        let mut lines = text.lines().skip_while(|l| l.trim().is_empty()).peekable();
+        lines.peek()?;
+        Some(LockState::read(lines))
     }
 
     /// Reads what `tell_lock` prints: a line, then `not-a-file` for a non-file.
@@ -924,7 +974,7 @@ mod tests {
                     "{at}"
                 );
                 assert!(names(&deploy_to.join(".hoist/tmp")).is_empty(), "{at}");
-                let ran = shell.run(base.path(), &layout.switch(&id(), "{}"), b"");
+                let ran = shell.run(base.path(), &layout.switch(&id(), None, "{}"), b"");
                 assert_eq!(ran.code, 0, "{at}: {}", ran.stderr);
                 let probe = Probe::parse(&shell.run(base.path(), &layout.probe(), b"").text());
                 let probe = probe.unwrap();
@@ -1175,7 +1225,7 @@ mod tests {
             assert_eq!(shell.run(base.path(), &script, &upload).code, 0);
             assert_eq!(
                 shell
-                    .run(base.path(), &layout.switch(&id(), "{}"), b"")
+                    .run(base.path(), &layout.switch(&id(), None, "{}"), b"")
                     .code,
                 0
             );
@@ -1186,6 +1236,76 @@ mod tests {
             let target = format!("releases/{ID}");
             assert_eq!(probe.current_dangling, Some(target), "{}", shell.name);
             assert!(probe.releases.is_empty(), "{}", shell.name);
+        }
+    }
+
+    #[test]
+    fn a_switch_happens_only_while_the_lock_holds_the_runs_token() {
+        let upload = tar_gz(&[("f", b"x")]);
+        for shell in shells() {
+            let base = tempfile::tempdir().unwrap();
+            let deploy_to = base.path().join("app");
+            let layout = layout(&deploy_to);
+            let at = shell.name;
+            let ran = shell.run(base.path(), &layout.lock(LOCK_LINE, "{}"), b"");
+            assert_eq!(ran.text(), "acquired\n", "{at}: {}", ran.stderr);
+            let script = layout.receive(&id(), TOKEN, Packing::TarGz, &sha(&upload), "c");
+            assert_eq!(shell.run(base.path(), &script, &upload).code, 0, "{at}");
+            let switch = layout.switch(&id(), Some(TOKEN), "{}");
+            let ran = shell.run(base.path(), &switch, b"");
+            assert_eq!(ran.code, 0, "{at}: {}", ran.stderr);
+            assert_eq!(unrecorded(&ran.text()), None, "{at}");
+            fs::remove_file(deploy_to.join("current")).unwrap();
+
+            // Forced open: no lock at all.
+            fs::remove_file(deploy_to.join(".hoist/lock")).unwrap();
+            let ran = shell.run(base.path(), &switch, b"");
+            assert_eq!(ran.code as u32, LOCK_LOST, "{at}: {}", ran.stderr);
+            assert_eq!(LockState::told(&ran.stderr), None, "{at}");
+            assert!(!deploy_to.join("current").exists(), "{at}");
+            // Taken by another run since: its line is told.
+            let theirs = LOCK_LINE.replace(TOKEN, "deadbeef0000");
+            fs::write(deploy_to.join(".hoist/lock"), format!("{theirs}\n")).unwrap();
+            let ran = shell.run(base.path(), &switch, b"");
+            assert_eq!(ran.code as u32, LOCK_LOST, "{at}: {}", ran.stderr);
+            assert_eq!(
+                LockState::told(&ran.stderr),
+                Some(LockState::File(theirs)),
+                "{at}"
+            );
+            let ran = shell.run(base.path(), &layout.unswitch(Some(TOKEN), "{}"), b"");
+            assert_eq!(ran.code as u32, LOCK_LOST, "{at}: {}", ran.stderr);
+            assert!(!deploy_to.join("current").exists(), "{at}");
+        }
+    }
+
+    #[test]
+    fn a_journal_line_that_cannot_be_written_is_said_and_the_switch_stands() {
+        let upload = tar_gz(&[("f", b"x")]);
+        for shell in shells() {
+            let base = tempfile::tempdir().unwrap();
+            let deploy_to = base.path().join("app");
+            let layout = layout(&deploy_to);
+            let at = shell.name;
+            let ran = shell.run(base.path(), &layout.lock(LOCK_LINE, "{}"), b"");
+            assert_eq!(ran.text(), "acquired\n", "{at}: {}", ran.stderr);
+            let script = layout.receive(&id(), TOKEN, Packing::TarGz, &sha(&upload), "c");
+            assert_eq!(shell.run(base.path(), &script, &upload).code, 0, "{at}");
+            // Something no line can be appended to, whoever runs this.
+            let journal = deploy_to.join(".hoist/journal");
+            fs::remove_file(&journal).unwrap();
+            fs::create_dir(&journal).unwrap();
+            let ran = shell.run(base.path(), &layout.switch(&id(), Some(TOKEN), "{}"), b"");
+            assert_eq!(ran.code, 0, "{at}: {}", ran.stderr);
+            assert!(unrecorded(&ran.text()).is_some(), "{at}: {}", ran.text());
+            assert!(deploy_to.join("current").exists(), "{at}");
+            let ran = shell.run(base.path(), &layout.unlock(Some(TOKEN), "{}"), b"");
+            assert_eq!(
+                UnlockAnswer::parse(&ran.text()),
+                Ok(UnlockAnswer::Freed),
+                "{at}"
+            );
+            assert!(unrecorded(&ran.text()).is_some(), "{at}: {}", ran.text());
         }
     }
 

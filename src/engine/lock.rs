@@ -7,12 +7,13 @@ use futures_util::future::join_all;
 
 use super::fleet::Node;
 pub(crate) use super::layout::LockInfo;
-use super::layout::{LockAnswer, LockState, UnlockAnswer};
+use super::layout::{LockAnswer, LockState, UnlockAnswer, unrecorded};
 use super::preflight::{Problem, locked};
 use super::{Context, Failure, HostOutcome, policy};
 use crate::exit::Exit;
 use crate::journal::{Entry, Kind};
 use crate::report::{Level, Phase};
+use crate::transport::TransportError;
 
 /// Someone else holds the lock on a host.
 pub(crate) struct Held {
@@ -45,6 +46,11 @@ impl Context {
 /// Takes the lock on every node. If any host is held by someone else, frees
 /// what was taken and returns who holds it; a host that fails outright is an
 /// error too (and also frees what was taken).
+///
+/// The first host by name is locked alone before the others: of two runs
+/// racing for one fleet, the one that takes it goes on to take the rest,
+/// and the other finds it held and takes nothing (locking every host at
+/// once, each would get some and both would give up).
 pub(crate) async fn acquire(
     ctx: &Context,
     nodes: &[Node],
@@ -53,35 +59,64 @@ pub(crate) async fn acquire(
 ) -> Result<(), LockError> {
     let info = serde_json::to_string(&ctx.lock_info(release, message)).expect("serializes");
     let entry = ctx.journal_entry(Kind::Lock, release, message).to_line();
-    let results = join_all(nodes.iter().map(|node| {
+    let take = |i: usize| {
+        let node = &nodes[i];
         let script = node.layout.lock(&info, &entry);
         async move {
             ctx.phase(node.name(), Phase::Lock);
             let out = node.must("taking the lock", &script, None).await?;
-            match LockAnswer::parse(&out.stdout_str()).map_err(Failure::Other)? {
+            let text = out.stdout_str();
+            let answer = LockAnswer::parse(&text).map_err(Failure::Other)?;
+            if let Some(why) = unrecorded(&text) {
+                ctx.notes.unrecorded(node.name());
+                ctx.message(
+                    Level::Warn,
+                    Some(node.name()),
+                    format!("locked, but the lock's journal line could not be written ({why})"),
+                );
+            }
+            match answer {
                 LockAnswer::Acquired => Ok(None),
                 LockAnswer::Held(state) => Ok(Some(state)),
             }
         }
-    }))
-    .await;
+    };
+    let Some(first) = (0..nodes.len()).min_by_key(|&i| nodes[i].name()) else {
+        return Ok(());
+    };
+    let mut results: Vec<Option<Result<Option<LockState>, Failure>>> =
+        nodes.iter().map(|_| None).collect();
+    let gate = take(first).await;
+    let through = matches!(gate, Ok(None));
+    results[first] = Some(gate);
+    if through {
+        let rest = join_all(
+            (0..nodes.len())
+                .filter(|&i| i != first)
+                .map(|i| async move { (i, take(i).await) }),
+        )
+        .await;
+        for (i, result) in rest {
+            results[i] = Some(result);
+        }
+    }
     let mut held = Vec::new();
     let mut failed = Vec::new();
     let mut taken = Vec::new();
     for (node, result) in nodes.iter().zip(results) {
         match result {
-            Ok(None) => taken.push(node),
-            Ok(Some(state)) => held.push(Held {
+            None => {}
+            Some(Ok(None)) => taken.push(node),
+            Some(Ok(Some(state))) => held.push(Held {
                 host: node.name().to_string(),
                 state,
             }),
-            Err(f) => failed.push((node.name().to_string(), f)),
+            Some(Err(f)) => failed.push((node.name().to_string(), f)),
         }
     }
     if held.is_empty() && failed.is_empty() {
         return Ok(());
     }
-    let taken: Vec<&Node> = taken;
     release_nodes(ctx, &taken, None).await;
     if !held.is_empty() {
         Err(LockError::Held(held))
@@ -194,37 +229,91 @@ pub(crate) async fn release(ctx: &Context, nodes: &[Node]) {
     release_nodes(ctx, &refs, None).await;
 }
 
+/// How many times the final unlock is tried on a host before it is left.
+const UNLOCK_ATTEMPTS: u32 = 3;
+
 async fn release_nodes(ctx: &Context, nodes: &[&Node], message: Option<&str>) {
     let entry = ctx.journal_entry(Kind::Unlock, None, message).to_line();
     let token = format!("\"token\":\"{}\"", ctx.run_id);
     join_all(nodes.iter().map(|node| {
         let script = node.layout.unlock(Some(&token), &entry);
         async move {
-            let answer = node
-                .must_within("freeing the lock", &script, None, node.quick_limit())
-                .await
-                .and_then(|out| UnlockAnswer::parse(&out.stdout_str()).map_err(Failure::Other));
-            match answer {
-                Ok(UnlockAnswer::Freed) => {}
-                Ok(UnlockAnswer::Absent) => ctx.message(
+            match free(node, &script).await {
+                Ok((UnlockAnswer::Freed, lost)) => {
+                    if let Some(why) = lost {
+                        ctx.notes.unrecorded(node.name());
+                        ctx.message(
+                            Level::Warn,
+                            Some(node.name()),
+                            format!("the lock was freed, but its journal line could not be written ({why})"),
+                        );
+                    }
+                }
+                Ok((UnlockAnswer::Absent, _)) => ctx.message(
                     Level::Warn,
                     Some(node.name()),
                     "our lock was gone when we came to free it (someone forced it open?)",
                 ),
-                Ok(UnlockAnswer::Other(state)) => ctx.message(
+                Ok((UnlockAnswer::Other(state), _)) => ctx.message(
                     Level::Warn,
                     Some(node.name()),
                     format!("the lock is no longer ours, so it was left: {}", locked(&state)),
                 ),
-                Err(e) => ctx.message(
-                    Level::Error,
-                    Some(node.name()),
-                    format!("could not free the lock: {e}; free it with `hoist unlock` once the host is back"),
-                ),
+                Err(e) => {
+                    let when = if unreached(&e) {
+                        " once the host can be reached"
+                    } else {
+                        ""
+                    };
+                    ctx.message(
+                        Level::Error,
+                        Some(node.name()),
+                        format!("could not free the lock: {e}; it is this run's (pid {}): free it with `hoist unlock`{when}", std::process::id()),
+                    )
+                }
             }
         }
     }))
     .await;
+}
+
+/// Runs the unlock script within the host's command timeout, again (up to
+/// [`UNLOCK_ATTEMPTS`] times, a second apart and more) when it fails short of
+/// a timeout: a loaded machine or a busy sshd must not leave the fleet
+/// locked. A timeout is not tried again: it has had a whole command timeout.
+async fn free(node: &Node, script: &str) -> Result<(UnlockAnswer, Option<String>), Failure> {
+    let mut attempt = 1;
+    loop {
+        let answer = node
+            .must("freeing the lock", script, None)
+            .await
+            .and_then(|out| {
+                let text = out.stdout_str();
+                let answer = UnlockAnswer::parse(&text).map_err(Failure::Other)?;
+                Ok((answer, unrecorded(&text)))
+            });
+        match answer {
+            Err(e) if attempt < UNLOCK_ATTEMPTS && !timed_out(&e) => {
+                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+fn timed_out(e: &Failure) -> bool {
+    matches!(e, Failure::Transport(TransportError::Timeout { .. }))
+}
+
+/// The failure says the host could not be reached (not that it answered).
+fn unreached(e: &Failure) -> bool {
+    matches!(
+        e,
+        Failure::Transport(
+            TransportError::Unreachable { .. } | TransportError::Disconnected { .. }
+        )
+    )
 }
 
 /// Frees a lock by hand: the caller's own (same user@machine), or anyone's

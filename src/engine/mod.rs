@@ -23,6 +23,7 @@ pub(crate) mod preflight;
 pub(crate) mod record;
 pub(crate) mod rollout;
 pub(crate) mod run_hooks;
+mod run_notes;
 pub(crate) mod shared;
 pub(crate) mod strategy;
 pub(crate) mod sudo;
@@ -30,6 +31,7 @@ pub(crate) mod switch;
 pub(crate) mod upload;
 
 pub(crate) use outcome::{Failed, Failure, HostOutcome, at, summary};
+pub(crate) use run_notes::RunNotes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -72,6 +74,8 @@ pub(crate) struct Context {
     pub become_password: std::sync::OnceLock<Option<sudo::Password>>,
     /// The `[[files]]` of every selected host, read by [`shared::load`].
     pub files: std::sync::OnceLock<shared::Files>,
+    /// What the end of the run must say (the lock taken from it, lost journal lines).
+    pub notes: RunNotes,
 }
 
 impl Context {
@@ -111,6 +115,7 @@ impl Context {
         release: Option<String>,
         hosts: &[HostOutcome],
     ) -> Exit {
+        let exit = self.settle_notes(exit);
         let summary = outcome::summary(
             command,
             exit,

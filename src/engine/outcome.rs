@@ -41,6 +41,10 @@ pub(crate) enum Failure {
     /// Going back failed; the host is on neither release for sure.
     #[error("rollback failed: {0}")]
     Rollback(Box<Failure>),
+    /// A switch found the lock no longer held this run's token (forced
+    /// open, then maybe taken by another run), so it changed nothing.
+    #[error("not switched: the lock is no longer this run's ({0})")]
+    LockLost(String),
     #[error("interrupted")]
     Interrupted,
     #[error("stopped: the rollout was halted")]

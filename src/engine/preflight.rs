@@ -50,6 +50,14 @@ impl Problem {
 
 /// Who holds the lock and how to free it; or what is at the lock path.
 pub(crate) fn locked(state: &LockState) -> String {
+    if let LockState::File(line) = state
+        && let Some(l) = own_dead_run(line)
+    {
+        return format!(
+            "locked: your own lock from run {} at {}, which is no longer running; `hoist unlock` frees it",
+            l.pid, l.since
+        );
+    }
     match state {
         LockState::File(line) => format!(
             "locked by {} ({})",
@@ -61,6 +69,23 @@ pub(crate) fn locked(state: &LockState) -> String {
             state.describe()
         ),
     }
+}
+
+/// The lock in `line`, when it is the user's own (same user@machine) and
+/// the run that took it is gone (its pid is not alive here): left by a run
+/// that was killed, or whose unlock failed.
+fn own_dead_run(line: &str) -> Option<LockInfo> {
+    let info = LockInfo::parse(line)?;
+    let alive = |pid: u32| {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        // Signal 0 asks only whether the process exists; EPERM means it does.
+        // SAFETY: kill(2) with signal 0 sends nothing.
+        let r = unsafe { libc::kill(pid, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    };
+    (info.by == super::whoami() && info.pid != 0 && !alive(info.pid)).then_some(info)
 }
 
 /// Everything that stops `node` from taking `artifact` (or any deploy, when

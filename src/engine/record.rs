@@ -16,6 +16,7 @@ pub(crate) async fn record_all<'a>(
     entry: &Entry,
 ) {
     for (node, e) in append_all(nodes, entry, "recording in the journal").await {
+        ctx.notes.unrecorded(node.name());
         ctx.message(
             Level::Warn,
             Some(node.name()),

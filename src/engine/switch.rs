@@ -1,12 +1,14 @@
 //! Pointing `current` at a release: forward in a deploy, back in a rollback.
 //! The switch and its journal line are one round trip; a switch in progress
-//! is one remote command and is never cut.
+//! is one remote command and is never cut. Every switch checks, in that same
+//! command, that the lock is still this run's.
 
 use super::fleet::Node;
-use super::{Context, Failed, at, health, hooks};
+use super::layout::{LOCK_LOST, LockState, unrecorded};
+use super::{Context, Failed, Failure, at, health, hooks};
 use crate::journal::{Entry, Kind};
 use crate::release::ReleaseId;
-use crate::report::Phase;
+use crate::report::{Level, Phase};
 
 /// Points `current` at `id`, recording the deploy (and what came before) in
 /// the host's journal.
@@ -27,10 +29,10 @@ pub(crate) async fn switch_to(
         run: Some(ctx.run_id.clone()),
         ..Entry::new(Kind::Deploy, &ctx.by)
     };
-    node.must("switch", &node.layout.switch(id, &entry.to_line()), None)
+    let script = node.layout.switch(id, Some(&ctx.run_id), &entry.to_line());
+    run_switch(ctx, node, "switch", &script)
         .await
-        .map_err(at(Phase::Switch))?;
-    Ok(())
+        .map_err(at(Phase::Switch))
 }
 
 /// Switches one host back to `target` (or to no release at all, after a
@@ -50,23 +52,18 @@ pub(crate) async fn switch_back(
         run: Some(ctx.run_id.clone()),
         ..Entry::new(Kind::Rollback, &ctx.by)
     };
+    let held = Some(ctx.run_id.as_str());
     let Some(target) = target else {
-        node.must(
-            "removing current",
-            &node.layout.unswitch(&entry.to_line()),
-            None,
-        )
-        .await
-        .map_err(at(Phase::Rollback))?;
+        let script = node.layout.unswitch(held, &entry.to_line());
+        run_switch(ctx, node, "removing current", &script)
+            .await
+            .map_err(at(Phase::Rollback))?;
         return Ok(());
     };
-    node.must(
-        "switching back",
-        &node.layout.switch(target, &entry.to_line()),
-        None,
-    )
-    .await
-    .map_err(at(Phase::Rollback))?;
+    let script = node.layout.switch(target, held, &entry.to_line());
+    run_switch(ctx, node, "switching back", &script)
+        .await
+        .map_err(at(Phase::Rollback))?;
     let version = entry.version.clone().unwrap_or_default();
     let env = hooks::host_env(ctx, node, target, Some(from), &version);
     hooks::run_remote(
@@ -83,6 +80,40 @@ pub(crate) async fn switch_back(
         health::check(ctx, node, check, &env)
             .await
             .map_err(at(Phase::Health))?;
+    }
+    Ok(())
+}
+
+/// Runs a switch script (`what` names it in a failure). A lock that is no
+/// longer this run's is [`Failure::LockLost`], noted for the run's end; a
+/// journal line that could not be written after the switch is warned about
+/// on the host and noted too (the switch stands).
+async fn run_switch(ctx: &Context, node: &Node, what: &str, script: &str) -> Result<(), Failure> {
+    let out = node.run(script, None).await?;
+    if out.code == Some(LOCK_LOST) {
+        let now = match LockState::told(&String::from_utf8_lossy(&out.stderr)) {
+            Some(state @ LockState::File(_)) => format!("now held by {}", state.describe()),
+            Some(state) => state.describe(),
+            None => "no lock is left".to_string(),
+        };
+        ctx.notes.lock_lost(now.clone());
+        return Err(Failure::LockLost(now));
+    }
+    if !out.success() {
+        return Err(Failure::Command {
+            what: what.to_string(),
+            code: out.code,
+            tail: super::tail_lines(&out.stderr, &out.stdout, 10),
+        });
+    }
+    ctx.notes.switched();
+    if let Some(why) = unrecorded(&out.stdout_str()) {
+        ctx.notes.unrecorded(node.name());
+        ctx.message(
+            Level::Warn,
+            Some(node.name()),
+            format!("switched, but its journal line could not be written ({why}): this host's history is incomplete"),
+        );
     }
     Ok(())
 }

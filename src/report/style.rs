@@ -226,7 +226,7 @@ pub fn exit_meaning(code: i32) -> &'static str {
         1 => "failed; hosts are not all where they should be",
         2 => "usage or configuration error; nothing was touched",
         3 => "preflight failed; nothing was changed",
-        4 => "the fleet is locked by someone else",
+        4 => "the fleet is locked (who holds it is said above)",
         5 => "failed; every host it touched is back on the previous release",
         130 => "interrupted; no host was left half-switched and the lock was freed",
         _ => "failed",

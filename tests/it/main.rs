@@ -20,6 +20,7 @@ mod hostile_artifacts;
 mod large_fleets;
 mod misleading_output;
 mod one_host;
+mod lock_races;
 mod real_apps;
 mod rollout_ssh;
 mod ssh_transport;
