@@ -29,7 +29,7 @@ use crate::config::{self, Config, Host, Source};
 use crate::engine::{self, Context};
 use crate::exit::Exit;
 use crate::interrupt::{self, Tracker};
-use crate::report::{self, ColorChoice, Event, Level, ReportOptions, Reporter};
+use crate::report::{self, ColorChoice, Event, Level, Mask, Masked, ReportOptions, Reporter};
 use crate::transport::ssh::SshContext;
 
 /// Runs one command line to its exit.
@@ -41,7 +41,9 @@ pub(crate) fn execute(cli: Cli) -> Exit {
     }
     let run = Invocation::of(&cli);
     let name = run.name;
-    let tracker = Tracker::new(report::reporter(&run.report));
+    let mask = Mask::from_env();
+    let masked = Masked::new(report::reporter(&run.report), mask.clone());
+    let tracker = Tracker::new(Arc::new(masked));
     let (config, hosts) = match run.load(&cli.global) {
         Ok(resolved) => resolved,
         Err(message) => {
@@ -58,6 +60,9 @@ pub(crate) fn execute(cli: Cli) -> Exit {
             return Exit::Usage;
         }
     };
+    for secret in engine::shared::secret_contents(&config, &hosts) {
+        mask.add(&String::from_utf8_lossy(&secret));
+    }
     for warning in &config.warnings {
         tracker.event(&Event::Message {
             level: Level::Warn,
@@ -83,7 +88,7 @@ pub(crate) fn execute(cli: Cli) -> Exit {
         }
     };
     let exit = runtime.block_on(async {
-        let ctx = run.context(&cli, config, hosts, tracker.clone());
+        let ctx = run.context(&cli, config, hosts, tracker.clone(), mask);
         let abandon = interrupt::Run {
             command: name,
             started: ctx.started,
@@ -191,6 +196,7 @@ impl Invocation {
         config: Config,
         hosts: Vec<Host>,
         tracker: Arc<Tracker>,
+        mask: Arc<Mask>,
     ) -> Context {
         let parallel = match &cli.command {
             Command::Exec {
@@ -202,7 +208,7 @@ impl Invocation {
             config: Arc::new(config),
             hosts,
             reporter: tracker,
-            ssh: SshContext::new(self.interactive),
+            ssh: SshContext::new(self.interactive, mask.clone()),
             cancel: CancellationToken::new(),
             parallel: Arc::new(Semaphore::new(parallel)),
             yes: cli.global.yes,
@@ -215,6 +221,7 @@ impl Invocation {
             started: Instant::now(),
             become_password: Default::default(),
             files: Default::default(),
+            mask,
         }
     }
 }

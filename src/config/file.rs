@@ -153,6 +153,7 @@ pub struct RawArtifact {
     pub sha256: Option<String>,
     pub version: Option<String>,
     pub delta: Option<bool>,
+    pub max_size: Option<super::values::Size>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -72,6 +72,8 @@ pub(crate) struct Context {
     pub become_password: std::sync::OnceLock<Option<sudo::Password>>,
     /// The `[[files]]` of every selected host, read by [`shared::load`].
     pub files: std::sync::OnceLock<shared::Files>,
+    /// The secret values of this run, masked in everything reported.
+    pub mask: Arc<crate::report::Mask>,
 }
 
 impl Context {

@@ -22,6 +22,8 @@ struct State {
     uploads: HashMap<String, DateTime<FixedOffset>>,
     /// The summary is the last line, always: nothing is written after it.
     summary_sent: bool,
+    /// The GitHub runner reads these lines (see `workflow`).
+    inert: bool,
 }
 
 impl Json {
@@ -32,8 +34,18 @@ impl Json {
                 out,
                 uploads: HashMap::new(),
                 summary_sent: false,
+                inert: false,
             }),
         }
+    }
+
+    /// Lines the GitHub runner reads: no host text in them is taken for a
+    /// workflow command; the JSON means the same.
+    pub fn inert(self) -> Self {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.inert = true;
+        drop(st);
+        self
     }
 }
 
@@ -72,6 +84,9 @@ impl Reporter for Json {
             st.uploads.insert(host.clone(), now);
         }
         let mut text = line(event, now);
+        if st.inert {
+            text = super::workflow::inert_json(&text);
+        }
         text.push('\n');
         // A reader that went away must not stop the deploy.
         let _ = st.out.write_all(text.as_bytes());
