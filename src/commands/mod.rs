@@ -29,7 +29,7 @@ use crate::config::{self, Config, Host, Source};
 use crate::engine::{self, Context};
 use crate::exit::Exit;
 use crate::interrupt::{self, Tracker};
-use crate::report::{self, ColorChoice, Event, Level, ReportOptions, Reporter};
+use crate::report::{self, ColorChoice, Event, Level, Mask, Masked, ReportOptions, Reporter};
 use crate::transport::ssh::SshContext;
 
 /// `--live` outside blue-green: there is no colour to name.
@@ -45,7 +45,9 @@ pub(crate) fn execute(cli: Cli) -> Exit {
     }
     let run = Invocation::of(&cli);
     let name = run.name;
-    let tracker = Tracker::new(report::reporter(&run.report));
+    let mask = Mask::from_env();
+    let masked = Masked::new(report::reporter(&run.report), mask.clone());
+    let tracker = Tracker::new(Arc::new(masked));
     let (config, hosts) = match run.load(&cli) {
         Ok(resolved) => resolved,
         Err(message) => {
@@ -62,6 +64,9 @@ pub(crate) fn execute(cli: Cli) -> Exit {
             return Exit::Usage;
         }
     };
+    for secret in engine::shared::secret_contents(&config, &hosts) {
+        mask.add(&String::from_utf8_lossy(&secret));
+    }
     for warning in &config.warnings {
         tracker.event(&Event::Message {
             level: Level::Warn,
@@ -87,7 +92,7 @@ pub(crate) fn execute(cli: Cli) -> Exit {
         }
     };
     let exit = runtime.block_on(async {
-        let ctx = run.context(&cli, config, hosts, tracker.clone());
+        let ctx = run.context(&cli, config, hosts, tracker.clone(), mask);
         let abandon = interrupt::Run {
             command: name,
             started: ctx.started,
@@ -222,6 +227,7 @@ impl Invocation {
         config: Config,
         hosts: Vec<Host>,
         tracker: Arc<Tracker>,
+        mask: Arc<Mask>,
     ) -> Context {
         let parallel = match &cli.command {
             Command::Exec {
@@ -233,7 +239,7 @@ impl Invocation {
             config: Arc::new(config),
             hosts,
             reporter: tracker,
-            ssh: SshContext::new(self.interactive),
+            ssh: SshContext::new(self.interactive, mask.clone()),
             cancel: CancellationToken::new(),
             parallel: Arc::new(Semaphore::new(parallel)),
             yes: cli.global.yes,
@@ -247,6 +253,7 @@ impl Invocation {
             become_password: Default::default(),
             files: Default::default(),
             notes: Default::default(),
+            mask,
         }
     }
 }

@@ -154,6 +154,7 @@ pub struct RawArtifact {
     pub version: Option<String>,
     pub delta: Option<bool>,
     pub allow_setuid: Option<bool>,
+    pub max_size: Option<super::values::Size>,
 }
 
 #[derive(Debug, Deserialize)]

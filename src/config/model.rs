@@ -206,6 +206,9 @@ pub struct Pull {
     pub url: String,
     /// Lowercase hex.
     pub sha256: String,
+    /// `artifact.max_size`: the most a host downloads (it is also bounded
+    /// by half the free space the host's preflight found).
+    pub max_size: Option<u64>,
 }
 
 impl Pull {

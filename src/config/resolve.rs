@@ -283,13 +283,22 @@ fn artifact(raw: RawArtifact, doc: &Doc, base_dir: &Path) -> Result<ArtifactSpec
                 "`sha256` goes with `url`; a `path` is hashed here",
             ));
         }
+        (Some(_), None, None) if raw.max_size.is_some() => {
+            return Err(doc.error(
+                &["artifact", "max_size"],
+                "`max_size` bounds what each host downloads from `url`; a `path` is sent from here",
+            ));
+        }
         (Some(path), None, None) => {
             if path.is_empty() {
                 return Err(doc.error(&["artifact", "path"], "the artifact path is empty"));
             }
             None
         }
-        (None, Some(url), sha256) => Some(pull(url, sha256, doc)?),
+        (None, Some(url), sha256) => Some(Pull {
+            max_size: raw.max_size.map(|s| s.0),
+            ..pull(url, sha256, doc)?
+        }),
     };
     if let Some(version) = &raw.version {
         check_version(version).map_err(|e| doc.error(&["artifact", "version"], e))?;
@@ -340,6 +349,7 @@ fn pull(url: String, sha256: Option<String>, doc: &Doc) -> Result<Pull, ConfigEr
     Ok(Pull {
         url,
         sha256: sha256.to_ascii_lowercase(),
+        max_size: None,
     })
 }
 

@@ -158,6 +158,43 @@ pub struct Retries(pub u32);
 from_scalar!(Retries, |v| int_in(&v, 0, 10, "a number of retries (0-10)")
     .map(|n| Retries(n as u32)));
 
+/// A size in bytes: a whole number, or a string such as "500MB" or "2GiB"
+/// (kB, MB, GB, TB count in 1000s; KiB, MiB, GiB, TiB in 1024s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+from_scalar!(Size, |v| match &v {
+    Scalar::Int(n) if *n >= 1 => Ok(Size(*n as u64)),
+    Scalar::Str(s) => parse_size(s).map(Size),
+    _ => v.expected("a size such as \"500MB\", \"2GiB\" or a number of bytes"),
+});
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    let bad = || {
+        format!("expected a size such as \"500MB\", \"2GiB\" or a number of bytes, found {text:?}")
+    };
+    let s = text.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let unit = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1000,
+        "mb" | "m" => 1000_u64.pow(2),
+        "gb" | "g" => 1000_u64.pow(3),
+        "tb" | "t" => 1000_u64.pow(4),
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    match n.checked_mul(unit) {
+        Some(bytes) if bytes >= 1 => Ok(bytes),
+        _ => Err(bad()),
+    }
+}
+
 /// An integer from 1 to `MAX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Positive<const MAX: i64 = { i64::MAX }>(pub usize);

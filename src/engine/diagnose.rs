@@ -58,7 +58,8 @@ pub(crate) async fn collect(
             },
         });
     }
-    let record = Diagnostics {
+    // Masked here too: the record is also kept on the host.
+    let record = ctx.mask.diagnostics(&Diagnostics {
         host: node.name().to_string(),
         release: id.to_string(),
         phase: failed.phase,
@@ -66,7 +67,7 @@ pub(crate) async fn collect(
         at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         by: ctx.by.clone(),
         commands,
-    };
+    });
     if !configured.is_empty() {
         ctx.emit(Event::HostDiagnostics(record.clone()));
     }

@@ -1,10 +1,12 @@
 //! Reaching the selected hosts: connect, then read each one's state in one
 //! round trip. Nothing here writes to a host.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use futures_util::future::join_all;
+use tokio::sync::SemaphorePermit;
 
 use super::layout::{Layout, PROBE_MAX, Probe};
 use super::{Context, Failed, Failure, HostOutcome};
@@ -14,7 +16,7 @@ use crate::journal::Journal;
 use crate::release::ReleaseId;
 use crate::report::{Event, Phase};
 use crate::transport::local::LocalHost;
-use crate::transport::ssh::{ConnectRetry, SshHost};
+use crate::transport::ssh::{ConnectRetry, Retries, SshHost};
 use crate::transport::{DEPLOY_SESSIONS, Input, Output, Transport, TransportError};
 
 /// A connected host and what hoist knows of it.
@@ -152,20 +154,51 @@ pub(crate) fn layout_for(host: &Host) -> Layout {
     }
 }
 
-pub(crate) async fn connect(ctx: &Context, host: &Host) -> Result<Arc<dyn Transport>, Failure> {
+/// One host's turn among the `parallel` hosts worked on at once. It is
+/// given back while the host waits to retry a refused connect, so that
+/// hosts that refuse cost their backoff once in all, not once per round
+/// of `parallel`; the host then waits for a turn again.
+pub(crate) struct Turn<'a> {
+    ctx: &'a Context,
+    host: &'a Host,
+    permit: Mutex<Option<SemaphorePermit<'a>>>,
+}
+
+impl<'a> Turn<'a> {
+    pub async fn take(ctx: &'a Context, host: &'a Host) -> Turn<'a> {
+        let permit = ctx.parallel.acquire().await.expect("semaphore open");
+        Turn {
+            ctx,
+            host,
+            permit: Mutex::new(Some(permit)),
+        }
+    }
+}
+
+#[async_trait]
+impl Retries for Turn<'_> {
+    async fn pause(&self, retry: &ConnectRetry) {
+        self.ctx.emit(Event::ConnectRetry {
+            host: self.host.name.clone(),
+            attempt: retry.attempt,
+            retries: retry.retries,
+            error: retry.reason.clone(),
+            delay_ms: super::ms(retry.pause),
+        });
+        let given_back = self.permit.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(given_back);
+        tokio::time::sleep(retry.pause).await;
+        let again = self.ctx.parallel.acquire().await.expect("semaphore open");
+        *self.permit.lock().unwrap_or_else(|e| e.into_inner()) = Some(again);
+    }
+}
+
+pub(crate) async fn connect(turn: &Turn<'_>) -> Result<Arc<dyn Transport>, Failure> {
+    let host = turn.host;
     match &host.transport {
         HostTransport::Local { .. } => Ok(Arc::new(LocalHost::new(&host.name))),
         HostTransport::Ssh(target) => {
-            let on_retry = |retry: &ConnectRetry| {
-                ctx.emit(Event::ConnectRetry {
-                    host: host.name.clone(),
-                    attempt: retry.attempt,
-                    retries: retry.retries,
-                    error: retry.reason.clone(),
-                    delay_ms: super::ms(retry.pause),
-                })
-            };
-            let conn = SshHost::connect_observed(target, &ctx.ssh, &on_retry).await?;
+            let conn = SshHost::connect_observed(target, &turn.ctx.ssh, turn).await?;
             Ok(Arc::new(conn))
         }
     }
@@ -176,7 +209,7 @@ pub(crate) async fn connect(ctx: &Context, host: &Host) -> Result<Arc<dyn Transp
 /// not be reached or read failed.
 pub(crate) async fn reach(ctx: &Context) -> (Vec<Node>, Vec<HostOutcome>) {
     let tasks = ctx.hosts.iter().map(|host| async move {
-        let _permit = ctx.parallel.acquire().await.expect("semaphore open");
+        let turn = Turn::take(ctx, host).await;
         let started = Instant::now();
         let unreached = |failure: Failure, phase| {
             HostOutcome::failed(&host.name, failure.at(phase), None, started.elapsed())
@@ -185,7 +218,7 @@ pub(crate) async fn reach(ctx: &Context) -> (Vec<Node>, Vec<HostOutcome>) {
             return Err(unreached(Failure::Interrupted, Phase::Connect));
         }
         ctx.phase(&host.name, Phase::Connect);
-        let conn = connect(ctx, host)
+        let conn = connect(&turn)
             .await
             .map_err(|failure| unreached(failure, Phase::Connect))?;
         ctx.phase(&host.name, Phase::Preflight);

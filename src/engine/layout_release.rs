@@ -246,6 +246,12 @@ mv "$P.m" "$H/manifests/"{id} && printf '%s\n' {content_sha} > "$H/sums/"{id} &&
     /// and only then unpacks it under a temporary name, lists it as its
     /// manifest and renames it to `releases/<id>`. Nothing is unpacked
     /// from a download whose hash differs.
+    ///
+    /// The URL is fetched as written (curl's `--globoff`: `[ ] { }` are no
+    /// patterns) over http or https only, redirects included (wget speaks
+    /// nothing else but ftp). At most `limit` bytes are kept: the body
+    /// goes through `head -c`, so a body sent without a length stops there
+    /// too, and the download fails saying so.
     pub fn pull(
         &self,
         id: &ReleaseId,
@@ -253,10 +259,25 @@ mv "$P.m" "$H/manifests/"{id} && printf '%s\n' {content_sha} > "$H/sums/"{id} &&
         url: &str,
         sha256: &str,
         packing: UrlPacking,
+        limit: Option<u64>,
     ) -> String {
         let (unpack, list) = match packing {
             UrlPacking::TarGz => ("$XZF", "-tvzf"),
             UrlPacking::Tar => ("$XF", "-tvf"),
+        };
+        let (cap, max_filesize, over) = match limit {
+            Some(n) => (
+                format!("head -c {}", n + 1),
+                format!(" --max-filesize {n}"),
+                format!(
+                    r#"size=$(wc -c < "$P.part") || exit {write}
+if [ $((size)) -gt {n} ] || [ "$tool$rc" = curl63 ]; then printf 'the download of %s is larger than %s bytes, the most this host takes (artifact.max_size, or half its free space); stopped\n' "$U" {n} >&2; exit {download}; fi
+"#,
+                    write = ReceiveStep::Write.code(),
+                    download = ReleaseStep::Download.code(),
+                ),
+            ),
+            None => ("cat".to_string(), String::new(), String::new()),
         };
         format!(
             r#"{head}
@@ -264,18 +285,22 @@ mv "$P.m" "$H/manifests/"{id} && printf '%s\n' {content_sha} > "$H/sums/"{id} &&
 P={part}
 R="$D/releases/"{id}
 U={url}
-trap 'rm -rf "$P.part" "$P.d" "$P.m"' EXIT
+trap 'rm -rf "$P.part" "$P.rc" "$P.d" "$P.m"' EXIT
 trap 'exit 130' HUP INT TERM
 mkdir -p "$D/releases" "$H/tmp" "$H/sums" "$H/manifests" || exit {write}
 if [ -e "$R" ]; then printf '%s already exists\n' "$R" >&2; exit {exists}; fi
-rm -rf "$P.part" "$P.d" "$P.m"
+rm -rf "$P.part" "$P.rc" "$P.d" "$P.m"
 if command -v curl >/dev/null 2>&1; then
-  curl -fsSL --connect-timeout 30 -o "$P.part" "$U" || {{ printf 'cannot download %s (curl exit %s)\n' "$U" "$?" >&2; exit {download}; }}
+  tool=curl
+  {{ curl -fsSL --globoff --proto =http,https --proto-redir =http,https{max_filesize} --connect-timeout 30 "$U"; echo $? > "$P.rc"; }} | {cap} > "$P.part" || exit {write}
 elif command -v wget >/dev/null 2>&1; then
-  wget -q -T 30 -O "$P.part" "$U" || {{ printf 'cannot download %s (wget exit %s)\n' "$U" "$?" >&2; exit {download}; }}
+  tool=wget
+  {{ wget -q -T 30 -O - "$U"; echo $? > "$P.rc"; }} | {cap} > "$P.part" || exit {write}
 else
   echo 'neither curl nor wget is installed' >&2; exit {download}
 fi
+rc=$(cat "$P.rc" 2>/dev/null) || rc=unknown
+{over}[ "$rc" = 0 ] || {{ printf 'cannot download %s (%s exit %s)\n' "$U" "$tool" "$rc" >&2; exit {download}; }}
 sum=$($HOIST_SHA < "$P.part") || {{ echo "cannot hash the download" >&2; exit {checksum}; }}
 sum=${{sum%% *}}
 if [ "$sum" != {sha256} ]; then printf 'checksum mismatch: expected %s, got %s; nothing was unpacked\n' {sha256} "$sum" >&2; exit {checksum}; fi
@@ -308,7 +333,7 @@ mv "$P.m" "$H/manifests/"{id} && printf '%s\n' {sha256} > "$H/sums/"{id} && mv "
     pub fn reach_url(url: &str) -> String {
         format!(
             r#"U={url}
-if command -v curl >/dev/null 2>&1; then curl -fsSI --connect-timeout 10 --max-time 20 -o /dev/null "$U" || exit 1
+if command -v curl >/dev/null 2>&1; then curl -fsSI --globoff --proto =http,https --proto-redir =http,https --connect-timeout 10 --max-time 20 -o /dev/null "$U" || exit 1
 elif command -v wget >/dev/null 2>&1; then wget -q -T 10 --spider "$U" || exit 1
 else echo 'neither curl nor wget is installed' >&2; exit 1; fi
 echo url-ok"#,

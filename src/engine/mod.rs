@@ -76,6 +76,8 @@ pub(crate) struct Context {
     pub files: std::sync::OnceLock<shared::Files>,
     /// What the end of the run must say (the lock taken from it, lost journal lines).
     pub notes: RunNotes,
+    /// The secret values of this run, masked in everything reported.
+    pub mask: Arc<crate::report::Mask>,
 }
 
 impl Context {

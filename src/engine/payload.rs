@@ -291,9 +291,13 @@ async fn pull(
     } else {
         UrlPacking::Tar
     };
+    // The download and what it unpacks to must both fit: half the free
+    // space preflight found is the most it may take.
+    let spare = node.probe.free_kb.map(|kb| kb.saturating_mul(1024) / 2);
+    let limit = [pull.max_size, spare].into_iter().flatten().min();
     let script = node
         .layout
-        .pull(id, &ctx.run_id, &pull.url, &pull.sha256, packing);
+        .pull(id, &ctx.run_id, &pull.url, &pull.sha256, packing, limit);
     let out = unless_halted(ctx, halt, node.run(&script, None))
         .await
         .map_err(|f| f.at(Phase::Upload))?;

@@ -79,7 +79,7 @@ pub(crate) fn at_end(ctx: &Context, summary: &Summary) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let file = match summary_file(summary) {
+    let file = match summary_file(&ctx.mask.summary(summary)) {
         Ok(file) => file,
         Err(e) => {
             ctx.message(

@@ -73,6 +73,24 @@ impl Files {
     }
 }
 
+/// The content of every `secret = true` file of these hosts that can be
+/// read here, to be masked in all output (also for commands that send no
+/// files, such as `exec`). One that cannot be read is [`Files::read`]'s to
+/// report.
+pub(crate) fn secret_contents(config: &Config, hosts: &[Host]) -> Vec<Vec<u8>> {
+    let mut found = Vec::new();
+    for host in hosts {
+        for spec in config.app.files.iter().filter(|s| s.secret) {
+            if let Ok(content) =
+                source(config, spec, host).and_then(|p| std::fs::read(p).map_err(|e| e.to_string()))
+            {
+                found.push(content);
+            }
+        }
+    }
+    found
+}
+
 /// Where `spec`'s source for `host` is on this machine (not yet read).
 fn source(
     config: &Config,

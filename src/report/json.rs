@@ -25,6 +25,8 @@ struct State {
     uploads: HashMap<String, DateTime<FixedOffset>>,
     /// The summary is the last line, always: nothing is written after it.
     summary_sent: bool,
+    /// The GitHub runner reads these lines (see `workflow`).
+    inert: bool,
 }
 
 impl Json {
@@ -36,8 +38,18 @@ impl Json {
                 held: None,
                 uploads: HashMap::new(),
                 summary_sent: false,
+                inert: false,
             }),
         }
+    }
+
+    /// Lines the GitHub runner reads: no host text in them is taken for a
+    /// workflow command; the JSON means the same.
+    pub fn inert(self) -> Self {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.inert = true;
+        drop(st);
+        self
     }
 }
 
@@ -87,6 +99,9 @@ impl Reporter for Json {
             st.uploads.insert(host.clone(), now);
         }
         let mut text = line(event, now);
+        if st.inert {
+            text = super::workflow::inert_json(&text);
+        }
         text.push('\n');
         let opens = matches!(event, Event::RunStarted { .. } | Event::Summary(_));
         if let Some(held) = &mut st.held {

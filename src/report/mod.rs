@@ -363,19 +363,23 @@ impl Reporter for Recorder {
 mod clock;
 mod evidence;
 mod json;
+mod mask;
 mod plain;
 mod select;
 mod style;
 mod table;
 mod tty;
+mod workflow;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use evidence::{Diagnostic, Diagnostics};
 pub use json::{Json, line as ndjson_line};
+pub use mask::{MASK, Mask, Masked};
 pub use plain::{Plain, PlainOptions, Stamp, Verbosity};
 pub use select::{ColorChoice, ReportOptions, Tee, reporter};
 pub use style::Paint;
 pub use tty::Tty;
+pub use workflow::under_actions;
 
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,7 @@
 use super::clock::Clock;
 use super::style::{self, Paint, clean, duration_ms, host_list, hosts_word};
 use super::table::{RowTables, summary_lines};
+use super::workflow::{inert_line, inert_text};
 use super::{Event, Level, OutputStream, Phase, Reporter};
 use chrono::{DateTime, FixedOffset, SecondsFormat};
 use indicatif::BinaryBytes;
@@ -77,6 +78,9 @@ struct State {
     /// The last diagnostic lines of hosts whose failure is still to be shown.
     diagnostics: HashMap<String, Vec<String>>,
     github: Option<Github>,
+    /// The runner reads these lines for workflow commands: none may be one
+    /// that hoist did not write as one (see `workflow`).
+    inert: bool,
 }
 
 struct Upload {
@@ -102,6 +106,7 @@ impl Plain {
                 printed: false,
                 diagnostics: HashMap::new(),
                 github: None,
+                inert: false,
             }),
         }
     }
@@ -115,6 +120,16 @@ impl Plain {
             summary,
             grouped: false,
         });
+        st.inert = true;
+        drop(st);
+        self
+    }
+
+    /// Lines the GitHub runner reads (stderr under `--json`): no host text
+    /// in them is taken for a workflow command.
+    pub fn inert(self) -> Self {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.inert = true;
         drop(st);
         self
     }
@@ -125,6 +140,7 @@ impl Plain {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         flush_tables(self.opts.paint, &mut st);
         let line = self.line(&st, now, None, text);
+        let line = if st.inert { inert_line(&line) } else { line };
         write_lines(&mut st, &[line]);
     }
 
@@ -502,7 +518,7 @@ fn github_lines(st: &mut State, event: &Event, lines: Vec<String>) -> Vec<String
             close(github, &mut out);
             out.push(format!(
                 "::group::wave {wave}/{waves} ({kind}): {}",
-                escape_data(&host_list(hosts, LISTED_HOSTS))
+                escape_data(&inert_text(&host_list(hosts, LISTED_HOSTS)))
             ));
             github.grouped = true;
             out.extend(lines);
@@ -523,8 +539,8 @@ fn github_lines(st: &mut State, event: &Event, lines: Vec<String>) -> Vec<String
             let first = first.lines().next().unwrap_or("");
             out.push(format!(
                 "::error title={}::{}",
-                escape_property(host),
-                escape_data(&format!("{phase}: {first}"))
+                escape_property(&inert_text(host)),
+                escape_data(&inert_text(&format!("{phase}: {first}")))
             ));
         }
         Event::Summary(summary) => {
@@ -614,6 +630,9 @@ fn flush_tables(paint: Paint, st: &mut State) {
         }
         lines.extend(table.render(paint, None));
     }
+    if st.inert {
+        lines = lines.iter().map(|l| inert_line(l)).collect();
+    }
     write_lines(st, &lines);
 }
 
@@ -643,7 +662,10 @@ impl Reporter for Plain {
         if !self.shows(&st, event) {
             return;
         }
-        let lines = self.render(&mut st, now, event);
+        let mut lines = self.render(&mut st, now, event);
+        if st.inert {
+            lines = lines.iter().map(|l| inert_line(l)).collect();
+        }
         let lines = match st.github.is_some() {
             true => github_lines(&mut st, event, lines),
             false => lines,

@@ -67,6 +67,7 @@ impl ReportOptions {
 pub fn reporter(opts: &ReportOptions) -> Arc<dyn Reporter> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (stdout, stderr) = (Term::stdout(), Term::stderr());
+    let actions = super::workflow::under_actions();
     let main: Arc<dyn Reporter> = if opts.json {
         let human = PlainOptions {
             verbosity: Verbosity::Quiet,
@@ -74,21 +75,23 @@ pub fn reporter(opts: &ReportOptions) -> Arc<dyn Reporter> {
             stamp: Stamp::Time,
             tables: false,
         };
-        Arc::new(Tee {
-            main: Arc::new({
-                let json = Json::new(Box::new(std::io::stdout()), clock.clone());
-                if opts.starts_a_run {
-                    json.run_first()
-                } else {
-                    json
-                }
+        let json = Json::new(Box::new(std::io::stdout()), clock.clone());
+        let json = if opts.starts_a_run {
+            json.run_first()
+        } else {
+            json
+        };
+        let copy = Plain::new(Box::new(std::io::stderr()), human, clock.clone());
+        match actions {
+            true => Arc::new(Tee {
+                main: Arc::new(json.inert()),
+                copy: Arc::new(copy.inert()),
             }),
-            copy: Arc::new(Plain::new(
-                Box::new(std::io::stderr()),
-                human,
-                clock.clone(),
-            )),
-        })
+            false => Arc::new(Tee {
+                main: Arc::new(json),
+                copy: Arc::new(copy),
+            }),
+        }
     } else if stdout.is_term() && stderr.is_term() && !opts.verbose {
         let paint = opts.color.paint_for(&stderr);
         // The bars' own colours (spinner, bar) follow console's switch for stderr.
@@ -102,7 +105,7 @@ pub fn reporter(opts: &ReportOptions) -> Arc<dyn Reporter> {
             tables: true,
         };
         let out = Plain::new(Box::new(std::io::stdout()), plain, clock.clone());
-        if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
+        if actions {
             let summary = std::env::var_os("GITHUB_STEP_SUMMARY")
                 .filter(|p| !p.is_empty())
                 .and_then(|p| OpenOptions::new().create(true).append(true).open(p).ok())

@@ -219,8 +219,17 @@ pub fn traffic(color: &str, previous: Option<&str>, reason: &str) -> String {
     format!("traffic -> {color}{from}: {}", clean(reason))
 }
 
-/// What an exit code means, in the words of the contract.
-pub fn exit_meaning(code: i32) -> &'static str {
+/// What an exit code of `command` means, in the words of the contract.
+/// `exec` changes no release: its failures are its command's.
+pub fn exit_meaning(command: &str, code: i32) -> &'static str {
+    match (command, code) {
+        ("exec", 1) => "the command failed on some hosts (or they were not reached)",
+        ("exec", 130) => "interrupted; the command was stopped on every host",
+        _ => exit_meaning_of(code),
+    }
+}
+
+fn exit_meaning_of(code: i32) -> &'static str {
     match code {
         0 => "done",
         1 => "failed; hosts are not all where they should be",

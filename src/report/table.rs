@@ -292,7 +292,7 @@ pub fn summary_lines(
     let exit = cut(format!(
         "exit {}: {}",
         summary.exit_code,
-        exit_meaning(summary.exit_code)
+        exit_meaning(&summary.command, summary.exit_code)
     ));
     if summary.exit_code == 0 {
         if !reached_nothing {

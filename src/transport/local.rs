@@ -107,8 +107,11 @@ impl Transport for LocalHost {
         sink: UnboundedSender<Chunk>,
         stop: CancellationToken,
     ) -> Result<Option<u32>, TransportError> {
+        let mut command = Command::new("sh");
+        // As in `exec`: hoist's secrets stay out of the host's command.
+        crate::secret_env::scrub(command.as_std_mut());
         // A process group of its own: stopping it reaches every process it started.
-        let mut child = Command::new("sh")
+        let mut child = command
             .arg("-c")
             .arg(script)
             .stdin(Stdio::null())

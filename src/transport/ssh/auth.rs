@@ -14,6 +14,7 @@ use russh::keys::{self, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 use super::Deadline;
 use super::host_key::Client;
 use crate::config::SshTarget;
+use crate::report::Mask;
 use crate::transport::TransportError;
 
 /// How many times a passphrase is asked on the terminal before giving up on a key.
@@ -34,16 +35,19 @@ pub enum LoadedKey {
 pub struct KeyCache {
     passphrase: Option<String>,
     interactive: bool,
+    /// Where a passphrase typed at the prompt goes, to be masked in all output.
+    mask: Arc<Mask>,
     /// Held while a key is read, so that with many hosts connecting at once
     /// the terminal is asked one question at a time, and only once per file.
     loaded: tokio::sync::Mutex<HashMap<PathBuf, LoadedKey>>,
 }
 
 impl KeyCache {
-    pub fn new(passphrase: Option<String>, interactive: bool) -> KeyCache {
+    pub fn new(passphrase: Option<String>, interactive: bool, mask: Arc<Mask>) -> KeyCache {
         KeyCache {
             passphrase,
             interactive,
+            mask,
             loaded: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -53,13 +57,14 @@ impl KeyCache {
         if let Some(key) = loaded.get(path) {
             return key.clone();
         }
-        let (owned, passphrase, interactive) = (
+        let (owned, passphrase, interactive, mask) = (
             path.to_path_buf(),
             self.passphrase.clone(),
             self.interactive,
+            Arc::clone(&self.mask),
         );
         let key = tokio::task::spawn_blocking(move || {
-            read_key(&owned, passphrase.as_deref(), interactive)
+            read_key(&owned, passphrase.as_deref(), interactive, &mask)
         })
         .await
         .unwrap_or_else(|e| LoadedKey::Unreadable(e.to_string()));
@@ -68,7 +73,7 @@ impl KeyCache {
     }
 }
 
-fn read_key(path: &Path, passphrase: Option<&str>, interactive: bool) -> LoadedKey {
+fn read_key(path: &Path, passphrase: Option<&str>, interactive: bool, mask: &Mask) -> LoadedKey {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return LoadedKey::Missing,
@@ -101,6 +106,7 @@ fn read_key(path: &Path, passphrase: Option<&str>, interactive: bool) -> LoadedK
             return LoadedKey::NeedsPassphrase;
         }
         if let Ok(key) = keys::decode_secret_key(&text, Some(&answer)) {
+            mask.add(&answer);
             return LoadedKey::Key(Arc::new(key));
         }
     }

@@ -46,6 +46,7 @@ use self::link::{CutUnlessKept, Link};
 use self::shell::{Ran, Reach, Shell, Slot};
 use super::{Chunk, Input, Output, Stream, Transport, TransportError};
 use crate::config::SshTarget;
+use crate::report::Mask;
 
 /// OpenSSH's default `MaxSessions`: more concurrent commands than this on one
 /// connection (the persistent shell counts as one) wait for a free slot
@@ -108,14 +109,19 @@ pub struct SshContext {
 impl SshContext {
     /// `interactive`: a TTY is attached and prompting is allowed (passphrases).
     /// Reads `HOIST_SSH_PASSPHRASE` and `SSH_AUTH_SOCK`.
-    pub fn new(interactive: bool) -> Arc<SshContext> {
-        SshContext::with_options(SshContextOptions::from_env(interactive))
+    /// A passphrase typed at a prompt joins `mask`.
+    pub fn new(interactive: bool, mask: Arc<Mask>) -> Arc<SshContext> {
+        SshContext::build(SshContextOptions::from_env(interactive), mask)
     }
 
     pub fn with_options(options: SshContextOptions) -> Arc<SshContext> {
+        SshContext::build(options, Arc::default())
+    }
+
+    fn build(options: SshContextOptions, mask: Arc<Mask>) -> Arc<SshContext> {
         Arc::new(SshContext {
             agent_socket: options.agent_socket,
-            keys: KeyCache::new(options.passphrase, options.interactive),
+            keys: KeyCache::new(options.passphrase, options.interactive, mask),
             bastions: Bastions::default(),
         })
     }
@@ -135,8 +141,24 @@ pub struct ConnectRetry {
     pub pause: Duration,
 }
 
-/// Hears of each retry while a host is connected.
-pub type OnRetry<'a> = &'a (dyn Fn(&ConnectRetry) + Send + Sync);
+/// Hears of each retry while a host is connected, and waits out its pause.
+#[async_trait]
+pub trait Retries: Send + Sync {
+    /// Returns when the next try may start: `retry.pause` from now at the
+    /// earliest. Time spent beyond it (waiting for a turn among many hosts)
+    /// does not count against the connect timeout.
+    async fn pause(&self, retry: &ConnectRetry);
+}
+
+/// Just waits.
+struct Sleep;
+
+#[async_trait]
+impl Retries for Sleep {
+    async fn pause(&self, retry: &ConnectRetry) {
+        tokio::time::sleep(retry.pause).await;
+    }
+}
 
 /// One authenticated connection, used for the whole run.
 pub struct SshHost {
@@ -160,27 +182,32 @@ impl SshHost {
         target: &SshTarget,
         ctx: &Arc<SshContext>,
     ) -> Result<SshHost, TransportError> {
-        SshHost::connect_observed(target, ctx, &|_| {}).await
+        SshHost::connect_observed(target, ctx, &Sleep).await
     }
 
-    /// [`SshHost::connect`], telling `on_retry` before each retry.
+    /// [`SshHost::connect`], with `retries` told of each retry and
+    /// waiting out its pause.
     pub async fn connect_observed(
         target: &SshTarget,
         ctx: &Arc<SshContext>,
-        on_retry: OnRetry<'_>,
+        retries_seen: &dyn Retries,
     ) -> Result<SshHost, TransportError> {
         let label = label(target);
         let mut deadline = Deadline::new(target.connect_timeout, format!("connecting to {label}"));
         let bastion = ctx.bastions.through(target, ctx, &mut deadline).await?;
-        let _handshake = ctx.bastions.handshake_slot(target, &mut deadline).await;
         let mut retries = target.connect_retries;
         // 1 s, then 2 s (each give or take half): a server restarting
         // (or a MaxStartups drop) has time to come back within the budget.
         let mut backoff = Duration::from_secs(1);
         let session = loop {
-            match authenticated_session(target, &label, bastion.as_deref(), ctx, &mut deadline)
-                .await
-            {
+            // Taken per try and given back for the pause: a host waiting
+            // to retry must not hold up the handshakes of others (nor a
+            // `parallel` turn, see `Retries`).
+            let handshake = ctx.bastions.handshake_slot(target, &mut deadline).await;
+            let tried =
+                authenticated_session(target, &label, bastion.as_deref(), ctx, &mut deadline).await;
+            drop(handshake);
+            match tried {
                 // Refused, reset, or dropped before the key exchange (sshd's
                 // MaxStartups, a restarting server): worth another try while
                 // the budget lasts. A host key or auth failure never is.
@@ -191,14 +218,16 @@ impl SshHost {
                     if deadline.left() < pause + Duration::from_millis(500) {
                         return Err(e);
                     }
-                    on_retry(&ConnectRetry {
+                    let retry = ConnectRetry {
                         attempt: target.connect_retries - retries + 1,
                         retries: target.connect_retries,
                         reason: e.to_string(),
                         pause,
-                    });
+                    };
                     retries -= 1;
-                    tokio::time::sleep(pause).await;
+                    let paused = Instant::now();
+                    retries_seen.pause(&retry).await;
+                    deadline.extend(paused.elapsed().saturating_sub(pause));
                     backoff *= 2;
                 }
                 other => break other?,
