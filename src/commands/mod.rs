@@ -109,7 +109,9 @@ async fn dispatch(command: &Command, ctx: &Context) -> Exit {
             };
             deploy::run(ctx, opts).await
         }
-        Command::Rollback { to, .. } => rollback::run(ctx, to.as_deref()).await,
+        Command::Rollback {
+            to, all_at_once, ..
+        } => rollback::run(ctx, to.as_deref(), *all_at_once).await,
         Command::Promote { .. } => promote::promote(ctx).await,
         Command::Abort { .. } => promote::abort(ctx).await,
         Command::Status { last_failure } => status::run(ctx, *last_failure).await,

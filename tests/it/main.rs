@@ -12,6 +12,7 @@ mod deploy_ssh;
 mod faults;
 mod fleets;
 mod large_fleets;
+mod load_balanced;
 mod real_apps;
 mod rollout_ssh;
 mod ssh_transport;

@@ -3,6 +3,7 @@
 
 pub mod fleet;
 pub mod http;
+pub mod lb;
 pub mod netns;
 pub mod project;
 pub mod sshd;
