@@ -133,12 +133,16 @@ pub enum Command {
     },
     /// Switch every selected host back to the previous release of the fleet
     #[command(
-        after_help = "How the target is chosen: each host's journal (<deploy_to>/.hoist/journal)\nrecords every switch. The target is the release the host was on before its\nlast deploy, skipping releases that were rolled back and releases no longer\non the host. Every selected host must agree on it; if they do not, nothing is\nswitched and each host's candidate is shown: pick one with --to.\nSwitching back needs no upload: the release is still on the host.\n\nExamples:\n  hoist rollback\n  hoist rollback --to 20261122T030405Z-1a2b3c4d\n  hoist releases               list the ids you can go back to"
+        after_help = "How the target is chosen: each host's journal (<deploy_to>/.hoist/journal)\nrecords every switch. The target is the release the host was on before its\nlast deploy, skipping releases that were rolled back and releases no longer\non the host. Every selected host must agree on it; if they do not, nothing is\nswitched and each host's candidate is shown: pick one with --to.\nSwitching back needs no upload: the release is still on the host.\n\nA rolling fleet goes back in the deploy's waves (the canary's host first), with\nbefore_batch_local and after_batch_local around each wave and the health check\nbetween waves; a wave where a host cannot go back stops it. --all-at-once\nswitches every host together, without the batch hooks.\n\nExamples:\n  hoist rollback\n  hoist rollback --all-at-once\n  hoist rollback --to 20261122T030405Z-1a2b3c4d\n  hoist releases               list the ids you can go back to"
     )]
     Rollback {
         /// Go back to this release id instead (see `hoist releases`)
         #[arg(long, value_name = "ID")]
         to: Option<String>,
+        /// Switch every host back at once, without the batch hooks (an emergency: the
+        /// whole fleet restarts together)
+        #[arg(long)]
+        all_at_once: bool,
         #[command(flatten)]
         wait: LockWait,
         #[command(flatten)]

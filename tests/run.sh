@@ -36,6 +36,21 @@ if ! command -v shellcheck >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
     || echo "tests/run.sh: could not install shellcheck; that check will skip" >&2
 fi
 
+# The load-balancer tests put a Python app on the SSH hosts behind a real
+# nginx (Debian's nginx-light) and probe it with curl; they skip, saying
+# why, where those cannot be had.
+missing=""
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing="$missing nginx-light"
+command -v python3 >/dev/null 2>&1 || missing="$missing python3"
+command -v curl >/dev/null 2>&1 || missing="$missing curl"
+if [ -n "$missing" ]; then
+  echo "tests/run.sh: installing$missing (the load-balancer tests run an app behind nginx)" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null; } \
+    || echo "tests/run.sh: could not install$missing; the load-balancer tests will skip" >&2
+fi
+
 cargo test --locked --all-targets "$@"
 
 # The README's install from source: `cargo install --locked --path .` must

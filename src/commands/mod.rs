@@ -124,9 +124,12 @@ async fn dispatch(command: &Command, ctx: &Context) -> Exit {
             };
             deploy::run(ctx, opts).await
         }
-        Command::Rollback { to, live, .. } => {
-            rollback::run(ctx, to.as_deref(), live.live.as_deref()).await
-        }
+        Command::Rollback {
+            to,
+            all_at_once,
+            live,
+            ..
+        } => rollback::run(ctx, to.as_deref(), *all_at_once, live.live.as_deref()).await,
         Command::Promote { .. } => promote::promote(ctx).await,
         Command::Abort { .. } => promote::abort(ctx).await,
         Command::Status { last_failure } => status::run(ctx, *last_failure).await,

@@ -329,11 +329,28 @@ pub(crate) fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> E
         format!(
             "on failure: {} once more than {allowed} host(s) fail",
             match s.on_failure {
+                OnFailure::Rollback if config.blue_green.is_none() =>
+                    "every switched host goes back to its previous release, the wave that failed first (before its after_batch_local), then the others in reverse order, each wave between the batch hooks",
                 OnFailure::Rollback => "every switched host goes back to its previous release",
                 OnFailure::Stop => "stop and leave hosts as they are",
             }
         ),
     );
+    if config.blue_green.is_none() {
+        let sizes: Vec<String> = strategy::waves(hosts.len(), s.canary, &s.batch)
+            .iter()
+            .map(|w| w.hosts.len().to_string())
+            .collect();
+        info(
+            reporter,
+            format!(
+                "rollback: `hoist rollback` goes back in {} wave(s) of {} host(s) (the canary's host first), before_batch_local and after_batch_local around each, the health check between waves, no pause; `hoist rollback --all-at-once` switches all {} host(s) together without the batch hooks",
+                sizes.len(),
+                sizes.join(", "),
+                hosts.len()
+            ),
+        );
+    }
     reporter.event(&Event::Summary(Summary::without_hosts("plan", 0)));
     reporter.finish();
     Exit::Ok

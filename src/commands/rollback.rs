@@ -2,19 +2,21 @@
 //! before its last deploy (or `--to ID`). The target is read from the hosts'
 //! journals, and must be the same everywhere before anything is switched.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
 use crate::config::BlueGreen;
+use crate::engine::batch::{self, Back, WaveResult};
 use crate::engine::fleet::{self, Node};
 use crate::engine::policy::{self, Refusal};
 use crate::engine::preflight::Problem;
+use crate::engine::strategy::{self, Wave, WaveKind};
 use crate::engine::switch::switch_back;
 use crate::engine::{Context, Failure, HostOutcome, blue_green, lock, run_hooks, sudo};
 use crate::exit::Exit;
 use crate::release::ReleaseId;
-use crate::report::{Event, Level, Phase};
+use crate::report::{Event, HostResult, Level, Phase};
 
 /// What each host would roll back to, or why it cannot.
 fn targets(nodes: &[Node], to: Option<&ReleaseId>) -> Vec<Result<ReleaseId, Refusal>> {
@@ -31,7 +33,12 @@ fn targets(nodes: &[Node], to: Option<&ReleaseId>) -> Vec<Result<ReleaseId, Refu
         .collect()
 }
 
-pub(crate) async fn run(ctx: &Context, to: Option<&str>, live: Option<&str>) -> Exit {
+pub(crate) async fn run(
+    ctx: &Context,
+    to: Option<&str>,
+    all_at_once: bool,
+    live: Option<&str>,
+) -> Exit {
     let to = match to.map(|t| ReleaseId::parse(t).ok_or(t)) {
         Some(Err(bad)) => {
             ctx.message(
@@ -152,51 +159,169 @@ pub(crate) async fn run(ctx: &Context, to: Option<&str>, live: Option<&str>) -> 
         fleet::close_all(&nodes).await;
         return ctx.finish("rollback", exit, Some(target.to_string()), &[]);
     }
-    let outcomes = join_all(nodes.iter().map(|node| {
-        let target = &target;
-        async move {
-            let _permit = ctx.parallel.acquire().await.expect("semaphore open");
-            let started = Instant::now();
-            let result = match &node.probe.current {
-                Some(current) if current == target => Ok(false),
-                Some(current) => switch_back(ctx, node, Some(target), current)
-                    .await
-                    .map(|_| true),
-                None => Err(Failure::Other("has no current release".into()).at(Phase::Rollback)),
-            };
-            let elapsed = started.elapsed();
-            let outcome = match result {
-                Ok(moved) => {
-                    let o = HostOutcome::ok(node.name(), Some(target.to_string()), elapsed);
-                    if moved {
-                        o
-                    } else {
-                        o.with_note("already on the target")
-                    }
-                }
-                Err(failed) => {
+    let (exit, outcomes) = back_in_waves(ctx, &nodes, &target, all_at_once).await;
+    lock::release(ctx, &nodes).await;
+    fleet::close_all(&nodes).await;
+    ctx.finish("rollback", exit, Some(target.to_string()), &outcomes)
+}
+
+/// Every host not on `target` goes back: in the deploy's waves (the
+/// canary's host first), each between `before_batch_local` and
+/// `after_batch_local`, the health check of one wave passed before the
+/// next starts; or all together without the batch hooks (`all_at_once`).
+/// A wave where a host could not go back, a failing batch hook or an
+/// interrupt stops it: later waves stay where they are. Returns the exit
+/// and each node's outcome.
+async fn back_in_waves(
+    ctx: &Context,
+    nodes: &[Node],
+    target: &ReleaseId,
+    all_at_once: bool,
+) -> (Exit, Vec<HostOutcome>) {
+    let mut outcomes: Vec<HostOutcome> = nodes
+        .iter()
+        .map(|n| HostOutcome::skipped(n.name(), n.current()))
+        .collect();
+    let mut moving = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        match &node.probe.current {
+            Some(current) if current == target => {
+                outcomes[i] =
+                    HostOutcome::ok(node.name(), Some(target.to_string()), Duration::ZERO)
+                        .with_note("already on the target");
+                ctx.report(&outcomes[i]);
+            }
+            Some(_) => moving.push(i),
+            None => {
+                outcomes[i] = HostOutcome::failed(
+                    node.name(),
+                    Failure::Other("has no current release".into()).at(Phase::Rollback),
+                    None,
+                    Duration::ZERO,
+                );
+                ctx.report(&outcomes[i]);
+            }
+        }
+    }
+    let strategy = &ctx.config.strategy;
+    let waves: Vec<Wave> = if all_at_once {
+        vec![Wave {
+            kind: WaveKind::Batch,
+            hosts: (0..moving.len()).collect(),
+        }]
+    } else {
+        strategy::waves(moving.len(), strategy.canary, &strategy.batch)
+    }
+    .into_iter()
+    .filter(|w| !w.hosts.is_empty())
+    .map(|w| Wave {
+        kind: w.kind,
+        hosts: w.hosts.into_iter().map(|i| moving[i]).collect(),
+    })
+    .collect();
+    let version = nodes
+        .iter()
+        .find_map(|n| n.journal.version_of(target))
+        .unwrap_or_default();
+    let mut stopped: Option<String> = None;
+    for (w, wave) in waves.iter().enumerate() {
+        if ctx.cancel.is_cancelled() {
+            stopped = Some("interrupted".into());
+            break;
+        }
+        let members: Vec<&Node> = wave.hosts.iter().map(|&i| &nodes[i]).collect();
+        ctx.emit(Event::WaveStarted {
+            wave: w + 1,
+            waves: waves.len(),
+            kind: wave.kind.as_str().into(),
+            hosts: members.iter().map(|n| n.name().to_string()).collect(),
+        });
+        let env = batch::env(ctx, Some(target), &version, &members);
+        if !all_at_once && let Err(reason) = batch::before(ctx, &env).await {
+            stopped = Some(reason);
+            break;
+        }
+        let backs: Vec<Back> = members
+            .iter()
+            .map(|node| Back {
+                node,
+                target: Some(target.clone()),
+                from: node
+                    .probe
+                    .current
+                    .clone()
+                    .expect("moving hosts have a release"),
+            })
+            .collect();
+        let results = batch::go_back(ctx, &backs).await;
+        let mut failed = Vec::new();
+        for (&i, (result, elapsed)) in wave.hosts.iter().zip(results) {
+            outcomes[i] = match result {
+                Ok(()) => HostOutcome::ok(nodes[i].name(), Some(target.to_string()), elapsed),
+                Err(f) => {
+                    failed.push(nodes[i].name());
                     // Where a rollback fails, the failure's phase is the rollback.
                     HostOutcome::failed(
-                        node.name(),
-                        failed.failure.at(Phase::Rollback),
+                        nodes[i].name(),
+                        f.failure.at(Phase::Rollback),
                         None,
                         elapsed,
                     )
                 }
             };
-            ctx.report(&outcome);
-            outcome
+            ctx.report(&outcomes[i]);
         }
-    }))
-    .await;
-    lock::release(ctx, &nodes).await;
-    fleet::close_all(&nodes).await;
-    let exit = if outcomes.iter().all(|o| o.failure.is_none()) {
+        let result = if failed.is_empty() {
+            WaveResult::RolledBack
+        } else {
+            WaveResult::Failed
+        };
+        if !all_at_once && let Err(reason) = batch::after(ctx, &env, result, &failed).await {
+            stopped = Some(reason);
+        }
+        ctx.emit(Event::WaveDone {
+            wave: w + 1,
+            ok: wave.hosts.len() - failed.len(),
+            failed: failed.len(),
+            skipped: 0,
+            interrupted: false,
+        });
+        if !failed.is_empty() {
+            stopped.get_or_insert(format!(
+                "{} could not go back to {target}",
+                failed.join(", ")
+            ));
+        }
+        if stopped.is_some() {
+            break;
+        }
+    }
+    let left: Vec<&str> = waves
+        .iter()
+        .flat_map(|w| &w.hosts)
+        .filter(|&&i| outcomes[i].result == HostResult::Skipped)
+        .map(|&i| nodes[i].name())
+        .collect();
+    if let Some(reason) = &stopped
+        && !left.is_empty()
+    {
+        ctx.message(
+            Level::Error,
+            None,
+            format!(
+                "rollback stopped: {reason}; not rolled back (still on their release): {}",
+                left.join(", ")
+            ),
+        );
+    }
+    let exit = if ctx.cancel.is_cancelled() && !left.is_empty() {
+        Exit::Interrupted
+    } else if stopped.is_none() && outcomes.iter().all(|o| o.failure.is_none()) {
         Exit::Ok
     } else {
         Exit::Failed
     };
-    ctx.finish("rollback", exit, Some(target.to_string()), &outcomes)
+    (exit, outcomes)
 }
 
 /// `become` checked on every host before anything is touched: `Err` is

@@ -7,6 +7,7 @@
 mod ahead;
 pub(crate) mod app_layout;
 pub(crate) mod bake;
+pub(crate) mod batch;
 pub(crate) mod blue_green;
 pub(crate) mod diagnose;
 pub(crate) mod fleet;

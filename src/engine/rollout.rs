@@ -10,15 +10,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::ahead::{Ahead, Passed, Uploading};
 use super::bake::{Spoiled, bake};
+use super::batch::{self, Back, WaveResult};
 use super::fleet::Node;
 use super::once::Once;
 use super::payload::deliver;
 use super::policy::{self, HostState};
 use super::strategy::{self, Wave, WaveKind};
-use super::switch::{switch_back, switch_to};
+use super::switch::switch_to;
 use super::{Context, Failed, Failure, HostOutcome, at, diagnose, health, hooks, shared};
 use crate::artifact::Artifact;
-use crate::config::{Amount, Pause, Strategy};
+use crate::config::{Amount, OnFailure, Pause, Strategy};
 use crate::exit::Exit;
 use crate::release::ReleaseId;
 use crate::report::{Event, HostResult, Level, Phase};
@@ -33,6 +34,8 @@ struct HostRun {
     previous: Option<ReleaseId>,
     /// Bytes sent to it for the release.
     sent: Option<u64>,
+    /// This run's rollback already took it back (or tried to).
+    back: bool,
 }
 
 impl HostRun {
@@ -42,6 +45,7 @@ impl HostRun {
             switched: false,
             previous: node.probe.current.clone(),
             sent: None,
+            back: false,
         }
     }
 
@@ -122,7 +126,16 @@ pub(crate) async fn rollout(
     let allowed = strategy::failures_allowed(plan.max_failures, pending.len());
     let failures = AtomicUsize::new(0);
     let halt = ctx.cancel.child_token();
-    let mut halted: Option<String> = None;
+    // Why the rollout stops; the first reason given is the one said.
+    let halted: Mutex<Option<String>> = Mutex::new(None);
+    let stop = |reason: String| {
+        halted.lock().unwrap().get_or_insert(reason);
+        halt.cancel();
+    };
+    // Every host a wave's own rollback took back made it.
+    let mut wave_backs_ok = true;
+    // "rollout stopped" was said, before a wave's own rollback.
+    let mut stop_said = false;
     // Uploads ahead of the next wave, made during the wave before it.
     let mut following: Option<Ahead> = None;
     // Whether host `i`'s part of the rollout started (what was made ahead
@@ -150,11 +163,6 @@ pub(crate) async fn rollout(
         let uploading = Uploading::new(wave.hosts.len());
         let over = CancellationToken::new();
         let this_wave = async {
-            // The rollout stops here; the first reason given is the one said.
-            let mut stop = |reason: String| {
-                halted.get_or_insert(reason);
-                halt.cancel();
-            };
             if let Some(pause) = &pause
                 && let Err(reason) =
                     between(ctx, nodes, &runs, &waves, w - 1, pause, artifact, id, plan).await
@@ -173,15 +181,9 @@ pub(crate) async fn rollout(
                 kind: wave.kind.as_str().into(),
                 hosts: names.clone(),
             });
-            let local_env = batch_env(ctx, id, artifact, &names);
-            let configured = &ctx.config.hooks;
-            let before = batch_hook(
-                ctx,
-                "before_batch_local",
-                &configured.before_batch_local,
-                &local_env,
-            );
-            if let Err(reason) = before.await {
+            let members: Vec<&Node> = wave.hosts.iter().map(|&i| &nodes[i]).collect();
+            let local_env = batch::env(ctx, Some(id), &artifact.version, &members);
+            if let Err(reason) = batch::before(ctx, &local_env).await {
                 stop(reason);
                 return;
             }
@@ -224,30 +226,12 @@ pub(crate) async fn rollout(
             if let Some(once) = once {
                 once.tell_the_others(ctx, nodes).await;
             }
-            let count = |result: HostResult| {
-                wave.hosts
-                    .iter()
-                    .filter(|&&i| runs[i].lock().unwrap().outcome.result == result)
-                    .count()
-            };
-            let (wave_ok, wave_failed) = (count(HostResult::Ok), count(HostResult::Failed));
-            let after = batch_hook(
-                ctx,
-                "after_batch_local",
-                &configured.after_batch_local,
-                &local_env,
-            );
-            if let Err(reason) = after.await {
-                stop(reason);
-            }
-            ctx.emit(Event::WaveDone {
-                wave: w + 1,
-                ok: wave_ok,
-                failed: wave_failed,
-                // Never started: stopped by an interrupt or the halt.
-                skipped: wave.hosts.len() - wave_ok - wave_failed,
-                interrupted: ctx.cancel.is_cancelled(),
-            });
+            let failed_here: Vec<usize> = wave
+                .hosts
+                .iter()
+                .copied()
+                .filter(|&i| runs[i].lock().unwrap().outcome.result == HostResult::Failed)
+                .collect();
             if let Some(once) = once.filter(|o| o.failed()) {
                 stop(format!(
                     "before_switch_once did not pass on {}; no host was switched",
@@ -260,6 +244,62 @@ pub(crate) async fn rollout(
                     "{failed_so_far} host(s) failed, more than max_failures allows ({allowed})"
                 ));
             }
+            // A wave that stops the rollout goes back before its
+            // after_batch_local runs: an "enable" hook never puts a
+            // host on the failed release back in the pool.
+            let reason = halted.lock().unwrap().clone();
+            let (result, unhealthy) = match reason {
+                Some(reason)
+                    if !ctx.cancel.is_cancelled() && strategy.on_failure == OnFailure::Rollback =>
+                {
+                    let switched: Vec<usize> = wave
+                        .hosts
+                        .iter()
+                        .copied()
+                        .filter(|&i| runs[i].lock().unwrap().switched)
+                        .collect();
+                    ctx.message(Level::Error, None, format!("rollout stopped: {reason}"));
+                    stop_said = true;
+                    let not_back = undo(ctx, nodes, &runs, &switched, id, &reason).await;
+                    wave_backs_ok &= not_back.is_empty();
+                    let result = if not_back.is_empty() {
+                        WaveResult::RolledBack
+                    } else {
+                        WaveResult::Failed
+                    };
+                    (result, not_back)
+                }
+                _ if ctx.cancel.is_cancelled()
+                    && wave
+                        .hosts
+                        .iter()
+                        .any(|&i| runs[i].lock().unwrap().outcome.result != HostResult::Ok) =>
+                {
+                    (WaveResult::Interrupted, failed_here.clone())
+                }
+                _ if !failed_here.is_empty() => (WaveResult::Failed, failed_here.clone()),
+                _ => (WaveResult::Ok, Vec::new()),
+            };
+            let unhealthy: Vec<&str> = unhealthy.iter().map(|&i| nodes[i].name()).collect();
+            if let Err(reason) = batch::after(ctx, &local_env, result, &unhealthy).await {
+                stop(reason);
+            }
+            let count = |result: HostResult| {
+                wave.hosts
+                    .iter()
+                    .filter(|&&i| runs[i].lock().unwrap().outcome.result == result)
+                    .count()
+            };
+            // Skipped: never started, stopped by an interrupt or the halt;
+            // failed: the rest that did not end ok (a rolled-back host too).
+            let (wave_ok, wave_skipped) = (count(HostResult::Ok), count(HostResult::Skipped));
+            ctx.emit(Event::WaveDone {
+                wave: w + 1,
+                ok: wave_ok,
+                failed: wave.hosts.len() - wave_ok - wave_skipped,
+                skipped: wave_skipped,
+                interrupted: ctx.cancel.is_cancelled(),
+            });
             // `deploy --until canary` stops after the canary and its bake.
             if plan.until_canary
                 && wave.kind == WaveKind::Canary
@@ -298,8 +338,8 @@ pub(crate) async fn rollout(
     if let Some(unused) = following {
         unused.take_back(ctx, nodes, id, started).await;
     }
-    let mut runs: Vec<HostRun> = runs.into_iter().map(|m| m.into_inner().unwrap()).collect();
-    let states: Vec<HostState> = runs.iter().map(HostRun::state).collect();
+    let halted = halted.into_inner().unwrap();
+    let states: Vec<HostState> = runs.iter().map(|r| r.lock().unwrap().state()).collect();
     let interrupted = ctx.cancel.is_cancelled();
     let verdict = policy::verdict(&states, halted.is_some(), interrupted, strategy.on_failure);
     if interrupted {
@@ -313,15 +353,35 @@ pub(crate) async fn rollout(
             None,
             format!("interrupted: no new host was started; every host is on a whole release{next}"),
         );
-    } else if let Some(reason) = &halted {
+    } else if let Some(reason) = &halted
+        && !stop_said
+    {
         ctx.message(Level::Error, None, format!("rollout stopped: {reason}"));
     }
-    let mut all_back = true;
+    let mut all_back = wave_backs_ok;
     if let Some(reason) = &halted
         && !verdict.roll_back.is_empty()
     {
-        all_back = roll_back(ctx, nodes, &mut runs, &verdict.roll_back, id, reason).await;
+        // The last switched wave goes back first; hosts carried from an
+        // earlier run (a promoted canary) last.
+        let carried: Vec<usize> = plan.carried.iter().map(|(i, _)| *i).collect();
+        let left: Vec<Vec<usize>> = waves
+            .iter()
+            .rev()
+            .map(|w| &w.hosts)
+            .chain(std::iter::once(&carried))
+            .map(|hosts| {
+                hosts
+                    .iter()
+                    .copied()
+                    .filter(|i| verdict.roll_back.contains(i) && !runs[*i].lock().unwrap().back)
+                    .collect::<Vec<usize>>()
+            })
+            .filter(|hosts| !hosts.is_empty())
+            .collect();
+        all_back &= roll_back(ctx, nodes, &runs, &left, id, reason).await;
     }
+    let runs: Vec<HostRun> = runs.into_iter().map(|m| m.into_inner().unwrap()).collect();
     if verdict.prune {
         prune(ctx, nodes, &runs, id).await;
     }
@@ -406,45 +466,6 @@ async fn between(
         None if plan.until_canary && wave.kind == WaveKind::Canary => Ok(()),
         None => pause_between(ctx, pause, waves.len() - w - 1, &waves[w + 1..]).await,
     }
-}
-
-/// Runs a wave's local hook; a failure is said, and returned as the
-/// reason the rollout stops.
-async fn batch_hook(
-    ctx: &Context,
-    name: &str,
-    commands: &[String],
-    env: &[(String, String)],
-) -> Result<(), String> {
-    hooks::run_local(ctx, name, commands, env)
-        .await
-        .map_err(|e| {
-            ctx.message(Level::Error, None, e.to_string());
-            format!("{name} failed: {e}")
-        })
-}
-
-fn batch_env(
-    ctx: &Context,
-    id: &ReleaseId,
-    artifact: &Artifact,
-    hosts: &[String],
-) -> Vec<(String, String)> {
-    vec![
-        ("HOIST_APP".into(), ctx.config.app.name.clone()),
-        ("HOIST_RELEASE".into(), id.to_string()),
-        ("HOIST_VERSION".into(), artifact.version.clone()),
-        ("HOIST_DEPLOY_TO".into(), ctx.config.app.deploy_to.clone()),
-        ("HOIST_BATCH_HOSTS".into(), hosts.join(" ")),
-    ]
-    .into_iter()
-    .chain(
-        hosts
-            .first()
-            .and_then(|h| hooks::color_of(ctx, h))
-            .map(|c| ("HOIST_COLOR".to_string(), c)),
-    )
-    .collect()
 }
 
 /// Waits between waves; asks before promoting a canary when told to.
@@ -610,33 +631,126 @@ async fn steps(
     Ok(())
 }
 
-/// The hosts `which` go back to the release they had. Returns whether all
-/// of them made it.
+/// The switched hosts of a rollout that stopped go back, wave by wave
+/// (`waves` in the order they go), each wave between `before_batch_local`
+/// and `after_batch_local` (`HOIST_RESULT` `rolled_back`, or `failed` with
+/// the hosts that could not go back): a load balancer's drain and enable
+/// hooks take a wave out of the pool while it restarts. A failing local
+/// hook stops it there. Returns whether every host made it.
 async fn roll_back(
     ctx: &Context,
     nodes: &[Node],
-    runs: &mut [HostRun],
-    which: &[usize],
+    runs: &[Mutex<HostRun>],
+    waves: &[Vec<usize>],
     id: &ReleaseId,
     reason: &str,
 ) -> bool {
+    if waves.is_empty() {
+        return true;
+    }
     ctx.emit(Event::RollbackStarted {
-        hosts: which.iter().map(|&i| nodes[i].name().to_string()).collect(),
+        hosts: waves
+            .iter()
+            .flatten()
+            .map(|&i| nodes[i].name().to_string())
+            .collect(),
         reason: reason.to_string(),
     });
-    let results = join_all(which.iter().map(|&i| {
-        let previous = runs[i].previous.clone();
-        async move {
-            let _permit = ctx.parallel.acquire().await.expect("semaphore open");
-            let started = Instant::now();
-            let result = switch_back(ctx, &nodes[i], previous.as_ref(), id).await;
-            (result, started.elapsed())
-        }
-    }))
-    .await;
     let mut all_ok = true;
+    for (w, wave) in waves.iter().enumerate() {
+        let names: Vec<&str> = wave.iter().map(|&i| nodes[i].name()).collect();
+        if waves.len() > 1 {
+            ctx.message(
+                Level::Info,
+                None,
+                format!(
+                    "rollback wave {}/{}: {}",
+                    w + 1,
+                    waves.len(),
+                    names.join(", ")
+                ),
+            );
+        }
+        let target = runs[wave[0]].lock().unwrap().previous.clone();
+        let first = &nodes[wave[0]];
+        let version = target
+            .as_ref()
+            .and_then(|t| first.journal.version_of(t))
+            .unwrap_or_default();
+        let members: Vec<&Node> = wave.iter().map(|&i| &nodes[i]).collect();
+        let env = batch::env(ctx, target.as_ref(), &version, &members);
+        let hooks = async {
+            batch::before(ctx, &env).await?;
+            let not_back = undo(ctx, nodes, runs, wave, id, "").await;
+            let result = if not_back.is_empty() {
+                WaveResult::RolledBack
+            } else {
+                WaveResult::Failed
+            };
+            let unhealthy: Vec<&str> = not_back.iter().map(|&i| nodes[i].name()).collect();
+            batch::after(ctx, &env, result, &unhealthy).await?;
+            Ok::<bool, String>(not_back.is_empty())
+        };
+        match hooks.await {
+            Ok(back) => all_ok &= back,
+            Err(why) => {
+                let left: Vec<&str> = waves[w..]
+                    .iter()
+                    .flatten()
+                    .filter(|&&i| !runs[i].lock().unwrap().back)
+                    .map(|&i| nodes[i].name())
+                    .collect();
+                if !left.is_empty() {
+                    ctx.message(
+                        Level::Error,
+                        None,
+                        format!(
+                            "rollback stopped: {why}; still on {id}: {}",
+                            left.join(", ")
+                        ),
+                    );
+                }
+                return false;
+            }
+        }
+    }
+    all_ok
+}
+
+/// The hosts `which` (of one wave) go back to the release they had,
+/// together; each is reported. Returns those that could not go back.
+/// `reason` non-empty: this is a rollback of its own (a wave that stopped
+/// the rollout), announced with it.
+async fn undo(
+    ctx: &Context,
+    nodes: &[Node],
+    runs: &[Mutex<HostRun>],
+    which: &[usize],
+    id: &ReleaseId,
+    reason: &str,
+) -> Vec<usize> {
+    if which.is_empty() {
+        return Vec::new();
+    }
+    if !reason.is_empty() {
+        ctx.emit(Event::RollbackStarted {
+            hosts: which.iter().map(|&i| nodes[i].name().to_string()).collect(),
+            reason: reason.to_string(),
+        });
+    }
+    let wave: Vec<Back> = which
+        .iter()
+        .map(|&i| Back {
+            node: &nodes[i],
+            target: runs[i].lock().unwrap().previous.clone(),
+            from: id.clone(),
+        })
+        .collect();
+    let results = batch::go_back(ctx, &wave).await;
+    let mut not_back = Vec::new();
     for (&i, (result, elapsed)) in which.iter().zip(results) {
-        let run = &mut runs[i];
+        let mut run = runs[i].lock().unwrap();
+        run.back = true;
         let name = nodes[i].name();
         match result {
             Ok(()) => {
@@ -650,7 +764,7 @@ async fn roll_back(
                 run.outcome.release = back;
             }
             Err(failed) => {
-                all_ok = false;
+                not_back.push(i);
                 let failure = Failure::Rollback(Box::new(failed.failure));
                 let release = run.outcome.release.take();
                 run.outcome = HostOutcome::failed(
@@ -663,7 +777,7 @@ async fn roll_back(
             }
         }
     }
-    all_ok
+    not_back
 }
 
 /// Old releases beyond keep_releases go; never current nor the rollback target.

@@ -23,6 +23,7 @@ mod large_fleets;
 mod misleading_output;
 mod one_host;
 mod lock_races;
+mod load_balanced;
 mod real_apps;
 mod refused_hosts;
 mod rollout_ssh;

@@ -4,6 +4,7 @@
 pub mod endless;
 pub mod fleet;
 pub mod http;
+pub mod lb;
 pub mod netns;
 pub mod project;
 pub mod sshd;
