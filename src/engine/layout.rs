@@ -457,6 +457,7 @@ pub const JOURNAL_LINE_MAX: usize = 64 * 1024;
 /// The most of a probe's answer kept: 2000 journal lines of a normal size
 /// take well under a megabyte.
 pub const PROBE_MAX: usize = 16 * 1024 * 1024;
+
 /// The exit of [`Layout::switch`] when the lock no longer holds the run's token.
 pub const LOCK_LOST: u32 = 75;
 
@@ -479,8 +480,11 @@ fi"#
 /// Appends one journal line; when that fails, prints `unrecorded` and why
 /// on stdout (see [`unrecorded`]) and goes on: what was done stays done.
 fn append_journal(journal_line: &str) -> String {
+    format!(
         r#"if ! e=$({{ printf '%s\n' {journal} >> "$H/journal"; }} 2>&1); then printf 'unrecorded %s\n' "$(printf '%s\n' "$e" | head -n 1)"; fi"#,
         journal = q(journal_line)
+    )
+}
 
 /// Why a script's journal line was not written, if it was not
 /// ([`append_journal`]'s `unrecorded` line).
@@ -492,6 +496,7 @@ pub fn unrecorded(output: &str) -> Option<String> {
             why => why.to_string(),
         })
     })
+}
 
 /// The run token in a lock line (`{"token":"…",…}`), if it is a plain word.
 fn lock_token(lock_line: &str) -> Option<String> {
