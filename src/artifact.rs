@@ -46,6 +46,9 @@ pub struct Artifact {
     /// The shared paths (`app.shared_dirs`, `app.shared_files`): links into
     /// `shared/` in every release, left out of its manifest.
     pub shared_paths: Vec<Vec<u8>>,
+    /// `app.ignore`: paths a delta always sends afresh, never trusting
+    /// the old release's copy (the app may have written them).
+    pub ignore: crate::ignore::Ignore,
     /// Where the artifact is on this machine (what deltas are cut from).
     pub source: PathBuf,
     /// Deltas cut so far, shared by the hosts on the same release.
@@ -118,6 +121,7 @@ impl Artifact {
                 pull: Some(pull.clone()),
                 delta: false,
                 shared_paths: spec.shared.iter().map(|s| s.as_bytes().to_vec()).collect(),
+                ignore: ignore(spec),
                 source: PathBuf::new(),
                 deltas: Default::default(),
                 held: Default::default(),
@@ -224,6 +228,7 @@ impl Artifact {
             pull: None,
             delta: spec.delta,
             shared_paths: spec.shared.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            ignore: ignore(spec),
             source: path.clone(),
             deltas: Default::default(),
             held: Default::default(),
@@ -232,6 +237,11 @@ impl Artifact {
             _packed: packed,
         })
     }
+}
+
+/// `app.ignore`, compiled; the config already refused a bad glob.
+fn ignore(spec: &ArtifactSpec) -> crate::ignore::Ignore {
+    crate::ignore::Ignore::new(&spec.ignore).unwrap_or_default()
 }
 
 fn open(path: &Path) -> Result<BufReader<File>> {
@@ -367,6 +377,7 @@ mod tests {
             version: None,
             delta: true,
             shared: Vec::new(),
+            ignore: Vec::new(),
         }
     }
 
@@ -474,6 +485,7 @@ mod tests {
             version: Some("1.4.2".into()),
             delta: true,
             shared: Vec::new(),
+            ignore: Vec::new(),
         })
         .unwrap();
         assert_eq!(art.version, "1.4.2");

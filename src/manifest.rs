@@ -312,6 +312,12 @@ impl Manifest {
         self
     }
 
+    /// Without the entries `ignore` covers.
+    pub fn without(mut self, ignore: &crate::ignore::Ignore) -> Manifest {
+        self.entries.retain(|p, _| !ignore.covers(p));
+        self
+    }
+
     /// sha256 of [`Manifest::encode`]: what a host compares its own listing with.
     pub fn sha256(&self) -> String {
         hex::encode(Sha256::digest(self.encode()))

@@ -40,6 +40,9 @@ pub struct App {
     /// checked: relative, no `..`, none inside another.
     pub shared_dirs: Vec<String>,
     pub shared_files: Vec<String>,
+    /// `ignore`: gitignore-style globs of paths the app writes into its
+    /// release, checked (see `crate::ignore`).
+    pub ignore: Vec<String>,
     /// `[[files]]`: sent apart from the artifact, before the switch.
     pub files: Vec<FileSpec>,
 }
@@ -194,6 +197,8 @@ pub struct ArtifactSpec {
     /// `app.shared_dirs` and `app.shared_files`: paths of every release
     /// that are links into `shared/`, not the artifact's.
     pub shared: Vec<String>,
+    /// `app.ignore`: what a delta never trusts an old release for.
+    pub ignore: Vec<String>,
 }
 
 /// An artifact each host downloads itself.

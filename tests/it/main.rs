@@ -6,6 +6,7 @@ mod blue_green;
 mod both_transports;
 mod canary;
 mod cli;
+mod delta_apps;
 mod delta_ssh;
 mod deploy_local;
 mod deploy_ssh;
