@@ -46,6 +46,9 @@ pub struct Artifact {
     /// The shared paths (`app.shared_dirs`, `app.shared_files`): links into
     /// `shared/` in every release, left out of its manifest.
     pub shared_paths: Vec<Vec<u8>>,
+    /// `app.ignore`: paths a delta always sends afresh, never trusting
+    /// the old release's copy (the app may have written them).
+    pub ignore: crate::ignore::Ignore,
     /// Where the artifact is on this machine (what deltas are cut from).
     pub source: PathBuf,
     /// Deltas cut so far, shared by the hosts on the same release.
@@ -118,6 +121,7 @@ impl Artifact {
                 pull: Some(pull.clone()),
                 delta: false,
                 shared_paths: spec.shared.iter().map(|s| s.as_bytes().to_vec()).collect(),
+                ignore: ignore(spec),
                 source: PathBuf::new(),
                 deltas: Default::default(),
                 held: Default::default(),
@@ -236,6 +240,7 @@ impl Artifact {
             pull: None,
             delta: spec.delta,
             shared_paths: spec.shared.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            ignore: ignore(spec),
             source: path.clone(),
             deltas: Default::default(),
             held: Default::default(),
@@ -352,6 +357,9 @@ impl Inside {
             named.join(", ")
         )
     }
+/// `app.ignore`, compiled; the config already refused a bad glob.
+fn ignore(spec: &ArtifactSpec) -> crate::ignore::Ignore {
+    crate::ignore::Ignore::new(&spec.ignore).unwrap_or_default()
 }
 
 fn open(path: &Path) -> Result<BufReader<File>> {
@@ -488,6 +496,7 @@ mod tests {
             delta: true,
             shared: Vec::new(),
             allow_setuid: false,
+            ignore: Vec::new(),
         }
     }
 
@@ -596,6 +605,7 @@ mod tests {
             delta: true,
             shared: Vec::new(),
             allow_setuid: false,
+            ignore: Vec::new(),
         })
         .unwrap();
         assert_eq!(art.version, "1.4.2");

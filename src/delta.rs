@@ -14,6 +14,7 @@ use tokio::sync::OnceCell;
 
 use anyhow::{Context, Result};
 
+use crate::ignore::Ignore;
 use crate::manifest::{Kind, Manifest};
 
 /// The bytes for one current release, and what they hold.
@@ -48,6 +49,7 @@ impl Deltas {
         &self,
         artifact: &Path,
         shared: &[Vec<u8>],
+        ignore: &Ignore,
         new: &Manifest,
         old: Arc<Manifest>,
     ) -> Option<Arc<Delta>> {
@@ -56,9 +58,15 @@ impl Deltas {
             map.entry(old.sha256()).or_default().clone()
         };
         cell.get_or_init(|| async {
-            let (artifact, shared, new) = (artifact.to_path_buf(), shared.to_vec(), new.clone());
+            let (artifact, shared, ignore, new) = (
+                artifact.to_path_buf(),
+                shared.to_vec(),
+                ignore.clone(),
+                new.clone(),
+            );
             let built =
-                tokio::task::spawn_blocking(move || build(&artifact, &new, &old, &shared)).await;
+                tokio::task::spawn_blocking(move || build(&artifact, &new, &old, &shared, &ignore))
+                    .await;
             match built {
                 Ok(Ok(delta)) => delta.map(Arc::new),
                 _ => None,
@@ -71,15 +79,24 @@ impl Deltas {
 
 /// The manifests of releases the hosts hold, by content (the sha256 each
 /// host recorded with its release): a host whose release holds content
-/// another host's manifest was already read for takes that one, with no
+/// another host's manifest was already read for borrows that one, with no
 /// read of its own. So after a canary, a fleet on one release costs one
 /// read, not one per host. Hosts that ask at the same time each read their
-/// own: none ever waits on another, which may be slow or gone. Trusting
-/// one host's manifest for another's release costs nothing in safety:
-/// what is made from it is checked against the artifact's manifest on the
-/// host, as always.
+/// own: none ever waits on another, which may be slow or gone. A borrowed
+/// manifest is only a guess: what is made from it is checked against the
+/// artifact's manifest on the host, and when that fails the host's own is
+/// read before the host is blamed, and the borrowed one is dropped
+/// ([`HeldManifests::forget`]).
 #[derive(Default)]
 pub(crate) struct HeldManifests(Mutex<HashMap<String, Arc<Manifest>>>);
+
+/// A manifest for a host's release, and whether it is another host's.
+#[derive(Debug, Clone)]
+pub(crate) struct Held {
+    pub manifest: Arc<Manifest>,
+    /// Read from another host with the same content, not from this one.
+    pub borrowed: bool,
+}
 
 impl std::fmt::Debug for HeldManifests {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,51 +105,82 @@ impl std::fmt::Debug for HeldManifests {
 }
 
 impl HeldManifests {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Manifest>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The manifest of a release whose content is `sum`: one already read
-    /// for that content, else what `read` gets from this host (`Ok(None)`
-    /// when it has none to give), kept for the next host. Without a `sum`
-    /// (not recorded), always `read`.
-    pub(crate) async fn get<E, F, Fut>(
-        &self,
-        sum: Option<&str>,
-        read: F,
-    ) -> Result<Option<Arc<Manifest>>, E>
+    /// for that content (borrowed), else what `read` gets from this host
+    /// (`Ok(None)` when it has none to give), kept for the next host unless
+    /// one is kept already. Without a `sum` (not recorded), always `read`.
+    pub(crate) async fn get<E, F, Fut>(&self, sum: Option<&str>, read: F) -> Result<Option<Held>, E>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Option<Manifest>, E>>,
     {
-        let map = || self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(known) = sum.and_then(|sum| map().get(sum).cloned()) {
-            return Ok(Some(known));
+        if let Some(known) = sum.and_then(|sum| self.map().get(sum).cloned()) {
+            return Ok(Some(Held {
+                manifest: known,
+                borrowed: true,
+            }));
         }
         let Some(read) = read().await?.map(Arc::new) else {
             return Ok(None);
         };
-        Ok(Some(match sum {
-            Some(sum) => map().entry(sum.to_string()).or_insert(read).clone(),
-            None => read,
+        if let Some(sum) = sum {
+            self.offer(sum, read.clone());
+        }
+        Ok(Some(Held {
+            manifest: read,
+            borrowed: false,
         }))
+    }
+
+    /// Keeps `manifest` for content `sum`, unless one is kept already.
+    pub(crate) fn offer(&self, sum: &str, manifest: Arc<Manifest>) {
+        self.map().entry(sum.to_string()).or_insert(manifest);
+    }
+
+    /// Lends `manifest` no more for content `sum`: what was made from it
+    /// did not check out. (Another kept meanwhile stays.)
+    pub(crate) fn forget(&self, sum: &str, manifest: &Arc<Manifest>) {
+        let mut map = self.map();
+        if map.get(sum).is_some_and(|kept| Arc::ptr_eq(kept, manifest)) {
+            map.remove(sum);
+        }
     }
 }
 
 /// The delta from `old` (the host's current release) to `new` (the
-/// artifact at `artifact`). The `shared` paths are always deleted from the
-/// copy (they are links the deploy makes again). `None` when the artifact
-/// holds something a delta cannot carry (a hard link among the changed
-/// entries of an archive): then the whole artifact goes.
+/// artifact at `artifact`). The host copies only what `old` lists and
+/// keeps (`keep`), so what the app added to its release is never carried
+/// along; what `ignore` covers is never taken from `old` but sent afresh.
+/// The `shared` paths are always deleted from the copy (they are links the
+/// deploy makes again). `None` when the artifact holds something a delta
+/// cannot carry (a hard link among the changed entries of an archive):
+/// then the whole artifact goes.
 pub fn build(
     artifact: &Path,
     new: &Manifest,
     old: &Manifest,
     shared: &[Vec<u8>],
+    ignore: &Ignore,
 ) -> Result<Option<Delta>> {
-    let diff = new.diff_from(old);
+    let trusted = old.clone().without(ignore);
+    let diff = new.diff_from(&trusted);
     // Changed entries go first, unless a directory stays a directory (tar
-    // then only sets its mode, and keeps what is in it).
-    let mut remove: BTreeSet<Vec<u8>> = diff.removed.iter().chain(shared).cloned().collect();
+    // then only sets its mode, and keeps what is in it); so do added ones,
+    // in case the app made something there.
+    let mut remove: BTreeSet<Vec<u8>> = diff
+        .removed
+        .iter()
+        .chain(&diff.added)
+        .chain(shared)
+        .cloned()
+        .collect();
     for path in &diff.changed {
         let both_dirs = matches!(
-            (old.entries.get(path), new.entries.get(path)),
+            (trusted.entries.get(path), new.entries.get(path)),
             (Some(Kind::Dir { .. }), Some(Kind::Dir { .. }))
         );
         if !both_dirs {
@@ -145,14 +193,22 @@ pub fn build(
         .filter(|p| !ancestors(p).any(|a| remove.contains(a)))
         .cloned()
         .collect();
+    let gone: BTreeSet<&[u8]> = remove.iter().map(Vec::as_slice).collect();
+    let keep = trusted
+        .entries
+        .keys()
+        .filter(|p| !gone.contains(p.as_slice()) && !ancestors(p).any(|a| gone.contains(a)));
     let send: BTreeSet<Vec<u8>> = diff.added.iter().chain(&diff.changed).cloned().collect();
     let dirs: BTreeSet<&[u8]> = send.iter().flat_map(|p| ancestors(p)).collect();
 
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
     tar.follow_symlinks(false);
-    append_list(&mut tar, "remove", remove.iter().map(Vec::as_slice))?;
-    append_list(&mut tar, "dirs", dirs.iter().copied())?;
+    append_list(&mut tar, "remove", "", remove.iter().map(Vec::as_slice))?;
+    append_list(&mut tar, "dirs", "", dirs.iter().copied())?;
+    // For `tar -T`: `./` first, so that no name reads as an option.
+    append_list(&mut tar, "keep", "./", keep.map(Vec::as_slice))?;
+    append_list(&mut tar, "paths", "", new.entries.keys().map(Vec::as_slice))?;
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(tar::EntryType::Directory);
     header.set_mode(0o755);
@@ -241,14 +297,16 @@ fn ancestors(path: &[u8]) -> impl Iterator<Item = &[u8]> {
         .map(move |(i, _)| &path[..i])
 }
 
-/// A file of escaped paths, a line each.
+/// A file of escaped paths, a line each, each after `prefix`.
 fn append_list<'a, W: Write>(
     tar: &mut tar::Builder<W>,
     name: &str,
+    prefix: &str,
     paths: impl Iterator<Item = &'a [u8]>,
 ) -> Result<()> {
     let mut text = Vec::new();
     for p in paths {
+        text.extend_from_slice(prefix.as_bytes());
         text.extend_from_slice(&crate::manifest::escape(p));
         text.push(b'\n');
     }
@@ -283,7 +341,7 @@ mod tests {
             reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Ok::<_, ()>(gives.cloned())
         };
-        held.get(sum, read).await.unwrap()
+        held.get(sum, read).await.unwrap().map(|h| h.manifest)
     }
 
     #[tokio::test]
@@ -309,5 +367,30 @@ mod tests {
         get(&held, None, Some(&manifest), &reads).await.unwrap();
         get(&held, None, Some(&manifest), &reads).await.unwrap();
         assert_eq!(n(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_borrowed_manifest_says_so_and_a_forgotten_one_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "a").unwrap();
+        let manifest = Manifest::of_dir(dir.path()).unwrap();
+        let held = HeldManifests::default();
+        let read = |m: Option<Manifest>| move || async move { Ok::<_, ()>(m) };
+
+        let own = held.get(Some("x"), read(Some(manifest.clone()))).await;
+        let own = own.unwrap().unwrap();
+        assert!(!own.borrowed, "read from the host itself");
+        let lent = held.get(Some("x"), read(None)).await.unwrap().unwrap();
+        assert!(lent.borrowed, "another host's");
+        assert!(Arc::ptr_eq(&lent.manifest, &own.manifest));
+
+        held.forget("x", &lent.manifest);
+        assert!(held.get(Some("x"), read(None)).await.unwrap().is_none());
+        // Forgetting one no longer kept leaves the one kept since.
+        let next = held.get(Some("x"), read(Some(manifest.clone()))).await;
+        let next = next.unwrap().unwrap();
+        held.forget("x", &own.manifest);
+        let still = held.get(Some("x"), read(None)).await.unwrap().unwrap();
+        assert!(Arc::ptr_eq(&still.manifest, &next.manifest));
     }
 }

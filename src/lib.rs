@@ -10,6 +10,7 @@ mod engine;
 pub mod exit;
 #[cfg(test)]
 mod host_shells;
+mod ignore;
 mod interrupt;
 mod journal;
 mod manifest;

@@ -330,6 +330,12 @@ impl Manifest {
             })
             .sum();
         4 * (HEADER.len() as u64 + 1 + text) + (1 << 20)
+}
+
+    /// Without the entries `ignore` covers.
+    pub fn without(mut self, ignore: &crate::ignore::Ignore) -> Manifest {
+        self.entries.retain(|p, _| !ignore.covers(p));
+        self
     }
 
     /// sha256 of [`Manifest::encode`]: what a host compares its own listing with.

@@ -1,6 +1,8 @@
 //! `hoist verify`: is each host's current release still what was deployed?
 //! Each host lists its current release (hashing every file) against the
-//! manifest recorded with it; read-only.
+//! manifest recorded with it; read-only. What `[app] ignore` covers is
+//! left out of both; files only added (by the app, most likely) are told
+//! apart from files changed or removed.
 
 use futures_util::future::join_all;
 use serde_json::{Value, json};
@@ -9,6 +11,7 @@ use crate::engine::Context;
 use crate::engine::fleet::{self, Node};
 use crate::engine::layout_release::Listing;
 use crate::exit::Exit;
+use crate::ignore::Ignore;
 use crate::manifest::{Diff, Manifest, display};
 use crate::report::{Event, Level, Row};
 
@@ -28,15 +31,17 @@ enum Verdict {
 pub(crate) async fn run(ctx: &Context) -> Exit {
     let (nodes, unreached) = fleet::reach(ctx).await;
     let shared = ctx.config.app.shared_paths();
+    let ignore = Ignore::new(&ctx.config.app.ignore).unwrap_or_default();
     let verdicts = join_all(nodes.iter().map(|node| {
-        let shared = &shared;
+        let (shared, ignore) = (&shared, &ignore);
         async move {
             let _permit = ctx.parallel.acquire().await.expect("semaphore open");
-            verdict(node, shared).await
+            verdict(node, shared, ignore).await
         }
     }))
     .await;
     let mut differs = 0;
+    let mut only_added = 0;
     let mut file_rows = Vec::new();
     for host in &ctx.hosts {
         let at = nodes.iter().position(|n| n.name() == host.name);
@@ -60,6 +65,10 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
                 actual,
             } => {
                 differs += 1;
+                let added = diff.changed.is_empty() && diff.removed.is_empty();
+                if added {
+                    only_added += 1;
+                }
                 for (change, paths) in [
                     ("changed", &diff.changed),
                     ("added", &diff.added),
@@ -83,7 +92,8 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
                         });
                     }
                 }
-                row(&host.name, release, "differs", Some(diff), None)
+                let result = if added { "added" } else { "differs" };
+                row(&host.name, release, result, Some(diff), None)
             }
             Verdict::NoManifest => {
                 ctx.message(
@@ -101,6 +111,15 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
     for r in file_rows {
         ctx.emit(Event::Row(r));
     }
+    if only_added > 0 {
+        ctx.message(
+            Level::Info,
+            None,
+            format!(
+                "{only_added} host(s) only have files added since the switch, none changed or removed: most likely written by the app; list such paths in `ignore` in [app] to leave them out of verify and deltas"
+            ),
+        );
+    }
     fleet::close_all(&nodes).await;
     let failed = verdicts.iter().any(|v| matches!(v, Verdict::Failed(_)));
     let exit = if differs > 0 {
@@ -113,9 +132,9 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
     ctx.finish("verify", exit, None, &[])
 }
 
-/// The shared paths (links into `shared/`, which differ per host) are
-/// left out of both sides.
-async fn verdict(node: &Node, shared: &[String]) -> Verdict {
+/// The shared paths (links into `shared/`, which differ per host) and
+/// what `ignore` covers are left out of both sides.
+async fn verdict(node: &Node, shared: &[String], ignore: &Ignore) -> Verdict {
     let Some(current) = &node.probe.current else {
         return Verdict::NoCurrent;
     };
@@ -139,7 +158,10 @@ async fn verdict(node: &Node, shared: &[String]) -> Verdict {
     };
     let parsed = Manifest::parse(&recorded).and_then(|r| {
         let actual = Manifest::parse(&listing.actual)?;
-        Ok((r.for_release(shared), actual.for_release(shared)))
+        Ok((
+            r.for_release(shared).without(ignore),
+            actual.for_release(shared).without(ignore),
+        ))
     });
     match parsed {
         Ok((recorded, actual)) => {

@@ -103,6 +103,7 @@ pub struct RawApp {
     pub keep_releases: Option<Positive>,
     pub shared_dirs: Option<Strings>,
     pub shared_files: Option<Strings>,
+    pub ignore: Option<Strings>,
 }
 
 /// One `[[files]]` entry.

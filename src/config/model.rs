@@ -40,6 +40,9 @@ pub struct App {
     /// checked: relative, no `..`, none inside another.
     pub shared_dirs: Vec<String>,
     pub shared_files: Vec<String>,
+    /// `ignore`: gitignore-style globs of paths the app writes into its
+    /// release, checked (see `crate::ignore`).
+    pub ignore: Vec<String>,
     /// `[[files]]`: sent apart from the artifact, before the switch.
     pub files: Vec<FileSpec>,
 }
@@ -197,6 +200,8 @@ pub struct ArtifactSpec {
     /// `artifact.allow_setuid` (default false): keep the setuid and setgid
     /// bits of the artifact's files; else the hosts drop them.
     pub allow_setuid: bool,
+    /// `app.ignore`: what a delta never trusts an old release for.
+    pub ignore: Vec<String>,
 }
 
 /// An artifact each host downloads itself.

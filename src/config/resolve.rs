@@ -39,7 +39,10 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
     let mut file: DeployFile = doc.parse()?;
 
     let (shared_dirs, shared_files) = shared::shared_paths(&file.app, &doc)?;
+    let ignore = file.app.ignore.take().map(|s| s.0).unwrap_or_default();
+    crate::ignore::Ignore::new(&ignore).map_err(|e| doc.error(&["app", "ignore"], e))?;
     let app = App {
+        ignore,
         shared_dirs,
         shared_files,
         files: shared::files(file.files.take(), &doc)?,
@@ -154,6 +157,7 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
             .map(|a| {
                 a.map(|mut a| {
                     a.shared = app.shared_paths();
+                    a.ignore = app.ignore.clone();
                     a
                 })
             })
@@ -310,6 +314,7 @@ fn artifact(raw: RawArtifact, doc: &Doc, base_dir: &Path) -> Result<ArtifactSpec
         delta: raw.delta.unwrap_or(true),
         shared: Vec::new(),
         allow_setuid: raw.allow_setuid.unwrap_or(false),
+        ignore: Vec::new(),
     })
 }
 

@@ -287,7 +287,8 @@ printf '%s\n' {content_sha} > "$H/sums/{id}" && mv "$P.d" "$R" || exit {finish}
     }
 
     /// Makes `releases/<id>` from a release the host already holds, with no
-    /// upload, and its manifest when it has one (hoist may have none to send:
+    /// upload (a copy of its contents, never of the link when `from` is a
+    /// symlink to a release moved elsewhere), and its manifest when it has one (hoist may have none to send:
     /// an `artifact.url`). Exits with the [`ReceiveStep`] codes of the steps
     /// it shares with [`Layout::receive`] (the copy is `Unpack`).
     pub fn copy_release(
@@ -304,7 +305,7 @@ R="$D/releases/{id}"
 trap 'rm -rf "$P.d"' EXIT
 trap 'exit 130' HUP INT TERM
 if [ -e "$R" ]; then printf '%s already exists\n' "$R" >&2; exit {exists}; fi
-rm -rf "$P.d" && cp -a "$D/releases/{from}" "$P.d" || exit {unpack}
+rm -rf "$P.d" && mkdir "$P.d" && cp -a "$D/releases/{from}/." "$P.d/" || exit {unpack}
 if [ -f "$H/manifests/{from}" ]; then mkdir -p "$H/manifests" && cp "$H/manifests/{from}" "$H/manifests/{id}" || exit {finish}; fi
 printf '%s\n' {content_sha} > "$H/sums/{id}" && mv "$P.d" "$R" || exit {finish}
 "#,

@@ -3,6 +3,8 @@
 //! against its current release, or the whole artifact; and the release's
 //! manifest. The bytes on the wire are `upload`'s.
 
+use std::sync::Arc;
+
 use tokio_util::sync::CancellationToken;
 
 use super::fleet::Node;
@@ -40,7 +42,8 @@ pub(crate) async fn deliver(
     if node.probe.has_release(id) {
         return Ok(0);
     }
-    let mut edited = None;
+    // Why a release on the host could not be used, said once below.
+    let mut changed = None;
     if let Some(from) = already_held(node, artifact) {
         ctx.phase(node.name(), Phase::Unpack);
         ctx.message(
@@ -52,7 +55,7 @@ pub(crate) async fn deliver(
         // `from` is not copied along.
         match from_held(ctx, node, artifact, id, &from, halt).await? {
             FromHeld::Made(sent) => return Ok(sent),
-            FromHeld::Edited => edited = Some(from),
+            FromHeld::Changed(why) => changed = Some((from, why)),
             // Nothing to check it with (an `artifact.url`, a release from
             // before manifests): copied as it is.
             FromHeld::Skipped => {
@@ -60,13 +63,35 @@ pub(crate) async fn deliver(
             }
         }
     }
+    // A delta from the release just found changed would be refused too.
+    let current_changed = changed
+        .as_ref()
+        .is_some_and(|(from, _)| Some(from) == node.probe.current.as_ref());
+    if artifact.pull.is_none()
+        && !current_changed
+        && let (Some(current), true) = (&node.probe.current, artifact.delta)
+    {
+        match from_held(ctx, node, artifact, id, current, halt).await? {
+            FromHeld::Made(sent) => return Ok(sent),
+            FromHeld::Changed(why) => {
+                changed.get_or_insert((current.clone(), why));
+            }
+            FromHeld::Skipped => {}
+        }
+    }
+    if let Some((_, why)) = changed {
+        let instead = match artifact.pull {
+            Some(_) => "the host downloads the artifact instead",
+            None => "sending the whole artifact instead",
+        };
+        ctx.message(
+            Level::Warn,
+            Some(node.name()),
+            format!("{why}; {instead} (paths the app writes into its release can be left out with `ignore` in [app])"),
+        );
+    }
     if artifact.pull.is_some() {
         return pull(ctx, node, artifact, id, halt).await;
-    }
-    // A delta from the release just found edited would be refused too.
-    let current_edited = edited.is_some() && edited == node.probe.current;
-    if !current_edited && let Some(sent) = by_delta(ctx, node, artifact, id, halt).await? {
-        return Ok(sent);
     }
     ctx.phase(node.name(), Phase::Upload);
     let payload = upload::whole_artifact(node, artifact, id, &ctx.run_id)
@@ -151,31 +176,10 @@ enum FromHeld {
     /// host's), or a delta would not be smaller than the artifact. Why
     /// was said when it is worth saying.
     Skipped,
-    /// The held release differs from its manifest (edited by hand): what
-    /// it would have made was not kept, and why was said.
-    Edited,
-}
-
-/// Makes the release from the host's current one and a delta, when it can
-/// (delta on, a manifest of the artifact and of the current release, and
-/// fewer bytes than the whole artifact). `Ok(None)`: send the whole
-/// artifact instead (and why was said). A current release edited by hand
-/// is caught by the host's check of the result; then the whole artifact
-/// goes, with a warning naming what was edited.
-async fn by_delta(
-    ctx: &Context,
-    node: &Node,
-    artifact: &Artifact,
-    id: &ReleaseId,
-    halt: &CancellationToken,
-) -> Result<Option<u64>, Failed> {
-    let (Some(current), true) = (&node.probe.current, artifact.delta) else {
-        return Ok(None);
-    };
-    match from_held(ctx, node, artifact, id, current, halt).await? {
-        FromHeld::Made(sent) => Ok(Some(sent)),
-        FromHeld::Skipped | FromHeld::Edited => Ok(None),
-    }
+    /// The held release no longer holds what its own manifest lists
+    /// (changed by hand or by the app since its switch): what it would
+    /// have made was not kept. Why, for the caller to say once.
+    Changed(String),
 }
 
 /// Makes release `id` from `base`, a release on the host, and the delta
@@ -184,7 +188,9 @@ async fn by_delta(
 /// it takes the release's name. So a release edited by hand is never
 /// carried into a new one, whether it is the base of a delta or a copy.
 /// `base`'s manifest is read from the host unless one was already read
-/// for the same content ([`crate::delta::HeldManifests`]).
+/// for the same content ([`crate::delta::HeldManifests`]); when a delta
+/// from such a borrowed manifest fails, the borrowed one is dropped and
+/// the host's own decides: only a failure with its own blames the host.
 async fn from_held(
     ctx: &Context,
     node: &Node,
@@ -196,20 +202,92 @@ async fn from_held(
     let Some(new) = &artifact.manifest else {
         return Ok(FromHeld::Skipped);
     };
+    let sum = node.probe.sum_of(base);
     let read = || read_manifest(ctx, node, base, new.read_limit());
-    let Some(old) = artifact.held.get(node.probe.sum_of(base), read).await? else {
+    let Some(held) = artifact.held.get(sum, read).await? else {
         return Ok(FromHeld::Skipped);
+    };
+    let mut listed = match apply(ctx, node, artifact, id, base, &held.manifest, halt).await? {
+        Applied::Made(sent) => return Ok(FromHeld::Made(sent)),
+        Applied::Skipped => return Ok(FromHeld::Skipped),
+        Applied::Mismatch(listed) => listed,
+    };
+    // What did not fit this host is lent to no other.
+    if let Some(sum) = sum {
+        artifact.held.forget(sum, &held.manifest);
+    }
+    if held.borrowed {
+        ctx.message(
+            Level::Info,
+            Some(node.name()),
+            format!("the manifest of {base} taken from another host with the same content does not fit this host's; reading its own"),
+        );
+        let Some(own) = read_manifest(ctx, node, base, new.read_limit()).await?.map(Arc::new) else {
+            return Ok(FromHeld::Skipped);
+        };
+        if own != held.manifest {
+            match apply(ctx, node, artifact, id, base, &own, halt).await? {
+                Applied::Made(sent) => {
+                    if let Some(sum) = sum {
+                        artifact.held.offer(sum, own);
+                    }
+                    return Ok(FromHeld::Made(sent));
+                }
+                Applied::Skipped => return Ok(FromHeld::Skipped),
+                Applied::Mismatch(again) => listed = again,
+            }
+        }
+    }
+    let old = node.layout.release_path(base);
+    Ok(FromHeld::Changed(match Manifest::parse(&listed) {
+        Ok(listed) => format!(
+            "{old} has changed since its switch (by hand or by the app): {}",
+            listed.diff_from(new).describe(3)
+        ),
+        Err(_) => format!("{old} has changed since its switch (by hand or by the app)"),
+    }))
+}
+
+/// How one try at making a release from a held one and a delta went.
+enum Applied {
+    Made(u64),
+    /// Not tried (see [`FromHeld::Skipped`]).
+    Skipped,
+    /// The result is not what the artifact's manifest says: the host's
+    /// listing of it.
+    Mismatch(Vec<u8>),
+}
+
+/// Makes release `id` from `base`, whose manifest is taken to be `old`,
+/// and the delta from `old` to the artifact: see [`from_held`].
+async fn apply(
+    ctx: &Context,
+    node: &Node,
+    artifact: &Artifact,
+    id: &ReleaseId,
+    base: &ReleaseId,
+    old: &Arc<Manifest>,
+    halt: &CancellationToken,
+) -> Result<Applied, Failed> {
+    let Some(new) = &artifact.manifest else {
+        return Ok(Applied::Skipped);
     };
     let Some(delta) = artifact
         .deltas
-        .get(&artifact.source, &artifact.shared_paths, new, old)
+        .get(
+            &artifact.source,
+            &artifact.shared_paths,
+            &artifact.ignore,
+            new,
+            old.clone(),
+        )
         .await
     else {
-        return Ok(FromHeld::Skipped);
+        return Ok(Applied::Skipped);
     };
     let size = delta.bytes.len() as u64;
     if size >= artifact.transfer_size {
-        return Ok(FromHeld::Skipped);
+        return Ok(Applied::Skipped);
     }
     let copy = delta.sent == 0 && delta.gone == 0;
     if !copy {
@@ -238,24 +316,8 @@ async fn from_held(
         .await
         .map_err(|f| f.at(Phase::Upload))?;
     match out.code {
-        Some(0) => Ok(FromHeld::Made(size)),
-        Some(c) if c as i32 == ReleaseStep::Mismatch.code() => {
-            let edited = Manifest::parse(&out.stdout)
-                .map(|listed| {
-                    let old = node.layout.release_path(base);
-                    format!(
-                        "{old} differs from its manifest (edited by hand?): the release made from it would have {}",
-                        new.diff_from(&listed).describe(5)
-                    )
-                })
-                .unwrap_or_else(|_| format!("{base} differs from its manifest"));
-            ctx.message(
-                Level::Warn,
-                Some(node.name()),
-                format!("{edited}; sending the whole artifact instead"),
-            );
-            Ok(FromHeld::Edited)
-        }
+        Some(0) => Ok(Applied::Made(size)),
+        Some(c) if c as i32 == ReleaseStep::Mismatch.code() => Ok(Applied::Mismatch(out.stdout)),
         code => Err(in_its_step(Failure::Command {
             what: if copy {
                 "copying the release"

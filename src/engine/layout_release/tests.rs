@@ -158,7 +158,7 @@ fn a_delta_turns_a_copy_of_the_current_release_into_the_new_one() {
     mode(&new.join("bin"), 0o750);
     let old_m = Manifest::of_dir(&old).unwrap();
     let new_m = Manifest::of_dir(&new).unwrap();
-    let delta = crate::delta::build(&new, &new_m, &old_m, &[])
+    let delta = crate::delta::build(&new, &new_m, &old_m, &[], &Default::default())
         .unwrap()
         .unwrap();
     assert_eq!(delta.gone, 3, "{delta:?}");
@@ -199,7 +199,7 @@ fn a_hand_edited_current_release_fails_the_delta_with_the_listing() {
     fs::write(new.join("README"), "v2").unwrap();
     let old_m = Manifest::of_dir(&old).unwrap();
     let new_m = Manifest::of_dir(&new).unwrap();
-    let delta = crate::delta::build(&new, &new_m, &old_m, &[])
+    let delta = crate::delta::build(&new, &new_m, &old_m, &[], &Default::default())
         .unwrap()
         .unwrap();
     for shell in shells() {
@@ -235,7 +235,7 @@ fn a_hand_edited_current_release_fails_the_delta_with_the_listing() {
         fs::write(new.join("bin/added"), "x").unwrap();
         mode(&new.join("bin/added"), 0o644);
         let new2 = Manifest::of_dir(&new).unwrap();
-        let delta2 = crate::delta::build(&new, &new2, &old_m, &[])
+        let delta2 = crate::delta::build(&new, &new2, &old_m, &[], &Default::default())
             .unwrap()
             .unwrap();
         fs::remove_dir_all(from.join("bin")).unwrap();
@@ -249,6 +249,144 @@ fn a_hand_edited_current_release_fails_the_delta_with_the_listing() {
         );
         assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0, "{at}");
         fs::remove_file(new.join("bin/added")).unwrap();
+    }
+}
+
+/// A `tar` that refuses `--no-recursion`, as busybox's may: the host then
+/// copies with `cp -a` and deletes what the new release does not list.
+const NO_LIST_TAR: &str =
+    "tar() { case $1 in --no-recursion) return 1 ;; esac; command tar \"$@\"; }\n";
+
+/// The two ways a host copies the release a delta starts from.
+const COPIES: [(&str, &str); 2] = [("tar by the list", ""), ("cp -a", NO_LIST_TAR)];
+
+fn copy_of(old: &Path, to: &Path) {
+    let status = Command::new("cp").arg("-a").arg(old).arg(to).status();
+    assert!(status.unwrap().success());
+}
+
+/// The awkward tree without its fifo, and a copy of it with a new README.
+fn old_and_new(work: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let old = work.join("old");
+    awkward_tree(&old);
+    fs::remove_file(old.join("fifo")).unwrap();
+    let new = work.join("new");
+    copy_of(&old, &new);
+    fs::write(new.join("README"), "hello again").unwrap();
+    (old, new)
+}
+
+#[test]
+fn a_delta_leaves_behind_what_the_app_wrote_into_the_old_release() {
+    let work = tempfile::tempdir().unwrap();
+    let (old, new) = old_and_new(work.path());
+    let (old_m, new_m) = (
+        Manifest::of_dir(&old).unwrap(),
+        Manifest::of_dir(&new).unwrap(),
+    );
+    let delta = crate::delta::build(&new, &new_m, &old_m, &[], &Default::default())
+        .unwrap()
+        .unwrap();
+    for shell in shells() {
+        for (how, prelude) in COPIES {
+            let at = format!("{}, {how}", shell.name);
+            let (base, layout) = host_with(&old);
+            let from = Path::new(&layout.deploy_to).join("releases").join(FROM);
+            fs::create_dir_all(from.join("__pycache__")).unwrap();
+            fs::write(from.join("__pycache__/app.pyc"), "bytecode").unwrap();
+            fs::create_dir_all(from.join("bin/__pycache__")).unwrap();
+            fs::write(from.join("bin/__pycache__/x.pyc"), "x").unwrap();
+            fs::write(from.join("private dir/deeper/cache\nfile"), "c").unwrap();
+            let before = Manifest::of_dir(&from).unwrap();
+            let script = format!("{prelude}{}", delta_script(&layout, &new_m));
+            let ran = shell.run(base.path(), &script, &delta.bytes);
+            assert_eq!(ran.code, 0, "{at}: {}", ran.stderr);
+            let made = Path::new(&layout.deploy_to).join("releases").join(TO);
+            assert_eq!(Manifest::of_dir(&made).unwrap(), new_m, "{at}");
+            assert_eq!(Manifest::of_dir(&from).unwrap(), before, "{at}");
+        }
+    }
+}
+
+#[test]
+fn what_ignore_covers_is_sent_afresh_instead_of_copied() {
+    let work = tempfile::tempdir().unwrap();
+    let (old, new) = old_and_new(work.path());
+    for dir in [&old, &new] {
+        fs::create_dir_all(dir.join("tmp/cache")).unwrap();
+        fs::write(dir.join("tmp/cache/seed"), "cold").unwrap();
+    }
+    let (old_m, new_m) = (
+        Manifest::of_dir(&old).unwrap(),
+        Manifest::of_dir(&new).unwrap(),
+    );
+    let ignore = crate::ignore::Ignore::new(&["tmp/cache/**".to_string()]).unwrap();
+    for (ignore, code) in [
+        (Default::default(), ReleaseStep::Mismatch.code()),
+        (ignore, 0),
+    ] {
+        let delta = crate::delta::build(&new, &new_m, &old_m, &[], &ignore)
+            .unwrap()
+            .unwrap();
+        for shell in shells() {
+            for (how, prelude) in COPIES {
+                let at = format!("{}, {how}, {code}", shell.name);
+                let (base, layout) = host_with(&old);
+                let from = Path::new(&layout.deploy_to).join("releases").join(FROM);
+                fs::write(from.join("tmp/cache/seed"), "warm").unwrap();
+                let script = format!("{prelude}{}", delta_script(&layout, &new_m));
+                let ran = shell.run(base.path(), &script, &delta.bytes);
+                assert_eq!(ran.code, code, "{at}: {}", ran.stderr);
+                if code == 0 {
+                    let made = Path::new(&layout.deploy_to).join("releases").join(TO);
+                    assert_eq!(Manifest::of_dir(&made).unwrap(), new_m, "{at}");
+                    assert_eq!(fs::read(from.join("tmp/cache/seed")).unwrap(), b"warm");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_release_that_is_a_link_to_elsewhere_is_copied_through_never_changed() {
+    let work = tempfile::tempdir().unwrap();
+    let (old, new) = old_and_new(work.path());
+    let (old_m, new_m) = (
+        Manifest::of_dir(&old).unwrap(),
+        Manifest::of_dir(&new).unwrap(),
+    );
+    let delta = crate::delta::build(&new, &new_m, &old_m, &[], &Default::default())
+        .unwrap()
+        .unwrap();
+    let is_link = |p: &Path| fs::symlink_metadata(p).unwrap().file_type().is_symlink();
+    for shell in shells() {
+        for (how, prelude) in COPIES {
+            let at = format!("{}, {how}", shell.name);
+            let (base, layout) = host_with(&old);
+            let releases = Path::new(&layout.deploy_to).join("releases");
+            let moved = base.path().join("other disk");
+            fs::rename(releases.join(FROM), &moved).unwrap();
+            std::os::unix::fs::symlink(&moved, releases.join(FROM)).unwrap();
+            let script = format!("{prelude}{}", delta_script(&layout, &new_m));
+            let ran = shell.run(base.path(), &script, &delta.bytes);
+            assert_eq!(ran.code, 0, "{at}: {}", ran.stderr);
+            assert!(!is_link(&releases.join(TO)), "{at}");
+            assert_eq!(Manifest::of_dir(&releases.join(TO)).unwrap(), new_m, "{at}");
+            assert_eq!(Manifest::of_dir(&moved).unwrap(), old_m, "{at}");
+        }
+        // A copy of the same content, with no manifest to check it by.
+        let (base, layout) = host_with(&old);
+        let releases = Path::new(&layout.deploy_to).join("releases");
+        let moved = base.path().join("other disk");
+        fs::rename(releases.join(FROM), &moved).unwrap();
+        std::os::unix::fs::symlink(&moved, releases.join(FROM)).unwrap();
+        fs::create_dir_all(Path::new(&layout.deploy_to).join(".hoist/tmp")).unwrap();
+        fs::create_dir_all(Path::new(&layout.deploy_to).join(".hoist/sums")).unwrap();
+        let script = layout.copy_release(&id(FROM), &id(TO), TOKEN, "c0ffee");
+        let ran = shell.run(base.path(), &script, b"");
+        assert_eq!(ran.code, 0, "{}: {}", shell.name, ran.stderr);
+        assert!(!is_link(&releases.join(TO)), "{}", shell.name);
+        assert_eq!(Manifest::of_dir(&releases.join(TO)).unwrap(), old_m);
     }
 }
 
@@ -298,6 +436,7 @@ fn a_unpacked_tarball_matches_its_manifest() {
         delta: true,
         shared: Vec::new(),
         allow_setuid: false,
+        ignore: Vec::new(),
     };
     let art = crate::artifact::Artifact::prepare(&spec).unwrap();
     let out = work.path().join("out");
