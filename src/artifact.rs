@@ -357,6 +357,8 @@ impl Inside {
             named.join(", ")
         )
     }
+}
+
 /// `app.ignore`, compiled; the config already refused a bad glob.
 fn ignore(spec: &ArtifactSpec) -> crate::ignore::Ignore {
     crate::ignore::Ignore::new(&spec.ignore).unwrap_or_default()
