@@ -231,9 +231,11 @@ while IFS= read -r e; do
   p=$(printf '%b.' "$e"); p=${{p%.}}
   if under_link "$p/x" || {{ [ -e "$P.d/$p" ] && [ ! -d "$P.d/$p" ]; }}; then hoist_manifest "$P.d"; exit {mismatch}; fi
 done < "$P.x/dirs"
-(cd "$P.x/files" && tar -cf - .) | (cd "$P.d" && tar $XF -) || exit {unpack}
+# Only what the delta brings is tamed: the rest is the old release's, tamed
+# when it was made (a special file put there by hand is a mismatch below).
 {tame_fn}
-hoist_tame "$P.d" || exit {unpack}
+hoist_tame "$P.x/files" || exit {unpack}
+(cd "$P.x/files" && tar -cf - .) | (cd "$P.d" && tar $XF -) || exit {unpack}
 hoist_manifest "$P.d" > "$P.l" || exit {unpack}
 : > "$P.e"
 awk -F '\t' -v m="$P.m" -v x="$P.e" '
