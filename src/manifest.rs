@@ -330,7 +330,7 @@ impl Manifest {
             })
             .sum();
         4 * (HEADER.len() as u64 + 1 + text) + (1 << 20)
-}
+    }
 
     /// Without the entries `ignore` covers.
     pub fn without(mut self, ignore: &crate::ignore::Ignore) -> Manifest {

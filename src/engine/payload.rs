@@ -222,7 +222,10 @@ async fn from_held(
             Some(node.name()),
             format!("the manifest of {base} taken from another host with the same content does not fit this host's; reading its own"),
         );
-        let Some(own) = read_manifest(ctx, node, base, new.read_limit()).await?.map(Arc::new) else {
+        let Some(own) = read_manifest(ctx, node, base, new.read_limit())
+            .await?
+            .map(Arc::new)
+        else {
             return Ok(FromHeld::Skipped);
         };
         if own != held.manifest {

@@ -160,6 +160,8 @@ fn a_release_dated_9999_on_one_host_does_not_date_the_fleets_next_ones() {
 /// Runs hoist with `args` in the project to its end: its exit code, its
 /// stdout, its stderr, and the most memory it held (max RSS, KiB), from
 /// wait4(2).
+// The child is reaped by wait4 (which also gives its rusage), not `wait`.
+#[allow(clippy::zombie_processes)]
 fn measured(f: &Fleet, args: &[&str]) -> (Option<i32>, String, String, u64) {
     let dir = tempfile::tempdir().unwrap();
     let (out, err) = (dir.path().join("out"), dir.path().join("err"));
