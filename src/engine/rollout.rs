@@ -693,6 +693,15 @@ async fn roll_back(
         };
         match hooks.await {
             Ok(back) => all_ok &= back,
+            // Only after_batch_local failed: this wave is back, and the
+            // waves still on the failed release go back all the same.
+            Err(why) if wave.iter().all(|&i| runs[i].lock().unwrap().back) => {
+                ctx.message(
+                    Level::Warn,
+                    None,
+                    format!("{why}; {} went back all the same", names.join(", ")),
+                );
+            }
             Err(why) => {
                 let left: Vec<&str> = waves[w..]
                     .iter()

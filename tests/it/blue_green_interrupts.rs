@@ -22,6 +22,10 @@ const GREEN: [&str; 2] = ["web3", "web4"];
 const LOG: &str = "term.log";
 const NOTICED: &str = "interrupted: starting nothing new";
 
+/// hoist's pid, in a local hook: the parent of the wrapper shell the hook
+/// runs under (see `layout::until_it_exits`), not the hook's own parent.
+const HOIST_PID: &str = "$(ps -o ppid= -p $PPID)";
+
 /// Sends SIGTERM to `pid` (a shell expression) when `marker` (a path) is
 /// there, taking the marker (only one host does, however many run this),
 /// then waits until hoist noticed.
@@ -49,7 +53,7 @@ fn setup() -> Setup {
     let proj = f.path().display().to_string();
     let pid_file = format!("{proj}/hoist.pid");
     let log = format!("{proj}/{LOG}");
-    let local = |marker: &str| term_once(marker, "$PPID", LOG);
+    let local = |marker: &str| term_once(marker, HOIST_PID, LOG);
     let in_probe = format!(
         "{{ ! grep -qx \"$HOIST_COLOR\" {proj}/lb || test ! -e {proj}/TERM_IN_PROBE || ! rm {proj}/TERM_IN_PROBE 2>/dev/null || {{ kill -TERM $(cat {pid_file}) && until grep -qs '{NOTICED}' {log}; do sleep 0.05; done; exit 1; }}; }}"
     );

@@ -111,16 +111,17 @@ fn a_one_file_change_sends_a_few_bytes_and_delta_false_sends_all() {
 
 /// A `cat` that also writes down each manifest it is asked for, in
 /// `manifest-reads` beside itself.
-const LOGGING_CAT: &str = r#"#!/bin/sh
+/// A host reads a manifest with `head -c` (bounded: see `Manifest::read_limit`).
+const LOGGING_HEAD: &str = r#"#!/bin/sh
 for a in "$@"; do
   case $a in */.hoist/manifests/*) printf '%s\n' "$a" >> "${0%/*}/manifest-reads" ;; esac
 done
-exec /bin/cat "$@"
+exec /usr/bin/head "$@"
 "#;
 
 #[test]
 fn after_the_canary_the_hosts_on_its_release_take_its_manifest_instead_of_reading_their_own() {
-    let cat = FirstOnPath::new("cat", LOGGING_CAT);
+    let cat = FirstOnPath::new("head", LOGGING_HEAD);
     let f = Fleet::ssh_with(3, cat.setup())
         .toml("[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = \"100%\"")
         .write();

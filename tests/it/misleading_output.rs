@@ -15,7 +15,9 @@ const NOTICED: &str = "interrupted: starting nothing new";
 /// A shell snippet for a local hook: SIGTERM to hoist (the hook's parent),
 /// then wait until hoist said it noticed.
 fn term_hoist() -> String {
-    format!("kill -TERM $PPID && until grep -qs '{NOTICED}' {LOG}; do sleep 0.05; done")
+    format!(
+        "kill -TERM $(ps -o ppid= -p $PPID) && until grep -qs '{NOTICED}' {LOG}; do sleep 0.05; done"
+    )
 }
 
 /// `hoist ARGS --json --log-file term.log` run to its end: the exit code,
@@ -219,7 +221,7 @@ fn status_on_a_blue_green_fleet_marks_no_host_of_either_colour() {
 #[test]
 fn an_abandoned_cleanup_does_not_claim_a_consistent_release() {
     let hook = format!(
-        "before_batch_local = [\"test \\\"$HOIST_BATCH_HOSTS\\\" != 'web3 web4' || {{ {}; kill -TERM $PPID; until grep -qs 'cleanup abandoned' {LOG}; do sleep 0.05; done; }}\"]",
+        "before_batch_local = [\"test \\\"$HOIST_BATCH_HOSTS\\\" != 'web3 web4' || {{ {}; kill -TERM $(ps -o ppid= -p $PPID); until grep -qs 'cleanup abandoned' {LOG}; do sleep 0.05; done; }}\"]",
         term_hoist()
     );
     let f = two_waves(&hook);
