@@ -530,8 +530,10 @@ async fn deploy_with_cut_links() -> Duration {
     let summary = events.last().unwrap();
     assert_eq!(summary["event"], "summary");
     assert_eq!(status.code(), Some(5), "{summary}");
+    // The step on the cut link times out, then the final unlock of that host
+    // gets the command timeout too (it is the run's own lock to free).
     assert!(
-        took < Duration::from_secs(CONNECT + COMMAND + 6),
+        took < Duration::from_secs(CONNECT + 2 * COMMAND + 6),
         "ended {took:?} after the cut"
     );
     for (i, was) in before.iter().enumerate().take(3) {
