@@ -1,5 +1,6 @@
 //! Delta uploads, pulls from a URL and `hoist verify`, over real OpenSSH.
 
+use crate::support::archive::{sha256, tar_gz};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -330,24 +331,6 @@ fn verify_says_when_a_release_has_no_manifest() {
         printed(&out)
     );
     assert_eq!(std::fs::read_dir(&manifests).unwrap().count(), 1);
-}
-
-fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let mut builder = tar::Builder::new(gz);
-    for (name, data) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        builder.append_data(&mut header, name, *data).unwrap();
-    }
-    builder.into_inner().unwrap().finish().unwrap()
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(bytes))
 }
 
 #[test]

@@ -2,28 +2,11 @@
 //! fetched as written, and a download never takes more than the host can
 //! spare, even when the body has no length.
 
+use crate::support::archive::{sha256, tar_gz};
 use crate::support::endless::Endless;
 use crate::support::fleet::Fleet;
 use crate::support::http::Http;
 use crate::support::project::{ndjson, printed};
-
-fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let mut builder = tar::Builder::new(gz);
-    for (name, data) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        builder.append_data(&mut header, name, *data).unwrap();
-    }
-    builder.into_inner().unwrap().finish().unwrap()
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(bytes))
-}
 
 #[test]
 fn a_url_with_brackets_and_braces_is_fetched_as_written() {

@@ -1,6 +1,7 @@
 //! Shared helpers for integration tests: `use crate::support::project::*;`.
 #![allow(dead_code)]
 
+pub mod archive;
 pub mod endless;
 pub mod fleet;
 pub mod http;
