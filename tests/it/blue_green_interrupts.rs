@@ -9,7 +9,7 @@
 //! then wait until hoist has said it noticed (in its log file), so the
 //! signal lands exactly there.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::support::fleet::Fleet;
 use crate::support::project::{follow, said};
@@ -118,19 +118,8 @@ fn switches(f: &Fleet) -> Vec<String> {
 /// health check finds it; `on_line` sees each NDJSON line. Returns the
 /// exit code and the events.
 fn deploy(f: &Fleet, on_line: impl FnMut(&str, u32)) -> (Option<i32>, Vec<serde_json::Value>) {
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("hoist"))
-        .current_dir(f.path())
-        .args(["deploy", "--json", "--log-file", LOG])
-        .env("HOME", f.path().join("home"))
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("HOIST_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = f.spawn(&["deploy", "--json", "--log-file", LOG]);
     let pid = child.id();
-    std::fs::write(f.path().join("hoist.pid"), pid.to_string()).unwrap();
     let mut on_line = on_line;
     let events = follow(&mut child, |line| on_line(line, pid));
     (child.wait().unwrap().code(), events)

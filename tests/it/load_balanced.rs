@@ -2,13 +2,15 @@
 //! hosts, restarted by their hooks, behind Debian's nginx with passive
 //! health checks, under a steady load of about 50 requests a second. A
 //! rolling deploy with drain/enable batch hooks, a manual rolling rollback
-//! and the automatic rollbacks after a failure lose no request.
+//! and the automatic rollbacks after a failure lose no request; so do a
+//! blue-green deploy, its rollback, and a SIGTERM at each point of one.
 
+use std::process::Command;
 use std::time::Duration;
 
 use crate::support::fleet::Fleet;
 use crate::support::lb::{APP, APP_HEALTH, Apps, Load, Nginx, Seen, free_port, unavailable};
-use crate::support::project::printed;
+use crate::support::project::{follow, printed};
 
 /// The drain/enable recipe of the README.
 const DRAIN_ENABLE: &str = "[hooks]\nafter_switch = [\"sh bin/restart\"]\nafter_rollback = [\"sh bin/restart\"]\nbefore_batch_local = [\"./lb drain $HOIST_BATCH_HOSTS\"]\nafter_batch_local = [\"./lb enable $HOIST_BATCH_HOSTS\"]\n";
@@ -216,5 +218,190 @@ fn a_failure_in_the_last_wave_rolls_back_in_reverse_order_and_no_request_is_lost
     );
     for host in f.host_names() {
         assert_eq!(f.read_current(&host, "README"), "v1", "{host}");
+    }
+}
+
+/// What hoist writes in its log once it took a signal in.
+const NOTICED: &str = "interrupted: starting nothing new";
+
+/// A shell snippet: when `marker` (in the project) is there, take it and
+/// send SIGTERM to hoist (`pid`, a shell expression), then wait until hoist
+/// noticed, so the signal lands exactly at this point.
+fn term_at(proj: &str, marker: &str, pid: &str) -> String {
+    format!(
+        "{{ test ! -e {proj}/{marker} || ! rm {proj}/{marker} 2>/dev/null || {{ kill -TERM {pid} && until grep -qs '{NOTICED}' {proj}/term.log; do sleep 0.05; done; }}; }}"
+    )
+}
+
+/// Four hosts behind nginx, blue (web1, web2) idle on v1 and green (web3,
+/// web4) live on v2, the artifact at v3. Markers in the project send a
+/// SIGTERM from a hook: `TERM_AFTER_BATCH` (once the idle colour passed
+/// health), `TERM_IN_SWITCH` (in `switch_local`, before `./lb use`),
+/// `TERM_IN_PROBE` (in the health check once traffic is on the colour).
+fn blue_green_site(test: &str) -> Option<(Fleet, Nginx, Apps)> {
+    if let Some(why) = unavailable() {
+        eprintln!("{test}: skipped: {why}");
+        return None;
+    }
+    let mut files: Vec<(&str, &str)> = APP.to_vec();
+    files.push(("README", "v1"));
+    let f = Fleet::ssh(4).artifact(&files);
+    let proj = f.path().display().to_string();
+    let local = |marker: &str| term_at(&proj, marker, "$(ps -o ppid= -p $PPID)");
+    let on_host = |marker: &str| term_at(&proj, marker, &format!("$(cat {proj}/hoist.pid)"));
+    let toml = format!(
+        r#"[groups.blue]
+hosts = ["web1", "web2"]
+
+[groups.green]
+hosts = ["web3", "web4"]
+
+[strategy]
+kind = "blue-green"
+batch = 1
+
+[blue_green]
+colors = ["blue", "green"]
+switch_local = ['''{in_switch}''', "./lb use $HOIST_COLOR"]
+
+[hooks]
+after_switch = ["sh bin/restart"]
+after_rollback = ["sh bin/restart"]
+after_batch_local = ['''test "$HOIST_BATCH_HOSTS" != web2 || {after_batch}''']
+
+[health]
+command = '''{{ ! grep -qx "$HOIST_COLOR" {proj}/nginx/live || {in_probe}; }} && curl -fsS http://127.0.0.1:$(cat $HOIST_DEPLOY_TO/port)/ | grep -qx "$(cat README)"'''
+retries = 3
+interval = "200ms"
+timeout = "5s"
+"#,
+        in_switch = local("TERM_IN_SWITCH"),
+        after_batch = local("TERM_AFTER_BATCH"),
+        in_probe = on_host("TERM_IN_PROBE"),
+    );
+    let f = f.toml(&toml).write();
+    let mut backends = Vec::new();
+    let mut pidfiles = Vec::new();
+    for host in f.host_names() {
+        let port = free_port();
+        let deploy_to = f.deploy_path(&host);
+        std::fs::create_dir_all(&deploy_to).unwrap();
+        std::fs::write(deploy_to.join("port"), port.to_string()).unwrap();
+        pidfiles.push(deploy_to.join("app.pid"));
+        backends.push((host, port));
+    }
+    let apps = Apps { pidfiles };
+    let nginx = Nginx::start(
+        f.path(),
+        &backends,
+        &[("blue", &["web1", "web2"]), ("green", &["web3", "web4"])],
+    );
+    for version in ["v1", "v2"] {
+        std::fs::write(f.path().join("build/README"), version).unwrap();
+        let deployed = f.hoist(&["deploy"]).output().unwrap();
+        assert!(deployed.status.success(), "{}", printed(&deployed));
+    }
+    assert_eq!(live(&nginx), "green");
+    assert_eq!(nginx.get("/").unwrap(), (200, "v2".to_string()));
+    std::fs::write(f.path().join("build/README"), "v3").unwrap();
+    Some((f, nginx, apps))
+}
+
+/// The colour nginx sends traffic to.
+fn live(nginx: &Nginx) -> String {
+    std::fs::read_to_string(nginx.dir.join("nginx/live"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_blue_green_deploy_and_its_rollback_lose_no_request() {
+    let Some((f, nginx, _apps)) = blue_green_site("blue-green deploy") else {
+        return;
+    };
+    // (While nginx reloads, its old worker may answer a last request after
+    // the new one answered a first: the load can see v2, v3, v2, v3 within
+    // that moment. What hoist does is one `./lb use` per run.)
+    let before = nginx.log().len();
+    let (code, printed, seen) = under_load(&f, &nginx, &["deploy"]);
+    assert_eq!(code, Some(0), "{printed}");
+    no_request_lost(&seen, "the blue-green deploy", &printed);
+    assert_eq!(seen.releases.first().map(String::as_str), Some("v2"));
+    assert_eq!(seen.releases.last().map(String::as_str), Some("v3"));
+    assert_eq!(lb_calls(&nginx, before), calls(&[("use blue", "")]));
+    assert_eq!(live(&nginx), "blue");
+
+    let before = nginx.log().len();
+    let (code, printed, seen) = under_load(&f, &nginx, &["rollback", "--yes"]);
+    assert_eq!(code, Some(0), "{printed}");
+    no_request_lost(&seen, "the blue-green rollback", &printed);
+    assert_eq!(seen.releases.first().map(String::as_str), Some("v3"));
+    assert_eq!(seen.releases.last().map(String::as_str), Some("v2"));
+    assert_eq!(lb_calls(&nginx, before), calls(&[("use green", "")]));
+    assert_eq!(live(&nginx), "green");
+    assert_eq!(
+        f.read_current("web1", "README"),
+        "v3",
+        "no host was switched"
+    );
+}
+
+#[test]
+fn sigterm_at_each_point_of_a_blue_green_deploy_loses_no_request() {
+    let Some((f, nginx, _apps)) = blue_green_site("blue-green SIGTERM") else {
+        return;
+    };
+    // (where the signal lands, its marker, the colour live after, the
+    // release it answers with)
+    let points = [
+        ("while the idle colour deploys", None, "green", "v2"),
+        (
+            "once the idle colour passed health",
+            Some("TERM_AFTER_BATCH"),
+            "green",
+            "v2",
+        ),
+        ("in switch_local", Some("TERM_IN_SWITCH"), "blue", "v3"),
+        // Blue is live on v3 now: this deploy goes to green.
+        (
+            "in the probe after the switch",
+            Some("TERM_IN_PROBE"),
+            "green",
+            "v3",
+        ),
+    ];
+    for (point, marker, colour, release) in points {
+        if let Some(marker) = marker {
+            std::fs::write(f.path().join(marker), "").unwrap();
+        }
+        let load = Load::start(nginx.port, BOUND);
+        let mut child = f.spawn(&["deploy", "--json", "--log-file", "term.log"]);
+        let pid = child.id().to_string();
+        let mut sent = marker.is_some();
+        let events = follow(&mut child, |line| {
+            // web1 is switched and in its health check; web2's wave is next.
+            if !sent && line.contains("\"host\":\"web1\",\"phase\":\"health\"") {
+                sent = true;
+                let killed = Command::new("kill").args(["-TERM", &pid]).status();
+                assert!(killed.unwrap().success());
+            }
+        });
+        let code = child.wait().unwrap().code();
+        let seen = load.stop();
+        let said = format!("{events:#?}");
+        assert_eq!(code, Some(130), "SIGTERM {point}: {said}");
+        no_request_lost(&seen, &format!("SIGTERM {point}"), &said);
+        assert_eq!(live(&nginx), colour, "SIGTERM {point}");
+        assert_eq!(
+            seen.releases.last().map(String::as_str),
+            Some(release),
+            "SIGTERM {point}: {seen:?}"
+        );
+        assert!(
+            marker.is_none_or(|m| !f.path().join(m).exists()),
+            "SIGTERM {point}: the hook sent it"
+        );
+        std::fs::remove_file(f.path().join("term.log")).unwrap();
     }
 }

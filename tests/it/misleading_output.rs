@@ -2,8 +2,6 @@
 //! line comes first, what `plan` promises for blue-green, what an
 //! interrupted or refused run says, and what `status` marks.
 
-use std::process::{Command, Stdio};
-
 use crate::support::fleet::Fleet;
 use crate::support::project::{follow, printed, said};
 
@@ -23,18 +21,7 @@ fn term_hoist() -> String {
 /// `hoist ARGS --json --log-file term.log` run to its end: the exit code,
 /// the events and the plain log.
 fn run_json(f: &Fleet, args: &[&str]) -> (Option<i32>, Vec<serde_json::Value>, String) {
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("hoist"))
-        .current_dir(f.path())
-        .args(args)
-        .args(["--json", "--log-file", LOG])
-        .env("HOME", f.path().join("home"))
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("HOIST_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = f.spawn(&[args, &["--json", "--log-file", LOG]].concat());
     let events = follow(&mut child, |_| {});
     let code = child.wait().unwrap().code();
     let log = std::fs::read_to_string(f.path().join(LOG)).unwrap_or_default();

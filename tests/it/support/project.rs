@@ -174,6 +174,28 @@ impl Project {
         cmd
     }
 
+    /// `hoist ARGS` in the background, with the environment of
+    /// [`Project::hoist`], stdout piped (read it with [`follow`]) and its pid
+    /// in `hoist.pid` in the project (where hooks find it to signal it).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hoist"))
+            .current_dir(self.path())
+            .args(args)
+            .env("HOME", self.path().join("home"))
+            .env("USER", whoami())
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("HOIST_CONFIG")
+            .env_remove("HOIST_SSH_PASSPHRASE")
+            .env_remove("NO_COLOR")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::fs::write(self.path().join("hoist.pid"), child.id().to_string()).unwrap();
+        child
+    }
+
     pub fn deploy_path(&self, host: &str) -> PathBuf {
         self.deploy_paths
             .iter()
