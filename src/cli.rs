@@ -105,8 +105,14 @@ pub enum Command {
     )]
     Check,
     /// Show the resolved hosts, waves, hooks and health check, without connecting
-    #[command(after_help = "Example:\n  hoist plan -l 'web*,!web03'")]
-    Plan,
+    #[command(
+        after_help = "Example:\n  hoist plan -l 'web*,!web03'\n  hoist plan --until canary --json"
+    )]
+    Plan {
+        /// Plan `deploy --until canary`: the canary wave and its bake only
+        #[arg(long, value_enum, value_name = "WAVE")]
+        until: Option<Until>,
+    },
     /// Roll the artifact out: preflight, lock, upload, waves, health, rollback on failure
     #[command(
         after_help = "Every host is checked before any is changed; the fleet is locked for the run.\nThe canary wave goes first; with canary_pause = \"manual\" hoist asks before\npromoting it (--yes promotes without asking; without a terminal it refuses).\n\nExamples:\n  hoist deploy\n  hoist deploy --yes --json > deploy.ndjson\n  hoist deploy --resume        carry an interrupted deploy on to the hosts it missed"

@@ -267,9 +267,9 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         fleet::close_all(&nodes).await;
         return ctx.finish("deploy", exit, release, &outcomes);
     }
-    let plan = rollout::Plan {
+    let plan = rollout::Setup {
         until_canary: opts.until_canary,
-        ..rollout::Plan::of(&ctx.config.strategy)
+        ..rollout::Setup::of(&ctx.config.strategy)
     };
     let (exit, mut outcomes) = rollout::rollout(ctx, &nodes, &artifact, &id, &plan).await;
     if opts.until_canary && exit == Exit::Ok {

@@ -74,8 +74,8 @@ pub(crate) fn execute(cli: Cli) -> Exit {
             text: warning.clone(),
         });
     }
-    if let Command::Plan = cli.command {
-        return plan::run(&config, &hosts, &*tracker);
+    if let Command::Plan { until } = &cli.command {
+        return plan::run(&config, &hosts, until.is_some(), &*tracker);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -142,7 +142,7 @@ async fn dispatch(command: &Command, ctx: &Context) -> Exit {
         } => exec::run(ctx, &shell_words(command), *group_output).await,
         Command::Lock { message } => lock::run(ctx, message.as_deref()).await,
         Command::Unlock { force } => unlock::run(ctx, *force).await,
-        Command::Plan | Command::Init { .. } | Command::Completions { .. } => {
+        Command::Plan { .. } | Command::Init { .. } | Command::Completions { .. } => {
             unreachable!("handled before the runtime starts")
         }
     }
@@ -190,7 +190,10 @@ impl Invocation {
                 && std::io::stderr().is_terminal(),
             needs_artifact: matches!(
                 cli.command,
-                Command::Deploy { .. } | Command::Check | Command::Plan | Command::Promote { .. }
+                Command::Deploy { .. }
+                    | Command::Check
+                    | Command::Plan { .. }
+                    | Command::Promote { .. }
             ),
         }
     }
@@ -363,7 +366,7 @@ fn command_name(command: &Command) -> &'static str {
     match command {
         Command::Init { .. } => "init",
         Command::Check => "check",
-        Command::Plan => "plan",
+        Command::Plan { .. } => "plan",
         Command::Deploy { .. } => "deploy",
         Command::Rollback { .. } => "rollback",
         Command::Promote { .. } => "promote",

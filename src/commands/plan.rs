@@ -3,7 +3,8 @@
 use serde_json::json;
 
 use crate::config::{Amount, Config, HealthCheck, Host, HostTransport, OnFailure, Pause};
-use crate::engine::{shared, strategy};
+use crate::engine::rollout_plan::{PlannedWave, RolloutPlan, Shape, Step, Upload};
+use crate::engine::{policy, shared, strategy};
 use crate::exit::Exit;
 use crate::report::{Event, Level, Reporter, Row, Summary};
 
@@ -13,6 +14,18 @@ fn info(reporter: &dyn Reporter, text: String) {
         host: None,
         text,
     });
+}
+
+/// Says why the plan is refused and ends it: exit 2, as `deploy` would.
+fn refuse(reporter: &dyn Reporter, text: String) -> Exit {
+    reporter.event(&Event::Message {
+        level: Level::Error,
+        host: None,
+        text,
+    });
+    reporter.event(&Event::Summary(Summary::without_hosts("plan", 2)));
+    reporter.finish();
+    Exit::Usage
 }
 
 fn list(hooks: &[String]) -> String {
@@ -78,14 +91,7 @@ fn app_state(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> Result
     }
     artifact_inside(config, reporter)?;
     if let Err(e) = shared::check_sources(config, hosts) {
-        reporter.event(&Event::Message {
-            level: Level::Error,
-            host: None,
-            text: e,
-        });
-        reporter.event(&Event::Summary(Summary::without_hosts("plan", 2)));
-        reporter.finish();
-        return Err(Exit::Usage);
+        return Err(refuse(reporter, e));
     }
     Ok(())
 }
@@ -105,14 +111,7 @@ fn artifact_inside(config: &Config, reporter: &dyn Reporter) -> Result<(), Exit>
         }
     };
     if !inside.special.is_empty() {
-        reporter.event(&Event::Message {
-            level: Level::Error,
-            host: None,
-            text: inside.refusal(&spec.path),
-        });
-        reporter.event(&Event::Summary(Summary::without_hosts("plan", 2)));
-        reporter.finish();
-        return Err(Exit::Usage);
+        return Err(refuse(reporter, inside.refusal(&spec.path)));
     }
     let setuid = if inside.setuid.is_empty() {
         String::new()
@@ -142,8 +141,79 @@ fn artifact_inside(config: &Config, reporter: &dyn Reporter) -> Result<(), Exit>
     Ok(())
 }
 
-pub(crate) fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> Exit {
+/// One host's row of the plan.
+fn plan_row(
+    reporter: &dyn Reporter,
+    host: &Host,
+    w: usize,
+    wave: &PlannedWave,
+    color: Option<&str>,
+) {
+    let (transport, address, via) = match &host.transport {
+        HostTransport::Ssh(t) => (
+            "ssh",
+            format!("{}@{}:{}", t.user, t.address, t.port),
+            t.route(),
+        ),
+        HostTransport::Local { root } => ("local", root.display().to_string(), None),
+    };
+    let mut cells = vec![("wave", json!(w)), ("kind", json!(wave.kind.as_str()))];
+    if let Some(color) = color {
+        cells.push(("color", json!(color)));
+    }
+    cells.extend([
+        ("host", json!(host.name)),
+        ("upload", json!(wave.upload.as_str())),
+        ("transport", json!(transport)),
+        ("address", json!(address)),
+        ("via", json!(via)),
+        ("deploy_to", json!(host.deploy_to)),
+    ]);
+    reporter.event(&Event::Row(Row {
+        table: "plan",
+        cells,
+        marked: false,
+    }));
+}
+
+/// `wave 2/4 (batch, 3 hosts): after wave 1: bake 30s; uploads during the bake`.
+fn describe_wave(color: Option<&str>, w: usize, wave: &PlannedWave) -> String {
+    let color = color.map(|c| format!("{c} ")).unwrap_or_default();
+    let before = match wave.before {
+        Step::Nothing if w == 0 => String::new(),
+        step => format!("after wave {w}: {}; ", step.describe()),
+    };
+    let upload = match wave.upload {
+        Upload::InWave => "uploads in its own wave".to_string(),
+        Upload::DuringPause => "uploads during that pause".to_string(),
+        Upload::DuringPreviousWave => format!("uploads during wave {w}"),
+    };
+    let once = if wave.once {
+        "; its first host runs before_switch_once first"
+    } else {
+        ""
+    };
+    format!(
+        "{color}wave {} ({}, {} host(s)): {before}{upload}{once}",
+        w + 1,
+        wave.kind.as_str(),
+        wave.hosts.len()
+    )
+}
+
+pub(crate) fn run(
+    config: &Config,
+    hosts: &[Host],
+    until_canary: bool,
+    reporter: &dyn Reporter,
+) -> Exit {
     let s = &config.strategy;
+    if until_canary {
+        let waves = strategy::waves(hosts.len(), s.canary, &s.batch);
+        if let Err(e) = policy::until_canary(&waves, config.blue_green.is_some()) {
+            return refuse(reporter, e);
+        }
+    }
     let artifact = config
         .artifact
         .as_ref()
@@ -160,64 +230,57 @@ pub(crate) fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> E
         ),
     );
     // Blue-green: a deploy takes one colour (the idle one when it runs), in
-    // waves of its own and with no canary; each colour's waves are listed
-    // apart, numbered within the colour, never as one run of both.
-    let waves: Vec<(Option<&str>, usize, &str, Vec<usize>)> = match &config.blue_green {
+    // waves of its own and with no canary; each colour's plan is listed
+    // apart, waves numbered within the colour, never as one run of both.
+    let shape = Shape {
+        strategy: s,
+        canary: s.canary,
+        health: config.health.is_some(),
+        once: !config.hooks.before_switch_once.is_empty(),
+        until_canary,
+    };
+    let plans: Vec<(Option<&str>, RolloutPlan)> = match &config.blue_green {
         Some(bg) => bg
             .colors
             .iter()
-            .flat_map(|c| {
+            .map(|c| {
                 let members: Vec<usize> = (0..hosts.len())
                     .filter(|&i| c.hosts.contains(&hosts[i].name))
                     .collect();
-                strategy::waves(members.len(), Amount::Hosts(0), &s.batch)
-                    .into_iter()
-                    .enumerate()
-                    .map(|(w, wave)| {
-                        let hosts = wave.hosts.iter().map(|&i| members[i]).collect();
-                        (Some(c.name.as_str()), w + 1, wave.kind.as_str(), hosts)
-                    })
-                    .collect::<Vec<_>>()
+                let shape = Shape {
+                    canary: Amount::Hosts(0),
+                    ..shape
+                };
+                (Some(c.name.as_str()), RolloutPlan::new(shape, &members))
             })
             .collect(),
-        None => strategy::waves(hosts.len(), s.canary, &s.batch)
-            .into_iter()
-            .enumerate()
-            .map(|(w, wave)| (None, w + 1, wave.kind.as_str(), wave.hosts))
-            .collect(),
+        None => {
+            let all: Vec<usize> = (0..hosts.len()).collect();
+            vec![(None, RolloutPlan::new(shape, &all))]
+        }
     };
-    for (color, w, kind, wave) in &waves {
-        for &i in wave {
-            let host = &hosts[i];
-            let (transport, address, via) = match &host.transport {
-                HostTransport::Ssh(t) => (
-                    "ssh",
-                    format!("{}@{}:{}", t.user, t.address, t.port),
-                    t.route(),
-                ),
-                HostTransport::Local { root } => ("local", root.display().to_string(), None),
-            };
-            let mut cells = vec![("wave", json!(w)), ("kind", json!(kind))];
-            if let Some(color) = color {
-                cells.push(("color", json!(color)));
+    for (color, plan) in &plans {
+        let mut event = plan.to_json(|i| hosts[i].name.clone());
+        if let Some(color) = color {
+            event["color"] = json!(color);
+        }
+        reporter.event(&Event::RolloutPlan(event));
+        for (w, wave) in plan.waves.iter().enumerate() {
+            for &i in &wave.hosts {
+                plan_row(reporter, &hosts[i], w + 1, wave, *color);
             }
-            cells.extend([
-                ("host", json!(host.name)),
-                ("transport", json!(transport)),
-                ("address", json!(address)),
-                ("via", json!(via)),
-                ("deploy_to", json!(host.deploy_to)),
-            ]);
-            reporter.event(&Event::Row(Row {
-                table: "plan",
-                cells,
-                marked: false,
-            }));
+        }
+        for (w, wave) in plan.waves.iter().enumerate() {
+            info(reporter, describe_wave(*color, w, wave));
         }
     }
+    let waves: Vec<(Option<&str>, &PlannedWave)> = plans
+        .iter()
+        .flat_map(|(c, p)| p.waves.iter().map(move |w| (*c, w)))
+        .collect();
     if let Some(bg) = &config.blue_green {
         let [first, second] = &bg.colors;
-        let count = |c: &str| waves.iter().filter(|w| w.0 == Some(c)).count();
+        let count = |c: &str| waves.iter().filter(|(color, _)| *color == Some(c)).count();
         let first_live = match &bg.live {
             Some(live) => format!(
                 "until a switch is recorded {live} counts as live, so a first deploy goes to the other colour"
@@ -254,8 +317,14 @@ pub(crate) fn run(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> E
     };
     let pause = describe(&s.canary_pause);
     let between = if s.batch_pause.is_zero() {
-        // Then each batch wave uploads while the one before it finishes.
-        "none (the next wave uploads once this one has)".to_string()
+        // Then each batch wave uploads while the one before it finishes,
+        // but for the wave after the one that runs before_switch_once.
+        let once = if shape.once {
+            ", but for the wave after the one that runs before_switch_once"
+        } else {
+            ""
+        };
+        format!("none (the next wave uploads once this one has{once})")
     } else {
         describe(&Pause::For(s.batch_pause))
     };

@@ -230,10 +230,10 @@ pub(crate) async fn promote(ctx: &Context) -> Exit {
             nodes.len() - carried.len()
         ),
     );
-    let plan = rollout::Plan {
+    let plan = rollout::Setup {
         canary: Amount::Hosts(0),
         carried,
-        ..rollout::Plan::of(&ctx.config.strategy)
+        ..rollout::Setup::of(&ctx.config.strategy)
     };
     let (exit, outcomes) = rollout::rollout(ctx, &nodes, &artifact, &id, &plan).await;
     match exit {

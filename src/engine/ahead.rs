@@ -1,4 +1,5 @@
-//! Uploads ahead of a wave. While the rollout waits before a wave (the
+//! Uploads ahead of a wave, where the plan puts them
+//! ([`super::rollout_plan::Upload`]). While the rollout waits before a wave (the
 //! canary's bake or a timed `canary_pause`, a `batch_pause`), the link to
 //! the hosts is idle: the next wave's hosts get their release then, so that
 //! their wave only has to switch them. With no pause between batch waves,
@@ -22,7 +23,6 @@ use super::fleet::Node;
 use super::payload::deliver;
 use super::{Context, Failed, Failure};
 use crate::artifact::Artifact;
-use crate::config::Pause;
 use crate::release::ReleaseId;
 use crate::report::{Level, Phase};
 
@@ -40,21 +40,9 @@ pub(crate) struct Ahead {
 }
 
 impl Ahead {
-    /// Uploads ahead of the wave of `hosts`, when the rollout waits before
-    /// it for some time (`pause`, the pause after the wave before it: a
-    /// bake, or a wait). None otherwise.
-    pub fn before(pause: Option<&Pause>, hosts: &[usize]) -> Ahead {
-        // Not while a person is asked to promote the canary: the terminal's
-        // progress bars are held for the question, and the uploads would
-        // wait on them.
-        if !pause.is_some_and(Pause::is_timed) {
-            return Ahead::default();
-        }
-        Ahead::during(hosts)
-    }
-
-    /// Uploads ahead of the wave of `hosts`, made while the wave before it
-    /// runs, once that wave is past its own ([`Uploading::past_or`]).
+    /// Uploads ahead of the wave of `hosts`: made during the pause before
+    /// it, or while the wave before it runs, once that wave is past its own
+    /// ([`Uploading::past_or`]).
     pub fn during(hosts: &[usize]) -> Ahead {
         let (senders, receivers) = hosts
             .iter()

@@ -8,7 +8,7 @@ use std::time::Instant;
 use futures_util::future::join_all;
 
 use super::fleet::Node;
-use super::rollout::{self, Plan};
+use super::rollout::{self, Setup};
 use super::switch::switch_back;
 use super::{Context, Failure, HostOutcome, health, hooks, policy, record};
 use crate::artifact::Artifact;
@@ -180,10 +180,10 @@ pub(crate) async fn deploy(
         .into_iter()
         .partition(|n| idle.hosts.iter().any(|h| h == n.name()));
     // The whole idle colour must be healthy before it takes traffic.
-    let plan = Plan {
+    let plan = Setup {
         canary: Amount::Hosts(0),
         max_failures: Amount::Hosts(0),
-        ..Plan::of(&ctx.config.strategy)
+        ..Setup::of(&ctx.config.strategy)
     };
     let (exit, mut outcomes) = rollout::rollout(ctx, &targets, artifact, id, &plan).await;
     let untouched = |others: &[Node]| -> Vec<HostOutcome> {

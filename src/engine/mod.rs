@@ -23,6 +23,7 @@ pub(crate) mod policy;
 pub(crate) mod preflight;
 pub(crate) mod record;
 pub(crate) mod rollout;
+pub(crate) mod rollout_plan;
 pub(crate) mod run_hooks;
 mod run_notes;
 pub(crate) mod shared;

@@ -76,6 +76,22 @@ pub(crate) fn verdict(
     }
 }
 
+/// The exit of a rollout: as [`after_rollback`] says, unless the once hook
+/// failed (`once_failed`, not for an interrupt), when only a host switched
+/// makes it a failure.
+pub(crate) fn rollout_exit(
+    verdict: &Verdict,
+    all_back: bool,
+    once_failed: bool,
+    hosts: &[HostState],
+) -> Exit {
+    if once_failed {
+        after_once_failure(hosts)
+    } else {
+        after_rollback(verdict, all_back)
+    }
+}
+
 /// The exit once the rollback of `verdict` ran: a host that could not go
 /// back means hosts are not where they should be.
 pub(crate) fn after_rollback(verdict: &Verdict, all_back: bool) -> Exit {
@@ -580,6 +596,14 @@ mod tests {
         assert_eq!(after_once_failure(&none), Exit::RolledBack);
         let one = states(&[(true, false), (false, true)]);
         assert_eq!(after_once_failure(&one), Exit::Failed);
+        // The once hook's failure decides over the verdict.
+        let v = verdict(&one, true, false, OnFailure::Rollback);
+        assert_eq!(rollout_exit(&v, true, true, &none), Exit::RolledBack);
+        assert_eq!(rollout_exit(&v, true, true, &one), Exit::Failed);
+        assert_eq!(
+            rollout_exit(&v, true, false, &one),
+            after_rollback(&v, true)
+        );
     }
 
     #[test]

@@ -290,6 +290,10 @@ pub enum Event {
         host: Option<String>,
         text: String,
     },
+    /// `hoist plan`: the rollout as planned (waves, what comes before
+    /// each, where each wave's hosts get their release), one event per
+    /// colour on a blue-green fleet.
+    RolloutPlan(serde_json::Value),
     #[serde(serialize_with = "serialize_row")]
     Row(Row),
     Summary(Summary),

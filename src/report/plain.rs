@@ -169,6 +169,8 @@ impl Plain {
             | Event::RollbackStarted { .. }
             | Event::Summary(_) => true,
             Event::Row(_) => self.opts.tables,
+            // Its rows and lines say it in text.
+            Event::RolloutPlan(_) => false,
             Event::Message { level, .. } => !quiet || *level != Level::Info,
             // The output of `exec` is what the user asked for, at any verbosity.
             Event::HostOutput { host, .. } => {
@@ -190,6 +192,7 @@ impl Plain {
         let paint = self.opts.paint;
         let host_line = |st: &State, host: &str, text: &str| self.line(st, now, Some(host), text);
         match event {
+            Event::RolloutPlan(_) => Vec::new(),
             Event::RunStarted {
                 command,
                 app,

@@ -605,6 +605,8 @@ impl Tty {
                 self.above(st, &lines);
             }
             Event::Row(row) => st.tables.push(row),
+            // Its rows and lines say it in text.
+            Event::RolloutPlan(_) => {}
             Event::Summary(summary) => {
                 self.clear_bars(st);
                 self.flush_tables(st);

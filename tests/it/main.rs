@@ -25,6 +25,7 @@ mod load_balanced;
 mod lock_races;
 mod misleading_output;
 mod one_host;
+mod plan_agrees;
 mod real_apps;
 mod refused_hosts;
 mod rollout_ssh;

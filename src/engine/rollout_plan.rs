@@ -1,0 +1,340 @@
+//! What a rollout will do, as a value: its waves, what the rollout waits
+//! for before each, and when each wave's hosts get their release. Built
+//! by one pure function from the strategy and the hosts still to deploy;
+//! `hoist plan` prints it and the deploy executes it, so the two cannot
+//! disagree.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::strategy::{self, WaveKind};
+use crate::config::{Amount, Pause, Strategy};
+
+/// What the rollout does between one wave and the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Straight on.
+    Nothing,
+    /// Waits this long.
+    Wait(Duration),
+    /// Probes the canary with the health check this long; a failing probe
+    /// stops the rollout.
+    Bake(Duration),
+    /// Asks a person to promote the canary (`--yes` answers yes).
+    Ask,
+}
+
+impl Step {
+    /// Whether the link to the hosts is idle for a known time, so the next
+    /// wave's hosts get their release meanwhile. Not while a person is
+    /// asked: the terminal is held for the question.
+    fn is_timed(self) -> bool {
+        matches!(self, Step::Wait(_) | Step::Bake(_))
+    }
+
+    pub(crate) fn describe(self) -> String {
+        match self {
+            Step::Nothing => "none".into(),
+            Step::Wait(d) => format!("wait {}", humantime::format_duration(d)),
+            Step::Bake(d) => format!("bake {}", humantime::format_duration(d)),
+            Step::Ask => "ask before promoting (--yes promotes)".into(),
+        }
+    }
+}
+
+/// When a wave's hosts get their release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Upload {
+    /// In their own wave.
+    InWave,
+    /// During the wait or bake before their wave.
+    DuringPause,
+    /// While the wave before theirs runs, once that wave's hosts have their
+    /// own.
+    DuringPreviousWave,
+}
+
+impl Upload {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Upload::InWave => "in_wave",
+            Upload::DuringPause => "during_pause",
+            Upload::DuringPreviousWave => "during_previous_wave",
+        }
+    }
+}
+
+/// One wave as planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PlannedWave {
+    pub kind: WaveKind,
+    /// Indices into the nodes, in order.
+    pub hosts: Vec<usize>,
+    /// What the rollout does after the wave before this one.
+    pub before: Step,
+    pub upload: Upload,
+    /// `before_switch_once` runs on this wave's first host.
+    pub once: bool,
+}
+
+/// A whole rollout as planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RolloutPlan {
+    pub waves: Vec<PlannedWave>,
+    /// After the last wave: the canary's bake of `deploy --until canary`.
+    pub then: Step,
+}
+
+/// What shapes a rollout beyond the strategy table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape<'a> {
+    pub strategy: &'a Strategy,
+    /// The canary (none for blue-green, nor for a promotion).
+    pub canary: Amount,
+    /// The rollout has a health check (a timed canary pause is then a bake).
+    pub health: bool,
+    /// `before_switch_once` is still to run for this release.
+    pub once: bool,
+    /// `deploy --until canary`: stop after the canary wave and its bake.
+    pub until_canary: bool,
+}
+
+impl RolloutPlan {
+    /// The plan for the hosts `pending` (node indices, in order).
+    pub(crate) fn new(shape: Shape, pending: &[usize]) -> RolloutPlan {
+        let s = shape.strategy;
+        let mut waves: Vec<PlannedWave> = strategy::waves(pending.len(), shape.canary, &s.batch)
+            .into_iter()
+            .map(|w| PlannedWave {
+                kind: w.kind,
+                hosts: w.hosts.into_iter().map(|i| pending[i]).collect(),
+                before: Step::Nothing,
+                upload: Upload::InWave,
+                once: false,
+            })
+            .collect();
+        if let Some(first) = waves.first_mut() {
+            first.once = shape.once;
+        }
+        let after = |kind: WaveKind| step_after(shape, kind);
+        let mut then = Step::Nothing;
+        if shape.until_canary && waves.first().is_some_and(|w| w.kind == WaveKind::Canary) {
+            // Only the canary's bake: a plain wait or a question would
+            // hold the run for nothing.
+            if waves.len() > 1
+                && let bake @ Step::Bake(_) = after(WaveKind::Canary)
+            {
+                then = bake;
+            }
+            waves.truncate(1);
+        }
+        for w in 1..waves.len() {
+            let previous = &waves[w - 1];
+            let before = after(previous.kind);
+            // After a batch wave with no pause, the next wave's hosts upload
+            // while it runs. Never during the canary's wave (its verdict
+            // comes before anything else is sent), nor during the wave that
+            // runs the once hook (its result then goes to every host: a
+            // host busy with its upload would take it on a second session).
+            let upload = if before.is_timed() {
+                Upload::DuringPause
+            } else if previous.kind == WaveKind::Batch && before == Step::Nothing && !previous.once
+            {
+                Upload::DuringPreviousWave
+            } else {
+                Upload::InWave
+            };
+            waves[w].before = before;
+            waves[w].upload = upload;
+        }
+        RolloutPlan { waves, then }
+    }
+
+    /// The plan as JSON, hosts by name.
+    pub(crate) fn to_json(&self, name: impl Fn(usize) -> String) -> serde_json::Value {
+        let waves: Vec<serde_json::Value> = self
+            .waves
+            .iter()
+            .enumerate()
+            .map(|(w, wave)| {
+                json!({
+                    "wave": w + 1,
+                    "kind": wave.kind.as_str(),
+                    "hosts": wave.hosts.iter().map(|&i| name(i)).collect::<Vec<_>>(),
+                    "before": wave.before.describe(),
+                    "upload": wave.upload.as_str(),
+                    "once": wave.once,
+                })
+            })
+            .collect();
+        json!({ "waves": waves, "then": self.then.describe() })
+    }
+}
+
+/// What the rollout does after a wave of `kind`.
+fn step_after(shape: Shape, kind: WaveKind) -> Step {
+    let s = shape.strategy;
+    match (kind, &s.canary_pause) {
+        (WaveKind::Canary, Pause::Manual) => Step::Ask,
+        (WaveKind::Canary, Pause::For(d)) if d.is_zero() => Step::Nothing,
+        (WaveKind::Canary, Pause::For(d)) if shape.health => Step::Bake(*d),
+        (WaveKind::Canary, Pause::For(d)) => Step::Wait(*d),
+        (WaveKind::Batch, _) if s.batch_pause.is_zero() => Step::Nothing,
+        (WaveKind::Batch, _) => Step::Wait(s.batch_pause),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Amount::{Hosts, Percent};
+    use Step::{Ask, Bake, Nothing, Wait};
+    use Upload::{DuringPause, DuringPreviousWave, InWave};
+
+    fn strategy(canary: Amount, canary_pause: Pause, batch: &[Amount], pause: u64) -> Strategy {
+        Strategy {
+            canary,
+            canary_pause,
+            batch: batch.to_vec(),
+            batch_pause: Duration::from_secs(pause),
+            ..Strategy::default()
+        }
+    }
+
+    fn plan(s: &Strategy, n: usize, health: bool, once: bool, until: bool) -> RolloutPlan {
+        let shape = Shape {
+            strategy: s,
+            canary: s.canary,
+            health,
+            once,
+            until_canary: until,
+        };
+        RolloutPlan::new(shape, &(0..n).collect::<Vec<_>>())
+    }
+
+    /// (hosts, before, upload) of each wave.
+    fn table(p: &RolloutPlan) -> Vec<(usize, Step, Upload)> {
+        p.waves
+            .iter()
+            .map(|w| (w.hosts.len(), w.before, w.upload))
+            .collect()
+    }
+
+    const S30: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn a_manual_canary_then_batches_that_upload_during_the_wave_before() {
+        let s = strategy(Hosts(1), Pause::Manual, &[Percent(25)], 0);
+        let p = plan(&s, 9, true, false, false);
+        assert_eq!(
+            table(&p),
+            [
+                (1, Nothing, InWave),
+                // Nothing goes out while a person is asked.
+                (3, Ask, InWave),
+                (3, Nothing, DuringPreviousWave),
+                (2, Nothing, DuringPreviousWave),
+            ]
+        );
+        assert_eq!(p.waves[0].kind, WaveKind::Canary);
+        assert_eq!(p.then, Nothing);
+    }
+
+    #[test]
+    fn a_timed_canary_pause_is_a_bake_with_a_health_check_and_a_wait_without() {
+        let s = strategy(Hosts(1), Pause::For(S30), &[Percent(50)], 0);
+        let with = plan(&s, 5, true, false, false);
+        assert_eq!(with.waves[1].before, Bake(S30));
+        assert_eq!(with.waves[1].upload, DuringPause);
+        let without = plan(&s, 5, false, false, false);
+        assert_eq!(without.waves[1].before, Wait(S30));
+        assert_eq!(without.waves[1].upload, DuringPause);
+        assert_eq!(without.waves[2].upload, DuringPreviousWave);
+    }
+
+    #[test]
+    fn a_zero_canary_pause_goes_straight_on_and_the_canary_never_uploads_for_the_next() {
+        let s = strategy(Hosts(1), Pause::For(Duration::ZERO), &[Percent(50)], 0);
+        let p = plan(&s, 3, true, false, false);
+        assert_eq!(table(&p)[1], (2, Nothing, InWave));
+    }
+
+    #[test]
+    fn a_batch_pause_is_when_the_next_batch_uploads() {
+        let s = strategy(Hosts(0), Pause::Manual, &[Hosts(2)], 10);
+        let p = plan(&s, 6, true, false, false);
+        let ten = Duration::from_secs(10);
+        assert_eq!(
+            table(&p),
+            [
+                (2, Nothing, InWave),
+                (2, Wait(ten), DuringPause),
+                (2, Wait(ten), DuringPause)
+            ]
+        );
+        assert!(p.waves.iter().all(|w| w.kind == WaveKind::Batch));
+    }
+
+    #[test]
+    fn a_ramp_takes_its_sizes_from_the_whole_rollout() {
+        let s = strategy(
+            Hosts(1),
+            Pause::For(Duration::ZERO),
+            &[Hosts(1), Percent(50)],
+            0,
+        );
+        let p = plan(&s, 10, false, false, false);
+        let sizes: Vec<usize> = p.waves.iter().map(|w| w.hosts.len()).collect();
+        assert_eq!(sizes, [1, 1, 5, 3]);
+        assert_eq!(p.waves[2].upload, DuringPreviousWave);
+    }
+
+    #[test]
+    fn no_upload_during_the_wave_that_runs_the_once_hook() {
+        // No canary: the first batch runs the once hook.
+        let s = strategy(Hosts(0), Pause::Manual, &[Hosts(2)], 0);
+        let p = plan(&s, 6, true, true, false);
+        assert!(p.waves[0].once && !p.waves[1].once && !p.waves[2].once);
+        assert_eq!(p.waves[1].upload, InWave);
+        assert_eq!(p.waves[2].upload, DuringPreviousWave);
+        let without = plan(&s, 6, true, false, false);
+        assert_eq!(without.waves[1].upload, DuringPreviousWave);
+    }
+
+    #[test]
+    fn until_canary_stops_after_the_canary_and_keeps_only_its_bake() {
+        let s = strategy(Hosts(1), Pause::For(S30), &[Percent(50)], 0);
+        let p = plan(&s, 5, true, false, true);
+        assert_eq!(table(&p), [(1, Nothing, InWave)]);
+        assert_eq!(p.then, Bake(S30));
+        // Without a health check there is nothing to bake: it stops at once.
+        assert_eq!(plan(&s, 5, false, false, true).then, Nothing);
+        let manual = strategy(Hosts(1), Pause::Manual, &[Percent(50)], 0);
+        assert_eq!(plan(&manual, 5, true, false, true).then, Nothing);
+        // A canary that is the whole fleet has nothing to wait for.
+        assert_eq!(plan(&s, 1, true, false, true).then, Nothing);
+    }
+
+    #[test]
+    fn until_canary_without_a_canary_runs_every_wave() {
+        let s = strategy(Hosts(0), Pause::Manual, &[Hosts(2)], 0);
+        assert_eq!(plan(&s, 4, true, false, true).waves.len(), 2);
+    }
+
+    #[test]
+    fn pending_hosts_keep_their_node_indices() {
+        let s = strategy(Hosts(1), Pause::Manual, &[Percent(100)], 0);
+        let shape = Shape {
+            strategy: &s,
+            canary: s.canary,
+            health: true,
+            once: false,
+            until_canary: false,
+        };
+        let p = RolloutPlan::new(shape, &[2, 5, 7]);
+        assert_eq!(p.waves[0].hosts, [2]);
+        assert_eq!(p.waves[1].hosts, [5, 7]);
+        assert!(RolloutPlan::new(shape, &[]).waves.is_empty());
+    }
+}
