@@ -10,15 +10,16 @@ use super::deploy::{preflight, prepare_artifact};
 use crate::artifact::Artifact;
 use crate::config::Amount;
 use crate::engine::fleet::{self, Node};
+use crate::engine::policy::BackFor;
 use crate::engine::policy::{self, Waiting};
 use crate::engine::preflight::Problem;
+use crate::engine::put_back::{self, Back};
 use crate::engine::record::record_all;
-use crate::engine::switch::switch_back;
 use crate::engine::{Context, Failure, HostOutcome, lock, rollout, run_hooks, shared, sudo};
 use crate::exit::Exit;
 use crate::journal::{Entry, Journal, Kind};
 use crate::release::ReleaseId;
-use crate::report::{Event, HostResult, Level, Phase};
+use crate::report::{Event, Level, Phase};
 
 /// Reaches the fleet, waits for a held lock if told to, and reads the
 /// release waiting for `command`; on a refusal the run is finished.
@@ -308,42 +309,17 @@ pub(crate) async fn abort(ctx: &Context) -> Exit {
     let canary: Vec<usize> = (0..nodes.len())
         .filter(|&i| nodes[i].probe.current.as_ref() == Some(&id))
         .collect();
-    ctx.emit(Event::RollbackStarted {
-        hosts: canary
-            .iter()
-            .map(|&i| nodes[i].name().to_string())
-            .collect(),
-        reason: format!("aborting {id}, which waited for promotion"),
-    });
-    let results = join_all(canary.iter().map(|&i| {
-        let node = &nodes[i];
-        let id = &id;
-        async move {
-            let _permit = ctx.parallel.acquire().await.expect("semaphore open");
-            let started = Instant::now();
-            let previous = before(node, id);
-            let result = switch_back(ctx, node, previous.as_ref(), id).await;
-            (i, previous, result, started.elapsed())
-        }
-    }))
-    .await;
     let mut outcomes: Vec<HostOutcome> = nodes
         .iter()
         .map(|n| HostOutcome::skipped(n.name(), n.current()))
         .chain(unreached)
         .collect();
-    for (i, previous, result, elapsed) in results {
-        let name = nodes[i].name();
-        let outcome = match result {
-            Ok(()) => {
-                let mut o = HostOutcome::ok(name, previous.map(|p| p.to_string()), elapsed)
-                    .with_note("rolled back");
-                o.result = HostResult::RolledBack;
-                o
-            }
-            Err(failed) => HostOutcome::failed(name, failed, Some(id.to_string()), elapsed),
-        };
-        ctx.report(&outcome);
+    let backs = canary
+        .iter()
+        .map(|&i| Back::new(i, &nodes[i], before(&nodes[i], &id), id.clone()))
+        .collect();
+    let reason = format!("aborting {id}, which waited for promotion");
+    for (i, outcome) in put_back::together(ctx, backs, BackFor::Undo, Some(reason)).await {
         outcomes[i] = outcome;
     }
     let all_back = outcomes.iter().all(|o| o.failure.is_none());
@@ -352,6 +328,6 @@ pub(crate) async fn abort(ctx: &Context) -> Exit {
     }
     lock::release(ctx, &nodes).await;
     fleet::close_all(&nodes).await;
-    let exit = if all_back { Exit::Ok } else { Exit::Failed };
+    let exit = policy::done_or_failed(all_back);
     ctx.finish("abort", exit, Some(id.to_string()), &outcomes)
 }

@@ -2,21 +2,18 @@
 //! before its last deploy (or `--to ID`). The target is read from the hosts'
 //! journals, and must be the same everywhere before anything is switched.
 
-use std::time::{Duration, Instant};
-
-use futures_util::future::join_all;
+use std::time::Instant;
 
 use crate::config::BlueGreen;
-use crate::engine::batch::{self, Back, WaveResult};
 use crate::engine::fleet::{self, Node};
-use crate::engine::policy::{self, Refusal};
+use crate::engine::policy::{self, BackFor, Refusal};
 use crate::engine::preflight::Problem;
-use crate::engine::strategy::{self, Wave, WaveKind};
-use crate::engine::switch::switch_back;
+use crate::engine::put_back::{self, Back, InWaves};
+use crate::engine::strategy;
 use crate::engine::{Context, Failure, HostOutcome, blue_green, lock, run_hooks, sudo};
 use crate::exit::Exit;
 use crate::release::ReleaseId;
-use crate::report::{Event, HostResult, Level, Phase};
+use crate::report::{Event, Level, Phase};
 
 /// What each host would roll back to, or why it cannot.
 fn targets(nodes: &[Node], to: Option<&ReleaseId>) -> Vec<Result<ReleaseId, Refusal>> {
@@ -182,145 +179,39 @@ async fn back_in_waves(
         .iter()
         .map(|n| HostOutcome::skipped(n.name(), n.current()))
         .collect();
-    let mut moving = Vec::new();
-    for (i, node) in nodes.iter().enumerate() {
-        match &node.probe.current {
-            Some(current) if current == target => {
-                outcomes[i] =
-                    HostOutcome::ok(node.name(), Some(target.to_string()), Duration::ZERO)
-                        .with_note("already on the target");
-                ctx.report(&outcomes[i]);
-            }
-            Some(_) => moving.push(i),
-            None => {
-                outcomes[i] = HostOutcome::failed(
-                    node.name(),
-                    Failure::Other("has no current release".into()).at(Phase::Rollback),
-                    None,
-                    Duration::ZERO,
-                );
-                ctx.report(&outcomes[i]);
-            }
-        }
+    let (moving, ended) = put_back::moving(ctx, nodes, 0..nodes.len(), target);
+    for (i, outcome) in ended {
+        outcomes[i] = outcome;
     }
     let strategy = &ctx.config.strategy;
-    let waves: Vec<Wave> = if all_at_once {
-        vec![Wave {
-            kind: WaveKind::Batch,
-            hosts: (0..moving.len()).collect(),
-        }]
+    let sizes: Vec<usize> = if all_at_once {
+        vec![moving.len()]
     } else {
         strategy::waves(moving.len(), strategy.canary, &strategy.batch)
-    }
-    .into_iter()
-    .filter(|w| !w.hosts.is_empty())
-    .map(|w| Wave {
-        kind: w.kind,
-        hosts: w.hosts.into_iter().map(|i| moving[i]).collect(),
-    })
-    .collect();
-    let version = nodes
-        .iter()
-        .find_map(|n| n.journal.version_of(target))
-        .unwrap_or_default();
-    let mut stopped: Option<String> = None;
-    for (w, wave) in waves.iter().enumerate() {
-        if ctx.cancel.is_cancelled() {
-            stopped = Some("interrupted".into());
-            break;
-        }
-        let members: Vec<&Node> = wave.hosts.iter().map(|&i| &nodes[i]).collect();
-        ctx.emit(Event::WaveStarted {
-            wave: w + 1,
-            waves: waves.len(),
-            kind: wave.kind.as_str().into(),
-            hosts: members.iter().map(|n| n.name().to_string()).collect(),
-        });
-        let env = batch::env(ctx, Some(target), &version, &members);
-        if !all_at_once && let Err(reason) = batch::before(ctx, &env).await {
-            stopped = Some(reason);
-            break;
-        }
-        let backs: Vec<Back> = members
             .iter()
-            .map(|node| Back {
-                node,
-                target: Some(target.clone()),
-                from: node
-                    .probe
-                    .current
-                    .clone()
-                    .expect("moving hosts have a release"),
-            })
-            .collect();
-        let results = batch::go_back(ctx, &backs).await;
-        let mut failed = Vec::new();
-        for (&i, (result, elapsed)) in wave.hosts.iter().zip(results) {
-            outcomes[i] = match result {
-                Ok(()) => HostOutcome::ok(nodes[i].name(), Some(target.to_string()), elapsed),
-                Err(f) => {
-                    failed.push(nodes[i].name());
-                    // Where a rollback fails, the failure's phase is the rollback.
-                    HostOutcome::failed(
-                        nodes[i].name(),
-                        f.failure.at(Phase::Rollback),
-                        None,
-                        elapsed,
-                    )
-                }
-            };
-            ctx.report(&outcomes[i]);
-        }
-        let result = if failed.is_empty() {
-            WaveResult::RolledBack
-        } else {
-            WaveResult::Failed
-        };
-        if !all_at_once && let Err(reason) = batch::after(ctx, &env, result, &failed).await {
-            stopped = Some(reason);
-        }
-        ctx.emit(Event::WaveDone {
-            wave: w + 1,
-            ok: wave.hosts.len() - failed.len(),
-            failed: failed.len(),
-            skipped: 0,
-            interrupted: false,
-        });
-        if !failed.is_empty() {
-            stopped.get_or_insert(format!(
-                "{} could not go back to {target}",
-                failed.join(", ")
-            ));
-        }
-        if stopped.is_some() {
-            break;
-        }
-    }
-    let left: Vec<&str> = waves
-        .iter()
-        .flat_map(|w| &w.hosts)
-        .filter(|&&i| outcomes[i].result == HostResult::Skipped)
-        .map(|&i| nodes[i].name())
-        .collect();
-    if let Some(reason) = &stopped
-        && !left.is_empty()
-    {
-        ctx.message(
-            Level::Error,
-            None,
-            format!(
-                "rollback stopped: {reason}; not rolled back (still on their release): {}",
-                left.join(", ")
-            ),
-        );
-    }
-    let exit = if ctx.cancel.is_cancelled() && !left.is_empty() {
-        Exit::Interrupted
-    } else if stopped.is_none() && outcomes.iter().all(|o| o.failure.is_none()) {
-        Exit::Ok
-    } else {
-        Exit::Failed
+            .map(|w| w.hosts.len())
+            .collect()
     };
+    let canary = !all_at_once && strategy::hosts_of(strategy.canary, moving.len()) > 0;
+    let mut moving = moving.into_iter();
+    let waves: Vec<Vec<Back>> = sizes
+        .into_iter()
+        .filter(|&n| n > 0)
+        .map(|n| moving.by_ref().take(n).collect())
+        .collect();
+    let how = InWaves {
+        why: BackFor::Rollback,
+        canary,
+        batch_hooks: !all_at_once,
+    };
+    let went = put_back::in_waves(ctx, waves, how, "").await;
+    let all_ok = went.all_back() && outcomes.iter().all(|o| o.failure.is_none());
+    let left = !went.unmoved.is_empty();
+    let stopped = went.stopped.is_some();
+    for (i, outcome) in went.moved.into_iter().chain(went.unmoved) {
+        outcomes[i] = outcome;
+    }
+    let exit = policy::rollback_exit(ctx.cancel.is_cancelled(), left, stopped, all_ok);
     (exit, outcomes)
 }
 
@@ -486,37 +377,12 @@ async fn traffic_back(
     let mut ok = true;
     if let Some(id) = to {
         // The idle colour to ID first: switch, after_rollback, health.
-        let switched = join_all(nodes.iter().enumerate().map(|(i, node)| async move {
-            if !target.hosts.iter().any(|h| h == node.name()) {
-                return (i, None);
-            }
-            let _permit = ctx.parallel.acquire().await.expect("semaphore open");
-            let started = Instant::now();
-            let result = match &node.probe.current {
-                Some(current) if current == id => Ok(()),
-                Some(current) => switch_back(ctx, node, Some(id), current).await,
-                None => Err(Failure::Other("has no current release".into()).at(Phase::Rollback)),
-            };
-            (i, Some((result, started.elapsed())))
-        }))
-        .await;
-        for (i, done) in switched {
-            let Some((result, elapsed)) = done else {
-                continue;
-            };
-            outcomes[i] = match result {
-                Ok(()) => HostOutcome::ok(nodes[i].name(), Some(id.to_string()), elapsed),
-                Err(failed) => {
-                    ok = false;
-                    HostOutcome::failed(
-                        nodes[i].name(),
-                        failed.failure.at(Phase::Rollback),
-                        None,
-                        elapsed,
-                    )
-                }
-            };
-            ctx.report(&outcomes[i]);
+        let idle = (0..nodes.len()).filter(|&i| target.hosts.iter().any(|h| h == nodes[i].name()));
+        let (moving, ended) = put_back::moving(ctx, &nodes, idle, id);
+        let moved = put_back::together(ctx, moving, BackFor::Rollback, None).await;
+        for (i, outcome) in ended.into_iter().chain(moved) {
+            ok &= outcome.failure.is_none();
+            outcomes[i] = outcome;
         }
     }
     if ok {
@@ -551,6 +417,6 @@ async fn traffic_back(
     }
     lock::release(ctx, &nodes).await;
     fleet::close_all(&nodes).await;
-    let exit = if ok { Exit::Ok } else { Exit::Failed };
+    let exit = policy::done_or_failed(ok);
     ctx.finish("rollback", exit, release.map(|r| r.to_string()), &outcomes)
 }

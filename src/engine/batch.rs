@@ -1,14 +1,8 @@
 //! A wave's local hooks (`before_batch_local`, `after_batch_local`) and
-//! their environment, for a deploy's waves and a rollback's alike, and one
-//! wave of hosts going back to the release they had.
-
-use std::time::{Duration, Instant};
-
-use futures_util::future::join_all;
+//! their environment, for a deploy's waves and a rollback's alike.
 
 use super::fleet::Node;
-use super::switch::switch_back;
-use super::{Context, Failed, hooks};
+use super::{Context, hooks};
 use crate::config::HostTransport;
 use crate::release::ReleaseId;
 use crate::report::Level;
@@ -126,28 +120,4 @@ async fn run(
             ctx.message(Level::Error, None, e.to_string());
             format!("{name} failed: {e}")
         })
-}
-
-/// One host of a wave going back: from `from` to `target` (`None`: no
-/// release at all, after a first deploy).
-#[derive(Clone)]
-pub(crate) struct Back<'a> {
-    pub node: &'a Node,
-    pub target: Option<ReleaseId>,
-    pub from: ReleaseId,
-}
-
-/// The hosts of one wave go back together (within `parallel`): switch,
-/// `after_rollback`, health. Each result comes with the time it took.
-pub(crate) async fn go_back(
-    ctx: &Context,
-    wave: &[Back<'_>],
-) -> Vec<(Result<(), Failed>, Duration)> {
-    join_all(wave.iter().map(|back| async move {
-        let _permit = ctx.parallel.acquire().await.expect("semaphore open");
-        let started = Instant::now();
-        let result = switch_back(ctx, back.node, back.target.as_ref(), &back.from).await;
-        (result, started.elapsed())
-    }))
-    .await
 }

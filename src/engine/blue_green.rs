@@ -3,20 +3,19 @@
 //! switches traffic back if that fails. A rollback is one local command.
 //! Which colour is live is a `traffic` line in every host's journal.
 
-use std::time::Instant;
-
 use futures_util::future::join_all;
 
 use super::fleet::Node;
+use super::policy::BackFor;
+use super::put_back::{self, Back};
 use super::rollout::{self, Setup};
-use super::switch::switch_back;
 use super::{Context, Failure, HostOutcome, health, hooks, policy, record};
 use crate::artifact::Artifact;
 use crate::config::{Amount, BlueGreen};
 use crate::exit::Exit;
 use crate::journal::{Entry, Kind};
 use crate::release::ReleaseId;
-use crate::report::{Event, HostResult, Level, Phase};
+use crate::report::{Event, HostResult, Level};
 
 /// The two colours as this run sees them.
 #[derive(Debug, Clone)]
@@ -160,19 +159,18 @@ pub(crate) async fn deploy(
 ) -> (Exit, Vec<HostOutcome>, Vec<Node>) {
     let idle = &bg.colors[sides.idle];
     let live = sides.live.map(|i| bg.colors[i].name.as_str());
+    let n = idle.hosts.len();
     ctx.message(
         Level::Info,
         None,
         match live {
             Some(live) => format!(
-                "{live} is live; deploying to {} ({} host(s)), then switching traffic",
-                idle.name,
-                idle.hosts.len()
+                "{live} is live; deploying to {} ({n} host(s)), then switching traffic",
+                idle.name
             ),
             None => format!(
-                "no colour is live yet; deploying to {} ({} host(s)), then sending traffic there",
-                idle.name,
-                idle.hosts.len()
+                "no colour is live yet; deploying to {} ({n} host(s)), then sending traffic there",
+                idle.name
             ),
         },
     );
@@ -180,140 +178,143 @@ pub(crate) async fn deploy(
         .into_iter()
         .partition(|n| idle.hosts.iter().any(|h| h == n.name()));
     // The whole idle colour must be healthy before it takes traffic.
-    let plan = Setup {
+    let setup = Setup {
         canary: Amount::Hosts(0),
         max_failures: Amount::Hosts(0),
         ..Setup::of(&ctx.config.strategy)
     };
-    let (exit, mut outcomes) = rollout::rollout(ctx, &targets, artifact, id, &plan).await;
-    let untouched = |others: &[Node]| -> Vec<HostOutcome> {
-        others
-            .iter()
-            .map(|n| {
-                HostOutcome::skipped(n.name(), n.current()).with_note("live colour, untouched")
-            })
-            .collect()
+    let (exit, mut outcomes) = rollout::rollout(ctx, &targets, artifact, id, &setup).await;
+    let colours = Colours {
+        ctx,
+        bg,
+        idle: &idle.name,
+        live,
+        targets: &targets,
+        others: &others,
+        id,
     };
-    let finish = |exit, mut outcomes: Vec<HostOutcome>, targets: Vec<Node>, others: Vec<Node>| {
-        outcomes.extend(untouched(&others));
-        outcomes.sort_by_key(|o| ctx.hosts.iter().position(|h| h.name == o.host));
-        let nodes = targets.into_iter().chain(others).collect();
-        (exit, outcomes, nodes)
+    let exit = if exit != Exit::Ok || ctx.cancel.is_cancelled() {
+        colours.before_the_switch(exit, &mut outcomes).await
+    } else {
+        colours.switch(artifact, &mut outcomes).await
     };
-    // Before the traffic switch an interrupt starts nothing new: the idle
-    // colour goes back to what it had, so a later rollback finds it there.
-    let interrupted = ctx.cancel.is_cancelled();
-    if exit != Exit::Ok || interrupted {
-        if let Some(live) = live {
+    outcomes.extend(
+        others.iter().map(|n| {
+            HostOutcome::skipped(n.name(), n.current()).with_note("live colour, untouched")
+        }),
+    );
+    outcomes.sort_by_key(|o| ctx.hosts.iter().position(|h| h.name == o.host));
+    (exit, outcomes, targets.into_iter().chain(others).collect())
+}
+
+/// A blue-green deploy once its idle colour's rollout is over.
+struct Colours<'a> {
+    ctx: &'a Context,
+    bg: &'a BlueGreen,
+    idle: &'a str,
+    live: Option<&'a str>,
+    /// The idle colour's nodes, and the live colour's.
+    targets: &'a [Node],
+    others: &'a [Node],
+    id: &'a ReleaseId,
+}
+
+impl Colours<'_> {
+    /// The rollout failed (`exit`) or was interrupted: traffic stays. An
+    /// interrupt starts nothing new, so the idle colour goes back to what it
+    /// had, and a later rollback finds it there.
+    async fn before_the_switch(&self, exit: Exit, outcomes: &mut [HostOutcome]) -> Exit {
+        let ctx = self.ctx;
+        if let Some(live) = self.live {
             ctx.message(Level::Info, None, format!("traffic stays on {live}"));
         }
-        if !interrupted {
-            return finish(exit, outcomes, targets, others);
+        if !ctx.cancel.is_cancelled() {
+            return exit;
         }
-        let switched: Vec<usize> = (0..targets.len())
-            .filter(|&i| outcomes[i].release.as_deref() == Some(id.as_str()))
+        let switched: Vec<usize> = (0..self.targets.len())
+            .filter(|&i| outcomes[i].release.as_deref() == Some(self.id.as_str()))
             .collect();
-        let back = if switched.is_empty() {
-            true
-        } else {
-            go_back(
-                ctx,
-                &targets,
-                &mut outcomes,
-                &switched,
-                id,
-                format!(
-                    "interrupted before the traffic switch; {} goes back to what it had",
-                    idle.name
-                ),
-            )
-            .await
-        };
-        let exit = if back {
+        let reason = format!(
+            "interrupted before the traffic switch; {} goes back to what it had",
+            self.idle
+        );
+        let back = switched.is_empty()
+            || go_back(ctx, self.targets, outcomes, &switched, self.id, reason).await;
+        if back {
             ctx.message(
                 Level::Info,
                 None,
                 format!(
                     "`hoist deploy` again deploys this artifact to {} anew",
-                    idle.name
+                    self.idle
                 ),
             );
-            Exit::Interrupted
-        } else {
-            Exit::Failed
-        };
-        return finish(exit, outcomes, targets, others);
+        }
+        policy::after_interrupted_colour(back)
     }
 
-    // Once switch_local starts, it completes and the probe runs, whatever
-    // comes meanwhile: neither is cut by Ctrl-C.
-    let switched = switch_traffic(ctx, bg, &idle.name, live, Some(id), "the deploy's switch").await;
-    let probed = match switched {
-        Ok(()) => probe_again(ctx, &targets, id, artifact).await,
-        Err(e) => Err(format!("switch_local failed: {e}")),
-    };
-    let interrupted = ctx.cancel.is_cancelled();
-    let Err(reason) = probed else {
-        let all: Vec<&Node> = targets.iter().chain(&others).collect();
-        let recorded = record_traffic(ctx, &all, &idle.name, live, Some(id)).await;
-        let exit = match (recorded, interrupted) {
-            (false, _) => Exit::Failed,
-            (true, true) => {
+    /// Traffic to the idle colour and the probe; traffic back if that
+    /// fails. Once switch_local starts, it completes and the probe runs,
+    /// whatever comes meanwhile: neither is cut by Ctrl-C.
+    async fn switch(&self, artifact: &Artifact, outcomes: &mut [HostOutcome]) -> Exit {
+        let (ctx, id) = (self.ctx, self.id);
+        let why = "the deploy's switch";
+        let switched = switch_traffic(ctx, self.bg, self.idle, self.live, Some(id), why).await;
+        let probed = match switched {
+            Ok(()) => probe_again(ctx, self.targets, id, artifact).await,
+            Err(e) => Err(format!("switch_local failed: {e}")),
+        };
+        let interrupted = ctx.cancel.is_cancelled();
+        let Err(reason) = probed else {
+            let all: Vec<&Node> = self.targets.iter().chain(self.others).collect();
+            let recorded = record_traffic(ctx, &all, self.idle, self.live, Some(id)).await;
+            if recorded && interrupted {
                 ctx.message(
                     Level::Warn,
                     None,
                     format!(
                         "interrupted after the traffic switch, which completed: {} is live on {id} and passed its probe",
-                        idle.name
+                        self.idle
                     ),
                 );
-                Exit::Interrupted
             }
-            (true, false) => Exit::Ok,
+            return policy::after_switch(recorded, interrupted);
         };
-        return finish(exit, outcomes, targets, others);
-    };
+        ctx.message(Level::Error, None, reason.clone());
+        let traffic_back = self.traffic_back().await;
+        let all: Vec<usize> = (0..self.targets.len()).collect();
+        let back = go_back(ctx, self.targets, outcomes, &all, id, reason).await;
+        policy::after_traffic_back(traffic_back && back)
+    }
 
-    ctx.message(Level::Error, None, reason.clone());
-    let mut back = true;
-    match live {
-        Some(live) => {
-            // The live colour runs what it ran: the release traffic goes back to.
-            let release = others.iter().find_map(|n| n.probe.current.clone());
-            if let Err(e) = switch_traffic(
-                ctx,
-                bg,
-                live,
-                Some(&idle.name),
-                release.as_ref(),
-                "switching back after the failed probe",
-            )
-            .await
-            {
-                ctx.message(
-                    Level::Error,
-                    None,
-                    format!("could not switch traffic back to {live}: {e}; send it there by hand"),
-                );
-                back = false;
-            }
-        }
-        None => {
+    /// After a failed probe, traffic back to the colour that was live;
+    /// whether it went.
+    async fn traffic_back(&self) -> bool {
+        let ctx = self.ctx;
+        let Some(live) = self.live else {
             ctx.message(
                 Level::Error,
                 None,
                 format!(
                     "no colour was live before, so traffic cannot go back; {} goes back to what it had",
-                    idle.name
+                    self.idle
                 ),
             );
-            back = false;
+            return false;
+        };
+        // The live colour runs what it ran: the release traffic goes back to.
+        let release = self.others.iter().find_map(|n| n.probe.current.clone());
+        let why = "switching back after the failed probe";
+        let back = switch_traffic(ctx, self.bg, live, Some(self.idle), release.as_ref(), why).await;
+        if let Err(e) = &back {
+            ctx.message(
+                Level::Error,
+                None,
+                format!("could not switch traffic back to {live}: {e}; send it there by hand"),
+            );
         }
+        back.is_ok()
     }
-    let all: Vec<usize> = (0..targets.len()).collect();
-    back &= go_back(ctx, &targets, &mut outcomes, &all, id, reason).await;
-    let exit = if back { Exit::RolledBack } else { Exit::Failed };
-    finish(exit, outcomes, targets, others)
 }
 
 /// The hosts `which` of the idle colour go back to the release they had;
@@ -326,57 +327,19 @@ async fn go_back(
     id: &ReleaseId,
     reason: String,
 ) -> bool {
-    ctx.emit(Event::RollbackStarted {
-        hosts: which
-            .iter()
-            .map(|&i| targets[i].name().to_string())
-            .collect(),
-        reason,
-    });
-    let results = join_all(which.iter().map(|&i| async move {
-        let node = &targets[i];
-        let _permit = ctx.parallel.acquire().await.expect("semaphore open");
-        let started = Instant::now();
-        let result = switch_back(ctx, node, node.probe.current.as_ref(), id).await;
-        (result, started.elapsed())
-    }))
-    .await;
+    let backs = which
+        .iter()
+        .map(|&i| {
+            let node = &targets[i];
+            let target = node.probe.current.clone();
+            Back::taking(i, node, target, id.clone(), &mut outcomes[i])
+        })
+        .collect();
+    let ended = put_back::together(ctx, backs, BackFor::Undo, Some(reason)).await;
     let mut all_back = true;
-    for (&i, (result, elapsed)) in which.iter().zip(results) {
-        let node = &targets[i];
-        let outcome = &mut outcomes[i];
-        *outcome = match result {
-            // A host that failed keeps its failure, marked as put back.
-            Ok(()) if outcome.result == HostResult::Failed => HostOutcome {
-                result: HostResult::RolledBack,
-                release: node.current(),
-                elapsed: outcome.elapsed + elapsed,
-                phase: outcome.phase,
-                failure: outcome.failure.take(),
-                ..HostOutcome::ok(node.name(), None, elapsed)
-            },
-            Ok(()) => {
-                let mut o =
-                    HostOutcome::ok(node.name(), node.current(), elapsed).with_note("rolled back");
-                o.result = HostResult::RolledBack;
-                o
-            }
-            Err(failed) => {
-                all_back = false;
-                // Past the switch back, the host is on the release it had.
-                let release = match failed.phase {
-                    Phase::Rollback => Some(id.to_string()),
-                    _ => node.current(),
-                };
-                HostOutcome::failed(
-                    node.name(),
-                    Failure::Rollback(Box::new(failed.failure)).at(Phase::Rollback),
-                    release,
-                    elapsed,
-                )
-            }
-        };
-        ctx.report(outcome);
+    for (i, outcome) in ended {
+        all_back &= outcome.result != HostResult::Failed;
+        outcomes[i] = outcome;
     }
     all_back
 }

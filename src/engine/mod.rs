@@ -21,6 +21,7 @@ mod outcome;
 pub(crate) mod payload;
 pub(crate) mod policy;
 pub(crate) mod preflight;
+pub(crate) mod put_back;
 pub(crate) mod record;
 pub(crate) mod rollout;
 pub(crate) mod rollout_plan;

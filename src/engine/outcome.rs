@@ -45,6 +45,9 @@ pub(crate) enum Failure {
     /// open, then maybe taken by another run), so it changed nothing.
     #[error("not switched: the lock is no longer this run's ({0})")]
     LockLost(String),
+    /// A rollback found no release on the host to leave.
+    #[error("has no current release")]
+    NoRelease,
     #[error("interrupted")]
     Interrupted,
     #[error("stopped: the rollout was halted")]

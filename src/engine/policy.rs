@@ -76,6 +76,78 @@ pub(crate) fn verdict(
     }
 }
 
+/// Why hosts go back, which decides how they end and when going back in
+/// waves stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BackFor {
+    /// Undoing a run that failed or was interrupted (a rollout that
+    /// stopped, a blue-green idle colour, `abort`): hosts end `rolled_back`.
+    Undo,
+    /// `hoist rollback`: the user sends hosts to a target; they end `ok`.
+    Rollback,
+}
+
+/// Whether going back in waves stops after a wave whose `after_batch_local`
+/// failed (`hook_failed`) or where a host could not go back (`not_back`).
+/// An undo goes on: the waves after it are still on the failed release and
+/// must go back. `hoist rollback` stops: the target may be what is broken,
+/// and the hosts not yet moved are on a release that worked. (A failing
+/// `before_batch_local` stops both: that wave never went.)
+pub(crate) fn rollback_stops(why: BackFor, hook_failed: bool, not_back: bool) -> bool {
+    why == BackFor::Rollback && (hook_failed || not_back)
+}
+
+/// Whether going back in waves starts no further wave: `hoist rollback`
+/// after an interrupt. An undo always finishes.
+pub(crate) fn rollback_stops_before(why: BackFor, interrupted: bool) -> bool {
+    why == BackFor::Rollback && interrupted
+}
+
+/// The exit of `hoist rollback`: 130 when an interrupt left hosts where
+/// they were, 0 when every host reached the target, else 1.
+pub(crate) fn rollback_exit(interrupted: bool, left: bool, stopped: bool, all_ok: bool) -> Exit {
+    if interrupted && left {
+        Exit::Interrupted
+    } else if !stopped && all_ok {
+        Exit::Ok
+    } else {
+        Exit::Failed
+    }
+}
+
+/// Blue-green, interrupted before the traffic switch: 130 once the idle
+/// colour is back on what it had (`back`), else 1.
+pub(crate) fn after_interrupted_colour(back: bool) -> Exit {
+    if back {
+        Exit::Interrupted
+    } else {
+        Exit::Failed
+    }
+}
+
+/// Blue-green, after the traffic switch and a probe that passed: 1 when the
+/// live colour could not be recorded on every host, else 130 for an
+/// interrupt (the switch completed), else 0.
+pub(crate) fn after_switch(recorded: bool, interrupted: bool) -> Exit {
+    match (recorded, interrupted) {
+        (false, _) => Exit::Failed,
+        (true, true) => Exit::Interrupted,
+        (true, false) => Exit::Ok,
+    }
+}
+
+/// Blue-green, after a failed probe: 5 when traffic and the idle colour
+/// both went back (`back`), else 1.
+pub(crate) fn after_traffic_back(back: bool) -> Exit {
+    if back { Exit::RolledBack } else { Exit::Failed }
+}
+
+/// A command that moves hosts without a failure policy (`abort`, a
+/// blue-green `rollback`): 0 when everything went as asked, else 1.
+pub(crate) fn done_or_failed(ok: bool) -> Exit {
+    if ok { Exit::Ok } else { Exit::Failed }
+}
+
 /// The exit of a rollout: as [`after_rollback`] says, unless the once hook
 /// failed (`once_failed`, not for an interrupt), when only a host switched
 /// makes it a failure.
@@ -596,6 +668,27 @@ mod tests {
         assert_eq!(after_once_failure(&none), Exit::RolledBack);
         let one = states(&[(true, false), (false, true)]);
         assert_eq!(after_once_failure(&one), Exit::Failed);
+        // Blue-green and the commands without a failure policy.
+        assert_eq!(after_interrupted_colour(true), Exit::Interrupted);
+        assert_eq!(after_interrupted_colour(false), Exit::Failed);
+        assert_eq!(after_switch(false, true), Exit::Failed);
+        assert_eq!(after_switch(true, true), Exit::Interrupted);
+        assert_eq!(after_switch(true, false), Exit::Ok);
+        assert_eq!(after_traffic_back(true), Exit::RolledBack);
+        assert_eq!(after_traffic_back(false), Exit::Failed);
+        assert_eq!(done_or_failed(true), Exit::Ok);
+        assert_eq!(done_or_failed(false), Exit::Failed);
+        // Going back in waves: an undo goes on, `hoist rollback` stops.
+        assert!(!rollback_stops(BackFor::Undo, true, true));
+        assert!(rollback_stops(BackFor::Rollback, true, false));
+        assert!(rollback_stops(BackFor::Rollback, false, true));
+        assert!(!rollback_stops(BackFor::Rollback, false, false));
+        assert!(rollback_stops_before(BackFor::Rollback, true));
+        assert!(!rollback_stops_before(BackFor::Undo, true));
+        assert_eq!(rollback_exit(true, true, true, false), Exit::Interrupted);
+        assert_eq!(rollback_exit(true, false, false, true), Exit::Ok);
+        assert_eq!(rollback_exit(false, false, true, true), Exit::Failed);
+        assert_eq!(rollback_exit(false, false, false, false), Exit::Failed);
         // The once hook's failure decides over the verdict.
         let v = verdict(&one, true, false, OnFailure::Rollback);
         assert_eq!(rollout_exit(&v, true, true, &none), Exit::RolledBack);

@@ -158,14 +158,11 @@ fn a_release_dated_9999_on_one_host_does_not_date_the_fleets_next_ones() {
 }
 
 /// Runs hoist with `args` in the project to its end: its exit code, its
-/// stdout, its stderr, and the most memory it held (max RSS, KiB), from
-/// wait4(2).
-// The child is reaped by wait4 (which also gives its rusage), not `wait`.
-#[allow(clippy::zombie_processes)]
+/// stdout, its stderr, and the most memory it held (its peak RSS, KiB).
 fn measured(f: &Fleet, args: &[&str]) -> (Option<i32>, String, String, u64) {
     let dir = tempfile::tempdir().unwrap();
     let (out, err) = (dir.path().join("out"), dir.path().join("err"));
-    let child = Command::new(assert_cmd::cargo::cargo_bin("hoist"))
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("hoist"))
         .current_dir(f.path())
         .args(args)
         .env("HOME", f.path().join("home"))
@@ -177,15 +174,26 @@ fn measured(f: &Fleet, args: &[&str]) -> (Option<i32>, String, String, u64) {
         .stderr(std::fs::File::create(&err).unwrap())
         .spawn()
         .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is valid; wait4 fills it for this child only.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid);
-    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    // The peak of hoist's own memory (VmHWM, which only grows), read until
+    // it exits. Not wait4's ru_maxrss: a child forked from this test
+    // process starts with the test's own peak, which other tests raise.
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0;
+    let exit = loop {
+        if let Some(kb) = std::fs::read_to_string(&status).ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        }) {
+            peak_kb = peak_kb.max(kb);
+        }
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
     let read = |path| std::fs::read_to_string(path).unwrap();
-    (code, read(&out), read(&err), usage.ru_maxrss as u64)
+    (exit.code(), read(&out), read(&err), peak_kb)
 }
 
 /// `head -c BYTES` of one repeated character and no newline, into `path`

@@ -1,168 +1,79 @@
-//! A stopped rollout's switched hosts going back, wave by wave, and the
-//! pruning of old releases after a clean one.
+//! A stopped rollout's switched hosts going back (through
+//! [`put_back`]), and the pruning of old releases after a clean one.
 
 use futures_util::future::join_all;
 
 use super::{HostRun, Run};
-use crate::engine::batch::{self, Back, WaveResult};
-use crate::engine::fleet::Node;
-use crate::engine::{Failure, HostOutcome, strategy};
-use crate::report::{Event, HostResult, Level, Phase};
+use crate::engine::policy::BackFor;
+use crate::engine::put_back::{self, Back, InWaves};
+use crate::engine::{HostOutcome, strategy};
+use crate::report::{HostResult, Level, Phase};
 
 /// The switched hosts of a rollout that stopped go back, wave by wave
-/// (`waves` in the order they go), each wave between `before_batch_local`
-/// and `after_batch_local` (`HOIST_RESULT` `rolled_back`, or `failed` with
-/// the hosts that could not go back): a load balancer's drain and enable
-/// hooks take a wave out of the pool while it restarts. A failing local
-/// hook stops it there. Returns whether every host made it.
+/// (`waves` in the order they go), between the batch hooks (see
+/// [`put_back::in_waves`]). Returns whether every host made it.
 pub(super) async fn roll_back(
     run: &Run<'_>,
     hosts: &mut [HostRun],
     waves: &[Vec<usize>],
     reason: &str,
 ) -> bool {
-    let (ctx, nodes) = (run.ctx, run.nodes);
-    if waves.is_empty() {
-        return true;
+    let waves: Vec<Vec<Back>> = waves.iter().map(|w| backs(run, hosts, w)).collect();
+    let how = InWaves {
+        why: BackFor::Undo,
+        canary: false,
+        batch_hooks: true,
+    };
+    let went = put_back::in_waves(run.ctx, waves, how, reason).await;
+    let all_back = went.all_back();
+    settle(hosts, went.moved);
+    // Hosts whose wave never went keep how they ended, and are not back.
+    for (i, outcome) in went.unmoved {
+        hosts[i].outcome = outcome;
     }
-    ctx.emit(Event::RollbackStarted {
-        hosts: waves
-            .iter()
-            .flatten()
-            .map(|&i| nodes[i].name().to_string())
-            .collect(),
-        reason: reason.to_string(),
-    });
-    let mut all_ok = true;
-    for (w, wave) in waves.iter().enumerate() {
-        let names: Vec<&str> = wave.iter().map(|&i| nodes[i].name()).collect();
-        if waves.len() > 1 {
-            ctx.message(
-                Level::Info,
-                None,
-                format!(
-                    "rollback wave {}/{}: {}",
-                    w + 1,
-                    waves.len(),
-                    names.join(", ")
-                ),
-            );
-        }
-        let target = hosts[wave[0]].previous.clone();
-        let version = target
-            .as_ref()
-            .and_then(|t| nodes[wave[0]].journal.version_of(t))
-            .unwrap_or_default();
-        let members: Vec<&Node> = wave.iter().map(|&i| &nodes[i]).collect();
-        let env = batch::env(ctx, target.as_ref(), &version, &members);
-        let hooks = async {
-            batch::before(ctx, &env).await?;
-            let not_back = undo(run, hosts, wave, "").await;
-            let result = if not_back.is_empty() {
-                WaveResult::RolledBack
-            } else {
-                WaveResult::Failed
-            };
-            let unhealthy: Vec<&str> = not_back.iter().map(|&i| nodes[i].name()).collect();
-            batch::after(ctx, &env, result, &unhealthy).await?;
-            Ok::<bool, String>(not_back.is_empty())
-        };
-        match hooks.await {
-            Ok(back) => all_ok &= back,
-            // Only after_batch_local failed: this wave is back, and the
-            // waves still on the failed release go back all the same.
-            Err(why) if wave.iter().all(|&i| hosts[i].back) => {
-                ctx.message(
-                    Level::Warn,
-                    None,
-                    format!("{why}; {} went back all the same", names.join(", ")),
-                );
-            }
-            Err(why) => {
-                let left: Vec<&str> = waves[w..]
-                    .iter()
-                    .flatten()
-                    .filter(|&&i| !hosts[i].back)
-                    .map(|&i| nodes[i].name())
-                    .collect();
-                if !left.is_empty() {
-                    ctx.message(
-                        Level::Error,
-                        None,
-                        format!(
-                            "rollback stopped: {why}; still on {}: {}",
-                            run.id,
-                            left.join(", ")
-                        ),
-                    );
-                }
-                return false;
-            }
-        }
-    }
-    all_ok
+    all_back
 }
 
 /// The hosts `which` (of one wave) go back to the release they had,
-/// together; each is reported. Returns those that could not go back.
-/// `reason` non-empty: this is a rollback of its own (a wave that stopped
-/// the rollout), announced with it.
+/// together. Returns those that could not go back. `reason`: this is a
+/// rollback of its own (a wave that stopped the rollout), announced with it.
 pub(super) async fn undo(
     run: &Run<'_>,
     hosts: &mut [HostRun],
     which: &[usize],
     reason: &str,
 ) -> Vec<usize> {
-    let (ctx, nodes) = (run.ctx, run.nodes);
     if which.is_empty() {
         return Vec::new();
     }
-    if !reason.is_empty() {
-        ctx.emit(Event::RollbackStarted {
-            hosts: which.iter().map(|&i| nodes[i].name().to_string()).collect(),
-            reason: reason.to_string(),
-        });
-    }
-    let wave: Vec<Back> = which
+    let backs = backs(run, hosts, which);
+    let ended = put_back::together(run.ctx, backs, BackFor::Undo, Some(reason.to_string())).await;
+    let not_back = ended
         .iter()
-        .map(|&i| Back {
-            node: &nodes[i],
-            target: hosts[i].previous.clone(),
-            from: run.id.clone(),
-        })
+        .filter(|(_, o)| o.result == HostResult::Failed)
+        .map(|(i, _)| *i)
         .collect();
-    let results = batch::go_back(ctx, &wave).await;
-    let mut not_back = Vec::new();
-    for (&i, (result, elapsed)) in which.iter().zip(results) {
-        let host = &mut hosts[i];
-        host.back = true;
-        let name = nodes[i].name();
-        match result {
-            Ok(()) => {
-                let back = host.previous.as_ref().map(|p| p.to_string());
-                let mut done =
-                    HostOutcome::ok(name, back.clone(), elapsed).with_note("rolled back");
-                done.result = HostResult::RolledBack;
-                ctx.report(&done);
-                // A host that failed keeps its failure in the summary, marked as put back.
-                host.outcome.result = HostResult::RolledBack;
-                host.outcome.release = back;
-            }
-            Err(failed) => {
-                not_back.push(i);
-                let failure = Failure::Rollback(Box::new(failed.failure));
-                let release = host.outcome.release.take();
-                host.outcome = HostOutcome::failed(
-                    name,
-                    failure.at(Phase::Rollback),
-                    release,
-                    host.outcome.elapsed + elapsed,
-                );
-                ctx.report(&host.outcome);
-            }
-        }
-    }
+    settle(hosts, ended);
     not_back
+}
+
+/// The hosts `which` going back to the release each was on before.
+fn backs<'a>(run: &Run<'a>, hosts: &mut [HostRun], which: &[usize]) -> Vec<Back<'a>> {
+    which
+        .iter()
+        .map(|&i| {
+            let (node, target) = (&run.nodes[i], hosts[i].previous.clone());
+            Back::taking(i, node, target, run.id.clone(), &mut hosts[i].outcome)
+        })
+        .collect()
+}
+
+/// Keeps how each host that went back (or tried to) ended.
+fn settle(hosts: &mut [HostRun], ended: Vec<(usize, HostOutcome)>) {
+    for (i, outcome) in ended {
+        hosts[i].back = true;
+        hosts[i].outcome = outcome;
+    }
 }
 
 /// Old releases beyond keep_releases go; never current nor the rollback target.
