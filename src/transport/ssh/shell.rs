@@ -245,9 +245,7 @@ impl Shell {
             },
         }
     }
-}
 
-impl Shell {
     /// Ends an idle shell and waits until the server has let its session
     /// go, so that a host granting one session (`MaxSessions 1`) can open
     /// another at once. True once it has; false if the server did not
