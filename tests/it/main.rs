@@ -12,6 +12,7 @@ mod delta_ssh;
 mod deploy_local;
 mod deploy_ssh;
 mod exec_ending;
+mod exec_sessions;
 mod faults;
 mod fleets;
 mod github_actions;

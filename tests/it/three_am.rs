@@ -225,9 +225,59 @@ fn running(wanted: &str) -> Vec<String> {
 
 #[test]
 fn ctrl_c_on_exec_kills_the_command_on_every_host_and_shows_the_table() {
+    ctrl_c_on_exec_kills_the_command_and_shows_the_table(Fleet::ssh(2).write());
+}
+
+/// hoist killed (no Ctrl-C, no goodbye) while its hosts run a command:
+/// sshd ends the channels, and the end of the command's stdin stops it.
+#[test]
+fn killing_hoist_mid_exec_leaves_nothing_running_on_the_hosts() {
+    use std::io::BufRead;
     let f = Fleet::ssh(2).write();
+    let naptime = format!("100.{}9", std::process::id());
+    let command = format!("echo started; sleep {naptime}");
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("hoist"))
+        .current_dir(f.path())
+        .args(["exec", "--json", "--", &command])
+        .env("HOME", f.path().join("home"))
+        .env("USER", whoami())
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let started = stdout
+        .lines()
+        .map(Result::unwrap)
+        .filter(|l| l.contains("\"host_output\"") && l.contains("started"))
+        .take(2)
+        .count();
+    assert_eq!(started, 2, "both hosts started");
+    let sleeping = || running(&format!("sleep {naptime}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sleeping().len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(sleeping().len(), 2, "one sleep per host");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // sshd sees the connection close at once; its sessions end within moments.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !sleeping().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(sleeping(), Vec::<String>::new(), "left running");
+}
+
+/// Ctrl-C while `f`'s two hosts run a `sleep`: exit 130, a row per host,
+/// and no `sleep` left running.
+pub(crate) fn ctrl_c_on_exec_kills_the_command_and_shows_the_table(f: Fleet) {
     // A duration no other test uses, to find exactly these processes.
-    let naptime = format!("100.{}", std::process::id());
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let naptime = format!("100.{}{call}", std::process::id());
     let command = format!("echo started; sleep {naptime}");
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("hoist"))
         .current_dir(f.path())

@@ -2,7 +2,10 @@
 //! whole run. Commands run one at a time in a persistent shell (`shell`),
 //! uploads included, so the login shell starts once per host and a run
 //! holds one session per host; commands while the shell is busy each get a
-//! session channel of their own (`exec`).
+//! session channel of their own (`exec`), as does a command whose output is
+//! streamed (`stream`). A host that refuses that second session
+//! (`MaxSessions 1`) while the shell idles gets the shell's: the shell ends
+//! first.
 //!
 //! Order on connect: the jump hosts, if any (`jump`), each connected like a
 //! host; then TCP (or a channel through the last jump host), the handshake
@@ -30,9 +33,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use russh::client::{self, Handle};
+use russh::client::{self, Handle, Msg};
 use russh::keys::Algorithm;
-use russh::{Disconnect, Preferred};
+use russh::{Channel, Disconnect, Preferred};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc::UnboundedSender;
@@ -439,11 +442,7 @@ impl SshHost {
         keep: usize,
     ) -> Result<Output, TransportError> {
         let _slot = self.sessions.acquire().await;
-        let channel = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| self.channel_error(e))?;
+        let channel = self.open_channel().await?;
         exec::run(channel, command, stdin, keep)
             .await
             .map_err(|failure| match failure {
@@ -456,6 +455,35 @@ impl SshHost {
                 }
                 exec::Failure::Channel(e) => self.channel_error(e),
             })
+    }
+
+    /// Opens a session channel. A host that refuses one more session
+    /// (`MaxSessions`) while the persistent shell idles gets the shell's:
+    /// the shell is ended, and the next command starts another.
+    async fn open_channel(&self) -> Result<Channel<Msg>, TransportError> {
+        let refused = match self.handle.channel_open_session().await {
+            Ok(channel) => return Ok(channel),
+            Err(russh::Error::ChannelOpenFailure(reason)) => reason,
+            Err(e) => return Err(self.channel_error(e)),
+        };
+        if !self.end_idle_shell().await {
+            return Err(self.channel_error(russh::Error::ChannelOpenFailure(refused)));
+        }
+        (self.handle.channel_open_session().await).map_err(|e| self.channel_error(e))
+    }
+
+    /// Ends the persistent shell if it is idle: true once its session is free.
+    async fn end_idle_shell(&self) -> bool {
+        let Ok(mut slot) = self.shell.try_lock() else {
+            return false;
+        };
+        match std::mem::take(&mut *slot) {
+            Slot::Idle(shell) => shell.end().await,
+            other => {
+                *slot = other;
+                false
+            }
+        }
     }
 
     /// After a command timed out: is the connection still usable? A server
@@ -543,11 +571,7 @@ impl Transport for SshHost {
             return Err(self.lost_connection());
         }
         let _slot = self.sessions.acquire().await;
-        let channel = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| self.channel_error(e))?;
+        let channel = self.open_channel().await?;
         stream::run(channel, script, sink, stop, &self.reach())
             .await
             .map_err(|failure| match failure {

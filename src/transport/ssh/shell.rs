@@ -245,6 +245,42 @@ impl Shell {
             },
         }
     }
+
+    /// Ends an idle shell and waits until the server has let its session
+    /// go, so that a host granting one session (`MaxSessions 1`) can open
+    /// another at once. True once it has; false if the server did not
+    /// close the channel within `reach.limit`.
+    ///
+    /// EOF ends the shell's `read` loop; sshd then sends the exit status and
+    /// closes the channel, russh answers with our close, and sshd frees the
+    /// session once it has both. The close must be the server's: after one
+    /// of ours, russh forgets the channel, so the server's close never
+    /// reaches `wait` (nor does `wait` end), and waiting for it hangs.
+    pub async fn end(mut self) -> bool {
+        let Some(mut rx) = self.rx.take() else {
+            return false;
+        };
+        if self.tx.eof().await.is_err() {
+            return false;
+        }
+        let closed = async {
+            loop {
+                match rx.wait().await {
+                    Some(ChannelMsg::Close) => return true,
+                    None => return false,
+                    Some(_) => {}
+                }
+            }
+        };
+        let limit = self.reach.limit;
+        if !tokio::time::timeout(limit, closed).await.unwrap_or(false) {
+            return false;
+        }
+        // sshd frees the session when it next collects its channels, after
+        // reading our close: by the time it answers what we send after it.
+        let answered = tokio::time::timeout(limit, self.reach.handle.send_ping()).await;
+        matches!(answered, Ok(Ok(())))
+    }
 }
 
 impl Drop for Shell {

@@ -5,9 +5,13 @@
 //! closing the channel does not end a command that never writes (a
 //! `sleep`): so the command runs in a session of its own (`setsid`), its
 //! process group id is announced on stdout before it starts, and stopping
-//! it is a `kill` of that group on a second channel.
+//! it is a `kill` of that group on a second channel. A host that grants no
+//! second session (`MaxSessions 1`) is told by the end of the channel's
+//! stdin instead (our EOF or close), which a watcher next to the command
+//! answers with the same signals.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use russh::client::Msg;
 use russh::{Channel, ChannelMsg, ChannelWriteHalf};
@@ -47,7 +51,7 @@ pub async fn run(
         reach: reach.clone(),
         group: None,
     };
-    tx.exec(true, command(&mark, script))
+    tx.exec(true, command(&mark, script, reach.limit))
         .await
         .map_err(Failure::Channel)?;
     // Stdout until the group's line: whatever a login shell printed first is dropped.
@@ -62,7 +66,7 @@ pub async fn run(
             _ = stop.cancelled(), if stopping.is_none() => {
                 stopping = Some(Instant::now() + reach.limit);
                 if let Some(group) = guard.group {
-                    signal(reach, group, "TERM").await;
+                    terminate(reach, &tx, group).await;
                     signalled = true;
                 }
                 continue;
@@ -90,7 +94,7 @@ pub async fn run(
                             let _ = sink.send(Chunk::Stdout(rest));
                         }
                         if stopping.is_some() && !signalled {
-                            signal(reach, group, "TERM").await;
+                            terminate(reach, &tx, group).await;
                             signalled = true;
                         }
                     }
@@ -117,17 +121,28 @@ pub async fn run(
 
 /// The channel's command: `sh` runs `script` in a session of its own (so
 /// its process group holds everything it starts), after printing `mark`
-/// and that group's id. `exit $?` keeps `sh` from replacing itself with
-/// `setsid`, which would then be a group leader and fork (losing the exit
-/// status). That `sh` stays outside the group, so its own stderr goes to
-/// /dev/null (the script gets the channel's back through fd 3): a stopped
-/// command is not followed by its "Terminated". Without `setsid` on the
-/// host, the group is `sh`'s own and only the command itself can be stopped.
-fn command(mark: &str, script: &str) -> String {
+/// and that group's id, and exits with its status. Started in the
+/// background, `setsid` is no group leader, so it does not fork (which
+/// would lose the status): `$!` is the group. That `sh` stays outside the
+/// group, so its own stderr goes to /dev/null (the script gets the
+/// channel's back through fd 3): a stopped command is not followed by its
+/// "Terminated". Without `setsid` on the host, the group is `sh`'s own and
+/// only the command itself can be stopped.
+///
+/// Beside it, a watcher holds the channel's stdin (nothing else reads it)
+/// and, once it ends, sends the group SIGTERM, then SIGKILL `grace` later;
+/// the command ending first ends the watcher, which never signals a group
+/// that is gone.
+fn command(mark: &str, script: &str, grace: Duration) -> String {
     let inner = r#"exec 2>&3 3>&-; printf '%s%d\n' "$1" "$$"; exec sh -c "$2""#;
     let args = format!("{} sh {} {}", q(inner), q(mark), q(script));
+    let grace = grace.as_secs().max(1);
     let outer = format!(
-        "exec 3>&2 2>/dev/null; if command -v setsid >/dev/null; then setsid sh -c {args} </dev/null; else sh -c {args} </dev/null; fi; exit $?"
+        "exec 3>&2 2>/dev/null 4<&0 </dev/null; \
+         if command -v setsid >/dev/null; then setsid sh -c {args} </dev/null 4<&- & else sh -c {args} </dev/null 4<&- & fi; \
+         p=$!; \
+         {{ cat >/dev/null; kill -s TERM -- -$p || kill -s TERM $p; sleep {grace}; kill -s KILL -- -$p || kill -s KILL $p; }} <&4 >/dev/null 3>&- 4<&- & \
+         w=$!; exec 4<&-; wait $p; rc=$?; kill $w; exit $rc"
     );
     format!("sh -c {}", q(&outer))
 }
@@ -151,9 +166,18 @@ fn take_group(buf: &[u8], mark: &str) -> Option<(u32, Vec<u8>)> {
     Some((group, buf[nl + 1..].to_vec()))
 }
 
+/// SIGTERM to the command's group; on a host that grants no channel for
+/// the `kill`, through the watcher (see `command`): its stdin ends.
+async fn terminate(reach: &Reach, tx: &ChannelWriteHalf<Msg>, group: u32) {
+    if !signal(reach, group, "TERM").await {
+        let _ = tx.eof().await;
+    }
+}
+
 /// Sends `sig` to the process group `group` (or, without one, the process)
-/// through a channel of its own; bounded by `reach.limit`.
-async fn signal(reach: &Reach, group: u32, sig: &str) {
+/// through a channel of its own; bounded by `reach.limit`. False if that
+/// channel could not be had.
+async fn signal(reach: &Reach, group: u32, sig: &str) -> bool {
     let send = async {
         let _session = reach.sessions.acquire().await;
         let channel = reach.handle.channel_open_session().await.ok()?;
@@ -162,7 +186,7 @@ async fn signal(reach: &Reach, group: u32, sig: &str) {
         );
         exec::run(channel, command, None, 4096).await.ok()
     };
-    let _ = tokio::time::timeout(reach.limit, send).await;
+    matches!(tokio::time::timeout(reach.limit, send).await, Ok(Some(_)))
 }
 
 /// Stops the command unless disarmed: covers a dropped future.
@@ -196,6 +220,9 @@ impl Drop for StopOnDrop {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+
     use super::*;
 
     #[test]
@@ -215,19 +242,81 @@ mod tests {
 
     #[test]
     fn the_command_runs_the_script_in_its_own_session() {
-        let out = std::process::Command::new("sh")
+        let mut child = Command::new("sh")
             .arg("-c")
             .arg(command(
                 "M:pid ",
                 "echo \"it's $((1+1))\"; ps -o sid= -p $$ >&2; exit 7",
+                Duration::from_secs(5),
             ))
-            .output()
+            // An open stdin, as a channel's: its end would stop the script.
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        let stdin = child.stdin.take();
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
         assert_eq!(out.status.code(), Some(7));
         let stdout = String::from_utf8_lossy(&out.stdout);
         let (group, rest) = take_group(stdout.as_bytes(), "M:pid ").unwrap();
         assert_eq!(String::from_utf8_lossy(&rest), "it's 2\n");
         let sid: u32 = String::from_utf8_lossy(&out.stderr).trim().parse().unwrap();
         assert_eq!(sid, group, "the script leads its own session");
+    }
+
+    /// What a host that grants no session for a `kill` relies on: the end
+    /// of the command's stdin stops it, the process it started included.
+    #[test]
+    fn the_end_of_stdin_stops_the_command_and_its_children() {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(command(
+                "M:pid ",
+                "sleep 30 & echo started; wait",
+                Duration::from_secs(5),
+            ))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while !String::from_utf8_lossy(&seen).contains("started\n") {
+            assert_eq!(stdout.read(&mut byte).unwrap(), 1, "output ended early");
+            seen.push(byte[0]);
+        }
+        let (group, _) = take_group(&seen, "M:pid ").unwrap();
+        drop(child.stdin.take());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(128 + 15), "stopped by SIGTERM");
+        // SIGTERM is sent to the group at once; its members end as they are scheduled.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !living_in(group).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(living_in(group), Vec::<u32>::new(), "group {group}");
+    }
+
+    /// Processes of process group `group` that are not zombies.
+    fn living_in(group: u32) -> Vec<u32> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // After the command name: state, ppid, pgrp.
+            let fields: Vec<&str> = stat.rsplit(") ").next().unwrap_or("").split(' ').collect();
+            if fields.len() > 2 && fields[0] != "Z" && fields[2] == group.to_string() {
+                found.push(pid);
+            }
+        }
+        found
     }
 }
