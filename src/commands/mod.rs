@@ -6,6 +6,7 @@ mod check;
 mod completions;
 mod deploy;
 mod exec;
+mod files;
 mod init;
 mod lock;
 mod plan;
@@ -67,6 +68,30 @@ pub(crate) fn execute(cli: Cli) -> Exit {
     for secret in engine::shared::secret_contents(&config, &hosts) {
         mask.add(&String::from_utf8_lossy(&secret));
     }
+    // Read before anything is touched: a failing command stops the run here.
+    let secrets = match run.uses_secrets {
+        true => crate::secrets::Secrets::resolve(&config, &hosts),
+        false => Ok(Default::default()),
+    };
+    let secrets = match secrets {
+        Ok(secrets) => Arc::new(secrets),
+        Err(message) => {
+            tracker.event(&Event::Message {
+                level: Level::Error,
+                host: None,
+                text: message,
+            });
+            tracker.event(&Event::Summary(report::Summary::without_hosts(
+                name,
+                Exit::Usage.code(),
+            )));
+            tracker.finish();
+            return Exit::Usage;
+        }
+    };
+    for value in secrets.values() {
+        mask.add(&value);
+    }
     for warning in &config.warnings {
         tracker.event(&Event::Message {
             level: Level::Warn,
@@ -92,7 +117,7 @@ pub(crate) fn execute(cli: Cli) -> Exit {
         }
     };
     let exit = runtime.block_on(async {
-        let ctx = run.context(&cli, config, hosts, tracker.clone(), mask);
+        let ctx = run.context(&cli, config, hosts, tracker.clone(), mask, secrets);
         let abandon = interrupt::Run {
             command: name,
             started: ctx.started,
@@ -140,6 +165,7 @@ async fn dispatch(command: &Command, ctx: &Context) -> Exit {
             command,
             ..
         } => exec::run(ctx, &shell_words(command), *group_output).await,
+        Command::Files(crate::cli::FilesCommand::Push { .. }) => files::push(ctx).await,
         Command::Lock { message } => lock::run(ctx, message.as_deref()).await,
         Command::Unlock { force } => unlock::run(ctx, *force).await,
         Command::Plan | Command::Init { .. } | Command::Completions { .. } => {
@@ -155,6 +181,8 @@ struct Invocation {
     report: ReportOptions,
     /// A person is at a terminal and may be asked.
     interactive: bool,
+    /// Runs hooks or writes files: reads the secrets' commands first.
+    uses_secrets: bool,
     /// Only what uploads needs the artifact: a rollback at 3 am must not
     /// fail because the build is not on this laptop.
     needs_artifact: bool,
@@ -182,12 +210,21 @@ impl Invocation {
                         | Command::Rollback { .. }
                         | Command::Promote { .. }
                         | Command::Abort { .. }
+                        | Command::Files(_)
                 ),
             },
             log_file,
             interactive: !global.json
                 && std::io::stdin().is_terminal()
                 && std::io::stderr().is_terminal(),
+            uses_secrets: matches!(
+                cli.command,
+                Command::Deploy { .. }
+                    | Command::Rollback { .. }
+                    | Command::Promote { .. }
+                    | Command::Abort { .. }
+                    | Command::Files(_)
+            ),
             needs_artifact: matches!(
                 cli.command,
                 Command::Deploy { .. } | Command::Check | Command::Plan | Command::Promote { .. }
@@ -231,6 +268,7 @@ impl Invocation {
         hosts: Vec<Host>,
         tracker: Arc<Tracker>,
         mask: Arc<Mask>,
+        secrets: Arc<crate::secrets::Secrets>,
     ) -> Context {
         let parallel = match &cli.command {
             Command::Exec {
@@ -257,6 +295,7 @@ impl Invocation {
             files: Default::default(),
             notes: Default::default(),
             mask,
+            secrets,
         }
     }
 }
@@ -271,6 +310,7 @@ fn log_file(cli: &Cli) -> Option<PathBuf> {
             | Command::Rollback { .. }
             | Command::Promote { .. }
             | Command::Abort { .. }
+            | Command::Files(_)
             | Command::Lock { .. }
             | Command::Unlock { .. }
     );
@@ -342,7 +382,10 @@ fn lock_wait(command: &Command) -> std::time::Duration {
         Command::Deploy { wait, .. }
         | Command::Rollback { wait, .. }
         | Command::Promote { wait }
-        | Command::Abort { wait } => wait.lock_wait.unwrap_or_default(),
+        | Command::Abort { wait }
+        | Command::Files(crate::cli::FilesCommand::Push { wait }) => {
+            wait.lock_wait.unwrap_or_default()
+        }
         _ => std::time::Duration::ZERO,
     }
 }
@@ -372,6 +415,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Releases => "releases",
         Command::Verify => "verify",
         Command::Exec { .. } => "exec",
+        Command::Files(_) => "files push",
         Command::Lock { .. } => "lock",
         Command::Unlock { .. } => "unlock",
         Command::Completions { .. } => "completions",
