@@ -432,3 +432,41 @@ interval = "100ms"
     assert_eq!(summary["event"], "summary");
     assert_eq!(summary["rolled_back"], 1, "{summary}");
 }
+
+#[test]
+fn the_become_password_from_a_command_and_named_secrets_reach_hooks_run_through_password_sudo() {
+    let Some((_user, password)) = crate::real_apps::take_become_user() else {
+        return;
+    };
+    let f = crate::real_apps::become_fleet(
+        2,
+        r#"[secrets]
+api_token = { command = ["cat", "api-token.txt"] }
+
+[hooks]
+become = "root"
+become_password = { command = ["cat", "sudo-password.txt"] }
+after_switch = ['printf "%s %s" "$(id -u)" "$HOIST_SECRET_API_TOKEN" > "$HOIST_DEPLOY_TO/seen"; echo "token is $HOIST_SECRET_API_TOKEN"']
+
+[strategy]
+canary = 0
+batch = 2
+"#,
+    );
+    std::fs::write(f.path().join("api-token.txt"), format!("{API_TOKEN}\n")).unwrap();
+    std::fs::write(f.path().join("sudo-password.txt"), format!("{password}\n")).unwrap();
+    let out = f.hoist(&["deploy", "-v"]).output().unwrap();
+    let shown = printed(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("token is ***"), "{shown}");
+    assert_no_secret("deploy -v", &shown);
+    assert!(!shown.contains(&password), "{shown}");
+    for h in f.host_names() {
+        let seen = std::fs::read_to_string(f.deploy_path(&h).join("seen")).unwrap();
+        assert_eq!(
+            seen,
+            format!("0 {API_TOKEN}"),
+            "{h}: as root, with the secret"
+        );
+    }
+}
