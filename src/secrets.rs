@@ -168,6 +168,26 @@ impl Secrets {
     }
 }
 
+/// hoist's own secrets from its environment, when this run may use them
+/// (`HOIST_BECOME_PASSWORD` with `become`; `HOIST_SSH_PASSPHRASE`), refused
+/// when shorter than a secret may be: they could not be masked.
+pub fn check_env(config: &Config) -> Result<(), String> {
+    use crate::secret_env::{BECOME_PASSWORD, SSH_PASSPHRASE};
+    let used = [
+        (BECOME_PASSWORD, config.hooks.become_user.is_some()),
+        (SSH_PASSPHRASE, true),
+    ];
+    for (name, used) in used {
+        let len = std::env::var(name).map(|v| v.len()).unwrap_or(0);
+        if used && len > 0 && len < MIN_LEN {
+            return Err(format!(
+                "{name} holds {len} byte(s); a secret must have at least {MIN_LEN} (a shorter one would mask ordinary text in every output)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The names of the `{{ secrets.NAME }}` references in `text`.
 pub fn template_names(text: &str) -> Result<Vec<String>, String> {
     let mut names = Vec::new();

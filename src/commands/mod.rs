@@ -70,8 +70,9 @@ pub(crate) fn execute(cli: Cli) -> Exit {
     }
     // Read before anything is touched: a failing command stops the run here.
     let secrets = match run.uses_secrets {
-        true => crate::secrets::Secrets::resolve(&config, &hosts),
-        false => Ok(Default::default()),
+        true => crate::secrets::check_env(&config)
+            .and_then(|()| crate::secrets::Secrets::resolve(&config, &hosts)),
+        false => crate::secrets::check_env(&config).map(|()| Default::default()),
     };
     let secrets = match secrets {
         Ok(secrets) => Arc::new(secrets),

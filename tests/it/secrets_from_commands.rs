@@ -122,6 +122,7 @@ batch = "100%"
 [hooks]
 after_switch = ['{HOOK_WAITS}']
 after_rollback = []
+on_failure_local = ['cp "$HOIST_SUMMARY" summary-for-hooks.json; echo "local hook has $HOIST_SECRET_API_TOKEN" > local-hook.txt']
 
 [diagnose]
 commands = ['cat "$HOIST_DEPLOY_TO/shared/config/.env"']
@@ -221,6 +222,14 @@ commands = ['cat "$HOIST_DEPLOY_TO/shared/config/.env"']
     let summary = std::fs::read_to_string(summary).unwrap();
     assert!(summary.contains("token is ***"), "{summary}");
     assert_no_secret("the step summary", &summary);
+    let for_hooks = std::fs::read_to_string(f.path().join("summary-for-hooks.json")).unwrap();
+    assert!(for_hooks.contains("token is ***"), "{for_hooks}");
+    assert_no_secret("the summary run-level hooks get", &for_hooks);
+    assert_eq!(
+        std::fs::read_to_string(f.path().join("local-hook.txt")).unwrap(),
+        format!("local hook has {API_TOKEN}\n"),
+        "local hooks get the named secrets in their environment"
+    );
 
     let logs = files_under(&f.path().join(".hoist/logs"));
     assert!(logs.iter().any(|(_, text)| text.contains("token is ***")));
@@ -272,6 +281,21 @@ canary = 0
     let out = f.hoist(&["deploy", "--yes"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", printed(&out));
     assert!(printed(&out).contains("at least 4"), "{}", printed(&out));
+
+    // hoist's own, too: a become password it could not mask.
+    let f = Fleet::local(1).toml("[hooks]\nbecome = \"root\"\n").write();
+    let out = f
+        .hoist(&["deploy", "--yes"])
+        .env("HOIST_BECOME_PASSWORD", "pw1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", printed(&out));
+    assert!(
+        printed(&out).contains("HOIST_BECOME_PASSWORD holds 3 byte(s)"),
+        "{}",
+        printed(&out)
+    );
+    assert!(f.untouched("web1"));
 }
 
 /// Each host's deploy_to outside shared/ and .hoist/ (the releases and
