@@ -339,7 +339,7 @@ fn log_file(cli: &Cli) -> Option<PathBuf> {
     let stem = format!(
         "{}-{}",
         chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
-        command_name(&cli.command)
+        command_name(&cli.command).replace(' ', "-")
     );
     Some(new_log(&dir, &stem))
 }

@@ -129,11 +129,7 @@ pub(crate) async fn push(ctx: &Context, nodes: &[Node]) -> (Exit, Vec<HostOutcom
         match result {
             Ok(()) => {
                 run.outcome.result = HostResult::RolledBack;
-                run.outcome = std::mem::replace(
-                    &mut run.outcome,
-                    HostOutcome::skipped(nodes[i].name(), None),
-                )
-                .with_note("its previous files are back");
+                run.outcome.note = Some("its previous files are back".into());
             }
             Err(failed) => {
                 all_back = false;
