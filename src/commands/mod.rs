@@ -182,7 +182,8 @@ struct Invocation {
     report: ReportOptions,
     /// A person is at a terminal and may be asked.
     interactive: bool,
-    /// Runs hooks or writes files: reads the secrets' commands first.
+    /// Runs hooks or writes files (or checks that it could: `check` also
+    /// tries `become_password`): reads the secrets' commands first.
     uses_secrets: bool,
     /// Only what uploads needs the artifact: a rollback at 3 am must not
     /// fail because the build is not on this laptop.
@@ -220,7 +221,8 @@ impl Invocation {
                 && std::io::stderr().is_terminal(),
             uses_secrets: matches!(
                 cli.command,
-                Command::Deploy { .. }
+                Command::Check
+                    | Command::Deploy { .. }
                     | Command::Rollback { .. }
                     | Command::Promote { .. }
                     | Command::Abort { .. }

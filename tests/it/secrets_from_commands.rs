@@ -479,6 +479,14 @@ batch = 2
     );
     std::fs::write(f.path().join("api-token.txt"), format!("{API_TOKEN}\n")).unwrap();
     std::fs::write(f.path().join("sudo-password.txt"), format!("{password}\n")).unwrap();
+    let out = f.hoist(&["check", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", printed(&out));
+    let rows: Vec<_> = ndjson(&out.stdout)
+        .into_iter()
+        .filter(|e| e["table"] == "check")
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r["become"] == "ok"), "check: {rows:?}");
     let out = f.hoist(&["deploy", "-v"]).output().unwrap();
     let shown = printed(&out);
     assert_eq!(out.status.code(), Some(0), "{shown}");
