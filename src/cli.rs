@@ -83,6 +83,19 @@ pub struct LiveColor {
     pub live: Option<String>,
 }
 
+/// `hoist files ...`.
+#[derive(Debug, Subcommand)]
+pub enum FilesCommand {
+    /// Write the [[files]] entries to every selected host's shared/ and run hooks.after_files, without a release
+    #[command(
+        after_help = "Under the lock, in the deploy's waves: each host's files are written atomically\n(with their modes), then hooks.after_files runs in <deploy_to>/current, then the\nhealth check. A failure follows the failure policy: with on_failure = \"rollback\"\nthe previous contents come back (and after_files runs again). No new release;\nthe journal records it, and `hoist status` shows when each host's files changed.\n\nExample:\n  hoist files push -l web      after rotating the database password"
+    )]
+    Push {
+        #[command(flatten)]
+        wait: LockWait,
+    },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorWhen {
     Auto,
@@ -202,6 +215,9 @@ pub enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// The [[files]] entries, outside a deploy: `hoist files push` (rotate a secret)
+    #[command(subcommand)]
+    Files(FilesCommand),
     /// Hold the fleet: no deploy or rollback until `hoist unlock`
     #[command(after_help = "Example:\n  hoist lock -m 'db migration in progress, ask alice'")]
     Lock {

@@ -30,6 +30,9 @@ pub enum Kind {
     /// `before_switch_once` failed for `release`: no host was switched to
     /// it, and it is never a rollback or resume target.
     OnceFailed,
+    /// `hoist files push` wrote (or put back) the host's `[[files]]`;
+    /// `message` says which.
+    Files,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,6 +109,11 @@ impl Journal {
 
     /// Releases that were rolled back from, or whose once hook failed:
     /// never an automatic target again.
+    /// When `hoist files push` last changed the host's files (wrote or put back).
+    pub fn files_changed(&self) -> Option<&Entry> {
+        self.entries.iter().rev().find(|e| e.event == Kind::Files)
+    }
+
     pub fn bad_releases(&self) -> Vec<String> {
         self.entries
             .iter()

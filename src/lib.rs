@@ -17,6 +17,7 @@ mod manifest;
 mod release;
 pub mod report;
 mod secret_env;
+mod secrets;
 mod select;
 pub mod transport;
 

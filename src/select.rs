@@ -147,6 +147,7 @@ mod tests {
             blue_green: None,
             warnings: Vec::new(),
             ssh_config_notes: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 

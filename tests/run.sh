@@ -36,6 +36,15 @@ if ! command -v shellcheck >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
     || echo "tests/run.sh: could not install shellcheck; that check will skip" >&2
 fi
 
+# The secrets tests decrypt an env file with real age (Debian's package).
+if ! command -v age >/dev/null 2>&1; then
+  echo "tests/run.sh: installing age (the secrets tests decrypt files with it)" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq age >/dev/null; } \
+    || echo "tests/run.sh: could not install age; the secrets tests will fail" >&2
+fi
+
 # The load-balancer tests put a Python app on the SSH hosts behind a real
 # nginx (Debian's nginx-light) and probe it with curl; they skip, saying
 # why, where those cannot be had.

@@ -6,6 +6,7 @@ mod check;
 mod completions;
 mod deploy;
 mod exec;
+mod files;
 mod init;
 mod lock;
 mod plan;
@@ -67,6 +68,31 @@ pub(crate) fn execute(cli: Cli) -> Exit {
     for secret in engine::shared::secret_contents(&config, &hosts) {
         mask.add(&String::from_utf8_lossy(&secret));
     }
+    // Read before anything is touched: a failing command stops the run here.
+    let secrets = match run.uses_secrets {
+        true => crate::secrets::check_env(&config)
+            .and_then(|()| crate::secrets::Secrets::resolve(&config, &hosts)),
+        false => crate::secrets::check_env(&config).map(|()| Default::default()),
+    };
+    let secrets = match secrets {
+        Ok(secrets) => Arc::new(secrets),
+        Err(message) => {
+            tracker.event(&Event::Message {
+                level: Level::Error,
+                host: None,
+                text: message,
+            });
+            tracker.event(&Event::Summary(report::Summary::without_hosts(
+                name,
+                Exit::Usage.code(),
+            )));
+            tracker.finish();
+            return Exit::Usage;
+        }
+    };
+    for value in secrets.values() {
+        mask.add(&value);
+    }
     for warning in &config.warnings {
         tracker.event(&Event::Message {
             level: Level::Warn,
@@ -92,7 +118,7 @@ pub(crate) fn execute(cli: Cli) -> Exit {
         }
     };
     let exit = runtime.block_on(async {
-        let ctx = run.context(&cli, config, hosts, tracker.clone(), mask);
+        let ctx = run.context(&cli, config, hosts, tracker.clone(), mask, secrets);
         let abandon = interrupt::Run {
             command: name,
             started: ctx.started,
@@ -140,6 +166,7 @@ async fn dispatch(command: &Command, ctx: &Context) -> Exit {
             command,
             ..
         } => exec::run(ctx, &shell_words(command), *group_output).await,
+        Command::Files(crate::cli::FilesCommand::Push { .. }) => files::push(ctx).await,
         Command::Lock { message } => lock::run(ctx, message.as_deref()).await,
         Command::Unlock { force } => unlock::run(ctx, *force).await,
         Command::Plan { .. } | Command::Init { .. } | Command::Completions { .. } => {
@@ -155,6 +182,9 @@ struct Invocation {
     report: ReportOptions,
     /// A person is at a terminal and may be asked.
     interactive: bool,
+    /// Runs hooks or writes files (or checks that it could: `check` also
+    /// tries `become_password`): reads the secrets' commands first.
+    uses_secrets: bool,
     /// Only what uploads needs the artifact: a rollback at 3 am must not
     /// fail because the build is not on this laptop.
     needs_artifact: bool,
@@ -182,12 +212,22 @@ impl Invocation {
                         | Command::Rollback { .. }
                         | Command::Promote { .. }
                         | Command::Abort { .. }
+                        | Command::Files(_)
                 ),
             },
             log_file,
             interactive: !global.json
                 && std::io::stdin().is_terminal()
                 && std::io::stderr().is_terminal(),
+            uses_secrets: matches!(
+                cli.command,
+                Command::Check
+                    | Command::Deploy { .. }
+                    | Command::Rollback { .. }
+                    | Command::Promote { .. }
+                    | Command::Abort { .. }
+                    | Command::Files(_)
+            ),
             needs_artifact: matches!(
                 cli.command,
                 Command::Deploy { .. }
@@ -234,6 +274,7 @@ impl Invocation {
         hosts: Vec<Host>,
         tracker: Arc<Tracker>,
         mask: Arc<Mask>,
+        secrets: Arc<crate::secrets::Secrets>,
     ) -> Context {
         let parallel = match &cli.command {
             Command::Exec {
@@ -260,6 +301,7 @@ impl Invocation {
             files: Default::default(),
             notes: Default::default(),
             mask,
+            secrets,
         }
     }
 }
@@ -274,6 +316,7 @@ fn log_file(cli: &Cli) -> Option<PathBuf> {
             | Command::Rollback { .. }
             | Command::Promote { .. }
             | Command::Abort { .. }
+            | Command::Files(_)
             | Command::Lock { .. }
             | Command::Unlock { .. }
     );
@@ -301,7 +344,7 @@ fn log_file(cli: &Cli) -> Option<PathBuf> {
     let stem = format!(
         "{}-{}",
         chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
-        command_name(&cli.command)
+        command_name(&cli.command).replace(' ', "-")
     );
     Some(new_log(&dir, &stem))
 }
@@ -345,7 +388,10 @@ fn lock_wait(command: &Command) -> std::time::Duration {
         Command::Deploy { wait, .. }
         | Command::Rollback { wait, .. }
         | Command::Promote { wait }
-        | Command::Abort { wait } => wait.lock_wait.unwrap_or_default(),
+        | Command::Abort { wait }
+        | Command::Files(crate::cli::FilesCommand::Push { wait }) => {
+            wait.lock_wait.unwrap_or_default()
+        }
         _ => std::time::Duration::ZERO,
     }
 }
@@ -375,6 +421,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Releases => "releases",
         Command::Verify => "verify",
         Command::Exec { .. } => "exec",
+        Command::Files(_) => "files push",
         Command::Lock { .. } => "lock",
         Command::Unlock { .. } => "unlock",
         Command::Completions { .. } => "completions",

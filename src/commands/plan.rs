@@ -81,7 +81,7 @@ fn app_state(config: &Config, hosts: &[Host], reporter: &dyn Reporter) -> Result
             reporter,
             format!(
                 "file: {} -> {}/{} (mode {:04o}{}), written before the switch",
-                file.src,
+                file.origin(),
                 app.deploy_to,
                 file.dest,
                 file.mode,

@@ -150,6 +150,10 @@ pub(crate) async fn run(ctx: &Context, last_failure: bool) -> Exit {
                 ("differs", json!(differs)),
             ];
             cells.extend(extra(&host.name));
+            if !ctx.config.app.files.is_empty() {
+                let changed = node.journal.files_changed().map(|e| e.ts.clone());
+                cells.push(("files_changed", opt(changed)));
+            }
             if let Some(target) = &node.probe.current_dangling {
                 cells.push((
                     "error",
@@ -180,6 +184,7 @@ pub(crate) async fn run(ctx: &Context, last_failure: bool) -> Exit {
                 ]
                 .into_iter()
                 .chain(extra(&host.name))
+                .chain((!ctx.config.app.files.is_empty()).then_some(("files_changed", Value::Null)))
                 .chain([("error", opt(why))])
                 .collect(),
                 marked: true,

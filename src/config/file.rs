@@ -84,6 +84,8 @@ pub struct DeployFile {
     pub blue_green: Option<RawBlueGreen>,
     /// `[[files]]`: files sent apart from the artifact.
     pub files: Option<Vec<RawFile>>,
+    /// `[secrets]`: named values from local commands.
+    pub secrets: Option<BTreeMap<String, RawSecret>>,
 }
 
 /// A separate inventory file (`inventory = "hosts.toml"` or `-i`).
@@ -110,10 +112,29 @@ pub struct RawApp {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
 pub struct RawFile {
-    pub src: String,
+    pub src: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub content: Option<String>,
     pub dest: String,
     pub mode: Option<String>,
     pub secret: Option<bool>,
+    pub template: Option<bool>,
+}
+
+/// A secret from a local command: `{ command = ["sops", "-d", ...] }`,
+/// with `env` the variable hooks get it in.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
+pub struct RawSecret {
+    pub command: Vec<String>,
+    pub env: Option<String>,
+}
+
+/// `become_password = { command = [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
+pub struct RawSecretCommand {
+    pub command: Vec<String>,
 }
 
 ssh_keys!(with_ssh_keys! {
@@ -172,6 +193,8 @@ pub struct RawHooks {
     pub on_start_local: Option<Commands>,
     pub on_success_local: Option<Commands>,
     pub on_failure_local: Option<Commands>,
+    pub after_files: Option<Commands>,
+    pub become_password: Option<RawSecretCommand>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,9 +251,17 @@ table_only!(
 table_only!(RawArtifact, "a table");
 table_only!(
     RawFile,
-    "a table, e.g. [[files]] with src = \"secrets/{host}.env\" and dest = \"shared/.env\""
+    "a table, e.g. [[files]] with src = \"secrets/{host}.env\" (or command = [...], or content = \"...\") and dest = \"shared/.env\""
 );
 table_only!(RawHooks, "a table");
+table_only!(
+    RawSecret,
+    "a table, e.g. db_password = { command = [\"sops\", \"-d\", \"--extract\", \"[\\\"db\\\"]\", \"secrets.enc.yaml\"] }"
+);
+table_only!(
+    RawSecretCommand,
+    "a table, e.g. become_password = { command = [\"op\", \"read\", \"op://ops/sudo/password\"] }"
+);
 table_only!(RawHealth, "a table");
 table_only!(RawStrategy, "a table");
 table_only!(RawDiagnose, "a table");

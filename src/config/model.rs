@@ -25,6 +25,8 @@ pub struct Config {
     pub diagnose: Vec<String>,
     /// `[blue_green]`, present exactly when `strategy.kind = "blue-green"`.
     pub blue_green: Option<BlueGreen>,
+    /// `[secrets]`: named values from local commands, given to hooks.
+    pub secrets: Vec<SecretSpec>,
     /// Things the user should hear about on every run (e.g. host_key_checking = "off").
     pub warnings: Vec<String>,
     /// What hoist skipped in ~/.ssh/config (Match blocks), for `hoist check -v`.
@@ -61,31 +63,81 @@ impl App {
 /// One `[[files]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileSpec {
-    /// On this machine, relative to the config file's directory; `{host}`
-    /// and `{group}` not yet expanded (see [`FileSpec::source_for`]).
-    pub src: String,
+    /// Where its content comes from; `{host}` and `{group}` not yet
+    /// expanded (see [`FileSpec::source_for`]).
+    pub from: FileFrom,
     /// Relative to deploy_to, always under `shared/`.
     pub dest: String,
     pub mode: u32,
     /// Its content never appears in output, logs or JSON.
     pub secret: bool,
+    /// `{{ secrets.NAME }}` in the content is replaced by that named secret.
+    pub template: bool,
+}
+
+/// Where a `[[files]]` entry's content comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileFrom {
+    /// `src`: a file on this machine, relative to the config file's directory.
+    Path(String),
+    /// `command`: the standard output of a command run here, once per run.
+    Command(Vec<String>),
+    /// `content`: the text itself.
+    Content(String),
 }
 
 impl FileSpec {
     /// `src` for one host: `{host}` is its name, `{group}` its first group.
     pub fn source_for(&self, host: &Host) -> Result<String, String> {
-        let mut src = self.src.replace("{host}", &host.name);
-        if src.contains("{group}") {
-            let Some(group) = host.groups.first() else {
-                return Err(format!(
-                    "{} is in no group, so {{group}} in {:?} has no value",
-                    host.name, self.src
-                ));
-            };
-            src = src.replace("{group}", group);
+        match &self.from {
+            FileFrom::Path(src) => expand(src, host),
+            FileFrom::Command(_) | FileFrom::Content(_) => {
+                Err(format!("{} is not read from a file", self.dest))
+            }
         }
-        Ok(src)
     }
+
+    /// `command` for one host, `{host}` and `{group}` expanded in each word.
+    pub fn command_for(&self, host: &Host) -> Option<Result<Vec<String>, String>> {
+        match &self.from {
+            FileFrom::Command(argv) => Some(argv.iter().map(|w| expand(w, host)).collect()),
+            _ => None,
+        }
+    }
+
+    /// Where it comes from, for `plan`.
+    pub fn origin(&self) -> String {
+        match &self.from {
+            FileFrom::Path(src) => src.clone(),
+            FileFrom::Command(argv) => format!("command `{}`", argv.join(" ")),
+            FileFrom::Content(_) => "inline content".into(),
+        }
+    }
+}
+
+/// `text` for one host: `{host}` is its name, `{group}` its first group.
+fn expand(text: &str, host: &Host) -> Result<String, String> {
+    let mut out = text.replace("{host}", &host.name);
+    if out.contains("{group}") {
+        let Some(group) = host.groups.first() else {
+            return Err(format!(
+                "{} is in no group, so {{group}} in {:?} has no value",
+                host.name, text
+            ));
+        };
+        out = out.replace("{group}", group);
+    }
+    Ok(out)
+}
+
+/// A named secret (`[secrets] NAME = { command = [...] }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSpec {
+    pub name: String,
+    /// The variable hooks get it in: `env`, or `HOIST_SECRET_<NAME>`.
+    pub env: String,
+    /// Run on this machine, once per run; its standard output is the value.
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -241,6 +293,11 @@ pub struct Hooks {
     pub on_start_local: Vec<String>,
     pub on_success_local: Vec<String>,
     pub on_failure_local: Vec<String>,
+    /// After `hoist files push` wrote a host's files (e.g. reload the service).
+    pub after_files: Vec<String>,
+    /// `become_password = { command = [...] }`: the sudo password, from a
+    /// local command instead of `HOIST_BECOME_PASSWORD` or a prompt.
+    pub become_password: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]

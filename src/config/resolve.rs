@@ -41,6 +41,7 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
     let (shared_dirs, shared_files) = shared::shared_paths(&file.app, &doc)?;
     let ignore = file.app.ignore.take().map(|s| s.0).unwrap_or_default();
     crate::ignore::Ignore::new(&ignore).map_err(|e| doc.error(&["app", "ignore"], e))?;
+    let secrets = shared::secrets(file.secrets.take(), &doc)?;
     let app = App {
         ignore,
         shared_dirs,
@@ -53,6 +54,8 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
             .keep_releases
             .map_or(DEFAULT_KEEP_RELEASES, |k| k.0),
     };
+
+    shared::check_templates(&app.files, &secrets, &doc)?;
 
     let ssh_layer = |raw: &Option<super::file::RawSsh>, doc: &Doc, dir: &Path| match raw {
         Some(raw) => {
@@ -179,6 +182,7 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
         app,
         hosts: resolved.hosts,
         groups: resolved.groups,
+        secrets,
         warnings: resolved.warnings,
         ssh_config_notes: resolved.ssh_config_notes,
     })
@@ -370,6 +374,12 @@ fn hooks(raw: RawHooks, doc: &Doc) -> Result<Hooks, ConfigError> {
         on_start_local: list(raw.on_start_local),
         on_success_local: list(raw.on_success_local),
         on_failure_local: list(raw.on_failure_local),
+        after_files: list(raw.after_files),
+        become_password: raw
+            .become_password
+            .map(|p| shared::command(&p.command))
+            .transpose()
+            .map_err(|e| doc.error(&["hooks", "become_password", "command"], e))?,
         before_switch: list(raw.before_switch),
         // Absent means "the same as after_switch"; an explicit [] means none.
         after_rollback: raw

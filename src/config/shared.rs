@@ -7,7 +7,7 @@ use super::ConfigError;
 use super::doc::Doc;
 use super::env::check_user;
 use super::file::{RawApp, RawFile};
-use super::model::FileSpec;
+use super::model::{FileFrom, FileSpec, SecretSpec};
 
 /// The shared dirs and files of `[app]`, checked: each a relative path
 /// inside the release, none twice, none inside another.
@@ -92,9 +92,28 @@ pub(super) fn files(raw: Option<Vec<RawFile>>, doc: &Doc) -> Result<Vec<FileSpec
     let mut dests = BTreeSet::new();
     for (i, file) in raw.unwrap_or_default().into_iter().enumerate() {
         let at = |key: &str, e: String| doc.error(&["files"], format!("[{i}].{key}: {e}"));
-        if file.src.trim().is_empty() {
-            return Err(at("src", "the path is empty".into()));
-        }
+        let from = match (file.src, file.command, file.content) {
+            (Some(src), None, None) if src.trim().is_empty() => {
+                return Err(at("src", "the path is empty".into()));
+            }
+            (Some(src), None, None) => FileFrom::Path(src),
+            (None, Some(argv), None) => {
+                FileFrom::Command(command(&argv).map_err(|e| at("command", e))?)
+            }
+            (None, None, Some(content)) => FileFrom::Content(content),
+            (None, None, None) => {
+                return Err(at(
+                    "src",
+                    "set one of `src` (a file here), `command` (its output) or `content` (the text)".into(),
+                ));
+            }
+            _ => {
+                return Err(at(
+                    "src",
+                    "set only one of `src`, `command` and `content`".into(),
+                ));
+            }
+        };
         let dest = relative_path(&file.dest).map_err(|e| at("dest", e))?;
         if !dest.starts_with("shared/") {
             return Err(at(
@@ -110,20 +129,109 @@ pub(super) fn files(raw: Option<Vec<RawFile>>, doc: &Doc) -> Result<Vec<FileSpec
                 format!("{dest:?} is the dest of an earlier entry"),
             ));
         }
-        let secret = file.secret.unwrap_or(false);
+        // What a command prints (a decrypted file) is a secret unless said otherwise.
+        let secret = file.secret.unwrap_or(matches!(from, FileFrom::Command(_)));
+        // Inline content is always a template; a file or output when asked.
+        let template = matches!(from, FileFrom::Content(_)) || file.template.unwrap_or(false);
         let mode = match &file.mode {
             None if secret => 0o600,
             None => 0o644,
             Some(m) => parse_mode(m).map_err(|e| at("mode", e))?,
         };
         out.push(FileSpec {
-            src: file.src,
+            from,
             dest,
             mode,
             secret,
+            template,
         });
     }
     Ok(out)
+}
+
+/// A command as argv: a program and its words, run without a shell.
+pub(super) fn command(argv: &[String]) -> Result<Vec<String>, String> {
+    match argv.first() {
+        None => Err("the command is empty; e.g. [\"sops\", \"-d\", \"secrets/prod.env\"]".into()),
+        Some(program) if program.trim().is_empty() => Err("the program name is empty".into()),
+        Some(_) => Ok(argv.to_vec()),
+    }
+}
+
+/// `[secrets]`: each name `[A-Za-z0-9_]+`, its variable `HOIST_SECRET_<NAME>`
+/// or `env` (a shell variable name, none twice, none of hoist's own).
+pub(super) fn secrets(
+    raw: Option<std::collections::BTreeMap<String, super::file::RawSecret>>,
+    doc: &Doc,
+) -> Result<Vec<SecretSpec>, ConfigError> {
+    let mut out: Vec<SecretSpec> = Vec::new();
+    for (name, secret) in raw.unwrap_or_default() {
+        let at = |key: &str, e: String| doc.error(&["secrets", &name, key], e);
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(doc.error(
+                &["secrets", &name],
+                format!("{name:?}: a secret's name is letters, digits and `_` (it becomes HOIST_SECRET_<NAME>)"),
+            ));
+        }
+        let env = match secret.env {
+            None => format!("HOIST_SECRET_{}", name.to_ascii_uppercase()),
+            Some(env) => {
+                let shell_name = env
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !shell_name {
+                    return Err(at(
+                        "env",
+                        format!("{env:?} is not a variable name (letters, digits, `_`)"),
+                    ));
+                }
+                if env.starts_with("HOIST_") && !env.starts_with("HOIST_SECRET_") {
+                    return Err(at(
+                        "env",
+                        format!(
+                            "{env:?}: HOIST_ names are hoist's own (HOIST_SECRET_ ones excepted)"
+                        ),
+                    ));
+                }
+                env
+            }
+        };
+        if let Some(other) = out.iter().find(|s| s.env == env) {
+            return Err(at(
+                "env",
+                format!("{env} is already the variable of {}", other.name),
+            ));
+        }
+        let command = command(&secret.command).map_err(|e| at("command", e))?;
+        out.push(SecretSpec { name, env, command });
+    }
+    Ok(out)
+}
+
+/// Every `{{ secrets.NAME }}` of the inline templates names a secret of `[secrets]`.
+pub(super) fn check_templates(
+    files: &[FileSpec],
+    secrets: &[SecretSpec],
+    doc: &Doc,
+) -> Result<(), ConfigError> {
+    for (i, file) in files.iter().enumerate() {
+        let FileFrom::Content(text) = &file.from else {
+            continue;
+        };
+        let names = crate::secrets::template_names(text)
+            .map_err(|e| doc.error(&["files"], format!("[{i}].content: {e}")))?;
+        for name in names {
+            if !secrets.iter().any(|s| s.name == name) {
+                return Err(doc.error(
+                    &["files"],
+                    format!("[{i}].content: {{{{ secrets.{name} }}}} names no secret of [secrets]"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// "0600", "600" or "0o600".

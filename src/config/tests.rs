@@ -1338,7 +1338,11 @@ fn the_example_file_loads() {
     assert!(config.health.is_some());
     assert!(config.artifact.is_some());
     assert_eq!(config.app.shared_files, ["config/.env"]);
-    assert_eq!(config.app.files.len(), 2);
+    assert_eq!(config.app.files.len(), 4);
+    assert_eq!(config.secrets.len(), 2);
+    assert_eq!(config.secrets[0].env, "API_TOKEN");
+    assert!(config.hooks.become_password.is_some());
+    assert_eq!(config.hooks.after_files.len(), 1);
     assert_eq!(config.hooks.become_user.as_deref(), Some("root"));
     assert_eq!(config.hooks.on_failure_local.len(), 1);
 }
@@ -1725,4 +1729,102 @@ fn backticks_are_kept_in_inventory_files_and_exec_inventories_too() {
     let err = p.err();
     assert!(err.starts_with("exec:sh list: "), "{err}");
     assert!(err.contains("var name \"x`y\""), "{err}");
+}
+
+#[test]
+fn secrets_and_files_from_commands_are_checked_before_anything_runs() {
+    let config = Project::new()
+        .config(&with_app(
+            "[secrets]\ndb = { command = [\"sops\", \"-d\", \"s.yaml\"] }\n\
+             token = { command = [\"op\", \"read\", \"op://x\"], env = \"API_TOKEN\" }\n\
+             [[files]]\ncommand = [\"age\", \"-d\", \"{host}.age\"]\ndest = \"shared/.env\"\n\
+             [[files]]\ncontent = \"PW={{ secrets.db }}\"\ndest = \"shared/pw.env\"\n\
+             [hooks]\nbecome_password = { command = [\"cat\", \"pw\"] }\nafter_files = \"reload\"\n\
+             [hosts.web1]\n",
+        ))
+        .ok();
+    assert_eq!(config.secrets[0].env, "HOIST_SECRET_DB");
+    assert_eq!(config.secrets[1].env, "API_TOKEN");
+    let files = &config.app.files;
+    assert_eq!(
+        (files[0].secret, files[0].mode),
+        (true, 0o600),
+        "a command's output is secret"
+    );
+    assert_eq!(
+        files[0]
+            .command_for(host(&config, "web1"))
+            .unwrap()
+            .unwrap(),
+        ["age", "-d", "web1.age"]
+    );
+    assert!(files[1].template && !files[1].secret);
+    assert_eq!(
+        config.hooks.become_password.as_deref().unwrap(),
+        ["cat", "pw"]
+    );
+    assert_eq!(config.hooks.after_files, ["reload"]);
+
+    let entry = |body: &str| with_app(&format!("[[files]]\n{body}\n[hosts.a]\n"));
+    assert_err(
+        &entry("src = \"a\"\ncommand = [\"cat\", \"a\"]\ndest = \"shared/x\""),
+        &["only one of `src`, `command` and `content`"],
+    );
+    assert_err(&entry("dest = \"shared/x\""), &["set one of `src`"]);
+    assert_err(
+        &entry("command = []\ndest = \"shared/x\""),
+        &["files", "the command is empty"],
+    );
+    assert_err(
+        &entry("content = \"{{ secrets.nope }}\"\ndest = \"shared/x\""),
+        &["names no secret of [secrets]"],
+    );
+    assert_err(
+        &with_app("[secrets]\nx = { command = [\"a\"], env = \"HOIST_APP\" }\n[hosts.a]\n"),
+        &["`secrets.x.env`", "hoist's own"],
+    );
+    assert_err(
+        &with_app("[secrets]\nx = { command = [\"a\"], env = \"1X\" }\n[hosts.a]\n"),
+        &["not a variable name"],
+    );
+    assert_err(
+        &with_app("[secrets]\n\"a-b\" = { command = [\"a\"] }\n[hosts.a]\n"),
+        &["letters, digits and `_`"],
+    );
+    assert_err(
+        &with_app("[secrets]\nx = { command = [\"a\"], value = \"b\" }\n[hosts.a]\n"),
+        &["unknown key"],
+    );
+}
+
+#[test]
+fn the_readme_examples_of_secrets_from_commands_load() {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("### Secrets from a command, and rotating them")
+        .nth(1)
+        .expect("the README has the section");
+    let blocks: Vec<&str> = section
+        .split("```toml\n")
+        .skip(1)
+        .take(2)
+        .filter_map(|rest| rest.split("```").next())
+        .collect();
+    assert_eq!(blocks.len(), 2);
+    let app = "[app]\nname = \"shop\"\ndeploy_to = \"/srv/shop\"\n";
+    let config = Project::new()
+        .config(&format!("{app}{}\n[hosts.web1]\n", blocks[0]))
+        .ok();
+    assert_eq!(config.secrets.len(), 2);
+    assert_eq!(config.app.files.len(), 2);
+    assert!(config.app.files.iter().all(|f| f.secret));
+    assert_eq!(config.hooks.after_files, ["systemctl reload shop"]);
+    let config = Project::new()
+        .config(&format!(
+            "{}{}\n[hosts.web1]\n",
+            app,
+            blocks[1].replace("[app]\n", "")
+        ))
+        .ok();
+    assert_eq!(config.app.files[0].mode, 0o600);
 }

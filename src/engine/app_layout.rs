@@ -214,11 +214,17 @@ impl BecomeAnswer {
 /// itself never sees that stdin: its first act is to read /dev/null
 /// instead, so a password sudo did not need is dropped unread.
 pub fn as_user(user: &str, with_password: bool, script: &str) -> String {
+    as_user_reading(user, with_password, "", script)
+}
+
+/// [`as_user`], with `reading` run as the user before its stdin is closed:
+/// it takes what follows the password on stdin (the named secrets).
+pub fn as_user_reading(user: &str, with_password: bool, reading: &str, script: &str) -> String {
     let flags = if with_password { "-S -p ''" } else { "-n" };
     format!(
         "exec sudo {flags} -u {user} -- sh -c {inner}\n",
         user = q(user),
-        inner = q(&format!("exec </dev/null\n{script}"))
+        inner = q(&format!("{reading}exec </dev/null\n{script}"))
     )
 }
 

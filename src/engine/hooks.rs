@@ -87,7 +87,7 @@ pub async fn run_remote(
     }
     ctx.phase(node.name(), phase);
     for hook in hooks {
-        let (script, stdin) = sudo::wrap(ctx, node.layout.hook(dir, env, hook));
+        let (script, stdin) = sudo::wrap_hook(ctx, node.layout.hook(dir, env, hook));
         let out = node.run(&script, stdin).await?;
         emit_output(ctx, node.name(), &out.stdout, &out.stderr, out.cut);
         if !out.success() {
@@ -119,7 +119,7 @@ pub async fn run_local(
             .stdin(Stdio::null())
             .kill_on_drop(true);
         crate::secret_env::scrub(command.as_std_mut());
-        for (k, v) in env {
+        for (k, v) in env.iter().chain(&ctx.secrets.env()) {
             command.env(k, v);
         }
         let run = command.output();

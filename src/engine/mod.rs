@@ -10,6 +10,7 @@ pub(crate) mod bake;
 pub(crate) mod batch;
 pub(crate) mod blue_green;
 pub(crate) mod diagnose;
+pub(crate) mod files;
 pub(crate) mod fleet;
 pub(crate) mod health;
 pub(crate) mod hooks;
@@ -81,6 +82,8 @@ pub(crate) struct Context {
     pub notes: RunNotes,
     /// The secret values of this run, masked in everything reported.
     pub mask: Arc<crate::report::Mask>,
+    /// The secrets read from local commands before anything was touched.
+    pub secrets: Arc<crate::secrets::Secrets>,
 }
 
 impl Context {

@@ -189,6 +189,7 @@ impl HostOutcome {
             error: self.error(),
             elapsed_ms: ms(self.elapsed),
             sent_bytes: self.sent,
+            tail: self.failure.as_ref().map(Failure::tail).unwrap_or_default(),
         }
     }
 }

@@ -10,9 +10,10 @@ use super::app_layout::{self, SharedProblem};
 use super::fleet::Node;
 use super::preflight::Problem;
 use super::{Context, Failed, Failure, at};
-use crate::config::{Config, Host};
+use crate::config::{Config, FileFrom, Host};
 use crate::release::ReleaseId;
 use crate::report::Phase;
+use crate::secrets::Secrets;
 
 /// One `[[files]]` entry for one host, read from this machine.
 pub(crate) struct HostFile {
@@ -20,7 +21,7 @@ pub(crate) struct HostFile {
     pub dest: String,
     pub mode: u32,
     pub secret: bool,
-    content: Vec<u8>,
+    pub content: Vec<u8>,
 }
 
 impl fmt::Debug for HostFile {
@@ -40,22 +41,16 @@ impl fmt::Debug for HostFile {
 pub(crate) struct Files(BTreeMap<String, Vec<HostFile>>);
 
 impl Files {
-    /// Reads every host's files from this machine. A source missing for
-    /// any host is a usage error (exit 2) before anything is touched.
-    pub fn read(config: &Config, hosts: &[Host]) -> Result<Files, String> {
+    /// Reads every host's files from this machine: a file, what its
+    /// command printed (run by [`Secrets::resolve`]) or the inline text,
+    /// templates rendered. A source missing for any host is a usage error
+    /// (exit 2) before anything is touched.
+    pub fn read(config: &Config, hosts: &[Host], secrets: &Secrets) -> Result<Files, String> {
         let mut all = BTreeMap::new();
         for host in hosts {
             let mut files = Vec::new();
             for spec in &config.app.files {
-                let path = source(config, spec, host)?;
-                let content = std::fs::read(&path).map_err(|e| {
-                    format!(
-                        "[[files]] {} for {}: cannot read {}: {e}",
-                        spec.dest,
-                        host.name,
-                        path.display()
-                    )
-                })?;
+                let content = content(config, spec, host, secrets)?;
                 files.push(HostFile {
                     dest: spec.dest.clone(),
                     mode: spec.mode,
@@ -68,7 +63,12 @@ impl Files {
         Ok(Files(all))
     }
 
-    fn of(&self, host: &str) -> &[HostFile] {
+    /// Every host's files, in inventory order.
+    pub fn all(&self) -> impl Iterator<Item = &HostFile> {
+        self.0.values().flatten()
+    }
+
+    pub fn of(&self, host: &str) -> &[HostFile] {
         self.0.get(host).map_or(&[], Vec::as_slice)
     }
 }
@@ -91,6 +91,53 @@ pub(crate) fn secret_contents(config: &Config, hosts: &[Host]) -> Vec<Vec<u8>> {
     found
 }
 
+/// The content of `spec` for `host`.
+fn content(
+    config: &Config,
+    spec: &crate::config::FileSpec,
+    host: &Host,
+    secrets: &Secrets,
+) -> Result<Vec<u8>, String> {
+    let raw = match &spec.from {
+        FileFrom::Path(_) => {
+            let path = source(config, spec, host)?;
+            std::fs::read(&path).map_err(|e| {
+                format!(
+                    "[[files]] {} for {}: cannot read {}: {e}",
+                    spec.dest,
+                    host.name,
+                    path.display()
+                )
+            })?
+        }
+        FileFrom::Command(_) => {
+            let argv = spec
+                .command_for(host)
+                .expect("a command")
+                .map_err(|e| format!("[[files]] {}: {e}", spec.dest))?;
+            match secrets.output(&argv) {
+                Some(bytes) => bytes.to_vec(),
+                None => {
+                    return Err(format!(
+                        "[[files]] {}: the command was not run (Secrets::resolve)",
+                        spec.dest
+                    ));
+                }
+            }
+        }
+        FileFrom::Content(text) => text.clone().into_bytes(),
+    };
+    if !spec.template {
+        return Ok(raw);
+    }
+    let text = String::from_utf8(raw)
+        .map_err(|_| format!("[[files]] {}: a template must be UTF-8 text", spec.dest))?;
+    let rendered = secrets
+        .render(&text)
+        .map_err(|e| format!("[[files]] {} for {}: {e}", spec.dest, host.name))?;
+    Ok(rendered.into_bytes())
+}
+
 /// Where `spec`'s source for `host` is on this machine (not yet read).
 fn source(
     config: &Config,
@@ -106,7 +153,14 @@ fn source(
 /// Reads the `[[files]]` of every selected host into the run's context,
 /// before anything is touched; `Err` is a usage error (exit 2).
 pub(crate) fn load(ctx: &Context) -> Result<(), String> {
-    let files = Files::read(&ctx.config, &ctx.hosts)?;
+    if ctx.files.get().is_some() {
+        return Ok(());
+    }
+    let files = Files::read(&ctx.config, &ctx.hosts, &ctx.secrets)?;
+    // What a secret file holds (a rendered template too) is masked.
+    for file in files.all().filter(|f| f.secret) {
+        ctx.mask.add(&String::from_utf8_lossy(&file.content));
+    }
     let _ = ctx.files.set(files);
     Ok(())
 }
@@ -116,6 +170,9 @@ pub(crate) fn load(ctx: &Context) -> Result<(), String> {
 pub(crate) fn check_sources(config: &Config, hosts: &[Host]) -> Result<(), String> {
     for host in hosts {
         for spec in &config.app.files {
+            let FileFrom::Path(_) = spec.from else {
+                continue;
+            };
             let path = source(config, spec, host)?;
             if let Err(e) = std::fs::metadata(&path) {
                 return Err(format!(

@@ -52,6 +52,34 @@ pub(crate) fn wrap(ctx: &Context, script: String) -> (String, Option<Input>) {
     }
 }
 
+/// A hook's script with the named secrets read from its stdin first (see
+/// [`crate::secrets::Secrets::remote`]), as the `become` user when the file
+/// sets one: the stdin carries the password, when there is one, then the
+/// secrets. Never a command line, never a file on the host.
+pub(crate) fn wrap_hook(ctx: &Context, script: String) -> (String, Option<Input>) {
+    let Some((reading, secrets)) = ctx.secrets.remote() else {
+        return wrap(ctx, script);
+    };
+    let Some(user) = &ctx.config.hooks.become_user else {
+        let script = format!("{reading}exec </dev/null\n{script}");
+        return (script, Some(Input::bytes(secrets)));
+    };
+    match ctx.become_password.get().and_then(Option::as_ref) {
+        Some(password) => {
+            let mut bytes = format!("{}\n", password.0).into_bytes();
+            bytes.extend(secrets);
+            (
+                app_layout::as_user_reading(user, true, &reading, &script),
+                Some(Input::bytes(bytes)),
+            )
+        }
+        None => (
+            app_layout::as_user_reading(user, false, &reading, &script),
+            Some(Input::bytes(secrets)),
+        ),
+    }
+}
+
 /// How `become` stands on each node: `Ok(())` when sudo runs commands as
 /// the user, else why not. `missing_password` when sudo wants a password
 /// and this run has none.
@@ -122,9 +150,12 @@ async fn assess(ctx: &Context, nodes: &[Node], user: &str) -> Assessment {
     }
 }
 
-/// The password: `HOIST_BECOME_PASSWORD`, else asked on a terminal (never
-/// with `--yes`).
+/// The password: from `become_password`'s command, else
+/// `HOIST_BECOME_PASSWORD`, else asked on a terminal (never with `--yes`).
 fn password(ctx: &Context, user: &str) -> Option<Password> {
+    if let Some(p) = ctx.secrets.become_password() {
+        return Some(Password(p.to_string()));
+    }
     if let Ok(p) = std::env::var(PASSWORD_VAR)
         && !p.is_empty()
     {

@@ -103,6 +103,7 @@ impl Mask {
         let mut summary = summary.clone();
         for h in &mut summary.hosts {
             h.error = h.error.as_deref().map(|e| self.text(e));
+            h.tail = self.all(&h.tail);
         }
         summary
     }

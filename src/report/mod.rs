@@ -30,6 +30,10 @@ pub enum Phase {
     AfterRollback,
     Unlock,
     Exec,
+    /// `files push`: the `[[files]]` written to `shared/`.
+    Files,
+    /// `files push`: `hooks.after_files`.
+    AfterFiles,
 }
 
 impl Phase {
@@ -53,6 +57,8 @@ impl Phase {
             Phase::AfterRollback => "after_rollback",
             Phase::Unlock => "unlock",
             Phase::Exec => "exec",
+            Phase::Files => "files",
+            Phase::AfterFiles => "after_files",
         }
     }
 }
@@ -120,6 +126,9 @@ pub struct HostSummary {
     /// a delta, or only a manifest); absent when it sent none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sent_bytes: Option<u64>,
+    /// A failed host's last lines (of the failing command), as `host_failed` has them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tail: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -378,7 +387,7 @@ mod workflow;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use evidence::{Diagnostic, Diagnostics};
 pub use json::{Json, line as ndjson_line};
-pub use mask::{MASK, Mask, Masked};
+pub use mask::{MASK, MIN_LEN, Mask, Masked};
 pub use plain::{Plain, PlainOptions, Stamp, Verbosity};
 pub use select::{ColorChoice, ReportOptions, Tee, reporter};
 pub use style::Paint;

@@ -618,6 +618,15 @@ fn markdown_summary(summary: &super::Summary) -> String {
             ));
         }
         md.push('\n');
+        for h in summary.hosts.iter().filter(|h| !h.tail.is_empty()) {
+            // A line cannot end the fence: backticks are kept apart.
+            let lines: Vec<String> = h.tail.iter().map(|l| l.replace('`', "\u{2035}")).collect();
+            md.push_str(&format!(
+                "<details><summary>{}: last lines</summary>\n\n```\n{}\n```\n\n</details>\n\n",
+                cell(&h.host),
+                lines.join("\n")
+            ));
+        }
     }
     md
 }

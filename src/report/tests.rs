@@ -67,6 +67,7 @@ fn host_summary(host: &str, result: HostResult, error: Option<&str>, ms: u64) ->
         error: error.map(s),
         elapsed_ms: ms,
         sent_bytes: None,
+        tail: Vec::new(),
     }
 }
 
@@ -224,6 +225,7 @@ fn deploy_with_one_failure() -> Vec<(i64, Event)> {
                 hosts: vec![
                     HostSummary {
                         sent_bytes: Some(8 * MIB),
+                        tail: Vec::new(),
                         ..host_summary("web1", HostResult::RolledBack, None, 3_410)
                     },
                     host_summary(

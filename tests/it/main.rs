@@ -31,6 +31,7 @@ mod real_apps;
 mod refused_hosts;
 mod rollout_ssh;
 mod secrets;
+mod secrets_from_commands;
 mod ssh_transport;
 mod three_am;
 mod transport_faults;

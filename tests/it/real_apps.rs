@@ -462,7 +462,7 @@ fn a_failing_on_start_hook_stops_the_deploy_before_any_host_is_touched() {
 
 /// `n` SSH hosts that hoist reaches as [`BECOME_USER`] (who owns their
 /// `deploy_to`), with `toml` added to the project.
-fn become_fleet(n: usize, toml: &str) -> Fleet {
+pub(crate) fn become_fleet(n: usize, toml: &str) -> Fleet {
     let f = Fleet::ssh(n);
     for server in f.servers() {
         // The user's sshd reads authorized_keys as that user; deploy_to is theirs.
@@ -562,7 +562,7 @@ fn refused_without_the_password(f: &Fleet, args: &[&str]) {
 
 /// [`BECOME_USER`] with a fresh password, held until the guard drops;
 /// `None` (saying why) where this machine cannot make that user.
-fn take_become_user() -> Option<(std::sync::MutexGuard<'static, ()>, String)> {
+pub(crate) fn take_become_user() -> Option<(std::sync::MutexGuard<'static, ()>, String)> {
     let taken = BECOME_USER_TAKEN
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
