@@ -51,10 +51,6 @@ pub struct Artifact {
     pub ignore: crate::ignore::Ignore,
     /// Where the artifact is on this machine (what deltas are cut from).
     pub source: PathBuf,
-    /// Deltas cut so far, shared by the hosts on the same release.
-    pub(crate) deltas: crate::delta::Deltas,
-    /// The manifests of the hosts' releases read so far, by content.
-    pub(crate) held: crate::delta::HeldManifests,
     upload: PathBuf,
     /// The upload's bytes, read once and shared by every host, when small
     /// enough (see [`SHARED_MAX`]).
@@ -123,8 +119,6 @@ impl Artifact {
                 shared_paths: spec.shared.iter().map(|s| s.as_bytes().to_vec()).collect(),
                 ignore: ignore(spec),
                 source: PathBuf::new(),
-                deltas: Default::default(),
-                held: Default::default(),
                 upload: PathBuf::new(),
                 shared: None,
                 _packed: None,
@@ -242,8 +236,6 @@ impl Artifact {
             shared_paths: spec.shared.iter().map(|s| s.as_bytes().to_vec()).collect(),
             ignore: ignore(spec),
             source: path.clone(),
-            deltas: Default::default(),
-            held: Default::default(),
             upload,
             shared,
             _packed: packed,

@@ -19,10 +19,10 @@ use futures_util::future::join_all;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::delivery::Delivery;
 use super::fleet::Node;
 use super::payload::deliver;
 use super::{Context, Failed, Failure};
-use crate::artifact::Artifact;
 use crate::release::ReleaseId;
 use crate::report::{Level, Phase};
 
@@ -65,7 +65,7 @@ impl Ahead {
         &self,
         ctx: &Context,
         nodes: &[Node],
-        artifact: &Artifact,
+        delivery: &Delivery<'_>,
         id: &ReleaseId,
         halt: &CancellationToken,
     ) {
@@ -88,7 +88,7 @@ impl Ahead {
                 if halt.is_cancelled() {
                     return;
                 }
-                deliver(ctx, node, artifact, id, halt).await
+                deliver(ctx, node, delivery, id, halt).await
             };
             match &delivered {
                 Ok(_) => {

@@ -1,12 +1,14 @@
-//! What goes to a host for a new release ([`deliver`]): a copy of a
-//! release it holds, a download it makes itself (`artifact.url`), a delta
-//! against its current release, or the whole artifact; and the release's
-//! manifest. The bytes on the wire are `upload`'s.
+//! What goes to a host for a new release ([`deliver`]): the sources
+//! [`super::delivery`] chose, tried in order (a copy of a release it holds,
+//! a delta against its current release, a download it makes itself, or the
+//! whole artifact); and the release's manifest. The bytes on the wire are
+//! `upload`'s.
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use super::delivery::{Delivery, Offer, Source, sources};
 use super::fleet::Node;
 use super::layout::ReceiveStep;
 use super::layout_release::{ReleaseStep, UrlPacking};
@@ -18,81 +20,80 @@ use crate::release::ReleaseId;
 use crate::report::{Level, Phase};
 use crate::transport::Input;
 
-/// A release on this host made from the same content, if any.
-pub(crate) fn already_held(node: &Node, artifact: &Artifact) -> Option<ReleaseId> {
-    node.probe
-        .releases
-        .iter()
-        .rev()
-        .find(|(_, sum)| sum.as_deref() == Some(artifact.content_sha.as_str()))
-        .map(|(id, _)| id.clone())
+/// Puts the release on the host from the first source that works of those
+/// [`sources`] lists: a copy of a release it holds with the same content, a
+/// delta from its current release, a download by the host
+/// (`artifact.url`), or the whole artifact, verified and unpacked. Returns
+/// the bytes sent to the host.
+pub(crate) async fn deliver(
+    ctx: &Context,
+    node: &Node,
+    delivery: &Delivery<'_>,
+    id: &ReleaseId,
+    halt: &CancellationToken,
+) -> Result<u64, Failed> {
+    let artifact = delivery.artifact;
+    // Why a release on the host could not be used, said once below.
+    let mut changed = None;
+    for source in sources(&node.probe, id, Offer::of(artifact)) {
+        match source {
+            Source::Has => return Ok(0),
+            Source::Copy(from) => {
+                ctx.phase(node.name(), Phase::Unpack);
+                ctx.message(
+                    Level::Info,
+                    Some(node.name()),
+                    format!("already holds this artifact as {from}; copying it, no upload"),
+                );
+                // Checked against the artifact's manifest, so that a hand
+                // edit of `from` is not copied along.
+                match from_held(ctx, node, delivery, id, &from, halt).await? {
+                    FromHeld::Made(sent) => return Ok(sent),
+                    FromHeld::Changed(why) => changed = Some(why),
+                    // Nothing to check it with (an `artifact.url`, a release
+                    // from before manifests): copied as it is.
+                    FromHeld::Skipped => {
+                        return copy_unchecked(ctx, node, artifact, id, &from).await;
+                    }
+                }
+            }
+            Source::Delta(base) => match from_held(ctx, node, delivery, id, &base, halt).await? {
+                FromHeld::Made(sent) => return Ok(sent),
+                FromHeld::Changed(why) => {
+                    changed.get_or_insert(why);
+                }
+                FromHeld::Skipped => {}
+            },
+            Source::Pull | Source::Whole => {
+                if let Some(why) = changed.take() {
+                    let instead = match source {
+                        Source::Pull => "the host downloads the artifact instead",
+                        _ => "sending the whole artifact instead",
+                    };
+                    ctx.message(
+                        Level::Warn,
+                        Some(node.name()),
+                        format!("{why}; {instead} (paths the app writes into its release can be left out with `ignore` in [app])"),
+                    );
+                }
+                return match source {
+                    Source::Pull => pull(ctx, node, artifact, id, halt).await,
+                    _ => whole(ctx, node, artifact, id, halt).await,
+                };
+            }
+        }
+    }
+    unreachable!("sources ends with the download or the whole artifact")
 }
 
-/// Puts the release on the host: copied from a release it already holds
-/// with the same content, else downloaded by the host (`artifact.url`),
-/// made from its current release and a delta, or uploaded whole, verified
-/// and unpacked. Returns the bytes sent to the host.
-pub(crate) async fn deliver(
+/// Sends the whole artifact, verified and unpacked on the host.
+async fn whole(
     ctx: &Context,
     node: &Node,
     artifact: &Artifact,
     id: &ReleaseId,
     halt: &CancellationToken,
 ) -> Result<u64, Failed> {
-    if node.probe.has_release(id) {
-        return Ok(0);
-    }
-    // Why a release on the host could not be used, said once below.
-    let mut changed = None;
-    if let Some(from) = already_held(node, artifact) {
-        ctx.phase(node.name(), Phase::Unpack);
-        ctx.message(
-            Level::Info,
-            Some(node.name()),
-            format!("already holds this artifact as {from}; copying it, no upload"),
-        );
-        // Checked against the artifact's manifest, so that a hand edit of
-        // `from` is not copied along.
-        match from_held(ctx, node, artifact, id, &from, halt).await? {
-            FromHeld::Made(sent) => return Ok(sent),
-            FromHeld::Changed(why) => changed = Some((from, why)),
-            // Nothing to check it with (an `artifact.url`, a release from
-            // before manifests): copied as it is.
-            FromHeld::Skipped => {
-                return copy_unchecked(ctx, node, artifact, id, &from).await;
-            }
-        }
-    }
-    // A delta from the release just found changed would be refused too.
-    let current_changed = changed
-        .as_ref()
-        .is_some_and(|(from, _)| Some(from) == node.probe.current.as_ref());
-    if artifact.pull.is_none()
-        && !current_changed
-        && let (Some(current), true) = (&node.probe.current, artifact.delta)
-    {
-        match from_held(ctx, node, artifact, id, current, halt).await? {
-            FromHeld::Made(sent) => return Ok(sent),
-            FromHeld::Changed(why) => {
-                changed.get_or_insert((current.clone(), why));
-            }
-            FromHeld::Skipped => {}
-        }
-    }
-    if let Some((_, why)) = changed {
-        let instead = match artifact.pull {
-            Some(_) => "the host downloads the artifact instead",
-            None => "sending the whole artifact instead",
-        };
-        ctx.message(
-            Level::Warn,
-            Some(node.name()),
-            format!("{why}; {instead} (paths the app writes into its release can be left out with `ignore` in [app])"),
-        );
-    }
-    if artifact.pull.is_some() {
-        return pull(ctx, node, artifact, id, halt).await;
-    }
     ctx.phase(node.name(), Phase::Upload);
     let payload = upload::whole_artifact(node, artifact, id, &ctx.run_id)
         .map_err(|e| Failure::Other(format!("cannot read the artifact: {e}")).at(Phase::Upload))?;
@@ -194,27 +195,27 @@ enum FromHeld {
 async fn from_held(
     ctx: &Context,
     node: &Node,
-    artifact: &Artifact,
+    delivery: &Delivery<'_>,
     id: &ReleaseId,
     base: &ReleaseId,
     halt: &CancellationToken,
 ) -> Result<FromHeld, Failed> {
-    let Some(new) = &artifact.manifest else {
+    let Some(new) = &delivery.artifact.manifest else {
         return Ok(FromHeld::Skipped);
     };
     let sum = node.probe.sum_of(base);
     let read = || read_manifest(ctx, node, base, new.read_limit());
-    let Some(held) = artifact.held.get(sum, read).await? else {
+    let Some(held) = delivery.held.get(sum, read).await? else {
         return Ok(FromHeld::Skipped);
     };
-    let mut listed = match apply(ctx, node, artifact, id, base, &held.manifest, halt).await? {
+    let mut listed = match apply(ctx, node, delivery, id, base, &held.manifest, halt).await? {
         Applied::Made(sent) => return Ok(FromHeld::Made(sent)),
         Applied::Skipped => return Ok(FromHeld::Skipped),
         Applied::Mismatch(listed) => listed,
     };
     // What did not fit this host is lent to no other.
     if let Some(sum) = sum {
-        artifact.held.forget(sum, &held.manifest);
+        delivery.held.forget(sum, &held.manifest);
     }
     if held.borrowed {
         ctx.message(
@@ -229,10 +230,10 @@ async fn from_held(
             return Ok(FromHeld::Skipped);
         };
         if own != held.manifest {
-            match apply(ctx, node, artifact, id, base, &own, halt).await? {
+            match apply(ctx, node, delivery, id, base, &own, halt).await? {
                 Applied::Made(sent) => {
                     if let Some(sum) = sum {
-                        artifact.held.offer(sum, own);
+                        delivery.held.offer(sum, own);
                     }
                     return Ok(FromHeld::Made(sent));
                 }
@@ -266,16 +267,17 @@ enum Applied {
 async fn apply(
     ctx: &Context,
     node: &Node,
-    artifact: &Artifact,
+    delivery: &Delivery<'_>,
     id: &ReleaseId,
     base: &ReleaseId,
     old: &Arc<Manifest>,
     halt: &CancellationToken,
 ) -> Result<Applied, Failed> {
+    let artifact = delivery.artifact;
     let Some(new) = &artifact.manifest else {
         return Ok(Applied::Skipped);
     };
-    let Some(delta) = artifact
+    let Some(delta) = delivery
         .deltas
         .get(
             &artifact.source,

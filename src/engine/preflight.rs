@@ -2,9 +2,9 @@
 //! `deploy`, so the two can never disagree. Reads only the probe.
 
 use super::app_layout::SharedProblem;
+use super::delivery::held;
 use super::fleet::Node;
 use super::layout::{LockInfo, LockState};
-use super::payload::already_held;
 use crate::artifact::Artifact;
 
 /// Why a reachable host cannot take a deploy. Typed: the exit code depends
@@ -108,7 +108,7 @@ pub(crate) fn problems(node: &Node, artifact: Option<&Artifact>) -> Vec<Problem>
     }
     if let (Some(free_kb), Some(artifact)) = (probe.free_kb, artifact) {
         let needed_kb = artifact.needed_kb();
-        if free_kb < needed_kb && already_held(node, artifact).is_none() {
+        if free_kb < needed_kb && held(probe, &artifact.content_sha).is_none() {
             found.push(Problem::NoSpace { free_kb, needed_kb });
         }
     }

@@ -64,7 +64,7 @@ async fn steps(
     let (ctx, node, id, artifact) = (run.ctx, &run.nodes[i], run.id, run.artifact);
     let sent = match delivered {
         Some(delivered) => delivered,
-        None => deliver(ctx, node, artifact, id, &run.halt).await,
+        None => deliver(ctx, node, &run.delivery, id, &run.halt).await,
     };
     passed.now();
     host.sent = Some(sent?);

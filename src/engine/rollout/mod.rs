@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ahead::{Ahead, Uploading};
 use super::batch::{self, WaveResult};
+use super::delivery::Delivery;
 use super::fleet::Node;
 use super::once::Once;
 use super::policy::{self, HostState};
@@ -118,6 +119,8 @@ struct Run<'a> {
     ctx: &'a Context,
     nodes: &'a [Node],
     artifact: &'a Artifact,
+    /// The artifact, and what the run learns delivering it.
+    delivery: Delivery<'a>,
     id: &'a ReleaseId,
     once: Option<Once>,
     /// Cancelled when the rollout stops: no host starts after it.
@@ -185,6 +188,7 @@ pub(crate) async fn rollout(
         ctx,
         nodes,
         artifact,
+        delivery: Delivery::new(artifact),
         id,
         once,
         halt: ctx.cancel.child_token(),
@@ -248,12 +252,12 @@ pub(crate) async fn rollout(
             if let Some(next) = &next {
                 // Once this wave's hosts had the link to themselves.
                 uploading.past_or(&over).await;
-                next.upload(ctx, nodes, artifact, id, &run.halt).await;
+                next.upload(ctx, nodes, &run.delivery, id, &run.halt).await;
             }
         };
         futures_util::future::join3(
             this_wave,
-            ahead.upload(ctx, nodes, artifact, id, &run.halt),
+            ahead.upload(ctx, nodes, &run.delivery, id, &run.halt),
             next_uploads,
         )
         .await;
