@@ -145,6 +145,10 @@ mod tests {
             strategy: Strategy::default(),
             diagnose: Vec::new(),
             blue_green: None,
+            env: None,
+            envs: Vec::new(),
+            min_soak: Default::default(),
+            policy: Default::default(),
             warnings: Vec::new(),
             ssh_config_notes: Vec::new(),
         }
