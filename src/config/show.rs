@@ -90,6 +90,17 @@ pub fn keys(source: &Source) -> Result<Vec<KeyRow>, ConfigError> {
             });
         }
     }
+    // Each default beside its table's other keys: top-level keys first,
+    // then the tables in the order the file has them.
+    let section = |key: &str| key.split_once('.').map_or("", |(t, _)| t).to_string();
+    let mut order: Vec<String> = vec![String::new()];
+    for row in &rows {
+        let s = section(&row.key);
+        if !order.contains(&s) {
+            order.push(s);
+        }
+    }
+    rows.sort_by_key(|r| order.iter().position(|s| *s == section(&r.key)));
     Ok(rows)
 }
 
