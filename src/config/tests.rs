@@ -1351,6 +1351,15 @@ fn the_example_file_loads() {
     assert_eq!(config.app.files.len(), 2);
     assert_eq!(config.hooks.become_user.as_deref(), Some("root"));
     assert_eq!(config.hooks.on_failure_local.len(), 1);
+    assert_eq!(config.envs, ["staging", "production"]);
+    assert_eq!(config.policy.freeze.windows.len(), 2);
+    let staging = Project::new().config(example).with_env("staging").ok();
+    assert_eq!(names(&staging), ["stage1"]);
+    assert!(staging.policy.freeze.windows.is_empty());
+    let production = Project::new().config(example).with_env("production").ok();
+    assert_eq!(production.hosts.len(), 22);
+    assert_eq!(production.min_soak, Duration::from_secs(3600));
+    assert!(production.policy.require_reason);
 }
 
 #[test]
