@@ -38,6 +38,10 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
     })?;
     let base_dir = directory_of(&path)?;
     let envs = doc.env_names();
+    // Names go into journals, locks and log file names.
+    for name in &envs {
+        super::values::check_name(name).map_err(|e| doc.error(&["env", name], e))?;
+    }
     if let Some(env) = &source.env
         && !envs.contains(env)
     {

@@ -1861,6 +1861,15 @@ fn a_typo_in_an_overlay_is_refused_with_its_path_whichever_environment_is_chosen
 }
 
 #[test]
+fn an_environment_name_is_a_name() {
+    let err = Project::new()
+        .config(&with_app("[hosts.a]\n[env.\"prod uction\"]\n"))
+        .err();
+    assert!(err.contains("`env.\"prod uction\"`"), "{err}");
+    assert!(err.contains("names may hold only"), "{err}");
+}
+
+#[test]
 fn freeze_windows_are_checked_when_the_file_is_read() {
     let err = Project::new()
         .config(&with_app(

@@ -361,6 +361,64 @@ fn a_freeze_refuses_deploys_until_overridden_with_a_reason_and_never_rollbacks()
 }
 
 #[test]
+fn a_frozen_canary_is_not_promoted_but_may_be_aborted() {
+    let f = Fleet::local(2)
+        .toml(
+            "[strategy]\ncanary = 1\ncanary_pause = \"0s\"\n\n[policy]\nfreeze = [\"2026-01-01 - 2099-12-31\"]",
+        )
+        .write();
+    f.hoist(&[
+        "deploy",
+        "--until",
+        "canary",
+        "--override-freeze",
+        "-m",
+        "canary only",
+    ])
+    .assert()
+    .success();
+    let out = f.hoist(&["promote", "--yes"]).output().unwrap();
+    let text = printed(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("deploys are frozen"), "{text}");
+    assert_eq!(f.current("web2"), None, "{text}");
+    f.hoist(&["abort", "-m", "frozen, try on monday"])
+        .assert()
+        .success();
+    assert_eq!(f.current("web1"), None, "the canary went back to nothing");
+    let abort = f
+        .journal("web1")
+        .into_iter()
+        .rfind(|e| e["event"] == "aborted");
+    assert_eq!(abort.unwrap()["reason"], "frozen, try on monday");
+}
+
+#[test]
+fn status_says_when_a_host_was_switched_by_another_environment() {
+    let f = Fleet::local(2).toml("[strategy]\ncanary = 0").write();
+    split(&f, &["web1"], &["web2"], "");
+    f.hoist(&["deploy", "-e", "staging"]).assert().success();
+    // web1 moved to production in the file, but still runs staging's release.
+    let path = f.path().join("deploy.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("[env.staging.hosts.web1]", "[env.production.hosts.web1]"),
+    )
+    .unwrap();
+    let out = f
+        .hoist(&["status", "-e", "production", "-l", "web1"])
+        .output()
+        .unwrap();
+    let text = printed(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("switched to by a run for environment staging, not production"),
+        "{text}"
+    );
+}
+
+#[test]
 fn require_reason_makes_deploy_say_why() {
     let f = Fleet::local(1)
         .toml("[strategy]\ncanary = 0\n\n[policy]\nrequire_reason = true")
