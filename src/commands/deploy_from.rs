@@ -1,8 +1,9 @@
 //! `deploy -e production --from staging`: promote the exact bytes another
 //! environment of the same file runs. Its hosts' journals must agree that
 //! one release is live everywhere, was never rolled back, and has been live
-//! at least `min_soak` (of the environment deployed into); the artifact
-//! given must hash to that release's sha256.
+//! at least `min_soak` (of the environment deployed into), and its health
+//! check must pass there now; the artifact given must hash to that
+//! release's sha256.
 
 use std::sync::Arc;
 
@@ -10,7 +11,10 @@ use chrono::{DateTime, Utc};
 
 use crate::artifact::Artifact;
 use crate::config::{self, Source};
-use crate::engine::{Context, fleet};
+use futures_util::future::join_all;
+
+use crate::engine::fleet::Node;
+use crate::engine::{Context, fleet, health, hooks};
 use crate::exit::Exit;
 use crate::journal::Journal;
 use crate::release::ReleaseId;
@@ -56,8 +60,8 @@ pub(super) async fn check(
     );
     let other = sibling(ctx, config, hosts);
     let (nodes, unreached) = fleet::reach(&other).await;
-    fleet::close_all(&nodes).await;
     if !unreached.is_empty() {
+        fleet::close_all(&nodes).await;
         let why: Vec<String> = unreached
             .iter()
             .map(|u| format!("{}: {}", u.host, u.error().unwrap_or_default()))
@@ -74,10 +78,27 @@ pub(super) async fn check(
         .iter()
         .map(|n| (n.name(), n.probe.current.as_ref(), &n.journal))
         .collect();
-    let live = match promotable(&from, &hosts, ctx.config.min_soak, Utc::now()) {
+    let judged = promotable(&from, &hosts, ctx.config.min_soak, Utc::now());
+    // Live is not enough: it must be healthy now, by its own check.
+    let sick = match &judged {
+        Ok(live) => unhealthy(&other, &nodes, &live.id).await,
+        Err(_) => Vec::new(),
+    };
+    fleet::close_all(&nodes).await;
+    let live = match judged {
         Ok(live) => live,
         Err(e) => return refuse(format!("{e}; nothing was touched"), Exit::Usage),
     };
+    if !sick.is_empty() {
+        return refuse(
+            format!(
+                "{} is live on {from} but fails its health check there ({}); nothing was touched",
+                live.id,
+                sick.join("; ")
+            ),
+            Exit::Usage,
+        );
+    }
     if artifact.content_sha != live.sha256 {
         return refuse(
             format!(
@@ -100,6 +121,23 @@ pub(super) async fn check(
         ),
     );
     Ok(live.id)
+}
+
+/// The hosts of `ctx` (the other environment) whose health check fails
+/// now, one probe each, with why; none without a `[health]` check.
+async fn unhealthy(ctx: &Context, nodes: &[Node], id: &ReleaseId) -> Vec<String> {
+    let Some(health) = ctx.config.health.as_ref() else {
+        return Vec::new();
+    };
+    let probes = nodes.iter().map(|node| async move {
+        let version = node.journal.version_of(id).unwrap_or_default();
+        let env = hooks::host_env(ctx, node, id, None, &version);
+        let probe = health::probe_once(ctx, node, health, &env).await;
+        probe
+            .err()
+            .map(|(why, _)| format!("{}: {why}", node.name()))
+    });
+    join_all(probes).await.into_iter().flatten().collect()
 }
 
 /// What `env`'s hosts (name, current release, journal) run, if it may be

@@ -180,11 +180,27 @@ fn promotion_refuses_an_artifact_that_is_not_the_bytes_staging_runs() {
 }
 
 #[test]
-fn promotion_refuses_a_release_staging_rolled_back() {
-    let f = two_fleets("");
+fn promotion_refuses_a_release_staging_rolled_back_or_sick() {
+    let f = two_fleets(
+        "\n[health]\ncommand = \"test ! -e \\\"$HOIST_DEPLOY_TO/SICK\\\"\"\nretries = 1\n",
+    );
     f.hoist(&["deploy", "-e", "staging", "--yes"])
         .assert()
         .success();
+    // Live everywhere, but failing its health check on one host now.
+    let sick = f.mark("web2", "SICK");
+    let out = f
+        .hoist(&["deploy", "-e", "production", "--from", "staging", "--yes"])
+        .output()
+        .unwrap();
+    let text = printed(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("fails its health check there (web2: "),
+        "{text}"
+    );
+    assert!(f.untouched("web3") && f.untouched("web4"), "{text}");
+    std::fs::remove_file(sick).unwrap();
     std::fs::write(f.path().join("build/README"), "v2").unwrap();
     f.hoist(&["deploy", "-e", "staging", "--yes"])
         .assert()
