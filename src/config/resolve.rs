@@ -94,6 +94,17 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
         None => Ok(SshLayer::default()),
     };
 
+    let no_inventory = file.inventory.is_none()
+        && source.inventory.is_none()
+        && file.hosts.as_ref().is_none_or(|h| h.is_empty())
+        && file.groups.as_ref().is_none_or(|g| g.is_empty());
+    if no_inventory && source.env.is_none() && !envs.is_empty() {
+        return Err(ConfigError(format!(
+            "{}: the base file has no hosts, its environments do: pick one with -e/--env NAME (or HOIST_ENV): {}",
+            path.display(),
+            envs.join(", ")
+        )));
+    }
     let label = file_label(&path);
     let resolved = match inventory_source(source, &file, &path)? {
         None => {

@@ -1797,7 +1797,10 @@ fn an_environment_is_laid_over_the_base_file() {
     assert!(c.policy.freeze.windows.is_empty());
 
     let err = Project::new().config(ENVS).err();
-    assert!(err.contains("no hosts"), "the base alone has none: {err}");
+    assert!(
+        err.ends_with("the base file has no hosts, its environments do: pick one with -e/--env NAME (or HOIST_ENV): staging, production"),
+        "{err}"
+    );
 }
 
 #[test]
