@@ -96,3 +96,108 @@ fn from_env(config: &Config, from: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    const FILE: &str = r#"[app]
+name = "shop"
+deploy_to = "/srv/shop"
+[hosts.a]
+[policy]
+freeze = ["Fri 16:00 - Mon 08:00"]
+timezone = "Europe/Berlin"
+require_reason = true
+"#;
+
+    fn config() -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deploy.toml");
+        std::fs::write(&path, FILE).unwrap();
+        let source = crate::config::Source {
+            config: Some(path),
+            ..Default::default()
+        };
+        let config = crate::config::load_without_artifact_check(&source).unwrap();
+        (dir, config)
+    }
+
+    fn at(ts: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(ts)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    /// The override a run records, or part of its refusal.
+    type Want = Result<Option<&'static str>, &'static str>;
+
+    /// (command line, now, what the gate says)
+    #[test]
+    fn what_the_policy_lets_through_and_what_it_records() {
+        let (_dir, config) = config();
+        let saturday = "2026-12-05T12:00:00Z";
+        let wednesday = "2026-12-09T12:00:00Z";
+        let table: &[(&str, &str, Want)] = &[
+            ("deploy -m x", wednesday, Ok(None)),
+            ("deploy", wednesday, Err("policy.require_reason = true")),
+            ("deploy -m x", saturday, Err("deploys are frozen")),
+            (
+                "deploy -m x --override-freeze",
+                saturday,
+                Ok(Some("Fri 16:00 - Mon 08:00")),
+            ),
+            (
+                "deploy --override-freeze",
+                saturday,
+                Err("needs -m/--reason"),
+            ),
+            (
+                "promote",
+                saturday,
+                Err("holds until Mon 2026-12-07 08:00 CET"),
+            ),
+            ("promote", wednesday, Ok(None)),
+            (
+                "promote -m x --override-freeze",
+                saturday,
+                Ok(Some("Fri 16:00 - Mon 08:00")),
+            ),
+            ("rollback", saturday, Ok(None)),
+            ("abort -m y", saturday, Ok(None)),
+            ("status", saturday, Ok(None)),
+            ("deploy -m ' '", wednesday, Err("-m/--reason is empty")),
+            (
+                "deploy -m x --from staging",
+                wednesday,
+                Err("needs -e/--env NAME"),
+            ),
+        ];
+        for (line, now, want) in table {
+            let words = shlex::split(&format!("hoist {line}")).unwrap();
+            let cli = Cli::try_parse_from(words).unwrap();
+            let got = check(&cli.command, &config, at(now), None);
+            match (want, got) {
+                (Ok(window), Ok(stamp)) => {
+                    assert_eq!(stamp.override_freeze.as_deref(), *window, "{line}")
+                }
+                (Err(part), Err(e)) => assert!(e.contains(part), "{line}: {e}"),
+                (want, got) => panic!("{line} at {now}: wanted {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_stamp_carries_the_reason_and_the_ci_run() {
+        let (_dir, config) = config();
+        let cli = Cli::try_parse_from(["hoist", "rollback", "-m", "checkout broke"]).unwrap();
+        let ci = Some("https://github.com/acme/shop/actions/runs/7".to_string());
+        let stamp = check(&cli.command, &config, Utc::now(), ci.clone()).unwrap();
+        assert_eq!(stamp.reason.as_deref(), Some("checkout broke"));
+        assert_eq!(stamp.ci_url, ci);
+        assert_eq!(stamp.env, None);
+    }
+}
