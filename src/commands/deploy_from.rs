@@ -1,6 +1,6 @@
 //! `deploy -e production --from staging`: promote the exact bytes another
 //! environment of the same file runs. Its hosts' journals must agree that
-//! one release is live everywhere, was never rolled back, and has been live
+//! one release is live everywhere (on a blue-green fleet: on the live colour), was never rolled back, and has been live
 //! at least `min_soak` (of the environment deployed into), and its health
 //! check must pass there now; the artifact given must hash to that
 //! release's sha256.
@@ -14,7 +14,7 @@ use crate::config::{self, Source};
 use futures_util::future::join_all;
 
 use crate::engine::fleet::Node;
-use crate::engine::{Context, fleet, health, hooks};
+use crate::engine::{Context, blue_green, fleet, health, hooks, policy};
 use crate::exit::Exit;
 use crate::journal::Journal;
 use crate::release::ReleaseId;
@@ -74,14 +74,24 @@ pub(super) async fn check(
             Exit::Preflight,
         );
     }
-    let hosts: Vec<(&str, Option<&ReleaseId>, &Journal)> = nodes
+    let serving = match serving(&other, &nodes) {
+        Ok(serving) => serving,
+        Err(e) => {
+            fleet::close_all(&nodes).await;
+            return refuse(
+                format!("--from {from}: {e}; nothing was touched"),
+                Exit::Usage,
+            );
+        }
+    };
+    let hosts: Vec<(&str, Option<&ReleaseId>, &Journal)> = serving
         .iter()
         .map(|n| (n.name(), n.probe.current.as_ref(), &n.journal))
         .collect();
     let judged = promotable(&from, &hosts, ctx.config.min_soak, Utc::now());
     // Live is not enough: it must be healthy now, by its own check.
     let sick = match &judged {
-        Ok(live) => unhealthy(&other, &nodes, &live.id).await,
+        Ok(live) => unhealthy(&other, &serving, &live.id).await,
         Err(_) => Vec::new(),
     };
     fleet::close_all(&nodes).await;
@@ -114,7 +124,7 @@ pub(super) async fn check(
         format!(
             "promoting {} from {from}: live on its {} host(s) since {}, sha256 {}",
             live.id,
-            nodes.len(),
+            serving.len(),
             live.since
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             live.sha256
@@ -123,9 +133,40 @@ pub(super) async fn check(
     Ok(live.id)
 }
 
+/// The hosts that serve the other environment's traffic: all of them, or
+/// on a blue-green fleet those of the live colour (the idle one runs the
+/// release before by design).
+fn serving<'a>(ctx: &Context, nodes: &'a [Node]) -> Result<Vec<&'a Node>, String> {
+    let Some(bg) = &ctx.config.blue_green else {
+        return Ok(nodes.iter().collect());
+    };
+    let color = match policy::live_color(&blue_green::traffic_records(nodes)) {
+        policy::Live::Agreed(color) => color,
+        policy::Live::Unknown => bg
+            .live
+            .clone()
+            .ok_or("no colour is live there yet: deploy it first")?,
+        policy::Live::Disagree => {
+            return Err(
+                "its journals disagree on which colour is live (see `hoist status`)".into(),
+            );
+        }
+    };
+    let members = bg
+        .colors
+        .iter()
+        .find(|c| c.name == color)
+        .map(|c| c.hosts.clone())
+        .unwrap_or_default();
+    Ok(nodes
+        .iter()
+        .filter(|n| members.iter().any(|m| m == n.name()))
+        .collect())
+}
+
 /// The hosts of `ctx` (the other environment) whose health check fails
 /// now, one probe each, with why; none without a `[health]` check.
-async fn unhealthy(ctx: &Context, nodes: &[Node], id: &ReleaseId) -> Vec<String> {
+async fn unhealthy(ctx: &Context, nodes: &[&Node], id: &ReleaseId) -> Vec<String> {
     let Some(health) = ctx.config.health.as_ref() else {
         return Vec::new();
     };

@@ -242,6 +242,30 @@ fn promotion_refuses_a_release_staging_rolled_back_or_sick() {
 }
 
 #[test]
+fn promotion_from_a_blue_green_staging_takes_the_live_colours_release() {
+    let f = Fleet::local(3).write();
+    split(
+        &f,
+        &["web1", "web2"],
+        &["web3"],
+        "\n[env.staging.groups.blue]\nhosts = [\"web1\"]\n[env.staging.groups.green]\nhosts = [\"web2\"]\n\
+         [env.staging.strategy]\nkind = \"blue-green\"\n\
+         [env.staging.blue_green]\ncolors = [\"blue\", \"green\"]\nswitch_local = [\"true\"]\n\
+         [env.production.strategy]\ncanary = 0\n",
+    );
+    // The first deploy goes to blue and makes it live; green holds nothing.
+    f.hoist(&["deploy", "-e", "staging"]).assert().success();
+    let live = f.current("web1").unwrap();
+    assert_eq!(f.current("web2"), None);
+    let out = f
+        .hoist(&["deploy", "-e", "production", "--from", "staging"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", printed(&out));
+    assert_eq!(last_deploy(&f, "web3")["promoted_from"], live.as_str());
+}
+
+#[test]
 fn an_environment_names_the_lock_the_log_and_the_hooks() {
     let f = Fleet::local(2)
         .toml(
