@@ -51,7 +51,16 @@ pub struct Global {
     /// Never prompt: answer yes (promotes the canary)
     #[arg(short = 'y', long, global = true)]
     pub yes: bool,
-    /// Where to write the full log of this run [default: .hoist/logs/<time>-<command>.log]
+    /// The environment: its [env.NAME] table is laid over the file
+    #[arg(
+        short = 'e',
+        long = "env",
+        env = "HOIST_ENV",
+        global = true,
+        value_name = "NAME"
+    )]
+    pub env: Option<String>,
+    /// Where to write the full log of this run [default: .hoist/logs/<time>[-<env>]-<command>.log]
     #[arg(long, global = true, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
 }
@@ -73,6 +82,23 @@ pub struct LockWait {
 
 fn lock_wait(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("{e}; write it like 30s, 5m or 1h"))
+}
+
+/// `-m/--reason`, for the commands that change the fleet: recorded in every
+/// journal line of the run and given to hooks as HOIST_REASON.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Reason {
+    /// Why this run: recorded in the journals, shown by status and releases
+    #[arg(short = 'm', long = "reason", value_name = "TEXT")]
+    pub reason: Option<String>,
+}
+
+/// `--override-freeze`, for the commands a `[policy] freeze` stops.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct OverrideFreeze {
+    /// Go ahead inside a freeze window (needs --reason; both are recorded)
+    #[arg(long = "override-freeze")]
+    pub override_freeze: bool,
 }
 
 /// `--live COLOR`, for the commands that read which blue-green colour is live.
@@ -128,7 +154,7 @@ pub enum Command {
     },
     /// Roll the artifact out: preflight, lock, upload, waves, health, rollback on failure
     #[command(
-        after_help = "Every host is checked before any is changed; the fleet is locked for the run.\nThe canary wave goes first; with canary_pause = \"manual\" hoist asks before\npromoting it (--yes promotes without asking; without a terminal it refuses).\n\nExamples:\n  hoist deploy\n  hoist deploy --yes --json > deploy.ndjson\n  hoist deploy --resume        carry an interrupted deploy on to the hosts it missed"
+        after_help = "Every host is checked before any is changed; the fleet is locked for the run.\nThe canary wave goes first; with canary_pause = \"manual\" hoist asks before\npromoting it (--yes promotes without asking; without a terminal it refuses).\n\nExamples:\n  hoist deploy\n  hoist deploy --yes --json > deploy.ndjson\n  hoist deploy --resume        carry an interrupted deploy on to the hosts it missed\n  hoist deploy -e production --from staging -m 'ticket 42'   the bytes staging runs"
     )]
     Deploy {
         /// Carry the last failed or interrupted deploy on, with the same release id
@@ -145,6 +171,14 @@ pub enum Command {
             value_name = "LABEL"
         )]
         version_label: Option<String>,
+        /// Promote the exact bytes environment ENV runs: the release live on all of its
+        /// hosts, not rolled back, live at least min_soak; the artifact must have its sha256
+        #[arg(long, value_name = "ENV", conflicts_with = "resume")]
+        from: Option<String>,
+        #[command(flatten)]
+        reason: Reason,
+        #[command(flatten)]
+        freeze: OverrideFreeze,
         #[command(flatten)]
         wait: LockWait,
         #[command(flatten)]
@@ -163,6 +197,8 @@ pub enum Command {
         #[arg(long)]
         all_at_once: bool,
         #[command(flatten)]
+        reason: Reason,
+        #[command(flatten)]
         wait: LockWait,
         #[command(flatten)]
         live: LiveColor,
@@ -173,6 +209,10 @@ pub enum Command {
     )]
     Promote {
         #[command(flatten)]
+        reason: Reason,
+        #[command(flatten)]
+        freeze: OverrideFreeze,
+        #[command(flatten)]
         wait: LockWait,
     },
     /// Roll back the canary of the release waiting after `deploy --until canary`
@@ -180,6 +220,8 @@ pub enum Command {
         after_help = "The canary goes back to the release it had (after_rollback hooks, health); the\nrest of the fleet is not touched. Refuses (exit 2) when nothing is waiting.\n\nExample:\n  hoist abort"
     )]
     Abort {
+        #[command(flatten)]
+        reason: Reason,
         #[command(flatten)]
         wait: LockWait,
     },
@@ -192,6 +234,11 @@ pub enum Command {
         #[arg(long)]
         last_failure: bool,
     },
+    /// Print every resolved key of the file and where it came from
+    #[command(
+        after_help = "Each key with its value and its source: file:line in the base file or in the\nenvironment's [env.NAME] table, or `default`. Connects to nothing.\n\nExamples:\n  hoist config -e production\n  hoist config -e staging --json | jq -r 'select(.event==\"row\") | \"\\(.key) \\(.source)\"'"
+    )]
+    Config,
     /// The releases the fleet holds: id, version, how many hosts, current where
     #[command(after_help = "Example:\n  hoist releases")]
     Releases,

@@ -60,11 +60,90 @@ pub struct Entry {
     /// `await_promotion`: the canary hosts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
+    /// The run's environment (`-e`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// The run's `-m/--reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The CI run that ran hoist (GitHub Actions: its page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_url: Option<String>,
+    /// `deploy --from ENV`: the release of ENV whose bytes this run deploys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_from: Option<String>,
+    /// `--override-freeze`: the freeze window this run went through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_freeze: Option<String>,
+}
+
+/// What every journal line of one run carries: set once the command line
+/// and the file are read (and `promoted_from` once the source release is
+/// known), before any line is written, so that no code path writing a
+/// line can leave it out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stamp {
+    pub env: Option<String>,
+    pub reason: Option<String>,
+    pub ci_url: Option<String>,
+    pub promoted_from: Option<String>,
+    pub override_freeze: Option<String>,
+}
+
+static STAMP: std::sync::Mutex<Stamp> = std::sync::Mutex::new(Stamp {
+    env: None,
+    reason: None,
+    ci_url: None,
+    promoted_from: None,
+    override_freeze: None,
+});
+
+/// This run's stamp.
+pub fn stamp() -> Stamp {
+    STAMP.lock().map(|s| s.clone()).unwrap_or_default()
+}
+
+/// Changes this run's stamp.
+pub fn set_stamp(change: impl FnOnce(&mut Stamp)) {
+    if let Ok(mut s) = STAMP.lock() {
+        change(&mut s);
+    }
+}
+
+impl Stamp {
+    /// Hook variables: `HOIST_ENV` and `HOIST_REASON`, when set.
+    pub fn hook_env(&self) -> Vec<(String, String)> {
+        [("HOIST_ENV", &self.env), ("HOIST_REASON", &self.reason)]
+            .into_iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.clone())))
+            .collect()
+    }
+}
+
+/// The page of the GitHub Actions run hoist runs in, from its standard
+/// variables; `None` elsewhere.
+pub fn ci_url(var: impl Fn(&str) -> Option<String>) -> Option<String> {
+    if var("GITHUB_ACTIONS").as_deref() != Some("true") {
+        return None;
+    }
+    let server = var("GITHUB_SERVER_URL")?;
+    let repo = var("GITHUB_REPOSITORY")?;
+    let run = var("GITHUB_RUN_ID")?;
+    Some(format!(
+        "{}/{repo}/actions/runs/{run}",
+        server.trim_end_matches('/')
+    ))
 }
 
 impl Entry {
     pub fn new(event: Kind, by: &str) -> Entry {
+        let stamp = stamp();
         Entry {
+            env: stamp.env,
+            reason: stamp.reason,
+            ci_url: stamp.ci_url,
+            promoted_from: stamp.promoted_from,
+            override_freeze: stamp.override_freeze,
             ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             event,
             release: None,
@@ -130,6 +209,14 @@ impl Journal {
         self.entries
             .iter()
             .any(|e| e.event == Kind::OnceDone && e.release.as_deref() == Some(release.as_str()))
+    }
+
+    /// The last deploy of `release` (its env, reason, sums).
+    pub fn deploy_of(&self, release: &ReleaseId) -> Option<&Entry> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.event == Kind::Deploy && e.release.as_deref() == Some(release.as_str()))
     }
 
     /// The last switch to `release`: when, by whom, and its version.
@@ -332,6 +419,29 @@ mod tests {
         let j = journal(vec![deploy(A, None), done]);
         assert!(j.bad_releases().is_empty());
         assert!(j.once_done(&id(C)) && !j.once_done(&id(A)));
+    }
+
+    #[test]
+    fn the_ci_url_is_the_github_actions_run_page() {
+        fn vars<'a>(set: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+            move |k| {
+                set.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        }
+        let gha = [
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_SERVER_URL", "https://github.com"),
+            ("GITHUB_REPOSITORY", "acme/shop"),
+            ("GITHUB_RUN_ID", "42"),
+        ];
+        assert_eq!(
+            ci_url(vars(&gha)).as_deref(),
+            Some("https://github.com/acme/shop/actions/runs/42")
+        );
+        assert_eq!(ci_url(vars(&gha[1..])), None);
+        assert_eq!(ci_url(vars(&gha[..3])), None);
     }
 
     #[test]

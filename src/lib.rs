@@ -8,6 +8,7 @@ pub mod config;
 mod delta;
 mod engine;
 pub mod exit;
+mod freeze;
 #[cfg(test)]
 mod host_shells;
 mod ignore;

@@ -22,6 +22,9 @@ pub(crate) struct DeployOptions {
     pub until_canary: bool,
     /// Blue-green, `--live`: the colour the user says is live.
     pub live: Option<String>,
+    /// `--from ENV`: the same file read as ENV, whose live release this
+    /// deploy promotes.
+    pub from: Option<crate::config::Source>,
 }
 
 /// The artifact of the file, prepared (hashed, packed); on failure the
@@ -175,6 +178,15 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
             return ctx.finish("deploy", exit, None, &[]);
         }
     };
+    if let Some(from) = &opts.from {
+        match super::deploy_from::check(ctx, from, &artifact).await {
+            Ok(id) => crate::journal::set_stamp(|s| s.promoted_from = Some(id.to_string())),
+            Err(exit) => {
+                fleet::close_all(&nodes).await;
+                return ctx.finish("deploy", exit, None, &[]);
+            }
+        }
+    }
     lock::wait_free(ctx, &mut nodes, since).await;
     if let Some(refusal) = waiting_refusal(&nodes) {
         fleet::report_all(ctx, &unreached);

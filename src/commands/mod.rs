@@ -4,9 +4,12 @@
 
 mod check;
 mod completions;
+mod config_keys;
 mod deploy;
+mod deploy_from;
 mod exec;
 mod files;
+mod gate;
 mod init;
 mod lock;
 mod plan;
@@ -49,7 +52,16 @@ pub(crate) fn execute(cli: Cli) -> Exit {
     let mask = Mask::from_env();
     let masked = Masked::new(report::reporter(&run.report), mask.clone());
     let tracker = Tracker::new(Arc::new(masked));
-    let (config, hosts) = match run.load(&cli) {
+    if let Command::Config = &cli.command {
+        return config_keys::run(&run.source(&cli), &*tracker);
+    }
+    let gated = run.load(&cli).and_then(|(config, hosts)| {
+        let ci = crate::journal::ci_url(|k| std::env::var(k).ok());
+        let stamp = gate::check(&cli.command, &config, chrono::Utc::now(), ci)?;
+        crate::journal::set_stamp(|s| *s = stamp);
+        Ok((config, hosts))
+    });
+    let (config, hosts) = match gated {
         Ok(resolved) => resolved,
         Err(message) => {
             tracker.event(&Event::Message {
@@ -125,7 +137,7 @@ pub(crate) fn execute(cli: Cli) -> Exit {
             log_file: ctx.log_file.as_ref().map(|p| p.display().to_string()),
         };
         interrupt::watch(abandon, ctx.cancel.clone(), tracker.clone());
-        dispatch(&cli.command, &ctx).await
+        dispatch(&cli, &ctx).await
     });
     // Nothing may wait after the summary: a name lookup that never answers
     // (getaddrinfo cannot be cancelled) is left to end with the process.
@@ -134,19 +146,24 @@ pub(crate) fn execute(cli: Cli) -> Exit {
 }
 
 /// The short dispatch: each command's own module does the work.
-async fn dispatch(command: &Command, ctx: &Context) -> Exit {
-    match command {
+async fn dispatch(cli: &Cli, ctx: &Context) -> Exit {
+    match &cli.command {
         Command::Check => check::run(ctx).await,
         Command::Deploy {
             resume,
             until,
             live,
+            from,
             ..
         } => {
             let opts = deploy::DeployOptions {
                 resume: *resume,
                 until_canary: until.is_some(),
                 live: live.live.clone(),
+                from: from.as_ref().map(|env| Source {
+                    env: Some(env.clone()),
+                    ..source(&cli.global)
+                }),
             };
             deploy::run(ctx, opts).await
         }
@@ -169,7 +186,10 @@ async fn dispatch(command: &Command, ctx: &Context) -> Exit {
         Command::Files(crate::cli::FilesCommand::Push { .. }) => files::push(ctx).await,
         Command::Lock { message } => lock::run(ctx, message.as_deref()).await,
         Command::Unlock { force } => unlock::run(ctx, *force).await,
-        Command::Plan { .. } | Command::Init { .. } | Command::Completions { .. } => {
+        Command::Plan { .. }
+        | Command::Config
+        | Command::Init { .. }
+        | Command::Completions { .. } => {
             unreachable!("handled before the runtime starts")
         }
     }
@@ -238,13 +258,14 @@ impl Invocation {
         }
     }
 
+    fn source(&self, cli: &Cli) -> Source {
+        source(&cli.global)
+    }
+
     /// The config (strictly loaded, with what flags override) and the selected hosts.
     fn load(&self, cli: &Cli) -> Result<(Config, Vec<Host>), String> {
         let global = &cli.global;
-        let source = Source {
-            config: global.config.clone(),
-            inventory: global.inventory.clone(),
-        };
+        let source = self.source(cli);
         let config = if self.needs_artifact {
             config::load(&source)
         } else {
@@ -306,6 +327,15 @@ impl Invocation {
     }
 }
 
+/// Where the file comes from: `-c`, `-i`, `-e`.
+fn source(global: &crate::cli::Global) -> Source {
+    Source {
+        config: global.config.clone(),
+        inventory: global.inventory.clone(),
+        env: global.env.clone(),
+    }
+}
+
 /// Where the full log goes: `--log-file`, else a new file under
 /// `.hoist/logs/` in the config file's directory (like every relative
 /// path of the file) for the commands that change hosts.
@@ -341,12 +371,30 @@ fn log_file(cli: &Cli) -> Option<PathBuf> {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
     }
+    // The environment in the name: two environments' runs never look alike.
+    let env = cli
+        .global
+        .env
+        .as_deref()
+        .filter(|e| is_file_name_safe(e))
+        .map(|e| format!("-{e}"))
+        .unwrap_or_default();
     let stem = format!(
-        "{}-{}",
+        "{}{env}-{}",
         chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
         command_name(&cli.command).replace(' ', "-")
     );
     Some(new_log(&dir, &stem))
+}
+
+/// An environment name fit for a file name (the file checks it is a key,
+/// but a log is named before the file is read).
+fn is_file_name_safe(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 /// Makes `dir` and its missing parents readable by this user only (a run's
@@ -387,8 +435,8 @@ fn lock_wait(command: &Command) -> std::time::Duration {
     match command {
         Command::Deploy { wait, .. }
         | Command::Rollback { wait, .. }
-        | Command::Promote { wait }
-        | Command::Abort { wait }
+        | Command::Promote { wait, .. }
+        | Command::Abort { wait, .. }
         | Command::Files(crate::cli::FilesCommand::Push { wait }) => {
             wait.lock_wait.unwrap_or_default()
         }
@@ -425,5 +473,6 @@ fn command_name(command: &Command) -> &'static str {
         Command::Lock { .. } => "lock",
         Command::Unlock { .. } => "unlock",
         Command::Completions { .. } => "completions",
+        Command::Config => "config",
     }
 }

@@ -33,6 +33,19 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
             entry.3 |= bad.iter().any(|b| b == id.as_str());
         }
     }
+    // The environment and reason each release was deployed with, where a
+    // journal says it.
+    let stamp_of = |id: &ReleaseId| {
+        let entry = nodes.iter().find_map(|n| n.journal.deploy_of(id));
+        (
+            entry.and_then(|e| e.env.clone()),
+            entry.and_then(|e| e.reason.clone()),
+        )
+    };
+    let stamps: BTreeMap<ReleaseId, (Option<String>, Option<String>)> =
+        all.keys().map(|id| (id.clone(), stamp_of(id))).collect();
+    let has_env = stamps.values().any(|s| s.0.is_some());
+    let has_reason = stamps.values().any(|s| s.1.is_some());
     let total = nodes.len();
     for (id, (on, current, version, rolled_back)) in all.into_iter().rev() {
         let partial = on.len() < total;
@@ -45,7 +58,11 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
                 ("of", json!(total)),
                 ("current_on", json!(current)),
                 ("rolled_back", json!(rolled_back)),
-            ],
+            ]
+            .into_iter()
+            .chain(has_env.then(|| ("env", opt(stamps[&id].0.clone()))))
+            .chain(has_reason.then(|| ("reason", opt(stamps[&id].1.clone()))))
+            .collect(),
             marked: partial,
         }));
     }

@@ -11,9 +11,32 @@ use crate::engine::fleet::{self, Node};
 use crate::engine::preflight::Problem;
 use crate::engine::{Context, blue_green, diagnose, policy};
 use crate::exit::Exit;
-use crate::journal::Journal;
+use crate::journal::{Entry, Journal};
 use crate::release::ReleaseId;
 use crate::report::{Diagnostics, Event, Level, Row};
+
+/// A field of a journal line that `status` shows when some host has it.
+type Stamped = fn(&Entry) -> Option<String>;
+
+/// The environment, reason, source release and CI run of a switch.
+const STAMPED: [(&str, Stamped); 4] = [
+    ("env", |e| e.env.clone()),
+    ("reason", |e| e.reason.clone()),
+    ("promoted_from", |e| e.promoted_from.clone()),
+    ("ci_url", |e| e.ci_url.clone()),
+];
+
+/// A host whose current release was switched to by a run of another
+/// environment than the one asked about: said, never taken for this one.
+fn other_env(asked: Option<&str>, switch: Option<&Entry>) -> Option<String> {
+    let asked = asked?;
+    let by = switch?.env.as_deref()?;
+    (by != asked).then(|| {
+        format!(
+            "its current release was switched to by a run for environment {by}, not {asked}: is this host in the right [env.{asked}]?"
+        )
+    })
+}
 
 pub(super) fn opt(v: Option<String>) -> Value {
     v.map(Value::String).unwrap_or(Value::Null)
@@ -130,6 +153,19 @@ pub(crate) async fn run(ctx: &Context, last_failure: bool) -> Exit {
         }
         cells
     };
+    // What the journals say of each current release's switch, in columns
+    // only where some host's journal says it.
+    let stamped: Vec<(&'static str, Stamped)> = STAMPED
+        .into_iter()
+        .filter(|(_, of)| {
+            nodes.iter().any(|n| {
+                let current = n.probe.current.as_ref();
+                current
+                    .and_then(|c| n.journal.last_switch_to(c))
+                    .is_some_and(|e| of(e).is_some())
+            })
+        })
+        .collect();
     for host in &ctx.hosts {
         let row = if let Some(node) = nodes.iter().find(|n| n.name() == host.name) {
             let current = node.probe.current.as_ref();
@@ -154,6 +190,13 @@ pub(crate) async fn run(ctx: &Context, last_failure: bool) -> Exit {
                 let changed = node.journal.files_changed().map(|e| e.ts.clone());
                 cells.push(("files_changed", opt(changed)));
             }
+            for (name, of) in &stamped {
+                cells.push((*name, opt(switch.and_then(of))));
+            }
+            let elsewhere = other_env(ctx.config.env.as_deref(), switch);
+            if let Some(text) = &elsewhere {
+                ctx.message(Level::Warn, Some(&host.name), text.clone());
+            }
             if let Some(target) = &node.probe.current_dangling {
                 cells.push((
                     "error",
@@ -163,7 +206,7 @@ pub(crate) async fn run(ctx: &Context, last_failure: bool) -> Exit {
             Row {
                 table: "status",
                 cells,
-                marked: differs || node.probe.current_dangling.is_some(),
+                marked: differs || node.probe.current_dangling.is_some() || elsewhere.is_some(),
             }
         } else {
             let why = unreached
@@ -185,6 +228,7 @@ pub(crate) async fn run(ctx: &Context, last_failure: bool) -> Exit {
                 .into_iter()
                 .chain(extra(&host.name))
                 .chain((!ctx.config.app.files.is_empty()).then_some(("files_changed", Value::Null)))
+                .chain(stamped.iter().map(|(name, _)| (*name, Value::Null)))
                 .chain([("error", opt(why))])
                 .collect(),
                 marked: true,

@@ -10,6 +10,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::ConfigError;
+use super::overlay;
 
 pub struct Doc {
     /// As the user named it, for messages.
@@ -18,6 +19,15 @@ pub struct Doc {
     /// Made by hoist (from an `exec:` inventory's JSON): its lines and
     /// columns mean nothing to the user, so messages leave them out.
     generated: bool,
+    /// deploy.toml's `[env.*]` overlays; `None` for a file that has none.
+    overlays: Option<Overlays>,
+}
+
+/// Which `[env.NAME]` is laid over deploy.toml (see `overlay`).
+#[derive(Debug, Clone)]
+enum Overlays {
+    Base,
+    Env(String),
 }
 
 impl Doc {
@@ -35,7 +45,34 @@ impl Doc {
             path: path.to_path_buf(),
             text,
             generated: false,
+            overlays: None,
         })
+    }
+
+    /// This file as deploy.toml: `[env]` is its environments, and `env`
+    /// (when given) the one laid over the base.
+    pub fn with_env(&self, env: Option<&str>) -> Doc {
+        Doc {
+            path: self.path.clone(),
+            text: self.text.clone(),
+            generated: self.generated,
+            overlays: Some(env.map_or(Overlays::Base, |e| Overlays::Env(e.to_string()))),
+        }
+    }
+
+    /// The environments the file defines, in its order.
+    pub fn env_names(&self) -> Vec<String> {
+        DeTable::parse(&self.text)
+            .map(|t| overlay::names(t.get_ref()))
+            .unwrap_or_default()
+    }
+
+    /// The environment laid over the base, if any.
+    pub fn env(&self) -> Option<&str> {
+        match &self.overlays {
+            Some(Overlays::Env(e)) => Some(e),
+            _ => None,
+        }
     }
 
     /// TOML text hoist made itself, named `label` in messages.
@@ -44,6 +81,7 @@ impl Doc {
             path: PathBuf::from(label),
             text,
             generated: true,
+            overlays: None,
         }
     }
 
@@ -53,6 +91,7 @@ impl Doc {
             path: PathBuf::from(path),
             text: text.to_string(),
             generated: false,
+            overlays: None,
         }
     }
 
@@ -69,23 +108,55 @@ impl Doc {
         })
     }
 
-    /// Parses and deserializes the whole file into `T`, strictly.
-    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
-        let table = self.table()?;
-        let de = toml::Deserializer::from(table);
-        serde_path_to_error::deserialize(de).map_err(|e| self.serde_error(e))
+    /// The file as read: the base with its environment laid over it, and
+    /// the spans of what the environment set.
+    pub(super) fn merged(&self) -> Result<(Spanned<DeTable<'_>>, Vec<Range<usize>>), ConfigError> {
+        let mut table = self.table()?;
+        let spans = match &self.overlays {
+            None => Vec::new(),
+            Some(o) => {
+                let env = match o {
+                    Overlays::Base => None,
+                    Overlays::Env(e) => Some(e.as_str()),
+                };
+                overlay::apply(table.get_mut(), env)
+                    .map_err(|e| ConfigError(format!("{}: {e}", self.path.display())))?
+            }
+        };
+        Ok((table, spans))
     }
 
-    fn serde_error(&self, e: serde_path_to_error::Error<toml::de::Error>) -> ConfigError {
-        let segments: Vec<String> = e
-            .path()
-            .iter()
-            .filter_map(|s| match s {
-                Segment::Map { key } => Some(key.clone()),
-                Segment::Seq { index } => Some(format!("[{index}]")),
-                _ => None,
-            })
-            .collect();
+    /// `env.NAME.` before a path to what the environment set.
+    fn prefix(&self, spans: &[Range<usize>], offset: usize) -> Vec<String> {
+        match self.env() {
+            Some(env) if spans.iter().any(|s| s.contains(&offset)) => {
+                vec!["env".to_string(), env.to_string()]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Parses and deserializes the whole file into `T`, strictly.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        let (table, spans) = self.merged()?;
+        let de = toml::Deserializer::from(table);
+        serde_path_to_error::deserialize(de).map_err(|e| self.serde_error(e, &spans))
+    }
+
+    fn serde_error(
+        &self,
+        e: serde_path_to_error::Error<toml::de::Error>,
+        spans: &[Range<usize>],
+    ) -> ConfigError {
+        let inner_span = e.inner().span();
+        let mut segments = inner_span
+            .map(|s| self.prefix(spans, s.start))
+            .unwrap_or_default();
+        segments.extend(e.path().iter().filter_map(|s| match s {
+            Segment::Map { key } => Some(key.clone()),
+            Segment::Seq { index } => Some(format!("[{index}]")),
+            _ => None,
+        }));
         let inner = e.into_inner();
         let at = inner.span().and_then(|s| self.position(s.start));
         let message = inner.message();
@@ -155,6 +226,19 @@ impl Doc {
         ))
     }
 
+    /// The line a byte offset is on (1-based).
+    pub(super) fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    /// The text at `span`, as written.
+    pub(super) fn slice(&self, span: Range<usize>) -> &str {
+        self.text.get(span).unwrap_or_default()
+    }
+
     /// "line L, column C" for a byte offset.
     fn position(&self, offset: usize) -> Option<String> {
         if self.generated {
@@ -168,8 +252,8 @@ impl Doc {
 
     /// Where the value at `path` sits, for messages about things found after
     /// parsing. Falls back to the nearest enclosing table that exists.
-    fn locate(&self, path: &[&str]) -> Option<String> {
-        let table = DeTable::parse(&self.text).ok()?;
+    fn locate(&self, path: &[&str]) -> Option<(String, Vec<String>)> {
+        let (table, spans) = self.merged().ok()?;
         let mut span: Option<Range<usize>> = None;
         let mut current: &DeTable<'_> = table.get_ref();
         for key in path {
@@ -182,25 +266,27 @@ impl Doc {
                 _ => break,
             }
         }
-        span.and_then(|s| self.position(s.start))
+        let span = span?;
+        Some((self.position(span.start)?, self.prefix(&spans, span.start)))
     }
 
     /// A message about the key at `path` (e.g. `["hosts", "web1", "root"]`).
     pub fn error(&self, path: &[&str], message: impl std::fmt::Display) -> ConfigError {
-        let owned: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        let (at, mut owned) = match self.locate(path) {
+            Some((at, prefix)) => (format!(" ({at})"), prefix),
+            None => (String::new(), Vec::new()),
+        };
+        owned.extend(path.iter().map(|s| s.to_string()));
         ConfigError(format!(
-            "{}: `{}`{}: {message}",
+            "{}: `{}`{at}: {message}",
             self.path.display(),
             join_path(&owned),
-            self.locate(path)
-                .map(|p| format!(" ({p})"))
-                .unwrap_or_default()
         ))
     }
 
     /// The keys of the table at `path`, in the order they appear in the file.
     pub fn key_order(&self, path: &[&str]) -> Vec<String> {
-        let Ok(table) = DeTable::parse(&self.text) else {
+        let Ok((table, _)) = self.merged() else {
             return Vec::new();
         };
         let mut current: &DeTable<'_> = table.get_ref();

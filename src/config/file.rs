@@ -86,6 +86,20 @@ pub struct DeployFile {
     pub files: Option<Vec<RawFile>>,
     /// `[secrets]`: named values from local commands.
     pub secrets: Option<BTreeMap<String, RawSecret>>,
+    /// Every command needs `-e/--env` (the `[env.*]` tables are removed
+    /// before this is read).
+    pub require_env: Option<bool>,
+    /// How long the release `deploy --from` promotes must have been live.
+    pub min_soak: Option<Dur>,
+    pub policy: Option<RawPolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
+pub struct RawPolicy {
+    pub freeze: Option<Strings>,
+    pub timezone: Option<String>,
+    pub require_reason: Option<bool>,
 }
 
 /// A separate inventory file (`inventory = "hosts.toml"` or `-i`).
@@ -265,3 +279,4 @@ table_only!(
 table_only!(RawHealth, "a table");
 table_only!(RawStrategy, "a table");
 table_only!(RawDiagnose, "a table");
+table_only!(RawPolicy, "a table");

@@ -8,9 +8,11 @@ mod file;
 mod inventory;
 mod layer;
 pub mod model;
+mod overlay;
 mod range;
 mod resolve;
 mod shared;
+mod show;
 mod ssh_config;
 mod ssh_keys;
 mod values;
@@ -19,8 +21,10 @@ mod values;
 mod tests;
 
 pub use model::*;
+pub use overlay::unknown as unknown_env;
 pub use resolve::check_version;
 pub use shared::relative_path;
+pub use show::{KeyRow, keys};
 pub use ssh_keys::ssh_settings_rows;
 
 use std::path::PathBuf;
@@ -32,6 +36,8 @@ pub struct Source {
     pub config: Option<PathBuf>,
     /// `-i/--inventory`: a TOML file, or `exec:CMD` (JSON on its stdout).
     pub inventory: Option<String>,
+    /// `-e/--env` or `HOIST_ENV`: the `[env.NAME]` laid over the file.
+    pub env: Option<String>,
 }
 
 /// Bad input: exit 2, nothing touched.

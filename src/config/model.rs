@@ -27,6 +27,15 @@ pub struct Config {
     pub blue_green: Option<BlueGreen>,
     /// `[secrets]`: named values from local commands, given to hooks.
     pub secrets: Vec<SecretSpec>,
+    /// The environment (`-e`) laid over the base file, if any.
+    pub env: Option<String>,
+    /// Every environment the file defines (`[env.NAME]`), in its order.
+    pub envs: Vec<String>,
+    /// `min_soak`: how long a release must have been live on the environment
+    /// `deploy --from` promotes from.
+    pub min_soak: Duration,
+    /// `[policy]`: freezes and reasons.
+    pub policy: Policy,
     /// Things the user should hear about on every run (e.g. host_key_checking = "off").
     pub warnings: Vec<String>,
     /// What hoist skipped in ~/.ssh/config (Match blocks), for `hoist check -v`.
@@ -401,4 +410,13 @@ impl Default for Strategy {
             max_unreachable: Amount::Hosts(0),
         }
     }
+}
+
+/// `[policy]`: when deploys may happen, and what they must say.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// `freeze` and `timezone`.
+    pub freeze: crate::freeze::Freeze,
+    /// `require_reason`: `deploy` needs `-m/--reason`.
+    pub require_reason: bool,
 }

@@ -8,15 +8,16 @@ use super::doc::Doc;
 use super::env::Env;
 use super::exec;
 use super::file::{
-    DeployFile, InventoryFile, RawArtifact, RawBlueGreen, RawHealth, RawHooks, RawStrategy,
+    DeployFile, InventoryFile, RawArtifact, RawBlueGreen, RawHealth, RawHooks, RawPolicy,
+    RawStrategy,
 };
 use super::inventory::Inventory;
 use super::layer::SshLayer;
 use super::model::{
-    App, ArtifactSpec, BlueGreen, Color, Config, Health, HealthCheck, Hooks, Pull, Strategy,
-    StrategyKind,
+    App, ArtifactSpec, BlueGreen, Color, Config, Health, HealthCheck, Hooks, Policy, Pull,
+    Strategy, StrategyKind,
 };
-use super::{ConfigError, Source, shared};
+use super::{ConfigError, Source, overlay, shared};
 
 const DEFAULT_CONFIG: &str = "deploy.toml";
 const DEFAULT_KEEP_RELEASES: usize = 5;
@@ -36,7 +37,39 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
         }
     })?;
     let base_dir = directory_of(&path)?;
+    let envs = doc.env_names();
+    // Names go into journals, locks and log file names.
+    for name in &envs {
+        super::values::check_name(name).map_err(|e| doc.error(&["env", name], e))?;
+    }
+    if let Some(env) = &source.env
+        && !envs.contains(env)
+    {
+        return Err(ConfigError(format!(
+            "{}: -e/--env (or HOIST_ENV): {}",
+            path.display(),
+            overlay::unknown(env, &envs)
+        )));
+    }
+    let doc = doc.with_env(source.env.as_deref());
     let mut file: DeployFile = doc.parse()?;
+    // Every environment is read as strictly as the one chosen: a typo in
+    // production's table must not wait for the day production is deployed.
+    for other in envs.iter().filter(|e| Some(*e) != source.env.as_ref()) {
+        doc.with_env(Some(other)).parse::<DeployFile>()?;
+    }
+    if file.require_env == Some(true) && source.env.is_none() {
+        return Err(ConfigError(format!(
+            "{}: require_env = true: name the environment with -e/--env NAME (or HOIST_ENV); the file defines: {}",
+            path.display(),
+            if envs.is_empty() {
+                "none".to_string()
+            } else {
+                envs.join(", ")
+            }
+        )));
+    }
+    let policy = policy(file.policy.take(), &doc)?;
 
     let (shared_dirs, shared_files) = shared::shared_paths(&file.app, &doc)?;
     let ignore = file.app.ignore.take().map(|s| s.0).unwrap_or_default();
@@ -64,6 +97,17 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
         None => Ok(SshLayer::default()),
     };
 
+    let no_inventory = file.inventory.is_none()
+        && source.inventory.is_none()
+        && file.hosts.as_ref().is_none_or(|h| h.is_empty())
+        && file.groups.as_ref().is_none_or(|g| g.is_empty());
+    if no_inventory && source.env.is_none() && !envs.is_empty() {
+        return Err(ConfigError(format!(
+            "{}: the base file has no hosts, its environments do: pick one with -e/--env NAME (or HOIST_ENV): {}",
+            path.display(),
+            envs.join(", ")
+        )));
+    }
     let label = file_label(&path);
     let resolved = match inventory_source(source, &file, &path)? {
         None => {
@@ -180,6 +224,10 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
         path,
         base_dir,
         app,
+        env: source.env.clone(),
+        envs,
+        min_soak: file.min_soak.map_or(Duration::ZERO, |d| d.0),
+        policy,
         hosts: resolved.hosts,
         groups: resolved.groups,
         secrets,
@@ -541,6 +589,35 @@ fn blue_green(
         switch_local: raw.switch_local.map(|c| c.0).unwrap_or_default(),
         live,
     }))
+}
+
+/// `[policy]`: the freeze windows read in their time zone.
+fn policy(raw: Option<RawPolicy>, doc: &Doc) -> Result<Policy, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Policy::default());
+    };
+    let timezone = match raw.timezone {
+        None => chrono_tz::Tz::UTC,
+        Some(tz) => tz.parse().map_err(|_| {
+            doc.error(
+                &["policy", "timezone"],
+                format!(
+                    "{tz:?} is not a time zone of the tz database; e.g. \"Europe/Berlin\", \"America/New_York\" or \"UTC\""
+                ),
+            )
+        })?,
+    };
+    let windows = raw
+        .freeze
+        .map(|f| f.0)
+        .unwrap_or_default()
+        .iter()
+        .map(|w| crate::freeze::parse_window(w).map_err(|e| doc.error(&["policy", "freeze"], e)))
+        .collect::<Result<_, _>>()?;
+    Ok(Policy {
+        freeze: crate::freeze::Freeze { windows, timezone },
+        require_reason: raw.require_reason.unwrap_or(false),
+    })
 }
 
 /// Run by commands that ship the artifact; `status` or `rollback` must work

@@ -13,6 +13,8 @@ struct Project {
     inventory: Option<String>,
     /// Set by `ssh_config`: HOME is then `<dir>/home`.
     home: Option<PathBuf>,
+    /// `-e`
+    env: Option<String>,
 }
 
 impl Project {
@@ -21,6 +23,7 @@ impl Project {
             dir: tempfile::tempdir().unwrap(),
             inventory: None,
             home: None,
+            env: None,
         }
     }
 
@@ -43,6 +46,12 @@ impl Project {
         self.file("deploy.toml", text)
     }
 
+    /// `-e NAME`
+    fn with_env(mut self, name: &str) -> Project {
+        self.env = Some(name.to_string());
+        self
+    }
+
     fn inventory_flag(mut self, value: &str) -> Project {
         self.inventory = Some(value.to_string());
         self
@@ -63,6 +72,7 @@ impl Project {
         Source {
             config: Some(self.path("deploy.toml")),
             inventory: self.inventory.clone(),
+            env: self.env.clone(),
         }
     }
 
@@ -1345,6 +1355,15 @@ fn the_example_file_loads() {
     assert_eq!(config.hooks.after_files.len(), 1);
     assert_eq!(config.hooks.become_user.as_deref(), Some("root"));
     assert_eq!(config.hooks.on_failure_local.len(), 1);
+    assert_eq!(config.envs, ["staging", "production"]);
+    assert_eq!(config.policy.freeze.windows.len(), 2);
+    let staging = Project::new().config(example).with_env("staging").ok();
+    assert_eq!(names(&staging), ["stage1"]);
+    assert!(staging.policy.freeze.windows.is_empty());
+    let production = Project::new().config(example).with_env("production").ok();
+    assert_eq!(production.hosts.len(), 22);
+    assert_eq!(production.min_soak, Duration::from_secs(3600));
+    assert!(production.policy.require_reason);
 }
 
 #[test]
@@ -1827,4 +1846,146 @@ fn the_readme_examples_of_secrets_from_commands_load() {
         ))
         .ok();
     assert_eq!(config.app.files[0].mode, 0o600);
+}
+
+/// A file with two environments, each with its own hosts.
+const ENVS: &str = r#"[app]
+name = "shop"
+deploy_to = "/srv/shop"
+keep_releases = 3
+
+[strategy]
+canary = 1
+batch = "50%"
+
+[env.staging]
+[env.staging.hosts.stage1]
+address = "10.1.0.1"
+
+[env.production]
+min_soak = "1h"
+[env.production.app]
+keep_releases = 10
+[env.production.strategy]
+batch = [1, "100%"]
+[env.production.hosts.web1]
+address = "10.0.0.1"
+[env.production.hosts.web2]
+address = "10.0.0.2"
+[env.production.policy]
+freeze = ["Fri 16:00 - Mon 08:00"]
+timezone = "Europe/Berlin"
+"#;
+
+#[test]
+fn an_environment_is_laid_over_the_base_file() {
+    let c = Project::new().config(ENVS).with_env("production").ok();
+    assert_eq!(c.env.as_deref(), Some("production"));
+    assert_eq!(c.envs, ["staging", "production"]);
+    assert_eq!(names(&c), ["web1", "web2"]);
+    assert_eq!(c.app.keep_releases, 10);
+    assert_eq!(c.app.name, "shop");
+    assert_eq!(c.strategy.canary, Amount::Hosts(1));
+    assert_eq!(c.strategy.batch, [Amount::Hosts(1), Amount::Percent(100)]);
+    assert_eq!(c.min_soak, Duration::from_secs(3600));
+    assert_eq!(c.policy.freeze.windows.len(), 1);
+    assert_eq!(c.policy.freeze.timezone, chrono_tz::Tz::Europe__Berlin);
+
+    let c = Project::new().config(ENVS).with_env("staging").ok();
+    assert_eq!(names(&c), ["stage1"]);
+    assert_eq!(c.app.keep_releases, 3);
+    assert_eq!(c.strategy.batch, [Amount::Percent(50)]);
+    assert_eq!(c.min_soak, Duration::ZERO);
+    assert!(c.policy.freeze.windows.is_empty());
+
+    let err = Project::new().config(ENVS).err();
+    assert!(
+        err.ends_with("the base file has no hosts, its environments do: pick one with -e/--env NAME (or HOIST_ENV): staging, production"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_environment_is_refused_naming_the_known_ones() {
+    let err = Project::new().config(ENVS).with_env("prod").err();
+    assert!(
+        err.ends_with("-e/--env (or HOIST_ENV): there is no environment \"prod\"; the file defines: staging, production"),
+        "{err}"
+    );
+}
+
+#[test]
+fn require_env_refuses_a_run_without_one() {
+    let text = format!("require_env = true\n{ENVS}");
+    let err = Project::new().config(&text).err();
+    assert!(
+        err.contains("require_env = true: name the environment with -e/--env NAME"),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("the file defines: staging, production"),
+        "{err}"
+    );
+    assert!(
+        Project::new()
+            .config(&text)
+            .with_env("staging")
+            .load()
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_typo_in_an_overlay_is_refused_with_its_path_whichever_environment_is_chosen() {
+    let text = ENVS.replace("keep_releases = 10", "keep_release = 10");
+    for env in [Some("production"), Some("staging"), None] {
+        let mut p = Project::new().config(&text);
+        if let Some(e) = env {
+            p = p.with_env(e);
+        }
+        let err = p.err();
+        assert!(
+            err.contains("unknown key `env.production.app.keep_release` (line 17, column 1)"),
+            "{env:?}: {err}"
+        );
+        assert!(err.contains("(did you mean `keep_releases`?)"), "{err}");
+    }
+    // A bad value too, and a check made after parsing.
+    let text = ENVS.replace(
+        "timezone = \"Europe/Berlin\"",
+        "timezone = \"Europe/Berlim\"",
+    );
+    let err = Project::new().config(&text).with_env("production").err();
+    assert!(
+        err.contains("`env.production.policy.timezone` (line 26"),
+        "{err}"
+    );
+    let text = ENVS.replace("keep_releases = 10", "keep_releases = 0");
+    let err = Project::new().config(&text).with_env("production").err();
+    assert!(err.contains("`env.production.app.keep_releases`"), "{err}");
+}
+
+#[test]
+fn an_environment_name_is_a_name() {
+    let err = Project::new()
+        .config(&with_app("[hosts.a]\n[env.\"prod uction\"]\n"))
+        .err();
+    assert!(err.contains("`env.\"prod uction\"`"), "{err}");
+    assert!(err.contains("names may hold only"), "{err}");
+}
+
+#[test]
+fn freeze_windows_are_checked_when_the_file_is_read() {
+    let err = Project::new()
+        .config(&with_app(
+            "[hosts.a]\n[policy]\nfreeze = [\"Fri 16:00 to Mon\"]\n",
+        ))
+        .err();
+    assert!(err.contains("`policy.freeze`"), "{err}");
+    assert!(err.contains("write a weekly window like"), "{err}");
+    let c = Project::new()
+        .config(&with_app("[hosts.a]\n[policy]\nrequire_reason = true\n"))
+        .ok();
+    assert!(c.policy.require_reason);
+    assert_eq!(c.policy.freeze.timezone, chrono_tz::Tz::UTC);
 }

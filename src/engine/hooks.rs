@@ -37,6 +37,7 @@ pub fn host_env(
     for (name, value) in &node.host.vars {
         env.push((format!("HOIST_VAR_{}", name.to_uppercase()), value.clone()));
     }
+    env.extend(crate::journal::stamp().hook_env());
     env
 }
 
@@ -119,7 +120,9 @@ pub async fn run_local(
             .stdin(Stdio::null())
             .kill_on_drop(true);
         crate::secret_env::scrub(command.as_std_mut());
-        for (k, v) in env.iter().chain(&ctx.secrets.env()) {
+        // HOIST_ENV and HOIST_REASON first: a hook's own variables win.
+        let stamp = crate::journal::stamp().hook_env();
+        for (k, v) in stamp.iter().chain(env).chain(&ctx.secrets.env()) {
             command.env(k, v);
         }
         let run = command.output();

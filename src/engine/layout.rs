@@ -521,6 +521,9 @@ pub struct LockInfo {
     pub release: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The environment (`-e`) of the run holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
 }
 
 impl LockInfo {
@@ -533,6 +536,9 @@ impl LockInfo {
         match LockInfo::parse(line) {
             Some(l) => {
                 let mut s = format!("{} since {} (pid {})", l.by, l.since, l.pid);
+                if let Some(env) = &l.env {
+                    s.push_str(&format!(", environment {env}"));
+                }
                 if let Some(r) = &l.release {
                     s.push_str(&format!(", deploying {r}"));
                 }

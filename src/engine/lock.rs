@@ -30,6 +30,7 @@ impl Context {
             token: self.run_id.clone(),
             release: release.map(str::to_string),
             message: message.map(str::to_string),
+            env: crate::journal::stamp().env,
         }
     }
 

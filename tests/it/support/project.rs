@@ -168,6 +168,7 @@ impl Project {
             .env("USER", whoami())
             .env_remove("SSH_AUTH_SOCK")
             .env_remove("HOIST_CONFIG")
+            .env_remove("HOIST_ENV")
             .env_remove("HOIST_SSH_PASSPHRASE")
             .env_remove("NO_COLOR")
             .timeout(std::time::Duration::from_secs(120));
@@ -185,6 +186,7 @@ impl Project {
             .env("USER", whoami())
             .env_remove("SSH_AUTH_SOCK")
             .env_remove("HOIST_CONFIG")
+            .env_remove("HOIST_ENV")
             .env_remove("HOIST_SSH_PASSPHRASE")
             .env_remove("NO_COLOR")
             .stdin(std::process::Stdio::null())
