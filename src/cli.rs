@@ -175,6 +175,10 @@ pub enum Command {
         /// hosts, not rolled back, live at least min_soak; the artifact must have its sha256
         #[arg(long, value_name = "ENV", conflicts_with = "resume")]
         from: Option<String>,
+        /// Connect and say what the deploy would do on each host (how its release would reach
+        /// it, the bytes, the files it changes, its rollback target, its lock), changing nothing
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         reason: Reason,
         #[command(flatten)]

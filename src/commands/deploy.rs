@@ -16,6 +16,8 @@ use crate::report::{Event, HostResult, Level, Phase};
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct DeployOptions {
+    /// `--dry-run`: say what the deploy would do on each host, change nothing.
+    pub dry_run: bool,
     /// Carry the last failed or interrupted deploy on, with its release id.
     pub resume: bool,
     /// `--until canary`: stop after the canary wave; the release waits for promotion.
@@ -151,7 +153,7 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         && canary < ctx.hosts.len()
         && strategy.canary_pause == Pause::Manual
         && !opts.until_canary;
-    if has_canary_pause && !ctx.yes && !ctx.interactive {
+    if has_canary_pause && !ctx.yes && !ctx.interactive && !opts.dry_run {
         ctx.message(
             Level::Error,
             None,
@@ -248,8 +250,9 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
                 .await;
         }
     };
-    if let Err(e) =
-        run_hooks::on_start(ctx, "deploy", release.as_deref(), Some(&artifact.version)).await
+    if !opts.dry_run
+        && let Err(e) =
+            run_hooks::on_start(ctx, "deploy", release.as_deref(), Some(&artifact.version)).await
     {
         ctx.message(Level::Error, None, format!("{e}; nothing was touched"));
         return fleet::stop_untouched(ctx, "deploy", Exit::Preflight, release, &nodes, unreached)
@@ -260,6 +263,33 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
 
     let (problems, refused) = preflight(ctx, &nodes, &artifact, &app_problems);
     let judged = judge_unreached(ctx, &unreached);
+    if opts.dry_run {
+        let exit = policy::preflight_exit(judged, &problems).unwrap_or(Exit::Ok);
+        let failed: Vec<HostOutcome> = unreached.into_iter().chain(refused).collect();
+        // Blue-green: the idle colour, in waves of its own, no canary.
+        let (targets, setup) = match (&ctx.config.blue_green, &sides) {
+            (Some(bg), Some(sides)) => {
+                let idle = &bg.colors[sides.idle].hosts;
+                let (targets, others): (Vec<Node>, Vec<Node>) = nodes
+                    .into_iter()
+                    .partition(|n| idle.iter().any(|h| h == n.name()));
+                fleet::close_all(&others).await;
+                let setup = rollout::Setup {
+                    canary: crate::config::Amount::Hosts(0),
+                    ..rollout::Setup::of(&ctx.config.strategy)
+                };
+                (targets, setup)
+            }
+            _ => {
+                let setup = rollout::Setup {
+                    until_canary: opts.until_canary,
+                    ..rollout::Setup::of(&ctx.config.strategy)
+                };
+                (nodes, setup)
+            }
+        };
+        return super::dry_run::report(ctx, &targets, &failed, &artifact, &id, &setup, exit).await;
+    }
     if let Some(exit) = policy::preflight_exit(judged, &problems) {
         let failed = unreached.into_iter().chain(refused).collect();
         return fleet::stop_untouched(ctx, "deploy", exit, release, &nodes, failed).await;

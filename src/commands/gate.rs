@@ -21,16 +21,19 @@ pub(super) fn check(
             reason,
             freeze,
             from,
+            dry_run,
             ..
         } => {
             if let Some(from) = from {
                 from_env(config, from)?;
             }
+            // A dry run writes nothing, so it needs no reason; a freeze
+            // refuses it as it would the deploy.
             (
                 reason.reason.clone(),
                 freeze.override_freeze,
                 true,
-                config.policy.require_reason,
+                config.policy.require_reason && !dry_run,
             )
         }
         Command::Promote { reason, freeze, .. } => {

@@ -7,6 +7,7 @@ mod completions;
 mod config_keys;
 mod deploy;
 mod deploy_from;
+mod dry_run;
 mod exec;
 mod files;
 mod gate;
@@ -154,9 +155,11 @@ async fn dispatch(cli: &Cli, ctx: &Context) -> Exit {
             until,
             live,
             from,
+            dry_run,
             ..
         } => {
             let opts = deploy::DeployOptions {
+                dry_run: *dry_run,
                 resume: *resume,
                 until_canary: until.is_some(),
                 live: live.live.clone(),

@@ -11,6 +11,7 @@ mod delta_apps;
 mod delta_ssh;
 mod deploy_local;
 mod deploy_ssh;
+mod dry_run;
 mod environments;
 mod exec_ending;
 mod exec_sessions;
