@@ -1,5 +1,6 @@
-//! The command line, parsed by clap. Nothing downstream reads argv: `Settings`
-//! carries what the commands need.
+//! The command line, parsed by clap into [`Cli`]. Nothing downstream reads
+//! argv: `commands::execute` takes the parsed `Cli` and hands each command
+//! what it needs.
 
 use std::path::PathBuf;
 

@@ -65,7 +65,11 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
         let row = if let Some(i) = nodes.iter().position(|n| n.name() == host.name) {
             let node = &nodes[i];
             let p = &node.probe;
-            let mut found = preflight::problems(node, artifact.as_ref());
+            let mut found = preflight::problems(
+                p,
+                &node.layout.deploy_to,
+                artifact.as_ref().map(preflight::Wants::of),
+            );
             found.extend(
                 shared_problems
                     .iter()

@@ -95,9 +95,13 @@ pub(super) fn preflight(
             .iter()
             .filter(|(n, _)| *n == i)
             .map(|(_, p)| p.clone());
-        for problem in preflight::problems(node, Some(artifact))
-            .into_iter()
-            .chain(app)
+        for problem in preflight::problems(
+            &node.probe,
+            &node.layout.deploy_to,
+            Some(preflight::Wants::of(artifact)),
+        )
+        .into_iter()
+        .chain(app)
         {
             if problem.is_warning() {
                 ctx.message(Level::Warn, Some(node.name()), problem.to_string());

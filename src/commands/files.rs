@@ -47,7 +47,10 @@ pub(crate) async fn push(ctx: &Context) -> Exit {
             .iter()
             .filter(|(n, _)| *n == i)
             .map(|(_, p)| p.clone());
-        for problem in preflight::problems(node, None).into_iter().chain(own) {
+        for problem in preflight::problems(&node.probe, &node.layout.deploy_to, None)
+            .into_iter()
+            .chain(own)
+        {
             if problem.is_warning() {
                 ctx.message(Level::Warn, Some(node.name()), problem.to_string());
                 continue;

@@ -1,6 +1,7 @@
-//! One module per subcommand; each is short and calls the engine. `execute`
-//! resolves what the command needs (log file, renderer, config, hosts,
-//! whether a person can be asked), then dispatches.
+//! One module per subcommand, calling the engine. `execute` resolves what
+//! a command needs (log file, renderer, config, environment and policy,
+//! hosts, secrets, whether a person can be asked), then dispatches; `plan`,
+//! `init`, `config` and `completions` run before any runtime is started.
 
 mod check;
 mod completions;

@@ -3,8 +3,7 @@
 
 use super::app_layout::SharedProblem;
 use super::delivery::held;
-use super::fleet::Node;
-use super::layout::{LockInfo, LockState};
+use super::layout::{LockInfo, LockState, Probe};
 use crate::artifact::Artifact;
 
 /// Why a reachable host cannot take a deploy. Typed: the exit code depends
@@ -88,27 +87,47 @@ fn own_dead_run(line: &str) -> Option<LockInfo> {
     (info.by == super::whoami() && info.pid != 0 && !alive(info.pid)).then_some(info)
 }
 
-/// Everything that stops `node` from taking `artifact` (or any deploy, when
-/// the artifact is unknown: then free space is not judged). A host that
-/// already holds the same content needs no space for an upload.
-pub(crate) fn problems(node: &Node, artifact: Option<&Artifact>) -> Vec<Problem> {
-    let probe = &node.probe;
+/// What a deploy asks of a host, from its artifact.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Wants<'a> {
+    /// Space one more release takes, unpacked.
+    pub needed_kb: u64,
+    pub content_sha: &'a str,
+    /// The host downloads it (`artifact.url`).
+    pub pull: bool,
+}
+
+impl<'a> Wants<'a> {
+    pub(crate) fn of(artifact: &'a Artifact) -> Self {
+        Wants {
+            needed_kb: artifact.needed_kb(),
+            content_sha: &artifact.content_sha,
+            pull: artifact.pull.is_some(),
+        }
+    }
+}
+
+/// Everything in a host's `probe` that stops it (its `deploy_to`) from
+/// taking a deploy that `wants` this (or any deploy, when that is unknown:
+/// then free space is not judged). A host that already holds the same
+/// content needs no space for an upload.
+pub(crate) fn problems(probe: &Probe, deploy_to: &str, wants: Option<Wants>) -> Vec<Problem> {
     let mut found = Vec::new();
     if let Some(path) = &probe.not_writable {
         found.push(Problem::NotWritable {
-            deploy_to: node.layout.deploy_to.clone(),
+            deploy_to: deploy_to.to_string(),
             path: path.clone(),
         });
     }
     if !probe.missing_tools.is_empty() {
         found.push(Problem::MissingTools(probe.missing_tools.clone()));
     }
-    if artifact.is_some_and(|a| a.pull.is_some()) && probe.fetch.is_none() {
+    if wants.is_some_and(|w| w.pull) && probe.fetch.is_none() {
         found.push(Problem::NoDownloader);
     }
-    if let (Some(free_kb), Some(artifact)) = (probe.free_kb, artifact) {
-        let needed_kb = artifact.needed_kb();
-        if free_kb < needed_kb && held(probe, &artifact.content_sha).is_none() {
+    if let (Some(free_kb), Some(wants)) = (probe.free_kb, wants) {
+        let needed_kb = wants.needed_kb;
+        if free_kb < needed_kb && held(probe, wants.content_sha).is_none() {
             found.push(Problem::NoSpace { free_kb, needed_kb });
         }
     }
@@ -119,4 +138,110 @@ pub(crate) fn problems(node: &Node, artifact: Option<&Artifact>) -> Vec<Problem>
         found.push(Problem::CurrentMissing(target.clone()));
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::release::ReleaseId;
+
+    const WANTS: Wants = Wants {
+        needed_kb: 1000,
+        content_sha: "new",
+        pull: false,
+    };
+
+    #[test]
+    fn what_a_probe_says_stops_a_deploy() {
+        let held = ReleaseId::parse("20260101T000000Z-00000001").unwrap();
+        let room = |free: u64| Probe {
+            free_kb: Some(free),
+            ..Probe::default()
+        };
+        let cases: Vec<(&str, Probe, Option<Wants>, Vec<Problem>)> = vec![
+            ("a healthy host", room(5000), Some(WANTS), vec![]),
+            (
+                "not writable",
+                Probe {
+                    not_writable: Some("/srv".into()),
+                    ..room(5000)
+                },
+                Some(WANTS),
+                vec![Problem::NotWritable {
+                    deploy_to: "/srv/app".into(),
+                    path: "/srv".into(),
+                }],
+            ),
+            (
+                "missing tools",
+                Probe {
+                    missing_tools: vec!["tar".into()],
+                    ..room(5000)
+                },
+                None,
+                vec![Problem::MissingTools(vec!["tar".into()])],
+            ),
+            (
+                "no room",
+                room(10),
+                Some(WANTS),
+                vec![Problem::NoSpace {
+                    free_kb: 10,
+                    needed_kb: 1000,
+                }],
+            ),
+            ("no room, but no artifact to judge", room(10), None, vec![]),
+            (
+                "no room, but the content is there already",
+                Probe {
+                    releases: vec![(held.clone(), Some("new".into()))],
+                    ..room(10)
+                },
+                Some(WANTS),
+                vec![],
+            ),
+            (
+                "a URL and nothing to download it with",
+                room(5000),
+                Some(Wants {
+                    pull: true,
+                    ..WANTS
+                }),
+                vec![Problem::NoDownloader],
+            ),
+            (
+                "a URL and curl",
+                Probe {
+                    fetch: Some("curl".into()),
+                    ..room(5000)
+                },
+                Some(Wants {
+                    pull: true,
+                    ..WANTS
+                }),
+                vec![],
+            ),
+            (
+                "locked",
+                Probe {
+                    lock: Some("{}".into()),
+                    ..room(5000)
+                },
+                Some(WANTS),
+                vec![Problem::Locked(LockState::File("{}".into()))],
+            ),
+            (
+                "current points at nothing",
+                Probe {
+                    current_dangling: Some("releases/gone".into()),
+                    ..room(5000)
+                },
+                Some(WANTS),
+                vec![Problem::CurrentMissing("releases/gone".into())],
+            ),
+        ];
+        for (what, probe, wants, want) in cases {
+            assert_eq!(problems(&probe, "/srv/app", wants), want, "{what}");
+        }
+    }
 }

@@ -6,6 +6,7 @@
 use std::io::Write;
 
 use super::{Context, Failure, hooks};
+use crate::exit::Exit;
 use crate::report::{Event, Level, Summary, ndjson_line};
 
 /// The commands that run the run-level hooks.
@@ -14,15 +15,7 @@ pub(crate) const COMMANDS: [&str; 4] = ["deploy", "rollback", "promote", "abort"
 /// `HOIST_RESULT` for a run's exit code; `None` for the codes after which
 /// no end hook runs (2: nothing was started).
 pub(crate) fn result_of(exit_code: i32) -> Option<&'static str> {
-    Some(match exit_code {
-        0 => "done",
-        1 => "failed",
-        3 => "preflight_failed",
-        4 => "locked",
-        5 => "rolled_back",
-        130 => "interrupted",
-        _ => return None,
-    })
+    Exit::of_code(exit_code).and_then(Exit::result)
 }
 
 /// Runs `on_start_local` for `command`; its failure stops the run before

@@ -363,7 +363,8 @@ pub trait Reporter: Send + Sync {
     fn finish(&self) {}
 }
 
-/// A reporter that keeps every event, for tests of the engine.
+/// A reporter that keeps every event, for the tests of the reporters and
+/// of masking.
 #[derive(Default)]
 pub struct Recorder(pub std::sync::Mutex<Vec<Event>>);
 

@@ -1,6 +1,7 @@
 //! How text looks: colours that are on or off by decision (never by
 //! guessing inside a renderer), durations, truncation, host lists.
 
+use crate::exit::Exit;
 use console::Style;
 
 /// Colours for one output stream. Off means not one escape code is written.
@@ -222,23 +223,13 @@ pub fn traffic(color: &str, previous: Option<&str>, reason: &str) -> String {
 /// What an exit code of `command` means, in the words of the contract.
 /// `exec` changes no release: its failures are its command's.
 pub fn exit_meaning(command: &str, code: i32) -> &'static str {
-    match (command, code) {
-        ("exec", 1) => "the command failed on some hosts (or they were not reached)",
-        ("exec", 130) => "interrupted; the command was stopped on every host",
-        _ => exit_meaning_of(code),
-    }
-}
-
-fn exit_meaning_of(code: i32) -> &'static str {
-    match code {
-        0 => "done",
-        1 => "failed; hosts are not all where they should be",
-        2 => "usage or configuration error; nothing was touched",
-        3 => "preflight failed; nothing was changed",
-        4 => "the fleet is locked (who holds it is said above)",
-        5 => "failed; every host it touched is back on the previous release",
-        130 => "interrupted; no host was left half-switched and the lock was freed",
-        _ => "failed",
+    match (command, Exit::of_code(code)) {
+        ("exec", Some(Exit::Failed)) => {
+            "the command failed on some hosts (or they were not reached)"
+        }
+        ("exec", Some(Exit::Interrupted)) => "interrupted; the command was stopped on every host",
+        (_, Some(exit)) => exit.meaning(),
+        (_, None) => "failed",
     }
 }
 
