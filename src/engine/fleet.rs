@@ -104,12 +104,12 @@ impl Node {
             .must_keeping("probe", &self.layout.probe(), PROBE_MAX)
             .await?;
         if out.cut > 0 {
-            return Err(Failure::Other(format!(
+            return Err(Failure::Answer(format!(
                 "its state (the probe's answer) is over {} MiB, which no host's is: not read; look at .hoist/journal and .hoist/lock under deploy_to",
                 PROBE_MAX >> 20
             )));
         }
-        self.probe = Probe::parse(&out.stdout_str()).map_err(Failure::Other)?;
+        self.probe = Probe::parse(&out.stdout_str()).map_err(Failure::Answer)?;
         self.journal = Journal::parse(&self.probe.journal);
         Ok(())
     }

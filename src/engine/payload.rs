@@ -143,7 +143,7 @@ pub(crate) async fn read_manifest(
         .await
         .map_err(|f| f.at(Phase::Upload))?;
     if out.stdout.len() as u64 > most || out.cut > 0 {
-        return Err(Failure::Other(format!(
+        return Err(Failure::Answer(format!(
             "the manifest of {base} on this host (.hoist/manifests/{base} under deploy_to) is over {} bytes, four times what this artifact's would take: not read; remove it and deploy again (the whole artifact is sent then)",
             most
         ))
