@@ -267,7 +267,7 @@ async fn rolling(
     skipped: Vec<HostOutcome>,
 ) -> (Exit, Vec<HostOutcome>) {
     let plan = rollout::Setup {
-        until_canary: until_canary,
+        until_canary,
         ..rollout::Setup::of(&ctx.config.strategy)
     };
     let (exit, mut outcomes) = rollout::rollout(ctx, nodes, artifact, id, &plan).await;
