@@ -40,12 +40,12 @@ pub fn run_with_timeout(
         NotRun::Wait(e) => fail(format!("waiting for the inventory command: {e}")),
     })?;
     let (status, stdout, stderr) = (ran.status, &ran.stdout, &ran.stderr);
-    let stderr_tail = tail(&stderr);
+    let stderr_tail = tail(stderr);
     if !status.success() {
         let how = ran.how();
         return Err(fail(format!("the inventory command {how}{stderr_tail}")));
     }
-    let table: toml::Table = serde_json::from_slice(&stdout).map_err(|e| {
+    let table: toml::Table = serde_json::from_slice(stdout).map_err(|e| {
         let e = e.to_string().replace("unit value", "null");
         fail(format!(
             "the inventory command's output is not an inventory in JSON ({e}); expected {{\"hosts\": {{...}}, \"groups\": {{...}}}}{stderr_tail}"
