@@ -31,12 +31,12 @@ pub(crate) struct DeployOptions {
 
 /// The artifact of the file, prepared (hashed, packed); on failure the
 /// run is finished and its exit returned.
-pub(super) async fn prepare_artifact(ctx: &Context, command: &str) -> Result<Artifact, Exit> {
+pub(super) async fn prepare_artifact(ctx: &Context) -> Result<Artifact, Exit> {
     let prepared = match Preparing::start(ctx) {
         Ok(preparing) => preparing.ready(ctx).await,
         Err(exit) => Err(exit),
     };
-    prepared.map_err(|exit| ctx.finish(command, exit, None, &[]))
+    prepared.map_err(|exit| ctx.finish(exit, None, &[]))
 }
 
 /// The artifact of the file being prepared (hashed, packed) on a thread of
@@ -134,13 +134,13 @@ pub(super) fn waiting_refusal(nodes: &[Node]) -> Option<String> {
 
 pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
     if let Some(exit) = refused_before_connecting(ctx, &opts) {
-        return ctx.finish("deploy", exit, None, &[]);
+        return ctx.finish(exit, None, &[]);
     }
 
     // Packed while the hosts are reached.
     let preparing = match Preparing::start(ctx) {
         Ok(p) => p,
-        Err(exit) => return ctx.finish("deploy", exit, None, &[]),
+        Err(exit) => return ctx.finish(exit, None, &[]),
     };
     let since = std::time::Instant::now();
     let (mut nodes, mut unreached) = fleet::reach(ctx).await;
@@ -148,7 +148,7 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         Ok(a) => a,
         Err(exit) => {
             fleet::close_all(&nodes).await;
-            return ctx.finish("deploy", exit, None, &[]);
+            return ctx.finish(exit, None, &[]);
         }
     };
     if let Some(from) = &opts.from {
@@ -156,7 +156,7 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
             Ok(id) => crate::journal::set_stamp(|s| s.promoted_from = Some(id.to_string())),
             Err(exit) => {
                 fleet::close_all(&nodes).await;
-                return ctx.finish("deploy", exit, None, &[]);
+                return ctx.finish(exit, None, &[]);
             }
         }
     }
@@ -164,7 +164,7 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
     if let Some(refusal) = waiting_refusal(&nodes) {
         fleet::report_all(ctx, &unreached);
         ctx.message(Level::Error, None, refusal);
-        return fleet::stop_untouched(ctx, "deploy", Exit::Usage, None, &nodes, unreached).await;
+        return fleet::stop_untouched(ctx, Exit::Usage, None, &nodes, unreached).await;
     }
     let sides = match &ctx.config.blue_green {
         Some(bg) => blue_green::Sides::read(ctx, bg, &nodes, opts.live.as_deref()).map(Some),
@@ -175,8 +175,7 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         Err(e) => {
             fleet::report_all(ctx, &unreached);
             ctx.message(Level::Error, None, e);
-            return fleet::stop_untouched(ctx, "deploy", Exit::Usage, None, &nodes, unreached)
-                .await;
+            return fleet::stop_untouched(ctx, Exit::Usage, None, &nodes, unreached).await;
         }
     };
     // A host that cannot hold the sessions a deploy needs fails here, not at upload.
@@ -188,11 +187,11 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
             fleet::report_all(ctx, &unreached);
             ctx.message(Level::Error, None, e);
             fleet::close_all(&nodes).await;
-            return ctx.finish("deploy", Exit::Usage, None, &[]);
+            return ctx.finish(Exit::Usage, None, &[]);
         }
     };
     ctx.emit(Event::RunStarted {
-        command: "deploy".into(),
+        command: ctx.command.into(),
         app: ctx.config.app.name.clone(),
         release: Some(id.to_string()),
         version: Some(artifact.version.clone()),
@@ -209,17 +208,14 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         Ok(problems) => problems,
         Err(e) => {
             ctx.message(Level::Error, None, e);
-            return fleet::stop_untouched(ctx, "deploy", Exit::Usage, release, &nodes, unreached)
-                .await;
+            return fleet::stop_untouched(ctx, Exit::Usage, release, &nodes, unreached).await;
         }
     };
     if !opts.dry_run
-        && let Err(e) =
-            run_hooks::on_start(ctx, "deploy", release.as_deref(), Some(&artifact.version)).await
+        && let Err(e) = run_hooks::on_start(ctx, release.as_deref(), Some(&artifact.version)).await
     {
         ctx.message(Level::Error, None, format!("{e}; nothing was touched"));
-        return fleet::stop_untouched(ctx, "deploy", Exit::Preflight, release, &nodes, unreached)
-            .await;
+        return fleet::stop_untouched(ctx, Exit::Preflight, release, &nodes, unreached).await;
     }
     let mut app_problems = shared::problems(ctx, &nodes).await;
     app_problems.extend(became);
@@ -234,14 +230,14 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
     }
     if let Some(exit) = policy::preflight_exit(judged, &problems) {
         let failed = unreached.into_iter().chain(refused).collect();
-        return fleet::stop_untouched(ctx, "deploy", exit, release, &nodes, failed).await;
+        return fleet::stop_untouched(ctx, exit, release, &nodes, failed).await;
     }
     let skipped = skip_unreachable(ctx, unreached, judged);
 
     if let Err(e) = lock::acquire_waiting(ctx, &mut nodes, Some(id.as_str()), None, since).await {
         let (exit, held) = e.outcomes();
         fleet::report_all(ctx, &held);
-        return fleet::stop_untouched(ctx, "deploy", exit, release, &nodes, held).await;
+        return fleet::stop_untouched(ctx, exit, release, &nodes, held).await;
     }
 
     if let (Some(bg), Some(sides)) = (&ctx.config.blue_green, &sides) {
@@ -249,10 +245,10 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
             blue_green::deploy(ctx, bg, sides, nodes, &artifact, &id).await;
         lock::release(ctx, &nodes).await;
         fleet::close_all(&nodes).await;
-        return ctx.finish("deploy", exit, release, &outcomes);
+        return ctx.finish(exit, release, &outcomes);
     }
     let exit = rolling(ctx, opts.until_canary, &nodes, &artifact, &id, skipped).await;
-    ctx.finish("deploy", exit.0, release, &exit.1)
+    ctx.finish(exit.0, release, &exit.1)
 }
 
 /// The rolling deploy of `id` over the locked `nodes`, to the unlock: its

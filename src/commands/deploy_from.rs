@@ -270,6 +270,7 @@ pub(super) fn promotable(
 /// hosts, and a reporter that keeps its hosts out of this run's view.
 fn sibling(ctx: &Context, config: config::Config, hosts: Vec<config::Host>) -> Context {
     Context {
+        command: ctx.command,
         config: Arc::new(config),
         hosts,
         reporter: Arc::new(MessagesOnly(ctx.reporter.clone())),

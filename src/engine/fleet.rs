@@ -290,7 +290,6 @@ pub(crate) async fn close_all(nodes: &[Node]) {
 /// emits the summary of every selected host (see [`untouched`]).
 pub(crate) async fn stop_untouched(
     ctx: &Context,
-    command: &str,
     exit: Exit,
     release: Option<String>,
     nodes: &[Node],
@@ -298,7 +297,7 @@ pub(crate) async fn stop_untouched(
 ) -> Exit {
     close_all(nodes).await;
     let hosts = untouched(ctx, nodes, failed);
-    ctx.finish(command, exit, release, &hosts)
+    ctx.finish(exit, release, &hosts)
 }
 
 /// Every selected host of a run that stopped before any change: the hosts
