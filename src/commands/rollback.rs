@@ -261,61 +261,20 @@ async fn traffic_back(
             return fleet::stop_untouched(ctx, Exit::Usage, None, &nodes, Vec::new()).await;
         }
     };
+    let other = match colour_to_take(bg, &nodes, &sides, to) {
+        Ok(other) => other,
+        Err(e) => {
+            refuse(e);
+            return fleet::stop_untouched(ctx, Exit::Preflight, None, &nodes, Vec::new()).await;
+        }
+    };
     let colour_of = |i: usize| &bg.colors[i];
-    let other_nodes = |other: usize| -> Vec<&Node> {
-        nodes
-            .iter()
-            .filter(|n| colour_of(other).hosts.iter().any(|h| h == n.name()))
-            .collect()
-    };
-    let other = match to {
-        // --to: the idle colour is switched to ID first; it must hold it.
-        Some(id) => {
-            let other = sides.idle;
-            let lacking: Vec<&str> = other_nodes(other)
-                .into_iter()
-                .filter(|n| !n.probe.has_release(id))
-                .map(|n| n.name())
-                .collect();
-            if sides.live.is_none() || !lacking.is_empty() {
-                refuse(format!(
-                    "{} cannot take {id}: {}; `hoist deploy` puts a new build on the idle colour",
-                    colour_of(other).name,
-                    if lacking.is_empty() {
-                        "no colour is live yet".to_string()
-                    } else {
-                        format!("it is not on {}", lacking.join(", "))
-                    }
-                ));
-                return fleet::stop_untouched(ctx, Exit::Preflight, None, &nodes, Vec::new()).await;
-            }
-            other
-        }
-        None => {
-            let currents: Vec<(&str, Option<&ReleaseId>)> = nodes
-                .iter()
-                .filter(|n| {
-                    sides
-                        .live
-                        .is_some_and(|live| !colour_of(live).hosts.iter().any(|h| h == n.name()))
-                })
-                .map(|n| (n.name(), n.probe.current.as_ref()))
-                .collect();
-            match policy::traffic_back(sides.live, &bg.colors, &currents) {
-                Ok(other) => other,
-                Err(e) => {
-                    refuse(e);
-                    return fleet::stop_untouched(ctx, Exit::Preflight, None, &nodes, Vec::new())
-                        .await;
-                }
-            }
-        }
-    };
     let target = colour_of(other);
     let live = sides.live.map(|i| colour_of(i).name.as_str());
     let release = to.cloned().or_else(|| {
-        other_nodes(other)
-            .first()
+        nodes
+            .iter()
+            .find(|n| target.hosts.iter().any(|h| h == n.name()))
             .and_then(|n| n.probe.current.clone())
     });
     ctx.emit(Event::RunStarted {
@@ -348,6 +307,70 @@ async fn traffic_back(
         fleet::report_all(ctx, &held);
         return fleet::stop_untouched(ctx, exit, None, &nodes, held).await;
     }
+    let (ok, outcomes) = switch_back(ctx, bg, &nodes, target, live, release.as_ref(), to).await;
+    lock::release(ctx, &nodes).await;
+    fleet::close_all(&nodes).await;
+    let exit = policy::done_or_failed(ok);
+    ctx.finish(exit, release.map(|r| r.to_string()), &outcomes)
+}
+
+/// The colour `hoist rollback` gives the traffic to: with `--to ID`, the
+/// idle colour, which must hold ID; else the colour the live one took over
+/// from, as the policy reads it from the hosts' releases.
+fn colour_to_take(
+    bg: &BlueGreen,
+    nodes: &[Node],
+    sides: &blue_green::Sides,
+    to: Option<&ReleaseId>,
+) -> Result<usize, String> {
+    let colour_of = |i: usize| &bg.colors[i];
+    let Some(id) = to else {
+        let currents: Vec<(&str, Option<&ReleaseId>)> = nodes
+            .iter()
+            .filter(|n| {
+                sides
+                    .live
+                    .is_some_and(|live| !colour_of(live).hosts.iter().any(|h| h == n.name()))
+            })
+            .map(|n| (n.name(), n.probe.current.as_ref()))
+            .collect();
+        return policy::traffic_back(sides.live, &bg.colors, &currents);
+    };
+    // --to: the idle colour is switched to ID first; it must hold it.
+    let other = sides.idle;
+    let lacking: Vec<&str> = nodes
+        .iter()
+        .filter(|n| colour_of(other).hosts.iter().any(|h| h == n.name()))
+        .filter(|n| !n.probe.has_release(id))
+        .map(|n| n.name())
+        .collect();
+    if sides.live.is_none() || !lacking.is_empty() {
+        return Err(format!(
+            "{} cannot take {id}: {}; `hoist deploy` puts a new build on the idle colour",
+            colour_of(other).name,
+            if lacking.is_empty() {
+                "no colour is live yet".to_string()
+            } else {
+                format!("it is not on {}", lacking.join(", "))
+            }
+        ));
+    }
+    Ok(other)
+}
+
+/// Under the lock: with `--to ID`, the `target` colour's hosts to ID
+/// first (switch, after_rollback, health), then `switch_local` gives it the
+/// traffic and every journal records it. Whether all of it went well, and
+/// each host's outcome.
+async fn switch_back(
+    ctx: &Context,
+    bg: &BlueGreen,
+    nodes: &[Node],
+    target: &crate::config::Color,
+    live: Option<&str>,
+    release: Option<&ReleaseId>,
+    to: Option<&ReleaseId>,
+) -> (bool, Vec<HostOutcome>) {
     let started = Instant::now();
     let mut outcomes: Vec<HostOutcome> = nodes
         .iter()
@@ -357,7 +380,7 @@ async fn traffic_back(
     if let Some(id) = to {
         // The idle colour to ID first: switch, after_rollback, health.
         let idle = (0..nodes.len()).filter(|&i| target.hosts.iter().any(|h| h == nodes[i].name()));
-        let (moving, ended) = put_back::moving(ctx, &nodes, idle, id);
+        let (moving, ended) = put_back::moving(ctx, nodes, idle, id);
         let moved = put_back::together(ctx, moving, BackFor::Rollback, None).await;
         for (i, outcome) in ended.into_iter().chain(moved) {
             ok &= outcome.failure.is_none();
@@ -366,13 +389,10 @@ async fn traffic_back(
     }
     if ok {
         let reason = "rollback";
-        match blue_green::switch_traffic(ctx, bg, &target.name, live, release.as_ref(), reason)
-            .await
-        {
+        match blue_green::switch_traffic(ctx, bg, &target.name, live, release, reason).await {
             Ok(()) => {
                 let all: Vec<&Node> = nodes.iter().collect();
-                ok = blue_green::record_traffic(ctx, &all, &target.name, live, release.as_ref())
-                    .await;
+                ok = blue_green::record_traffic(ctx, &all, &target.name, live, release).await;
                 for (i, node) in nodes.iter().enumerate() {
                     if target.hosts.iter().any(|h| h == node.name()) && to.is_none() {
                         outcomes[i] =
@@ -394,8 +414,5 @@ async fn traffic_back(
             }
         }
     }
-    lock::release(ctx, &nodes).await;
-    fleet::close_all(&nodes).await;
-    let exit = policy::done_or_failed(ok);
-    ctx.finish(exit, release.map(|r| r.to_string()), &outcomes)
+    (ok, outcomes)
 }
