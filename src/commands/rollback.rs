@@ -4,6 +4,8 @@
 
 use std::time::Instant;
 
+use futures_util::future::join_all;
+
 use crate::config::BlueGreen;
 use crate::engine::fleet::{self, Node};
 use crate::engine::policy::{self, BackFor, Refusal};
@@ -152,10 +154,56 @@ pub(crate) async fn run(
         fleet::close_all(&nodes).await;
         return ctx.finish(exit, Some(target.to_string()), &[]);
     }
+    if let Err(exit) = still_the_target(ctx, &mut nodes, to.as_ref(), &target).await {
+        return exit;
+    }
     let (exit, outcomes) = back_in_waves(ctx, &nodes, &target, all_at_once).await;
     lock::release(ctx, &nodes).await;
     fleet::close_all(&nodes).await;
     ctx.finish(exit, Some(target.to_string()), &outcomes)
+}
+
+/// Reads the fleet again under the lock: the rollback's target must still
+/// be `target`. Another run may have deployed or rolled back between the
+/// first reading and the lock (while this one ran `on_start_local`, or
+/// waited for the lock): going on with what was read before would undo
+/// that run's release, or go back one release too far. On a refusal the
+/// lock is freed and the run finished (exit 2).
+async fn still_the_target(
+    ctx: &Context,
+    nodes: &mut [Node],
+    to: Option<&ReleaseId>,
+    target: &ReleaseId,
+) -> Result<(), Exit> {
+    let read = join_all(nodes.iter_mut().map(|n| n.refresh())).await;
+    let why = match read.into_iter().find_map(Result::err) {
+        Some(e) => {
+            format!("could not read the fleet again under the lock: {e}; nothing was touched")
+        }
+        None => {
+            let currents: Vec<Option<ReleaseId>> =
+                nodes.iter().map(|n| n.probe.current.clone()).collect();
+            // Every host on it already (another rollback to it won the
+            // lock): nothing left to do, and nothing to refuse.
+            if currents.iter().all(|c| c.as_ref() == Some(target)) {
+                return Ok(());
+            }
+            let targets = targets(nodes, to);
+            match policy::fleet_target(&targets, &currents, to.is_some()) {
+                Ok(Some(now)) if now == *target => return Ok(()),
+                Ok(now) => format!(
+                    "the fleet changed before this rollback took the lock (another run deployed or rolled back meanwhile): read again under the lock, its target is {} now, not {target}; nothing was touched: look at `hoist status` and run the rollback again if it is still wanted",
+                    now.map_or("nothing".to_string(), |t| t.to_string())
+                ),
+                Err(_) => format!(
+                    "the fleet changed before this rollback took the lock (another run deployed or rolled back meanwhile): read again under the lock, its hosts no longer agree on {target}; nothing was touched: look at `hoist status`"
+                ),
+            }
+        }
+    };
+    ctx.message(Level::Error, None, why);
+    lock::release(ctx, nodes).await;
+    Err(fleet::stop_untouched(ctx, Exit::Usage, Some(target.to_string()), nodes, vec![]).await)
 }
 
 /// Every host not on `target` goes back: in the deploy's waves (the

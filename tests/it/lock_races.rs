@@ -46,7 +46,7 @@ fn race(p: &Project, round: &str, a: &[&str], b: &[&str]) -> (Output, Output) {
     )
 }
 
-fn wait_for(what: &str, ready: impl Fn() -> bool) {
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     for _ in 0..3600 {
         if ready() {
             return;
@@ -334,4 +334,63 @@ fn a_lock_left_by_your_own_killed_run_is_named_as_yours_with_how_to_free_it() {
     assert!(!text.contains("someone else"), "{text}");
     f.hoist(&["unlock"]).assert().success();
     f.hoist(&["deploy", "--yes"]).assert().success();
+}
+
+#[test]
+fn a_rollback_reads_the_fleet_again_under_the_lock_and_never_undoes_a_deploy_made_meanwhile() {
+    // The rollback reads its target (v1), then its on_start_local waits
+    // while a deploy of v3 runs through the whole fleet; then it takes the
+    // lock. Going on with what it read would undo v3 and skip v2.
+    let f = Fleet::ssh(3);
+    let dir = f.path().display().to_string();
+    let hold = format!(
+        "if [ \\\"$HOIST_COMMAND\\\" = rollback ]; then : > {dir}/HELD; while [ ! -e {dir}/GO ]; do sleep 0.05; done; fi"
+    );
+    let f = f
+        .toml(&format!("[hooks]\non_start_local = [\"{hold}\"]"))
+        .write();
+    let v1 = f.on_v1_then_v2();
+    f.hoist(&["deploy", "--yes"]).assert().success();
+    let v2 = f.current("web1").unwrap();
+    let mut rollback = start(&f, &["rollback", "--json"], &[]);
+    wait_for("the rollback's on_start_local", || {
+        let held = f.path().join("HELD").exists();
+        if !held && let Ok(Some(_)) = rollback.try_wait() {
+            let mut text = String::new();
+            use std::io::Read;
+            rollback
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut text)
+                .unwrap();
+            rollback
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut text)
+                .unwrap();
+            panic!("the rollback ended early: {text}");
+        }
+        held
+    });
+    std::fs::write(f.path().join("build/README"), "v3").unwrap();
+    f.hoist(&["deploy", "--yes"]).assert().success();
+    let v3 = f.current("web1").unwrap();
+    assert!(v3 != v1 && v3 != v2);
+    std::fs::write(f.path().join("GO"), "").unwrap();
+    let out = rollback.wait_with_output().unwrap();
+    let text = printed(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        said(
+            &ndjson(&out.stdout),
+            "the fleet changed before this rollback took the lock"
+        ),
+        "{text}"
+    );
+    for host in f.host_names() {
+        assert_eq!(f.current(&host).as_ref(), Some(&v3), "{host}: {text}");
+        assert!(!f.locked(&host), "{host} left locked: {text}");
+    }
 }
