@@ -138,6 +138,7 @@ pub(crate) async fn record_traffic(
     let failed =
         record::append_all(nodes.iter().copied(), &entry, "recording the live colour").await;
     for (node, e) in &failed {
+        ctx.notes.unrecorded(node.name());
         ctx.message(
             Level::Error,
             Some(node.name()),

@@ -227,6 +227,57 @@ impl Drop for Immutable {
     }
 }
 
+/// Whether this machine can make a file immutable (root, chattr, a
+/// filesystem with the flag), tried on a file of its own in `dir`.
+fn can_freeze(dir: &std::path::Path) -> bool {
+    let trial = Immutable(dir.join("chattr-trial"));
+    std::fs::write(&trial.0, "").unwrap();
+    let flagged = Command::new("chattr").arg("+i").arg(&trial.0).status();
+    drop(trial);
+    std::fs::remove_file(dir.join("chattr-trial")).unwrap();
+    flagged.is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_live_colour_a_host_could_not_record_is_in_the_history_incomplete_line() {
+    if !crate::support::sshd::is_root() {
+        eprintln!("skipped: only root can make a journal unwritable for root's sshd (chattr +i)");
+        return;
+    }
+    // switch_local makes web3's journal unwritable just before the live
+    // colour is recorded on every host.
+    let f = Fleet::ssh(4);
+    let journal = f.deploy_path("web3").join(".hoist/journal");
+    let f = f
+        .toml(&format!(
+            "[groups.blue]\nhosts = [\"web1\", \"web2\"]\n[groups.green]\nhosts = [\"web3\", \"web4\"]\n\
+             [strategy]\nkind = \"blue-green\"\n[blue_green]\ncolors = [\"blue\", \"green\"]\n\
+             switch_local = [\"if [ -e FREEZE ]; then chattr +i {}; fi\"]",
+            journal.display()
+        ))
+        .write();
+    f.hoist(&["deploy", "--yes"]).assert().success();
+    if !can_freeze(journal.parent().unwrap()) {
+        eprintln!("skipped: no chattr, or this filesystem has no immutable flag");
+        return;
+    }
+    let _thaw = Immutable(journal.clone());
+    std::fs::write(f.path().join("FREEZE"), "").unwrap();
+    std::fs::write(f.path().join("build/README"), "v2").unwrap();
+    let out = f.hoist(&["deploy", "--yes", "--json"]).output().unwrap();
+    let text = printed(&out);
+    let events = ndjson(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        said_to(&events, "web3", "could not record that green is live"),
+        "{text}"
+    );
+    assert!(
+        said(&events, "history incomplete on web3:"),
+        "said at the end: {text}"
+    );
+}
+
 #[test]
 fn a_journal_line_lost_after_a_switch_is_warned_about_and_summed_up() {
     if !crate::support::sshd::is_root() {
