@@ -116,6 +116,7 @@ mod tests {
             transport: HostTransport::Local {
                 root: PathBuf::from("/tmp"),
             },
+            role: Default::default(),
         };
         let hosts = vec![
             host("web1", &["web"]),
