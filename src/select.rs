@@ -150,6 +150,8 @@ mod tests {
             envs: Vec::new(),
             min_soak: Default::default(),
             policy: Default::default(),
+            group_throttles: Default::default(),
+            group_strategies: Default::default(),
             warnings: Vec::new(),
             ssh_config_notes: Vec::new(),
             secrets: Vec::new(),

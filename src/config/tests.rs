@@ -1442,8 +1442,11 @@ fn the_ssh_tables_accept_exactly_the_keys_of_the_table() {
     };
     assert_eq!(accepted("ssh", ""), table_keys());
     let group = accepted("groups.g", "hosts = [\"a\"]\n");
-    assert_eq!(group[..2], ["hosts", "vars"]);
-    assert_eq!(group[2..], table_keys());
+    assert_eq!(
+        group[..6],
+        ["hosts", "vars", "hooks", "health", "diagnose", "strategy"]
+    );
+    assert_eq!(group[6..], table_keys());
     let host = accepted("hosts.h", "");
     assert_eq!(
         host[..7],
@@ -1989,3 +1992,5 @@ fn freeze_windows_are_checked_when_the_file_is_read() {
     assert!(c.policy.require_reason);
     assert_eq!(c.policy.freeze.timezone, chrono_tz::Tz::UTC);
 }
+
+mod shape;
