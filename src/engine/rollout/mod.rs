@@ -6,29 +6,27 @@
 mod back;
 mod between;
 mod host;
+mod wave;
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
-use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 
-use super::ahead::{Ahead, Uploading};
-use super::batch::{self, WaveResult};
+use super::ahead::Ahead;
 use super::delivery::Delivery;
 use super::fleet::Node;
 use super::once::Once;
 use super::policy::{self, HostState};
-use super::rollout_plan::{RolloutPlan, Shape, Upload};
+use super::rollout_plan::{RolloutPlan, Shape};
 use super::{Context, HostOutcome, hooks, strategy};
 use crate::artifact::Artifact;
-use crate::config::{Amount, OnFailure, Strategy};
+use crate::config::{Amount, Strategy};
 use crate::exit::Exit;
 use crate::release::ReleaseId;
-use crate::report::{Event, HostResult, Level};
-use back::{prune, roll_back, undo};
-use between::between;
-use host::host_rollout;
+use crate::report::{HostResult, Level};
+use back::{prune, roll_back};
+use wave::{WaveEnd, wave};
 
 /// Where one host stands during and after the rollout.
 #[derive(Debug)]
@@ -154,14 +152,6 @@ impl Run<'_> {
     }
 }
 
-/// How a wave ended, for what comes after it.
-struct WaveEnd {
-    /// "rollout stopped" was said, before the wave's own rollback.
-    said_stop: bool,
-    /// Every host the wave's own rollback took back made it.
-    back: bool,
-}
-
 /// Runs the rollout of `id` over `nodes` as [`Setup::plan`] plans it:
 /// returns the exit and how each node ended.
 pub(crate) async fn rollout(
@@ -196,75 +186,17 @@ pub(crate) async fn rollout(
         failures: AtomicUsize::new(0),
         allowed: strategy::failures_allowed(setup.max_failures, pending.len()),
     };
-    let (mut said_stop, mut waves_back) = (false, true);
+    let mut ended = WaveEnd {
+        said_stop: false,
+        back: true,
+    };
     // Uploads ahead of the next wave, made during the wave before it.
     let mut following: Option<Ahead> = None;
-    for (w, wave) in plan.waves.iter().enumerate() {
+    for w in 0..plan.waves.len() {
         if run.halt.is_cancelled() {
             break;
         }
-        let ahead = following.take().unwrap_or_else(|| match wave.upload {
-            Upload::DuringPause => Ahead::during(&wave.hosts),
-            _ => Ahead::default(),
-        });
-        let next = plan
-            .waves
-            .get(w + 1)
-            .filter(|next| next.upload == Upload::DuringPreviousWave)
-            .map(|next| Ahead::during(&next.hosts));
-        let uploading = Uploading::new(wave.hosts.len());
-        let over = CancellationToken::new();
-        let this_wave = async {
-            let before = match w.checked_sub(1) {
-                Some(p) => {
-                    between(
-                        &run,
-                        &mut hosts,
-                        &plan.waves[p],
-                        wave.before,
-                        &plan.waves[w..],
-                    )
-                    .await
-                }
-                None => Ok(()),
-            };
-            match before {
-                Err(reason) => run.stop(reason),
-                Ok(()) => {
-                    if let Some(end) =
-                        run_wave(&run, &mut hosts, &plan, w, &ahead, &uploading).await
-                    {
-                        said_stop |= end.said_stop;
-                        waves_back &= end.back;
-                    }
-                    // `deploy --until canary`: the canary's bake, then stop.
-                    if w + 1 == plan.waves.len()
-                        && !run.halt.is_cancelled()
-                        && let Err(reason) = between(&run, &mut hosts, wave, plan.then, &[]).await
-                    {
-                        run.stop(reason);
-                    }
-                }
-            }
-            over.cancel();
-        };
-        let next_uploads = async {
-            if let Some(next) = &next {
-                // Once this wave's hosts had the link to themselves.
-                uploading.past_or(&over).await;
-                next.upload(ctx, nodes, &run.delivery, id, &run.halt).await;
-            }
-        };
-        futures_util::future::join3(
-            this_wave,
-            ahead.upload(ctx, nodes, &run.delivery, id, &run.halt),
-            next_uploads,
-        )
-        .await;
-        ahead
-            .take_back(ctx, nodes, id, |i| hosts[i].sent.is_some())
-            .await;
-        following = next;
+        following = wave(&run, &mut hosts, &plan, w, following.take(), &mut ended).await;
     }
     // Made for a wave that never ran.
     if let Some(unused) = following {
@@ -272,148 +204,7 @@ pub(crate) async fn rollout(
             .take_back(ctx, nodes, id, |i| hosts[i].sent.is_some())
             .await;
     }
-    finish(&run, hosts, &plan, setup, said_stop, waves_back).await
-}
-
-/// Wave `w`: between the batch hooks, every host's part in parallel, then
-/// the policy: a wave that stops the rollout goes back before its
-/// `after_batch_local` runs, so an "enable" hook never puts a host on the
-/// failed release back in the pool. `None`: `before_batch_local` failed and
-/// the wave never started.
-async fn run_wave(
-    run: &Run<'_>,
-    hosts: &mut [HostRun],
-    plan: &RolloutPlan,
-    w: usize,
-    ahead: &Ahead,
-    uploading: &Uploading,
-) -> Option<WaveEnd> {
-    let (ctx, nodes, wave) = (run.ctx, run.nodes, &plan.waves[w]);
-    ctx.emit(Event::WaveStarted {
-        wave: w + 1,
-        waves: plan.waves.len(),
-        kind: wave.kind.as_str().into(),
-        hosts: wave
-            .hosts
-            .iter()
-            .map(|&i| nodes[i].name().to_string())
-            .collect(),
-    });
-    let members: Vec<&Node> = wave.hosts.iter().map(|&i| &nodes[i]).collect();
-    let local_env = batch::env(ctx, Some(run.id), &run.artifact.version, &members);
-    if let Err(reason) = batch::before(ctx, &local_env).await {
-        run.stop(reason);
-        return None;
-    }
-    let ended = join_all(wave.hosts.iter().map(|&i| async move {
-        // Waited for before a slot is taken: the upload holds one.
-        let delivered = ahead.take(i).await;
-        let mut passed = uploading.host();
-        let host = host_rollout(run, i, delivered, &mut passed).await;
-        if let Some(once) = &run.once {
-            once.settle(nodes[i].name());
-            if once.failed() {
-                run.halt.cancel();
-            }
-        }
-        let failed = host.outcome.result == HostResult::Failed;
-        if failed && policy::halts(run.failures.fetch_add(1, Ordering::SeqCst) + 1, run.allowed) {
-            run.halt.cancel();
-        }
-        host
-    }))
-    .await;
-    for (&i, host) in wave.hosts.iter().zip(ended) {
-        hosts[i] = host;
-    }
-    if let Some(once) = &run.once {
-        once.tell_the_others(ctx, nodes).await;
-    }
-    let end = end_wave(run, hosts, &wave.hosts).await;
-    let unhealthy: Vec<&str> = end.1.iter().map(|&i| nodes[i].name()).collect();
-    if let Err(reason) = batch::after(ctx, &local_env, end.0, &unhealthy).await {
-        run.stop(reason);
-    }
-    let count = |result: HostResult| {
-        wave.hosts
-            .iter()
-            .filter(|&&i| hosts[i].outcome.result == result)
-            .count()
-    };
-    // Skipped: never started, stopped by an interrupt or the halt;
-    // failed: the rest that did not end ok (a rolled-back host too).
-    let (ok, skipped) = (count(HostResult::Ok), count(HostResult::Skipped));
-    ctx.emit(Event::WaveDone {
-        wave: w + 1,
-        ok,
-        failed: wave.hosts.len() - ok - skipped,
-        skipped,
-        interrupted: ctx.cancel.is_cancelled(),
-    });
-    Some(end.2)
-}
-
-/// After a wave's hosts ended: whether it stops the rollout, its own
-/// rollback if so, and what `after_batch_local` hears (the result and the
-/// hosts not healthy).
-async fn end_wave(
-    run: &Run<'_>,
-    hosts: &mut [HostRun],
-    wave: &[usize],
-) -> (WaveResult, Vec<usize>, WaveEnd) {
-    let ctx = run.ctx;
-    let failed_here: Vec<usize> = wave
-        .iter()
-        .copied()
-        .filter(|&i| hosts[i].outcome.result == HostResult::Failed)
-        .collect();
-    if let Some(once) = run.once.as_ref().filter(|o| o.failed()) {
-        run.stop(format!(
-            "before_switch_once did not pass on {}; no host was switched",
-            once.host()
-        ));
-    }
-    let failed_so_far = run.failures.load(Ordering::SeqCst);
-    if policy::halts(failed_so_far, run.allowed) {
-        run.stop(format!(
-            "{failed_so_far} host(s) failed, more than max_failures allows ({})",
-            run.allowed
-        ));
-    }
-    let mut end = WaveEnd {
-        said_stop: false,
-        back: true,
-    };
-    let interrupted = ctx.cancel.is_cancelled();
-    let (result, unhealthy) = match run.halted() {
-        Some(reason) if !interrupted && ctx.config.strategy.on_failure == OnFailure::Rollback => {
-            let switched: Vec<usize> = wave
-                .iter()
-                .copied()
-                .filter(|&i| hosts[i].switched)
-                .collect();
-            ctx.message(Level::Error, None, format!("rollout stopped: {reason}"));
-            end.said_stop = true;
-            let not_back = undo(run, hosts, &switched, &reason).await;
-            end.back = not_back.is_empty();
-            let result = if end.back {
-                WaveResult::RolledBack
-            } else {
-                WaveResult::Failed
-            };
-            (result, not_back)
-        }
-        _ if interrupted
-            && wave
-                .iter()
-                .any(|&i| hosts[i].outcome.result != HostResult::Ok) =>
-        {
-            (WaveResult::Interrupted, failed_here)
-        }
-        _ if !failed_here.is_empty() => (WaveResult::Failed, failed_here),
-        _ => (WaveResult::Ok, Vec::new()),
-    };
-    (result, unhealthy, end)
+    finish(&run, hosts, &plan, setup, ended).await
 }
 
 /// After the last wave ran (or the rollout stopped): what is said, the
@@ -424,8 +215,7 @@ async fn finish(
     mut hosts: Vec<HostRun>,
     plan: &RolloutPlan,
     setup: &Setup,
-    said_stop: bool,
-    waves_back: bool,
+    waves: WaveEnd,
 ) -> (Exit, Vec<HostOutcome>) {
     let ctx = run.ctx;
     let halted = run.halted();
@@ -449,11 +239,11 @@ async fn finish(
             format!("interrupted: no new host was started; every host is on a whole release{next}"),
         );
     } else if let Some(reason) = &halted
-        && !said_stop
+        && !waves.said_stop
     {
         ctx.message(Level::Error, None, format!("rollout stopped: {reason}"));
     }
-    let mut all_back = waves_back;
+    let mut all_back = waves.back;
     if let Some(reason) = &halted
         && !verdict.roll_back.is_empty()
     {
