@@ -211,11 +211,11 @@ async fn steps(
     }
     record(ctx, node, format!("pushed {}", dests.join(", "))).await;
     let dir = dir(node);
-    let after = &ctx.config.hooks.after_files;
+    let after = &node.host.role.hooks.after_files;
     hooks::run_remote(ctx, node, Phase::AfterFiles, after, &dir, env)
         .await
         .map_err(at(Phase::AfterFiles))?;
-    if let Some(check) = &ctx.config.health {
+    if let Some(check) = &node.host.role.health {
         health::check(ctx, node, check, env)
             .await
             .map_err(at(Phase::Health))?;
@@ -238,7 +238,7 @@ async fn restore(ctx: &Context, node: &Node) -> Result<(), Failed> {
     .map_err(at(Phase::Rollback))?;
     record(ctx, node, format!("restored {}", dests.join(", "))).await;
     let env = env(ctx, node);
-    let after = &ctx.config.hooks.after_files;
+    let after = &node.host.role.hooks.after_files;
     hooks::run_remote(ctx, node, Phase::AfterFiles, after, &dir(node), &env)
         .await
         .map_err(at(Phase::AfterFiles))

@@ -107,6 +107,7 @@ pub(crate) struct PlannedWave {
 
 impl PlannedWave {
     /// The first step before it, or `Nothing`.
+    #[cfg(test)]
     pub(crate) fn step(&self) -> Step {
         self.before.first().copied().unwrap_or(Step::Nothing)
     }

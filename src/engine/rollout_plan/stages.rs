@@ -45,7 +45,11 @@ impl Floor {
 /// Hosts of each zone counted healthy before a rollout: the zone's hosts
 /// in the whole inventory (`all`), less the selected ones that could not
 /// be reached (in `selected` but not `reached`).
-pub(crate) fn zone_sizes(all: &[Host], selected: &[Host], reached: &[&str]) -> BTreeMap<String, usize> {
+pub(crate) fn zone_sizes(
+    all: &[Host],
+    selected: &[Host],
+    reached: &[&str],
+) -> BTreeMap<String, usize> {
     let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
     for host in all {
         if let Some(zone) = &host.role.zone {
@@ -81,13 +85,13 @@ fn stages<'a>(shape: &Shape<'a>, pending: &[Member<'a>]) -> Vec<Stage<'a>> {
     } else {
         let mut taken = vec![false; pending.len()];
         for group in &s.order {
-            let mine: Vec<&Member> = (0..pending.len())
-                .filter(|&m| !taken[m] && pending[m].groups.contains(group))
-                .map(|m| {
+            let mut mine: Vec<&Member> = Vec::new();
+            for (m, member) in pending.iter().enumerate() {
+                if !taken[m] && member.groups.contains(group) {
                     taken[m] = true;
-                    &pending[m]
-                })
-                .collect();
+                    mine.push(member);
+                }
+            }
             groups.push((Some(group.as_str()), mine));
         }
     }
@@ -179,7 +183,12 @@ pub(super) fn steps(shape: Shape, done: &[PlannedWave], wave: &PlannedWave) -> V
     if own != Step::Nothing {
         steps.push(own);
     }
-    let Some(zones) = shape.strategy.zones.as_ref().filter(|_| !previous.same_stage(wave)) else {
+    let Some(zones) = shape
+        .strategy
+        .zones
+        .as_ref()
+        .filter(|_| !previous.same_stage(wave))
+    else {
         return steps;
     };
     let first_zone_of_group = done
@@ -239,7 +248,11 @@ mod tests {
                 .collect()
         }
 
-        fn plan(&self, s: &Strategy, groups: &BTreeMap<String, GroupStrategy>) -> Result<RolloutPlan, String> {
+        fn plan(
+            &self,
+            s: &Strategy,
+            groups: &BTreeMap<String, GroupStrategy>,
+        ) -> Result<RolloutPlan, String> {
             let sizes = BTreeMap::new();
             let shape = Shape {
                 strategy: s,
@@ -278,7 +291,13 @@ mod tests {
     fn table(p: &RolloutPlan) -> Vec<(String, &'static str, usize)> {
         p.waves
             .iter()
-            .map(|w| (w.zone.clone().unwrap_or_default(), w.kind.as_str(), w.hosts.len()))
+            .map(|w| {
+                (
+                    w.zone.clone().unwrap_or_default(),
+                    w.kind.as_str(),
+                    w.hosts.len(),
+                )
+            })
             .collect()
     }
 
@@ -301,7 +320,11 @@ mod tests {
             ]
         );
         for wave in &p.waves {
-            assert!(wave.hosts.iter().all(|&i| fleet.zone(i) == wave.zone.as_deref().unwrap()));
+            assert!(
+                wave.hosts
+                    .iter()
+                    .all(|&i| fleet.zone(i) == wave.zone.as_deref().unwrap())
+            );
         }
         let all: Vec<usize> = p.waves.iter().flat_map(|w| w.hosts.clone()).collect();
         assert_eq!(all, (0..12).collect::<Vec<_>>());
@@ -362,7 +385,13 @@ mod tests {
         assert!(p.waves.iter().all(|w| w.hosts.len() == 1));
         assert_eq!(p.waves[0].floor, Some(Floor { size: 4, min: 3 }));
         let s = zoned(Hosts(0), &[Percent(100)], Hosts(2));
-        let sizes: Vec<usize> = fleet.plan(&s, &BTreeMap::new()).unwrap().waves.iter().map(|w| w.hosts.len()).collect();
+        let sizes: Vec<usize> = fleet
+            .plan(&s, &BTreeMap::new())
+            .unwrap()
+            .waves
+            .iter()
+            .map(|w| w.hosts.len())
+            .collect();
         assert_eq!(sizes, [2, 2, 2, 2, 2, 2]);
     }
 
@@ -383,13 +412,20 @@ mod tests {
             deploy_to: "/srv".into(),
             vars: Default::default(),
             command_timeout: M,
-            transport: crate::config::HostTransport::Local { root: "/tmp".into() },
+            transport: crate::config::HostTransport::Local {
+                root: "/tmp".into(),
+            },
             role: crate::config::Role {
                 zone: Some(zone.into()),
                 ..Default::default()
             },
         };
-        let all = [host("a", "z1"), host("b", "z1"), host("c", "z1"), host("d", "z2")];
+        let all = [
+            host("a", "z1"),
+            host("b", "z1"),
+            host("c", "z1"),
+            host("d", "z2"),
+        ];
         // a and b selected; b unreachable; c not selected counts healthy.
         let sizes = zone_sizes(&all, &all[..2], &["a"]);
         assert_eq!(sizes.get("z1"), Some(&2));
