@@ -1,0 +1,218 @@
+//! Fleets with shape on real OpenSSH hosts: zone by zone, each role with
+//! its own hooks and health check, and a throttle on a hook.
+
+use serde_json::Value;
+
+use crate::support::fleet::{Fleet, HEALTH};
+use crate::support::http::Http;
+use crate::support::project::{phase_at, said, times_in};
+
+/// `[groups.NAME] hosts = [...]` for each (name, hosts).
+fn groups(list: &[(&str, &[&str])]) -> String {
+    list.iter()
+        .map(|(name, hosts)| {
+            let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
+            format!("[groups.{name}]\nhosts = [{}]\n", hosts.join(", "))
+        })
+        .collect()
+}
+
+/// The phases `host` entered in `events`, in order.
+fn phases<'a>(events: &'a [Value], host: &str) -> Vec<&'a str> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "host_phase" && e["host"] == host)
+        .map(|e| e["phase"].as_str().unwrap())
+        .collect()
+}
+
+/// The release the summary names.
+fn release(events: &[Value]) -> String {
+    events.last().unwrap()["release"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_failing_host_in_the_first_zone_rolls_that_zone_back_and_never_touches_the_others() {
+    let f = Fleet::ssh(6)
+        .toml(&format!(
+            "{}{HEALTH}\n[strategy]\ncanary = 0\nbatch = 2\nwave_by = \"zone\"\nzones = [\"az-a\", \"az-b\", \"az-c\"]\n",
+            // Zones that interleave the inventory: waves in inventory
+            // order would mix them.
+            groups(&[
+                ("az-a", &["web1", "web3", "web5"]),
+                ("az-b", &["web2", "web4"]),
+                ("az-c", &["web6"]),
+            ])
+        ))
+        .write();
+    let v1 = f.on_v1_then_v2();
+    f.mark("web5", "FAIL");
+    let events = f.events(&["deploy", "--json"], 5);
+    let v2 = release(&events);
+    // web1 and web3 went to v2 in the first wave and came back; web5
+    // failed its health check in the second.
+    for host in f.host_names() {
+        assert_eq!(f.current(&host).as_deref(), Some(v1.as_str()), "{host}");
+    }
+    for host in ["web1", "web3"] {
+        assert!(f.switched_to(host, &v2), "{host}");
+        assert_eq!(times_in(&events, host, "rollback"), 1, "{host}");
+    }
+    for host in ["web2", "web4", "web6"] {
+        f.assert_holds_nothing_of(host, &v2);
+        let seen = phases(&events, host);
+        assert!(
+            seen.iter()
+                .all(|p| ["connect", "preflight", "lock", "unlock"].contains(p)),
+            "{host} went beyond preflight: {seen:?}"
+        );
+        // The fleet lock is taken and freed on every host; nothing else.
+        let journal = f.journal(host);
+        assert!(
+            journal
+                .iter()
+                .all(|e| e["release"] != v2.as_str() || e["event"] == "lock"),
+            "{host}: {journal:?}"
+        );
+    }
+    let zones: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "wave_started")
+        .map(|e| &e["hosts"])
+        .collect();
+    assert_eq!(zones.len(), 2, "zone az-a's two waves only: {zones:?}");
+}
+
+#[test]
+fn workers_run_only_their_hook_and_get_no_http_probe_while_web_hosts_do() {
+    let http = Http::serve(&[("/health", b"ok".to_vec())]);
+    let f = Fleet::ssh(4)
+        .toml(&format!(
+            r#"{groups}
+[hooks]
+after_switch = ["touch \"$HOIST_DEPLOY_TO/web-restarted\""]
+[groups.worker.hooks]
+after_switch = ["touch \"$HOIST_DEPLOY_TO/worker-restarted\""]
+[health]
+http = "{url}"
+retries = 1
+[groups.worker.health]
+enabled = false
+[strategy]
+canary = 0
+batch = "100%"
+"#,
+            groups = groups(&[("web", &["web1", "web2"]), ("worker", &["web3", "web4"])]),
+            url = http.url("/health"),
+        ))
+        .write();
+    let events = f.events(&["deploy", "--json", "--yes"], 0);
+    for web in ["web1", "web2"] {
+        assert!(f.deploy_path(web).join("web-restarted").exists(), "{web}");
+        assert!(
+            !f.deploy_path(web).join("worker-restarted").exists(),
+            "{web}"
+        );
+        assert_eq!(times_in(&events, web, "health"), 1, "{web} probed");
+    }
+    for worker in ["web3", "web4"] {
+        assert!(f.deploy_path(worker).join("worker-restarted").exists());
+        assert!(!f.deploy_path(worker).join("web-restarted").exists());
+        assert_eq!(
+            times_in(&events, worker, "health"),
+            0,
+            "{worker} not probed"
+        );
+    }
+    let probes = http.requests();
+    assert_eq!(
+        probes.iter().filter(|r| *r == "GET /health").count(),
+        2,
+        "one probe per web host: {probes:?}"
+    );
+    // The plan says so, host by host.
+    let plan = f.events(&["plan", "--json"], 0);
+    let role = |host: &str| {
+        plan.iter()
+            .find(|e| e["event"] == "row" && e["table"] == "roles" && e["host"] == host)
+            .unwrap_or_else(|| panic!("a roles row for {host}: {plan:#?}"))
+            .clone()
+    };
+    assert_eq!(role("web3")["health"], "(no check)");
+    assert!(role("web1")["health"].as_str().unwrap().starts_with("GET "));
+    assert!(
+        role("web4")["after_switch"]
+            .as_str()
+            .unwrap()
+            .contains("worker-restarted")
+    );
+}
+
+/// (start, end) of each `after_switch` hook, as the hosts wrote them.
+fn hook_times(f: &Fleet) -> Vec<(f64, f64)> {
+    f.host_names()
+        .iter()
+        .map(|h| {
+            let read = |name: &str| -> f64 {
+                let path = f.deploy_path(h).join(name);
+                let text =
+                    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+                text.trim()
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{text:?}: {e}"))
+            };
+            (read("hook-start"), read("hook-end"))
+        })
+        .collect()
+}
+
+/// The most intervals that overlap at one moment.
+fn most_at_once(spans: &[(f64, f64)]) -> usize {
+    spans
+        .iter()
+        .map(|&(start, _)| {
+            spans
+                .iter()
+                .filter(|&&(s, e)| s <= start && start < e)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn throttle_after_switch_2_on_8_hosts_never_overlaps_more_than_2_while_uploads_run_8_at_once() {
+    let f = Fleet::ssh(8)
+        .toml(
+            r#"[hooks]
+after_switch = ["date +%s.%N > \"$HOIST_DEPLOY_TO/hook-start\"; sleep 0.4; date +%s.%N > \"$HOIST_DEPLOY_TO/hook-end\""]
+throttle = { after_switch = 2 }
+[strategy]
+canary = 0
+batch = "100%"
+parallel = 8
+"#,
+        )
+        .write();
+    let events = f.events(&["deploy", "--json"], 0);
+    let spans = hook_times(&f);
+    assert_eq!(most_at_once(&spans), 2, "{spans:?}");
+    // The throttle holds the hook only: every upload began before a third
+    // host could start its hook (one of the first two had to end first).
+    let mut entered: Vec<usize> = f
+        .host_names()
+        .iter()
+        .map(|h| phase_at(&events, h, "after_switch"))
+        .collect();
+    entered.sort();
+    let last_upload = f
+        .host_names()
+        .iter()
+        .map(|h| phase_at(&events, h, "upload"))
+        .max()
+        .unwrap();
+    assert!(last_upload < entered[2], "uploads waited for the throttle");
+}
