@@ -216,3 +216,160 @@ parallel = 8
         .unwrap();
     assert!(last_upload < entered[2], "uploads waited for the throttle");
 }
+
+/// The waves of a `rollout_plan` event: (zone, hosts, before).
+fn planned(events: &[Value]) -> Vec<(String, Vec<String>, String)> {
+    let plan = events
+        .iter()
+        .find(|e| e["event"] == "rollout_plan")
+        .unwrap_or_else(|| panic!("a rollout_plan event: {events:#?}"));
+    plan["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["zone"].as_str().unwrap().to_string(),
+                strings(&w["hosts"]),
+                w["before"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn strings(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn twelve_hosts_in_three_zones_and_two_roles_deploy_as_the_plan_says() {
+    let web = ["web1", "web2", "web5", "web6", "web9", "web10"];
+    let workers = ["web3", "web4", "web7", "web8", "web11", "web12"];
+    let stamp = |role: &str| {
+        format!(
+            "[\"date +%s.%N > \\\"$HOIST_DEPLOY_TO/hook-start\\\"; touch \\\"$HOIST_DEPLOY_TO/{role}\\\"; sleep 0.2; date +%s.%N > \\\"$HOIST_DEPLOY_TO/hook-end\\\"\"]"
+        )
+    };
+    let f = Fleet::ssh(12)
+        .toml(&format!(
+            r#"{groups}
+[hooks]
+after_switch = {web_hook}
+throttle = {{ after_switch = 2 }}
+[groups.worker.hooks]
+after_switch = {worker_hook}
+[health]
+command = "test -e README"
+retries = 1
+interval = "200ms"
+[groups.worker.health]
+enabled = false
+[strategy]
+canary = 1
+canary_pause = "0s"
+batch = "50%"
+wave_by = "zone"
+zones = ["az-a", "az-b", "az-c"]
+first_zone_bake = "1s"
+zone_bake = "1s"
+min_healthy_per_zone = "50%"
+"#,
+            groups = groups(&[
+                ("az-a", &["web1", "web2", "web3", "web4"]),
+                ("az-b", &["web5", "web6", "web7", "web8"]),
+                ("az-c", &["web9", "web10", "web11", "web12"]),
+                ("web", &web),
+                ("worker", &workers),
+            ]),
+            web_hook = stamp("role-web"),
+            worker_hook = stamp("role-worker"),
+        ))
+        .write();
+    let plan = planned(&f.events(&["plan", "--json"], 0));
+    let events = f.events(&["deploy", "--json"], 0);
+
+    // The waves that ran are the planned ones, zone after zone.
+    let starts: Vec<usize> = (0..events.len())
+        .filter(|&i| events[i]["event"] == "wave_started")
+        .collect();
+    let ran: Vec<Vec<String>> = starts
+        .iter()
+        .map(|&i| strings(&events[i]["hosts"]))
+        .collect();
+    let planned_hosts: Vec<Vec<String>> = plan.iter().map(|(_, h, _)| h.clone()).collect();
+    assert_eq!(ran, planned_hosts);
+    let zones: Vec<&str> = plan.iter().map(|(z, ..)| z.as_str()).collect();
+    assert_eq!(
+        zones,
+        ["az-a", "az-a", "az-a", "az-b", "az-b", "az-c", "az-c"]
+    );
+    // A zone bake where the plan puts one, over the whole zone before it.
+    for (w, (_, _, before)) in plan.iter().enumerate().skip(1) {
+        let bake = events[starts[w - 1]..starts[w]]
+            .iter()
+            .find(|e| e["event"] == "bake_started");
+        match bake {
+            Some(bake) => {
+                assert_eq!(before, "zone bake 1s", "wave {}", w + 1);
+                let zone = &plan[w - 1].0;
+                let baked: Vec<String> = plan
+                    .iter()
+                    .filter(|(z, ..)| z == zone)
+                    .flat_map(|(_, h, _)| h.clone())
+                    .collect();
+                let mut seen = strings(&bake["hosts"]);
+                seen.sort();
+                let mut want = baked;
+                want.sort();
+                assert_eq!(seen, want, "the bake before wave {}", w + 1);
+            }
+            None => assert_eq!(before, "none", "wave {}", w + 1),
+        }
+    }
+    // Each role ran its own hook; only web hosts were probed.
+    for host in web {
+        assert!(f.deploy_path(host).join("role-web").exists(), "{host}");
+        assert!(!f.deploy_path(host).join("role-worker").exists(), "{host}");
+        assert_eq!(times_in(&events, host, "health"), 1, "{host}");
+    }
+    for host in workers {
+        assert!(f.deploy_path(host).join("role-worker").exists(), "{host}");
+        assert_eq!(times_in(&events, host, "health"), 0, "{host}");
+    }
+    // The throttle held across roles and zones.
+    assert!(most_at_once(&hook_times(&f)) <= 2);
+    assert!(!said(&events, "rollout stopped"));
+}
+
+#[test]
+fn ordered_groups_deploy_one_after_another_and_a_failure_rolls_back_every_group() {
+    let f = Fleet::ssh(4)
+        .toml(&format!(
+            "{}{HEALTH}\n[strategy]\ncanary = 0\nbatch = 1\norder = [\"migrator\", \"web\"]\n",
+            // The migrator is last in the inventory, first in the order.
+            groups(&[("migrator", &["web4"]), ("web", &["web1", "web2", "web3"])])
+        ))
+        .write();
+    let v1 = f.on_v1_then_v2();
+    f.mark("web2", "FAIL");
+    let events = f.events(&["deploy", "--json"], 5);
+    let v2 = release(&events);
+    let waves: Vec<Vec<String>> = events
+        .iter()
+        .filter(|e| e["event"] == "wave_started")
+        .map(|e| strings(&e["hosts"]))
+        .collect();
+    assert_eq!(waves, [vec!["web4"], vec!["web1"], vec!["web2"]]);
+    for host in ["web4", "web1"] {
+        assert!(f.switched_to(host, &v2), "{host}");
+        assert_eq!(times_in(&events, host, "rollback"), 1, "{host}");
+    }
+    for host in f.host_names() {
+        assert_eq!(f.current(&host).as_deref(), Some(v1.as_str()), "{host}");
+    }
+    f.assert_holds_nothing_of("web3", &v2);
+}
