@@ -1353,6 +1353,8 @@ fn the_example_file_loads() {
     assert_eq!(config.secrets[0].env, "API_TOKEN");
     assert!(config.hooks.become_password.is_some());
     assert_eq!(config.hooks.after_files.len(), 1);
+    assert_eq!(config.hooks.throttle.after_switch, Some(5));
+    assert_eq!(config.group_throttles["worker"].after_switch, Some(1));
     assert_eq!(config.hooks.become_user.as_deref(), Some("root"));
     assert_eq!(config.hooks.on_failure_local.len(), 1);
     assert_eq!(config.envs, ["staging", "production"]);
