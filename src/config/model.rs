@@ -403,6 +403,17 @@ pub enum Amount {
     Percent(u8),
 }
 
+impl Amount {
+    /// This many hosts out of `total`: percentages round up, so "10%" of
+    /// 3 hosts is 1 host, never 0.
+    pub fn of(self, total: usize) -> usize {
+        match self {
+            Amount::Hosts(n) => n,
+            Amount::Percent(p) => (total * p as usize).div_ceil(100),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pause {
     Manual,

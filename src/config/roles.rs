@@ -325,12 +325,28 @@ pub fn zones(
             names
         }
     };
+    let min_healthy = keys.min_healthy_per_zone.map_or(Amount::Hosts(0), |a| a.0);
+    for zone in &order {
+        let size = hosts
+            .iter()
+            .filter(|h| h.role.zone.as_ref() == Some(zone))
+            .count();
+        if size > 0 && size <= min_healthy.of(size) {
+            return Err(doc.error(
+                &["strategy", "min_healthy_per_zone"],
+                format!(
+                    "zone {zone} has {size} host(s) and this keeps {} of them in service: none of it could ever be deployed",
+                    min_healthy.of(size)
+                ),
+            ));
+        }
+    }
     Ok(Some(Zones {
         order,
         from_groups: listed.is_some(),
         first_zone_bake: keys.first_zone_bake.map_or(Duration::ZERO, |d| d.0),
         zone_bake: keys.zone_bake.map_or(Duration::ZERO, |d| d.0),
-        min_healthy: keys.min_healthy_per_zone.map_or(Amount::Hosts(0), |a| a.0),
+        min_healthy,
     }))
 }
 

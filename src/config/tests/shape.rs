@@ -133,6 +133,10 @@ fn zones_come_from_a_host_var_sorted_or_from_listed_groups_in_their_order() {
 vars = { zone = "z2" }
 [hosts.b]
 vars = { zone = "z1" }
+[hosts.c]
+vars = { zone = "z1" }
+[hosts.d]
+vars = { zone = "z2" }
 [strategy]
 wave_by = "zone"
 first_zone_bake = "10m"
@@ -175,6 +179,16 @@ fn every_host_is_in_exactly_one_zone() {
     assert_err(
         &fleet("[strategy]\nzone_bake = \"1m\"\n"),
         &["strategy.zone_bake", "wave_by = \"zone\""],
+    );
+    assert_err(
+        &fleet(
+            "[strategy]\nwave_by = \"zone\"\nzones = [\"az-a\", \"az-b\"]\nmin_healthy_per_zone = 2\n",
+        ),
+        &[
+            "strategy.min_healthy_per_zone",
+            "zone az-a has 2 host(s)",
+            "none of it could ever be deployed",
+        ],
     );
     assert_err(
         &fleet("[strategy]\nwave_by = \"zones\"\n"),
