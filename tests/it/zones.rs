@@ -373,3 +373,30 @@ fn ordered_groups_deploy_one_after_another_and_a_failure_rolls_back_every_group(
     }
     f.assert_holds_nothing_of("web3", &v2);
 }
+
+#[test]
+fn a_wave_that_would_take_a_zone_below_min_healthy_stops_the_rollout() {
+    // One zone of four that keeps three in service: one host at a time,
+    // and once one failed (max_failures allows it) no other may go.
+    let f = Fleet::ssh(4)
+        .toml(&format!(
+            "{}{HEALTH}\n[strategy]\ncanary = 0\nbatch = 1\nmax_failures = 1\nwave_by = \"zone\"\nzones = [\"az-a\"]\nmin_healthy_per_zone = \"75%\"\n",
+            groups(&[("az-a", &["web1", "web2", "web3", "web4"])])
+        ))
+        .write();
+    let v1 = f.on_v1_then_v2();
+    f.mark("web1", "FAIL");
+    let events = f.events(&["deploy", "--json"], 5);
+    let v2 = release(&events);
+    assert!(said(
+        &events,
+        "wave 2 would leave zone az-a with 2 healthy host(s) (1 failed), fewer than min_healthy_per_zone (3)"
+    ));
+    assert!(f.switched_to("web1", &v2));
+    for host in f.host_names() {
+        assert_eq!(f.current(&host).as_deref(), Some(v1.as_str()), "{host}");
+    }
+    for host in ["web2", "web3", "web4"] {
+        f.assert_holds_nothing_of(host, &v2);
+    }
+}
