@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::support::fleet::{Fleet, HEALTH};
 use crate::support::http::Http;
-use crate::support::project::{phase_at, said, times_in};
+use crate::support::project::{noise, phase_at, said, times_in};
 
 /// `[groups.NAME] hosts = [...]` for each (name, hosts).
 fn groups(list: &[(&str, &[&str])]) -> String {
@@ -197,9 +197,24 @@ parallel = 8
 "#,
         )
         .write();
+    // Big enough that an upload takes a while.
+    std::fs::write(f.path().join("build/blob"), noise(27, 4 << 20)).unwrap();
     let events = f.events(&["deploy", "--json"], 0);
     let spans = hook_times(&f);
     assert_eq!(most_at_once(&spans), 2, "{spans:?}");
+    // Uploads: from a host's upload phase to its next phase, in event order.
+    let uploads: Vec<(f64, f64)> = f
+        .host_names()
+        .iter()
+        .map(|h| {
+            let at = phase_at(&events, h, "upload");
+            let next = (at + 1..events.len())
+                .find(|&i| events[i]["event"] == "host_phase" && events[i]["host"] == h.as_str())
+                .unwrap();
+            (at as f64, next as f64)
+        })
+        .collect();
+    assert_eq!(most_at_once(&uploads), 8, "{uploads:?}");
     // The throttle holds the hook only: every upload began before a third
     // host could start its hook (one of the first two had to end first).
     let mut entered: Vec<usize> = f
