@@ -415,3 +415,28 @@ fn a_wave_that_would_take_a_zone_below_min_healthy_stops_the_rollout() {
         f.assert_holds_nothing_of(host, &v2);
     }
 }
+
+#[test]
+fn an_ordered_group_with_its_own_parallel_works_its_hosts_one_at_a_time() {
+    let f = Fleet::ssh(4)
+        .toml(&format!(
+            r#"{}
+[hooks]
+after_switch = ["date +%s.%N > \"$HOIST_DEPLOY_TO/hook-start\"; sleep 0.3; date +%s.%N > \"$HOIST_DEPLOY_TO/hook-end\""]
+[strategy]
+canary = 0
+batch = "100%"
+order = ["serial", "rest"]
+[groups.serial.strategy]
+parallel = 1
+"#,
+            groups(&[("serial", &["web1", "web2"]), ("rest", &["web3", "web4"])])
+        ))
+        .write();
+    f.events(&["deploy", "--json"], 0);
+    let spans = hook_times(&f);
+    // web1 and web2 (one wave, a limit of 1) one after the other; web3 and
+    // web4 (the fleet's parallel) together.
+    assert_eq!(most_at_once(&spans[..2]), 1, "{spans:?}");
+    assert_eq!(most_at_once(&spans[2..]), 2, "{spans:?}");
+}
