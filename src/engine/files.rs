@@ -56,6 +56,8 @@ pub(crate) async fn push(ctx: &Context, nodes: &[Node]) -> (Exit, Vec<HostOutcom
                 .iter()
                 .map(|&i| nodes[i].host.name.clone())
                 .collect(),
+            group: None,
+            zone: None,
         });
         let done = join_all(wave.hosts.iter().map(|&i| host_push(ctx, &nodes[i]))).await;
         let mut failed = 0;

@@ -350,6 +350,7 @@ impl Tty {
                 waves,
                 kind,
                 hosts,
+                ..
             } => {
                 if self.quiet {
                     return;

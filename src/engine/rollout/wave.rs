@@ -148,6 +148,8 @@ async fn run_wave(
             .iter()
             .map(|&i| nodes[i].name().to_string())
             .collect(),
+        group: wave.group.clone(),
+        zone: wave.zone.clone(),
     });
     let members: Vec<&Node> = wave.hosts.iter().map(|&i| &nodes[i]).collect();
     let local_env = batch::env(ctx, Some(run.id), &run.artifact.version, &members);
