@@ -322,6 +322,11 @@ min_healthy_per_zone = "50%"
         zones,
         ["az-a", "az-a", "az-a", "az-b", "az-b", "az-c", "az-c"]
     );
+    let ran_zones: Vec<&str> = starts
+        .iter()
+        .map(|&i| events[i]["zone"].as_str().unwrap())
+        .collect();
+    assert_eq!(ran_zones, zones);
     // A zone bake where the plan puts one, over the whole zone before it.
     for (w, (_, _, before)) in plan.iter().enumerate().skip(1) {
         let bake = events[starts[w - 1]..starts[w]]
