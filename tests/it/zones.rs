@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::support::fleet::{Fleet, HEALTH};
 use crate::support::http::Http;
-use crate::support::project::{noise, phase_at, said, times_in};
+use crate::support::project::{noise, phase_at, printed, said, times_in};
 
 /// `[groups.NAME] hosts = [...]` for each (name, hosts).
 fn groups(list: &[(&str, &[&str])]) -> String {
@@ -369,9 +369,13 @@ min_healthy_per_zone = "50%"
 fn ordered_groups_deploy_one_after_another_and_a_failure_rolls_back_every_group() {
     let f = Fleet::ssh(4)
         .toml(&format!(
-            "{}{HEALTH}\n[strategy]\ncanary = 0\nbatch = 1\norder = [\"migrator\", \"web\"]\n",
+            "{}{HEALTH}\n[strategy]\ncanary = 0\nbatch = 1\norder = [\"migrator\", \"web\", \"late\"]\n",
             // The migrator is last in the inventory, first in the order.
-            groups(&[("migrator", &["web4"]), ("web", &["web1", "web2", "web3"])])
+            groups(&[
+                ("migrator", &["web4"]),
+                ("web", &["web1", "web2"]),
+                ("late", &["web3"]),
+            ])
         ))
         .write();
     let v1 = f.on_v1_then_v2();
@@ -444,4 +448,60 @@ parallel = 1
     // web4 (the fleet's parallel) together.
     assert_eq!(most_at_once(&spans[..2]), 1, "{spans:?}");
     assert_eq!(most_at_once(&spans[2..]), 2, "{spans:?}");
+}
+
+#[test]
+fn a_host_in_two_groups_that_disagree_on_a_hook_is_exit_2_naming_both_and_the_key() {
+    let f = Fleet::local(2)
+        .toml(&format!(
+            "{}[groups.web.hooks]\nafter_switch = [\"restart web\"]\n[groups.eu.hooks]\nafter_switch = [\"restart eu\"]\n",
+            groups(&[("web", &["web1", "web2"]), ("eu", &["web2"])])
+        ))
+        .write();
+    for command in ["plan", "deploy"] {
+        let out = f.hoist(&[command]).assert().code(2).get_output().clone();
+        let stderr = printed(&out);
+        for needle in ["host `web2`", "`eu`", "`web`", "`hooks.after_switch`"] {
+            assert!(
+                stderr.contains(needle),
+                "{command}: {needle} not in {stderr}"
+            );
+        }
+        assert!(f.untouched("web1") && f.untouched("web2"));
+    }
+}
+
+#[test]
+fn plan_says_the_zone_and_group_of_each_wave_its_bakes_and_the_throttle() {
+    let f = Fleet::local(4)
+        .toml(&format!(
+            "{}[hooks]\nthrottle = {{ after_switch = 1 }}\n[strategy]\ncanary = 0\nbatch = 1\norder = [\"first\", \"second\"]\nwave_by = \"zone\"\nzones = [\"az-a\", \"az-b\"]\nfirst_zone_bake = \"3m\"\nzone_bake = \"1m\"\n",
+            groups(&[
+                ("first", &["web1", "web2"]),
+                ("second", &["web3", "web4"]),
+                ("az-a", &["web1", "web3"]),
+                ("az-b", &["web2", "web4"]),
+            ])
+        ))
+        .write();
+    let out = f.hoist(&["plan"]).assert().success().get_output().clone();
+    let text = printed(&out);
+    for line in [
+        "wave 1 (group first, zone az-a, batch, 1 host(s))",
+        "wave 2 (group first, zone az-b, batch, 1 host(s)): after wave 1: zone bake 3m",
+        "wave 3 (group second, zone az-a, batch, 1 host(s)): after wave 2: zone bake 1m",
+        "wave 4 (group second, zone az-b, batch, 1 host(s)): after wave 3: zone bake 3m",
+        "throttle: after_switch on at most 1 host(s) at once fleet-wide",
+        "order: first, then second",
+    ] {
+        assert!(text.contains(line), "{line:?} not in:\n{text}");
+    }
+    let events = f.events(&["plan", "--json"], 0);
+    let plan = events
+        .iter()
+        .find(|e| e["event"] == "rollout_plan")
+        .unwrap();
+    assert_eq!(plan["throttle"]["after_switch"], 1);
+    assert_eq!(plan["waves"][3]["group"], "second");
+    assert_eq!(plan["waves"][3]["zone"], "az-b");
 }
