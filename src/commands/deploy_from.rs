@@ -269,6 +269,7 @@ pub(super) fn promotable(
 fn sibling(ctx: &Context, config: config::Config, hosts: Vec<config::Host>) -> Context {
     Context {
         throttle: Arc::new(crate::engine::throttle::Throttles::new(&config)),
+        command: ctx.command,
         config: Arc::new(config),
         hosts,
         reporter: Arc::new(MessagesOnly(ctx.reporter.clone())),

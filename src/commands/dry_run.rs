@@ -38,7 +38,7 @@ pub(super) async fn report(
         Err(refusal) => {
             ctx.message(Level::Error, None, refusal);
             fleet::close_all(nodes).await;
-            return ctx.finish("deploy", Exit::Usage, Some(id.to_string()), failed);
+            return ctx.finish(Exit::Usage, Some(id.to_string()), failed);
         }
     };
     ctx.emit(Event::RolloutPlan(
@@ -66,7 +66,7 @@ pub(super) async fn report(
     }
     ctx.message(Level::Info, None, total.say(failed.len()));
     fleet::close_all(nodes).await;
-    ctx.finish("deploy", exit, Some(id.to_string()), failed)
+    ctx.finish(exit, Some(id.to_string()), failed)
 }
 
 /// One host's row of the dry run.
