@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::config::{Amount, Config, Host, HostTransport, OnFailure, Pause};
 use crate::engine::rollout_plan::{
-    Member, PlannedWave, RolloutPlan, Shape, Step, Upload, zone_sizes,
+    PlannedWave, RolloutPlan, Shape, Step, Upload, members, selection_waves, zone_sizes,
 };
 use crate::engine::{policy, shared, strategy};
 use crate::exit::Exit;
@@ -230,8 +230,9 @@ pub(crate) fn run(
 ) -> Exit {
     let s = &config.strategy;
     if until_canary {
-        let waves = strategy::waves(hosts.len(), s.canary, &s.batch);
-        if let Err(e) = policy::until_canary(&waves, config.blue_green.is_some()) {
+        let judged = selection_waves(config, hosts)
+            .and_then(|waves| policy::until_canary(&waves, config.blue_green.is_some()));
+        if let Err(e) = judged {
             return refuse(reporter, e);
         }
     }
@@ -265,15 +266,7 @@ pub(crate) fn run(
         zone_sizes: &sizes,
     };
     let of = |shape: Shape, indices: &[usize]| {
-        let members: Vec<Member> = indices
-            .iter()
-            .map(|&i| Member {
-                node: i,
-                groups: &hosts[i].groups,
-                zone: hosts[i].role.zone.as_deref(),
-            })
-            .collect();
-        RolloutPlan::of(shape, &members).map(|mut plan| {
+        RolloutPlan::of(shape, &members(hosts, indices)).map(|mut plan| {
             plan.throttle = config.hooks.throttle;
             plan
         })

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::strategy::WaveKind;
-use crate::config::{Amount, GroupStrategy, Pause, Strategy, Throttle};
+use super::strategy::{Wave, WaveKind};
+use crate::config::{Amount, Config, GroupStrategy, Host, Pause, Strategy, Throttle};
 pub(crate) use stages::{Floor, zone_sizes};
 
 /// What the rollout does between one wave and the next.
@@ -247,6 +247,44 @@ impl RolloutPlan {
             .collect();
         json!({ "waves": waves, "then": self.then.describe(), "throttle": throttle })
     }
+}
+
+/// Hosts `indices` of `hosts` as the plan sees them.
+pub(crate) fn members<'a>(hosts: &'a [Host], indices: &[usize]) -> Vec<Member<'a>> {
+    indices
+        .iter()
+        .map(|&i| Member {
+            node: i,
+            groups: &hosts[i].groups,
+            zone: hosts[i].role.zone.as_deref(),
+        })
+        .collect()
+}
+
+/// The waves (kind and hosts, by index into `hosts`) a deploy of every
+/// selected host would run, judged before any is reached (`--until canary`).
+pub(crate) fn selection_waves(config: &Config, hosts: &[Host]) -> Result<Vec<Wave>, String> {
+    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+    let sizes = zone_sizes(&config.hosts, hosts, &names);
+    let shape = Shape {
+        strategy: &config.strategy,
+        canary: config.strategy.canary,
+        health: false,
+        once: false,
+        until_canary: false,
+        groups: &config.group_strategies,
+        zone_sizes: &sizes,
+    };
+    let all: Vec<usize> = (0..hosts.len()).collect();
+    let plan = RolloutPlan::of(shape, &members(hosts, &all))?;
+    Ok(plan
+        .waves
+        .into_iter()
+        .map(|w| Wave {
+            kind: w.kind,
+            hosts: w.hosts,
+        })
+        .collect())
 }
 
 /// What the rollout does after a wave of `kind`.

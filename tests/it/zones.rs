@@ -505,3 +505,25 @@ fn plan_says_the_zone_and_group_of_each_wave_its_bakes_and_the_throttle() {
     assert_eq!(plan["waves"][3]["group"], "second");
     assert_eq!(plan["waves"][3]["zone"], "az-b");
 }
+
+#[test]
+fn until_canary_is_judged_on_the_planned_waves_of_the_first_ordered_group() {
+    let f = Fleet::local(3)
+        .toml(&format!(
+            "{}[strategy]\ncanary = 1\norder = [\"first\", \"rest\"]\n[groups.first.strategy]\ncanary = 0\n",
+            groups(&[("first", &["web1"]), ("rest", &["web2", "web3"])])
+        ))
+        .write();
+    for command in [
+        &["plan", "--until", "canary"][..],
+        &["deploy", "--until", "canary"],
+    ] {
+        let out = f.hoist(command).assert().code(2).get_output().clone();
+        assert!(
+            printed(&out).contains("no canary wave"),
+            "{}",
+            printed(&out)
+        );
+    }
+    assert!(f.untouched("web1"));
+}
