@@ -70,3 +70,77 @@ impl Throttles {
         held
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::*;
+    use crate::config::HostTransport;
+
+    fn host(name: &str, groups: &[&str]) -> Host {
+        Host {
+            name: name.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            deploy_to: "/srv".into(),
+            vars: Default::default(),
+            command_timeout: std::time::Duration::from_secs(1),
+            transport: HostTransport::Local {
+                root: "/tmp".into(),
+            },
+            role: Default::default(),
+        }
+    }
+
+    fn throttles(fleet: Throttle, groups: &[(&str, Throttle)]) -> Throttles {
+        Throttles {
+            fleet: limits(&fleet).collect(),
+            groups: groups
+                .iter()
+                .flat_map(|(g, t)| limits(t).map(move |(hook, s)| ((g.to_string(), hook), s)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_fleet_limit_of_two_holds_the_third_host_until_one_is_done() {
+        let t = throttles(
+            Throttle {
+                after_switch: Some(2),
+                ..Throttle::default()
+            },
+            &[],
+        );
+        let (a, b, c) = (host("a", &[]), host("b", &[]), host("c", &[]));
+        let first = t.enter(&a, Phase::AfterSwitch).now_or_never().unwrap();
+        let _second = t.enter(&b, Phase::AfterSwitch).now_or_never().unwrap();
+        assert!(t.enter(&c, Phase::AfterSwitch).now_or_never().is_none());
+        // Another hook, or no hook, is not held.
+        assert!(t.enter(&c, Phase::BeforeSwitch).now_or_never().is_some());
+        assert!(
+            t.enter(&c, Phase::Upload)
+                .now_or_never()
+                .unwrap()
+                .is_empty()
+        );
+        drop(first);
+        assert!(t.enter(&c, Phase::AfterSwitch).now_or_never().is_some());
+    }
+
+    #[test]
+    fn a_group_limit_holds_only_that_groups_hosts() {
+        let one = Throttle {
+            after_rollback: Some(1),
+            ..Throttle::default()
+        };
+        let t = throttles(Throttle::default(), &[("worker", one)]);
+        let (w1, w2, web) = (
+            host("w1", &["worker"]),
+            host("w2", &["worker"]),
+            host("web", &["web"]),
+        );
+        let _held = t.enter(&w1, Phase::AfterRollback).now_or_never().unwrap();
+        assert!(t.enter(&w2, Phase::AfterRollback).now_or_never().is_none());
+        assert!(t.enter(&web, Phase::AfterRollback).now_or_never().is_some());
+    }
+}
