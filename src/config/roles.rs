@@ -22,6 +22,8 @@ enum Value {
     Check(Option<HealthCheck>),
     Retries(u32),
     Time(Duration),
+    /// A strategy key, as written (the ordered group's waves use it).
+    Strategy(String),
 }
 
 /// What one group's tables override, resolved.
@@ -62,6 +64,16 @@ impl Override {
                 batch: s.batch.map(|b| b.0),
                 parallel: s.parallel.map(|p| p.0),
             };
+            let g = &own.strategy;
+            for (key, set) in [
+                ("strategy.canary", g.canary.map(|a| format!("{a:?}"))),
+                ("strategy.batch", g.batch.as_ref().map(|b| format!("{b:?}"))),
+                ("strategy.parallel", g.parallel.map(|p| p.to_string())),
+            ] {
+                if let Some(value) = set {
+                    own.settings.push((key, Value::Strategy(value)));
+                }
+            }
         }
         Ok(own)
     }
@@ -191,7 +203,8 @@ pub fn role(
             }
             ("hooks.after_files", Value::Commands(c), _) => role.hooks.after_files = c.clone(),
             ("diagnose.commands", Value::Commands(c), _) => role.diagnose = c.clone(),
-            ("health.check", ..) => {}
+            // Read by the plan from the ordered group itself.
+            ("health.check" | "strategy.canary" | "strategy.batch" | "strategy.parallel", ..) => {}
             ("health.retries", Value::Retries(r), Some(h)) => h.retries = *r,
             ("health.interval", Value::Time(d), Some(h)) => h.interval = *d,
             ("health.timeout", Value::Time(d), Some(h)) => h.timeout = *d,

@@ -94,6 +94,12 @@ fn two_groups_of_a_host_that_disagree_on_a_key_are_an_error_naming_both_and_the_
         &fleet("[groups.az-a.health]\nenabled = false\n[groups.web.health]\ncommand = \"true\"\n"),
         &["`health.check`", "`az-a`", "`web`"],
     );
+    assert_err(
+        &fleet(
+            "[strategy]\norder = [\"web\", \"worker\", \"az-a\"]\n[groups.web.strategy]\nbatch = 1\n[groups.az-a.strategy]\nbatch = 2\n",
+        ),
+        &["host `w1`", "`web`", "`az-a`", "`strategy.batch`"],
+    );
 }
 
 #[test]
