@@ -278,7 +278,7 @@ throttle = {{ after_switch = 2 }}
 [groups.worker.hooks]
 after_switch = {worker_hook}
 [health]
-command = "test -e README"
+command = "grep -q v1 README || test ! -e \"$HOIST_DEPLOY_TO/FAIL\""
 retries = 1
 interval = "200ms"
 [groups.worker.health]
@@ -363,6 +363,19 @@ min_healthy_per_zone = "50%"
     // The throttle held across roles and zones.
     assert!(most_at_once(&hook_times(&f)) <= 2);
     assert!(!said(&events, "rollout stopped"));
+
+    // A bad release in zone A stops there.
+    let v1 = release(&events);
+    std::fs::write(f.path().join("build/README"), "v2").unwrap();
+    f.mark("web2", "FAIL");
+    let events = f.events(&["deploy", "--json"], 5);
+    let v2 = release(&events);
+    for host in f.host_names() {
+        assert_eq!(f.current(&host).as_deref(), Some(v1.as_str()), "{host}");
+    }
+    for i in 5..=12 {
+        f.assert_holds_nothing_of(&format!("web{i}"), &v2);
+    }
 }
 
 #[test]
