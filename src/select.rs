@@ -116,6 +116,7 @@ mod tests {
             transport: HostTransport::Local {
                 root: PathBuf::from("/tmp"),
             },
+            role: Default::default(),
         };
         let hosts = vec![
             host("web1", &["web"]),
@@ -149,6 +150,8 @@ mod tests {
             envs: Vec::new(),
             min_soak: Default::default(),
             policy: Default::default(),
+            group_throttles: Default::default(),
+            group_strategies: Default::default(),
             warnings: Vec::new(),
             ssh_config_notes: Vec::new(),
             secrets: Vec::new(),

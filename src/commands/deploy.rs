@@ -287,8 +287,9 @@ fn refused_before_connecting(ctx: &Context, opts: &DeployOptions) -> Option<Exit
     let strategy = &ctx.config.strategy;
     let canary = strategy::hosts_of(strategy.canary, ctx.hosts.len());
     if opts.until_canary {
-        let waves = strategy::waves(ctx.hosts.len(), strategy.canary, &strategy.batch);
-        if let Err(e) = policy::until_canary(&waves, ctx.config.blue_green.is_some()) {
+        let judged = crate::engine::rollout_plan::selection_waves(&ctx.config, &ctx.hosts)
+            .and_then(|waves| policy::until_canary(&waves, ctx.config.blue_green.is_some()));
+        if let Err(e) = judged {
             ctx.message(Level::Error, None, e);
             return Some(Exit::Usage);
         }

@@ -167,10 +167,8 @@ fn serving<'a>(ctx: &Context, nodes: &'a [Node]) -> Result<Vec<&'a Node>, String
 /// The hosts of `ctx` (the other environment) whose health check fails
 /// now, one probe each, with why; none without a `[health]` check.
 async fn unhealthy(ctx: &Context, nodes: &[&Node], id: &ReleaseId) -> Vec<String> {
-    let Some(health) = ctx.config.health.as_ref() else {
-        return Vec::new();
-    };
     let probes = nodes.iter().map(|node| async move {
+        let health = node.host.role.health.as_ref()?;
         let version = node.journal.version_of(id).unwrap_or_default();
         let env = hooks::host_env(ctx, node, id, None, &version);
         let probe = health::probe_once(ctx, node, health, &env).await;
@@ -270,6 +268,7 @@ pub(super) fn promotable(
 /// hosts, and a reporter that keeps its hosts out of this run's view.
 fn sibling(ctx: &Context, config: config::Config, hosts: Vec<config::Host>) -> Context {
     Context {
+        throttle: Arc::new(crate::engine::throttle::Throttles::new(&config)),
         command: ctx.command,
         config: Arc::new(config),
         hosts,

@@ -33,7 +33,14 @@ pub(super) async fn report(
     exit: Exit,
 ) -> Exit {
     let once = !ctx.config.hooks.before_switch_once.is_empty();
-    let plan = setup.plan(ctx, nodes, id, once);
+    let plan = match setup.plan(ctx, nodes, id, once) {
+        Ok(plan) => plan,
+        Err(refusal) => {
+            ctx.message(Level::Error, None, refusal);
+            fleet::close_all(nodes).await;
+            return ctx.finish(Exit::Usage, Some(id.to_string()), failed);
+        }
+    };
     ctx.emit(Event::RolloutPlan(
         plan.to_json(|i| nodes[i].name().to_string()),
     ));

@@ -308,6 +308,7 @@ impl Invocation {
             _ => config.strategy.parallel.max(1),
         };
         Context {
+            throttle: Arc::new(engine::throttle::Throttles::new(&config)),
             command: cli.command.name(),
             config: Arc::new(config),
             hosts,

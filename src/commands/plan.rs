@@ -1,9 +1,13 @@
 //! `hoist plan`: what a deploy would do, without connecting anywhere.
 
+mod shape;
+
 use serde_json::json;
 
-use crate::config::{Amount, Config, HealthCheck, Host, HostTransport, OnFailure, Pause};
-use crate::engine::rollout_plan::{PlannedWave, RolloutPlan, Shape, Step, Upload};
+use crate::config::{Amount, Config, Host, HostTransport, OnFailure, Pause};
+use crate::engine::rollout_plan::{
+    PlannedWave, RolloutPlan, Shape, Step, Upload, members, selection_waves, zone_sizes,
+};
 use crate::engine::{policy, shared, strategy};
 use crate::exit::Exit;
 use crate::report::{Event, Level, Reporter, Row, Summary};
@@ -161,6 +165,12 @@ fn plan_row(
     if let Some(color) = color {
         cells.push(("color", json!(color)));
     }
+    if let Some(group) = &wave.group {
+        cells.push(("group", json!(group)));
+    }
+    if let Some(zone) = &wave.zone {
+        cells.push(("zone", json!(zone)));
+    }
     cells.extend([
         ("host", json!(host.name)),
         ("upload", json!(wave.upload.as_str())),
@@ -179,9 +189,20 @@ fn plan_row(
 /// `wave 2/4 (batch, 3 hosts): after wave 1: bake 30s; uploads during the bake`.
 fn describe_wave(color: Option<&str>, w: usize, wave: &PlannedWave) -> String {
     let color = color.map(|c| format!("{c} ")).unwrap_or_default();
-    let before = match wave.before {
-        Step::Nothing if w == 0 => String::new(),
-        step => format!("after wave {w}: {}; ", step.describe()),
+    let before = match wave.before.as_slice() {
+        [] if w == 0 => String::new(),
+        steps => format!("after wave {w}: {}; ", Step::describe_all(steps)),
+    };
+    let stage = [("group", &wave.group), ("zone", &wave.zone)]
+        .iter()
+        .filter_map(|(what, name)| name.as_ref().map(|n| format!("{what} {n}, ")))
+        .collect::<String>();
+    let floor = match wave.floor {
+        Some(f) if f.min > 0 => format!(
+            "; keeps at least {} of the zone's {} host(s) in service",
+            f.min, f.size
+        ),
+        _ => String::new(),
     };
     let upload = match wave.upload {
         Upload::InWave => "uploads in its own wave".to_string(),
@@ -194,7 +215,7 @@ fn describe_wave(color: Option<&str>, w: usize, wave: &PlannedWave) -> String {
         ""
     };
     format!(
-        "{color}wave {} ({}, {} host(s)): {before}{upload}{once}",
+        "{color}wave {} ({stage}{}, {} host(s)): {before}{upload}{once}{floor}",
         w + 1,
         wave.kind.as_str(),
         wave.hosts.len()
@@ -209,8 +230,9 @@ pub(crate) fn run(
 ) -> Exit {
     let s = &config.strategy;
     if until_canary {
-        let waves = strategy::waves(hosts.len(), s.canary, &s.batch);
-        if let Err(e) = policy::until_canary(&waves, config.blue_green.is_some()) {
+        let judged = selection_waves(config, hosts)
+            .and_then(|waves| policy::until_canary(&waves, config.blue_green.is_some()));
+        if let Err(e) = judged {
             return refuse(reporter, e);
         }
     }
@@ -232,14 +254,24 @@ pub(crate) fn run(
     // Blue-green: a deploy takes one colour (the idle one when it runs), in
     // waves of its own and with no canary; each colour's plan is listed
     // apart, waves numbered within the colour, never as one run of both.
+    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+    let sizes = zone_sizes(&config.hosts, hosts, &names);
     let shape = Shape {
         strategy: s,
         canary: s.canary,
-        health: config.health.is_some(),
+        health: hosts.iter().any(|h| h.role.health.is_some()),
         once: !config.hooks.before_switch_once.is_empty(),
         until_canary,
+        groups: &config.group_strategies,
+        zone_sizes: &sizes,
     };
-    let plans: Vec<(Option<&str>, RolloutPlan)> = match &config.blue_green {
+    let of = |shape: Shape, indices: &[usize]| {
+        RolloutPlan::of(shape, &members(hosts, indices)).map(|mut plan| {
+            plan.throttle = config.hooks.throttle;
+            plan
+        })
+    };
+    let plans: Result<Vec<(Option<&str>, RolloutPlan)>, String> = match &config.blue_green {
         Some(bg) => bg
             .colors
             .iter()
@@ -251,13 +283,17 @@ pub(crate) fn run(
                     canary: Amount::Hosts(0),
                     ..shape
                 };
-                (Some(c.name.as_str()), RolloutPlan::new(shape, &members))
+                of(shape, &members).map(|plan| (Some(c.name.as_str()), plan))
             })
             .collect(),
         None => {
             let all: Vec<usize> = (0..hosts.len()).collect();
-            vec![(None, RolloutPlan::new(shape, &all))]
+            of(shape, &all).map(|plan| vec![(None, plan)])
         }
+    };
+    let plans = match plans {
+        Ok(plans) => plans,
+        Err(refusal) => return refuse(reporter, refusal),
     };
     for (color, plan) in &plans {
         let mut event = plan.to_json(|i| hosts[i].name.clone());
@@ -375,23 +411,11 @@ pub(crate) fn run(
             list(&h.after_batch_local)
         ),
     );
-    match &config.health {
-        Some(health) => info(
-            reporter,
-            format!(
-                "health: {} (grace {}, {} retries every {}, timeout {})",
-                match &health.check {
-                    HealthCheck::Command(c) => format!("`{c}` on the host"),
-                    HealthCheck::Http(u) => format!("GET {u} through the host's connection"),
-                },
-                humantime::format_duration(health.grace),
-                health.retries,
-                humantime::format_duration(health.interval),
-                humantime::format_duration(health.timeout)
-            ),
-        ),
-        None => info(reporter, "health: (no check)".into()),
-    }
+    info(
+        reporter,
+        format!("health: {}", shape::describe_health(config.health.as_ref())),
+    );
+    shape::lines(config, hosts, reporter);
     let allowed = strategy::failures_allowed(s.max_failures, hosts.len());
     info(
         reporter,

@@ -12,7 +12,7 @@ use super::ssh_keys::ssh_keys;
 use super::values::{
     AmountOrNone, Batch, Checking, Commands, Dur, HostPatterns, Jump, KindValue, LocalPaths,
     MAX_PARALLEL, Name, NonZeroDur, OnFailureValue, PauseValue, Port, Positive, RemotePath,
-    Retries, Strings, TransportKind, User, Vars,
+    Retries, Strings, TransportKind, User, Vars, WaveByValue,
 };
 
 /// Declares a struct holding `extra` fields and then every SSH key of the
@@ -37,6 +37,12 @@ macro_rules! with_ssh_keys {
                 RawSsh {
                     $($key: self.$key.clone(),)*
                 }
+            }
+
+            /// Whether the table sets any SSH key.
+            #[allow(dead_code)] // unused on RawSsh itself
+            pub fn sets_ssh(&self) -> bool {
+                false $(|| self.$key.is_some())*
             }
         }
     };
@@ -178,8 +184,91 @@ ssh_keys!(with_ssh_keys! {
         /// Host names or patterns such as `web[01:20].example.com`.
         pub hosts: Option<HostPatterns>,
         pub vars: Option<Vars>,
+        /// Overrides of the top-level tables for this group's hosts.
+        pub hooks: Option<RawGroupHooks>,
+        pub health: Option<RawGroupHealth>,
+        pub diagnose: Option<RawDiagnose>,
+        pub strategy: Option<RawGroupStrategy>,
     }
 });
+
+impl RawGroup {
+    /// Takes the override tables out, leaving the inventory part.
+    pub fn take_overrides(&mut self) -> RawOverrides {
+        RawOverrides {
+            hooks: self.hooks.take(),
+            health: self.health.take(),
+            diagnose: self.diagnose.take(),
+            strategy: self.strategy.take(),
+        }
+    }
+
+    /// Whether the table holds anything beyond overrides.
+    pub fn is_inventory(&self) -> bool {
+        self.hosts.is_some() || self.vars.is_some() || self.sets_ssh()
+    }
+}
+
+/// A group's `hooks`, `health`, `diagnose` and `strategy` tables.
+#[derive(Debug, Clone, Default)]
+pub struct RawOverrides {
+    pub hooks: Option<RawGroupHooks>,
+    pub health: Option<RawGroupHealth>,
+    pub diagnose: Option<RawDiagnose>,
+    pub strategy: Option<RawGroupStrategy>,
+}
+
+impl RawOverrides {
+    pub fn is_empty(&self) -> bool {
+        self.hooks.is_none()
+            && self.health.is_none()
+            && self.diagnose.is_none()
+            && self.strategy.is_none()
+    }
+}
+
+/// `[groups.<g>.hooks]`: the per-host hooks, and the group's throttle.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
+pub struct RawGroupHooks {
+    pub before_switch: Option<Commands>,
+    pub after_switch: Option<Commands>,
+    pub after_rollback: Option<Commands>,
+    pub after_files: Option<Commands>,
+    pub throttle: Option<RawThrottle>,
+}
+
+/// `[groups.<g>.health]`: key by key over `[health]`; `enabled = false`
+/// leaves the group's hosts without a check.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
+pub struct RawGroupHealth {
+    pub enabled: Option<bool>,
+    pub command: Option<String>,
+    pub http: Option<String>,
+    pub retries: Option<Positive>,
+    pub interval: Option<Dur>,
+    pub timeout: Option<NonZeroDur>,
+    pub grace: Option<Dur>,
+}
+
+/// `[groups.<g>.strategy]`: how an ordered group's own waves go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
+pub struct RawGroupStrategy {
+    pub canary: Option<AmountOrNone>,
+    pub batch: Option<Batch>,
+    pub parallel: Option<Positive<MAX_PARALLEL>>,
+}
+
+/// `throttle = { after_switch = 2 }`: most hosts running that hook at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
+pub struct RawThrottle {
+    pub before_switch: Option<Positive<MAX_PARALLEL>>,
+    pub after_switch: Option<Positive<MAX_PARALLEL>>,
+    pub after_rollback: Option<Positive<MAX_PARALLEL>>,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
@@ -209,6 +298,7 @@ pub struct RawHooks {
     pub on_failure_local: Option<Commands>,
     pub after_files: Option<Commands>,
     pub become_password: Option<RawSecretCommand>,
+    pub throttle: Option<RawThrottle>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,9 +324,15 @@ pub struct RawStrategy {
     pub max_failures: Option<AmountOrNone>,
     pub on_failure: Option<OnFailureValue>,
     pub max_unreachable: Option<AmountOrNone>,
+    pub wave_by: Option<WaveByValue>,
+    pub zones: Option<Vec<Name>>,
+    pub first_zone_bake: Option<Dur>,
+    pub zone_bake: Option<Dur>,
+    pub min_healthy_per_zone: Option<AmountOrNone>,
+    pub order: Option<Vec<Name>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
 pub struct RawDiagnose {
     pub commands: Option<Commands>,
@@ -279,4 +375,8 @@ table_only!(
 table_only!(RawHealth, "a table");
 table_only!(RawStrategy, "a table");
 table_only!(RawDiagnose, "a table");
+table_only!(RawGroupHooks, "a table");
+table_only!(RawGroupHealth, "a table");
+table_only!(RawGroupStrategy, "a table");
+table_only!(RawThrottle, "a table, e.g. throttle = { after_switch = 2 }");
 table_only!(RawPolicy, "a table");

@@ -332,6 +332,7 @@ impl Inventory<'_> {
             vars,
             command_timeout: settings.command_timeout,
             transport,
+            role: Default::default(),
         })
     }
 }

@@ -11,6 +11,7 @@ pub mod model;
 mod overlay;
 mod range;
 mod resolve;
+mod roles;
 mod shared;
 mod show;
 mod ssh_config;

@@ -36,6 +36,10 @@ pub struct Config {
     pub min_soak: Duration,
     /// `[policy]`: freezes and reasons.
     pub policy: Policy,
+    /// `[groups.<g>.hooks] throttle`: each group's own limits, by group.
+    pub group_throttles: BTreeMap<String, Throttle>,
+    /// `[groups.<g>.strategy]` of the groups in `strategy.order`.
+    pub group_strategies: BTreeMap<String, GroupStrategy>,
     /// Things the user should hear about on every run (e.g. host_key_checking = "off").
     pub warnings: Vec<String>,
     /// What hoist skipped in ~/.ssh/config (Match blocks), for `hoist check -v`.
@@ -158,6 +162,22 @@ pub struct Host {
     pub vars: BTreeMap<String, String>,
     pub command_timeout: Duration,
     pub transport: HostTransport,
+    /// What this host runs, after its groups' overrides.
+    pub role: Role,
+}
+
+/// A host's own hooks, health check and diagnose commands: the top-level
+/// tables with its groups' `[groups.<g>.hooks|health|diagnose]` laid over
+/// them key by key, and its zone.
+#[derive(Debug, Clone, Default)]
+pub struct Role {
+    pub hooks: Hooks,
+    pub health: Option<Health>,
+    pub diagnose: Vec<String>,
+    /// With `strategy.wave_by = "zone"`: the zone it is in.
+    pub zone: Option<String>,
+    /// Each key a group overrode for it, with the group: ("hooks.after_switch", "worker").
+    pub overrides: Vec<(String, String)>,
 }
 
 // One per host, built once: the size of the SSH variant does not matter.
@@ -307,15 +327,64 @@ pub struct Hooks {
     /// `become_password = { command = [...] }`: the sudo password, from a
     /// local command instead of `HOIST_BECOME_PASSWORD` or a prompt.
     pub become_password: Option<Vec<String>>,
+    /// `throttle`: the most hosts, fleet-wide, that run a hook at once.
+    pub throttle: Throttle,
 }
 
-#[derive(Debug, Clone)]
+/// The most hosts that run each remote hook at once (`None`: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Throttle {
+    pub before_switch: Option<usize>,
+    pub after_switch: Option<usize>,
+    pub after_rollback: Option<usize>,
+}
+
+impl Throttle {
+    /// The hooks throttled, with their limits.
+    pub fn limits(&self) -> Vec<(&'static str, usize)> {
+        [
+            ("before_switch", self.before_switch),
+            ("after_switch", self.after_switch),
+            ("after_rollback", self.after_rollback),
+        ]
+        .into_iter()
+        .filter_map(|(hook, n)| n.map(|n| (hook, n)))
+        .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.limits().is_empty()
+    }
+}
+
+/// `[groups.<g>.strategy]`: an ordered group's own wave sizes and parallelism.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupStrategy {
+    pub canary: Option<Amount>,
+    pub batch: Option<Vec<Amount>>,
+    pub parallel: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
     pub check: HealthCheck,
     pub retries: u32,
     pub interval: Duration,
     pub timeout: Duration,
     pub grace: Duration,
+}
+
+impl Health {
+    /// A check with the default retries, interval, timeout and grace.
+    pub fn new(check: HealthCheck) -> Health {
+        Health {
+            check,
+            retries: 10,
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(5),
+            grace: Duration::ZERO,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,6 +401,17 @@ pub enum Amount {
     Hosts(usize),
     /// 1..=100
     Percent(u8),
+}
+
+impl Amount {
+    /// This many hosts out of `total`: percentages round up, so "10%" of
+    /// 3 hosts is 1 host, never 0.
+    pub fn of(self, total: usize) -> usize {
+        match self {
+            Amount::Hosts(n) => n,
+            Amount::Percent(p) => (total * p as usize).div_ceil(100),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -394,6 +474,50 @@ pub struct Strategy {
     pub on_failure: OnFailure,
     /// Hosts that may be unreachable at preflight and are skipped.
     pub max_unreachable: Amount,
+    /// `wave_by = "zone"`: waves never mix zones, zones go in order.
+    pub zones: Option<Zones>,
+    /// `order`: groups deployed one after another, each in its own waves.
+    pub order: Vec<String>,
+}
+
+impl Strategy {
+    /// The strategy of an ordered group: this one with its overrides.
+    pub fn for_group(&self, own: Option<&GroupStrategy>) -> Strategy {
+        let Some(own) = own else {
+            return self.clone();
+        };
+        Strategy {
+            canary: own.canary.unwrap_or(self.canary),
+            batch: own.batch.clone().unwrap_or_else(|| self.batch.clone()),
+            parallel: own.parallel.unwrap_or(self.parallel),
+            ..self.clone()
+        }
+    }
+}
+
+/// `strategy.wave_by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WaveBy {
+    /// Waves over the hosts in inventory order.
+    #[default]
+    Host,
+    /// Waves inside one zone at a time.
+    Zone,
+}
+
+/// How a zone-by-zone rollout goes (`wave_by = "zone"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zones {
+    /// The zones in the order they deploy (`zones`, or sorted names).
+    pub order: Vec<String>,
+    /// `zones = [groups]`: the zones are these groups (else `vars.zone`).
+    pub from_groups: bool,
+    /// Held after the first zone, probing its hosts.
+    pub first_zone_bake: Duration,
+    /// Held after every other zone.
+    pub zone_bake: Duration,
+    /// Hosts, or percent of a zone, that must stay healthy in it.
+    pub min_healthy: Amount,
 }
 
 impl Default for Strategy {
@@ -408,6 +532,8 @@ impl Default for Strategy {
             max_failures: Amount::Hosts(0),
             on_failure: OnFailure::Rollback,
             max_unreachable: Amount::Hosts(0),
+            zones: None,
+            order: Vec::new(),
         }
     }
 }

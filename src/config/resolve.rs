@@ -1,6 +1,7 @@
 //! From the files as written to the `Config` the engine uses: defaults
 //! filled in, the inventory found and merged, cross-key rules checked.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -8,15 +9,17 @@ use super::doc::Doc;
 use super::env::Env;
 use super::exec;
 use super::file::{
-    DeployFile, InventoryFile, RawArtifact, RawBlueGreen, RawHealth, RawHooks, RawPolicy,
+    DeployFile, InventoryFile, RawArtifact, RawBlueGreen, RawGroup, RawHealth, RawHooks, RawPolicy,
     RawStrategy,
 };
 use super::inventory::Inventory;
 use super::layer::SshLayer;
 use super::model::{
-    App, ArtifactSpec, BlueGreen, Color, Config, Health, HealthCheck, Hooks, Policy, Pull,
-    Strategy, StrategyKind,
+    App, ArtifactSpec, BlueGreen, Color, Config, GroupStrategy, Health, HealthCheck, Hooks, Policy,
+    Pull, Strategy, StrategyKind, Throttle,
 };
+use super::roles::{self, Override, ZoneKeys};
+use super::values::Name;
 use super::{ConfigError, Source, overlay, shared};
 
 const DEFAULT_CONFIG: &str = "deploy.toml";
@@ -70,6 +73,8 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
         )));
     }
     let policy = policy(file.policy.take(), &doc)?;
+    let mut overrides = BTreeMap::new();
+    take_overrides(&mut file.groups, &doc, &mut overrides)?;
 
     let (shared_dirs, shared_files) = shared::shared_paths(&file.app, &doc)?;
     let ignore = file.app.ignore.take().map(|s| s.0).unwrap_or_default();
@@ -135,7 +140,12 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
                     (exec::run(&command, &dir, &label)?, dir, label)
                 }
             };
-            let inv: InventoryFile = inv_doc.parse()?;
+            let mut inv: InventoryFile = inv_doc.parse()?;
+            // Overrides may stay in deploy.toml, the groups in the inventory.
+            if let Some(groups) = &mut file.groups {
+                groups.retain(|_, g| g.is_inventory());
+            }
+            take_overrides(&mut inv.groups, &inv_doc, &mut overrides)?;
             let both = |what: &str| {
                 ConfigError(format!(
                     "{}: {what} is defined here and in the inventory {}; keep it in one file",
@@ -181,7 +191,20 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
             .collect()
         })
         .unwrap_or_default();
-    let strategy = file.strategy.map(strategy).unwrap_or_default();
+    let (zone_keys, order) = match &mut file.strategy {
+        Some(s) => (
+            ZoneKeys {
+                wave_by: s.wave_by.take(),
+                zones: s.zones.take(),
+                first_zone_bake: s.first_zone_bake.take(),
+                zone_bake: s.zone_bake.take(),
+                min_healthy_per_zone: s.min_healthy_per_zone.take(),
+            },
+            s.order.take(),
+        ),
+        None => (ZoneKeys::empty(), None),
+    };
+    let mut strategy = file.strategy.map(strategy).unwrap_or_default();
     if strategy.kind == StrategyKind::BlueGreen
         && let Some(first) = rolling_only.first()
     {
@@ -196,7 +219,48 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
         ));
     }
     let blue_green = blue_green(strategy.kind, file.blue_green, &resolved.groups, &doc)?;
+    let mut resolved = resolved;
+    let shaped = zone_keys.wave_by.is_some() || order.is_some();
+    if strategy.kind == StrategyKind::BlueGreen && shaped {
+        return Err(doc.error(
+            &["strategy", if order.is_some() { "order" } else { "wave_by" }],
+            "zones and ordered groups shape a rolling deploy; kind = \"blue-green\" deploys a whole colour at once",
+        ));
+    }
+    strategy.zones = roles::zones(zone_keys, &mut resolved.hosts, &resolved.groups, &doc)?;
+    strategy.order = roles::order(order, &resolved.hosts, &resolved.groups, &doc)?;
+    let after_rollback_set = file
+        .hooks
+        .as_ref()
+        .is_some_and(|h| h.after_rollback.is_some());
+    let hooks = file
+        .hooks
+        .map(|h| hooks(h, &doc))
+        .transpose()?
+        .unwrap_or_default();
+    let health = file.health.map(|h| health(h, &doc)).transpose()?;
+    let diagnose = file
+        .diagnose
+        .and_then(|d| d.commands)
+        .map(|c| c.0)
+        .unwrap_or_default();
+    let (group_throttles, group_strategies) =
+        group_rules(&overrides, &resolved.groups, &strategy.order, &doc)?;
+    let top = roles::Top {
+        hooks: &hooks,
+        health: health.as_ref(),
+        diagnose: &diagnose,
+        after_rollback_set,
+    };
+    for host in &mut resolved.hosts {
+        let zone = host.role.zone.take();
+        host.role = roles::role(host, &top, &overrides)
+            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        host.role.zone = zone;
+    }
     Ok(Config {
+        group_throttles,
+        group_strategies,
         blue_green,
         artifact: file
             .artifact
@@ -209,18 +273,10 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
                 })
             })
             .transpose()?,
-        hooks: file
-            .hooks
-            .map(|h| hooks(h, &doc))
-            .transpose()?
-            .unwrap_or_default(),
-        health: file.health.map(|h| health(h, &doc)).transpose()?,
+        hooks,
+        health,
         strategy,
-        diagnose: file
-            .diagnose
-            .and_then(|d| d.commands)
-            .map(|c| c.0)
-            .unwrap_or_default(),
+        diagnose,
         path,
         base_dir,
         app,
@@ -234,6 +290,67 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
         warnings: resolved.warnings,
         ssh_config_notes: resolved.ssh_config_notes,
     })
+}
+
+/// Takes the override tables out of `groups` (read in `doc`) into `into`.
+fn take_overrides(
+    groups: &mut Option<BTreeMap<Name, RawGroup>>,
+    doc: &Doc,
+    into: &mut BTreeMap<String, Override>,
+) -> Result<(), ConfigError> {
+    for (name, group) in groups.iter_mut().flatten() {
+        let raw = group.take_overrides();
+        if raw.is_empty() {
+            continue;
+        }
+        if into.contains_key(&name.0) {
+            return Err(doc.error(
+                &["groups", &name.0],
+                "this group's hooks, health, diagnose or strategy are set in the other file too; keep them in one",
+            ));
+        }
+        into.insert(name.0.clone(), Override::read(&name.0, raw, doc)?);
+    }
+    Ok(())
+}
+
+type GroupRules = (BTreeMap<String, Throttle>, BTreeMap<String, GroupStrategy>);
+
+/// Each group's throttle, and the strategy of the ordered groups: a
+/// group's own waves exist only when it deploys on its own.
+fn group_rules(
+    overrides: &BTreeMap<String, Override>,
+    groups: &BTreeMap<String, Vec<String>>,
+    order: &[String],
+    doc: &Doc,
+) -> Result<GroupRules, ConfigError> {
+    let (mut throttles, mut strategies) = (BTreeMap::new(), BTreeMap::new());
+    for (group, own) in overrides {
+        if !groups.contains_key(group) {
+            return Err(doc.error(
+                &["groups", group],
+                format!(
+                    "{group:?} is not a group of the inventory (groups: {})",
+                    groups.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        if !own.throttle.is_empty() {
+            throttles.insert(group.clone(), own.throttle);
+        }
+        if own.strategy != GroupStrategy::default() {
+            if !order.contains(group) {
+                return Err(doc.error(
+                    &["groups", group, "strategy"],
+                    format!(
+                        "a group's canary, batch and parallel shape its own waves, which it has only when it deploys on its own: add {group:?} to strategy.order"
+                    ),
+                ));
+            }
+            strategies.insert(group.clone(), own.strategy.clone());
+        }
+    }
+    Ok((throttles, strategies))
 }
 
 enum InventorySource {
@@ -436,6 +553,7 @@ fn hooks(raw: RawHooks, doc: &Doc) -> Result<Hooks, ConfigError> {
         after_switch,
         before_batch_local: list(raw.before_batch_local),
         after_batch_local: list(raw.after_batch_local),
+        throttle: roles::throttle(raw.throttle),
     })
 }
 
@@ -461,20 +579,21 @@ fn health(raw: RawHealth, doc: &Doc) -> Result<Health, ConfigError> {
             HealthCheck::Http(url)
         }
     };
+    let d = Health::new(check);
     Ok(Health {
-        check,
         retries: raw
             .retries
-            .map_or(10, |r| r.0.min(u32::MAX as usize) as u32),
-        interval: raw.interval.map_or(Duration::from_secs(2), |d| d.0),
-        timeout: raw.timeout.map_or(Duration::from_secs(5), |d| d.0),
-        grace: raw.grace.map_or(Duration::ZERO, |d| d.0),
+            .map_or(d.retries, |r| r.0.min(u32::MAX as usize) as u32),
+        interval: raw.interval.map_or(d.interval, |d| d.0),
+        timeout: raw.timeout.map_or(d.timeout, |d| d.0),
+        grace: raw.grace.map_or(d.grace, |d| d.0),
+        ..d
     })
 }
 
 /// The probe travels through the SSH connection to a port on the host, so
 /// it speaks plain http.
-fn check_http_url(url: &str) -> Result<(), String> {
+pub(super) fn check_http_url(url: &str) -> Result<(), String> {
     if url.starts_with("https://") {
         return Err(format!(
             "{url:?}: https is not supported; the probe already travels inside SSH, so use http:// (or a `command` with curl)"
@@ -504,6 +623,8 @@ fn strategy(raw: RawStrategy) -> Strategy {
         max_failures: raw.max_failures.map_or(d.max_failures, |a| a.0),
         on_failure: raw.on_failure.map_or(d.on_failure, |o| o.0),
         max_unreachable: raw.max_unreachable.map_or(d.max_unreachable, |a| a.0),
+        zones: None,
+        order: Vec::new(),
     }
 }
 

@@ -1353,6 +1353,8 @@ fn the_example_file_loads() {
     assert_eq!(config.secrets[0].env, "API_TOKEN");
     assert!(config.hooks.become_password.is_some());
     assert_eq!(config.hooks.after_files.len(), 1);
+    assert_eq!(config.hooks.throttle.after_switch, Some(5));
+    assert_eq!(config.group_throttles["worker"].after_switch, Some(1));
     assert_eq!(config.hooks.become_user.as_deref(), Some("root"));
     assert_eq!(config.hooks.on_failure_local.len(), 1);
     assert_eq!(config.envs, ["staging", "production"]);
@@ -1442,8 +1444,11 @@ fn the_ssh_tables_accept_exactly_the_keys_of_the_table() {
     };
     assert_eq!(accepted("ssh", ""), table_keys());
     let group = accepted("groups.g", "hosts = [\"a\"]\n");
-    assert_eq!(group[..2], ["hosts", "vars"]);
-    assert_eq!(group[2..], table_keys());
+    assert_eq!(
+        group[..6],
+        ["hosts", "vars", "hooks", "health", "diagnose", "strategy"]
+    );
+    assert_eq!(group[6..], table_keys());
     let host = accepted("hosts.h", "");
     assert_eq!(
         host[..7],
@@ -1989,3 +1994,5 @@ fn freeze_windows_are_checked_when_the_file_is_read() {
     assert!(c.policy.require_reason);
     assert_eq!(c.policy.freeze.timezone, chrono_tz::Tz::UTC);
 }
+
+mod shape;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::model::{Amount, HostKeyChecking, OnFailure, Pause, StrategyKind};
+use super::model::{Amount, HostKeyChecking, OnFailure, Pause, StrategyKind, WaveBy};
 
 /// A value as TOML wrote it, before we know what it should be.
 #[derive(Debug, Clone, PartialEq)]
@@ -321,6 +321,16 @@ from_scalar!(KindValue, |v| one_of(
     ]
 )
 .map(KindValue));
+
+/// `strategy.wave_by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaveByValue(pub WaveBy);
+
+from_scalar!(WaveByValue, |v| one_of(
+    &v,
+    &[("host", WaveBy::Host), ("zone", WaveBy::Zone)]
+)
+.map(WaveByValue));
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {

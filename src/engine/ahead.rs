@@ -97,6 +97,13 @@ impl Ahead {
                     }
                     ctx.phase(node.name(), Phase::Ready);
                 }
+                // Cut short by the halt: its last remote step may still have
+                // made the release, so it is taken back like one made.
+                Err(failed)
+                    if matches!(failed.failure, Failure::Halted) && !node.probe.has_release(id) =>
+                {
+                    self.made.lock().unwrap().push(i);
+                }
                 // Said now, not only when the wave starts: a bake can be long.
                 Err(failed) if !matches!(failed.failure, Failure::Halted | Failure::Interrupted) => {
                     ctx.message(

@@ -1,7 +1,8 @@
 //! A timed `canary_pause` is a bake: the canary's health check runs every
 //! `health.interval` for the length of the pause, and the first host whose
 //! probes fail `retries` times in a row ends it (the rollout then rolls the
-//! canary back).
+//! canary back). A zone bake is the same over a whole zone, each host with
+//! its own check (hosts without one are only waited for).
 
 use std::time::{Duration, Instant};
 
@@ -22,17 +23,24 @@ pub(crate) enum Spoiled {
     Interrupted,
 }
 
-/// Bakes `canary` (each host with the environment its health check gets)
-/// for `length`.
+/// One host being baked: the environment its health check gets, and its
+/// check (`None`: nothing to probe).
+pub(crate) type Baked<'a> = (&'a Node, Vec<(String, String)>, Option<&'a Health>);
+
+/// Bakes `canary` for `length`, probing at the shortest interval of their checks.
 pub(crate) async fn bake(
     ctx: &Context,
-    canary: &[(&Node, Vec<(String, String)>)],
+    canary: &[Baked<'_>],
     length: Duration,
-    check: &Health,
 ) -> Result<(), Spoiled> {
-    let interval = check.interval.max(MIN_INTERVAL);
+    let interval = canary
+        .iter()
+        .filter_map(|(_, _, check)| check.map(|c| c.interval))
+        .min()
+        .unwrap_or(length)
+        .max(MIN_INTERVAL);
     ctx.emit(Event::BakeStarted {
-        hosts: canary.iter().map(|(n, _)| n.name().to_string()).collect(),
+        hosts: canary.iter().map(|(n, ..)| n.name().to_string()).collect(),
         duration_ms: ms(length),
         interval_ms: ms(interval),
     });
@@ -48,17 +56,19 @@ pub(crate) async fn bake(
         if Instant::now() >= end {
             break Ok(());
         }
-        let probes = join_all(
-            canary
-                .iter()
-                .map(|(node, env)| health::probe_once(ctx, node, check, env)),
-        )
+        let probes = join_all(canary.iter().map(|(node, env, check)| async move {
+            match check {
+                Some(check) => Some((health::probe_once(ctx, node, check, env).await, check)),
+                None => None,
+            }
+        }))
         .await;
         let mut spoiled = None;
         for (i, probe) in probes.into_iter().enumerate() {
             match probe {
-                Ok(()) => failed_in_a_row[i] = 0,
-                Err((reason, tail)) => {
+                None => {}
+                Some((Ok(()), _)) => failed_in_a_row[i] = 0,
+                Some((Err((reason, tail)), check)) => {
                     failed_in_a_row[i] += 1;
                     if spoiled.is_none() && policy::bake_failed(failed_in_a_row[i], check.retries) {
                         let reason = match failed_in_a_row[i] {

@@ -353,10 +353,10 @@ async fn probe_again(
     id: &ReleaseId,
     artifact: &Artifact,
 ) -> Result<(), String> {
-    let Some(check) = &ctx.config.health else {
-        return Ok(());
-    };
     let results = join_all(nodes.iter().map(|node| async move {
+        let Some(check) = &node.host.role.health else {
+            return (node.name(), Ok(()));
+        };
         let env = hooks::host_env(
             ctx,
             node,

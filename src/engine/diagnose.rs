@@ -24,7 +24,7 @@ pub(crate) async fn collect(
     failed: &Failed,
     env: &[(String, String)],
 ) {
-    let configured = &ctx.config.diagnose;
+    let configured = &node.host.role.diagnose;
     if !configured.is_empty() {
         ctx.phase(node.name(), Phase::Diagnose);
     }

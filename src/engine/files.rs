@@ -56,6 +56,8 @@ pub(crate) async fn push(ctx: &Context, nodes: &[Node]) -> (Exit, Vec<HostOutcom
                 .iter()
                 .map(|&i| nodes[i].host.name.clone())
                 .collect(),
+            group: None,
+            zone: None,
         });
         let done = join_all(wave.hosts.iter().map(|&i| host_push(ctx, &nodes[i]))).await;
         let mut failed = 0;
@@ -225,11 +227,11 @@ async fn steps(
     }
     record(ctx, node, format!("pushed {}", dests.join(", "))).await;
     let dir = dir(node);
-    let after = &ctx.config.hooks.after_files;
+    let after = &node.host.role.hooks.after_files;
     hooks::run_remote(ctx, node, Phase::AfterFiles, after, &dir, env)
         .await
         .map_err(at(Phase::AfterFiles))?;
-    if let Some(check) = &ctx.config.health {
+    if let Some(check) = &node.host.role.health {
         health::check(ctx, node, check, env)
             .await
             .map_err(at(Phase::Health))?;
@@ -252,7 +254,7 @@ async fn restore(ctx: &Context, node: &Node) -> Result<(), Failed> {
     .map_err(at(Phase::Rollback))?;
     record(ctx, node, format!("restored {}", dests.join(", "))).await;
     let env = env(ctx, node);
-    let after = &ctx.config.hooks.after_files;
+    let after = &node.host.role.hooks.after_files;
     hooks::run_remote(ctx, node, Phase::AfterFiles, after, &dir(node), &env)
         .await
         .map_err(at(Phase::AfterFiles))

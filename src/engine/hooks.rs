@@ -86,6 +86,7 @@ pub async fn run_remote(
     if hooks.is_empty() {
         return Ok(());
     }
+    let _slots = ctx.throttle.enter(&node.host, phase).await;
     ctx.phase(node.name(), phase);
     for hook in hooks {
         let (script, stdin) = sudo::wrap_hook(ctx, node.layout.hook(dir, env, hook));

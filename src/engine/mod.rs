@@ -33,6 +33,7 @@ pub(crate) mod shared;
 pub(crate) mod strategy;
 pub(crate) mod sudo;
 pub(crate) mod switch;
+pub(crate) mod throttle;
 pub(crate) mod upload;
 
 pub(crate) use outcome::{Failed, Failure, HostOutcome, at, summary};
@@ -87,6 +88,8 @@ pub(crate) struct Context {
     pub mask: Arc<crate::report::Mask>,
     /// The secrets read from local commands before anything was touched.
     pub secrets: Arc<crate::secrets::Secrets>,
+    /// `hooks.throttle`: the most hosts running a hook at once.
+    pub throttle: Arc<throttle::Throttles>,
 }
 
 impl Context {

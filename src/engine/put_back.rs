@@ -365,6 +365,8 @@ fn announce(ctx: &Context, how: InWaves, w: usize, count: usize, names: &[String
             }
             .into(),
             hosts: names.to_vec(),
+            group: None,
+            zone: None,
         }),
         BackFor::Undo if count > 1 => ctx.message(
             Level::Info,

@@ -4,12 +4,16 @@
 //! `hoist plan` prints it and the deploy executes it, so the two cannot
 //! disagree.
 
+mod stages;
+
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::strategy::{self, WaveKind};
-use crate::config::{Amount, Pause, Strategy};
+use super::strategy::{Wave, WaveKind};
+use crate::config::{Amount, Config, GroupStrategy, Host, Pause, Strategy, Throttle};
+pub(crate) use stages::{Floor, zone_sizes};
 
 /// What the rollout does between one wave and the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +25,9 @@ pub(crate) enum Step {
     /// Probes the canary with the health check this long; a failing probe
     /// stops the rollout.
     Bake(Duration),
+    /// Holds the rollout this long after a zone, probing every host of the
+    /// zone that has a health check; a failing probe stops the rollout.
+    ZoneBake(Duration),
     /// Asks a person to promote the canary (`--yes` answers yes).
     Ask,
 }
@@ -38,7 +45,20 @@ impl Step {
             Step::Nothing => "none".into(),
             Step::Wait(d) => format!("wait {}", humantime::format_duration(d)),
             Step::Bake(d) => format!("bake {}", humantime::format_duration(d)),
+            Step::ZoneBake(d) => format!("zone bake {}", humantime::format_duration(d)),
             Step::Ask => "ask before promoting (--yes promotes)".into(),
+        }
+    }
+
+    /// Several steps in one line; "none" for none.
+    pub(crate) fn describe_all(steps: &[Step]) -> String {
+        match steps {
+            [] => Step::Nothing.describe(),
+            steps => steps
+                .iter()
+                .map(|s| s.describe())
+                .collect::<Vec<_>>()
+                .join(", then "),
         }
     }
 }
@@ -71,11 +91,31 @@ pub(crate) struct PlannedWave {
     pub kind: WaveKind,
     /// Indices into the nodes, in order.
     pub hosts: Vec<usize>,
-    /// What the rollout does after the wave before this one.
-    pub before: Step,
+    /// What the rollout does after the wave before this one, in order
+    /// (none: straight on).
+    pub before: Vec<Step>,
     pub upload: Upload,
     /// `before_switch_once` runs on this wave's first host.
     pub once: bool,
+    /// The ordered group (`strategy.order`) this wave deploys.
+    pub group: Option<String>,
+    /// The zone its hosts are in (`wave_by = "zone"`).
+    pub zone: Option<String>,
+    /// `min_healthy_per_zone`: what its zone must keep healthy.
+    pub floor: Option<Floor>,
+}
+
+impl PlannedWave {
+    /// The first step before it, or `Nothing`.
+    #[cfg(test)]
+    pub(crate) fn step(&self) -> Step {
+        self.before.first().copied().unwrap_or(Step::Nothing)
+    }
+
+    /// Whether it deploys the same ordered group and zone as `other`.
+    fn same_stage(&self, other: &PlannedWave) -> bool {
+        self.group == other.group && self.zone == other.zone
+    }
 }
 
 /// A whole rollout as planned.
@@ -84,6 +124,8 @@ pub(crate) struct RolloutPlan {
     pub waves: Vec<PlannedWave>,
     /// After the last wave: the canary's bake of `deploy --until canary`.
     pub then: Step,
+    /// The fleet-wide throttles, shown with the plan.
+    pub throttle: Throttle,
 }
 
 /// What shapes a rollout beyond the strategy table.
@@ -98,49 +140,71 @@ pub(crate) struct Shape<'a> {
     pub once: bool,
     /// `deploy --until canary`: stop after the canary wave and its bake.
     pub until_canary: bool,
+    /// `[groups.<g>.strategy]` of the ordered groups.
+    pub groups: &'a BTreeMap<String, GroupStrategy>,
+    /// Hosts of each zone counted healthy before the rollout (see
+    /// [`stages::zone_sizes`]); a zone missing here counts its pending hosts.
+    pub zone_sizes: &'a BTreeMap<String, usize>,
+}
+
+/// A host still to deploy, as the plan sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Member<'a> {
+    /// Its index among the nodes.
+    pub node: usize,
+    pub groups: &'a [String],
+    pub zone: Option<&'a str>,
 }
 
 impl RolloutPlan {
-    /// The plan for the hosts `pending` (node indices, in order).
+    /// The plan for the hosts `pending` (node indices, in order), none of
+    /// them in a group or zone.
+    #[cfg(test)]
     pub(crate) fn new(shape: Shape, pending: &[usize]) -> RolloutPlan {
-        let s = shape.strategy;
-        let mut waves: Vec<PlannedWave> = strategy::waves(pending.len(), shape.canary, &s.batch)
-            .into_iter()
-            .map(|w| PlannedWave {
-                kind: w.kind,
-                hosts: w.hosts.into_iter().map(|i| pending[i]).collect(),
-                before: Step::Nothing,
-                upload: Upload::InWave,
-                once: false,
+        let members: Vec<Member> = pending
+            .iter()
+            .map(|&node| Member {
+                node,
+                groups: &[],
+                zone: None,
             })
             .collect();
+        RolloutPlan::of(shape, &members).expect("no zone to refuse")
+    }
+
+    /// The plan for `pending`, in order: each ordered group after the one
+    /// before it, each zone after the one before it, waves inside one
+    /// zone. `Err`: a zone cannot keep `min_healthy_per_zone`.
+    pub(crate) fn of(shape: Shape, pending: &[Member]) -> Result<RolloutPlan, String> {
+        let mut waves = stages::waves(shape, pending)?;
         if let Some(first) = waves.first_mut() {
             first.once = shape.once;
         }
-        let after = |kind: WaveKind| step_after(shape, kind);
         let mut then = Step::Nothing;
         if shape.until_canary && waves.first().is_some_and(|w| w.kind == WaveKind::Canary) {
             // Only the canary's bake: a plain wait or a question would
             // hold the run for nothing.
             if waves.len() > 1
-                && let bake @ Step::Bake(_) = after(WaveKind::Canary)
+                && let bake @ Step::Bake(_) = step_after(shape, WaveKind::Canary)
             {
                 then = bake;
             }
             waves.truncate(1);
         }
         for w in 1..waves.len() {
-            let previous = &waves[w - 1];
-            let before = after(previous.kind);
+            let (previous, wave) = (&waves[w - 1], &waves[w]);
+            let before = stages::steps(shape, &waves[..w], wave);
             // After a batch wave with no pause, the next wave's hosts upload
             // while it runs. Never during the canary's wave (its verdict
             // comes before anything else is sent), nor during the wave that
             // runs the once hook (its result then goes to every host: a
-            // host busy with its upload would take it on a second session).
-            let upload = if before.is_timed() {
+            // host busy with its upload would take it on a second session),
+            // nor into another zone or group before this one proved itself.
+            let upload = if !previous.same_stage(wave) {
+                Upload::InWave
+            } else if before.first().is_some_and(|s| s.is_timed()) {
                 Upload::DuringPause
-            } else if previous.kind == WaveKind::Batch && before == Step::Nothing && !previous.once
-            {
+            } else if previous.kind == WaveKind::Batch && before.is_empty() && !previous.once {
                 Upload::DuringPreviousWave
             } else {
                 Upload::InWave
@@ -148,7 +212,11 @@ impl RolloutPlan {
             waves[w].before = before;
             waves[w].upload = upload;
         }
-        RolloutPlan { waves, then }
+        Ok(RolloutPlan {
+            waves,
+            then,
+            throttle: Throttle::default(),
+        })
     }
 
     /// The plan as JSON, hosts by name.
@@ -162,14 +230,61 @@ impl RolloutPlan {
                     "wave": w + 1,
                     "kind": wave.kind.as_str(),
                     "hosts": wave.hosts.iter().map(|&i| name(i)).collect::<Vec<_>>(),
-                    "before": wave.before.describe(),
+                    "before": Step::describe_all(&wave.before),
                     "upload": wave.upload.as_str(),
                     "once": wave.once,
+                    "group": wave.group,
+                    "zone": wave.zone,
+                    "min_healthy": wave.floor.map(|f| f.min),
                 })
             })
             .collect();
-        json!({ "waves": waves, "then": self.then.describe() })
+        let throttle: serde_json::Map<String, serde_json::Value> = self
+            .throttle
+            .limits()
+            .into_iter()
+            .map(|(hook, n)| (hook.to_string(), json!(n)))
+            .collect();
+        json!({ "waves": waves, "then": self.then.describe(), "throttle": throttle })
     }
+}
+
+/// Hosts `indices` of `hosts` as the plan sees them.
+pub(crate) fn members<'a>(hosts: &'a [Host], indices: &[usize]) -> Vec<Member<'a>> {
+    indices
+        .iter()
+        .map(|&i| Member {
+            node: i,
+            groups: &hosts[i].groups,
+            zone: hosts[i].role.zone.as_deref(),
+        })
+        .collect()
+}
+
+/// The waves (kind and hosts, by index into `hosts`) a deploy of every
+/// selected host would run, judged before any is reached (`--until canary`).
+pub(crate) fn selection_waves(config: &Config, hosts: &[Host]) -> Result<Vec<Wave>, String> {
+    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+    let sizes = zone_sizes(&config.hosts, hosts, &names);
+    let shape = Shape {
+        strategy: &config.strategy,
+        canary: config.strategy.canary,
+        health: false,
+        once: false,
+        until_canary: false,
+        groups: &config.group_strategies,
+        zone_sizes: &sizes,
+    };
+    let all: Vec<usize> = (0..hosts.len()).collect();
+    let plan = RolloutPlan::of(shape, &members(hosts, &all))?;
+    Ok(plan
+        .waves
+        .into_iter()
+        .map(|w| Wave {
+            kind: w.kind,
+            hosts: w.hosts,
+        })
+        .collect())
 }
 
 /// What the rollout does after a wave of `kind`.
@@ -202,6 +317,9 @@ mod tests {
         }
     }
 
+    const NONE: &BTreeMap<String, GroupStrategy> = &BTreeMap::new();
+    const NO_ZONES: &BTreeMap<String, usize> = &BTreeMap::new();
+
     fn plan(s: &Strategy, n: usize, health: bool, once: bool, until: bool) -> RolloutPlan {
         let shape = Shape {
             strategy: s,
@@ -209,6 +327,8 @@ mod tests {
             health,
             once,
             until_canary: until,
+            groups: NONE,
+            zone_sizes: NO_ZONES,
         };
         RolloutPlan::new(shape, &(0..n).collect::<Vec<_>>())
     }
@@ -217,7 +337,7 @@ mod tests {
     fn table(p: &RolloutPlan) -> Vec<(usize, Step, Upload)> {
         p.waves
             .iter()
-            .map(|w| (w.hosts.len(), w.before, w.upload))
+            .map(|w| (w.hosts.len(), w.step(), w.upload))
             .collect()
     }
 
@@ -245,10 +365,10 @@ mod tests {
     fn a_timed_canary_pause_is_a_bake_with_a_health_check_and_a_wait_without() {
         let s = strategy(Hosts(1), Pause::For(S30), &[Percent(50)], 0);
         let with = plan(&s, 5, true, false, false);
-        assert_eq!(with.waves[1].before, Bake(S30));
+        assert_eq!(with.waves[1].before, [Bake(S30)]);
         assert_eq!(with.waves[1].upload, DuringPause);
         let without = plan(&s, 5, false, false, false);
-        assert_eq!(without.waves[1].before, Wait(S30));
+        assert_eq!(without.waves[1].before, [Wait(S30)]);
         assert_eq!(without.waves[1].upload, DuringPause);
         assert_eq!(without.waves[2].upload, DuringPreviousWave);
     }
@@ -331,6 +451,8 @@ mod tests {
             health: true,
             once: false,
             until_canary: false,
+            groups: NONE,
+            zone_sizes: NO_ZONES,
         };
         let p = RolloutPlan::new(shape, &[2, 5, 7]);
         assert_eq!(p.waves[0].hosts, [2]);

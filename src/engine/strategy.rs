@@ -29,10 +29,7 @@ pub struct Wave {
 /// An amount of hosts out of `total`: percentages round up, so "10%" of
 /// 3 hosts is 1 host, never 0.
 pub fn hosts_of(amount: Amount, total: usize) -> usize {
-    match amount {
-        Amount::Hosts(n) => n,
-        Amount::Percent(p) => (total * p as usize).div_ceil(100),
-    }
+    amount.of(total)
 }
 
 /// Splits `total` hosts into waves: the canary alone first (if any), then

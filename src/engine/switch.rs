@@ -70,13 +70,13 @@ pub(crate) async fn switch_back(
         ctx,
         node,
         Phase::AfterRollback,
-        &ctx.config.hooks.after_rollback,
+        &node.host.role.hooks.after_rollback,
         &node.layout.release_path(target),
         &env,
     )
     .await
     .map_err(at(Phase::AfterRollback))?;
-    if let Some(check) = &ctx.config.health {
+    if let Some(check) = &node.host.role.health {
         health::check(ctx, node, check, &env)
             .await
             .map_err(at(Phase::Health))?;

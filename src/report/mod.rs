@@ -210,6 +210,12 @@ pub enum Event {
         /// "canary" or "batch".
         kind: String,
         hosts: Vec<String>,
+        /// The ordered group (`strategy.order`) the wave deploys.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+        /// The zone its hosts are in (`wave_by = "zone"`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        zone: Option<String>,
     },
     HostPhase {
         host: String,

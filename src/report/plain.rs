@@ -219,9 +219,12 @@ impl Plain {
                 waves,
                 kind,
                 hosts,
+                group,
+                zone,
             } => {
                 let text = format!(
-                    "wave {wave}/{waves} ({kind}): {}",
+                    "wave {wave}/{waves} ({kind}{}): {}",
+                    stage(group, zone),
                     host_list(hosts, LISTED_HOSTS)
                 );
                 vec![self.line(st, now, None, &paint.bold(&text))]
@@ -517,10 +520,13 @@ fn github_lines(st: &mut State, event: &Event, lines: Vec<String>) -> Vec<String
             waves,
             kind,
             hosts,
+            group,
+            zone,
         } => {
             close(github, &mut out);
             out.push(format!(
-                "::group::wave {wave}/{waves} ({kind}): {}",
+                "::group::wave {wave}/{waves} ({kind}{}): {}",
+                escape_data(&inert_text(&stage(group, zone))),
                 escape_data(&inert_text(&host_list(hosts, LISTED_HOSTS)))
             ));
             github.grouped = true;
@@ -699,4 +705,12 @@ impl Drop for Plain {
         let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         flush_tables(paint, st);
     }
+}
+
+/// ", group web, zone az-a" for a wave of an ordered group in a zone.
+fn stage(group: &Option<String>, zone: &Option<String>) -> String {
+    [("group", group), ("zone", zone)]
+        .iter()
+        .filter_map(|(what, name)| name.as_ref().map(|n| format!(", {what} {n}")))
+        .collect()
 }

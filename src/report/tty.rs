@@ -350,6 +350,8 @@ impl Tty {
                 waves,
                 kind,
                 hosts,
+                group,
+                zone,
             } => {
                 if self.quiet {
                     return;
@@ -365,7 +367,15 @@ impl Tty {
                 for host in idle {
                     self.deactivate(st, &host);
                 }
-                let text = list_to_width(&format!("wave {wave}/{waves} {kind}: "), hosts, width);
+                let stage: String = [group, zone]
+                    .iter()
+                    .filter_map(|name| name.as_ref().map(|n| format!(" {n}")))
+                    .collect();
+                let text = list_to_width(
+                    &format!("wave {wave}/{waves} {kind}{stage}: "),
+                    hosts,
+                    width,
+                );
                 self.set_wave_line(st, paint.bold(&text));
             }
             Event::HostPhase { host, phase } => self.activate(st, host, *phase),

@@ -39,3 +39,4 @@ mod three_am;
 mod transport_faults;
 mod upload_ssh;
 mod url_pull;
+mod zones;

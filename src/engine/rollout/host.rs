@@ -21,7 +21,7 @@ pub(super) async fn host_rollout(
 ) -> HostRun {
     let ctx = run.ctx;
     let node = &run.nodes[i];
-    let _permit = ctx.parallel.acquire().await.expect("semaphore open");
+    let _permit = run.slots(i).acquire().await.expect("semaphore open");
     let started = Instant::now();
     let mut host = HostRun::untouched(node);
     if run.halt.is_cancelled() {
@@ -75,7 +75,7 @@ async fn steps(
     if let Some(once) = once {
         once.run_on(ctx, node, id, &release_dir, &env).await?;
     }
-    let hooks = &ctx.config.hooks;
+    let hooks = &node.host.role.hooks;
     hooks::run_remote(
         ctx,
         node,
@@ -115,7 +115,7 @@ async fn steps(
     )
     .await
     .map_err(at(Phase::AfterSwitch))?;
-    if let Some(check) = &ctx.config.health {
+    if let Some(check) = &node.host.role.health {
         health::check(ctx, node, check, &env)
             .await
             .map_err(at(Phase::Health))?;

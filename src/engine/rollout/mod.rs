@@ -8,9 +8,11 @@ mod between;
 mod host;
 mod wave;
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicUsize;
 
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::ahead::Ahead;
@@ -18,7 +20,7 @@ use super::delivery::Delivery;
 use super::fleet::Node;
 use super::once::Once;
 use super::policy::{self, HostState};
-use super::rollout_plan::{RolloutPlan, Shape};
+use super::rollout_plan::{Member, RolloutPlan, Shape, zone_sizes};
 use super::{Context, HostOutcome, hooks, strategy};
 use crate::artifact::Artifact;
 use crate::config::{Amount, Strategy};
@@ -85,23 +87,38 @@ impl Setup {
     }
 
     /// The plan this rollout runs over `nodes` for release `id`: hosts
-    /// already on it (a resumed deploy) are left out.
+    /// already on it (a resumed deploy) are left out. `Err`: a zone cannot
+    /// keep `min_healthy_per_zone` (nothing was changed for it).
     pub(crate) fn plan(
         &self,
         ctx: &Context,
         nodes: &[Node],
         id: &ReleaseId,
         once: bool,
-    ) -> RolloutPlan {
-        let pending = pending(nodes, id);
+    ) -> Result<RolloutPlan, String> {
+        let config = &ctx.config;
+        let members: Vec<Member> = pending(nodes, id)
+            .into_iter()
+            .map(|i| Member {
+                node: i,
+                groups: &nodes[i].host.groups,
+                zone: nodes[i].host.role.zone.as_deref(),
+            })
+            .collect();
+        let reached: Vec<&str> = nodes.iter().map(|n| n.name()).collect();
+        let sizes = zone_sizes(&config.hosts, &ctx.hosts, &reached);
         let shape = Shape {
-            strategy: &ctx.config.strategy,
+            strategy: &config.strategy,
             canary: self.canary,
-            health: ctx.config.health.is_some(),
+            health: nodes.iter().any(|n| n.host.role.health.is_some()),
             once,
             until_canary: self.until_canary,
+            groups: &config.group_strategies,
+            zone_sizes: &sizes,
         };
-        RolloutPlan::new(shape, &pending)
+        let mut plan = RolloutPlan::of(shape, &members)?;
+        plan.throttle = config.hooks.throttle;
+        Ok(plan)
     }
 }
 
@@ -128,9 +145,28 @@ struct Run<'a> {
     failures: AtomicUsize,
     /// How many hosts may fail before the rollout stops.
     allowed: usize,
+    /// `[groups.<g>.strategy] parallel`: an ordered group's own limit,
+    /// which its hosts take their slot from instead of `strategy.parallel`.
+    group_slots: BTreeMap<String, Semaphore>,
 }
 
 impl Run<'_> {
+    /// Where host `i` takes its slot: its ordered group's own limit, or
+    /// the fleet's.
+    fn slots(&self, i: usize) -> &Semaphore {
+        let groups = &self.nodes[i].host.groups;
+        let ordered = self
+            .ctx
+            .config
+            .strategy
+            .order
+            .iter()
+            .find(|g| groups.contains(g));
+        ordered
+            .and_then(|g| self.group_slots.get(g))
+            .unwrap_or(&self.ctx.parallel)
+    }
+
     fn stop(&self, reason: String) {
         self.halted.lock().unwrap().get_or_insert(reason);
         self.halt.cancel();
@@ -172,8 +208,19 @@ pub(crate) async fn rollout(
         }
     }
     let pending = pending(nodes, id);
-    let once = Once::new(ctx, nodes, pending.first().map(|&i| &nodes[i]), id);
-    let plan = setup.plan(ctx, nodes, id, once.is_some());
+    // The once hook runs on the plan's first host.
+    let planned = setup.plan(ctx, nodes, id, false).and_then(|first| {
+        let host = first.waves.first().and_then(|w| w.hosts.first());
+        let once = Once::new(ctx, nodes, host.map(|&i| &nodes[i]), id);
+        Ok((setup.plan(ctx, nodes, id, once.is_some())?, once))
+    });
+    let (plan, once) = match planned {
+        Ok(planned) => planned,
+        Err(refusal) => {
+            ctx.message(Level::Error, None, refusal);
+            return (Exit::Usage, hosts.into_iter().map(|h| h.outcome).collect());
+        }
+    };
     let run = Run {
         ctx,
         nodes,
@@ -185,6 +232,12 @@ pub(crate) async fn rollout(
         halted: Mutex::new(None),
         failures: AtomicUsize::new(0),
         allowed: strategy::failures_allowed(setup.max_failures, pending.len()),
+        group_slots: ctx
+            .config
+            .group_strategies
+            .iter()
+            .filter_map(|(g, s)| s.parallel.map(|n| (g.clone(), Semaphore::new(n))))
+            .collect(),
     };
     let mut ended = WaveEnd {
         said_stop: false,

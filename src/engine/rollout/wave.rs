@@ -43,11 +43,7 @@ pub(super) async fn wave(
     let uploading = Uploading::new(wave.hosts.len());
     let over = CancellationToken::new();
     let this_wave = async {
-        let before = match w.checked_sub(1) {
-            Some(p) => between(run, hosts, &plan.waves[p], wave.before, &plan.waves[w..]).await,
-            None => Ok(()),
-        };
-        match before {
+        match before_wave(run, hosts, plan, w).await {
             Err(reason) => run.stop(reason),
             Ok(()) => {
                 if let Some(end) = run_wave(run, hosts, plan, w, &ahead, &uploading).await {
@@ -57,7 +53,7 @@ pub(super) async fn wave(
                 // `deploy --until canary`: the canary's bake, then stop.
                 if w + 1 == plan.waves.len()
                     && !run.halt.is_cancelled()
-                    && let Err(reason) = between(run, hosts, wave, plan.then, &[]).await
+                    && let Err(reason) = between(run, hosts, plan, w, plan.then, &[]).await
                 {
                     run.stop(reason);
                 }
@@ -82,6 +78,43 @@ pub(super) async fn wave(
         .take_back(ctx, nodes, id, |i| hosts[i].sent.is_some())
         .await;
     next
+}
+
+/// The steps the plan puts before wave `w`, then `min_healthy_per_zone`:
+/// the wave may not take its zone below the floor, counting the zone's
+/// hosts that failed so far. `Err`: why the rollout stops.
+async fn before_wave(
+    run: &Run<'_>,
+    hosts: &mut [HostRun],
+    plan: &RolloutPlan,
+    w: usize,
+) -> Result<(), String> {
+    let wave = &plan.waves[w];
+    if let Some(p) = w.checked_sub(1) {
+        for &step in &wave.before {
+            between(run, hosts, plan, p, step, &plan.waves[w..]).await?;
+        }
+    }
+    let Some(floor) = wave.floor else {
+        return Ok(());
+    };
+    let zone = wave.zone.as_deref();
+    let failed = (0..run.nodes.len())
+        .filter(|&i| {
+            run.nodes[i].host.role.zone.as_deref() == zone
+                && hosts[i].outcome.result == HostResult::Failed
+        })
+        .count();
+    if floor.breached(failed, wave.hosts.len()) {
+        return Err(format!(
+            "wave {} would leave zone {} with {} healthy host(s) ({failed} failed), fewer than min_healthy_per_zone ({})",
+            w + 1,
+            zone.unwrap_or_default(),
+            floor.size.saturating_sub(failed + wave.hosts.len()),
+            floor.min
+        ));
+    }
+    Ok(())
 }
 
 /// How a wave ended, for what comes after it.
@@ -115,6 +148,8 @@ async fn run_wave(
             .iter()
             .map(|&i| nodes[i].name().to_string())
             .collect(),
+        group: wave.group.clone(),
+        zone: wave.zone.clone(),
     });
     let members: Vec<&Node> = wave.hosts.iter().map(|&i| &nodes[i]).collect();
     let local_env = batch::env(ctx, Some(run.id), &run.artifact.version, &members);
