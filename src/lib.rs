@@ -16,6 +16,7 @@ mod interrupt;
 mod journal;
 mod local_command;
 mod manifest;
+mod open_files;
 mod release;
 pub mod report;
 mod secret_env;

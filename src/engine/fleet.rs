@@ -208,6 +208,9 @@ pub(crate) async fn connect(turn: &Turn<'_>) -> Result<Arc<dyn Transport>, Failu
 /// each. Returns the nodes in inventory order, and how the hosts that could
 /// not be reached or read failed.
 pub(crate) async fn reach(ctx: &Context) -> (Vec<Node>, Vec<HostOutcome>) {
+    if let Err(why) = crate::open_files::room_for(ctx.hosts.len()) {
+        ctx.message(crate::report::Level::Warn, None, why);
+    }
     let tasks = ctx.hosts.iter().map(|host| async move {
         let turn = Turn::take(ctx, host).await;
         let started = Instant::now();

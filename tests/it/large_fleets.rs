@@ -102,3 +102,42 @@ fn more_unreachable_hosts_than_max_unreachable_stop_the_deploy_untouched() {
     let summary = events_of(&out).pop().unwrap();
     assert_eq!(summary_host(&summary, "web2")["result"], "failed");
 }
+
+#[test]
+fn a_fleet_past_the_soft_limit_on_open_files_is_reached_whole() {
+    // 100 hosts (one sshd, one address each) under a soft limit of 64 open
+    // files: each connection holds a socket for the whole run, so without
+    // raising the limit the hosts past it fail as "too many open files".
+    let f = Fleet::ssh(1);
+    let port = f.server("web1").port;
+    let deploy_to = f.deploy_path("web1");
+    let extra: String = (2..=100)
+        .map(|i| {
+            format!(
+                "[hosts.web{i}]\naddress = \"127.0.0.1\"\nport = {port}\ndeploy_to = \"{}\"\n",
+                deploy_to.display()
+            )
+        })
+        .collect();
+    let f = f.toml(&extra).write();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -Sn 64 && exec \"$0\" \"$@\"")
+        .arg(assert_cmd::cargo::cargo_bin("hoist"))
+        .args(["check", "--json"])
+        .current_dir(f.path())
+        .env("HOME", f.path().join("home"))
+        .env("USER", crate::support::project::whoami())
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("HOIST_CONFIG")
+        .env_remove("HOIST_ENV")
+        .output()
+        .unwrap();
+    let text = printed(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let reached = events_of(&out)
+        .iter()
+        .filter(|e| e["event"] == "row" && e["ok"] == true && e["connect"] == "ok")
+        .count();
+    assert_eq!(reached, 100, "{text}");
+}
