@@ -293,3 +293,28 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
 }
+
+impl Command {
+    /// The command's name as the user typed it: in the summary, the
+    /// `run_started` event and `HOIST_COMMAND`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Init { .. } => "init",
+            Command::Check => "check",
+            Command::Plan { .. } => "plan",
+            Command::Deploy { .. } => "deploy",
+            Command::Rollback { .. } => "rollback",
+            Command::Promote { .. } => "promote",
+            Command::Abort { .. } => "abort",
+            Command::Status { .. } => "status",
+            Command::Config => "config",
+            Command::Releases => "releases",
+            Command::Verify => "verify",
+            Command::Exec { .. } => "exec",
+            Command::Files(FilesCommand::Push { .. }) => "files push",
+            Command::Lock { .. } => "lock",
+            Command::Unlock { .. } => "unlock",
+            Command::Completions { .. } => "completions",
+        }
+    }
+}

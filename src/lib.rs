@@ -14,6 +14,7 @@ mod host_shells;
 mod ignore;
 mod interrupt;
 mod journal;
+mod local_command;
 mod manifest;
 mod release;
 pub mod report;

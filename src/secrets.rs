@@ -10,10 +10,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+
+use crate::local_command::{NotRun, output_within};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::config::{Config, Host};
 use crate::report::MIN_LEN;
@@ -251,52 +252,24 @@ fn run(argv: &[String], dir: &Path, what: &str) -> Result<Vec<u8>, String> {
     } else {
         argv[0].clone().into()
     };
-    let mut child = crate::secret_env::scrub(&mut Command::new(&program))
-        .args(&argv[1..])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            fail(format!(
-                "could not start: {e} (is it installed and on PATH?)"
-            ))
-        })?;
-    let reader = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        })
-    };
-    let stdout = reader(Box::new(child.stdout.take().expect("piped")));
-    let stderr = reader(Box::new(child.stderr.take().expect("piped")));
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() >= TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(fail(format!(
-                    "did not finish within {}",
-                    humantime::format_duration(TIMEOUT)
-                )));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(fail(format!("could not be waited for: {e}"))),
-        }
-    };
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
-    if status.success() {
-        return Ok(stdout);
+    let ran = output_within(
+        Command::new(&program).args(&argv[1..]).current_dir(dir),
+        TIMEOUT,
+    )
+    .map_err(|e| match e {
+        NotRun::Start(e) => fail(format!(
+            "could not start: {e} (is it installed and on PATH?)"
+        )),
+        NotRun::TimedOut => fail(format!(
+            "did not finish within {}",
+            humantime::format_duration(TIMEOUT)
+        )),
+        NotRun::Wait(e) => fail(format!("could not be waited for: {e}")),
+    })?;
+    if ran.status.success() {
+        return Ok(ran.stdout);
     }
-    let how = match status.code() {
-        Some(code) => format!("exited with code {code}"),
-        None => "was killed by a signal".to_string(),
-    };
+    let (how, stderr) = (ran.how(), &ran.stderr);
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     let tail = match lines.len() {
         0 => " and printed nothing on stderr".to_string(),
@@ -311,6 +284,7 @@ fn run(argv: &[String], dir: &Path, what: &str) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Stdio;
 
     fn with(named: &[(&str, &str)]) -> Secrets {
         Secrets {

@@ -31,7 +31,7 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
     };
     if let Err(e) = shared::check_sources(&ctx.config, &ctx.hosts) {
         ctx.message(Level::Error, None, e);
-        return ctx.finish("check", Exit::Usage, None, &[]);
+        return ctx.finish(Exit::Usage, None, &[]);
     }
     let (nodes, unreached) = fleet::reach(ctx).await;
     let short = fleet::check_sessions(ctx, &nodes).await;
@@ -173,12 +173,7 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
         ctx.emit(Event::Row(row));
     }
     fleet::close_all(&nodes).await;
-    ctx.finish(
-        "check",
-        if all_ok { Exit::Ok } else { Exit::Preflight },
-        None,
-        &[],
-    )
+    ctx.finish(if all_ok { Exit::Ok } else { Exit::Preflight }, None, &[])
 }
 
 /// `check -v`: each effective SSH setting of a host and where it came from

@@ -31,12 +31,12 @@ pub(crate) struct DeployOptions {
 
 /// The artifact of the file, prepared (hashed, packed); on failure the
 /// run is finished and its exit returned.
-pub(super) async fn prepare_artifact(ctx: &Context, command: &str) -> Result<Artifact, Exit> {
+pub(super) async fn prepare_artifact(ctx: &Context) -> Result<Artifact, Exit> {
     let prepared = match Preparing::start(ctx) {
         Ok(preparing) => preparing.ready(ctx).await,
         Err(exit) => Err(exit),
     };
-    prepared.map_err(|exit| ctx.finish(command, exit, None, &[]))
+    prepared.map_err(|exit| ctx.finish(exit, None, &[]))
 }
 
 /// The artifact of the file being prepared (hashed, packed) on a thread of
@@ -133,47 +133,14 @@ pub(super) fn waiting_refusal(nodes: &[Node]) -> Option<String> {
 }
 
 pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
-    let strategy = &ctx.config.strategy;
-    let canary = strategy::hosts_of(strategy.canary, ctx.hosts.len());
-    if opts.until_canary {
-        let waves = strategy::waves(ctx.hosts.len(), strategy.canary, &strategy.batch);
-        if let Err(e) = policy::until_canary(&waves, ctx.config.blue_green.is_some()) {
-            ctx.message(Level::Error, None, e);
-            return ctx.finish("deploy", Exit::Usage, None, &[]);
-        }
-    }
-    if let Some(bg) = &ctx.config.blue_green {
-        let selected: Vec<&str> = ctx.hosts.iter().map(|h| h.name.as_str()).collect();
-        if let Err(e) = policy::whole_colors(&selected, &bg.colors) {
-            ctx.message(Level::Error, None, e);
-            return ctx.finish("deploy", Exit::Usage, None, &[]);
-        }
-    } else if opts.live.is_some() {
-        ctx.message(Level::Error, None, super::LIVE_WITHOUT_BLUE_GREEN);
-        return ctx.finish("deploy", Exit::Usage, None, &[]);
-    }
-    let has_canary_pause = ctx.config.blue_green.is_none()
-        && canary > 0
-        && canary < ctx.hosts.len()
-        && strategy.canary_pause == Pause::Manual
-        && !opts.until_canary;
-    if has_canary_pause && !ctx.yes && !ctx.interactive && !opts.dry_run {
-        ctx.message(
-            Level::Error,
-            None,
-            "canary_pause is \"manual\" and there is no terminal to ask: pass --yes to promote the canary without asking, or set canary_pause to a duration",
-        );
-        return ctx.finish("deploy", Exit::Usage, None, &[]);
-    }
-    if let Err(e) = shared::load(ctx) {
-        ctx.message(Level::Error, None, e);
-        return ctx.finish("deploy", Exit::Usage, None, &[]);
+    if let Some(exit) = refused_before_connecting(ctx, &opts) {
+        return ctx.finish(exit, None, &[]);
     }
 
     // Packed while the hosts are reached.
     let preparing = match Preparing::start(ctx) {
         Ok(p) => p,
-        Err(exit) => return ctx.finish("deploy", exit, None, &[]),
+        Err(exit) => return ctx.finish(exit, None, &[]),
     };
     let since = std::time::Instant::now();
     let (mut nodes, mut unreached) = fleet::reach(ctx).await;
@@ -181,7 +148,7 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         Ok(a) => a,
         Err(exit) => {
             fleet::close_all(&nodes).await;
-            return ctx.finish("deploy", exit, None, &[]);
+            return ctx.finish(exit, None, &[]);
         }
     };
     if let Some(from) = &opts.from {
@@ -189,7 +156,7 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
             Ok(id) => crate::journal::set_stamp(|s| s.promoted_from = Some(id.to_string())),
             Err(exit) => {
                 fleet::close_all(&nodes).await;
-                return ctx.finish("deploy", exit, None, &[]);
+                return ctx.finish(exit, None, &[]);
             }
         }
     }
@@ -197,43 +164,34 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
     if let Some(refusal) = waiting_refusal(&nodes) {
         fleet::report_all(ctx, &unreached);
         ctx.message(Level::Error, None, refusal);
-        return fleet::stop_untouched(ctx, "deploy", Exit::Usage, None, &nodes, unreached).await;
+        return fleet::stop_untouched(ctx, Exit::Usage, None, &nodes, unreached).await;
     }
     let sides = match &ctx.config.blue_green {
-        Some(bg) => match blue_green::Sides::read(ctx, bg, &nodes, opts.live.as_deref()) {
-            Ok(sides) => Some(sides),
-            Err(e) => {
-                fleet::report_all(ctx, &unreached);
-                ctx.message(Level::Error, None, e);
-                return fleet::stop_untouched(ctx, "deploy", Exit::Usage, None, &nodes, unreached)
-                    .await;
-            }
-        },
-        None => None,
+        Some(bg) => blue_green::Sides::read(ctx, bg, &nodes, opts.live.as_deref()).map(Some),
+        None => Ok(None),
+    };
+    let sides = match sides {
+        Ok(sides) => sides,
+        Err(e) => {
+            fleet::report_all(ctx, &unreached);
+            ctx.message(Level::Error, None, e);
+            return fleet::stop_untouched(ctx, Exit::Usage, None, &nodes, unreached).await;
+        }
     };
     // A host that cannot hold the sessions a deploy needs fails here, not at upload.
     unreached.extend(fleet::check_sessions(ctx, &nodes).await);
 
-    let id = if opts.resume {
-        let hosts: Vec<_> = nodes
-            .iter()
-            .map(|n| (n.probe.current.as_ref(), &n.journal))
-            .collect();
-        match policy::resume_target(&hosts, &artifact.content_sha) {
-            Ok(id) => id,
-            Err(e) => {
-                fleet::report_all(ctx, &unreached);
-                ctx.message(Level::Error, None, e);
-                fleet::close_all(&nodes).await;
-                return ctx.finish("deploy", Exit::Usage, None, &[]);
-            }
+    let id = match release_id(&nodes, &artifact, opts.resume) {
+        Ok(id) => id,
+        Err(e) => {
+            fleet::report_all(ctx, &unreached);
+            ctx.message(Level::Error, None, e);
+            fleet::close_all(&nodes).await;
+            return ctx.finish(Exit::Usage, None, &[]);
         }
-    } else {
-        let held = nodes.iter().flat_map(held_ids);
-        ReleaseId::next(chrono::Utc::now(), &artifact.content_sha, held)
     };
     ctx.emit(Event::RunStarted {
-        command: "deploy".into(),
+        command: ctx.command.into(),
         app: ctx.config.app.name.clone(),
         release: Some(id.to_string()),
         version: Some(artifact.version.clone()),
@@ -250,17 +208,14 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
         Ok(problems) => problems,
         Err(e) => {
             ctx.message(Level::Error, None, e);
-            return fleet::stop_untouched(ctx, "deploy", Exit::Usage, release, &nodes, unreached)
-                .await;
+            return fleet::stop_untouched(ctx, Exit::Usage, release, &nodes, unreached).await;
         }
     };
     if !opts.dry_run
-        && let Err(e) =
-            run_hooks::on_start(ctx, "deploy", release.as_deref(), Some(&artifact.version)).await
+        && let Err(e) = run_hooks::on_start(ctx, release.as_deref(), Some(&artifact.version)).await
     {
         ctx.message(Level::Error, None, format!("{e}; nothing was touched"));
-        return fleet::stop_untouched(ctx, "deploy", Exit::Preflight, release, &nodes, unreached)
-            .await;
+        return fleet::stop_untouched(ctx, Exit::Preflight, release, &nodes, unreached).await;
     }
     let mut app_problems = shared::problems(ctx, &nodes).await;
     app_problems.extend(became);
@@ -270,40 +225,19 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
     if opts.dry_run {
         let exit = policy::preflight_exit(judged, &problems).unwrap_or(Exit::Ok);
         let failed: Vec<HostOutcome> = unreached.into_iter().chain(refused).collect();
-        // Blue-green: the idle colour, in waves of its own, no canary.
-        let (targets, setup) = match (&ctx.config.blue_green, &sides) {
-            (Some(bg), Some(sides)) => {
-                let idle = &bg.colors[sides.idle].hosts;
-                let (targets, others): (Vec<Node>, Vec<Node>) = nodes
-                    .into_iter()
-                    .partition(|n| idle.iter().any(|h| h == n.name()));
-                fleet::close_all(&others).await;
-                let setup = rollout::Setup {
-                    canary: crate::config::Amount::Hosts(0),
-                    ..rollout::Setup::of(&ctx.config.strategy)
-                };
-                (targets, setup)
-            }
-            _ => {
-                let setup = rollout::Setup {
-                    until_canary: opts.until_canary,
-                    ..rollout::Setup::of(&ctx.config.strategy)
-                };
-                (nodes, setup)
-            }
-        };
+        let (targets, setup) = dry_run_targets(ctx, &opts, sides.as_ref(), nodes).await;
         return super::dry_run::report(ctx, &targets, &failed, &artifact, &id, &setup, exit).await;
     }
     if let Some(exit) = policy::preflight_exit(judged, &problems) {
         let failed = unreached.into_iter().chain(refused).collect();
-        return fleet::stop_untouched(ctx, "deploy", exit, release, &nodes, failed).await;
+        return fleet::stop_untouched(ctx, exit, release, &nodes, failed).await;
     }
     let skipped = skip_unreachable(ctx, unreached, judged);
 
     if let Err(e) = lock::acquire_waiting(ctx, &mut nodes, Some(id.as_str()), None, since).await {
         let (exit, held) = e.outcomes();
         fleet::report_all(ctx, &held);
-        return fleet::stop_untouched(ctx, "deploy", exit, release, &nodes, held).await;
+        return fleet::stop_untouched(ctx, exit, release, &nodes, held).await;
     }
 
     if let (Some(bg), Some(sides)) = (&ctx.config.blue_green, &sides) {
@@ -311,45 +245,168 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
             blue_green::deploy(ctx, bg, sides, nodes, &artifact, &id).await;
         lock::release(ctx, &nodes).await;
         fleet::close_all(&nodes).await;
-        return ctx.finish("deploy", exit, release, &outcomes);
+        return ctx.finish(exit, release, &outcomes);
     }
+    let exit = rolling(ctx, opts.until_canary, &nodes, &artifact, &id, skipped).await;
+    ctx.finish(exit.0, release, &exit.1)
+}
+
+/// The rolling deploy of `id` over the locked `nodes`, to the unlock: its
+/// exit (hosts `skipped` as unreachable counted in) and every host's outcome
+/// in the inventory's order.
+async fn rolling(
+    ctx: &Context,
+    until_canary: bool,
+    nodes: &[Node],
+    artifact: &Artifact,
+    id: &ReleaseId,
+    skipped: Vec<HostOutcome>,
+) -> (Exit, Vec<HostOutcome>) {
     let plan = rollout::Setup {
-        until_canary: opts.until_canary,
+        until_canary,
         ..rollout::Setup::of(&ctx.config.strategy)
     };
-    let (exit, mut outcomes) = rollout::rollout(ctx, &nodes, &artifact, &id, &plan).await;
-    if opts.until_canary && exit == Exit::Ok {
-        let canary: Vec<String> = outcomes
-            .iter()
-            .filter(|o| o.result == HostResult::Ok)
-            .map(|o| o.host.clone())
-            .collect();
-        let entry = Entry {
-            release: Some(id.to_string()),
-            version: Some(artifact.version.clone()),
-            sha256: Some(artifact.content_sha.clone()),
-            run: Some(ctx.run_id.clone()),
-            hosts: canary.clone(),
-            ..Entry::new(Kind::AwaitPromotion, &ctx.by)
-        };
-        record::record_all(ctx, &nodes, &entry).await;
-        ctx.message(
-            Level::Info,
-            None,
-            format!(
-                "{id} waits for promotion on the canary ({}): `hoist promote` carries it on to the other {} host(s), `hoist abort` rolls the canary back",
-                canary.join(", "),
-                nodes.len() - canary.len()
-            ),
-        );
+    let (exit, mut outcomes) = rollout::rollout(ctx, nodes, artifact, id, &plan).await;
+    if until_canary && exit == Exit::Ok {
+        await_promotion(ctx, nodes, &outcomes, artifact, id).await;
     }
-    lock::release(ctx, &nodes).await;
-    fleet::close_all(&nodes).await;
+    lock::release(ctx, nodes).await;
+    fleet::close_all(nodes).await;
     let exit = policy::with_skipped(exit, skipped.len());
     outcomes.extend(skipped);
     let order = |o: &HostOutcome| ctx.hosts.iter().position(|h| h.name == o.host);
     outcomes.sort_by_key(order);
-    ctx.finish("deploy", exit, release, &outcomes)
+    (exit, outcomes)
+}
+
+/// What refuses a deploy before any host is reached: `--until canary`
+/// without a canary, a blue-green selection that is not whole colours,
+/// `--live` without blue-green, a manual canary pause with no one to ask,
+/// `[[files]]` that cannot be read.
+fn refused_before_connecting(ctx: &Context, opts: &DeployOptions) -> Option<Exit> {
+    let strategy = &ctx.config.strategy;
+    let canary = strategy::hosts_of(strategy.canary, ctx.hosts.len());
+    if opts.until_canary {
+        let waves = strategy::waves(ctx.hosts.len(), strategy.canary, &strategy.batch);
+        if let Err(e) = policy::until_canary(&waves, ctx.config.blue_green.is_some()) {
+            ctx.message(Level::Error, None, e);
+            return Some(Exit::Usage);
+        }
+    }
+    if let Some(bg) = &ctx.config.blue_green {
+        let selected: Vec<&str> = ctx.hosts.iter().map(|h| h.name.as_str()).collect();
+        if let Err(e) = policy::whole_colors(&selected, &bg.colors) {
+            ctx.message(Level::Error, None, e);
+            return Some(Exit::Usage);
+        }
+    } else if opts.live.is_some() {
+        ctx.message(Level::Error, None, super::LIVE_WITHOUT_BLUE_GREEN);
+        return Some(Exit::Usage);
+    }
+    let has_canary_pause = ctx.config.blue_green.is_none()
+        && canary > 0
+        && canary < ctx.hosts.len()
+        && strategy.canary_pause == Pause::Manual
+        && !opts.until_canary;
+    if has_canary_pause && !ctx.yes && !ctx.interactive && !opts.dry_run {
+        ctx.message(
+            Level::Error,
+            None,
+            "canary_pause is \"manual\" and there is no terminal to ask: pass --yes to promote the canary without asking, or set canary_pause to a duration",
+        );
+        return Some(Exit::Usage);
+    }
+    if let Err(e) = shared::load(ctx) {
+        ctx.message(Level::Error, None, e);
+        return Some(Exit::Usage);
+    }
+
+    None
+}
+
+/// The hosts a dry run predicts and the rollout it shows: blue-green, the
+/// idle colour in waves of its own with no canary (the other hosts'
+/// connections are closed); else every host.
+async fn dry_run_targets(
+    ctx: &Context,
+    opts: &DeployOptions,
+    sides: Option<&blue_green::Sides>,
+    nodes: Vec<Node>,
+) -> (Vec<Node>, rollout::Setup) {
+    // Blue-green: the idle colour, in waves of its own, no canary.
+    match (&ctx.config.blue_green, sides) {
+        (Some(bg), Some(sides)) => {
+            let idle = &bg.colors[sides.idle].hosts;
+            let (targets, others): (Vec<Node>, Vec<Node>) = nodes
+                .into_iter()
+                .partition(|n| idle.iter().any(|h| h == n.name()));
+            fleet::close_all(&others).await;
+            let setup = rollout::Setup {
+                canary: crate::config::Amount::Hosts(0),
+                ..rollout::Setup::of(&ctx.config.strategy)
+            };
+            (targets, setup)
+        }
+        _ => {
+            let setup = rollout::Setup {
+                until_canary: opts.until_canary,
+                ..rollout::Setup::of(&ctx.config.strategy)
+            };
+            (nodes, setup)
+        }
+    }
+}
+
+/// `deploy --until canary` ended well: the fleet's journals say the release
+/// waits for promotion on the canary, and the user is told what comes next.
+async fn await_promotion(
+    ctx: &Context,
+    nodes: &[Node],
+    outcomes: &[HostOutcome],
+    artifact: &Artifact,
+    id: &ReleaseId,
+) {
+    let canary: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.result == HostResult::Ok)
+        .map(|o| o.host.clone())
+        .collect();
+    let entry = Entry {
+        release: Some(id.to_string()),
+        version: Some(artifact.version.clone()),
+        sha256: Some(artifact.content_sha.clone()),
+        run: Some(ctx.run_id.clone()),
+        hosts: canary.clone(),
+        ..Entry::new(Kind::AwaitPromotion, &ctx.by)
+    };
+    record::record_all(ctx, nodes, &entry).await;
+    ctx.message(
+        Level::Info,
+        None,
+        format!(
+            "{id} waits for promotion on the canary ({}): `hoist promote` carries it on to the other {} host(s), `hoist abort` rolls the canary back",
+            canary.join(", "),
+            nodes.len() - canary.len()
+        ),
+    );
+}
+
+/// The release this deploy makes: a new id after every id the hosts hold,
+/// or, with `--resume`, the one the interrupted deploy was making.
+fn release_id(nodes: &[Node], artifact: &Artifact, resume: bool) -> Result<ReleaseId, String> {
+    if resume {
+        let hosts: Vec<_> = nodes
+            .iter()
+            .map(|n| (n.probe.current.as_ref(), &n.journal))
+            .collect();
+        return policy::resume_target(&hosts, &artifact.content_sha);
+    }
+    let held = nodes.iter().flat_map(held_ids);
+    Ok(ReleaseId::next(
+        chrono::Utc::now(),
+        &artifact.content_sha,
+        held,
+    ))
 }
 
 /// The release ids a host holds: its releases and `current`.

@@ -268,6 +268,7 @@ pub(super) fn promotable(
 /// hosts, and a reporter that keeps its hosts out of this run's view.
 fn sibling(ctx: &Context, config: config::Config, hosts: Vec<config::Host>) -> Context {
     Context {
+        command: ctx.command,
         throttle: Arc::new(crate::engine::throttle::Throttles::new(&config)),
         config: Arc::new(config),
         hosts,

@@ -66,7 +66,7 @@ pub(super) async fn report(
     }
     ctx.message(Level::Info, None, total.say(failed.len()));
     fleet::close_all(nodes).await;
-    ctx.finish("deploy", exit, Some(id.to_string()), failed)
+    ctx.finish(exit, Some(id.to_string()), failed)
 }
 
 /// One host's row of the dry run.

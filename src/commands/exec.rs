@@ -211,7 +211,7 @@ pub(crate) async fn run(ctx: &Context, command: &str, group_output: bool) -> Exi
     } else {
         Exit::Failed
     };
-    ctx.finish("exec", exit, None, &hosts)
+    ctx.finish(exit, None, &hosts)
 }
 
 #[cfg(test)]

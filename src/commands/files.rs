@@ -7,8 +7,6 @@ use crate::engine::{Context, Failure, files, lock, policy, preflight, shared, su
 use crate::exit::Exit;
 use crate::report::{Event, Level, Phase};
 
-const COMMAND: &str = "files push";
-
 pub(crate) async fn push(ctx: &Context) -> Exit {
     if ctx.config.app.files.is_empty() {
         ctx.message(
@@ -16,17 +14,17 @@ pub(crate) async fn push(ctx: &Context) -> Exit {
             None,
             format!("{} has no [[files]] to push", ctx.config.path.display()),
         );
-        return ctx.finish(COMMAND, Exit::Usage, None, &[]);
+        return ctx.finish(Exit::Usage, None, &[]);
     }
     if let Err(e) = shared::load(ctx) {
         ctx.message(Level::Error, None, e);
-        return ctx.finish(COMMAND, Exit::Usage, None, &[]);
+        return ctx.finish(Exit::Usage, None, &[]);
     }
     let since = std::time::Instant::now();
     let (mut nodes, unreached) = fleet::reach(ctx).await;
     lock::wait_free(ctx, &mut nodes, since).await;
     ctx.emit(Event::RunStarted {
-        command: COMMAND.into(),
+        command: ctx.command.into(),
         app: ctx.config.app.name.clone(),
         release: None,
         version: None,
@@ -37,7 +35,7 @@ pub(crate) async fn push(ctx: &Context) -> Exit {
         Ok(problems) => problems,
         Err(e) => {
             ctx.message(Level::Error, None, e);
-            return fleet::stop_untouched(ctx, COMMAND, Exit::Usage, None, &nodes, unreached).await;
+            return fleet::stop_untouched(ctx, Exit::Usage, None, &nodes, unreached).await;
         }
     };
     let mut refused = Vec::new();
@@ -73,15 +71,15 @@ pub(crate) async fn push(ctx: &Context) -> Exit {
     };
     if let Some(exit) = policy::preflight_exit(judged, &problems) {
         let failed = unreached.into_iter().chain(refused).collect();
-        return fleet::stop_untouched(ctx, COMMAND, exit, None, &nodes, failed).await;
+        return fleet::stop_untouched(ctx, exit, None, &nodes, failed).await;
     }
-    if let Err(e) = lock::acquire_waiting(ctx, &mut nodes, None, Some(COMMAND), since).await {
+    if let Err(e) = lock::acquire_waiting(ctx, &mut nodes, None, Some(ctx.command), since).await {
         let (exit, held) = e.outcomes();
         fleet::report_all(ctx, &held);
-        return fleet::stop_untouched(ctx, COMMAND, exit, None, &nodes, held).await;
+        return fleet::stop_untouched(ctx, exit, None, &nodes, held).await;
     }
     let (exit, outcomes) = files::push(ctx, &nodes).await;
     lock::release(ctx, &nodes).await;
     fleet::close_all(&nodes).await;
-    ctx.finish(COMMAND, exit, None, &outcomes)
+    ctx.finish(exit, None, &outcomes)
 }

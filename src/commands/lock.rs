@@ -8,7 +8,7 @@ pub(crate) async fn run(ctx: &Context, message: Option<&str>) -> Exit {
     fleet::report_all(ctx, &unreached);
     if !unreached.is_empty() {
         fleet::close_all(&nodes).await;
-        return ctx.finish("lock", Exit::Preflight, None, &[]);
+        return ctx.finish(Exit::Preflight, None, &[]);
     }
     let result = lock::acquire(ctx, &nodes, None, message).await;
     fleet::close_all(&nodes).await;
@@ -21,12 +21,12 @@ pub(crate) async fn run(ctx: &Context, message: Option<&str>) -> Exit {
                     HostOutcome::ok(n.name(), current, std::time::Duration::ZERO)
                 })
                 .collect();
-            ctx.finish("lock", Exit::Ok, None, &hosts)
+            ctx.finish(Exit::Ok, None, &hosts)
         }
         Err(e) => {
             let (exit, held) = e.outcomes();
             fleet::report_all(ctx, &held);
-            ctx.finish("lock", exit, None, &[])
+            ctx.finish(exit, None, &[])
         }
     }
 }

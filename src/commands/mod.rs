@@ -219,7 +219,7 @@ impl Invocation {
         let global = &cli.global;
         let log_file = log_file(cli);
         Invocation {
-            name: command_name(&cli.command),
+            name: cli.command.name(),
             report: ReportOptions {
                 json: global.json,
                 color: match global.color {
@@ -308,6 +308,7 @@ impl Invocation {
             _ => config.strategy.parallel.max(1),
         };
         Context {
+            command: cli.command.name(),
             throttle: Arc::new(engine::throttle::Throttles::new(&config)),
             config: Arc::new(config),
             hosts,
@@ -387,7 +388,7 @@ fn log_file(cli: &Cli) -> Option<PathBuf> {
     let stem = format!(
         "{}{env}-{}",
         chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
-        command_name(&cli.command).replace(' ', "-")
+        cli.command.name().replace(' ', "-")
     );
     Some(new_log(&dir, &stem))
 }
@@ -459,25 +460,4 @@ fn shell_words(words: &[String]) -> String {
         .map(|w| engine::layout::q(w))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn command_name(command: &Command) -> &'static str {
-    match command {
-        Command::Init { .. } => "init",
-        Command::Check => "check",
-        Command::Plan { .. } => "plan",
-        Command::Deploy { .. } => "deploy",
-        Command::Rollback { .. } => "rollback",
-        Command::Promote { .. } => "promote",
-        Command::Abort { .. } => "abort",
-        Command::Status { .. } => "status",
-        Command::Releases => "releases",
-        Command::Verify => "verify",
-        Command::Exec { .. } => "exec",
-        Command::Files(_) => "files push",
-        Command::Lock { .. } => "lock",
-        Command::Unlock { .. } => "unlock",
-        Command::Completions { .. } => "completions",
-        Command::Config => "config",
-    }
 }

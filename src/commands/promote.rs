@@ -22,10 +22,9 @@ use crate::release::ReleaseId;
 use crate::report::{Event, Level, Phase};
 
 /// Reaches the fleet, waits for a held lock if told to, and reads the
-/// release waiting for `command`; on a refusal the run is finished.
+/// release waiting for this command (promote or abort); on a refusal the run is finished.
 async fn waiting_release(
     ctx: &Context,
-    command: &str,
     artifact: Option<&Artifact>,
     since: Instant,
 ) -> Result<(Vec<Node>, Vec<HostOutcome>, Waiting), Exit> {
@@ -43,14 +42,14 @@ async fn waiting_release(
         fleet::report_all(ctx, &unreached);
         fleet::report_all(ctx, &held);
         let failed = unreached.into_iter().chain(held).collect();
-        return Err(fleet::stop_untouched(ctx, command, Exit::Locked, None, &nodes, failed).await);
+        return Err(fleet::stop_untouched(ctx, Exit::Locked, None, &nodes, failed).await);
     }
     let journals: Vec<&Journal> = nodes.iter().map(|n| &n.journal).collect();
     let found = policy::waiting(&journals).and_then(|w| {
         policy::promotable(
             w.as_ref(),
             artifact.map(|a| a.content_sha.as_str()),
-            command,
+            ctx.command,
         )
     });
     match found {
@@ -58,7 +57,7 @@ async fn waiting_release(
         Err(e) => {
             fleet::report_all(ctx, &unreached);
             ctx.message(Level::Error, None, e);
-            Err(fleet::stop_untouched(ctx, command, Exit::Usage, None, &nodes, unreached).await)
+            Err(fleet::stop_untouched(ctx, Exit::Usage, None, &nodes, unreached).await)
         }
     }
 }
@@ -69,7 +68,6 @@ async fn waiting_release(
 /// it). On a refusal the lock is freed and the run finished.
 async fn still_waiting(
     ctx: &Context,
-    command: &str,
     nodes: &mut [Node],
     artifact: Option<&Artifact>,
     id: &ReleaseId,
@@ -86,7 +84,7 @@ async fn still_waiting(
                 policy::promotable(
                     w.as_ref(),
                     artifact.map(|a| a.content_sha.as_str()),
-                    command,
+                    ctx.command,
                 )
             });
             match found {
@@ -109,7 +107,7 @@ async fn still_waiting(
     };
     ctx.message(Level::Error, None, why);
     lock::release(ctx, nodes).await;
-    Err(fleet::stop_untouched(ctx, command, exit, Some(id.to_string()), nodes, vec![]).await)
+    Err(fleet::stop_untouched(ctx, exit, Some(id.to_string()), nodes, vec![]).await)
 }
 
 /// The release a canary host was on before it took `id`, from its journal.
@@ -125,7 +123,6 @@ fn before(node: &Node, id: &ReleaseId) -> Option<ReleaseId> {
 /// refusal the run is finished and its exit returned.
 async fn before_touching(
     ctx: &Context,
-    command: &str,
     nodes: &[Node],
     release: Option<&str>,
     version: Option<&str>,
@@ -135,17 +132,13 @@ async fn before_touching(
         Err(e) => {
             ctx.message(Level::Error, None, e);
             let release = release.map(str::to_string);
-            return Err(
-                fleet::stop_untouched(ctx, command, Exit::Usage, release, nodes, vec![]).await,
-            );
+            return Err(fleet::stop_untouched(ctx, Exit::Usage, release, nodes, vec![]).await);
         }
     };
-    if let Err(e) = run_hooks::on_start(ctx, command, release, version).await {
+    if let Err(e) = run_hooks::on_start(ctx, release, version).await {
         ctx.message(Level::Error, None, format!("{e}; nothing was touched"));
         let release = release.map(str::to_string);
-        return Err(
-            fleet::stop_untouched(ctx, command, Exit::Preflight, release, nodes, vec![]).await,
-        );
+        return Err(fleet::stop_untouched(ctx, Exit::Preflight, release, nodes, vec![]).await);
     }
     Ok(became)
 }
@@ -159,20 +152,19 @@ fn marker(ctx: &Context, kind: Kind, id: &ReleaseId) -> Entry {
 }
 
 pub(crate) async fn promote(ctx: &Context) -> Exit {
-    let artifact = match prepare_artifact(ctx, "promote").await {
+    let artifact = match prepare_artifact(ctx).await {
         Ok(a) => a,
         Err(exit) => return exit,
     };
     if let Err(e) = shared::load(ctx) {
         ctx.message(Level::Error, None, e);
-        return ctx.finish("promote", Exit::Usage, None, &[]);
+        return ctx.finish(Exit::Usage, None, &[]);
     }
     let since = Instant::now();
-    let (mut nodes, unreached, waiting) =
-        match waiting_release(ctx, "promote", Some(&artifact), since).await {
-            Ok(found) => found,
-            Err(exit) => return exit,
-        };
+    let (mut nodes, unreached, waiting) = match waiting_release(ctx, Some(&artifact), since).await {
+        Ok(found) => found,
+        Err(exit) => return exit,
+    };
     let id = waiting.release.clone();
     let release = Some(id.to_string());
     // The rest of the fleet gets the label the canary was deployed with
@@ -182,7 +174,7 @@ pub(crate) async fn promote(ctx: &Context) -> Exit {
         artifact.version = label;
     }
     ctx.emit(Event::RunStarted {
-        command: "promote".into(),
+        command: ctx.command.into(),
         app: ctx.config.app.name.clone(),
         release: release.clone(),
         version: Some(artifact.version.clone()),
@@ -190,11 +182,10 @@ pub(crate) async fn promote(ctx: &Context) -> Exit {
     });
     fleet::report_all(ctx, &unreached);
     let version = Some(artifact.version.as_str());
-    let mut app_problems =
-        match before_touching(ctx, "promote", &nodes, release.as_deref(), version).await {
-            Ok(problems) => problems,
-            Err(exit) => return exit,
-        };
+    let mut app_problems = match before_touching(ctx, &nodes, release.as_deref(), version).await {
+        Ok(problems) => problems,
+        Err(exit) => return exit,
+    };
     app_problems.extend(shared::problems(ctx, &nodes).await);
     let (problems, refused) = preflight(ctx, &nodes, &artifact, &app_problems);
     // max_unreachable is the deploy's: a promotion reaches every host.
@@ -204,14 +195,14 @@ pub(crate) async fn promote(ctx: &Context) -> Exit {
     };
     if let Some(exit) = policy::preflight_exit(every, &problems) {
         let failed = unreached.into_iter().chain(refused).collect();
-        return fleet::stop_untouched(ctx, "promote", exit, release, &nodes, failed).await;
+        return fleet::stop_untouched(ctx, exit, release, &nodes, failed).await;
     }
     if let Err(e) = lock::acquire_waiting(ctx, &mut nodes, Some(id.as_str()), None, since).await {
         let (exit, held) = e.outcomes();
         fleet::report_all(ctx, &held);
-        return fleet::stop_untouched(ctx, "promote", exit, release, &nodes, held).await;
+        return fleet::stop_untouched(ctx, exit, release, &nodes, held).await;
     }
-    if let Err(exit) = still_waiting(ctx, "promote", &mut nodes, Some(&artifact), &id).await {
+    if let Err(exit) = still_waiting(ctx, &mut nodes, Some(&artifact), &id).await {
         return exit;
     }
     // The canary keeps what it has: it counts as switched by this run, so
@@ -246,29 +237,29 @@ pub(crate) async fn promote(ctx: &Context) -> Exit {
     }
     lock::release(ctx, &nodes).await;
     fleet::close_all(&nodes).await;
-    ctx.finish("promote", exit, release, &outcomes)
+    ctx.finish(exit, release, &outcomes)
 }
 
 pub(crate) async fn abort(ctx: &Context) -> Exit {
     // Rolling back needs no build; when the build is here, it must be the
     // one the canary was made from.
     let artifact = match &ctx.config.artifact {
-        Some(spec) if spec.path.exists() => match prepare_artifact(ctx, "abort").await {
+        Some(spec) if spec.path.exists() => match prepare_artifact(ctx).await {
             Ok(a) => Some(a),
             Err(exit) => return exit,
         },
         _ => None,
     };
     let since = Instant::now();
-    let (mut nodes, unreached, waiting) =
-        match waiting_release(ctx, "abort", artifact.as_ref(), since).await {
-            Ok(found) => found,
-            Err(exit) => return exit,
-        };
+    let (mut nodes, unreached, waiting) = match waiting_release(ctx, artifact.as_ref(), since).await
+    {
+        Ok(found) => found,
+        Err(exit) => return exit,
+    };
     let id = waiting.release.clone();
     let version = nodes.iter().find_map(|n| n.journal.version_of(&id));
     ctx.emit(Event::RunStarted {
-        command: "abort".into(),
+        command: ctx.command.into(),
         app: ctx.config.app.name.clone(),
         release: Some(id.to_string()),
         version: version.clone(),
@@ -277,7 +268,7 @@ pub(crate) async fn abort(ctx: &Context) -> Exit {
     fleet::report_all(ctx, &unreached);
     let release = Some(id.to_string());
     let refused: Vec<HostOutcome> =
-        match before_touching(ctx, "abort", &nodes, release.as_deref(), version.as_deref()).await {
+        match before_touching(ctx, &nodes, release.as_deref(), version.as_deref()).await {
             Ok(problems) => problems
                 .into_iter()
                 .map(|(i, p)| nodes[i].stopped(Failure::Preflight(p).at(Phase::Preflight)))
@@ -287,7 +278,7 @@ pub(crate) async fn abort(ctx: &Context) -> Exit {
     if !refused.is_empty() || !unreached.is_empty() {
         fleet::report_all(ctx, &refused);
         let failed = unreached.into_iter().chain(refused).collect();
-        return fleet::stop_untouched(ctx, "abort", Exit::Preflight, release, &nodes, failed).await;
+        return fleet::stop_untouched(ctx, Exit::Preflight, release, &nodes, failed).await;
     }
     if let Err(e) = lock::acquire_waiting(
         ctx,
@@ -301,9 +292,9 @@ pub(crate) async fn abort(ctx: &Context) -> Exit {
         let (exit, held) = e.outcomes();
         fleet::report_all(ctx, &held);
         let failed = unreached.into_iter().chain(held).collect();
-        return fleet::stop_untouched(ctx, "abort", exit, None, &nodes, failed).await;
+        return fleet::stop_untouched(ctx, exit, None, &nodes, failed).await;
     }
-    if let Err(exit) = still_waiting(ctx, "abort", &mut nodes, artifact.as_ref(), &id).await {
+    if let Err(exit) = still_waiting(ctx, &mut nodes, artifact.as_ref(), &id).await {
         return exit;
     }
     let canary: Vec<usize> = (0..nodes.len())
@@ -329,5 +320,5 @@ pub(crate) async fn abort(ctx: &Context) -> Exit {
     lock::release(ctx, &nodes).await;
     fleet::close_all(&nodes).await;
     let exit = policy::done_or_failed(all_back);
-    ctx.finish("abort", exit, Some(id.to_string()), &outcomes)
+    ctx.finish(exit, Some(id.to_string()), &outcomes)
 }

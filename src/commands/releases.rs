@@ -72,5 +72,5 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
     } else {
         Exit::Preflight
     };
-    ctx.finish("releases", exit, None, &[])
+    ctx.finish(exit, None, &[])
 }

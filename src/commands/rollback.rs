@@ -43,7 +43,7 @@ pub(crate) async fn run(
                 None,
                 format!("`{bad}` is not a release id (they look like 20261122T030405Z-1a2b3c4d; see `hoist releases`)"),
             );
-            return ctx.finish("rollback", Exit::Usage, None, &[]);
+            return ctx.finish(Exit::Usage, None, &[]);
         }
         Some(Ok(id)) => Some(id),
         None => None,
@@ -52,11 +52,11 @@ pub(crate) async fn run(
         let selected: Vec<&str> = ctx.hosts.iter().map(|h| h.name.as_str()).collect();
         if let Err(e) = policy::whole_colors(&selected, &bg.colors) {
             ctx.message(Level::Error, None, e);
-            return ctx.finish("rollback", Exit::Usage, None, &[]);
+            return ctx.finish(Exit::Usage, None, &[]);
         }
     } else if live.is_some() {
         ctx.message(Level::Error, None, super::LIVE_WITHOUT_BLUE_GREEN);
-        return ctx.finish("rollback", Exit::Usage, None, &[]);
+        return ctx.finish(Exit::Usage, None, &[]);
     }
     let since = Instant::now();
     let (mut nodes, unreached) = fleet::reach(ctx).await;
@@ -82,7 +82,7 @@ pub(crate) async fn run(
             .collect();
         fleet::report_all(ctx, &held);
         let failed = unreached.into_iter().chain(held).collect();
-        return fleet::stop_untouched(ctx, "rollback", exit, None, &nodes, failed).await;
+        return fleet::stop_untouched(ctx, exit, None, &nodes, failed).await;
     }
     if let Some(bg) = &ctx.config.blue_green {
         return traffic_back(ctx, bg, nodes, unreached, to.as_ref(), live, since).await;
@@ -97,7 +97,7 @@ pub(crate) async fn run(
             None,
             format!("{refusal} (or `hoist rollback --to ID` picks a target by hand)"),
         );
-        return fleet::stop_untouched(ctx, "rollback", Exit::Usage, None, &nodes, unreached).await;
+        return fleet::stop_untouched(ctx, Exit::Usage, None, &nodes, unreached).await;
     }
     let targets = targets(&nodes, to.as_ref());
     let currents: Vec<Option<ReleaseId>> = nodes.iter().map(|n| n.probe.current.clone()).collect();
@@ -116,16 +116,15 @@ pub(crate) async fn run(
                 .iter()
                 .find_map(|t| t.as_ref().ok().map(|t| t.to_string()));
             let failed = refused.into_iter().chain(unreached).collect();
-            return fleet::stop_untouched(ctx, "rollback", Exit::Preflight, first, &nodes, failed)
-                .await;
+            return fleet::stop_untouched(ctx, Exit::Preflight, first, &nodes, failed).await;
         }
     };
     let Some(target) = target else {
-        return ctx.finish("rollback", Exit::Ok, None, &[]);
+        return ctx.finish(Exit::Ok, None, &[]);
     };
     let version = nodes.iter().find_map(|n| n.journal.version_of(&target));
     ctx.emit(Event::RunStarted {
-        command: "rollback".into(),
+        command: ctx.command.into(),
         app: ctx.config.app.name.clone(),
         release: Some(target.to_string()),
         version: version.clone(),
@@ -135,12 +134,9 @@ pub(crate) async fn run(
     if let Err(exit) = become_ready(ctx, &nodes, release.as_deref()).await {
         return exit;
     }
-    if let Err(e) =
-        run_hooks::on_start(ctx, "rollback", release.as_deref(), version.as_deref()).await
-    {
+    if let Err(e) = run_hooks::on_start(ctx, release.as_deref(), version.as_deref()).await {
         ctx.message(Level::Error, None, format!("{e}; nothing was touched"));
-        return fleet::stop_untouched(ctx, "rollback", Exit::Preflight, release, &nodes, vec![])
-            .await;
+        return fleet::stop_untouched(ctx, Exit::Preflight, release, &nodes, vec![]).await;
     }
     if let Err(e) = lock::acquire_waiting(
         ctx,
@@ -154,12 +150,12 @@ pub(crate) async fn run(
         let (exit, held) = e.outcomes();
         fleet::report_all(ctx, &held);
         fleet::close_all(&nodes).await;
-        return ctx.finish("rollback", exit, Some(target.to_string()), &[]);
+        return ctx.finish(exit, Some(target.to_string()), &[]);
     }
     let (exit, outcomes) = back_in_waves(ctx, &nodes, &target, all_at_once).await;
     lock::release(ctx, &nodes).await;
     fleet::close_all(&nodes).await;
-    ctx.finish("rollback", exit, Some(target.to_string()), &outcomes)
+    ctx.finish(exit, Some(target.to_string()), &outcomes)
 }
 
 /// Every host not on `target` goes back: in the deploy's waves (the
@@ -235,7 +231,7 @@ async fn become_ready(ctx: &Context, nodes: &[Node], release: Option<&str>) -> R
         }
     };
     let release = release.map(str::to_string);
-    Err(fleet::stop_untouched(ctx, "rollback", exit, release, nodes, refused).await)
+    Err(fleet::stop_untouched(ctx, exit, release, nodes, refused).await)
 }
 
 /// Blue-green: traffic back to the colour that is not live, which still
@@ -256,91 +252,33 @@ async fn traffic_back(
     };
     if !unreached.is_empty() {
         refuse("every host of both colours must be reachable to move traffic: their journals record which colour is live".into());
-        return fleet::stop_untouched(ctx, "rollback", Exit::Preflight, None, &nodes, unreached)
-            .await;
+        return fleet::stop_untouched(ctx, Exit::Preflight, None, &nodes, unreached).await;
     }
     let sides = match blue_green::Sides::read(ctx, bg, &nodes, said_live) {
         Ok(sides) => sides,
         Err(e) => {
             refuse(e);
-            return fleet::stop_untouched(ctx, "rollback", Exit::Usage, None, &nodes, Vec::new())
-                .await;
+            return fleet::stop_untouched(ctx, Exit::Usage, None, &nodes, Vec::new()).await;
+        }
+    };
+    let other = match colour_to_take(bg, &nodes, &sides, to) {
+        Ok(other) => other,
+        Err(e) => {
+            refuse(e);
+            return fleet::stop_untouched(ctx, Exit::Preflight, None, &nodes, Vec::new()).await;
         }
     };
     let colour_of = |i: usize| &bg.colors[i];
-    let other_nodes = |other: usize| -> Vec<&Node> {
-        nodes
-            .iter()
-            .filter(|n| colour_of(other).hosts.iter().any(|h| h == n.name()))
-            .collect()
-    };
-    let other = match to {
-        // --to: the idle colour is switched to ID first; it must hold it.
-        Some(id) => {
-            let other = sides.idle;
-            let lacking: Vec<&str> = other_nodes(other)
-                .into_iter()
-                .filter(|n| !n.probe.has_release(id))
-                .map(|n| n.name())
-                .collect();
-            if sides.live.is_none() || !lacking.is_empty() {
-                refuse(format!(
-                    "{} cannot take {id}: {}; `hoist deploy` puts a new build on the idle colour",
-                    colour_of(other).name,
-                    if lacking.is_empty() {
-                        "no colour is live yet".to_string()
-                    } else {
-                        format!("it is not on {}", lacking.join(", "))
-                    }
-                ));
-                return fleet::stop_untouched(
-                    ctx,
-                    "rollback",
-                    Exit::Preflight,
-                    None,
-                    &nodes,
-                    Vec::new(),
-                )
-                .await;
-            }
-            other
-        }
-        None => {
-            let currents: Vec<(&str, Option<&ReleaseId>)> = nodes
-                .iter()
-                .filter(|n| {
-                    sides
-                        .live
-                        .is_some_and(|live| !colour_of(live).hosts.iter().any(|h| h == n.name()))
-                })
-                .map(|n| (n.name(), n.probe.current.as_ref()))
-                .collect();
-            match policy::traffic_back(sides.live, &bg.colors, &currents) {
-                Ok(other) => other,
-                Err(e) => {
-                    refuse(e);
-                    return fleet::stop_untouched(
-                        ctx,
-                        "rollback",
-                        Exit::Preflight,
-                        None,
-                        &nodes,
-                        Vec::new(),
-                    )
-                    .await;
-                }
-            }
-        }
-    };
     let target = colour_of(other);
     let live = sides.live.map(|i| colour_of(i).name.as_str());
     let release = to.cloned().or_else(|| {
-        other_nodes(other)
-            .first()
+        nodes
+            .iter()
+            .find(|n| target.hosts.iter().any(|h| h == n.name()))
             .and_then(|n| n.probe.current.clone())
     });
     ctx.emit(Event::RunStarted {
-        command: "rollback".into(),
+        command: ctx.command.into(),
         app: ctx.config.app.name.clone(),
         release: release.as_ref().map(|r| r.to_string()),
         version: release
@@ -359,16 +297,80 @@ async fn traffic_back(
     {
         return exit;
     }
-    if let Err(e) = run_hooks::on_start(ctx, "rollback", id.as_deref(), version.as_deref()).await {
+    if let Err(e) = run_hooks::on_start(ctx, id.as_deref(), version.as_deref()).await {
         ctx.message(Level::Error, None, format!("{e}; nothing was touched"));
-        return fleet::stop_untouched(ctx, "rollback", Exit::Preflight, id, &nodes, vec![]).await;
+        return fleet::stop_untouched(ctx, Exit::Preflight, id, &nodes, vec![]).await;
     }
     let message = format!("traffic back to {}", target.name);
     if let Err(e) = lock::acquire_waiting(ctx, &mut nodes, None, Some(&message), since).await {
         let (exit, held) = e.outcomes();
         fleet::report_all(ctx, &held);
-        return fleet::stop_untouched(ctx, "rollback", exit, None, &nodes, held).await;
+        return fleet::stop_untouched(ctx, exit, None, &nodes, held).await;
     }
+    let (ok, outcomes) = switch_back(ctx, bg, &nodes, target, live, release.as_ref(), to).await;
+    lock::release(ctx, &nodes).await;
+    fleet::close_all(&nodes).await;
+    let exit = policy::done_or_failed(ok);
+    ctx.finish(exit, release.map(|r| r.to_string()), &outcomes)
+}
+
+/// The colour `hoist rollback` gives the traffic to: with `--to ID`, the
+/// idle colour, which must hold ID; else the colour the live one took over
+/// from, as the policy reads it from the hosts' releases.
+fn colour_to_take(
+    bg: &BlueGreen,
+    nodes: &[Node],
+    sides: &blue_green::Sides,
+    to: Option<&ReleaseId>,
+) -> Result<usize, String> {
+    let colour_of = |i: usize| &bg.colors[i];
+    let Some(id) = to else {
+        let currents: Vec<(&str, Option<&ReleaseId>)> = nodes
+            .iter()
+            .filter(|n| {
+                sides
+                    .live
+                    .is_some_and(|live| !colour_of(live).hosts.iter().any(|h| h == n.name()))
+            })
+            .map(|n| (n.name(), n.probe.current.as_ref()))
+            .collect();
+        return policy::traffic_back(sides.live, &bg.colors, &currents);
+    };
+    // --to: the idle colour is switched to ID first; it must hold it.
+    let other = sides.idle;
+    let lacking: Vec<&str> = nodes
+        .iter()
+        .filter(|n| colour_of(other).hosts.iter().any(|h| h == n.name()))
+        .filter(|n| !n.probe.has_release(id))
+        .map(|n| n.name())
+        .collect();
+    if sides.live.is_none() || !lacking.is_empty() {
+        return Err(format!(
+            "{} cannot take {id}: {}; `hoist deploy` puts a new build on the idle colour",
+            colour_of(other).name,
+            if lacking.is_empty() {
+                "no colour is live yet".to_string()
+            } else {
+                format!("it is not on {}", lacking.join(", "))
+            }
+        ));
+    }
+    Ok(other)
+}
+
+/// Under the lock: with `--to ID`, the `target` colour's hosts to ID
+/// first (switch, after_rollback, health), then `switch_local` gives it the
+/// traffic and every journal records it. Whether all of it went well, and
+/// each host's outcome.
+async fn switch_back(
+    ctx: &Context,
+    bg: &BlueGreen,
+    nodes: &[Node],
+    target: &crate::config::Color,
+    live: Option<&str>,
+    release: Option<&ReleaseId>,
+    to: Option<&ReleaseId>,
+) -> (bool, Vec<HostOutcome>) {
     let started = Instant::now();
     let mut outcomes: Vec<HostOutcome> = nodes
         .iter()
@@ -378,7 +380,7 @@ async fn traffic_back(
     if let Some(id) = to {
         // The idle colour to ID first: switch, after_rollback, health.
         let idle = (0..nodes.len()).filter(|&i| target.hosts.iter().any(|h| h == nodes[i].name()));
-        let (moving, ended) = put_back::moving(ctx, &nodes, idle, id);
+        let (moving, ended) = put_back::moving(ctx, nodes, idle, id);
         let moved = put_back::together(ctx, moving, BackFor::Rollback, None).await;
         for (i, outcome) in ended.into_iter().chain(moved) {
             ok &= outcome.failure.is_none();
@@ -387,13 +389,10 @@ async fn traffic_back(
     }
     if ok {
         let reason = "rollback";
-        match blue_green::switch_traffic(ctx, bg, &target.name, live, release.as_ref(), reason)
-            .await
-        {
+        match blue_green::switch_traffic(ctx, bg, &target.name, live, release, reason).await {
             Ok(()) => {
                 let all: Vec<&Node> = nodes.iter().collect();
-                ok = blue_green::record_traffic(ctx, &all, &target.name, live, release.as_ref())
-                    .await;
+                ok = blue_green::record_traffic(ctx, &all, &target.name, live, release).await;
                 for (i, node) in nodes.iter().enumerate() {
                     if target.hosts.iter().any(|h| h == node.name()) && to.is_none() {
                         outcomes[i] =
@@ -415,8 +414,5 @@ async fn traffic_back(
             }
         }
     }
-    lock::release(ctx, &nodes).await;
-    fleet::close_all(&nodes).await;
-    let exit = policy::done_or_failed(ok);
-    ctx.finish("rollback", exit, release.map(|r| r.to_string()), &outcomes)
+    (ok, outcomes)
 }

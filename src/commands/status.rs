@@ -260,7 +260,7 @@ pub(crate) async fn run(ctx: &Context, last_failure: bool) -> Exit {
     } else {
         Exit::Preflight
     };
-    ctx.finish("status", exit, common.map(|c| c.to_string()), &[])
+    ctx.finish(exit, common.map(|c| c.to_string()), &[])
 }
 
 /// `status --last-failure`: the newest failure record kept on the selected
@@ -296,5 +296,5 @@ async fn show_last_failure(ctx: &Context) -> Exit {
     } else {
         Exit::Preflight
     };
-    ctx.finish("status", exit, release, &[])
+    ctx.finish(exit, release, &[])
 }

@@ -47,5 +47,5 @@ pub(crate) async fn run(ctx: &Context, force: bool) -> Exit {
         ctx.report(&outcome);
         hosts.push(outcome);
     }
-    ctx.finish("unlock", exit, None, &hosts)
+    ctx.finish(exit, None, &hosts)
 }

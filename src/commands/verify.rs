@@ -129,7 +129,7 @@ pub(crate) async fn run(ctx: &Context) -> Exit {
     } else {
         Exit::Ok
     };
-    ctx.finish("verify", exit, None, &[])
+    ctx.finish(exit, None, &[])
 }
 
 /// The shared paths (links into `shared/`, which differ per host) and

@@ -4,13 +4,13 @@
 //! The JSON becomes TOML text and goes through the same strict parsing as a
 //! file, so an unknown key or a bad value is refused the same way.
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use super::ConfigError;
 use super::doc::Doc;
+use crate::local_command::{NotRun, output_within};
 
 /// The most an inventory command may take.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -27,52 +27,25 @@ pub fn run_with_timeout(
     timeout: Duration,
 ) -> Result<Doc, ConfigError> {
     let fail = |what: String| ConfigError(format!("{label}: {what}"));
-    let mut child = crate::secret_env::scrub(&mut Command::new("sh"))
-        .arg("-c")
-        .arg(command)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| fail(format!("cannot run the inventory command: {e}")))?;
-    let reader = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        })
-    };
-    let stdout = reader(Box::new(child.stdout.take().expect("piped")));
-    let stderr = reader(Box::new(child.stderr.take().expect("piped")));
-
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() >= timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(fail(format!(
-                    "the inventory command did not finish within {}",
-                    humantime::format_duration(timeout)
-                )));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(fail(format!("waiting for the inventory command: {e}"))),
-        }
-    };
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
-    let stderr_tail = tail(&stderr);
+    let ran = output_within(
+        Command::new("sh").arg("-c").arg(command).current_dir(dir),
+        timeout,
+    )
+    .map_err(|e| match e {
+        NotRun::Start(e) => fail(format!("cannot run the inventory command: {e}")),
+        NotRun::TimedOut => fail(format!(
+            "the inventory command did not finish within {}",
+            humantime::format_duration(timeout)
+        )),
+        NotRun::Wait(e) => fail(format!("waiting for the inventory command: {e}")),
+    })?;
+    let (status, stdout, stderr) = (ran.status, &ran.stdout, &ran.stderr);
+    let stderr_tail = tail(stderr);
     if !status.success() {
-        let how = match status.code() {
-            Some(code) => format!("exited with code {code}"),
-            None => "was killed by a signal".to_string(),
-        };
+        let how = ran.how();
         return Err(fail(format!("the inventory command {how}{stderr_tail}")));
     }
-    let table: toml::Table = serde_json::from_slice(&stdout).map_err(|e| {
+    let table: toml::Table = serde_json::from_slice(stdout).map_err(|e| {
         let e = e.to_string().replace("unit value", "null");
         fail(format!(
             "the inventory command's output is not an inventory in JSON ({e}); expected {{\"hosts\": {{...}}, \"groups\": {{...}}}}{stderr_tail}"
@@ -96,6 +69,7 @@ fn tail(stderr: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::file::InventoryFile;
+    use std::time::Instant;
 
     fn run_here(script: &str) -> Result<Doc, ConfigError> {
         let dir = tempfile::tempdir().unwrap();

@@ -117,16 +117,33 @@ pub(crate) async fn push(ctx: &Context, nodes: &[Node]) -> (Exit, Vec<HostOutcom
         }
         return (verdict.exit, runs.into_iter().map(|r| r.outcome).collect());
     }
-    let back: Vec<&Node> = verdict.roll_back.iter().map(|&i| &nodes[i]).collect();
+    let reason = format!(
+        "{failures} host(s) failed, more than max_failures ({allowed}): their previous files come back"
+    );
+    let all_back = files_back(ctx, nodes, &mut runs, &verdict.roll_back, reason).await;
+    (
+        policy::after_rollback(&verdict, all_back),
+        runs.into_iter().map(|r| r.outcome).collect(),
+    )
+}
+
+/// Brings back the previous files of hosts `which`, saying `reason`;
+/// marks each; whether all came back.
+async fn files_back(
+    ctx: &Context,
+    nodes: &[Node],
+    runs: &mut [HostRun],
+    which: &[usize],
+    reason: String,
+) -> bool {
+    let back: Vec<&Node> = which.iter().map(|&i| &nodes[i]).collect();
     ctx.emit(Event::RollbackStarted {
         hosts: back.iter().map(|n| n.host.name.clone()).collect(),
-        reason: format!(
-            "{failures} host(s) failed, more than max_failures ({allowed}): their previous files come back"
-        ),
+        reason,
     });
     let restored = join_all(back.iter().map(|node| restore(ctx, node))).await;
     let mut all_back = true;
-    for (&i, result) in verdict.roll_back.iter().zip(restored) {
+    for (&i, result) in which.iter().zip(restored) {
         let run = &mut runs[i];
         match result {
             Ok(()) => {
@@ -147,10 +164,7 @@ pub(crate) async fn push(ctx: &Context, nodes: &[Node]) -> (Exit, Vec<HostOutcom
             }
         }
     }
-    (
-        policy::after_rollback(&verdict, all_back),
-        runs.into_iter().map(|r| r.outcome).collect(),
-    )
+    all_back
 }
 
 /// One host: keep its files, write the new ones (recorded in its journal),

@@ -104,12 +104,12 @@ impl Node {
             .must_keeping("probe", &self.layout.probe(), PROBE_MAX)
             .await?;
         if out.cut > 0 {
-            return Err(Failure::Other(format!(
+            return Err(Failure::Answer(format!(
                 "its state (the probe's answer) is over {} MiB, which no host's is: not read; look at .hoist/journal and .hoist/lock under deploy_to",
                 PROBE_MAX >> 20
             )));
         }
-        self.probe = Probe::parse(&out.stdout_str()).map_err(Failure::Other)?;
+        self.probe = Probe::parse(&out.stdout_str()).map_err(Failure::Answer)?;
         self.journal = Journal::parse(&self.probe.journal);
         Ok(())
     }
@@ -290,7 +290,6 @@ pub(crate) async fn close_all(nodes: &[Node]) {
 /// emits the summary of every selected host (see [`untouched`]).
 pub(crate) async fn stop_untouched(
     ctx: &Context,
-    command: &str,
     exit: Exit,
     release: Option<String>,
     nodes: &[Node],
@@ -298,7 +297,7 @@ pub(crate) async fn stop_untouched(
 ) -> Exit {
     close_all(nodes).await;
     let hosts = untouched(ctx, nodes, failed);
-    ctx.finish(command, exit, release, &hosts)
+    ctx.finish(exit, release, &hosts)
 }
 
 /// Every selected host of a run that stopped before any change: the hosts

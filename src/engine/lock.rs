@@ -67,7 +67,7 @@ pub(crate) async fn acquire(
             ctx.phase(node.name(), Phase::Lock);
             let out = node.must("taking the lock", &script, None).await?;
             let text = out.stdout_str();
-            let answer = LockAnswer::parse(&text).map_err(Failure::Other)?;
+            let answer = LockAnswer::parse(&text).map_err(Failure::Answer)?;
             if let Some(why) = unrecorded(&text) {
                 ctx.notes.unrecorded(node.name());
                 ctx.message(
@@ -290,7 +290,7 @@ async fn free(node: &Node, script: &str) -> Result<(UnlockAnswer, Option<String>
             .await
             .and_then(|out| {
                 let text = out.stdout_str();
-                let answer = UnlockAnswer::parse(&text).map_err(Failure::Other)?;
+                let answer = UnlockAnswer::parse(&text).map_err(Failure::Answer)?;
                 Ok((answer, unrecorded(&text)))
             });
         match answer {
@@ -339,7 +339,7 @@ pub(crate) async fn unlock_by_hand(
         .layout
         .unlock(if force { None } else { Some(&mine) }, &entry);
     let out = node.must("freeing the lock", &script, None).await?;
-    UnlockAnswer::parse(&out.stdout_str()).map_err(Failure::Other)
+    UnlockAnswer::parse(&out.stdout_str()).map_err(Failure::Answer)
 }
 
 impl LockError {

@@ -53,6 +53,8 @@ use crate::transport::ssh::SshContext;
 
 /// Everything one run of a command shares.
 pub(crate) struct Context {
+    /// The command being run, as typed ("deploy", "files push").
+    pub command: &'static str,
     pub config: Arc<Config>,
     /// The selected hosts, in inventory order.
     pub hosts: Vec<Host>,
@@ -120,16 +122,10 @@ impl Context {
     /// Runs the run-level end hooks (`on_success_local`, `on_failure_local`)
     /// of the commands that have them, emits the summary (always the last
     /// event of a run) and returns the exit.
-    pub fn finish(
-        &self,
-        command: &str,
-        exit: Exit,
-        release: Option<String>,
-        hosts: &[HostOutcome],
-    ) -> Exit {
+    pub fn finish(&self, exit: Exit, release: Option<String>, hosts: &[HostOutcome]) -> Exit {
         let exit = self.settle_notes(exit);
         let summary = outcome::summary(
-            command,
+            self.command,
             exit,
             release,
             hosts,

@@ -52,6 +52,13 @@ pub(crate) enum Failure {
     Interrupted,
     #[error("stopped: the rollout was halted")]
     Halted,
+    /// The host answered something hoist does not read: an answer it
+    /// cannot parse, or one far larger than any host's (its probe, its
+    /// lock line, a manifest).
+    #[error("{0}")]
+    Answer(String),
+    /// Anything else: a local hook that could not start, a record read back
+    /// as text.
     #[error("{0}")]
     Other(String),
 }

@@ -4,7 +4,8 @@
 //! whole artifact); and the release's manifest. The bytes on the wire are
 //! `upload`'s.
 
-use std::sync::Arc;
+mod held;
+mod predict;
 
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +20,8 @@ use crate::manifest::Manifest;
 use crate::release::ReleaseId;
 use crate::report::{Level, Phase};
 use crate::transport::Input;
+use held::{FromHeld, from_held};
+pub(crate) use predict::{Prediction, predict};
 
 /// Puts the release on the host from the first source that works of those
 /// [`sources`] lists: a copy of a release it holds with the same content, a
@@ -86,85 +89,6 @@ pub(crate) async fn deliver(
     unreachable!("sources ends with the download or the whole artifact")
 }
 
-/// What a deploy would do to put the release on a host, found without
-/// changing anything (`deploy --dry-run`): the source [`deliver`] would
-/// use, the bytes it would send, and what the release changes against the
-/// host's current one.
-#[derive(Debug)]
-pub(crate) struct Prediction {
-    pub source: Source,
-    pub bytes: u64,
-    /// Against the current release's manifest; `None` when either side has
-    /// none (a first deploy, a URL, a release from before manifests).
-    pub diff: Option<crate::manifest::Diff>,
-}
-
-/// Predicts [`deliver`] on `node`: reads the manifests it would read and
-/// cuts the delta it would send (kept in `delivery`, as a deploy would),
-/// and writes nothing.
-pub(crate) async fn predict(
-    ctx: &Context,
-    node: &Node,
-    delivery: &Delivery<'_>,
-    id: &ReleaseId,
-) -> Result<Prediction, Failed> {
-    let artifact = delivery.artifact;
-    let whole = artifact.transfer_size + artifact.manifest_gz().map_or(0, |m| m.len() as u64);
-    let manifest_of = |base: ReleaseId| async move {
-        match &artifact.manifest {
-            Some(new) => read_manifest(ctx, node, &base, new.read_limit()).await,
-            None => Ok(None),
-        }
-    };
-    let current = match node.probe.current.clone() {
-        Some(current) => manifest_of(current).await?,
-        None => None,
-    };
-    let diff = artifact
-        .manifest
-        .as_ref()
-        .zip(current.as_ref())
-        .map(|(new, old)| new.diff_from(old));
-    let sources = sources(&node.probe, id, Offer::of(artifact));
-    for source in sources {
-        let bytes = match &source {
-            Source::Has | Source::Pull => 0,
-            Source::Whole => whole,
-            Source::Copy(base) | Source::Delta(base) => {
-                let old = match (node.probe.current.as_ref() == Some(base), &current) {
-                    (true, Some(current)) => Some(current.clone()),
-                    _ => manifest_of(base.clone()).await?,
-                };
-                let cut = match (old, &artifact.manifest) {
-                    (Some(old), Some(new)) => {
-                        let (source, shared) = (&artifact.source, &artifact.shared_paths);
-                        let old = Arc::new(old);
-                        delivery
-                            .deltas
-                            .get(source, shared, &artifact.ignore, new, old)
-                            .await
-                    }
-                    _ => None,
-                };
-                match (cut, &source) {
-                    (Some(delta), _) if (delta.bytes.len() as u64) < artifact.transfer_size => {
-                        delta.bytes.len() as u64
-                    }
-                    // A copy with nothing to check it with is copied as it is.
-                    (None, Source::Copy(_)) => artifact.manifest_gz().map_or(0, |m| m.len() as u64),
-                    _ => continue,
-                }
-            }
-        };
-        return Ok(Prediction {
-            source,
-            bytes,
-            diff,
-        });
-    }
-    unreachable!("sources ends with the download or the whole artifact")
-}
-
 /// Sends the whole artifact, verified and unpacked on the host.
 async fn whole(
     ctx: &Context,
@@ -219,7 +143,7 @@ pub(crate) async fn read_manifest(
         .await
         .map_err(|f| f.at(Phase::Upload))?;
     if out.stdout.len() as u64 > most || out.cut > 0 {
-        return Err(Failure::Other(format!(
+        return Err(Failure::Answer(format!(
             "the manifest of {base} on this host (.hoist/manifests/{base} under deploy_to) is over {} bytes, four times what this artifact's would take: not read; remove it and deploy again (the whole artifact is sent then)",
             most
         ))
@@ -246,177 +170,6 @@ pub(crate) async fn read_manifest(
             Ok(None)
         }
     }
-}
-
-/// How making a release from one the host already holds went.
-enum FromHeld {
-    /// Made and verified; the bytes sent.
-    Made(u64),
-    /// Not tried: no manifest to compare with (the artifact's or the
-    /// host's), or a delta would not be smaller than the artifact. Why
-    /// was said when it is worth saying.
-    Skipped,
-    /// The held release no longer holds what its own manifest lists
-    /// (changed by hand or by the app since its switch): what it would
-    /// have made was not kept. Why, for the caller to say once.
-    Changed(String),
-}
-
-/// Makes release `id` from `base`, a release on the host, and the delta
-/// between them (empty when `base` holds the same content: a copy), then
-/// has the host check the result against the artifact's manifest before
-/// it takes the release's name. So a release edited by hand is never
-/// carried into a new one, whether it is the base of a delta or a copy.
-/// `base`'s manifest is read from the host unless one was already read
-/// for the same content ([`crate::delta::HeldManifests`]); when a delta
-/// from such a borrowed manifest fails, the borrowed one is dropped and
-/// the host's own decides: only a failure with its own blames the host.
-async fn from_held(
-    ctx: &Context,
-    node: &Node,
-    delivery: &Delivery<'_>,
-    id: &ReleaseId,
-    base: &ReleaseId,
-    halt: &CancellationToken,
-) -> Result<FromHeld, Failed> {
-    let Some(new) = &delivery.artifact.manifest else {
-        return Ok(FromHeld::Skipped);
-    };
-    let sum = node.probe.sum_of(base);
-    let read = || read_manifest(ctx, node, base, new.read_limit());
-    let Some(held) = delivery.held.get(sum, read).await? else {
-        return Ok(FromHeld::Skipped);
-    };
-    let mut listed = match apply(ctx, node, delivery, id, base, &held.manifest, halt).await? {
-        Applied::Made(sent) => return Ok(FromHeld::Made(sent)),
-        Applied::Skipped => return Ok(FromHeld::Skipped),
-        Applied::Mismatch(listed) => listed,
-    };
-    // What did not fit this host is lent to no other.
-    if let Some(sum) = sum {
-        delivery.held.forget(sum, &held.manifest);
-    }
-    if held.borrowed {
-        ctx.message(
-            Level::Info,
-            Some(node.name()),
-            format!("the manifest of {base} taken from another host with the same content does not fit this host's; reading its own"),
-        );
-        let Some(own) = read_manifest(ctx, node, base, new.read_limit())
-            .await?
-            .map(Arc::new)
-        else {
-            return Ok(FromHeld::Skipped);
-        };
-        if own != held.manifest {
-            match apply(ctx, node, delivery, id, base, &own, halt).await? {
-                Applied::Made(sent) => {
-                    if let Some(sum) = sum {
-                        delivery.held.offer(sum, own);
-                    }
-                    return Ok(FromHeld::Made(sent));
-                }
-                Applied::Skipped => return Ok(FromHeld::Skipped),
-                Applied::Mismatch(again) => listed = again,
-            }
-        }
-    }
-    let old = node.layout.release_path(base);
-    Ok(FromHeld::Changed(match Manifest::parse(&listed) {
-        Ok(listed) => format!(
-            "{old} has changed since its switch (by hand or by the app): {}",
-            listed.diff_from(new).describe(3)
-        ),
-        Err(_) => format!("{old} has changed since its switch (by hand or by the app)"),
-    }))
-}
-
-/// How one try at making a release from a held one and a delta went.
-enum Applied {
-    Made(u64),
-    /// Not tried (see [`FromHeld::Skipped`]).
-    Skipped,
-    /// The result is not what the artifact's manifest says: the host's
-    /// listing of it.
-    Mismatch(Vec<u8>),
-}
-
-/// Makes release `id` from `base`, whose manifest is taken to be `old`,
-/// and the delta from `old` to the artifact: see [`from_held`].
-async fn apply(
-    ctx: &Context,
-    node: &Node,
-    delivery: &Delivery<'_>,
-    id: &ReleaseId,
-    base: &ReleaseId,
-    old: &Arc<Manifest>,
-    halt: &CancellationToken,
-) -> Result<Applied, Failed> {
-    let artifact = delivery.artifact;
-    let Some(new) = &artifact.manifest else {
-        return Ok(Applied::Skipped);
-    };
-    let Some(delta) = delivery
-        .deltas
-        .get(
-            &artifact.source,
-            &artifact.shared_paths,
-            &artifact.ignore,
-            new,
-            old.clone(),
-        )
-        .await
-    else {
-        return Ok(Applied::Skipped);
-    };
-    let size = delta.bytes.len() as u64;
-    if size >= artifact.transfer_size {
-        return Ok(Applied::Skipped);
-    }
-    let copy = delta.sent == 0 && delta.gone == 0;
-    if !copy {
-        ctx.phase(node.name(), Phase::Upload);
-        ctx.message(
-            Level::Info,
-            Some(node.name()),
-            format!(
-                "delta from {base}: {} new or changed, {} gone",
-                count(delta.sent, "entry", "entries"),
-                delta.gone
-            ),
-        );
-    }
-    let script =
-        node.layout
-            .receive_delta(base, id, &ctx.run_id, &new.sha256(), &artifact.content_sha);
-    // A copy's few bytes (an empty delta) are no upload to show.
-    let input = Input::bytes(delta.bytes.clone());
-    let input = if copy {
-        input
-    } else {
-        upload::progress(ctx, node.name(), input)
-    };
-    let out = unless_halted(ctx, halt, node.run(&script, Some(input)))
-        .await
-        .map_err(|f| f.at(Phase::Upload))?;
-    match out.code {
-        Some(0) => Ok(Applied::Made(size)),
-        Some(c) if c as i32 == ReleaseStep::Mismatch.code() => Ok(Applied::Mismatch(out.stdout)),
-        code => Err(in_its_step(Failure::Command {
-            what: if copy {
-                "copying the release"
-            } else {
-                "applying the delta"
-            }
-            .into(),
-            code,
-            tail: super::tail_lines(&out.stderr, &[], 10),
-        })),
-    }
-}
-
-fn count(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Has the host download the artifact from `artifact.url`, check its

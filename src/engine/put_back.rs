@@ -241,73 +241,19 @@ pub(crate) async fn in_waves(
             unmoved = wave;
             break;
         }
-        let names: Vec<String> = wave.iter().map(|b| b.node.name().to_string()).collect();
-        announce(ctx, how, w, count, &names);
-        let target = wave[0].target.clone();
-        let version = target
-            .as_ref()
-            .and_then(|t| wave[0].node.journal.version_of(t))
-            .unwrap_or_default();
-        let members: Vec<&Node> = wave.iter().map(|b| b.node).collect();
-        let env = batch::env(ctx, target.as_ref(), &version, &members);
-        if how.batch_hooks
-            && let Err(why) = batch::before(ctx, &env).await
-        {
-            stopped = Some(why);
-            unmoved = wave;
-            break;
-        }
-        let ended = together(ctx, wave, how.why, None).await;
-        let not_back: Vec<&str> = ended
-            .iter()
-            .filter(|(_, o)| o.result == HostResult::Failed)
-            .map(|(_, o)| o.host.as_str())
-            .collect();
-        let result = if not_back.is_empty() {
-            WaveResult::RolledBack
-        } else {
-            WaveResult::Failed
-        };
-        let after = match how.batch_hooks {
-            true => batch::after(ctx, &env, result, &not_back).await,
-            false => Ok(()),
-        };
-        if how.why == BackFor::Rollback {
-            ctx.emit(Event::WaveDone {
-                wave: w + 1,
-                ok: names.len() - not_back.len(),
-                failed: not_back.len(),
-                skipped: 0,
-                interrupted: false,
-            });
-        }
-        let not_back_said = (!not_back.is_empty()).then(|| {
-            format!(
-                "{} could not go back to {}",
-                not_back.join(", "),
-                target
-                    .as_ref()
-                    .map_or("no release".into(), |t| t.to_string())
-            )
-        });
-        outcomes.extend(ended);
-        match after {
-            Err(why) if policy::rollback_stops(how.why, true, false) => {
+        match one_wave(ctx, wave, how, w, count).await {
+            Err((wave, why)) => {
                 stopped = Some(why);
+                unmoved = wave;
                 break;
             }
-            Err(why) => ctx.message(
-                Level::Warn,
-                None,
-                format!("{why}; {} went back all the same", names.join(", ")),
-            ),
-            Ok(()) => {}
-        }
-        if let Some(said) = not_back_said
-            && policy::rollback_stops(how.why, false, true)
-        {
-            stopped = Some(said);
-            break;
+            Ok((ended, stop)) => {
+                outcomes.extend(ended);
+                if stop.is_some() {
+                    stopped = stop;
+                    break;
+                }
+            }
         }
     }
     unmoved.extend(waves.flat_map(|(_, wave)| wave));
@@ -329,6 +275,80 @@ pub(crate) async fn in_waves(
         unmoved: unmoved.into_iter().map(|b| (b.i, b.outcome)).collect(),
         stopped,
     }
+}
+
+/// One wave of [`in_waves`], wave `w` of `count`, going back: how its hosts
+/// ended and, when the policy stops the rollback after it, why; or, when
+/// its `before_batch_local` failed, the wave (which never went) and why.
+async fn one_wave<'a>(
+    ctx: &Context,
+    wave: Vec<Back<'a>>,
+    how: InWaves,
+    w: usize,
+    count: usize,
+) -> Result<(Vec<(usize, HostOutcome)>, Option<String>), (Vec<Back<'a>>, String)> {
+    let names: Vec<String> = wave.iter().map(|b| b.node.name().to_string()).collect();
+    announce(ctx, how, w, count, &names);
+    let target = wave[0].target.clone();
+    let version = target
+        .as_ref()
+        .and_then(|t| wave[0].node.journal.version_of(t))
+        .unwrap_or_default();
+    let members: Vec<&Node> = wave.iter().map(|b| b.node).collect();
+    let env = batch::env(ctx, target.as_ref(), &version, &members);
+    if how.batch_hooks
+        && let Err(why) = batch::before(ctx, &env).await
+    {
+        return Err((wave, why));
+    }
+    let ended = together(ctx, wave, how.why, None).await;
+    let not_back: Vec<&str> = ended
+        .iter()
+        .filter(|(_, o)| o.result == HostResult::Failed)
+        .map(|(_, o)| o.host.as_str())
+        .collect();
+    let result = if not_back.is_empty() {
+        WaveResult::RolledBack
+    } else {
+        WaveResult::Failed
+    };
+    let after = match how.batch_hooks {
+        true => batch::after(ctx, &env, result, &not_back).await,
+        false => Ok(()),
+    };
+    if how.why == BackFor::Rollback {
+        ctx.emit(Event::WaveDone {
+            wave: w + 1,
+            ok: names.len() - not_back.len(),
+            failed: not_back.len(),
+            skipped: 0,
+            interrupted: false,
+        });
+    }
+    let not_back_said = (!not_back.is_empty()).then(|| {
+        format!(
+            "{} could not go back to {}",
+            not_back.join(", "),
+            target
+                .as_ref()
+                .map_or("no release".into(), |t| t.to_string())
+        )
+    });
+    let stop = match after {
+        Err(why) if policy::rollback_stops(how.why, true, false) => Some(why),
+        Err(why) => {
+            ctx.message(
+                Level::Warn,
+                None,
+                format!("{why}; {} went back all the same", names.join(", ")),
+            );
+            None
+        }
+        Ok(()) => None,
+    };
+    let stop =
+        stop.or_else(|| not_back_said.filter(|_| policy::rollback_stops(how.why, false, true)));
+    Ok((ended, stop))
 }
 
 /// Says that wave `w` of `count` goes back: as the run's wave for `hoist

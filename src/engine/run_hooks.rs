@@ -22,7 +22,6 @@ pub(crate) fn result_of(exit_code: i32) -> Option<&'static str> {
 /// any host is touched (the caller ends it with exit 3).
 pub(crate) async fn on_start(
     ctx: &Context,
-    command: &str,
     release: Option<&str>,
     version: Option<&str>,
 ) -> Result<(), Failure> {
@@ -30,7 +29,7 @@ pub(crate) async fn on_start(
     if list.is_empty() {
         return Ok(());
     }
-    let mut env = base_env(ctx, command, release);
+    let mut env = base_env(ctx, ctx.command, release);
     env.push((
         "HOIST_VERSION".into(),
         version.unwrap_or_default().to_string(),

@@ -1121,13 +1121,22 @@ async fn a_timeout_spares_what_earlier_commands_left_running() {
     let host = f.connect().await;
     let out = run(&host, "sleep 60 >/dev/null 2>&1 & echo $!").await;
     let daemon: u32 = out.stdout_str().trim().parse().unwrap();
+    let pidfile = f.dir.path().join("timed-out.pid");
+    let command = format!("echo $$ > '{}'; exec sleep 30", pidfile.display());
     let err = host
-        .exec("sleep 30", None, Duration::from_millis(500))
+        .exec(&command, None, Duration::from_millis(500))
         .await
         .unwrap_err();
     assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
     assert_eq!(run(&host, "echo next").await.stdout_str(), "next\n");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once the timed-out command is gone, whatever killed it has done its
+    // work: only then does the daemon's life say anything.
+    let timed_out: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_until("the timed-out command still runs", || !alive(timed_out)).await;
     let spared = alive(daemon);
     end_process(daemon);
     assert!(spared, "a timeout killed what an earlier command started");
@@ -1175,12 +1184,15 @@ async fn a_shell_killed_mid_command_reports_no_status_and_is_replaced() {
 async fn a_shell_that_died_while_idle_is_replaced_without_the_command_noticing() {
     let f = Fixture::new();
     let host = f.connect().await;
-    run(
-        &host,
-        "(sleep 0.3; kill -9 $(ps -o sid= -p $PPID)) >/dev/null 2>&1 </dev/null &",
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The idle shell is killed once the command returned; the file says it
+    // was, so the next command is sure to meet a dead shell.
+    let killed = f.dir.path().join("killed");
+    let command = format!(
+        "(sleep 0.3; s=$(ps -o sid= -p $PPID); kill -9 $s; while kill -0 $s 2>/dev/null; do sleep 0.05; done; touch '{}') >/dev/null 2>&1 </dev/null &",
+        killed.display()
+    );
+    run(&host, &command).await;
+    wait_until("the idle shell is not killed yet", || killed.exists()).await;
     let out = run(&host, "echo works").await;
     assert_eq!((out.stdout_str().as_str(), out.code), ("works\n", Some(0)));
 }
