@@ -38,7 +38,7 @@ pub(super) async fn report(
         Err(refusal) => {
             ctx.message(Level::Error, None, refusal);
             fleet::close_all(nodes).await;
-            return ctx.finish("deploy", Exit::Usage, Some(id.to_string()), failed);
+            return ctx.finish(Exit::Usage, Some(id.to_string()), failed);
         }
     };
     ctx.emit(Event::RolloutPlan(
