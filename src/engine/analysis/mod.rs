@@ -1,0 +1,3 @@
+//! Analysis gates: sampled during the rollout's bakes.
+
+pub(crate) mod gate;
