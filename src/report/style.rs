@@ -197,9 +197,24 @@ pub fn bake_started(hosts: &[String], max: usize, duration: u64, interval: u64) 
     )
 }
 
+/// One sample of an analysis gate.
+pub fn analysis(
+    gate: &str,
+    step: &str,
+    (sample, count): (u32, u32),
+    value: &serde_json::Value,
+    verdict: &str,
+    dry_run: bool,
+) -> String {
+    let dry = if dry_run { " (dry run)" } else { "" };
+    format!("gate {gate}{dry} [{step} {sample}/{count}]: {verdict}, value {value}")
+}
+
 /// The words of a bake's end.
-pub fn bake_done(healthy: bool, interrupted: bool, elapsed: u64) -> String {
-    if healthy {
+pub fn bake_done(healthy: bool, interrupted: bool, elapsed: u64, gate: Option<&str>) -> String {
+    if let Some(reason) = gate {
+        format!("bake stopped after {}: {reason}", duration_ms(elapsed))
+    } else if healthy {
         format!(
             "bake over: the canary stayed healthy for {}",
             duration_ms(elapsed)

@@ -688,6 +688,7 @@ fn bake_and_traffic() -> Vec<(i64, Event)> {
         (
             300_000,
             Event::BakeDone {
+                gate: None,
                 healthy: true,
                 interrupted: false,
                 elapsed_ms: 300_000,
@@ -704,6 +705,7 @@ fn bake_and_traffic() -> Vec<(i64, Event)> {
         (
             2_100,
             Event::BakeDone {
+                gate: None,
                 healthy: false,
                 interrupted: false,
                 elapsed_ms: 2_100,
@@ -720,6 +722,7 @@ fn bake_and_traffic() -> Vec<(i64, Event)> {
         (
             1_500,
             Event::BakeDone {
+                gate: None,
                 healthy: false,
                 interrupted: true,
                 elapsed_ms: 1_500,

@@ -548,10 +548,32 @@ impl Tty {
                 self.above(st, &[text]);
                 self.start_countdown(st, Duration::from_millis(*d));
             }
+            Event::Analysis {
+                gate,
+                step,
+                sample,
+                count,
+                value,
+                verdict,
+                dry_run,
+                ..
+            } => {
+                if self.quiet && verdict == "pass" {
+                    return;
+                }
+                let text = style::analysis(gate, step, (*sample, *count), value, verdict, *dry_run);
+                let text = match verdict.as_str() {
+                    "pass" => paint.green(&text),
+                    "fail" => paint.red(&text),
+                    _ => paint.yellow(&text),
+                };
+                self.above(st, &[text]);
+            }
             Event::BakeDone {
                 healthy,
                 interrupted,
                 elapsed_ms,
+                gate,
             } => {
                 if let Some(bar) = st.countdown.take() {
                     bar.finish_and_clear();
@@ -560,7 +582,7 @@ impl Tty {
                 if self.quiet && *healthy {
                     return;
                 }
-                let text = style::bake_done(*healthy, *interrupted, *elapsed_ms);
+                let text = style::bake_done(*healthy, *interrupted, *elapsed_ms, gate.as_deref());
                 let text = if *healthy {
                     paint.green(&text)
                 } else if *interrupted {
@@ -779,6 +801,7 @@ mod tests {
             .expect("a countdown");
         assert!(!line.is_finished(), "it counts down until the bake ends");
         tty.event(&Event::BakeDone {
+            gate: None,
             healthy: false,
             interrupted: false,
             elapsed_ms: 2_100,

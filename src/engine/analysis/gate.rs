@@ -255,6 +255,16 @@ pub enum OnInconclusive {
     Pass,
 }
 
+impl OnInconclusive {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnInconclusive::Pause => "pause",
+            OnInconclusive::Fail => "fail",
+            OnInconclusive::Pass => "pass",
+        }
+    }
+}
+
 /// What the rollout does about a gate that ended its step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Act {
