@@ -2,6 +2,7 @@
 
 mod support;
 
+mod analysis;
 mod blue_green;
 mod blue_green_interrupts;
 mod both_transports;
