@@ -308,9 +308,12 @@ mod tests {
     use super::*;
     use Reading::{Error, Fail, Inconclusive, Pass};
 
+    /// (condition, canary, baseline, verdict).
+    type Row = (&'static str, Option<f64>, Option<f64>, Option<bool>);
+
     #[test]
     fn conditions_parse_and_judge() {
-        let table: &[(&str, Option<f64>, Option<f64>, Option<bool>)] = &[
+        let table: &[Row] = &[
             ("< 0.01", Some(0.005), None, Some(true)),
             ("< 0.01", Some(0.01), None, Some(false)),
             ("<=0.01", Some(0.01), None, Some(true)),
