@@ -3,6 +3,7 @@
 mod support;
 
 mod analysis;
+mod analysis_prometheus;
 mod blue_green;
 mod blue_green_interrupts;
 mod both_transports;
