@@ -108,7 +108,12 @@ impl Ahead {
                         ),
                     );
                 }
-                Err(_) => {}
+                // Halted part-way: whatever of the release it left goes too.
+                Err(_) => {
+                    if !node.probe.has_release(id) {
+                        self.made.lock().unwrap().push(i);
+                    }
+                }
             }
             let _ = tx.send(delivered);
         }))

@@ -81,6 +81,8 @@ struct State {
     diagnostics: HashMap<String, Vec<String>>,
     /// The bake's countdown line, while the canary bakes.
     countdown: Option<ProgressBar>,
+    /// Each analysis gate's last sample in this bake, shown on the countdown.
+    gates: std::collections::BTreeMap<String, String>,
 }
 
 struct Active {
@@ -558,12 +560,18 @@ impl Tty {
                 dry_run,
                 ..
             } => {
-                if self.quiet && verdict == "pass" {
+                st.gates
+                    .insert(gate.clone(), format!("{gate} {value} {verdict}"));
+                if let Some(bar) = &st.countdown {
+                    let gates: Vec<&str> = st.gates.values().map(String::as_str).collect();
+                    bar.set_message(format!(" · gates: {}", gates.join(", ")));
+                }
+                // Passing samples stay on the countdown line only.
+                if verdict == "pass" {
                     return;
                 }
                 let text = style::analysis(gate, step, (*sample, *count), value, verdict, *dry_run);
                 let text = match verdict.as_str() {
-                    "pass" => paint.green(&text),
                     "fail" => paint.red(&text),
                     _ => paint.yellow(&text),
                 };
@@ -653,7 +661,8 @@ impl Tty {
             let secs = left.as_secs() + u64::from(left.subsec_millis() > 0);
             let _ = write!(w, "{secs}s left");
         };
-        let style = ProgressStyle::with_template("{spinner:.green} baking the canary: {left}")
+        st.gates.clear();
+        let style = ProgressStyle::with_template("{spinner:.green} baking: {left}{msg}")
             .expect("a valid template")
             .with_key("left", left);
         let bar = self.mp.add(ProgressBar::new_spinner().with_style(style));
@@ -800,6 +809,23 @@ mod tests {
             .clone()
             .expect("a countdown");
         assert!(!line.is_finished(), "it counts down until the bake ends");
+        for (gate, value) in [("errors", 1), ("latency", 0), ("errors", 0)] {
+            tty.event(&Event::Analysis {
+                gate: gate.into(),
+                step: "canary bake".into(),
+                sample: 1,
+                count: 3,
+                value: serde_json::json!(value),
+                verdict: "pass".into(),
+                dry_run: false,
+                error: None,
+            });
+        }
+        assert_eq!(
+            line.message(),
+            " · gates: errors 0 pass, latency 0 pass",
+            "each gate's last value"
+        );
         tty.event(&Event::BakeDone {
             gate: None,
             healthy: false,

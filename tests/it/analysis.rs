@@ -286,3 +286,49 @@ fn gates_are_strict() {
         assert!(text.contains(says), "{gate}: {text}");
     }
 }
+
+/// After a deploy of v1 without gates, a Prometheus gate whose server does
+/// not listen, with `on_inconclusive = on`.
+fn unreachable_prometheus(on: &str) -> (Fleet, String) {
+    let f = fleet("");
+    let v1 = f.on_v1_then_v2();
+    let port = crate::support::lb::free_port();
+    let toml = std::fs::read_to_string(f.path().join("deploy.toml")).unwrap();
+    let gate = format!(
+        "\n[[analysis]]\nname = \"prom\"\nprometheus = {{ url = \"http://127.0.0.1:{port}\", query = 'sum(up{{instance=~\"{{{{canary}}}}\"}})', pass = \"canary >= baseline\" }}\ninterval = \"200ms\"\nconsecutive_errors = 1\non_inconclusive = \"{on}\"\n"
+    );
+    std::fs::write(f.path().join("deploy.toml"), toml + &gate).unwrap();
+    (f, v1)
+}
+
+#[test]
+fn an_unreachable_prometheus_follows_on_inconclusive() {
+    let (f, v1) = unreachable_prometheus("fail");
+    let events = f.events(&["deploy", "--json"], 5);
+    let samples = analysis(&events);
+    assert_eq!(
+        samples.len(),
+        2,
+        "one error tolerated, the second ends it: {samples:?}"
+    );
+    assert!(samples.iter().all(|e| e["verdict"] == "error"));
+    assert!(
+        samples[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach")
+    );
+    assert!(said(&events, "gate prom inconclusive after 2 sample(s)"));
+    only_the_canary_came_back(&f, &v1, &events);
+
+    let (f, _) = unreachable_prometheus("pass");
+    let events = f.events(&["deploy", "--json"], 0);
+    assert!(said(&events, "on_inconclusive = \"pass\": going on"));
+    let v2 = events.last().unwrap()["release"].as_str().unwrap();
+    assert_eq!(f.current("web3").as_deref(), Some(v2));
+
+    let (f, v1) = unreachable_prometheus("pause");
+    let events = f.events(&["deploy", "--json"], 5);
+    assert!(said(&events, "there is no terminal to ask"));
+    only_the_canary_came_back(&f, &v1, &events);
+}
