@@ -149,3 +149,16 @@ fn provider(
         _ => Err(ONE.into()),
     }
 }
+
+/// A warning when `gates` exist but no bake of `strategy` samples them.
+pub(super) fn unsampled(gates: &[Gate], strategy: &super::Strategy) -> Option<String> {
+    let canary_bakes = matches!(strategy.canary_pause, super::Pause::For(d) if !d.is_zero());
+    let zone_bakes = strategy
+        .zones
+        .as_ref()
+        .is_some_and(|z| !z.first_zone_bake.is_zero() || !z.zone_bake.is_zero());
+    let sampled = canary_bakes || !strategy.wave_bake.is_zero() || zone_bakes;
+    (!gates.is_empty() && !sampled).then(|| {
+        "[[analysis]] gates are sampled only during bakes, and this strategy has none: set a timed canary_pause, wave_bake or a zone bake".to_string()
+    })
+}

@@ -260,6 +260,9 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
         host.role.zone = zone;
     }
     let analysis = super::analysis::gates(file.analysis.take(), &doc)?;
+    if let Some(unused) = super::analysis::unsampled(&analysis, &strategy) {
+        resolved.warnings.push(unused);
+    }
     if strategy.kind == StrategyKind::BlueGreen && !analysis.is_empty() {
         return Err(doc.error(
             &["analysis"],
