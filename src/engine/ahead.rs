@@ -108,12 +108,14 @@ impl Ahead {
                         ),
                     );
                 }
-                // Halted part-way: whatever of the release it left goes too.
-                Err(_) => {
+                // Halted (not by Ctrl-C) as it was ending: the host may hold
+                // the whole release already, which goes back with the rest.
+                Err(failed) if matches!(failed.failure, Failure::Halted) => {
                     if !node.probe.has_release(id) {
                         self.made.lock().unwrap().push(i);
                     }
                 }
+                Err(_) => {}
             }
             let _ = tx.send(delivered);
         }))
