@@ -34,6 +34,7 @@ pub(crate) type Baked<'a> = (&'a Node, Vec<(String, String)>, Option<&'a Health>
 /// fails ends the bake, and the bake ends once they are done too.
 pub(crate) async fn bake(
     ctx: &Context,
+    step: &str,
     canary: &[Baked<'_>],
     length: Duration,
     gates: impl Future<Output = Result<(), String>>,
@@ -47,6 +48,7 @@ pub(crate) async fn bake(
         .unwrap_or(length)
         .max(MIN_INTERVAL);
     ctx.emit(Event::BakeStarted {
+        step: step.to_string(),
         hosts: canary.iter().map(|(n, ..)| n.name().to_string()).collect(),
         duration_ms: ms(length),
         interval_ms: ms(interval),
@@ -108,6 +110,7 @@ pub(crate) async fn bake(
         }
     };
     ctx.emit(Event::BakeDone {
+        step: step.to_string(),
         gate: match &result {
             Err(Spoiled::Gate(reason)) => Some(reason.clone()),
             _ => None,

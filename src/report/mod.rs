@@ -280,6 +280,8 @@ pub enum Event {
     /// A timed `canary_pause`: the canary is probed every `interval_ms`
     /// for `duration_ms`; a failing probe rolls it back.
     BakeStarted {
+        /// Which bake: "canary bake", "wave 2 bake", "zone a bake".
+        step: String,
         hosts: Vec<String>,
         duration_ms: u64,
         interval_ms: u64,
@@ -287,6 +289,7 @@ pub enum Event {
     /// The bake is over: the canary stayed healthy, or it was cut short
     /// (by a canary host failing, or by Ctrl-C).
     BakeDone {
+        step: String,
         healthy: bool,
         /// An analysis gate ended it: why.
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -361,11 +361,12 @@ impl Plain {
                 vec![self.line(st, now, None, &paint.yellow(&text))]
             }
             Event::BakeStarted {
+                step,
                 hosts,
                 duration_ms: d,
                 interval_ms,
             } => {
-                let text = style::bake_started(hosts, LISTED_HOSTS, *d, *interval_ms);
+                let text = style::bake_started(step, hosts, LISTED_HOSTS, *d, *interval_ms);
                 vec![self.line(st, now, None, &text)]
             }
             Event::Analysis {
@@ -391,12 +392,14 @@ impl Plain {
                 vec![self.line(st, now, None, &text)]
             }
             Event::BakeDone {
+                step,
                 healthy,
                 interrupted,
                 elapsed_ms,
                 gate,
             } => {
-                let text = style::bake_done(*healthy, *interrupted, *elapsed_ms, gate.as_deref());
+                let text =
+                    style::bake_done(step, *healthy, *interrupted, *elapsed_ms, gate.as_deref());
                 let text = match (healthy, interrupted) {
                     (true, _) => text,
                     (false, true) => paint.yellow(&text),

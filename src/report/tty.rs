@@ -539,6 +539,7 @@ impl Tty {
                 }
             }
             Event::BakeStarted {
+                step,
                 hosts,
                 duration_ms: d,
                 interval_ms,
@@ -546,7 +547,7 @@ impl Tty {
                 if self.quiet {
                     return;
                 }
-                let text = style::bake_started(hosts, 5, *d, *interval_ms);
+                let text = style::bake_started(step, hosts, 5, *d, *interval_ms);
                 self.above(st, &[text]);
                 self.start_countdown(st, Duration::from_millis(*d));
             }
@@ -578,6 +579,7 @@ impl Tty {
                 self.above(st, &[text]);
             }
             Event::BakeDone {
+                step,
                 healthy,
                 interrupted,
                 elapsed_ms,
@@ -590,7 +592,8 @@ impl Tty {
                 if self.quiet && *healthy {
                     return;
                 }
-                let text = style::bake_done(*healthy, *interrupted, *elapsed_ms, gate.as_deref());
+                let text =
+                    style::bake_done(step, *healthy, *interrupted, *elapsed_ms, gate.as_deref());
                 let text = if *healthy {
                     paint.green(&text)
                 } else if *interrupted {
@@ -797,6 +800,7 @@ mod tests {
         let tty = Tty::new(Paint::plain(), false);
         tty.mp.set_draw_target(ProgressDrawTarget::hidden());
         tty.event(&Event::BakeStarted {
+            step: "canary bake".into(),
             hosts: vec!["web1".into()],
             duration_ms: 6_000,
             interval_ms: 2_000,
@@ -827,6 +831,7 @@ mod tests {
             "each gate's last value"
         );
         tty.event(&Event::BakeDone {
+            step: "canary bake".into(),
             gate: None,
             healthy: false,
             interrupted: false,

@@ -170,7 +170,7 @@ async fn held(
             (node, env, node.host.role.health.as_ref())
         })
         .collect();
-    match bake(run.ctx, &list, length, sampled).await {
+    match bake(run.ctx, step, &list, length, sampled).await {
         Ok(()) => Ok(()),
         Err(Spoiled::Interrupted) => Err(Stopped::Said("interrupted during the bake".into())),
         Err(Spoiled::Gate(reason)) => {
