@@ -152,6 +152,7 @@ mod tests {
             policy: Default::default(),
             group_throttles: Default::default(),
             group_strategies: Default::default(),
+            analysis: Vec::new(),
             warnings: Vec::new(),
             ssh_config_notes: Vec::new(),
             secrets: Vec::new(),

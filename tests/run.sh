@@ -60,6 +60,17 @@ if [ -n "$missing" ]; then
     || echo "tests/run.sh: could not install$missing; the load-balancer tests will skip" >&2
 fi
 
+# The analysis-gate tests query a real Prometheus (Debian's package) that
+# scrapes a small metrics endpoint per test host; they skip, saying why,
+# where it cannot be had.
+if ! command -v prometheus >/dev/null 2>&1; then
+  echo "tests/run.sh: installing prometheus (the analysis-gate tests query a real one)" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
+    || echo "tests/run.sh: could not install prometheus; the Prometheus gate tests will skip" >&2
+fi
+
 cargo test --locked --all-targets "$@"
 
 # The README's install from source: `cargo install --locked --path .` must

@@ -259,7 +259,7 @@ pub(crate) fn run(
     let shape = Shape {
         strategy: s,
         canary: s.canary,
-        health: hosts.iter().any(|h| h.role.health.is_some()),
+        health: hosts.iter().any(|h| h.role.health.is_some()) || !config.analysis.is_empty(),
         once: !config.hooks.before_switch_once.is_empty(),
         until_canary,
         groups: &config.group_strategies,
@@ -375,6 +375,9 @@ pub(crate) fn run(
         reporter,
         format!("{shape}; at most {} host(s) at once", s.parallel),
     );
+    for line in shape::analysis_lines(config) {
+        info(reporter, line);
+    }
     if let Err(exit) = app_state(config, hosts, reporter) {
         return exit;
     }

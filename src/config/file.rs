@@ -98,6 +98,33 @@ pub struct DeployFile {
     /// How long the release `deploy --from` promotes must have been live.
     pub min_soak: Option<Dur>,
     pub policy: Option<RawPolicy>,
+    /// `[[analysis]]`: gates the rollout's bakes sample.
+    pub analysis: Option<Vec<RawGate>>,
+}
+
+/// One `[[analysis]]` gate.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
+pub struct RawGate {
+    pub name: Name,
+    pub prometheus: Option<RawPrometheus>,
+    pub command: Option<Vec<String>>,
+    pub host_command: Option<Vec<String>>,
+    pub interval: Option<NonZeroDur>,
+    pub count: Option<Positive>,
+    pub failure_limit: Option<u32>,
+    pub consecutive_errors: Option<u32>,
+    pub on_inconclusive: Option<String>,
+    pub dry_run: Option<bool>,
+}
+
+/// `prometheus = { url, query, pass }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
+pub struct RawPrometheus {
+    pub url: String,
+    pub query: String,
+    pub pass: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -330,6 +357,7 @@ pub struct RawStrategy {
     pub zone_bake: Option<Dur>,
     pub min_healthy_per_zone: Option<AmountOrNone>,
     pub order: Option<Vec<Name>>,
+    pub wave_bake: Option<Dur>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -380,3 +408,11 @@ table_only!(RawGroupHealth, "a table");
 table_only!(RawGroupStrategy, "a table");
 table_only!(RawThrottle, "a table, e.g. throttle = { after_switch = 2 }");
 table_only!(RawPolicy, "a table");
+table_only!(
+    RawGate,
+    "a table, e.g. [[analysis]] with name = \"errors\" and command = [\"./check-errors\"]"
+);
+table_only!(
+    RawPrometheus,
+    "a table, e.g. prometheus = { url = \"http://127.0.0.1:9090\", query = \"...\", pass = \"< 0.01\" }"
+);

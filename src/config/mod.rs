@@ -1,6 +1,7 @@
 //! Reading deploy.toml: strict parsing (`file`, `values`), then resolution
 //! into `model` (`resolve`, `inventory`, `layer`).
 
+pub mod analysis;
 mod doc;
 mod env;
 mod exec;

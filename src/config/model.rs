@@ -40,6 +40,8 @@ pub struct Config {
     pub group_throttles: BTreeMap<String, Throttle>,
     /// `[groups.<g>.strategy]` of the groups in `strategy.order`.
     pub group_strategies: BTreeMap<String, GroupStrategy>,
+    /// `[[analysis]]`: the gates sampled during the bakes.
+    pub analysis: Vec<super::analysis::Gate>,
     /// Things the user should hear about on every run (e.g. host_key_checking = "off").
     pub warnings: Vec<String>,
     /// What hoist skipped in ~/.ssh/config (Match blocks), for `hoist check -v`.
@@ -478,6 +480,9 @@ pub struct Strategy {
     pub zones: Option<Zones>,
     /// `order`: groups deployed one after another, each in its own waves.
     pub order: Vec<String>,
+    /// `wave_bake`: how long every wave must stay healthy (by health check
+    /// and gates) before the next starts.
+    pub wave_bake: Duration,
 }
 
 impl Strategy {
@@ -534,6 +539,7 @@ impl Default for Strategy {
             max_unreachable: Amount::Hosts(0),
             zones: None,
             order: Vec::new(),
+            wave_bake: Duration::ZERO,
         }
     }
 }

@@ -185,6 +185,7 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
                 ("canary_pause", s.canary_pause.is_some()),
                 ("max_failures", s.max_failures.is_some()),
                 ("max_unreachable", s.max_unreachable.is_some()),
+                ("wave_bake", s.wave_bake.is_some()),
             ]
             .into_iter()
             .filter_map(|(key, set)| set.then_some(key))
@@ -258,7 +259,18 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
             .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
         host.role.zone = zone;
     }
+    let analysis = super::analysis::gates(file.analysis.take(), &doc)?;
+    if let Some(unused) = super::analysis::unsampled(&analysis, &strategy) {
+        resolved.warnings.push(unused);
+    }
+    if strategy.kind == StrategyKind::BlueGreen && !analysis.is_empty() {
+        return Err(doc.error(
+            &["analysis"],
+            "analysis gates run during a rolling deploy's bakes; kind = \"blue-green\" has none",
+        ));
+    }
     Ok(Config {
+        analysis,
         group_throttles,
         group_strategies,
         blue_green,
@@ -625,6 +637,7 @@ fn strategy(raw: RawStrategy) -> Strategy {
         max_unreachable: raw.max_unreachable.map_or(d.max_unreachable, |a| a.0),
         zones: None,
         order: Vec::new(),
+        wave_bake: raw.wave_bake.map_or(d.wave_bake, |w| w.0),
     }
 }
 

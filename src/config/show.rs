@@ -51,6 +51,7 @@ const DEFAULTS: &[(&str, &str, bool)] = &[
     ("strategy.on_failure", "\"rollback\"", false),
     ("strategy.max_unreachable", "0", false),
     ("strategy.wave_by", "\"host\"", false),
+    ("strategy.wave_bake", "\"0s\"", false),
     ("policy.freeze", "[]", false),
     ("policy.timezone", "\"UTC\"", false),
     ("policy.require_reason", "false", false),

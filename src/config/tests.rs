@@ -1995,4 +1995,5 @@ fn freeze_windows_are_checked_when_the_file_is_read() {
     assert_eq!(c.policy.freeze.timezone, chrono_tz::Tz::UTC);
 }
 
+mod analysis;
 mod shape;

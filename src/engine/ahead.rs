@@ -115,6 +115,13 @@ impl Ahead {
                         ),
                     );
                 }
+                // Halted (not by Ctrl-C) as it was ending: the host may hold
+                // the whole release already, which goes back with the rest.
+                Err(failed) if matches!(failed.failure, Failure::Halted) => {
+                    if !node.probe.has_release(id) {
+                        self.made.lock().unwrap().push(i);
+                    }
+                }
                 Err(_) => {}
             }
             let _ = tx.send(delivered);

@@ -20,6 +20,8 @@ const MIN_INTERVAL: Duration = Duration::from_millis(100);
 pub(crate) enum Spoiled {
     /// The canary host at this index (into the slice given) turned unhealthy.
     Unhealthy(usize, Failure),
+    /// An analysis gate stopped it: why.
+    Gate(String),
     Interrupted,
 }
 
@@ -27,12 +29,18 @@ pub(crate) enum Spoiled {
 /// check (`None`: nothing to probe).
 pub(crate) type Baked<'a> = (&'a Node, Vec<(String, String)>, Option<&'a Health>);
 
-/// Bakes `canary` for `length`, probing at the shortest interval of their checks.
+/// Bakes `canary` for `length`, probing at the shortest interval of their
+/// checks, while `gates` (the analysis gates' samples) run: a gate that
+/// fails ends the bake, and the bake ends once they are done too.
 pub(crate) async fn bake(
     ctx: &Context,
+    step: &str,
     canary: &[Baked<'_>],
     length: Duration,
+    gates: impl Future<Output = Result<(), String>>,
 ) -> Result<(), Spoiled> {
+    tokio::pin!(gates);
+    let mut gated = false;
     let interval = canary
         .iter()
         .filter_map(|(_, _, check)| check.map(|c| c.interval))
@@ -40,6 +48,7 @@ pub(crate) async fn bake(
         .unwrap_or(length)
         .max(MIN_INTERVAL);
     ctx.emit(Event::BakeStarted {
+        step: step.to_string(),
         hosts: canary.iter().map(|(n, ..)| n.name().to_string()).collect(),
         duration_ms: ms(length),
         interval_ms: ms(interval),
@@ -52,9 +61,23 @@ pub(crate) async fn bake(
         tokio::select! {
             _ = tokio::time::sleep_until(next.into()) => {}
             _ = ctx.cancel.cancelled() => break Err(Spoiled::Interrupted),
+            done = &mut gates, if !gated => match done {
+                Ok(()) => gated = true,
+                Err(reason) => break Err(Spoiled::Gate(reason)),
+            },
         }
         if Instant::now() >= end {
-            break Ok(());
+            if gated {
+                break Ok(());
+            }
+            // The gates' last samples.
+            break tokio::select! {
+                done = &mut gates => done.map_err(Spoiled::Gate),
+                _ = ctx.cancel.cancelled() => Err(Spoiled::Interrupted),
+            };
+        }
+        if Instant::now() < next {
+            continue; // a gate finished early
         }
         let probes = join_all(canary.iter().map(|(node, env, check)| async move {
             match check {
@@ -87,6 +110,11 @@ pub(crate) async fn bake(
         }
     };
     ctx.emit(Event::BakeDone {
+        step: step.to_string(),
+        gate: match &result {
+            Err(Spoiled::Gate(reason)) => Some(reason.clone()),
+            _ => None,
+        },
         healthy: result.is_ok(),
         interrupted: matches!(result, Err(Spoiled::Interrupted)),
         elapsed_ms: ms(started.elapsed()),

@@ -5,6 +5,7 @@
 //! [`HostOutcome`].
 
 mod ahead;
+pub(crate) mod analysis;
 pub(crate) mod app_layout;
 pub(crate) mod bake;
 pub(crate) mod batch;

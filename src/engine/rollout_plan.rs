@@ -28,6 +28,10 @@ pub(crate) enum Step {
     /// Holds the rollout this long after a zone, probing every host of the
     /// zone that has a health check; a failing probe stops the rollout.
     ZoneBake(Duration),
+    /// `wave_bake`: holds the rollout this long after a wave, probing its
+    /// hosts with their health checks while the analysis gates sample; a
+    /// failing probe or gate stops the rollout.
+    WaveBake(Duration),
     /// Asks a person to promote the canary (`--yes` answers yes).
     Ask,
 }
@@ -37,7 +41,7 @@ impl Step {
     /// wave's hosts get their release meanwhile. Not while a person is
     /// asked: the terminal is held for the question.
     fn is_timed(self) -> bool {
-        matches!(self, Step::Wait(_) | Step::Bake(_))
+        matches!(self, Step::Wait(_) | Step::Bake(_) | Step::WaveBake(_))
     }
 
     pub(crate) fn describe(self) -> String {
@@ -46,6 +50,7 @@ impl Step {
             Step::Wait(d) => format!("wait {}", humantime::format_duration(d)),
             Step::Bake(d) => format!("bake {}", humantime::format_duration(d)),
             Step::ZoneBake(d) => format!("zone bake {}", humantime::format_duration(d)),
+            Step::WaveBake(d) => format!("wave bake {}", humantime::format_duration(d)),
             Step::Ask => "ask before promoting (--yes promotes)".into(),
         }
     }
@@ -134,7 +139,8 @@ pub(crate) struct Shape<'a> {
     pub strategy: &'a Strategy,
     /// The canary (none for blue-green, nor for a promotion).
     pub canary: Amount,
-    /// The rollout has a health check (a timed canary pause is then a bake).
+    /// The rollout has a health check or analysis gates (a timed canary
+    /// pause is then a bake).
     pub health: bool,
     /// `before_switch_once` is still to run for this release.
     pub once: bool,
@@ -190,6 +196,9 @@ impl RolloutPlan {
                 then = bake;
             }
             waves.truncate(1);
+        } else if !shape.strategy.wave_bake.is_zero() && !waves.is_empty() {
+            // The last wave bakes too before the deploy is done.
+            then = Step::WaveBake(shape.strategy.wave_bake);
         }
         for w in 1..waves.len() {
             let (previous, wave) = (&waves[w - 1], &waves[w]);
@@ -202,7 +211,7 @@ impl RolloutPlan {
             // nor into another zone or group before this one proved itself.
             let upload = if !previous.same_stage(wave) {
                 Upload::InWave
-            } else if before.first().is_some_and(|s| s.is_timed()) {
+            } else if before.first().is_some_and(|s| s.is_timed()) && !before.contains(&Step::Ask) {
                 Upload::DuringPause
             } else if previous.kind == WaveKind::Batch && before.is_empty() && !previous.once {
                 Upload::DuringPreviousWave
@@ -434,6 +443,28 @@ mod tests {
         assert_eq!(plan(&manual, 5, true, false, true).then, Nothing);
         // A canary that is the whole fleet has nothing to wait for.
         assert_eq!(plan(&s, 1, true, false, true).then, Nothing);
+    }
+
+    #[test]
+    fn a_wave_bake_follows_every_wave_the_canary_bake_stands_for_it() {
+        let mut s = strategy(Hosts(1), Pause::For(S30), &[Hosts(2)], 5);
+        s.wave_bake = Duration::from_secs(20);
+        let p = plan(&s, 5, true, false, false);
+        let bake = Step::WaveBake(Duration::from_secs(20));
+        let five = Duration::from_secs(5);
+        assert_eq!(p.waves[1].before, [Bake(S30)]);
+        assert_eq!(p.waves[2].before, [bake, Wait(five)]);
+        assert_eq!(p.waves[2].upload, DuringPause);
+        assert_eq!(p.then, bake);
+        // A manual canary bakes before the question.
+        s.canary_pause = Pause::Manual;
+        let p = plan(&s, 5, true, false, false);
+        assert_eq!(p.waves[1].before, [bake, Ask]);
+        // Nothing goes out while a person may be asked.
+        assert_eq!(p.waves[1].upload, InWave);
+        // --until canary keeps only the canary's bake.
+        s.canary_pause = Pause::For(S30);
+        assert_eq!(plan(&s, 5, true, false, true).then, Bake(S30));
     }
 
     #[test]

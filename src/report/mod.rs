@@ -280,6 +280,8 @@ pub enum Event {
     /// A timed `canary_pause`: the canary is probed every `interval_ms`
     /// for `duration_ms`; a failing probe rolls it back.
     BakeStarted {
+        /// Which bake: "canary bake", "wave 2 bake", "zone a bake".
+        step: String,
         hosts: Vec<String>,
         duration_ms: u64,
         interval_ms: u64,
@@ -287,9 +289,31 @@ pub enum Event {
     /// The bake is over: the canary stayed healthy, or it was cut short
     /// (by a canary host failing, or by Ctrl-C).
     BakeDone {
+        step: String,
         healthy: bool,
+        /// An analysis gate ended it: why.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        gate: Option<String>,
         interrupted: bool,
         elapsed_ms: u64,
+    },
+    /// One sample of an `[[analysis]]` gate during a bake: what it saw
+    /// (`value`: a number, an exit code, one per host, or canary and
+    /// baseline) and what it read as (`pass`, `fail`, `inconclusive`,
+    /// `error`).
+    Analysis {
+        gate: String,
+        /// The bake: "canary bake", "wave 2 bake", "zone a bake".
+        step: String,
+        /// This sample's number in the step, of `count`.
+        sample: u32,
+        count: u32,
+        value: serde_json::Value,
+        verdict: String,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        dry_run: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     /// Blue-green: `switch_local` sent traffic to `color` (from `previous`).
     Traffic {

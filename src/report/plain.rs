@@ -361,19 +361,45 @@ impl Plain {
                 vec![self.line(st, now, None, &paint.yellow(&text))]
             }
             Event::BakeStarted {
+                step,
                 hosts,
                 duration_ms: d,
                 interval_ms,
             } => {
-                let text = style::bake_started(hosts, LISTED_HOSTS, *d, *interval_ms);
+                let text = style::bake_started(step, hosts, LISTED_HOSTS, *d, *interval_ms);
+                vec![self.line(st, now, None, &text)]
+            }
+            Event::Analysis {
+                gate,
+                step,
+                sample,
+                count,
+                value,
+                verdict,
+                dry_run,
+                error,
+            } => {
+                let mut text =
+                    style::analysis(gate, step, (*sample, *count), value, verdict, *dry_run);
+                if let Some(e) = error {
+                    text.push_str(&format!(" ({})", clean(e)));
+                }
+                let text = match verdict.as_str() {
+                    "pass" => text,
+                    "fail" => paint.red(&text),
+                    _ => paint.yellow(&text),
+                };
                 vec![self.line(st, now, None, &text)]
             }
             Event::BakeDone {
+                step,
                 healthy,
                 interrupted,
                 elapsed_ms,
+                gate,
             } => {
-                let text = style::bake_done(*healthy, *interrupted, *elapsed_ms);
+                let text =
+                    style::bake_done(step, *healthy, *interrupted, *elapsed_ms, gate.as_deref());
                 let text = match (healthy, interrupted) {
                     (true, _) => text,
                     (false, true) => paint.yellow(&text),

@@ -187,28 +187,65 @@ pub fn hosts_word(n: usize) -> String {
     }
 }
 
-/// The words of a canary bake's start, the same in every renderer.
-pub fn bake_started(hosts: &[String], max: usize, duration: u64, interval: u64) -> String {
+/// What a bake holds, in words: "the canary", "wave 2", "zone a".
+fn baked(step: &str) -> &str {
+    match step.strip_suffix(" bake") {
+        Some("canary") | None => "the canary",
+        Some(what) => what,
+    }
+}
+
+/// The words of a bake's start, the same in every renderer.
+pub fn bake_started(
+    step: &str,
+    hosts: &[String],
+    max: usize,
+    duration: u64,
+    interval: u64,
+) -> String {
     format!(
-        "baking the canary ({}) for {}: health every {}",
+        "baking {} ({}) for {}: health every {}",
+        baked(step),
         host_list(hosts, max),
         duration_ms(duration),
         duration_ms(interval)
     )
 }
 
+/// One sample of an analysis gate.
+pub fn analysis(
+    gate: &str,
+    step: &str,
+    (sample, count): (u32, u32),
+    value: &serde_json::Value,
+    verdict: &str,
+    dry_run: bool,
+) -> String {
+    let dry = if dry_run { " (dry run)" } else { "" };
+    format!("gate {gate}{dry} [{step} {sample}/{count}]: {verdict}, value {value}")
+}
+
 /// The words of a bake's end.
-pub fn bake_done(healthy: bool, interrupted: bool, elapsed: u64) -> String {
-    if healthy {
+pub fn bake_done(
+    step: &str,
+    healthy: bool,
+    interrupted: bool,
+    elapsed: u64,
+    gate: Option<&str>,
+) -> String {
+    let what = baked(step);
+    if let Some(reason) = gate {
+        format!("bake stopped after {}: {reason}", duration_ms(elapsed))
+    } else if healthy {
         format!(
-            "bake over: the canary stayed healthy for {}",
+            "bake over: {what} stayed healthy for {}",
             duration_ms(elapsed)
         )
     } else if interrupted {
         format!("bake stopped after {}: interrupted", duration_ms(elapsed))
     } else {
         format!(
-            "bake stopped after {}: the canary turned unhealthy",
+            "bake stopped after {}: {what} turned unhealthy",
             duration_ms(elapsed)
         )
     }
@@ -293,5 +330,40 @@ mod tests {
     fn no_color_means_no_escape_codes() {
         assert_eq!(Paint::plain().red("x"), "x");
         assert!(Paint::new(true).red("x").contains('\x1b'));
+    }
+}
+
+#[cfg(test)]
+mod bake_words {
+    use super::*;
+
+    #[test]
+    fn a_bake_says_what_it_holds() {
+        let hosts = ["web2".to_string(), "web3".to_string()];
+        assert!(
+            bake_started("wave 2 bake", &hosts, 5, 30_000, 2_000)
+                .starts_with("baking wave 2 (web2, web3) for 30")
+        );
+        assert!(
+            bake_started("canary bake", &hosts[..1], 5, 30_000, 2_000)
+                .starts_with("baking the canary (web2)")
+        );
+        assert!(
+            bake_done("zone a bake", true, false, 1_000, None)
+                .starts_with("bake over: zone a stayed healthy")
+        );
+        assert_eq!(
+            bake_done(
+                "wave 2 bake",
+                false,
+                false,
+                1_000,
+                Some("gate errors failed")
+            ),
+            format!(
+                "bake stopped after {}: gate errors failed",
+                duration_ms(1_000)
+            )
+        );
     }
 }

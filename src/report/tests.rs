@@ -680,6 +680,7 @@ fn bake_and_traffic() -> Vec<(i64, Event)> {
         (
             10,
             Event::BakeStarted {
+                step: "canary bake".into(),
                 hosts: vec![s("web1")],
                 duration_ms: 300_000,
                 interval_ms: 2_000,
@@ -688,6 +689,8 @@ fn bake_and_traffic() -> Vec<(i64, Event)> {
         (
             300_000,
             Event::BakeDone {
+                step: "canary bake".into(),
+                gate: None,
                 healthy: true,
                 interrupted: false,
                 elapsed_ms: 300_000,
@@ -696,6 +699,7 @@ fn bake_and_traffic() -> Vec<(i64, Event)> {
         (
             0,
             Event::BakeStarted {
+                step: "canary bake".into(),
                 hosts: vec![s("web1")],
                 duration_ms: 6_000,
                 interval_ms: 2_000,
@@ -704,6 +708,8 @@ fn bake_and_traffic() -> Vec<(i64, Event)> {
         (
             2_100,
             Event::BakeDone {
+                step: "canary bake".into(),
+                gate: None,
                 healthy: false,
                 interrupted: false,
                 elapsed_ms: 2_100,
@@ -712,6 +718,7 @@ fn bake_and_traffic() -> Vec<(i64, Event)> {
         (
             0,
             Event::BakeStarted {
+                step: "canary bake".into(),
                 hosts: vec![s("web1")],
                 duration_ms: 6_000,
                 interval_ms: 2_000,
@@ -720,6 +727,8 @@ fn bake_and_traffic() -> Vec<(i64, Event)> {
         (
             1_500,
             Event::BakeDone {
+                step: "canary bake".into(),
+                gate: None,
                 healthy: false,
                 interrupted: true,
                 elapsed_ms: 1_500,

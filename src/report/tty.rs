@@ -81,6 +81,8 @@ struct State {
     diagnostics: HashMap<String, Vec<String>>,
     /// The bake's countdown line, while the canary bakes.
     countdown: Option<ProgressBar>,
+    /// Each analysis gate's last sample in this bake, shown on the countdown.
+    gates: std::collections::BTreeMap<String, String>,
 }
 
 struct Active {
@@ -546,6 +548,7 @@ impl Tty {
                 }
             }
             Event::BakeStarted {
+                step,
                 hosts,
                 duration_ms: d,
                 interval_ms,
@@ -553,14 +556,43 @@ impl Tty {
                 if self.quiet {
                     return;
                 }
-                let text = style::bake_started(hosts, 5, *d, *interval_ms);
+                let text = style::bake_started(step, hosts, 5, *d, *interval_ms);
                 self.above(st, &[text]);
                 self.start_countdown(st, Duration::from_millis(*d));
             }
+            Event::Analysis {
+                gate,
+                step,
+                sample,
+                count,
+                value,
+                verdict,
+                dry_run,
+                ..
+            } => {
+                st.gates
+                    .insert(gate.clone(), format!("{gate} {value} {verdict}"));
+                if let Some(bar) = &st.countdown {
+                    let gates: Vec<&str> = st.gates.values().map(String::as_str).collect();
+                    bar.set_message(format!(" · gates: {}", gates.join(", ")));
+                }
+                // Passing samples stay on the countdown line only.
+                if verdict == "pass" {
+                    return;
+                }
+                let text = style::analysis(gate, step, (*sample, *count), value, verdict, *dry_run);
+                let text = match verdict.as_str() {
+                    "fail" => paint.red(&text),
+                    _ => paint.yellow(&text),
+                };
+                self.above(st, &[text]);
+            }
             Event::BakeDone {
+                step,
                 healthy,
                 interrupted,
                 elapsed_ms,
+                gate,
             } => {
                 if let Some(bar) = st.countdown.take() {
                     bar.finish_and_clear();
@@ -569,7 +601,8 @@ impl Tty {
                 if self.quiet && *healthy {
                     return;
                 }
-                let text = style::bake_done(*healthy, *interrupted, *elapsed_ms);
+                let text =
+                    style::bake_done(step, *healthy, *interrupted, *elapsed_ms, gate.as_deref());
                 let text = if *healthy {
                     paint.green(&text)
                 } else if *interrupted {
@@ -640,7 +673,8 @@ impl Tty {
             let secs = left.as_secs() + u64::from(left.subsec_millis() > 0);
             let _ = write!(w, "{secs}s left");
         };
-        let style = ProgressStyle::with_template("{spinner:.green} baking the canary: {left}")
+        st.gates.clear();
+        let style = ProgressStyle::with_template("{spinner:.green} baking: {left}{msg}")
             .expect("a valid template")
             .with_key("left", left);
         let bar = self.mp.add(ProgressBar::new_spinner().with_style(style));
@@ -775,6 +809,7 @@ mod tests {
         let tty = Tty::new(Paint::plain(), false);
         tty.mp.set_draw_target(ProgressDrawTarget::hidden());
         tty.event(&Event::BakeStarted {
+            step: "canary bake".into(),
             hosts: vec!["web1".into()],
             duration_ms: 6_000,
             interval_ms: 2_000,
@@ -787,7 +822,26 @@ mod tests {
             .clone()
             .expect("a countdown");
         assert!(!line.is_finished(), "it counts down until the bake ends");
+        for (gate, value) in [("errors", 1), ("latency", 0), ("errors", 0)] {
+            tty.event(&Event::Analysis {
+                gate: gate.into(),
+                step: "canary bake".into(),
+                sample: 1,
+                count: 3,
+                value: serde_json::json!(value),
+                verdict: "pass".into(),
+                dry_run: false,
+                error: None,
+            });
+        }
+        assert_eq!(
+            line.message(),
+            " · gates: errors 0 pass, latency 0 pass",
+            "each gate's last value"
+        );
         tty.event(&Event::BakeDone {
+            step: "canary bake".into(),
+            gate: None,
             healthy: false,
             interrupted: false,
             elapsed_ms: 2_100,

@@ -2,6 +2,8 @@
 
 mod support;
 
+mod analysis;
+mod analysis_prometheus;
 mod blue_green;
 mod blue_green_interrupts;
 mod both_transports;

@@ -130,3 +130,32 @@ pub(super) fn lines(config: &Config, hosts: &[Host], reporter: &dyn Reporter) {
         }));
     }
 }
+
+/// The wave bake and each `[[analysis]]` gate, a line each.
+pub(super) fn analysis_lines(config: &crate::config::Config) -> Vec<String> {
+    let mut lines = Vec::new();
+    let bake = config.strategy.wave_bake;
+    if !bake.is_zero() {
+        lines.push(format!(
+            "wave bake {}: after every wave (the last too) its hosts stay healthy by health check and gates before the rollout goes on (a timed canary bake stands for the canary's)",
+            humantime::format_duration(bake)
+        ));
+    }
+    for gate in &config.analysis {
+        let count = match gate.count {
+            Some(n) => format!("{n} sample(s) per bake"),
+            None => "as many samples as the bake holds".into(),
+        };
+        lines.push(format!(
+            "analysis gate {}: {}; every {}, {count}; failure_limit {}, consecutive_errors {}, on_inconclusive {}{}; sampled during the canary bake, wave bakes and zone bakes",
+            gate.name,
+            gate.provider.describe(),
+            humantime::format_duration(gate.interval),
+            gate.failure_limit,
+            gate.consecutive_errors,
+            gate.on_inconclusive.as_str(),
+            if gate.dry_run { "; dry run (reports, never stops)" } else { "" }
+        ));
+    }
+    lines
+}

@@ -3,9 +3,13 @@
 //! canary.
 
 use super::{HostRun, Run};
-use crate::engine::HostOutcome;
+use futures_util::future::join_all;
+
+use crate::engine::analysis;
 use crate::engine::bake::{Baked, Spoiled, bake};
+use crate::engine::fleet::Node;
 use crate::engine::rollout_plan::{PlannedWave, RolloutPlan, Step};
+use crate::engine::{Failure, HostOutcome, batch, diagnose};
 use crate::report::{HostResult, Level, Phase};
 
 /// `step`, after wave `done` of `plan`, before the waves `next`. `Err` is
@@ -38,18 +42,43 @@ pub(super) async fn between(
             }
         }
         Step::Bake(d) => {
-            let spoiled = held(run, hosts, &wave.hosts, d).await;
-            spoiled.map_err(|name| format!("the canary {name} turned unhealthy during the bake"))
+            let spoiled = held(run, hosts, &wave.hosts, d, "canary bake").await;
+            spoiled.map_err(|why| {
+                why.said(|name| format!("the canary {name} turned unhealthy during the bake"))
+            })
+        }
+        Step::WaveBake(d) => {
+            let baked = healthy(hosts, &wave.hosts);
+            ctx.message(
+                Level::Info,
+                None,
+                format!(
+                    "wave {} is done: holding {} while its {} host(s) stay healthy",
+                    done + 1,
+                    humantime::format_duration(d),
+                    baked.len()
+                ),
+            );
+            let step = format!("wave {} bake", done + 1);
+            let spoiled = held(run, hosts, &baked, d, &step).await;
+            spoiled.map_err(|why| {
+                why.said(|name| {
+                    format!(
+                        "{name} of wave {} turned unhealthy during the wave bake",
+                        done + 1
+                    )
+                })
+            })
         }
         Step::ZoneBake(d) => {
             let zone = wave.zone.as_deref().unwrap_or_default();
-            let baked: Vec<usize> = plan
+            let zone_hosts: Vec<usize> = plan
                 .waves
                 .iter()
                 .filter(|w| w.group == wave.group && w.zone == wave.zone)
                 .flat_map(|w| w.hosts.iter().copied())
-                .filter(|&i| hosts[i].switched && hosts[i].outcome.result == HostResult::Ok)
                 .collect();
+            let baked = healthy(hosts, &zone_hosts);
             ctx.message(
                 Level::Info,
                 None,
@@ -59,24 +88,80 @@ pub(super) async fn between(
                     baked.len()
                 ),
             );
-            let spoiled = held(run, hosts, &baked, d).await;
-            spoiled.map_err(|name| {
-                format!("{name} of zone {zone} turned unhealthy during the zone bake")
+            let step = format!("zone {zone} bake");
+            let spoiled = held(run, hosts, &baked, d, &step).await;
+            spoiled.map_err(|why| {
+                why.said(|name| {
+                    format!("{name} of zone {zone} turned unhealthy during the zone bake")
+                })
             })
         }
         Step::Ask => ask(run, next),
     }
 }
 
-/// Bakes the hosts `baked` for `d`, each with its own health check. `Err`
-/// names the host that turned unhealthy (now failed in `hosts`), or says
-/// the bake was interrupted.
+/// Of `wave`, the hosts this run switched that are healthy.
+fn healthy(hosts: &[HostRun], wave: &[usize]) -> Vec<usize> {
+    wave.iter()
+        .copied()
+        .filter(|&i| hosts[i].switched && hosts[i].outcome.result == HostResult::Ok)
+        .collect()
+}
+
+/// Why a bake stopped the rollout.
+enum Stopped {
+    /// This host turned unhealthy (now failed in `hosts`).
+    Host(String),
+    /// Said whole: a gate failed, or Ctrl-C.
+    Said(String),
+}
+
+impl Stopped {
+    fn said(self, host: impl FnOnce(&str) -> String) -> String {
+        match self {
+            Stopped::Host(name) => host(&name),
+            Stopped::Said(reason) => reason,
+        }
+    }
+}
+
+/// Bakes the hosts `baked` for `d` (the bake `step`), each with its own
+/// health check, while the analysis gates sample them (as long as their
+/// `count` needs, if longer). A failed gate runs `[diagnose]` on `baked`.
 async fn held(
     run: &Run<'_>,
     hosts: &mut [HostRun],
     baked: &[usize],
     d: std::time::Duration,
-) -> Result<(), String> {
+    step: &str,
+) -> Result<(), Stopped> {
+    let ctx = run.ctx;
+    let gates = &ctx.config.analysis;
+    let length = analysis::length(gates, d);
+    let who = analysis::Hosts {
+        canary: (0..run.nodes.len())
+            .filter(|&i| hosts[i].switched && hosts[i].outcome.result == HostResult::Ok)
+            .map(|i| &run.nodes[i])
+            .collect(),
+        baseline: (0..run.nodes.len())
+            .filter(|&i| !hosts[i].switched)
+            .map(|i| &run.nodes[i])
+            .collect(),
+        step: baked
+            .iter()
+            .map(|&i| (&run.nodes[i], run.host_env(i, hosts[i].previous.as_ref())))
+            .collect(),
+        env: {
+            let members: Vec<&Node> = baked.iter().map(|&i| &run.nodes[i]).collect();
+            batch::env(ctx, Some(run.id), &run.artifact.version, &members)
+        },
+    };
+    let sampled = async {
+        match gates.is_empty() {
+            true => Ok(()),
+            false => analysis::step(ctx, step, &who, length).await,
+        }
+    };
     let list: Vec<Baked> = baked
         .iter()
         .map(|&i| {
@@ -85,9 +170,23 @@ async fn held(
             (node, env, node.host.role.health.as_ref())
         })
         .collect();
-    match bake(run.ctx, &list, d).await {
+    match bake(run.ctx, step, &list, length, sampled).await {
         Ok(()) => Ok(()),
-        Err(Spoiled::Interrupted) => Err("interrupted during the bake".into()),
+        Err(Spoiled::Interrupted) => Err(Stopped::Said("interrupted during the bake".into())),
+        Err(Spoiled::Gate(reason)) => {
+            let failed = Failure::Health {
+                reason: reason.clone(),
+                tail: Vec::new(),
+            }
+            .at(Phase::Health);
+            join_all(
+                who.step
+                    .iter()
+                    .map(|(node, env)| diagnose::collect(ctx, node, run.id, &failed, env)),
+            )
+            .await;
+            Err(Stopped::Said(reason))
+        }
         Err(Spoiled::Unhealthy(k, failure)) => {
             let i = baked[k];
             let name = run.nodes[i].name();
@@ -99,7 +198,7 @@ async fn held(
                 host.outcome.elapsed,
             );
             run.ctx.report(&host.outcome);
-            Err(name.to_string())
+            Err(Stopped::Host(name.to_string()))
         }
     }
 }

@@ -110,7 +110,8 @@ impl Setup {
         let shape = Shape {
             strategy: &config.strategy,
             canary: self.canary,
-            health: nodes.iter().any(|n| n.host.role.health.is_some()),
+            health: nodes.iter().any(|n| n.host.role.health.is_some())
+                || !config.analysis.is_empty(),
             once,
             until_canary: self.until_canary,
             groups: &config.group_strategies,

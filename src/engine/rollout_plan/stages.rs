@@ -180,6 +180,11 @@ pub(super) fn steps(shape: Shape, done: &[PlannedWave], wave: &PlannedWave) -> V
     let previous = done.last().expect("a wave before");
     let own = step_after(shape, previous.kind);
     let mut steps: Vec<Step> = Vec::new();
+    let wave_bake = shape.strategy.wave_bake;
+    // The canary's own bake stands for its wave bake.
+    if !wave_bake.is_zero() && !matches!(own, Step::Bake(_)) {
+        steps.push(Step::WaveBake(wave_bake));
+    }
     if own != Step::Nothing {
         steps.push(own);
     }
