@@ -97,7 +97,7 @@ impl Layout {
         format!("{}/releases/{}", self.deploy_to.trim_end_matches('/'), id)
     }
 
-    pub(super) fn head(&self) -> String {
+    pub(crate) fn head(&self) -> String {
         format!(
             "set -u; umask 022; D={}; H=\"$D/.hoist\"",
             q(&self.deploy_to)
@@ -431,7 +431,7 @@ exit $r
 /// only a lock file is read (a fifo would block `head`).
 /// A lock file's first line is read only up to 4096 bytes (hoist's are
 /// a few hundred): a longer one makes it a lock that is not hoist's.
-const LOCK_FNS: &str = r#"L="$H/lock"
+pub(super) const LOCK_FNS: &str = r#"L="$H/lock"
 lock_exists() { [ -e "$L" ] || [ -L "$L" ]; }
 lock_is_file() { [ -f "$L" ] && [ ! -L "$L" ]; }
 lock_line() {

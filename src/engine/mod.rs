@@ -9,6 +9,7 @@ pub(crate) mod app_layout;
 pub(crate) mod bake;
 pub(crate) mod batch;
 pub(crate) mod blue_green;
+pub(crate) mod deadman;
 pub(crate) mod delivery;
 pub(crate) mod diagnose;
 pub(crate) mod files;
