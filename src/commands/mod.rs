@@ -325,6 +325,7 @@ impl Invocation {
             become_password: Default::default(),
             files: Default::default(),
             notes: Default::default(),
+            deadman: Default::default(),
             mask,
             secrets,
         }

@@ -234,6 +234,7 @@ pub struct RawStrategy {
     pub max_failures: Option<AmountOrNone>,
     pub on_failure: Option<OnFailureValue>,
     pub max_unreachable: Option<AmountOrNone>,
+    pub deadman_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]

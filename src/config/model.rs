@@ -394,6 +394,9 @@ pub struct Strategy {
     pub on_failure: OnFailure,
     /// Hosts that may be unreachable at preflight and are skipped.
     pub max_unreachable: Amount,
+    /// How long a switched host waits for a heartbeat or its confirmation
+    /// before it goes back by itself; zero: no watchdog (issue 25).
+    pub deadman_timeout: Duration,
 }
 
 impl Default for Strategy {
@@ -408,6 +411,7 @@ impl Default for Strategy {
             max_failures: Amount::Hosts(0),
             on_failure: OnFailure::Rollback,
             max_unreachable: Amount::Hosts(0),
+            deadman_timeout: Duration::from_secs(60),
         }
     }
 }

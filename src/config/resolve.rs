@@ -504,6 +504,7 @@ fn strategy(raw: RawStrategy) -> Strategy {
         max_failures: raw.max_failures.map_or(d.max_failures, |a| a.0),
         on_failure: raw.on_failure.map_or(d.on_failure, |o| o.0),
         max_unreachable: raw.max_unreachable.map_or(d.max_unreachable, |a| a.0),
+        deadman_timeout: raw.deadman_timeout.map_or(d.deadman_timeout, |t| t.0),
     }
 }
 

@@ -50,6 +50,7 @@ const DEFAULTS: &[(&str, &str, bool)] = &[
     ("strategy.max_failures", "0", false),
     ("strategy.on_failure", "\"rollback\"", false),
     ("strategy.max_unreachable", "0", false),
+    ("strategy.deadman_timeout", "\"60s\"", false),
     ("policy.freeze", "[]", false),
     ("policy.timezone", "\"UTC\"", false),
     ("policy.require_reason", "false", false),
