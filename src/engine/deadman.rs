@@ -16,11 +16,11 @@ use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 use super::fleet::{self, Node, Turn};
-use super::{Context, Failed, Failure, HostOutcome, app_layout, at, hooks};
+use super::{Context, Failed, Failure, HostOutcome, app_layout, hooks};
 use crate::journal::{Entry, Kind};
 use crate::release::ReleaseId;
 use crate::report::{Event, HostResult, Level, Phase, Reporter};
-use crate::transport::Transport;
+use crate::transport::{Transport, TransportError};
 use scripts::{Settled, Watchdog};
 
 /// The watchdogs this run armed, by host, and the hosts whose watchdog
@@ -108,9 +108,31 @@ pub(crate) async fn arm(
         reverted_hook_failed: lines[1].clone(),
         freed: lines[2].clone(),
     };
-    node.must("arming the dead-man switch", &dog.arm(secs(timeout)), None)
-        .await
-        .map_err(at(Phase::Switch))?;
+    // Beside the run's shell, as every heartbeat: a host that grants no
+    // second session cannot be kept waiting, so it is not armed.
+    let armed = node
+        .conn
+        .exec_beside(&dog.arm(secs(timeout)), node.quick_limit())
+        .await;
+    let out = match armed {
+        Err(e @ TransportError::TooFewSessions { .. }) => {
+            ctx.message(
+                Level::Warn,
+                Some(node.name()),
+                format!("the dead-man switch is not armed: it needs a second session ({e})"),
+            );
+            return Ok(());
+        }
+        other => other.map_err(|e| Failure::from(e).at(Phase::Switch))?,
+    };
+    if !out.success() {
+        return Err(Failure::Command {
+            what: "arming the dead-man switch".into(),
+            code: out.code,
+            tail: super::tail_lines(&out.stderr, &out.stdout, 10),
+        }
+        .at(Phase::Switch));
+    }
     let stop = CancellationToken::new();
     let beat = Heartbeat {
         conn: node.conn.clone(),
@@ -239,7 +261,7 @@ impl Heartbeat {
                 _ = tokio::time::sleep(self.every) => {}
             }
             // Never cut once sent (the run's shell must not lose its place).
-            let answer = self.conn.exec(&self.script, None, self.limit).await;
+            let answer = self.conn.exec_beside(&self.script, self.limit).await;
             let Ok(out) = answer else { continue };
             if stop.is_cancelled() {
                 return;
@@ -278,7 +300,7 @@ pub(crate) async fn confirm(ctx: &Context, node: &Node) -> Result<(), Failed> {
             .map_err(|e| unconfirmed(e.to_string()))?
     };
     let script = scripts::settle(&node.layout, &ctx.run_id);
-    let answer = conn.exec(&script, None, node.quick_limit()).await;
+    let answer = conn.exec_beside(&script, node.quick_limit()).await;
     conn.close().await;
     let out = answer.map_err(|e| unconfirmed(e.to_string()))?;
     match Settled::parse(&out.stdout_str()) {
@@ -375,4 +397,30 @@ pub(crate) async fn confirm_outcomes(
         outcomes[i] = outcome;
     }
     failed
+}
+
+/// Says, for each of `nodes` whose watchdog went back by itself since its
+/// last deploy (its journal says so), when, from which release and why
+/// (`status`, and `deploy` and `rollback` when they find one).
+pub(crate) fn tell_found(ctx: &Context, nodes: &[Node]) {
+    for node in nodes {
+        if let Some(entry) = node.journal.self_reverted() {
+            ctx.emit(Event::HostSelfReverted {
+                host: node.name().to_string(),
+                from: entry.previous.clone().unwrap_or_default(),
+                to: entry.release.clone(),
+                reason: found_reason(entry),
+                at: Some(entry.ts.clone()),
+            });
+        }
+    }
+}
+
+/// A `self_reverted` journal line's reason, with the run it was armed by.
+pub(crate) fn found_reason(entry: &crate::journal::Entry) -> String {
+    let why = entry.message.clone().unwrap_or_default();
+    match &entry.run {
+        Some(run) => format!("{why} (run {run}, by {})", entry.by),
+        None => why,
+    }
 }

@@ -397,7 +397,7 @@ mod json;
 mod mask;
 mod plain;
 mod select;
-mod style;
+pub(crate) mod style;
 mod table;
 mod tty;
 mod workflow;

@@ -97,6 +97,7 @@ async fn steps(
             .map_err(at(Phase::BeforeSwitch))?;
     }
     let previous = host.previous.as_ref();
+    ctx.phase(node.name(), Phase::Switch);
     deadman::arm(ctx, node, id, previous).await?;
     let switched = switch_to(
         ctx,
