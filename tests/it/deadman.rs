@@ -281,7 +281,11 @@ fn a_host_unreachable_after_its_switch_fails_at_confirmation_and_goes_back_by_it
     let v2 = summary["release"].as_str().unwrap().to_string();
     let web2 = summary_host(summary, "web2");
     assert_eq!(web2["result"], "failed", "{web2}");
-    assert_eq!(web2["phase"], "confirm", "{web2}");
+    let failed = events
+        .iter()
+        .find(|e| e["event"] == "host_failed" && e["host"] == "web2")
+        .unwrap();
+    assert_eq!(failed["phase"], "confirm", "{failed}");
     let error = web2["error"].as_str().unwrap();
     assert!(error.contains("unreachable after its switch"), "{error}");
     assert_eq!(summary_host(summary, "web1")["result"], "rolled_back");
