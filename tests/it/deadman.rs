@@ -461,3 +461,42 @@ fn an_older_dead_runs_watchdog_does_not_undo_a_newer_deploy() {
     assert_left_nothing(&f, "web1");
     assert!(!Path::new(&f.deploy_path("web1").join(".hoist/lock")).exists());
 }
+
+#[test]
+fn deadman_timeout_0s_arms_nothing_and_plan_says_so() {
+    let f = Fleet::ssh(2)
+        .toml("[strategy]\ncanary = 1\ncanary_pause = \"0s\"\ndeadman_timeout = \"0s\"")
+        .write();
+    let out = f.hoist(&["plan"]).output().unwrap();
+    assert!(
+        printed(&out).contains("dead-man switch: off"),
+        "{}",
+        printed(&out)
+    );
+    let mut child = spawn_json(&f, &["deploy", "--yes"]);
+    let mut seen = false;
+    events_until_end(&mut child, |v| {
+        // Right after the canary's switch: nothing watches it.
+        if !seen && v["event"] == "host_done" && v["host"] == "web1" {
+            seen = true;
+            assert_eq!(watchdogs(&f, "web1"), []);
+        }
+    });
+    assert!(child.wait().unwrap().success());
+    assert!(seen);
+    for host in f.host_names() {
+        assert!(
+            !f.deploy_path(&host).join(".hoist/deadman").exists(),
+            "{host}"
+        );
+    }
+    let toml = f.path().join("deploy.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, text.replace("deadman_timeout = \"0s\"\n", "")).unwrap();
+    let out = f.hoist(&["plan"]).output().unwrap();
+    assert!(
+        printed(&out).contains("unless hoist confirms it within 1m"),
+        "{}",
+        printed(&out)
+    );
+}

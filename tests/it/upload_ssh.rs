@@ -22,8 +22,10 @@ fn sessions_during(f: &Fleet, run: impl FnOnce()) -> Vec<usize> {
 
 #[test]
 fn deploy_rollback_and_status_each_hold_one_session_per_host() {
+    // The dead-man switch, off here, adds to a deploy a session beside the
+    // run's shell (arming, heartbeats) and a login to confirm each host.
     let f = Fleet::ssh(3)
-        .toml("[strategy]\ncanary = 1\ncanary_pause = \"0s\"")
+        .toml("[strategy]\ncanary = 1\ncanary_pause = \"0s\"\ndeadman_timeout = \"0s\"")
         .write();
     let one = vec![1; 3];
     let deploy = || {
