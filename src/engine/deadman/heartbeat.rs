@@ -1,0 +1,59 @@
+//! One armed host's heartbeat: its watchdog's deadline pushed on, over
+//! the run's connection, beside the run's shell.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::release::ReleaseId;
+use crate::report::{Event, Reporter};
+use crate::transport::Transport;
+
+/// One host's heartbeat, over the run's connection.
+pub(super) struct Heartbeat {
+    pub conn: Arc<dyn Transport>,
+    pub script: String,
+    pub every: Duration,
+    pub limit: Duration,
+    pub host: String,
+    pub from: ReleaseId,
+    pub to: Option<ReleaseId>,
+    pub reason: String,
+    pub reporter: Arc<dyn Reporter>,
+    pub reverted: Arc<Mutex<Vec<String>>>,
+}
+
+impl Heartbeat {
+    /// Until stopped, or until the watchdog is found gone (it went back):
+    /// then that is told. A heartbeat that fails is tried again at the
+    /// next beat; the watchdog waits out the timeout meanwhile.
+    pub(super) async fn run(self, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(self.every) => {}
+            }
+            // Never cut once sent (the run's shell must not lose its place).
+            let answer = self.conn.exec_beside(&self.script, self.limit).await;
+            let Ok(out) = answer else { continue };
+            if stop.is_cancelled() {
+                return;
+            }
+            if out.stdout_str().trim() == "gone" {
+                self.reverted
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(self.host.clone());
+                self.reporter.event(&Event::HostSelfReverted {
+                    host: self.host.clone(),
+                    from: self.from.to_string(),
+                    to: self.to.as_ref().map(|t| t.to_string()),
+                    reason: self.reason.clone(),
+                    at: None,
+                });
+                return;
+            }
+        }
+    }
+}
