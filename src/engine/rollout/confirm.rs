@@ -1,6 +1,6 @@
 //! The end of a rollout for the dead-man switch: every host it switched
 //! that stays switched is confirmed over a fresh connection (see
-//! [`deadman::confirm`]); a host that fails that fails the rollout.
+//! [`deadman::confirm_all`]); a host that fails that fails the rollout.
 
 use super::{HostRun, Run};
 use crate::engine::policy::{self, HostState};
