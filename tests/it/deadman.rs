@@ -500,3 +500,37 @@ fn deadman_timeout_0s_arms_nothing_and_plan_says_so() {
         printed(&out)
     );
 }
+
+/// An after_switch that runs the host's watchdog out at once (its
+/// deadline in the past), then takes a while: the host goes back by
+/// itself while hoist is alive.
+const RUN_OUT: &str = r#"after_switch = ["if [ -e \"$HOIST_DEPLOY_TO/RUN_OUT\" ]; then rm \"$HOIST_DEPLOY_TO/RUN_OUT\"; for d in \"$HOIST_DEPLOY_TO\"/.hoist/deadman/*/; do echo 0 > \"$d/deadline\"; done; sleep 3; fi"]"#;
+
+#[test]
+fn a_host_that_goes_back_by_itself_while_hoist_runs_is_told_and_the_run_exits_5() {
+    let (f, v1) = fleet(2, SshSetup::default(), "", RUN_OUT, "0s");
+    f.mark("web2", "RUN_OUT");
+    let out = f.hoist(&["deploy", "--json"]).output().unwrap();
+    let events = ndjson(&out.stdout);
+    // web2 went back by itself, web1 was put back by hoist: all back.
+    assert_eq!(out.status.code(), Some(5), "{}", printed(&out));
+    let told = events
+        .iter()
+        .find(|e| e["event"] == "host_self_reverted")
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert_eq!(told["host"], "web2");
+    assert_eq!(told["to"], v1.as_str());
+    let summary = events.last().unwrap();
+    assert_eq!(summary_host(summary, "web2")["result"], "rolled_back");
+    assert_eq!(summary_host(summary, "web1")["result"], "rolled_back");
+    for host in ["web1", "web2"] {
+        assert_eq!(f.current(host).as_deref(), Some(v1.as_str()), "{host}");
+        assert_left_nothing(&f, host);
+        assert!(!f.locked(host), "{host}");
+    }
+    assert_eq!(lines_of(&f, "web2", "self_reverted").len(), 1);
+    assert!(lines_of(&f, "web1", "self_reverted").is_empty());
+    // Said in words too.
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("went back by itself"), "{text}");
+}
