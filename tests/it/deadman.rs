@@ -346,6 +346,10 @@ fn a_double_ctrl_c_that_abandons_the_cleanup_leaves_every_switched_host_to_go_ba
     assert_eq!(code, Some(1), "{events:#?}");
     let said = serde_json::to_string(&events).unwrap();
     assert!(said.contains("cleanup abandoned"), "{said}");
+    assert!(
+        said.contains("go back by themselves within 3s (the dead-man switch)"),
+        "{said}"
+    );
     for host in ["web1", "web2", "web3"] {
         wait_until(by_itself(), &format!("{host} back on v1"), || {
             f.current(host).as_deref() == Some(v1.as_str())
