@@ -19,11 +19,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::fleet::Node;
-use super::{Context, Failed, Failure, app_layout, hooks};
+use super::{Context, Failed, app_layout, hooks};
 use crate::journal::{Entry, Kind};
 use crate::release::ReleaseId;
-use crate::report::{Level, Phase};
-use crate::transport::TransportError;
+use crate::report::Phase;
 use heartbeat::Heartbeat;
 use scripts::Watchdog;
 
@@ -112,43 +111,24 @@ pub(crate) async fn arm(
         reverted_hook_failed: lines[1].clone(),
         freed: lines[2].clone(),
     };
-    // Beside the run's shell, as every heartbeat: a host that grants no
-    // second session cannot be kept waiting, so it is not armed.
-    let armed = node
-        .conn
-        .exec_beside(&dog.arm(secs(timeout)), node.quick_limit())
-        .await;
-    let out = match armed {
-        Err(e @ TransportError::TooFewSessions { .. }) => {
-            ctx.message(
-                Level::Warn,
-                Some(node.name()),
-                format!("the dead-man switch is not armed: it needs a second session ({e})"),
-            );
-            return Ok(());
-        }
-        other => other.map_err(|e| Failure::from(e).at(Phase::Switch))?,
-    };
-    if !out.success() {
-        return Err(Failure::Command {
-            what: "arming the dead-man switch".into(),
-            code: out.code,
-            tail: super::tail_lines(&out.stderr, &out.stdout, 10),
-        }
-        .at(Phase::Switch));
-    }
+    // In the run's shell: a session of its own would cost each host one
+    // more run of its login rc files.
+    node.must("arming the dead-man switch", &dog.arm(secs(timeout)), None)
+        .await
+        .map_err(|e| e.at(Phase::Switch))?;
     let stop = CancellationToken::new();
     let beat = Heartbeat {
         conn: node.conn.clone(),
         script: scripts::heartbeat(&node.layout, &ctx.run_id, secs(timeout)),
         every: interval(timeout),
-        limit: node.quick_limit(),
+        limit: node.host.command_timeout,
         host: node.name().to_string(),
         from: id.clone(),
         to: previous.cloned(),
         reason: reason(timeout),
         reporter: ctx.reporter.clone(),
         reverted: ctx.deadman.reverted.clone(),
+        timeout,
     };
     tokio::spawn(beat.run(stop.clone()));
     let armed = Armed {

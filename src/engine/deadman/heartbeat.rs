@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::release::ReleaseId;
-use crate::report::{Event, Reporter};
-use crate::transport::Transport;
+use crate::report::{Event, Level, Reporter};
+use crate::transport::{Transport, TransportError};
 
 /// One host's heartbeat, over the run's connection.
 pub(super) struct Heartbeat {
@@ -22,6 +22,8 @@ pub(super) struct Heartbeat {
     pub reason: String,
     pub reporter: Arc<dyn Reporter>,
     pub reverted: Arc<Mutex<Vec<String>>>,
+    /// `deadman_timeout`, for what is said when it cannot be kept waiting.
+    pub timeout: Duration,
 }
 
 impl Heartbeat {
@@ -36,7 +38,25 @@ impl Heartbeat {
             }
             // Never cut once sent (the run's shell must not lose its place).
             let answer = self.conn.exec_beside(&self.script, self.limit).await;
-            let Ok(out) = answer else { continue };
+            let out = match answer {
+                Ok(out) => out,
+                // A host that grants one session per connection (its sshd's
+                // MaxSessions 1, taken by the run's shell) cannot be kept
+                // waiting beside the run: said once, then left to the
+                // confirmation, which must come within the timeout.
+                Err(e @ TransportError::TooFewSessions { .. }) => {
+                    self.reporter.event(&Event::Message {
+                        level: Level::Warn,
+                        host: Some(self.host.clone()),
+                        text: format!(
+                            "its dead-man switch cannot be kept waiting ({e}): it goes back by itself unless hoist confirms it within {} of its switch",
+                            humantime::format_duration(self.timeout)
+                        ),
+                    });
+                    return;
+                }
+                Err(_) => continue,
+            };
             if stop.is_cancelled() {
                 return;
             }

@@ -26,7 +26,7 @@ pub(crate) async fn confirm(ctx: &Context, node: &Node) -> Result<(), Failed> {
             .map_err(|e| unconfirmed(e.to_string()))?
     };
     let script = scripts::settle(&node.layout, &ctx.run_id);
-    let answer = conn.exec_beside(&script, node.quick_limit()).await;
+    let answer = conn.exec_beside(&script, node.host.command_timeout).await;
     conn.close().await;
     let out = answer.map_err(|e| unconfirmed(e.to_string()))?;
     match Settled::parse(&out.stdout_str()) {
