@@ -110,16 +110,17 @@ pub(crate) async fn arm(
         reverted: lines[0].clone(),
         reverted_hook_failed: lines[1].clone(),
         freed: lines[2].clone(),
+        timeout_secs: secs(timeout),
     };
     // In the run's shell: a session of its own would cost each host one
     // more run of its login rc files.
-    node.must("arming the dead-man switch", &dog.arm(secs(timeout)), None)
+    node.must("arming the dead-man switch", &dog.arm(), None)
         .await
         .map_err(|e| e.at(Phase::Switch))?;
     let stop = CancellationToken::new();
     let beat = Heartbeat {
         conn: node.conn.clone(),
-        script: scripts::heartbeat(&node.layout, &ctx.run_id, secs(timeout)),
+        script: scripts::heartbeat(&node.layout, &ctx.run_id),
         every: interval(timeout),
         limit: node.host.command_timeout,
         host: node.name().to_string(),

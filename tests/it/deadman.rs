@@ -505,10 +505,11 @@ fn deadman_timeout_0s_arms_nothing_and_plan_says_so() {
     );
 }
 
-/// An after_switch that runs the host's watchdog out at once (its
-/// deadline in the past), then takes a while: the host goes back by
-/// itself while hoist is alive.
-const RUN_OUT: &str = r#"after_switch = ["if [ -e \"$HOIST_DEPLOY_TO/RUN_OUT\" ]; then rm \"$HOIST_DEPLOY_TO/RUN_OUT\"; for d in \"$HOIST_DEPLOY_TO\"/.hoist/deadman/*/; do echo 0 > \"$d/deadline\"; done; sleep 3; fi"]"#;
+/// An after_switch that keeps hoist's heartbeats from reaching the host's
+/// watchdog (its `beat` file made a directory, which the heartbeats'
+/// renames go into), then takes longer than the timeout: the host goes
+/// back by itself while hoist is alive.
+const RUN_OUT: &str = r#"after_switch = ["if [ -e \"$HOIST_DEPLOY_TO/RUN_OUT\" ]; then rm \"$HOIST_DEPLOY_TO/RUN_OUT\"; for d in \"$HOIST_DEPLOY_TO\"/.hoist/deadman/*/; do rm -f \"$d/beat\"; mkdir \"$d/beat\"; done; sleep 6; fi"]"#;
 
 #[test]
 fn a_host_that_goes_back_by_itself_while_hoist_runs_is_told_and_the_run_exits_5() {

@@ -1,10 +1,10 @@
 //! The dead-man switch's host commands, built from plain values: arm (start
 //! the watchdog), heartbeat (push its deadline on), settle (confirm or
 //! disarm: the watchdog exits), and the watchdog itself. Every value is
-//! quoted; the host needs POSIX sh, `date +%s`, `mv`, `readlink`, `ln`.
+//! quoted; the host needs POSIX sh, `sleep`, `mv`, `readlink`, `ln`.
 //!
 //! On the host, one run's watchdog is the directory
-//! `.hoist/deadman/<run>` (`deadline`: epoch seconds, `pid`); whoever
+//! `.hoist/deadman/<run>` (`beat`: a count each heartbeat moves on, `pid`); whoever
 //! renames it first wins: the watchdog (to `<run>.reverting`, then it
 //! reverts) or hoist settling it (to `<run>.settled`, then it is removed
 //! and the watchdog stopped). A heartbeat only writes into it.
@@ -34,6 +34,8 @@ pub struct Watchdog<'a> {
     pub reverted: (String, String),
     pub reverted_hook_failed: (String, String),
     pub freed: (String, String),
+    /// Seconds without a heartbeat before it goes back.
+    pub timeout_secs: u64,
 }
 
 fn pair((before, after): &(String, String)) -> String {
@@ -65,6 +67,7 @@ impl Watchdog<'_> {
             .replace("@HEAD", &self.layout.head())
             .replace("@LOCK_FNS", LOCK_FNS)
             .replace("@RUN", &q(self.run))
+            .replace("@TIMEOUT", &self.timeout_secs.to_string())
             .replace("@NEEDLE", &q(&format!("\"token\":\"{}\"", self.run)))
             .replace("@ARMED", &q(&format!("releases/{}", self.armed)))
             .replace("@SWITCH_BACK", &switch_back)
@@ -74,14 +77,14 @@ impl Watchdog<'_> {
             .replace("@FREED", &pair(&self.freed))
     }
 
-    /// Starts the watchdog with its deadline `timeout_secs` from now,
-    /// detached from the session (`setsid` where the host has it, else
-    /// `nohup`), its stdio closed. A watchdog of the same run is replaced.
-    pub fn arm(&self, timeout_secs: u64) -> String {
+    /// Starts the watchdog, detached from the session (`setsid` where the
+    /// host has it, else `nohup`), its stdio closed. A watchdog of the same
+    /// run is replaced.
+    pub fn arm(&self) -> String {
         format!(
             r#"{head}
 W="$H/deadman/"{run}
-mkdir -p "$H/deadman" "$H/tmp" && rm -rf "$W" "$W.reverting" "$W.settled" && mkdir "$W" && printf '%s\n' $(( $(date +%s) + {timeout_secs} )) > "$W/deadline" || exit 1
+mkdir -p "$H/deadman" "$H/tmp" && rm -rf "$W" "$W.reverting" "$W.settled" && mkdir "$W" && echo 0 > "$W/beat" || exit 1
 w={script}
 if command -v setsid >/dev/null 2>&1; then
   setsid sh -c "$w" {MARKER} {run} </dev/null >/dev/null 2>&1 &
@@ -97,14 +100,15 @@ echo armed
     }
 }
 
-/// Pushes the deadline of `run`'s watchdog to `timeout_secs` from now.
-/// Prints `alive`, or `gone` when the watchdog is no longer waiting (it
-/// went back, or is going back, by itself).
-pub fn heartbeat(layout: &Layout, run: &str, timeout_secs: u64) -> String {
+/// Starts `run`'s watchdog counting again (a new `beat`). Prints `alive`,
+/// or `gone` when the watchdog is no longer waiting (it went back, or is
+/// going back, by itself).
+pub fn heartbeat(layout: &Layout, run: &str) -> String {
     format!(
         r#"{head}
 W="$H/deadman/"{run}
-if [ -d "$W" ] && printf '%s\n' $(( $(date +%s) + {timeout_secs} )) > "$W/deadline.$$" 2>/dev/null && mv -f "$W/deadline.$$" "$W/deadline" 2>/dev/null && [ -d "$W" ]; then echo alive; else rm -f "$W/deadline.$$" 2>/dev/null; echo gone; fi
+n=; read -r n < "$W/beat" 2>/dev/null; case $n in ''|*[!0-9]*) n=0 ;; esac
+if [ -d "$W" ] && echo $((n + 1)) > "$W/beat.$$" 2>/dev/null && mv -f "$W/beat.$$" "$W/beat" 2>/dev/null && [ -d "$W" ]; then echo alive; else rm -f "$W/beat.$$" 2>/dev/null; echo gone; fi
 "#,
         head = layout.head(),
         run = q(run),

@@ -3,27 +3,31 @@
 @HEAD
 @LOCK_FNS
 R=@RUN
+T=@TIMEOUT
 W="$H/deadman/$R"
 echo $$ > "$W/pid" 2>/dev/null
 s=
 trap '[ -n "$s" ] && kill "$s" 2>/dev/null; exit 0' TERM
-deadline() {
-  d=$(cat "$1/deadline" 2>/dev/null) || d=0
-  case $d in ''|*[!0-9]*) d=0 ;; esac
-}
+# Seconds are counted here, not read from a clock (a clock that jumps
+# changes nothing; a loaded host only waits longer); each heartbeat
+# changes `beat`, which starts the count again. One process a second.
+beat() { b=; read -r b < "$1/beat" 2>/dev/null; }
+last=; left=$T
 while :; do
   [ -d "$W" ] || exit 0
-  deadline "$W"
-  if [ "$(date +%s)" -ge "$d" ]; then
+  beat "$W"
+  if [ "$b" != "$last" ]; then last=$b; left=$T; fi
+  if [ "$left" -le 0 ]; then
     mv "$W" "$W.reverting" 2>/dev/null || exit 0
     # A heartbeat that landed just before: keep watching.
-    deadline "$W.reverting"
-    if [ "$(date +%s)" -lt "$d" ] && mv "$W.reverting" "$W" 2>/dev/null; then continue; fi
+    beat "$W.reverting"
+    if [ "$b" != "$last" ] && mv "$W.reverting" "$W" 2>/dev/null; then continue; fi
     break
   fi
   sleep 1 & s=$!
   wait "$s"
   s=
+  left=$((left - 1))
 done
 trap '' TERM HUP INT
 journal() { printf '%s%s%s\n' "$1" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$2" >> "$H/journal"; }

@@ -46,6 +46,7 @@ fn watchdog<'a>(layout: &'a Layout, armed: &'a ReleaseId, previous: &'a ReleaseI
         reverted: line("self_reverted"),
         reverted_hook_failed: line("self_reverted_hook_failed"),
         freed: line("unlock"),
+        timeout_secs: 1,
     }
 }
 
@@ -74,7 +75,11 @@ fn watchdog_running(d: &Path) -> bool {
 }
 
 fn arm(shell: &Shell, base: &Path, dog: &Watchdog, secs: u64) {
-    let ran = shell.run(base, &dog.arm(secs), b"");
+    let dog = Watchdog {
+        timeout_secs: secs,
+        ..watchdog(dog.layout, dog.armed, dog.previous.unwrap())
+    };
+    let ran = shell.run(base, &dog.arm(), b"");
     assert_eq!(ran.code, 0, "{}: {}", shell.name, ran.stderr);
     assert_eq!(ran.text().trim(), "armed", "{}", shell.name);
 }
@@ -135,7 +140,7 @@ fn heartbeats_keep_it_waiting_and_settling_stops_it_at_once() {
             watchdog_running(&d)
         });
         for _ in 0..6 {
-            let ran = shell.run(base.path(), &heartbeat(&layout, RUN, 2), b"");
+            let ran = shell.run(base.path(), &heartbeat(&layout, RUN), b"");
             assert_eq!(ran.text().trim(), "alive", "{at}: {}", ran.stderr);
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -151,7 +156,7 @@ fn heartbeats_keep_it_waiting_and_settling_stops_it_at_once() {
         );
         assert_eq!(journal(&d), "", "{at}");
         assert!(d.join(".hoist/lock").exists(), "{at}");
-        let ran = shell.run(base.path(), &heartbeat(&layout, RUN, 2), b"");
+        let ran = shell.run(base.path(), &heartbeat(&layout, RUN), b"");
         assert_eq!(ran.text().trim(), "gone", "{at}");
         let left: Vec<_> = fs::read_dir(d.join(".hoist/deadman")).unwrap().collect();
         assert!(left.is_empty(), "{at}: {left:?}");
