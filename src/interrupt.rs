@@ -168,6 +168,9 @@ pub struct Run {
     pub command: &'static str,
     pub started: Instant,
     pub log_file: Option<String>,
+    /// The dead-man switch's timeout when this run arms hosts (`deploy`,
+    /// `promote`, with the switch on): what the abandoned hosts do is said.
+    pub deadman: Option<std::time::Duration>,
 }
 
 /// Listens for SIGINT and SIGTERM for the rest of the run.
@@ -193,6 +196,12 @@ pub fn watch(run: Run, cancel: CancellationToken, tracker: Arc<Tracker>) {
         for state in tracker.states() {
             text.push_str("\n  ");
             text.push_str(&state);
+        }
+        if let Some(timeout) = run.deadman {
+            text.push_str(&format!(
+                "\nhosts this run switched and had not confirmed go back by themselves within {} (the dead-man switch)",
+                humantime::format_duration(timeout)
+            ));
         }
         tracker.event(&Event::Message {
             level: Level::Error,

@@ -33,6 +33,10 @@ pub enum Kind {
     /// `hoist files push` wrote (or put back) the host's `[[files]]`;
     /// `message` says which.
     Files,
+    /// The host's watchdog put `current` back to `release` from
+    /// `previous` by itself (no heartbeat or confirmation from run `run`
+    /// in time); `message` says why. Written by the host, not by hoist.
+    SelfReverted,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,7 +187,7 @@ impl Journal {
     fn switches(&self) -> impl DoubleEndedIterator<Item = &Entry> {
         self.entries
             .iter()
-            .filter(|e| matches!(e.event, Kind::Deploy | Kind::Rollback))
+            .filter(|e| matches!(e.event, Kind::Deploy | Kind::Rollback | Kind::SelfReverted))
     }
 
     /// Releases that were rolled back from, or whose once hook failed:
@@ -197,7 +201,7 @@ impl Journal {
         self.entries
             .iter()
             .filter_map(|e| match e.event {
-                Kind::Rollback => e.previous.clone(),
+                Kind::Rollback | Kind::SelfReverted => e.previous.clone(),
                 Kind::OnceFailed => e.release.clone(),
                 _ => None,
             })
@@ -233,6 +237,16 @@ impl Journal {
             .rev()
             .filter(|e| e.event == Kind::Deploy && e.release.as_deref() == Some(release.as_str()))
             .find_map(|e| e.version.clone())
+    }
+
+    /// The last time the host went back by itself, unless a deploy came
+    /// since: what `status` shows and `deploy` and `rollback` warn of.
+    pub fn self_reverted(&self) -> Option<&Entry> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| matches!(e.event, Kind::SelfReverted | Kind::Deploy))
+            .filter(|e| e.event == Kind::SelfReverted)
     }
 
     /// Blue-green: the last `traffic` line, naming the colour that is live.
@@ -442,6 +456,26 @@ mod tests {
         );
         assert_eq!(ci_url(vars(&gha[1..])), None);
         assert_eq!(ci_url(vars(&gha[..3])), None);
+    }
+
+    #[test]
+    fn a_self_reverted_release_is_bad_and_is_told_until_the_next_deploy() {
+        let reverted = Entry {
+            release: Some(A.into()),
+            previous: Some(B.into()),
+            message: Some("no heartbeat".into()),
+            ..Entry::new(Kind::SelfReverted, "me@here")
+        };
+        let j = journal(vec![deploy(A, None), deploy(B, Some(A)), reverted.clone()]);
+        assert_eq!(j.bad_releases(), [B]);
+        assert_eq!(j.rollback_target(Some(&id(A)), &all), None);
+        assert_eq!(j.self_reverted(), Some(&reverted));
+        let unlock = Entry::new(Kind::Unlock, "me@here");
+        let j = journal(vec![deploy(B, Some(A)), reverted.clone(), unlock]);
+        assert_eq!(j.self_reverted(), Some(&reverted));
+        let j = journal(vec![deploy(B, Some(A)), reverted, deploy(C, Some(A))]);
+        assert!(j.self_reverted().is_none());
+        assert!(journal(vec![deploy(A, None)]).self_reverted().is_none());
     }
 
     #[test]

@@ -36,6 +36,15 @@ if ! command -v shellcheck >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
     || echo "tests/run.sh: could not install shellcheck; that check will skip" >&2
 fi
 
+# The dead-man switch's watchdog is tested under dash, bash and busybox sh.
+if ! command -v busybox >/dev/null 2>&1; then
+  echo "tests/run.sh: installing busybox (the dead-man switch's tests run its watchdog under busybox sh)" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq busybox >/dev/null; } \
+    || echo "tests/run.sh: could not install busybox; the busybox dead-man test will fail" >&2
+fi
+
 # The secrets tests decrypt an env file with real age (Debian's package).
 if ! command -v age >/dev/null 2>&1; then
   echo "tests/run.sh: installing age (the secrets tests decrypt files with it)" >&2

@@ -144,6 +144,7 @@ pub(crate) async fn run(ctx: &Context, opts: DeployOptions) -> Exit {
     };
     let since = std::time::Instant::now();
     let (mut nodes, mut unreached) = fleet::reach(ctx).await;
+    crate::engine::deadman::tell_found(ctx, &nodes);
     let artifact = match preparing.ready(ctx).await {
         Ok(a) => a,
         Err(exit) => {

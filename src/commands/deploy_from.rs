@@ -287,6 +287,7 @@ fn sibling(ctx: &Context, config: config::Config, hosts: Vec<config::Host>) -> C
         become_password: Default::default(),
         files: Default::default(),
         notes: Default::default(),
+        deadman: Default::default(),
         mask: ctx.mask.clone(),
         secrets: ctx.secrets.clone(),
     }

@@ -137,6 +137,8 @@ pub(crate) fn execute(cli: Cli) -> Exit {
             command: name,
             started: ctx.started,
             log_file: ctx.log_file.as_ref().map(|p| p.display().to_string()),
+            deadman: Some(ctx.config.strategy.deadman_timeout)
+                .filter(|t| !t.is_zero() && matches!(name, "deploy" | "promote")),
         };
         interrupt::watch(abandon, ctx.cancel.clone(), tracker.clone());
         dispatch(&cli, &ctx).await
@@ -327,6 +329,7 @@ impl Invocation {
             become_password: Default::default(),
             files: Default::default(),
             notes: Default::default(),
+            deadman: Default::default(),
             mask,
             secrets,
         }

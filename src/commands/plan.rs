@@ -432,6 +432,7 @@ pub(crate) fn run(
             }
         ),
     );
+    info(reporter, deadman_line(s.deadman_timeout));
     if config.blue_green.is_none() {
         let sizes: Vec<String> = strategy::waves(hosts.len(), s.canary, &s.batch)
             .iter()
@@ -450,4 +451,15 @@ pub(crate) fn run(
     reporter.event(&Event::Summary(Summary::without_hosts("plan", 0)));
     reporter.finish();
     Exit::Ok
+}
+
+/// What `strategy.deadman_timeout` does, in words.
+fn deadman_line(timeout: std::time::Duration) -> String {
+    if timeout.is_zero() {
+        return "dead-man switch: off (deadman_timeout = \"0s\"): a host hoist loses after its switch stays on the new release".into();
+    }
+    format!(
+        "dead-man switch: before its switch each host starts a watchdog that puts it back on its previous release by itself (after_rollback, a self_reverted journal line, the lock freed) unless hoist confirms it within {} (heartbeats while hoist runs; confirmed over a fresh connection once its part is over)",
+        humantime::format_duration(timeout)
+    )
 }

@@ -63,6 +63,7 @@ pub(crate) async fn run(
     let since = Instant::now();
     let (mut nodes, unreached) = fleet::reach(ctx).await;
     fleet::report_all(ctx, &unreached);
+    crate::engine::deadman::tell_found(ctx, &nodes);
     lock::wait_free(ctx, &mut nodes, since).await;
     // A held lock is answered first (exit 4): whatever the journals say
     // while someone else works on the fleet is not a safe target.

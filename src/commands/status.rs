@@ -9,11 +9,11 @@ use futures_util::future::join_all;
 use crate::config::BlueGreen;
 use crate::engine::fleet::{self, Node};
 use crate::engine::preflight::Problem;
-use crate::engine::{Context, blue_green, diagnose, policy};
+use crate::engine::{Context, blue_green, deadman, diagnose, policy};
 use crate::exit::Exit;
 use crate::journal::{Entry, Journal};
 use crate::release::ReleaseId;
-use crate::report::{Diagnostics, Event, Level, Row};
+use crate::report::{Diagnostics, Event, Level, Row, style};
 
 /// A field of a journal line that `status` shows when some host has it.
 type Stamped = fn(&Entry) -> Option<String>;
@@ -166,6 +166,10 @@ pub(crate) async fn run(ctx: &Context, last_failure: bool) -> Exit {
             })
         })
         .collect();
+    // Hosts that went back by itself since their last deploy: a column
+    // when some host did.
+    let reverted = nodes.iter().any(|n| n.journal.self_reverted().is_some());
+    deadman::tell_found(ctx, &nodes);
     for host in &ctx.hosts {
         let row = if let Some(node) = nodes.iter().find(|n| n.name() == host.name) {
             let current = node.probe.current.as_ref();
@@ -193,6 +197,18 @@ pub(crate) async fn run(ctx: &Context, last_failure: bool) -> Exit {
             for (name, of) in &stamped {
                 cells.push((*name, opt(switch.and_then(of))));
             }
+            let went_back = node.journal.self_reverted();
+            if reverted {
+                let said = went_back.map(|e| {
+                    style::self_reverted(
+                        e.previous.as_deref().unwrap_or_default(),
+                        e.release.as_deref(),
+                        &deadman::found_reason(e),
+                        Some(&e.ts),
+                    )
+                });
+                cells.push(("self_reverted", opt(said)));
+            }
             let elsewhere = other_env(ctx.config.env.as_deref(), switch);
             if let Some(text) = &elsewhere {
                 ctx.message(Level::Warn, Some(&host.name), text.clone());
@@ -206,7 +222,10 @@ pub(crate) async fn run(ctx: &Context, last_failure: bool) -> Exit {
             Row {
                 table: "status",
                 cells,
-                marked: differs || node.probe.current_dangling.is_some() || elsewhere.is_some(),
+                marked: differs
+                    || node.probe.current_dangling.is_some()
+                    || elsewhere.is_some()
+                    || went_back.is_some(),
             }
         } else {
             let why = unreached
@@ -229,6 +248,7 @@ pub(crate) async fn run(ctx: &Context, last_failure: bool) -> Exit {
                 .chain(extra(&host.name))
                 .chain((!ctx.config.app.files.is_empty()).then_some(("files_changed", Value::Null)))
                 .chain(stamped.iter().map(|(name, _)| (*name, Value::Null)))
+                .chain(reverted.then_some(("self_reverted", Value::Null)))
                 .chain([("error", opt(why))])
                 .collect(),
                 marked: true,

@@ -358,6 +358,7 @@ pub struct RawStrategy {
     pub min_healthy_per_zone: Option<AmountOrNone>,
     pub order: Option<Vec<Name>>,
     pub wave_bake: Option<Dur>,
+    pub deadman_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -483,6 +483,9 @@ pub struct Strategy {
     /// `wave_bake`: how long every wave must stay healthy (by health check
     /// and gates) before the next starts.
     pub wave_bake: Duration,
+    /// How long a switched host waits for a heartbeat or its confirmation
+    /// before it goes back by itself; zero: no watchdog (issue 25).
+    pub deadman_timeout: Duration,
 }
 
 impl Strategy {
@@ -540,6 +543,7 @@ impl Default for Strategy {
             zones: None,
             order: Vec::new(),
             wave_bake: Duration::ZERO,
+            deadman_timeout: Duration::from_secs(60),
         }
     }
 }

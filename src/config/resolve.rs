@@ -638,6 +638,7 @@ fn strategy(raw: RawStrategy) -> Strategy {
         zones: None,
         order: Vec::new(),
         wave_bake: raw.wave_bake.map_or(d.wave_bake, |w| w.0),
+        deadman_timeout: raw.deadman_timeout.map_or(d.deadman_timeout, |t| t.0),
     }
 }
 

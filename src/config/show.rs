@@ -52,6 +52,7 @@ const DEFAULTS: &[(&str, &str, bool)] = &[
     ("strategy.max_unreachable", "0", false),
     ("strategy.wave_by", "\"host\"", false),
     ("strategy.wave_bake", "\"0s\"", false),
+    ("strategy.deadman_timeout", "\"60s\"", false),
     ("policy.freeze", "[]", false),
     ("policy.timezone", "\"UTC\"", false),
     ("policy.require_reason", "false", false),

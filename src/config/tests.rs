@@ -334,6 +334,28 @@ fn the_strategy_reads_every_key() {
 }
 
 #[test]
+fn deadman_timeout_is_read_defaults_to_a_minute_and_is_strict() {
+    let read = |line: &str| {
+        Project::new()
+            .config(&with_app(&format!("[hosts.a]\n[strategy]\n{line}\n")))
+            .ok()
+            .strategy
+            .deadman_timeout
+    };
+    assert_eq!(read(""), Duration::from_secs(60));
+    assert_eq!(read("deadman_timeout = \"0s\""), Duration::ZERO);
+    assert_eq!(read("deadman_timeout = \"90s\""), Duration::from_secs(90));
+    assert_err(
+        &with_app("[hosts.a]\n[strategy]\ndeadman_timeout = 60\n"),
+        &["deadman_timeout", "duration"],
+    );
+    assert_err(
+        &with_app("[hosts.a]\n[strategy]\ndeadman = \"60s\"\n"),
+        &["unknown", "deadman_timeout"],
+    );
+}
+
+#[test]
 fn max_unreachable_and_diagnose_are_read() {
     let config = Project::new()
         .config(&with_app(

@@ -9,7 +9,7 @@ use super::fleet::Node;
 use super::policy::BackFor;
 use super::put_back::{self, Back};
 use super::rollout::{self, Setup};
-use super::{Context, Failure, HostOutcome, health, hooks, policy, record};
+use super::{Context, Failure, HostOutcome, deadman, health, hooks, policy, record};
 use crate::artifact::Artifact;
 use crate::config::{Amount, BlueGreen};
 use crate::exit::Exit;
@@ -182,6 +182,8 @@ pub(crate) async fn deploy(
     let setup = Setup {
         canary: Amount::Hosts(0),
         max_failures: Amount::Hosts(0),
+        // Confirmed once traffic went there and the probe passed.
+        confirm: false,
         ..Setup::of(&ctx.config.strategy)
     };
     let (exit, mut outcomes) = rollout::rollout(ctx, &targets, artifact, id, &setup).await;
@@ -230,7 +232,9 @@ impl Colours<'_> {
             ctx.message(Level::Info, None, format!("traffic stays on {live}"));
         }
         if !ctx.cancel.is_cancelled() {
-            return exit;
+            // What the policy left switched stays so: confirmed.
+            let failed = deadman::confirm_outcomes(ctx, self.targets, outcomes).await;
+            return policy::after_self_reverts(exit, !failed.is_empty(), false);
         }
         let switched: Vec<usize> = (0..self.targets.len())
             .filter(|&i| outcomes[i].release.as_deref() == Some(self.id.as_str()))
@@ -264,6 +268,21 @@ impl Colours<'_> {
         let probed = match switched {
             Ok(()) => probe_again(ctx, self.targets, id, artifact).await,
             Err(e) => Err(format!("switch_local failed: {e}")),
+        };
+        // The colour's part is over: each host confirmed over a fresh
+        // connection, or it fails like the probe.
+        let probed = match probed {
+            Ok(()) => {
+                let failed = deadman::confirm_outcomes(ctx, self.targets, outcomes).await;
+                match failed.is_empty() {
+                    true => Ok(()),
+                    false => Err(format!(
+                        "{} failed its confirmation after the traffic switch",
+                        failed.join("; ")
+                    )),
+                }
+            }
+            Err(e) => Err(e),
         };
         let interrupted = ctx.cancel.is_cancelled();
         let Err(reason) = probed else {

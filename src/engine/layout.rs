@@ -5,6 +5,7 @@ mod evidence;
 mod lock;
 mod probe;
 
+pub(crate) use lock::LOCK_FNS;
 use lock::still_held;
 pub use lock::{LOCK_LOST, LockAnswer, LockInfo, LockState, UnlockAnswer};
 pub use probe::{PROBE_MAX, Probe};
@@ -101,7 +102,7 @@ impl Layout {
         format!("{}/releases/{}", self.deploy_to.trim_end_matches('/'), id)
     }
 
-    pub(super) fn head(&self) -> String {
+    pub(crate) fn head(&self) -> String {
         format!(
             "set -u; umask 022; D={}; H=\"$D/.hoist\"",
             q(&self.deploy_to)

@@ -10,6 +10,7 @@ pub(crate) mod app_layout;
 pub(crate) mod bake;
 pub(crate) mod batch;
 pub(crate) mod blue_green;
+pub(crate) mod deadman;
 pub(crate) mod delivery;
 pub(crate) mod diagnose;
 pub(crate) mod files;
@@ -85,6 +86,8 @@ pub(crate) struct Context {
     pub files: std::sync::OnceLock<shared::Files>,
     /// What the end of the run must say (the lock taken from it, lost journal lines).
     pub notes: RunNotes,
+    /// The dead-man switches this run armed.
+    pub deadman: deadman::Watch,
     /// The secret values of this run, masked in everything reported.
     pub mask: Arc<crate::report::Mask>,
     /// The secrets read from local commands before anything was touched.
@@ -125,6 +128,18 @@ impl Context {
     /// event of a run) and returns the exit.
     pub fn finish(&self, exit: Exit, release: Option<String>, hosts: &[HostOutcome]) -> Exit {
         let exit = self.settle_notes(exit);
+        let armed = self.deadman.still_armed();
+        if !armed.is_empty() {
+            self.message(
+                Level::Warn,
+                None,
+                format!(
+                    "{} could not be put back or confirmed: each goes back by itself within {} if it is still on this run's release",
+                    armed.join(", "),
+                    humantime::format_duration(self.config.strategy.deadman_timeout)
+                ),
+            );
+        }
         let summary = outcome::summary(
             self.command,
             exit,

@@ -48,6 +48,14 @@ pub(crate) enum Failure {
     /// A rollback found no release on the host to leave.
     #[error("has no current release")]
     NoRelease,
+    /// The dead-man switch: a fresh connection to the host failed once its
+    /// part was over; its watchdog puts it back by itself.
+    #[error("unreachable after its switch ({0}); its watchdog puts it back by itself")]
+    Unconfirmed(String),
+    /// The dead-man switch: the host's watchdog put it back by itself
+    /// before hoist confirmed it.
+    #[error("went back by itself before hoist confirmed it ({0})")]
+    SelfReverted(String),
     #[error("interrupted")]
     Interrupted,
     #[error("stopped: the rollout was halted")]

@@ -175,6 +175,19 @@ pub(crate) fn after_rollback(verdict: &Verdict, all_back: bool) -> Exit {
     }
 }
 
+/// The exit of a run that was alive when one of its hosts' dead-man
+/// switches went back by itself, or that could not confirm a host after
+/// its switch (`unconfirmed`): never 0 (nor 130, which says hosts are
+/// where they should be); 5 when every host the run touched is back on
+/// the release it had (`all_touched_back`), else 1.
+pub(crate) fn after_self_reverts(exit: Exit, unconfirmed: bool, all_touched_back: bool) -> Exit {
+    match (unconfirmed, all_touched_back) {
+        (false, _) => exit,
+        (true, true) => Exit::RolledBack,
+        (true, false) => Exit::Failed,
+    }
+}
+
 /// The exit of a deploy whose `before_switch_once` failed: the gate kept
 /// every host from switching, so each is on the release it had (exit 5);
 /// should one have switched anyway, hosts are not where they should be.
@@ -282,6 +295,32 @@ pub(crate) fn next_lock_poll(waited: Duration, wait: Duration, jitter: f64) -> O
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_host_that_went_back_by_itself_never_lets_the_run_exit_0() {
+        use super::after_self_reverts;
+        use crate::exit::Exit::*;
+        // (exit before, a host unconfirmed, every touched host back) -> exit
+        let table = [
+            (Ok, false, false, Ok),
+            (Interrupted, false, true, Interrupted),
+            (Ok, true, true, RolledBack),
+            (Ok, true, false, Failed),
+            (Interrupted, true, true, RolledBack),
+            (Interrupted, true, false, Failed),
+            (RolledBack, true, true, RolledBack),
+            (RolledBack, true, false, Failed),
+            (Failed, true, true, RolledBack),
+            (Failed, true, false, Failed),
+        ];
+        for (exit, unconfirmed, back, expected) in table {
+            assert_eq!(
+                after_self_reverts(exit, unconfirmed, back),
+                expected,
+                "{exit:?} {unconfirmed} {back}"
+            );
+        }
+    }
+
     use super::*;
     use crate::config::Color;
     use crate::journal::{Entry, Journal, Kind};

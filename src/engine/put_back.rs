@@ -13,7 +13,7 @@ use super::batch::{self, WaveResult};
 use super::fleet::Node;
 use super::policy::{self, BackFor};
 use super::switch::switch_back;
-use super::{Context, Failed, Failure, HostOutcome};
+use super::{Context, Failed, Failure, HostOutcome, deadman};
 use crate::release::ReleaseId;
 use crate::report::{Event, HostResult, Level, Phase};
 
@@ -120,6 +120,11 @@ pub(crate) async fn together(
         let _permit = ctx.parallel.acquire().await.expect("semaphore open");
         let started = Instant::now();
         let result = switch_back(ctx, back.node, back.target.as_ref(), &back.from).await;
+        // Once back (past the switch back itself), its watchdog has nothing
+        // left to do; a host that could not be switched back keeps it.
+        if !matches!(&result, Err(failed) if failed.phase == Phase::Rollback) {
+            deadman::disarm(ctx, back.node).await;
+        }
         (result, started.elapsed())
     }))
     .await;

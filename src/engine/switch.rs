@@ -11,7 +11,8 @@ use crate::release::ReleaseId;
 use crate::report::{Level, Phase};
 
 /// Points `current` at `id`, recording the deploy (and what came before) in
-/// the host's journal.
+/// the host's journal. The caller says the phase (arming the dead-man
+/// switch is part of it).
 pub(crate) async fn switch_to(
     ctx: &Context,
     node: &Node,
@@ -20,7 +21,6 @@ pub(crate) async fn switch_to(
     version: &str,
     content_sha: &str,
 ) -> Result<(), Failed> {
-    ctx.phase(node.name(), Phase::Switch);
     let entry = Entry {
         release: Some(id.to_string()),
         previous: previous.map(|p| p.to_string()),

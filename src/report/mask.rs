@@ -171,6 +171,19 @@ impl Mask {
                 previous: previous.clone(),
                 reason: t(reason),
             },
+            Event::HostSelfReverted {
+                host,
+                from,
+                to,
+                reason,
+                at,
+            } => Event::HostSelfReverted {
+                host: host.clone(),
+                from: from.clone(),
+                to: to.clone(),
+                reason: t(reason),
+                at: at.clone(),
+            },
             Event::Message { level, host, text } => Event::Message {
                 level: *level,
                 host: host.clone(),

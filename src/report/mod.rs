@@ -23,6 +23,9 @@ pub enum Phase {
     Switch,
     AfterSwitch,
     Health,
+    /// The dead-man switch: the host confirmed over a fresh connection
+    /// once its part of the rollout is over.
+    Confirm,
     /// Running `[diagnose]` commands on a host that failed.
     Diagnose,
     Prune,
@@ -51,6 +54,7 @@ impl Phase {
             Phase::Switch => "switch",
             Phase::AfterSwitch => "after_switch",
             Phase::Health => "health",
+            Phase::Confirm => "confirm",
             Phase::Diagnose => "diagnose",
             Phase::Prune => "prune",
             Phase::Rollback => "rollback",
@@ -323,6 +327,19 @@ pub enum Event {
         /// Why: a deploy's switch, a rollback, or switching back after a failed probe.
         reason: String,
     },
+    /// A host's watchdog put it back by itself (no heartbeat or
+    /// confirmation from hoist in time): `current` went from `from` to
+    /// `to` (`None`: no release, after a first deploy).
+    HostSelfReverted {
+        host: String,
+        from: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        reason: String,
+        /// When the host says it happened, when hoist read it there.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        at: Option<String>,
+    },
     Message {
         level: Level,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -410,7 +427,7 @@ mod json;
 mod mask;
 mod plain;
 mod select;
-mod style;
+pub(crate) mod style;
 mod table;
 mod tty;
 mod workflow;

@@ -415,6 +415,16 @@ impl Plain {
                 let text = style::traffic(color, previous.as_deref(), reason);
                 vec![self.line(st, now, None, &paint.bold(&text))]
             }
+            Event::HostSelfReverted {
+                host,
+                from,
+                to,
+                reason,
+                at,
+            } => {
+                let text = style::self_reverted(from, to.as_deref(), reason, at.as_deref());
+                vec![self.line(st, now, Some(host), &paint.red(&text))]
+            }
             Event::Message { level, host, text } => {
                 let label = match level {
                     Level::Info => "",

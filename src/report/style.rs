@@ -257,6 +257,16 @@ pub fn traffic(color: &str, previous: Option<&str>, reason: &str) -> String {
     format!("traffic -> {color}{from}: {}", clean(reason))
 }
 
+/// A host's watchdog put it back by itself.
+pub fn self_reverted(from: &str, to: Option<&str>, reason: &str, at: Option<&str>) -> String {
+    let to = to.map_or_else(|| "no release".to_string(), str::to_string);
+    let at = at.map(|a| format!(" at {a}")).unwrap_or_default();
+    format!(
+        "went back by itself{at}, from {from} to {to}: {}",
+        clean(reason)
+    )
+}
+
 /// What an exit code of `command` means, in the words of the contract.
 /// `exec` changes no release: its failures are its command's.
 pub fn exit_meaning(command: &str, code: i32) -> &'static str {

@@ -620,6 +620,16 @@ impl Tty {
                 let text = format!("⇄ {}", style::traffic(color, previous.as_deref(), reason));
                 self.above(st, &[paint.bold(&fit(&text, width))]);
             }
+            Event::HostSelfReverted {
+                host,
+                from,
+                to,
+                reason,
+                at,
+            } => {
+                let text = style::self_reverted(from, to.as_deref(), reason, at.as_deref());
+                self.above(st, &[paint.red(&fit(&format!("{host}: {text}"), width))]);
+            }
             Event::Message { level, host, text } => {
                 let label = match level {
                     Level::Info if self.quiet => return,

@@ -207,6 +207,15 @@ pub trait Transport: Send + Sync {
         keep: usize,
     ) -> Result<Output, TransportError>;
 
+    /// Runs `script` (no stdin) beside whatever else runs on the
+    /// connection, never waiting for it nor taking anything from it: on a
+    /// session of its own over SSH. A host that grants no more sessions
+    /// (`MaxSessions`) answers [`TransportError::TooFewSessions`]. For the
+    /// dead-man switch's heartbeats, which must never hold the run up.
+    async fn exec_beside(&self, script: &str, timeout: Duration) -> Result<Output, TransportError> {
+        self.exec(script, None, timeout).await
+    }
+
     /// Runs `script` with `sh -c` (no stdin), sending its output to `sink`
     /// as it arrives, until it ends or `stop` is cancelled. Then every
     /// process it started on the host (its own process group) is killed

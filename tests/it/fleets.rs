@@ -100,9 +100,10 @@ impl Fleet {
         }
     }
 
-    /// Asserts the bastion carried every connection the servers saw: one
-    /// login on the bastion, and per server as many logins as the bastion
-    /// forwarded to it.
+    /// Asserts the bastion carried every connection the servers saw (after
+    /// one deploy): one login on the bastion, and per server as many logins
+    /// as the bastion forwarded to it, two per host (the run's, and the
+    /// dead-man switch's confirmation over a fresh connection).
     fn assert_all_through_the_bastion(&self) {
         let log = self.bastion.log();
         assert_eq!(
@@ -121,8 +122,9 @@ impl Fleet {
                 .hosts
                 .iter()
                 .filter(|(_, i)| self.targets[*i].port == t.port)
-                .count();
-            assert_eq!(logins, expected, "one login per host on this server");
+                .count()
+                * 2;
+            assert_eq!(logins, expected, "two logins per host on this server");
             assert_eq!(
                 forwarded, logins,
                 "every connection to port {} came through the bastion",

@@ -9,6 +9,7 @@ mod blue_green_interrupts;
 mod both_transports;
 mod canary;
 mod cli;
+mod deadman;
 mod delta_apps;
 mod delta_ssh;
 mod deploy_local;

@@ -22,8 +22,10 @@ fn sessions_during(f: &Fleet, run: impl FnOnce()) -> Vec<usize> {
 
 #[test]
 fn deploy_rollback_and_status_each_hold_one_session_per_host() {
+    // The dead-man switch, off here, adds to a deploy a session beside the
+    // run's shell (arming, heartbeats) and a login to confirm each host.
     let f = Fleet::ssh(3)
-        .toml("[strategy]\ncanary = 1\ncanary_pause = \"0s\"")
+        .toml("[strategy]\ncanary = 1\ncanary_pause = \"0s\"\ndeadman_timeout = \"0s\"")
         .write();
     let one = vec![1; 3];
     let deploy = || {
@@ -53,8 +55,9 @@ fn deploy_rollback_and_status_each_hold_one_session_per_host() {
 fn a_rollout_in_waves_with_uploads_ahead_holds_one_session_per_host() {
     // Waves of one host, each uploading while the one before finishes, and
     // a once hook whose result goes to every host after the first wave.
+    // The dead-man switch is off: it adds a session and a login per host.
     let f = Fleet::ssh(3)
-        .toml("[hooks]\nbefore_switch_once = [\"true\"]\n[strategy]\ncanary = 0\nbatch = 1")
+        .toml("[hooks]\nbefore_switch_once = [\"true\"]\n[strategy]\ncanary = 0\nbatch = 1\ndeadman_timeout = \"0s\"")
         .write();
     f.hoist(&["deploy", "--yes"]).assert().success();
     // 30 MB that take a while to send, so that the next wave is still

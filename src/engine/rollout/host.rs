@@ -8,7 +8,9 @@ use super::{HostRun, Run};
 use crate::engine::ahead::Passed;
 use crate::engine::payload::deliver;
 use crate::engine::switch::switch_to;
-use crate::engine::{Failed, Failure, HostOutcome, at, diagnose, health, hooks, policy, shared};
+use crate::engine::{
+    Failed, Failure, HostOutcome, at, deadman, diagnose, health, hooks, policy, shared,
+};
 use crate::report::Phase;
 
 /// Host `i`'s part of the rollout, ended: `delivered` is the result of its
@@ -95,7 +97,9 @@ async fn steps(
             .map_err(at(Phase::BeforeSwitch))?;
     }
     let previous = host.previous.as_ref();
-    switch_to(
+    ctx.phase(node.name(), Phase::Switch);
+    deadman::arm(ctx, node, id, previous).await?;
+    let switched = switch_to(
         ctx,
         node,
         id,
@@ -103,7 +107,11 @@ async fn steps(
         &artifact.version,
         &artifact.content_sha,
     )
-    .await?;
+    .await;
+    if switched.is_err() {
+        deadman::disarm(ctx, node).await;
+    }
+    switched?;
     host.switched = true;
     hooks::run_remote(
         ctx,

@@ -5,6 +5,7 @@
 
 mod back;
 mod between;
+mod confirm;
 mod host;
 mod wave;
 
@@ -74,6 +75,10 @@ pub(crate) struct Setup {
     /// canary being promoted), with the release each was on before: they
     /// count as switched, so a failure rolls them back too.
     pub carried: Vec<(usize, Option<ReleaseId>)>,
+    /// Confirm the dead-man switch of every host that stays switched at
+    /// the end; `false` leaves that to the caller (blue-green confirms
+    /// once traffic went to the colour and its probe passed).
+    pub confirm: bool,
 }
 
 impl Setup {
@@ -83,6 +88,7 @@ impl Setup {
             max_failures: strategy.max_failures,
             until_canary: false,
             carried: Vec::new(),
+            confirm: true,
         }
     }
 
@@ -272,9 +278,10 @@ async fn finish(
     waves: WaveEnd,
 ) -> (Exit, Vec<HostOutcome>) {
     let ctx = run.ctx;
+    let interrupted = ctx.cancel.is_cancelled();
+    let confirmed = confirm::at_the_end(run, &mut hosts, setup.confirm).await;
     let halted = run.halted();
     let states: Vec<HostState> = hosts.iter().map(HostRun::state).collect();
-    let interrupted = ctx.cancel.is_cancelled();
     let verdict = policy::verdict(
         &states,
         halted.is_some(),
@@ -323,5 +330,10 @@ async fn finish(
     }
     let once_failed = run.once.as_ref().is_some_and(Once::failed) && !interrupted;
     let exit = policy::rollout_exit(&verdict, all_back, once_failed, &states);
+    let touched_back = hosts
+        .iter()
+        .filter(|h| h.switched)
+        .all(|h| h.outcome.result == HostResult::RolledBack);
+    let exit = policy::after_self_reverts(exit, confirmed > 0, touched_back);
     (exit, hosts.into_iter().map(|h| h.outcome).collect())
 }

@@ -445,16 +445,45 @@ impl SshHost {
         let channel = self.open_channel().await?;
         exec::run(channel, command, stdin, keep)
             .await
-            .map_err(|failure| match failure {
-                exec::Failure::Refused => {
-                    TransportError::Other(format!("{} refused to run the command", self.label))
-                }
-                exec::Failure::Lost => self.lost_connection(),
-                exec::Failure::Stdin(e) => {
-                    TransportError::Other(format!("reading the command's input: {e}"))
-                }
-                exec::Failure::Channel(e) => self.channel_error(e),
-            })
+            .map_err(|failure| self.exec_failure(failure))
+    }
+
+    fn exec_failure(&self, failure: exec::Failure) -> TransportError {
+        match failure {
+            exec::Failure::Refused => {
+                TransportError::Other(format!("{} refused to run the command", self.label))
+            }
+            exec::Failure::Lost => self.lost_connection(),
+            exec::Failure::Stdin(e) => {
+                TransportError::Other(format!("reading the command's input: {e}"))
+            }
+            exec::Failure::Channel(e) => self.channel_error(e),
+        }
+    }
+
+    /// See [`Transport::exec_beside`]: a session of its own or none (the
+    /// persistent shell is never ended for it), and a slot among hoist's
+    /// own sessions only when one is free.
+    async fn beside(&self, quoted: &str) -> Result<Output, TransportError> {
+        let too_few = |reason: String| TransportError::TooFewSessions {
+            host: self.label.clone(),
+            granted: 1,
+            needed: 2,
+            reason,
+        };
+        let Ok(_slot) = self.sessions.try_acquire() else {
+            return Err(too_few("hoist's own sessions are all busy".into()));
+        };
+        let channel = match self.handle.channel_open_session().await {
+            Ok(channel) => channel,
+            Err(russh::Error::ChannelOpenFailure(reason)) => {
+                return Err(too_few(open_failure(&reason)));
+            }
+            Err(e) => return Err(self.channel_error(e)),
+        };
+        exec::run(channel, format!("sh -c {quoted}"), None, super::KEEP)
+            .await
+            .map_err(|failure| self.exec_failure(failure))
     }
 
     /// Opens a session channel. A host that refuses one more session
@@ -559,6 +588,24 @@ impl Transport for SshHost {
             self.check_alive();
             timed_out(elapsed)
         })?
+    }
+
+    async fn exec_beside(&self, script: &str, timeout: Duration) -> Result<Output, TransportError> {
+        let quoted = shlex::try_quote(script).map_err(|_| {
+            TransportError::Other("a remote command cannot contain a NUL byte".into())
+        })?;
+        if self.is_gone() {
+            return Err(self.lost_connection());
+        }
+        tokio::time::timeout(timeout, self.beside(&quoted))
+            .await
+            .map_err(|_| {
+                self.check_alive();
+                TransportError::Timeout {
+                    what: "command".into(),
+                    after: timeout,
+                }
+            })?
     }
 
     async fn stream(

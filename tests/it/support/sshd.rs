@@ -261,6 +261,11 @@ impl Sshd {
         self.log().matches("Starting session:").count()
     }
 
+    /// The listener's process id (for a hook that stops it from the host).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the server: the host is down, its files stay.
     pub fn stop(&mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,152 @@
+//! The end of a host's watchdog: confirmed over a fresh connection once
+//! its part is over, disarmed when hoist puts it back itself; and what is
+//! said of a host that went back by itself.
+
+use futures_util::future::join_all;
+
+use super::scripts::{self, Settled};
+use super::{Armed, reason};
+use crate::engine::fleet::{self, Node, Turn};
+use crate::engine::{Context, Failed, Failure, HostOutcome};
+use crate::report::{Event, HostResult, Level, Phase};
+
+/// Confirms `node` over a fresh connection: its watchdog exits. A host
+/// that cannot be reached fails (its watchdog puts it back); one whose
+/// watchdog went back already fails too, and that is told. Nothing for
+/// a host this run did not arm.
+pub(crate) async fn confirm(ctx: &Context, node: &Node) -> Result<(), Failed> {
+    let Some(armed) = ctx.deadman.take(node.name()) else {
+        return Ok(());
+    };
+    let unconfirmed = |e: String| Failure::Unconfirmed(e).at(Phase::Confirm);
+    let conn = {
+        let turn = Turn::take(ctx, &node.host).await;
+        fleet::connect(&turn)
+            .await
+            .map_err(|e| unconfirmed(e.to_string()))?
+    };
+    let script = scripts::settle(&node.layout, &ctx.run_id);
+    let answer = conn.exec_beside(&script, node.host.command_timeout).await;
+    conn.close().await;
+    let out = answer.map_err(|e| unconfirmed(e.to_string()))?;
+    match Settled::parse(&out.stdout_str()) {
+        Some(Settled::Settled) => Ok(()),
+        Some(Settled::Gone) => {
+            let why = reason(ctx.config.strategy.deadman_timeout);
+            told(ctx, node.name(), &armed);
+            Err(Failure::SelfReverted(why).at(Phase::Confirm))
+        }
+        None => Err(unconfirmed(format!(
+            "the confirmation answered {:?}",
+            out.stdout_str().trim()
+        ))),
+    }
+}
+
+/// [`confirm`] for many hosts at once: each one's result, in order.
+pub(crate) async fn confirm_all<'a>(
+    ctx: &Context,
+    nodes: impl Iterator<Item = (usize, &'a Node)>,
+) -> Vec<(usize, Result<(), Failed>)> {
+    join_all(nodes.map(|(i, node)| async move { (i, confirm(ctx, node).await) })).await
+}
+
+/// Says that `host` went back by itself, unless its heartbeat said so.
+fn told(ctx: &Context, host: &str, armed: &Armed) {
+    let mut reverted = ctx
+        .deadman
+        .reverted
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if reverted.iter().any(|h| h == host) {
+        return;
+    }
+    reverted.push(host.to_string());
+    ctx.emit(Event::HostSelfReverted {
+        host: host.to_string(),
+        from: armed.release.to_string(),
+        to: armed.previous.as_ref().map(|p| p.to_string()),
+        reason: reason(ctx.config.strategy.deadman_timeout),
+        at: None,
+    });
+}
+
+/// Ends `node`'s watchdog over the run's connection: hoist put the host
+/// back itself. A host that cannot be reached keeps its watchdog, which
+/// finds it back (and does nothing) or not (and puts it back).
+pub(crate) async fn disarm(ctx: &Context, node: &Node) {
+    let Some(armed) = ctx.deadman.take(node.name()) else {
+        return;
+    };
+    let script = scripts::settle(&node.layout, &ctx.run_id);
+    match node.run_for(&script, None, node.quick_limit()).await {
+        Ok(out) if Settled::parse(&out.stdout_str()) == Some(Settled::Gone) => {
+            told(ctx, node.name(), &armed);
+        }
+        Ok(_) => {}
+        Err(e) => ctx.message(
+            Level::Warn,
+            Some(node.name()),
+            format!(
+                "could not stop its dead-man switch ({e}); it does nothing once it finds the host back"
+            ),
+        ),
+    }
+}
+
+/// Confirms each of `nodes` this run armed (see [`confirm`]); a host that
+/// fails it ends so in `outcomes` (same order as `nodes`): rolled back
+/// when its watchdog went back already (`previous` of each is where),
+/// failed when it cannot be reached. Returns why, for each that failed.
+pub(crate) async fn confirm_outcomes(
+    ctx: &Context,
+    nodes: &[Node],
+    outcomes: &mut [HostOutcome],
+) -> Vec<String> {
+    let ended = confirm_all(ctx, nodes.iter().enumerate()).await;
+    let mut failed = Vec::new();
+    for (i, result) in ended {
+        let Err(why) = result else { continue };
+        let reverted = matches!(why.failure, Failure::SelfReverted(_));
+        failed.push(format!("{}: {}", nodes[i].name(), why.failure));
+        let release = match reverted {
+            true => nodes[i].current(),
+            false => outcomes[i].release.clone(),
+        };
+        let mut outcome = HostOutcome::failed(nodes[i].name(), why, release, outcomes[i].elapsed);
+        outcome.sent = outcomes[i].sent;
+        if reverted {
+            outcome.result = HostResult::RolledBack;
+            outcome.note = Some("went back by itself".to_string());
+        }
+        ctx.report(&outcome);
+        outcomes[i] = outcome;
+    }
+    failed
+}
+
+/// Says, for each of `nodes` whose watchdog went back by itself since its
+/// last deploy (its journal says so), when, from which release and why
+/// (`status`, and `deploy` and `rollback` when they find one).
+pub(crate) fn tell_found(ctx: &Context, nodes: &[Node]) {
+    for node in nodes {
+        if let Some(entry) = node.journal.self_reverted() {
+            ctx.emit(Event::HostSelfReverted {
+                host: node.name().to_string(),
+                from: entry.previous.clone().unwrap_or_default(),
+                to: entry.release.clone(),
+                reason: found_reason(entry),
+                at: Some(entry.ts.clone()),
+            });
+        }
+    }
+}
+
+/// A `self_reverted` journal line's reason, with the run it was armed by.
+pub(crate) fn found_reason(entry: &crate::journal::Entry) -> String {
+    let why = entry.message.clone().unwrap_or_default();
+    match &entry.run {
+        Some(run) => format!("{why} (run {run}, by {})", entry.by),
+        None => why,
+    }
+}
