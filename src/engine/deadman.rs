@@ -207,13 +207,14 @@ fn after_rollback(
     let version = node.journal.version_of(previous).unwrap_or_default();
     let env = hooks::host_env(ctx, node, previous, Some(id), &version);
     let dir = node.layout.release_path(previous);
-    ctx.config
-        .hooks
+    // The host's own hooks: its group's where a group sets them.
+    let hooks = &node.host.role.hooks;
+    hooks
         .after_rollback
         .iter()
         .map(|hook| {
             let script = node.layout.hook(&dir, &env, hook);
-            match &ctx.config.hooks.become_user {
+            match &hooks.become_user {
                 Some(user) => app_layout::as_user(user, false, &script),
                 None => script,
             }

@@ -87,7 +87,7 @@ fi
 /// only a lock file is read (a fifo would block `head`).
 /// A lock file's first line is read only up to 4096 bytes (hoist's are
 /// a few hundred): a longer one makes it a lock that is not hoist's.
-pub(super) const LOCK_FNS: &str = r#"L="$H/lock"
+pub(crate) const LOCK_FNS: &str = r#"L="$H/lock"
 lock_exists() { [ -e "$L" ] || [ -L "$L" ]; }
 lock_is_file() { [ -f "$L" ] && [ ! -L "$L" ]; }
 lock_line() {
