@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{HostRun, Run};
+use super::{HostRun, Run, drain};
 use crate::engine::ahead::Passed;
 use crate::engine::payload::deliver;
 use crate::engine::switch::switch_to;
@@ -28,6 +28,10 @@ pub(super) async fn host_rollout(
         return host;
     }
     let result = steps(run, i, delivered, passed, &mut host).await;
+    if result.is_err() && !host.switched {
+        // Never switched: still on its previous release, it goes back in.
+        drain::undrain_or_warn(run, i, &mut host).await;
+    }
     if let Err(failed) = &result
         && policy::diagnoses(host.switched, &failed.failure, ctx.cancel.is_cancelled())
     {
@@ -71,6 +75,9 @@ async fn steps(
     shared::prepare(ctx, node, id).await?;
     let env = run.host_env(i, host.previous.as_ref());
     let release_dir = node.layout.release_path(id);
+    drain::drain(run, i, host)
+        .await
+        .map_err(at(Phase::BeforeSwitch))?;
     let once = run.once.as_ref();
     if let Some(once) = once {
         once.run_on(ctx, node, id, &release_dir, &env).await?;
@@ -120,5 +127,8 @@ async fn steps(
             .await
             .map_err(at(Phase::Health))?;
     }
+    drain::undrain(run, i, host)
+        .await
+        .map_err(at(Phase::Health))?;
     Ok(())
 }

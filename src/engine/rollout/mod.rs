@@ -5,6 +5,7 @@
 
 mod back;
 mod between;
+mod drain;
 mod host;
 mod wave;
 
@@ -42,6 +43,8 @@ struct HostRun {
     sent: Option<u64>,
     /// This run's rollback already took it back (or tried to).
     back: bool,
+    /// Out of the load balancer by this run's `drain_local`, not back yet.
+    drained: bool,
 }
 
 impl HostRun {
@@ -52,6 +55,7 @@ impl HostRun {
             previous: node.probe.current.clone(),
             sent: None,
             back: false,
+            drained: false,
         }
     }
 
