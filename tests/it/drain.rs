@@ -159,3 +159,24 @@ fn a_host_failing_its_health_stays_drained_until_it_is_back_on_its_release() {
     );
     assert_eq!(f.current("web2").as_deref(), Some(v1.as_str()));
 }
+
+#[test]
+fn plan_shows_the_drain_only_when_it_is_set() {
+    let f = fleet(2, "true", "[strategy]\ncanary = 0\nbatch = 1");
+    let out = f.hoist(&["plan"]).assert().success().get_output().clone();
+    let said = printed(&out);
+    assert!(
+        said.contains("drain: per host, drain_local: true && echo drain")
+            && said.contains("then wait 1s")
+            && said.contains("undrain_local: echo undrain"),
+        "{said}"
+    );
+    let plain = Fleet::ssh(1).toml(HEALTH).write();
+    let out = plain
+        .hoist(&["plan"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(!printed(&out).contains("drain_local"));
+}
