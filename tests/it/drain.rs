@@ -180,3 +180,70 @@ fn plan_shows_the_drain_only_when_it_is_set() {
         .clone();
     assert!(!printed(&out).contains("drain_local"));
 }
+
+/// Per-host drain through the nginx harness's `./lb drain|enable HOST`.
+const LB_DRAIN: &str = "[hooks]\nafter_switch = [\"sh bin/restart\"]\nafter_rollback = [\"sh bin/restart\"]\ndrain_local = [\"./lb drain $HOIST_HOST\"]\nundrain_local = [\"./lb enable $HOIST_HOST\"]\n";
+
+#[test]
+fn a_rolling_deploy_of_four_hosts_with_per_host_drain_loses_no_request() {
+    use crate::support::lb::{APP, APP_HEALTH, Apps, Load, Nginx, free_port, unavailable};
+    if let Some(why) = unavailable() {
+        eprintln!("per-host drain behind nginx: skipped: {why}");
+        return;
+    }
+    let mut files: Vec<(&str, &str)> = APP.to_vec();
+    files.push(("README", "v1"));
+    let f = Fleet::ssh(4)
+        .artifact(&files)
+        .toml(&format!(
+            "{LB_DRAIN}{APP_HEALTH}[strategy]\ncanary = 0\nbatch = 2\n"
+        ))
+        .write();
+    let mut backends = Vec::new();
+    let mut pidfiles = Vec::new();
+    for host in f.host_names() {
+        let port = free_port();
+        let deploy_to = f.deploy_path(&host);
+        std::fs::create_dir_all(&deploy_to).unwrap();
+        std::fs::write(deploy_to.join("port"), port.to_string()).unwrap();
+        pidfiles.push(deploy_to.join("app.pid"));
+        backends.push((host, port));
+    }
+    let _apps = Apps { pidfiles };
+    let nginx = Nginx::start(f.path(), &backends, &[]);
+    let deployed = f.hoist(&["deploy", "--yes"]).output().unwrap();
+    assert!(deployed.status.success(), "{}", printed(&deployed));
+    std::fs::write(f.path().join("build/README"), "v2").unwrap();
+    let before = nginx.log().len();
+    let load = Load::start(nginx.port, std::time::Duration::from_secs(180));
+    let out = f.hoist(&["deploy", "--yes"]).output().unwrap();
+    let seen = load.stop();
+    let said = printed(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        seen.failed.is_empty(),
+        "{} of {} requests failed, first {:?}\n{said}",
+        seen.failed.len(),
+        seen.failed.len() + seen.ok,
+        &seen.failed[..seen.failed.len().min(5)]
+    );
+    assert!(seen.ok > 20, "the load ran ({} requests)", seen.ok);
+    assert_eq!(seen.releases.last().map(String::as_str), Some("v2"));
+    let calls: Vec<String> = nginx.log()[before..]
+        .iter()
+        .map(|l| l.split(" result=").next().unwrap().to_string())
+        .collect();
+    for host in f.host_names() {
+        let drain = calls.iter().position(|c| *c == format!("drain {host}"));
+        let enable = calls.iter().position(|c| *c == format!("enable {host}"));
+        assert!(
+            matches!((drain, enable), (Some(d), Some(e)) if d < e),
+            "{host}: drained, then enabled: {calls:?}"
+        );
+    }
+    assert_eq!(
+        calls.len(),
+        8,
+        "one drain and one enable per host: {calls:?}"
+    );
+}
