@@ -1,6 +1,7 @@
 //! One host's part of a rollout: its upload (unless made ahead), shared
-//! paths and files, the once hook, before_switch, switch, after_switch and
-//! health, each failure tagged with the phase it happened in.
+//! paths and files, its drain (when configured), the once hook,
+//! before_switch, switch, after_switch, health and its undrain, each
+//! failure tagged with the phase it happened in.
 
 use std::time::Instant;
 
