@@ -414,6 +414,17 @@ pub(crate) fn run(
             list(&h.after_batch_local)
         ),
     );
+    if !h.drain_local.is_empty() {
+        info(
+            reporter,
+            format!(
+                "drain: per host, drain_local: {}, then wait {}, before it is touched; undrain_local: {} once its health check passed (a failed host stays drained until it is back on its previous release)",
+                list(&h.drain_local),
+                humantime::format_duration(h.drain_wait),
+                list(&h.undrain_local)
+            ),
+        );
+    }
     info(
         reporter,
         format!("health: {}", shape::describe_health(config.health.as_ref())),

@@ -326,6 +326,9 @@ pub struct RawHooks {
     pub after_files: Option<Commands>,
     pub become_password: Option<RawSecretCommand>,
     pub throttle: Option<RawThrottle>,
+    pub drain_local: Option<Commands>,
+    pub undrain_local: Option<Commands>,
+    pub drain_wait: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]

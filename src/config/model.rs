@@ -331,6 +331,14 @@ pub struct Hooks {
     pub become_password: Option<Vec<String>>,
     /// `throttle`: the most hosts, fleet-wide, that run a hook at once.
     pub throttle: Throttle,
+    /// On this machine, per host, before it is touched: takes it out of the
+    /// load balancer (`HOIST_HOST` and the usual variables).
+    pub drain_local: Vec<String>,
+    /// On this machine, per host, once it passed its health check (or is
+    /// back on its previous release): puts it back in the load balancer.
+    pub undrain_local: Vec<String>,
+    /// Waited after `drain_local`, before the host is touched.
+    pub drain_wait: std::time::Duration,
 }
 
 /// The most hosts that run each remote hook at once (`None`: no limit).

@@ -566,6 +566,9 @@ fn hooks(raw: RawHooks, doc: &Doc) -> Result<Hooks, ConfigError> {
         before_batch_local: list(raw.before_batch_local),
         after_batch_local: list(raw.after_batch_local),
         throttle: roles::throttle(raw.throttle),
+        drain_local: list(raw.drain_local),
+        undrain_local: list(raw.undrain_local),
+        drain_wait: raw.drain_wait.map(|d| d.0).unwrap_or_default(),
     })
 }
 

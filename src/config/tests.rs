@@ -316,6 +316,29 @@ fn after_rollback_defaults_to_after_switch_but_an_empty_list_means_none() {
 }
 
 #[test]
+fn drain_keys_are_read_and_off_by_default() {
+    let off = Project::new().config(&with_app("[hosts.a]\n")).ok();
+    assert!(off.hooks.drain_local.is_empty() && off.hooks.undrain_local.is_empty());
+    assert_eq!(off.hooks.drain_wait, std::time::Duration::ZERO);
+    let on = Project::new()
+        .config(&with_app(
+            "[hosts.a]\n[hooks]\ndrain_local = \"./lb out\"\nundrain_local = [\"./lb in\"]\ndrain_wait = \"5s\"\n",
+        ))
+        .ok();
+    assert_eq!(on.hooks.drain_local, ["./lb out"]);
+    assert_eq!(on.hooks.undrain_local, ["./lb in"]);
+    assert_eq!(on.hooks.drain_wait, std::time::Duration::from_secs(5));
+    assert_err(
+        &with_app("[hosts.a]\n[hooks]\ndrain_wiat = \"5s\"\n"),
+        &["`hooks.drain_wiat`", "drain_wait", "undrain_local"],
+    );
+    assert_err(
+        &with_app("[hosts.a]\n[hooks]\ndrain_wait = \"soon\"\n"),
+        &["`hooks.drain_wait`"],
+    );
+}
+
+#[test]
 fn the_strategy_reads_every_key() {
     let config = Project::new()
         .config(&with_app(

@@ -14,6 +14,7 @@ mod delta_apps;
 mod delta_ssh;
 mod deploy_local;
 mod deploy_ssh;
+mod drain;
 mod dry_run;
 mod environments;
 mod exec_ending;

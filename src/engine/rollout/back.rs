@@ -3,6 +3,7 @@
 
 use futures_util::future::join_all;
 
+use super::drain::undrain_returned;
 use super::{HostRun, Run};
 use crate::engine::policy::BackFor;
 use crate::engine::put_back::{self, Back, InWaves};
@@ -18,6 +19,7 @@ pub(super) async fn roll_back(
     waves: &[Vec<usize>],
     reason: &str,
 ) -> bool {
+    let order: Vec<usize> = waves.concat();
     let waves: Vec<Vec<Back>> = waves.iter().map(|w| backs(run, hosts, w)).collect();
     let how = InWaves {
         why: BackFor::Undo,
@@ -27,6 +29,7 @@ pub(super) async fn roll_back(
     let went = put_back::in_waves(run.ctx, waves, how, reason).await;
     let all_back = went.all_back();
     settle(hosts, went.moved);
+    undrain_returned(run, hosts, &order).await;
     // Hosts whose wave never went keep how they ended, and are not back.
     for (i, outcome) in went.unmoved {
         hosts[i].outcome = outcome;
@@ -54,6 +57,7 @@ pub(super) async fn undo(
         .map(|(i, _)| *i)
         .collect();
     settle(hosts, ended);
+    undrain_returned(run, hosts, which).await;
     not_back
 }
 

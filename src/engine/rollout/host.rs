@@ -1,10 +1,11 @@
 //! One host's part of a rollout: its upload (unless made ahead), shared
-//! paths and files, the once hook, before_switch, switch, after_switch and
-//! health, each failure tagged with the phase it happened in.
+//! paths and files, its drain (when configured), the once hook,
+//! before_switch, switch, after_switch, health and its undrain, each
+//! failure tagged with the phase it happened in.
 
 use std::time::Instant;
 
-use super::{HostRun, Run};
+use super::{HostRun, Run, drain};
 use crate::engine::ahead::Passed;
 use crate::engine::payload::deliver;
 use crate::engine::switch::switch_to;
@@ -30,6 +31,10 @@ pub(super) async fn host_rollout(
         return host;
     }
     let result = steps(run, i, delivered, passed, &mut host).await;
+    if result.is_err() && !host.switched {
+        // Never switched: still on its previous release, it goes back in.
+        drain::undrain_or_warn(run, i, &mut host).await;
+    }
     if let Err(failed) = &result
         && policy::diagnoses(host.switched, &failed.failure, ctx.cancel.is_cancelled())
     {
@@ -73,6 +78,9 @@ async fn steps(
     shared::prepare(ctx, node, id).await?;
     let env = run.host_env(i, host.previous.as_ref());
     let release_dir = node.layout.release_path(id);
+    drain::drain(run, i, host)
+        .await
+        .map_err(at(Phase::BeforeSwitch))?;
     let once = run.once.as_ref();
     if let Some(once) = once {
         once.run_on(ctx, node, id, &release_dir, &env).await?;
@@ -128,5 +136,8 @@ async fn steps(
             .await
             .map_err(at(Phase::Health))?;
     }
+    drain::undrain(run, i, host)
+        .await
+        .map_err(at(Phase::Health))?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 mod back;
 mod between;
 mod confirm;
+mod drain;
 mod host;
 mod wave;
 
@@ -43,6 +44,8 @@ struct HostRun {
     sent: Option<u64>,
     /// This run's rollback already took it back (or tried to).
     back: bool,
+    /// Out of the load balancer by this run's `drain_local`, not back yet.
+    drained: bool,
 }
 
 impl HostRun {
@@ -53,6 +56,7 @@ impl HostRun {
             previous: node.probe.current.clone(),
             sent: None,
             back: false,
+            drained: false,
         }
     }
 

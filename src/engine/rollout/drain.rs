@@ -1,0 +1,73 @@
+//! `hooks.drain_local` / `hooks.undrain_local` / `hooks.drain_wait`: each
+//! host leaves the load balancer before it is touched and comes back once
+//! its health check passed, or once it is back on its previous release.
+//! Off (nothing run, nothing waited) unless configured.
+
+use super::{HostRun, Run};
+
+/// Drain and undrain hooks run one at a time, fleet-wide: a load
+/// balancer's script is rarely safe to run twice at once (two hosts of a
+/// wave draining together would race on its configuration and reload).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::engine::{Failure, hooks};
+use crate::report::{HostResult, Level};
+
+/// Takes host `i` out of the load balancer: `drain_local`, then
+/// `drain_wait` (cut short by a halt). Marks it drained before running the
+/// hooks, so a failing drain is undone like any other.
+pub(super) async fn drain(run: &Run<'_>, i: usize, host: &mut HostRun) -> Result<(), Failure> {
+    let ctx = run.ctx;
+    let hooks = &ctx.config.hooks;
+    if hooks.drain_local.is_empty() {
+        return Ok(());
+    }
+    host.drained = true;
+    let env = run.host_env(i, host.previous.as_ref());
+    {
+        let _one = ONE_AT_A_TIME.lock().await;
+        hooks::run_local(ctx, "drain_local", &hooks.drain_local, &env).await?;
+    }
+    if !hooks.drain_wait.is_zero() {
+        tokio::select! {
+            () = tokio::time::sleep(hooks.drain_wait) => {}
+            () = run.halt.cancelled() => return Err(Failure::Halted),
+        }
+    }
+    Ok(())
+}
+
+/// Puts host `i` back in the load balancer (`undrain_local`) if this run
+/// drained it.
+pub(super) async fn undrain(run: &Run<'_>, i: usize, host: &mut HostRun) -> Result<(), Failure> {
+    if !host.drained {
+        return Ok(());
+    }
+    let ctx = run.ctx;
+    let env = run.host_env(i, host.previous.as_ref());
+    let one = ONE_AT_A_TIME.lock().await;
+    hooks::run_local(ctx, "undrain_local", &ctx.config.hooks.undrain_local, &env).await?;
+    drop(one);
+    host.drained = false;
+    Ok(())
+}
+
+/// Undrains host `i` where a failure already decides how it ended: a
+/// failing undrain is said, and leaves it drained.
+pub(super) async fn undrain_or_warn(run: &Run<'_>, i: usize, host: &mut HostRun) {
+    if let Err(e) = undrain(run, i, host).await {
+        let text = format!("{e}; the host stays out of the load balancer");
+        run.ctx
+            .message(Level::Warn, Some(run.nodes[i].name()), text);
+    }
+}
+
+/// After a put back: each of `which` that this run drained and that is now
+/// on its previous release again is undrained; one that could not go back
+/// stays drained.
+pub(super) async fn undrain_returned(run: &Run<'_>, hosts: &mut [HostRun], which: &[usize]) {
+    for &i in which {
+        if hosts[i].drained && hosts[i].outcome.result == HostResult::RolledBack {
+            undrain_or_warn(run, i, &mut hosts[i]).await;
+        }
+    }
+}
