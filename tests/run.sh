@@ -80,7 +80,11 @@ if ! command -v prometheus >/dev/null 2>&1; then
     || echo "tests/run.sh: could not install prometheus; the Prometheus gate tests will skip" >&2
 fi
 
-cargo test --locked --all-targets "$@"
+# Most tests wait on real sshd processes, hooks and timeouts rather than
+# the CPU: four at a time take about 30% less wall time on two cores
+# (410 s against 573 s for the integration tests). RUST_TEST_THREADS from
+# the environment wins.
+RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}" cargo test --locked --all-targets "$@"
 
 # The README's install from source: `cargo install --locked --path .` must
 # give a hoist that runs. --debug reuses what the tests just built in
