@@ -186,7 +186,7 @@ const LB_DRAIN: &str = "[hooks]\nafter_switch = [\"sh bin/restart\"]\nafter_roll
 
 #[test]
 fn a_rolling_deploy_of_four_hosts_with_per_host_drain_loses_no_request() {
-    use crate::support::lb::{APP, APP_HEALTH, Apps, Load, Nginx, free_port, unavailable};
+    use crate::support::lb::{APP, APP_HEALTH, Apps, Load, Nginx, unavailable};
     if let Some(why) = unavailable() {
         eprintln!("per-host drain behind nginx: skipped: {why}");
         return;
@@ -199,17 +199,7 @@ fn a_rolling_deploy_of_four_hosts_with_per_host_drain_loses_no_request() {
             "{LB_DRAIN}{APP_HEALTH}[strategy]\ncanary = 0\nbatch = 2\n"
         ))
         .write();
-    let mut backends = Vec::new();
-    let mut pidfiles = Vec::new();
-    for host in f.host_names() {
-        let port = free_port();
-        let deploy_to = f.deploy_path(&host);
-        std::fs::create_dir_all(&deploy_to).unwrap();
-        std::fs::write(deploy_to.join("port"), port.to_string()).unwrap();
-        pidfiles.push(deploy_to.join("app.pid"));
-        backends.push((host, port));
-    }
-    let _apps = Apps { pidfiles };
+    let (backends, _apps) = Apps::ports_for(&f);
     let nginx = Nginx::start(f.path(), &backends, &[]);
     let deployed = f.hoist(&["deploy", "--yes"]).output().unwrap();
     assert!(deployed.status.success(), "{}", printed(&deployed));

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::fleet::Fleet;
-use crate::support::lb::{APP, APP_HEALTH, Apps, Load, Nginx, Seen, free_port, unavailable};
+use crate::support::lb::{APP, APP_HEALTH, Apps, Load, Nginx, Seen, unavailable};
 use crate::support::project::{follow, printed};
 
 /// The drain/enable recipe of the README.
@@ -33,17 +33,7 @@ fn site(test: &str) -> Option<(Fleet, Nginx, Apps)> {
             "{DRAIN_ENABLE}{APP_HEALTH}[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = 1\n"
         ))
         .write();
-    let mut backends = Vec::new();
-    let mut pidfiles = Vec::new();
-    for host in f.host_names() {
-        let port = free_port();
-        let deploy_to = f.deploy_path(&host);
-        std::fs::create_dir_all(&deploy_to).unwrap();
-        std::fs::write(deploy_to.join("port"), port.to_string()).unwrap();
-        pidfiles.push(deploy_to.join("app.pid"));
-        backends.push((host, port));
-    }
-    let apps = Apps { pidfiles };
+    let (backends, apps) = Apps::ports_for(&f);
     let nginx = Nginx::start(f.path(), &backends, &[]);
     let deployed = f.hoist(&["deploy", "--yes"]).output().unwrap();
     assert!(deployed.status.success(), "{}", printed(&deployed));
@@ -280,17 +270,7 @@ timeout = "5s"
         in_probe = on_host("TERM_IN_PROBE"),
     );
     let f = f.toml(&toml).write();
-    let mut backends = Vec::new();
-    let mut pidfiles = Vec::new();
-    for host in f.host_names() {
-        let port = free_port();
-        let deploy_to = f.deploy_path(&host);
-        std::fs::create_dir_all(&deploy_to).unwrap();
-        std::fs::write(deploy_to.join("port"), port.to_string()).unwrap();
-        pidfiles.push(deploy_to.join("app.pid"));
-        backends.push((host, port));
-    }
-    let apps = Apps { pidfiles };
+    let (backends, apps) = Apps::ports_for(&f);
     let nginx = Nginx::start(
         f.path(),
         &backends,

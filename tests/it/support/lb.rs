@@ -436,6 +436,25 @@ pub struct Apps {
     pub pidfiles: Vec<PathBuf>,
 }
 
+impl Apps {
+    /// Gives each host of `f` a free port for its app (the file `port` in
+    /// its deploy_to, which the app's start script reads): the backends for
+    /// [`Nginx::start`], and the apps to kill once the test ends.
+    pub fn ports_for(f: &crate::support::fleet::Fleet) -> (Vec<(String, u16)>, Apps) {
+        let mut backends = Vec::new();
+        let mut pidfiles = Vec::new();
+        for host in f.host_names() {
+            let port = free_port();
+            let deploy_to = f.deploy_path(&host);
+            std::fs::create_dir_all(&deploy_to).unwrap();
+            std::fs::write(deploy_to.join("port"), port.to_string()).unwrap();
+            pidfiles.push(deploy_to.join("app.pid"));
+            backends.push((host, port));
+        }
+        (backends, Apps { pidfiles })
+    }
+}
+
 impl Drop for Apps {
     fn drop(&mut self) {
         for pidfile in &self.pidfiles {
