@@ -18,6 +18,11 @@ pub(crate) struct Throttles {
     fleet: BTreeMap<&'static str, Semaphore>,
     /// (group, hook name) -> the group's own limit.
     groups: BTreeMap<(String, &'static str), Semaphore>,
+    /// `drain_local` and `undrain_local` run one at a time, fleet-wide: a
+    /// load balancer's script is rarely safe to run twice at once (two
+    /// hosts of a wave draining together would race on its configuration
+    /// and reload).
+    load_balancer: tokio::sync::Mutex<()>,
 }
 
 /// The name `throttle` knows a hook phase by.
@@ -46,7 +51,13 @@ impl Throttles {
                 .iter()
                 .flat_map(|(group, t)| limits(t).map(|(hook, s)| ((group.clone(), hook), s)))
                 .collect(),
+            load_balancer: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The turn to run a drain or undrain hook: one host at a time.
+    pub(crate) async fn load_balancer(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.load_balancer.lock().await
     }
 
     /// Waits for `host`'s slots to run the hook of `phase`: the fleet's,
@@ -99,6 +110,7 @@ mod tests {
                 .iter()
                 .flat_map(|(g, t)| limits(t).map(move |(hook, s)| ((g.to_string(), hook), s)))
                 .collect(),
+            ..Throttles::default()
         }
     }
 

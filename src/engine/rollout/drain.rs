@@ -4,11 +4,6 @@
 //! Off (nothing run, nothing waited) unless configured.
 
 use super::{HostRun, Run};
-
-/// Drain and undrain hooks run one at a time, fleet-wide: a load
-/// balancer's script is rarely safe to run twice at once (two hosts of a
-/// wave draining together would race on its configuration and reload).
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 use crate::engine::{Failure, hooks};
 use crate::report::{HostResult, Level};
 
@@ -24,7 +19,7 @@ pub(super) async fn drain(run: &Run<'_>, i: usize, host: &mut HostRun) -> Result
     host.drained = true;
     let env = run.host_env(i, host.previous.as_ref());
     {
-        let _one = ONE_AT_A_TIME.lock().await;
+        let _one = ctx.throttle.load_balancer().await;
         hooks::run_local(ctx, "drain_local", &hooks.drain_local, &env).await?;
     }
     if !hooks.drain_wait.is_zero() {
@@ -44,7 +39,7 @@ pub(super) async fn undrain(run: &Run<'_>, i: usize, host: &mut HostRun) -> Resu
     }
     let ctx = run.ctx;
     let env = run.host_env(i, host.previous.as_ref());
-    let one = ONE_AT_A_TIME.lock().await;
+    let one = ctx.throttle.load_balancer().await;
     hooks::run_local(ctx, "undrain_local", &ctx.config.hooks.undrain_local, &env).await?;
     drop(one);
     host.drained = false;
