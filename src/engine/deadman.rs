@@ -1,6 +1,6 @@
 //! The dead-man switch (issue 25): before a host's `current` moves, a
-//! watchdog is started on it ([`arm`]) that puts it back by itself unless
-//! hoist keeps it waiting (a heartbeat over the run's connection every few
+//! watchdog is started on it ([`arming`], in the switch's own command)
+//! that puts it back by itself unless hoist keeps it waiting (a heartbeat over the run's connection every few
 //! seconds) and, once the host's part is over, confirms it over a fresh
 //! connection ([`confirm`]), which proves the host can still be reached
 //! after its switch. A host hoist puts back itself is disarmed
@@ -19,10 +19,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::fleet::Node;
-use super::{Context, Failed, app_layout, hooks};
+use super::{Context, app_layout, hooks};
 use crate::journal::{Entry, Kind};
 use crate::release::ReleaseId;
-use crate::report::Phase;
 use heartbeat::Heartbeat;
 use scripts::Watchdog;
 
@@ -88,17 +87,27 @@ pub(crate) fn reason(timeout: Duration) -> String {
     )
 }
 
-/// Starts the watchdog on `node`, armed for `id` (coming from `previous`),
-/// and its heartbeat. Nothing when `deadman_timeout` is zero.
-pub(crate) async fn arm(
+/// What arms one host's watchdog: the script that starts it, run in the
+/// switch's own command (one round trip for both, the watchdog first:
+/// `current` never moves unwatched), and what starts its heartbeat once
+/// that ran ([`Arming::started`]).
+pub(crate) struct Arming {
+    script: String,
+    beat: Heartbeat,
+    armed: Armed,
+}
+
+/// The arming of `node`'s watchdog for `id` (coming from `previous`), or
+/// nothing when `deadman_timeout` is zero.
+pub(crate) fn arming(
     ctx: &Context,
     node: &Node,
     id: &ReleaseId,
     previous: Option<&ReleaseId>,
-) -> Result<(), Failed> {
+) -> Option<Arming> {
     let timeout = ctx.config.strategy.deadman_timeout;
     if timeout.is_zero() {
-        return Ok(());
+        return None;
     }
     let lines = journal_lines(ctx, node, id, previous, timeout);
     let dog = Watchdog {
@@ -112,12 +121,6 @@ pub(crate) async fn arm(
         freed: lines[2].clone(),
         timeout_secs: secs(timeout),
     };
-    // In the run's shell: a session of its own would cost each host one
-    // more run of its login rc files.
-    node.must("arming the dead-man switch", &dog.arm(), None)
-        .await
-        .map_err(|e| e.at(Phase::Switch))?;
-    let stop = CancellationToken::new();
     let beat = Heartbeat {
         conn: node.conn.clone(),
         script: scripts::heartbeat(&node.layout, &ctx.run_id),
@@ -131,22 +134,38 @@ pub(crate) async fn arm(
         reverted: ctx.deadman.reverted.clone(),
         timeout,
     };
-    tokio::spawn(beat.run(stop.clone()));
     let armed = Armed {
-        stop,
+        stop: CancellationToken::new(),
         release: id.clone(),
         previous: previous.cloned(),
     };
-    let replaced = ctx
-        .deadman
-        .armed
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(node.name().to_string(), armed);
-    if let Some(old) = replaced {
-        old.stop.cancel();
+    Some(Arming {
+        script: dog.arm(),
+        beat,
+        armed,
+    })
+}
+
+impl Arming {
+    /// The script that starts the watchdog (exits non-zero when it cannot).
+    pub(crate) fn script(&self) -> &str {
+        &self.script
     }
-    Ok(())
+
+    /// The watchdog runs on `node`: its heartbeat starts, and the run
+    /// knows it is armed (to confirm or disarm it).
+    pub(crate) fn started(self, ctx: &Context, node: &Node) {
+        tokio::spawn(self.beat.run(self.armed.stop.clone()));
+        let replaced = ctx
+            .deadman
+            .armed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node.name().to_string(), self.armed);
+        if let Some(old) = replaced {
+            old.stop.cancel();
+        }
+    }
 }
 
 /// The journal lines the watchdog writes, split around their time (which
