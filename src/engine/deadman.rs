@@ -10,9 +10,12 @@ mod heartbeat;
 pub(crate) mod scripts;
 mod settle;
 
-pub(crate) use settle::{confirm_all, confirm_outcomes, disarm, found_reason, tell_found};
+pub(crate) use settle::{
+    confirm_all, confirm_outcomes, disarm, found_reason, tell_found, went_back,
+};
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,11 +34,18 @@ use scripts::Watchdog;
 pub(crate) struct Watch {
     armed: Mutex<HashMap<String, Armed>>,
     reverted: Arc<Mutex<Vec<String>>>,
+    /// Cancelled when a heartbeat finds a host gone back by itself: the
+    /// rollout stops then, not at its end.
+    found_back: CancellationToken,
 }
 
-/// One armed host: its heartbeat task's stop, and what it was armed for.
+/// One armed host: its heartbeat task's stop, whether it is being settled
+/// (confirmed or disarmed: its heartbeat's own "gone" is then left to the
+/// settling's answer, since the settling itself ends the watchdog), and
+/// what it was armed for.
 struct Armed {
     stop: CancellationToken,
+    settling: Arc<AtomicBool>,
     release: ReleaseId,
     previous: Option<ReleaseId>,
 }
@@ -51,6 +61,27 @@ impl Watch {
             armed.stop.cancel();
         }
         armed
+    }
+
+    /// Marks `host` as being settled (see [`Armed`]): false when this run
+    /// did not arm it, or settled it already.
+    fn settling(&self, host: &str) -> bool {
+        let armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
+        match armed.get(host) {
+            Some(armed) => !armed.settling.swap(true, Ordering::SeqCst),
+            None => false,
+        }
+    }
+
+    /// Whether this run armed `host`, and has not confirmed or disarmed it.
+    fn is_armed(&self, host: &str) -> bool {
+        let armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
+        armed.contains_key(host)
+    }
+
+    /// Ends when a heartbeat finds a host that went back by itself.
+    pub(crate) async fn found_back(&self) {
+        self.found_back.cancelled().await
     }
 
     /// Whether the host's watchdog went back by itself during this run.
@@ -121,7 +152,10 @@ pub(crate) fn arming(
         freed: lines[2].clone(),
         timeout_secs: secs(timeout),
     };
+    let settling = Arc::new(AtomicBool::new(false));
     let beat = Heartbeat {
+        settling: settling.clone(),
+        found_back: ctx.deadman.found_back.clone(),
         conn: node.conn.clone(),
         script: scripts::heartbeat(&node.layout, &ctx.run_id),
         every: interval(timeout),
@@ -136,6 +170,7 @@ pub(crate) fn arming(
     };
     let armed = Armed {
         stop: CancellationToken::new(),
+        settling,
         release: id.clone(),
         previous: previous.cloned(),
     };

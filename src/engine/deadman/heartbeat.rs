@@ -1,6 +1,7 @@
 //! One armed host's heartbeat: its watchdog's deadline pushed on, over
 //! the run's connection, beside the run's shell.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +25,11 @@ pub(super) struct Heartbeat {
     pub reverted: Arc<Mutex<Vec<String>>>,
     /// `deadman_timeout`, for what is said when it cannot be kept waiting.
     pub timeout: Duration,
+    /// Set while the host is being confirmed or disarmed: that ends the
+    /// watchdog, so a "gone" then is the settling's to read, not ours.
+    pub settling: Arc<AtomicBool>,
+    /// Cancelled when this host is found gone back (see [`super::Watch`]).
+    pub found_back: CancellationToken,
 }
 
 impl Heartbeat {
@@ -60,7 +66,7 @@ impl Heartbeat {
             if stop.is_cancelled() {
                 return;
             }
-            if out.stdout_str().trim() == "gone" {
+            if out.stdout_str().trim() == "gone" && !self.settling.load(Ordering::SeqCst) {
                 self.reverted
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -72,6 +78,7 @@ impl Heartbeat {
                     reason: self.reason.clone(),
                     at: None,
                 });
+                self.found_back.cancel();
                 return;
             }
         }

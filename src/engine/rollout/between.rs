@@ -170,7 +170,16 @@ async fn held(
             (node, env, node.host.role.health.as_ref())
         })
         .collect();
-    match bake(run.ctx, step, &list, length, sampled).await {
+    // A host found gone back by itself (its dead-man switch) ends the bake.
+    let baked_out = tokio::select! {
+        out = bake(run.ctx, step, &list, length, sampled) => out,
+        () = ctx.deadman.found_back() => {
+            return Err(Stopped::Said(format!(
+                "a switched host went back by itself during the {step} (its dead-man switch)"
+            )));
+        }
+    };
+    match baked_out {
         Ok(()) => Ok(()),
         Err(Spoiled::Interrupted) => Err(Stopped::Said("interrupted during the bake".into())),
         Err(Spoiled::Gate(reason)) => {

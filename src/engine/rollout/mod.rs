@@ -254,14 +254,29 @@ pub(crate) async fn rollout(
         said_stop: false,
         back: true,
     };
-    // Uploads ahead of the next wave, made during the wave before it.
-    let mut following: Option<Ahead> = None;
-    for w in 0..plan.waves.len() {
-        if run.halt.is_cancelled() {
-            break;
+    let following = {
+        let waves = async {
+            // Uploads ahead of the next wave, made during the wave before it.
+            let mut following: Option<Ahead> = None;
+            for w in 0..plan.waves.len() {
+                if run.halt.is_cancelled() {
+                    break;
+                }
+                following = wave(&run, &mut hosts, &plan, w, following.take(), &mut ended).await;
+            }
+            following
+        };
+        tokio::pin!(waves);
+        // A host found gone back by itself stops the rollout there: no later
+        // wave starts, a bake ends (the host's own part goes on to its end).
+        tokio::select! {
+            following = &mut waves => following,
+            () = ctx.deadman.found_back() => {
+                run.stop("a switched host went back by itself (its dead-man switch)".to_string());
+                waves.await
+            }
         }
-        following = wave(&run, &mut hosts, &plan, w, following.take(), &mut ended).await;
-    }
+    };
     // Made for a wave that never ran.
     if let Some(unused) = following {
         unused
