@@ -80,6 +80,20 @@ if ! command -v prometheus >/dev/null 2>&1; then
     || echo "tests/run.sh: could not install prometheus; the Prometheus gate tests will skip" >&2
 fi
 
+# The HAProxy tests put the same app behind a real HAProxy (Debian's
+# package) and drive it through its runtime API with socat; they skip,
+# saying why, where those cannot be had.
+missing=""
+[ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null 2>&1 || missing="$missing haproxy"
+command -v socat >/dev/null 2>&1 || missing="$missing socat"
+if [ -n "$missing" ]; then
+  echo "tests/run.sh: installing$missing (the HAProxy tests drive a real one through its runtime API)" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null; } \
+    || echo "tests/run.sh: could not install$missing; the HAProxy tests will skip" >&2
+fi
+
 # Most tests wait on real sshd processes, hooks and timeouts rather than
 # the CPU: four at a time take about 30% less wall time on two cores
 # (410 s against 573 s for the integration tests). RUST_TEST_THREADS from

@@ -22,6 +22,7 @@ mod exec_sessions;
 mod faults;
 mod fleets;
 mod github_actions;
+mod haproxy;
 mod hook_daemons;
 mod host_files;
 mod hostile_artifacts;

@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod endless;
 pub mod fleet;
+pub mod haproxy;
 pub mod http;
 pub mod lb;
 pub mod netns;

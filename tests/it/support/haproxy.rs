@@ -1,0 +1,421 @@
+//! A real HAProxy (Debian's package) in front of the app of
+//! [`crate::support::lb::APP`] on SSH hosts, driven through its runtime API,
+//! and a client that counts who answered.
+//!
+//! - [`Haproxy`]: run as the current user with its files in a directory of
+//!   the test's own: a frontend on an ephemeral 127.0.0.1 port, backend
+//!   `shop_api` (the name README's recipe uses) with one server per host,
+//!   named as the host, pointing at that host's app, health-checked every
+//!   200 ms, and the runtime API on a unix socket at `level admin`. No
+//!   retries and no redispatch: a request that reaches a stopped app fails,
+//!   so a test sees it when a host was not kept out of the pool. Each answer
+//!   carries the server that gave it in an `X-Server` header.
+//! - [`Client`]: about 50 requests a second through HAProxy, each on a new
+//!   connection, until stopped; it keeps every answer (server, release,
+//!   status) tagged with the contents of a file the test's hooks write (the
+//!   traffic step in force), and every failure.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::support::lb::free_port;
+
+/// The backend's name, as in README's recipe.
+pub const BACKEND: &str = "shop_api";
+
+/// Why the HAProxy tests cannot run here, if they cannot.
+pub fn unavailable() -> Option<String> {
+    if let Some(why) = crate::support::lb::unavailable() {
+        return Some(why);
+    }
+    for (tool, package) in [("haproxy", "haproxy"), ("socat", "socat")] {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            return Some(format!(
+                "{tool} is not installed (tests/run.sh installs {package})"
+            ));
+        }
+    }
+    None
+}
+
+fn haproxy_bin() -> &'static str {
+    if Path::new("/usr/sbin/haproxy").exists() {
+        "/usr/sbin/haproxy"
+    } else {
+        "haproxy"
+    }
+}
+
+/// One server's line of `show stat`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    pub name: String,
+    /// `UP`, `DOWN`, `DRAIN`, `MAINT`, ...
+    pub status: String,
+    pub weight: u32,
+    /// Sessions open now.
+    pub sessions: u32,
+}
+
+/// HAProxy in `dir/haproxy`, until dropped.
+pub struct Haproxy {
+    pub port: u16,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    child: Child,
+}
+
+impl Haproxy {
+    /// Starts HAProxy in front of `backends` (host name, app port) and
+    /// waits until its runtime API answers.
+    pub fn start(dir: &Path, backends: &[(String, u16)]) -> Haproxy {
+        let dir = dir.join("haproxy");
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let socket = dir.join("admin.sock");
+        let servers: String = backends
+            .iter()
+            .map(|(host, port)| {
+                format!(
+                    "  server {host} 127.0.0.1:{port} check inter 200ms fall 1 rise 1 weight 256\n"
+                )
+            })
+            .collect();
+        let conf = format!(
+            "global
+  stats socket {socket} mode 600 level admin
+  pidfile {d}/haproxy.pid
+
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 10s
+  timeout server 10s
+  timeout queue 10s
+  retries 0
+
+frontend web
+  bind 127.0.0.1:{port}
+  default_backend {BACKEND}
+
+backend {BACKEND}
+  balance roundrobin
+  option httpchk GET /
+  http-response set-header X-Server %s
+{servers}",
+            socket = socket.display(),
+            d = dir.display(),
+        );
+        std::fs::write(dir.join("haproxy.cfg"), conf).unwrap();
+        let child = Command::new(haproxy_bin())
+            .arg("-db")
+            .arg("-f")
+            .arg(dir.join("haproxy.cfg"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("haproxy.log")).unwrap())
+            .spawn()
+            .expect("haproxy starts");
+        let haproxy = Haproxy {
+            port,
+            dir,
+            socket,
+            child,
+        };
+        let until = Instant::now() + Duration::from_secs(20);
+        while haproxy.try_api("show info").is_err() {
+            assert!(
+                Instant::now() < until,
+                "haproxy's runtime API did not answer: {}",
+                std::fs::read_to_string(haproxy.dir.join("haproxy.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        haproxy
+    }
+
+    fn try_api(&self, command: &str) -> std::io::Result<String> {
+        let mut stream = UnixStream::connect(&self.socket)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        writeln!(stream, "{command}")?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    }
+
+    /// One command of the runtime API, its answer.
+    pub fn api(&self, command: &str) -> String {
+        self.try_api(command)
+            .unwrap_or_else(|e| panic!("haproxy runtime API, `{command}`: {e}"))
+    }
+
+    /// The backend's servers, from `show stat`.
+    pub fn servers(&self) -> Vec<Server> {
+        let stat = self.api("show stat");
+        let mut lines = stat.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("# ")
+            .split(',')
+            .collect();
+        let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+        let (px, sv, status, weight, scur) = (
+            col("pxname"),
+            col("svname"),
+            col("status"),
+            col("weight"),
+            col("scur"),
+        );
+        lines
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|f| f.len() > scur.max(weight) && f[px] == BACKEND)
+            .filter(|f| f[sv] != "BACKEND" && f[sv] != "FRONTEND")
+            .map(|f| Server {
+                name: f[sv].to_string(),
+                status: f[status].to_string(),
+                weight: f[weight].parse().unwrap_or(0),
+                sessions: f[scur].parse().unwrap_or(0),
+            })
+            .collect()
+    }
+
+    /// Waits (at most 20 s) until every server passes its health check.
+    pub fn wait_all_up(&self) {
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let servers = self.servers();
+            if !servers.is_empty() && servers.iter().all(|s| s.status == "UP") {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "not every server came up: {servers:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        // SIGUSR1: a soft stop, connections in flight finish; then wait.
+        let _ = Command::new("kill")
+            .args(["-USR1", &self.child.id().to_string()])
+            .status();
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One answer through HAProxy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// Seconds since the client started.
+    pub at: f64,
+    /// The contents of the tag file when the request was sent ("" without).
+    pub tag: String,
+    /// The server that answered (`X-Server`), "" if none did.
+    pub server: String,
+    pub status: u16,
+    /// The release that answered (the app's body).
+    pub release: String,
+}
+
+/// One GET on a new connection: (status, X-Server, body).
+pub fn get(port: u16) -> Result<(u16, String, String), String> {
+    let mut stream =
+        TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET / HTTP/1.0\r\nHost: app\r\n\r\n").map_err(|e| format!("send: {e}"))?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| format!("read: {e}"))?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no end of headers in {response:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status in {response:?}"))?;
+    let server = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("x-server")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    Ok((status, server, body.trim().to_string()))
+}
+
+/// What a client saw.
+#[derive(Debug, Default, Clone)]
+pub struct Seen {
+    pub answers: Vec<Answer>,
+    /// (seconds since the client started, what went wrong): no answer at
+    /// all, or one that was not 200.
+    pub failed: Vec<(f64, String)>,
+}
+
+impl Seen {
+    /// Answers (200 or not) per (server, release).
+    pub fn per_server(&self) -> BTreeMap<(String, String), usize> {
+        let mut counts = BTreeMap::new();
+        for a in &self.answers {
+            *counts
+                .entry((a.server.clone(), a.release.clone()))
+                .or_default() += 1;
+        }
+        counts
+    }
+
+    /// Of the answers sent under `tag`: (how many, how many came from a
+    /// server in `servers`).
+    pub fn share(&self, tag: &str, servers: &[&str]) -> (usize, usize) {
+        let under: Vec<&Answer> = self.answers.iter().filter(|a| a.tag == tag).collect();
+        let from = under
+            .iter()
+            .filter(|a| servers.contains(&a.server.as_str()))
+            .count();
+        (under.len(), from)
+    }
+
+    /// The tags seen, in order, each once per run.
+    pub fn tags(&self) -> Vec<String> {
+        let mut tags: Vec<String> = Vec::new();
+        for a in &self.answers {
+            if tags.last() != Some(&a.tag) {
+                tags.push(a.tag.clone());
+            }
+        }
+        tags
+    }
+}
+
+/// About 50 requests a second through HAProxy, on a thread, until
+/// [`Client::stop`] or `bound` has passed.
+pub struct Client {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Client {
+    /// `tag`: a file whose contents (trimmed) tag each request sent while
+    /// they are there.
+    pub fn start(port: u16, tag: Option<PathBuf>, bound: Duration) -> Client {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let thread = {
+            let stop = stop.clone();
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let every = Duration::from_millis(20);
+                let mut next = started;
+                while !stop.load(Ordering::SeqCst) && started.elapsed() < bound {
+                    let tag = tag
+                        .as_ref()
+                        .and_then(|t| std::fs::read_to_string(t).ok())
+                        .map(|t| t.trim().to_string())
+                        .unwrap_or_default();
+                    let answer = get(port);
+                    let at = started.elapsed().as_secs_f64();
+                    let mut seen = seen.lock().unwrap();
+                    match answer {
+                        Ok((status, server, release)) => {
+                            if status != 200 {
+                                seen.failed
+                                    .push((at, format!("{status} from {server:?}: {release}")));
+                            }
+                            seen.answers.push(Answer {
+                                at,
+                                tag,
+                                server,
+                                status,
+                                release,
+                            });
+                        }
+                        Err(e) => seen.failed.push((at, e)),
+                    }
+                    drop(seen);
+                    // The pace of a steady load, not a wait for an event.
+                    next += every;
+                    if let Some(left) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(left);
+                    }
+                }
+            })
+        };
+        Client {
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    /// What the client saw so far.
+    pub fn seen(&self) -> Seen {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Stops the client and returns what it saw.
+    pub fn stop(mut self) -> Seen {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The body of the first fenced block (```LANG) after the line of
+/// README.md that contains `after`.
+pub fn readme_block(after: &str, lang: &str) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find(after)
+        .unwrap_or_else(|| panic!("README has no {after:?}"));
+    let open = format!("```{lang}\n");
+    let from = start + readme[start..].find(&open).unwrap() + open.len();
+    let len = readme[from..].find("```\n").unwrap();
+    readme[from..from + len].to_string()
+}
