@@ -37,6 +37,7 @@ impl Heartbeat {
     /// then that is told. A heartbeat that fails is tried again at the
     /// next beat; the watchdog waits out the timeout meanwhile.
     pub(super) async fn run(self, stop: CancellationToken) {
+        let mut warned = false;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -47,19 +48,21 @@ impl Heartbeat {
             let out = match answer {
                 Ok(out) => out,
                 // A host that grants one session per connection (its sshd's
-                // MaxSessions 1, taken by the run's shell) cannot be kept
-                // waiting beside the run: said once, then left to the
-                // confirmation, which must come within the timeout.
+                // MaxSessions 1) is kept waiting only while the run's shell
+                // is idle: said once, and it goes on beating.
                 Err(e @ TransportError::TooFewSessions { .. }) => {
-                    self.reporter.event(&Event::Message {
-                        level: Level::Warn,
-                        host: Some(self.host.clone()),
-                        text: format!(
-                            "its dead-man switch cannot be kept waiting ({e}): it goes back by itself unless hoist confirms it within {} of its switch",
-                            humantime::format_duration(self.timeout)
-                        ),
-                    });
-                    return;
+                    if !warned {
+                        warned = true;
+                        self.reporter.event(&Event::Message {
+                            level: Level::Warn,
+                            host: Some(self.host.clone()),
+                            text: format!(
+                                "its dead-man switch is kept waiting only between the run's commands ({e}): a command longer than {} sends it back by itself",
+                                humantime::format_duration(self.timeout)
+                            ),
+                        });
+                    }
+                    continue;
                 }
                 Err(_) => continue,
             };

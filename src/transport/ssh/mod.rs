@@ -373,16 +373,23 @@ async fn authenticated_session(
 }
 
 impl SshHost {
-    /// Runs a command in the persistent shell, starting it if needed;
-    /// `Elsewhere` when the command should get a channel of its own instead
-    /// (the shell is busy, this host cannot have one, or it died before the
-    /// command began), with its input.
-    async fn exec_in_shell(&self, quoted: &str, input: Option<Input>, keep: usize) -> InShell {
+    /// Runs a command in the persistent shell, starting it if needed (and
+    /// `start`); `Elsewhere` when the command should get a channel of its
+    /// own instead (the shell is busy, this host cannot have one, or it
+    /// died before the command began), with its input.
+    async fn exec_in_shell(
+        &self,
+        quoted: &str,
+        input: Option<Input>,
+        keep: usize,
+        start: bool,
+    ) -> InShell {
         let Ok(mut slot) = self.shell.try_lock() else {
             return InShell::Elsewhere(input);
         };
         let mut shell = match std::mem::take(&mut *slot) {
             Slot::Idle(shell) => *shell,
+            Slot::Empty if !start => return InShell::Elsewhere(input),
             Slot::Empty => match Shell::start(&self.reach()).await {
                 Some(shell) => shell,
                 None if self.is_gone() => return InShell::Ran(Err(self.lost_connection())),
@@ -572,7 +579,8 @@ impl Transport for SshHost {
             what: "command".into(),
             after: timeout,
         };
-        let in_shell = tokio::time::timeout_at(deadline, self.exec_in_shell(&quoted, stdin, keep));
+        let in_shell =
+            tokio::time::timeout_at(deadline, self.exec_in_shell(&quoted, stdin, keep, true));
         let stdin = match in_shell.await {
             Ok(InShell::Ran(result)) => return result,
             Ok(InShell::Elsewhere(stdin)) => stdin,
@@ -597,15 +605,22 @@ impl Transport for SshHost {
         if self.is_gone() {
             return Err(self.lost_connection());
         }
-        tokio::time::timeout(timeout, self.beside(&quoted))
-            .await
-            .map_err(|_| {
-                self.check_alive();
-                TransportError::Timeout {
-                    what: "command".into(),
-                    after: timeout,
-                }
-            })?
+        // An idle shell answers at once, with no session of its own (whose
+        // login would run the host's rc files again); a busy one is left
+        // alone.
+        let beside = async {
+            match self.exec_in_shell(&quoted, None, super::KEEP, false).await {
+                InShell::Ran(result) => result,
+                InShell::Elsewhere(_) => self.beside(&quoted).await,
+            }
+        };
+        tokio::time::timeout(timeout, beside).await.map_err(|_| {
+            self.check_alive();
+            TransportError::Timeout {
+                what: "command".into(),
+                after: timeout,
+            }
+        })?
     }
 
     async fn stream(
