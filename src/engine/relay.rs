@@ -137,6 +137,18 @@ pub(crate) async fn relay_wave(
         };
         relayed.insert(i, Ok(sent));
     }
+    let from_here: u64 = relayed.values().flatten().sum();
+    ctx.message(
+        Level::Info,
+        None,
+        format!(
+            "relay: {} of {} host(s) got the release from another host; {} sent from here for the {} it served",
+            relayed.keys().filter(|&&i| tree.parent(i).is_some()).count(),
+            all.len() - tree.seeds.len(),
+            crate::report::style::bytes(from_here),
+            relayed.len()
+        ),
+    );
     relayed
 }
 

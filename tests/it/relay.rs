@@ -72,6 +72,13 @@ fn assert_every_host_exact(f: &Fleet) {
 #[test]
 fn seven_hosts_with_fanout_two_get_the_release_from_each_other() {
     let f = with_big_artifact(Fleet::ssh(7).toml(RELAY).write());
+    let plan = f.hoist(&["plan"]).output().unwrap();
+    assert!(
+        printed(&plan).contains("relay: fanout 2;"),
+        "{}",
+        printed(&plan)
+    );
+    assert!(printed(&plan).contains("of 7 host(s), 2 from here"));
     let events = f.events(&["deploy", "--yes", "--json"], 0);
     let by = relayed(&events);
     // Two seeds fed from here; the five others from a host.
@@ -80,6 +87,17 @@ fn seven_hosts_with_fanout_two_get_the_release_from_each_other() {
         assert_ne!(host, via);
         assert!(hosts(7).contains(via), "{via}");
     }
+    let said = |text: &str| {
+        events.iter().any(|e| {
+            e["event"] == "message" && e["text"].as_str().is_some_and(|t| t.contains(text))
+        })
+    };
+    assert!(said(
+        "relay: 2 host(s) get the release from here and pass it on to 5 (fanout 2, 3 level(s))"
+    ));
+    assert!(said(
+        "relay: 5 of 5 host(s) got the release from another host;"
+    ));
     let sent = sent_from_here(&events, 7);
     assert!(
         sent < 3 * BIG as u64,
