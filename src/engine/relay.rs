@@ -153,12 +153,16 @@ pub(crate) async fn relay_wave(
 }
 
 /// The hosts of `wanting` as the planner sees them: whether each has an
-/// SSH client (asked), whether hoist holds its host key (from its
-/// connection), and its place.
+/// SSH client (asked), whether another host can reach it (hoist holds its
+/// host key from its own connection, and reaches it with no jump host),
+/// and its place.
 async fn candidates(nodes: &[Node], wanting: &[usize]) -> Vec<Candidate> {
     join_all(wanting.iter().map(|&i| async move {
         let node = &nodes[i];
         let ssh = matches!(node.host.transport, HostTransport::Ssh(_));
+        // Reached through a jump host: its address may mean nothing to
+        // the other hosts; it is fed from here.
+        let direct = matches!(&node.host.transport, HostTransport::Ssh(t) if t.jump.is_empty());
         let client = ssh
             && node
                 .run(script::HAS_CLIENT, None)
@@ -171,7 +175,7 @@ async fn candidates(nodes: &[Node], wanting: &[usize]) -> Vec<Candidate> {
                 .or_else(|| node.host.groups.first().cloned())
                 .unwrap_or_default(),
             relays: client,
-            receives: ssh && node.conn.host_key().is_some(),
+            receives: direct && node.conn.host_key().is_some(),
         }
     }))
     .await

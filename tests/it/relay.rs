@@ -112,17 +112,25 @@ fn seven_hosts_with_fanout_two_get_the_release_from_each_other() {
 }
 
 /// An `ssh` first on every host's PATH: it records the key and command a
-/// relay uses, tries that key for a command of its own, then does what the
-/// relay asked. `before` runs first (with the relay's arguments as `$@`).
+/// relay uses, tries that key for a command of its own (when `misuse`),
+/// then does what the relay asked. `before` runs first (with the relay's arguments as `$@`).
 fn spy_ssh(log: &Path, before: &str) -> FirstOnPath {
+    spy(log, before, true)
+}
+
+fn spy(log: &Path, before: &str, misuse: bool) -> FirstOnPath {
+    let misuse = if misuse {
+        "/usr/bin/ssh -n \"$@\" \"; touch $log/owned\" < /dev/null > /dev/null 2>&1\necho \"tried=$?\" >> \"$log/calls\""
+    } else {
+        ""
+    };
     let script = format!(
         r#"#!/bin/sh
 log={log}
 key=; prev=
 for a in "$@"; do [ "$prev" = -i ] && key=$a; prev=$a; done
 echo "relay $*" >> "$log/calls"
-/usr/bin/ssh -n "$@" "; touch $log/owned" < /dev/null > /dev/null 2>&1
-echo "tried=$?" >> "$log/calls"
+{misuse}
 {before}
 exec /usr/bin/ssh "$@"
 "#,
@@ -181,7 +189,7 @@ fn hosts_whose_host_key_is_not_the_pinned_one_are_served_from_here() {
     let log = tempfile::tempdir().unwrap();
     let other = crate::support::sshd::ClientKey::ed25519();
     let before = format!(
-        "for a in \"$@\"; do case $a in UserKnownHostsFile=*) f=${{a#*=}}; sed 's/ ssh-ed25519 .*/ {}/' \"$f\" > \"$f.x\" && cat \"$f.x\" > \"$f\" ;; esac; done",
+        "for a in \"$@\"; do case $a in UserKnownHostsFile=*) f=${{a#*=}}; sed 's| ssh-ed25519 .*| {}|' \"$f\" > \"$f.x\" && cat \"$f.x\" > \"$f\" && echo rewrote >> \"$log/calls\" ;; esac; done",
         other
             .public
             .trim()
@@ -196,6 +204,7 @@ fn hosts_whose_host_key_is_not_the_pinned_one_are_served_from_here() {
     assert_eq!(relayed(&events), vec![], "no host was relayed to");
     let calls = std::fs::read_to_string(log.path().join("calls")).unwrap();
     assert!(calls.contains("relay "), "relays were tried: {calls}");
+    assert!(calls.contains("rewrote"), "with another host key: {calls}");
     assert_every_host_exact(&f);
     assert_nothing_left(&f, 5);
 }
@@ -203,10 +212,11 @@ fn hosts_whose_host_key_is_not_the_pinned_one_are_served_from_here() {
 #[test]
 fn a_relay_cut_off_mid_stream_leaves_its_subtree_to_hoist() {
     // The first relay hop passes on 200 kB, then ends: the child (and all
-    // below it) gets a cut stream, which its hash check refuses.
+    // below it) gets a cut stream, which its hash check refuses. (No
+    // misuse tries here: the first hop is a real one.)
     let log = tempfile::tempdir().unwrap();
     let before = "if mkdir \"$log/cut\" 2>/dev/null; then head -c 200000 | /usr/bin/ssh \"$@\"; echo cut >> \"$log/calls\"; exit 255; fi";
-    let spy = spy_ssh(log.path(), before);
+    let spy = spy(log.path(), before, false);
     let f = spied_fleet(7, &spy);
     let events = f.events(&["deploy", "--yes", "--json"], 0);
     let calls = std::fs::read_to_string(log.path().join("calls")).unwrap();
