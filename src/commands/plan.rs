@@ -444,6 +444,9 @@ pub(crate) fn run(
         ),
     );
     info(reporter, deadman_line(s.deadman_timeout));
+    if let Some(relay) = &config.relay {
+        info(reporter, relay_line(relay.fanout, hosts.len()));
+    }
     if config.blue_green.is_none() {
         let sizes: Vec<String> = strategy::waves(hosts.len(), s.canary, &s.batch)
             .iter()
@@ -462,6 +465,15 @@ pub(crate) fn run(
     reporter.event(&Event::Summary(Summary::without_hosts("plan", 0)));
     reporter.finish();
     Exit::Ok
+}
+
+/// What `[relay]` does to a wave of `n` hosts that all need the whole
+/// artifact, in words.
+fn relay_line(fanout: usize, n: usize) -> String {
+    let (seeds, depth) = crate::engine::relay::shape(n, fanout);
+    format!(
+        "relay: fanout {fanout}; a wave's hosts that need the whole artifact get it from each other: of {n} host(s), {seeds} from here, the rest from a host in {depth} level(s) (hosts that can take a delta or a copy, and uploads made ahead of a wave, are served from here; a host without an ssh client relays to none)"
+    )
 }
 
 /// What `strategy.deadman_timeout` does, in words.

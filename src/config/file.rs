@@ -100,6 +100,16 @@ pub struct DeployFile {
     pub policy: Option<RawPolicy>,
     /// `[[analysis]]`: gates the rollout's bakes sample.
     pub analysis: Option<Vec<RawGate>>,
+    /// `[relay]`: hosts pass the release on to each other.
+    pub relay: Option<RawRelay>,
+}
+
+/// `[relay]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
+pub struct RawRelay {
+    pub fanout: Positive<64>,
+    pub authorized_keys: Option<String>,
 }
 
 /// One `[[analysis]]` gate.
@@ -412,6 +422,7 @@ table_only!(RawGroupHealth, "a table");
 table_only!(RawGroupStrategy, "a table");
 table_only!(RawThrottle, "a table, e.g. throttle = { after_switch = 2 }");
 table_only!(RawPolicy, "a table");
+table_only!(RawRelay, "a table, e.g. [relay] with fanout = 4");
 table_only!(
     RawGate,
     "a table, e.g. [[analysis]] with name = \"errors\" and command = [\"./check-errors\"]"

@@ -27,6 +27,7 @@ pub(crate) mod policy;
 pub(crate) mod preflight;
 pub(crate) mod put_back;
 pub(crate) mod record;
+pub(crate) mod relay;
 pub(crate) mod rollout;
 pub(crate) mod rollout_plan;
 pub(crate) mod run_hooks;

@@ -239,6 +239,12 @@ pub enum Event {
         bytes: u64,
         total: Option<u64>,
     },
+    /// `[relay]`: the host got the release from another host, `via`,
+    /// verified on the host itself.
+    Relayed {
+        host: String,
+        via: String,
+    },
     HostOutput {
         host: String,
         stream: OutputStream,

@@ -193,6 +193,8 @@ impl Plain {
         let host_line = |st: &State, host: &str, text: &str| self.line(st, now, Some(host), text);
         match event {
             Event::RolloutPlan(_) => Vec::new(),
+            // Said by a message too.
+            Event::Relayed { .. } => Vec::new(),
             Event::RunStarted {
                 command,
                 app,

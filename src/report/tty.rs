@@ -307,6 +307,8 @@ impl Tty {
         let paint = self.paint;
         let width = self.width();
         match event {
+            // Said by a message too.
+            Event::Relayed { .. } => {}
             Event::RunStarted {
                 command,
                 app,

@@ -234,6 +234,12 @@ pub trait Transport: Send + Sync {
     /// (a direct-tcpip channel over SSH; a plain socket for local hosts).
     async fn open_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError>;
 
+    /// The host key this connection accepted, as one OpenSSH line
+    /// (`ssh-ed25519 AAAA...`); `None` where there is none (local hosts).
+    fn host_key(&self) -> Option<String> {
+        None
+    }
+
     /// Closes the connection; every channel is closed first. Idempotent,
     /// and bounded: a dead link is dropped, not waited for.
     async fn close(&self);

@@ -36,6 +36,7 @@ mod one_host;
 mod plan_agrees;
 mod real_apps;
 mod refused_hosts;
+mod relay;
 mod rollout_ssh;
 mod secrets;
 mod secrets_from_commands;

@@ -157,9 +157,15 @@ async fn run_wave(
         run.stop(reason);
         return None;
     }
+    let relayed = relay_part(run, &wave.hosts, ahead).await;
+    let relayed = &relayed;
     let ended = join_all(wave.hosts.iter().map(|&i| async move {
         // Waited for before a slot is taken: the upload holds one.
-        let delivered = ahead.take(i).await;
+        let delivered = relayed.lock().unwrap().remove(&i);
+        let delivered = match delivered {
+            Some(d) => Some(d),
+            None => ahead.take(i).await,
+        };
         let mut passed = uploading.host();
         let host = host_rollout(run, i, delivered, &mut passed).await;
         if let Some(once) = &run.once {
@@ -203,6 +209,31 @@ async fn run_wave(
         interrupted: ctx.cancel.is_cancelled(),
     });
     Some(end.2)
+}
+
+/// `[relay]`: the release put on the wave's hosts that need the whole
+/// artifact and have no upload made ahead, host to host, before their
+/// steps start; a host it did not serve gets its upload as without it.
+async fn relay_part(
+    run: &Run<'_>,
+    hosts: &[usize],
+    ahead: &Ahead,
+) -> std::sync::Mutex<crate::engine::relay::Relayed> {
+    let mine: Vec<usize> = hosts
+        .iter()
+        .copied()
+        .filter(|&i| !ahead.covers(i))
+        .collect();
+    let relayed = crate::engine::relay::relay_wave(
+        run.ctx,
+        run.nodes,
+        &run.delivery,
+        run.id,
+        &mine,
+        &run.halt,
+    )
+    .await;
+    std::sync::Mutex::new(relayed)
 }
 
 /// After a wave's hosts ended: whether it stops the rollout, its own

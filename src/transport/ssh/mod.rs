@@ -178,6 +178,8 @@ pub struct SshHost {
     lost: Arc<Mutex<Option<String>>>,
     link: Link,
     closed: AtomicBool,
+    /// The host key accepted for this connection (OpenSSH one-line form).
+    host_key: Option<String>,
 }
 
 impl SshHost {
@@ -245,6 +247,7 @@ impl SshHost {
             connect_timeout: target.connect_timeout,
             lost: session.lost,
             link: session.link,
+            host_key: session.accepted.lock().ok().and_then(|k| k.clone()),
             closed: AtomicBool::new(false),
         })
     }
@@ -294,6 +297,7 @@ enum InShell {
 /// An authenticated connection, with where its end reason will be and its socket's handle.
 struct Session {
     handle: Handle<Client>,
+    accepted: Arc<Mutex<Option<String>>>,
     lost: Arc<Mutex<Option<String>>>,
     link: Link,
 }
@@ -311,10 +315,12 @@ async fn authenticated_session(
     let config = Arc::new(client_config(target, &policy.known_algorithms()));
     let refusal = Arc::new(Mutex::new(None));
     let lost = Arc::new(Mutex::new(None));
+    let accepted = Arc::new(Mutex::new(None));
     let handler = Client {
         policy,
         refusal: Arc::clone(&refusal),
         lost: Arc::clone(&lost),
+        accepted: Arc::clone(&accepted),
     };
     let unreachable = |reason: String| TransportError::Unreachable {
         host: label.to_string(),
@@ -369,7 +375,12 @@ async fn authenticated_session(
         return Err(e);
     }
     abandoned.keep();
-    Ok(Session { handle, lost, link })
+    Ok(Session {
+        handle,
+        lost,
+        link,
+        accepted,
+    })
 }
 
 impl SshHost {
@@ -667,6 +678,10 @@ impl Transport for SshHost {
                 other => self.channel_error(other),
             })?;
         Ok(Box::new(channel.into_stream()))
+    }
+
+    fn host_key(&self) -> Option<String> {
+        self.host_key.clone()
     }
 
     async fn close(&self) {
