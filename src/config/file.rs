@@ -100,6 +100,17 @@ pub struct DeployFile {
     pub policy: Option<RawPolicy>,
     /// `[[analysis]]`: gates the rollout's bakes sample.
     pub analysis: Option<Vec<RawGate>>,
+    /// `[traffic]`: weights set in steps after the canary.
+    pub traffic: Option<RawTraffic>,
+}
+
+/// `[traffic]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
+pub struct RawTraffic {
+    pub steps: Vec<i64>,
+    pub set_local: Commands,
+    pub step_bake: Option<Dur>,
 }
 
 /// One `[[analysis]]` gate.
@@ -419,4 +430,8 @@ table_only!(
 table_only!(
     RawPrometheus,
     "a table, e.g. prometheus = { url = \"http://127.0.0.1:9090\", query = \"...\", pass = \"< 0.01\" }"
+);
+table_only!(
+    RawTraffic,
+    "a table, e.g. [traffic] with steps = [1, 10, 50, 100] and set_local = [\"./lb weight $HOIST_WEIGHT\"]"
 );

@@ -42,6 +42,8 @@ pub struct Config {
     pub group_strategies: BTreeMap<String, GroupStrategy>,
     /// `[[analysis]]`: the gates sampled during the bakes.
     pub analysis: Vec<super::analysis::Gate>,
+    /// `[traffic]`: weights set in steps after the canary.
+    pub traffic: Option<super::traffic::Traffic>,
     /// Things the user should hear about on every run (e.g. host_key_checking = "off").
     pub warnings: Vec<String>,
     /// What hoist skipped in ~/.ssh/config (Match blocks), for `hoist check -v`.

@@ -407,6 +407,21 @@ impl Plain {
                 };
                 vec![self.line(st, now, None, &text)]
             }
+            Event::TrafficStep {
+                step,
+                steps,
+                weight,
+                canary,
+                error,
+                ..
+            } => {
+                let text = style::traffic_step(*step, *steps, *weight, canary, error.as_deref());
+                let text = match error {
+                    None => paint.bold(&text),
+                    Some(_) => paint.red(&text),
+                };
+                vec![self.line(st, now, None, &text)]
+            }
             Event::Traffic {
                 color,
                 previous,

@@ -257,6 +257,32 @@ pub fn traffic(color: &str, previous: Option<&str>, reason: &str) -> String {
     format!("traffic -> {color}{from}: {}", clean(reason))
 }
 
+/// `[traffic]`: a weight set (or not).
+pub fn traffic_step(
+    step: Option<usize>,
+    steps: usize,
+    weight: u8,
+    canary: &[String],
+    error: Option<&str>,
+) -> String {
+    let which = match step {
+        Some(n) => format!(" (step {n} of {steps})"),
+        None if weight == 0 => " (the rollout stopped)".to_string(),
+        None => " (every host is on the new release)".to_string(),
+    };
+    let on = match canary {
+        [] => "no host".to_string(),
+        hosts => hosts.join(" "),
+    };
+    match error {
+        None => format!("traffic {weight}% to the new release{which}: {on}"),
+        Some(e) => format!(
+            "traffic {weight}%{which}: set_local did not pass: {}",
+            clean(e)
+        ),
+    }
+}
+
 /// A host's watchdog put it back by itself.
 pub fn self_reverted(from: &str, to: Option<&str>, reason: &str, at: Option<&str>) -> String {
     let to = to.map_or_else(|| "no release".to_string(), str::to_string);
