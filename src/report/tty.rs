@@ -85,6 +85,8 @@ struct State {
     gates: std::collections::BTreeMap<String, String>,
     /// `[traffic]`: the weight last set, shown on the countdown.
     weight: Option<u8>,
+    /// Every analysis sample, listed with the summary.
+    samples: style::GateSamples,
 }
 
 struct Active {
@@ -572,6 +574,7 @@ impl Tty {
                 dry_run,
                 ..
             } => {
+                st.samples.add(gate, step, value, verdict, *dry_run);
                 st.gates
                     .insert(gate.clone(), format!("{gate} {value} {verdict}"));
                 self.countdown_message(st);
@@ -682,6 +685,8 @@ impl Tty {
                 self.clear_bars(st);
                 self.flush_tables(st);
                 let mut lines = vec![String::new()];
+                let samples = st.samples.lines();
+                lines.extend(samples.iter().map(|l| fit(l, width)));
                 lines.extend(summary_lines(
                     summary,
                     paint,
