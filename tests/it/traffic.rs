@@ -285,3 +285,56 @@ fn traffic_keys_are_strict() {
         assert!(text.contains(says), "{table}: {text}");
     }
 }
+
+#[test]
+fn a_failure_in_a_later_wave_sets_the_weight_to_0_before_anything_goes_back() {
+    let f = fleet("true", "");
+    let v1 = f.on_v1_then_v2();
+    f.mark("web3", "FAIL");
+    let skip = log_len(&f);
+    f.hoist(&["deploy"]).assert().code(5);
+    let log = log_since(&f, skip);
+    assert_eq!(
+        log[..7],
+        [
+            "switch|web1",
+            "set|10|web1|web2 web3",
+            "set|50|web1|web2 web3",
+            "set|100|web1|web2 web3",
+            "switch|web2",
+            "switch|web3",
+            "set|0|web1 web2 web3|",
+        ],
+        "{log:?}"
+    );
+    assert!(
+        log[7..].iter().all(|l| l.starts_with("rollback|")),
+        "{log:?}"
+    );
+    for host in ["web1", "web2", "web3"] {
+        assert_eq!(f.current(host).as_deref(), Some(v1.as_str()), "{host}");
+    }
+}
+
+#[test]
+fn until_canary_keeps_the_last_weight_and_promote_ends_at_100_with_every_host() {
+    let f = fleet("true", "");
+    f.on_v1_then_v2();
+    let skip = log_len(&f);
+    f.hoist(&["deploy", "--until", "canary"]).assert().success();
+    assert_eq!(
+        log_since(&f, skip),
+        [
+            "switch|web1",
+            "set|10|web1|web2 web3",
+            "set|50|web1|web2 web3",
+            "set|100|web1|web2 web3",
+        ]
+    );
+    let skip = log_len(&f);
+    f.hoist(&["promote"]).assert().success();
+    assert_eq!(
+        log_since(&f, skip),
+        ["switch|web2", "switch|web3", "set|100|web1 web2 web3|"]
+    );
+}
