@@ -154,6 +154,7 @@ mod tests {
             group_strategies: Default::default(),
             analysis: Vec::new(),
             relay: None,
+            traffic: None,
             warnings: Vec::new(),
             ssh_config_notes: Vec::new(),
             secrets: Vec::new(),

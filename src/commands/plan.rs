@@ -263,6 +263,7 @@ pub(crate) fn run(
         once: !config.hooks.before_switch_once.is_empty(),
         until_canary,
         groups: &config.group_strategies,
+        traffic: config.traffic.as_ref(),
         zone_sizes: &sizes,
     };
     let of = |shape: Shape, indices: &[usize]| {
@@ -308,6 +309,13 @@ pub(crate) fn run(
         }
         for (w, wave) in plan.waves.iter().enumerate() {
             info(reporter, describe_wave(*color, w, wave));
+        }
+        if !plan.then.is_empty() {
+            let last = plan.waves.len();
+            info(
+                reporter,
+                format!("after wave {last}: {}", Step::describe_all(&plan.then)),
+            );
         }
     }
     let waves: Vec<(Option<&str>, &PlannedWave)> = plans
@@ -375,6 +383,9 @@ pub(crate) fn run(
         reporter,
         format!("{shape}; at most {} host(s) at once", s.parallel),
     );
+    if let Some(line) = shape::traffic_line(config) {
+        info(reporter, line);
+    }
     for line in shape::analysis_lines(config) {
         info(reporter, line);
     }

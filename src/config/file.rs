@@ -102,6 +102,8 @@ pub struct DeployFile {
     pub analysis: Option<Vec<RawGate>>,
     /// `[relay]`: hosts pass the release on to each other.
     pub relay: Option<RawRelay>,
+    /// `[traffic]`: weights set in steps after the canary.
+    pub traffic: Option<RawTraffic>,
 }
 
 /// `[relay]`.
@@ -110,6 +112,15 @@ pub struct DeployFile {
 pub struct RawRelay {
     pub fanout: Positive<64>,
     pub authorized_keys: Option<String>,
+}
+
+/// `[traffic]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
+pub struct RawTraffic {
+    pub steps: Vec<i64>,
+    pub set_local: Commands,
+    pub step_bake: Option<Dur>,
 }
 
 /// One `[[analysis]]` gate.
@@ -430,4 +441,8 @@ table_only!(
 table_only!(
     RawPrometheus,
     "a table, e.g. prometheus = { url = \"http://127.0.0.1:9090\", query = \"...\", pass = \"< 0.01\" }"
+);
+table_only!(
+    RawTraffic,
+    "a table, e.g. [traffic] with steps = [1, 10, 50, 100] and set_local = [\"./lb weight $HOIST_WEIGHT\"]"
 );

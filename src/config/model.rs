@@ -44,6 +44,8 @@ pub struct Config {
     pub analysis: Vec<super::analysis::Gate>,
     /// `[relay]`: hosts pass the release on to each other; `None`: off.
     pub relay: Option<Relay>,
+    /// `[traffic]`: weights set in steps after the canary.
+    pub traffic: Option<super::traffic::Traffic>,
     /// Things the user should hear about on every run (e.g. host_key_checking = "off").
     pub warnings: Vec<String>,
     /// What hoist skipped in ~/.ssh/config (Match blocks), for `hoist check -v`.

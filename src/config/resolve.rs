@@ -269,8 +269,16 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
             "analysis gates run during a rolling deploy's bakes; kind = \"blue-green\" has none",
         ));
     }
+    let traffic = super::traffic::traffic(file.traffic.take(), &strategy, &doc)?;
+    if strategy.kind == StrategyKind::BlueGreen && traffic.is_some() {
+        return Err(doc.error(
+            &["traffic"],
+            "traffic steps follow a rolling deploy's canary; kind = \"blue-green\" switches whole colours",
+        ));
+    }
     Ok(Config {
         analysis,
+        traffic,
         group_throttles,
         group_strategies,
         blue_green,

@@ -37,6 +37,7 @@ pub(crate) mod strategy;
 pub(crate) mod sudo;
 pub(crate) mod switch;
 pub(crate) mod throttle;
+pub(crate) mod traffic;
 pub(crate) mod upload;
 
 pub(crate) use outcome::{Failed, Failure, HostOutcome, at, summary};

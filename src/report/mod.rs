@@ -325,6 +325,23 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// `[traffic]`: `set_local` ran at `weight` (percent of the traffic
+    /// the new release gets) with these hosts on the new release
+    /// (`canary`) and on the old one (`baseline`).
+    TrafficStep {
+        /// The step, 1-based, of `steps`; none for the weight set to 0
+        /// when the rollout stops, or to 100 once it is done.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        step: Option<usize>,
+        steps: usize,
+        weight: u8,
+        canary: Vec<String>,
+        baseline: Vec<String>,
+        /// `ok`, or `failed` (set_local did not pass).
+        outcome: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// Blue-green: `switch_local` sent traffic to `color` (from `previous`).
     Traffic {
         color: String,

@@ -42,6 +42,7 @@ mod secrets;
 mod secrets_from_commands;
 mod ssh_transport;
 mod three_am;
+mod traffic;
 mod transport_faults;
 mod upload_ssh;
 mod url_pull;

@@ -50,12 +50,15 @@ pub(super) async fn wave(
                     ended.said_stop |= end.said_stop;
                     ended.back &= end.back;
                 }
-                // `deploy --until canary`: the canary's bake, then stop.
-                if w + 1 == plan.waves.len()
-                    && !run.halt.is_cancelled()
-                    && let Err(reason) = between(run, hosts, plan, w, plan.then, &[]).await
-                {
-                    run.stop(reason);
+                // After the last wave: the canary bake of `--until canary`,
+                // the wave bake, traffic steps after a lone canary.
+                if w + 1 == plan.waves.len() && !run.halt.is_cancelled() {
+                    for &step in &plan.then {
+                        if let Err(reason) = between(run, hosts, plan, w, step, &[]).await {
+                            run.stop(reason);
+                            break;
+                        }
+                    }
                 }
             }
         }
@@ -277,6 +280,7 @@ async fn end_wave(
                 .collect();
             ctx.message(Level::Error, None, format!("rollout stopped: {reason}"));
             end.said_stop = true;
+            super::traffic::zero(run, hosts).await;
             let not_back = undo(run, hosts, &switched, &reason).await;
             end.back = not_back.is_empty();
             let result = if end.back {
