@@ -17,7 +17,8 @@
 //!   (with where hoist's time went, from its NDJSON timestamps: reaching
 //!   and probing the hosts, preflight and lock, upload (until the last host
 //!   has its release unpacked and starts its switch), switch (the rest of
-//!   the wave), unlock and close);
+//!   the wave), and the end: the dead-man switch's confirmation over a
+//!   fresh connection to each host, unlock and close);
 //! - pull from URL: `hoist deploy` with `artifact.url` and `artifact.sha256`
 //!   of that same tarball to fresh hosts, each host downloading it from a
 //!   small HTTP server the bench starts (the "store");
@@ -339,15 +340,21 @@ fn main() {
         }
         bench.clear_round(round);
         let last = |v: &[Run]| v.last().map(|r| r.took.as_secs_f64()).unwrap_or(0.0);
+        let others = match curve {
+            true => String::new(),
+            false => format!(
+                ", URL pull {:.2}s, 1 file {:.2}s",
+                last(&m.url),
+                last(&m.one_file)
+            ),
+        };
         println!(
-            "round {}: ssh|tar {:.2}s | hoist full {:.2}s ({}), URL pull {:.2}s, redeploy {:.2}s, 1 file {:.2}s | ssh true {:.2}s, rollback {:.2}s ({})",
+            "round {}: ssh|tar {:.2}s | hoist full {:.2}s ({}), redeploy {:.2}s{others} | ssh true {:.2}s, rollback {:.2}s ({})",
             round + 1,
             m.base[round].took.as_secs_f64(),
             last(&m.full),
             m.full[round].phases,
-            last(&m.url),
             last(&m.redeploy),
-            last(&m.one_file),
             m.ssh_true[round].took.as_secs_f64(),
             last(&m.rollback),
             m.rollback[round].phases,
@@ -893,11 +900,7 @@ impl std::fmt::Display for Phases {
         if let Some(upload) = self.upload {
             write!(f, ", upload {upload:.2}s")?;
         }
-        write!(
-            f,
-            ", switch {:.2}s, unlock+close {:.2}s",
-            self.switch, self.finish
-        )
+        write!(f, ", switch {:.2}s, end {:.2}s", self.switch, self.finish)
     }
 }
 
@@ -909,8 +912,9 @@ const SWITCHING: [&str; 3] = ["before_switch_once", "before_switch", "switch"];
 /// Splits a run by its events' timestamps: start → run_started (connect and
 /// probe every host), → wave_started (preflight and lock), → the moment the
 /// last host starts its switch (upload: every host has its release), →
-/// wave_done (switch, and the rest of the wave), → summary (unlock, close).
-/// A rollback receives nothing: its wave is all switch.
+/// wave_done (switch, and the rest of the wave), → summary (the end: a
+/// deploy's dead-man confirmation, a fresh connection to each host, then
+/// unlock and close). A rollback receives nothing: its wave is all switch.
 fn phases(started: chrono::DateTime<chrono::Utc>, ndjson: &str) -> Phases {
     type Time = chrono::DateTime<chrono::Utc>;
     let events: Vec<(serde_json::Value, Time)> = ndjson
