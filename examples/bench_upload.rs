@@ -15,18 +15,32 @@
 //! - full push: `ssh host 'tar -xz -C DIR' < artifact.tar.gz` for every
 //!   host at once, against `hoist deploy` of the directory to fresh hosts
 //!   (with where hoist's time went, from its NDJSON timestamps: reaching
-//!   and probing the hosts, preflight and lock, the wave, unlock and close);
+//!   and probing the hosts, preflight and lock, upload (until the last host
+//!   has its release unpacked and starts its switch), switch (the rest of
+//!   the wave), and the end: the dead-man switch's confirmation over a
+//!   fresh connection to each host, unlock and close);
 //! - pull from URL: `hoist deploy` with `artifact.url` and `artifact.sha256`
 //!   of that same tarball to fresh hosts, each host downloading it from a
 //!   small HTTP server the bench starts (the "store");
 //! - redeploy of the same content under a new version (a copy on each host);
 //! - a deploy where 1 of the FILES files changed;
-//! - rollback, against HOSTS parallel `ssh host true`.
+//! - rollback, against HOSTS parallel `ssh host true` (its phases as a
+//!   full push's, its wave all switch).
+//!
+//! `BENCH_ROWS=curve` leaves out the URL pull and the 1-file delta: what
+//! a curve over fleet sizes needs (full push, redeploy, rollback and the
+//! plain tool's rows) at a price a 1,000-host run can pay:
+//!
+//!     TMPDIR=/dev/shm BENCH_LOGIN=none BENCH_ROWS=curve ./target/release/examples/bench_upload 1000 1 3
+//!
+//! The bench raises its own soft limit on open files to the hard limit
+//! (a listener per host, and an ssh client per host at once).
 //!
 //! It prints per round, then the medians and ratios, the payload bytes
 //! hoist sent (the sum of the hosts' `sent_bytes` in its NDJSON summary)
 //! against what the baseline sends (HOSTS × the tarball), hoist's
-//! largest resident set over all its runs (from wait4), and the CPU time
+//! largest resident set over all its runs (from wait4) and the most open
+//! files it held at once (`/proc/PID/fd`, counted every 20 ms), and the CPU time
 //! this whole machine used during each kind of run: every host runs here,
 //! so that is the tool's work, SSH's and the hosts' together, and a run
 //! on N cores takes at least that over N.
@@ -100,6 +114,7 @@ struct Bench {
     tree: PathBuf,
     files: usize,
     max_rss_kb: i64,
+    max_fds: usize,
     /// Serves the tarball for the URL pulls.
     store: Http,
     /// The tarball's sha256, for `artifact.sha256`.
@@ -118,6 +133,8 @@ struct Run {
     wire: u64,
     /// CPU seconds this whole machine used meanwhile (see [`machine_cpu`]).
     machine: f64,
+    /// The most open files hoist held at once (sampled, see [`FdWatch`]).
+    fds: usize,
 }
 
 /// One run of plain ssh: how long, bytes into the bridge (0 on loopback),
@@ -154,6 +171,22 @@ fn main() {
     let arg =
         |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     let (hosts, megabytes, rounds, files) = (arg(0, 50), arg(1, 10), arg(2, 3), arg(3, 708));
+    // BENCH_ROWS=curve: only what the fleet-size curve needs (full push,
+    // redeploy, rollback, and the plain tool's two rows), not the URL pull
+    // and the 1-file delta.
+    let curve = match std::env::var("BENCH_ROWS").as_deref() {
+        Ok("curve") => true,
+        Ok("all") | Err(_) => false,
+        Ok(other) => panic!("BENCH_ROWS={other}: all or curve"),
+    };
+    // A listener per host, and at times an ssh client per host, each with
+    // its files: as many open files as this machine lets this process have.
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
+    assert!(
+        limit as usize >= hosts * 4 + 64,
+        "{hosts} hosts need about {} open files here, the hard limit allows {limit}: raise it (ulimit -Hn) first",
+        hosts * 4 + 64
+    );
     // BENCH_HOIST: another hoist binary (an older build, to compare).
     let hoist = match std::env::var_os("BENCH_HOIST") {
         Some(path) => PathBuf::from(path),
@@ -265,29 +298,39 @@ fn main() {
         tree,
         files,
         max_rss_kb: 0,
+        max_fds: 0,
         store,
         sha256,
         net,
     };
 
-    let mut m = Measures::default();
+    let mut m = Measures {
+        curve,
+        ..Measures::default()
+    };
     for round in 0..rounds {
         let dir = format!("hoist/{round}");
         let url_dir = format!("url/{round}");
         // Alternating which goes first, so neither always meets a warm cache.
         let hoist_first = round % 2 == 1;
         if hoist_first {
-            m.url.push(bench.deploy_url(&url_dir));
+            if !curve {
+                m.url.push(bench.deploy_url(&url_dir));
+            }
             m.full.push(bench.deploy(&dir, &format!("r{round}a")));
         }
         m.base.push(bench.baseline(&tarball, round));
         if !hoist_first {
             m.full.push(bench.deploy(&dir, &format!("r{round}a")));
-            m.url.push(bench.deploy_url(&url_dir));
+            if !curve {
+                m.url.push(bench.deploy_url(&url_dir));
+            }
         }
         m.redeploy.push(bench.deploy(&dir, &format!("r{round}b")));
-        bench.change_one_file(round);
-        m.one_file.push(bench.deploy(&dir, &format!("r{round}c")));
+        if !curve {
+            bench.change_one_file(round);
+            m.one_file.push(bench.deploy(&dir, &format!("r{round}c")));
+        }
         if hoist_first {
             m.rollback.push(bench.rollback(&dir));
             m.ssh_true.push(bench.ssh_true());
@@ -297,20 +340,27 @@ fn main() {
         }
         bench.clear_round(round);
         let last = |v: &[Run]| v.last().map(|r| r.took.as_secs_f64()).unwrap_or(0.0);
+        let others = match curve {
+            true => String::new(),
+            false => format!(
+                ", URL pull {:.2}s, 1 file {:.2}s",
+                last(&m.url),
+                last(&m.one_file)
+            ),
+        };
         println!(
-            "round {}: ssh|tar {:.2}s | hoist full {:.2}s ({}), URL pull {:.2}s, redeploy {:.2}s, 1 file {:.2}s | ssh true {:.2}s, rollback {:.2}s",
+            "round {}: ssh|tar {:.2}s | hoist full {:.2}s ({}), redeploy {:.2}s{others} | ssh true {:.2}s, rollback {:.2}s ({})",
             round + 1,
             m.base[round].took.as_secs_f64(),
             last(&m.full),
             m.full[round].phases,
-            last(&m.url),
             last(&m.redeploy),
-            last(&m.one_file),
             m.ssh_true[round].took.as_secs_f64(),
             last(&m.rollback),
+            m.rollback[round].phases,
         );
     }
-    m.print(hosts, size, bench.max_rss_kb);
+    m.print(hosts, size, bench.max_rss_kb, bench.max_fds);
     if let Some(bridge) = &bench.net {
         println!(
             "  bridge {}: {} requests to the store; tc: {}",
@@ -441,6 +491,8 @@ impl Login {
 
 #[derive(Default)]
 struct Measures {
+    /// `BENCH_ROWS=curve`: no URL pull, no 1-file delta.
+    curve: bool,
     base: Vec<Plain>,
     full: Vec<Run>,
     url: Vec<Run>,
@@ -451,7 +503,7 @@ struct Measures {
 }
 
 impl Measures {
-    fn print(&self, hosts: usize, tarball: u64, max_rss_kb: i64) {
+    fn print(&self, hosts: usize, tarball: u64, max_rss_kb: i64, max_fds: usize) {
         let secs = |v: &[Run]| median(v.iter().map(|r| r.took.as_secs_f64()).collect());
         let plain = |v: &[Plain]| median(v.iter().map(|p| p.took.as_secs_f64()).collect());
         let (base, full) = (plain(&self.base), secs(&self.full));
@@ -463,7 +515,11 @@ impl Measures {
         let phases = |v: &[Run]| Phases {
             reach: phase(v, |p| p.reach),
             lock: phase(v, |p| p.lock),
-            wave: phase(v, |p| p.wave),
+            upload: v
+                .iter()
+                .any(|r| r.phases.upload.is_some())
+                .then(|| phase(v, |p| p.upload.unwrap_or(0.0))),
+            switch: phase(v, |p| p.switch),
             finish: phase(v, |p| p.finish),
         };
         let bytes = |v: &[Run]| median(v.iter().map(|r| r.sent as f64).collect());
@@ -476,12 +532,14 @@ impl Measures {
             median(self.full.iter().map(|r| r.cpu).collect())
         );
         println!("    hoist phases: {}", phases(&self.full));
-        println!(
-            "  URL pull:      {url:.2}s = {:.2}x ssh|tar, {:.2}x a full push",
-            url / base,
-            url / full
-        );
-        println!("    hoist phases: {}", phases(&self.url));
+        if !self.curve {
+            println!(
+                "  URL pull:      {url:.2}s = {:.2}x ssh|tar, {:.2}x a full push",
+                url / base,
+                url / full
+            );
+            println!("    hoist phases: {}", phases(&self.url));
+        }
         // Logging into every host is a floor no SSH tool goes under; on
         // one machine running every host it is most of a small deploy.
         println!(
@@ -490,16 +548,19 @@ impl Measures {
             redeploy / fan
         );
         println!("    hoist phases: {}", phases(&self.redeploy));
-        println!(
-            "  1 file changed: {one:.2}s = {:.2}x a full push, {:.2}x {hosts} x ssh true",
-            one / full,
-            one / fan
-        );
-        println!("    hoist phases: {}", phases(&self.one_file));
+        if !self.curve {
+            println!(
+                "  1 file changed: {one:.2}s = {:.2}x a full push, {:.2}x {hosts} x ssh true",
+                one / full,
+                one / fan
+            );
+            println!("    hoist phases: {}", phases(&self.one_file));
+        }
         println!(
             "  rollback:      {rollback:.2}s, {hosts} x ssh true {fan:.2}s = {:.2}x",
             rollback / fan
         );
+        println!("    hoist phases: {}", phases(&self.rollback));
         println!(
             "  payload sent:  ssh|tar {:.1} MB; hoist full {:.1} MB, URL pull {:.0} bytes, redeploy {:.1} MB, 1 file {:.1} MB ({:.1}% of full)",
             baseline_bytes / 1e6,
@@ -536,7 +597,14 @@ impl Measures {
             cpu(&self.rollback),
             plain_cpu(&self.ssh_true),
         );
-        println!("  hoist max RSS: {:.1} MB", max_rss_kb as f64 / 1024.0);
+        let fds = |v: &[Run]| v.iter().map(|r| r.fds).max().unwrap_or(0);
+        println!(
+            "  hoist max RSS: {:.1} MB, max open files: {max_fds} (full push {}, redeploy {}, rollback {})",
+            max_rss_kb as f64 / 1024.0,
+            fds(&self.full),
+            fds(&self.redeploy),
+            fds(&self.rollback),
+        );
     }
 }
 
@@ -681,9 +749,11 @@ impl Bench {
             let _ = stderr.read_to_string(&mut text);
             text
         });
+        let fds = FdWatch::start(child.id());
         let mut out = String::new();
         stdout.read_to_string(&mut out).unwrap();
         let (status, rss_kb, cpu) = wait4(child.id());
+        let fds = fds.stop();
         let took = started.elapsed();
         let wire = self.wire() - wire;
         let machine = machine_cpu() - machine;
@@ -698,7 +768,11 @@ impl Bench {
             &out,
         );
         self.max_rss_kb = self.max_rss_kb.max(rss_kb);
-        println!("    hoist {name}: max RSS {:.1} MB", rss_kb as f64 / 1024.0);
+        self.max_fds = self.max_fds.max(fds);
+        println!(
+            "    hoist {name}: max RSS {:.1} MB, max open files {fds}",
+            rss_kb as f64 / 1024.0
+        );
         assert!(
             status == 0,
             "hoist {args:?} failed ({status}): {}",
@@ -711,6 +785,7 @@ impl Bench {
             sent: bytes_sent(&out),
             wire,
             machine,
+            fds,
         }
     }
 
@@ -735,6 +810,39 @@ impl Bench {
         let mut x = 0x5151_u64 + round as u64;
         fill(&mut data, &mut x);
         std::fs::write(path, data).unwrap();
+    }
+}
+
+/// Counts a running process's open files (`/proc/PID/fd`) every 20 ms
+/// until stopped; the most it saw. (A sample: a peak shorter than 20 ms
+/// may go unseen.)
+struct FdWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl FdWatch {
+    fn start(pid: u32) -> FdWatch {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let dir = format!("/proc/{pid}/fd");
+            let mut most = 0;
+            while !stopped.load(Ordering::Relaxed) {
+                if let Ok(entries) = std::fs::read_dir(&dir) {
+                    most = most.max(entries.count());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            most
+        });
+        FdWatch { stop, thread }
+    }
+
+    fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
     }
 }
 
@@ -779,51 +887,89 @@ fn bytes_sent(ndjson: &str) -> u64 {
 struct Phases {
     reach: f64,
     lock: f64,
-    wave: f64,
+    /// Until the last host has its release unpacked (`None` for a run
+    /// that uploads nothing: a rollback).
+    upload: Option<f64>,
+    switch: f64,
     finish: f64,
 }
 
 impl std::fmt::Display for Phases {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "reach+probe {:.2}s, lock {:.2}s, wave {:.2}s, unlock+close {:.2}s",
-            self.reach, self.lock, self.wave, self.finish
-        )
+        write!(f, "reach+probe {:.2}s, lock {:.2}s", self.reach, self.lock)?;
+        if let Some(upload) = self.upload {
+            write!(f, ", upload {upload:.2}s")?;
+        }
+        write!(f, ", switch {:.2}s, end {:.2}s", self.switch, self.finish)
     }
 }
 
+/// Phases a host goes through before its switch, when it receives a release.
+const RECEIVING: [&str; 4] = ["upload", "unpack", "ready", "link"];
+/// The first phases of a switch.
+const SWITCHING: [&str; 3] = ["before_switch_once", "before_switch", "switch"];
+
 /// Splits a run by its events' timestamps: start → run_started (connect and
-/// probe every host), → wave_started (preflight and lock), → wave_done,
-/// → summary (unlock, close).
+/// probe every host), → wave_started (preflight and lock), → the moment the
+/// last host starts its switch (upload: every host has its release), →
+/// wave_done (switch, and the rest of the wave), → summary (the end: a
+/// deploy's dead-man confirmation, a fresh connection to each host, then
+/// unlock and close). A rollback receives nothing: its wave is all switch.
 fn phases(started: chrono::DateTime<chrono::Utc>, ndjson: &str) -> Phases {
-    let times = |event: &str| -> Vec<chrono::DateTime<chrono::Utc>> {
-        ndjson
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["event"] == event)
-            .filter_map(|v| {
-                chrono::DateTime::parse_from_rfc3339(v["ts"].as_str()?)
-                    .ok()
-                    .map(|t| t.with_timezone(&chrono::Utc))
-            })
+    type Time = chrono::DateTime<chrono::Utc>;
+    let events: Vec<(serde_json::Value, Time)> = ndjson
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            let ts = chrono::DateTime::parse_from_rfc3339(v["ts"].as_str()?).ok()?;
+            Some((v, ts.with_timezone(&chrono::Utc)))
+        })
+        .collect();
+    let times = |event: &str| -> Vec<Time> {
+        events
+            .iter()
+            .filter(|(v, _)| v["event"] == event)
+            .map(|(_, t)| *t)
             .collect()
     };
     let first = |event: &str| times(event).first().copied().unwrap_or(started);
     let last = |event: &str| times(event).last().copied().unwrap_or(started);
-    let secs = |a: chrono::DateTime<chrono::Utc>, b: chrono::DateTime<chrono::Utc>| {
-        (b - a).num_milliseconds().max(0) as f64 / 1000.0
-    };
+    let secs = |a: Time, b: Time| (b - a).num_milliseconds().max(0) as f64 / 1000.0;
     let (run, wave, done, end) = (
         first("run_started"),
         first("wave_started"),
         last("wave_done"),
         last("summary"),
     );
+    let in_phase = |names: &'static [&'static str]| {
+        events.iter().filter(move |(v, _)| {
+            v["event"] == "host_phase" && names.iter().any(|n| v["phase"] == *n)
+        })
+    };
+    let receives = in_phase(&RECEIVING).next().is_some();
+    // Each host's first step into its switch; the last of those.
+    let mut switching: std::collections::HashMap<&str, Time> = Default::default();
+    for (v, t) in in_phase(&SWITCHING) {
+        switching
+            .entry(v["host"].as_str().unwrap_or(""))
+            .or_insert(*t);
+    }
+    let received = switching
+        .values()
+        .max()
+        .copied()
+        .unwrap_or(wave)
+        .clamp(wave, done.max(wave));
+    let (upload, switch) = if receives {
+        (Some(secs(wave, received)), secs(received, done))
+    } else {
+        (None, secs(wave, done))
+    };
     Phases {
         reach: secs(started, run),
         lock: secs(run, wave),
-        wave: secs(wave, done),
+        upload,
+        switch,
         finish: secs(done, end),
     }
 }

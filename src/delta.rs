@@ -82,7 +82,9 @@ impl Deltas {
 /// another host's manifest was already read for borrows that one, with no
 /// read of its own. So after a canary, a fleet on one release costs one
 /// read, not one per host. Hosts that ask at the same time each read their
-/// own: none ever waits on another, which may be slow or gone. A borrowed
+/// own: none ever waits on another, which may be slow or gone; one that
+/// reads the same manifest as the one kept takes the kept one and drops
+/// its own (one held in memory, however many hosts). A borrowed
 /// manifest is only a guess: what is made from it is checked against the
 /// artifact's manifest on the host, and when that fails the host's own is
 /// read before the host is blamed, and the borrowed one is dropped
@@ -124,14 +126,27 @@ impl HeldManifests {
                 borrowed: true,
             }));
         }
-        let Some(read) = read().await?.map(Arc::new) else {
+        let Some(read) = read().await? else {
             return Ok(None);
         };
-        if let Some(sum) = sum {
-            self.offer(sum, read.clone());
-        }
+        let Some(sum) = sum else {
+            return Ok(Some(Held {
+                manifest: Arc::new(read),
+                borrowed: false,
+            }));
+        };
+        // Hosts that asked at once each read their own; one equal to the
+        // one kept is dropped for it (it is this host's content all the
+        // same), so that 1,000 hosts on one release hold one manifest
+        // through their copies, not 1,000.
+        let mut map = self.map();
+        let manifest = match map.get(sum) {
+            Some(kept) if **kept == read => kept.clone(),
+            Some(_) => Arc::new(read),
+            None => map.entry(sum.to_string()).or_insert(Arc::new(read)).clone(),
+        };
         Ok(Some(Held {
-            manifest: read,
+            manifest,
             borrowed: false,
         }))
     }
@@ -392,5 +407,44 @@ mod tests {
         held.forget("x", &own.manifest);
         let still = held.get(Some("x"), read(None)).await.unwrap().unwrap();
         assert!(Arc::ptr_eq(&still.manifest, &next.manifest));
+    }
+
+    #[tokio::test]
+    async fn hosts_that_read_the_same_manifest_at_once_share_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "a").unwrap();
+        let manifest = Manifest::of_dir(dir.path()).unwrap();
+        std::fs::write(dir.path().join("b"), "b").unwrap();
+        let other = Manifest::of_dir(dir.path()).unwrap();
+        let held = HeldManifests::default();
+        // Three hosts ask before any has read (each read yields first):
+        // each reads its own.
+        let read = |m: &Manifest| {
+            let m = m.clone();
+            move || async move {
+                tokio::task::yield_now().await;
+                Ok::<_, ()>(Some(m))
+            }
+        };
+        let (first, second, odd) = tokio::join!(
+            held.get(Some("x"), read(&manifest)),
+            held.get(Some("x"), read(&manifest)),
+            held.get(Some("x"), read(&other)),
+        );
+        let (first, second, odd) = (
+            first.unwrap().unwrap(),
+            second.unwrap().unwrap(),
+            odd.unwrap().unwrap(),
+        );
+        assert!(!first.borrowed && !second.borrowed && !odd.borrowed);
+        assert!(
+            Arc::ptr_eq(&first.manifest, &second.manifest),
+            "an equal read is dropped for the one kept"
+        );
+        assert_eq!(
+            *odd.manifest, other,
+            "a host whose manifest differs keeps its own"
+        );
+        assert!(!Arc::ptr_eq(&odd.manifest, &first.manifest));
     }
 }

@@ -275,8 +275,14 @@ async fn rolling(
     fleet::close_all(nodes).await;
     let exit = policy::with_skipped(exit, skipped.len());
     outcomes.extend(skipped);
-    let order = |o: &HostOutcome| ctx.hosts.iter().position(|h| h.name == o.host);
-    outcomes.sort_by_key(order);
+    // Inventory order; looked up by name, not searched (1,000 hosts).
+    let at: std::collections::HashMap<&str, usize> = ctx
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.name.as_str(), i))
+        .collect();
+    outcomes.sort_by_key(|o| at.get(o.host.as_str()).copied());
     (exit, outcomes)
 }
 

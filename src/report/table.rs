@@ -2,7 +2,7 @@
 //! tables of status/check/releases/exec, and the summary.
 
 use super::style::{Paint, clean, duration_ms, exit_meaning, fit, hosts_word, pad};
-use super::{HostResult, Row, Summary};
+use super::{HostResult, HostSummary, Row, Summary};
 use serde_json::Value;
 
 /// The colour of one cell; applied after padding so alignment never counts escape codes.
@@ -214,13 +214,15 @@ impl RowTables {
 }
 
 /// The summary block: a host table (when there are hosts), the counts line,
-/// and where the full log went. `max_ok_rows` folds long runs of `ok` hosts
-/// into one line, so a 200-host summary on a terminal shows what matters.
+/// and where the full log went. `max_rows` (on a terminal) puts the hosts
+/// that failed first, every one of them, and folds each other result (ok,
+/// rolled back, skipped) beyond that many rows into one line, so a
+/// 1,000-host summary shows what matters.
 pub fn summary_lines(
     summary: &Summary,
     paint: Paint,
     max_width: Option<usize>,
-    max_ok_rows: Option<usize>,
+    max_rows: Option<usize>,
 ) -> Vec<String> {
     let mut lines = Vec::new();
     if !summary.hosts.is_empty() {
@@ -237,20 +239,8 @@ pub fn summary_lines(
             headers: headers.into_iter().map(String::from).collect(),
             rows: Vec::new(),
         };
-        let ok_total = summary
-            .hosts
-            .iter()
-            .filter(|h| h.result == HostResult::Ok)
-            .count();
-        let fold = max_ok_rows.is_some_and(|max| ok_total > max);
-        let mut ok_shown = 0;
-        for host in &summary.hosts {
-            if host.result == HostResult::Ok {
-                if fold && ok_shown >= max_ok_rows.unwrap_or(0) {
-                    continue;
-                }
-                ok_shown += 1;
-            }
+        let rows = shown_rows(&summary.hosts, max_rows);
+        for host in &rows.shown {
             let result_tint = match host.result {
                 HostResult::Ok => Tint::Green,
                 HostResult::Failed => Tint::Red,
@@ -277,8 +267,9 @@ pub fn summary_lines(
             table.rows.push((cells, false));
         }
         lines.extend(table.render(paint, max_width));
-        if fold {
-            lines.push(paint.dim(&format!("… and {} more ok", ok_total - ok_shown)));
+        for (result, more) in rows.folded {
+            let what = result.as_str().replace('_', " ");
+            lines.push(paint.dim(&format!("… and {more} more {what}")));
         }
     }
 
@@ -309,6 +300,45 @@ pub fn summary_lines(
         lines.push(format!("full log: {log}"));
     }
     lines
+}
+
+/// The summary's rows to show, and how many of each result were folded.
+struct Shown<'a> {
+    shown: Vec<&'a HostSummary>,
+    folded: Vec<(HostResult, usize)>,
+}
+
+/// Every host in inventory order; or, with `max_rows`, the failed and
+/// unreachable hosts first (all of them), then at most `max_rows` rolled
+/// back, skipped and ok hosts each, the rest counted.
+fn shown_rows(hosts: &[HostSummary], max_rows: Option<usize>) -> Shown<'_> {
+    let Some(max) = max_rows else {
+        return Shown {
+            shown: hosts.iter().collect(),
+            folded: Vec::new(),
+        };
+    };
+    let mut shown = Vec::new();
+    let mut folded = Vec::new();
+    let order = [
+        HostResult::Failed,
+        HostResult::Unreachable,
+        HostResult::RolledBack,
+        HostResult::Skipped,
+        HostResult::Ok,
+    ];
+    for result in order {
+        let of: Vec<&HostSummary> = hosts.iter().filter(|h| h.result == result).collect();
+        let keep = match result {
+            HostResult::Failed | HostResult::Unreachable => of.len(),
+            _ => of.len().min(max),
+        };
+        if of.len() > keep {
+            folded.push((result, of.len() - keep));
+        }
+        shown.extend(of.into_iter().take(keep));
+    }
+    Shown { shown, folded }
 }
 
 /// `deploy: 1 ok, 1 failed, 1 rolled back of 3 hosts in 12.3s`
@@ -362,6 +392,47 @@ mod tests {
             cells: vec![("host", json!(host)), ("release", release)],
             marked,
         }
+    }
+
+    /// A 1,000-host summary on a terminal: its 3 failed hosts first (the
+    /// last of the inventory among them), 5 rows of each other result, the
+    /// rest counted; the counts line has every host.
+    #[test]
+    fn a_thousand_host_summary_shows_failures_first_and_folds_the_rest() {
+        let hosts: Vec<HostSummary> = (1..=1000)
+            .map(|i| HostSummary {
+                host: format!("web{i:04}"),
+                result: match i {
+                    7 | 500 | 1000 => HostResult::Failed,
+                    _ if i % 100 == 1 => HostResult::Skipped,
+                    _ => HostResult::Ok,
+                },
+                release: Some("r2".into()),
+                error: (i % 100 == 0 || i == 7).then(|| format!("switch failed on web{i:04}")),
+                elapsed_ms: 1_000,
+                sent_bytes: None,
+                tail: Vec::new(),
+            })
+            .collect();
+        let summary = Summary::new("deploy", 1, Some("r2".into()), hosts, 60_000, None);
+        let lines = summary_lines(&summary, Paint::plain(), Some(120), Some(5));
+        let text = lines.join("\n");
+        assert_eq!(lines.len(), 1 + 3 + 5 + 5 + 2 + 2, "{text}");
+        assert!(lines[1].starts_with("web0007  failed"), "{text}");
+        assert!(lines[2].starts_with("web0500  failed"), "{text}");
+        assert!(lines[3].starts_with("web1000  failed"), "{text}");
+        assert!(lines[4].starts_with("web0001  skipped"), "{text}");
+        assert!(lines[9].starts_with("web0002  ok"), "{text}");
+        assert_eq!(lines[14], "… and 5 more skipped");
+        assert_eq!(lines[15], "… and 982 more ok");
+        assert_eq!(
+            lines[16],
+            "deploy: 987 ok, 3 failed, 10 skipped of 1000 hosts in 1m00s"
+        );
+        // Off a terminal (plain), every host in inventory order.
+        let all = summary_lines(&summary, Paint::plain(), None, None);
+        assert_eq!(all.len(), 1 + 1000 + 2);
+        assert!(all[1].starts_with("web0001"));
     }
 
     #[test]

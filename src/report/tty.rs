@@ -22,6 +22,10 @@ const MAX_HOST_LINES: usize = 20;
 const DIAGNOSTIC_LINES: usize = 12;
 /// A summary folds `ok` hosts beyond this many into one line.
 const SUMMARY_OK_ROWS: usize = 20;
+/// In a run of more hosts than this, a host that ends ok gets no line of
+/// its own above the bars (the overall bar counts it): at 1,000 hosts those
+/// lines would scroll every failure out of sight. Failures keep their lines.
+const OK_LINES_UP_TO: usize = 50;
 
 pub struct Tty {
     mp: MultiProgress,
@@ -30,6 +34,8 @@ pub struct Tty {
     quiet: bool,
     styles: Styles,
     state: Mutex<State>,
+    /// Lines printed above the bars so far.
+    printed: std::sync::atomic::AtomicUsize,
 }
 
 struct Styles {
@@ -91,6 +97,8 @@ struct State {
 
 struct Active {
     phase: Phase,
+    /// Retrying a refused connect (until its next phase).
+    retrying: bool,
     upload: Option<(u64, Option<u64>)>,
     since: Instant,
     bar: Option<ProgressBar>,
@@ -111,6 +119,7 @@ impl Tty {
             paint,
             quiet,
             styles: Styles::new(),
+            printed: Default::default(),
             state: Mutex::new(State {
                 host_width: 20,
                 max_lines: MAX_HOST_LINES,
@@ -133,6 +142,8 @@ impl Tty {
         if lines.is_empty() {
             return;
         }
+        self.printed
+            .fetch_add(lines.len(), std::sync::atomic::Ordering::Relaxed);
         let has_bars = st.overall.is_some() || st.wave.is_some() || st.more.is_some();
         if has_bars || st.active.values().any(|a| a.bar.is_some()) {
             let _ = self.mp.println(lines.join("\n"));
@@ -204,17 +215,24 @@ impl Tty {
             let changed = active.phase != phase;
             active.phase = phase;
             if changed {
+                active.retrying = false;
                 if phase != Phase::Upload {
                     active.upload = None;
                 }
+                let unseen = active.bar.is_none();
                 if let Some(bar) = &active.bar {
                     self.show_phase(bar, active);
+                }
+                // Counted on the "more" line, by phase.
+                if unseen {
+                    self.update_more(st);
                 }
             }
             return;
         }
         let mut active = Active {
             phase,
+            retrying: false,
             upload: None,
             since: Instant::now(),
             bar: None,
@@ -255,6 +273,11 @@ impl Tty {
     }
 
     fn update_more(&self, st: &mut State) {
+        let text = || {
+            let unseen = st.active.values().filter(|a| a.bar.is_none());
+            self.paint
+                .dim(&more_text(unseen.map(|a| (a.phase, a.retrying))))
+        };
         match (st.waiting.len(), &st.more) {
             (0, None) => {}
             (0, Some(more)) => {
@@ -262,9 +285,9 @@ impl Tty {
                 self.mp.remove(more);
                 st.more = None;
             }
-            (n, Some(more)) => more.set_message(self.paint.dim(&format!("  … {n} more active"))),
-            (n, None) => {
-                let more = self.text_bar(self.paint.dim(&format!("  … {n} more active")));
+            (_, Some(more)) => more.set_message(text()),
+            (_, None) => {
+                let more = self.text_bar(text());
                 let more = match &st.overall {
                     Some(overall) => self.mp.insert_before(overall, more),
                     None => self.mp.add(more),
@@ -325,6 +348,12 @@ impl Tty {
                 st.hosts_total = hosts.len();
                 let widest = hosts.iter().map(|h| console::measure_text_width(h)).max();
                 st.host_width = widest.unwrap_or(4).clamp(4, (width / 4).max(10));
+                // Lines given while connecting, before the names were known.
+                for (host, active) in &st.active {
+                    if let Some(bar) = &active.bar {
+                        bar.set_prefix(pad(host, st.host_width));
+                    }
+                }
                 let rows = self
                     .term
                     .size_checked()
@@ -395,6 +424,14 @@ impl Tty {
                 ..
             } => {
                 self.activate(st, host, Phase::Connect);
+                let Some(active) = st.active.get_mut(host) else {
+                    return;
+                };
+                let counted = !active.retrying && active.bar.is_none();
+                active.retrying = true;
+                if counted {
+                    self.update_more(st);
+                }
                 if let Some(bar) = st.active.get(host).and_then(|a| a.bar.as_ref()) {
                     let text = format!(
                         "connect · retry {attempt}/{retries}: {}",
@@ -445,7 +482,7 @@ impl Tty {
                 self.deactivate(st, host);
                 st.results.insert(host.clone(), true);
                 self.update_overall(st);
-                if self.quiet {
+                if self.quiet || st.hosts_total > OK_LINES_UP_TO {
                     return;
                 }
                 let details = style::done_details(
@@ -771,6 +808,33 @@ impl Drop for Tty {
     }
 }
 
+/// The line under the host lines: how many more hosts are at work, those
+/// retrying a connect first, then how many are in each phase (in the
+/// order of a run), e.g. `  … 980 more active: 3 retrying connect · 420
+/// connect · 557 upload`.
+fn more_text(unseen: impl Iterator<Item = (Phase, bool)>) -> String {
+    let mut retrying = 0;
+    let mut by_phase: Vec<(Phase, usize)> = Vec::new();
+    for (phase, retry) in unseen {
+        if retry {
+            retrying += 1;
+            continue;
+        }
+        match by_phase.iter_mut().find(|(p, _)| *p == phase) {
+            Some((_, n)) => *n += 1,
+            None => by_phase.push((phase, 1)),
+        }
+    }
+    by_phase.sort_by_key(|(p, _)| *p as usize);
+    let total = retrying + by_phase.iter().map(|(_, n)| n).sum::<usize>();
+    let mut parts = Vec::new();
+    if retrying > 0 {
+        parts.push(format!("{retrying} retrying connect"));
+    }
+    parts.extend(by_phase.iter().map(|(p, n)| format!("{n} {p}")));
+    format!("  … {total} more active: {}", parts.join(" · "))
+}
+
 /// `prefix` and as many host names as fit in `width`, then `(+N more)`.
 fn list_to_width(prefix: &str, hosts: &[String], width: usize) -> String {
     for shown in (1..=hosts.len()).rev() {
@@ -901,6 +965,89 @@ mod tests {
         });
         assert!(tty.state.lock().unwrap().countdown.is_none());
         assert!(line.is_finished());
+    }
+
+    /// 1,000 hosts: 20 host lines, the rest counted by phase on one line
+    /// (hosts retrying a connect first); no line per host that ends ok, a
+    /// line for each that fails.
+    #[test]
+    fn a_thousand_host_run_shows_counts_not_a_thousand_lines() {
+        let tty = Tty::hidden();
+        let hosts = names(1000);
+        for host in &hosts {
+            tty.event(&Event::HostPhase {
+                host: host.clone(),
+                phase: Phase::Connect,
+            });
+        }
+        for host in &hosts[..3] {
+            tty.event(&Event::ConnectRetry {
+                host: host.clone(),
+                attempt: 1,
+                retries: 2,
+                error: "connection refused".into(),
+                delay_ms: 1_000,
+            });
+        }
+        for host in &hosts[990..] {
+            tty.event(&Event::ConnectRetry {
+                host: host.clone(),
+                attempt: 1,
+                retries: 2,
+                error: "connection refused".into(),
+                delay_ms: 1_000,
+            });
+        }
+        tty.event(&Event::RunStarted {
+            command: "deploy".into(),
+            app: "shop".into(),
+            release: Some("r1".into()),
+            version: None,
+            hosts: hosts.clone(),
+        });
+        for host in &hosts[..600] {
+            tty.event(&Event::HostPhase {
+                host: host.clone(),
+                phase: Phase::Upload,
+            });
+        }
+        let more = |tty: &Tty| {
+            let st = tty.state.lock().unwrap();
+            st.more.as_ref().map(|m| m.message()).unwrap_or_default()
+        };
+        // Hosts 21..=1000 have no line: 580 of them upload, the other
+        // 400 connect, 10 of those retrying.
+        assert_eq!(
+            more(&tty),
+            "  … 980 more active: 10 retrying connect · 390 connect · 580 upload"
+        );
+        let printed = tty.printed.load(std::sync::atomic::Ordering::Relaxed);
+        for host in &hosts[..998] {
+            tty.event(&Event::HostDone {
+                host: host.clone(),
+                release: Some("r1".into()),
+                message: None,
+                elapsed_ms: 5,
+                sent_bytes: Some(1 << 20),
+            });
+        }
+        for host in &hosts[998..] {
+            tty.event(&Event::HostFailed {
+                host: host.clone(),
+                phase: Phase::Connect,
+                error: "connection refused".into(),
+                tail: Vec::new(),
+                elapsed_ms: 5,
+            });
+        }
+        assert_eq!(
+            tty.printed.load(std::sync::atomic::Ordering::Relaxed) - printed,
+            2,
+            "a line for each failure, none for the 998 ok"
+        );
+        let st = tty.state.lock().unwrap();
+        assert!(st.active.is_empty() && st.more.is_none());
+        assert_eq!(st.overall.as_ref().unwrap().position(), 1000);
     }
 
     /// The bars are hidden off a terminal; this drives every path of the

@@ -3,7 +3,7 @@
 //! a deploy went on without.
 
 use crate::support::fleet::Fleet;
-use crate::support::project::{ndjson, printed, summary_host};
+use crate::support::project::{ndjson, printed, said, summary_host};
 use crate::support::sshd::ClientKey;
 
 fn events_of(out: &std::process::Output) -> Vec<serde_json::Value> {
@@ -103,11 +103,9 @@ fn more_unreachable_hosts_than_max_unreachable_stop_the_deploy_untouched() {
     assert_eq!(summary_host(&summary, "web2")["result"], "failed");
 }
 
-#[test]
-fn a_fleet_past_the_soft_limit_on_open_files_is_reached_whole() {
-    // 100 hosts (one sshd, one address each) under a soft limit of 64 open
-    // files: each connection holds a socket for the whole run, so without
-    // raising the limit the hosts past it fail as "too many open files".
+/// 100 hosts (one sshd, one address each), and `hoist check --json` run
+/// under `ulimit` with `limits` (e.g. `-Sn 64`).
+fn check_a_hundred_hosts_under(limits: &str) -> std::process::Output {
     let f = Fleet::ssh(1);
     let port = f.server("web1").port;
     let deploy_to = f.deploy_path("web1");
@@ -120,9 +118,9 @@ fn a_fleet_past_the_soft_limit_on_open_files_is_reached_whole() {
         })
         .collect();
     let f = f.toml(&extra).write();
-    let out = std::process::Command::new("sh")
+    std::process::Command::new("sh")
         .arg("-c")
-        .arg("ulimit -Sn 64 && exec \"$0\" \"$@\"")
+        .arg(format!("ulimit {limits} && exec \"$0\" \"$@\""))
         .arg(assert_cmd::cargo::cargo_bin("hoist"))
         .args(["check", "--json"])
         .current_dir(f.path())
@@ -132,7 +130,15 @@ fn a_fleet_past_the_soft_limit_on_open_files_is_reached_whole() {
         .env_remove("HOIST_CONFIG")
         .env_remove("HOIST_ENV")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn a_fleet_past_the_soft_limit_on_open_files_is_reached_whole() {
+    // Under a soft limit of 64 open files: each connection holds a socket
+    // for the whole run, so without raising the limit the hosts past it
+    // fail as "too many open files".
+    let out = check_a_hundred_hosts_under("-Sn 64");
     let text = printed(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
     let reached = events_of(&out)
@@ -140,4 +146,25 @@ fn a_fleet_past_the_soft_limit_on_open_files_is_reached_whole() {
         .filter(|e| e["event"] == "row" && e["ok"] == true && e["connect"] == "ok")
         .count();
     assert_eq!(reached, 100, "{text}");
+    assert!(!said(&events_of(&out), "open files"), "{text}");
+}
+
+#[test]
+fn a_hard_limit_on_open_files_too_low_for_the_fleet_is_said_with_what_to_raise() {
+    // 100 hosts need about 456 open files; the hard limit is 128, so the
+    // soft one cannot be raised that far: hoist says so before it connects.
+    let out = check_a_hundred_hosts_under("-n 128");
+    let text = printed(&out);
+    let events = events_of(&out);
+    assert!(
+        said(&events, "100 hosts need about 456 open files"),
+        "{text}"
+    );
+    assert!(said(&events, "ulimit -n 456"), "{text}");
+    let warned = events.iter().any(|e| {
+        e["event"] == "message"
+            && e["level"] == "warn"
+            && e["text"].as_str().unwrap_or("").contains("hard limit 128")
+    });
+    assert!(warned, "a warning, with the hard limit: {text}");
 }
