@@ -36,8 +36,9 @@ fn hooks() -> String {
     )
 }
 
-/// Six hosts on v1 behind HAProxy (every server up), and the apps to kill.
-fn six_hosts_on_v1(strategy: &str) -> (Fleet, Haproxy, Apps) {
+/// Six hosts on v1 behind HAProxy (every server up), and the apps to kill;
+/// `later` is added to deploy.toml once they are.
+fn six_hosts_on_v1(strategy: &str, later: &str) -> (Fleet, Haproxy, Apps) {
     let mut files: Vec<(&str, &str)> = APP.to_vec();
     files.push(("README", "v1"));
     let f = Fleet::ssh(6)
@@ -50,7 +51,29 @@ fn six_hosts_on_v1(strategy: &str) -> (Fleet, Haproxy, Apps) {
     let deployed = f.hoist(&["deploy", "--yes"]).output().unwrap();
     assert!(deployed.status.success(), "{}", printed(&deployed));
     haproxy.wait_all_up();
+    let toml = f.path().join("deploy.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, format!("{text}\n{later}")).unwrap();
     (f, haproxy, apps)
+}
+
+/// Round robin, equal weights: 60 requests reach every server, and each
+/// answers with v2.
+fn assert_every_host_answers_v2(f: &Fleet, haproxy: &Haproxy) {
+    let after: Vec<(u16, String, String)> = (0..60)
+        .map(|_| get(haproxy.port).expect("an answer after the deploy"))
+        .collect();
+    for host in f.host_names() {
+        let answered: Vec<&str> = after
+            .iter()
+            .filter(|(status, server, _)| *status == 200 && *server == host)
+            .map(|(_, _, release)| release.as_str())
+            .collect();
+        assert!(
+            !answered.is_empty() && answered.iter().all(|r| *r == "v2"),
+            "{host} answers with v2: {answered:?}"
+        );
+    }
 }
 
 #[test]
@@ -59,8 +82,10 @@ fn a_rolling_deploy_of_six_hosts_drained_through_the_runtime_api_loses_no_reques
         eprintln!("drain through HAProxy's runtime API: skipped: {why}");
         return;
     }
-    let (f, haproxy, _apps) =
-        six_hosts_on_v1("[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = 2\n");
+    let (f, haproxy, _apps) = six_hosts_on_v1(
+        "[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = 2\n",
+        "",
+    );
     std::fs::write(f.path().join("build/README"), "v2").unwrap();
     let client = Client::start(haproxy.port, None, Duration::from_secs(180));
     let out = f.hoist(&["deploy", "--yes"]).output().unwrap();
@@ -83,21 +108,7 @@ fn a_rolling_deploy_of_six_hosts_drained_through_the_runtime_api_loses_no_reques
     haproxy.wait_all_up();
     let servers = haproxy.servers();
     assert!(servers.iter().all(|s| s.weight == 256), "{servers:?}");
-    // Round robin, equal weights: 60 requests reach every server.
-    let after: Vec<(u16, String, String)> = (0..60)
-        .map(|_| get(haproxy.port).expect("an answer after the deploy"))
-        .collect();
-    for host in f.host_names() {
-        let answered: Vec<&str> = after
-            .iter()
-            .filter(|(status, server, _)| *status == 200 && *server == host)
-            .map(|(_, _, release)| release.as_str())
-            .collect();
-        assert!(
-            !answered.is_empty() && answered.iter().all(|r| *r == "v2"),
-            "{host} answers with v2: {answered:?}"
-        );
-    }
+    assert_every_host_answers_v2(&f, &haproxy);
     // Every host answered with both releases during the deploy: none was
     // left out of the pool.
     let per_server = during.per_server();

@@ -9,7 +9,8 @@
 //!   200 ms, and the runtime API on a unix socket at `level admin`. No
 //!   retries and no redispatch: a request that reaches a stopped app fails,
 //!   so a test sees it when a host was not kept out of the pool. Each answer
-//!   carries the server that gave it in an `X-Server` header.
+//!   carries the server that gave it in an `X-Server` header; HAProxy's
+//!   Prometheus exporter serves its counters on another port.
 //! - [`Client`]: about 50 requests a second through HAProxy, each on a new
 //!   connection, until stopped; it keeps every answer (server, release,
 //!   status) tagged with the contents of a file the test's hooks write (the
@@ -76,6 +77,8 @@ pub struct Server {
 /// HAProxy in `dir/haproxy`, until dropped.
 pub struct Haproxy {
     pub port: u16,
+    /// HAProxy's own Prometheus exporter, `/metrics`.
+    pub metrics_port: u16,
     pub dir: PathBuf,
     pub socket: PathBuf,
     child: Child,
@@ -88,6 +91,7 @@ impl Haproxy {
         let dir = dir.join("haproxy");
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
+        let metrics_port = free_port();
         let socket = dir.join("admin.sock");
         let servers: String = backends
             .iter()
@@ -114,6 +118,10 @@ frontend web
   bind 127.0.0.1:{port}
   default_backend {BACKEND}
 
+frontend metrics
+  bind 127.0.0.1:{metrics_port}
+  http-request use-service prometheus-exporter if {{ path /metrics }}
+
 backend {BACKEND}
   balance roundrobin
   option httpchk GET /
@@ -134,6 +142,7 @@ backend {BACKEND}
             .expect("haproxy starts");
         let haproxy = Haproxy {
             port,
+            metrics_port,
             dir,
             socket,
             child,
@@ -368,7 +377,9 @@ impl Client {
                     }
                     drop(seen);
                     // The pace of a steady load, not a wait for an event.
-                    next += every;
+                    // No burst to catch up after a slow answer: the rate
+                    // stays steady.
+                    next = (next + every).max(Instant::now());
                     if let Some(left) = next.checked_duration_since(Instant::now()) {
                         std::thread::sleep(left);
                     }
