@@ -6,9 +6,11 @@
 use std::time::Duration;
 
 use crate::support::fleet::Fleet;
-use crate::support::haproxy::{Client, Haproxy, get, readme_block, unavailable};
+use crate::support::haproxy::{
+    Answer, Client, Haproxy, Prometheus, get, readme_block, unavailable,
+};
 use crate::support::lb::{APP, APP_HEALTH, Apps};
-use crate::support::project::printed;
+use crate::support::project::{ndjson, printed};
 
 /// README's `haproxy-lb` script, written into the project, talking to the
 /// test's HAProxy.
@@ -36,14 +38,20 @@ fn hooks() -> String {
     )
 }
 
+/// The app's health check, on `/health` (which an `ERRORS` release
+/// passes).
+fn health() -> String {
+    APP_HEALTH.replace("/ | grep", "/health | grep")
+}
+
 /// Six hosts on v1 behind HAProxy (every server up), and the apps to kill;
-/// `later` is added to deploy.toml once they are.
+/// once they are, `later` stands for `strategy` in deploy.toml.
 fn six_hosts_on_v1(strategy: &str, later: &str) -> (Fleet, Haproxy, Apps) {
     let mut files: Vec<(&str, &str)> = APP.to_vec();
     files.push(("README", "v1"));
     let f = Fleet::ssh(6)
         .artifact(&files)
-        .toml(&format!("{}{APP_HEALTH}{strategy}", hooks()))
+        .toml(&format!("{}{}{strategy}", hooks(), health()))
         .write();
     let (backends, apps) = Apps::ports_for(&f);
     let haproxy = Haproxy::start(f.path(), &backends);
@@ -53,7 +61,8 @@ fn six_hosts_on_v1(strategy: &str, later: &str) -> (Fleet, Haproxy, Apps) {
     haproxy.wait_all_up();
     let toml = f.path().join("deploy.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
-    std::fs::write(&toml, format!("{text}\n{later}")).unwrap();
+    assert!(text.contains(strategy));
+    std::fs::write(&toml, text.replace(strategy, later)).unwrap();
     (f, haproxy, apps)
 }
 
@@ -82,10 +91,8 @@ fn a_rolling_deploy_of_six_hosts_drained_through_the_runtime_api_loses_no_reques
         eprintln!("drain through HAProxy's runtime API: skipped: {why}");
         return;
     }
-    let (f, haproxy, _apps) = six_hosts_on_v1(
-        "[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = 2\n",
-        "",
-    );
+    let strategy = "[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = 2\n";
+    let (f, haproxy, _apps) = six_hosts_on_v1(strategy, strategy);
     std::fs::write(f.path().join("build/README"), "v2").unwrap();
     let client = Client::start(haproxy.port, None, Duration::from_secs(180));
     let out = f.hoist(&["deploy", "--yes"]).output().unwrap();
@@ -120,4 +127,131 @@ fn a_rolling_deploy_of_six_hosts_drained_through_the_runtime_api_loses_no_reques
             );
         }
     }
+}
+
+/// A canary, a 30 s bake after every wave, and a gate comparing the
+/// canary's share of 5xx answers with the baseline's, from a real
+/// Prometheus scraping HAProxy's own exporter (servers are named as the
+/// hosts, so `{{canary}}` matches the `server` label).
+fn analysed(prometheus: &Prometheus) -> String {
+    let ratio = |code: &str| {
+        format!(
+            "sum(rate(haproxy_server_http_responses_total{{proxy=\"shop_api\",server=~\"{{{{canary}}}}\"{code}}}[5s]))"
+        )
+    };
+    format!(
+        "[strategy]\ncanary = 1\ncanary_pause = \"30s\"\nbatch = \"100%\"\nwave_bake = \"30s\"\n\n[[analysis]]\nname = \"error-ratio\"\nprometheus = {{ url = \"http://127.0.0.1:{}\", query = '{} / {}', pass = \"canary <= baseline * 1.2\" }}\ninterval = \"1s\"\nfailure_limit = 1\non_inconclusive = \"pass\"\n",
+        prometheus.port,
+        ratio(",code=\"5xx\""),
+        ratio("")
+    )
+}
+
+/// The six hosts on v1 behind HAProxy and Prometheus, deploy.toml then
+/// analysing v2.
+fn analysed_fleet() -> Option<(Fleet, Haproxy, Apps, Prometheus)> {
+    if let Some(why) = unavailable() {
+        eprintln!("canary analysis behind HAProxy: skipped: {why}");
+        return None;
+    }
+    let strategy = "[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = \"100%\"\n";
+    let (f, haproxy, apps) = six_hosts_on_v1(strategy, strategy);
+    let Some(prometheus) = Prometheus::scraping(&haproxy) else {
+        eprintln!("canary analysis behind HAProxy: skipped: prometheus is not installed");
+        return None;
+    };
+    let toml = f.path().join("deploy.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, text.replace(strategy, &analysed(&prometheus))).unwrap();
+    std::fs::write(f.path().join("build/README"), "v2").unwrap();
+    Some((f, haproxy, apps, prometheus))
+}
+
+#[test]
+fn a_healthy_release_passes_the_canary_analysis_behind_haproxy() {
+    let Some((f, haproxy, _apps, _prometheus)) = analysed_fleet() else {
+        return;
+    };
+    let client = Client::start(haproxy.port, None, Duration::from_secs(300));
+    let out = f.hoist(&["deploy", "--yes"]).output().unwrap();
+    let seen = client.stop();
+    let said = printed(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        seen.failed.is_empty(),
+        "{:?}",
+        &seen.failed[..seen.failed.len().min(5)]
+    );
+    // The gate's values, sample by sample, in the plain output: the canary
+    // bake compares web1 with the others (no 5xx on either side).
+    let samples: Vec<&str> = said
+        .lines()
+        .filter(|l| l.contains("gate error-ratio ["))
+        .collect();
+    assert!(
+        samples
+            .iter()
+            .filter(|l| l.contains("[canary bake ") && l.contains(": pass, value {"))
+            .filter(|l| l.contains("\"canary\":0.0") && l.contains("\"baseline\":0.0"))
+            .count()
+            >= 20,
+        "{said}"
+    );
+    // The last wave's bake has no baseline left: inconclusive, passed on.
+    assert!(samples.iter().any(|l| l.contains("inconclusive")), "{said}");
+    assert_every_host_answers_v2(&f, &haproxy);
+}
+
+#[test]
+fn a_release_serving_errors_on_the_canary_is_caught_by_the_gate_and_rolled_back() {
+    let Some((f, haproxy, _apps, _prometheus)) = analysed_fleet() else {
+        return;
+    };
+    f.mark("web1", "ERRORS");
+    let client = Client::start(haproxy.port, None, Duration::from_secs(300));
+    let out = f.hoist(&["deploy", "--yes", "--json"]).output().unwrap();
+    let seen = client.stop();
+    let said = printed(&out);
+    assert_eq!(out.status.code(), Some(5), "{said}");
+    let events = ndjson(&out.stdout);
+    let samples: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["event"] == "analysis").collect();
+    let failed: Vec<&&serde_json::Value> =
+        samples.iter().filter(|e| e["verdict"] == "fail").collect();
+    assert_eq!(
+        failed.len(),
+        2,
+        "failure_limit = 1: the second fails it: {samples:?}"
+    );
+    for sample in &failed {
+        let canary = sample["value"]["canary"].as_f64().unwrap();
+        let baseline = sample["value"]["baseline"].as_f64().unwrap();
+        assert!(canary > 0.2 && baseline == 0.0, "{sample}");
+    }
+    // web1 went back; no other host was touched; the client saw errors
+    // only from web1 on v2.
+    assert_eq!(f.current("web1").as_deref(), f.current("web2").as_deref());
+    for host in ["web2", "web3", "web4", "web5", "web6"] {
+        assert!(
+            !f.journal(host).iter().any(
+                |e| e["event"] == "deploy" && e["release"] != f.current(host).unwrap().as_str()
+            ),
+            "{host} untouched"
+        );
+    }
+    // The client saw web1's 500s on v2, and nothing else fail but
+    // web1's restart on its way back (a host that passed its health check
+    // is not drained again for a rollback: see README's per-host drain).
+    let v2_errors = seen
+        .answers
+        .iter()
+        .filter(|a| a.status == 500 && a.server == "web1" && a.release == "v2")
+        .count();
+    assert!(v2_errors > 0, "{:?}", seen.failed);
+    let others: Vec<&Answer> = seen
+        .answers
+        .iter()
+        .filter(|a| a.status != 200 && !(a.server == "web1" && a.release == "v2"))
+        .collect();
+    assert!(others.len() <= 5, "{others:?}");
 }
