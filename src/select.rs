@@ -153,6 +153,8 @@ mod tests {
             group_throttles: Default::default(),
             group_strategies: Default::default(),
             analysis: Vec::new(),
+            relay: None,
+            traffic: None,
             warnings: Vec::new(),
             ssh_config_notes: Vec::new(),
             secrets: Vec::new(),

@@ -263,6 +263,7 @@ pub(crate) fn run(
         once: !config.hooks.before_switch_once.is_empty(),
         until_canary,
         groups: &config.group_strategies,
+        traffic: config.traffic.as_ref(),
         zone_sizes: &sizes,
     };
     let of = |shape: Shape, indices: &[usize]| {
@@ -308,6 +309,13 @@ pub(crate) fn run(
         }
         for (w, wave) in plan.waves.iter().enumerate() {
             info(reporter, describe_wave(*color, w, wave));
+        }
+        if !plan.then.is_empty() {
+            let last = plan.waves.len();
+            info(
+                reporter,
+                format!("after wave {last}: {}", Step::describe_all(&plan.then)),
+            );
         }
     }
     let waves: Vec<(Option<&str>, &PlannedWave)> = plans
@@ -375,6 +383,9 @@ pub(crate) fn run(
         reporter,
         format!("{shape}; at most {} host(s) at once", s.parallel),
     );
+    if let Some(line) = shape::traffic_line(config) {
+        info(reporter, line);
+    }
     for line in shape::analysis_lines(config) {
         info(reporter, line);
     }
@@ -444,6 +455,9 @@ pub(crate) fn run(
         ),
     );
     info(reporter, deadman_line(s.deadman_timeout));
+    if let Some(relay) = &config.relay {
+        info(reporter, relay_line(relay.fanout, hosts.len()));
+    }
     if config.blue_green.is_none() {
         let sizes: Vec<String> = strategy::waves(hosts.len(), s.canary, &s.batch)
             .iter()
@@ -462,6 +476,15 @@ pub(crate) fn run(
     reporter.event(&Event::Summary(Summary::without_hosts("plan", 0)));
     reporter.finish();
     Exit::Ok
+}
+
+/// What `[relay]` does to a wave of `n` hosts that all need the whole
+/// artifact, in words.
+fn relay_line(fanout: usize, n: usize) -> String {
+    let (seeds, depth) = crate::engine::relay::shape(n, fanout);
+    format!(
+        "relay: fanout {fanout}; a wave's hosts that need the whole artifact get it from each other: of {n} host(s), {seeds} from here, the rest from a host in {depth} level(s) (hosts that can take a delta or a copy, and uploads made ahead of a wave, are served from here; a host without an ssh client relays to none)"
+    )
 }
 
 /// What `strategy.deadman_timeout` does, in words.

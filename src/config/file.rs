@@ -100,6 +100,27 @@ pub struct DeployFile {
     pub policy: Option<RawPolicy>,
     /// `[[analysis]]`: gates the rollout's bakes sample.
     pub analysis: Option<Vec<RawGate>>,
+    /// `[relay]`: hosts pass the release on to each other.
+    pub relay: Option<RawRelay>,
+    /// `[traffic]`: weights set in steps after the canary.
+    pub traffic: Option<RawTraffic>,
+}
+
+/// `[relay]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
+pub struct RawRelay {
+    pub fanout: Positive<64>,
+    pub authorized_keys: Option<String>,
+}
+
+/// `[traffic]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table", remote = "Self")]
+pub struct RawTraffic {
+    pub steps: Vec<i64>,
+    pub set_local: Commands,
+    pub step_bake: Option<Dur>,
 }
 
 /// One `[[analysis]]` gate.
@@ -412,6 +433,7 @@ table_only!(RawGroupHealth, "a table");
 table_only!(RawGroupStrategy, "a table");
 table_only!(RawThrottle, "a table, e.g. throttle = { after_switch = 2 }");
 table_only!(RawPolicy, "a table");
+table_only!(RawRelay, "a table, e.g. [relay] with fanout = 4");
 table_only!(
     RawGate,
     "a table, e.g. [[analysis]] with name = \"errors\" and command = [\"./check-errors\"]"
@@ -419,4 +441,8 @@ table_only!(
 table_only!(
     RawPrometheus,
     "a table, e.g. prometheus = { url = \"http://127.0.0.1:9090\", query = \"...\", pass = \"< 0.01\" }"
+);
+table_only!(
+    RawTraffic,
+    "a table, e.g. [traffic] with steps = [1, 10, 50, 100] and set_local = [\"./lb weight $HOIST_WEIGHT\"]"
 );

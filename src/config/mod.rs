@@ -17,6 +17,7 @@ mod shared;
 mod show;
 mod ssh_config;
 mod ssh_keys;
+pub mod traffic;
 mod values;
 
 #[cfg(test)]

@@ -42,6 +42,10 @@ pub struct Config {
     pub group_strategies: BTreeMap<String, GroupStrategy>,
     /// `[[analysis]]`: the gates sampled during the bakes.
     pub analysis: Vec<super::analysis::Gate>,
+    /// `[relay]`: hosts pass the release on to each other; `None`: off.
+    pub relay: Option<Relay>,
+    /// `[traffic]`: weights set in steps after the canary.
+    pub traffic: Option<super::traffic::Traffic>,
     /// Things the user should hear about on every run (e.g. host_key_checking = "off").
     pub warnings: Vec<String>,
     /// What hoist skipped in ~/.ssh/config (Match blocks), for `hoist check -v`.
@@ -564,3 +568,16 @@ pub struct Policy {
     /// `require_reason`: `deploy` needs `-m/--reason`.
     pub require_reason: bool,
 }
+
+/// `[relay]`: hosts that receive a whole upload pass it on to up to
+/// `fanout` others while they receive it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relay {
+    pub fanout: usize,
+    /// Where a host's sshd reads its authorized keys: `~/` is the login
+    /// user's home, a relative path is under the host's `deploy_to`.
+    pub authorized_keys: String,
+}
+
+/// `relay.authorized_keys` when the file leaves it out.
+pub const RELAY_AUTHORIZED_KEYS: &str = "~/.ssh/authorized_keys";

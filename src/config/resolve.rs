@@ -10,13 +10,13 @@ use super::env::Env;
 use super::exec;
 use super::file::{
     DeployFile, InventoryFile, RawArtifact, RawBlueGreen, RawGroup, RawHealth, RawHooks, RawPolicy,
-    RawStrategy,
+    RawRelay, RawStrategy,
 };
 use super::inventory::Inventory;
 use super::layer::SshLayer;
 use super::model::{
     App, ArtifactSpec, BlueGreen, Color, Config, GroupStrategy, Health, HealthCheck, Hooks, Policy,
-    Pull, Strategy, StrategyKind, Throttle,
+    Pull, RELAY_AUTHORIZED_KEYS, Relay, Strategy, StrategyKind, Throttle,
 };
 use super::roles::{self, Override, ZoneKeys};
 use super::values::Name;
@@ -269,8 +269,16 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
             "analysis gates run during a rolling deploy's bakes; kind = \"blue-green\" has none",
         ));
     }
+    let traffic = super::traffic::traffic(file.traffic.take(), &strategy, &doc)?;
+    if strategy.kind == StrategyKind::BlueGreen && traffic.is_some() {
+        return Err(doc.error(
+            &["traffic"],
+            "traffic steps follow a rolling deploy's canary; kind = \"blue-green\" switches whole colours",
+        ));
+    }
     Ok(Config {
         analysis,
+        traffic,
         group_throttles,
         group_strategies,
         blue_green,
@@ -296,6 +304,7 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
         envs,
         min_soak: file.min_soak.map_or(Duration::ZERO, |d| d.0),
         policy,
+        relay: relay(file.relay.take(), &doc)?,
         hosts: resolved.hosts,
         groups: resolved.groups,
         secrets,
@@ -756,6 +765,26 @@ fn policy(raw: Option<RawPolicy>, doc: &Doc) -> Result<Policy, ConfigError> {
         freeze: crate::freeze::Freeze { windows, timezone },
         require_reason: raw.require_reason.unwrap_or(false),
     })
+}
+
+/// `[relay]`: `authorized_keys` is a path on the hosts, one line.
+fn relay(raw: Option<RawRelay>, doc: &Doc) -> Result<Option<Relay>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let authorized_keys = raw
+        .authorized_keys
+        .unwrap_or_else(|| RELAY_AUTHORIZED_KEYS.to_string());
+    if authorized_keys.is_empty() || authorized_keys.contains(['\n', '\0']) {
+        return Err(doc.error(
+            &["relay", "authorized_keys"],
+            "must be a path on the hosts, e.g. \"~/.ssh/authorized_keys\"",
+        ));
+    }
+    Ok(Some(Relay {
+        fanout: raw.fanout.0,
+        authorized_keys,
+    }))
 }
 
 /// Run by commands that ship the artifact; `status` or `rollback` must work

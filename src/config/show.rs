@@ -56,6 +56,7 @@ const DEFAULTS: &[(&str, &str, bool)] = &[
     ("policy.freeze", "[]", false),
     ("policy.timezone", "\"UTC\"", false),
     ("policy.require_reason", "false", false),
+    ("relay.authorized_keys", "\"~/.ssh/authorized_keys\"", true),
 ];
 
 /// Every key of the file as `source` reads it (after checking it loads),

@@ -2040,5 +2040,45 @@ fn freeze_windows_are_checked_when_the_file_is_read() {
     assert_eq!(c.policy.freeze.timezone, chrono_tz::Tz::UTC);
 }
 
+// --- [relay] (issue 29) ------------------------------------------------------
+
+#[test]
+fn relay_is_off_unless_its_table_says_a_fanout() {
+    let off = Project::new().config(&with_app("[hosts.a]\n")).ok();
+    assert_eq!(off.relay, None);
+    let on = Project::new()
+        .config(&with_app("[hosts.a]\n[relay]\nfanout = 4\n"))
+        .ok();
+    let relay = on.relay.unwrap();
+    assert_eq!(relay.fanout, 4);
+    assert_eq!(relay.authorized_keys, "~/.ssh/authorized_keys");
+    let elsewhere = Project::new()
+        .config(&with_app(
+            "[hosts.a]\n[relay]\nfanout = 2\nauthorized_keys = \"/etc/ssh/keys/deploy\"\n",
+        ))
+        .ok();
+    assert_eq!(
+        elsewhere.relay.unwrap().authorized_keys,
+        "/etc/ssh/keys/deploy"
+    );
+}
+
+#[test]
+fn relay_keys_are_strict() {
+    assert_err(
+        &with_app("[hosts.a]\n[relay]\nfanout = 2\nfan_out = 3\n"),
+        &["accepted keys in [relay]: fanout, authorized_keys"],
+    );
+    assert_err(
+        &with_app("[hosts.a]\n[relay]\nfanout = 0\n"),
+        &["`relay.fanout`"],
+    );
+    assert_err(&with_app("[hosts.a]\n[relay]\n"), &["fanout"]);
+    assert_err(
+        &with_app("[hosts.a]\n[relay]\nfanout = 2\nauthorized_keys = \"\"\n"),
+        &["`relay.authorized_keys`", "a path on the hosts"],
+    );
+}
+
 mod analysis;
 mod shape;

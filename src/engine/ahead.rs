@@ -58,6 +58,11 @@ impl Ahead {
         }
     }
 
+    /// Whether host `i`'s upload is made ahead (or is being made).
+    pub fn covers(&self, i: usize) -> bool {
+        self.receivers.lock().unwrap().contains_key(&i)
+    }
+
     /// Makes the release on each host, at most `parallel` at once; ends
     /// when all are made or failed, or the rollout halts (a host not yet
     /// started then gets nothing).

@@ -1,6 +1,6 @@
 //! The dead-man switch (issue 25): before a host's `current` moves, a
-//! watchdog is started on it ([`arm`]) that puts it back by itself unless
-//! hoist keeps it waiting (a heartbeat over the run's connection every few
+//! watchdog is started on it ([`arming`], in the switch's own command)
+//! that puts it back by itself unless hoist keeps it waiting (a heartbeat over the run's connection every few
 //! seconds) and, once the host's part is over, confirms it over a fresh
 //! connection ([`confirm`]), which proves the host can still be reached
 //! after its switch. A host hoist puts back itself is disarmed
@@ -10,19 +10,21 @@ mod heartbeat;
 pub(crate) mod scripts;
 mod settle;
 
-pub(crate) use settle::{confirm_all, confirm_outcomes, disarm, found_reason, tell_found};
+pub(crate) use settle::{
+    confirm_all, confirm_outcomes, disarm, found_reason, tell_found, went_back,
+};
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use super::fleet::Node;
-use super::{Context, Failed, app_layout, hooks};
+use super::{Context, app_layout, hooks};
 use crate::journal::{Entry, Kind};
 use crate::release::ReleaseId;
-use crate::report::Phase;
 use heartbeat::Heartbeat;
 use scripts::Watchdog;
 
@@ -32,11 +34,18 @@ use scripts::Watchdog;
 pub(crate) struct Watch {
     armed: Mutex<HashMap<String, Armed>>,
     reverted: Arc<Mutex<Vec<String>>>,
+    /// Cancelled when a heartbeat finds a host gone back by itself: the
+    /// rollout stops then, not at its end.
+    found_back: CancellationToken,
 }
 
-/// One armed host: its heartbeat task's stop, and what it was armed for.
+/// One armed host: its heartbeat task's stop, whether it is being settled
+/// (confirmed or disarmed: its heartbeat's own "gone" is then left to the
+/// settling's answer, since the settling itself ends the watchdog), and
+/// what it was armed for.
 struct Armed {
     stop: CancellationToken,
+    settling: Arc<AtomicBool>,
     release: ReleaseId,
     previous: Option<ReleaseId>,
 }
@@ -52,6 +61,27 @@ impl Watch {
             armed.stop.cancel();
         }
         armed
+    }
+
+    /// Marks `host` as being settled (see [`Armed`]): false when this run
+    /// did not arm it, or settled it already.
+    fn settling(&self, host: &str) -> bool {
+        let armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
+        match armed.get(host) {
+            Some(armed) => !armed.settling.swap(true, Ordering::SeqCst),
+            None => false,
+        }
+    }
+
+    /// Whether this run armed `host`, and has not confirmed or disarmed it.
+    fn is_armed(&self, host: &str) -> bool {
+        let armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
+        armed.contains_key(host)
+    }
+
+    /// Ends when a heartbeat finds a host that went back by itself.
+    pub(crate) async fn found_back(&self) {
+        self.found_back.cancelled().await
     }
 
     /// Whether the host's watchdog went back by itself during this run.
@@ -88,17 +118,27 @@ pub(crate) fn reason(timeout: Duration) -> String {
     )
 }
 
-/// Starts the watchdog on `node`, armed for `id` (coming from `previous`),
-/// and its heartbeat. Nothing when `deadman_timeout` is zero.
-pub(crate) async fn arm(
+/// What arms one host's watchdog: the script that starts it, run in the
+/// switch's own command (one round trip for both, the watchdog first:
+/// `current` never moves unwatched), and what starts its heartbeat once
+/// that ran ([`Arming::started`]).
+pub(crate) struct Arming {
+    script: String,
+    beat: Heartbeat,
+    armed: Armed,
+}
+
+/// The arming of `node`'s watchdog for `id` (coming from `previous`), or
+/// nothing when `deadman_timeout` is zero.
+pub(crate) fn arming(
     ctx: &Context,
     node: &Node,
     id: &ReleaseId,
     previous: Option<&ReleaseId>,
-) -> Result<(), Failed> {
+) -> Option<Arming> {
     let timeout = ctx.config.strategy.deadman_timeout;
     if timeout.is_zero() {
-        return Ok(());
+        return None;
     }
     let lines = journal_lines(ctx, node, id, previous, timeout);
     let dog = Watchdog {
@@ -112,13 +152,10 @@ pub(crate) async fn arm(
         freed: lines[2].clone(),
         timeout_secs: secs(timeout),
     };
-    // In the run's shell: a session of its own would cost each host one
-    // more run of its login rc files.
-    node.must("arming the dead-man switch", &dog.arm(), None)
-        .await
-        .map_err(|e| e.at(Phase::Switch))?;
-    let stop = CancellationToken::new();
+    let settling = Arc::new(AtomicBool::new(false));
     let beat = Heartbeat {
+        settling: settling.clone(),
+        found_back: ctx.deadman.found_back.clone(),
         conn: node.conn.clone(),
         script: scripts::heartbeat(&node.layout, &ctx.run_id),
         every: interval(timeout),
@@ -131,22 +168,39 @@ pub(crate) async fn arm(
         reverted: ctx.deadman.reverted.clone(),
         timeout,
     };
-    tokio::spawn(beat.run(stop.clone()));
     let armed = Armed {
-        stop,
+        stop: CancellationToken::new(),
+        settling,
         release: id.clone(),
         previous: previous.cloned(),
     };
-    let replaced = ctx
-        .deadman
-        .armed
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(node.name().to_string(), armed);
-    if let Some(old) = replaced {
-        old.stop.cancel();
+    Some(Arming {
+        script: dog.arm(),
+        beat,
+        armed,
+    })
+}
+
+impl Arming {
+    /// The script that starts the watchdog (exits non-zero when it cannot).
+    pub(crate) fn script(&self) -> &str {
+        &self.script
     }
-    Ok(())
+
+    /// The watchdog runs on `node`: its heartbeat starts, and the run
+    /// knows it is armed (to confirm or disarm it).
+    pub(crate) fn started(self, ctx: &Context, node: &Node) {
+        tokio::spawn(self.beat.run(self.armed.stop.clone()));
+        let replaced = ctx
+            .deadman
+            .armed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node.name().to_string(), self.armed);
+        if let Some(old) = replaced {
+            old.stop.cancel();
+        }
+    }
 }
 
 /// The journal lines the watchdog writes, split around their time (which

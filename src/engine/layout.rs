@@ -139,6 +139,23 @@ impl Layout {
         transfer_sha: &str,
         content_sha: &str,
     ) -> String {
+        self.receive_fanning(id, token, packing, transfer_sha, content_sha, None)
+    }
+
+    /// [`Layout::receive`], passing the stream on as it arrives when `fan`
+    /// is given: lines run before the stream (starting one reader per
+    /// fifo, each adding its pid to `$K`) and the fifos `tee` also writes
+    /// to. The script then waits for its readers before it ends (a halt
+    /// kills them). Without `fan`, the script is `receive`'s exactly.
+    pub(crate) fn receive_fanning(
+        &self,
+        id: &ReleaseId,
+        token: &str,
+        packing: Packing,
+        transfer_sha: &str,
+        content_sha: &str,
+        fan: Option<(&str, &str)>,
+    ) -> String {
         // The release must hold the artifact's modes: GNU tar applies the
         // umask unless told to preserve them, which TAR_OPTIONS does without
         // an option busybox's tar would refuse (busybox reads no TAR_OPTIONS).
@@ -152,12 +169,11 @@ P={part}
 R="$D/releases/{id}"
 TAR_OPTIONS='--preserve-permissions --no-same-owner'; export TAR_OPTIONS
 {tame_fn}
-trap 'rm -rf "$P.d" "$P.fifo"' EXIT
-trap 'exit 130' HUP INT TERM
+{traps}
 if [ -e "$R" ]; then printf '%s already exists\n' "$R" >&2; exit {exists}; fi
 mkdir -p "$D/releases" "$H/tmp" "$H/sums" && rm -rf "$P.d" "$P.fifo" && mkdir "$P.d" && mkfifo "$P.fifo" || exit {write}
-r=$($HOIST_SHA < "$P.fifo" & h=$!
-  tee "$P.fifo" | (cd "$P.d" && tar {flags} - >&2; s=$?; cat > /dev/null; exit $s)
+{fan_setup}r=$($HOIST_SHA < "$P.fifo" & h=$!
+  tee "$P.fifo"{fan_fifos} | (cd "$P.d" && tar {flags} - >&2; s=$?; cat > /dev/null; exit $s)
   echo "unpacked=$?"; wait "$h"; echo "hashed=$?")
 set -f; sum=; unpacked=1; hashed=1
 for w in $r; do case $w in unpacked=*) unpacked=${{w#*=}} ;; hashed=*) hashed=${{w#*=}} ;; -|'*stdin') ;; *) sum=$w ;; esac; done
@@ -171,6 +187,15 @@ printf '%s\n' {content_sha} > "$H/sums/{id}" && mv "$P.d" "$R" || exit {finish}
             pick_sha = PICK_SHA,
             tame_fn = self.tame_fn(),
             part = self.part(id, token),
+            traps = match fan {
+                None => "trap 'rm -rf \"$P.d\" \"$P.fifo\"' EXIT\ntrap 'exit 130' HUP INT TERM"
+                    .to_string(),
+                Some((_, fifos)) => format!(
+                    "K=\ntrap 'wait; rm -rf \"$P.d\" \"$P.fifo\"{fifos}' EXIT\ntrap '[ -z \"$K\" ] || kill $K 2>/dev/null; exit 130' HUP INT TERM"
+                ),
+            },
+            fan_setup = fan.map_or(String::new(), |(setup, _)| setup.to_string()),
+            fan_fifos = fan.map_or("", |(_, fifos)| fifos),
             transfer_sha = q(transfer_sha),
             content_sha = q(content_sha),
             write = ReceiveStep::Write.code(),

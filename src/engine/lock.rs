@@ -250,6 +250,8 @@ async fn release_nodes(ctx: &Context, nodes: &[&Node], message: Option<&str>) {
                         );
                     }
                 }
+                // Its dead-man switch went back and freed it, as it says.
+                Ok((UnlockAnswer::Absent, _)) if ctx.deadman.reverted(node.name()) => {}
                 Ok((UnlockAnswer::Absent, _)) => ctx.message(
                     Level::Warn,
                     Some(node.name()),

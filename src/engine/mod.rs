@@ -27,6 +27,7 @@ pub(crate) mod policy;
 pub(crate) mod preflight;
 pub(crate) mod put_back;
 pub(crate) mod record;
+pub(crate) mod relay;
 pub(crate) mod rollout;
 pub(crate) mod rollout_plan;
 pub(crate) mod run_hooks;
@@ -36,6 +37,7 @@ pub(crate) mod strategy;
 pub(crate) mod sudo;
 pub(crate) mod switch;
 pub(crate) mod throttle;
+pub(crate) mod traffic;
 pub(crate) mod upload;
 
 pub(crate) use outcome::{Failed, Failure, HostOutcome, at, summary};

@@ -226,7 +226,12 @@ async fn pull(
 /// Stores the artifact's manifest as release `id`'s, when there is one.
 /// Returns the bytes sent. A failure is only a warning: the release is
 /// whole, the next deploy to this host just sends the whole artifact.
-async fn record_manifest(ctx: &Context, node: &Node, artifact: &Artifact, id: &ReleaseId) -> u64 {
+pub(crate) async fn record_manifest(
+    ctx: &Context,
+    node: &Node,
+    artifact: &Artifact,
+    id: &ReleaseId,
+) -> u64 {
     let Some(gz) = artifact.manifest_gz() else {
         return 0;
     };

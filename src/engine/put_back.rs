@@ -119,13 +119,7 @@ pub(crate) async fn together(
     let results = join_all(backs.iter().map(|back| async move {
         let _permit = ctx.parallel.acquire().await.expect("semaphore open");
         let started = Instant::now();
-        let result = switch_back(ctx, back.node, back.target.as_ref(), &back.from).await;
-        // Once back (past the switch back itself), its watchdog has nothing
-        // left to do; a host that could not be switched back keeps it.
-        if !matches!(&result, Err(failed) if failed.phase == Phase::Rollback) {
-            deadman::disarm(ctx, back.node).await;
-        }
-        (result, started.elapsed())
+        (back_one(ctx, back).await, started.elapsed())
     }))
     .await;
     backs
@@ -143,6 +137,33 @@ pub(crate) async fn together(
         .collect()
 }
 
+/// Puts one host back, unless its dead-man switch did it already (found
+/// so before, or when its switch back fails: the watchdog frees the lock
+/// it took back): then that is its result, and nothing runs twice.
+async fn back_one(ctx: &Context, back: &Back<'_>) -> Result<(), Failed> {
+    let node = back.node;
+    let by_itself = || {
+        let why = deadman::reason(ctx.config.strategy.deadman_timeout);
+        Failure::SelfReverted(why).at(Phase::Rollback)
+    };
+    if ctx.deadman.reverted(node.name()) {
+        deadman::went_back(ctx, node).await;
+        return Err(by_itself());
+    }
+    let result = switch_back(ctx, node, back.target.as_ref(), &back.from).await;
+    match &result {
+        // Not switched back: it keeps its watchdog, unless that went back.
+        Err(failed) if failed.phase == Phase::Rollback => {
+            if deadman::went_back(ctx, node).await {
+                return Err(by_itself());
+            }
+        }
+        // Once back, its watchdog has nothing left to do.
+        _ => deadman::disarm(ctx, node).await,
+    }
+    result
+}
+
 /// How a host that went back (or tried to) ends.
 fn ended(why: BackFor, back: Back, result: Result<(), Failed>, elapsed: Duration) -> HostOutcome {
     let name = back.node.name();
@@ -150,6 +171,14 @@ fn ended(why: BackFor, back: Back, result: Result<(), Failed>, elapsed: Duration
     let so_far = back.outcome;
     match (result, why) {
         (Ok(()), BackFor::Rollback) => HostOutcome::ok(name, target, elapsed),
+        (Err(failed), _) if matches!(failed.failure, Failure::SelfReverted(_)) => HostOutcome {
+            result: HostResult::RolledBack,
+            phase: so_far.phase,
+            failure: so_far.failure,
+            elapsed: so_far.elapsed + elapsed,
+            sent: so_far.sent,
+            ..HostOutcome::ok(name, target, elapsed).with_note("went back by itself")
+        },
         (Ok(()), BackFor::Undo) => HostOutcome {
             result: HostResult::RolledBack,
             // A host that failed keeps its failure, marked as put back.

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::strategy::{Wave, WaveKind};
+use crate::config::traffic::Traffic;
 use crate::config::{Amount, Config, GroupStrategy, Host, Pause, Strategy, Throttle};
 pub(crate) use stages::{Floor, zone_sizes};
 
@@ -34,6 +35,28 @@ pub(crate) enum Step {
     WaveBake(Duration),
     /// Asks a person to promote the canary (`--yes` answers yes).
     Ask,
+    /// `[traffic]`: `set_local` at this weight, then the step held while
+    /// the health checks and gates sample it.
+    Traffic(TrafficStep),
+}
+
+/// One traffic step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TrafficStep {
+    /// 1-based, of `of`.
+    pub index: usize,
+    pub of: usize,
+    /// Percent of the traffic the new release gets.
+    pub weight: u8,
+    /// How long the step holds.
+    pub bake: Duration,
+}
+
+impl TrafficStep {
+    /// What the step is called in messages and `analysis` events.
+    pub(crate) fn label(self) -> String {
+        format!("traffic {}%", self.weight)
+    }
 }
 
 impl Step {
@@ -41,7 +64,10 @@ impl Step {
     /// wave's hosts get their release meanwhile. Not while a person is
     /// asked: the terminal is held for the question.
     fn is_timed(self) -> bool {
-        matches!(self, Step::Wait(_) | Step::Bake(_) | Step::WaveBake(_))
+        matches!(
+            self,
+            Step::Wait(_) | Step::Bake(_) | Step::WaveBake(_) | Step::Traffic(_)
+        )
     }
 
     pub(crate) fn describe(self) -> String {
@@ -52,6 +78,13 @@ impl Step {
             Step::ZoneBake(d) => format!("zone bake {}", humantime::format_duration(d)),
             Step::WaveBake(d) => format!("wave bake {}", humantime::format_duration(d)),
             Step::Ask => "ask before promoting (--yes promotes)".into(),
+            Step::Traffic(t) => format!(
+                "traffic {}% (step {} of {}, held {})",
+                t.weight,
+                t.index,
+                t.of,
+                humantime::format_duration(t.bake)
+            ),
         }
     }
 
@@ -127,8 +160,9 @@ impl PlannedWave {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RolloutPlan {
     pub waves: Vec<PlannedWave>,
-    /// After the last wave: the canary's bake of `deploy --until canary`.
-    pub then: Step,
+    /// After the last wave, in order: the canary's bake of `deploy --until
+    /// canary`, the last wave's bake, traffic steps after a lone canary.
+    pub then: Vec<Step>,
     /// The fleet-wide throttles, shown with the plan.
     pub throttle: Throttle,
 }
@@ -148,6 +182,8 @@ pub(crate) struct Shape<'a> {
     pub until_canary: bool,
     /// `[groups.<g>.strategy]` of the ordered groups.
     pub groups: &'a BTreeMap<String, GroupStrategy>,
+    /// `[traffic]`: its steps follow the canary wave.
+    pub traffic: Option<&'a Traffic>,
     /// Hosts of each zone counted healthy before the rollout (see
     /// [`stages::zone_sizes`]); a zone missing here counts its pending hosts.
     pub zone_sizes: &'a BTreeMap<String, usize>,
@@ -186,19 +222,19 @@ impl RolloutPlan {
         if let Some(first) = waves.first_mut() {
             first.once = shape.once;
         }
-        let mut then = Step::Nothing;
+        let mut then = Vec::new();
         if shape.until_canary && waves.first().is_some_and(|w| w.kind == WaveKind::Canary) {
             // Only the canary's bake: a plain wait or a question would
             // hold the run for nothing.
             if waves.len() > 1
                 && let bake @ Step::Bake(_) = step_after(shape, WaveKind::Canary)
             {
-                then = bake;
+                then.push(bake);
             }
             waves.truncate(1);
         } else if !shape.strategy.wave_bake.is_zero() && !waves.is_empty() {
             // The last wave bakes too before the deploy is done.
-            then = Step::WaveBake(shape.strategy.wave_bake);
+            then.push(Step::WaveBake(shape.strategy.wave_bake));
         }
         for w in 1..waves.len() {
             let (previous, wave) = (&waves[w - 1], &waves[w]);
@@ -221,6 +257,7 @@ impl RolloutPlan {
             waves[w].before = before;
             waves[w].upload = upload;
         }
+        traffic_steps(shape, &mut waves, &mut then);
         Ok(RolloutPlan {
             waves,
             then,
@@ -254,7 +291,7 @@ impl RolloutPlan {
             .into_iter()
             .map(|(hook, n)| (hook.to_string(), json!(n)))
             .collect();
-        json!({ "waves": waves, "then": self.then.describe(), "throttle": throttle })
+        json!({ "waves": waves, "then": Step::describe_all(&self.then), "throttle": throttle })
     }
 }
 
@@ -282,6 +319,7 @@ pub(crate) fn selection_waves(config: &Config, hosts: &[Host]) -> Result<Vec<Wav
         once: false,
         until_canary: false,
         groups: &config.group_strategies,
+        traffic: None,
         zone_sizes: &sizes,
     };
     let all: Vec<usize> = (0..hosts.len()).collect();
@@ -294,6 +332,35 @@ pub(crate) fn selection_waves(config: &Config, hosts: &[Host]) -> Result<Vec<Wav
             hosts: w.hosts,
         })
         .collect())
+}
+
+/// `[traffic]`: its steps come right after the canary wave's own steps
+/// (its bake, wave bake or question), before the next wave (a zone bake
+/// after them); after a canary that is the last wave planned, last.
+fn traffic_steps(shape: Shape, waves: &mut [PlannedWave], then: &mut Vec<Step>) {
+    let Some(traffic) = shape.traffic else {
+        return;
+    };
+    if waves.first().is_none_or(|w| w.kind != WaveKind::Canary) {
+        return;
+    }
+    let steps = traffic.steps.iter().enumerate().map(|(i, &weight)| {
+        Step::Traffic(TrafficStep {
+            index: i + 1,
+            of: traffic.steps.len(),
+            weight,
+            bake: traffic.step_bake,
+        })
+    });
+    let into = match waves.get_mut(1) {
+        Some(next) => &mut next.before,
+        None => then,
+    };
+    let at = into
+        .iter()
+        .position(|s| matches!(s, Step::ZoneBake(_)))
+        .unwrap_or(into.len());
+    into.splice(at..at, steps);
 }
 
 /// What the rollout does after a wave of `kind`.
@@ -337,6 +404,7 @@ mod tests {
             once,
             until_canary: until,
             groups: NONE,
+            traffic: None,
             zone_sizes: NO_ZONES,
         };
         RolloutPlan::new(shape, &(0..n).collect::<Vec<_>>())
@@ -367,7 +435,7 @@ mod tests {
             ]
         );
         assert_eq!(p.waves[0].kind, WaveKind::Canary);
-        assert_eq!(p.then, Nothing);
+        assert_eq!(p.then, []);
     }
 
     #[test]
@@ -436,13 +504,13 @@ mod tests {
         let s = strategy(Hosts(1), Pause::For(S30), &[Percent(50)], 0);
         let p = plan(&s, 5, true, false, true);
         assert_eq!(table(&p), [(1, Nothing, InWave)]);
-        assert_eq!(p.then, Bake(S30));
+        assert_eq!(p.then, [Bake(S30)]);
         // Without a health check there is nothing to bake: it stops at once.
-        assert_eq!(plan(&s, 5, false, false, true).then, Nothing);
+        assert_eq!(plan(&s, 5, false, false, true).then, []);
         let manual = strategy(Hosts(1), Pause::Manual, &[Percent(50)], 0);
-        assert_eq!(plan(&manual, 5, true, false, true).then, Nothing);
+        assert_eq!(plan(&manual, 5, true, false, true).then, []);
         // A canary that is the whole fleet has nothing to wait for.
-        assert_eq!(plan(&s, 1, true, false, true).then, Nothing);
+        assert_eq!(plan(&s, 1, true, false, true).then, []);
     }
 
     #[test]
@@ -455,7 +523,7 @@ mod tests {
         assert_eq!(p.waves[1].before, [Bake(S30)]);
         assert_eq!(p.waves[2].before, [bake, Wait(five)]);
         assert_eq!(p.waves[2].upload, DuringPause);
-        assert_eq!(p.then, bake);
+        assert_eq!(p.then, [bake]);
         // A manual canary bakes before the question.
         s.canary_pause = Pause::Manual;
         let p = plan(&s, 5, true, false, false);
@@ -464,7 +532,7 @@ mod tests {
         assert_eq!(p.waves[1].upload, InWave);
         // --until canary keeps only the canary's bake.
         s.canary_pause = Pause::For(S30);
-        assert_eq!(plan(&s, 5, true, false, true).then, Bake(S30));
+        assert_eq!(plan(&s, 5, true, false, true).then, [Bake(S30)]);
     }
 
     #[test]
@@ -483,11 +551,86 @@ mod tests {
             once: false,
             until_canary: false,
             groups: NONE,
+            traffic: None,
             zone_sizes: NO_ZONES,
         };
         let p = RolloutPlan::new(shape, &[2, 5, 7]);
         assert_eq!(p.waves[0].hosts, [2]);
         assert_eq!(p.waves[1].hosts, [5, 7]);
         assert!(RolloutPlan::new(shape, &[]).waves.is_empty());
+    }
+
+    fn with_traffic(s: &Strategy, n: usize, until: bool, traffic: &Traffic) -> RolloutPlan {
+        let shape = Shape {
+            strategy: s,
+            canary: s.canary,
+            health: true,
+            once: false,
+            until_canary: until,
+            groups: NONE,
+            traffic: Some(traffic),
+            zone_sizes: NO_ZONES,
+        };
+        RolloutPlan::new(shape, &(0..n).collect::<Vec<_>>())
+    }
+
+    fn traffic(steps: &[u8]) -> Traffic {
+        Traffic {
+            steps: steps.to_vec(),
+            set_local: vec!["./lb $HOIST_WEIGHT".into()],
+            step_bake: Duration::from_secs(5),
+        }
+    }
+
+    fn step(index: usize, of: usize, weight: u8) -> Step {
+        Step::Traffic(TrafficStep {
+            index,
+            of,
+            weight,
+            bake: Duration::from_secs(5),
+        })
+    }
+
+    #[test]
+    fn traffic_steps_follow_the_canary_bake_before_the_next_wave_only() {
+        let s = strategy(Hosts(1), Pause::For(S30), &[Hosts(2)], 0);
+        let t = traffic(&[1, 10, 100]);
+        let p = with_traffic(&s, 5, false, &t);
+        assert_eq!(
+            p.waves[1].before,
+            [Bake(S30), step(1, 3, 1), step(2, 3, 10), step(3, 3, 100)]
+        );
+        assert_eq!(p.waves[1].upload, DuringPause);
+        assert_eq!(p.waves[2].before, []);
+        assert_eq!(p.then, []);
+        assert_eq!(
+            Step::describe_all(&p.waves[1].before[1..2]),
+            "traffic 1% (step 1 of 3, held 5s)"
+        );
+        // A manual canary is promoted first, then its traffic goes up.
+        let manual = strategy(Hosts(1), Pause::Manual, &[Hosts(2)], 0);
+        let p = with_traffic(&manual, 5, false, &t);
+        assert_eq!(p.waves[1].before[0], Ask);
+        assert_eq!(p.waves[1].before.len(), 4);
+        assert_eq!(p.waves[1].upload, InWave);
+    }
+
+    #[test]
+    fn until_canary_runs_the_steps_after_the_bake_and_a_lone_canary_runs_them_last() {
+        let s = strategy(Hosts(1), Pause::For(S30), &[Hosts(2)], 0);
+        let t = traffic(&[50, 100]);
+        let p = with_traffic(&s, 5, true, &t);
+        assert_eq!(p.waves.len(), 1);
+        assert_eq!(p.then, [Bake(S30), step(1, 2, 50), step(2, 2, 100)]);
+        let one = with_traffic(&s, 1, false, &t);
+        assert_eq!(one.then, [step(1, 2, 50), step(2, 2, 100)]);
+    }
+
+    #[test]
+    fn no_canary_wave_no_traffic_steps() {
+        let s = strategy(Hosts(0), Pause::For(S30), &[Hosts(2)], 0);
+        let p = with_traffic(&s, 4, false, &traffic(&[10, 100]));
+        assert!(p.waves.iter().all(|w| w.before.is_empty()));
+        assert_eq!(p.then, []);
     }
 }

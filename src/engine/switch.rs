@@ -3,24 +3,27 @@
 //! is one remote command and is never cut. Every switch checks, in that same
 //! command, that the lock is still this run's.
 
+use super::deadman::Arming;
 use super::fleet::Node;
 use super::layout::{LOCK_LOST, LockState, unrecorded};
 use super::{Context, Failed, Failure, at, health, hooks};
 use crate::journal::{Entry, Kind};
 use crate::release::ReleaseId;
 use crate::report::{Level, Phase};
+use crate::transport::Output;
 
 /// Points `current` at `id`, recording the deploy (and what came before) in
-/// the host's journal. The caller says the phase (arming the dead-man
-/// switch is part of it).
+/// the host's journal. `arming` starts the host's dead-man switch first, in
+/// the same command: a host whose watchdog cannot start is not switched.
 pub(crate) async fn switch_to(
     ctx: &Context,
     node: &Node,
     id: &ReleaseId,
     previous: Option<&ReleaseId>,
-    version: &str,
-    content_sha: &str,
+    artifact: (&str, &str),
+    arming: Option<Arming>,
 ) -> Result<(), Failed> {
+    let (version, content_sha) = artifact;
     let entry = Entry {
         release: Some(id.to_string()),
         previous: previous.map(|p| p.to_string()),
@@ -29,11 +32,32 @@ pub(crate) async fn switch_to(
         run: Some(ctx.run_id.clone()),
         ..Entry::new(Kind::Deploy, &ctx.by)
     };
-    let script = node.layout.switch(id, Some(&ctx.run_id), &entry.to_line());
-    run_switch(ctx, node, "switch", &script)
-        .await
-        .map_err(at(Phase::Switch))
+    let switch = node.layout.switch(id, Some(&ctx.run_id), &entry.to_line());
+    let Some(arming) = arming else {
+        return run_switch(ctx, node, "switch", &switch)
+            .await
+            .map_err(at(Phase::Switch));
+    };
+    let script = format!(
+        "( {arm} ) >/dev/null || {{ echo 'the dead-man switch could not be armed' >&2; exit {ARM_FAILED}; }}\n{switch}",
+        arm = arming.script(),
+    );
+    let out = node.run(&script, None).await.map_err(at(Phase::Switch))?;
+    if out.code == Some(ARM_FAILED) {
+        return Err(Failure::Command {
+            what: "arming the dead-man switch".to_string(),
+            code: out.code,
+            tail: super::tail_lines(&out.stderr, &out.stdout, 10),
+        }
+        .at(Phase::Switch));
+    }
+    arming.started(ctx, node);
+    switched(ctx, node, "switch", out).map_err(at(Phase::Switch))
 }
+
+/// The exit code of a switch whose dead-man switch could not be armed
+/// (nothing was switched).
+const ARM_FAILED: u32 = 86;
 
 /// Switches one host back to `target` (or to no release at all, after a
 /// first deploy), marks `from` as rolled back, then runs after_rollback and
@@ -90,6 +114,11 @@ pub(crate) async fn switch_back(
 /// on the host and noted too (the switch stands).
 async fn run_switch(ctx: &Context, node: &Node, what: &str, script: &str) -> Result<(), Failure> {
     let out = node.run(script, None).await?;
+    switched(ctx, node, what, out)
+}
+
+/// What a switch script's `out` says: see [`run_switch`].
+fn switched(ctx: &Context, node: &Node, what: &str, out: Output) -> Result<(), Failure> {
     if out.code == Some(LOCK_LOST) {
         let now = match LockState::told(&String::from_utf8_lossy(&out.stderr)) {
             Some(state @ LockState::File(_)) => format!("now held by {}", state.describe()),

@@ -162,6 +162,23 @@ impl Mask {
                 hosts: hosts.clone(),
                 reason: t(reason),
             },
+            Event::TrafficStep {
+                step,
+                steps,
+                weight,
+                canary,
+                baseline,
+                outcome,
+                error,
+            } => Event::TrafficStep {
+                step: *step,
+                steps: *steps,
+                weight: *weight,
+                canary: canary.clone(),
+                baseline: baseline.clone(),
+                outcome: outcome.clone(),
+                error: error.as_ref().map(t),
+            },
             Event::Traffic {
                 color,
                 previous,

@@ -239,6 +239,12 @@ pub enum Event {
         bytes: u64,
         total: Option<u64>,
     },
+    /// `[relay]`: the host got the release from another host, `via`,
+    /// verified on the host itself.
+    Relayed {
+        host: String,
+        via: String,
+    },
     HostOutput {
         host: String,
         stream: OutputStream,
@@ -316,6 +322,23 @@ pub enum Event {
         verdict: String,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         dry_run: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// `[traffic]`: `set_local` ran at `weight` (percent of the traffic
+    /// the new release gets) with these hosts on the new release
+    /// (`canary`) and on the old one (`baseline`).
+    TrafficStep {
+        /// The step, 1-based, of `steps`; none for the weight set to 0
+        /// when the rollout stops, or to 100 once it is done.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        step: Option<usize>,
+        steps: usize,
+        weight: u8,
+        canary: Vec<String>,
+        baseline: Vec<String>,
+        /// `ok`, or `failed` (set_local did not pass).
+        outcome: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },

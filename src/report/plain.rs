@@ -78,6 +78,8 @@ struct State {
     /// The last diagnostic lines of hosts whose failure is still to be shown.
     diagnostics: HashMap<String, Vec<String>>,
     github: Option<Github>,
+    /// Every analysis sample, listed with the summary.
+    samples: style::GateSamples,
     /// The runner reads these lines for workflow commands: none may be one
     /// that hoist did not write as one (see `workflow`).
     inert: bool,
@@ -107,6 +109,7 @@ impl Plain {
                 diagnostics: HashMap::new(),
                 github: None,
                 inert: false,
+                samples: style::GateSamples::default(),
             }),
         }
     }
@@ -193,6 +196,8 @@ impl Plain {
         let host_line = |st: &State, host: &str, text: &str| self.line(st, now, Some(host), text);
         match event {
             Event::RolloutPlan(_) => Vec::new(),
+            // Said by a message too.
+            Event::Relayed { .. } => Vec::new(),
             Event::RunStarted {
                 command,
                 app,
@@ -407,6 +412,21 @@ impl Plain {
                 };
                 vec![self.line(st, now, None, &text)]
             }
+            Event::TrafficStep {
+                step,
+                steps,
+                weight,
+                canary,
+                error,
+                ..
+            } => {
+                let text = style::traffic_step(*step, *steps, *weight, canary, error.as_deref());
+                let text = match error {
+                    None => paint.bold(&text),
+                    Some(_) => paint.red(&text),
+                };
+                vec![self.line(st, now, None, &text)]
+            }
             Event::Traffic {
                 color,
                 previous,
@@ -456,6 +476,7 @@ impl Plain {
                 if st.printed {
                     lines.push(String::new());
                 }
+                lines.extend(st.samples.lines());
                 lines.extend(summary_lines(summary, paint, None, None));
                 lines
             }
@@ -477,6 +498,14 @@ impl Plain {
                 st.host_width = widest.unwrap_or(1).clamp(1, MAX_HOST_WIDTH);
             }
             Event::WaveStarted { waves, .. } => st.waves = *waves,
+            Event::Analysis {
+                gate,
+                step,
+                value,
+                verdict,
+                dry_run,
+                ..
+            } => st.samples.add(gate, step, value, verdict, *dry_run),
             Event::HostPhase { host, phase } => {
                 st.phases.insert(host.clone(), *phase);
                 if *phase == Phase::Upload {

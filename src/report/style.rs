@@ -257,6 +257,73 @@ pub fn traffic(color: &str, previous: Option<&str>, reason: &str) -> String {
     format!("traffic -> {color}{from}: {}", clean(reason))
 }
 
+/// Every analysis sample of a run, for its summary: one line per gate per
+/// step, in the order they first sampled.
+#[derive(Debug, Default)]
+pub struct GateSamples {
+    rows: Vec<(String, String, bool, Vec<String>)>,
+}
+
+impl GateSamples {
+    pub fn add(
+        &mut self,
+        gate: &str,
+        step: &str,
+        value: &serde_json::Value,
+        verdict: &str,
+        dry_run: bool,
+    ) {
+        let sample = format!("{value} {verdict}");
+        match self
+            .rows
+            .iter_mut()
+            .find(|(g, s, ..)| g == gate && s == step)
+        {
+            Some(row) => row.3.push(sample),
+            None => self
+                .rows
+                .push((gate.to_string(), step.to_string(), dry_run, vec![sample])),
+        }
+    }
+
+    /// `gate errors, traffic 10%: 0 pass, 0 pass`; none without samples.
+    pub fn lines(&self) -> Vec<String> {
+        self.rows
+            .iter()
+            .map(|(gate, step, dry_run, samples)| {
+                let dry = if *dry_run { " (dry run)" } else { "" };
+                format!("gate {gate}, {step}{dry}: {}", clean(&samples.join(", ")))
+            })
+            .collect()
+    }
+}
+
+/// `[traffic]`: a weight set (or not).
+pub fn traffic_step(
+    step: Option<usize>,
+    steps: usize,
+    weight: u8,
+    canary: &[String],
+    error: Option<&str>,
+) -> String {
+    let which = match step {
+        Some(n) => format!(" (step {n} of {steps})"),
+        None if weight == 0 => " (the rollout stopped)".to_string(),
+        None => " (every host is on the new release)".to_string(),
+    };
+    let on = match canary {
+        [] => "no host".to_string(),
+        hosts => hosts.join(" "),
+    };
+    match error {
+        None => format!("traffic {weight}% to the new release{which}: {on}"),
+        Some(e) => format!(
+            "traffic {weight}%{which}: set_local did not pass: {}",
+            clean(e)
+        ),
+    }
+}
+
 /// A host's watchdog put it back by itself.
 pub fn self_reverted(from: &str, to: Option<&str>, reason: &str, at: Option<&str>) -> String {
     let to = to.map_or_else(|| "no release".to_string(), str::to_string);

@@ -956,3 +956,42 @@ fn tty_keeps_live_diagnostics_for_the_failure_display() {
     tty.event(&script[6].1);
     assert!(!tty.has_diagnostics_for("web1"), "shown with the failure");
 }
+
+#[test]
+fn the_summary_lists_every_gate_sample_one_line_per_gate_and_step() {
+    let sample = |gate: &str, step: &str, value: i64, verdict: &str| Event::Analysis {
+        gate: s(gate),
+        step: s(step),
+        sample: 1,
+        count: 2,
+        value: serde_json::json!(value),
+        verdict: s(verdict),
+        dry_run: false,
+        error: None,
+    };
+    let script = vec![
+        (0, sample("errors", "canary bake", 0, "pass")),
+        (0, sample("latency", "canary bake", 3, "pass")),
+        (0, sample("errors", "canary bake", 0, "pass")),
+        (0, sample("errors", "traffic 10%", 1, "fail")),
+        (
+            10,
+            Event::Summary(Summary::new(
+                "deploy",
+                5,
+                Some(s(RELEASE)),
+                vec![host_summary("web1", HostResult::RolledBack, None, 2_300)],
+                2_400,
+                None,
+            )),
+        ),
+    ];
+    let out = plain_output(Verbosity::Normal, false, &script);
+    let at = out
+        .find("gate errors, canary bake: 0 pass, 0 pass")
+        .expect(&out);
+    assert!(
+        out[at..].contains("gate latency, canary bake: 3 pass\ngate errors, traffic 10%: 1 fail\n"),
+        "{out}"
+    );
+}

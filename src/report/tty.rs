@@ -83,6 +83,10 @@ struct State {
     countdown: Option<ProgressBar>,
     /// Each analysis gate's last sample in this bake, shown on the countdown.
     gates: std::collections::BTreeMap<String, String>,
+    /// `[traffic]`: the weight last set, shown on the countdown.
+    weight: Option<u8>,
+    /// Every analysis sample, listed with the summary.
+    samples: style::GateSamples,
 }
 
 struct Active {
@@ -307,6 +311,8 @@ impl Tty {
         let paint = self.paint;
         let width = self.width();
         match event {
+            // Said by a message too.
+            Event::Relayed { .. } => {}
             Event::RunStarted {
                 command,
                 app,
@@ -570,12 +576,10 @@ impl Tty {
                 dry_run,
                 ..
             } => {
+                st.samples.add(gate, step, value, verdict, *dry_run);
                 st.gates
                     .insert(gate.clone(), format!("{gate} {value} {verdict}"));
-                if let Some(bar) = &st.countdown {
-                    let gates: Vec<&str> = st.gates.values().map(String::as_str).collect();
-                    bar.set_message(format!(" · gates: {}", gates.join(", ")));
-                }
+                self.countdown_message(st);
                 // Passing samples stay on the countdown line only.
                 if verdict == "pass" {
                     return;
@@ -609,6 +613,25 @@ impl Tty {
                     paint.yellow(&text)
                 } else {
                     paint.red(&text)
+                };
+                self.above(st, &[text]);
+            }
+            Event::TrafficStep {
+                step,
+                steps,
+                weight,
+                canary,
+                error,
+                ..
+            } => {
+                st.weight = Some(*weight);
+                self.countdown_message(st);
+                let text = style::traffic_step(*step, *steps, *weight, canary, error.as_deref());
+                let text = format!("⇄ {text}");
+                let text = fit(&text, width);
+                let text = match error {
+                    None => paint.bold(&text),
+                    Some(_) => paint.red(&text),
                 };
                 self.above(st, &[text]);
             }
@@ -664,6 +687,8 @@ impl Tty {
                 self.clear_bars(st);
                 self.flush_tables(st);
                 let mut lines = vec![String::new()];
+                let samples = st.samples.lines();
+                lines.extend(samples.iter().map(|l| fit(l, width)));
                 lines.extend(summary_lines(
                     summary,
                     paint,
@@ -690,6 +715,24 @@ impl Tty {
         let bar = self.mp.add(ProgressBar::new_spinner().with_style(style));
         bar.enable_steady_tick(TICK);
         st.countdown = Some(bar);
+        self.countdown_message(st);
+    }
+
+    /// The countdown's tail: the traffic weight, each gate's last sample.
+    fn countdown_message(&self, st: &State) {
+        let Some(bar) = &st.countdown else {
+            return;
+        };
+        let weight = st
+            .weight
+            .map(|w| format!(" · traffic {w}%"))
+            .unwrap_or_default();
+        let gates: Vec<&str> = st.gates.values().map(String::as_str).collect();
+        let gates = match gates.as_slice() {
+            [] => String::new(),
+            gates => format!(" · gates: {}", gates.join(", ")),
+        };
+        bar.set_message(format!("{weight}{gates}"));
     }
 
     fn set_wave_line(&self, st: &mut State, text: String) {

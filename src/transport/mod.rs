@@ -208,10 +208,11 @@ pub trait Transport: Send + Sync {
     ) -> Result<Output, TransportError>;
 
     /// Runs `script` (no stdin) beside whatever else runs on the
-    /// connection, never waiting for it nor taking anything from it: on a
-    /// session of its own over SSH. A host that grants no more sessions
-    /// (`MaxSessions`) answers [`TransportError::TooFewSessions`]. For the
-    /// dead-man switch's heartbeats, which must never hold the run up.
+    /// connection, never waiting for it: over SSH in the persistent shell
+    /// when that is idle (no new session), else on a session of its own. A
+    /// host that grants no more sessions (`MaxSessions`) answers
+    /// [`TransportError::TooFewSessions`]. For the dead-man switch's
+    /// heartbeats, which must never hold the run up.
     async fn exec_beside(&self, script: &str, timeout: Duration) -> Result<Output, TransportError> {
         self.exec(script, None, timeout).await
     }
@@ -232,6 +233,12 @@ pub trait Transport: Send + Sync {
     /// Opens a TCP connection to `host:port` as seen from the host
     /// (a direct-tcpip channel over SSH; a plain socket for local hosts).
     async fn open_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError>;
+
+    /// The host key this connection accepted, as one OpenSSH line
+    /// (`ssh-ed25519 AAAA...`); `None` where there is none (local hosts).
+    fn host_key(&self) -> Option<String> {
+        None
+    }
 
     /// Closes the connection; every channel is closed first. Idempotent,
     /// and bounded: a dead link is dropped, not waited for.

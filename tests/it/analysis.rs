@@ -138,6 +138,10 @@ fn a_passing_gate_lets_every_wave_go_and_wave_bakes_sample_it_again() {
         ["canary bake", "canary bake", "wave 2 bake", "wave 2 bake"]
     );
     assert!(analysis(&events).iter().all(|e| e["verdict"] == "pass"));
+    assert!(
+        !events.iter().any(|e| e["event"] == "traffic_step"),
+        "no [traffic]: no weight is ever set"
+    );
     for host in ["web1", "web2", "web3"] {
         assert_eq!(f.current(host), f.current("web1"), "{host}");
     }

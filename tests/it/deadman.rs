@@ -539,3 +539,69 @@ fn a_host_that_goes_back_by_itself_while_hoist_runs_is_told_and_the_run_exits_5(
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("went back by itself"), "{text}");
 }
+
+/// The watchdog starts in the switch's own command, first: a host where it
+/// cannot start (its `.hoist/deadman` made a file by before_switch) is not
+/// switched, fails at its switch saying why, and the rollout stops there.
+#[test]
+fn a_host_whose_watchdog_cannot_start_is_not_switched() {
+    let block = r#"before_switch = ["rm -rf \"$HOIST_DEPLOY_TO/.hoist/deadman\" && touch \"$HOIST_DEPLOY_TO/.hoist/deadman\""]"#;
+    let (f, v1) = fleet(2, SshSetup::default(), "", "", "0s");
+    let toml = f.path().join("deploy.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replacen("[hooks]\n", &format!("[hooks]\n{block}\n"), 1),
+    )
+    .unwrap();
+    let out = f.hoist(&["deploy", "--yes"]).output().unwrap();
+    let text = printed(&out);
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(
+        text.contains("the dead-man switch could not be armed"),
+        "{text}"
+    );
+    for host in f.host_names() {
+        assert_eq!(
+            f.current(&host).as_deref(),
+            Some(v1.as_str()),
+            "{host}: {text}"
+        );
+        assert_eq!(watchdogs(&f, &host), [], "{host}");
+        assert_eq!(
+            lines_of(&f, &host, "deploy").len(),
+            1,
+            "{host}: only v1's deploy"
+        );
+    }
+}
+
+/// A heartbeat that finds a host gone back by itself stops the rollout
+/// there: the canary's bake ends at once and no later wave starts (the
+/// rest of the fleet is never switched), exit 5 with everything back.
+#[test]
+fn a_host_found_gone_back_stops_the_rollout_at_once() {
+    let (f, v1) = fleet(3, SshSetup::default(), "batch = 2", RUN_OUT, "10m");
+    f.mark("web1", "RUN_OUT");
+    let started = Instant::now();
+    let out = f.hoist(&["deploy", "--json"]).output().unwrap();
+    let took = started.elapsed();
+    let events = ndjson(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{}", printed(&out));
+    // The 10-minute bake did not run out: it ended when web1 was found back.
+    assert!(took < Duration::from_secs(120), "took {took:?}");
+    let told = events
+        .iter()
+        .find(|e| e["event"] == "host_self_reverted")
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert_eq!(told["host"], "web1");
+    let v2 = told["from"].as_str().unwrap();
+    for host in ["web2", "web3"] {
+        assert!(!f.switched_to(host, v2), "{host} was switched");
+        assert_eq!(f.current(host).as_deref(), Some(v1.as_str()), "{host}");
+        assert_left_nothing(&f, host);
+    }
+    assert_eq!(f.current("web1").as_deref(), Some(v1.as_str()));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("went back by itself"), "{text}");
+}

@@ -159,3 +159,23 @@ pub(super) fn analysis_lines(config: &crate::config::Config) -> Vec<String> {
     }
     lines
 }
+
+/// `[traffic]`: what sets the weights, when, and what a failure does.
+pub(super) fn traffic_line(config: &crate::config::Config) -> Option<String> {
+    let t = config.traffic.as_ref()?;
+    let weights: Vec<String> = t.steps.iter().map(|w| format!("{w}%")).collect();
+    let gates: Vec<&str> = config.analysis.iter().map(|g| g.name.as_str()).collect();
+    let gates = match gates.as_slice() {
+        [] => "the health checks hold".to_string(),
+        names => format!(
+            "the health checks hold and gates {} sample",
+            names.join(", ")
+        ),
+    };
+    Some(format!(
+        "traffic: after the canary wave, set_local: {} with HOIST_WEIGHT = {} in turn, each step held {} while {gates}; once every wave is done, set_local at 100% with every host; a failure sets 0% before anything goes back",
+        t.set_local.join("; "),
+        weights.join(", "),
+        humantime::format_duration(t.step_bake),
+    ))
+}

@@ -1,6 +1,7 @@
 //! One armed host's heartbeat: its watchdog's deadline pushed on, over
 //! the run's connection, beside the run's shell.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +25,11 @@ pub(super) struct Heartbeat {
     pub reverted: Arc<Mutex<Vec<String>>>,
     /// `deadman_timeout`, for what is said when it cannot be kept waiting.
     pub timeout: Duration,
+    /// Set while the host is being confirmed or disarmed: that ends the
+    /// watchdog, so a "gone" then is the settling's to read, not ours.
+    pub settling: Arc<AtomicBool>,
+    /// Cancelled when this host is found gone back (see [`super::Watch`]).
+    pub found_back: CancellationToken,
 }
 
 impl Heartbeat {
@@ -31,6 +37,7 @@ impl Heartbeat {
     /// then that is told. A heartbeat that fails is tried again at the
     /// next beat; the watchdog waits out the timeout meanwhile.
     pub(super) async fn run(self, stop: CancellationToken) {
+        let mut warned = false;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -41,26 +48,28 @@ impl Heartbeat {
             let out = match answer {
                 Ok(out) => out,
                 // A host that grants one session per connection (its sshd's
-                // MaxSessions 1, taken by the run's shell) cannot be kept
-                // waiting beside the run: said once, then left to the
-                // confirmation, which must come within the timeout.
+                // MaxSessions 1) is kept waiting only while the run's shell
+                // is idle: said once, and it goes on beating.
                 Err(e @ TransportError::TooFewSessions { .. }) => {
-                    self.reporter.event(&Event::Message {
-                        level: Level::Warn,
-                        host: Some(self.host.clone()),
-                        text: format!(
-                            "its dead-man switch cannot be kept waiting ({e}): it goes back by itself unless hoist confirms it within {} of its switch",
-                            humantime::format_duration(self.timeout)
-                        ),
-                    });
-                    return;
+                    if !warned {
+                        warned = true;
+                        self.reporter.event(&Event::Message {
+                            level: Level::Warn,
+                            host: Some(self.host.clone()),
+                            text: format!(
+                                "its dead-man switch is kept waiting only between the run's commands ({e}): a command longer than {} sends it back by itself",
+                                humantime::format_duration(self.timeout)
+                            ),
+                        });
+                    }
+                    continue;
                 }
                 Err(_) => continue,
             };
             if stop.is_cancelled() {
                 return;
             }
-            if out.stdout_str().trim() == "gone" {
+            if out.stdout_str().trim() == "gone" && !self.settling.load(Ordering::SeqCst) {
                 self.reverted
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -72,6 +81,7 @@ impl Heartbeat {
                     reason: self.reason.clone(),
                     at: None,
                 });
+                self.found_back.cancel();
                 return;
             }
         }

@@ -9,26 +9,26 @@ use super::{Armed, reason};
 use crate::engine::fleet::{self, Node, Turn};
 use crate::engine::{Context, Failed, Failure, HostOutcome};
 use crate::report::{Event, HostResult, Level, Phase};
+use crate::transport::Output;
 
 /// Confirms `node` over a fresh connection: its watchdog exits. A host
 /// that cannot be reached fails (its watchdog puts it back); one whose
 /// watchdog went back already fails too, and that is told. Nothing for
 /// a host this run did not arm.
 pub(crate) async fn confirm(ctx: &Context, node: &Node) -> Result<(), Failed> {
-    let Some(armed) = ctx.deadman.take(node.name()) else {
+    // The heartbeat goes on until the answer (a login may take longer than
+    // the timeout on a loaded host), its own answers left to this one.
+    if !ctx.deadman.settling(node.name()) {
         return Ok(());
-    };
+    }
     let unconfirmed = |e: String| Failure::Unconfirmed(e).at(Phase::Confirm);
-    let conn = {
-        let turn = Turn::take(ctx, &node.host).await;
-        fleet::connect(&turn)
-            .await
-            .map_err(|e| unconfirmed(e.to_string()))?
-    };
     let script = scripts::settle(&node.layout, &ctx.run_id);
-    let answer = conn.exec_beside(&script, node.host.command_timeout).await;
-    conn.close().await;
-    let out = answer.map_err(|e| unconfirmed(e.to_string()))?;
+    let answer = over_a_fresh_connection(ctx, node, &script).await;
+    let armed = ctx
+        .deadman
+        .take(node.name())
+        .expect("armed until taken here");
+    let out = answer.map_err(unconfirmed)?;
     match Settled::parse(&out.stdout_str()) {
         Some(Settled::Settled) => Ok(()),
         Some(Settled::Gone) => {
@@ -41,6 +41,21 @@ pub(crate) async fn confirm(ctx: &Context, node: &Node) -> Result<(), Failed> {
             out.stdout_str().trim()
         ))),
     }
+}
+
+/// Runs `script` on `node` over a new connection.
+async fn over_a_fresh_connection(
+    ctx: &Context,
+    node: &Node,
+    script: &str,
+) -> Result<Output, String> {
+    let conn = {
+        let turn = Turn::take(ctx, &node.host).await;
+        fleet::connect(&turn).await.map_err(|e| e.to_string())?
+    };
+    let answer = conn.exec_beside(script, node.host.command_timeout).await;
+    conn.close().await;
+    answer.map_err(|e| e.to_string())
 }
 
 /// [`confirm`] for many hosts at once: each one's result, in order.
@@ -75,11 +90,16 @@ fn told(ctx: &Context, host: &str, armed: &Armed) {
 /// back itself. A host that cannot be reached keeps its watchdog, which
 /// finds it back (and does nothing) or not (and puts it back).
 pub(crate) async fn disarm(ctx: &Context, node: &Node) {
-    let Some(armed) = ctx.deadman.take(node.name()) else {
+    if !ctx.deadman.settling(node.name()) {
         return;
-    };
+    }
     let script = scripts::settle(&node.layout, &ctx.run_id);
-    match node.run_for(&script, None, node.quick_limit()).await {
+    let answer = node.run_for(&script, None, node.quick_limit()).await;
+    let armed = ctx
+        .deadman
+        .take(node.name())
+        .expect("armed until taken here");
+    match answer {
         Ok(out) if Settled::parse(&out.stdout_str()) == Some(Settled::Gone) => {
             told(ctx, node.name(), &armed);
         }
@@ -92,6 +112,25 @@ pub(crate) async fn disarm(ctx: &Context, node: &Node) {
             ),
         ),
     }
+}
+
+/// Whether `node`'s watchdog went back by itself: found so by its
+/// heartbeat, or asked now with one (which changes nothing else). If so,
+/// that is told and the host is no longer this run's to confirm or put
+/// back; if not, it stays armed.
+pub(crate) async fn went_back(ctx: &Context, node: &Node) -> bool {
+    let gone = ctx.deadman.reverted(node.name()) || {
+        if !ctx.deadman.is_armed(node.name()) {
+            return false;
+        }
+        let script = scripts::heartbeat(&node.layout, &ctx.run_id);
+        let answer = node.run_for(&script, None, node.quick_limit()).await;
+        matches!(answer, Ok(out) if out.stdout_str().trim() == "gone")
+    };
+    if gone && let Some(armed) = ctx.deadman.take(node.name()) {
+        told(ctx, node.name(), &armed);
+    }
+    gone
 }
 
 /// Confirms each of `nodes` this run armed (see [`confirm`]); a host that

@@ -24,8 +24,10 @@ impl Layout {
     [ -e "$f" ] || [ -L "$f" ] || continue
     case ${{f##*/}} in *.{token}.*) continue ;; esac
     rm -rf "$f" 2>/dev/null
-  done"#,
-                token = q(&token)
+  done
+{relay}"#,
+                token = q(&token),
+                relay = crate::engine::relay::sweep(&token),
             ),
             None => ":".to_string(),
         };

@@ -42,7 +42,7 @@ pub(super) async fn between(
             }
         }
         Step::Bake(d) => {
-            let spoiled = held(run, hosts, &wave.hosts, d, "canary bake").await;
+            let spoiled = held(run, hosts, &wave.hosts, d, "canary bake", false).await;
             spoiled.map_err(|why| {
                 why.said(|name| format!("the canary {name} turned unhealthy during the bake"))
             })
@@ -60,7 +60,7 @@ pub(super) async fn between(
                 ),
             );
             let step = format!("wave {} bake", done + 1);
-            let spoiled = held(run, hosts, &baked, d, &step).await;
+            let spoiled = held(run, hosts, &baked, d, &step, false).await;
             spoiled.map_err(|why| {
                 why.said(|name| {
                     format!(
@@ -89,7 +89,7 @@ pub(super) async fn between(
                 ),
             );
             let step = format!("zone {zone} bake");
-            let spoiled = held(run, hosts, &baked, d, &step).await;
+            let spoiled = held(run, hosts, &baked, d, &step, false).await;
             spoiled.map_err(|why| {
                 why.said(|name| {
                     format!("{name} of zone {zone} turned unhealthy during the zone bake")
@@ -97,6 +97,7 @@ pub(super) async fn between(
             })
         }
         Step::Ask => ask(run, next),
+        Step::Traffic(t) => super::traffic::step(run, hosts, &wave.hosts, t).await,
     }
 }
 
@@ -125,15 +126,31 @@ impl Stopped {
     }
 }
 
+/// A traffic step (`step` names it) held for `d` on the hosts `baked`:
+/// as [`held`], the weight set to 0 first when it fails.
+pub(super) async fn held_for_traffic(
+    run: &Run<'_>,
+    hosts: &mut [HostRun],
+    baked: &[usize],
+    d: std::time::Duration,
+    step: &str,
+) -> Result<(), String> {
+    let spoiled = held(run, hosts, baked, d, step, true).await;
+    spoiled.map_err(|why| why.said(|name| format!("{name} turned unhealthy during the {step}")))
+}
+
 /// Bakes the hosts `baked` for `d` (the bake `step`), each with its own
 /// health check, while the analysis gates sample them (as long as their
 /// `count` needs, if longer). A failed gate runs `[diagnose]` on `baked`.
+/// `traffic`: a traffic step, whose failure sets the weight to 0 before
+/// anything else (a host turned unhealthy is diagnosed too).
 async fn held(
     run: &Run<'_>,
     hosts: &mut [HostRun],
     baked: &[usize],
     d: std::time::Duration,
     step: &str,
+    traffic: bool,
 ) -> Result<(), Stopped> {
     let ctx = run.ctx;
     let gates = &ctx.config.analysis;
@@ -170,7 +187,19 @@ async fn held(
             (node, env, node.host.role.health.as_ref())
         })
         .collect();
-    match bake(run.ctx, step, &list, length, sampled).await {
+    // A host found gone back by itself (its dead-man switch) ends the bake.
+    let baked_out = tokio::select! {
+        out = bake(run.ctx, step, &list, length, sampled) => out,
+        () = ctx.deadman.found_back() => {
+            return Err(Stopped::Said(format!(
+                "a switched host went back by itself during the {step} (its dead-man switch)"
+            )));
+        }
+    };
+    if traffic && matches!(baked_out, Err(Spoiled::Gate(_) | Spoiled::Unhealthy(..))) {
+        super::traffic::zero(run, hosts).await;
+    }
+    match baked_out {
         Ok(()) => Ok(()),
         Err(Spoiled::Interrupted) => Err(Stopped::Said("interrupted during the bake".into())),
         Err(Spoiled::Gate(reason)) => {
@@ -190,10 +219,15 @@ async fn held(
         Err(Spoiled::Unhealthy(k, failure)) => {
             let i = baked[k];
             let name = run.nodes[i].name();
+            let failure = failure.at(Phase::Health);
+            if traffic {
+                let env = run.host_env(i, hosts[i].previous.as_ref());
+                diagnose::collect(ctx, &run.nodes[i], run.id, &failure, &env).await;
+            }
             let host = &mut hosts[i];
             host.outcome = HostOutcome::failed(
                 name,
-                failure.at(Phase::Health),
+                failure,
                 Some(run.id.to_string()),
                 host.outcome.elapsed,
             );

@@ -106,16 +106,9 @@ async fn steps(
     }
     let previous = host.previous.as_ref();
     ctx.phase(node.name(), Phase::Switch);
-    deadman::arm(ctx, node, id, previous).await?;
-    let switched = switch_to(
-        ctx,
-        node,
-        id,
-        previous,
-        &artifact.version,
-        &artifact.content_sha,
-    )
-    .await;
+    let arming = deadman::arming(ctx, node, id, previous);
+    let artifact = (artifact.version.as_str(), artifact.content_sha.as_str());
+    let switched = switch_to(ctx, node, id, previous, artifact, arming).await;
     if switched.is_err() {
         deadman::disarm(ctx, node).await;
     }

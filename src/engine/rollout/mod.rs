@@ -8,6 +8,7 @@ mod between;
 mod confirm;
 mod drain;
 mod host;
+mod traffic;
 mod wave;
 
 use std::collections::BTreeMap;
@@ -125,6 +126,7 @@ impl Setup {
             once,
             until_canary: self.until_canary,
             groups: &config.group_strategies,
+            traffic: config.traffic.as_ref(),
             zone_sizes: &sizes,
         };
         let mut plan = RolloutPlan::of(shape, &members)?;
@@ -159,6 +161,9 @@ struct Run<'a> {
     /// `[groups.<g>.strategy] parallel`: an ordered group's own limit,
     /// which its hosts take their slot from instead of `strategy.parallel`.
     group_slots: BTreeMap<String, Semaphore>,
+    /// `[traffic]`: the weight last set (a promoted canary's: its last
+    /// step's); `None`: none set.
+    weight: Mutex<Option<u8>>,
 }
 
 impl Run<'_> {
@@ -249,19 +254,42 @@ pub(crate) async fn rollout(
             .iter()
             .filter_map(|(g, s)| s.parallel.map(|n| (g.clone(), Semaphore::new(n))))
             .collect(),
+        weight: Mutex::new(match setup.carried.is_empty() {
+            true => None,
+            false => ctx
+                .config
+                .traffic
+                .as_ref()
+                .and_then(|t| t.steps.last().copied()),
+        }),
     };
     let mut ended = WaveEnd {
         said_stop: false,
         back: true,
     };
-    // Uploads ahead of the next wave, made during the wave before it.
-    let mut following: Option<Ahead> = None;
-    for w in 0..plan.waves.len() {
-        if run.halt.is_cancelled() {
-            break;
+    let following = {
+        let waves = async {
+            // Uploads ahead of the next wave, made during the wave before it.
+            let mut following: Option<Ahead> = None;
+            for w in 0..plan.waves.len() {
+                if run.halt.is_cancelled() {
+                    break;
+                }
+                following = wave(&run, &mut hosts, &plan, w, following.take(), &mut ended).await;
+            }
+            following
+        };
+        tokio::pin!(waves);
+        // A host found gone back by itself stops the rollout there: no later
+        // wave starts, a bake ends (the host's own part goes on to its end).
+        tokio::select! {
+            following = &mut waves => following,
+            () = ctx.deadman.found_back() => {
+                run.stop("a switched host went back by itself (its dead-man switch)".to_string());
+                waves.await
+            }
         }
-        following = wave(&run, &mut hosts, &plan, w, following.take(), &mut ended).await;
-    }
+    };
     // Made for a wave that never ran.
     if let Some(unused) = following {
         unused
@@ -312,6 +340,7 @@ async fn finish(
     if let Some(reason) = &halted
         && !verdict.roll_back.is_empty()
     {
+        traffic::zero(run, &hosts).await;
         let carried: Vec<usize> = setup.carried.iter().map(|(i, _)| *i).collect();
         let left: Vec<Vec<usize>> = plan
             .waves
@@ -338,6 +367,17 @@ async fn finish(
         .iter()
         .filter(|h| h.switched)
         .all(|h| h.outcome.result == HostResult::RolledBack);
-    let exit = policy::after_self_reverts(exit, confirmed > 0, touched_back);
+    let mut exit = policy::after_self_reverts(exit, confirmed > 0, touched_back);
+    if exit == Exit::Ok
+        && !setup.until_canary
+        && let Err(e) = traffic::done(run, &hosts).await
+    {
+        ctx.message(
+            Level::Error,
+            None,
+            format!("every host is on the new release, but set_local at 100% did not pass: {e}; the load balancer still has the last weight set"),
+        );
+        exit = Exit::Failed;
+    }
     (exit, hosts.into_iter().map(|h| h.outcome).collect())
 }

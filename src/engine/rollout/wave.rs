@@ -50,12 +50,15 @@ pub(super) async fn wave(
                     ended.said_stop |= end.said_stop;
                     ended.back &= end.back;
                 }
-                // `deploy --until canary`: the canary's bake, then stop.
-                if w + 1 == plan.waves.len()
-                    && !run.halt.is_cancelled()
-                    && let Err(reason) = between(run, hosts, plan, w, plan.then, &[]).await
-                {
-                    run.stop(reason);
+                // After the last wave: the canary bake of `--until canary`,
+                // the wave bake, traffic steps after a lone canary.
+                if w + 1 == plan.waves.len() && !run.halt.is_cancelled() {
+                    for &step in &plan.then {
+                        if let Err(reason) = between(run, hosts, plan, w, step, &[]).await {
+                            run.stop(reason);
+                            break;
+                        }
+                    }
                 }
             }
         }
@@ -157,9 +160,15 @@ async fn run_wave(
         run.stop(reason);
         return None;
     }
+    let relayed = relay_part(run, &wave.hosts, ahead).await;
+    let relayed = &relayed;
     let ended = join_all(wave.hosts.iter().map(|&i| async move {
         // Waited for before a slot is taken: the upload holds one.
-        let delivered = ahead.take(i).await;
+        let delivered = relayed.lock().unwrap().remove(&i);
+        let delivered = match delivered {
+            Some(d) => Some(d),
+            None => ahead.take(i).await,
+        };
         let mut passed = uploading.host();
         let host = host_rollout(run, i, delivered, &mut passed).await;
         if let Some(once) = &run.once {
@@ -205,6 +214,31 @@ async fn run_wave(
     Some(end.2)
 }
 
+/// `[relay]`: the release put on the wave's hosts that need the whole
+/// artifact and have no upload made ahead, host to host, before their
+/// steps start; a host it did not serve gets its upload as without it.
+async fn relay_part(
+    run: &Run<'_>,
+    hosts: &[usize],
+    ahead: &Ahead,
+) -> std::sync::Mutex<crate::engine::relay::Relayed> {
+    let mine: Vec<usize> = hosts
+        .iter()
+        .copied()
+        .filter(|&i| !ahead.covers(i))
+        .collect();
+    let relayed = crate::engine::relay::relay_wave(
+        run.ctx,
+        run.nodes,
+        &run.delivery,
+        run.id,
+        &mine,
+        &run.halt,
+    )
+    .await;
+    std::sync::Mutex::new(relayed)
+}
+
 /// After a wave's hosts ended: whether it stops the rollout, its own
 /// rollback if so, and what `after_batch_local` hears (the result and the
 /// hosts not healthy).
@@ -246,6 +280,7 @@ async fn end_wave(
                 .collect();
             ctx.message(Level::Error, None, format!("rollout stopped: {reason}"));
             end.said_stop = true;
+            super::traffic::zero(run, hosts).await;
             let not_back = undo(run, hosts, &switched, &reason).await;
             end.back = not_back.is_empty();
             let result = if end.back {

@@ -266,6 +266,7 @@ mod tests {
                 once: false,
                 until_canary: false,
                 groups,
+                traffic: None,
                 zone_sizes: &sizes,
             };
             RolloutPlan::of(shape, &self.members())

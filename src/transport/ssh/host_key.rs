@@ -129,6 +129,9 @@ pub struct Client {
     pub policy: HostKeyPolicy,
     pub refusal: Arc<Mutex<Option<TransportError>>>,
     pub lost: Arc<Mutex<Option<String>>>,
+    /// The host key accepted, in OpenSSH's one-line form (`ssh-ed25519
+    /// AAAA...`): what a relaying host is told to expect of this one.
+    pub accepted: Arc<Mutex<Option<String>>>,
 }
 
 impl client::Handler for Client {
@@ -148,11 +151,17 @@ impl client::Handler for Client {
         };
         let policy = self.policy.clone();
         let key = key.clone();
+        let line = key.to_openssh().ok();
         let verdict = tokio::task::spawn_blocking(move || policy.verify(&key))
             .await
             .unwrap_or_else(|e| Err(TransportError::Other(format!("host key check failed: {e}"))));
         match verdict {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                if let Ok(mut slot) = self.accepted.lock() {
+                    *slot = line;
+                }
+                Ok(true)
+            }
             Err(e) => {
                 self.refuse(e);
                 Ok(false)

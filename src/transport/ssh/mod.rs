@@ -178,6 +178,8 @@ pub struct SshHost {
     lost: Arc<Mutex<Option<String>>>,
     link: Link,
     closed: AtomicBool,
+    /// The host key accepted for this connection (OpenSSH one-line form).
+    host_key: Option<String>,
 }
 
 impl SshHost {
@@ -245,6 +247,7 @@ impl SshHost {
             connect_timeout: target.connect_timeout,
             lost: session.lost,
             link: session.link,
+            host_key: session.accepted.lock().ok().and_then(|k| k.clone()),
             closed: AtomicBool::new(false),
         })
     }
@@ -294,6 +297,7 @@ enum InShell {
 /// An authenticated connection, with where its end reason will be and its socket's handle.
 struct Session {
     handle: Handle<Client>,
+    accepted: Arc<Mutex<Option<String>>>,
     lost: Arc<Mutex<Option<String>>>,
     link: Link,
 }
@@ -311,10 +315,12 @@ async fn authenticated_session(
     let config = Arc::new(client_config(target, &policy.known_algorithms()));
     let refusal = Arc::new(Mutex::new(None));
     let lost = Arc::new(Mutex::new(None));
+    let accepted = Arc::new(Mutex::new(None));
     let handler = Client {
         policy,
         refusal: Arc::clone(&refusal),
         lost: Arc::clone(&lost),
+        accepted: Arc::clone(&accepted),
     };
     let unreachable = |reason: String| TransportError::Unreachable {
         host: label.to_string(),
@@ -369,20 +375,32 @@ async fn authenticated_session(
         return Err(e);
     }
     abandoned.keep();
-    Ok(Session { handle, lost, link })
+    Ok(Session {
+        handle,
+        lost,
+        link,
+        accepted,
+    })
 }
 
 impl SshHost {
-    /// Runs a command in the persistent shell, starting it if needed;
-    /// `Elsewhere` when the command should get a channel of its own instead
-    /// (the shell is busy, this host cannot have one, or it died before the
-    /// command began), with its input.
-    async fn exec_in_shell(&self, quoted: &str, input: Option<Input>, keep: usize) -> InShell {
+    /// Runs a command in the persistent shell, starting it if needed (and
+    /// `start`); `Elsewhere` when the command should get a channel of its
+    /// own instead (the shell is busy, this host cannot have one, or it
+    /// died before the command began), with its input.
+    async fn exec_in_shell(
+        &self,
+        quoted: &str,
+        input: Option<Input>,
+        keep: usize,
+        start: bool,
+    ) -> InShell {
         let Ok(mut slot) = self.shell.try_lock() else {
             return InShell::Elsewhere(input);
         };
         let mut shell = match std::mem::take(&mut *slot) {
             Slot::Idle(shell) => *shell,
+            Slot::Empty if !start => return InShell::Elsewhere(input),
             Slot::Empty => match Shell::start(&self.reach()).await {
                 Some(shell) => shell,
                 None if self.is_gone() => return InShell::Ran(Err(self.lost_connection())),
@@ -572,7 +590,8 @@ impl Transport for SshHost {
             what: "command".into(),
             after: timeout,
         };
-        let in_shell = tokio::time::timeout_at(deadline, self.exec_in_shell(&quoted, stdin, keep));
+        let in_shell =
+            tokio::time::timeout_at(deadline, self.exec_in_shell(&quoted, stdin, keep, true));
         let stdin = match in_shell.await {
             Ok(InShell::Ran(result)) => return result,
             Ok(InShell::Elsewhere(stdin)) => stdin,
@@ -597,15 +616,22 @@ impl Transport for SshHost {
         if self.is_gone() {
             return Err(self.lost_connection());
         }
-        tokio::time::timeout(timeout, self.beside(&quoted))
-            .await
-            .map_err(|_| {
-                self.check_alive();
-                TransportError::Timeout {
-                    what: "command".into(),
-                    after: timeout,
-                }
-            })?
+        // An idle shell answers at once, with no session of its own (whose
+        // login would run the host's rc files again); a busy one is left
+        // alone.
+        let beside = async {
+            match self.exec_in_shell(&quoted, None, super::KEEP, false).await {
+                InShell::Ran(result) => result,
+                InShell::Elsewhere(_) => self.beside(&quoted).await,
+            }
+        };
+        tokio::time::timeout(timeout, beside).await.map_err(|_| {
+            self.check_alive();
+            TransportError::Timeout {
+                what: "command".into(),
+                after: timeout,
+            }
+        })?
     }
 
     async fn stream(
@@ -652,6 +678,10 @@ impl Transport for SshHost {
                 other => self.channel_error(other),
             })?;
         Ok(Box::new(channel.into_stream()))
+    }
+
+    fn host_key(&self) -> Option<String> {
+        self.host_key.clone()
     }
 
     async fn close(&self) {

@@ -1,0 +1,167 @@
+//! The host-side shell of a relay: what a host is given before the
+//! stream (its key and the host keys of its children when it relays, its
+//! forced command and the line that allows it when it is relayed to), the
+//! fan-out its receive runs while it receives, and the cleanup after.
+//!
+//! Everything of run `<token>` lives in `$H/relay/<token>/`: `ak` (the
+//! path of the authorized_keys file its line went into, written before
+//! the line), `receive.sh` (the forced command), `key` and `known_hosts`.
+//! A run's line in authorized_keys ends with `hoist-relay <token>`.
+
+use crate::engine::layout::{Layout, ReceiveStep, q};
+
+/// Removes from authorized_keys file `$1` the lines of run `$2` (their last
+/// two words are `hoist-relay $2`), keeping the file itself (its owner and
+/// mode).
+const UNLIST_FN: &str = r#"hoist_relay_unlist() {
+  [ -f "$1" ] || return 0
+  awk -v r="$2" '$NF == r && $(NF-1) == "hoist-relay" { f = 1 } END { exit !f }' "$1" || return 0
+  awk -v r="$2" '!($NF == r && $(NF-1) == "hoist-relay")' "$1" > "$1.hoist-relay" && cat "$1.hoist-relay" > "$1"
+  s=$?; rm -f "$1.hoist-relay"; return $s
+}"#;
+
+/// Removes what relays of runs other than `keep` left under `$H/relay`
+/// and their lines in authorized_keys: called under the lock, so no other
+/// run of this deploy path is alive. Nothing happens without `$H/relay`.
+pub(crate) fn sweep(keep: &str) -> String {
+    format!(
+        r#"if [ -d "$H/relay" ]; then
+{UNLIST_FN}
+  for x in "$H"/relay/*; do
+    [ -d "$x" ] || continue
+    [ "${{x##*/}}" = {keep} ] && continue
+    if [ -f "$x/ak" ]; then hoist_relay_unlist "$(cat "$x/ak")" "${{x##*/}}"; fi
+    rm -rf "$x"
+  done
+  rmdir "$H/relay" 2>/dev/null
+fi"#,
+        keep = q(keep)
+    )
+}
+
+/// The shell word for `relay.authorized_keys` on a host: `~/` is under
+/// `$HOME`, a relative path under `deploy_to`.
+fn authorized_keys(path: &str) -> String {
+    if let Some(rest) = path.strip_prefix("~/") {
+        format!("\"$HOME\"/{}", q(rest))
+    } else if path.starts_with('/') {
+        q(path)
+    } else {
+        format!("\"$D\"/{}", q(path))
+    }
+}
+
+/// Whether the host has an SSH client: `ssh` or `none`.
+pub(crate) const HAS_CLIENT: &str =
+    "if command -v ssh >/dev/null 2>&1; then echo ssh; else echo none; fi";
+
+/// What one host is given before the stream.
+pub(crate) struct Prepare<'a> {
+    pub token: &'a str,
+    /// `relay.authorized_keys`.
+    pub authorized_keys: &'a str,
+    /// It relays: the known_hosts lines of its children (its key comes on
+    /// stdin, never in a script).
+    pub known_hosts: Option<String>,
+    /// It is relayed to: its receive script and its parent's public key.
+    pub receive: Option<(String, String)>,
+}
+
+impl Prepare<'_> {
+    /// The script: prints `listed` once a relayed host's line is in
+    /// authorized_keys, `ready` for a relay only, `unnamable` when the
+    /// relay directory's path holds a character other than letters,
+    /// digits and `/._+@%=,:-` (it could not go in a forced command).
+    pub(crate) fn script(&self, layout: &Layout) -> String {
+        let mut s = format!(
+            "{head}\nX=\"$H/relay/\"{token}\numask 077\nmkdir -p \"$X\" && printf '%s\\n' {ak} > \"$X/ak\" || exit 1\n",
+            head = layout.head(),
+            token = q(self.token),
+            ak = authorized_keys(self.authorized_keys),
+        );
+        if let Some(known) = &self.known_hosts {
+            s += &format!(
+                "cat > \"$X/key\" && printf '%s' {known} > \"$X/known_hosts\" || exit 1\n",
+                known = q(known)
+            );
+        }
+        let Some((receive, parent_key)) = &self.receive else {
+            s += "echo ready\n";
+            return s;
+        };
+        s += &format!(
+            r#"printf '%s' {receive} > "$X/receive.sh" || exit 1
+x=$(cd "$X" && pwd -P) || exit 1
+case $x in *[!A-Za-z0-9/._+@%=,:-]*) echo unnamable; exit 0 ;; esac
+A=$(cat "$X/ak")
+mkdir -p "${{A%/*}}" || exit 1
+if [ -s "$A" ] && [ -n "$(tail -c 1 "$A")" ]; then echo >> "$A" || exit 1; fi
+printf 'restrict,command="sh %s/receive.sh" %s hoist-relay %s\n' "$x" {key} {token} >> "$A" || exit 1
+echo listed
+"#,
+            receive = q(receive),
+            key = q(parent_key),
+            token = q(self.token),
+        );
+        s
+    }
+}
+
+/// After the stream: the host's line and files of run `token` removed,
+/// and whether it holds release `id` of content `content_sha`, verified
+/// (`have` or `missing`).
+pub(crate) fn finish(layout: &Layout, token: &str, id: &str, content_sha: &str) -> String {
+    format!(
+        r#"{head}
+{UNLIST_FN}
+X="$H/relay/"{token}
+if [ -f "$X/ak" ]; then hoist_relay_unlist "$(cat "$X/ak")" {token} || exit 1; fi
+rm -rf "$X" && {{ rmdir "$H/relay" 2>/dev/null; true; }} || exit 1
+if [ -d "$D/releases/"{id} ] && [ "$(cat "$H/sums/"{id} 2>/dev/null)" = {sha} ]; then echo have; else echo missing; fi
+"#,
+        head = layout.head(),
+        token = q(token),
+        id = q(id),
+        sha = q(content_sha),
+    )
+}
+
+/// One host a relay passes the release on to, as the relay reaches it.
+pub(crate) struct Child {
+    /// Its name in the relay's known_hosts (`HostKeyAlias`).
+    pub alias: String,
+    pub user: String,
+    pub address: String,
+    pub port: u16,
+}
+
+/// The lines a receive runs before it reads its stdin so that it passes
+/// the stream on to `children` as it arrives: one fifo each, read by an
+/// `ssh` (with this run's key, only the pinned host keys, no agent, no
+/// forwarding, no config file of the host's) whose end never stops the
+/// stream (`cat` reads what it leaves). Returns the lines and the fifos
+/// for `tee`.
+pub(crate) fn fan_out(token: &str, children: &[Child]) -> (String, String) {
+    let mut setup = format!("X=\"$H/relay/\"{}\nK=\n", q(token));
+    let mut fifos = String::new();
+    for (n, c) in children.iter().enumerate() {
+        setup += &format!(
+            r#"mkfifo "$P.c{n}" || exit {write}
+{{ ssh -F /dev/null -T -i "$X/key" -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile="$X/known_hosts" -o GlobalKnownHostsFile=/dev/null -o HostKeyAlias={alias} -o StrictHostKeyChecking=yes -o BatchMode=yes -o ForwardAgent=no -o ForwardX11=no -o ClearAllForwardings=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o LogLevel=ERROR -p {port} -l {user} {address} hoist-relay; cat > /dev/null; }} < "$P.c{n}" > /dev/null 2>&1 &
+K="$K $!"
+"#,
+            alias = q(&c.alias),
+            port = c.port,
+            user = q(&c.user),
+            address = q(&c.address),
+            write = ReceiveStep::Write.code(),
+        );
+        fifos += &format!(" \"$P.c{n}\"");
+    }
+    (setup, fifos)
+}
+
+/// The known_hosts line for a child: its alias and its host key.
+pub(crate) fn known_host(alias: &str, host_key: &str) -> String {
+    format!("{alias} {host_key}\n")
+}

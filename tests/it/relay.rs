@@ -1,0 +1,267 @@
+//! Issue 29, items 1 to 3, over real OpenSSH: with `[relay] fanout`, hosts
+//! pass the release on to each other (hash-checked on every host), with a
+//! key of the run's own behind a forced command, nothing of it left on
+//! any host after, and every host the relay did not serve whole served
+//! from here instead.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::fleet::{FirstOnPath, Fleet};
+use crate::support::project::{noise, printed, summary_host};
+
+/// One wave of every host; the dead-man switch off (it adds sessions).
+/// Each test sshd reads its authorized_keys from beside the host's root:
+/// `<dir>/authorized_keys`, the deploy path being `<dir>/root/srv/app`.
+const RELAY: &str = "[strategy]\ncanary = 0\nbatch = \"100%\"\ndeadman_timeout = \"0s\"\n[relay]\nfanout = 2\nauthorized_keys = \"../../../authorized_keys\"";
+
+/// 3 MB of noise: what relays pass on, large enough to take a while.
+const BIG: usize = 3 << 20;
+
+fn with_big_artifact(f: Fleet) -> Fleet {
+    std::fs::write(f.path().join("build/big.bin"), noise(29, BIG)).unwrap();
+    f
+}
+
+fn hosts(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("web{i}")).collect()
+}
+
+/// Nothing of a relay is left on any host: no `$H/relay`, no line in
+/// its authorized_keys.
+fn assert_nothing_left(f: &Fleet, n: usize) {
+    for host in hosts(n) {
+        let relay = f.deploy_path(&host).join(".hoist/relay");
+        assert!(!relay.exists(), "{host}: {} is left", relay.display());
+        let keys = std::fs::read_to_string(authorized_keys(f, &host)).unwrap();
+        assert!(!keys.contains("hoist-relay"), "{host}: {keys}");
+    }
+}
+
+fn authorized_keys(f: &Fleet, host: &str) -> PathBuf {
+    f.server(host).dir.path().join("authorized_keys")
+}
+
+/// The hosts NDJSON says were served by another host, with that host.
+fn relayed(events: &[serde_json::Value]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "relayed")
+        .map(|e| {
+            (
+                e["host"].as_str().unwrap().to_string(),
+                e["via"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Bytes the summary says left this machine for the release.
+fn sent_from_here(events: &[serde_json::Value], n: usize) -> u64 {
+    let summary = events.last().unwrap();
+    hosts(n)
+        .iter()
+        .map(|h| summary_host(summary, h)["sent_bytes"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+fn assert_every_host_exact(f: &Fleet) {
+    let out = f.hoist(&["verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", printed(&out));
+}
+
+#[test]
+fn seven_hosts_with_fanout_two_get_the_release_from_each_other() {
+    let f = with_big_artifact(Fleet::ssh(7).toml(RELAY).write());
+    let plan = f.hoist(&["plan"]).output().unwrap();
+    assert!(
+        printed(&plan).contains("relay: fanout 2;"),
+        "{}",
+        printed(&plan)
+    );
+    assert!(printed(&plan).contains("of 7 host(s), 2 from here"));
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    let by = relayed(&events);
+    // Two seeds fed from here; the five others from a host.
+    assert_eq!(by.len(), 5, "{by:?}");
+    for (host, via) in &by {
+        assert_ne!(host, via);
+        assert!(hosts(7).contains(via), "{via}");
+    }
+    let said = |text: &str| {
+        events.iter().any(|e| {
+            e["event"] == "message" && e["text"].as_str().is_some_and(|t| t.contains(text))
+        })
+    };
+    assert!(said(
+        "relay: 2 host(s) get the release from here and pass it on to 5 (fanout 2, 3 level(s))"
+    ));
+    assert!(said(
+        "relay: 5 of 5 host(s) got the release from another host;"
+    ));
+    let sent = sent_from_here(&events, 7);
+    assert!(
+        sent < 3 * BIG as u64,
+        "{sent} bytes left this machine for 7 hosts of a {BIG}-byte artifact"
+    );
+    assert!(sent > BIG as u64, "{sent}: the seeds got it from here");
+    for host in hosts(7) {
+        assert!(f.switched_to(&host, &f.current("web1").unwrap()), "{host}");
+    }
+    assert_every_host_exact(&f);
+    assert_nothing_left(&f, 7);
+}
+
+/// An `ssh` first on every host's PATH: it records the key and command a
+/// relay uses, tries that key for a command of its own (when `misuse`),
+/// then does what the relay asked. `before` runs first (with the relay's arguments as `$@`).
+fn spy_ssh(log: &Path, before: &str) -> FirstOnPath {
+    spy(log, before, true)
+}
+
+fn spy(log: &Path, before: &str, misuse: bool) -> FirstOnPath {
+    let misuse = if misuse {
+        "/usr/bin/ssh -n \"$@\" \"; touch $log/owned\" < /dev/null > /dev/null 2>&1\necho \"tried=$?\" >> \"$log/calls\""
+    } else {
+        ""
+    };
+    let script = format!(
+        r#"#!/bin/sh
+log={log}
+key=; prev=
+for a in "$@"; do [ "$prev" = -i ] && key=$a; prev=$a; done
+echo "relay $*" >> "$log/calls"
+{misuse}
+{before}
+exec /usr/bin/ssh "$@"
+"#,
+        log = log.display()
+    );
+    FirstOnPath::new("ssh", &script)
+}
+
+fn spied_fleet(n: usize, spy: &FirstOnPath) -> Fleet {
+    with_big_artifact(Fleet::ssh_with(n, spy.setup()).toml(RELAY).write())
+}
+
+#[test]
+fn the_relay_key_runs_only_the_receive_and_is_gone_after() {
+    let log = tempfile::tempdir().unwrap();
+    let spy = spy_ssh(log.path(), "cp \"$key\" \"$log/key\"");
+    let f = spied_fleet(4, &spy);
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    assert_eq!(relayed(&events).len(), 2, "4 hosts, 2 seeds");
+    let calls = std::fs::read_to_string(log.path().join("calls")).unwrap();
+    assert!(calls.contains("tried="), "{calls}");
+    assert!(!log.path().join("owned").exists(), "{calls}");
+    assert_every_host_exact(&f);
+    assert_nothing_left(&f, 4);
+    // The key copied during the run opens nothing once it is over.
+    let key = log.path().join("key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    for server in f.servers() {
+        let out = std::process::Command::new("/usr/bin/ssh")
+            .args(["-F", "/dev/null", "-i"])
+            .arg(&key)
+            .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .args(["-o", "IdentityAgent=none", "-p", &server.port.to_string()])
+            .arg(format!(
+                "{}@127.0.0.1",
+                crate::support::sshd::current_user()
+            ))
+            .arg(format!("touch {}/owned-after", log.path().display()))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{}", printed(&out));
+    }
+    assert!(!log.path().join("owned-after").exists());
+}
+
+#[test]
+fn hosts_whose_host_key_is_not_the_pinned_one_are_served_from_here() {
+    // Every relay's known_hosts is replaced by another host's key before
+    // it connects: no child is reachable as pinned.
+    let log = tempfile::tempdir().unwrap();
+    let other = crate::support::sshd::ClientKey::ed25519();
+    let before = format!(
+        "for a in \"$@\"; do case $a in UserKnownHostsFile=*) f=${{a#*=}}; sed 's| ssh-ed25519 .*| {}|' \"$f\" > \"$f.x\" && cat \"$f.x\" > \"$f\" && echo rewrote >> \"$log/calls\" ;; esac; done",
+        other
+            .public
+            .trim()
+            .split(' ')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let spy = spy_ssh(log.path(), &before);
+    let f = spied_fleet(5, &spy);
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    assert_eq!(relayed(&events), vec![], "no host was relayed to");
+    let calls = std::fs::read_to_string(log.path().join("calls")).unwrap();
+    assert!(calls.contains("relay "), "relays were tried: {calls}");
+    assert!(calls.contains("rewrote"), "with another host key: {calls}");
+    assert_every_host_exact(&f);
+    assert_nothing_left(&f, 5);
+}
+
+#[test]
+fn a_relay_cut_off_mid_stream_leaves_its_subtree_to_hoist() {
+    // The first relay hop passes on 200 kB, then ends: the child (and all
+    // below it) gets a cut stream, which its hash check refuses. (No
+    // misuse tries here: the first hop is a real one.)
+    let log = tempfile::tempdir().unwrap();
+    let before = "if mkdir \"$log/cut\" 2>/dev/null; then head -c 200000 | /usr/bin/ssh \"$@\"; echo cut >> \"$log/calls\"; exit 255; fi";
+    let spy = spy(log.path(), before, false);
+    let f = spied_fleet(7, &spy);
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    let calls = std::fs::read_to_string(log.path().join("calls")).unwrap();
+    assert!(calls.contains("cut"), "{calls}");
+    let by = relayed(&events);
+    assert!(by.len() < 5, "a subtree fell back: {by:?}");
+    assert!(!by.is_empty(), "the rest was relayed: {by:?}");
+    let warned = events.iter().any(|e| {
+        e["event"] == "message"
+            && e["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("did not get the release whole"))
+    });
+    assert!(warned);
+    assert_every_host_exact(&f);
+    assert_nothing_left(&f, 7);
+}
+
+#[test]
+fn a_later_run_removes_what_an_interrupted_relay_left() {
+    // What a run killed mid-relay leaves: its directory (naming the
+    // authorized_keys file) and its line. The next run, relay or not,
+    // removes both, and keeps every other line.
+    let f = Fleet::ssh(2)
+        .toml("[strategy]\ncanary = 0\nbatch = \"100%\"\ndeadman_timeout = \"0s\"")
+        .write();
+    for host in hosts(2) {
+        let dir = f
+            .deploy_path(&host)
+            .join(".hoist/relay/20260101T000000Z-dead");
+        std::fs::create_dir_all(&dir).unwrap();
+        let keys = authorized_keys(&f, &host);
+        std::fs::write(dir.join("ak"), format!("{}\n", keys.display())).unwrap();
+        std::fs::write(dir.join("key"), "secret").unwrap();
+        let mut text = std::fs::read_to_string(&keys).unwrap();
+        text += "restrict,command=\"sh /x/receive.sh\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFrN5vWjVh4sJ3vmy0QmbjHOkdMd1V0uKC0nAwXFPZ1Y hoist-relay 20260101T000000Z-dead\n";
+        std::fs::write(&keys, text).unwrap();
+    }
+    f.hoist(&["deploy", "--yes"]).assert().success();
+    assert_nothing_left(&f, 2);
+    for host in hosts(2) {
+        let keys = std::fs::read_to_string(authorized_keys(&f, &host)).unwrap();
+        assert!(
+            keys.contains(f.key().public.trim()),
+            "{host}: its own key stays"
+        );
+    }
+}
