@@ -32,9 +32,11 @@ fn write_script(f: &Fleet, haproxy: &Haproxy) {
 /// README's `[hooks]` lines for the script, after the app's restart hooks.
 fn hooks() -> String {
     let recipe = readme_block("**HAProxy's runtime API, one script.**", "toml");
+    // Its [hooks] table (the [traffic] one is the test's own).
     let recipe = recipe.trim_start_matches("[hooks]\n");
+    let recipe = recipe.split("\n\n").next().unwrap();
     format!(
-        "[hooks]\nafter_switch = [\"sh bin/restart\"]\nafter_rollback = [\"sh bin/restart\"]\n{recipe}"
+        "[hooks]\nafter_switch = [\"sh bin/restart\"]\nafter_rollback = [\"sh bin/restart\"]\n{recipe}\n"
     )
 }
 
@@ -254,4 +256,60 @@ fn a_release_serving_errors_on_the_canary_is_caught_by_the_gate_and_rolled_back(
         .filter(|a| a.status != 200 && !(a.server == "web1" && a.release == "v2"))
         .collect();
     assert!(others.len() <= 5, "{others:?}");
+}
+
+#[test]
+fn traffic_steps_set_weights_through_the_runtime_api_and_the_client_sees_each_share() {
+    if let Some(why) = unavailable() {
+        eprintln!("traffic steps through HAProxy's runtime API: skipped: {why}");
+        return;
+    }
+    // README's script sets the weights; `step` (replaced whole, never read
+    // half-written) tags the client's requests with the step in force.
+    let traffic = "[traffic]\nsteps = [10, 50, 100]\nset_local = [\"./haproxy-lb weights\", \"echo $HOIST_WEIGHT $HOIST_CANARY_HOSTS > step.new && mv step.new step\"]\nstep_bake = \"8s\"\n";
+    let strategy = "[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = \"100%\"\n";
+    let (f, haproxy, _apps) = six_hosts_on_v1(strategy, &format!("{strategy}\n{traffic}"));
+    std::fs::write(f.path().join("build/README"), "v2").unwrap();
+    let client = Client::start(
+        haproxy.port,
+        Some(f.path().join("step")),
+        Duration::from_secs(240),
+    );
+    let out = f.hoist(&["deploy", "--yes"]).output().unwrap();
+    let seen = client.stop();
+    let said = printed(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        seen.failed.is_empty(),
+        "{} of {} requests failed, first {:?}\n{said}",
+        seen.failed.len(),
+        seen.answers.len(),
+        &seen.failed[..seen.failed.len().min(5)]
+    );
+    let all = "web1 web2 web3 web4 web5 web6";
+    assert_eq!(
+        seen.tags(),
+        ["", "10 web1", "50 web1", "100 web1", &format!("100 {all}")],
+        "the steps in order, then every host at 100%\n{said}"
+    );
+    for (tag, low, high) in [
+        ("10 web1", 0.05, 0.20),
+        ("50 web1", 0.35, 0.65),
+        ("100 web1", 0.95, 1.0),
+    ] {
+        let (sent, canary) = seen.share(tag, &["web1"]);
+        let share = canary as f64 / sent as f64;
+        eprintln!("at {tag}: web1 answered {canary} of {sent} ({share:.3})");
+        assert!(
+            sent >= 100 && (low..=high).contains(&share),
+            "at {tag}: web1 answered {canary} of {sent} ({share:.2}), not within {low}..{high}"
+        );
+    }
+    // The balancer ends balanced: every server back at full weight, on v2.
+    let servers = haproxy.servers();
+    assert!(
+        servers.iter().all(|s| s.weight == 256 && s.status == "UP"),
+        "{servers:?}"
+    );
+    assert_every_host_answers_v2(&f, &haproxy);
 }
