@@ -9,7 +9,8 @@
 //!   200 ms, and the runtime API on a unix socket at `level admin`. No
 //!   retries and no redispatch: a request that reaches a stopped app fails,
 //!   so a test sees it when a host was not kept out of the pool. Each answer
-//!   carries the server that gave it in an `X-Server` header.
+//!   carries the server that gave it in an `X-Server` header; HAProxy's
+//!   Prometheus exporter serves its counters on another port.
 //! - [`Client`]: about 50 requests a second through HAProxy, each on a new
 //!   connection, until stopped; it keeps every answer (server, release,
 //!   status) tagged with the contents of a file the test's hooks write (the
@@ -76,6 +77,8 @@ pub struct Server {
 /// HAProxy in `dir/haproxy`, until dropped.
 pub struct Haproxy {
     pub port: u16,
+    /// HAProxy's own Prometheus exporter, `/metrics`.
+    pub metrics_port: u16,
     pub dir: PathBuf,
     pub socket: PathBuf,
     child: Child,
@@ -88,6 +91,7 @@ impl Haproxy {
         let dir = dir.join("haproxy");
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
+        let metrics_port = free_port();
         let socket = dir.join("admin.sock");
         let servers: String = backends
             .iter()
@@ -114,9 +118,13 @@ frontend web
   bind 127.0.0.1:{port}
   default_backend {BACKEND}
 
+frontend metrics
+  bind 127.0.0.1:{metrics_port}
+  http-request use-service prometheus-exporter if {{ path /metrics }}
+
 backend {BACKEND}
   balance roundrobin
-  option httpchk GET /
+  option httpchk GET /health
   http-response set-header X-Server %s
 {servers}",
             socket = socket.display(),
@@ -134,6 +142,7 @@ backend {BACKEND}
             .expect("haproxy starts");
         let haproxy = Haproxy {
             port,
+            metrics_port,
             dir,
             socket,
             child,
@@ -368,7 +377,9 @@ impl Client {
                     }
                     drop(seen);
                     // The pace of a steady load, not a wait for an event.
-                    next += every;
+                    // No burst to catch up after a slow answer: the rate
+                    // stays steady.
+                    next = (next + every).max(Instant::now());
                     if let Some(left) = next.checked_duration_since(Instant::now()) {
                         std::thread::sleep(left);
                     }
@@ -418,4 +429,73 @@ pub fn readme_block(after: &str, lang: &str) -> String {
     let from = start + readme[start..].find(&open).unwrap() + open.len();
     let len = readme[from..].find("```\n").unwrap();
     readme[from..from + len].to_string()
+}
+
+/// A real Prometheus scraping HAProxy's exporter every 500 ms, until
+/// dropped.
+pub struct Prometheus {
+    pub port: u16,
+    child: Child,
+}
+
+impl Prometheus {
+    /// Starts it in `dir/prometheus` and waits until it holds a sample of
+    /// HAProxy's servers. `None` when prometheus is not installed.
+    pub fn scraping(haproxy: &Haproxy) -> Option<Prometheus> {
+        let found = Command::new("sh")
+            .args(["-c", "command -v prometheus"])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            return None;
+        }
+        let dir = haproxy.dir.join("prometheus");
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = format!(
+            "global:\n  scrape_interval: 500ms\n  scrape_timeout: 450ms\nscrape_configs:\n  - job_name: haproxy\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            haproxy.metrics_port
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let prometheus = Prometheus { port, child };
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            let answer = crate::support::lb::get(
+                port,
+                "/api/v1/query?query=count(haproxy_server_http_responses_total)",
+            );
+            if let Ok((200, body)) = &answer
+                && body.contains("\"value\"")
+            {
+                return Some(prometheus);
+            }
+            assert!(
+                Instant::now() < until,
+                "prometheus never scraped haproxy: {answer:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -14,7 +14,8 @@
 //!   release's, which boots for a while (as a real app does) before it
 //!   listens on the host's port (`<deploy_to>/port`); it answers GET with
 //!   its release's README, or 500 when the host has a `FAIL` marker and the
-//!   release is not v1.
+//!   release is not v1 (every other answer but `/health`'s with an
+//!   `ERRORS` marker).
 //! - [`Load`]: about 50 requests a second through nginx, each on a new
 //!   connection, until stopped or a bound is reached; failures are kept.
 #![allow(dead_code)]
@@ -32,17 +33,22 @@ use std::time::{Duration, Instant};
 pub const APP: &[(&str, &str)] = &[
     (
         "app.py",
-        r#"import http.server, os, signal, sys, threading, time
+        r#"import http.server, itertools, os, signal, sys, threading, time
 port, deploy_to = int(sys.argv[1]), sys.argv[2]
 os.setsid()
 time.sleep(0.8)  # a real app takes a while to boot
 release = open("README").read().strip()
 broken = release != "v1" and os.path.exists(os.path.join(deploy_to, "FAIL"))
+# ERRORS: every other answer is a 500, except /health's (a release that
+# passes its health check and still fails its users).
+errors = release != "v1" and os.path.exists(os.path.join(deploy_to, "ERRORS"))
+served = itertools.count()
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = (release + "\n").encode()
-        self.send_response(500 if broken else 200)
+        failing = errors and self.path != "/health" and next(served) % 2 == 0
+        self.send_response(500 if broken or failing else 200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
