@@ -12,6 +12,11 @@ use crate::support::haproxy::{
 use crate::support::lb::{APP, APP_HEALTH, Apps};
 use crate::support::project::{ndjson, printed};
 
+/// How long a deploy behind HAProxy may take: drains go one at a time, each
+/// host's app restarts, bakes hold 8 to 30 s, and the whole suite runs
+/// beside it on two cores (120 s, the harness's default, was too short there).
+const SLOW: Duration = Duration::from_secs(600);
+
 /// README's `haproxy-lb` script, written into the project, talking to the
 /// test's HAProxy.
 fn write_script(f: &Fleet, haproxy: &Haproxy) {
@@ -58,7 +63,11 @@ fn six_hosts_on_v1(strategy: &str, later: &str) -> (Fleet, Haproxy, Apps) {
     let (backends, apps) = Apps::ports_for(&f);
     let haproxy = Haproxy::start(f.path(), &backends);
     write_script(&f, &haproxy);
-    let deployed = f.hoist(&["deploy", "--yes"]).output().unwrap();
+    let deployed = f
+        .hoist(&["deploy", "--yes"])
+        .timeout(SLOW)
+        .output()
+        .unwrap();
     assert!(deployed.status.success(), "{}", printed(&deployed));
     haproxy.wait_all_up();
     let toml = f.path().join("deploy.toml");
@@ -96,8 +105,12 @@ fn a_rolling_deploy_of_six_hosts_drained_through_the_runtime_api_loses_no_reques
     let strategy = "[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = 2\n";
     let (f, haproxy, _apps) = six_hosts_on_v1(strategy, strategy);
     std::fs::write(f.path().join("build/README"), "v2").unwrap();
-    let client = Client::start(haproxy.port, None, Duration::from_secs(180));
-    let out = f.hoist(&["deploy", "--yes"]).output().unwrap();
+    let client = Client::start(haproxy.port, None, SLOW);
+    let out = f
+        .hoist(&["deploy", "--yes"])
+        .timeout(SLOW)
+        .output()
+        .unwrap();
     let during = client.stop();
     let said = printed(&out);
     assert_eq!(out.status.code(), Some(0), "{said}");
@@ -174,8 +187,12 @@ fn a_healthy_release_passes_the_canary_analysis_behind_haproxy() {
     let Some((f, haproxy, _apps, _prometheus)) = analysed_fleet() else {
         return;
     };
-    let client = Client::start(haproxy.port, None, Duration::from_secs(300));
-    let out = f.hoist(&["deploy", "--yes"]).output().unwrap();
+    let client = Client::start(haproxy.port, None, SLOW);
+    let out = f
+        .hoist(&["deploy", "--yes"])
+        .timeout(SLOW)
+        .output()
+        .unwrap();
     let seen = client.stop();
     let said = printed(&out);
     assert_eq!(out.status.code(), Some(0), "{said}");
@@ -219,9 +236,13 @@ fn a_release_serving_errors_on_the_canary_is_caught_by_the_gate_and_rolled_back(
         return;
     };
     f.mark("web1", "ERRORS");
-    let client = Client::start(haproxy.port, None, Duration::from_secs(300));
+    let client = Client::start(haproxy.port, None, SLOW);
     let stepped = f.path().join("step");
-    let out = f.hoist(&["deploy", "--yes", "--json"]).output().unwrap();
+    let out = f
+        .hoist(&["deploy", "--yes", "--json"])
+        .timeout(SLOW)
+        .output()
+        .unwrap();
     let seen = client.stop();
     let said = printed(&out);
     assert_eq!(out.status.code(), Some(5), "{said}");
@@ -282,12 +303,12 @@ fn traffic_steps_set_weights_through_the_runtime_api_and_the_client_sees_each_sh
     let strategy = "[strategy]\ncanary = 1\ncanary_pause = \"0s\"\nbatch = \"100%\"\n";
     let (f, haproxy, _apps) = six_hosts_on_v1(strategy, &format!("{strategy}\n{traffic}"));
     std::fs::write(f.path().join("build/README"), "v2").unwrap();
-    let client = Client::start(
-        haproxy.port,
-        Some(f.path().join("step")),
-        Duration::from_secs(240),
-    );
-    let out = f.hoist(&["deploy", "--yes"]).output().unwrap();
+    let client = Client::start(haproxy.port, Some(f.path().join("step")), SLOW);
+    let out = f
+        .hoist(&["deploy", "--yes"])
+        .timeout(SLOW)
+        .output()
+        .unwrap();
     let seen = client.stop();
     let said = printed(&out);
     assert_eq!(out.status.code(), Some(0), "{said}");
