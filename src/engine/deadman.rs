@@ -110,6 +110,14 @@ pub(crate) fn interval(timeout: Duration) -> Duration {
     (timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(5))
 }
 
+/// How long one heartbeat may take before it is given up and the next is
+/// tried: half the timeout (at least one interval). A beat on a session of
+/// its own can wait on a slow login (a host's rc files, a lock they take);
+/// the next one may find the run's shell idle and go through at once.
+fn beat_limit(timeout: Duration) -> Duration {
+    (timeout / 2).max(interval(timeout))
+}
+
 /// Why a watchdog goes back, in the journal and the events.
 pub(crate) fn reason(timeout: Duration) -> String {
     format!(
@@ -159,7 +167,7 @@ pub(crate) fn arming(
         conn: node.conn.clone(),
         script: scripts::heartbeat(&node.layout, &ctx.run_id),
         every: interval(timeout),
-        limit: node.host.command_timeout,
+        limit: beat_limit(timeout),
         host: node.name().to_string(),
         from: id.clone(),
         to: previous.cloned(),
