@@ -11,7 +11,7 @@ pub(crate) mod scripts;
 mod settle;
 
 pub(crate) use settle::{
-    confirm_all, confirm_outcomes, disarm, found_reason, tell_found, went_back,
+    confirm_all, confirm_outcomes, disarm, found_reason, tell_found, unconfirmed, went_back,
 };
 
 use std::collections::HashMap;

@@ -164,6 +164,25 @@ async fn back_one(ctx: &Context, back: &Back<'_>) -> Result<(), Failed> {
     result
 }
 
+/// A host back on `target` after `so_far`: a failure it had is kept,
+/// marked as put back (`note` says how).
+fn put_back(
+    so_far: HostOutcome,
+    name: &str,
+    target: Option<String>,
+    elapsed: Duration,
+    note: &str,
+) -> HostOutcome {
+    HostOutcome {
+        result: HostResult::RolledBack,
+        phase: so_far.phase,
+        failure: so_far.failure,
+        elapsed: so_far.elapsed + elapsed,
+        sent: so_far.sent,
+        ..HostOutcome::ok(name, target, elapsed).with_note(note)
+    }
+}
+
 /// How a host that went back (or tried to) ends.
 fn ended(why: BackFor, back: Back, result: Result<(), Failed>, elapsed: Duration) -> HostOutcome {
     let name = back.node.name();
@@ -171,23 +190,10 @@ fn ended(why: BackFor, back: Back, result: Result<(), Failed>, elapsed: Duration
     let so_far = back.outcome;
     match (result, why) {
         (Ok(()), BackFor::Rollback) => HostOutcome::ok(name, target, elapsed),
-        (Err(failed), _) if matches!(failed.failure, Failure::SelfReverted(_)) => HostOutcome {
-            result: HostResult::RolledBack,
-            phase: so_far.phase,
-            failure: so_far.failure,
-            elapsed: so_far.elapsed + elapsed,
-            sent: so_far.sent,
-            ..HostOutcome::ok(name, target, elapsed).with_note("went back by itself")
-        },
-        (Ok(()), BackFor::Undo) => HostOutcome {
-            result: HostResult::RolledBack,
-            // A host that failed keeps its failure, marked as put back.
-            phase: so_far.phase,
-            failure: so_far.failure,
-            elapsed: so_far.elapsed + elapsed,
-            sent: so_far.sent,
-            ..HostOutcome::ok(name, target, elapsed).with_note("rolled back")
-        },
+        (Err(failed), _) if matches!(failed.failure, Failure::SelfReverted(_)) => {
+            put_back(so_far, name, target, elapsed, "went back by itself")
+        }
+        (Ok(()), BackFor::Undo) => put_back(so_far, name, target, elapsed, "rolled back"),
         (Err(failed), why) => {
             // Past the switch back itself, the host is on its target.
             let on = match failed.phase {

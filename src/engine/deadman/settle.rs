@@ -146,22 +146,34 @@ pub(crate) async fn confirm_outcomes(
     let mut failed = Vec::new();
     for (i, result) in ended {
         let Err(why) = result else { continue };
-        let reverted = matches!(why.failure, Failure::SelfReverted(_));
         failed.push(format!("{}: {}", nodes[i].name(), why.failure));
-        let release = match reverted {
-            true => nodes[i].current(),
-            false => outcomes[i].release.clone(),
-        };
-        let mut outcome = HostOutcome::failed(nodes[i].name(), why, release, outcomes[i].elapsed);
-        outcome.sent = outcomes[i].sent;
-        if reverted {
-            outcome.result = HostResult::RolledBack;
-            outcome.note = Some("went back by itself".to_string());
-        }
+        let on = outcomes[i].release.clone();
+        let outcome = unconfirmed(nodes[i].name(), why, nodes[i].current(), on, &outcomes[i]);
         ctx.report(&outcome);
         outcomes[i] = outcome;
     }
     failed
+}
+
+/// How a host that failed its confirmation (`why`) ends, from `so_far`:
+/// rolled back, on `back_on`, when its watchdog went back already; else
+/// failed, on `on` as far as is known.
+pub(crate) fn unconfirmed(
+    name: &str,
+    why: Failed,
+    back_on: Option<String>,
+    on: Option<String>,
+    so_far: &HostOutcome,
+) -> HostOutcome {
+    let reverted = matches!(why.failure, Failure::SelfReverted(_));
+    let release = if reverted { back_on } else { on };
+    let mut outcome = HostOutcome::failed(name, why, release, so_far.elapsed);
+    outcome.sent = so_far.sent;
+    if reverted {
+        outcome.result = HostResult::RolledBack;
+        outcome.note = Some("went back by itself".to_string());
+    }
+    outcome
 }
 
 /// Says, for each of `nodes` whose watchdog went back by itself since its

@@ -3,9 +3,8 @@
 //! [`deadman::confirm_all`]); a host that fails that fails the rollout.
 
 use super::{HostRun, Run};
+use crate::engine::deadman;
 use crate::engine::policy::{self, HostState};
-use crate::engine::{Failure, HostOutcome, deadman};
-use crate::report::HostResult;
 
 /// Confirms the hosts `staying` (switched by this run, and not going
 /// back). A host whose watchdog went back already ends rolled back (with
@@ -18,18 +17,9 @@ async fn confirm(run: &Run<'_>, hosts: &mut [HostRun], staying: &[usize]) -> usi
     for (i, result) in ended {
         let Err(failed) = result else { continue };
         let host = &mut hosts[i];
-        let reverted = matches!(failed.failure, Failure::SelfReverted(_));
-        let release = match reverted {
-            true => host.previous.as_ref().map(|p| p.to_string()),
-            false => Some(run.id.to_string()),
-        };
-        let elapsed = host.outcome.elapsed;
-        let mut outcome = HostOutcome::failed(run.nodes[i].name(), failed, release, elapsed);
-        outcome.sent = host.outcome.sent;
-        if reverted {
-            outcome.result = HostResult::RolledBack;
-            outcome.note = Some("went back by itself".to_string());
-        }
+        let back_on = host.previous.as_ref().map(|p| p.to_string());
+        let on = Some(run.id.to_string());
+        let outcome = deadman::unconfirmed(run.nodes[i].name(), failed, back_on, on, &host.outcome);
         ctx.report(&outcome);
         host.outcome = outcome;
         // Not for this run to put back: it is back, or cannot be reached.
