@@ -6,7 +6,10 @@
 //!   the test's own: a frontend on an ephemeral 127.0.0.1 port, backend
 //!   `shop_api` (the name README's recipe uses) with one server per host,
 //!   named as the host, pointing at that host's app, health-checked every
-//!   200 ms, and the runtime API on a unix socket at `level admin`. No
+//!   300 ms (down after three failed checks in a row, as a loaded machine's
+//!   app may miss one: with one, a canary holding every request at the 100 %
+//!   traffic step went down for a moment and HAProxy answered 503), and the
+//!   runtime API on a unix socket at `level admin`. No
 //!   retries and no redispatch: a request that reaches a stopped app fails,
 //!   so a test sees it when a host was not kept out of the pool. Each answer
 //!   carries the server that gave it in an `X-Server` header; HAProxy's
@@ -97,7 +100,7 @@ impl Haproxy {
             .iter()
             .map(|(host, port)| {
                 format!(
-                    "  server {host} 127.0.0.1:{port} check inter 200ms fall 1 rise 1 weight 256\n"
+                    "  server {host} 127.0.0.1:{port} check inter 300ms fall 3 rise 1 weight 256\n"
                 )
             })
             .collect();
@@ -112,6 +115,7 @@ defaults
   timeout client 10s
   timeout server 10s
   timeout queue 10s
+  timeout check 2s
   retries 0
 
 frontend web
