@@ -429,7 +429,7 @@ pub(crate) fn run(
         info(
             reporter,
             format!(
-                "drain: per host, drain_local: {}, then wait {}, before it is touched; undrain_local: {} once its health check passed (a failed host stays drained until it is back on its previous release)",
+                "drain: per host, drain_local: {}, then wait {}, before it is touched; undrain_local: {} once its health check passed (a failed host stays drained until it is back on its previous release); the same around each switch back",
                 list(&h.drain_local),
                 humantime::format_duration(h.drain_wait),
                 list(&h.undrain_local)

@@ -429,7 +429,9 @@ async fn switch_back(
     if let Some(id) = to {
         // The idle colour to ID first: switch, after_rollback, health.
         let idle = (0..nodes.len()).filter(|&i| target.hosts.iter().any(|h| h == nodes[i].name()));
-        let (moving, ended) = put_back::moving(ctx, nodes, idle, id);
+        let (mut moving, ended) = put_back::moving(ctx, nodes, idle, id);
+        // The idle colour takes no requests.
+        moving.iter_mut().for_each(|b| b.in_pool = false);
         let moved = put_back::together(ctx, moving, BackFor::Rollback, None).await;
         for (i, outcome) in ended.into_iter().chain(moved) {
             ok &= outcome.failure.is_none();

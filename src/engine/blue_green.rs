@@ -352,7 +352,11 @@ async fn go_back(
         .map(|&i| {
             let node = &targets[i];
             let target = node.probe.current.clone();
-            Back::taking(i, node, target, id.clone(), &mut outcomes[i])
+            // The idle colour takes no requests.
+            Back {
+                in_pool: false,
+                ..Back::taking(i, node, target, id.clone(), &mut outcomes[i])
+            }
         })
         .collect();
     let ended = put_back::together(ctx, backs, BackFor::Undo, Some(reason)).await;

@@ -8,6 +8,7 @@ mod ahead;
 pub(crate) mod analysis;
 pub(crate) mod app_layout;
 pub(crate) mod bake;
+pub(crate) mod balancer;
 pub(crate) mod batch;
 pub(crate) mod blue_green;
 pub(crate) mod deadman;

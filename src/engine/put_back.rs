@@ -13,7 +13,7 @@ use super::batch::{self, WaveResult};
 use super::fleet::Node;
 use super::policy::{self, BackFor};
 use super::switch::switch_back;
-use super::{Context, Failed, Failure, HostOutcome, deadman};
+use super::{Context, Failed, Failure, HostOutcome, balancer, deadman, hooks};
 use crate::release::ReleaseId;
 use crate::report::{Event, HostResult, Level, Phase};
 
@@ -28,6 +28,9 @@ pub(crate) struct Back<'a> {
     pub from: ReleaseId,
     /// How it ended so far: a failure it had is kept once it is back.
     pub outcome: HostOutcome,
+    /// It takes requests (it is in the load balancer's pool): with
+    /// `drain_local` set, it is drained around its switch back.
+    pub in_pool: bool,
 }
 
 impl<'a> Back<'a> {
@@ -44,6 +47,7 @@ impl<'a> Back<'a> {
             target,
             from,
             outcome: HostOutcome::skipped(node.name(), node.current()),
+            in_pool: true,
         }
     }
 }
@@ -150,18 +154,68 @@ async fn back_one(ctx: &Context, back: &Back<'_>) -> Result<(), Failed> {
         deadman::went_back(ctx, node).await;
         return Err(by_itself());
     }
-    let result = switch_back(ctx, node, back.target.as_ref(), &back.from).await;
+    let drain = (back.in_pool && balancer::drains(ctx)).then(|| drain_env(ctx, back));
+    if let Some(env) = &drain {
+        take_out(ctx, node, env).await;
+    }
+    let mut result = switch_back(ctx, node, back.target.as_ref(), &back.from).await;
     match &result {
         // Not switched back: it keeps its watchdog, unless that went back.
         Err(failed) if failed.phase == Phase::Rollback => {
             if deadman::went_back(ctx, node).await {
-                return Err(by_itself());
+                result = Err(by_itself());
             }
         }
         // Once back, its watchdog has nothing left to do.
         _ => deadman::disarm(ctx, node).await,
     }
+    if let Some(env) = &drain {
+        put_in(ctx, node, env, &result).await;
+    }
     result
+}
+
+/// The variables of the drain hooks around a switch back: those of
+/// after_rollback.
+fn drain_env(ctx: &Context, back: &Back<'_>) -> Vec<(String, String)> {
+    let node = back.node;
+    let to = back.target.as_ref().unwrap_or(&back.from);
+    let version = node.journal.version_of(to).unwrap_or_default();
+    hooks::host_env(ctx, node, to, Some(&back.from), &version)
+}
+
+/// `drain_local` and `drain_wait` before a host that takes requests goes
+/// back. A failing drain is said, and the host goes back all the same: a
+/// release being undone is not kept because the load balancer's script
+/// failed.
+async fn take_out(ctx: &Context, node: &Node, env: &[(String, String)]) {
+    if let Err(e) = balancer::take_out(ctx, env).await {
+        let text = format!("{e}; it goes back all the same, while it may take requests");
+        ctx.message(Level::Warn, Some(node.name()), text);
+    }
+    tokio::time::sleep(ctx.config.hooks.drain_wait).await;
+}
+
+/// `undrain_local` once a drained host is back on its previous release
+/// (by hoist or by its watchdog); one that is not stays drained, and that
+/// is said.
+async fn put_in(ctx: &Context, node: &Node, env: &[(String, String)], result: &Result<(), Failed>) {
+    let back = match result {
+        Ok(()) => true,
+        Err(failed) => matches!(failed.failure, Failure::SelfReverted(_)),
+    };
+    let said = match back {
+        true => balancer::put_in(ctx, env)
+            .await
+            .err()
+            .map(|e| format!("{e}; the host stays out of the load balancer")),
+        false => {
+            Some("not back on its previous release: it stays out of the load balancer".to_string())
+        }
+    };
+    if let Some(text) = said {
+        ctx.message(Level::Warn, Some(node.name()), text);
+    }
 }
 
 /// A host back on `target` after `so_far`: a failure it had is kept,

@@ -161,6 +161,82 @@ fn a_host_failing_its_health_stays_drained_until_it_is_back_on_its_release() {
 }
 
 #[test]
+fn a_host_back_in_the_pool_is_drained_again_around_its_switch_back() {
+    // web1's wave passes and web1 is undrained; web2 fails its health
+    // check: web1 goes back too, out of the pool while it restarts.
+    let f = fleet(
+        3,
+        "test $HOIST_HOST != web3 || test ! -e no-drain",
+        "[strategy]\ncanary = 0\nbatch = 1",
+    );
+    let v1 = f.on_v1_then_v2();
+    f.mark("web2", "FAIL");
+    let skip = log_len(&f);
+    f.hoist(&["deploy", "--yes"]).assert().code(5);
+    let log = log_since(&f, skip);
+    assert_eq!(
+        what_for(&log, "web1"),
+        [
+            "drain",
+            "before_switch",
+            "after_switch",
+            "undrain",
+            "drain",
+            "after_rollback",
+            "undrain"
+        ],
+        "{log:?}"
+    );
+    // web2 stayed drained from its failure until it was back: drained once.
+    assert_eq!(
+        what_for(&log, "web2"),
+        [
+            "drain",
+            "before_switch",
+            "after_switch",
+            "after_rollback",
+            "undrain"
+        ],
+        "{log:?}"
+    );
+    assert_eq!(f.current("web1").as_deref(), Some(v1.as_str()));
+
+    // `hoist rollback` drains each host around its switch back; a drain
+    // that fails is said, and that host goes back all the same.
+    std::fs::remove_file(f.deploy_path("web2").join("FAIL")).unwrap();
+    f.hoist(&["deploy", "--yes"]).assert().success();
+    std::fs::write(f.path().join("no-drain"), "").unwrap();
+    let skip = log_len(&f);
+    let out = f
+        .hoist(&["rollback", "--yes"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let said = printed(&out);
+    let log = log_since(&f, skip);
+    for host in ["web1", "web2"] {
+        assert_eq!(
+            what_for(&log, host),
+            ["drain", "after_rollback", "undrain"],
+            "{host}: {log:?}"
+        );
+    }
+    assert_eq!(
+        what_for(&log, "web3"),
+        ["after_rollback", "undrain"],
+        "{log:?}"
+    );
+    assert!(
+        said.contains("drain_local") && said.contains("goes back all the same"),
+        "{said}"
+    );
+    for host in ["web1", "web2", "web3"] {
+        assert_eq!(f.current(host).as_deref(), Some(v1.as_str()), "{host}");
+    }
+}
+
+#[test]
 fn plan_shows_the_drain_only_when_it_is_set() {
     let f = fleet(2, "true", "[strategy]\ncanary = 0\nbatch = 1");
     let out = f.hoist(&["plan"]).assert().success().get_output().clone();

@@ -67,7 +67,13 @@ fn backs<'a>(run: &Run<'a>, hosts: &mut [HostRun], which: &[usize]) -> Vec<Back<
         .iter()
         .map(|&i| {
             let (node, target) = (&run.nodes[i], hosts[i].previous.clone());
-            Back::taking(i, node, target, run.id.clone(), &mut hosts[i].outcome)
+            // One this run drained is out of the pool already (undrained
+            // once back, by `undrain_returned`).
+            let in_pool = !hosts[i].drained;
+            Back {
+                in_pool,
+                ..Back::taking(i, node, target, run.id.clone(), &mut hosts[i].outcome)
+            }
         })
         .collect()
 }

@@ -4,7 +4,7 @@
 //! Off (nothing run, nothing waited) unless configured.
 
 use super::{HostRun, Run};
-use crate::engine::{Failure, hooks};
+use crate::engine::{Failure, balancer};
 use crate::report::{HostResult, Level};
 
 /// Takes host `i` out of the load balancer: `drain_local`, then
@@ -12,19 +12,16 @@ use crate::report::{HostResult, Level};
 /// hooks, so a failing drain is undone like any other.
 pub(super) async fn drain(run: &Run<'_>, i: usize, host: &mut HostRun) -> Result<(), Failure> {
     let ctx = run.ctx;
-    let hooks = &ctx.config.hooks;
-    if hooks.drain_local.is_empty() {
+    if !balancer::drains(ctx) {
         return Ok(());
     }
     host.drained = true;
     let env = run.host_env(i, host.previous.as_ref());
-    {
-        let _one = ctx.throttle.load_balancer().await;
-        hooks::run_local(ctx, "drain_local", &hooks.drain_local, &env).await?;
-    }
-    if !hooks.drain_wait.is_zero() {
+    balancer::take_out(ctx, &env).await?;
+    let wait = ctx.config.hooks.drain_wait;
+    if !wait.is_zero() {
         tokio::select! {
-            () = tokio::time::sleep(hooks.drain_wait) => {}
+            () = tokio::time::sleep(wait) => {}
             () = run.halt.cancelled() => return Err(Failure::Halted),
         }
     }
@@ -37,11 +34,8 @@ pub(super) async fn undrain(run: &Run<'_>, i: usize, host: &mut HostRun) -> Resu
     if !host.drained {
         return Ok(());
     }
-    let ctx = run.ctx;
     let env = run.host_env(i, host.previous.as_ref());
-    let one = ctx.throttle.load_balancer().await;
-    hooks::run_local(ctx, "undrain_local", &ctx.config.hooks.undrain_local, &env).await?;
-    drop(one);
+    balancer::put_in(run.ctx, &env).await?;
     host.drained = false;
     Ok(())
 }
