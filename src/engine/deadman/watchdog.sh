@@ -10,8 +10,11 @@ s=
 trap '[ -n "$s" ] && kill "$s" 2>/dev/null; exit 0' TERM
 # Seconds are counted here, not read from a clock (a clock that jumps
 # changes nothing; a loaded host only waits longer); each heartbeat
-# changes `beat`, which starts the count again. One process a second.
+# changes `beat`, which starts the count again at the next look. It looks
+# every tenth of the timeout (1 to 10 s): one process every few seconds,
+# and it goes back between T and T plus two looks after the last beat.
 beat() { b=; read -r b < "$1/beat" 2>/dev/null; }
+step=$((T / 10)); [ "$step" -ge 1 ] || step=1; [ "$step" -le 10 ] || step=10
 last=; left=$T
 while :; do
   [ -d "$W" ] || exit 0
@@ -24,10 +27,10 @@ while :; do
     if [ "$b" != "$last" ] && mv "$W.reverting" "$W" 2>/dev/null; then continue; fi
     break
   fi
-  sleep 1 & s=$!
+  sleep "$step" & s=$!
   wait "$s"
   s=
-  left=$((left - 1))
+  left=$((left - step))
 done
 trap '' TERM HUP INT
 journal() { printf '%s%s%s\n' "$1" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$2" >> "$H/journal"; }

@@ -198,3 +198,36 @@ fn a_host_deployed_again_since_is_not_undone() {
         assert!(d.join(".hoist/lock").exists(), "{at}");
     }
 }
+
+/// A 20 s timeout looks every 2 s: kept waiting by beats 3 s apart (more
+/// than one look), it goes back no sooner than 20 s after the last beat,
+/// and about two looks past that at the latest (a loaded machine's
+/// `sleep` may run a little late).
+#[test]
+fn a_longer_timeout_looks_less_often_and_still_goes_back_in_time() {
+    let shell = &shells()[0];
+    let base = tempfile::tempdir().unwrap();
+    let d = host(base.path());
+    let layout = Layout::new(d.to_string_lossy());
+    let (armed, previous) = (id(B), id(A));
+    arm(
+        shell,
+        base.path(),
+        &watchdog(&layout, &armed, &previous),
+        20,
+    );
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_secs(3));
+        let ran = shell.run(base.path(), &heartbeat(&layout, RUN), b"");
+        assert_eq!(ran.text().trim(), "alive", "{}", ran.stderr);
+    }
+    let last_beat = Instant::now();
+    wait_for("the switch back", Duration::from_secs(30), || {
+        journal(&d).contains("self_reverted")
+    });
+    let after = last_beat.elapsed();
+    assert!(
+        after >= Duration::from_secs(20) && after <= Duration::from_secs(28),
+        "went back {after:?} after the last beat"
+    );
+}
