@@ -605,3 +605,71 @@ fn a_host_found_gone_back_stops_the_rollout_at_once() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("went back by itself"), "{text}");
 }
+
+/// The login of a host's confirmation is made as soon as its own part of
+/// its wave passed (during the canary's bake here, not when the run
+/// ends); when that connection is lost before the end, the confirmation
+/// logs in again and the host is confirmed all the same.
+#[test]
+fn the_confirmations_login_is_made_after_the_hosts_wave_and_made_again_when_lost() {
+    let (f, _v1) = fleet(2, SshSetup::default(), "", "", "12s");
+    let logins = || f.server("web1").log().matches("Accepted publickey").count();
+    let before = logins();
+    let mut child = spawn_json(&f, &["deploy"]);
+    let mut baking = None;
+    let mut early = None;
+    let events = events_until_end(&mut child, |event| {
+        if event["event"] != "bake_started" {
+            return;
+        }
+        // The run's own connection, then the confirmation's.
+        let start = Instant::now();
+        baking = Some(start);
+        wait_until(Duration::from_secs(10), "the early login", || {
+            logins() >= before + 2
+        });
+        early = Some(start.elapsed());
+        // Cut that connection: its sshd process is the listener's newest child.
+        let listener = f.server("web1").pid();
+        let newest = children_of(listener).into_iter().max().expect("a session");
+        assert!(
+            Command::new("kill")
+                .arg(newest.to_string())
+                .status()
+                .unwrap()
+                .success()
+        );
+    });
+    let status = child.wait().unwrap();
+    assert!(baking.is_some(), "{events:#?}");
+    assert!(
+        early.unwrap() < Duration::from_secs(12),
+        "logged in for the confirmation during the bake: {early:?}"
+    );
+    assert_eq!(status.code(), Some(0), "{events:#?}");
+    let summary = events.last().unwrap();
+    assert_eq!(summary_host(summary, "web1")["result"], "ok", "{summary}");
+    assert_eq!(logins(), before + 3, "the confirmation logged in again");
+    for host in ["web1", "web2"] {
+        assert_left_nothing(&f, host);
+    }
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may hold spaces, not ')'.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        if after.split_whitespace().nth(1) == Some(&pid.to_string()) {
+            found.push(child);
+        }
+    }
+    found
+}
