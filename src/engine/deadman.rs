@@ -6,12 +6,9 @@
 //! after its switch. A host hoist puts back itself is disarmed
 //! ([`disarm`]). `strategy.deadman_timeout = "0s"` arms nothing.
 
-mod early;
 mod heartbeat;
 pub(crate) mod scripts;
 mod settle;
-
-pub(crate) use early::open as open_early;
 
 pub(crate) use settle::{
     confirm_all, confirm_outcomes, disarm, found_reason, tell_found, unconfirmed, went_back,
@@ -40,9 +37,6 @@ pub(crate) struct Watch {
     /// Cancelled when a heartbeat finds a host gone back by itself: the
     /// rollout stops then, not at its end.
     found_back: CancellationToken,
-    /// Each host's confirmation connection, opened once its part of its
-    /// wave passed (see [`early`]).
-    early: Mutex<HashMap<String, early::Early>>,
 }
 
 /// One armed host: its heartbeat task's stop, whether it is being settled
@@ -66,7 +60,6 @@ impl Watch {
         if let Some(armed) = &armed {
             armed.stop.cancel();
         }
-        self.drop_early(host);
         armed
     }
 

@@ -9,10 +9,9 @@ use super::{Armed, reason};
 use crate::engine::fleet::{self, Node, Turn};
 use crate::engine::{Context, Failed, Failure, HostOutcome};
 use crate::report::{Event, HostResult, Level, Phase};
-use crate::transport::{Output, Transport};
+use crate::transport::Output;
 
-/// Confirms `node` over a fresh connection (opened once its part of its
-/// wave passed, or now): its watchdog exits. A host
+/// Confirms `node` over a fresh connection: its watchdog exits. A host
 /// that cannot be reached fails (its watchdog puts it back); one whose
 /// watchdog went back already fails too, and that is told. Nothing for
 /// a host this run did not arm.
@@ -24,14 +23,7 @@ pub(crate) async fn confirm(ctx: &Context, node: &Node) -> Result<(), Failed> {
     }
     let unconfirmed = |e: String| Failure::Unconfirmed(e).at(Phase::Confirm);
     let script = scripts::settle(&node.layout, &ctx.run_id);
-    let answer = match ctx.deadman.early(node.name()).await {
-        Some(conn) => {
-            let answer = conn.exec_beside(&script, node.host.command_timeout).await;
-            conn.close().await;
-            answer.map_err(|e| e.to_string())
-        }
-        None => over_a_fresh_connection(ctx, node, &script).await,
-    };
+    let answer = over_a_fresh_connection(ctx, node, &script).await;
     let armed = ctx
         .deadman
         .take(node.name())

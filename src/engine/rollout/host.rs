@@ -31,10 +31,6 @@ pub(super) async fn host_rollout(
         return host;
     }
     let result = steps(run, i, delivered, passed, &mut host).await;
-    if result.is_ok() {
-        // Its confirmation's login, made now, after its switch.
-        deadman::open_early(ctx, node);
-    }
     if result.is_err() && !host.switched {
         // Never switched: still on its previous release, it goes back in.
         drain::undrain_or_warn(run, i, &mut host).await;

@@ -265,9 +265,7 @@ impl SshHost {
         }
     }
 
-    /// The connection is known to be closed or lost: nothing sent on it
-    /// would arrive.
-    pub fn is_gone(&self) -> bool {
+    fn is_gone(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
             || self.link.is_ended()
             || self.handle.is_closed()
