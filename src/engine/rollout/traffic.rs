@@ -80,6 +80,7 @@ async fn set(
         steps: config.steps.len(),
         canary,
         baseline,
+        colors: None,
     };
-    traffic::set(run.ctx, run.id, &run.artifact.version, &w).await
+    traffic::set(run.ctx, Some(run.id), &run.artifact.version, &w).await
 }
