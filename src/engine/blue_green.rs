@@ -18,7 +18,7 @@ use back::go_back;
 
 mod back;
 mod steps;
-pub(crate) use steps::handover;
+pub(crate) use steps::{all_to, handover};
 
 /// The two colours as this run sees them.
 #[derive(Debug, Clone)]

@@ -8,13 +8,15 @@
 
 use super::{Colours, go_back};
 use crate::artifact::Artifact;
+use crate::config::BlueGreen;
 use crate::config::traffic::Traffic;
 use crate::engine::bake::{self, Baked, Spoiled};
 use crate::engine::fleet::Node;
 use crate::engine::rollout_plan::TrafficStep;
 use crate::engine::traffic::{self, Weight};
-use crate::engine::{Failure, HostOutcome, analysis, batch, diagnose, hooks, policy};
+use crate::engine::{Context, Failure, HostOutcome, analysis, batch, diagnose, hooks, policy};
 use crate::exit::Exit;
+use crate::release::ReleaseId;
 use crate::report::{Level, Phase};
 
 /// What a blue-green deploy does between its idle colour's last wave and
@@ -59,6 +61,40 @@ pub(crate) fn handover(traffic: Option<&Traffic>, live: bool) -> Handover {
         steps,
         full: traffic.steps.last() != Some(&100),
     }
+}
+
+/// `hoist rollback` with `[traffic]`: `set_local` at 100% to `color`
+/// (its hosts as the canary, the other colour's as the baseline), before
+/// `switch_local`. Nothing without `[traffic]`.
+pub(crate) async fn all_to(
+    ctx: &Context,
+    bg: &BlueGreen,
+    nodes: &[Node],
+    color: &str,
+    release: Option<&ReleaseId>,
+) -> Result<(), String> {
+    let Some(t) = &ctx.config.traffic else {
+        return Ok(());
+    };
+    let Some(to) = bg.colors.iter().find(|c| c.name == color) else {
+        return Ok(());
+    };
+    let other = bg.colors.iter().find(|c| c.name != color);
+    let (canary, baseline): (Vec<&Node>, Vec<&Node>) = nodes
+        .iter()
+        .partition(|n| to.hosts.iter().any(|h| h == n.name()));
+    let version = release
+        .and_then(|r| nodes.iter().find_map(|n| n.journal.version_of(r)))
+        .unwrap_or_default();
+    let w = Weight {
+        weight: 100,
+        step: None,
+        steps: t.steps.len(),
+        canary,
+        baseline,
+        colors: Some((color, other.map_or("", |c| c.name.as_str()))),
+    };
+    traffic::set(ctx, release, &version, &w).await
 }
 
 /// Why the steps stopped.
