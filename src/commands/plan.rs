@@ -320,7 +320,11 @@ pub(crate) fn run(
             let last = plan.waves.len();
             info(
                 reporter,
-                format!("after wave {last}: {}", Step::describe_all(&plan.then)),
+                format!(
+                    "after {}wave {last}: {}",
+                    color.map(|c| format!("{c} ")).unwrap_or_default(),
+                    Step::describe_all(&plan.then)
+                ),
             );
         }
     }

@@ -178,10 +178,11 @@ pub(super) fn traffic_line(config: &crate::config::Config) -> Option<String> {
             _ => ", then 100% (not held)",
         };
         return Some(format!(
-            "traffic: between the colours, once the idle colour is healthy: set_local: {} with HOIST_WEIGHT = {} of the traffic to the idle colour in turn (its hosts in HOIST_CANARY_HOSTS, the live colour's in HOIST_BASELINE_HOSTS), each step held {} while the idle colour's {gates}{last}; then switch_local (if set) and the probe; a failure sets 0% before the idle colour goes back; with no colour live yet, no steps: 100% at once",
+            "traffic: between the colours, once the idle colour is healthy: set_local: {} with HOIST_WEIGHT = {} of the traffic to the idle colour in turn (its hosts in HOIST_CANARY_HOSTS, the live colour's in HOIST_BASELINE_HOSTS), each step held {} while {}{last}; then switch_local (if set) and the probe; a failure sets 0% before the idle colour goes back; with no colour live yet, no steps: 100% at once",
             t.set_local.join("; "),
             weights.join(", "),
             humantime::format_duration(t.step_bake),
+            gates.replacen("the health checks", "the idle colour's health checks", 1),
         ));
     }
     Some(format!(
