@@ -6,6 +6,8 @@
 //! at a step sets the weight to 0 before the idle colour goes back (exit
 //! 5), the live colour untouched.
 
+use std::process::Command;
+
 use crate::support::fleet::{Fleet, HEALTH};
 use crate::support::project::{printed, said};
 
@@ -350,4 +352,54 @@ fn a_set_local_only_fleet_deploys_in_steps_and_rolls_back_with_100_to_the_other_
     for (host, release) in [("web1", &v1), ("web2", &v1), ("web3", &v2), ("web4", &v2)] {
         assert_eq!(f.current(host).as_ref(), Some(release), "{host}");
     }
+}
+
+#[test]
+fn sigterm_during_a_step_sets_0_then_the_idle_colour_goes_back() {
+    let f = fleet("true", SWITCH, "");
+    let (v1, v2) = green_live_then_v3(&f);
+    let skip = log(&f).len();
+    let mut child = f.spawn(&["deploy", "--json"]);
+    let pid = child.id().to_string();
+    let mut sent = false;
+    // The signal once the first weight is set: during its step.
+    let events = crate::support::project::follow(&mut child, |line| {
+        if !sent && line.contains("\"traffic_step\"") && line.contains("\"weight\":10,") {
+            sent = true;
+            Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        }
+    });
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(130), "{events:#?}");
+    let log = log(&f);
+    let log = &log[skip..];
+    assert_eq!(
+        log[..4],
+        [
+            "switch|web1",
+            "switch|web2",
+            "set|10|web1 web2|web3 web4|blue|green",
+            "set|0|web1 web2|web3 web4|blue|green",
+        ],
+        "{log:?}"
+    );
+    let mut rest = log[4..].to_vec();
+    rest.sort();
+    assert_eq!(rest, ["rollback|web1", "rollback|web2"], "{log:?}");
+    assert!(of(&events, "traffic").is_empty(), "switch_local never ran");
+    let back = of(&events, "rollback_started");
+    assert!(
+        back[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted during the traffic steps"),
+        "{back:?}"
+    );
+    for host in ["web1", "web2"] {
+        assert_eq!(f.current(host).as_ref(), Some(&v1), "{host} back");
+    }
+    for host in ["web3", "web4"] {
+        assert_eq!(f.current(host).as_ref(), Some(&v2), "{host} untouched");
+    }
+    assert_eq!(recorded_live(&f), ["green"; 4]);
 }

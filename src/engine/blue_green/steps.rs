@@ -251,6 +251,16 @@ impl Colours<'_> {
                 self.idle
             );
             let back = go_back(ctx, self.targets, outcomes, &all, self.id, why).await;
+            if back {
+                ctx.message(
+                    Level::Info,
+                    None,
+                    format!(
+                        "`hoist deploy` again deploys this artifact to {} anew",
+                        self.idle
+                    ),
+                );
+            }
             return policy::after_interrupted_colour(zeroed && back);
         };
         ctx.message(Level::Error, None, format!("rollout stopped: {reason}"));
