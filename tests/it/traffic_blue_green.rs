@@ -29,11 +29,23 @@ const SWITCH: &str = r#"switch_local = ['echo "switch_local|$HOIST_COLOR|$HOIST_
 /// switches and rollbacks into the same log. `switch`: the
 /// `[blue_green]` switch_local line, or none (set_local only).
 fn fleet(check: &str, switch: &str, extra: &str) -> Fleet {
+    fleet_with(|_| HEALTH.to_string(), check, switch, extra)
+}
+
+/// As [`fleet`], with the `[health]` table `health` makes of the
+/// project's path.
+fn fleet_with(
+    health: impl Fn(&std::path::Path) -> String,
+    check: &str,
+    switch: &str,
+    extra: &str,
+) -> Fleet {
     let f = Fleet::ssh(4);
+    let health = health(f.path());
     let log = f.path().join("order.log");
     let log = log.display();
     let toml = format!(
-        r#"{HEALTH}
+        r#"{health}
 
 [groups.blue]
 hosts = ["web1", "web2"]
@@ -402,4 +414,40 @@ fn sigterm_during_a_step_sets_0_then_the_idle_colour_goes_back() {
         assert_eq!(f.current(host).as_ref(), Some(&v2), "{host} untouched");
     }
     assert_eq!(recorded_live(&f), ["green"; 4]);
+}
+
+#[test]
+fn a_host_turning_unhealthy_at_a_step_is_diagnosed_after_0_is_set_and_its_colour_goes_back() {
+    // web2 answers its health check badly once it takes half the traffic.
+    let health = |proj: &std::path::Path| {
+        let proj = proj.display();
+        format!(
+            "[health]\ncommand = '''test ! -e {proj}/sick-$HOIST_HOST || test \"$(grep '^set' {proj}/order.log | tail -n 1 | cut -d'|' -f2)\" != 50'''\nretries = 1\ninterval = \"100ms\"\ntimeout = \"5s\""
+        )
+    };
+    let f = fleet_with(health, "true", SWITCH, "");
+    let releases = green_live_then_v3(&f);
+    std::fs::write(f.path().join("sick-web2"), "").unwrap();
+    let skip = log(&f).len();
+    let events = f.events(&["deploy", "--json"], 5);
+    stopped_at_50(&f, skip, &releases);
+    let diagnosed: Vec<&str> = of(&events, "host_diagnostics")
+        .iter()
+        .map(|e| e["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(diagnosed, ["web2"], "the host that turned unhealthy");
+    let zero = events
+        .iter()
+        .position(|e| e["event"] == "traffic_step" && e["weight"] == 0)
+        .unwrap();
+    let diagnostics = events
+        .iter()
+        .position(|e| e["event"] == "host_diagnostics")
+        .unwrap();
+    assert!(zero < diagnostics);
+    assert!(said(
+        &events,
+        "rollout stopped: web2 of blue turned unhealthy during a traffic step"
+    ));
+    assert!(of(&events, "traffic").is_empty(), "switch_local never ran");
 }
