@@ -451,3 +451,50 @@ fn a_host_turning_unhealthy_at_a_step_is_diagnosed_after_0_is_set_and_its_colour
     ));
     assert!(of(&events, "traffic").is_empty(), "switch_local never ran");
 }
+
+#[test]
+fn a_failed_probe_after_the_steps_sets_0_then_switches_back_then_the_colour_goes_back() {
+    // A colour breaks once `lb` names it, with BREAK in the project.
+    let health = |proj: &std::path::Path| {
+        let proj = proj.display();
+        format!(
+            "[health]\ncommand = '''test ! -e {proj}/BREAK || ! grep -qx \"$HOIST_COLOR\" {proj}/lb'''\nretries = 1\ninterval = \"100ms\"\ntimeout = \"5s\""
+        )
+    };
+    let f = fleet_with(health, "true", SWITCH, "");
+    let (v1, v2) = green_live_then_v3(&f);
+    std::fs::write(f.path().join("BREAK"), "").unwrap();
+    let skip = log(&f).len();
+    let events = f.events(&["deploy", "--json"], 5);
+    let log = log(&f);
+    let log = &log[skip..];
+    assert_eq!(
+        log[..8],
+        [
+            "switch|web1",
+            "switch|web2",
+            "set|10|web1 web2|web3 web4|blue|green",
+            "set|50|web1 web2|web3 web4|blue|green",
+            "set|100|web1 web2|web3 web4|blue|green",
+            "switch_local|blue|green",
+            "set|0|web1 web2|web3 web4|blue|green",
+            "switch_local|green|blue",
+        ],
+        "{log:?}"
+    );
+    let mut rest = log[8..].to_vec();
+    rest.sort();
+    assert_eq!(rest, ["rollback|web1", "rollback|web2"], "{log:?}");
+    assert!(said(&events, "failed the probe after the traffic switch"));
+    for host in ["web1", "web2"] {
+        assert_eq!(f.current(host).as_ref(), Some(&v1), "{host} back");
+    }
+    for host in ["web3", "web4"] {
+        assert_eq!(f.current(host).as_ref(), Some(&v2), "{host} untouched");
+    }
+    assert_eq!(recorded_live(&f), ["green"; 4]);
+    assert_eq!(
+        std::fs::read_to_string(f.path().join("lb")).unwrap(),
+        "green"
+    );
+}
