@@ -2,6 +2,8 @@
 //! only, sends traffic to it with `switch_local`, probes it once more, and
 //! switches traffic back if that fails. A rollback is one local command.
 //! Which colour is live is a `traffic` line in every host's journal.
+//! With `[traffic]`, weights between the colours come before the switch
+//! ([`steps`]); a failure after the idle colour's rollout is in [`back`].
 
 use futures_util::future::join_all;
 
