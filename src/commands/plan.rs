@@ -8,7 +8,7 @@ use crate::config::{Amount, Config, Host, HostTransport, OnFailure, Pause};
 use crate::engine::rollout_plan::{
     PlannedWave, RolloutPlan, Shape, Step, Upload, members, selection_waves, zone_sizes,
 };
-use crate::engine::{policy, shared, strategy};
+use crate::engine::{blue_green, policy, shared, strategy};
 use crate::exit::Exit;
 use crate::report::{Event, Level, Reporter, Row, Summary};
 
@@ -284,7 +284,13 @@ pub(crate) fn run(
                     canary: Amount::Hosts(0),
                     ..shape
                 };
-                of(shape, &members).map(|plan| (Some(c.name.as_str()), plan))
+                // The traffic steps after the colour's last wave, as a
+                // deploy runs them when the other colour is live.
+                let steps = blue_green::handover(config.traffic.as_ref(), true).steps;
+                of(shape, &members).map(|mut plan| {
+                    plan.then.extend(steps.into_iter().map(Step::Traffic));
+                    (Some(c.name.as_str()), plan)
+                })
             })
             .collect(),
         None => {
@@ -314,7 +320,11 @@ pub(crate) fn run(
             let last = plan.waves.len();
             info(
                 reporter,
-                format!("after wave {last}: {}", Step::describe_all(&plan.then)),
+                format!(
+                    "after {}wave {last}: {}",
+                    color.map(|c| format!("{c} ")).unwrap_or_default(),
+                    Step::describe_all(&plan.then)
+                ),
             );
         }
     }
@@ -334,7 +344,7 @@ pub(crate) fn run(
         info(
             reporter,
             format!(
-                "blue-green: {} ({}) and {} ({}); a deploy goes to the idle colour only (the one the hosts' journals do not name live, see `hoist status`; {first_live}), in {} wave(s) for {} or {} for {}, with no canary and no question: the whole idle colour must pass its health check before it takes traffic; then switch_local: {} with HOIST_COLOR, then that colour is probed once more and traffic switched back if it fails; `hoist rollback` runs switch_local for the other colour and changes no host",
+                "blue-green: {} ({}) and {} ({}); a deploy goes to the idle colour only (the one the hosts' journals do not name live, see `hoist status`; {first_live}), in {} wave(s) for {} or {} for {}, with no canary and no question: the whole idle colour must pass its health check before it takes traffic; then {}",
                 first.name,
                 first.hosts.join(", "),
                 second.name,
@@ -343,7 +353,7 @@ pub(crate) fn run(
                 first.name,
                 count(second.name.as_str()),
                 second.name,
-                list(&bg.switch_local)
+                handover_words(config, bg)
             ),
         );
     }
@@ -476,6 +486,21 @@ pub(crate) fn run(
     reporter.event(&Event::Summary(Summary::without_hosts("plan", 0)));
     reporter.finish();
     Exit::Ok
+}
+
+/// What a blue-green deploy does once the idle colour is healthy, and
+/// what `hoist rollback` does, in words.
+fn handover_words(config: &Config, bg: &crate::config::BlueGreen) -> String {
+    let switch = list(&bg.switch_local);
+    match &config.traffic {
+        None => format!(
+            "switch_local: {switch} with HOIST_COLOR, then that colour is probed once more and traffic switched back if it fails; `hoist rollback` runs switch_local for the other colour and changes no host"
+        ),
+        Some(t) => format!(
+            "the traffic steps ({}, see traffic: below), then switch_local: {switch} with HOIST_COLOR, then that colour is probed once more and the traffic sent back if it fails (set_local at 0%, then switch_local for the old colour); `hoist rollback` runs set_local at 100% to the other colour, then switch_local for it, and changes no host",
+            t.describe()
+        ),
+    }
 }
 
 /// What `[relay]` does to a wave of `n` hosts that all need the whole

@@ -438,6 +438,19 @@ async fn switch_back(
             outcomes[i] = outcome;
         }
     }
+    // `[traffic]`: all of the weight to the colour going live first.
+    if ok && let Err(e) = blue_green::all_to(ctx, bg, nodes, &target.name, release).await {
+        ok = false;
+        ctx.message(
+            Level::Error,
+            None,
+            format!(
+                "set_local at 100% to {} did not pass: {e}; traffic may still go to {}",
+                target.name,
+                live.unwrap_or("the old colour")
+            ),
+        );
+    }
     if ok {
         let reason = "rollback";
         match blue_green::switch_traffic(ctx, bg, &target.name, live, release, reason).await {

@@ -260,21 +260,18 @@ pub fn load(source: &Source, env: &Env) -> Result<Config, ConfigError> {
         host.role.zone = zone;
     }
     let analysis = super::analysis::gates(file.analysis.take(), &doc)?;
-    if let Some(unused) = super::analysis::unsampled(&analysis, &strategy) {
-        resolved.warnings.push(unused);
-    }
-    if strategy.kind == StrategyKind::BlueGreen && !analysis.is_empty() {
-        return Err(doc.error(
-            &["analysis"],
-            "analysis gates run during a rolling deploy's bakes; kind = \"blue-green\" has none",
-        ));
-    }
     let traffic = super::traffic::traffic(file.traffic.take(), &strategy, &doc)?;
-    if strategy.kind == StrategyKind::BlueGreen && traffic.is_some() {
-        return Err(doc.error(
-            &["traffic"],
-            "traffic steps follow a rolling deploy's canary; kind = \"blue-green\" switches whole colours",
-        ));
+    // Traffic steps hold and sample too (blue-green: between the colours).
+    if traffic.is_none()
+        && let Some(unused) = super::analysis::unsampled(&analysis, &strategy)
+    {
+        if strategy.kind == StrategyKind::BlueGreen {
+            return Err(doc.error(
+                &["analysis"],
+                "analysis gates in a blue-green deploy sample its traffic steps, and there are none: add [traffic] (steps and set_local) or remove [[analysis]]",
+            ));
+        }
+        resolved.warnings.push(unused);
     }
     Ok(Config {
         analysis,

@@ -25,6 +25,14 @@ pub struct Traffic {
     pub step_bake: Duration,
 }
 
+impl Traffic {
+    /// The weights as said: `10%, 50%, 100%`.
+    pub fn describe(&self) -> String {
+        let weights: Vec<String> = self.steps.iter().map(|w| format!("{w}%")).collect();
+        weights.join(", ")
+    }
+}
+
 /// The `[traffic]` table, checked against the strategy: steps 1..=100 and
 /// strictly increasing, a command to set them, and a canary to send the
 /// traffic to (a rolling deploy).

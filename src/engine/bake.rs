@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 
 use super::fleet::Node;
-use super::{Context, Failure, health, ms, policy};
+use super::{Context, Failure, analysis, diagnose, health, ms, policy};
 use crate::config::Health;
-use crate::report::Event;
+use crate::release::ReleaseId;
+use crate::report::{Event, Phase};
 
 /// Probes are never closer together than this, whatever `health.interval` says.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
@@ -23,6 +24,9 @@ pub(crate) enum Spoiled {
     /// An analysis gate stopped it: why.
     Gate(String),
     Interrupted,
+    /// A switched host went back by itself (its dead-man switch): only
+    /// from [`hold`].
+    WentBack,
 }
 
 /// One host being baked: the environment its health check gets, and its
@@ -120,4 +124,50 @@ pub(crate) async fn bake(
         elapsed_ms: ms(started.elapsed()),
     });
     result
+}
+
+/// A step held (a bake between waves, a traffic step): `baked` probed
+/// for `d` while the analysis gates sample `who` (as long as their `count`
+/// needs, if longer); a switched host found gone back by itself ends it.
+/// Shared by the rolling executor and blue-green's traffic steps.
+pub(crate) async fn hold(
+    ctx: &Context,
+    step: &str,
+    who: &analysis::Hosts<'_>,
+    baked: &[Baked<'_>],
+    d: Duration,
+) -> Result<(), Spoiled> {
+    let gates = &ctx.config.analysis;
+    let length = analysis::length(gates, d);
+    let sampled = async {
+        match gates.is_empty() {
+            true => Ok(()),
+            false => analysis::step(ctx, step, who, length).await,
+        }
+    };
+    tokio::select! {
+        out = bake(ctx, step, baked, length, sampled) => out,
+        () = ctx.deadman.found_back() => Err(Spoiled::WentBack),
+    }
+}
+
+/// After a gate failed (`reason`): `[diagnose]` on each of the step's
+/// hosts, with its hook variables.
+pub(crate) async fn diagnose_gate(
+    ctx: &Context,
+    hosts: &[(&Node, Vec<(String, String)>)],
+    id: &ReleaseId,
+    reason: &str,
+) {
+    let failed = Failure::Health {
+        reason: reason.to_string(),
+        tail: Vec::new(),
+    }
+    .at(Phase::Health);
+    join_all(
+        hosts
+            .iter()
+            .map(|(node, env)| diagnose::collect(ctx, node, id, &failed, env)),
+    )
+    .await;
 }

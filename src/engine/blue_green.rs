@@ -2,12 +2,12 @@
 //! only, sends traffic to it with `switch_local`, probes it once more, and
 //! switches traffic back if that fails. A rollback is one local command.
 //! Which colour is live is a `traffic` line in every host's journal.
+//! With `[traffic]`, weights between the colours come before the switch
+//! ([`steps`]); a failure after the idle colour's rollout is in [`back`].
 
 use futures_util::future::join_all;
 
 use super::fleet::Node;
-use super::policy::BackFor;
-use super::put_back::{self, Back};
 use super::rollout::{self, Setup};
 use super::{Context, Failure, HostOutcome, deadman, health, hooks, policy, record};
 use crate::artifact::Artifact;
@@ -15,7 +15,12 @@ use crate::config::{Amount, BlueGreen};
 use crate::exit::Exit;
 use crate::journal::{Entry, Kind};
 use crate::release::ReleaseId;
-use crate::report::{Event, HostResult, Level};
+use crate::report::{Event, Level};
+use back::go_back;
+
+mod back;
+mod steps;
+pub(crate) use steps::{all_to, handover};
 
 /// The two colours as this run sees them.
 #[derive(Debug, Clone)]
@@ -166,8 +171,12 @@ pub(crate) async fn deploy(
         None,
         match live {
             Some(live) => format!(
-                "{live} is live; deploying to {} ({n} host(s)), then switching traffic",
-                idle.name
+                "{live} is live; deploying to {} ({n} host(s)), then {}",
+                idle.name,
+                match &ctx.config.traffic {
+                    Some(t) => format!("moving traffic to it in steps ({})", t.describe()),
+                    None => "switching traffic".to_string(),
+                }
             ),
             None => format!(
                 "no colour is live yet; deploying to {} ({n} host(s)), then sending traffic there",
@@ -263,6 +272,10 @@ impl Colours<'_> {
     /// whatever comes meanwhile: neither is cut by Ctrl-C.
     async fn switch(&self, artifact: &Artifact, outcomes: &mut [HostOutcome]) -> Exit {
         let (ctx, id) = (self.ctx, self.id);
+        // `[traffic]`: the weights in steps first, each held.
+        if let Err(exit) = self.steps(artifact, outcomes).await {
+            return exit;
+        }
         let why = "the deploy's switch";
         let switched = switch_traffic(ctx, self.bg, self.idle, self.live, Some(id), why).await;
         let probed = match switched {
@@ -301,71 +314,11 @@ impl Colours<'_> {
             return policy::after_switch(recorded, interrupted);
         };
         ctx.message(Level::Error, None, reason.clone());
-        let traffic_back = self.traffic_back().await;
+        let traffic_back = self.traffic_back(artifact).await;
         let all: Vec<usize> = (0..self.targets.len()).collect();
         let back = go_back(ctx, self.targets, outcomes, &all, id, reason).await;
         policy::after_traffic_back(traffic_back && back)
     }
-
-    /// After a failed probe, traffic back to the colour that was live;
-    /// whether it went.
-    async fn traffic_back(&self) -> bool {
-        let ctx = self.ctx;
-        let Some(live) = self.live else {
-            ctx.message(
-                Level::Error,
-                None,
-                format!(
-                    "no colour was live before, so traffic cannot go back; {} goes back to what it had",
-                    self.idle
-                ),
-            );
-            return false;
-        };
-        // The live colour runs what it ran: the release traffic goes back to.
-        let release = self.others.iter().find_map(|n| n.probe.current.clone());
-        let why = "switching back after the failed probe";
-        let back = switch_traffic(ctx, self.bg, live, Some(self.idle), release.as_ref(), why).await;
-        if let Err(e) = &back {
-            ctx.message(
-                Level::Error,
-                None,
-                format!("could not switch traffic back to {live}: {e}; send it there by hand"),
-            );
-        }
-        back.is_ok()
-    }
-}
-
-/// The hosts `which` of the idle colour go back to the release they had;
-/// their outcomes say so. Returns whether all of them made it.
-async fn go_back(
-    ctx: &Context,
-    targets: &[Node],
-    outcomes: &mut [HostOutcome],
-    which: &[usize],
-    id: &ReleaseId,
-    reason: String,
-) -> bool {
-    let backs = which
-        .iter()
-        .map(|&i| {
-            let node = &targets[i];
-            let target = node.probe.current.clone();
-            // The idle colour takes no requests.
-            Back {
-                in_pool: false,
-                ..Back::taking(i, node, target, id.clone(), &mut outcomes[i])
-            }
-        })
-        .collect();
-    let ended = put_back::together(ctx, backs, BackFor::Undo, Some(reason)).await;
-    let mut all_back = true;
-    for (i, outcome) in ended {
-        all_back &= outcome.result != HostResult::Failed;
-        outcomes[i] = outcome;
-    }
-    all_back
 }
 
 /// The probe after the switch: the health check of every host of the new

@@ -20,6 +20,9 @@ pub(crate) struct Weight<'a> {
     pub canary: Vec<&'a Node>,
     /// On the old one.
     pub baseline: Vec<&'a Node>,
+    /// Blue-green: the colour of `canary`, and of `baseline`
+    /// (`HOIST_COLOR`, `HOIST_PREVIOUS_COLOR`).
+    pub colors: Option<(&'a str, &'a str)>,
 }
 
 /// Runs `set_local` for `w` (one load-balancer hook at a time), says so
@@ -27,14 +30,14 @@ pub(crate) struct Weight<'a> {
 /// without `[traffic]`.
 pub(crate) async fn set(
     ctx: &Context,
-    release: &ReleaseId,
+    release: Option<&ReleaseId>,
     version: &str,
     w: &Weight<'_>,
 ) -> Result<(), String> {
     let Some(traffic) = &ctx.config.traffic else {
         return Ok(());
     };
-    let mut env = batch::env(ctx, Some(release), version, &w.canary);
+    let mut env = batch::env(ctx, release, version, &w.canary);
     env.extend(variables(w));
     let ran = {
         let _one = ctx.throttle.load_balancer().await;
@@ -47,6 +50,7 @@ pub(crate) async fn set(
         weight: w.weight,
         canary: names(&w.canary),
         baseline: names(&w.baseline),
+        color: w.colors.map(|(c, _)| c.to_string()),
         outcome: if error.is_none() { "ok" } else { "failed" }.into(),
         error: error.clone(),
     });
@@ -65,13 +69,21 @@ fn variables(w: &Weight<'_>) -> Vec<(String, String)> {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    vec![
+    let colors = w.colors.into_iter().flat_map(|(color, previous)| {
+        [
+            ("HOIST_COLOR".to_string(), color.to_string()),
+            ("HOIST_PREVIOUS_COLOR".to_string(), previous.to_string()),
+        ]
+    });
+    let mut vars: Vec<(String, String)> = vec![
         ("HOIST_WEIGHT".into(), w.weight.to_string()),
         ("HOIST_CANARY_HOSTS".into(), names(&w.canary).join(" ")),
         ("HOIST_BASELINE_HOSTS".into(), names(&w.baseline).join(" ")),
         ("HOIST_CANARY_ADDRESSES".into(), addresses(&w.canary)),
         ("HOIST_BASELINE_ADDRESSES".into(), addresses(&w.baseline)),
-    ]
+    ];
+    vars.extend(colors);
+    vars
 }
 
 fn names(nodes: &[&Node]) -> Vec<String> {

@@ -168,6 +168,7 @@ impl Mask {
                 weight,
                 canary,
                 baseline,
+                color,
                 outcome,
                 error,
             } => Event::TrafficStep {
@@ -176,6 +177,7 @@ impl Mask {
                 weight: *weight,
                 canary: canary.clone(),
                 baseline: baseline.clone(),
+                color: color.clone(),
                 outcome: outcome.clone(),
                 error: error.as_ref().map(t),
             },

@@ -337,6 +337,9 @@ pub enum Event {
         weight: u8,
         canary: Vec<String>,
         baseline: Vec<String>,
+        /// Blue-green: the colour `canary` is (the one the weight is of).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        color: Option<String>,
         /// `ok`, or `failed` (set_local did not pass).
         outcome: String,
         #[serde(skip_serializing_if = "Option::is_none")]

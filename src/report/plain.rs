@@ -417,10 +417,17 @@ impl Plain {
                 steps,
                 weight,
                 canary,
+                color,
                 error,
                 ..
             } => {
-                let text = style::traffic_step(*step, *steps, *weight, canary, error.as_deref());
+                let text = style::traffic_step(
+                    (*step, *steps),
+                    *weight,
+                    canary,
+                    color.as_deref(),
+                    error.as_deref(),
+                );
                 let text = match error {
                     None => paint.bold(&text),
                     Some(_) => paint.red(&text),

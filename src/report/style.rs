@@ -300,23 +300,26 @@ impl GateSamples {
 
 /// `[traffic]`: a weight set (or not).
 pub fn traffic_step(
-    step: Option<usize>,
-    steps: usize,
+    (step, steps): (Option<usize>, usize),
     weight: u8,
     canary: &[String],
+    color: Option<&str>,
     error: Option<&str>,
 ) -> String {
-    let which = match step {
-        Some(n) => format!(" (step {n} of {steps})"),
-        None if weight == 0 => " (the rollout stopped)".to_string(),
-        None => " (every host is on the new release)".to_string(),
+    let which = match (step, color) {
+        (Some(n), _) => format!(" (step {n} of {steps})"),
+        (None, _) if weight == 0 => " (the rollout stopped)".to_string(),
+        (None, Some(_)) => String::new(),
+        (None, None) => " (every host is on the new release)".to_string(),
     };
+    // Blue-green: the weight is a colour's share, new release or old.
+    let to = color.unwrap_or("the new release");
     let on = match canary {
         [] => "no host".to_string(),
         hosts => hosts.join(" "),
     };
     match error {
-        None => format!("traffic {weight}% to the new release{which}: {on}"),
+        None => format!("traffic {weight}% to {to}{which}: {on}"),
         Some(e) => format!(
             "traffic {weight}%{which}: set_local did not pass: {}",
             clean(e)

@@ -658,12 +658,19 @@ impl Tty {
                 steps,
                 weight,
                 canary,
+                color,
                 error,
                 ..
             } => {
                 st.weight = Some(*weight);
                 self.countdown_message(st);
-                let text = style::traffic_step(*step, *steps, *weight, canary, error.as_deref());
+                let text = style::traffic_step(
+                    (*step, *steps),
+                    *weight,
+                    canary,
+                    color.as_deref(),
+                    error.as_deref(),
+                );
                 let text = format!("⇄ {text}");
                 let text = fit(&text, width);
                 let text = match error {

@@ -43,6 +43,7 @@ mod secrets_from_commands;
 mod ssh_transport;
 mod three_am;
 mod traffic;
+mod traffic_blue_green;
 mod transport_faults;
 mod upload_ssh;
 mod url_pull;

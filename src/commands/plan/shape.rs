@@ -172,6 +172,19 @@ pub(super) fn traffic_line(config: &crate::config::Config) -> Option<String> {
             names.join(", ")
         ),
     };
+    if config.blue_green.is_some() {
+        let last = match t.steps.last() {
+            Some(100) => "",
+            _ => ", then 100% (not held)",
+        };
+        return Some(format!(
+            "traffic: between the colours, once the idle colour is healthy: set_local: {} with HOIST_WEIGHT = {} of the traffic to the idle colour in turn (its hosts in HOIST_CANARY_HOSTS, the live colour's in HOIST_BASELINE_HOSTS), each step held {} while {}{last}; then switch_local (if set) and the probe; a failure sets 0% before the idle colour goes back; with no colour live yet, no steps: 100% at once",
+            t.set_local.join("; "),
+            weights.join(", "),
+            humantime::format_duration(t.step_bake),
+            gates.replacen("the health checks", "the idle colour's health checks", 1),
+        ));
+    }
     Some(format!(
         "traffic: after the canary wave, set_local: {} with HOIST_WEIGHT = {} in turn, each step held {} while {gates}; once every wave is done, set_local at 100% with every host; a failure sets 0% before anything goes back",
         t.set_local.join("; "),

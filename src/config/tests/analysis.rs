@@ -110,3 +110,17 @@ fn gates_no_bake_samples_are_warned_about() {
         c.warnings
     );
 }
+
+#[test]
+fn gates_and_traffic_steps_are_taken_in_a_blue_green_fleet() {
+    let c = load(
+        "[hosts.a]\n[hosts.b]\n[groups.blue]\nhosts = [\"a\"]\n[groups.green]\nhosts = [\"b\"]\n\
+         [blue_green]\ncolors = [\"blue\", \"green\"]\n[strategy]\nkind = \"blue-green\"\n\
+         [traffic]\nsteps = [10, 100]\nset_local = [\"./lb $HOIST_WEIGHT\"]\n\
+         [[analysis]]\nname = \"a\"\ncommand = [\"x\"]\n",
+    );
+    assert_eq!(c.traffic.as_ref().unwrap().steps, [10, 100]);
+    assert_eq!(c.analysis.len(), 1);
+    // The steps sample the gates: no warning that nothing does.
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}

@@ -3,13 +3,12 @@
 //! canary.
 
 use super::{HostRun, Run};
-use futures_util::future::join_all;
 
 use crate::engine::analysis;
-use crate::engine::bake::{Baked, Spoiled, bake};
+use crate::engine::bake::{Baked, Spoiled, diagnose_gate, hold};
 use crate::engine::fleet::Node;
 use crate::engine::rollout_plan::{PlannedWave, RolloutPlan, Step};
-use crate::engine::{Failure, HostOutcome, batch, diagnose};
+use crate::engine::{HostOutcome, batch, diagnose};
 use crate::report::{HostResult, Level, Phase};
 
 /// `step`, after wave `done` of `plan`, before the waves `next`. `Err` is
@@ -153,8 +152,6 @@ async fn held(
     traffic: bool,
 ) -> Result<(), Stopped> {
     let ctx = run.ctx;
-    let gates = &ctx.config.analysis;
-    let length = analysis::length(gates, d);
     let who = analysis::Hosts {
         canary: (0..run.nodes.len())
             .filter(|&i| hosts[i].switched && hosts[i].outcome.result == HostResult::Ok)
@@ -173,12 +170,6 @@ async fn held(
             batch::env(ctx, Some(run.id), &run.artifact.version, &members)
         },
     };
-    let sampled = async {
-        match gates.is_empty() {
-            true => Ok(()),
-            false => analysis::step(ctx, step, &who, length).await,
-        }
-    };
     let list: Vec<Baked> = baked
         .iter()
         .map(|&i| {
@@ -187,33 +178,19 @@ async fn held(
             (node, env, node.host.role.health.as_ref())
         })
         .collect();
-    // A host found gone back by itself (its dead-man switch) ends the bake.
-    let baked_out = tokio::select! {
-        out = bake(run.ctx, step, &list, length, sampled) => out,
-        () = ctx.deadman.found_back() => {
-            return Err(Stopped::Said(format!(
-                "a switched host went back by itself during the {step} (its dead-man switch)"
-            )));
-        }
-    };
+    let baked_out = hold(ctx, step, &who, &list, d).await;
     if traffic && matches!(baked_out, Err(Spoiled::Gate(_) | Spoiled::Unhealthy(..))) {
         super::traffic::zero(run, hosts).await;
     }
     match baked_out {
         Ok(()) => Ok(()),
+        // A host found gone back by itself (its dead-man switch) ends the bake.
+        Err(Spoiled::WentBack) => Err(Stopped::Said(format!(
+            "a switched host went back by itself during the {step} (its dead-man switch)"
+        ))),
         Err(Spoiled::Interrupted) => Err(Stopped::Said("interrupted during the bake".into())),
         Err(Spoiled::Gate(reason)) => {
-            let failed = Failure::Health {
-                reason: reason.clone(),
-                tail: Vec::new(),
-            }
-            .at(Phase::Health);
-            join_all(
-                who.step
-                    .iter()
-                    .map(|(node, env)| diagnose::collect(ctx, node, run.id, &failed, env)),
-            )
-            .await;
+            diagnose_gate(ctx, &who.step, run.id, &reason).await;
             Err(Stopped::Said(reason))
         }
         Err(Spoiled::Unhealthy(k, failure)) => {

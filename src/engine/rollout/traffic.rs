@@ -49,8 +49,13 @@ pub(super) async fn zero(run: &Run<'_>, hosts: &[HostRun]) {
     }
 }
 
-/// Once every wave is done: 100 with every host on the new release.
+/// Once every wave is done: 100 with every host on the new release. Not
+/// for a blue-green colour: its weights come after its rollout, against
+/// the live colour.
 pub(super) async fn done(run: &Run<'_>, hosts: &[HostRun]) -> Result<(), String> {
+    if run.ctx.config.blue_green.is_some() {
+        return Ok(());
+    }
     set(run, hosts, 100, None).await
 }
 
@@ -80,6 +85,7 @@ async fn set(
         steps: config.steps.len(),
         canary,
         baseline,
+        colors: None,
     };
-    traffic::set(run.ctx, run.id, &run.artifact.version, &w).await
+    traffic::set(run.ctx, Some(run.id), &run.artifact.version, &w).await
 }
