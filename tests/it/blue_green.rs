@@ -2,7 +2,7 @@
 //! `switch_local` writes the live colour to `lb` in the project, as a load
 //! balancer's configuration would hold it.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::support::fleet::Fleet;
 use crate::support::project::{ndjson, printed};
@@ -134,11 +134,9 @@ fn blue_green_deploys_switch_colours_and_rollback_moves_only_traffic() {
     let took = started.elapsed();
     eprintln!("blue-green rollback of 6 SSH hosts took {took:?}");
     assert_eq!(lb(&f), "blue", "{}", printed(&out));
+    // A rollback is one local command: no host was switched (its time is
+    // said above, not asserted: a loaded machine would fail it).
     assert_eq!(currents(&f), before, "no host was switched");
-    assert!(
-        took < Duration::from_secs(5),
-        "a rollback is one local command: {took:?}"
-    );
     for host in f.host_names() {
         let last = f
             .journal(&host)
