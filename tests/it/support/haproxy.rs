@@ -503,3 +503,168 @@ impl Drop for Prometheus {
         let _ = self.child.wait();
     }
 }
+
+/// One sample of an analysis gate, as an output shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The bake: `canary bake`, `traffic 10%`, `wave 2 bake`.
+    pub step: String,
+    pub verdict: String,
+    /// What it saw: `{"canary": n, "baseline": n}` for a comparison, null
+    /// when the provider could not answer.
+    pub value: serde_json::Value,
+}
+
+impl Sample {
+    /// `canary` or `baseline`, when the sample has it.
+    pub fn side(&self, side: &str) -> Option<f64> {
+        self.value[side].as_f64()
+    }
+}
+
+/// The samples of `gate` among NDJSON events (`analysis`).
+pub fn samples_in_events(events: &[serde_json::Value], gate: &str) -> Vec<Sample> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "analysis" && e["gate"] == gate)
+        .map(|e| Sample {
+            step: e["step"].as_str().unwrap().to_string(),
+            verdict: e["verdict"].as_str().unwrap().to_string(),
+            value: e["value"].clone(),
+        })
+        .collect()
+}
+
+/// The samples of `gate` in plain lines, one per line wherever it starts
+/// (`gate G [STEP k/n]: VERDICT, value V`).
+pub fn samples_in_lines(text: &str, gate: &str) -> Vec<Sample> {
+    let line = regex_lite::Regex::new(&format!(
+        r"gate {} \[(.+) \d+/\d+\]: (\w+), value (.*)$",
+        regex_lite::escape(gate)
+    ))
+    .unwrap();
+    text.lines()
+        .filter_map(|l| line.captures(l.trim_end()))
+        .map(|c| Sample {
+            step: c[1].to_string(),
+            verdict: c[2].to_string(),
+            value: serde_json::from_str(&c[3])
+                .unwrap_or_else(|e| panic!("a value in {:?}: {e}", &c[0])),
+        })
+        .collect()
+}
+
+/// The summary's rows for `gate` (`gate G, STEP: V verdict, V verdict`),
+/// in order: each step with its samples (of a row cut short at a
+/// terminal's width, those shown whole).
+pub fn summary_rows(text: &str, gate: &str) -> Vec<(String, Vec<Sample>)> {
+    let head = format!("gate {gate}, ");
+    let sample =
+        regex_lite::Regex::new(r"(\{[^{}]*\}|null|[-+0-9.eE]+) (pass|fail|inconclusive|error)\b")
+            .unwrap();
+    text.lines()
+        .filter_map(|l| Some(&l[l.find(&head)? + head.len()..]))
+        .filter_map(|row| row.split_once(": "))
+        .map(|(step, samples)| {
+            let samples = sample
+                .captures_iter(samples)
+                .map(|c| Sample {
+                    step: step.to_string(),
+                    verdict: c[2].to_string(),
+                    value: serde_json::from_str(&c[1]).unwrap(),
+                })
+                .collect();
+            (step.to_string(), samples)
+        })
+        .collect()
+}
+
+/// What a terminal showed while hoist ran on it.
+#[derive(Debug)]
+pub struct Screen {
+    pub code: Option<i32>,
+    /// Everything written to the terminal, escape sequences taken out
+    /// (each redraw of a line is still there, after a `\r` or on a line of
+    /// its own).
+    pub text: String,
+}
+
+/// The terminal's width: wide enough for a countdown line with a gate's
+/// values, and for a summary row of a few samples.
+pub const COLUMNS: u16 = 250;
+
+/// Why hoist cannot be run on a pseudo-terminal here, if it cannot.
+pub fn no_terminal() -> Option<String> {
+    let found = Command::new("sh")
+        .args(["-c", "command -v script && command -v stty"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    (!found).then(|| "util-linux's script is not installed (Debian: bsdutils)".to_string())
+}
+
+/// `hoist ARGS` in `dir` as a person runs it: stdin, stdout and stderr a
+/// pseudo-terminal of [`COLUMNS`] x 50 (util-linux `script`; `stty` sets
+/// the size, which the live view reads from the terminal), TERM=xterm;
+/// killed after `bound`.
+pub fn on_a_terminal(dir: &Path, args: &str, bound: Duration) -> Screen {
+    let bin = assert_cmd::cargo::cargo_bin("hoist");
+    let command = format!("stty cols {COLUMNS} rows 50; exec {} {args}", bin.display());
+    let mut child = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .current_dir(dir)
+        .env("HOME", dir.join("home"))
+        .env("USER", crate::support::project::whoami())
+        .env("TERM", "xterm")
+        .env("COLUMNS", COLUMNS.to_string())
+        .env("LINES", "50")
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("HOIST_CONFIG")
+        .env_remove("HOIST_ENV")
+        .env_remove("HOIST_SSH_PASSPHRASE")
+        .env_remove("NO_COLOR")
+        .env_remove("GITHUB_ACTIONS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script starts");
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut raw = Vec::new();
+        let _ = stdout.read_to_end(&mut raw);
+        raw
+    });
+    let until = Instant::now() + bound;
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let raw = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    Screen {
+        code,
+        text: console::strip_ansi_codes(&raw).replace('\r', "\n"),
+    }
+}
+
+/// The full log of the run that wrote it since `before` (the logs then).
+pub fn new_log(dir: &Path, before: &[PathBuf]) -> String {
+    let logs = logs(dir);
+    let new: Vec<&PathBuf> = logs.iter().filter(|l| !before.contains(l)).collect();
+    assert_eq!(new.len(), 1, "one new log: {new:?}");
+    std::fs::read_to_string(new[0]).unwrap()
+}
+
+/// The run logs under `dir/.hoist/logs`.
+pub fn logs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir.join(".hoist/logs"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default()
+}
