@@ -539,12 +539,12 @@ pub fn samples_in_events(events: &[serde_json::Value], gate: &str) -> Vec<Sample
 /// (`gate G [STEP k/n]: VERDICT, value V`).
 pub fn samples_in_lines(text: &str, gate: &str) -> Vec<Sample> {
     let line = regex_lite::Regex::new(&format!(
-        r"gate {} \[(.+) \d+/\d+\]: (\w+), value (.*)$",
+        r"gate {} \[(.+) \d+/\d+\]: (\w+), value (\{{[^{{}}]*\}}|null|[-+0-9.eE]+)",
         regex_lite::escape(gate)
     ))
     .unwrap();
     text.lines()
-        .filter_map(|l| line.captures(l.trim_end()))
+        .filter_map(|l| line.captures(l))
         .map(|c| Sample {
             step: c[1].to_string(),
             verdict: c[2].to_string(),
@@ -650,8 +650,17 @@ pub fn on_a_terminal(dir: &Path, args: &str, bound: Duration) -> Screen {
     let raw = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
     Screen {
         code,
-        text: console::strip_ansi_codes(&raw).replace('\r', "\n"),
+        text: screen_lines(&raw),
     }
+}
+
+/// What a terminal was sent, as lines of text: a cursor move, an erase or
+/// a carriage return ends a line (a redraw starts a new one), colours are
+/// taken out.
+fn screen_lines(raw: &str) -> String {
+    let moves = regex_lite::Regex::new(r"\x1b\[[0-9;?]*[A-Za-ln-z]").unwrap();
+    let lines = moves.replace_all(raw, "\n").replace('\r', "\n");
+    console::strip_ansi_codes(&lines).into_owned()
 }
 
 /// The full log of the run that wrote it since `before` (the logs then).
