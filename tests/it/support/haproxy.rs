@@ -66,6 +66,52 @@ fn haproxy_bin() -> &'static str {
     }
 }
 
+/// HAProxy's configuration: the frontend on `port`, the exporter on
+/// `metrics`, the backend's servers health-checked every 300 ms.
+fn config(
+    dir: &Path,
+    socket: &Path,
+    (port, metrics): (u16, u16),
+    backends: &[(String, u16)],
+) -> String {
+    let servers: String = backends
+        .iter()
+        .map(|(host, port)| {
+            format!("  server {host} 127.0.0.1:{port} check inter 300ms fall 3 rise 1 weight 256\n")
+        })
+        .collect();
+    format!(
+        "global
+  stats socket {socket} mode 600 level admin
+  pidfile {d}/haproxy.pid
+
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 10s
+  timeout server 10s
+  timeout queue 10s
+  timeout check 2s
+  retries 0
+
+frontend web
+  bind 127.0.0.1:{port}
+  default_backend {BACKEND}
+
+frontend metrics
+  bind 127.0.0.1:{metrics}
+  http-request use-service prometheus-exporter if {{ path /metrics }}
+
+backend {BACKEND}
+  balance roundrobin
+  option httpchk GET /health
+  http-response set-header X-Server %s
+{servers}",
+        socket = socket.display(),
+        d = dir.display(),
+    )
+}
+
 /// One server's line of `show stat`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Server {
@@ -89,52 +135,30 @@ pub struct Haproxy {
 
 impl Haproxy {
     /// Starts HAProxy in front of `backends` (host name, app port) and
-    /// waits until its runtime API answers.
+    /// waits until its runtime API answers. A port picked free and taken
+    /// before HAProxy bound it (another test's connection, on a busy
+    /// machine) gets HAProxy started again on new ones.
     pub fn start(dir: &Path, backends: &[(String, u16)]) -> Haproxy {
         let dir = dir.join("haproxy");
         std::fs::create_dir_all(&dir).unwrap();
+        for _ in 0..5 {
+            if let Some(haproxy) = Haproxy::try_start(&dir, backends) {
+                return haproxy;
+            }
+        }
+        panic!("haproxy found its ports taken five times in a row");
+    }
+
+    /// `None` when a port it was given was taken by the time it bound it.
+    fn try_start(dir: &Path, backends: &[(String, u16)]) -> Option<Haproxy> {
         let port = free_port();
         let metrics_port = free_port();
         let socket = dir.join("admin.sock");
-        let servers: String = backends
-            .iter()
-            .map(|(host, port)| {
-                format!(
-                    "  server {host} 127.0.0.1:{port} check inter 300ms fall 3 rise 1 weight 256\n"
-                )
-            })
-            .collect();
-        let conf = format!(
-            "global
-  stats socket {socket} mode 600 level admin
-  pidfile {d}/haproxy.pid
-
-defaults
-  mode http
-  timeout connect 1s
-  timeout client 10s
-  timeout server 10s
-  timeout queue 10s
-  timeout check 2s
-  retries 0
-
-frontend web
-  bind 127.0.0.1:{port}
-  default_backend {BACKEND}
-
-frontend metrics
-  bind 127.0.0.1:{metrics_port}
-  http-request use-service prometheus-exporter if {{ path /metrics }}
-
-backend {BACKEND}
-  balance roundrobin
-  option httpchk GET /health
-  http-response set-header X-Server %s
-{servers}",
-            socket = socket.display(),
-            d = dir.display(),
-        );
-        std::fs::write(dir.join("haproxy.cfg"), conf).unwrap();
+        std::fs::write(
+            dir.join("haproxy.cfg"),
+            config(dir, &socket, (port, metrics_port), backends),
+        )
+        .unwrap();
         let child = Command::new(haproxy_bin())
             .arg("-db")
             .arg("-f")
@@ -144,23 +168,32 @@ backend {BACKEND}
             .stderr(std::fs::File::create(dir.join("haproxy.log")).unwrap())
             .spawn()
             .expect("haproxy starts");
-        let haproxy = Haproxy {
+        let mut haproxy = Haproxy {
             port,
             metrics_port,
-            dir,
+            dir: dir.to_path_buf(),
             socket,
             child,
         };
         let until = Instant::now() + Duration::from_secs(20);
         while haproxy.try_api("show info").is_err() {
+            let log = || std::fs::read_to_string(dir.join("haproxy.log")).unwrap_or_default();
+            if let Ok(Some(_)) = haproxy.child.try_wait() {
+                assert!(
+                    log().contains("Address already in use"),
+                    "haproxy stopped: {}",
+                    log()
+                );
+                return None;
+            }
             assert!(
                 Instant::now() < until,
                 "haproxy's runtime API did not answer: {}",
-                std::fs::read_to_string(haproxy.dir.join("haproxy.log")).unwrap_or_default()
+                log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        haproxy
+        Some(haproxy)
     }
 
     fn try_api(&self, command: &str) -> std::io::Result<String> {
@@ -461,6 +494,19 @@ impl Prometheus {
             haproxy.metrics_port
         );
         std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        // A port picked free and taken before it listened (another test's
+        // connection, on a busy machine): it stops, and starts again on
+        // another.
+        for _ in 0..5 {
+            if let Some(prometheus) = Prometheus::try_start(&dir) {
+                return Some(prometheus);
+            }
+        }
+        panic!("prometheus found its port taken five times in a row");
+    }
+
+    /// `None` when it stopped before it answered.
+    fn try_start(dir: &Path) -> Option<Prometheus> {
         let port = free_port();
         let child = Command::new("prometheus")
             .arg(format!(
@@ -473,12 +519,20 @@ impl Prometheus {
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
             .spawn()
             .unwrap();
-        let prometheus = Prometheus { port, child };
+        let mut prometheus = Prometheus { port, child };
         let until = Instant::now() + Duration::from_secs(60);
         loop {
+            if let Ok(Some(_)) = prometheus.child.try_wait() {
+                let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
+                assert!(
+                    log.contains("address already in use"),
+                    "prometheus stopped: {log}"
+                );
+                return None;
+            }
             let answer = crate::support::lb::get(
                 port,
                 "/api/v1/query?query=count(haproxy_server_http_responses_total)",
