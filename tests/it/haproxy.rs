@@ -489,6 +489,19 @@ fn caught_at_50(terminal: bool, outputs: impl Fn(&Deployed)) {
         .collect();
     assert_eq!(weights, expected);
     assert_every_host_answers_v1(&f, &haproxy);
+    // Nothing sets it back: README's command does.
+    let all = f.host_names().join(" ");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "HOIST_WEIGHT=100 HOIST_CANARY_HOSTS=\"{all}\" HOIST_BASELINE_HOSTS= ./haproxy-lb weights"
+        ))
+        .current_dir(f.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let servers = haproxy.servers();
+    assert!(servers.iter().all(|s| s.weight == 256), "{servers:?}");
     // No request lost but the canary's own 500s on v2.
     let failed: Vec<&Answer> = run
         .seen
