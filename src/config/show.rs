@@ -94,6 +94,9 @@ pub fn keys(source: &Source) -> Result<Vec<KeyRow>, ConfigError> {
             });
         }
     }
+    if let Some(row) = step_bake_default(&config, &rows) {
+        rows.push(row);
+    }
     // Each default beside its table's other keys: top-level keys first,
     // then the tables in the order the file has them.
     let section = |key: &str| key.split_once('.').map_or("", |(t, _)| t).to_string();
@@ -106,6 +109,27 @@ pub fn keys(source: &Source) -> Result<Vec<KeyRow>, ConfigError> {
     }
     rows.sort_by_key(|r| order.iter().position(|s| *s == section(&r.key)));
     Ok(rows)
+}
+
+/// `traffic.step_bake` when `[traffic]` leaves it out: its default follows
+/// the strategy (a timed `canary_pause`, else `wave_bake`, else 30 s), so
+/// the row shows the value it resolved to and, in its source, which key
+/// gave it.
+fn step_bake_default(config: &super::Config, rows: &[KeyRow]) -> Option<KeyRow> {
+    let traffic = config.traffic.as_ref()?;
+    if rows.iter().any(|r| r.key == "traffic.step_bake") {
+        return None;
+    }
+    let from = match config.strategy.canary_pause {
+        super::Pause::For(d) if d == traffic.step_bake => " (strategy.canary_pause)",
+        _ if config.strategy.wave_bake == traffic.step_bake => " (strategy.wave_bake)",
+        _ => "",
+    };
+    Some(KeyRow {
+        key: "traffic.step_bake".into(),
+        value: format!("\"{}\"", humantime::format_duration(traffic.step_bake)),
+        source: format!("default{from}"),
+    })
 }
 
 /// The leaves under `table`, in the file's order: tables (and arrays of
@@ -188,5 +212,44 @@ mod tests {
     fn values_are_folded_onto_one_line_without_comments() {
         assert_eq!(one_line("[\n  1,   # first\n  \"50%\",\n]"), "[1, \"50%\"]");
         assert_eq!(one_line("\"a # b\""), "\"a # b\"");
+    }
+
+    /// `traffic.step_bake`'s row in a file with `[traffic]` and `strategy`.
+    fn step_bake_row(strategy: &str, traffic: &str) -> Option<(String, String)> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deploy.toml");
+        let text = format!(
+            "[app]\nname = \"shop\"\ndeploy_to = \"/srv/shop\"\n\n[artifact]\npath = \"build\"\n\n[hosts.web1]\ntransport = \"local\"\nroot = \"r\"\n\n[strategy]\ncanary = 1\n{strategy}\n{traffic}"
+        );
+        std::fs::write(&path, text).unwrap();
+        let source = Source {
+            config: Some(path),
+            inventory: None,
+            env: None,
+        };
+        let rows = keys(&source).unwrap_or_else(|e| panic!("{e}"));
+        rows.into_iter()
+            .find(|r| r.key == "traffic.step_bake")
+            .map(|r| (r.value, r.source))
+    }
+
+    #[test]
+    fn the_step_bake_default_follows_the_strategy_and_says_which_key_gave_it() {
+        let traffic = "[traffic]\nsteps = [10, 100]\nset_local = [\"./lb\"]\n";
+        let row = |strategy: &str| step_bake_row(strategy, traffic).unwrap();
+        assert_eq!(
+            row("canary_pause = \"5m\"\nwave_bake = \"1m\""),
+            ("\"5m\"".into(), "default (strategy.canary_pause)".into())
+        );
+        assert_eq!(
+            row("wave_bake = \"1m\""),
+            ("\"1m\"".into(), "default (strategy.wave_bake)".into())
+        );
+        assert_eq!(row(""), ("\"30s\"".into(), "default".into()));
+        // Set in the file: its line, as any key.
+        let set = step_bake_row("", &format!("{traffic}step_bake = \"8s\"\n")).unwrap();
+        assert_eq!(set, ("\"8s\"".into(), "deploy.toml:18".into()));
+        // No traffic steps, no row.
+        assert_eq!(step_bake_row("", ""), None);
     }
 }

@@ -66,6 +66,52 @@ fn haproxy_bin() -> &'static str {
     }
 }
 
+/// HAProxy's configuration: the frontend on `port`, the exporter on
+/// `metrics`, the backend's servers health-checked every 300 ms.
+fn config(
+    dir: &Path,
+    socket: &Path,
+    (port, metrics): (u16, u16),
+    backends: &[(String, u16)],
+) -> String {
+    let servers: String = backends
+        .iter()
+        .map(|(host, port)| {
+            format!("  server {host} 127.0.0.1:{port} check inter 300ms fall 3 rise 1 weight 256\n")
+        })
+        .collect();
+    format!(
+        "global
+  stats socket {socket} mode 600 level admin
+  pidfile {d}/haproxy.pid
+
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 10s
+  timeout server 10s
+  timeout queue 10s
+  timeout check 2s
+  retries 0
+
+frontend web
+  bind 127.0.0.1:{port}
+  default_backend {BACKEND}
+
+frontend metrics
+  bind 127.0.0.1:{metrics}
+  http-request use-service prometheus-exporter if {{ path /metrics }}
+
+backend {BACKEND}
+  balance roundrobin
+  option httpchk GET /health
+  http-response set-header X-Server %s
+{servers}",
+        socket = socket.display(),
+        d = dir.display(),
+    )
+}
+
 /// One server's line of `show stat`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Server {
@@ -89,52 +135,30 @@ pub struct Haproxy {
 
 impl Haproxy {
     /// Starts HAProxy in front of `backends` (host name, app port) and
-    /// waits until its runtime API answers.
+    /// waits until its runtime API answers. A port picked free and taken
+    /// before HAProxy bound it (another test's connection, on a busy
+    /// machine) gets HAProxy started again on new ones.
     pub fn start(dir: &Path, backends: &[(String, u16)]) -> Haproxy {
         let dir = dir.join("haproxy");
         std::fs::create_dir_all(&dir).unwrap();
+        for _ in 0..5 {
+            if let Some(haproxy) = Haproxy::try_start(&dir, backends) {
+                return haproxy;
+            }
+        }
+        panic!("haproxy found its ports taken five times in a row");
+    }
+
+    /// `None` when a port it was given was taken by the time it bound it.
+    fn try_start(dir: &Path, backends: &[(String, u16)]) -> Option<Haproxy> {
         let port = free_port();
         let metrics_port = free_port();
         let socket = dir.join("admin.sock");
-        let servers: String = backends
-            .iter()
-            .map(|(host, port)| {
-                format!(
-                    "  server {host} 127.0.0.1:{port} check inter 300ms fall 3 rise 1 weight 256\n"
-                )
-            })
-            .collect();
-        let conf = format!(
-            "global
-  stats socket {socket} mode 600 level admin
-  pidfile {d}/haproxy.pid
-
-defaults
-  mode http
-  timeout connect 1s
-  timeout client 10s
-  timeout server 10s
-  timeout queue 10s
-  timeout check 2s
-  retries 0
-
-frontend web
-  bind 127.0.0.1:{port}
-  default_backend {BACKEND}
-
-frontend metrics
-  bind 127.0.0.1:{metrics_port}
-  http-request use-service prometheus-exporter if {{ path /metrics }}
-
-backend {BACKEND}
-  balance roundrobin
-  option httpchk GET /health
-  http-response set-header X-Server %s
-{servers}",
-            socket = socket.display(),
-            d = dir.display(),
-        );
-        std::fs::write(dir.join("haproxy.cfg"), conf).unwrap();
+        std::fs::write(
+            dir.join("haproxy.cfg"),
+            config(dir, &socket, (port, metrics_port), backends),
+        )
+        .unwrap();
         let child = Command::new(haproxy_bin())
             .arg("-db")
             .arg("-f")
@@ -144,23 +168,32 @@ backend {BACKEND}
             .stderr(std::fs::File::create(dir.join("haproxy.log")).unwrap())
             .spawn()
             .expect("haproxy starts");
-        let haproxy = Haproxy {
+        let mut haproxy = Haproxy {
             port,
             metrics_port,
-            dir,
+            dir: dir.to_path_buf(),
             socket,
             child,
         };
         let until = Instant::now() + Duration::from_secs(20);
         while haproxy.try_api("show info").is_err() {
+            let log = || std::fs::read_to_string(dir.join("haproxy.log")).unwrap_or_default();
+            if let Ok(Some(_)) = haproxy.child.try_wait() {
+                assert!(
+                    log().contains("Address already in use"),
+                    "haproxy stopped: {}",
+                    log()
+                );
+                return None;
+            }
             assert!(
                 Instant::now() < until,
                 "haproxy's runtime API did not answer: {}",
-                std::fs::read_to_string(haproxy.dir.join("haproxy.log")).unwrap_or_default()
+                log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        haproxy
+        Some(haproxy)
     }
 
     fn try_api(&self, command: &str) -> std::io::Result<String> {
@@ -461,6 +494,19 @@ impl Prometheus {
             haproxy.metrics_port
         );
         std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        // A port picked free and taken before it listened (another test's
+        // connection, on a busy machine): it stops, and starts again on
+        // another.
+        for _ in 0..5 {
+            if let Some(prometheus) = Prometheus::try_start(&dir) {
+                return Some(prometheus);
+            }
+        }
+        panic!("prometheus found its port taken five times in a row");
+    }
+
+    /// `None` when it stopped before it answered.
+    fn try_start(dir: &Path) -> Option<Prometheus> {
         let port = free_port();
         let child = Command::new("prometheus")
             .arg(format!(
@@ -473,12 +519,20 @@ impl Prometheus {
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
             .spawn()
             .unwrap();
-        let prometheus = Prometheus { port, child };
+        let mut prometheus = Prometheus { port, child };
         let until = Instant::now() + Duration::from_secs(60);
         loop {
+            if let Ok(Some(_)) = prometheus.child.try_wait() {
+                let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
+                assert!(
+                    log.contains("address already in use"),
+                    "prometheus stopped: {log}"
+                );
+                return None;
+            }
             let answer = crate::support::lb::get(
                 port,
                 "/api/v1/query?query=count(haproxy_server_http_responses_total)",
@@ -502,4 +556,178 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One sample of an analysis gate, as an output shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The bake: `canary bake`, `traffic 10%`, `wave 2 bake`.
+    pub step: String,
+    pub verdict: String,
+    /// What it saw: `{"canary": n, "baseline": n}` for a comparison, null
+    /// when the provider could not answer.
+    pub value: serde_json::Value,
+}
+
+impl Sample {
+    /// `canary` or `baseline`, when the sample has it.
+    pub fn side(&self, side: &str) -> Option<f64> {
+        self.value[side].as_f64()
+    }
+}
+
+/// The samples of `gate` among NDJSON events (`analysis`).
+pub fn samples_in_events(events: &[serde_json::Value], gate: &str) -> Vec<Sample> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "analysis" && e["gate"] == gate)
+        .map(|e| Sample {
+            step: e["step"].as_str().unwrap().to_string(),
+            verdict: e["verdict"].as_str().unwrap().to_string(),
+            value: e["value"].clone(),
+        })
+        .collect()
+}
+
+/// The samples of `gate` in plain lines, one per line wherever it starts
+/// (`gate G [STEP k/n]: VERDICT, value V`).
+pub fn samples_in_lines(text: &str, gate: &str) -> Vec<Sample> {
+    let line = regex_lite::Regex::new(&format!(
+        r"gate {} \[(.+) \d+/\d+\]: (\w+), value (\{{[^{{}}]*\}}|null|[-+0-9.eE]+)",
+        regex_lite::escape(gate)
+    ))
+    .unwrap();
+    text.lines()
+        .filter_map(|l| line.captures(l))
+        .map(|c| Sample {
+            step: c[1].to_string(),
+            verdict: c[2].to_string(),
+            value: serde_json::from_str(&c[3])
+                .unwrap_or_else(|e| panic!("a value in {:?}: {e}", &c[0])),
+        })
+        .collect()
+}
+
+/// The summary's rows for `gate` (`gate G, STEP: V verdict, V verdict`),
+/// in order: each step with its samples (of a row cut short at a
+/// terminal's width, those shown whole).
+pub fn summary_rows(text: &str, gate: &str) -> Vec<(String, Vec<Sample>)> {
+    let head = format!("gate {gate}, ");
+    let sample =
+        regex_lite::Regex::new(r"(\{[^{}]*\}|null|[-+0-9.eE]+) (pass|fail|inconclusive|error)\b")
+            .unwrap();
+    text.lines()
+        .filter_map(|l| Some(&l[l.find(&head)? + head.len()..]))
+        .filter_map(|row| row.split_once(": "))
+        .map(|(step, samples)| {
+            let samples = sample
+                .captures_iter(samples)
+                .map(|c| Sample {
+                    step: step.to_string(),
+                    verdict: c[2].to_string(),
+                    value: serde_json::from_str(&c[1]).unwrap(),
+                })
+                .collect();
+            (step.to_string(), samples)
+        })
+        .collect()
+}
+
+/// What a terminal showed while hoist ran on it.
+#[derive(Debug)]
+pub struct Screen {
+    pub code: Option<i32>,
+    /// Everything written to the terminal, escape sequences taken out
+    /// (each redraw of a line is still there, after a `\r` or on a line of
+    /// its own).
+    pub text: String,
+}
+
+/// The terminal's width: wide enough for a countdown line with a gate's
+/// values, and for a summary row of a few samples.
+pub const COLUMNS: u16 = 250;
+
+/// Why hoist cannot be run on a pseudo-terminal here, if it cannot.
+pub fn no_terminal() -> Option<String> {
+    let found = Command::new("sh")
+        .args(["-c", "command -v script && command -v stty"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    (!found).then(|| "util-linux's script is not installed (Debian: bsdutils)".to_string())
+}
+
+/// `hoist ARGS` in `dir` as a person runs it: stdin, stdout and stderr a
+/// pseudo-terminal of [`COLUMNS`] x 50 (util-linux `script`; `stty` sets
+/// the size, which the live view reads from the terminal), TERM=xterm;
+/// killed after `bound`.
+pub fn on_a_terminal(dir: &Path, args: &str, bound: Duration) -> Screen {
+    let bin = assert_cmd::cargo::cargo_bin("hoist");
+    let command = format!("stty cols {COLUMNS} rows 50; exec {} {args}", bin.display());
+    let mut child = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .current_dir(dir)
+        .env("HOME", dir.join("home"))
+        .env("USER", crate::support::project::whoami())
+        .env("TERM", "xterm")
+        .env("COLUMNS", COLUMNS.to_string())
+        .env("LINES", "50")
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("HOIST_CONFIG")
+        .env_remove("HOIST_ENV")
+        .env_remove("HOIST_SSH_PASSPHRASE")
+        .env_remove("NO_COLOR")
+        .env_remove("GITHUB_ACTIONS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script starts");
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut raw = Vec::new();
+        let _ = stdout.read_to_end(&mut raw);
+        raw
+    });
+    let until = Instant::now() + bound;
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let raw = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    Screen {
+        code,
+        text: screen_lines(&raw),
+    }
+}
+
+/// What a terminal was sent, as lines of text: a cursor move, an erase or
+/// a carriage return ends a line (a redraw starts a new one), colours are
+/// taken out.
+fn screen_lines(raw: &str) -> String {
+    let moves = regex_lite::Regex::new(r"\x1b\[[0-9;?]*[A-Za-ln-z]").unwrap();
+    let lines = moves.replace_all(raw, "\n").replace('\r', "\n");
+    console::strip_ansi_codes(&lines).into_owned()
+}
+
+/// The full log of the run that wrote it since `before` (the logs then).
+pub fn new_log(dir: &Path, before: &[PathBuf]) -> String {
+    let logs = logs(dir);
+    let new: Vec<&PathBuf> = logs.iter().filter(|l| !before.contains(l)).collect();
+    assert_eq!(new.len(), 1, "one new log: {new:?}");
+    std::fs::read_to_string(new[0]).unwrap()
+}
+
+/// The run logs under `dir/.hoist/logs`.
+pub fn logs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir.join(".hoist/logs"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default()
 }

@@ -14,8 +14,9 @@
 //!   release's, which boots for a while (as a real app does) before it
 //!   listens on the host's port (`<deploy_to>/port`); it answers GET with
 //!   its release's README, or 500 when the host has a `FAIL` marker and the
-//!   release is not v1 (every other answer but `/health`'s with an
-//!   `ERRORS` marker).
+//!   release is not v1 (every answer but `/health`'s with an
+//!   `ERRORS_FROM_WEIGHT` marker holding a weight, while the host's `weight`
+//!   file holds at least that).
 //! - [`Load`]: about 50 requests a second through nginx, each on a new
 //!   connection, until stopped or a bound is reached; failures are kept.
 #![allow(dead_code)]
@@ -33,21 +34,28 @@ use std::time::{Duration, Instant};
 pub const APP: &[(&str, &str)] = &[
     (
         "app.py",
-        r#"import http.server, itertools, os, signal, sys, threading, time
+        r#"import http.server, os, signal, sys, threading, time
 port, deploy_to = int(sys.argv[1]), sys.argv[2]
 os.setsid()
 time.sleep(0.8)  # a real app takes a while to boot
 release = open("README").read().strip()
 broken = release != "v1" and os.path.exists(os.path.join(deploy_to, "FAIL"))
-# ERRORS: every other answer is a 500, except /health's (a release that
-# passes its health check and still fails its users).
-errors = release != "v1" and os.path.exists(os.path.join(deploy_to, "ERRORS"))
-served = itertools.count()
+# ERRORS_FROM_WEIGHT (holding a weight, e.g. 50): every answer but
+# /health's is a 500 while the traffic weight in <deploy_to>/weight (the
+# test's set_local writes it) is at least that: a release that passes its
+# health check and fails its users only under a larger share of the traffic.
+def number(name):
+    try:
+        return int(open(os.path.join(deploy_to, name)).read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+errors_from = number("ERRORS_FROM_WEIGHT") if release != "v1" else None
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = (release + "\n").encode()
-        failing = errors and self.path != "/health" and next(served) % 2 == 0
+        failing = (errors_from is not None and self.path != "/health"
+                   and (number("weight") or 0) >= errors_from)
         self.send_response(500 if broken or failing else 200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
