@@ -6,9 +6,12 @@
 //!   the test's own: a frontend on an ephemeral 127.0.0.1 port, backend
 //!   `shop_api` (the name README's recipe uses) with one server per host,
 //!   named as the host, pointing at that host's app, health-checked every
-//!   300 ms (down after three failed checks in a row, as a loaded machine's
-//!   app may miss one: with one, a canary holding every request at the 100 %
-//!   traffic step went down for a moment and HAProxy answered 503), and the
+//!   300 ms, with 5 s to answer, and down only after ten failed checks in a
+//!   row: on a loaded two-core machine an app (or HAProxy itself) may stall
+//!   for a second or two, and with one (or three) missed checks a canary
+//!   holding every request at the 100 % step, or every server at once, went
+//!   down for a moment and HAProxy answered 503 (drains, not checks, keep
+//!   requests off a restarting app here), and the
 //!   runtime API on a unix socket at `level admin`. No
 //!   retries and no redispatch: a request that reaches a stopped app fails,
 //!   so a test sees it when a host was not kept out of the pool. Each answer
@@ -77,7 +80,7 @@ fn config(
     let servers: String = backends
         .iter()
         .map(|(host, port)| {
-            format!("  server {host} 127.0.0.1:{port} check inter 300ms fall 3 rise 1 weight 256\n")
+            format!("  server {host} 127.0.0.1:{port} check inter 300ms fall 10 rise 1 weight 256\n")
         })
         .collect();
     format!(
@@ -91,7 +94,7 @@ defaults
   timeout client 10s
   timeout server 10s
   timeout queue 10s
-  timeout check 2s
+  timeout check 5s
   retries 0
 
 frontend web
