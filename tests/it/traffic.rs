@@ -170,6 +170,8 @@ fn a_failing_gate_at_step_two_sets_the_weight_to_0_before_the_canary_goes_back()
             "set|50|web1|web2 web3",
             "set|0|web1|web2 web3",
             "rollback|web1",
+            // Back on the old release: every host its whole share again.
+            "set|0||web1 web2 web3",
         ]
     );
     only_the_canary_came_back(&f, &v1, &log);
@@ -211,6 +213,8 @@ fn a_failing_set_local_stops_the_same_way() {
             "set|50|web1|web2 web3",
             "set|0|web1|web2 web3",
             "rollback|web1",
+            // Back on the old release: every host its whole share again.
+            "set|0||web1 web2 web3",
         ]
     );
     only_the_canary_came_back(&f, &v1, &log);
@@ -223,7 +227,7 @@ fn a_failing_set_local_stops_the_same_way() {
             )
         })
         .collect();
-    assert_eq!(outcomes, [(10, "ok"), (50, "failed"), (0, "ok")]);
+    assert_eq!(outcomes, [(10, "ok"), (50, "failed"), (0, "ok"), (0, "ok")]);
     assert!(crate::support::project::said(
         &events,
         "rollout stopped: set_local did not pass at traffic 50%"
@@ -308,9 +312,13 @@ fn a_failure_in_a_later_wave_sets_the_weight_to_0_before_anything_goes_back() {
         "{log:?}"
     );
     assert!(
-        log[7..].iter().all(|l| l.starts_with("rollback|")),
+        log[7..log.len() - 1]
+            .iter()
+            .all(|l| l.starts_with("rollback|")),
         "{log:?}"
     );
+    // Every host back: the balancer gets every host as the baseline.
+    assert_eq!(log.last().unwrap(), "set|0||web1 web2 web3", "{log:?}");
     for host in ["web1", "web2", "web3"] {
         assert_eq!(f.current(host).as_deref(), Some(v1.as_str()), "{host}");
     }

@@ -357,6 +357,9 @@ async fn finish(
             .filter(|wave| !wave.is_empty())
             .collect();
         all_back &= roll_back(run, &mut hosts, &left, reason).await;
+        if all_back {
+            traffic::rebalanced(run, &hosts).await;
+        }
     }
     if verdict.prune {
         prune(run, &hosts).await;

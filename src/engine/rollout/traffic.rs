@@ -1,7 +1,8 @@
 //! `[traffic]` in a rolling deploy: after the canary wave each weight in
 //! turn, each step held while the health checks and gates sample it; a
-//! failure sets the weight to 0 before anything goes back; once every
-//! wave is done, 100 with every host on the new release.
+//! failure sets the weight to 0 before anything goes back, and once all of
+//! it is back, 0 with every host as the baseline; once every wave is done,
+//! 100 with every host on the new release.
 
 use super::between::held_for_traffic;
 use super::{HostRun, Run};
@@ -45,6 +46,24 @@ pub(super) async fn zero(run: &Run<'_>, hosts: &[HostRun]) {
             Level::Error,
             None,
             format!("could not set the traffic weight to 0 before going back: set_local {e}"),
+        );
+    }
+}
+
+/// Once every host this run moved is back on the old release after the
+/// weight was set: 0 with no host on the new release and every host as
+/// the baseline, so that the balancer ends as it began (each host its
+/// whole share) instead of keeping the hosts that went back out of the
+/// traffic. A failing `set_local` is said.
+pub(super) async fn rebalanced(run: &Run<'_>, hosts: &[HostRun]) {
+    if run.weight.lock().unwrap().is_none() || run.ctx.config.blue_green.is_some() {
+        return;
+    }
+    if let Err(e) = set(run, hosts, 0, None).await {
+        run.ctx.message(
+            Level::Error,
+            None,
+            format!("every host is back on its release, but set_local with every host as the baseline did not pass: {e}; the hosts that went back may still have no traffic"),
         );
     }
 }

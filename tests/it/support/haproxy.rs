@@ -80,7 +80,9 @@ fn config(
     let servers: String = backends
         .iter()
         .map(|(host, port)| {
-            format!("  server {host} 127.0.0.1:{port} check inter 300ms fall 10 rise 1 weight 256\n")
+            format!(
+                "  server {host} 127.0.0.1:{port} check inter 300ms fall 10 rise 1 weight 256\n"
+            )
         })
         .collect();
     format!(
