@@ -252,18 +252,7 @@ impl Colours<'_> {
             "interrupted before the traffic switch; {} goes back to what it had",
             self.idle
         );
-        let back = switched.is_empty()
-            || go_back(ctx, self.targets, outcomes, &switched, self.id, reason).await;
-        if back {
-            ctx.message(
-                Level::Info,
-                None,
-                format!(
-                    "`hoist deploy` again deploys this artifact to {} anew",
-                    self.idle
-                ),
-            );
-        }
+        let back = self.back_after_interrupt(outcomes, &switched, reason).await;
         policy::after_interrupted_colour(back)
     }
 

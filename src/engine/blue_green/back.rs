@@ -55,6 +55,29 @@ impl Colours<'_> {
         }
         weighed && back.is_ok()
     }
+
+    /// After an interrupt: the idle colour's hosts `which` go back (`why`);
+    /// once they all did, deploying again is pointed to. Whether they did.
+    pub(super) async fn back_after_interrupt(
+        &self,
+        outcomes: &mut [HostOutcome],
+        which: &[usize],
+        why: String,
+    ) -> bool {
+        let back = which.is_empty()
+            || go_back(self.ctx, self.targets, outcomes, which, self.id, why).await;
+        if back {
+            self.ctx.message(
+                Level::Info,
+                None,
+                format!(
+                    "`hoist deploy` again deploys this artifact to {} anew",
+                    self.idle
+                ),
+            );
+        }
+        back
+    }
 }
 
 /// The hosts `which` of the idle colour go back to the release they had;

@@ -250,17 +250,7 @@ impl Colours<'_> {
                 "interrupted during the traffic steps; the traffic is back on {live} and {} goes back to what it had",
                 self.idle
             );
-            let back = go_back(ctx, self.targets, outcomes, &all, self.id, why).await;
-            if back {
-                ctx.message(
-                    Level::Info,
-                    None,
-                    format!(
-                        "`hoist deploy` again deploys this artifact to {} anew",
-                        self.idle
-                    ),
-                );
-            }
+            let back = self.back_after_interrupt(outcomes, &all, why).await;
             return policy::after_interrupted_colour(zeroed && back);
         };
         ctx.message(Level::Error, None, format!("rollout stopped: {reason}"));
