@@ -8,6 +8,7 @@
 //! [`Throttles::load_balancer`]: super::throttle::Throttles::load_balancer
 
 use super::{Context, Failure, hooks};
+use crate::report::Level;
 
 /// Whether hosts are drained around their switch (`drain_local` is set).
 pub(crate) fn drains(ctx: &Context) -> bool {
@@ -25,4 +26,33 @@ pub(crate) async fn take_out(ctx: &Context, env: &[(String, String)]) -> Result<
 pub(crate) async fn put_in(ctx: &Context, env: &[(String, String)]) -> Result<(), Failure> {
     let _one = ctx.throttle.load_balancer().await;
     hooks::run_local(ctx, "undrain_local", &ctx.config.hooks.undrain_local, env).await
+}
+
+/// Before a host that takes requests goes back: `drain_local`, then
+/// `drain_wait`. A failing drain is said, and the host goes back all the
+/// same: a release being undone is not kept because the load balancer's
+/// script failed.
+pub(crate) async fn out_before_going_back(ctx: &Context, host: &str, env: &[(String, String)]) {
+    if let Err(e) = take_out(ctx, env).await {
+        let text = format!("{e}; it goes back all the same, while it may take requests");
+        ctx.message(Level::Warn, Some(host), text);
+    }
+    tokio::time::sleep(ctx.config.hooks.drain_wait).await;
+}
+
+/// After it went back: `undrain_local` when it is `back` on its previous
+/// release; one that is not stays drained, and that is said.
+pub(crate) async fn in_once_back(ctx: &Context, host: &str, env: &[(String, String)], back: bool) {
+    let said = match back {
+        true => put_in(ctx, env)
+            .await
+            .err()
+            .map(|e| format!("{e}; the host stays out of the load balancer")),
+        false => {
+            Some("not back on its previous release: it stays out of the load balancer".to_string())
+        }
+    };
+    if let Some(text) = said {
+        ctx.message(Level::Warn, Some(host), text);
+    }
 }

@@ -9,13 +9,16 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
-use super::batch::{self, WaveResult};
 use super::fleet::Node;
-use super::policy::{self, BackFor};
+use super::policy::BackFor;
 use super::switch::switch_back;
 use super::{Context, Failed, Failure, HostOutcome, balancer, deadman, hooks};
 use crate::release::ReleaseId;
-use crate::report::{Event, HostResult, Level, Phase};
+use crate::report::{Event, HostResult, Phase};
+
+mod waves;
+
+pub(crate) use waves::{InWaves, in_waves};
 
 /// One host going back.
 pub(crate) struct Back<'a> {
@@ -156,7 +159,7 @@ async fn back_one(ctx: &Context, back: &Back<'_>) -> Result<(), Failed> {
     }
     let drain = (back.in_pool && balancer::drains(ctx)).then(|| drain_env(ctx, back));
     if let Some(env) = &drain {
-        take_out(ctx, node, env).await;
+        balancer::out_before_going_back(ctx, node.name(), env).await;
     }
     let mut result = switch_back(ctx, node, back.target.as_ref(), &back.from).await;
     match &result {
@@ -170,7 +173,12 @@ async fn back_one(ctx: &Context, back: &Back<'_>) -> Result<(), Failed> {
         _ => deadman::disarm(ctx, node).await,
     }
     if let Some(env) = &drain {
-        put_in(ctx, node, env, &result).await;
+        // Back on its previous release, by hoist or by its watchdog.
+        let back = match &result {
+            Ok(()) => true,
+            Err(failed) => matches!(failed.failure, Failure::SelfReverted(_)),
+        };
+        balancer::in_once_back(ctx, node.name(), env, back).await;
     }
     result
 }
@@ -182,40 +190,6 @@ fn drain_env(ctx: &Context, back: &Back<'_>) -> Vec<(String, String)> {
     let to = back.target.as_ref().unwrap_or(&back.from);
     let version = node.journal.version_of(to).unwrap_or_default();
     hooks::host_env(ctx, node, to, Some(&back.from), &version)
-}
-
-/// `drain_local` and `drain_wait` before a host that takes requests goes
-/// back. A failing drain is said, and the host goes back all the same: a
-/// release being undone is not kept because the load balancer's script
-/// failed.
-async fn take_out(ctx: &Context, node: &Node, env: &[(String, String)]) {
-    if let Err(e) = balancer::take_out(ctx, env).await {
-        let text = format!("{e}; it goes back all the same, while it may take requests");
-        ctx.message(Level::Warn, Some(node.name()), text);
-    }
-    tokio::time::sleep(ctx.config.hooks.drain_wait).await;
-}
-
-/// `undrain_local` once a drained host is back on its previous release
-/// (by hoist or by its watchdog); one that is not stays drained, and that
-/// is said.
-async fn put_in(ctx: &Context, node: &Node, env: &[(String, String)], result: &Result<(), Failed>) {
-    let back = match result {
-        Ok(()) => true,
-        Err(failed) => matches!(failed.failure, Failure::SelfReverted(_)),
-    };
-    let said = match back {
-        true => balancer::put_in(ctx, env)
-            .await
-            .err()
-            .map(|e| format!("{e}; the host stays out of the load balancer")),
-        false => {
-            Some("not back on its previous release: it stays out of the load balancer".to_string())
-        }
-    };
-    if let Some(text) = said {
-        ctx.message(Level::Warn, Some(node.name()), text);
-    }
 }
 
 /// A host back on `target` after `so_far`: a failure it had is kept,
@@ -265,208 +239,5 @@ fn ended(why: BackFor, back: Back, result: Result<(), Failed>, elapsed: Duration
                 so_far.elapsed + elapsed,
             )
         }
-    }
-}
-
-/// How a rollback in waves goes.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct InWaves {
-    pub why: BackFor,
-    /// The first wave is the canary's host(s).
-    pub canary: bool,
-    /// `before_batch_local` and `after_batch_local` around each wave.
-    pub batch_hooks: bool,
-}
-
-/// How going back in waves ended.
-pub(crate) struct WentBack {
-    /// The outcome of each host that went back or tried to.
-    pub moved: Vec<(usize, HostOutcome)>,
-    /// Hosts whose wave never went, with their outcome as it was.
-    pub unmoved: Vec<(usize, HostOutcome)>,
-    /// Why it stopped before the last wave, if it did.
-    pub stopped: Option<String>,
-}
-
-impl WentBack {
-    /// Every host went back and none was left.
-    pub(crate) fn all_back(&self) -> bool {
-        self.stopped.is_none()
-            && self
-                .moved
-                .iter()
-                .all(|(_, o)| o.result != HostResult::Failed)
-    }
-}
-
-/// Puts `waves` back one after the other (in the order given), each wave
-/// together and, with `batch_hooks`, between `before_batch_local` and
-/// `after_batch_local` (`HOIST_RESULT` `rolled_back`, or `failed` with the
-/// hosts that could not go back): a load balancer's drain and enable hooks
-/// take a wave out of the pool while it restarts. When to stop is the
-/// policy's ([`policy::rollback_stops`]). An undo is announced once, with
-/// `reason`; `hoist rollback`'s waves are its run's waves (`wave_started`,
-/// `wave_done`).
-pub(crate) async fn in_waves(
-    ctx: &Context,
-    waves: Vec<Vec<Back<'_>>>,
-    how: InWaves,
-    reason: &str,
-) -> WentBack {
-    let count = waves.len();
-    if how.why == BackFor::Undo && count > 0 {
-        ctx.emit(Event::RollbackStarted {
-            hosts: waves
-                .iter()
-                .flatten()
-                .map(|b| b.node.name().to_string())
-                .collect(),
-            reason: reason.to_string(),
-        });
-    }
-    let mut outcomes = Vec::new();
-    let mut stopped = None;
-    let mut waves = waves.into_iter().enumerate();
-    // The wave that did not go, with those after it.
-    let mut unmoved: Vec<Back> = Vec::new();
-    for (w, wave) in waves.by_ref() {
-        if policy::rollback_stops_before(how.why, ctx.cancel.is_cancelled()) {
-            stopped = Some("interrupted".to_string());
-            unmoved = wave;
-            break;
-        }
-        match one_wave(ctx, wave, how, w, count).await {
-            Err((wave, why)) => {
-                stopped = Some(why);
-                unmoved = wave;
-                break;
-            }
-            Ok((ended, stop)) => {
-                outcomes.extend(ended);
-                if stop.is_some() {
-                    stopped = stop;
-                    break;
-                }
-            }
-        }
-    }
-    unmoved.extend(waves.flat_map(|(_, wave)| wave));
-    let left: Vec<&str> = unmoved.iter().map(|b| b.node.name()).collect();
-    if let Some(why) = &stopped
-        && !left.is_empty()
-    {
-        ctx.message(
-            Level::Error,
-            None,
-            format!(
-                "rollback stopped: {why}; not rolled back (still where they were): {}",
-                left.join(", ")
-            ),
-        );
-    }
-    WentBack {
-        moved: outcomes,
-        unmoved: unmoved.into_iter().map(|b| (b.i, b.outcome)).collect(),
-        stopped,
-    }
-}
-
-/// One wave of [`in_waves`], wave `w` of `count`, going back: how its hosts
-/// ended and, when the policy stops the rollback after it, why; or, when
-/// its `before_batch_local` failed, the wave (which never went) and why.
-async fn one_wave<'a>(
-    ctx: &Context,
-    wave: Vec<Back<'a>>,
-    how: InWaves,
-    w: usize,
-    count: usize,
-) -> Result<(Vec<(usize, HostOutcome)>, Option<String>), (Vec<Back<'a>>, String)> {
-    let names: Vec<String> = wave.iter().map(|b| b.node.name().to_string()).collect();
-    announce(ctx, how, w, count, &names);
-    let target = wave[0].target.clone();
-    let version = target
-        .as_ref()
-        .and_then(|t| wave[0].node.journal.version_of(t))
-        .unwrap_or_default();
-    let members: Vec<&Node> = wave.iter().map(|b| b.node).collect();
-    let env = batch::env(ctx, target.as_ref(), &version, &members);
-    if how.batch_hooks
-        && let Err(why) = batch::before(ctx, &env).await
-    {
-        return Err((wave, why));
-    }
-    let ended = together(ctx, wave, how.why, None).await;
-    let not_back: Vec<&str> = ended
-        .iter()
-        .filter(|(_, o)| o.result == HostResult::Failed)
-        .map(|(_, o)| o.host.as_str())
-        .collect();
-    let result = if not_back.is_empty() {
-        WaveResult::RolledBack
-    } else {
-        WaveResult::Failed
-    };
-    let after = match how.batch_hooks {
-        true => batch::after(ctx, &env, result, &not_back).await,
-        false => Ok(()),
-    };
-    if how.why == BackFor::Rollback {
-        ctx.emit(Event::WaveDone {
-            wave: w + 1,
-            ok: names.len() - not_back.len(),
-            failed: not_back.len(),
-            skipped: 0,
-            interrupted: false,
-        });
-    }
-    let not_back_said = (!not_back.is_empty()).then(|| {
-        format!(
-            "{} could not go back to {}",
-            not_back.join(", "),
-            target
-                .as_ref()
-                .map_or("no release".into(), |t| t.to_string())
-        )
-    });
-    let stop = match after {
-        Err(why) if policy::rollback_stops(how.why, true, false) => Some(why),
-        Err(why) => {
-            ctx.message(
-                Level::Warn,
-                None,
-                format!("{why}; {} went back all the same", names.join(", ")),
-            );
-            None
-        }
-        Ok(()) => None,
-    };
-    let stop =
-        stop.or_else(|| not_back_said.filter(|_| policy::rollback_stops(how.why, false, true)));
-    Ok((ended, stop))
-}
-
-/// Says that wave `w` of `count` goes back: as the run's wave for `hoist
-/// rollback`, as a line for an undo in more than one wave.
-fn announce(ctx: &Context, how: InWaves, w: usize, count: usize, names: &[String]) {
-    match how.why {
-        BackFor::Rollback => ctx.emit(Event::WaveStarted {
-            wave: w + 1,
-            waves: count,
-            kind: if w == 0 && how.canary {
-                "canary"
-            } else {
-                "batch"
-            }
-            .into(),
-            hosts: names.to_vec(),
-            group: None,
-            zone: None,
-        }),
-        BackFor::Undo if count > 1 => ctx.message(
-            Level::Info,
-            None,
-            format!("rollback wave {}/{count}: {}", w + 1, names.join(", ")),
-        ),
-        BackFor::Undo => {}
     }
 }
