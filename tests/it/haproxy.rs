@@ -475,6 +475,9 @@ fn caught_at_50(terminal: bool, outputs: impl Fn(&Deployed)) {
     assert!(tags[4..].iter().all(|t| t.trim() == "0"), "{tags:?}");
     let servers = haproxy.servers();
     assert!(servers.iter().all(|s| s.weight == 256), "{servers:?}");
+    // web1 restarted on its way back: it takes requests again once
+    // HAProxy's check of it passes.
+    haproxy.wait_all_up();
     assert_every_host_answers_v1(&f, &haproxy);
     // No request lost but the canary's own 500s on v2.
     let failed: Vec<&Answer> = run
