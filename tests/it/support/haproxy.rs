@@ -29,12 +29,11 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::support::lb::free_port;
+use crate::support::lb::{Background, free_port};
 
 /// The backend's name, as in README's recipe.
 pub const BACKEND: &str = "shop_api";
@@ -374,88 +373,63 @@ impl Seen {
 /// About 50 requests a second through HAProxy, on a thread, until
 /// [`Client::stop`] or `bound` has passed.
 pub struct Client {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Seen>>,
-    thread: Option<JoinHandle<()>>,
+    run: Background<Seen>,
 }
 
 impl Client {
     /// `tag`: a file whose contents (trimmed) tag each request sent while
     /// they are there.
     pub fn start(port: u16, tag: Option<PathBuf>, bound: Duration) -> Client {
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let thread = {
-            let stop = stop.clone();
-            let seen = seen.clone();
-            std::thread::spawn(move || {
-                let started = Instant::now();
-                let every = Duration::from_millis(20);
-                let mut next = started;
-                while !stop.load(Ordering::SeqCst) && started.elapsed() < bound {
-                    let tag = tag
-                        .as_ref()
-                        .and_then(|t| std::fs::read_to_string(t).ok())
-                        .map(|t| t.trim().to_string())
-                        .unwrap_or_default();
-                    let answer = get(port);
-                    let at = started.elapsed().as_secs_f64();
-                    let mut seen = seen.lock().unwrap();
-                    match answer {
-                        Ok((status, server, release)) => {
-                            if status != 200 {
-                                seen.failed
-                                    .push((at, format!("{status} from {server:?}: {release}")));
-                            }
-                            seen.answers.push(Answer {
-                                at,
-                                tag,
-                                server,
-                                status,
-                                release,
-                            });
+        let run = Background::start(move |stop, seen: &Mutex<Seen>| {
+            let started = Instant::now();
+            let every = Duration::from_millis(20);
+            let mut next = started;
+            while !stop.load(Ordering::SeqCst) && started.elapsed() < bound {
+                let tag = tag
+                    .as_ref()
+                    .and_then(|t| std::fs::read_to_string(t).ok())
+                    .map(|t| t.trim().to_string())
+                    .unwrap_or_default();
+                let answer = get(port);
+                let at = started.elapsed().as_secs_f64();
+                let mut seen = seen.lock().unwrap();
+                match answer {
+                    Ok((status, server, release)) => {
+                        if status != 200 {
+                            seen.failed
+                                .push((at, format!("{status} from {server:?}: {release}")));
                         }
-                        Err(e) => seen.failed.push((at, e)),
+                        seen.answers.push(Answer {
+                            at,
+                            tag,
+                            server,
+                            status,
+                            release,
+                        });
                     }
-                    drop(seen);
-                    // The pace of a steady load, not a wait for an event.
-                    // No burst to catch up after a slow answer: the rate
-                    // stays steady.
-                    next = (next + every).max(Instant::now());
-                    if let Some(left) = next.checked_duration_since(Instant::now()) {
-                        std::thread::sleep(left);
-                    }
+                    Err(e) => seen.failed.push((at, e)),
                 }
-            })
-        };
-        Client {
-            stop,
-            seen,
-            thread: Some(thread),
-        }
+                drop(seen);
+                // The pace of a steady load, not a wait for an event.
+                // No burst to catch up after a slow answer: the rate
+                // stays steady.
+                next = (next + every).max(Instant::now());
+                if let Some(left) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(left);
+                }
+            }
+        });
+        Client { run }
     }
 
     /// What the client saw so far.
     pub fn seen(&self) -> Seen {
-        self.seen.lock().unwrap().clone()
+        self.run.seen()
     }
 
     /// Stops the client and returns what it saw.
-    pub fn stop(mut self) -> Seen {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    pub fn stop(self) -> Seen {
+        self.run.stop()
     }
 }
 

@@ -394,69 +394,94 @@ pub struct Seen {
 
 /// About 50 requests a second through nginx, on a thread, until
 /// [`Load::stop`] or `bound` has passed.
-pub struct Load {
+/// A thread that runs until stopped (or dropped), filling an `S` as it
+/// goes: the life of the tests' request clients (nginx's [`Load`],
+/// HAProxy's client), each with its own loop.
+pub struct Background<S> {
     stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Seen>>,
+    seen: Arc<Mutex<S>>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Load {
-    pub fn start(port: u16, bound: Duration) -> Load {
+impl<S: Default + Clone + Send + 'static> Background<S> {
+    /// Runs `body` on a thread of its own with the stop flag to watch and
+    /// what it fills.
+    pub fn start(body: impl FnOnce(&AtomicBool, &Mutex<S>) + Send + 'static) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Seen::default()));
+        let seen = Arc::new(Mutex::new(S::default()));
         let thread = {
-            let stop = stop.clone();
-            let seen = seen.clone();
-            std::thread::spawn(move || {
-                let started = Instant::now();
-                let every = Duration::from_millis(20);
-                let mut next = started;
-                while !stop.load(Ordering::SeqCst) && started.elapsed() < bound {
-                    let answer = get(port, "/");
-                    let at = started.elapsed().as_secs_f64();
-                    let mut seen = seen.lock().unwrap();
-                    match answer {
-                        Ok((200, body)) => {
-                            seen.ok += 1;
-                            if seen.releases.last() != Some(&body) {
-                                seen.releases.push(body);
-                            }
-                        }
-                        Ok((status, body)) => seen.failed.push((at, format!("{status} {body}"))),
-                        Err(e) => seen.failed.push((at, e)),
-                    }
-                    drop(seen);
-                    // The pace of a steady load, not a wait for an event.
-                    next += every;
-                    if let Some(left) = next.checked_duration_since(Instant::now()) {
-                        std::thread::sleep(left);
-                    }
-                }
-            })
+            let (stop, seen) = (stop.clone(), seen.clone());
+            std::thread::spawn(move || body(&stop, &seen))
         };
-        Load {
+        Background {
             stop,
             seen,
             thread: Some(thread),
         }
     }
 
-    /// Stops the load and returns what it saw.
-    pub fn stop(mut self) -> Seen {
+    /// What it filled so far.
+    pub fn seen(&self) -> S {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Stops it and returns what it filled.
+    pub fn stop(mut self) -> S {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             t.join().unwrap();
         }
-        self.seen.lock().unwrap().clone()
+        self.seen()
     }
 }
 
-impl Drop for Load {
+impl<S> Drop for Background<S> {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+pub struct Load {
+    run: Background<Seen>,
+}
+
+impl Load {
+    pub fn start(port: u16, bound: Duration) -> Load {
+        let run = Background::start(move |stop, seen: &Mutex<Seen>| {
+            let started = Instant::now();
+            let every = Duration::from_millis(20);
+            let mut next = started;
+            while !stop.load(Ordering::SeqCst) && started.elapsed() < bound {
+                let answer = get(port, "/");
+                let at = started.elapsed().as_secs_f64();
+                let mut seen = seen.lock().unwrap();
+                match answer {
+                    Ok((200, body)) => {
+                        seen.ok += 1;
+                        if seen.releases.last() != Some(&body) {
+                            seen.releases.push(body);
+                        }
+                    }
+                    Ok((status, body)) => seen.failed.push((at, format!("{status} {body}"))),
+                    Err(e) => seen.failed.push((at, e)),
+                }
+                drop(seen);
+                // The pace of a steady load, not a wait for an event.
+                next += every;
+                if let Some(left) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(left);
+                }
+            }
+        });
+        Load { run }
+    }
+
+    /// Stops the load and returns what it saw.
+    pub fn stop(self) -> Seen {
+        self.run.stop()
     }
 }
 
