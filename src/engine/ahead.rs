@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::delivery::Delivery;
 use super::fleet::Node;
 use super::payload::deliver;
+use super::relay::relay_wave;
 use super::{Context, Failed, Failure};
 use crate::release::ReleaseId;
 use crate::report::{Level, Phase};
@@ -86,9 +87,20 @@ impl Ahead {
                 senders.len()
             ),
         );
+        let hosts: Vec<usize> = senders.iter().map(|&(i, _)| i).collect();
+        let relayed = Mutex::new(relay_wave(ctx, nodes, delivery, id, &hosts, halt).await);
+        if halt.is_cancelled() {
+            // Halted during the relay: any of them may hold the release.
+            let fresh = hosts.iter().filter(|&&i| !nodes[i].probe.has_release(id));
+            self.made.lock().unwrap().extend(fresh);
+        }
+        let relayed = &relayed;
         join_all(senders.into_iter().map(|(i, tx)| async move {
             let node = &nodes[i];
-            let delivered = {
+            let relayed = relayed.lock().unwrap().remove(&i);
+            let delivered = if let Some(Ok(sent)) = relayed {
+                Ok(sent)
+            } else {
                 let _permit = ctx.parallel.acquire().await.expect("semaphore open");
                 if halt.is_cancelled() {
                     return;
@@ -156,14 +168,14 @@ impl Ahead {
         id: &ReleaseId,
         started: impl Fn(usize) -> bool,
     ) {
-        let unused: Vec<usize> = self
+        let unused = self
             .made
             .lock()
             .unwrap()
             .iter()
             .copied()
             .filter(|&i| !started(i))
-            .collect();
+            .collect::<std::collections::BTreeSet<usize>>();
         if unused.is_empty() {
             return;
         }

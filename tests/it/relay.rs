@@ -265,3 +265,42 @@ fn a_later_run_removes_what_an_interrupted_relay_left() {
         );
     }
 }
+
+/// The next wave's hosts get their release ahead of their wave, during
+/// the canary's pause, through the relay: the relay runs before the
+/// second wave starts, and that wave's hosts only switch.
+#[test]
+fn uploads_ahead_of_a_wave_go_through_the_relay() {
+    let toml = RELAY.replace(
+        "canary = 0\nbatch = \"100%\"",
+        "canary = 1\ncanary_pause = \"2s\"\nbatch = \"100%\"",
+    );
+    let f = with_big_artifact(Fleet::ssh(6).toml(&toml).write());
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    let at = |pred: &dyn Fn(&serde_json::Value) -> bool| {
+        events
+            .iter()
+            .position(|e| pred(e))
+            .unwrap_or_else(|| panic!("{events:#?}"))
+    };
+    let ahead = at(&|e| {
+        e["text"].as_str().is_some_and(|t| {
+            t.starts_with("relay: 2 host(s) get the release from here and pass it on to 3")
+        })
+    });
+    let second = at(&|e| e["event"] == "wave_started" && e["wave"] == 2);
+    assert!(ahead < second, "the relay ran in wave 2, not ahead of it");
+    let by = relayed(&events);
+    assert_eq!(by.len(), 3, "{by:?}");
+    assert!(by.iter().all(|(host, _)| host != "web1"), "{by:?}");
+    let sent = sent_from_here(&events, 6);
+    assert!(
+        sent < 4 * BIG as u64,
+        "{sent} bytes left this machine: the canary's and two seeds' artifacts, and manifests"
+    );
+    for host in hosts(6) {
+        assert!(f.switched_to(&host, &f.current("web1").unwrap()), "{host}");
+    }
+    assert_every_host_exact(&f);
+    assert_nothing_left(&f, 6);
+}
