@@ -280,7 +280,7 @@ fn uploads_ahead_of_a_wave_go_through_the_relay() {
     let at = |pred: &dyn Fn(&serde_json::Value) -> bool| {
         events
             .iter()
-            .position(|e| pred(e))
+            .position(pred)
             .unwrap_or_else(|| panic!("{events:#?}"))
     };
     let ahead = at(&|e| {
