@@ -83,6 +83,15 @@
 //! "100%"` for a rollout with a canary and a bake; tables may follow
 //! (`batch = "25%"\n[hooks]\nafter_switch = ["sleep 2"]` for waves whose
 //! hosts take two seconds after their switch).
+//!
+//! `BENCH_KILL_RELAY=hN` (with `[relay]` in `BENCH_STRATEGY` and
+//! `max_failures = 1`): one round of `ssh | tar` and a full push only,
+//! during which host hN (a relaying host: with `fanout = 4` and no zones
+//! the seeds are h0 and h1, h2 relays to h10..h13) is killed, its sshd
+//! and everything under it, 300 ms after its receive of the relayed
+//! stream began; then `hoist verify` says which hosts are exact. A
+//! killed host cannot come back in its namespace: run the bench again
+//! for another sample.
 
 #[path = "../tests/it/support/http.rs"]
 mod http;
@@ -120,6 +129,8 @@ struct Bench {
     /// The tarball's sha256, for `artifact.sha256`.
     sha256: String,
     net: Option<net::Bridge>,
+    /// `BENCH_KILL_RELAY`: the host killed during the full push.
+    victim: Option<usize>,
 }
 
 /// One hoist run: how long, where the time went, payload bytes sent.
@@ -203,6 +214,13 @@ fn main() {
         hoist.display()
     );
 
+    let victim = std::env::var("BENCH_KILL_RELAY").ok().map(|h| {
+        h.trim_start_matches('h')
+            .parse::<usize>()
+            .ok()
+            .filter(|&i| i < hosts)
+            .unwrap_or_else(|| panic!("BENCH_KILL_RELAY={h}: one of h0..h{}", hosts - 1))
+    });
     let work = tempfile::tempdir().unwrap();
     TEMP_DIRS.lock().unwrap().push(work.path().to_path_buf());
     let mut net = network();
@@ -302,7 +320,12 @@ fn main() {
         store,
         sha256,
         net,
+        victim,
     };
+    if let Some(v) = victim {
+        bench.kill_relay_round(&tarball, v);
+        return;
+    }
 
     let mut m = Measures {
         curve,
@@ -750,6 +773,10 @@ impl Bench {
             text
         });
         let fds = FdWatch::start(child.id());
+        let killer = self
+            .victim
+            .filter(|_| args[0] == "deploy")
+            .map(|v| kill_when_relayed_to(&self.servers[v], dir, started));
         let mut out = String::new();
         stdout.read_to_string(&mut out).unwrap();
         let (status, rss_kb, cpu) = wait4(child.id());
@@ -773,11 +800,23 @@ impl Bench {
             "    hoist {name}: max RSS {:.1} MB, max open files {fds}",
             rss_kb as f64 / 1024.0
         );
-        assert!(
-            status == 0,
-            "hoist {args:?} failed ({status}): {}",
-            err.join().unwrap()
-        );
+        if let Some(killer) = killer {
+            match killer.join().unwrap() {
+                Some(at) => println!(
+                    "    killed h{} at {:.2}s, mid-stream; hoist exited {status} after {:.2}s",
+                    self.victim.unwrap(),
+                    at.as_secs_f64(),
+                    took.as_secs_f64()
+                ),
+                None => println!("    the victim's receive never began: not killed"),
+            }
+        } else {
+            assert!(
+                status == 0,
+                "hoist {args:?} failed ({status}): {}",
+                err.join().unwrap()
+            );
+        }
         Run {
             took,
             cpu,
@@ -786,6 +825,56 @@ impl Bench {
             wire,
             machine,
             fds,
+        }
+    }
+
+    /// `BENCH_KILL_RELAY`: `ssh | tar`, then a full push during which host
+    /// `victim` is killed; then what `hoist verify` finds and who served whom.
+    fn kill_relay_round(&mut self, tarball: &Path, victim: usize) {
+        let base = self.baseline(tarball, 0);
+        let run = self.deploy("hoist/0", "r0a");
+        println!(
+            "ssh|tar {:.2}s | hoist full, h{victim} killed: {:.2}s ({}) = {:.2}x; payload from here {:.1} MB",
+            base.took.as_secs_f64(),
+            run.took.as_secs_f64(),
+            run.phases,
+            run.took.as_secs_f64() / base.took.as_secs_f64(),
+            run.sent as f64 / 1e6
+        );
+        let events =
+            std::fs::read_to_string(std::env::temp_dir().join("bench-hoist-deploy-r0a.ndjson"))
+                .unwrap_or_default();
+        for line in events.lines() {
+            let Ok(e) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let text = e["text"].as_str().unwrap_or_default();
+            if text.starts_with("relay:") || text.contains("did not get the release whole") {
+                println!("  {} {text}", e["host"].as_str().unwrap_or(""));
+            }
+        }
+        let out = Command::new(&self.hoist)
+            .current_dir(&self.work)
+            .args(["verify", "-c"])
+            .arg(self.work.join("deploy.toml"))
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let exact = text.lines().filter(|l| l.contains("exact")).count();
+        println!(
+            "hoist verify ({}): {exact} line(s) say exact; its last lines:",
+            out.status
+        );
+        for line in text
+            .lines()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            println!("  {line}");
         }
     }
 
@@ -848,6 +937,62 @@ impl FdWatch {
 
 /// Waits for `pid`; its exit status (or 128 + signal), largest resident
 /// set and CPU seconds.
+/// Kills `server` (its sshd and every process under it) 300 ms after
+/// its receive of a relayed stream began (a `*.relay` part under its
+/// `.hoist/tmp`); returns when, after `started`, or `None` if it never began.
+fn kill_when_relayed_to(
+    server: &Sshd,
+    dir: &str,
+    started: Instant,
+) -> std::thread::JoinHandle<Option<Duration>> {
+    let tmp = server.root.join(dir).join(".hoist/tmp");
+    let pid = server.pid();
+    std::thread::spawn(move || {
+        while started.elapsed() < Duration::from_secs(600) {
+            let receiving = std::fs::read_dir(&tmp).is_ok_and(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().contains(".relay"))
+            });
+            if receiving {
+                std::thread::sleep(Duration::from_millis(300));
+                let mut doomed = vec![pid];
+                let mut at = 0;
+                while at < doomed.len() {
+                    doomed.extend(children_of(doomed[at]));
+                    at += 1;
+                }
+                let _ = Command::new("kill")
+                    .arg("-9")
+                    .args(doomed.iter().map(u32::to_string))
+                    .status();
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    })
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|stat| {
+                // pid (comm) state ppid ...: comm may hold spaces.
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(pid)
+            })
+        })
+        .collect()
+}
+
 fn wait4(pid: u32) -> (i32, i64, f64) {
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

@@ -80,17 +80,25 @@ impl Deltas {
 /// The manifests of releases the hosts hold, by content (the sha256 each
 /// host recorded with its release): a host whose release holds content
 /// another host's manifest was already read for borrows that one, with no
-/// read of its own. So after a canary, a fleet on one release costs one
-/// read, not one per host. Hosts that ask at the same time each read their
-/// own: none ever waits on another, which may be slow or gone; one that
-/// reads the same manifest as the one kept takes the kept one and drops
-/// its own (one held in memory, however many hosts). A borrowed
+/// read of its own. So a fleet on one release costs one read, not one per
+/// host, and holds one manifest in memory. Hosts that ask while another
+/// host reads the same content's manifest wait for that read, at most
+/// [`HeldManifests::WAIT`] (a host may be slow or gone), then borrow what
+/// it read, or read their own when it read nothing. A borrowed
 /// manifest is only a guess: what is made from it is checked against the
 /// artifact's manifest on the host, and when that fails the host's own is
 /// read before the host is blamed, and the borrowed one is dropped
 /// ([`HeldManifests::forget`]).
 #[derive(Default)]
-pub(crate) struct HeldManifests(Mutex<HashMap<String, Arc<Manifest>>>);
+pub(crate) struct HeldManifests(Mutex<HashMap<String, Kept>>);
+
+/// What is known of one content's manifest.
+enum Kept {
+    /// A host is reading it: its sender is dropped when the read ends,
+    /// however it ends.
+    Reading(tokio::sync::watch::Receiver<()>),
+    Read(Arc<Manifest>),
+}
 
 /// A manifest for a host's release, and whether it is another host's.
 #[derive(Debug, Clone)]
@@ -107,24 +115,60 @@ impl std::fmt::Debug for HeldManifests {
 }
 
 impl HeldManifests {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Manifest>>> {
+    /// The longest a host waits for another's read of the same manifest.
+    pub(crate) const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn kept(&self, sum: &str) -> Option<Arc<Manifest>> {
+        match self.map().get(sum) {
+            Some(Kept::Read(m)) => Some(m.clone()),
+            _ => None,
+        }
+    }
+
     /// The manifest of a release whose content is `sum`: one already read
-    /// for that content (borrowed), else what `read` gets from this host
-    /// (`Ok(None)` when it has none to give), kept for the next host unless
-    /// one is kept already. Without a `sum` (not recorded), always `read`.
+    /// for that content (borrowed), else, once another host's read of it
+    /// ended, what that host read (borrowed), else what `read` gets from
+    /// this host (`Ok(None)` when it has none to give), kept for the next
+    /// host unless one is kept already. Without a `sum` (not recorded),
+    /// always `read`.
     pub(crate) async fn get<E, F, Fut>(&self, sum: Option<&str>, read: F) -> Result<Option<Held>, E>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Option<Manifest>, E>>,
     {
-        if let Some(known) = sum.and_then(|sum| self.map().get(sum).cloned()) {
-            return Ok(Some(Held {
-                manifest: known,
+        let borrowed = |manifest| {
+            Some(Held {
+                manifest,
                 borrowed: true,
-            }));
+            })
+        };
+        // This host's read, while it lasts, for the others to wait on.
+        let mut _reading = None;
+        if let Some(sum) = sum {
+            let waiting = match self.map().get(sum) {
+                Some(Kept::Read(known)) => return Ok(borrowed(known.clone())),
+                // A read that ended with nothing kept: this host reads.
+                Some(Kept::Reading(other)) if other.has_changed().is_ok() => Some(other.clone()),
+                _ => None,
+            };
+            match waiting {
+                Some(mut other) => {
+                    // Ends when the other's read ends (its sender is gone).
+                    let _ = tokio::time::timeout(Self::WAIT, other.changed()).await;
+                    if let Some(known) = self.kept(sum) {
+                        return Ok(borrowed(known));
+                    }
+                }
+                None => {
+                    let (tx, rx) = tokio::sync::watch::channel(());
+                    self.map().insert(sum.to_string(), Kept::Reading(rx));
+                    _reading = Some(tx);
+                }
+            }
         }
         let Some(read) = read().await? else {
             return Ok(None);
@@ -135,15 +179,17 @@ impl HeldManifests {
                 borrowed: false,
             }));
         };
-        // Hosts that asked at once each read their own; one equal to the
-        // one kept is dropped for it (it is this host's content all the
-        // same), so that 1,000 hosts on one release hold one manifest
-        // through their copies, not 1,000.
+        // One equal to the one kept is dropped for it (it is this host's
+        // content all the same).
         let mut map = self.map();
         let manifest = match map.get(sum) {
-            Some(kept) if **kept == read => kept.clone(),
-            Some(_) => Arc::new(read),
-            None => map.entry(sum.to_string()).or_insert(Arc::new(read)).clone(),
+            Some(Kept::Read(kept)) if **kept == read => kept.clone(),
+            Some(Kept::Read(_)) => Arc::new(read),
+            _ => {
+                let manifest = Arc::new(read);
+                map.insert(sum.to_string(), Kept::Read(manifest.clone()));
+                manifest
+            }
         };
         Ok(Some(Held {
             manifest,
@@ -153,14 +199,17 @@ impl HeldManifests {
 
     /// Keeps `manifest` for content `sum`, unless one is kept already.
     pub(crate) fn offer(&self, sum: &str, manifest: Arc<Manifest>) {
-        self.map().entry(sum.to_string()).or_insert(manifest);
+        let mut map = self.map();
+        if !matches!(map.get(sum), Some(Kept::Read(_))) {
+            map.insert(sum.to_string(), Kept::Read(manifest));
+        }
     }
 
     /// Lends `manifest` no more for content `sum`: what was made from it
     /// did not check out. (Another kept meanwhile stays.)
     pub(crate) fn forget(&self, sum: &str, manifest: &Arc<Manifest>) {
         let mut map = self.map();
-        if map.get(sum).is_some_and(|kept| Arc::ptr_eq(kept, manifest)) {
+        if matches!(map.get(sum), Some(Kept::Read(kept)) if Arc::ptr_eq(kept, manifest)) {
             map.remove(sum);
         }
     }
@@ -410,41 +459,88 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn hosts_that_read_the_same_manifest_at_once_share_one() {
+    async fn hosts_that_ask_while_one_reads_wait_for_its_read_and_borrow_it() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a"), "a").unwrap();
         let manifest = Manifest::of_dir(dir.path()).unwrap();
-        std::fs::write(dir.path().join("b"), "b").unwrap();
-        let other = Manifest::of_dir(dir.path()).unwrap();
         let held = HeldManifests::default();
+        let reads = std::sync::atomic::AtomicUsize::new(0);
         // Three hosts ask before any has read (each read yields first):
-        // each reads its own.
-        let read = |m: &Manifest| {
-            let m = m.clone();
+        // one reads, the other two wait for it.
+        let read = || {
+            let m = manifest.clone();
+            let reads = &reads;
             move || async move {
+                reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::task::yield_now().await;
                 Ok::<_, ()>(Some(m))
             }
         };
-        let (first, second, odd) = tokio::join!(
-            held.get(Some("x"), read(&manifest)),
-            held.get(Some("x"), read(&manifest)),
-            held.get(Some("x"), read(&other)),
+        let (first, second, third) = tokio::join!(
+            held.get(Some("x"), read()),
+            held.get(Some("x"), read()),
+            held.get(Some("x"), read()),
         );
-        let (first, second, odd) = (
-            first.unwrap().unwrap(),
-            second.unwrap().unwrap(),
-            odd.unwrap().unwrap(),
-        );
-        assert!(!first.borrowed && !second.borrowed && !odd.borrowed);
+        let all = [first, second, third].map(|h| h.unwrap().unwrap());
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(all.iter().filter(|h| !h.borrowed).count(), 1);
         assert!(
-            Arc::ptr_eq(&first.manifest, &second.manifest),
-            "an equal read is dropped for the one kept"
+            all.iter()
+                .all(|h| Arc::ptr_eq(&h.manifest, &all[0].manifest))
         );
-        assert_eq!(
-            *odd.manifest, other,
-            "a host whose manifest differs keeps its own"
+    }
+
+    #[tokio::test]
+    async fn a_read_that_finds_nothing_leaves_the_others_to_read_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "a").unwrap();
+        let manifest = Manifest::of_dir(dir.path()).unwrap();
+        let held = HeldManifests::default();
+        let slow_none = || async {
+            tokio::task::yield_now().await;
+            Ok::<_, ()>(None)
+        };
+        let own = |m: &Manifest| {
+            let m = m.clone();
+            move || async move { Ok::<_, ()>(Some(m)) }
+        };
+        let (none, second) = tokio::join!(
+            held.get(Some("x"), slow_none),
+            held.get(Some("x"), own(&manifest)),
         );
-        assert!(!Arc::ptr_eq(&odd.manifest, &first.manifest));
+        assert!(none.unwrap().is_none());
+        let second = second.unwrap().unwrap();
+        assert!(
+            !second.borrowed,
+            "it read its own once the first found none"
+        );
+        assert_eq!(*second.manifest, manifest);
+        // And the next host borrows that one.
+        let third = held.get(Some("x"), slow_none).await.unwrap().unwrap();
+        assert!(third.borrowed && Arc::ptr_eq(&third.manifest, &second.manifest));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_host_waits_for_a_slow_read_at_most_a_while() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "a").unwrap();
+        let manifest = Manifest::of_dir(dir.path()).unwrap();
+        let held = HeldManifests::default();
+        let m = manifest.clone();
+        let stuck = || async {
+            std::future::pending::<()>().await;
+            Ok::<_, ()>(None)
+        };
+        let started = tokio::time::Instant::now();
+        let second = tokio::select! {
+            _ = held.get(Some("x"), stuck) => unreachable!("never ends"),
+            second = async {
+                tokio::task::yield_now().await;
+                held.get(Some("x"), move || async move { Ok::<_, ()>(Some(m)) }).await
+            } => second,
+        };
+        let second = second.unwrap().unwrap();
+        assert!(!second.borrowed);
+        assert_eq!(started.elapsed(), HeldManifests::WAIT);
     }
 }
