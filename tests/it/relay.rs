@@ -265,3 +265,147 @@ fn a_later_run_removes_what_an_interrupted_relay_left() {
         );
     }
 }
+
+/// `build/` of 40 files of 32 KiB noise (1.25 MiB, which gzip cannot
+/// shrink): a release each host of `f` takes whole, relayed.
+fn on_a_first_release(n: usize) -> Fleet {
+    let f = Fleet::ssh(n).toml(RELAY).write();
+    for i in 0..40 {
+        let path = f.path().join(format!("build/dir{}/file{i:02}", i % 4));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, noise(i, 32 << 10)).unwrap();
+    }
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    assert_eq!(
+        relayed(&events).len(),
+        n - 2,
+        "the first release, relayed whole"
+    );
+    f
+}
+
+/// Six of the 40 files changed: a delta of about 200 kB, the same for
+/// every host on the first release.
+fn change_six_files(f: &Fleet) {
+    for i in [1u64, 7, 12, 20, 28, 35] {
+        let path = f.path().join(format!("build/dir{}/file{i:02}", i % 4));
+        std::fs::write(path, noise(1000 + i, 32 << 10)).unwrap();
+    }
+}
+
+fn said(events: &[serde_json::Value], host: Option<&str>, text: &str) -> bool {
+    events.iter().any(|e| {
+        e["event"] == "message"
+            && host.is_none_or(|h| e["host"] == h)
+            && e["text"].as_str().is_some_and(|t| t.contains(text))
+    })
+}
+
+/// The bytes the summary says went from here to `host`.
+fn sent_to(events: &[serde_json::Value], host: &str) -> u64 {
+    summary_host(events.last().unwrap(), host)["sent_bytes"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn hosts_on_the_same_release_pass_the_delta_on_to_each_other() {
+    let f = on_a_first_release(5);
+    let first = f.current("web1").unwrap();
+    change_six_files(&f);
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    assert!(
+        said(
+            &events,
+            None,
+            "relay: 2 host(s) get the delta from here and pass it on to 3 (fanout 2, 2 level(s))"
+        ),
+        "{events:?}"
+    );
+    assert!(said(
+        &events,
+        None,
+        "relay: 3 of 3 host(s) got the delta from another host;"
+    ));
+    let by = relayed(&events);
+    assert_eq!(by.len(), 3, "{by:?}");
+    let seeds: Vec<String> = hosts(5)
+        .into_iter()
+        .filter(|h| by.iter().all(|(host, _)| host != h))
+        .collect();
+    for (host, via) in &by {
+        assert!(said(
+            &events,
+            Some(host),
+            &format!("made the release from the delta relayed by {via}")
+        ));
+        assert_eq!(sent_to(&events, host), 0, "{host}: nothing from here");
+    }
+    // Each seed got the one delta from here, and no more: a few of the
+    // changed files' bytes, far from the artifact.
+    let delta = sent_to(&events, &seeds[0]);
+    assert_eq!(sent_to(&events, &seeds[1]), delta, "the same delta");
+    assert!(delta > 6 * (32 << 10), "{delta}: the six files went");
+    assert!(delta < 10 * (32 << 10), "{delta}: only a delta went");
+    assert_eq!(sent_from_here(&events, 5), 2 * delta, "one delta per seed");
+    let new = f.current("web1").unwrap();
+    assert_ne!(new, first);
+    for host in hosts(5) {
+        assert!(f.switched_to(&host, &new), "{host}");
+    }
+    assert_every_host_exact(&f);
+    assert_nothing_left(&f, 5);
+}
+
+#[test]
+fn a_host_whose_base_was_edited_by_hand_falls_back_and_ends_exact() {
+    let f = on_a_first_release(5);
+    let first = f.current("web1").unwrap();
+    // web4's copy of the first release no longer holds what its manifest
+    // lists: the relayed delta makes something else there, refused.
+    let edited = f
+        .deploy_path("web4")
+        .join("releases")
+        .join(&first)
+        .join("dir1/file05");
+    std::fs::write(&edited, "edited by hand").unwrap();
+    change_six_files(&f);
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    assert!(said(
+        &events,
+        None,
+        "relay: 2 host(s) get the delta from here"
+    ));
+    let by = relayed(&events);
+    assert!(by.iter().all(|(host, _)| host != "web4"), "{by:?}");
+    assert!(
+        said(
+            &events,
+            Some("web4"),
+            "did not make the release from the delta"
+        ),
+        "{events:?}"
+    );
+    assert!(
+        said(&events, Some("web4"), "dir1/file05"),
+        "says what was edited"
+    );
+    assert!(
+        said(&events, Some("web4"), "whole artifact"),
+        "and that it went whole"
+    );
+    // The hosts web4 relayed to, if any, got the delta all the same: it
+    // passes it on before it applies it.
+    assert!(by.len() >= 2, "{by:?}");
+    assert!(
+        sent_to(&events, "web4") > 40 * (32 << 10),
+        "web4 got it whole"
+    );
+    let new = f.current("web1").unwrap();
+    for host in hosts(5) {
+        assert!(f.switched_to(&host, &new), "{host}");
+    }
+    assert_every_host_exact(&f);
+    assert_eq!(std::fs::read_to_string(&edited).unwrap(), "edited by hand");
+    assert_nothing_left(&f, 5);
+}
