@@ -42,17 +42,25 @@ use crate::artifact::Artifact;
 use crate::config::HostTransport;
 use crate::release::ReleaseId;
 use crate::report::{Event, Level};
-use hop::{Cargo, Hop};
+use hop::{Cargo, Hop, Streamed};
 pub(crate) use script::sweep;
 use tree::{Candidate, Tree};
 
 /// A delivery's result: the bytes sent from here, or how it failed.
 type Delivered = Result<u64, Failed>;
 
-/// What the relay did for a wave: the hosts it put the release on, with
-/// the bytes sent from here to each. A host not in it gets the release
-/// as without a relay.
-pub(crate) type Relayed = HashMap<usize, Delivered>;
+/// What the relay did for a wave. A host not in `served` gets the
+/// release as without a relay.
+#[derive(Debug, Default)]
+pub(crate) struct Relayed {
+    /// The hosts it put the release on, with the bytes sent from here to
+    /// each.
+    pub served: HashMap<usize, Delivered>,
+    /// The bytes sent from here to seeds it did not serve (their own
+    /// receive failed, after passing the stream on): theirs, on top of
+    /// what they get next.
+    pub spent: HashMap<usize, u64>,
+}
 
 /// Puts the release on those of `hosts` that need the whole artifact,
 /// and on those that would each get the same delta from here, through a
@@ -68,10 +76,10 @@ pub(crate) async fn relay_wave(
 ) -> Relayed {
     let artifact = delivery.artifact;
     let Some(relay) = &ctx.config.relay else {
-        return Relayed::new();
+        return Relayed::default();
     };
     if halt.is_cancelled() {
-        return Relayed::new();
+        return Relayed::default();
     }
     let offer = Offer::of(artifact);
     let whole: Vec<usize> = hosts
@@ -97,11 +105,12 @@ pub(crate) async fn relay_wave(
         relay,
         halt,
     };
-    join_all(loads.iter().map(|(cargo, hosts)| wave.relay(cargo, hosts)))
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+    let mut relayed = Relayed::default();
+    for one in join_all(loads.iter().map(|(cargo, hosts)| wave.relay(cargo, hosts))).await {
+        relayed.served.extend(one.served);
+        relayed.spent.extend(one.spent);
+    }
+    relayed
 }
 
 /// What the relay trees of one wave share.
@@ -121,7 +130,7 @@ impl Wave<'_> {
         let ctx = self.ctx;
         let tree = tree::plan(&candidates(self.nodes, wanting).await, self.relay.fanout);
         if tree.seeds.is_empty() {
-            return Relayed::new();
+            return Relayed::default();
         }
         let all = tree.hosts();
         ctx.message(
@@ -144,52 +153,65 @@ impl Wave<'_> {
             tree: &tree,
             cargo,
         };
-        let fed = match run.prepare(&self.relay.authorized_keys).await {
+        let streamed = match run.prepare(&self.relay.authorized_keys).await {
             Ok(()) => run.stream(self.halt).await,
             Err(why) => {
                 ctx.message(Level::Warn, None, format!("relay: {why}; no host relays"));
-                HashSet::new()
+                Streamed::default()
             }
         };
         let have = run.finish().await;
         if self.halt.is_cancelled() {
-            return Relayed::new();
+            return Relayed::default();
         }
-        let relayed = self.served(&tree, cargo, &fed, &have).await;
-        let from_here: u64 = relayed.values().flatten().sum();
-        ctx.message(
-            Level::Info,
-            None,
-            format!(
-                "relay: {} of {} host(s) got the {} from another host; {} sent from here for the {} it served",
-                relayed.keys().filter(|&&i| tree.parent(i).is_some()).count(),
-                all.len() - tree.seeds.len(),
-                cargo.noun(),
-                crate::report::style::bytes(from_here),
-                relayed.len()
-            ),
+        let relayed = self.served(&tree, cargo, &streamed, &have).await;
+        let from_here: u64 = relayed.served.values().flatten().sum();
+        let mut said = format!(
+            "relay: {} of {} host(s) got the {} from another host; {} sent from here for the {} it served",
+            relayed
+                .served
+                .keys()
+                .filter(|&&i| tree.parent(i).is_some())
+                .count(),
+            all.len() - tree.seeds.len(),
+            cargo.noun(),
+            crate::report::style::bytes(from_here),
+            relayed.served.len()
         );
+        if !relayed.spent.is_empty() {
+            said += &format!(
+                ", {} to the {} seed(s) it did not serve",
+                crate::report::style::bytes(relayed.spent.values().sum()),
+                relayed.spent.len()
+            );
+        }
+        ctx.message(Level::Info, None, said);
         relayed
     }
 
     /// The hosts of `tree` the relay served (each holds the release,
     /// verified, and a relayed one got it from its parent), with the
-    /// bytes sent from here to each: a seed its cargo, every host of a
-    /// whole release its manifest. The others are said.
+    /// bytes sent from here to each: a seed what its stream took, every
+    /// host of a whole release its manifest. The others are said; what
+    /// was sent to a seed among them is kept as `spent`.
     async fn served(
         &self,
         tree: &Tree,
         cargo: &Cargo,
-        fed: &HashSet<usize>,
+        streamed: &Streamed,
         have: &HashSet<usize>,
     ) -> Relayed {
         let (ctx, artifact) = (self.ctx, self.artifact);
-        let mut relayed = Relayed::new();
+        let mut relayed = Relayed::default();
         for i in tree.hosts() {
             let node = &self.nodes[i];
             let from = tree.parent(i);
             let via = from.map(|p| self.nodes[p].name().to_string());
-            if !(have.contains(&i) && (from.is_some() || fed.contains(&i))) {
+            let took = streamed.sent.get(&i).copied().unwrap_or(0);
+            if !(have.contains(&i) && (from.is_some() || streamed.fed.contains(&i))) {
+                if took > 0 {
+                    relayed.spent.insert(i, took);
+                }
                 let why = match (cargo, &via) {
                     (Cargo::Whole, by) => format!(
                         "did not get the release whole from {}; sending it from here",
@@ -201,14 +223,12 @@ impl Wave<'_> {
                 ctx.message(Level::Warn, Some(node.name()), why);
                 continue;
             }
-            let sent = match cargo {
-                Cargo::Whole => record_manifest(ctx, node, artifact, self.id).await,
-                Cargo::Delta(_) => 0,
-            } + match (cargo, from) {
-                (Cargo::Whole, None) => artifact.transfer_size,
-                (Cargo::Delta(d), None) => d.bytes.len() as u64,
-                (_, Some(_)) => 0,
-            };
+            // A delta's receive records the manifest itself.
+            let sent = took
+                + match cargo {
+                    Cargo::Whole => record_manifest(ctx, node, artifact, self.id).await,
+                    Cargo::Delta(_) => 0,
+                };
             if let Some(via) = via {
                 ctx.emit(Event::Relayed {
                     host: node.name().to_string(),
@@ -222,7 +242,7 @@ impl Wave<'_> {
                 };
                 ctx.message(Level::Info, Some(node.name()), what);
             }
-            relayed.insert(i, Ok(sent));
+            relayed.served.insert(i, Ok(sent));
         }
         relayed
     }

@@ -358,54 +358,79 @@ fn hosts_on_the_same_release_pass_the_delta_on_to_each_other() {
 }
 
 #[test]
-fn a_host_whose_base_was_edited_by_hand_falls_back_and_ends_exact() {
+fn hosts_whose_base_was_edited_by_hand_fall_back_and_end_exact() {
     let f = on_a_first_release(5);
     let first = f.current("web1").unwrap();
-    // web4's copy of the first release no longer holds what its manifest
-    // lists: the relayed delta makes something else there, refused.
-    let edited = f
-        .deploy_path("web4")
-        .join("releases")
-        .join(&first)
-        .join("dir1/file05");
-    std::fs::write(&edited, "edited by hand").unwrap();
+    // Their copies of the first release no longer hold what the manifest
+    // lists: the relayed delta makes something else there, refused. web1
+    // is a seed that relays to web3 and web4, web5 a leaf under web2.
+    let edit = |host: &str| {
+        let path = f
+            .deploy_path(host)
+            .join("releases")
+            .join(&first)
+            .join("dir1/file05");
+        std::fs::write(&path, "edited by hand").unwrap();
+        path
+    };
+    let edited = [edit("web1"), edit("web5")];
     change_six_files(&f);
     let events = f.events(&["deploy", "--yes", "--json"], 0);
     assert!(said(
         &events,
         None,
-        "relay: 2 host(s) get the delta from here"
+        "relay: 2 host(s) get the delta from here and pass it on to 3"
     ));
-    let by = relayed(&events);
-    assert!(by.iter().all(|(host, _)| host != "web4"), "{by:?}");
+    // web1 passed the delta on before it applied it to its own base.
+    let mut by = relayed(&events);
+    by.sort();
+    let via_web1 = |h: &str| (h.to_string(), "web1".to_string());
+    assert_eq!(by, vec![via_web1("web3"), via_web1("web4")]);
     assert!(
         said(
             &events,
-            Some("web4"),
-            "did not make the release from the delta"
+            Some("web1"),
+            "did not make the release from the delta sent for the relay"
         ),
         "{events:?}"
     );
+    assert!(said(
+        &events,
+        Some("web5"),
+        "did not make the release from the delta relayed by web2"
+    ));
+    for host in ["web1", "web5"] {
+        assert!(
+            said(&events, Some(host), "dir1/file05"),
+            "{host}: says what was edited"
+        );
+        assert!(
+            said(&events, Some(host), "whole artifact"),
+            "{host}: and that it went whole"
+        );
+    }
+    assert!(said(&events, None, "to the 1 seed(s) it did not serve"));
+    // web1's count holds the delta it relayed, then the whole artifact.
+    let whole = 40 * (32 << 10);
+    let delta = sent_to(&events, "web2");
+    assert!(delta < 10 * (32 << 10), "{delta}");
     assert!(
-        said(&events, Some("web4"), "dir1/file05"),
-        "says what was edited"
+        sent_to(&events, "web1") > whole + delta,
+        "{}",
+        sent_to(&events, "web1")
     );
     assert!(
-        said(&events, Some("web4"), "whole artifact"),
-        "and that it went whole"
-    );
-    // The hosts web4 relayed to, if any, got the delta all the same: it
-    // passes it on before it applies it.
-    assert!(by.len() >= 2, "{by:?}");
-    assert!(
-        sent_to(&events, "web4") > 40 * (32 << 10),
-        "web4 got it whole"
+        sent_to(&events, "web5") > whole,
+        "{}",
+        sent_to(&events, "web5")
     );
     let new = f.current("web1").unwrap();
     for host in hosts(5) {
         assert!(f.switched_to(&host, &new), "{host}");
     }
     assert_every_host_exact(&f);
-    assert_eq!(std::fs::read_to_string(&edited).unwrap(), "edited by hand");
+    for path in &edited {
+        assert_eq!(std::fs::read_to_string(path).unwrap(), "edited by hand");
+    }
     assert_nothing_left(&f, 5);
 }

@@ -3,6 +3,8 @@
 //! down the tree is a [`Cargo`]: the whole artifact, or one delta.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +42,16 @@ pub(crate) struct DeltaCargo {
     pub manifest_sha: String,
     /// Each host's base: the release it applies the delta to.
     pub bases: HashMap<usize, ReleaseId>,
+}
+
+/// How the stream from here to the seeds went.
+#[derive(Default)]
+pub(super) struct Streamed {
+    /// The seeds whose own receive succeeded.
+    pub fed: HashSet<usize>,
+    /// The bytes sent from here to each seed, whether or not its receive
+    /// succeeded.
+    pub sent: HashMap<usize, u64>,
 }
 
 impl Cargo {
@@ -172,9 +184,8 @@ impl Hop<'_> {
     }
 
     /// Streams the cargo to the seeds, each passing it on; ends when
-    /// every seed's receive ended (each waits for its children). Returns
-    /// the seeds whose own receive succeeded.
-    pub(super) async fn stream(&self, halt: &CancellationToken) -> HashSet<usize> {
+    /// every seed's receive ended (each waits for its children).
+    pub(super) async fn stream(&self, halt: &CancellationToken) -> Streamed {
         for &i in &self.tree.hosts() {
             self.ctx.phase(self.nodes[i].name(), Phase::Upload);
         }
@@ -183,23 +194,31 @@ impl Hop<'_> {
             let input = match self.cargo {
                 Cargo::Whole => match self.artifact.input() {
                     Ok(input) => input,
-                    Err(e) => return (i, Err(e.to_string())),
+                    Err(e) => return (i, 0, Err(e.to_string())),
                 },
                 Cargo::Delta(d) => Input::bytes(d.bytes.clone()),
             };
+            // What the stream took, whatever became of it.
+            let took = Arc::new(AtomicU64::new(0));
+            let count = took.clone();
+            let input = input.inspect(move |chunk| {
+                count.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            });
             let payload = Payload {
                 input,
                 receive: self.receive(i),
             };
             let sent = upload::send(self.ctx, node, payload, halt).await;
-            (i, sent.map_err(|f| f.failure.to_string()))
+            let took = took.load(Ordering::Relaxed);
+            (i, took, sent.map_err(|f| f.failure.to_string()))
         }))
         .await;
-        let mut fed = HashSet::new();
-        for (i, result) in ended {
+        let mut streamed = Streamed::default();
+        for (i, took, result) in ended {
+            streamed.sent.insert(i, took);
             match result {
                 Ok(()) => {
-                    fed.insert(i);
+                    streamed.fed.insert(i);
                 }
                 Err(why) => self.ctx.message(
                     Level::Warn,
@@ -211,7 +230,7 @@ impl Hop<'_> {
                 ),
             }
         }
-        fed
+        streamed
     }
 
     /// Removes the run's key, scripts and authorized_keys lines from every
