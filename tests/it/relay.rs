@@ -434,3 +434,63 @@ fn hosts_whose_base_was_edited_by_hand_fall_back_and_end_exact() {
     }
     assert_nothing_left(&f, 5);
 }
+
+#[test]
+fn a_forged_delta_from_a_relay_is_refused_before_it_is_used() {
+    // The first relay hop sends, instead of the delta, one of its own that
+    // would delete a file beside the releases (`remove` holds a path out
+    // of the release). The child checks the delta's hash first: nothing of
+    // it is used, and it gets the release as without the relay.
+    let log = tempfile::tempdir().unwrap();
+    let forged = crate::support::archive::tar_gz(&[
+        ("remove", b"../../../victim\n"),
+        ("keep", b""),
+        ("dirs", b""),
+        ("paths", b""),
+    ]);
+    std::fs::write(log.path().join("forged"), forged).unwrap();
+    let before = "if mkdir \"$log/sent\" 2>/dev/null; then /usr/bin/ssh \"$@\" < \"$log/forged\"; echo forged >> \"$log/calls\"; exit 0; fi";
+    let spy = spy(log.path(), before, false);
+    let f = Fleet::ssh_with(5, spy.setup()).toml(RELAY).write();
+    for i in 0..40 {
+        let path = f.path().join(format!("build/dir{}/file{i:02}", i % 4));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, noise(i, 32 << 10)).unwrap();
+    }
+    f.hoist(&["deploy", "--yes"]).assert().success();
+    let calls = std::fs::read_to_string(log.path().join("calls")).unwrap();
+    assert!(
+        calls.contains("forged"),
+        "the first deploy's relay used: {calls}"
+    );
+    // Forge again on the delta's relay.
+    std::fs::remove_dir(log.path().join("sent")).unwrap();
+    for host in hosts(5) {
+        std::fs::write(f.deploy_path(&host).join("victim"), "still here").unwrap();
+    }
+    change_six_files(&f);
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    assert!(said(
+        &events,
+        None,
+        "relay: 2 host(s) get the delta from here"
+    ));
+    let calls = std::fs::read_to_string(log.path().join("calls")).unwrap();
+    assert_eq!(calls.matches("forged").count(), 2, "{calls}");
+    assert_eq!(relayed(&events).len(), 2, "one child refused what it got");
+    assert!(said(
+        &events,
+        None,
+        "relay: 2 of 3 host(s) got the delta from another host"
+    ));
+    for host in hosts(5) {
+        let victim = f.deploy_path(&host).join("victim");
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "still here",
+            "{host}"
+        );
+    }
+    assert_every_host_exact(&f);
+    assert_nothing_left(&f, 5);
+}
