@@ -313,6 +313,11 @@ fn hosts_on_the_same_release_pass_the_delta_on_to_each_other() {
     let f = on_a_first_release(5);
     let first = f.current("web1").unwrap();
     change_six_files(&f);
+    let plan = printed(&f.hoist(&["plan"]).output().unwrap());
+    assert!(
+        plan.contains("hosts that would get the same delta get it from each other"),
+        "{plan}"
+    );
     let events = f.events(&["deploy", "--yes", "--json"], 0);
     assert!(
         said(
