@@ -499,3 +499,57 @@ fn a_forged_delta_from_a_relay_is_refused_before_it_is_used() {
     assert_every_host_exact(&f);
     assert_nothing_left(&f, 5);
 }
+
+#[test]
+fn fresh_hosts_and_hosts_on_a_release_are_relayed_in_two_trees_at_once() {
+    // web1 to web4 on a first release, web5 to web7 on none: one wave
+    // holds a tree of the whole artifact and a tree of the delta.
+    let f = Fleet::ssh(7).toml(RELAY).write();
+    for i in 0..40 {
+        let path = f.path().join(format!("build/dir{}/file{i:02}", i % 4));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, noise(i, 32 << 10)).unwrap();
+    }
+    f.hoist(&["deploy", "--yes", "--limit", "web1,web2,web3,web4"])
+        .assert()
+        .success();
+    change_six_files(&f);
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    assert!(said(
+        &events,
+        None,
+        "relay: 2 host(s) get the release from here and pass it on to 1 (fanout 2, 2 level(s))"
+    ));
+    assert!(said(
+        &events,
+        None,
+        "relay: 2 host(s) get the delta from here and pass it on to 2 (fanout 2, 2 level(s))"
+    ));
+    let by = relayed(&events);
+    assert_eq!(by.len(), 3, "{by:?}");
+    let on_a = ["web1", "web2", "web3", "web4"];
+    for (host, via) in &by {
+        // Each from a host of its own tree.
+        assert_eq!(
+            on_a.contains(&host.as_str()),
+            on_a.contains(&via.as_str()),
+            "{host} via {via}"
+        );
+        let what = if on_a.contains(&host.as_str()) {
+            format!("made the release from the delta relayed by {via}")
+        } else {
+            format!("got the release from {via}")
+        };
+        assert!(said(&events, Some(host), &what), "{host}: {what}");
+    }
+    let whole = 40 * (32 << 10);
+    let sent = sent_from_here(&events, 7);
+    assert!(sent > 2 * whole, "{sent}: two seeds got the artifact");
+    assert!(sent < 3 * whole, "{sent}: and two the delta, no more");
+    let new = f.current("web1").unwrap();
+    for host in hosts(7) {
+        assert!(f.switched_to(&host, &new), "{host}");
+    }
+    assert_every_host_exact(&f);
+    assert_nothing_left(&f, 7);
+}
