@@ -297,7 +297,7 @@ pub enum UrlPacking {
 }
 
 mod delta;
-pub(crate) use delta::Relayed;
+pub(crate) use delta::DeltaHop;
 
 #[cfg(test)]
 mod tests;

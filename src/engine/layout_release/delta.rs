@@ -7,7 +7,7 @@ use crate::release::ReleaseId;
 
 /// A delta as a relayed host receives it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Relayed<'a> {
+pub(crate) struct DeltaHop<'a> {
     /// The sha256 of the delta's bytes, as hoist cut them.
     pub sha: &'a str,
     /// The lines that start the readers passing it on, and their fifos
@@ -17,9 +17,9 @@ pub(crate) struct Relayed<'a> {
 }
 
 /// The lines that take the delta on stdin into `$P.x`.
-fn intake(relayed: Option<Relayed>) -> String {
+fn intake(relayed: Option<DeltaHop>) -> String {
     let (write, checksum) = (ReceiveStep::Write.code(), ReceiveStep::Checksum.code());
-    let Some(Relayed {
+    let Some(DeltaHop {
         sha,
         fan: (setup, fifos),
     }) = relayed
@@ -96,7 +96,7 @@ impl Layout {
         token: &str,
         manifest_sha: &str,
         content_sha: &str,
-        relayed: Option<Relayed<'_>>,
+        relayed: Option<DeltaHop<'_>>,
     ) -> String {
         format!(
             r#"{head}

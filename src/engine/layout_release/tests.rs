@@ -510,7 +510,7 @@ fn a_relayed_delta_is_passed_on_and_used_only_when_its_hash_matches() {
                 "mkfifo \"$P.c0\" || exit 3\n{{ cat > {}; }} < \"$P.c0\" &\nK=\"$K $!\"\n",
                 q(copy.to_str().unwrap())
             );
-            let relayed = Relayed {
+            let relayed = DeltaHop {
                 sha: if good { &sha } else { "0bad" },
                 fan: (&setup, " \"$P.c0\""),
             };

@@ -17,7 +17,7 @@ use crate::artifact::Artifact;
 use crate::config::HostTransport;
 use crate::engine::Context;
 use crate::engine::fleet::Node;
-use crate::engine::layout_release::Relayed;
+use crate::engine::layout_release::DeltaHop;
 use crate::engine::upload::{self, Payload};
 use crate::release::ReleaseId;
 use crate::report::{Level, Phase};
@@ -119,7 +119,7 @@ impl Hop<'_> {
                 &part,
                 &d.manifest_sha,
                 &a.content_sha,
-                Some(Relayed {
+                Some(DeltaHop {
                     sha: &d.sha,
                     fan: (&fan.0, &fan.1),
                 }),
