@@ -569,8 +569,8 @@ pub struct Policy {
     pub require_reason: bool,
 }
 
-/// `[relay]`: hosts that receive a whole upload pass it on to up to
-/// `fanout` others while they receive it.
+/// `[relay]`: hosts that receive a whole upload, or the same delta, pass
+/// it on to up to `fanout` others while they receive it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Relay {
     pub fanout: usize,

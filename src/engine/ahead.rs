@@ -97,15 +97,22 @@ impl Ahead {
         let relayed = &relayed;
         join_all(senders.into_iter().map(|(i, tx)| async move {
             let node = &nodes[i];
-            let relayed = relayed.lock().unwrap().remove(&i);
-            let delivered = if let Some(Ok(sent)) = relayed {
+            let (served, spent) = {
+                let mut relayed = relayed.lock().unwrap();
+                let spent = relayed.spent.remove(&i).unwrap_or(0);
+                (relayed.served.remove(&i), spent)
+            };
+            let delivered = if let Some(Ok(sent)) = served {
                 Ok(sent)
             } else {
                 let _permit = ctx.parallel.acquire().await.expect("semaphore open");
                 if halt.is_cancelled() {
                     return;
                 }
-                deliver(ctx, node, delivery, id, halt).await
+                // What a seed's relay stream took from here is its own too.
+                deliver(ctx, node, delivery, id, halt)
+                    .await
+                    .map(|sent| sent + spent)
             };
             match &delivered {
                 Ok(_) => {

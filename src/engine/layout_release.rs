@@ -168,105 +168,6 @@ mkdir -p "$H/manifests" "$H/tmp" && gzip -dc > "$T" && mv "$T" {m} || {{ rm -f "
         )
     }
 
-    /// Makes `releases/<id>` from `releases/<from>` and a delta on stdin: a
-    /// gzipped tar holding `remove` (paths to delete first, a line each,
-    /// escaped as in a manifest), `dirs` (paths that must be real
-    /// directories, not symlinks, before anything is written under them),
-    /// `keep` (what to copy from `from`: what its manifest lists and the new
-    /// release keeps), `paths` (every path of the new release) and `files/`
-    /// (what is new or changed). The release is a copy of `from`'s listed
-    /// entries (never hard links: editing or deleting one release by hand
-    /// never changes another; never the link, when `from` is a symlink to
-    /// a release moved elsewhere), then the deletions, then the files. What
-    /// the app added to `from` is not copied (GNU tar copies by the list;
-    /// elsewhere `cp` copies everything and whatever `paths` does not hold
-    /// is deleted again). Then the host lists it and renames it into place
-    /// only when the listing's sha256 is `manifest_sha`. Otherwise it
-    /// prints the listing and exits [`ReleaseStep::Mismatch`] (a listed
-    /// entry of `from` changed since its switch), or a [`ReceiveStep`]
-    /// code. The listing (about 66 KB for 708 files) is hashed with
-    /// `sha256sum`, which starts faster than `openssl`.
-    pub fn receive_delta(
-        &self,
-        from: &ReleaseId,
-        id: &ReleaseId,
-        token: &str,
-        manifest_sha: &str,
-        content_sha: &str,
-    ) -> String {
-        format!(
-            r#"{head}
-{manifest_fn}
-P={part}
-R="$D/releases/"{id}
-C="$D/releases/"{from}
-trap 'rm -rf "$P.d" "$P.x" "$P.m" "$P.l" "$P.e"' EXIT
-trap 'exit 130' HUP INT TERM
-mkdir -p "$H/tmp" "$H/sums" "$H/manifests" || exit {write}
-rm -rf "$P.d" "$P.x" "$P.m" "$P.l" "$P.e" && mkdir "$P.x" && (cd "$P.x" && tar $XZF -) || exit {write}
-if [ -e "$R" ]; then printf '%s already exists\n' "$R" >&2; exit {exists}; fi
-[ -d "$C" ] || {{ printf '%s is gone\n' "$C" >&2; exit {unpack}; }}
-mkdir "$P.d" || exit {unpack}
-if tar --no-recursion -cf /dev/null -T /dev/null 2>/dev/null; then
-  # What cannot be copied as listed (gone, or under a symlink now) is
-  # found by the check below, not here.
-  (cd "$C/" && tar --no-recursion -cf - -T - 2>/dev/null) < "$P.x/keep" | (cd "$P.d" && tar $XF - 2>/dev/null)
-else
-  cp -a "$C/." "$P.d/" || exit {unpack}
-fi
-under_link() {{
-  a=$1
-  while case $a in */*) true ;; *) false ;; esac; do
-    a=${{a%/*}}
-    if [ -L "$P.d/$a" ]; then printf '%s is a symlink in %s\n' "$a" "$C" >&2; return 0; fi
-  done
-  return 1
-}}
-while IFS= read -r e; do
-  p=$(printf '%b.' "$e"); p=${{p%.}}
-  under_link "$p" && {{ hoist_manifest "$P.d"; exit {mismatch}; }}
-  rm -rf "$P.d/$p" || exit {unpack}
-done < "$P.x/remove"
-while IFS= read -r e; do
-  p=$(printf '%b.' "$e"); p=${{p%.}}
-  if under_link "$p/x" || {{ [ -e "$P.d/$p" ] && [ ! -d "$P.d/$p" ]; }}; then hoist_manifest "$P.d"; exit {mismatch}; fi
-done < "$P.x/dirs"
-# Only what the delta brings is tamed: the rest is the old release's, tamed
-# when it was made (a special file put there by hand is a mismatch below).
-{tame_fn}
-hoist_tame "$P.x/files" || exit {unpack}
-(cd "$P.x/files" && tar -cf - .) | (cd "$P.d" && tar $XF -) || exit {unpack}
-hoist_manifest "$P.d" > "$P.l" || exit {unpack}
-: > "$P.e"
-awk -F '\t' -v m="$P.m" -v x="$P.e" '
-FILENAME == ARGV[1] {{ keep[$0] = 1; next }}
-FNR == 1 || ($1 in keep) {{ print > m; next }}
-{{ up = $1; sub(/\/[^\/]*$/, "", up); if (up == $1 || (up in keep)) print $1 > x }}
-' "$P.x/paths" "$P.l" || exit {unpack}
-while IFS= read -r e; do
-  p=$(printf '%b.' "$e"); p=${{p%.}}
-  rm -rf "$P.d/$p" || exit {unpack}
-done < "$P.e"
-sum=$(sha256sum < "$P.m") || exit {unpack}
-if [ "${{sum%% *}}" != {manifest_sha} ]; then cat "$P.m"; exit {mismatch}; fi
-mv "$P.m" "$H/manifests/"{id} && printf '%s\n' {content_sha} > "$H/sums/"{id} && mv "$P.d" "$R" || exit {finish}
-"#,
-            head = self.head(),
-            manifest_fn = manifest_fns(),
-            tame_fn = self.tame_fn(),
-            part = self.part(id, token),
-            id = q(id.as_str()),
-            from = q(from.as_str()),
-            manifest_sha = q(manifest_sha),
-            content_sha = q(content_sha),
-            write = ReceiveStep::Write.code(),
-            exists = ReceiveStep::Exists.code(),
-            unpack = ReceiveStep::Unpack.code(),
-            finish = ReceiveStep::Finish.code(),
-            mismatch = ReleaseStep::Mismatch.code(),
-        )
-    }
-
     /// Downloads `url` on the host (curl, else wget), checks its sha256,
     /// and only then unpacks it under a temporary name, lists it as its
     /// manifest and renames it to `releases/<id>`. Nothing is unpacked
@@ -394,6 +295,9 @@ pub enum UrlPacking {
     TarGz,
     Tar,
 }
+
+mod delta;
+pub(crate) use delta::DeltaHop;
 
 #[cfg(test)]
 mod tests;

@@ -3,19 +3,27 @@
 //! ([`tree::plan`]): hoist streams it to a few seeds; each host passes the
 //! stream on to its children while it receives it (`tee` into one `ssh`
 //! per child), and every host checks the hash and renames the release
-//! into place exactly as from hoist ([`Layout::receive`]).
+//! into place exactly as from hoist ([`Layout::receive`]). Hosts that
+//! would each get the same delta from here get it the same way, one tree
+//! per delta ([`delta`]): each checks the delta's hash, applies it to its
+//! own base and checks the result against the artifact's manifest before
+//! it takes the release's name ([`Layout::receive_delta`]).
 //!
 //! A relaying host holds, for this run only, a key of its own made here
 //! ([`key::RelayKey`]) and its children's host keys as hoist accepted
 //! them; a child allows that key one forced command, the receive of this
 //! release. Both are removed when the relay ends, whatever happened, and a
 //! later run removes what an interrupted one left (under the lock, see
-//! [`script::sweep`]). A host the relay did not serve whole (a relay that
-//! died, stalled or sent something else, a host key that does not match)
-//! gets the release from hoist as without the relay.
+//! [`script::sweep`]). A host the relay did not serve (a relay that died,
+//! stalled or sent something else, a host key that does not match, a
+//! delta that does not fit its base) gets the release from hoist as
+//! without the relay.
 //!
 //! [`Layout::receive`]: super::layout::Layout::receive
+//! [`Layout::receive_delta`]: super::layout::Layout::receive_delta
 
+mod delta;
+mod hop;
 mod key;
 mod script;
 mod tree;
@@ -27,29 +35,37 @@ use tokio_util::sync::CancellationToken;
 
 use super::delivery::{Delivery, Offer, Source, sources};
 use super::fleet::Node;
+use super::layout::Probe;
 use super::payload::record_manifest;
-use super::upload::{self, Payload};
 use super::{Context, Failed};
 use crate::artifact::Artifact;
 use crate::config::HostTransport;
 use crate::release::ReleaseId;
-use crate::report::{Event, Level, Phase};
-use crate::transport::Input;
-use key::RelayKey;
+use crate::report::{Event, Level};
+use hop::{Cargo, Hop, Streamed};
 pub(crate) use script::sweep;
 use tree::{Candidate, Tree};
 
 /// A delivery's result: the bytes sent from here, or how it failed.
 type Delivered = Result<u64, Failed>;
 
-/// What the relay did for a wave: the hosts it put the release on, with
-/// the bytes sent from here to each. A host not in it gets the release
-/// as without a relay.
-pub(crate) type Relayed = HashMap<usize, Delivered>;
+/// What the relay did for a wave. A host not in `served` gets the
+/// release as without a relay.
+#[derive(Debug, Default)]
+pub(crate) struct Relayed {
+    /// The hosts it put the release on, with the bytes sent from here to
+    /// each.
+    pub served: HashMap<usize, Delivered>,
+    /// The bytes sent from here to seeds it did not serve (their own
+    /// receive failed, after passing the stream on): theirs, on top of
+    /// what they get next.
+    pub spent: HashMap<usize, u64>,
+}
 
-/// Puts the release on those of `hosts` that need the whole artifact
-/// through the relay tree, when `[relay]` is on. Ends when every relay
-/// ended and cleaned up.
+/// Puts the release on those of `hosts` that need the whole artifact,
+/// and on those that would each get the same delta from here, through a
+/// relay tree each (all at once), when `[relay]` is on. Ends when every
+/// relay ended and cleaned up.
 pub(crate) async fn relay_wave(
     ctx: &Context,
     nodes: &[Node],
@@ -60,96 +76,176 @@ pub(crate) async fn relay_wave(
 ) -> Relayed {
     let artifact = delivery.artifact;
     let Some(relay) = &ctx.config.relay else {
-        return Relayed::new();
+        return Relayed::default();
     };
-    let wanting: Vec<usize> = hosts
+    if halt.is_cancelled() {
+        return Relayed::default();
+    }
+    let offer = Offer::of(artifact);
+    let whole: Vec<usize> = hosts
         .iter()
         .copied()
-        .filter(|&i| sources(&nodes[i].probe, id, Offer::of(artifact)) == [Source::Whole])
+        .filter(|&i| sources(&nodes[i].probe, id, offer) == [Source::Whole])
         .collect();
-    if wanting.len() < 2 || halt.is_cancelled() {
-        return Relayed::new();
+    let mut loads = Vec::new();
+    if whole.len() >= 2 {
+        loads.push((Cargo::Whole, whole));
     }
-    let tree = tree::plan(&candidates(nodes, &wanting).await, relay.fanout);
-    if tree.seeds.is_empty() {
-        return Relayed::new();
+    let probes: Vec<(usize, &Probe)> = hosts.iter().map(|&i| (i, &nodes[i].probe)).collect();
+    for group in delta::groups(&probes, id, offer) {
+        if let Some(cargo) = delta::cut(ctx, nodes, delivery, &group).await {
+            loads.push((Cargo::Delta(cargo), group));
+        }
     }
-    let all = tree.hosts();
-    ctx.message(
-        Level::Info,
-        None,
-        format!(
-            "relay: {} host(s) get the release from here and pass it on to {} (fanout {}, {} level(s))",
-            tree.seeds.len(),
-            all.len() - tree.seeds.len(),
-            relay.fanout,
-            tree.depth()
-        ),
-    );
-    let run = Hop {
+    let wave = Wave {
         ctx,
         nodes,
         id,
         artifact,
-        tree: &tree,
+        relay,
+        halt,
     };
-    let fed = match run.prepare(&relay.authorized_keys).await {
-        Ok(()) => run.stream(halt).await,
-        Err(why) => {
-            ctx.message(Level::Warn, None, format!("relay: {why}; no host relays"));
-            HashSet::new()
-        }
-    };
-    let have = run.finish().await;
-    let mut relayed = Relayed::new();
-    if halt.is_cancelled() {
-        return relayed;
+    let mut relayed = Relayed::default();
+    for one in join_all(loads.iter().map(|(cargo, hosts)| wave.relay(cargo, hosts))).await {
+        relayed.served.extend(one.served);
+        relayed.spent.extend(one.spent);
     }
-    for &i in &all {
-        let node = &nodes[i];
-        let from = tree.parent(i);
-        let whole = have.contains(&i) && (from.is_some() || fed.contains(&i));
-        if !whole {
-            let by = from.map_or("the relay".to_string(), |p| nodes[p].name().to_string());
-            ctx.message(
-                Level::Warn,
-                Some(node.name()),
-                format!("did not get the release whole from {by}; sending it from here"),
-            );
-            continue;
+    relayed
+}
+
+/// What the relay trees of one wave share.
+struct Wave<'a> {
+    ctx: &'a Context,
+    nodes: &'a [Node],
+    id: &'a ReleaseId,
+    artifact: &'a Artifact,
+    relay: &'a crate::config::Relay,
+    halt: &'a CancellationToken,
+}
+
+impl Wave<'_> {
+    /// Relays `cargo` to `wanting` (two or more hosts), in a tree of its
+    /// own; returns the hosts it served.
+    async fn relay(&self, cargo: &Cargo, wanting: &[usize]) -> Relayed {
+        let ctx = self.ctx;
+        let tree = tree::plan(&candidates(self.nodes, wanting).await, self.relay.fanout);
+        if tree.seeds.is_empty() {
+            return Relayed::default();
         }
-        let manifest = record_manifest(ctx, node, artifact, id).await;
-        let sent = match from {
-            None => artifact.transfer_size + manifest,
-            Some(p) => {
-                let via = nodes[p].name().to_string();
+        let all = tree.hosts();
+        ctx.message(
+            Level::Info,
+            None,
+            format!(
+                "relay: {} host(s) get the {} from here and pass it on to {} (fanout {}, {} level(s))",
+                tree.seeds.len(),
+                cargo.noun(),
+                all.len() - tree.seeds.len(),
+                self.relay.fanout,
+                tree.depth()
+            ),
+        );
+        let run = Hop {
+            ctx,
+            nodes: self.nodes,
+            id: self.id,
+            artifact: self.artifact,
+            tree: &tree,
+            cargo,
+        };
+        let streamed = match run.prepare(&self.relay.authorized_keys).await {
+            Ok(()) => run.stream(self.halt).await,
+            Err(why) => {
+                ctx.message(Level::Warn, None, format!("relay: {why}; no host relays"));
+                Streamed::default()
+            }
+        };
+        let have = run.finish().await;
+        if self.halt.is_cancelled() {
+            return Relayed::default();
+        }
+        let relayed = self.served(&tree, cargo, &streamed, &have).await;
+        let from_here: u64 = relayed.served.values().flatten().sum();
+        let mut said = format!(
+            "relay: {} of {} host(s) got the {} from another host; {} sent from here for the {} it served",
+            relayed
+                .served
+                .keys()
+                .filter(|&&i| tree.parent(i).is_some())
+                .count(),
+            all.len() - tree.seeds.len(),
+            cargo.noun(),
+            crate::report::style::bytes(from_here),
+            relayed.served.len()
+        );
+        if !relayed.spent.is_empty() {
+            said += &format!(
+                ", {} to the {} seed(s) it did not serve",
+                crate::report::style::bytes(relayed.spent.values().sum()),
+                relayed.spent.len()
+            );
+        }
+        ctx.message(Level::Info, None, said);
+        relayed
+    }
+
+    /// The hosts of `tree` the relay served (each holds the release,
+    /// verified, and a relayed one got it from its parent), with the
+    /// bytes sent from here to each: a seed what its stream took, every
+    /// host of a whole release its manifest. The others are said; what
+    /// was sent to a seed among them is kept as `spent`.
+    async fn served(
+        &self,
+        tree: &Tree,
+        cargo: &Cargo,
+        streamed: &Streamed,
+        have: &HashSet<usize>,
+    ) -> Relayed {
+        let (ctx, artifact) = (self.ctx, self.artifact);
+        let mut relayed = Relayed::default();
+        for i in tree.hosts() {
+            let node = &self.nodes[i];
+            let from = tree.parent(i);
+            let via = from.map(|p| self.nodes[p].name().to_string());
+            let took = streamed.sent.get(&i).copied().unwrap_or(0);
+            if !(have.contains(&i) && (from.is_some() || streamed.fed.contains(&i))) {
+                if took > 0 {
+                    relayed.spent.insert(i, took);
+                }
+                let why = match (cargo, &via) {
+                    (Cargo::Whole, by) => format!(
+                        "did not get the release whole from {}; sending it from here",
+                        by.as_deref().unwrap_or("the relay")
+                    ),
+                    (Cargo::Delta(_), Some(by)) => format!("did not make the release from the delta relayed by {by}; it gets the release as without the relay"),
+                    (Cargo::Delta(_), None) => "did not make the release from the delta sent for the relay; it gets the release as without the relay".to_string(),
+                };
+                ctx.message(Level::Warn, Some(node.name()), why);
+                continue;
+            }
+            // A delta's receive records the manifest itself.
+            let sent = took
+                + match cargo {
+                    Cargo::Whole => record_manifest(ctx, node, artifact, self.id).await,
+                    Cargo::Delta(_) => 0,
+                };
+            if let Some(via) = via {
                 ctx.emit(Event::Relayed {
                     host: node.name().to_string(),
                     via: via.clone(),
                 });
-                ctx.message(
-                    Level::Info,
-                    Some(node.name()),
-                    format!("got the release from {via}, verified on this host"),
-                );
-                manifest
+                let what = match cargo {
+                    Cargo::Whole => format!("got the release from {via}, verified on this host"),
+                    Cargo::Delta(_) => format!(
+                        "made the release from the delta relayed by {via}, verified on this host"
+                    ),
+                };
+                ctx.message(Level::Info, Some(node.name()), what);
             }
-        };
-        relayed.insert(i, Ok(sent));
+            relayed.served.insert(i, Ok(sent));
+        }
+        relayed
     }
-    let from_here: u64 = relayed.values().flatten().sum();
-    ctx.message(
-        Level::Info,
-        None,
-        format!(
-            "relay: {} of {} host(s) got the release from another host; {} sent from here for the {} it served",
-            relayed.keys().filter(|&&i| tree.parent(i).is_some()).count(),
-            all.len() - tree.seeds.len(),
-            crate::report::style::bytes(from_here),
-            relayed.len()
-        ),
-    );
-    relayed
 }
 
 /// The hosts of `wanting` as the planner sees them: whether each has an
@@ -179,182 +275,6 @@ async fn candidates(nodes: &[Node], wanting: &[usize]) -> Vec<Candidate> {
         }
     }))
     .await
-}
-
-/// One wave's relay, once planned.
-struct Hop<'a> {
-    ctx: &'a Context,
-    nodes: &'a [Node],
-    id: &'a ReleaseId,
-    artifact: &'a Artifact,
-    tree: &'a Tree,
-}
-
-impl Hop<'_> {
-    /// The name of this run's relay files and lines.
-    fn token(&self) -> &str {
-        &self.ctx.run_id
-    }
-
-    /// The receive a host runs: `Layout::receive` under a temporary name
-    /// of its own (a fallback from hoist never meets it), passing the
-    /// stream on to its children.
-    fn receive(&self, i: usize) -> String {
-        let children: Vec<script::Child> = self
-            .tree
-            .children
-            .get(&i)
-            .into_iter()
-            .flatten()
-            .filter_map(|&c| match &self.nodes[c].host.transport {
-                HostTransport::Ssh(target) => Some(script::Child {
-                    alias: alias(c),
-                    user: target.user.clone(),
-                    address: target.address.clone(),
-                    port: target.port,
-                }),
-                _ => None,
-            })
-            .collect();
-        let fan = script::fan_out(self.token(), &children);
-        let a = self.artifact;
-        self.nodes[i].layout.receive_fanning(
-            self.id,
-            &format!("{}.relay", self.token()),
-            a.packing,
-            &a.transfer_sha,
-            &a.content_sha,
-            (!children.is_empty()).then_some((fan.0.as_str(), fan.1.as_str())),
-        )
-    }
-
-    /// Gives each host of the tree what it needs: a relay its key and its
-    /// children's host keys, a relayed host its forced command. A host
-    /// where this fails is not served by the relay (its parent's `ssh`
-    /// fails; it falls back).
-    async fn prepare(&self, authorized_keys: &str) -> Result<(), String> {
-        let mut keys = HashMap::new();
-        for &p in self.tree.children.keys() {
-            let key = RelayKey::new().map_err(|e| format!("cannot make a key: {e}"))?;
-            keys.insert(p, key);
-        }
-        let hosts = self.tree.hosts();
-        join_all(hosts.iter().map(|&i| {
-            let node = &self.nodes[i];
-            let known_hosts = self.tree.children.get(&i).map(|children| {
-                children
-                    .iter()
-                    .filter_map(|&c| {
-                        let key = self.nodes[c].conn.host_key()?;
-                        Some(script::known_host(&alias(c), &key))
-                    })
-                    .collect::<String>()
-            });
-            let receive = self
-                .tree
-                .parent(i)
-                .map(|p| (self.receive(i), keys[&p].public.clone()));
-            let prepare = script::Prepare {
-                token: self.token(),
-                authorized_keys,
-                known_hosts,
-                receive,
-            };
-            let stdin = keys.get(&i).map(|k| Input::bytes(k.private.clone()));
-            async move {
-                match node.run(&prepare.script(&node.layout), stdin).await {
-                    Ok(o) if o.success() && o.stdout_str().trim() == "unnamable" => {
-                        self.ctx.message(Level::Warn, Some(node.name()), "its deploy path cannot be named in a forced command (a quote, backslash or blank in it): not relayed to");
-                    }
-                    Ok(o) if o.success() => {}
-                    Ok(o) => self.ctx.message(
-                        Level::Warn,
-                        Some(node.name()),
-                        format!("could not be set up for the relay: {}", o.stderr_str().trim()),
-                    ),
-                    Err(e) => self.ctx.message(
-                        Level::Warn,
-                        Some(node.name()),
-                        format!("could not be set up for the relay: {e}"),
-                    ),
-                }
-            }
-        }))
-        .await;
-        Ok(())
-    }
-
-    /// Streams the artifact to the seeds, each passing it on; ends when
-    /// every seed's receive ended (each waits for its children). Returns
-    /// the seeds whose own receive succeeded.
-    async fn stream(&self, halt: &CancellationToken) -> HashSet<usize> {
-        for &i in &self.tree.hosts() {
-            self.ctx.phase(self.nodes[i].name(), Phase::Upload);
-        }
-        let ended = join_all(self.tree.seeds.iter().map(|&i| async move {
-            let node = &self.nodes[i];
-            let input = match self.artifact.input() {
-                Ok(input) => input,
-                Err(e) => return (i, Err(e.to_string())),
-            };
-            let payload = Payload {
-                input,
-                receive: self.receive(i),
-            };
-            let sent = upload::send(self.ctx, node, payload, halt).await;
-            (i, sent.map_err(|f| f.failure.to_string()))
-        }))
-        .await;
-        let mut fed = HashSet::new();
-        for (i, result) in ended {
-            match result {
-                Ok(()) => {
-                    fed.insert(i);
-                }
-                Err(why) => self.ctx.message(
-                    Level::Warn,
-                    Some(self.nodes[i].name()),
-                    format!("the upload it was to relay failed: {why}"),
-                ),
-            }
-        }
-        fed
-    }
-
-    /// Removes the run's key, scripts and authorized_keys lines from every
-    /// host of the tree; returns the hosts that hold the release, verified.
-    async fn finish(&self) -> HashSet<usize> {
-        let (id, sha) = (&self.id.to_string(), &self.artifact.content_sha);
-        let hosts = self.tree.hosts();
-        let ended = join_all(hosts.iter().map(|&i| async move {
-            let node = &self.nodes[i];
-            let script = script::finish(&node.layout, self.token(), id, sha);
-            let out = node.run(&script, None).await;
-            match &out {
-                Ok(o) if o.success() => {}
-                Ok(o) => self.ctx.message(
-                    Level::Warn,
-                    Some(node.name()),
-                    format!(
-                        "could not remove the relay's key or authorized_keys line (the next run does): {}",
-                        o.stderr_str().trim()
-                    ),
-                ),
-                Err(e) => self.ctx.message(
-                    Level::Warn,
-                    Some(node.name()),
-                    format!("could not remove the relay's key or authorized_keys line (the next run does): {e}"),
-                ),
-            }
-            (i, out.is_ok_and(|o| o.success() && o.stdout_str().trim() == "have"))
-        }))
-        .await;
-        ended
-            .into_iter()
-            .filter(|(_, have)| *have)
-            .map(|(i, _)| i)
-            .collect()
-    }
 }
 
 /// The tree of a wave of `n` hosts that all need the whole artifact and

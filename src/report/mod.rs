@@ -239,8 +239,8 @@ pub enum Event {
         bytes: u64,
         total: Option<u64>,
     },
-    /// `[relay]`: the host got the release from another host, `via`,
-    /// verified on the host itself.
+    /// `[relay]`: the host got the release (or the delta it made it
+    /// from) from another host, `via`, verified on the host itself.
     Relayed {
         host: String,
         via: String,

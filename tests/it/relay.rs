@@ -304,3 +304,294 @@ fn uploads_ahead_of_a_wave_go_through_the_relay() {
     assert_every_host_exact(&f);
     assert_nothing_left(&f, 6);
 }
+
+/// `build/` of 40 files of 32 KiB noise (1.25 MiB, which gzip cannot
+/// shrink): a release each host of `f` takes whole, relayed.
+fn on_a_first_release(n: usize) -> Fleet {
+    let f = Fleet::ssh(n).toml(RELAY).write();
+    for i in 0..40 {
+        let path = f.path().join(format!("build/dir{}/file{i:02}", i % 4));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, noise(i, 32 << 10)).unwrap();
+    }
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    assert_eq!(
+        relayed(&events).len(),
+        n - 2,
+        "the first release, relayed whole"
+    );
+    f
+}
+
+/// Six of the 40 files changed: a delta of about 200 kB, the same for
+/// every host on the first release.
+fn change_six_files(f: &Fleet) {
+    for i in [1u64, 7, 12, 20, 28, 35] {
+        let path = f.path().join(format!("build/dir{}/file{i:02}", i % 4));
+        std::fs::write(path, noise(1000 + i, 32 << 10)).unwrap();
+    }
+}
+
+fn said(events: &[serde_json::Value], host: Option<&str>, text: &str) -> bool {
+    events.iter().any(|e| {
+        e["event"] == "message"
+            && host.is_none_or(|h| e["host"] == h)
+            && e["text"].as_str().is_some_and(|t| t.contains(text))
+    })
+}
+
+/// The bytes the summary says went from here to `host`.
+fn sent_to(events: &[serde_json::Value], host: &str) -> u64 {
+    summary_host(events.last().unwrap(), host)["sent_bytes"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn hosts_on_the_same_release_pass_the_delta_on_to_each_other() {
+    let f = on_a_first_release(5);
+    let first = f.current("web1").unwrap();
+    change_six_files(&f);
+    let plan = printed(&f.hoist(&["plan"]).output().unwrap());
+    assert!(
+        plan.contains("hosts that would get the same delta get it from each other"),
+        "{plan}"
+    );
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    assert!(
+        said(
+            &events,
+            None,
+            "relay: 2 host(s) get the delta from here and pass it on to 3 (fanout 2, 2 level(s))"
+        ),
+        "{events:?}"
+    );
+    assert!(
+        said(
+            &events,
+            None,
+            "relay: 3 of 3 host(s) got the delta from another host;"
+        ),
+        "{events:?}"
+    );
+    let by = relayed(&events);
+    assert_eq!(by.len(), 3, "{by:?}");
+    let seeds: Vec<String> = hosts(5)
+        .into_iter()
+        .filter(|h| by.iter().all(|(host, _)| host != h))
+        .collect();
+    for (host, via) in &by {
+        assert!(said(
+            &events,
+            Some(host),
+            &format!("made the release from the delta relayed by {via}")
+        ));
+        assert_eq!(sent_to(&events, host), 0, "{host}: nothing from here");
+    }
+    // Each seed got the one delta from here, and no more: a few of the
+    // changed files' bytes, far from the artifact.
+    let delta = sent_to(&events, &seeds[0]);
+    assert_eq!(sent_to(&events, &seeds[1]), delta, "the same delta");
+    assert!(delta > 6 * (32 << 10), "{delta}: the six files went");
+    assert!(delta < 10 * (32 << 10), "{delta}: only a delta went");
+    assert_eq!(sent_from_here(&events, 5), 2 * delta, "one delta per seed");
+    let new = f.current("web1").unwrap();
+    assert_ne!(new, first);
+    for host in hosts(5) {
+        assert!(f.switched_to(&host, &new), "{host}");
+    }
+    assert_every_host_exact(&f);
+    assert_nothing_left(&f, 5);
+}
+
+#[test]
+fn hosts_whose_base_was_edited_by_hand_fall_back_and_end_exact() {
+    let f = on_a_first_release(5);
+    let first = f.current("web1").unwrap();
+    // Their copies of the first release no longer hold what the manifest
+    // lists: the relayed delta makes something else there, refused. web1
+    // is a seed that relays to web3 and web4, web5 a leaf under web2.
+    let edit = |host: &str| {
+        let path = f
+            .deploy_path(host)
+            .join("releases")
+            .join(&first)
+            .join("dir1/file05");
+        std::fs::write(&path, "edited by hand").unwrap();
+        path
+    };
+    let edited = [edit("web1"), edit("web5")];
+    change_six_files(&f);
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    assert!(said(
+        &events,
+        None,
+        "relay: 2 host(s) get the delta from here and pass it on to 3"
+    ));
+    // web1 passed the delta on before it applied it to its own base.
+    let mut by = relayed(&events);
+    by.sort();
+    let via_web1 = |h: &str| (h.to_string(), "web1".to_string());
+    assert_eq!(by, vec![via_web1("web3"), via_web1("web4")]);
+    assert!(
+        said(
+            &events,
+            Some("web1"),
+            "did not make the release from the delta sent for the relay"
+        ),
+        "{events:?}"
+    );
+    assert!(said(
+        &events,
+        Some("web5"),
+        "did not make the release from the delta relayed by web2"
+    ));
+    for host in ["web1", "web5"] {
+        assert!(
+            said(&events, Some(host), "dir1/file05"),
+            "{host}: says what was edited"
+        );
+        assert!(
+            said(&events, Some(host), "whole artifact"),
+            "{host}: and that it went whole"
+        );
+    }
+    assert!(said(&events, None, "to the 1 seed(s) it did not serve"));
+    // web1's count holds the delta it relayed, then the whole artifact.
+    let whole = 40 * (32 << 10);
+    let delta = sent_to(&events, "web2");
+    assert!(delta < 10 * (32 << 10), "{delta}");
+    assert!(
+        sent_to(&events, "web1") > whole + delta,
+        "{}",
+        sent_to(&events, "web1")
+    );
+    assert!(
+        sent_to(&events, "web5") > whole,
+        "{}",
+        sent_to(&events, "web5")
+    );
+    let new = f.current("web1").unwrap();
+    for host in hosts(5) {
+        assert!(f.switched_to(&host, &new), "{host}");
+    }
+    assert_every_host_exact(&f);
+    for path in &edited {
+        assert_eq!(std::fs::read_to_string(path).unwrap(), "edited by hand");
+    }
+    assert_nothing_left(&f, 5);
+}
+
+#[test]
+fn a_forged_delta_from_a_relay_is_refused_before_it_is_used() {
+    // The first relay hop sends, instead of the delta, one of its own that
+    // would delete a file beside the releases (`remove` holds a path out
+    // of the release). The child checks the delta's hash first: nothing of
+    // it is used, and it gets the release as without the relay.
+    let log = tempfile::tempdir().unwrap();
+    let forged = crate::support::archive::tar_gz(&[
+        ("remove", b"../../../victim\n"),
+        ("keep", b""),
+        ("dirs", b""),
+        ("paths", b""),
+    ]);
+    std::fs::write(log.path().join("forged"), forged).unwrap();
+    let before = "if mkdir \"$log/sent\" 2>/dev/null; then /usr/bin/ssh \"$@\" < \"$log/forged\"; echo forged >> \"$log/calls\"; exit 0; fi";
+    let spy = spy(log.path(), before, false);
+    let f = Fleet::ssh_with(5, spy.setup()).toml(RELAY).write();
+    for i in 0..40 {
+        let path = f.path().join(format!("build/dir{}/file{i:02}", i % 4));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, noise(i, 32 << 10)).unwrap();
+    }
+    f.hoist(&["deploy", "--yes"]).assert().success();
+    let calls = std::fs::read_to_string(log.path().join("calls")).unwrap();
+    assert!(
+        calls.contains("forged"),
+        "the first deploy's relay used: {calls}"
+    );
+    // Forge again on the delta's relay.
+    std::fs::remove_dir(log.path().join("sent")).unwrap();
+    for host in hosts(5) {
+        std::fs::write(f.deploy_path(&host).join("victim"), "still here").unwrap();
+    }
+    change_six_files(&f);
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    assert!(said(
+        &events,
+        None,
+        "relay: 2 host(s) get the delta from here"
+    ));
+    let calls = std::fs::read_to_string(log.path().join("calls")).unwrap();
+    assert_eq!(calls.matches("forged").count(), 2, "{calls}");
+    assert_eq!(relayed(&events).len(), 2, "one child refused what it got");
+    assert!(said(
+        &events,
+        None,
+        "relay: 2 of 3 host(s) got the delta from another host"
+    ));
+    for host in hosts(5) {
+        let victim = f.deploy_path(&host).join("victim");
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "still here",
+            "{host}"
+        );
+    }
+    assert_every_host_exact(&f);
+    assert_nothing_left(&f, 5);
+}
+
+#[test]
+fn fresh_hosts_and_hosts_on_a_release_are_relayed_in_two_trees_at_once() {
+    // web1 to web4 on a first release, web5 to web7 on none: one wave
+    // holds a tree of the whole artifact and a tree of the delta.
+    let f = Fleet::ssh(7).toml(RELAY).write();
+    for i in 0..40 {
+        let path = f.path().join(format!("build/dir{}/file{i:02}", i % 4));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, noise(i, 32 << 10)).unwrap();
+    }
+    f.hoist(&["deploy", "--yes", "--limit", "web1,web2,web3,web4"])
+        .assert()
+        .success();
+    change_six_files(&f);
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    assert!(said(
+        &events,
+        None,
+        "relay: 2 host(s) get the release from here and pass it on to 1 (fanout 2, 2 level(s))"
+    ));
+    assert!(said(
+        &events,
+        None,
+        "relay: 2 host(s) get the delta from here and pass it on to 2 (fanout 2, 2 level(s))"
+    ));
+    let by = relayed(&events);
+    assert_eq!(by.len(), 3, "{by:?}");
+    let on_a = ["web1", "web2", "web3", "web4"];
+    for (host, via) in &by {
+        // Each from a host of its own tree.
+        assert_eq!(
+            on_a.contains(&host.as_str()),
+            on_a.contains(&via.as_str()),
+            "{host} via {via}"
+        );
+        let what = if on_a.contains(&host.as_str()) {
+            format!("made the release from the delta relayed by {via}")
+        } else {
+            format!("got the release from {via}")
+        };
+        assert!(said(&events, Some(host), &what), "{host}: {what}");
+    }
+    let whole = 40 * (32 << 10);
+    let sent = sent_from_here(&events, 7);
+    assert!(sent > 2 * whole, "{sent}: two seeds got the artifact");
+    assert!(sent < 3 * whole, "{sent}: and two the delta, no more");
+    let new = f.current("web1").unwrap();
+    for host in hosts(7) {
+        assert!(f.switched_to(&host, &new), "{host}");
+    }
+    assert_every_host_exact(&f);
+    assert_nothing_left(&f, 7);
+}

@@ -478,3 +478,70 @@ fn the_hash_tool_is_openssl_only_where_it_prints_what_is_expected() {
     let path = format!("{}:{system}", bin.path().display());
     assert_eq!(picked(&path), "sha256sum");
 }
+
+/// The relayed receive of a delta, passing it on to one reader that copies
+/// it to `copy`: with the delta's own sha256 it makes the release as
+/// `receive_delta` does; with another it uses nothing of it; either way
+/// the reader gets every byte, and nothing is left in `.hoist/tmp`.
+#[test]
+fn a_relayed_delta_is_passed_on_and_used_only_when_its_hash_matches() {
+    let work = tempfile::tempdir().unwrap();
+    let (old, new) = old_and_new(work.path());
+    fs::write(new.join("README"), "relayed").unwrap();
+    let old_m = Manifest::of_dir(&old).unwrap();
+    let new_m = Manifest::of_dir(&new).unwrap();
+    let delta = crate::delta::build(&new, &new_m, &old_m, &[], &Default::default())
+        .unwrap()
+        .unwrap();
+    let sha = {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(&delta.bytes[..]))
+    };
+    for shell in shells() {
+        for (good, want) in [(true, 0), (false, ReceiveStep::Checksum.code())] {
+            let at = format!(
+                "{} (hash {})",
+                shell.name,
+                if good { "matches" } else { "differs" }
+            );
+            let (base, layout) = host_with(&old);
+            let copy = base.path().join("copy");
+            let setup = format!(
+                "mkfifo \"$P.c0\" || exit 3\n{{ cat > {}; }} < \"$P.c0\" &\nK=\"$K $!\"\n",
+                q(copy.to_str().unwrap())
+            );
+            let relayed = DeltaHop {
+                sha: if good { &sha } else { "0bad" },
+                fan: (&setup, " \"$P.c0\""),
+            };
+            let script = layout.receive_delta_fanning(
+                &id(FROM),
+                &id(TO),
+                TOKEN,
+                &new_m.sha256(),
+                "c0ffee",
+                Some(relayed),
+            );
+            let ran = shell.run(base.path(), &script, &delta.bytes);
+            assert_eq!(ran.code, want, "{at}: {}", ran.stderr);
+            assert_eq!(
+                fs::read(&copy).unwrap(),
+                delta.bytes.to_vec(),
+                "{at}: passed on whole"
+            );
+            let made = Path::new(&layout.deploy_to).join("releases").join(TO);
+            if good {
+                assert_eq!(Manifest::of_dir(&made).unwrap(), new_m, "{at}");
+            } else {
+                assert!(!made.exists(), "{at}");
+                assert!(
+                    ran.stderr.contains("checksum mismatch"),
+                    "{at}: {}",
+                    ran.stderr
+                );
+            }
+            let tmp = Path::new(&layout.deploy_to).join(".hoist/tmp");
+            assert_eq!(fs::read_dir(tmp).unwrap().count(), 0, "{at}");
+        }
+    }
+}

@@ -135,13 +135,14 @@ pub(crate) struct Child {
     pub port: u16,
 }
 
-/// The ciphers a relay's `ssh` offers, in `$C`: AES-GCM first where the
+/// The ciphers a relay's `ssh` offers, in `$HC` (not `$C`: a delta's
+/// receive names its base release so): AES-GCM first where the
 /// relaying host's CPU has AES instructions (libcrypto's AES-GCM then costs
 /// a fraction of OpenSSH's own ChaCha20-Poly1305, its default, which was
 /// most of a hop's CPU in the 50-host bench), ChaCha20-Poly1305 first
 /// elsewhere; AES-CTR last, for an older sshd.
-const HOP_CIPHERS: &str = "C=chacha20-poly1305@openssh.com,aes128-gcm@openssh.com,aes128-ctr
-grep -qw aes /proc/cpuinfo 2>/dev/null && C=aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr";
+const HOP_CIPHERS: &str = "HC=chacha20-poly1305@openssh.com,aes128-gcm@openssh.com,aes128-ctr
+grep -qw aes /proc/cpuinfo 2>/dev/null && HC=aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr";
 
 /// The lines a receive runs before it reads its stdin so that it passes
 /// the stream on to `children` as it arrives: one fifo each, read by an
@@ -155,7 +156,7 @@ pub(crate) fn fan_out(token: &str, children: &[Child]) -> (String, String) {
     for (n, c) in children.iter().enumerate() {
         setup += &format!(
             r#"mkfifo "$P.c{n}" || exit {write}
-{{ ssh -F /dev/null -T -i "$X/key" -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile="$X/known_hosts" -o GlobalKnownHostsFile=/dev/null -o HostKeyAlias={alias} -o StrictHostKeyChecking=yes -o BatchMode=yes -c "$C" -o ForwardAgent=no -o ForwardX11=no -o ClearAllForwardings=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o LogLevel=ERROR -p {port} -l {user} {address} hoist-relay; cat > /dev/null; }} < "$P.c{n}" > /dev/null 2>&1 &
+{{ ssh -F /dev/null -T -i "$X/key" -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile="$X/known_hosts" -o GlobalKnownHostsFile=/dev/null -o HostKeyAlias={alias} -o StrictHostKeyChecking=yes -o BatchMode=yes -c "$HC" -o ForwardAgent=no -o ForwardX11=no -o ClearAllForwardings=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o LogLevel=ERROR -p {port} -l {user} {address} hoist-relay; cat > /dev/null; }} < "$P.c{n}" > /dev/null 2>&1 &
 K="$K $!"
 "#,
             alias = q(&c.alias),

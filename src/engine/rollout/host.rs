@@ -15,11 +15,14 @@ use crate::engine::{
 use crate::report::Phase;
 
 /// Host `i`'s part of the rollout, ended: `delivered` is the result of its
-/// upload made ahead of its wave, if one was.
+/// upload made ahead of its wave (or by the relay), if one was; `spent`
+/// the bytes already sent to it for the release that did not make it (a
+/// relay's seed whose own receive failed), counted in what it is sent.
 pub(super) async fn host_rollout(
     run: &Run<'_>,
     i: usize,
     delivered: Option<Result<u64, Failed>>,
+    spent: u64,
     passed: &mut Passed<'_>,
 ) -> HostRun {
     let ctx = run.ctx;
@@ -30,7 +33,7 @@ pub(super) async fn host_rollout(
     if run.halt.is_cancelled() {
         return host;
     }
-    let result = steps(run, i, delivered, passed, &mut host).await;
+    let result = steps(run, i, (delivered, spent), passed, &mut host).await;
     if result.is_err() && !host.switched {
         // Never switched: still on its previous release, it goes back in.
         drain::undrain_or_warn(run, i, &mut host).await;
@@ -64,7 +67,7 @@ pub(super) async fn host_rollout(
 async fn steps(
     run: &Run<'_>,
     i: usize,
-    delivered: Option<Result<u64, Failed>>,
+    (delivered, spent): (Option<Result<u64, Failed>>, u64),
     passed: &mut Passed<'_>,
     host: &mut HostRun,
 ) -> Result<(), Failed> {
@@ -74,7 +77,7 @@ async fn steps(
         None => deliver(ctx, node, &run.delivery, id, &run.halt).await,
     };
     passed.now();
-    host.sent = Some(sent?);
+    host.sent = Some(sent? + spent);
     shared::prepare(ctx, node, id).await?;
     let env = run.host_env(i, host.previous.as_ref());
     let release_dir = node.layout.release_path(id);

@@ -164,13 +164,17 @@ async fn run_wave(
     let relayed = &relayed;
     let ended = join_all(wave.hosts.iter().map(|&i| async move {
         // Waited for before a slot is taken: the upload holds one.
-        let delivered = relayed.lock().unwrap().remove(&i);
+        let (delivered, spent) = {
+            let mut relayed = relayed.lock().unwrap();
+            let spent = relayed.spent.remove(&i).unwrap_or(0);
+            (relayed.served.remove(&i), spent)
+        };
         let delivered = match delivered {
             Some(d) => Some(d),
             None => ahead.take(i).await,
         };
         let mut passed = uploading.host();
-        let host = host_rollout(run, i, delivered, &mut passed).await;
+        let host = host_rollout(run, i, delivered, spent, &mut passed).await;
         if let Some(once) = &run.once {
             once.settle(nodes[i].name());
             if once.failed() {
