@@ -16,6 +16,7 @@
 //!
 //! [`Layout::receive`]: super::layout::Layout::receive
 
+mod dropbear;
 mod key;
 mod script;
 mod tree;
@@ -36,6 +37,7 @@ use crate::release::ReleaseId;
 use crate::report::{Event, Level, Phase};
 use crate::transport::Input;
 use key::RelayKey;
+use script::Client;
 pub(crate) use script::sweep;
 use tree::{Candidate, Tree};
 
@@ -70,7 +72,8 @@ pub(crate) async fn relay_wave(
     if wanting.len() < 2 || halt.is_cancelled() {
         return Relayed::new();
     }
-    let tree = tree::plan(&candidates(nodes, &wanting).await, relay.fanout);
+    let (candidates, clients) = candidates(nodes, &wanting).await;
+    let tree = tree::plan(&candidates, relay.fanout);
     if tree.seeds.is_empty() {
         return Relayed::new();
     }
@@ -92,6 +95,7 @@ pub(crate) async fn relay_wave(
         id,
         artifact,
         tree: &tree,
+        clients,
     };
     let fed = match run.prepare(&relay.authorized_keys).await {
         Ok(()) => run.stream(halt).await,
@@ -155,30 +159,36 @@ pub(crate) async fn relay_wave(
 /// The hosts of `wanting` as the planner sees them: whether each has an
 /// SSH client (asked), whether another host can reach it (hoist holds its
 /// host key from its own connection, and reaches it with no jump host),
-/// and its place.
-async fn candidates(nodes: &[Node], wanting: &[usize]) -> Vec<Candidate> {
-    join_all(wanting.iter().map(|&i| async move {
+/// and its place; with the client of each host that has one.
+async fn candidates(nodes: &[Node], wanting: &[usize]) -> (Vec<Candidate>, HashMap<usize, Client>) {
+    let asked = join_all(wanting.iter().map(|&i| async move {
         let node = &nodes[i];
         let ssh = matches!(node.host.transport, HostTransport::Ssh(_));
         // Reached through a jump host: its address may mean nothing to
         // the other hosts; it is fed from here.
         let direct = matches!(&node.host.transport, HostTransport::Ssh(t) if t.jump.is_empty());
-        let client = ssh
-            && node
+        let client = match ssh {
+            true => node
                 .run(script::HAS_CLIENT, None)
                 .await
-                .is_ok_and(|o| o.stdout_str().trim() == "ssh");
+                .ok()
+                .and_then(|o| Client::from_answer(&o.stdout_str())),
+            false => None,
+        };
         let place = node.host.role.zone.clone();
-        Candidate {
+        let candidate = Candidate {
             index: i,
             place: place
                 .or_else(|| node.host.groups.first().cloned())
                 .unwrap_or_default(),
-            relays: client,
+            relays: client.is_some(),
             receives: direct && node.conn.host_key().is_some(),
-        }
+        };
+        (candidate, client.map(|c| (i, c)))
     }))
-    .await
+    .await;
+    let clients = asked.iter().filter_map(|(_, c)| *c).collect();
+    (asked.into_iter().map(|(c, _)| c).collect(), clients)
 }
 
 /// One wave's relay, once planned.
@@ -188,9 +198,16 @@ struct Hop<'a> {
     id: &'a ReleaseId,
     artifact: &'a Artifact,
     tree: &'a Tree,
+    /// The client of each host that has one.
+    clients: HashMap<usize, Client>,
 }
 
 impl Hop<'_> {
+    /// The client relaying host `i` passes the stream on with.
+    fn client(&self, i: usize) -> Client {
+        self.clients.get(&i).copied().unwrap_or(Client::Ssh)
+    }
+
     /// The name of this run's relay files and lines.
     fn token(&self) -> &str {
         &self.ctx.run_id
@@ -200,6 +217,7 @@ impl Hop<'_> {
     /// of its own (a fallback from hoist never meets it), passing the
     /// stream on to its children.
     fn receive(&self, i: usize) -> String {
+        let client = self.client(i);
         let children: Vec<script::Child> = self
             .tree
             .children
@@ -215,8 +233,10 @@ impl Hop<'_> {
                 }),
                 _ => None,
             })
+            // A child dbclient would misread is left to fall back.
+            .filter(|c| client == Client::Ssh || dropbear::reaches(c))
             .collect();
-        let fan = script::fan_out(self.token(), &children);
+        let fan = script::fan_out(self.token(), client, &children);
         let a = self.artifact;
         self.nodes[i].layout.receive_fanning(
             self.id,
@@ -242,13 +262,21 @@ impl Hop<'_> {
         join_all(hosts.iter().map(|&i| {
             let node = &self.nodes[i];
             let known_hosts = self.tree.children.get(&i).map(|children| {
-                children
+                let pinned = children
                     .iter()
                     .filter_map(|&c| {
-                        let key = self.nodes[c].conn.host_key()?;
-                        Some(script::known_host(&alias(c), &key))
+                        let host_key = self.nodes[c].conn.host_key()?;
+                        let HostTransport::Ssh(target) = &self.nodes[c].host.transport else {
+                            return None;
+                        };
+                        Some(script::Pinned {
+                            alias: alias(c),
+                            address: target.address.clone(),
+                            host_key,
+                        })
                     })
-                    .collect::<String>()
+                    .collect();
+                (self.client(i), pinned)
             });
             let receive = self
                 .tree
@@ -260,7 +288,10 @@ impl Hop<'_> {
                 known_hosts,
                 receive,
             };
-            let stdin = keys.get(&i).map(|k| Input::bytes(k.private.clone()));
+            let stdin = keys.get(&i).map(|k| match self.client(i) {
+                Client::Ssh => Input::bytes(k.private.clone()),
+                Client::Dbclient => Input::bytes(k.dropbear.clone()),
+            });
             async move {
                 match node.run(&prepare.script(&node.layout), stdin).await {
                     Ok(o) if o.success() && o.stdout_str().trim() == "unnamable" => {

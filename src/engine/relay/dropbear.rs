@@ -1,0 +1,100 @@
+//! A relay whose host has dropbear's client (`dbclient`) and no OpenSSH
+//! `ssh`. dbclient has no option for a key file of known hosts, for a
+//! host key alias, for batch mode or for a connect timeout; what stands
+//! for each:
+//!
+//! - Known hosts: dbclient reads `$HOME/.ssh/known_hosts` only, and looks
+//!   a host up by the address it was given (the port plays no part). Each
+//!   child gets a home of its own under the run's relay directory,
+//!   `$X/<alias>/`, whose known_hosts pins the child's key and nothing
+//!   else: one line per key type dbclient knows, the pinned key under its
+//!   own type and, under every other, a key that cannot match. Whatever
+//!   type the server offers, dbclient finds a line for it and either
+//!   matches the pinned key or exits on the mismatch; it never reaches its
+//!   question for an unknown host. (Were it to: it reads its answer from
+//!   stdin with no terminal, and the stream's first byte is gzip's 0x1f,
+//!   never `y`.)
+//! - No agent, no forwarding, no other key: `SSH_AUTH_SOCK` is unset (it
+//!   would offer the agent's keys), no `-A`, `-L`, `-R`, and the home holds
+//!   no `id_dropbear`; only `-i` with the run's key.
+//! - No prompt: the session has no terminal; a password prompt goes to an
+//!   `SSH_ASKPASS` that fails (`SSH_ASKPASS_ALWAYS`), and `DROPBEAR_PASSWORD`
+//!   is unset.
+//! - Connect timeout: dbclient reads its stdin only once the child's
+//!   forced command runs, so a watchdog ends it when, 10 s after the
+//!   stream's first byte reached it, it has not taken more than a pipe's
+//!   worth (64 KiB) of it. Once it streams, `-K 5` ends a child that stops
+//!   answering (3 keepalives unanswered).
+
+use super::script::Child;
+use crate::engine::layout::q;
+
+/// The host key types dropbear 2022.83 can be offered, by the name its
+/// known_hosts lookup uses.
+const KEY_TYPES: [&str; 8] = [
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "ssh-rsa",
+    "ssh-dss",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+    "sk-ssh-ed25519@openssh.com",
+];
+
+/// Whether dbclient can be given `child` as it is: an address it takes as
+/// a plain host (no `user@`, `/port`, `^port` or `,` hop list, not an
+/// option) and a user `-l` passes as it is.
+pub(crate) fn reaches(child: &Child) -> bool {
+    let plain = |s: &str, extra: &[char]| {
+        !s.is_empty()
+            && !s.starts_with('-')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c) || extra.contains(&c))
+    };
+    plain(&child.address, &[':']) && plain(&child.user, &[])
+}
+
+/// The known_hosts of the home dbclient gets for a child at `address`
+/// whose pinned key is `host_key` (`type base64`): the pinned key under
+/// its type, a key that cannot match under every other type.
+///
+/// Every line holds the pinned key's blob, which names its type inside:
+/// under another type it never equals what a server of that type sends.
+pub(crate) fn known_hosts(address: &str, host_key: &str) -> String {
+    let blob = host_key.split_whitespace().nth(1).unwrap_or("");
+    KEY_TYPES
+        .iter()
+        .map(|t| format!("{address} {t} {blob}\n"))
+        .collect()
+}
+
+/// The shell function a receive defines once when a child is reached
+/// with dbclient: `hoist_dbclient ALIAS N PORT USER ADDRESS`, stdin the
+/// child's share of the stream.
+pub(crate) const FUNCTION: &str = r#"hoist_dbclient() {
+  y="$X/$1" f="$P.d$2"
+  mkfifo "$f" || return 1
+  ( unset SSH_AUTH_SOCK DROPBEAR_PASSWORD DISPLAY
+    HOME=$y SSH_ASKPASS=false SSH_ASKPASS_ALWAYS=1; export HOME SSH_ASKPASS SSH_ASKPASS_ALWAYS
+    exec dbclient -T -i "$X/key" -K 5 -p "$3" -l "$4" "$5" hoist-relay ) < "$f" &
+  d=$!
+  { dd bs=1 count=1 2>/dev/null
+    ( sleep 10; [ -e "$y/up" ] || kill "$d" ) < /dev/null > /dev/null 2>&1 &
+    w=$!
+    dd bs=1 count=70000 2>/dev/null && : > "$y/up"
+    cat; } > "$f"
+  wait "$d"; s=$?; kill "$w" 2>/dev/null; rm -f "$f"; return $s
+}
+"#;
+
+/// The line that passes the stream of fifo `$P.c<n>` on to `child`.
+pub(crate) fn child_line(n: usize, child: &Child) -> String {
+    format!(
+        "{{ hoist_dbclient {alias} {n} {port} {user} {address}; cat > /dev/null; }} < \"$P.c{n}\" > /dev/null 2>&1 &\n",
+        alias = q(&child.alias),
+        port = child.port,
+        user = q(&child.user),
+        address = q(&child.address),
+    )
+}

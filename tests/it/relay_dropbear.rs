@@ -1,0 +1,205 @@
+//! Issue 29, item 2, with dropbear's client: hosts whose only SSH client
+//! is `dbclient` relay the release (over real OpenSSH sshd hosts), with
+//! the run's key in dropbear's format, each child's host key pinned in a
+//! home of the run's own, no agent; a child whose key is not the pinned
+//! one is served from here. Skipped, saying why, without dbclient.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::fleet::{Fleet, SshSetup};
+use crate::support::project::{noise, printed};
+use crate::support::sshd::SshdOptions;
+
+const RELAY: &str = "[strategy]\ncanary = 0\nbatch = \"100%\"\ndeadman_timeout = \"0s\"\n[relay]\nfanout = 2\nauthorized_keys = \"../../../authorized_keys\"";
+
+/// 3 MB of noise: past the relay's 64 KiB watchdog window many times.
+const BIG: usize = 3 << 20;
+
+fn dbclient() -> Option<PathBuf> {
+    [
+        "/usr/bin/dbclient",
+        "/usr/local/bin/dbclient",
+        "/bin/dbclient",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+}
+
+/// A directory standing for the hosts' PATH: every command of /usr/bin
+/// but OpenSSH's `ssh`, and a `dbclient` that records how the relay runs
+/// it (its arguments, whether an agent socket reached it, its home, its
+/// key and known_hosts), runs `before`, then runs the real one with its
+/// errors kept in `$log/err`.
+struct HostPath {
+    dir: tempfile::TempDir,
+}
+
+impl HostPath {
+    fn new(real: &Path, log: &Path, before: &str) -> HostPath {
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir("/usr/bin").unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name();
+            if name == "ssh" || name == "dbclient" {
+                continue;
+            }
+            std::os::unix::fs::symlink(entry.path(), dir.path().join(&name)).unwrap();
+        }
+        let script = format!(
+            r#"#!/bin/sh
+log={log}
+key=; prev=
+for a in "$@"; do [ "$prev" = -i ] && key=$a; prev=$a; done
+echo "relay $* agent=${{SSH_AUTH_SOCK-unset}} home=$HOME" >> "$log/calls"
+cp "$key" "$log/key"
+cp "$HOME/.ssh/known_hosts" "$log/known_hosts"
+{before}
+exec {real} "$@" 2>> "$log/err"
+"#,
+            log = log.display(),
+            real = real.display(),
+        );
+        let spy = dir.path().join("dbclient");
+        std::fs::write(&spy, script).unwrap();
+        std::fs::set_permissions(&spy, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        HostPath { dir }
+    }
+
+    /// Sessions get this PATH only, and an agent socket of the
+    /// deployer's (which the relay must not pass on).
+    fn setup(&self) -> SshSetup<'static> {
+        SshSetup {
+            sshd: SshdOptions {
+                extra_config: format!(
+                    "SetEnv PATH={} SSH_AUTH_SOCK=/nonexistent/agent.sock\n",
+                    self.dir.path().display()
+                ),
+                ..SshdOptions::default()
+            },
+            ..SshSetup::default()
+        }
+    }
+}
+
+fn fleet(n: usize, path: &HostPath) -> Fleet {
+    let f = Fleet::ssh_with(n, path.setup()).toml(RELAY).write();
+    std::fs::write(f.path().join("build/big.bin"), noise(29, BIG)).unwrap();
+    f
+}
+
+fn hosts(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("web{i}")).collect()
+}
+
+fn relayed(events: &[serde_json::Value]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "relayed")
+        .map(|e| {
+            (
+                e["host"].as_str().unwrap().to_string(),
+                e["via"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn assert_every_host_exact(f: &Fleet) {
+    let out = f.hoist(&["verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", printed(&out));
+}
+
+fn assert_nothing_left(f: &Fleet, n: usize) {
+    for host in hosts(n) {
+        let relay = f.deploy_path(&host).join(".hoist/relay");
+        assert!(!relay.exists(), "{host}: {} is left", relay.display());
+        let keys =
+            std::fs::read_to_string(f.server(&host).dir.path().join("authorized_keys")).unwrap();
+        assert!(!keys.contains("hoist-relay"), "{host}: {keys}");
+    }
+}
+
+#[test]
+fn hosts_with_only_dbclient_relay_the_release() {
+    let Some(real) = dbclient() else {
+        eprintln!("skipping: dropbear's dbclient is not installed (Debian: dropbear-bin)");
+        return;
+    };
+    let log = tempfile::tempdir().unwrap();
+    let path = HostPath::new(&real, log.path(), "");
+    let f = fleet(5, &path);
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    let by = relayed(&events);
+    let calls = std::fs::read_to_string(log.path().join("calls")).unwrap_or_default();
+    let err = std::fs::read_to_string(log.path().join("err")).unwrap_or_default();
+    // 5 hosts, fanout 2: 2 seeds from here, 3 from a host over dbclient.
+    assert_eq!(by.len(), 3, "{by:?}\n{calls}\n{err}");
+    for (host, via) in &by {
+        assert_ne!(host, via);
+    }
+    assert_eq!(calls.lines().count(), 3, "{calls}");
+    for call in calls.lines() {
+        // The run's key, keepalives, no agent, no forwarding, never `-y`.
+        assert!(call.contains(" -i ") && call.contains(" -K 5 "), "{call}");
+        assert!(call.contains("agent=unset"), "{call}");
+        assert!(
+            call.contains("/.hoist/relay/"),
+            "a home of the run's own: {call}"
+        );
+        for flag in [" -y", " -A", " -L", " -R", " -J"] {
+            assert!(!call.contains(flag), "{flag}: {call}");
+        }
+    }
+    // dropbear's own key format: type and 64 bytes, each an SSH string.
+    let key = std::fs::read(log.path().join("key")).unwrap();
+    assert_eq!(key.len(), 83);
+    assert_eq!(&key[..15], b"\0\0\0\x0bssh-ed25519");
+    // The child's key pinned under every type dbclient may be offered.
+    let known = std::fs::read_to_string(log.path().join("known_hosts")).unwrap();
+    assert_eq!(known.lines().count(), 8, "{known}");
+    assert!(
+        known.lines().all(|l| l.starts_with("127.0.0.1 ")),
+        "{known}"
+    );
+    for host in hosts(5) {
+        assert!(f.switched_to(&host, &f.current("web1").unwrap()), "{host}");
+    }
+    assert_every_host_exact(&f);
+    assert_nothing_left(&f, 5);
+}
+
+#[test]
+fn a_child_whose_host_key_is_not_the_pinned_one_is_served_from_here() {
+    let Some(real) = dbclient() else {
+        eprintln!("skipping: dropbear's dbclient is not installed (Debian: dropbear-bin)");
+        return;
+    };
+    // Every pinned line of the child's home is made another key's before
+    // dbclient runs.
+    let other = crate::support::sshd::ClientKey::ed25519();
+    let blob = other.public.split_whitespace().nth(1).unwrap().to_string();
+    let before = format!(
+        "k=\"$HOME/.ssh/known_hosts\"; awk '{{ $3 = \"{blob}\"; print }}' \"$k\" > \"$k.x\" && cat \"$k.x\" > \"$k\" && echo rewrote >> \"$log/calls\""
+    );
+    let log = tempfile::tempdir().unwrap();
+    let path = HostPath::new(&real, log.path(), &before);
+    let f = fleet(5, &path);
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    assert_eq!(relayed(&events), vec![], "no host was relayed to");
+    let calls = std::fs::read_to_string(log.path().join("calls")).unwrap_or_default();
+    let err = std::fs::read_to_string(log.path().join("err")).unwrap_or_default();
+    assert!(calls.contains("relay "), "relays were tried: {calls}");
+    assert!(calls.contains("rewrote"), "with another host key: {calls}");
+    assert!(err.contains("host key mismatch"), "{err}");
+    let warned = events.iter().any(|e| {
+        e["event"] == "message"
+            && e["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("did not get the release whole"))
+    });
+    assert!(warned);
+    assert_every_host_exact(&f);
+    assert_nothing_left(&f, 5);
+}
