@@ -98,3 +98,88 @@ pub(crate) fn child_line(n: usize, child: &Child) -> String {
         address = q(&child.address),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    /// Runs [`FUNCTION`] on `bytes` bytes with `fake` as `dbclient`;
+    /// returns what the shell printed and how long it took.
+    fn run(fake: &str, bytes: usize) -> (String, Duration, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(bin.join("../x/child")).unwrap();
+        std::fs::write(bin.join("dbclient"), format!("#!/bin/sh\n{fake}\n")).unwrap();
+        std::fs::set_permissions(
+            bin.join("dbclient"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let script = format!(
+            "X={d}/x P={d}/p\n{FUNCTION}head -c {bytes} /dev/zero | {{ hoist_dbclient child 0 22 u h; echo status=$?; cat > /dev/null; }}\n",
+            d = dir.path().display()
+        );
+        let start = Instant::now();
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).to_string();
+        (said, start.elapsed(), dir)
+    }
+
+    #[test]
+    fn a_client_that_streams_gets_every_byte() {
+        let (said, _, dir) = run("cat > \"$HOME/../got\"", 300_000);
+        assert!(said.contains("status=0"), "{said}");
+        let got = std::fs::metadata(dir.path().join("x/got")).unwrap().len();
+        assert_eq!(got, 300_000);
+        assert!(dir.path().join("x/child/up").exists());
+        assert!(!dir.path().join("p.d0").exists(), "its fifo is removed");
+    }
+
+    #[test]
+    fn a_client_that_never_connects_is_ended_by_the_watchdog() {
+        // Stands for a connect that hangs: it never reads its stdin.
+        let (said, took, dir) = run("exec sleep 600", 300_000);
+        assert!(!said.contains("status=0"), "{said}");
+        assert!(took >= Duration::from_secs(9), "{took:?}");
+        assert!(took < Duration::from_secs(120), "{took:?}");
+        assert!(!dir.path().join("x/child/up").exists());
+    }
+
+    #[test]
+    fn the_pinned_key_is_under_every_type() {
+        let lines = known_hosts("10.0.0.7", "ssh-ed25519 AAAAC3Nz x");
+        assert_eq!(lines.lines().count(), KEY_TYPES.len());
+        assert!(lines.contains("10.0.0.7 ssh-ed25519 AAAAC3Nz\n"));
+        assert!(lines.contains("10.0.0.7 ssh-rsa AAAAC3Nz\n"));
+    }
+
+    #[test]
+    fn only_plain_addresses_and_users_go_to_dbclient() {
+        let child = |address: &str, user: &str| Child {
+            alias: "a".into(),
+            user: user.into(),
+            address: address.into(),
+            port: 22,
+        };
+        assert!(reaches(&child("10.0.0.7", "deploy")));
+        assert!(reaches(&child("fd00::7", "deploy")));
+        assert!(reaches(&child("web-1.example", "app_user")));
+        for (address, user) in [
+            ("a,b", "u"),
+            ("h/2222", "u"),
+            ("u@h", "u"),
+            ("-oProxy", "u"),
+            ("h", "a,b@c"),
+            ("h", ""),
+        ] {
+            assert!(!reaches(&child(address, user)), "{address} {user}");
+        }
+    }
+}
