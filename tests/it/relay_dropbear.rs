@@ -170,29 +170,24 @@ fn hosts_with_only_dbclient_relay_the_release() {
     assert_nothing_left(&f, 5);
 }
 
-#[test]
-fn a_child_whose_host_key_is_not_the_pinned_one_is_served_from_here() {
+/// Deploys to 5 hosts whose dbclient runs `before` (which ends by
+/// logging `rewrote`) first; asserts no host was relayed to, dbclient said
+/// `error`, and every host got the release from here, exact.
+fn every_child_falls_back(before: &str, error: &str) {
     let Some(real) = dbclient() else {
         eprintln!("skipping: dropbear's dbclient is not installed (Debian: dropbear-bin)");
         return;
     };
-    // Every pinned line of the child's home is made another key's before
-    // dbclient runs.
-    let other = crate::support::sshd::ClientKey::ed25519();
-    let blob = other.public.split_whitespace().nth(1).unwrap().to_string();
-    let before = format!(
-        "k=\"$HOME/.ssh/known_hosts\"; awk '{{ $3 = \"{blob}\"; print }}' \"$k\" > \"$k.x\" && cat \"$k.x\" > \"$k\" && echo rewrote >> \"$log/calls\""
-    );
     let log = tempfile::tempdir().unwrap();
-    let path = HostPath::new(&real, log.path(), &before);
+    let path = HostPath::new(&real, log.path(), before);
     let f = fleet(5, &path);
     let events = f.events(&["deploy", "--yes", "--json"], 0);
     assert_eq!(relayed(&events), vec![], "no host was relayed to");
     let calls = std::fs::read_to_string(log.path().join("calls")).unwrap_or_default();
     let err = std::fs::read_to_string(log.path().join("err")).unwrap_or_default();
     assert!(calls.contains("relay "), "relays were tried: {calls}");
-    assert!(calls.contains("rewrote"), "with another host key: {calls}");
-    assert!(err.contains("host key mismatch"), "{err}");
+    assert!(calls.contains("rewrote"), "{calls}");
+    assert!(err.contains(error), "{err}");
     let warned = events.iter().any(|e| {
         e["event"] == "message"
             && e["text"]
@@ -202,4 +197,25 @@ fn a_child_whose_host_key_is_not_the_pinned_one_is_served_from_here() {
     assert!(warned);
     assert_every_host_exact(&f);
     assert_nothing_left(&f, 5);
+}
+
+#[test]
+fn a_child_whose_host_key_is_not_the_pinned_one_is_served_from_here() {
+    // Every pinned line of the child's home is made another key's before
+    // dbclient runs.
+    let other = crate::support::sshd::ClientKey::ed25519();
+    let blob = other.public.split_whitespace().nth(1).unwrap().to_string();
+    let before = format!(
+        "k=\"$HOME/.ssh/known_hosts\"; awk '{{ $3 = \"{blob}\"; print }}' \"$k\" > \"$k.x\" && cat \"$k.x\" > \"$k\" && echo rewrote >> \"$log/calls\""
+    );
+    every_child_falls_back(&before, "host key mismatch");
+}
+
+#[test]
+fn a_child_dbclient_would_ask_about_is_served_from_here() {
+    // The line of the type the child offers is taken out: dbclient finds
+    // the host unknown and asks, with no terminal, on its stdin, whose
+    // first byte (gzip's) is not `y`.
+    let before = "k=\"$HOME/.ssh/known_hosts\"; grep -v ' ssh-ed25519 ' \"$k\" > \"$k.x\"; cat \"$k.x\" > \"$k\" && echo rewrote >> \"$log/calls\"";
+    every_child_falls_back(before, "Didn't validate host key");
 }
