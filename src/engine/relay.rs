@@ -2,7 +2,8 @@
 //! whole artifact get it from each other, in a tree hoist plans
 //! ([`tree::plan`]): hoist streams it to a few seeds; each host passes the
 //! stream on to its children while it receives it (`tee` into one `ssh`
-//! per child), and every host checks the hash and renames the release
+//! per child, or dropbear's `dbclient` where the host has no `ssh`:
+//! [`dropbear`]), and every host checks the hash and renames the release
 //! into place exactly as from hoist ([`Layout::receive`]).
 //!
 //! A relaying host holds, for this run only, a key of its own made here
@@ -16,6 +17,7 @@
 //!
 //! [`Layout::receive`]: super::layout::Layout::receive
 
+mod candidates;
 mod dropbear;
 mod key;
 mod script;
@@ -72,7 +74,7 @@ pub(crate) async fn relay_wave(
     if wanting.len() < 2 || halt.is_cancelled() {
         return Relayed::new();
     }
-    let (candidates, clients) = candidates(nodes, &wanting).await;
+    let (candidates, clients) = candidates::ask(nodes, &wanting).await;
     let tree = tree::plan(&candidates, relay.fanout);
     if tree.seeds.is_empty() {
         return Relayed::new();
@@ -154,41 +156,6 @@ pub(crate) async fn relay_wave(
         ),
     );
     relayed
-}
-
-/// The hosts of `wanting` as the planner sees them: whether each has an
-/// SSH client (asked), whether another host can reach it (hoist holds its
-/// host key from its own connection, and reaches it with no jump host),
-/// and its place; with the client of each host that has one.
-async fn candidates(nodes: &[Node], wanting: &[usize]) -> (Vec<Candidate>, HashMap<usize, Client>) {
-    let asked = join_all(wanting.iter().map(|&i| async move {
-        let node = &nodes[i];
-        let ssh = matches!(node.host.transport, HostTransport::Ssh(_));
-        // Reached through a jump host: its address may mean nothing to
-        // the other hosts; it is fed from here.
-        let direct = matches!(&node.host.transport, HostTransport::Ssh(t) if t.jump.is_empty());
-        let client = match ssh {
-            true => node
-                .run(script::HAS_CLIENT, None)
-                .await
-                .ok()
-                .and_then(|o| Client::from_answer(&o.stdout_str())),
-            false => None,
-        };
-        let place = node.host.role.zone.clone();
-        let candidate = Candidate {
-            index: i,
-            place: place
-                .or_else(|| node.host.groups.first().cloned())
-                .unwrap_or_default(),
-            relays: client.is_some(),
-            receives: direct && node.conn.host_key().is_some(),
-        };
-        (candidate, client.map(|c| (i, c)))
-    }))
-    .await;
-    let clients = asked.iter().filter_map(|(_, c)| *c).collect();
-    (asked.into_iter().map(|(c, _)| c).collect(), clients)
 }
 
 /// One wave's relay, once planned.
