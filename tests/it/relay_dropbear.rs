@@ -143,6 +143,7 @@ fn hosts_with_only_dbclient_relay_the_release() {
     for call in calls.lines() {
         // The run's key, keepalives, no agent, no forwarding, never `-y`.
         assert!(call.contains(" -i ") && call.contains(" -K 5 "), "{call}");
+        assert!(call.contains(" -o StrictHostKeyChecking=yes "), "{call}");
         assert!(call.contains("agent=unset"), "{call}");
         assert!(
             call.contains("/.hoist/relay/"),

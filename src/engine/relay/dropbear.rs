@@ -1,7 +1,9 @@
 //! A relay whose host has dropbear's client (`dbclient`) and no OpenSSH
 //! `ssh`. dbclient has no option for a key file of known hosts, for a
-//! host key alias, for batch mode or for a connect timeout; what stands
-//! for each:
+//! host key alias or for a connect timeout, and 2022.83 none for batch
+//! mode or strict host key checking (it ignores, with a warning, the
+//! `-o BatchMode=yes -o StrictHostKeyChecking=yes` it is given, which later
+//! releases honour); what stands for each:
 //!
 //! - Known hosts: dbclient reads `$HOME/.ssh/known_hosts` only, and looks
 //!   a host up by the address it was given (the port plays no part). Each
@@ -77,7 +79,7 @@ pub(crate) const FUNCTION: &str = r#"hoist_dbclient() {
   mkfifo "$f" || return 1
   ( unset SSH_AUTH_SOCK DROPBEAR_PASSWORD DISPLAY
     HOME=$y SSH_ASKPASS=false SSH_ASKPASS_ALWAYS=1; export HOME SSH_ASKPASS SSH_ASKPASS_ALWAYS
-    exec dbclient -T -i "$X/key" -K 5 -p "$3" -l "$4" "$5" hoist-relay ) < "$f" &
+    exec dbclient -T -o BatchMode=yes -o StrictHostKeyChecking=yes -i "$X/key" -K 5 -p "$3" -l "$4" "$5" hoist-relay ) < "$f" &
   d=$!
   { dd bs=1 count=1 2>/dev/null
     ( sleep 10; [ -e "$y/up" ] || kill "$d" ) < /dev/null > /dev/null 2>&1 &
