@@ -226,3 +226,34 @@ fn known_hosts(client: Client, children: &[Pinned]) -> String {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What [`HAS_CLIENT`] answers with only `names` on the PATH.
+    fn answer(names: &[&str]) -> Option<Client> {
+        let dir = tempfile::tempdir().unwrap();
+        for name in names {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(HAS_CLIENT)
+            .env("PATH", dir.path())
+            .output()
+            .unwrap();
+        Client::from_answer(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    #[test]
+    fn openssh_is_preferred_then_dbclient() {
+        assert_eq!(answer(&["ssh", "dbclient"]), Some(Client::Ssh));
+        assert_eq!(answer(&["ssh"]), Some(Client::Ssh));
+        assert_eq!(answer(&["dbclient"]), Some(Client::Dbclient));
+        assert_eq!(answer(&["scp"]), None);
+    }
+}
