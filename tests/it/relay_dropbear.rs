@@ -51,7 +51,7 @@ impl HostPath {
 log={log}
 key=; prev=
 for a in "$@"; do [ "$prev" = -i ] && key=$a; prev=$a; done
-echo "relay $* agent=${{SSH_AUTH_SOCK-unset}} home=$HOME" >> "$log/calls"
+echo "relay $* agent=${{SSH_AUTH_SOCK-unset}} home=$HOME mode=$(stat -c %a "$key")" >> "$log/calls"
 cp "$key" "$log/key"
 cp "$HOME/.ssh/known_hosts" "$log/known_hosts"
 {before}
@@ -145,6 +145,10 @@ fn hosts_with_only_dbclient_relay_the_release() {
         assert!(call.contains(" -i ") && call.contains(" -K 5 "), "{call}");
         assert!(call.contains(" -o StrictHostKeyChecking=yes "), "{call}");
         assert!(call.contains("agent=unset"), "{call}");
+        assert!(
+            call.ends_with(" mode=600"),
+            "the key is its user's only: {call}"
+        );
         assert!(
             call.contains("/.hoist/relay/"),
             "a home of the run's own: {call}"
