@@ -72,14 +72,15 @@ pub(crate) fn known_hosts(address: &str, host_key: &str) -> String {
 }
 
 /// The shell function a receive defines once when a child is reached
-/// with dbclient: `hoist_dbclient ALIAS N PORT USER ADDRESS`, stdin the
-/// child's share of the stream.
+/// with dbclient: `hoist_dbclient ALIAS PORT USER ADDRESS`, stdin the
+/// child's share of the stream. Its files are in the child's home under
+/// the run's directory, which the relay's end (or a later run) removes.
 pub(crate) const FUNCTION: &str = r#"hoist_dbclient() {
-  y="$X/$1" f="$P.d$2"
+  y="$X/$1" f="$X/$1/in"
   mkfifo "$f" || return 1
   ( unset SSH_AUTH_SOCK DROPBEAR_PASSWORD DISPLAY
     HOME=$y SSH_ASKPASS=false SSH_ASKPASS_ALWAYS=1; export HOME SSH_ASKPASS SSH_ASKPASS_ALWAYS
-    exec dbclient -T -o BatchMode=yes -o StrictHostKeyChecking=yes -i "$X/key" -K 5 -p "$3" -l "$4" "$5" hoist-relay ) < "$f" &
+    exec dbclient -T -o BatchMode=yes -o StrictHostKeyChecking=yes -i "$X/key" -K 5 -p "$2" -l "$3" "$4" hoist-relay ) < "$f" &
   d=$!
   { dd bs=1 count=1 2>/dev/null
     ( sleep 10; [ -e "$y/up" ] || kill "$d" ) < /dev/null > /dev/null 2>&1 &
@@ -93,7 +94,7 @@ pub(crate) const FUNCTION: &str = r#"hoist_dbclient() {
 /// The line that passes the stream of fifo `$P.c<n>` on to `child`.
 pub(crate) fn child_line(n: usize, child: &Child) -> String {
     format!(
-        "{{ hoist_dbclient {alias} {n} {port} {user} {address}; cat > /dev/null; }} < \"$P.c{n}\" > /dev/null 2>&1 &\n",
+        "{{ hoist_dbclient {alias} {port} {user} {address}; cat > /dev/null; }} < \"$P.c{n}\" > /dev/null 2>&1 &\n",
         alias = q(&child.alias),
         port = child.port,
         user = q(&child.user),
@@ -120,7 +121,7 @@ mod tests {
         )
         .unwrap();
         let script = format!(
-            "X={d}/x P={d}/p\n{FUNCTION}head -c {bytes} /dev/zero | {{ hoist_dbclient child 0 22 u h; echo status=$?; cat > /dev/null; }}\n",
+            "X={d}/x P={d}/p\n{FUNCTION}head -c {bytes} /dev/zero | {{ hoist_dbclient child 22 u h; echo status=$?; cat > /dev/null; }}\n",
             d = dir.path().display()
         );
         let start = Instant::now();
@@ -141,7 +142,10 @@ mod tests {
         let got = std::fs::metadata(dir.path().join("x/got")).unwrap().len();
         assert_eq!(got, 300_000);
         assert!(dir.path().join("x/child/up").exists());
-        assert!(!dir.path().join("p.d0").exists(), "its fifo is removed");
+        assert!(
+            !dir.path().join("x/child/in").exists(),
+            "its fifo is removed"
+        );
     }
 
     #[test]
