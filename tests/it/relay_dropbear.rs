@@ -224,3 +224,34 @@ fn a_child_dbclient_would_ask_about_is_served_from_here() {
     let before = "k=\"$HOME/.ssh/known_hosts\"; grep -v ' ssh-ed25519 ' \"$k\" > \"$k.x\"; cat \"$k.x\" > \"$k\" && echo rewrote >> \"$log/calls\"";
     every_child_falls_back(before, "Didn't validate host key");
 }
+
+#[test]
+fn a_dbclient_hop_cut_off_mid_stream_leaves_its_child_to_hoist() {
+    let Some(real) = dbclient() else {
+        eprintln!("skipping: dropbear's dbclient is not installed (Debian: dropbear-bin)");
+        return;
+    };
+    // The first hop passes on 200 kB, then ends: its child gets a cut
+    // stream, which its hash check refuses.
+    let log = tempfile::tempdir().unwrap();
+    let before = format!(
+        "if mkdir \"$log/cut\" 2>/dev/null; then head -c 200000 | {real} \"$@\" 2>> \"$log/err\"; echo cut >> \"$log/calls\"; exit 255; fi",
+        real = real.display()
+    );
+    let path = HostPath::new(&real, log.path(), &before);
+    let f = fleet(5, &path);
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    let calls = std::fs::read_to_string(log.path().join("calls")).unwrap_or_default();
+    assert!(calls.contains("cut"), "{calls}");
+    let by = relayed(&events);
+    assert_eq!(by.len(), 2, "the two other hops relayed: {by:?}\n{calls}");
+    let warned = events.iter().any(|e| {
+        e["event"] == "message"
+            && e["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("did not get the release whole"))
+    });
+    assert!(warned);
+    assert_every_host_exact(&f);
+    assert_nothing_left(&f, 5);
+}
