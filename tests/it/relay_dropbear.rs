@@ -69,11 +69,11 @@ exec {real} "$@" 2>> "$log/err"
 
     /// Sessions get this PATH only, and an agent socket of the
     /// deployer's (which the relay must not pass on).
-    fn setup(&self) -> SshSetup<'static> {
+    fn setup(&self, extra: &str) -> SshSetup<'static> {
         SshSetup {
             sshd: SshdOptions {
                 extra_config: format!(
-                    "SetEnv PATH={} SSH_AUTH_SOCK=/nonexistent/agent.sock\n",
+                    "SetEnv PATH={} SSH_AUTH_SOCK=/nonexistent/agent.sock\n{extra}",
                     self.dir.path().display()
                 ),
                 ..SshdOptions::default()
@@ -84,7 +84,12 @@ exec {real} "$@" 2>> "$log/err"
 }
 
 fn fleet(n: usize, path: &HostPath) -> Fleet {
-    let f = Fleet::ssh_with(n, path.setup()).toml(RELAY).write();
+    fleet_with(n, path, "")
+}
+
+/// `n` hosts whose sshd_config ends with `extra`.
+fn fleet_with(n: usize, path: &HostPath, extra: &str) -> Fleet {
+    let f = Fleet::ssh_with(n, path.setup(extra)).toml(RELAY).write();
     std::fs::write(f.path().join("build/big.bin"), noise(29, BIG)).unwrap();
     f
 }
@@ -252,6 +257,50 @@ fn a_dbclient_hop_cut_off_mid_stream_leaves_its_child_to_hoist() {
                 .is_some_and(|t| t.contains("did not get the release whole"))
     });
     assert!(warned);
+    assert_every_host_exact(&f);
+    assert_nothing_left(&f, 5);
+}
+
+#[test]
+fn a_child_pinned_by_an_ecdsa_key_is_relayed_to_over_dbclient() {
+    let Some(real) = dbclient() else {
+        eprintln!("skipping: dropbear's dbclient is not installed (Debian: dropbear-bin)");
+        return;
+    };
+    // Every host offers only an ECDSA host key: hoist pins it, and the
+    // line dbclient matches is the ecdsa-sha2-nistp256 one.
+    let keys = tempfile::tempdir().unwrap();
+    let ecdsa = keys.path().join("ssh_host_ecdsa_key");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ecdsa", "-N", "", "-f"])
+        .arg(&ecdsa)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = std::fs::read_to_string(ecdsa.with_extension("pub")).unwrap();
+    let public: Vec<&str> = public.split_whitespace().take(2).collect();
+    let log = tempfile::tempdir().unwrap();
+    let path = HostPath::new(&real, log.path(), "");
+    let extra = format!(
+        "HostKey {}\nHostKeyAlgorithms ecdsa-sha2-nistp256\n",
+        ecdsa.display()
+    );
+    let f = fleet_with(5, &path, &extra);
+    let trusted: String = f
+        .servers()
+        .iter()
+        .map(|s| format!("[127.0.0.1]:{} {}\n", s.port, public.join(" ")))
+        .collect();
+    std::fs::write(f.known_hosts(), trusted).unwrap();
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    let calls = std::fs::read_to_string(log.path().join("calls")).unwrap_or_default();
+    let err = std::fs::read_to_string(log.path().join("err")).unwrap_or_default();
+    assert_eq!(relayed(&events).len(), 3, "{calls}\n{err}");
+    let known = std::fs::read_to_string(log.path().join("known_hosts")).unwrap();
+    assert!(
+        known.contains(&format!("127.0.0.1 ecdsa-sha2-nistp256 {}\n", public[1])),
+        "{known}"
+    );
     assert_every_host_exact(&f);
     assert_nothing_left(&f, 5);
 }
