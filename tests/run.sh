@@ -45,6 +45,16 @@ if ! command -v busybox >/dev/null 2>&1; then
     || echo "tests/run.sh: could not install busybox; the busybox dead-man test will fail" >&2
 fi
 
+# The relay's dropbear tests make hosts pass the release on with dropbear's
+# client (dbclient, Debian's dropbear-bin); they skip, saying why, without it.
+if ! command -v dbclient >/dev/null 2>&1; then
+  echo "tests/run.sh: installing dropbear-bin (the relay tests pass the release on with dropbear's dbclient)" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dropbear-bin >/dev/null; } \
+    || echo "tests/run.sh: could not install dropbear-bin; the dbclient relay tests will skip" >&2
+fi
+
 # The secrets tests decrypt an env file with real age (Debian's package).
 if ! command -v age >/dev/null 2>&1; then
   echo "tests/run.sh: installing age (the secrets tests decrypt files with it)" >&2

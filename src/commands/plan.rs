@@ -508,7 +508,7 @@ fn handover_words(config: &Config, bg: &crate::config::BlueGreen) -> String {
 fn relay_line(fanout: usize, n: usize) -> String {
     let (seeds, depth) = crate::engine::relay::shape(n, fanout);
     format!(
-        "relay: fanout {fanout}; a wave's hosts that need the whole artifact get it from each other: of {n} host(s), {seeds} from here, the rest from a host in {depth} level(s); hosts that would get the same delta get it from each other the same way, a tree per delta (hosts that can take a copy, and uploads made ahead of a wave, are served from here; a host without an ssh client relays to none)"
+        "relay: fanout {fanout}; a wave's hosts that need the whole artifact get it from each other: of {n} host(s), {seeds} from here, the rest from a host in {depth} level(s); hosts that would get the same delta get it from each other the same way, a tree per delta, and so do the hosts of uploads made ahead of a wave (hosts that can take a copy are served from here; a host without an SSH client, `ssh` or `dbclient`, relays to none)"
     )
 }
 

@@ -2,7 +2,8 @@
 //! whole artifact get it from each other, in a tree hoist plans
 //! ([`tree::plan`]): hoist streams it to a few seeds; each host passes the
 //! stream on to its children while it receives it (`tee` into one `ssh`
-//! per child), and every host checks the hash and renames the release
+//! per child, or dropbear's `dbclient` where the host has no `ssh`:
+//! [`dropbear`]), and every host checks the hash and renames the release
 //! into place exactly as from hoist ([`Layout::receive`]). Hosts that
 //! would each get the same delta from here get it the same way, one tree
 //! per delta ([`delta`]): each checks the delta's hash, applies it to its
@@ -22,7 +23,9 @@
 //! [`Layout::receive`]: super::layout::Layout::receive
 //! [`Layout::receive_delta`]: super::layout::Layout::receive_delta
 
+mod candidates;
 mod delta;
+mod dropbear;
 mod hop;
 mod key;
 mod script;
@@ -39,7 +42,6 @@ use super::layout::Probe;
 use super::payload::record_manifest;
 use super::{Context, Failed};
 use crate::artifact::Artifact;
-use crate::config::HostTransport;
 use crate::release::ReleaseId;
 use crate::report::{Event, Level};
 use hop::{Cargo, Hop, Streamed};
@@ -128,7 +130,8 @@ impl Wave<'_> {
     /// own; returns the hosts it served.
     async fn relay(&self, cargo: &Cargo, wanting: &[usize]) -> Relayed {
         let ctx = self.ctx;
-        let tree = tree::plan(&candidates(self.nodes, wanting).await, self.relay.fanout);
+        let (candidates, clients) = candidates::ask(self.nodes, wanting).await;
+        let tree = tree::plan(&candidates, self.relay.fanout);
         if tree.seeds.is_empty() {
             return Relayed::default();
         }
@@ -152,6 +155,7 @@ impl Wave<'_> {
             artifact: self.artifact,
             tree: &tree,
             cargo,
+            clients,
         };
         let streamed = match run.prepare(&self.relay.authorized_keys).await {
             Ok(()) => run.stream(self.halt).await,
@@ -246,35 +250,6 @@ impl Wave<'_> {
         }
         relayed
     }
-}
-
-/// The hosts of `wanting` as the planner sees them: whether each has an
-/// SSH client (asked), whether another host can reach it (hoist holds its
-/// host key from its own connection, and reaches it with no jump host),
-/// and its place.
-async fn candidates(nodes: &[Node], wanting: &[usize]) -> Vec<Candidate> {
-    join_all(wanting.iter().map(|&i| async move {
-        let node = &nodes[i];
-        let ssh = matches!(node.host.transport, HostTransport::Ssh(_));
-        // Reached through a jump host: its address may mean nothing to
-        // the other hosts; it is fed from here.
-        let direct = matches!(&node.host.transport, HostTransport::Ssh(t) if t.jump.is_empty());
-        let client = ssh
-            && node
-                .run(script::HAS_CLIENT, None)
-                .await
-                .is_ok_and(|o| o.stdout_str().trim() == "ssh");
-        let place = node.host.role.zone.clone();
-        Candidate {
-            index: i,
-            place: place
-                .or_else(|| node.host.groups.first().cloned())
-                .unwrap_or_default(),
-            relays: client,
-            receives: direct && node.conn.host_key().is_some(),
-        }
-    }))
-    .await
 }
 
 /// The tree of a wave of `n` hosts that all need the whole artifact and

@@ -37,6 +37,7 @@ mod plan_agrees;
 mod real_apps;
 mod refused_hosts;
 mod relay;
+mod relay_dropbear;
 mod rollout_ssh;
 mod secrets;
 mod secrets_from_commands;

@@ -10,8 +10,9 @@ use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 use super::alias;
+use super::dropbear;
 use super::key::RelayKey;
-use super::script;
+use super::script::{self, Client};
 use super::tree::Tree;
 use crate::artifact::Artifact;
 use crate::config::HostTransport;
@@ -72,9 +73,16 @@ pub(super) struct Hop<'a> {
     pub artifact: &'a Artifact,
     pub tree: &'a Tree,
     pub cargo: &'a Cargo,
+    /// The client of each host that has one.
+    pub clients: HashMap<usize, Client>,
 }
 
 impl Hop<'_> {
+    /// The client relaying host `i` passes the stream on with.
+    fn client(&self, i: usize) -> Client {
+        self.clients.get(&i).copied().unwrap_or(Client::Ssh)
+    }
+
     /// The name of this run's relay files and lines.
     fn token(&self) -> &str {
         &self.ctx.run_id
@@ -85,6 +93,7 @@ impl Hop<'_> {
     /// fallback from hoist never meets it), passing the stream on to its
     /// children.
     fn receive(&self, i: usize) -> String {
+        let client = self.client(i);
         let children: Vec<script::Child> = self
             .tree
             .children
@@ -100,8 +109,10 @@ impl Hop<'_> {
                 }),
                 _ => None,
             })
+            // A child dbclient would misread is left to fall back.
+            .filter(|c| client == Client::Ssh || dropbear::reaches(c))
             .collect();
-        let fan = script::fan_out(self.token(), &children);
+        let fan = script::fan_out(self.token(), client, &children);
         let (a, layout, token) = (self.artifact, &self.nodes[i].layout, self.token());
         let part = format!("{token}.relay");
         match self.cargo {
@@ -141,13 +152,21 @@ impl Hop<'_> {
         join_all(hosts.iter().map(|&i| {
             let node = &self.nodes[i];
             let known_hosts = self.tree.children.get(&i).map(|children| {
-                children
+                let pinned = children
                     .iter()
                     .filter_map(|&c| {
-                        let key = self.nodes[c].conn.host_key()?;
-                        Some(script::known_host(&alias(c), &key))
+                        let host_key = self.nodes[c].conn.host_key()?;
+                        let HostTransport::Ssh(target) = &self.nodes[c].host.transport else {
+                            return None;
+                        };
+                        Some(script::Pinned {
+                            alias: alias(c),
+                            address: target.address.clone(),
+                            host_key,
+                        })
                     })
-                    .collect::<String>()
+                    .collect();
+                (self.client(i), pinned)
             });
             let receive = self
                 .tree
@@ -159,7 +178,10 @@ impl Hop<'_> {
                 known_hosts,
                 receive,
             };
-            let stdin = keys.get(&i).map(|k| Input::bytes(k.private.clone()));
+            let stdin = keys.get(&i).map(|k| match self.client(i) {
+                Client::Ssh => Input::bytes(k.private.clone()),
+                Client::Dbclient => Input::bytes(k.dropbear.clone()),
+            });
             async move {
                 match node.run(&prepare.script(&node.layout), stdin).await {
                     Ok(o) if o.success() && o.stdout_str().trim() == "unnamable" => {

@@ -8,6 +8,7 @@
 //! the line), `receive.sh` (the forced command), `key` and `known_hosts`.
 //! A run's line in authorized_keys ends with `hoist-relay <token>`.
 
+use super::dropbear;
 use crate::engine::layout::{Layout, ReceiveStep, q};
 
 /// Removes from authorized_keys file `$1` the lines of run `$2` (their last
@@ -51,18 +52,46 @@ fn authorized_keys(path: &str) -> String {
     }
 }
 
-/// Whether the host has an SSH client: `ssh` or `none`.
-pub(crate) const HAS_CLIENT: &str =
-    "if command -v ssh >/dev/null 2>&1; then echo ssh; else echo none; fi";
+/// Which SSH client the host has: `ssh` (OpenSSH's, preferred), `dbclient`
+/// (dropbear's) or `none`.
+pub(crate) const HAS_CLIENT: &str = "if command -v ssh >/dev/null 2>&1; then echo ssh; elif command -v dbclient >/dev/null 2>&1; then echo dbclient; else echo none; fi";
+
+/// The SSH client a relaying host passes the stream on with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Client {
+    /// OpenSSH's `ssh`.
+    Ssh,
+    /// Dropbear's `dbclient` ([`super::dropbear`]).
+    Dbclient,
+}
+
+impl Client {
+    /// The client [`HAS_CLIENT`] printed, if any.
+    pub(crate) fn from_answer(answer: &str) -> Option<Client> {
+        match answer.trim() {
+            "ssh" => Some(Client::Ssh),
+            "dbclient" => Some(Client::Dbclient),
+            _ => None,
+        }
+    }
+}
+
+/// One child a relay pins: its alias, its address and its host key as
+/// hoist accepted it (`type base64`).
+pub(crate) struct Pinned {
+    pub alias: String,
+    pub address: String,
+    pub host_key: String,
+}
 
 /// What one host is given before the stream.
 pub(crate) struct Prepare<'a> {
     pub token: &'a str,
     /// `relay.authorized_keys`.
     pub authorized_keys: &'a str,
-    /// It relays: the known_hosts lines of its children (its key comes on
-    /// stdin, never in a script).
-    pub known_hosts: Option<String>,
+    /// It relays: with which client, and its children's host keys (its key
+    /// comes on stdin, never in a script).
+    pub known_hosts: Option<(Client, Vec<Pinned>)>,
     /// It is relayed to: its receive script and its parent's public key.
     pub receive: Option<(String, String)>,
 }
@@ -79,11 +108,9 @@ impl Prepare<'_> {
             token = q(self.token),
             ak = authorized_keys(self.authorized_keys),
         );
-        if let Some(known) = &self.known_hosts {
-            s += &format!(
-                "cat > \"$X/key\" && printf '%s' {known} > \"$X/known_hosts\" || exit 1\n",
-                known = q(known)
-            );
+        if let Some((client, children)) = &self.known_hosts {
+            s += "cat > \"$X/key\" || exit 1\n";
+            s += &known_hosts(*client, children);
         }
         let Some((receive, parent_key)) = &self.receive else {
             s += "echo ready\n";
@@ -150,10 +177,25 @@ grep -qw aes /proc/cpuinfo 2>/dev/null && HC=aes128-gcm@openssh.com,chacha20-pol
 /// forwarding, no config file of the host's) whose end never stops the
 /// stream (`cat` reads what it leaves). Returns the lines and the fifos
 /// for `tee`.
-pub(crate) fn fan_out(token: &str, children: &[Child]) -> (String, String) {
-    let mut setup = format!("X=\"$H/relay/\"{}\nK=\n{HOP_CIPHERS}\n", q(token));
+pub(crate) fn fan_out(token: &str, client: Client, children: &[Child]) -> (String, String) {
+    let mut setup = format!("X=\"$H/relay/\"{}\nK=\n", q(token));
+    if client == Client::Dbclient {
+        setup += dropbear::FUNCTION;
+    } else {
+        setup += HOP_CIPHERS;
+        setup += "\n";
+    }
     let mut fifos = String::new();
     for (n, c) in children.iter().enumerate() {
+        fifos += &format!(" \"$P.c{n}\"");
+        if client == Client::Dbclient {
+            setup += &format!(
+                "mkfifo \"$P.c{n}\" || exit {write}\n{line}K=\"$K $!\"\n",
+                write = ReceiveStep::Write.code(),
+                line = dropbear::child_line(n, c)
+            );
+            continue;
+        }
         setup += &format!(
             r#"mkfifo "$P.c{n}" || exit {write}
 {{ ssh -F /dev/null -T -i "$X/key" -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile="$X/known_hosts" -o GlobalKnownHostsFile=/dev/null -o HostKeyAlias={alias} -o StrictHostKeyChecking=yes -o BatchMode=yes -c "$HC" -o ForwardAgent=no -o ForwardX11=no -o ClearAllForwardings=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o LogLevel=ERROR -p {port} -l {user} {address} hoist-relay; cat > /dev/null; }} < "$P.c{n}" > /dev/null 2>&1 &
@@ -165,12 +207,65 @@ K="$K $!"
             address = q(&c.address),
             write = ReceiveStep::Write.code(),
         );
-        fifos += &format!(" \"$P.c{n}\"");
     }
     (setup, fifos)
 }
 
-/// The known_hosts line for a child: its alias and its host key.
-pub(crate) fn known_host(alias: &str, host_key: &str) -> String {
-    format!("{alias} {host_key}\n")
+/// The lines that write a relay's known hosts: for `ssh` one file of
+/// `alias key` lines (`HostKeyAlias`), for `dbclient` one home per child
+/// ([`dropbear::known_hosts`]).
+fn known_hosts(client: Client, children: &[Pinned]) -> String {
+    match client {
+        Client::Ssh => {
+            let lines: String = children
+                .iter()
+                .map(|c| format!("{} {}\n", c.alias, c.host_key))
+                .collect();
+            format!(
+                "printf '%s' {} > \"$X/known_hosts\" || exit 1\n",
+                q(&lines)
+            )
+        }
+        Client::Dbclient => children
+            .iter()
+            .map(|c| {
+                format!(
+                    "mkdir -p \"$X/\"{alias}/.ssh && printf '%s' {lines} > \"$X/\"{alias}/.ssh/known_hosts || exit 1\n",
+                    alias = q(&c.alias),
+                    lines = q(&dropbear::known_hosts(&c.address, &c.host_key)),
+                )
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What [`HAS_CLIENT`] answers with only `names` on the PATH.
+    fn answer(names: &[&str]) -> Option<Client> {
+        let dir = tempfile::tempdir().unwrap();
+        for name in names {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(HAS_CLIENT)
+            .env("PATH", dir.path())
+            .output()
+            .unwrap();
+        Client::from_answer(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    #[test]
+    fn openssh_is_preferred_then_dbclient() {
+        assert_eq!(answer(&["ssh", "dbclient"]), Some(Client::Ssh));
+        assert_eq!(answer(&["ssh"]), Some(Client::Ssh));
+        assert_eq!(answer(&["dbclient"]), Some(Client::Dbclient));
+        assert_eq!(answer(&["scp"]), None);
+    }
 }
