@@ -126,6 +126,8 @@ fn spy(log: &Path, before: &str, misuse: bool) -> FirstOnPath {
     };
     let script = format!(
         r#"#!/bin/sh
+# The relay's check of what this ssh takes (`ssh -G`) is no hop.
+case " $* " in *" -G "*) exec /usr/bin/ssh "$@" ;; esac
 log={log}
 key=; prev=
 for a in "$@"; do [ "$prev" = -i ] && key=$a; prev=$a; done

@@ -162,14 +162,21 @@ pub(crate) struct Child {
     pub port: u16,
 }
 
-/// The ciphers a relay's `ssh` offers, in `$HC` (not `$C`: a delta's
-/// receive names its base release so): AES-GCM first where the
-/// relaying host's CPU has AES instructions (libcrypto's AES-GCM then costs
-/// a fraction of OpenSSH's own ChaCha20-Poly1305, its default, which was
-/// most of a hop's CPU in the 50-host bench), ChaCha20-Poly1305 first
-/// elsewhere; AES-CTR last, for an older sshd.
-const HOP_CIPHERS: &str = "HC=chacha20-poly1305@openssh.com,aes128-gcm@openssh.com,aes128-ctr
-grep -qw aes /proc/cpuinfo 2>/dev/null && HC=aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr";
+/// What a relay's `ssh` offers first, for a hop's CPU on the relaying
+/// host (measured with OpenSSH 9.2 on this project's bench machine):
+/// `$HK`, curve25519 key exchange first where the client takes `^` in
+/// KexAlgorithms (OpenSSH 9's default, sntrup761x25519, cost 85 ms of the
+/// client's CPU per connection against 9 ms, and was most of the `ssh`
+/// processes' share of a 50-host relay; the release is the one hoist's own
+/// connections carry with curve25519); `$HC` (not `$C`: a delta's receive
+/// names its base release so), AES-GCM first where the CPU has AES
+/// instructions (0.14 s of client CPU for 300 MB against 0.26 s with
+/// ChaCha20-Poly1305), ChaCha20-Poly1305 first elsewhere, AES-CTR last for
+/// an older sshd.
+const HOP_CRYPTO: &str = "HC=chacha20-poly1305@openssh.com,aes128-gcm@openssh.com,aes128-ctr
+grep -qw aes /proc/cpuinfo 2>/dev/null && HC=aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr
+HK=-oKexAlgorithms=^curve25519-sha256,curve25519-sha256@libssh.org
+ssh -F /dev/null -G \"$HK\" hoist-relay > /dev/null 2>&1 || HK=-oLogLevel=ERROR";
 
 /// The lines a receive runs before it reads its stdin so that it passes
 /// the stream on to `children` as it arrives: one fifo each, read by an
@@ -182,7 +189,7 @@ pub(crate) fn fan_out(token: &str, client: Client, children: &[Child]) -> (Strin
     if client == Client::Dbclient {
         setup += dropbear::FUNCTION;
     } else {
-        setup += HOP_CIPHERS;
+        setup += HOP_CRYPTO;
         setup += "\n";
     }
     let mut fifos = String::new();
@@ -198,7 +205,7 @@ pub(crate) fn fan_out(token: &str, client: Client, children: &[Child]) -> (Strin
         }
         setup += &format!(
             r#"mkfifo "$P.c{n}" || exit {write}
-{{ ssh -F /dev/null -T -i "$X/key" -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile="$X/known_hosts" -o GlobalKnownHostsFile=/dev/null -o HostKeyAlias={alias} -o StrictHostKeyChecking=yes -o BatchMode=yes -c "$HC" -o ForwardAgent=no -o ForwardX11=no -o ClearAllForwardings=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o LogLevel=ERROR -p {port} -l {user} {address} hoist-relay; cat > /dev/null; }} < "$P.c{n}" > /dev/null 2>&1 &
+{{ ssh -F /dev/null -T -i "$X/key" -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile="$X/known_hosts" -o GlobalKnownHostsFile=/dev/null -o HostKeyAlias={alias} -o StrictHostKeyChecking=yes -o BatchMode=yes -c "$HC" "$HK" -o ForwardAgent=no -o ForwardX11=no -o ClearAllForwardings=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o LogLevel=ERROR -p {port} -l {user} {address} hoist-relay; cat > /dev/null; }} < "$P.c{n}" > /dev/null 2>&1 &
 K="$K $!"
 "#,
             alias = q(&c.alias),
