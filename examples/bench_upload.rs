@@ -861,10 +861,14 @@ impl Bench {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        let exact = text.lines().filter(|l| l.contains("exact")).count();
+        let ok = text
+            .lines()
+            .filter(|l| l.split_whitespace().nth(2) == Some("ok"))
+            .count();
         println!(
-            "hoist verify ({}): {exact} line(s) say exact; its last lines:",
-            out.status
+            "hoist verify ({}): {ok} of {} host(s) ok (their release exactly as made); its last lines:",
+            out.status,
+            self.servers.len()
         );
         for line in text
             .lines()
@@ -962,9 +966,22 @@ fn kill_when_relayed_to(
                     doomed.extend(children_of(doomed[at]));
                     at += 1;
                 }
+                if let Ok(path) = std::env::var("BENCH_KILL_LOG") {
+                    let said: String = doomed
+                        .iter()
+                        .map(|p| {
+                            let cmd =
+                                std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                            format!("{p} {}\n", String::from_utf8_lossy(&cmd).replace('\0', " "))
+                        })
+                        .collect();
+                    let _ = std::fs::write(path, said);
+                }
+                // Some may have ended meanwhile.
                 let _ = Command::new("kill")
                     .arg("-9")
                     .args(doomed.iter().map(u32::to_string))
+                    .stderr(Stdio::null())
                     .status();
                 return Some(started.elapsed());
             }

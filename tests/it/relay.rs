@@ -238,6 +238,51 @@ fn a_relay_cut_off_mid_stream_leaves_its_subtree_to_hoist() {
 }
 
 #[test]
+fn a_hop_killed_mid_stream_costs_its_parent_nothing() {
+    // The first hop's `ssh`, reading the parent's stream itself, is
+    // killed mid-stream (as when the child dies: the connection breaks).
+    // OpenSSH leaves its stdin non-blocking, and that stdin is the
+    // parent's share of the stream: what drains it after must not end on
+    // EAGAIN (the parent's `tee` would die, and the parent and all its
+    // other children with it). Only the cut child's subtree falls back.
+    let log = tempfile::tempdir().unwrap();
+    let before = "if mkdir \"$log/cut\" 2>/dev/null; then /usr/bin/ssh \"$@\" <&0 & p=$!; sleep 0.3; kill -9 $p; echo cut >> \"$log/calls\"; exit 255; fi";
+    let spy = spy(log.path(), before, false);
+    let f = spied_fleet(7, &spy);
+    let events = f.events(&["deploy", "--yes", "--json"], 0);
+    let calls = std::fs::read_to_string(log.path().join("calls")).unwrap();
+    assert!(calls.contains("cut"), "{calls}");
+    let failed_here: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| {
+            e["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("did not end well here"))
+        })
+        .collect();
+    assert!(
+        failed_here.is_empty(),
+        "a parent's own receive failed: {failed_here:?}"
+    );
+    let fell_back = events
+        .iter()
+        .filter(|e| {
+            e["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("did not get the release whole"))
+        })
+        .count();
+    // 7 hosts, fanout 2: the cut child and at most one child of its own.
+    assert!(
+        (1..=2).contains(&fell_back),
+        "{fell_back} fell back: {events:?}"
+    );
+    assert!(relayed(&events).len() >= 3, "{:?}", relayed(&events));
+    assert_every_host_exact(&f);
+    assert_nothing_left(&f, 7);
+}
+
+#[test]
 fn a_later_run_removes_what_an_interrupted_relay_left() {
     // What a run killed mid-relay leaves: its directory (naming the
     // authorized_keys file) and its line. The next run, relay or not,

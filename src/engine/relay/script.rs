@@ -182,8 +182,13 @@ ssh -F /dev/null -G \"$HK\" hoist-relay > /dev/null 2>&1 || HK=-oLogLevel=ERROR"
 /// the stream on to `children` as it arrives: one fifo each, read by an
 /// `ssh` (with this run's key, only the pinned host keys, no agent, no
 /// forwarding, no config file of the host's) whose end never stops the
-/// stream (`cat` reads what it leaves). Returns the lines and the fifos
-/// for `tee`.
+/// stream (`cat` reads what it leaves). `ssh` reads a pipe, never the fifo
+/// itself: OpenSSH makes its stdin non-blocking and, when its connection
+/// breaks, exits leaving it so; on the fifo's shared descriptor the `cat`
+/// after it would then end on the first empty read, and the parent's
+/// `tee`, its last reader gone, with it (in the bench, a child killed
+/// mid-stream cost its parent's own receive and every sibling's).
+/// Returns the lines and the fifos for `tee`.
 pub(crate) fn fan_out(token: &str, client: Client, children: &[Child]) -> (String, String) {
     let mut setup = format!("X=\"$H/relay/\"{}\nK=\n", q(token));
     if client == Client::Dbclient {
@@ -205,7 +210,7 @@ pub(crate) fn fan_out(token: &str, client: Client, children: &[Child]) -> (Strin
         }
         setup += &format!(
             r#"mkfifo "$P.c{n}" || exit {write}
-{{ ssh -F /dev/null -T -i "$X/key" -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile="$X/known_hosts" -o GlobalKnownHostsFile=/dev/null -o HostKeyAlias={alias} -o StrictHostKeyChecking=yes -o BatchMode=yes -c "$HC" "$HK" -o ForwardAgent=no -o ForwardX11=no -o ClearAllForwardings=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o LogLevel=ERROR -p {port} -l {user} {address} hoist-relay; cat > /dev/null; }} < "$P.c{n}" > /dev/null 2>&1 &
+{{ cat | ssh -F /dev/null -T -i "$X/key" -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile="$X/known_hosts" -o GlobalKnownHostsFile=/dev/null -o HostKeyAlias={alias} -o StrictHostKeyChecking=yes -o BatchMode=yes -c "$HC" "$HK" -o ForwardAgent=no -o ForwardX11=no -o ClearAllForwardings=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o LogLevel=ERROR -p {port} -l {user} {address} hoist-relay; cat > /dev/null; }} < "$P.c{n}" > /dev/null 2>&1 &
 K="$K $!"
 "#,
             alias = q(&c.alias),
