@@ -4,9 +4,12 @@
 //! the way (deltas cut, manifests read from hosts) is kept in [`Delivery`],
 //! which lives as long as the run.
 
+use std::sync::Arc;
+
 use super::layout::Probe;
 use crate::artifact::Artifact;
-use crate::delta::{Deltas, HeldManifests};
+use crate::delta::{Delta, Deltas, HeldManifests};
+use crate::manifest::Manifest;
 use crate::release::ReleaseId;
 
 /// Where a host's new release comes from.
@@ -101,18 +104,37 @@ impl<'a> Delivery<'a> {
             held: HeldManifests::default(),
         }
     }
+
+    /// The delta from a release listed by `old` to the artifact, cut once
+    /// per `old` for every host that asks; `None` when the artifact has no
+    /// manifest or no delta could be cut.
+    pub(crate) async fn delta_from(&self, old: Arc<Manifest>) -> Option<Arc<Delta>> {
+        let artifact = self.artifact;
+        let new = artifact.manifest.as_ref()?;
+        self.deltas
+            .get(
+                &artifact.source,
+                &artifact.shared_paths,
+                &artifact.ignore,
+                new,
+                old,
+            )
+            .await
+    }
 }
 
+/// Probes and offers for the tests of the choice of source (here and in
+/// the relay's grouping).
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests_support {
     use super::*;
 
-    fn id(n: u32) -> ReleaseId {
+    pub(crate) fn id(n: u32) -> ReleaseId {
         ReleaseId::parse(&format!("2026010{n}T000000Z-0000000{n}")).unwrap()
     }
 
     /// A probe: `current`, and releases with their content sums.
-    fn probe(current: Option<u32>, releases: &[(u32, Option<&str>)]) -> Probe {
+    pub(crate) fn probe(current: Option<u32>, releases: &[(u32, Option<&str>)]) -> Probe {
         Probe {
             current: current.map(id),
             releases: releases
@@ -123,11 +145,17 @@ mod tests {
         }
     }
 
-    const NEW: Offer = Offer {
+    pub(crate) const NEW: Offer = Offer {
         content_sha: "new",
         pull: false,
         delta: true,
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
+    use super::*;
 
     #[test]
     fn the_choice_from_what_the_host_holds() {

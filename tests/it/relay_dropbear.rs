@@ -6,8 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::relay::{assert_every_host_exact, assert_nothing_left, hosts, relayed, said};
 use crate::support::fleet::{Fleet, SshSetup};
-use crate::support::project::{noise, printed};
+use crate::support::project::noise;
 use crate::support::sshd::SshdOptions;
 
 const RELAY: &str = "[strategy]\ncanary = 0\nbatch = \"100%\"\ndeadman_timeout = \"0s\"\n[relay]\nfanout = 2\nauthorized_keys = \"../../../authorized_keys\"";
@@ -94,38 +95,6 @@ fn fleet_with(n: usize, path: &HostPath, extra: &str) -> Fleet {
     f
 }
 
-fn hosts(n: usize) -> Vec<String> {
-    (1..=n).map(|i| format!("web{i}")).collect()
-}
-
-fn relayed(events: &[serde_json::Value]) -> Vec<(String, String)> {
-    events
-        .iter()
-        .filter(|e| e["event"] == "relayed")
-        .map(|e| {
-            (
-                e["host"].as_str().unwrap().to_string(),
-                e["via"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
-fn assert_every_host_exact(f: &Fleet) {
-    let out = f.hoist(&["verify"]).output().unwrap();
-    assert!(out.status.success(), "{}", printed(&out));
-}
-
-fn assert_nothing_left(f: &Fleet, n: usize) {
-    for host in hosts(n) {
-        let relay = f.deploy_path(&host).join(".hoist/relay");
-        assert!(!relay.exists(), "{host}: {} is left", relay.display());
-        let keys =
-            std::fs::read_to_string(f.server(&host).dir.path().join("authorized_keys")).unwrap();
-        assert!(!keys.contains("hoist-relay"), "{host}: {keys}");
-    }
-}
-
 #[test]
 fn hosts_with_only_dbclient_relay_the_release() {
     let Some(real) = dbclient() else {
@@ -198,13 +167,7 @@ fn every_child_falls_back(before: &str, error: &str) {
     assert!(calls.contains("relay "), "relays were tried: {calls}");
     assert!(calls.contains("rewrote"), "{calls}");
     assert!(err.contains(error), "{err}");
-    let warned = events.iter().any(|e| {
-        e["event"] == "message"
-            && e["text"]
-                .as_str()
-                .is_some_and(|t| t.contains("did not get the release whole"))
-    });
-    assert!(warned);
+    assert!(said(&events, None, "did not get the release whole"));
     assert_every_host_exact(&f);
     assert_nothing_left(&f, 5);
 }
@@ -250,13 +213,7 @@ fn a_dbclient_hop_cut_off_mid_stream_leaves_its_child_to_hoist() {
     assert!(calls.contains("cut"), "{calls}");
     let by = relayed(&events);
     assert_eq!(by.len(), 2, "the two other hops relayed: {by:?}\n{calls}");
-    let warned = events.iter().any(|e| {
-        e["event"] == "message"
-            && e["text"]
-                .as_str()
-                .is_some_and(|t| t.contains("did not get the release whole"))
-    });
-    assert!(warned);
+    assert!(said(&events, None, "did not get the release whole"));
     assert_every_host_exact(&f);
     assert_nothing_left(&f, 5);
 }

@@ -124,17 +124,7 @@ async fn apply(
     let Some(new) = &artifact.manifest else {
         return Ok(Applied::Skipped);
     };
-    let Some(delta) = delivery
-        .deltas
-        .get(
-            &artifact.source,
-            &artifact.shared_paths,
-            &artifact.ignore,
-            new,
-            old.clone(),
-        )
-        .await
-    else {
+    let Some(delta) = delivery.delta_from(old.clone()).await else {
         return Ok(Applied::Skipped);
     };
     let size = delta.bytes.len() as u64;

@@ -65,16 +65,7 @@ pub(super) async fn cut(
     let sum = first.probe.sum_of(base);
     let read = || read_manifest(ctx, first, base, new.read_limit());
     let held = delivery.held.get(sum, read).await.ok()??;
-    let delta = delivery
-        .deltas
-        .get(
-            &artifact.source,
-            &artifact.shared_paths,
-            &artifact.ignore,
-            new,
-            held.manifest,
-        )
-        .await?;
+    let delta = delivery.delta_from(held.manifest).await?;
     if delta.bytes.len() as u64 >= artifact.transfer_size {
         return None;
     }
@@ -89,28 +80,7 @@ pub(super) async fn cut(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn id(n: u32) -> ReleaseId {
-        ReleaseId::parse(&format!("2026010{n}T000000Z-0000000{n}")).unwrap()
-    }
-
-    /// A host on release `current`, holding `releases` with their sums.
-    fn probe(current: Option<u32>, releases: &[(u32, Option<&str>)]) -> Probe {
-        Probe {
-            current: current.map(id),
-            releases: releases
-                .iter()
-                .map(|(n, sum)| (id(*n), sum.map(str::to_string)))
-                .collect(),
-            ..Probe::default()
-        }
-    }
-
-    const NEW: Offer = Offer {
-        content_sha: "new",
-        pull: false,
-        delta: true,
-    };
+    use crate::engine::delivery::tests_support::{NEW, id, probe};
 
     #[test]
     fn hosts_whose_bases_hold_the_same_content_share_a_delta() {
