@@ -4,6 +4,7 @@
 mod evidence;
 mod lock;
 mod probe;
+pub(crate) mod relay_files;
 
 pub(crate) use lock::LOCK_FNS;
 use lock::still_held;

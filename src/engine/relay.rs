@@ -15,15 +15,16 @@
 //! them; a child allows that key one forced command, the receive of this
 //! release. Both are removed when the relay ends, whatever happened, and a
 //! later run removes what an interrupted one left (under the lock, see
-//! [`script::sweep`]). A host the relay did not serve (a relay that died,
-//! stalled or sent something else, a host key that does not match, a
-//! delta that does not fit its base) gets the release from hoist as
-//! without the relay.
+//! [`super::layout::relay_files::sweep`]). A host the relay did not serve
+//! (a relay that died, stalled or sent something else, a host key that
+//! does not match, a delta that does not fit its base) gets the release
+//! from hoist as without the relay.
 //!
 //! [`Layout::receive`]: super::layout::Layout::receive
 //! [`Layout::receive_delta`]: super::layout::Layout::receive_delta
 
 mod candidates;
+mod child;
 mod delta;
 mod dropbear;
 mod hop;
@@ -45,7 +46,6 @@ use crate::artifact::Artifact;
 use crate::release::ReleaseId;
 use crate::report::{Event, Level};
 use hop::{Cargo, Hop, Streamed};
-pub(crate) use script::sweep;
 use tree::{Candidate, Tree};
 
 /// A delivery's result: the bytes sent from here, or how it failed.

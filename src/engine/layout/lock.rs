@@ -27,7 +27,7 @@ impl Layout {
   done
 {relay}"#,
                 token = q(&token),
-                relay = crate::engine::relay::sweep(&token),
+                relay = super::relay_files::sweep(&token),
             ),
             None => ":".to_string(),
         };

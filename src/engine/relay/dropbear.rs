@@ -28,7 +28,7 @@
 //!   worth (64 KiB) of it. Once it streams, `-K 5` ends a child that stops
 //!   answering (3 keepalives unanswered).
 
-use super::script::Child;
+use super::child::Child;
 use crate::engine::layout::q;
 
 /// The host key types dropbear 2022.83 can be offered, by the name its

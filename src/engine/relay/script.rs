@@ -8,37 +8,10 @@
 //! the line), `receive.sh` (the forced command), `key` and `known_hosts`.
 //! A run's line in authorized_keys ends with `hoist-relay <token>`.
 
+pub(crate) use super::child::Child;
 use super::dropbear;
+use crate::engine::layout::relay_files::UNLIST_FN;
 use crate::engine::layout::{Layout, ReceiveStep, q};
-
-/// Removes from authorized_keys file `$1` the lines of run `$2` (their last
-/// two words are `hoist-relay $2`), keeping the file itself (its owner and
-/// mode).
-const UNLIST_FN: &str = r#"hoist_relay_unlist() {
-  [ -f "$1" ] || return 0
-  awk -v r="$2" '$NF == r && $(NF-1) == "hoist-relay" { f = 1 } END { exit !f }' "$1" || return 0
-  awk -v r="$2" '!($NF == r && $(NF-1) == "hoist-relay")' "$1" > "$1.hoist-relay" && cat "$1.hoist-relay" > "$1"
-  s=$?; rm -f "$1.hoist-relay"; return $s
-}"#;
-
-/// Removes what relays of runs other than `keep` left under `$H/relay`
-/// and their lines in authorized_keys: called under the lock, so no other
-/// run of this deploy path is alive. Nothing happens without `$H/relay`.
-pub(crate) fn sweep(keep: &str) -> String {
-    format!(
-        r#"if [ -d "$H/relay" ]; then
-{UNLIST_FN}
-  for x in "$H"/relay/*; do
-    [ -d "$x" ] || continue
-    [ "${{x##*/}}" = {keep} ] && continue
-    if [ -f "$x/ak" ]; then hoist_relay_unlist "$(cat "$x/ak")" "${{x##*/}}"; fi
-    rm -rf "$x"
-  done
-  rmdir "$H/relay" 2>/dev/null
-fi"#,
-        keep = q(keep)
-    )
-}
 
 /// The shell word for `relay.authorized_keys` on a host: `~/` is under
 /// `$HOME`, a relative path under `deploy_to`.
@@ -151,15 +124,6 @@ if [ -d "$D/releases/"{id} ] && [ "$(cat "$H/sums/"{id} 2>/dev/null)" = {sha} ];
         id = q(id),
         sha = q(content_sha),
     )
-}
-
-/// One host a relay passes the release on to, as the relay reaches it.
-pub(crate) struct Child {
-    /// Its name in the relay's known_hosts (`HostKeyAlias`).
-    pub alias: String,
-    pub user: String,
-    pub address: String,
-    pub port: u16,
 }
 
 /// What a relay's `ssh` offers first, for a hop's CPU on the relaying
