@@ -68,6 +68,33 @@ pub struct Layout {
     pub allow_setuid: bool,
 }
 
+/// The lines that unpack stdin into `dir` (`tar FLAGS`) while `tee`
+/// passes it to `$P.fifo` (hashed by `$HOIST_SHA`) and to `fifos` (a
+/// relay's children), then check it: `what`'s sha256 must be `sha`
+/// (else exit [`ReceiveStep::Checksum`]), and the unpack must have
+/// succeeded (else exit `unpack_code`). Leaves `set -f` on. Shared by the
+/// receive of an artifact and of a relayed delta.
+pub(crate) fn hashed_unpack(
+    dir: &str,
+    flags: &str,
+    fifos: &str,
+    (what, sha): (&str, &str),
+    unpack_code: i32,
+) -> String {
+    format!(
+        r#"r=$($HOIST_SHA < "$P.fifo" & h=$!
+  tee "$P.fifo"{fifos} | (cd "{dir}" && tar {flags} - >&2; s=$?; cat > /dev/null; exit $s)
+  echo "unpacked=$?"; wait "$h"; echo "hashed=$?")
+set -f; sum=; unpacked=1; hashed=1
+for w in $r; do case $w in unpacked=*) unpacked=${{w#*=}} ;; hashed=*) hashed=${{w#*=}} ;; -|'*stdin') ;; *) sum=$w ;; esac; done
+[ "$hashed" = 0 ] || {{ echo "cannot hash the {what}" >&2; exit {checksum}; }}
+if [ "$sum" != {sha} ]; then printf 'checksum mismatch: expected %s, got %s\n' {sha} "$sum" >&2; exit {checksum}; fi
+[ "$unpacked" = 0 ] || exit {unpack_code}"#,
+        sha = q(sha),
+        checksum = ReceiveStep::Checksum.code(),
+    )
+}
+
 impl Layout {
     pub fn new(deploy_to: impl Into<String>) -> Layout {
         Layout {
@@ -173,14 +200,7 @@ TAR_OPTIONS='--preserve-permissions --no-same-owner'; export TAR_OPTIONS
 {traps}
 if [ -e "$R" ]; then printf '%s already exists\n' "$R" >&2; exit {exists}; fi
 mkdir -p "$D/releases" "$H/tmp" "$H/sums" && rm -rf "$P.d" "$P.fifo" && mkdir "$P.d" && mkfifo "$P.fifo" || exit {write}
-{fan_setup}r=$($HOIST_SHA < "$P.fifo" & h=$!
-  tee "$P.fifo"{fan_fifos} | (cd "$P.d" && tar {flags} - >&2; s=$?; cat > /dev/null; exit $s)
-  echo "unpacked=$?"; wait "$h"; echo "hashed=$?")
-set -f; sum=; unpacked=1; hashed=1
-for w in $r; do case $w in unpacked=*) unpacked=${{w#*=}} ;; hashed=*) hashed=${{w#*=}} ;; -|'*stdin') ;; *) sum=$w ;; esac; done
-[ "$hashed" = 0 ] || {{ echo "cannot hash the upload" >&2; exit {checksum}; }}
-if [ "$sum" != {transfer_sha} ]; then printf 'checksum mismatch: expected %s, got %s\n' {transfer_sha} "$sum" >&2; exit {checksum}; fi
-[ "$unpacked" = 0 ] || exit {unpack}
+{fan_setup}{unpacked}
 hoist_tame "$P.d" || exit {unpack}
 printf '%s\n' {content_sha} > "$H/sums/{id}" && mv "$P.d" "$R" || exit {finish}
 "#,
@@ -196,11 +216,15 @@ printf '%s\n' {content_sha} > "$H/sums/{id}" && mv "$P.d" "$R" || exit {finish}
                 ),
             },
             fan_setup = fan.map_or(String::new(), |(setup, _)| setup.to_string()),
-            fan_fifos = fan.map_or("", |(_, fifos)| fifos),
-            transfer_sha = q(transfer_sha),
+            unpacked = hashed_unpack(
+                "$P.d",
+                flags,
+                fan.map_or("", |(_, fifos)| fifos),
+                ("upload", transfer_sha),
+                ReceiveStep::Unpack.code()
+            ),
             content_sha = q(content_sha),
             write = ReceiveStep::Write.code(),
-            checksum = ReceiveStep::Checksum.code(),
             exists = ReceiveStep::Exists.code(),
             unpack = ReceiveStep::Unpack.code(),
             finish = ReceiveStep::Finish.code(),

@@ -2,7 +2,7 @@
 //! a delta, as sent from here or relayed by another host.
 
 use super::{ReleaseStep, manifest_fns};
-use crate::engine::layout::{Layout, ReceiveStep, q};
+use crate::engine::layout::{Layout, ReceiveStep, hashed_unpack, q};
 use crate::release::ReleaseId;
 
 /// A delta as a relayed host receives it.
@@ -18,7 +18,7 @@ pub(crate) struct DeltaHop<'a> {
 
 /// The lines that take the delta on stdin into `$P.x`.
 fn intake(relayed: Option<DeltaHop>) -> String {
-    let (write, checksum) = (ReceiveStep::Write.code(), ReceiveStep::Checksum.code());
+    let write = ReceiveStep::Write.code();
     let Some(DeltaHop {
         sha,
         fan: (setup, fifos),
@@ -38,17 +38,10 @@ trap 'wait; rm -rf "$P.d" "$P.x" "$P.m" "$P.l" "$P.e" "$P.fifo"{fifos}' EXIT
 trap '[ -z "$K" ] || kill $K 2>/dev/null; exit 130' HUP INT TERM
 mkdir -p "$H/tmp" "$H/sums" "$H/manifests" || exit {write}
 rm -rf "$P.d" "$P.x" "$P.m" "$P.l" "$P.e" "$P.fifo" && mkdir "$P.x" && mkfifo "$P.fifo" || exit {write}
-{setup}r=$($HOIST_SHA < "$P.fifo" & h=$!
-  tee "$P.fifo"{fifos} | (cd "$P.x" && tar $XZF - >&2; s=$?; cat > /dev/null; exit $s)
-  echo "unpacked=$?"; wait "$h"; echo "hashed=$?")
-set -f; sum=; unpacked=1; hashed=1
-for w in $r; do case $w in unpacked=*) unpacked=${{w#*=}} ;; hashed=*) hashed=${{w#*=}} ;; -|'*stdin') ;; *) sum=$w ;; esac; done
+{setup}{unpacked}
 set +f
-[ "$hashed" = 0 ] || {{ echo "cannot hash the delta" >&2; exit {checksum}; }}
-if [ "$sum" != {sha} ]; then printf 'checksum mismatch: expected %s, got %s\n' {sha} "$sum" >&2; exit {checksum}; fi
-[ "$unpacked" = 0 ] || exit {write}
 "#,
-        sha = q(sha),
+        unpacked = hashed_unpack("$P.x", "$XZF", fifos, ("delta", sha), write),
     )
 }
 
