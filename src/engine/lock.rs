@@ -31,6 +31,7 @@ impl Context {
             release: release.map(str::to_string),
             message: message.map(str::to_string),
             env: crate::journal::stamp().env,
+            hand: self.command == "lock",
         }
     }
 

@@ -72,7 +72,8 @@ pub(crate) fn locked(state: &LockState) -> String {
 
 /// The lock in `line`, when it is the user's own (same user@machine) and
 /// the run that took it is gone (its pid is not alive here): left by a run
-/// that was killed, or whose unlock failed.
+/// that was killed, or whose unlock failed. A lock taken by hand
+/// (`hoist lock`) outlives its process on purpose and is never one.
 fn own_dead_run(line: &str) -> Option<LockInfo> {
     let info = LockInfo::parse(line)?;
     let alive = |pid: u32| {
@@ -84,7 +85,7 @@ fn own_dead_run(line: &str) -> Option<LockInfo> {
         let r = unsafe { libc::kill(pid, 0) };
         r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
     };
-    (info.by == super::whoami() && info.pid != 0 && !alive(info.pid)).then_some(info)
+    (!info.hand && info.by == super::whoami() && info.pid != 0 && !alive(info.pid)).then_some(info)
 }
 
 /// What a deploy asks of a host, from its artifact.
@@ -150,6 +151,32 @@ mod tests {
         content_sha: "new",
         pull: false,
     };
+
+    #[test]
+    fn a_hand_lock_is_never_a_dead_runs_lock() {
+        // pid 2^31-2 is never a live process here.
+        let line = |hand: bool| {
+            serde_json::to_string(&LockInfo {
+                by: crate::engine::whoami(),
+                pid: 2_147_483_646,
+                since: "2026-01-01T00:00:00Z".into(),
+                token: "t".into(),
+                release: None,
+                message: Some("db migration, ask alice".into()),
+                env: None,
+                hand,
+            })
+            .unwrap()
+        };
+        let run = locked(&LockState::File(line(false)));
+        assert!(run.contains("no longer running"), "{run}");
+        let hand = locked(&LockState::File(line(true)));
+        assert!(!hand.contains("no longer running"), "{hand}");
+        assert!(
+            hand.contains("(by hand): db migration, ask alice"),
+            "{hand}"
+        );
+    }
 
     #[test]
     fn what_a_probe_says_stops_a_deploy() {

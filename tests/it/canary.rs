@@ -527,6 +527,13 @@ fn lock_wait_gives_up_on_a_hand_lock_with_exit_4() {
     let text = printed(&out);
     assert!(text.contains("db migration, ask alice"), "{text}");
     assert!(text.contains("since"), "{text}");
+    // `hoist lock` has ended, but its lock is held on purpose: each host's
+    // refusal names it, never "your own lock ... no longer running".
+    assert!(!text.contains("no longer running"), "{text}");
+    assert!(
+        text.contains("failed in preflight after 0ms: locked by"),
+        "{text}"
+    );
     assert!(
         waited >= Duration::from_secs(2) && waited < Duration::from_secs(10),
         "about 2s: {waited:?}"

@@ -153,6 +153,10 @@ pub struct LockInfo {
     /// The environment (`-e`) of the run holding it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<String>,
+    /// Taken by `hoist lock`: held on purpose after the process that took
+    /// it has ended, so never "a run that is no longer running".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hand: bool,
 }
 
 impl LockInfo {
@@ -164,7 +168,11 @@ impl LockInfo {
     pub fn describe(line: &str) -> String {
         match LockInfo::parse(line) {
             Some(l) => {
-                let mut s = format!("{} since {} (pid {})", l.by, l.since, l.pid);
+                let mut s = if l.hand {
+                    format!("{} since {} (by hand)", l.by, l.since)
+                } else {
+                    format!("{} since {} (pid {})", l.by, l.since, l.pid)
+                };
                 if let Some(env) = &l.env {
                     s.push_str(&format!(", environment {env}"));
                 }
