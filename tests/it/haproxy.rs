@@ -152,7 +152,7 @@ fn a_rolling_deploy_of_six_hosts_drained_through_the_runtime_api_loses_no_reques
 const GATE: &str = "error-ratio";
 
 /// A canary with a 10 s bake, traffic steps 10/50/100 held 10 s each, a
-/// 30 s bake after every wave, and a gate comparing the canary's share of
+/// 10 s bake after every wave, and a gate comparing the canary's share of
 /// 5xx answers with the baseline's, from a real Prometheus scraping
 /// HAProxy's own exporter (servers are named as the hosts, so `{{canary}}`
 /// matches the `server` label); a side with no request in the window
@@ -174,7 +174,7 @@ fn analysed(prometheus: &Prometheus) -> String {
 canary = 1
 canary_pause = "10s"
 batch = "100%"
-wave_bake = "30s"
+wave_bake = "10s"
 
 [[analysis]]
 name = "{GATE}"

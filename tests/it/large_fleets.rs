@@ -103,13 +103,13 @@ fn more_unreachable_hosts_than_max_unreachable_stop_the_deploy_untouched() {
     assert_eq!(summary_host(&summary, "web2")["result"], "failed");
 }
 
-/// 100 hosts (one sshd, one address each), and `hoist check --json` run
-/// under `ulimit` with `limits` (e.g. `-Sn 64`).
-fn check_a_hundred_hosts_under(limits: &str) -> std::process::Output {
+/// 50 hosts (one sshd, one address each), and `hoist check --json` run
+/// under `ulimit` with `limits` (e.g. `-Sn 40`).
+fn check_fifty_hosts_under(limits: &str) -> std::process::Output {
     let f = Fleet::ssh(1);
     let port = f.server("web1").port;
     let deploy_to = f.deploy_path("web1");
-    let extra: String = (2..=100)
+    let extra: String = (2..=50)
         .map(|i| {
             format!(
                 "[hosts.web{i}]\naddress = \"127.0.0.1\"\nport = {port}\ndeploy_to = \"{}\"\n",
@@ -135,32 +135,32 @@ fn check_a_hundred_hosts_under(limits: &str) -> std::process::Output {
 
 #[test]
 fn a_fleet_past_the_soft_limit_on_open_files_is_reached_whole() {
-    // Under a soft limit of 64 open files: each connection holds a socket
+    // Under a soft limit of 40 open files: each connection holds a socket
     // for the whole run, so without raising the limit the hosts past it
     // fail as "too many open files".
-    let out = check_a_hundred_hosts_under("-Sn 64");
+    let out = check_fifty_hosts_under("-Sn 40");
     let text = printed(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
     let reached = events_of(&out)
         .iter()
         .filter(|e| e["event"] == "row" && e["ok"] == true && e["connect"] == "ok")
         .count();
-    assert_eq!(reached, 100, "{text}");
+    assert_eq!(reached, 50, "{text}");
     assert!(!said(&events_of(&out), "open files"), "{text}");
 }
 
 #[test]
 fn a_hard_limit_on_open_files_too_low_for_the_fleet_is_said_with_what_to_raise() {
-    // 100 hosts need about 456 open files; the hard limit is 128, so the
+    // 50 hosts need about 356 open files; the hard limit is 128, so the
     // soft one cannot be raised that far: hoist says so before it connects.
-    let out = check_a_hundred_hosts_under("-n 128");
+    let out = check_fifty_hosts_under("-n 128");
     let text = printed(&out);
     let events = events_of(&out);
     assert!(
-        said(&events, "100 hosts need about 456 open files"),
+        said(&events, "50 hosts need about 356 open files"),
         "{text}"
     );
-    assert!(said(&events, "ulimit -n 456"), "{text}");
+    assert!(said(&events, "ulimit -n 356"), "{text}");
     let warned = events.iter().any(|e| {
         e["event"] == "message"
             && e["level"] == "warn"
