@@ -96,7 +96,11 @@ pub(super) async fn between(
             })
         }
         Step::Ask => ask(run, next),
-        Step::Traffic(t) => super::traffic::step(run, hosts, &wave.hosts, t).await,
+        Step::Traffic(t) => {
+            super::traffic::set_step(run, hosts, &t).await?;
+            let baked = healthy(hosts, &wave.hosts);
+            held_for_traffic(run, hosts, &baked, t.bake, &t.label()).await
+        }
     }
 }
 
@@ -127,7 +131,7 @@ impl Stopped {
 
 /// A traffic step (`step` names it) held for `d` on the hosts `baked`:
 /// as [`held`], the weight set to 0 first when it fails.
-pub(super) async fn held_for_traffic(
+async fn held_for_traffic(
     run: &Run<'_>,
     hosts: &mut [HostRun],
     baked: &[usize],

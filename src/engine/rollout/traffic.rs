@@ -4,34 +4,26 @@
 //! it is back, 0 with every host as the baseline; once every wave is done,
 //! 100 with every host on the new release.
 
-use super::between::held_for_traffic;
 use super::{HostRun, Run};
 use crate::engine::fleet::Node;
 use crate::engine::rollout_plan::TrafficStep;
 use crate::engine::traffic::{self, Weight};
 use crate::report::Level;
 
-/// One step after the canary wave (whose hosts are `wave`): `set_local`
-/// at its weight, then the step held. `Err`: why the rollout stops, the
-/// weight already set to 0.
-pub(super) async fn step(
+/// One step after the canary wave: `set_local` at its weight. `Err`: why
+/// the rollout stops, the weight already set to 0. The step is then held
+/// by the caller, like any bake.
+pub(super) async fn set_step(
     run: &Run<'_>,
-    hosts: &mut [HostRun],
-    wave: &[usize],
-    t: TrafficStep,
+    hosts: &[HostRun],
+    t: &TrafficStep,
 ) -> Result<(), String> {
-    let label = t.label();
     if let Err(e) = set(run, hosts, t.weight, Some(t.index)).await {
-        let reason = format!("set_local did not pass at {label}: {e}");
+        let reason = format!("set_local did not pass at {}: {e}", t.label());
         zero(run, hosts).await;
         return Err(reason);
     }
-    let healthy: Vec<usize> = wave
-        .iter()
-        .copied()
-        .filter(|&i| hosts[i].outcome.result == crate::report::HostResult::Ok && hosts[i].switched)
-        .collect();
-    held_for_traffic(run, hosts, &healthy, t.bake, &label).await
+    Ok(())
 }
 
 /// Sets the weight to 0 if this run set it above 0 (or carried a canary
