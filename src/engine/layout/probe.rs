@@ -31,14 +31,14 @@ if [ -d "$D/releases" ]; then
 fi
 if lock_is_file && l=$(lock_line); then printf 'lock %s\n' "$l"
 elif lock_exists; then printf 'lock-other %s\n' "$(lock_other)"; fi
-{journal_end}
+{journal_size}
 echo "journal"
 if [ -f "$H/journal" ]; then tail -n 2000 "$H/journal" | cut -b 1-{line_cut}; fi
 "#,
             head = self.head(),
             lock_fns = LOCK_FNS,
             current = CURRENT_LINES,
-            journal_end = journal_end(),
+            journal_size = JOURNAL_SIZE,
             line_cut = JOURNAL_LINE_MAX + 1,
         )
     }
@@ -52,38 +52,35 @@ const CURRENT_LINES: &str = r#"if [ -L "$D/current" ]; then
   if [ -d "$D/current" ]; then printf 'current %s\n' "$c"; else printf 'current-missing %s\n' "$c"; fi
 fi"#;
 
-/// Prints `journal-end <bytes> <last line>` (`journal-end 0` without a
-/// journal), the last line cut as the probe cuts the journal's. The probe
-/// and the lock print it alike (see [`Mark`]).
-fn journal_end() -> String {
-    format!(
-        r#"if [ -f "$H/journal" ]; then
+/// Prints `journal-size <bytes>` (0 without a journal; `-` when it cannot
+/// be measured). The probe and the lock print it alike (see [`Mark`]).
+const JOURNAL_SIZE: &str = r#"if [ -f "$H/journal" ]; then
   j=$(wc -c 2>/dev/null < "$H/journal") && j=$((j)) || j=-
-  printf 'journal-end %s %s\n' "$j" "$(tail -n 1 "$H/journal" | cut -b 1-{line_cut})"
-else echo "journal-end 0"; fi"#,
-        line_cut = JOURNAL_LINE_MAX + 1,
-    )
-}
+  echo "journal-size $j"
+else echo "journal-size 0"; fi"#;
 
 /// The lines that show whether a host changed between two readings of it
 /// (see [`Mark`]), as a script prints them.
 pub(super) fn mark_lines() -> String {
-    format!("{CURRENT_LINES}\n{}", journal_end())
+    format!("{CURRENT_LINES}\n{JOURNAL_SIZE}")
 }
 
 /// What shows whether another run changed a host since it was read: where
-/// `current` points and the end of its journal. Every run that changes a
-/// host first takes its lock, which appends to its journal (the journal
-/// only grows), so an unchanged end means no run came between. The probe
-/// reads it, and so does taking the lock, before its own journal line.
+/// `current` points and the size of its journal. Every run that changes a
+/// host first takes its lock, which appends a line to its journal, and
+/// nothing rewrites a journal, so the same size means no run came between
+/// (`current` is there for a run whose journal lines could not be written).
+/// The probe reads it, and so does taking the lock, before its own line.
+/// Three processes (`readlink`, `head`, `wc`) where the last line's text
+/// would cost two more on every host, for nothing an append misses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Mark {
     /// The `current` or `current-missing` line, as the host printed it.
     pub current: Option<String>,
-    /// The journal's size in bytes and its last line; `None` when the
-    /// answer had no readable `journal-end` line (an answer in the older
-    /// form, or a journal that could not be measured).
-    pub journal_end: Option<(u64, String)>,
+    /// The journal's size in bytes; `None` when the answer had no readable
+    /// `journal-size` line (an answer in the older form, or a journal that
+    /// could not be measured).
+    pub journal_size: Option<u64>,
 }
 
 impl Mark {
@@ -92,18 +89,15 @@ impl Mark {
         let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
         match key {
             "current" | "current-missing" => self.current = Some(line.to_string()),
-            "journal-end" => {
-                let (size, last) = rest.split_once(' ').unwrap_or((rest, ""));
-                self.journal_end = size.parse().ok().map(|n| (n, last.to_string()));
-            }
+            "journal-size" => self.journal_size = rest.trim().parse().ok(),
             _ => {}
         }
     }
 
     /// Whether `now` shows the host as it was when this was read. A mark
-    /// without the journal's end never does: the host must be read again.
+    /// without the journal's size never does: the host must be read again.
     pub fn unchanged(&self, now: &Mark) -> bool {
-        self.journal_end.is_some() && self == now
+        self.journal_size.is_some() && self == now
     }
 }
 
@@ -149,7 +143,7 @@ impl Probe {
     /// Output, a line each: `hoist-probe 1`, `writable 1` or `writable 0
     /// <path>`, `free_kb <n>`, `missing <tool>`, `current <target>` or
     /// `current-missing <target>`, `release <id> <sha>`, `lock <line>` or
-    /// `lock-other <description>`, `journal-end <bytes> <last line>`, then
+    /// `lock-other <description>`, `journal-size <bytes>`, then
     /// `journal` and the journal's lines.
     pub fn parse(output: &str) -> Result<Probe, String> {
         let mut lines = output.lines();
