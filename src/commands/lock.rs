@@ -13,7 +13,7 @@ pub(crate) async fn run(ctx: &Context, message: Option<&str>) -> Exit {
     let result = lock::acquire(ctx, &nodes, None, message).await;
     fleet::close_all(&nodes).await;
     match result {
-        Ok(()) => {
+        Ok(_) => {
             let hosts: Vec<HostOutcome> = nodes
                 .iter()
                 .map(|n| {

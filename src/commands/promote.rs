@@ -4,12 +4,11 @@
 
 use std::time::Instant;
 
-use futures_util::future::join_all;
-
 use super::deploy::{preflight, prepare_artifact};
 use crate::artifact::Artifact;
 use crate::config::Amount;
 use crate::engine::fleet::{self, Node};
+use crate::engine::layout::Mark;
 use crate::engine::policy::BackFor;
 use crate::engine::policy::{self, Waiting};
 use crate::engine::preflight::Problem;
@@ -65,20 +64,21 @@ async fn waiting_release(
 /// Reads the fleet again under the lock: the release waiting must still be
 /// `id`. Another run may have promoted or aborted it since the first
 /// reading (while this one waited for the lock, or just before it took
-/// it). On a refusal the lock is freed and the run finished.
+/// it). Only the hosts whose `marks` (from taking the lock) show a change
+/// are read again. On a refusal the lock is freed and the run finished.
 async fn still_waiting(
     ctx: &Context,
     nodes: &mut [Node],
+    marks: &[Mark],
     artifact: Option<&Artifact>,
     id: &ReleaseId,
 ) -> Result<(), Exit> {
-    let read = join_all(nodes.iter_mut().map(|n| n.refresh())).await;
-    let (exit, why) = match read.into_iter().find_map(Result::err) {
-        Some(e) => (
+    let (exit, why) = match fleet::read_changed(nodes, marks).await {
+        Err(e) => (
             Exit::Preflight,
             format!("could not read the fleet again under the lock: {e}; nothing was touched"),
         ),
-        None => {
+        Ok(()) => {
             let journals: Vec<&Journal> = nodes.iter().map(|n| &n.journal).collect();
             let found = policy::waiting(&journals).and_then(|w| {
                 policy::promotable(
@@ -197,12 +197,15 @@ pub(crate) async fn promote(ctx: &Context) -> Exit {
         let failed = unreached.into_iter().chain(refused).collect();
         return fleet::stop_untouched(ctx, exit, release, &nodes, failed).await;
     }
-    if let Err(e) = lock::acquire_waiting(ctx, &mut nodes, Some(id.as_str()), None, since).await {
-        let (exit, held) = e.outcomes();
-        fleet::report_all(ctx, &held);
-        return fleet::stop_untouched(ctx, exit, release, &nodes, held).await;
-    }
-    if let Err(exit) = still_waiting(ctx, &mut nodes, Some(&artifact), &id).await {
+    let marks = match lock::acquire_waiting(ctx, &mut nodes, Some(id.as_str()), None, since).await {
+        Ok(marks) => marks,
+        Err(e) => {
+            let (exit, held) = e.outcomes();
+            fleet::report_all(ctx, &held);
+            return fleet::stop_untouched(ctx, exit, release, &nodes, held).await;
+        }
+    };
+    if let Err(exit) = still_waiting(ctx, &mut nodes, &marks, Some(&artifact), &id).await {
         return exit;
     }
     // The canary keeps what it has: it counts as switched by this run, so
@@ -280,21 +283,17 @@ pub(crate) async fn abort(ctx: &Context) -> Exit {
         let failed = unreached.into_iter().chain(refused).collect();
         return fleet::stop_untouched(ctx, Exit::Preflight, release, &nodes, failed).await;
     }
-    if let Err(e) = lock::acquire_waiting(
-        ctx,
-        &mut nodes,
-        None,
-        Some(&format!("aborting {id}")),
-        since,
-    )
-    .await
-    {
-        let (exit, held) = e.outcomes();
-        fleet::report_all(ctx, &held);
-        let failed = unreached.into_iter().chain(held).collect();
-        return fleet::stop_untouched(ctx, exit, None, &nodes, failed).await;
-    }
-    if let Err(exit) = still_waiting(ctx, &mut nodes, artifact.as_ref(), &id).await {
+    let message = format!("aborting {id}");
+    let marks = match lock::acquire_waiting(ctx, &mut nodes, None, Some(&message), since).await {
+        Ok(marks) => marks,
+        Err(e) => {
+            let (exit, held) = e.outcomes();
+            fleet::report_all(ctx, &held);
+            let failed = unreached.into_iter().chain(held).collect();
+            return fleet::stop_untouched(ctx, exit, None, &nodes, failed).await;
+        }
+    };
+    if let Err(exit) = still_waiting(ctx, &mut nodes, &marks, artifact.as_ref(), &id).await {
         return exit;
     }
     let canary: Vec<usize> = (0..nodes.len())

@@ -4,10 +4,9 @@
 
 use std::time::Instant;
 
-use futures_util::future::join_all;
-
 use crate::config::BlueGreen;
 use crate::engine::fleet::{self, Node};
+use crate::engine::layout::Mark;
 use crate::engine::policy::{self, BackFor, Refusal};
 use crate::engine::preflight::Problem;
 use crate::engine::put_back::{self, Back, InWaves};
@@ -141,21 +140,17 @@ pub(crate) async fn run(
         ctx.message(Level::Error, None, format!("{e}; nothing was touched"));
         return fleet::stop_untouched(ctx, Exit::Preflight, release, &nodes, vec![]).await;
     }
-    if let Err(e) = lock::acquire_waiting(
-        ctx,
-        &mut nodes,
-        None,
-        Some(&format!("rolling back to {target}")),
-        since,
-    )
-    .await
-    {
-        let (exit, held) = e.outcomes();
-        fleet::report_all(ctx, &held);
-        fleet::close_all(&nodes).await;
-        return ctx.finish(exit, Some(target.to_string()), &[]);
-    }
-    if let Err(exit) = still_the_target(ctx, &mut nodes, to.as_ref(), &target).await {
+    let message = format!("rolling back to {target}");
+    let marks = match lock::acquire_waiting(ctx, &mut nodes, None, Some(&message), since).await {
+        Ok(marks) => marks,
+        Err(e) => {
+            let (exit, held) = e.outcomes();
+            fleet::report_all(ctx, &held);
+            fleet::close_all(&nodes).await;
+            return ctx.finish(exit, Some(target.to_string()), &[]);
+        }
+    };
+    if let Err(exit) = still_the_target(ctx, &mut nodes, &marks, to.as_ref(), &target).await {
         return exit;
     }
     let (exit, outcomes) = back_in_waves(ctx, &nodes, &target, all_at_once).await;
@@ -168,20 +163,21 @@ pub(crate) async fn run(
 /// be `target`. Another run may have deployed or rolled back between the
 /// first reading and the lock (while this one ran `on_start_local`, or
 /// waited for the lock): going on with what was read before would undo
-/// that run's release, or go back one release too far. On a refusal the
-/// lock is freed and the run finished (exit 2).
+/// that run's release, or go back one release too far. Only the hosts
+/// whose `marks` (from taking the lock) show a change are read again. On
+/// a refusal the lock is freed and the run finished (exit 2).
 async fn still_the_target(
     ctx: &Context,
     nodes: &mut [Node],
+    marks: &[Mark],
     to: Option<&ReleaseId>,
     target: &ReleaseId,
 ) -> Result<(), Exit> {
-    let read = join_all(nodes.iter_mut().map(|n| n.refresh())).await;
-    let why = match read.into_iter().find_map(Result::err) {
-        Some(e) => {
+    let why = match fleet::read_changed(nodes, marks).await {
+        Err(e) => {
             format!("could not read the fleet again under the lock: {e}; nothing was touched")
         }
-        None => {
+        Ok(()) => {
             let currents: Vec<Option<ReleaseId>> =
                 nodes.iter().map(|n| n.probe.current.clone()).collect();
             // Every host on it already (another rollback to it won the

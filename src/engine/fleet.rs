@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use futures_util::future::join_all;
 use tokio::sync::SemaphorePermit;
 
-use super::layout::{Layout, PROBE_MAX, Probe};
+use super::layout::{Layout, Mark, PROBE_MAX, Probe};
 use super::{Context, Failed, Failure, HostOutcome};
 use crate::config::{Host, HostTransport};
 use crate::exit::Exit;
@@ -140,6 +140,31 @@ impl Node {
         self.journal
             .rollback_target(self.probe.current.as_ref(), &|r| self.probe.has_release(r))
     }
+}
+
+/// Under the lock just taken: reads again each node that changed since its
+/// probe, as `marks` (each node's, in order, as taking the lock read them)
+/// show; the others keep what was read, with no round trip. The first
+/// failure to read a host, if any.
+pub(crate) async fn read_changed(nodes: &mut [Node], marks: &[Mark]) -> Result<(), Failure> {
+    let read: Vec<&Mark> = nodes.iter().map(|n| &n.probe.mark).collect();
+    let changed = changed(&read, marks);
+    let again = nodes
+        .iter_mut()
+        .zip(changed)
+        .filter(|(_, changed)| *changed)
+        .map(|(node, _)| node.refresh());
+    join_all(again).await.into_iter().collect()
+}
+
+/// Which hosts changed between two readings: `read` (the probes') and
+/// `now` (the lock's), in the same order. A host without a mark from the
+/// lock counts as changed.
+pub(crate) fn changed(read: &[&Mark], now: &[Mark]) -> Vec<bool> {
+    read.iter()
+        .enumerate()
+        .map(|(i, read)| !now.get(i).is_some_and(|now| read.unchanged(now)))
+        .collect()
 }
 
 /// Where `deploy_to` is on the machine that runs the commands.
@@ -321,4 +346,43 @@ fn untouched(ctx: &Context, nodes: &[Node], mut failed: Vec<HostOutcome>) -> Vec
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(current: &str, size: u64) -> Mark {
+        Mark {
+            current: Some(format!("current releases/{current}")),
+            journal_size: Some(size),
+        }
+    }
+
+    #[test]
+    fn only_hosts_that_changed_since_their_probe_are_read_again() {
+        let read = [
+            mark("v2", 300),
+            mark("v2", 300),
+            mark("v2", 300),
+            mark("v2", 300),
+        ];
+        let now = [
+            // Unchanged: kept as read.
+            mark("v2", 300),
+            // Another run appended to its journal.
+            mark("v2", 420),
+            // `current` moved.
+            mark("v3", 300),
+            // An answer without the mark's lines (an older form).
+            Mark::default(),
+        ];
+        let read: Vec<&Mark> = read.iter().collect();
+        assert_eq!(changed(&read, &now), [false, true, true, true]);
+        // A host the lock gave no mark for is read again.
+        assert_eq!(changed(&read, &now[..1]), [false, true, true, true]);
+        // A probe without a journal size (none was read) never matches.
+        let unread = Mark::default();
+        assert_eq!(changed(&[&unread], &[Mark::default()]), [true]);
+    }
 }

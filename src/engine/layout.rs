@@ -9,7 +9,7 @@ pub(crate) mod relay_files;
 pub(crate) use lock::LOCK_FNS;
 use lock::still_held;
 pub use lock::{LOCK_LOST, LockAnswer, LockInfo, LockState, UnlockAnswer};
-pub use probe::{PROBE_MAX, Probe};
+pub use probe::{Mark, PROBE_MAX, Probe};
 
 pub use crate::artifact::Packing;
 use crate::release::ReleaseId;
@@ -538,6 +538,11 @@ mod tests {
         ReleaseId::parse(ID).unwrap()
     }
 
+    /// The lock script's answer says it took the lock.
+    fn acquired(answer: &str) -> bool {
+        matches!(LockAnswer::parse(answer), Ok(LockAnswer::Acquired(_)))
+    }
+
     fn layout(deploy_to: &Path) -> Layout {
         Layout::new(deploy_to.to_str().unwrap())
     }
@@ -590,7 +595,7 @@ mod tests {
                 let layout = layout(&deploy_to);
                 let at = format!("{} {name:?}", shell.name);
                 let ran = shell.run(base.path(), &layout.lock(LOCK_LINE, "{}"), b"");
-                assert_eq!(ran.text(), "acquired\n", "{at}: {}", ran.stderr);
+                assert!(acquired(&ran.text()), "{at}: {}", ran.stderr);
                 let script = layout.receive(&id(), TOKEN, Packing::TarGz, &sha(&upload), "c0ffee");
                 let ran = shell.run(base.path(), &script, &upload);
                 assert_eq!(ran.code, 0, "{at}: {}", ran.stderr);
@@ -803,7 +808,7 @@ mod tests {
                 }
 
                 let ran = shell.run(base.path(), &layout.lock(LOCK_LINE, "{}"), b"");
-                assert_eq!(ran.text(), "acquired\n", "{at}");
+                assert!(acquired(&ran.text()), "{at}");
             }
         }
     }
@@ -832,7 +837,7 @@ mod tests {
             let base = tempfile::tempdir().unwrap();
             let layout = layout(&base.path().join("app"));
             let ran = shell.run(base.path(), &layout.lock(line, "{}"), b"");
-            assert_eq!(ran.text(), "acquired\n");
+            assert!(acquired(&ran.text()), "{}", shell.name);
             let probe = Probe::parse(&shell.run(base.path(), &layout.probe(), b"").text());
             assert_eq!(probe.unwrap().lock.as_deref(), Some(line), "{}", shell.name);
             let ran = shell.run(base.path(), &layout.lock(line, "{}"), b"");
@@ -875,7 +880,7 @@ mod tests {
             let layout = layout(&deploy_to);
             let at = shell.name;
             let ran = shell.run(base.path(), &layout.lock(LOCK_LINE, "{}"), b"");
-            assert_eq!(ran.text(), "acquired\n", "{at}: {}", ran.stderr);
+            assert!(acquired(&ran.text()), "{at}: {}", ran.stderr);
             let script = layout.receive(&id(), TOKEN, Packing::TarGz, &sha(&upload), "c");
             assert_eq!(shell.run(base.path(), &script, &upload).code, 0, "{at}");
             let switch = layout.switch(&id(), Some(TOKEN), "{}");
@@ -915,7 +920,7 @@ mod tests {
             let layout = layout(&deploy_to);
             let at = shell.name;
             let ran = shell.run(base.path(), &layout.lock(LOCK_LINE, "{}"), b"");
-            assert_eq!(ran.text(), "acquired\n", "{at}: {}", ran.stderr);
+            assert!(acquired(&ran.text()), "{at}: {}", ran.stderr);
             let script = layout.receive(&id(), TOKEN, Packing::TarGz, &sha(&upload), "c");
             assert_eq!(shell.run(base.path(), &script, &upload).code, 0, "{at}");
             // Something no line can be appended to, whoever runs this.
@@ -956,7 +961,7 @@ mod tests {
             };
             plant();
             let ran = shell.run(base.path(), &layout.lock(LOCK_LINE, "{}"), b"");
-            assert_eq!(ran.text(), "acquired\n", "{}: {}", shell.name, ran.stderr);
+            assert!(acquired(&ran.text()), "{}: {}", shell.name, ran.stderr);
             let mine: BTreeSet<String> = [format!("{ID}.{TOKEN}.d"), format!("{ID}.{TOKEN}.part")]
                 .into_iter()
                 .collect();
@@ -970,6 +975,62 @@ mod tests {
             let ran = shell.run(base.path(), &layout.lock(&theirs, "{}"), b"");
             assert!(ran.text().starts_with("held\n"), "{}", shell.name);
             assert_eq!(names(&tmp), before, "{}", shell.name);
+        }
+    }
+
+    #[test]
+    fn the_lock_reads_the_host_as_the_probe_does_and_sees_another_runs_change() {
+        let upload = tar_gz(&[("f", b"x")]);
+        let theirs = LOCK_LINE.replace(TOKEN, "deadbeef0000");
+        for shell in shells() {
+            let at = shell.name;
+            let base = tempfile::tempdir().unwrap();
+            let deploy_to = base.path().join("app");
+            let layout = layout(&deploy_to);
+            let run = |script: &str| shell.run(base.path(), script, b"").text();
+            let probe = || Probe::parse(&run(&layout.probe())).unwrap().mark;
+            // Takes the lock (its own journal line written after the mark
+            // is read), then frees it: the mark the lock read, and the
+            // probe's afterwards.
+            let lock_and_free = |line: &str| {
+                let Ok(LockAnswer::Acquired(mark)) =
+                    LockAnswer::parse(&run(&layout.lock(line, line)))
+                else {
+                    panic!("{at}: not acquired");
+                };
+                run(&layout.unlock(None, "{\"unlock\":1}"));
+                mark
+            };
+            // No journal yet, nothing deployed.
+            let read = probe();
+            assert_eq!(read.journal_size, Some(0), "{at}");
+            let mark = lock_and_free(LOCK_LINE);
+            assert!(read.unchanged(&mark), "{at}: {read:?} / {mark:?}");
+            // Another run deployed since the host was read: its lock,
+            // switch and unlock lines, and `current`.
+            let read = probe();
+            assert!(read.journal_size.is_some_and(|n| n > 0), "{at}");
+            let receive = layout.receive(&id(), TOKEN, Packing::TarGz, &sha(&upload), "c");
+            assert_eq!(shell.run(base.path(), &receive, &upload).code, 0, "{at}");
+            run(&layout.switch(&id(), None, "{\"switch\":1}"));
+            let mark = lock_and_free(&theirs);
+            assert!(!read.unchanged(&mark), "{at}: {read:?} / {mark:?}");
+            assert_eq!(mark.current, Some(format!("current releases/{ID}")), "{at}");
+            // Read again: unchanged until another line is appended.
+            let read = probe();
+            assert_eq!(read.current, mark.current, "{at}");
+            let mark = lock_and_free(LOCK_LINE);
+            assert!(read.unchanged(&mark), "{at}: {read:?} / {mark:?}");
+            let read = probe();
+            run(&layout.record("{\"traffic\":1}"));
+            let mark = lock_and_free(LOCK_LINE);
+            assert!(!read.unchanged(&mark), "{at}: journal appended");
+            // `current` moved by hand, nothing journaled: still seen.
+            let read = probe();
+            fs::remove_file(deploy_to.join("current")).unwrap();
+            let mark = lock_and_free(LOCK_LINE);
+            assert!(!read.unchanged(&mark), "{at}: current gone");
+            assert_eq!(mark.current, None, "{at}");
         }
     }
 
@@ -996,7 +1057,30 @@ mod tests {
 
     #[test]
     fn lock_answers_parse() {
-        assert_eq!(LockAnswer::parse("acquired\n"), Ok(LockAnswer::Acquired));
+        // The older answer, without the host's mark: a host that changed.
+        let old = LockAnswer::Acquired(Mark::default());
+        assert_eq!(LockAnswer::parse("acquired\n"), Ok(old));
+        let new = format!("acquired\ncurrent releases/{ID}\njournal-size 42\n");
+        let Ok(LockAnswer::Acquired(mark)) = LockAnswer::parse(&new) else {
+            panic!("not acquired");
+        };
+        assert_eq!(mark.current, Some(format!("current releases/{ID}")));
+        assert_eq!(mark.journal_size, Some(42));
+        let probe = format!(
+            "hoist-probe 1\ncurrent releases/{ID}\njournal-size 42\njournal\n{{\"a\":1}}\n"
+        );
+        let probe = Probe::parse(&probe).unwrap();
+        assert!(probe.mark.unchanged(&mark));
+        assert!(!probe.mark.unchanged(&Mark::default()), "the older answer");
+        let unmeasured = "acquired\ncurrent releases/x\njournal-size -\n";
+        let Ok(LockAnswer::Acquired(unmeasured)) = LockAnswer::parse(unmeasured) else {
+            panic!("not acquired");
+        };
+        assert_eq!(unmeasured.journal_size, None);
+        assert!(
+            !unmeasured.unchanged(&unmeasured.clone()),
+            "never unchanged"
+        );
         assert_eq!(
             LockAnswer::parse("held\n{\"by\":\"x\"}\n"),
             Ok(LockAnswer::Held(LockState::File("{\"by\":\"x\"}".into())))

@@ -7,7 +7,7 @@ use futures_util::future::join_all;
 
 use super::fleet::Node;
 pub(crate) use super::layout::LockInfo;
-use super::layout::{LockAnswer, LockState, UnlockAnswer, unrecorded};
+use super::layout::{LockAnswer, LockState, Mark, UnlockAnswer, unrecorded};
 use super::preflight::{Problem, locked};
 use super::{Context, Failure, HostOutcome, policy};
 use crate::exit::Exit;
@@ -45,7 +45,8 @@ impl Context {
     }
 }
 
-/// Takes the lock on every node. If any host is held by someone else, frees
+/// Takes the lock on every node, and returns each node's [`Mark`] as taking
+/// it read it (in node order). If any host is held by someone else, frees
 /// what was taken and returns who holds it; a host that fails outright is an
 /// error too (and also frees what was taken).
 ///
@@ -58,7 +59,7 @@ pub(crate) async fn acquire(
     nodes: &[Node],
     release: Option<&str>,
     message: Option<&str>,
-) -> Result<(), LockError> {
+) -> Result<Vec<Mark>, LockError> {
     let info = serde_json::to_string(&ctx.lock_info(release, message)).expect("serializes");
     let entry = ctx.journal_entry(Kind::Lock, release, message).to_line();
     let take = |i: usize| {
@@ -77,19 +78,16 @@ pub(crate) async fn acquire(
                     format!("locked, but the lock's journal line could not be written ({why})"),
                 );
             }
-            match answer {
-                LockAnswer::Acquired => Ok(None),
-                LockAnswer::Held(state) => Ok(Some(state)),
-            }
+            Ok(answer)
         }
     };
     let Some(first) = (0..nodes.len()).min_by_key(|&i| nodes[i].name()) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
-    let mut results: Vec<Option<Result<Option<LockState>, Failure>>> =
+    let mut results: Vec<Option<Result<LockAnswer, Failure>>> =
         nodes.iter().map(|_| None).collect();
     let gate = take(first).await;
-    let through = matches!(gate, Ok(None));
+    let through = matches!(gate, Ok(LockAnswer::Acquired(_)));
     results[first] = Some(gate);
     if through {
         let rest = join_all(
@@ -105,11 +103,15 @@ pub(crate) async fn acquire(
     let mut held = Vec::new();
     let mut failed = Vec::new();
     let mut taken = Vec::new();
+    let mut marks = Vec::new();
     for (node, result) in nodes.iter().zip(results) {
         match result {
             None => {}
-            Some(Ok(None)) => taken.push(node),
-            Some(Ok(Some(state))) => held.push(Held {
+            Some(Ok(LockAnswer::Acquired(mark))) => {
+                taken.push(node);
+                marks.push(mark);
+            }
+            Some(Ok(LockAnswer::Held(state))) => held.push(Held {
                 host: node.name().to_string(),
                 state,
             }),
@@ -117,7 +119,7 @@ pub(crate) async fn acquire(
         }
     }
     if held.is_empty() && failed.is_empty() {
-        return Ok(());
+        return Ok(marks);
     }
     release_nodes(ctx, &taken, None).await;
     if !held.is_empty() {
@@ -186,14 +188,16 @@ pub(crate) async fn wait_free(ctx: &Context, nodes: &mut [Node], since: Instant)
 }
 
 /// [`acquire`], waiting for a lock someone else holds as long as
-/// `--lock-wait` allows (see [`wait_free`]).
+/// `--lock-wait` allows (see [`wait_free`]). The marks are those of the
+/// last try, to compare with the nodes' probes, which are read again
+/// before each new try.
 pub(crate) async fn acquire_waiting(
     ctx: &Context,
     nodes: &mut [Node],
     release: Option<&str>,
     message: Option<&str>,
     since: Instant,
-) -> Result<(), LockError> {
+) -> Result<Vec<Mark>, LockError> {
     loop {
         match acquire(ctx, nodes, release, message).await {
             Err(LockError::Held(held))

@@ -445,3 +445,28 @@ fn a_rollback_reads_the_fleet_again_under_the_lock_and_never_undoes_a_deploy_mad
         assert!(!f.locked(&host), "{host} left locked: {text}");
     }
 }
+
+#[test]
+fn a_rollback_reads_a_fleet_nothing_changed_once_not_again_under_the_lock() {
+    // `df` runs in the probe and in no other script: a `df` first on the
+    // hosts' PATH that logs its arguments (the host's deploy_to) counts
+    // how many times each host was read.
+    let df = FirstOnPath::new(
+        "df",
+        "#!/bin/sh\nprintf '%s\\n' \"$*\" >> \"${0%/*}/df.log\"\nexec /usr/bin/df \"$@\"\n",
+    );
+    let f = Fleet::ssh_with(2, df.setup()).write();
+    f.on_v1_then_v2();
+    f.hoist(&["deploy", "--yes"]).assert().success();
+    let log = df.dir().join("df.log");
+    std::fs::remove_file(&log).unwrap();
+    let out = f.hoist(&["rollback", "--yes"]).output().unwrap();
+    let text = printed(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let read = std::fs::read_to_string(&log).unwrap();
+    for host in f.host_names() {
+        let path = f.deploy_path(&host).display().to_string();
+        let probes = read.lines().filter(|l| l.ends_with(&path)).count();
+        assert_eq!(probes, 1, "{host} read {probes} times: {read}\n{text}");
+    }
+}

@@ -4,13 +4,16 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::probe::{Mark, mark_lines};
 use super::{Layout, append_journal, q};
 
 impl Layout {
     /// Creates the layout and takes the lock atomically (a complete file is
     /// hard-linked into place, which fails if a lock exists). Prints
-    /// `acquired`, or what [`LockAnswer::parse`] reads as held: anything at
-    /// the lock path, whatever it is, blocks, and nothing is created in it.
+    /// `acquired` and the host's [`Mark`] as the probe prints it, read
+    /// before the lock's journal line is written; or what
+    /// [`LockAnswer::parse`] reads as held: anything at the lock path,
+    /// whatever it is, blocks, and nothing is created in it.
     ///
     /// Once acquired, it clears `.hoist/tmp` of everything that is not this
     /// run's: uploads, copies and switches only happen under the lock, so
@@ -42,7 +45,9 @@ if ln "$t" "$L" 2>/dev/null; then
   if [ ! -d "$L" ]; then
     rm -f "$t"
   {sweep}
-    echo acquired; {append}; exit 0
+    echo acquired
+{mark}
+    {append}; exit 0
   fi
   rm -f "$L/${{t##*/}}"
 fi
@@ -52,6 +57,7 @@ if lock_exists; then echo held; tell_lock; else echo "could not take the lock $L
             head = self.head(),
             lock_fns = LOCK_FNS,
             lock = q(lock_line),
+            mark = mark_lines(),
             append = append_journal(journal_line),
         )
     }
@@ -252,18 +258,25 @@ impl LockState {
 /// What the script of [`Layout::lock`] answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockAnswer {
-    Acquired,
+    /// Taken; with the host as it was just before (an answer without the
+    /// mark's lines reads as a host that changed).
+    Acquired(Mark),
     Held(LockState),
 }
 
 impl LockAnswer {
-    /// Output: `acquired`; or `held`, the lock line or a description, and
-    /// `not-a-file` on a third line when the lock is not a lock file (so a
-    /// caller that reads only two lines still sees a held lock).
+    /// Output: `acquired` and the [`Mark`]'s lines; or `held`, the lock
+    /// line or a description, and `not-a-file` on a third line when the
+    /// lock is not a lock file (so a caller that reads only two lines still
+    /// sees a held lock).
     pub fn parse(output: &str) -> Result<LockAnswer, String> {
         let mut lines = output.lines();
         match lines.next() {
-            Some("acquired") => Ok(LockAnswer::Acquired),
+            Some("acquired") => {
+                let mut mark = Mark::default();
+                lines.for_each(|line| mark.read(line));
+                Ok(LockAnswer::Acquired(mark))
+            }
             Some("held") => Ok(LockAnswer::Held(LockState::read(lines))),
             other => Err(format!(
                 "unexpected answer while locking: {}",

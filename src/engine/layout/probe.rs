@@ -20,10 +20,7 @@ if [ -d "$p" ] && [ -w "$p" ]; then echo "writable 1"; else printf 'writable 0 %
 printf 'free_kb %s\n' "$(df -Pk -- "$p" 2>/dev/null | awk 'NR==2 {{print $4}}')"
 for t in {tools}; do command -v "$t" >/dev/null 2>&1 || echo "missing $t"; done
 for t in curl wget; do if command -v "$t" >/dev/null 2>&1; then echo "fetch $t"; break; fi; done
-if [ -L "$D/current" ]; then
-  c=$(readlink "$D/current" | head -n 1)
-  if [ -d "$D/current" ]; then printf 'current %s\n' "$c"; else printf 'current-missing %s\n' "$c"; fi
-fi
+{current}
 if [ -d "$D/releases" ]; then
   for r in "$D"/releases/*; do
     [ -d "$r" ] || continue
@@ -34,13 +31,73 @@ if [ -d "$D/releases" ]; then
 fi
 if lock_is_file && l=$(lock_line); then printf 'lock %s\n' "$l"
 elif lock_exists; then printf 'lock-other %s\n' "$(lock_other)"; fi
+{journal_size}
 echo "journal"
 if [ -f "$H/journal" ]; then tail -n 2000 "$H/journal" | cut -b 1-{line_cut}; fi
 "#,
             head = self.head(),
             lock_fns = LOCK_FNS,
+            current = CURRENT_LINES,
+            journal_size = JOURNAL_SIZE,
             line_cut = JOURNAL_LINE_MAX + 1,
         )
+    }
+}
+
+/// Prints where `current` points: `current <target>`, or
+/// `current-missing <target>` when that is not a directory; nothing
+/// without a `current`. The probe and the lock print it alike (see [`Mark`]).
+const CURRENT_LINES: &str = r#"if [ -L "$D/current" ]; then
+  c=$(readlink "$D/current" | head -n 1)
+  if [ -d "$D/current" ]; then printf 'current %s\n' "$c"; else printf 'current-missing %s\n' "$c"; fi
+fi"#;
+
+/// Prints `journal-size <bytes>` (0 without a journal; `-` when it cannot
+/// be measured). The probe and the lock print it alike (see [`Mark`]).
+const JOURNAL_SIZE: &str = r#"if [ -f "$H/journal" ]; then
+  j=$(wc -c 2>/dev/null < "$H/journal") && j=$((j)) || j=-
+  echo "journal-size $j"
+else echo "journal-size 0"; fi"#;
+
+/// The lines that show whether a host changed between two readings of it
+/// (see [`Mark`]), as a script prints them.
+pub(super) fn mark_lines() -> String {
+    format!("{CURRENT_LINES}\n{JOURNAL_SIZE}")
+}
+
+/// What shows whether another run changed a host since it was read: where
+/// `current` points and the size of its journal. Every run that changes a
+/// host first takes its lock, which appends a line to its journal, and
+/// nothing rewrites a journal, so the same size means no run came between
+/// (`current` is there for a run whose journal lines could not be written).
+/// The probe reads it, and so does taking the lock, before its own line.
+/// Three processes (`readlink`, `head`, `wc`) where the last line's text
+/// would cost two more on every host, for nothing an append misses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mark {
+    /// The `current` or `current-missing` line, as the host printed it.
+    pub current: Option<String>,
+    /// The journal's size in bytes; `None` when the answer had no readable
+    /// `journal-size` line (an answer in the older form, or a journal that
+    /// could not be measured).
+    pub journal_size: Option<u64>,
+}
+
+impl Mark {
+    /// Takes in one line of an answer if it is one of the mark's.
+    pub(super) fn read(&mut self, line: &str) {
+        let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match key {
+            "current" | "current-missing" => self.current = Some(line.to_string()),
+            "journal-size" => self.journal_size = rest.trim().parse().ok(),
+            _ => {}
+        }
+    }
+
+    /// Whether `now` shows the host as it was when this was read. A mark
+    /// without the journal's size never does: the host must be read again.
+    pub fn unchanged(&self, now: &Mark) -> bool {
+        self.journal_size.is_some() && self == now
     }
 }
 
@@ -76,6 +133,9 @@ pub struct Probe {
     /// The lock path holds something that is not a lock file (a directory,
     /// a symlink, a fifo…): only `hoist unlock --force` removes it.
     pub lock_not_file: bool,
+    /// Where `current` points and the journal's end, to compare with what
+    /// taking the lock reads (see [`Mark`]).
+    pub mark: Mark,
     pub journal: Vec<String>,
 }
 
@@ -83,7 +143,8 @@ impl Probe {
     /// Output, a line each: `hoist-probe 1`, `writable 1` or `writable 0
     /// <path>`, `free_kb <n>`, `missing <tool>`, `current <target>` or
     /// `current-missing <target>`, `release <id> <sha>`, `lock <line>` or
-    /// `lock-other <description>`, then `journal` and the journal's lines.
+    /// `lock-other <description>`, `journal-size <bytes>`, then
+    /// `journal` and the journal's lines.
     pub fn parse(output: &str) -> Result<Probe, String> {
         let mut lines = output.lines();
         if lines.next() != Some("hoist-probe 1") {
@@ -94,6 +155,7 @@ impl Probe {
         }
         let mut probe = Probe::default();
         for line in lines.by_ref() {
+            probe.mark.read(line);
             let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
             match key {
                 "writable" => {
