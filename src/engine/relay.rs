@@ -40,7 +40,6 @@ use tokio_util::sync::CancellationToken;
 use super::delivery::{Delivery, Offer, Source, sources};
 use super::fleet::Node;
 use super::layout::Probe;
-use super::payload::record_manifest;
 use super::{Context, Failed};
 use crate::artifact::Artifact;
 use crate::release::ReleaseId;
@@ -91,7 +90,7 @@ pub(crate) async fn relay_wave(
         .collect();
     let mut loads = Vec::new();
     if whole.len() >= 2 {
-        loads.push((Cargo::Whole, whole));
+        loads.push((Cargo::Whole(hop::Manifest::of(artifact)), whole));
     }
     let probes: Vec<(usize, &Probe)> = hosts.iter().map(|&i| (i, &nodes[i].probe)).collect();
     for group in delta::groups(&probes, id, offer) {
@@ -130,7 +129,8 @@ impl Wave<'_> {
     /// own; returns the hosts it served.
     async fn relay(&self, cargo: &Cargo, wanting: &[usize]) -> Relayed {
         let ctx = self.ctx;
-        let (candidates, clients) = candidates::ask(self.nodes, wanting).await;
+        let split = matches!(cargo, Cargo::Whole(Some(_)));
+        let (candidates, clients) = candidates::ask(self.nodes, wanting, split).await;
         let tree = tree::plan(&candidates, self.relay.fanout);
         if tree.seeds.is_empty() {
             return Relayed::default();
@@ -168,7 +168,7 @@ impl Wave<'_> {
         if self.halt.is_cancelled() {
             return Relayed::default();
         }
-        let relayed = self.served(&tree, cargo, &streamed, &have).await;
+        let relayed = self.served(&tree, cargo, &streamed, &have);
         let from_here: u64 = relayed.served.values().flatten().sum();
         let mut said = format!(
             "relay: {} of {} host(s) got the {} from another host; {} sent from here for the {} it served",
@@ -195,17 +195,18 @@ impl Wave<'_> {
 
     /// The hosts of `tree` the relay served (each holds the release,
     /// verified, and a relayed one got it from its parent), with the
-    /// bytes sent from here to each: a seed what its stream took, every
-    /// host of a whole release its manifest. The others are said; what
-    /// was sent to a seed among them is kept as `spent`.
-    async fn served(
+    /// bytes sent from here to each: a seed what its stream took (the
+    /// manifest and the archive, or the delta), a relayed host none. The
+    /// others are said; what was sent to a seed among them is kept as
+    /// `spent`.
+    fn served(
         &self,
         tree: &Tree,
         cargo: &Cargo,
         streamed: &Streamed,
         have: &HashSet<usize>,
     ) -> Relayed {
-        let (ctx, artifact) = (self.ctx, self.artifact);
+        let ctx = self.ctx;
         let mut relayed = Relayed::default();
         for i in tree.hosts() {
             let node = &self.nodes[i];
@@ -217,7 +218,7 @@ impl Wave<'_> {
                     relayed.spent.insert(i, took);
                 }
                 let why = match (cargo, &via) {
-                    (Cargo::Whole, by) => format!(
+                    (Cargo::Whole(_), by) => format!(
                         "did not get the release whole from {}; sending it from here",
                         by.as_deref().unwrap_or("the relay")
                     ),
@@ -227,19 +228,17 @@ impl Wave<'_> {
                 ctx.message(Level::Warn, Some(node.name()), why);
                 continue;
             }
-            // A delta's receive records the manifest itself.
-            let sent = took
-                + match cargo {
-                    Cargo::Whole => record_manifest(ctx, node, artifact, self.id).await,
-                    Cargo::Delta(_) => 0,
-                };
+            // Each host's receive recorded the manifest it got with the
+            // release (a whole one's at the stream's head): nothing more
+            // goes from here.
+            let sent = took;
             if let Some(via) = via {
                 ctx.emit(Event::Relayed {
                     host: node.name().to_string(),
                     via: via.clone(),
                 });
                 let what = match cargo {
-                    Cargo::Whole => format!("got the release from {via}, verified on this host"),
+                    Cargo::Whole(_) => format!("got the release from {via}, verified on this host"),
                     Cargo::Delta(_) => format!(
                         "made the release from the delta relayed by {via}, verified on this host"
                     ),

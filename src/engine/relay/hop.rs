@@ -18,6 +18,7 @@ use crate::artifact::Artifact;
 use crate::config::HostTransport;
 use crate::engine::Context;
 use crate::engine::fleet::Node;
+use crate::engine::layout::WholeHop;
 use crate::engine::layout_release::DeltaHop;
 use crate::engine::upload::{self, Payload};
 use crate::release::ReleaseId;
@@ -26,10 +27,30 @@ use crate::transport::Input;
 
 /// What a relay tree passes on.
 pub(crate) enum Cargo {
-    /// The whole artifact, checked against its sha256 on every host.
-    Whole,
+    /// The whole artifact, checked against its sha256 on every host,
+    /// after its manifest when hoist has one.
+    Whole(Option<Manifest>),
     /// One delta, the same bytes for every host of the tree.
     Delta(DeltaCargo),
+}
+
+/// The release's manifest, gzipped as a host records it, at the head of
+/// a whole artifact's stream: every host checks it against `sha` and
+/// keeps it with the release, so none gets it from here but a seed.
+pub(crate) struct Manifest {
+    pub gz: bytes::Bytes,
+    /// The sha256 of `gz`.
+    pub sha: String,
+}
+
+impl Manifest {
+    /// The artifact's manifest, when it has one.
+    pub(crate) fn of(artifact: &Artifact) -> Option<Manifest> {
+        use sha2::{Digest, Sha256};
+        let gz = artifact.manifest_gz()?;
+        let sha = hex::encode(Sha256::digest(&gz[..]));
+        Some(Manifest { gz, sha })
+    }
 }
 
 /// A delta every host of a tree can apply: their bases hold the same
@@ -59,7 +80,7 @@ impl Cargo {
     /// What the messages call it.
     pub(super) fn noun(&self) -> &'static str {
         match self {
-            Cargo::Whole => "release",
+            Cargo::Whole(_) => "release",
             Cargo::Delta(_) => "delta",
         }
     }
@@ -116,13 +137,18 @@ impl Hop<'_> {
         let (a, layout, token) = (self.artifact, &self.nodes[i].layout, self.token());
         let part = format!("{token}.relay");
         match self.cargo {
-            Cargo::Whole => layout.receive_fanning(
+            Cargo::Whole(manifest) => layout.receive_fanning(
                 self.id,
                 &part,
                 a.packing,
                 &a.transfer_sha,
                 &a.content_sha,
-                (!children.is_empty()).then_some((fan.0.as_str(), fan.1.as_str())),
+                Some(WholeHop {
+                    manifest: manifest
+                        .as_ref()
+                        .map(|m| (m.gz.len() as u64, m.sha.as_str())),
+                    fan: (!children.is_empty()).then_some((fan.0.as_str(), fan.1.as_str())),
+                }),
             ),
             Cargo::Delta(d) => layout.receive_delta_fanning(
                 &d.bases[&i],
@@ -214,8 +240,11 @@ impl Hop<'_> {
         let ended = join_all(self.tree.seeds.iter().map(|&i| async move {
             let node = &self.nodes[i];
             let input = match self.cargo {
-                Cargo::Whole => match self.artifact.input() {
-                    Ok(input) => input,
+                Cargo::Whole(manifest) => match self.artifact.input() {
+                    Ok(input) => match manifest {
+                        Some(m) => input.after(m.gz.clone()),
+                        None => input,
+                    },
                     Err(e) => return (i, 0, Err(e.to_string())),
                 },
                 Cargo::Delta(d) => Input::bytes(d.bytes.clone()),

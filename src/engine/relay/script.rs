@@ -11,7 +11,7 @@
 pub(crate) use super::child::Child;
 use super::dropbear;
 use crate::engine::layout::relay_files::UNLIST_FN;
-use crate::engine::layout::{Layout, ReceiveStep, q};
+use crate::engine::layout::{Layout, ReceiveStep, SPLIT_TOOL, q};
 
 /// The shell word for `relay.authorized_keys` on a host: `~/` is under
 /// `$HOME`, a relative path under `deploy_to`.
@@ -26,8 +26,19 @@ fn authorized_keys(path: &str) -> String {
 }
 
 /// Which SSH client the host has: `ssh` (OpenSSH's, preferred), `dbclient`
-/// (dropbear's) or `none`.
-pub(crate) const HAS_CLIENT: &str = "if command -v ssh >/dev/null 2>&1; then echo ssh; elif command -v dbclient >/dev/null 2>&1; then echo dbclient; else echo none; fi";
+/// (dropbear's) or `none`; then, on the same line, `split` when it has
+/// what a whole artifact's receive splits the manifest off with
+/// ([`SPLIT_TOOL`]).
+pub(crate) fn has_client() -> String {
+    format!(
+        "if command -v ssh >/dev/null 2>&1; then c=ssh; elif command -v dbclient >/dev/null 2>&1; then c=dbclient; else c=none; fi\nif command -v {SPLIT_TOOL} >/dev/null 2>&1; then echo \"$c split\"; else echo \"$c\"; fi"
+    )
+}
+
+/// Whether [`has_client`]'s answer says the host can split a manifest off.
+pub(crate) fn splits(answer: &str) -> bool {
+    answer.split_whitespace().nth(1) == Some("split")
+}
 
 /// The SSH client a relaying host passes the stream on with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,9 +50,9 @@ pub(crate) enum Client {
 }
 
 impl Client {
-    /// The client [`HAS_CLIENT`] printed, if any.
+    /// The client [`has_client`] printed, if any.
     pub(crate) fn from_answer(answer: &str) -> Option<Client> {
-        match answer.trim() {
+        match answer.split_whitespace().next().unwrap_or_default() {
             "ssh" => Some(Client::Ssh),
             "dbclient" => Some(Client::Dbclient),
             _ => None,
@@ -219,8 +230,8 @@ fn known_hosts(client: Client, children: &[Pinned]) -> String {
 mod tests {
     use super::*;
 
-    /// What [`HAS_CLIENT`] answers with only `names` on the PATH.
-    fn answer(names: &[&str]) -> Option<Client> {
+    /// What [`has_client`] answers with only `names` on the PATH.
+    fn asked(names: &[&str]) -> String {
         let dir = tempfile::tempdir().unwrap();
         for name in names {
             let path = dir.path().join(name);
@@ -230,11 +241,15 @@ mod tests {
         }
         let out = std::process::Command::new("/bin/sh")
             .arg("-c")
-            .arg(HAS_CLIENT)
+            .arg(has_client())
             .env("PATH", dir.path())
             .output()
             .unwrap();
-        Client::from_answer(&String::from_utf8_lossy(&out.stdout))
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn answer(names: &[&str]) -> Option<Client> {
+        Client::from_answer(&asked(names))
     }
 
     #[test]
@@ -243,5 +258,16 @@ mod tests {
         assert_eq!(answer(&["ssh"]), Some(Client::Ssh));
         assert_eq!(answer(&["dbclient"]), Some(Client::Dbclient));
         assert_eq!(answer(&["scp"]), None);
+        assert_eq!(answer(&["ssh", "dd"]), Some(Client::Ssh));
+    }
+
+    /// A host without `dd` cannot take a whole artifact's manifest off
+    /// the stream: the relay leaves it out (it is served from here).
+    #[test]
+    fn a_host_splits_the_manifest_off_only_with_dd() {
+        assert!(splits(&asked(&["ssh", "dd"])));
+        assert!(splits(&asked(&["dd"])));
+        assert!(!splits(&asked(&["ssh"])));
+        assert!(!splits(&asked(&["dbclient"])));
     }
 }
