@@ -98,15 +98,35 @@ fn seven_hosts_with_fanout_two_get_the_release_from_each_other() {
     assert!(said(
         "relay: 5 of 5 host(s) got the release from another host;"
     ));
+    // What left this machine is the seeds' streams (the manifest, then
+    // the artifact), one each: no manifest went from here to a relayed
+    // host, which took it off its parent's stream.
+    let seeds: Vec<String> = hosts(7)
+        .into_iter()
+        .filter(|h| by.iter().all(|(host, _)| host != h))
+        .collect();
+    for (host, _) in &by {
+        assert_eq!(sent_to(&events, host), 0, "{host}: nothing from here");
+    }
+    let stream = sent_to(&events, &seeds[0]);
+    assert_eq!(sent_to(&events, &seeds[1]), stream, "the same stream");
+    assert!(stream > BIG as u64, "{stream}: the artifact went");
     let sent = sent_from_here(&events, 7);
+    assert_eq!(sent, 2 * stream, "one stream per seed");
     assert!(
         sent < 3 * BIG as u64,
         "{sent} bytes left this machine for 7 hosts of a {BIG}-byte artifact"
     );
-    assert!(sent > BIG as u64, "{sent}: the seeds got it from here");
+    let id = f.current("web1").unwrap();
+    let manifest = |host: &str| {
+        std::fs::read(f.deploy_path(host).join(".hoist/manifests").join(&id))
+            .unwrap_or_else(|e| panic!("{host}: no manifest recorded: {e}"))
+    };
     for host in hosts(7) {
-        assert!(f.switched_to(&host, &f.current("web1").unwrap()), "{host}");
+        assert!(f.switched_to(&host, &id), "{host}");
+        assert_eq!(manifest(&host), manifest(&seeds[0]), "{host}");
     }
+    assert!(manifest("web1").starts_with(b"hoist-manifest 1\n"));
     assert_every_host_exact(&f);
     assert_nothing_left(&f, 7);
 }
