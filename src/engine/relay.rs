@@ -4,7 +4,10 @@
 //! stream on to its children while it receives it (`tee` into one `ssh`
 //! per child, or dropbear's `dbclient` where the host has no `ssh`:
 //! [`dropbear`]), and every host checks the hash and renames the release
-//! into place exactly as from hoist ([`Layout::receive`]). Hosts that
+//! into place exactly as from hoist ([`Layout::receive`]). The stream
+//! starts with the release's manifest, which every host checks against
+//! the sha256 hoist put in its command and keeps with the release
+//! ([`WholeHop`]): nothing goes from here to a host but a seed. Hosts that
 //! would each get the same delta from here get it the same way, one tree
 //! per delta ([`delta`]): each checks the delta's hash, applies it to its
 //! own base and checks the result against the artifact's manifest before
@@ -21,6 +24,7 @@
 //! from hoist as without the relay.
 //!
 //! [`Layout::receive`]: super::layout::Layout::receive
+//! [`WholeHop`]: super::layout::WholeHop
 //! [`Layout::receive_delta`]: super::layout::Layout::receive_delta
 
 mod candidates;
