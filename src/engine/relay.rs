@@ -168,11 +168,11 @@ impl Wave<'_> {
                 Streamed::default()
             }
         };
-        let have = run.finish().await;
+        let (have, why) = run.finish().await;
         if self.halt.is_cancelled() {
             return Relayed::default();
         }
-        let relayed = self.served(&tree, cargo, &streamed, &have);
+        let relayed = self.served(&tree, cargo, &streamed, (&have, &why));
         let from_here: u64 = relayed.served.values().flatten().sum();
         let mut said = format!(
             "relay: {} of {} host(s) got the {} from another host; {} sent from here for the {} it served",
@@ -208,7 +208,7 @@ impl Wave<'_> {
         tree: &Tree,
         cargo: &Cargo,
         streamed: &Streamed,
-        have: &HashSet<usize>,
+        (have, hop_said): (&HashSet<usize>, &HashMap<usize, String>),
     ) -> Relayed {
         let ctx = self.ctx;
         let mut relayed = Relayed::default();
@@ -221,6 +221,11 @@ impl Wave<'_> {
                 if took > 0 {
                     relayed.spent.insert(i, took);
                 }
+                // What the hop's client said, when it said anything.
+                let via = via.map(|by| match hop_said.get(&i) {
+                    Some(said) => format!("{by} ({said})"),
+                    None => by,
+                });
                 let why = match (cargo, &via) {
                     (Cargo::Whole(_), by) => format!(
                         "did not get the release whole from {}; sending it from here",

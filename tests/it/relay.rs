@@ -227,6 +227,11 @@ fn hosts_whose_host_key_is_not_the_pinned_one_are_served_from_here() {
     let calls = std::fs::read_to_string(log.path().join("calls")).unwrap();
     assert!(calls.contains("relay "), "relays were tried: {calls}");
     assert!(calls.contains("rewrote"), "with another host key: {calls}");
+    // Each warning says why, in the relay's ssh's words.
+    assert!(
+        warned_why(&events, "Host key verification failed."),
+        "{events:#?}"
+    );
     assert_every_host_exact(&f);
     assert_nothing_left(&f, 5);
 }
@@ -247,8 +252,30 @@ fn a_relay_cut_off_mid_stream_leaves_its_subtree_to_hoist() {
     assert!(by.len() < 5, "a subtree fell back: {by:?}");
     assert!(!by.is_empty(), "the rest was relayed: {by:?}");
     assert!(said(&events, None, "did not get the release whole"));
+    // The child's receive refused the cut stream; its relay's ssh
+    // passed on what it said.
+    assert!(warned_why(&events, "checksum mismatch"), "{events:#?}");
     assert_every_host_exact(&f);
     assert_nothing_left(&f, 7);
+}
+
+/// Whether a host's warning that it did not get the release from its
+/// relay says why, with `text` in its relay's ssh's last words:
+/// `did not get the release whole from web1 (web1's ssh: …); sending it
+/// from here`.
+fn warned_why(events: &[serde_json::Value], text: &str) -> bool {
+    events.iter().any(|e| {
+        e["event"] == "message"
+            && e["text"].as_str().is_some_and(|t| {
+                let Some(rest) = t.strip_prefix("did not get the release whole from web") else {
+                    return false;
+                };
+                let Some((_, why)) = rest.split_once("'s ssh: ") else {
+                    return false;
+                };
+                why.contains(text) && why.ends_with("); sending it from here")
+            })
+    })
 }
 
 #[test]

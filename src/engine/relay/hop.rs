@@ -17,13 +17,14 @@ use super::tree::Tree;
 use crate::artifact::Artifact;
 use crate::config::HostTransport;
 use crate::engine::Context;
+use crate::engine::Failure;
 use crate::engine::fleet::Node;
 use crate::engine::layout::WholeHop;
 use crate::engine::layout_release::DeltaHop;
 use crate::engine::upload::{self, Payload};
 use crate::release::ReleaseId;
 use crate::report::{Level, Phase};
-use crate::transport::Input;
+use crate::transport::{Input, Output};
 
 /// What a relay tree passes on.
 pub(crate) enum Cargo {
@@ -209,21 +210,12 @@ impl Hop<'_> {
                 Client::Dbclient => Input::bytes(k.dropbear.clone()),
             });
             async move {
-                match node.run(&prepare.script(&node.layout), stdin).await {
+                let out = node.run(&prepare.script(&node.layout), stdin).await;
+                match &out {
                     Ok(o) if o.success() && o.stdout_str().trim() == "unnamable" => {
                         self.ctx.message(Level::Warn, Some(node.name()), "its deploy path cannot be named in a forced command (a quote, backslash or blank in it): not relayed to");
                     }
-                    Ok(o) if o.success() => {}
-                    Ok(o) => self.ctx.message(
-                        Level::Warn,
-                        Some(node.name()),
-                        format!("could not be set up for the relay: {}", o.stderr_str().trim()),
-                    ),
-                    Err(e) => self.ctx.message(
-                        Level::Warn,
-                        Some(node.name()),
-                        format!("could not be set up for the relay: {e}"),
-                    ),
+                    _ => self.unless_ran(node, &out, "could not be set up for the relay"),
                 }
             }
         }))
@@ -284,38 +276,60 @@ impl Hop<'_> {
         streamed
     }
 
+    /// Warns `doing: why` for `node` unless `out` is a script that
+    /// succeeded (`why` its stderr, or how the command failed).
+    fn unless_ran(&self, node: &Node, out: &Result<Output, Failure>, doing: &str) {
+        let why = match out {
+            Ok(o) if o.success() => return,
+            Ok(o) => o.stderr_str().trim().to_string(),
+            Err(e) => e.to_string(),
+        };
+        self.ctx
+            .message(Level::Warn, Some(node.name()), format!("{doing}: {why}"));
+    }
+
     /// Removes the run's key, scripts and authorized_keys lines from every
-    /// host of the tree; returns the hosts that hold the release, verified.
-    pub(super) async fn finish(&self) -> HashSet<usize> {
+    /// host of the tree; returns the hosts that hold the release,
+    /// verified, and why each hop that said anything ended so, by the
+    /// child it fed: `web1's ssh: …` (the relaying host's client's last
+    /// lines).
+    pub(super) async fn finish(&self) -> (HashSet<usize>, HashMap<usize, String>) {
         let (id, sha) = (&self.id.to_string(), &self.artifact.content_sha);
         let hosts = self.tree.hosts();
         let ended = join_all(hosts.iter().map(|&i| async move {
             let node = &self.nodes[i];
             let script = script::finish(&node.layout, self.token(), id, sha);
             let out = node.run(&script, None).await;
-            match &out {
-                Ok(o) if o.success() => {}
-                Ok(o) => self.ctx.message(
-                    Level::Warn,
-                    Some(node.name()),
-                    format!(
-                        "could not remove the relay's key or authorized_keys line (the next run does): {}",
-                        o.stderr_str().trim()
-                    ),
-                ),
-                Err(e) => self.ctx.message(
-                    Level::Warn,
-                    Some(node.name()),
-                    format!("could not remove the relay's key or authorized_keys line (the next run does): {e}"),
-                ),
-            }
-            (i, out.is_ok_and(|o| o.success() && o.stdout_str().trim() == "have"))
+            self.unless_ran(
+                node,
+                &out,
+                "could not remove the relay's key or authorized_keys line (the next run does)",
+            );
+            let finished = match &out {
+                Ok(o) => script::Finished::parse(&o.stdout),
+                Err(_) => script::Finished::default(),
+            };
+            let ok = out.is_ok_and(|o| o.success());
+            (i, ok && finished.have, finished.last_words)
         }))
         .await;
-        ended
-            .into_iter()
-            .filter(|(_, have)| *have)
-            .map(|(i, _)| i)
-            .collect()
+        let mut have = HashSet::new();
+        let mut why = HashMap::new();
+        for (i, holds, last_words) in ended {
+            if holds {
+                have.insert(i);
+            }
+            let client = match self.client(i) {
+                Client::Ssh => "ssh",
+                Client::Dbclient => "dbclient",
+            };
+            for (alias, said) in last_words {
+                let child = self.tree.children.get(&i).into_iter().flatten();
+                if let Some(&c) = child.into_iter().find(|&&c| super::alias(c) == alias) {
+                    why.insert(c, format!("{}'s {client}: {said}", self.nodes[i].name()));
+                }
+            }
+        }
+        (have, why)
     }
 }
