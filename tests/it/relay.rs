@@ -384,7 +384,7 @@ fn uploads_ahead_of_a_wave_go_through_the_relay() {
     let sent = sent_from_here(&events, 6);
     assert!(
         sent < 4 * BIG as u64,
-        "{sent} bytes left this machine: the canary's and two seeds' artifacts, and manifests"
+        "{sent} bytes left this machine: the canary's artifact and manifest, and two seeds' streams"
     );
     for host in hosts(6) {
         assert!(f.switched_to(&host, &f.current("web1").unwrap()), "{host}");
