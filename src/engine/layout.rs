@@ -5,11 +5,13 @@ mod evidence;
 mod lock;
 mod probe;
 pub(crate) mod relay_files;
+mod relayed;
 
 pub(crate) use lock::LOCK_FNS;
 use lock::still_held;
 pub use lock::{LOCK_LOST, LockAnswer, LockInfo, LockState, UnlockAnswer};
 pub use probe::{Mark, PROBE_MAX, Probe};
+pub(crate) use relayed::{SPLIT_TOOL, WholeHop};
 
 pub use crate::artifact::Packing;
 use crate::release::ReleaseId;
@@ -170,11 +172,15 @@ impl Layout {
         self.receive_fanning(id, token, packing, transfer_sha, content_sha, None)
     }
 
-    /// [`Layout::receive`], passing the stream on as it arrives when `fan`
-    /// is given: lines run before the stream (starting one reader per
-    /// fifo, each adding its pid to `$K`) and the fifos `tee` also writes
-    /// to. The script then waits for its readers before it ends (a halt
-    /// kills them). Without `fan`, the script is `receive`'s exactly.
+    /// [`Layout::receive`] as a host of a relay tree runs it
+    /// ([`WholeHop`]): passing the stream on as it arrives when `hop.fan`
+    /// is given (lines run before the stream, starting one reader per
+    /// fifo, each adding its pid to `$K`, and the fifos `tee` also writes
+    /// to; the script then waits for its readers before it ends, and a
+    /// halt kills them), and taking the release's manifest off the
+    /// stream's head, checked, when `hop.manifest` is given (it becomes
+    /// the release's with it). Without `hop`, the script is `receive`'s
+    /// exactly.
     pub(crate) fn receive_fanning(
         &self,
         id: &ReleaseId,
@@ -182,13 +188,43 @@ impl Layout {
         packing: Packing,
         transfer_sha: &str,
         content_sha: &str,
-        fan: Option<(&str, &str)>,
+        hop: Option<WholeHop>,
     ) -> String {
         // The release must hold the artifact's modes: GNU tar applies the
         // umask unless told to preserve them, which TAR_OPTIONS does without
         // an option busybox's tar would refuse (busybox reads no TAR_OPTIONS).
         let flags = match packing {
             Packing::TarGz => "-xzf",
+        };
+        let hop = hop.unwrap_or_default();
+        let fifos = hop.fan.map_or("", |(_, fifos)| fifos);
+        let (unpacked, (split, dir), keep) = match hop.manifest {
+            None => (
+                hashed_unpack(
+                    "$P.d",
+                    flags,
+                    fifos,
+                    ("upload", transfer_sha),
+                    ReceiveStep::Unpack.code(),
+                ),
+                ("", ""),
+                String::new(),
+            ),
+            Some(manifest) => (
+                relayed::manifest_first(
+                    manifest,
+                    fifos,
+                    &hashed_unpack(
+                        "$P.d",
+                        flags,
+                        "",
+                        ("upload", transfer_sha),
+                        ReceiveStep::Unpack.code(),
+                    ),
+                ),
+                (relayed::SPLIT_FILES, relayed::SPLIT_DIR),
+                relayed::keep_manifest(id.as_str()),
+            ),
         };
         format!(
             r#"{head}
@@ -199,30 +235,24 @@ TAR_OPTIONS='--preserve-permissions --no-same-owner'; export TAR_OPTIONS
 {tame_fn}
 {traps}
 if [ -e "$R" ]; then printf '%s already exists\n' "$R" >&2; exit {exists}; fi
-mkdir -p "$D/releases" "$H/tmp" "$H/sums" && rm -rf "$P.d" "$P.fifo" && mkdir "$P.d" && mkfifo "$P.fifo" || exit {write}
+mkdir -p "$D/releases" "$H/tmp" "$H/sums"{dir} && rm -rf "$P.d" "$P.fifo"{split} && mkdir "$P.d" && mkfifo "$P.fifo" || exit {write}
 {fan_setup}{unpacked}
 hoist_tame "$P.d" || exit {unpack}
-printf '%s\n' {content_sha} > "$H/sums/{id}" && mv "$P.d" "$R" || exit {finish}
+{keep}printf '%s\n' {content_sha} > "$H/sums/{id}" && mv "$P.d" "$R" || exit {finish}
 "#,
             head = self.head(),
             pick_sha = PICK_SHA,
             tame_fn = self.tame_fn(),
             part = self.part(id, token),
-            traps = match fan {
-                None => "trap 'rm -rf \"$P.d\" \"$P.fifo\"' EXIT\ntrap 'exit 130' HUP INT TERM"
-                    .to_string(),
+            traps = match hop.fan {
+                None => format!(
+                    "trap 'rm -rf \"$P.d\" \"$P.fifo\"{split}' EXIT\ntrap 'exit 130' HUP INT TERM"
+                ),
                 Some((_, fifos)) => format!(
-                    "K=\ntrap 'wait; rm -rf \"$P.d\" \"$P.fifo\"{fifos}' EXIT\ntrap '[ -z \"$K\" ] || kill $K 2>/dev/null; exit 130' HUP INT TERM"
+                    "K=\ntrap 'wait; rm -rf \"$P.d\" \"$P.fifo\"{split}{fifos}' EXIT\ntrap '[ -z \"$K\" ] || kill $K 2>/dev/null; exit 130' HUP INT TERM"
                 ),
             },
-            fan_setup = fan.map_or(String::new(), |(setup, _)| setup.to_string()),
-            unpacked = hashed_unpack(
-                "$P.d",
-                flags,
-                fan.map_or("", |(_, fifos)| fifos),
-                ("upload", transfer_sha),
-                ReceiveStep::Unpack.code()
-            ),
+            fan_setup = hop.fan.map_or("", |(setup, _)| setup),
             content_sha = q(content_sha),
             write = ReceiveStep::Write.code(),
             exists = ReceiveStep::Exists.code(),
@@ -1091,5 +1121,96 @@ mod tests {
         );
         assert!(LockAnswer::parse("").is_err());
         assert_eq!(UnlockAnswer::parse("absent\n"), Ok(UnlockAnswer::Absent));
+    }
+
+    /// A relay tree's receive of the whole artifact ([`WholeHop`]): the
+    /// manifest at the stream's head is kept with the release only when
+    /// its sha256 is the one hoist gave, and the release made only when
+    /// the archive after it is whole; a relay that sends another manifest
+    /// (same length) or a corrupt archive is refused, nothing of it kept.
+    /// Either way the children get every byte, and `.hoist/tmp` is left
+    /// empty. With and without children to pass it on to.
+    #[test]
+    fn a_relayed_manifest_is_kept_only_when_its_hash_matches() {
+        let upload = tar_gz(&[("bin/app", b"hello\n")]);
+        let listing = b"hoist-manifest 1\nbin\td\t755\n".to_vec();
+        let gz = |text: &[u8]| {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(text).unwrap();
+            e.finish().unwrap()
+        };
+        let manifest = gz(&listing);
+        let forged = gz(b"hoist-manifest 1\nbin\td\t777\n");
+        assert_eq!(forged.len(), manifest.len());
+        let mut corrupt = upload.clone();
+        let middle = corrupt.len() / 2;
+        corrupt[middle..].fill(0x55);
+        let cases: [(&str, &[u8], &[u8], i32); 3] = [
+            ("whole", &manifest, &upload, 0),
+            (
+                "forged manifest",
+                &forged,
+                &upload,
+                ReceiveStep::Checksum.code(),
+            ),
+            (
+                "corrupt archive",
+                &manifest,
+                &corrupt,
+                ReceiveStep::Checksum.code(),
+            ),
+        ];
+        for shell in shells() {
+            for (case, head, archive, want) in cases {
+                for children in [false, true] {
+                    let at = format!("{} {case} (children: {children})", shell.name);
+                    let base = tempfile::tempdir().unwrap();
+                    let deploy_to = base.path().join("app");
+                    let copy = base.path().join("copy");
+                    let setup = format!(
+                        "mkfifo \"$P.c0\" || exit 3\n{{ cat > {}; }} < \"$P.c0\" &\nK=\"$K $!\"\n",
+                        q(copy.to_str().unwrap())
+                    );
+                    let hop = WholeHop {
+                        manifest: Some((manifest.len() as u64, &sha(&manifest))),
+                        fan: children.then_some((setup.as_str(), " \"$P.c0\"")),
+                    };
+                    let script = layout(&deploy_to).receive_fanning(
+                        &id(),
+                        TOKEN,
+                        Packing::TarGz,
+                        &sha(&upload),
+                        "c0ffee",
+                        Some(hop),
+                    );
+                    let stream = [head, archive].concat();
+                    let ran = shell.run(base.path(), &script, &stream);
+                    assert_eq!(ran.code, want, "{at}: {}", ran.stderr);
+                    let release = deploy_to.join("releases").join(ID);
+                    let recorded = deploy_to.join(".hoist/manifests").join(ID);
+                    if want == 0 {
+                        assert_eq!(
+                            fs::read(release.join("bin/app")).unwrap(),
+                            b"hello\n",
+                            "{at}"
+                        );
+                        assert_eq!(fs::read(&recorded).unwrap(), listing, "{at}");
+                    } else {
+                        assert!(!release.exists(), "{at}");
+                        assert!(!recorded.exists(), "{at}");
+                        assert!(
+                            ran.stderr.contains("checksum mismatch"),
+                            "{at}: {}",
+                            ran.stderr
+                        );
+                    }
+                    if children {
+                        assert_eq!(fs::read(&copy).unwrap(), stream, "{at}: passed on whole");
+                    }
+                    assert!(names(&deploy_to.join(".hoist/tmp")).is_empty(), "{at}");
+                }
+            }
+        }
     }
 }

@@ -4,7 +4,10 @@
 //! stream on to its children while it receives it (`tee` into one `ssh`
 //! per child, or dropbear's `dbclient` where the host has no `ssh`:
 //! [`dropbear`]), and every host checks the hash and renames the release
-//! into place exactly as from hoist ([`Layout::receive`]). Hosts that
+//! into place exactly as from hoist ([`Layout::receive`]). The stream
+//! starts with the release's manifest, which every host checks against
+//! the sha256 hoist put in its command and keeps with the release
+//! ([`WholeHop`]): nothing goes from here to a host but a seed. Hosts that
 //! would each get the same delta from here get it the same way, one tree
 //! per delta ([`delta`]): each checks the delta's hash, applies it to its
 //! own base and checks the result against the artifact's manifest before
@@ -21,6 +24,7 @@
 //! from hoist as without the relay.
 //!
 //! [`Layout::receive`]: super::layout::Layout::receive
+//! [`WholeHop`]: super::layout::WholeHop
 //! [`Layout::receive_delta`]: super::layout::Layout::receive_delta
 
 mod candidates;
@@ -40,7 +44,6 @@ use tokio_util::sync::CancellationToken;
 use super::delivery::{Delivery, Offer, Source, sources};
 use super::fleet::Node;
 use super::layout::Probe;
-use super::payload::record_manifest;
 use super::{Context, Failed};
 use crate::artifact::Artifact;
 use crate::release::ReleaseId;
@@ -91,7 +94,7 @@ pub(crate) async fn relay_wave(
         .collect();
     let mut loads = Vec::new();
     if whole.len() >= 2 {
-        loads.push((Cargo::Whole, whole));
+        loads.push((Cargo::Whole(hop::Manifest::of(artifact)), whole));
     }
     let probes: Vec<(usize, &Probe)> = hosts.iter().map(|&i| (i, &nodes[i].probe)).collect();
     for group in delta::groups(&probes, id, offer) {
@@ -130,7 +133,8 @@ impl Wave<'_> {
     /// own; returns the hosts it served.
     async fn relay(&self, cargo: &Cargo, wanting: &[usize]) -> Relayed {
         let ctx = self.ctx;
-        let (candidates, clients) = candidates::ask(self.nodes, wanting).await;
+        let split = matches!(cargo, Cargo::Whole(Some(_)));
+        let (candidates, clients) = candidates::ask(self.nodes, wanting, split).await;
         let tree = tree::plan(&candidates, self.relay.fanout);
         if tree.seeds.is_empty() {
             return Relayed::default();
@@ -164,11 +168,11 @@ impl Wave<'_> {
                 Streamed::default()
             }
         };
-        let have = run.finish().await;
+        let (have, why) = run.finish().await;
         if self.halt.is_cancelled() {
             return Relayed::default();
         }
-        let relayed = self.served(&tree, cargo, &streamed, &have).await;
+        let relayed = self.served(&tree, cargo, &streamed, (&have, &why));
         let from_here: u64 = relayed.served.values().flatten().sum();
         let mut said = format!(
             "relay: {} of {} host(s) got the {} from another host; {} sent from here for the {} it served",
@@ -195,17 +199,18 @@ impl Wave<'_> {
 
     /// The hosts of `tree` the relay served (each holds the release,
     /// verified, and a relayed one got it from its parent), with the
-    /// bytes sent from here to each: a seed what its stream took, every
-    /// host of a whole release its manifest. The others are said; what
-    /// was sent to a seed among them is kept as `spent`.
-    async fn served(
+    /// bytes sent from here to each: a seed what its stream took (the
+    /// manifest and the archive, or the delta), a relayed host none. The
+    /// others are said; what was sent to a seed among them is kept as
+    /// `spent`.
+    fn served(
         &self,
         tree: &Tree,
         cargo: &Cargo,
         streamed: &Streamed,
-        have: &HashSet<usize>,
+        (have, hop_said): (&HashSet<usize>, &HashMap<usize, String>),
     ) -> Relayed {
-        let (ctx, artifact) = (self.ctx, self.artifact);
+        let ctx = self.ctx;
         let mut relayed = Relayed::default();
         for i in tree.hosts() {
             let node = &self.nodes[i];
@@ -216,8 +221,13 @@ impl Wave<'_> {
                 if took > 0 {
                     relayed.spent.insert(i, took);
                 }
+                // What the hop's client said, when it said anything.
+                let via = via.map(|by| match hop_said.get(&i) {
+                    Some(said) => format!("{by} ({said})"),
+                    None => by,
+                });
                 let why = match (cargo, &via) {
-                    (Cargo::Whole, by) => format!(
+                    (Cargo::Whole(_), by) => format!(
                         "did not get the release whole from {}; sending it from here",
                         by.as_deref().unwrap_or("the relay")
                     ),
@@ -227,19 +237,17 @@ impl Wave<'_> {
                 ctx.message(Level::Warn, Some(node.name()), why);
                 continue;
             }
-            // A delta's receive records the manifest itself.
-            let sent = took
-                + match cargo {
-                    Cargo::Whole => record_manifest(ctx, node, artifact, self.id).await,
-                    Cargo::Delta(_) => 0,
-                };
+            // Each host's receive recorded the manifest it got with the
+            // release (a whole one's at the stream's head): nothing more
+            // goes from here.
+            let sent = took;
             if let Some(via) = via {
                 ctx.emit(Event::Relayed {
                     host: node.name().to_string(),
                     via: via.clone(),
                 });
                 let what = match cargo {
-                    Cargo::Whole => format!("got the release from {via}, verified on this host"),
+                    Cargo::Whole(_) => format!("got the release from {via}, verified on this host"),
                     Cargo::Delta(_) => format!(
                         "made the release from the delta relayed by {via}, verified on this host"
                     ),

@@ -166,6 +166,17 @@ impl Input {
         ))
     }
 
+    /// `head`'s bytes, then these: one stream (a relayed release's
+    /// manifest before its archive).
+    pub fn after(self, head: Bytes) -> Input {
+        use futures_util::StreamExt;
+        let head = Input::bytes(head);
+        Input {
+            len: head.len + self.len,
+            chunks: Box::pin(head.chunks.chain(self.chunks)),
+        }
+    }
+
     /// The chunks, each passed to `seen` on its way (progress, counting).
     pub fn inspect(self, mut seen: impl FnMut(&Bytes) + Send + 'static) -> Input {
         use futures_util::StreamExt;

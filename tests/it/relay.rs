@@ -98,15 +98,35 @@ fn seven_hosts_with_fanout_two_get_the_release_from_each_other() {
     assert!(said(
         "relay: 5 of 5 host(s) got the release from another host;"
     ));
+    // What left this machine is the seeds' streams (the manifest, then
+    // the artifact), one each: no manifest went from here to a relayed
+    // host, which took it off its parent's stream.
+    let seeds: Vec<String> = hosts(7)
+        .into_iter()
+        .filter(|h| by.iter().all(|(host, _)| host != h))
+        .collect();
+    for (host, _) in &by {
+        assert_eq!(sent_to(&events, host), 0, "{host}: nothing from here");
+    }
+    let stream = sent_to(&events, &seeds[0]);
+    assert_eq!(sent_to(&events, &seeds[1]), stream, "the same stream");
+    assert!(stream > BIG as u64, "{stream}: the artifact went");
     let sent = sent_from_here(&events, 7);
+    assert_eq!(sent, 2 * stream, "one stream per seed");
     assert!(
         sent < 3 * BIG as u64,
         "{sent} bytes left this machine for 7 hosts of a {BIG}-byte artifact"
     );
-    assert!(sent > BIG as u64, "{sent}: the seeds got it from here");
+    let id = f.current("web1").unwrap();
+    let manifest = |host: &str| {
+        std::fs::read(f.deploy_path(host).join(".hoist/manifests").join(&id))
+            .unwrap_or_else(|e| panic!("{host}: no manifest recorded: {e}"))
+    };
     for host in hosts(7) {
-        assert!(f.switched_to(&host, &f.current("web1").unwrap()), "{host}");
+        assert!(f.switched_to(&host, &id), "{host}");
+        assert_eq!(manifest(&host), manifest(&seeds[0]), "{host}");
     }
+    assert!(manifest("web1").starts_with(b"hoist-manifest 1\n"));
     assert_every_host_exact(&f);
     assert_nothing_left(&f, 7);
 }
@@ -207,6 +227,11 @@ fn hosts_whose_host_key_is_not_the_pinned_one_are_served_from_here() {
     let calls = std::fs::read_to_string(log.path().join("calls")).unwrap();
     assert!(calls.contains("relay "), "relays were tried: {calls}");
     assert!(calls.contains("rewrote"), "with another host key: {calls}");
+    // Each warning says why, in the relay's ssh's words.
+    assert!(
+        warned_why(&events, "Host key verification failed."),
+        "{events:#?}"
+    );
     assert_every_host_exact(&f);
     assert_nothing_left(&f, 5);
 }
@@ -227,8 +252,30 @@ fn a_relay_cut_off_mid_stream_leaves_its_subtree_to_hoist() {
     assert!(by.len() < 5, "a subtree fell back: {by:?}");
     assert!(!by.is_empty(), "the rest was relayed: {by:?}");
     assert!(said(&events, None, "did not get the release whole"));
+    // The child's receive refused the cut stream; its relay's ssh
+    // passed on what it said.
+    assert!(warned_why(&events, "checksum mismatch"), "{events:#?}");
     assert_every_host_exact(&f);
     assert_nothing_left(&f, 7);
+}
+
+/// Whether a host's warning that it did not get the release from its
+/// relay says why, with `text` in its relay's ssh's last words:
+/// `did not get the release whole from web1 (web1's ssh: …); sending it
+/// from here`.
+fn warned_why(events: &[serde_json::Value], text: &str) -> bool {
+    events.iter().any(|e| {
+        e["event"] == "message"
+            && e["text"].as_str().is_some_and(|t| {
+                let Some(rest) = t.strip_prefix("did not get the release whole from web") else {
+                    return false;
+                };
+                let Some((_, why)) = rest.split_once("'s ssh: ") else {
+                    return false;
+                };
+                why.contains(text) && why.ends_with("); sending it from here")
+            })
+    })
 }
 
 #[test]
@@ -337,7 +384,7 @@ fn uploads_ahead_of_a_wave_go_through_the_relay() {
     let sent = sent_from_here(&events, 6);
     assert!(
         sent < 4 * BIG as u64,
-        "{sent} bytes left this machine: the canary's and two seeds' artifacts, and manifests"
+        "{sent} bytes left this machine: the canary's artifact and manifest, and two seeds' streams"
     );
     for host in hosts(6) {
         assert!(f.switched_to(&host, &f.current("web1").unwrap()), "{host}");

@@ -94,8 +94,9 @@ pub(crate) const FUNCTION: &str = r#"hoist_dbclient() {
 /// The line that passes the stream of fifo `$P.c<n>` on to `child`.
 pub(crate) fn child_line(n: usize, child: &Child) -> String {
     format!(
-        "{{ hoist_dbclient {alias} {port} {user} {address}; cat > /dev/null; }} < \"$P.c{n}\" > /dev/null 2>&1 &\n",
+        "{{ hoist_dbclient {alias} {port} {user} {address} 2>&1 > /dev/null | {keep}; cat > /dev/null; }} < \"$P.c{n}\" > /dev/null 2>&1 &\n",
         alias = q(&child.alias),
+        keep = super::script::keep_last_words(&child.alias),
         port = child.port,
         user = q(&child.user),
         address = q(&child.address),

@@ -17,19 +17,41 @@ use super::tree::Tree;
 use crate::artifact::Artifact;
 use crate::config::HostTransport;
 use crate::engine::Context;
+use crate::engine::Failure;
 use crate::engine::fleet::Node;
+use crate::engine::layout::WholeHop;
 use crate::engine::layout_release::DeltaHop;
 use crate::engine::upload::{self, Payload};
 use crate::release::ReleaseId;
 use crate::report::{Level, Phase};
-use crate::transport::Input;
+use crate::transport::{Input, Output};
 
 /// What a relay tree passes on.
 pub(crate) enum Cargo {
-    /// The whole artifact, checked against its sha256 on every host.
-    Whole,
+    /// The whole artifact, checked against its sha256 on every host,
+    /// after its manifest when hoist has one.
+    Whole(Option<Manifest>),
     /// One delta, the same bytes for every host of the tree.
     Delta(DeltaCargo),
+}
+
+/// The release's manifest, gzipped as a host records it, at the head of
+/// a whole artifact's stream: every host checks it against `sha` and
+/// keeps it with the release, so none gets it from here but a seed.
+pub(crate) struct Manifest {
+    pub gz: bytes::Bytes,
+    /// The sha256 of `gz`.
+    pub sha: String,
+}
+
+impl Manifest {
+    /// The artifact's manifest, when it has one.
+    pub(crate) fn of(artifact: &Artifact) -> Option<Manifest> {
+        use sha2::{Digest, Sha256};
+        let gz = artifact.manifest_gz()?;
+        let sha = hex::encode(Sha256::digest(&gz[..]));
+        Some(Manifest { gz, sha })
+    }
 }
 
 /// A delta every host of a tree can apply: their bases hold the same
@@ -59,7 +81,7 @@ impl Cargo {
     /// What the messages call it.
     pub(super) fn noun(&self) -> &'static str {
         match self {
-            Cargo::Whole => "release",
+            Cargo::Whole(_) => "release",
             Cargo::Delta(_) => "delta",
         }
     }
@@ -116,13 +138,18 @@ impl Hop<'_> {
         let (a, layout, token) = (self.artifact, &self.nodes[i].layout, self.token());
         let part = format!("{token}.relay");
         match self.cargo {
-            Cargo::Whole => layout.receive_fanning(
+            Cargo::Whole(manifest) => layout.receive_fanning(
                 self.id,
                 &part,
                 a.packing,
                 &a.transfer_sha,
                 &a.content_sha,
-                (!children.is_empty()).then_some((fan.0.as_str(), fan.1.as_str())),
+                Some(WholeHop {
+                    manifest: manifest
+                        .as_ref()
+                        .map(|m| (m.gz.len() as u64, m.sha.as_str())),
+                    fan: (!children.is_empty()).then_some((fan.0.as_str(), fan.1.as_str())),
+                }),
             ),
             Cargo::Delta(d) => layout.receive_delta_fanning(
                 &d.bases[&i],
@@ -183,21 +210,12 @@ impl Hop<'_> {
                 Client::Dbclient => Input::bytes(k.dropbear.clone()),
             });
             async move {
-                match node.run(&prepare.script(&node.layout), stdin).await {
+                let out = node.run(&prepare.script(&node.layout), stdin).await;
+                match &out {
                     Ok(o) if o.success() && o.stdout_str().trim() == "unnamable" => {
                         self.ctx.message(Level::Warn, Some(node.name()), "its deploy path cannot be named in a forced command (a quote, backslash or blank in it): not relayed to");
                     }
-                    Ok(o) if o.success() => {}
-                    Ok(o) => self.ctx.message(
-                        Level::Warn,
-                        Some(node.name()),
-                        format!("could not be set up for the relay: {}", o.stderr_str().trim()),
-                    ),
-                    Err(e) => self.ctx.message(
-                        Level::Warn,
-                        Some(node.name()),
-                        format!("could not be set up for the relay: {e}"),
-                    ),
+                    _ => self.unless_ran(node, &out, "could not be set up for the relay"),
                 }
             }
         }))
@@ -214,8 +232,11 @@ impl Hop<'_> {
         let ended = join_all(self.tree.seeds.iter().map(|&i| async move {
             let node = &self.nodes[i];
             let input = match self.cargo {
-                Cargo::Whole => match self.artifact.input() {
-                    Ok(input) => input,
+                Cargo::Whole(manifest) => match self.artifact.input() {
+                    Ok(input) => match manifest {
+                        Some(m) => input.after(m.gz.clone()),
+                        None => input,
+                    },
                     Err(e) => return (i, 0, Err(e.to_string())),
                 },
                 Cargo::Delta(d) => Input::bytes(d.bytes.clone()),
@@ -255,38 +276,60 @@ impl Hop<'_> {
         streamed
     }
 
+    /// Warns `doing: why` for `node` unless `out` is a script that
+    /// succeeded (`why` its stderr, or how the command failed).
+    fn unless_ran(&self, node: &Node, out: &Result<Output, Failure>, doing: &str) {
+        let why = match out {
+            Ok(o) if o.success() => return,
+            Ok(o) => o.stderr_str().trim().to_string(),
+            Err(e) => e.to_string(),
+        };
+        self.ctx
+            .message(Level::Warn, Some(node.name()), format!("{doing}: {why}"));
+    }
+
     /// Removes the run's key, scripts and authorized_keys lines from every
-    /// host of the tree; returns the hosts that hold the release, verified.
-    pub(super) async fn finish(&self) -> HashSet<usize> {
+    /// host of the tree; returns the hosts that hold the release,
+    /// verified, and why each hop that said anything ended so, by the
+    /// child it fed: `web1's ssh: …` (the relaying host's client's last
+    /// lines).
+    pub(super) async fn finish(&self) -> (HashSet<usize>, HashMap<usize, String>) {
         let (id, sha) = (&self.id.to_string(), &self.artifact.content_sha);
         let hosts = self.tree.hosts();
         let ended = join_all(hosts.iter().map(|&i| async move {
             let node = &self.nodes[i];
             let script = script::finish(&node.layout, self.token(), id, sha);
             let out = node.run(&script, None).await;
-            match &out {
-                Ok(o) if o.success() => {}
-                Ok(o) => self.ctx.message(
-                    Level::Warn,
-                    Some(node.name()),
-                    format!(
-                        "could not remove the relay's key or authorized_keys line (the next run does): {}",
-                        o.stderr_str().trim()
-                    ),
-                ),
-                Err(e) => self.ctx.message(
-                    Level::Warn,
-                    Some(node.name()),
-                    format!("could not remove the relay's key or authorized_keys line (the next run does): {e}"),
-                ),
-            }
-            (i, out.is_ok_and(|o| o.success() && o.stdout_str().trim() == "have"))
+            self.unless_ran(
+                node,
+                &out,
+                "could not remove the relay's key or authorized_keys line (the next run does)",
+            );
+            let finished = match &out {
+                Ok(o) => script::Finished::parse(&o.stdout),
+                Err(_) => script::Finished::default(),
+            };
+            let ok = out.is_ok_and(|o| o.success());
+            (i, ok && finished.have, finished.last_words)
         }))
         .await;
-        ended
-            .into_iter()
-            .filter(|(_, have)| *have)
-            .map(|(i, _)| i)
-            .collect()
+        let mut have = HashSet::new();
+        let mut why = HashMap::new();
+        for (i, holds, last_words) in ended {
+            if holds {
+                have.insert(i);
+            }
+            let client = match self.client(i) {
+                Client::Ssh => "ssh",
+                Client::Dbclient => "dbclient",
+            };
+            for (alias, said) in last_words {
+                let child = self.tree.children.get(&i).into_iter().flatten();
+                if let Some(&c) = child.into_iter().find(|&&c| super::alias(c) == alias) {
+                    why.insert(c, format!("{}'s {client}: {said}", self.nodes[i].name()));
+                }
+            }
+        }
+        (have, why)
     }
 }

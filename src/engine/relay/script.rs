@@ -11,7 +11,7 @@
 pub(crate) use super::child::Child;
 use super::dropbear;
 use crate::engine::layout::relay_files::UNLIST_FN;
-use crate::engine::layout::{Layout, ReceiveStep, q};
+use crate::engine::layout::{Layout, ReceiveStep, SPLIT_TOOL, q};
 
 /// The shell word for `relay.authorized_keys` on a host: `~/` is under
 /// `$HOME`, a relative path under `deploy_to`.
@@ -26,8 +26,19 @@ fn authorized_keys(path: &str) -> String {
 }
 
 /// Which SSH client the host has: `ssh` (OpenSSH's, preferred), `dbclient`
-/// (dropbear's) or `none`.
-pub(crate) const HAS_CLIENT: &str = "if command -v ssh >/dev/null 2>&1; then echo ssh; elif command -v dbclient >/dev/null 2>&1; then echo dbclient; else echo none; fi";
+/// (dropbear's) or `none`; then, on the same line, `split` when it has
+/// what a whole artifact's receive splits the manifest off with
+/// ([`SPLIT_TOOL`]).
+pub(crate) fn has_client() -> String {
+    format!(
+        "if command -v ssh >/dev/null 2>&1; then c=ssh; elif command -v dbclient >/dev/null 2>&1; then c=dbclient; else c=none; fi\nif command -v {SPLIT_TOOL} >/dev/null 2>&1; then echo \"$c split\"; else echo \"$c\"; fi"
+    )
+}
+
+/// Whether [`has_client`]'s answer says the host can split a manifest off.
+pub(crate) fn splits(answer: &str) -> bool {
+    answer.split_whitespace().nth(1) == Some("split")
+}
 
 /// The SSH client a relaying host passes the stream on with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,9 +50,9 @@ pub(crate) enum Client {
 }
 
 impl Client {
-    /// The client [`HAS_CLIENT`] printed, if any.
+    /// The client [`has_client`] printed, if any.
     pub(crate) fn from_answer(answer: &str) -> Option<Client> {
-        match answer.trim() {
+        match answer.split_whitespace().next().unwrap_or_default() {
             "ssh" => Some(Client::Ssh),
             "dbclient" => Some(Client::Dbclient),
             _ => None,
@@ -107,23 +118,71 @@ echo listed
     }
 }
 
-/// After the stream: the host's line and files of run `token` removed,
-/// and whether it holds release `id` of content `content_sha`, verified
-/// (`have` or `missing`).
+/// After the stream: whether the host holds release `id` of content
+/// `content_sha`, verified (`have` or `missing`), then the last words of
+/// each of its hop clients that said any (`hop <alias> <bytes>` and the
+/// bytes), then the host's line and files of run `token` removed. See
+/// [`Finished::parse`].
 pub(crate) fn finish(layout: &Layout, token: &str, id: &str, content_sha: &str) -> String {
     format!(
         r#"{head}
 {UNLIST_FN}
 X="$H/relay/"{token}
+if [ -d "$D/releases/"{id} ] && [ "$(cat "$H/sums/"{id} 2>/dev/null)" = {sha} ]; then echo have; else echo missing; fi
+for f in "$X"/hoist-relay-*.err; do
+  [ -s "$f" ] || continue
+  n=${{f##*/}}; printf 'hop %s %s\n' "${{n%.err}}" "$(wc -c < "$f")"; cat "$f"
+done
 if [ -f "$X/ak" ]; then hoist_relay_unlist "$(cat "$X/ak")" {token} || exit 1; fi
 rm -rf "$X" && {{ rmdir "$H/relay" 2>/dev/null; true; }} || exit 1
-if [ -d "$D/releases/"{id} ] && [ "$(cat "$H/sums/"{id} 2>/dev/null)" = {sha} ]; then echo have; else echo missing; fi
 "#,
         head = layout.head(),
         token = q(token),
         id = q(id),
         sha = q(content_sha),
     )
+}
+
+/// What a host answered to [`finish`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Finished {
+    /// It holds the release, verified.
+    pub have: bool,
+    /// Each hop client's last lines, by the child's alias: cleaned of
+    /// control characters, at most three lines, joined with `; `.
+    pub last_words: Vec<(String, String)>,
+}
+
+impl Finished {
+    pub(crate) fn parse(stdout: &[u8]) -> Finished {
+        let mut lines = stdout.splitn(2, |&b| b == b'\n');
+        let have = lines.next() == Some(b"have");
+        let mut rest = lines.next().unwrap_or_default();
+        let mut last_words = Vec::new();
+        while let Some(at) = rest.iter().position(|&b| b == b'\n') {
+            let head = String::from_utf8_lossy(&rest[..at]).into_owned();
+            let mut words = head.split_whitespace();
+            let (Some("hop"), Some(alias), Some(len)) = (words.next(), words.next(), words.next())
+            else {
+                break;
+            };
+            let Ok(len) = len.parse::<usize>() else { break };
+            let body = &rest[at + 1..];
+            let said = &body[..len.min(body.len())];
+            rest = &body[said.len()..];
+            let text = crate::report::style::clean(&String::from_utf8_lossy(said));
+            let lines: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            let last = lines[lines.len().saturating_sub(3)..].join("; ");
+            if !last.is_empty() {
+                last_words.push((alias.to_string(), last));
+            }
+        }
+        Finished { have, last_words }
+    }
 }
 
 /// What a relay's `ssh` offers first, for a hop's CPU on the relaying
@@ -174,10 +233,11 @@ pub(crate) fn fan_out(token: &str, client: Client, children: &[Child]) -> (Strin
         }
         setup += &format!(
             r#"mkfifo "$P.c{n}" || exit {write}
-{{ cat | ssh -F /dev/null -T -i "$X/key" -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile="$X/known_hosts" -o GlobalKnownHostsFile=/dev/null -o HostKeyAlias={alias} -o StrictHostKeyChecking=yes -o BatchMode=yes -c "$HC" "$HK" -o ForwardAgent=no -o ForwardX11=no -o ClearAllForwardings=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o LogLevel=ERROR -p {port} -l {user} {address} hoist-relay; cat > /dev/null; }} < "$P.c{n}" > /dev/null 2>&1 &
+{{ cat | ssh -F /dev/null -T -i "$X/key" -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile="$X/known_hosts" -o GlobalKnownHostsFile=/dev/null -o HostKeyAlias={alias} -o StrictHostKeyChecking=yes -o BatchMode=yes -c "$HC" "$HK" -o ForwardAgent=no -o ForwardX11=no -o ClearAllForwardings=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o LogLevel=ERROR -p {port} -l {user} {address} hoist-relay 2>&1 > /dev/null | {keep}; cat > /dev/null; }} < "$P.c{n}" > /dev/null 2>&1 &
 K="$K $!"
 "#,
             alias = q(&c.alias),
+            keep = keep_last_words(&c.alias),
             port = c.port,
             user = q(&c.user),
             address = q(&c.address),
@@ -185,6 +245,18 @@ K="$K $!"
         );
     }
     (setup, fifos)
+}
+
+/// The most of a hop client's stderr a relaying host keeps: its last
+/// lines say why the hop failed ([`Finished`]).
+const LAST_WORDS: usize = 500;
+
+/// What a hop client's stderr is piped into: its last [`LAST_WORDS`]
+/// bytes (`tail -c`: bounded however much a child sends) kept in the
+/// run's directory as `<alias>.err`, which the relay's end reads back
+/// and removes.
+pub(crate) fn keep_last_words(alias: &str) -> String {
+    format!("tail -c {LAST_WORDS} > \"$X/\"{}.err", q(alias))
 }
 
 /// The lines that write a relay's known hosts: for `ssh` one file of
@@ -219,8 +291,8 @@ fn known_hosts(client: Client, children: &[Pinned]) -> String {
 mod tests {
     use super::*;
 
-    /// What [`HAS_CLIENT`] answers with only `names` on the PATH.
-    fn answer(names: &[&str]) -> Option<Client> {
+    /// What [`has_client`] answers with only `names` on the PATH.
+    fn asked(names: &[&str]) -> String {
         let dir = tempfile::tempdir().unwrap();
         for name in names {
             let path = dir.path().join(name);
@@ -230,11 +302,15 @@ mod tests {
         }
         let out = std::process::Command::new("/bin/sh")
             .arg("-c")
-            .arg(HAS_CLIENT)
+            .arg(has_client())
             .env("PATH", dir.path())
             .output()
             .unwrap();
-        Client::from_answer(&String::from_utf8_lossy(&out.stdout))
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn answer(names: &[&str]) -> Option<Client> {
+        Client::from_answer(&asked(names))
     }
 
     #[test]
@@ -243,5 +319,73 @@ mod tests {
         assert_eq!(answer(&["ssh"]), Some(Client::Ssh));
         assert_eq!(answer(&["dbclient"]), Some(Client::Dbclient));
         assert_eq!(answer(&["scp"]), None);
+        assert_eq!(answer(&["ssh", "dd"]), Some(Client::Ssh));
+    }
+
+    /// A host without `dd` cannot take a whole artifact's manifest off
+    /// the stream: the relay leaves it out (it is served from here).
+    #[test]
+    fn a_host_splits_the_manifest_off_only_with_dd() {
+        assert!(splits(&asked(&["ssh", "dd"])));
+        assert!(splits(&asked(&["dd"])));
+        assert!(!splits(&asked(&["ssh"])));
+        assert!(!splits(&asked(&["dbclient"])));
+    }
+
+    /// A hop client's stderr is kept to its last bytes however much it
+    /// says, and the relay's end reads back its last lines, cleaned,
+    /// before it removes the run's directory: under sh and busybox.
+    #[test]
+    fn a_hop_s_last_words_are_kept_bounded_and_read_back_clean() {
+        let id = "20260102T000000Z-bbbbbbbb";
+        for shell in crate::host_shells::shells() {
+            let base = tempfile::tempdir().unwrap();
+            let layout = Layout::new(base.path().join("app").to_str().unwrap());
+            let x = base.path().join("app/.hoist/relay/tok");
+            std::fs::create_dir_all(&x).unwrap();
+            let noise = "x".repeat(2000);
+            let said = format!(
+                "set -u; X={x}\n{{ printf '%s\\n' {noise} one two; printf 'three \\033[31mred\\033[0m\\n'; printf 'Connection closed by 127.0.0.1 port 1234\\r\\n'; }} | {keep}\n",
+                x = q(x.to_str().unwrap()),
+                keep = keep_last_words("hoist-relay-3"),
+            );
+            let ran = shell.run(base.path(), &said, b"");
+            assert_eq!(ran.code, 0, "{}: {}", shell.name, ran.stderr);
+            let kept = std::fs::read(x.join("hoist-relay-3.err")).unwrap();
+            assert_eq!(kept.len(), LAST_WORDS, "{}", shell.name);
+            let ran = shell.run(base.path(), &finish(&layout, "tok", id, "c0ffee"), b"");
+            assert_eq!(ran.code, 0, "{}: {}", shell.name, ran.stderr);
+            assert_eq!(
+                Finished::parse(&ran.stdout),
+                Finished {
+                    have: false,
+                    last_words: vec![(
+                        "hoist-relay-3".to_string(),
+                        "two; three red; Connection closed by 127.0.0.1 port 1234".to_string()
+                    )],
+                },
+                "{}",
+                shell.name
+            );
+            assert!(!x.exists(), "{}", shell.name);
+        }
+    }
+
+    #[test]
+    fn a_finish_answer_without_last_words_or_cut_short_still_parses() {
+        assert_eq!(
+            Finished::parse(b"have\n"),
+            Finished {
+                have: true,
+                last_words: vec![]
+            }
+        );
+        let cut = Finished::parse(b"missing\nhop hoist-relay-1 40\nshort");
+        assert!(!cut.have);
+        assert_eq!(
+            cut.last_words,
+            vec![("hoist-relay-1".into(), "short".into())]
+        );
+        assert_eq!(Finished::parse(b"junk"), Finished::default());
     }
 }

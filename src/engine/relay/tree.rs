@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 /// The most hosts hoist feeds itself: the bytes leaving this machine stay
-/// this many times the artifact (and the manifests), however large the
+/// this many times the artifact and its manifest, however large the
 /// wave. Two: a seed that fails leaves half the wave to fall back on
 /// hoist, and each seed's stream gets half the uplink.
 pub(crate) const MAX_SEEDS: usize = 2;
