@@ -287,10 +287,7 @@ async fn a_command_timeout_on_a_stalled_upload_is_reported_at_the_timeout() {
     let (errors, took) = uploads_cut_midway(&host, timeout, move || freeze.cancel()).await;
     let timed_out = |e: &TransportError| matches!(e, TransportError::Timeout { .. });
     assert!(errors.iter().all(timed_out), "{errors:?}");
-    assert!(
-        took < timeout + Duration::from_secs(1),
-        "reported after {took:?}"
-    );
+    assert!(took < timeout + SLACK, "reported after {took:?}");
     // The follow-up command gets its own timeout, once.
     let started = Instant::now();
     let next = host.exec("true", None, timeout);
@@ -303,10 +300,7 @@ async fn a_command_timeout_on_a_stalled_upload_is_reported_at_the_timeout() {
     // after the first timeout, also 2s) fall at the same moment: either
     // may come first, and both end it in time.
     assert!(timed_out(&err) || is_disconnected(&err), "{err}");
-    assert!(
-        took < timeout + Duration::from_secs(1),
-        "reported after {took:?}"
-    );
+    assert!(took < timeout + SLACK, "reported after {took:?}");
     // The session is stuck on the dead link: close gives up on it.
     assert_closes_promptly(&host).await;
     let err = host.exec("true", None, timeout).await.unwrap_err();
