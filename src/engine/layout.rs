@@ -3,6 +3,7 @@
 
 mod evidence;
 mod lock;
+mod mark;
 mod probe;
 pub(crate) mod relay_files;
 mod relayed;
@@ -10,7 +11,8 @@ mod relayed;
 pub(crate) use lock::LOCK_FNS;
 use lock::still_held;
 pub use lock::{LOCK_LOST, LockAnswer, LockInfo, LockState, UnlockAnswer};
-pub use probe::{Mark, PROBE_MAX, Probe};
+pub use mark::Mark;
+pub use probe::{PROBE_MAX, Probe};
 pub(crate) use relayed::{SPLIT_TOOL, WholeHop};
 
 pub use crate::artifact::Packing;

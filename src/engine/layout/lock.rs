@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::probe::{Mark, mark_lines};
+use super::mark::{Mark, mark_lines};
 use super::{Layout, append_journal, q};
 
 impl Layout {

@@ -96,7 +96,7 @@ pub(crate) fn child_line(n: usize, child: &Child) -> String {
     format!(
         "{{ hoist_dbclient {alias} {port} {user} {address} 2>&1 > /dev/null | {keep}; cat > /dev/null; }} < \"$P.c{n}\" > /dev/null 2>&1 &\n",
         alias = q(&child.alias),
-        keep = super::script::keep_last_words(&child.alias),
+        keep = super::child::keep_last_words(&child.alias),
         port = child.port,
         user = q(&child.user),
         address = q(&child.address),

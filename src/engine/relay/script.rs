@@ -9,6 +9,7 @@
 //! A run's line in authorized_keys ends with `hoist-relay <token>`.
 
 pub(crate) use super::child::Child;
+use super::child::keep_last_words;
 use super::dropbear;
 use crate::engine::layout::relay_files::UNLIST_FN;
 use crate::engine::layout::{Layout, ReceiveStep, SPLIT_TOOL, q};
@@ -247,18 +248,6 @@ K="$K $!"
     (setup, fifos)
 }
 
-/// The most of a hop client's stderr a relaying host keeps: its last
-/// lines say why the hop failed ([`Finished`]).
-const LAST_WORDS: usize = 500;
-
-/// What a hop client's stderr is piped into: its last [`LAST_WORDS`]
-/// bytes (`tail -c`: bounded however much a child sends) kept in the
-/// run's directory as `<alias>.err`, which the relay's end reads back
-/// and removes.
-pub(crate) fn keep_last_words(alias: &str) -> String {
-    format!("tail -c {LAST_WORDS} > \"$X/\"{}.err", q(alias))
-}
-
 /// The lines that write a relay's known hosts: for `ssh` one file of
 /// `alias key` lines (`HostKeyAlias`), for `dbclient` one home per child
 /// ([`dropbear::known_hosts`]).
@@ -352,7 +341,12 @@ mod tests {
             let ran = shell.run(base.path(), &said, b"");
             assert_eq!(ran.code, 0, "{}: {}", shell.name, ran.stderr);
             let kept = std::fs::read(x.join("hoist-relay-3.err")).unwrap();
-            assert_eq!(kept.len(), LAST_WORDS, "{}", shell.name);
+            assert_eq!(
+                kept.len(),
+                super::super::child::LAST_WORDS,
+                "{}",
+                shell.name
+            );
             let ran = shell.run(base.path(), &finish(&layout, "tok", id, "c0ffee"), b"");
             assert_eq!(ran.code, 0, "{}: {}", shell.name, ran.stderr);
             assert_eq!(
