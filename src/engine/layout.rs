@@ -200,30 +200,21 @@ impl Layout {
         };
         let hop = hop.unwrap_or_default();
         let fifos = hop.fan.map_or("", |(_, fifos)| fifos);
+        // The archive's hashed unpack; it passes the stream on itself
+        // unless the manifest's split, ahead of it, does.
+        let unpack = |fifos: &str| {
+            hashed_unpack(
+                "$P.d",
+                flags,
+                fifos,
+                ("upload", transfer_sha),
+                ReceiveStep::Unpack.code(),
+            )
+        };
         let (unpacked, (split, dir), keep) = match hop.manifest {
-            None => (
-                hashed_unpack(
-                    "$P.d",
-                    flags,
-                    fifos,
-                    ("upload", transfer_sha),
-                    ReceiveStep::Unpack.code(),
-                ),
-                ("", ""),
-                String::new(),
-            ),
+            None => (unpack(fifos), ("", ""), String::new()),
             Some(manifest) => (
-                relayed::manifest_first(
-                    manifest,
-                    fifos,
-                    &hashed_unpack(
-                        "$P.d",
-                        flags,
-                        "",
-                        ("upload", transfer_sha),
-                        ReceiveStep::Unpack.code(),
-                    ),
-                ),
+                relayed::manifest_first(manifest, fifos, &unpack("")),
                 (relayed::SPLIT_FILES, relayed::SPLIT_DIR),
                 relayed::keep_manifest(id.as_str()),
             ),

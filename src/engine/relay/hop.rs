@@ -319,10 +319,7 @@ impl Hop<'_> {
             if holds {
                 have.insert(i);
             }
-            let client = match self.client(i) {
-                Client::Ssh => "ssh",
-                Client::Dbclient => "dbclient",
-            };
+            let client = self.client(i).name();
             for (alias, said) in last_words {
                 let child = self.tree.children.get(&i).into_iter().flatten();
                 if let Some(&c) = child.into_iter().find(|&&c| super::alias(c) == alias) {

@@ -51,13 +51,20 @@ pub(crate) enum Client {
 }
 
 impl Client {
+    /// The client's command, as [`has_client`] prints it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Client::Ssh => "ssh",
+            Client::Dbclient => "dbclient",
+        }
+    }
+
     /// The client [`has_client`] printed, if any.
     pub(crate) fn from_answer(answer: &str) -> Option<Client> {
-        match answer.split_whitespace().next().unwrap_or_default() {
-            "ssh" => Some(Client::Ssh),
-            "dbclient" => Some(Client::Dbclient),
-            _ => None,
-        }
+        let word = answer.split_whitespace().next().unwrap_or_default();
+        [Client::Ssh, Client::Dbclient]
+            .into_iter()
+            .find(|c| c.name() == word)
     }
 }
 
